@@ -1,0 +1,3 @@
+package softhsmtests
+
+func printBenchSummary() {}

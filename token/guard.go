@@ -1,0 +1,201 @@
+package token
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward/pkcs11shim"
+)
+
+// MaxPINAttempts is the most consecutive wrong PINs a token may take before
+// Keyward locks it (R-TOK-5). A configured limit may be lower, never higher.
+const MaxPINAttempts = 6
+
+// Errors of the PIN guard. ErrPINLocked and ErrPINIncorrect are the
+// pkcs11shim sentinels, so errors.Is works whichever layer said it.
+var (
+	ErrPINLocked    = pkcs11shim.ErrPINLocked
+	ErrPINIncorrect = pkcs11shim.ErrPINIncorrect
+	ErrBadLimit     = errors.New("token: PIN attempt limit must be between 1 and 6")
+)
+
+// PINState is what the guard keeps per token and user type.
+type PINState struct {
+	Failures    int       `json:"failures"`     // consecutive failed (or in-flight) verifications
+	Locked      bool      `json:"locked"`       // set at the limit, or when the module says locked
+	LockedAt    time.Time `json:"locked_at"`    // when it locked
+	LastFailure time.Time `json:"last_failure"` // when the last wrong PIN was seen
+}
+
+// Event is a recorded PIN-guard event (lock, unlock, PIN change). It never
+// holds a PIN.
+type Event struct {
+	At     time.Time `json:"at"`
+	Token  string    `json:"token"`
+	Kind   string    `json:"kind"` // "locked", "unlocked", "pin-changed"
+	Detail string    `json:"detail,omitempty"`
+}
+
+// CounterStore keeps PIN states durably. Update must have committed to
+// stable storage before it returns: the guard counts an attempt *before*
+// C_Login, so a crash mid-attempt cannot give an attacker a free try.
+// The bbolt implementation is BoltStore; keysvc reuses the interface.
+type CounterStore interface {
+	Get(id string) (PINState, error)
+	Update(id string, fn func(st *PINState) error) error
+	Record(ev Event) error
+	Events(id string) ([]Event, error)
+}
+
+// Guard enforces the lockout (R-TOK-5) in front of every PIN verification
+// Keyward makes, on modules that lock by themselves and on those that don't
+// (SoftHSM 2.6.1 never does).
+//
+// # How it counts
+//
+// For each attempt, under a per-token lock so concurrent attempts are
+// serialised: refuse if locked (without calling C_Login); durably add one
+// failure; call C_Login once; on success reset to zero; on a wrong PIN keep
+// the failure and lock at the limit; on the module's own CKR_PIN_LOCKED lock;
+// on an answer that proves the PIN was never checked (token gone, session
+// closed) take the failure back. The state survives restarts in the store.
+type Guard struct {
+	store CounterStore
+	limit int
+	now   func() time.Time
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+// NewGuard returns a guard with the given limit (0 means MaxPINAttempts).
+func NewGuard(store CounterStore, limit int) (*Guard, error) {
+	if limit == 0 {
+		limit = MaxPINAttempts
+	}
+	if limit < 1 || limit > MaxPINAttempts {
+		return nil, fmt.Errorf("%w (got %d)", ErrBadLimit, limit)
+	}
+	return &Guard{store: store, limit: limit, now: time.Now, locks: map[string]*sync.Mutex{}}, nil
+}
+
+// Limit returns the configured attempt limit.
+func (g *Guard) Limit() int { return g.limit }
+
+func (g *Guard) lockFor(id string) *sync.Mutex {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m, ok := g.locks[id]
+	if !ok {
+		m = new(sync.Mutex)
+		g.locks[id] = m
+	}
+	return m
+}
+
+// State returns the stored state for id.
+func (g *Guard) State(id string) (PINState, error) { return g.store.Get(id) }
+
+// Attempt runs login (exactly one PIN verification) under the guard for
+// the PIN identified by id (see PINID).
+func (g *Guard) Attempt(id string, login func() error) error {
+	l := g.lockFor(id)
+	l.Lock()
+	defer l.Unlock()
+	st, err := g.store.Get(id)
+	if err != nil {
+		return fmt.Errorf("token: PIN guard unavailable, refusing to try the PIN: %w", err)
+	}
+	if st.Locked || st.Failures >= g.limit {
+		return fmt.Errorf("%w: %s after %d failed attempts; a security officer must unlock it", ErrPINLocked, id, st.Failures)
+	}
+	if err := g.store.Update(id, func(s *PINState) error { s.Failures++; return nil }); err != nil {
+		return fmt.Errorf("token: PIN guard cannot record the attempt, refusing to try the PIN: %w", err)
+	}
+	lerr := login()
+	switch {
+	case lerr == nil:
+		return g.store.Update(id, func(s *PINState) error { *s = PINState{}; return nil })
+	case errors.Is(lerr, pkcs11shim.ErrPINLocked):
+		return g.lock(id, "the module reports the PIN locked")
+	case errors.Is(lerr, pkcs11shim.ErrPINIncorrect):
+		var left int
+		err := g.store.Update(id, func(s *PINState) error {
+			s.LastFailure = g.now()
+			if s.Failures >= g.limit {
+				s.Locked, s.LockedAt = true, g.now()
+			}
+			left = g.limit - s.Failures
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if left <= 0 {
+			_ = g.store.Record(Event{At: g.now(), Token: id, Kind: "locked", Detail: fmt.Sprintf("%d consecutive wrong PINs", g.limit)})
+			return fmt.Errorf("%w; %w: %s is now locked", ErrPINIncorrect, ErrPINLocked, id)
+		}
+		return fmt.Errorf("%w: %d attempts left before %s locks", ErrPINIncorrect, left, id)
+	case notVerified(lerr):
+		_ = g.store.Update(id, func(s *PINState) error {
+			if s.Failures > 0 {
+				s.Failures--
+			}
+			return nil
+		})
+		return lerr
+	default: // the PIN may or may not have been checked: the failure stays counted
+		return lerr
+	}
+}
+
+// notVerified reports errors that prove the PIN never reached the token.
+func notVerified(err error) bool {
+	return errors.Is(err, pkcs11shim.ErrTokenNotPresent) || errors.Is(err, pkcs11shim.ErrSessionClosed) ||
+		errors.Is(err, pkcs11shim.ErrPINInvalid) || errors.Is(err, ErrPINSource)
+}
+
+// MarkLocked records that the module itself reports the PIN locked.
+func (g *Guard) MarkLocked(id, why string) error {
+	l := g.lockFor(id)
+	l.Lock()
+	defer l.Unlock()
+	return g.lock(id, why)
+}
+
+func (g *Guard) lock(id, why string) error {
+	if err := g.store.Update(id, func(s *PINState) error {
+		if !s.Locked {
+			s.Locked, s.LockedAt = true, g.now()
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	_ = g.store.Record(Event{At: g.now(), Token: id, Kind: "locked", Detail: why})
+	return fmt.Errorf("%w: %s: %s", ErrPINLocked, id, why)
+}
+
+// Reset clears the state for id after a security officer's unlock and
+// records who did it.
+func (g *Guard) Reset(id, detail string) error {
+	l := g.lockFor(id)
+	l.Lock()
+	defer l.Unlock()
+	if err := g.store.Update(id, func(s *PINState) error { *s = PINState{}; return nil }); err != nil {
+		return err
+	}
+	return g.store.Record(Event{At: g.now(), Token: id, Kind: "unlocked", Detail: detail})
+}
+
+// PINID names the counter of one PIN: the token's manufacturer, model and
+// serial (which survive slot renumbering) and the user type.
+func PINID(ti pkcs11shim.TokenInfo, ut pkcs11shim.UserType) string {
+	who := "user"
+	if ut == pkcs11shim.UserSO {
+		who = "so"
+	}
+	return fmt.Sprintf("%s/%s/%s/%s", ti.Manufacturer, ti.Model, ti.Serial, who)
+}

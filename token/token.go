@@ -1,0 +1,276 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward/pkcs11shim"
+)
+
+// Kind says what sort of token holds the keys. The zero value is invalid.
+type Kind int
+
+const (
+	// KindHSM is a partition of a network or PCIe HSM, logged in once for
+	// the service's lifetime.
+	KindHSM Kind = iota + 1
+	// KindUSBKey is a removable token (USB key, smart card) used by one
+	// person: its private keys carry CKA_ALWAYS_AUTHENTICATE, so every use
+	// asks for the PIN again (CKU_CONTEXT_SPECIFIC), counted by the guard.
+	KindUSBKey
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindHSM:
+		return "hsm"
+	case KindUSBKey:
+		return "usb-key"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Config opens a token. Name the token by URI, or by Label/Serial, or
+// both if they agree; conflicting selectors are refused by name.
+type Config struct {
+	Kind Kind
+	// Module is the PKCS#11 library path; a URI's module-path may give it.
+	Module string
+	// URI is an RFC 7512 URI such as
+	// pkcs11:token=bank?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/pin
+	URI    string
+	Label  string
+	Serial string
+	// PIN is the user PIN's source; a URI's pin-source may give it.
+	PIN PINSource
+	// Guard counts PIN attempts (R-TOK-5). Required.
+	Guard *Guard
+	// MaxSessions and WaitTimeout tune the session pool (see pkcs11shim).
+	MaxSessions int
+	WaitTimeout time.Duration
+	// Logger gets operational events (never PINs). Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Admin is a token opened for administration, without a user login: PIN
+// unlock and change, live information. A locked token can still be opened
+// this way (it is how it gets unlocked).
+type Admin struct {
+	cfg  Config
+	sel  pkcs11shim.Selector
+	mod  *pkcs11shim.Module
+	info pkcs11shim.TokenInfo // identity as found at open (serial is stable)
+	log  *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Token is an open token: a session pool logged in through the PIN guard,
+// plus everything Admin offers.
+type Token struct {
+	*Admin
+	pool *pkcs11shim.Pool
+}
+
+// resolve merges Config and URI into a module path, selector and PIN source.
+func (c Config) resolve() (string, pkcs11shim.Selector, PINSource, error) {
+	sel := pkcs11shim.Selector{Label: c.Label, Serial: c.Serial}
+	module, pin := c.Module, c.PIN
+	if c.URI != "" {
+		u, err := pkcs11shim.ParseURI(c.URI)
+		if err != nil {
+			return "", sel, nil, err
+		}
+		us, err := pkcs11shim.SelectorFromURI(u)
+		if err != nil {
+			return "", sel, nil, err
+		}
+		if sel, err = sel.Merge(us); err != nil {
+			return "", sel, nil, err
+		}
+		if u.ModulePath != "" {
+			if module != "" && module != u.ModulePath {
+				return "", sel, nil, fmt.Errorf("token: conflicting module path: config %q, URI module-path %q", module, u.ModulePath)
+			}
+			module = u.ModulePath
+		}
+		if u.PINSource != "" {
+			if pin != nil {
+				return "", sel, nil, errors.New("token: conflicting PIN sources: both the config and the URI's pin-source give one")
+			}
+			if pin, err = ParsePINSource(u.PINSource); err != nil {
+				return "", sel, nil, err
+			}
+		}
+	}
+	switch {
+	case c.Kind != KindHSM && c.Kind != KindUSBKey:
+		return "", sel, nil, fmt.Errorf("token: kind must be hsm or usb-key")
+	case module == "":
+		return "", sel, nil, errors.New("token: no PKCS#11 module path (config module or URI module-path)")
+	case sel.Label == "" && sel.Serial == "":
+		return "", sel, nil, errors.New("token: name the token by label or serial (slot ids move and are not accepted)")
+	case c.Guard == nil:
+		return "", sel, nil, errors.New("token: a PIN guard is required")
+	}
+	return module, sel, pin, nil
+}
+
+// OpenAdmin loads the module and finds the token, without logging in.
+func OpenAdmin(cfg Config) (*Admin, error) {
+	module, sel, pin, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	cfg.PIN = pin
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	mod, err := pkcs11shim.OpenModule(module)
+	if err != nil {
+		return nil, err
+	}
+	info, err := mod.FindToken(sel)
+	if err != nil {
+		mod.Close()
+		return nil, err
+	}
+	return &Admin{cfg: cfg, sel: pkcs11shim.Selector{Label: info.Label, Serial: info.Serial}, mod: mod, info: info,
+		log: cfg.Logger.With("token", info.Label, "serial", info.Serial)}, nil
+}
+
+// Open loads the module, finds the token and logs in through the guard.
+func Open(ctx context.Context, cfg Config) (*Token, error) {
+	if cfg.PIN == nil && !strings.Contains(cfg.URI, "pin-source=") {
+		return nil, errors.New("token: no user PIN source (file:, env: or prompt)")
+	}
+	a, err := OpenAdmin(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t := &Token{Admin: a}
+	t.pool, err = pkcs11shim.NewPool(ctx, a.mod, pkcs11shim.PoolConfig{
+		Selector:     a.sel,
+		MaxSessions:  cfg.MaxSessions,
+		WaitTimeout:  cfg.WaitTimeout,
+		Authenticate: t.authenticate,
+	})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// userID is the guard counter of the user PIN.
+func (t *Admin) userID() string { return PINID(t.info, pkcs11shim.UserNormal) }
+
+// soID is the guard counter of the SO PIN.
+func (t *Admin) soID() string { return PINID(t.info, pkcs11shim.UserSO) }
+
+// authenticate is the pool's Authenticator: one guarded user login.
+func (t *Token) authenticate(_ context.Context, login pkcs11shim.LoginFunc) error {
+	if ti, err := t.liveInfo(); err == nil && ti.Flags.UserPINLocked {
+		_ = t.cfg.Guard.MarkLocked(t.userID(), "the module reports CKF_USER_PIN_LOCKED")
+		return fmt.Errorf("%w: %s (module flag CKF_USER_PIN_LOCKED)", ErrPINLocked, t.userID())
+	}
+	return t.guarded(t.userID(), func(pin []byte) error { return login(pin) })
+}
+
+// ContextAuth returns the per-operation login for always-authenticate keys
+// (USB keys): the PIN is read from the source each time and counted. It runs
+// inside a lent session, so it makes no other call into the module; a
+// module-side lock shows up as CKR_PIN_LOCKED from the login itself.
+func (t *Token) ContextAuth() pkcs11shim.ContextAuth {
+	return func(login pkcs11shim.LoginFunc) error {
+		return t.guarded(t.userID(), func(pin []byte) error { return login(pin) })
+	}
+}
+
+// guarded reads the PIN from the source and makes one counted attempt.
+func (t *Token) guarded(id string, try func(pin []byte) error) error {
+	return t.cfg.Guard.Attempt(id, func() error {
+		pin, err := t.cfg.PIN.PIN()
+		if err != nil {
+			return err
+		}
+		defer Wipe(pin)
+		err = try(pin)
+		if errors.Is(err, ErrPINIncorrect) {
+			t.log.Warn("wrong user PIN", "counter", id)
+		}
+		return err
+	})
+}
+
+// liveInfo reads the token's flags now (not from the pool's cache).
+func (t *Admin) liveInfo() (pkcs11shim.TokenInfo, error) {
+	return t.mod.FindToken(t.sel)
+}
+
+// Pool returns the session pool for key operations.
+func (t *Token) Pool() *pkcs11shim.Pool { return t.pool }
+
+// Kind returns the token's kind.
+func (t *Admin) Kind() Kind { return t.cfg.Kind }
+
+// Info returns the token's live information (PIN flags decoded).
+func (t *Admin) Info() (pkcs11shim.TokenInfo, error) { return t.liveInfo() }
+
+// PINState returns the guard's state of the user PIN.
+func (t *Admin) PINState() (PINState, error) { return t.cfg.Guard.State(t.userID()) }
+
+// Unlock sets a new user PIN with the security officer's PIN (C_InitPIN)
+// and clears the lockout (R-TOK-5). The SO PIN is itself guarded. The new
+// PIN must pass CheckPIN (R-TOK-4). The unlock is recorded; an open Token
+// logs in again with Relogin once its PIN source yields the new PIN.
+func (t *Admin) Unlock(soPIN, newUserPIN []byte, officer string) error {
+	if err := CheckPIN(newUserPIN, nil); err != nil {
+		return err
+	}
+	err := t.cfg.Guard.Attempt(t.soID(), func() error { return t.mod.InitPIN(t.sel, soPIN, newUserPIN) })
+	if err != nil {
+		return err
+	}
+	if err := t.cfg.Guard.Reset(t.userID(), "user PIN reset by security officer "+officer); err != nil {
+		return err
+	}
+	t.log.Info("user PIN unlocked by security officer", "officer", officer)
+	return nil
+}
+
+// ChangePIN changes the user PIN (C_SetPIN); the old PIN's check is a
+// guarded attempt, and the new PIN must pass CheckPIN (R-TOK-4).
+func (t *Admin) ChangePIN(oldPIN, newPIN []byte) error {
+	if err := CheckPIN(newPIN, oldPIN); err != nil {
+		return err
+	}
+	err := t.cfg.Guard.Attempt(t.userID(), func() error {
+		return t.mod.SetPIN(t.sel, pkcs11shim.UserNormal, oldPIN, newPIN)
+	})
+	if err == nil {
+		_ = t.cfg.Guard.store.Record(Event{At: time.Now(), Token: t.userID(), Kind: "pin-changed"})
+	}
+	return err
+}
+
+// Relogin clears a latched login failure and logs in again (one guarded
+// attempt), e.g. after Unlock and a PIN-source update.
+func (t *Token) Relogin(ctx context.Context) error { return t.pool.Reauthenticate(ctx) }
+
+// Close closes the pool and drops the module reference.
+func (t *Token) Close() error {
+	return errors.Join(t.pool.Close(), t.Admin.Close())
+}
+
+// Close drops the module reference. Calling it again does nothing.
+func (t *Admin) Close() error {
+	t.closeOnce.Do(func() { t.closeErr = t.mod.Close() })
+	return t.closeErr
+}
