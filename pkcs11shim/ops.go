@@ -508,3 +508,42 @@ func (s *Session) ReadValue(k *Key) ([]byte, error) {
 	}
 	return a[0].Value, nil
 }
+
+// RawSigner opens a dedicated session outside the pool and returns a
+// function that does nothing but C_SignInit + C_Sign (CKM_ECDSA, raw r‖s) on
+// it. It is the baseline the benchmarks compare the pool against; close
+// releases the session.
+func (p *Pool) RawSigner(k *Key) (sign func(digest []byte) ([]byte, error), closeFn func(), err error) {
+	if !k.Type.IsEC() {
+		return nil, nil, fmt.Errorf("%w: RawSigner is for EC keys", ErrKeyMismatch)
+	}
+	var h pkcs11.SessionHandle
+	var priv pkcs11.ObjectHandle
+	err = p.mod.call(func(c PKCtx) error {
+		var err error
+		if h, err = c.OpenSession(p.slotID(), pkcs11.CKF_SERIAL_SESSION); err != nil {
+			return wrapErr("C_OpenSession", err)
+		}
+		s := Session{ctx: c, h: h, slot: p.slotID(), gen: p.mod.Generation(), pool: p}
+		priv, _, err = s.handles(k)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)}
+	sign = func(digest []byte) ([]byte, error) {
+		var sig []byte
+		err := p.mod.call(func(c PKCtx) error {
+			if err := c.SignInit(h, mech, priv); err != nil {
+				return wrapErr("C_SignInit", err)
+			}
+			var err error
+			sig, err = c.Sign(h, digest)
+			return wrapErr("C_Sign", err)
+		})
+		return sig, err
+	}
+	closeFn = func() { _ = p.mod.call(func(c PKCtx) error { return c.CloseSession(h) }) }
+	return sign, closeFn, nil
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -206,6 +207,9 @@ func (p *Pool) withSession(ctx context.Context, fn func(s *Session) error) error
 		}
 		return err
 	}
+	if err != nil && !sessionBroken(err) && suspicious(err) {
+		err = p.probe(h, gen, err)
+	}
 	if err != nil && sessionBroken(err) {
 		_ = p.mod.ctx.CloseSession(h)
 		if errors.Is(err, ErrTokenNotPresent) || errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED)) {
@@ -269,6 +273,28 @@ func (p *Pool) give(h pkcs11.SessionHandle, gen uint64) {
 	default:
 		_ = p.mod.ctx.CloseSession(h)
 	}
+}
+
+// suspicious reports errors that may really mean "the token is gone":
+// SoftHSM answers CKR_GENERAL_ERROR, and a missing key may be a missing token.
+func suspicious(err error) bool {
+	code, ok := ckrCode(err)
+	return errors.Is(err, ErrKeyNotFound) || ok && (code == pkcs11.CKR_GENERAL_ERROR || code == pkcs11.CKR_FUNCTION_FAILED)
+}
+
+// probe checks that the token is still in its slot after a suspicious
+// error. If it is, err stands; if not, the pool is marked broken and the
+// caller gets ErrTokenNotPresent. Called under the module read lock.
+func (p *Pool) probe(h pkcs11.SessionHandle, gen uint64, err error) error {
+	ti, perr := p.mod.ctx.GetTokenInfo(p.slotID())
+	if perr == nil && p.cfg.Selector.matches(ti) {
+		return err
+	}
+	if perr == nil {
+		perr = fmt.Errorf("slot %d now holds token %q", p.slotID(), strings.TrimSpace(ti.Label))
+	}
+	p.markBroken(gen, perr)
+	return fmt.Errorf("%w: token %s: %w", ErrTokenNotPresent, p.cfg.Selector, wrapErr("C_GetTokenInfo", perr))
 }
 
 // markBroken records that sessions of generation gen are dead.

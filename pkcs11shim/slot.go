@@ -177,11 +177,11 @@ func (m *Module) Tokens() ([]TokenInfo, error) {
 		}
 		for _, slot := range slots {
 			ti, err := m.tokenInfo(ctx, slot)
-			if errors.Is(err, ErrTokenNotPresent) {
-				continue // removed between the two calls
-			}
 			if err != nil {
-				return err
+				// Removed between the two calls, or broken (SoftHSM answers
+				// CKR_GENERAL_ERROR for a token whose files vanished): one bad
+				// slot must not hide the others.
+				continue
 			}
 			out = append(out, ti)
 		}

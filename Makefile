@@ -1,0 +1,48 @@
+# Keyward. `make run` starts Keyward on the embedded default (a local SoftHSM
+# token and bbolt store it creates under ./var); `make test` runs every test.
+GO       ?= go
+DATA_DIR ?= var
+FUZZTIME ?= 10s
+PKGS      = ./...
+
+.PHONY: all deps build test vet fmt-check fuzz-short fuzz bench run clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+	@$(GO) mod download
+
+build: deps
+	$(GO) build $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet: deps
+	$(GO) vet $(PKGS)
+
+# Every test, under the race detector, including the SoftHSM2 integration
+# tests (softhsm-tests/) and short fuzz runs.
+test: deps fmt-check vet
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) --no-print-directory fuzz-short
+
+fuzz-short:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseURI$$' -fuzztime $(FUZZTIME) ./pkcs11shim
+	$(GO) test -run '^$$' -fuzz '^FuzzECDSADERToRaw$$' -fuzztime $(FUZZTIME) ./pkcs11shim
+
+# Long fuzz runs, for a workstation.
+fuzz:
+	$(MAKE) --no-print-directory fuzz-short FUZZTIME=5m
+
+# Throughput: pool vs raw C_Sign on SoftHSM at 1, 2 and 64 goroutines.
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 3s -count 1 ./softhsm-tests ./pkcs11shim
+
+run: deps
+	$(GO) run ./cmd/keysvc -data-dir $(DATA_DIR)
+
+clean:
+	rm -rf $(DATA_DIR)

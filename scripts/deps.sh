@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what Keyward's build and tests need on Debian/Ubuntu when missing:
+# a C compiler for cgo (miekg/pkcs11), SoftHSM2 (the PKCS#11 module the tests
+# run against) and the openssl CLI (tests verify signatures with it).
+set -euo pipefail
+
+need=()
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+softhsm=""
+for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so; do
+  [ -e "$p" ] && softhsm="$p" && break
+done
+[ -n "$softhsm" ] || need+=(softhsm2)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "deps: missing ${need[*]} and not root (no sudo): install them with apt-get install -y ${need[*]}" >&2
+    exit 1
+  fi
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "deps: missing ${need[*]}; this script knows only apt-get (Debian/Ubuntu)" >&2
+  exit 1
+fi
+echo "deps: installing ${need[*]}" >&2
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
