@@ -3,6 +3,7 @@ package token
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -104,22 +105,33 @@ func (g *Guard) Attempt(id string, login func() error) error {
 	l := g.lockFor(id)
 	l.Lock()
 	defer l.Unlock()
-	st, err := g.store.Get(id)
+	// Check and count in one durable transaction, so that even two guards
+	// sharing a store can never let an attempt past the limit.
+	var locked bool
+	var failures int
+	err := g.store.Update(id, func(s *PINState) error {
+		if s.Locked || s.Failures >= g.limit {
+			locked, failures = true, s.Failures
+			return nil
+		}
+		s.Failures++
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("token: PIN guard unavailable, refusing to try the PIN: %w", err)
-	}
-	if st.Locked || st.Failures >= g.limit {
-		return fmt.Errorf("%w: %s after %d failed attempts; a security officer must unlock it", ErrPINLocked, id, st.Failures)
-	}
-	if err := g.store.Update(id, func(s *PINState) error { s.Failures++; return nil }); err != nil {
 		return fmt.Errorf("token: PIN guard cannot record the attempt, refusing to try the PIN: %w", err)
+	}
+	if locked {
+		return fmt.Errorf("%w: %s after %d failed attempts; a security officer must unlock it", ErrPINLocked, id, failures)
 	}
 	lerr := login()
 	switch {
 	case lerr == nil:
 		return g.store.Update(id, func(s *PINState) error { *s = PINState{}; return nil })
 	case errors.Is(lerr, pkcs11shim.ErrPINLocked):
-		return g.lock(id, "the module reports the PIN locked")
+		if err := g.lock(id, "the module reports the PIN locked"); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %s: the module reports the PIN locked", ErrPINLocked, id)
 	case errors.Is(lerr, pkcs11shim.ErrPINIncorrect):
 		var left int
 		err := g.store.Update(id, func(s *PINState) error {
@@ -136,6 +148,9 @@ func (g *Guard) Attempt(id string, login func() error) error {
 		if left <= 0 {
 			_ = g.store.Record(Event{At: g.now(), Token: id, Kind: "locked", Detail: fmt.Sprintf("%d consecutive wrong PINs", g.limit)})
 			return fmt.Errorf("%w; %w: %s is now locked", ErrPINIncorrect, ErrPINLocked, id)
+		}
+		if left == 1 {
+			return fmt.Errorf("%w: 1 attempt left before %s locks", ErrPINIncorrect, id)
 		}
 		return fmt.Errorf("%w: %d attempts left before %s locks", ErrPINIncorrect, left, id)
 	case notVerified(lerr):
@@ -157,7 +172,8 @@ func notVerified(err error) bool {
 		errors.Is(err, pkcs11shim.ErrPINInvalid) || errors.Is(err, ErrPINSource)
 }
 
-// MarkLocked records that the module itself reports the PIN locked.
+// MarkLocked records that the module itself reports the PIN locked. It
+// returns only a storage error.
 func (g *Guard) MarkLocked(id, why string) error {
 	l := g.lockFor(id)
 	l.Lock()
@@ -174,8 +190,7 @@ func (g *Guard) lock(id, why string) error {
 	}); err != nil {
 		return err
 	}
-	_ = g.store.Record(Event{At: g.now(), Token: id, Kind: "locked", Detail: why})
-	return fmt.Errorf("%w: %s: %s", ErrPINLocked, id, why)
+	return g.store.Record(Event{At: g.now(), Token: id, Kind: "locked", Detail: why})
 }
 
 // Reset clears the state for id after a security officer's unlock and
@@ -197,5 +212,6 @@ func PINID(ti pkcs11shim.TokenInfo, ut pkcs11shim.UserType) string {
 	if ut == pkcs11shim.UserSO {
 		who = "so"
 	}
-	return fmt.Sprintf("%s/%s/%s/%s", ti.Manufacturer, ti.Model, ti.Serial, who)
+	esc := strings.NewReplacer("%", "%25", "/", "%2F").Replace // a "/" inside a field must not make two tokens share a counter
+	return fmt.Sprintf("%s/%s/%s/%s", esc(ti.Manufacturer), esc(ti.Model), esc(ti.Serial), who)
 }

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -87,18 +87,26 @@ func (c Config) resolve() (string, pkcs11shim.Selector, PINSource, error) {
 		if err != nil {
 			return "", sel, nil, err
 		}
-		us, err := pkcs11shim.SelectorFromURI(u)
-		if err != nil {
-			return "", sel, nil, err
-		}
+		us := pkcs11shim.Selector{Label: u.Token, Serial: u.Serial, Manufacturer: u.Manufacturer, Model: u.Model}
 		if sel, err = sel.Merge(us); err != nil {
 			return "", sel, nil, err
+		}
+		if sel.Label == "" && sel.Serial == "" && u.SlotID != nil {
+			return "", sel, nil, fmt.Errorf("%w: slot-id alone does not name a token (slot ids move): add token= or serial=", pkcs11shim.ErrInvalidURI)
 		}
 		if u.ModulePath != "" {
 			if module != "" && module != u.ModulePath {
 				return "", sel, nil, fmt.Errorf("token: conflicting module path: config %q, URI module-path %q", module, u.ModulePath)
 			}
 			module = u.ModulePath
+		}
+		if u.ModuleName != "" {
+			if module == "" {
+				return "", sel, nil, errors.New("token: URI module-name needs the module's full path too: give module-path or the config module")
+			}
+			if filepath.Base(module) != u.ModuleName {
+				return "", sel, nil, fmt.Errorf("token: conflicting module: %q, URI module-name %q", module, u.ModuleName)
+			}
 		}
 		if u.PINSource != "" {
 			if pin != nil {
@@ -115,7 +123,7 @@ func (c Config) resolve() (string, pkcs11shim.Selector, PINSource, error) {
 	case module == "":
 		return "", sel, nil, errors.New("token: no PKCS#11 module path (config module or URI module-path)")
 	case sel.Label == "" && sel.Serial == "":
-		return "", sel, nil, errors.New("token: name the token by label or serial (slot ids move and are not accepted)")
+		return "", sel, nil, errors.New("token: name the token by label or serial (token= or serial= in a URI); slot ids move and are not accepted")
 	case c.Guard == nil:
 		return "", sel, nil, errors.New("token: a PIN guard is required")
 	}
@@ -147,7 +155,9 @@ func OpenAdmin(cfg Config) (*Admin, error) {
 
 // Open loads the module, finds the token and logs in through the guard.
 func Open(ctx context.Context, cfg Config) (*Token, error) {
-	if cfg.PIN == nil && !strings.Contains(cfg.URI, "pin-source=") {
+	if _, _, pin, err := cfg.resolve(); err != nil {
+		return nil, err
+	} else if pin == nil {
 		return nil, errors.New("token: no user PIN source (file:, env: or prompt)")
 	}
 	a, err := OpenAdmin(cfg)
@@ -177,7 +187,9 @@ func (t *Admin) soID() string { return PINID(t.info, pkcs11shim.UserSO) }
 // authenticate is the pool's Authenticator: one guarded user login.
 func (t *Token) authenticate(_ context.Context, login pkcs11shim.LoginFunc) error {
 	if ti, err := t.liveInfo(); err == nil && ti.Flags.UserPINLocked {
-		_ = t.cfg.Guard.MarkLocked(t.userID(), "the module reports CKF_USER_PIN_LOCKED")
+		if err := t.cfg.Guard.MarkLocked(t.userID(), "the module reports CKF_USER_PIN_LOCKED"); err != nil {
+			return err
+		}
 		return fmt.Errorf("%w: %s (module flag CKF_USER_PIN_LOCKED)", ErrPINLocked, t.userID())
 	}
 	return t.guarded(t.userID(), func(pin []byte) error { return login(pin) })
