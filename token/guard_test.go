@@ -161,7 +161,7 @@ func TestGuardCountsWrongPINsAndLocks(t *testing.T) {
 				if !errors.Is(err, token.ErrPINIncorrect) || errors.Is(err, token.ErrPINLocked) {
 					t.Fatalf("wrong PIN #%d: err = %v, want ErrPINIncorrect and not ErrPINLocked", i, err)
 				}
-				if want := attemptsLeft(tc.effective-i); !strings.Contains(err.Error(), want) {
+				if want := attemptsLeft(tc.effective - i); !strings.Contains(err.Error(), want) {
 					t.Errorf("wrong PIN #%d: err = %q, want it to say %q", i, err, want)
 				}
 				st := state(t, g, userID)
@@ -231,7 +231,7 @@ func TestGuardSuccessResets(t *testing.T) {
 		if !errors.Is(err, token.ErrPINIncorrect) || errors.Is(err, token.ErrPINLocked) {
 			t.Fatalf("wrong PIN #%d after reset: %v, want ErrPINIncorrect only", i, err)
 		}
-		if want := attemptsLeft(token.MaxPINAttempts-i); !strings.Contains(err.Error(), want) {
+		if want := attemptsLeft(token.MaxPINAttempts - i); !strings.Contains(err.Error(), want) {
 			t.Fatalf("wrong PIN #%d after reset: %q, want %q", i, err, want)
 		}
 	}
@@ -292,7 +292,7 @@ func TestGuardPanicInLoginKeepsCount(t *testing.T) {
 	go func() { done <- g.Attempt(userID, wrongPIN) }()
 	select {
 	case err := <-done:
-		if want := attemptsLeft(token.MaxPINAttempts-3); !errors.Is(err, token.ErrPINIncorrect) || !strings.Contains(err.Error(), want) {
+		if want := attemptsLeft(token.MaxPINAttempts - 3); !errors.Is(err, token.ErrPINIncorrect) || !strings.Contains(err.Error(), want) {
 			t.Fatalf("attempt after the panic = %v, want ErrPINIncorrect with %q", err, want)
 		}
 	case <-time.After(10 * time.Second):
@@ -374,7 +374,7 @@ func TestGuardSurvivesRestart(t *testing.T) {
 		g = mustGuard(t, openStore(t, path), 0)
 		for i := 4; i < token.MaxPINAttempts; i++ {
 			err := g.Attempt(userID, wrongPIN)
-			if want := attemptsLeft(token.MaxPINAttempts-i); errors.Is(err, token.ErrPINLocked) || !strings.Contains(err.Error(), want) {
+			if want := attemptsLeft(token.MaxPINAttempts - i); errors.Is(err, token.ErrPINLocked) || !strings.Contains(err.Error(), want) {
 				t.Fatalf("wrong PIN #%d after restart: %v, want %q", i, err, want)
 			}
 		}
