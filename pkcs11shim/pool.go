@@ -92,9 +92,9 @@ type Pool struct {
 	authErr   error // latched authentication failure
 	closed    bool
 	keys      map[keyCacheID]*Key
-	lastFail  error
 
-	lent atomic.Int64
+	lent     atomic.Int64
+	lastFail atomic.Value // string: why the pool last broke; set without p.mu
 }
 
 // NewPool finds the token, opens the anchor session and logs in.
@@ -244,22 +244,20 @@ func (p *Pool) slotID() uint { return uint(p.slot.Load()) }
 // take returns an idle session of generation gen, or opens one. Called
 // under the module read lock.
 func (p *Pool) take(gen uint64) (pkcs11.SessionHandle, error) {
-	for {
-		select {
-		case h := <-p.idle:
-			return h, nil
-		default:
-		}
-		h, err := p.mod.ctx.OpenSession(p.slotID(), pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-		if err != nil {
-			err = wrapErr("C_OpenSession", err)
-			if sessionBroken(err) {
-				p.markBroken(gen, err)
-			}
-			return 0, err
-		}
+	select {
+	case h := <-p.idle:
 		return h, nil
+	default:
 	}
+	h, err := p.mod.ctx.OpenSession(p.slotID(), pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		err = wrapErr("C_OpenSession", err)
+		if sessionBroken(err) {
+			p.markBroken(gen, err)
+		}
+		return 0, err
+	}
+	return h, nil
 }
 
 // give returns h to the idle list unless the pool moved on.
@@ -297,12 +295,12 @@ func (p *Pool) probe(h pkcs11.SessionHandle, gen uint64, err error) error {
 	return fmt.Errorf("%w: token %s: %w", ErrTokenNotPresent, p.cfg.Selector, wrapErr("C_GetTokenInfo", perr))
 }
 
-// markBroken records that sessions of generation gen are dead.
+// markBroken records that sessions of generation gen are dead. It runs
+// under the module read lock, so it must not take p.mu: recovery holds p.mu
+// while it waits for the module's write lock.
 func (p *Pool) markBroken(gen uint64, cause error) {
 	if p.gen.CompareAndSwap(gen, 0) {
-		p.mu.Lock()
-		p.lastFail = cause
-		p.mu.Unlock()
+		p.lastFail.Store(cause.Error())
 	}
 }
 
@@ -442,9 +440,7 @@ func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := Stats{MaxSessions: p.cfg.MaxSessions, Idle: len(p.idle), Lent: int(p.lent.Load()), Healthy: p.gen.Load() != 0 && p.authErr == nil}
-	if p.lastFail != nil {
-		st.LastFailure = p.lastFail.Error()
-	}
+	st.LastFailure, _ = p.lastFail.Load().(string)
 	return st
 }
 

@@ -209,6 +209,15 @@ func (m *Module) FindToken(sel Selector) (TokenInfo, error) {
 	return ti, err
 }
 
+// LookupToken is FindToken without the re-initialisation: it never
+// disturbs other users of the module.
+func (m *Module) LookupToken(sel Selector) (TokenInfo, error) {
+	if err := sel.valid(); err != nil {
+		return TokenInfo{}, err
+	}
+	return m.findToken(sel)
+}
+
 func (m *Module) findToken(sel Selector) (TokenInfo, error) {
 	all, err := m.Tokens()
 	if err != nil {

@@ -221,9 +221,10 @@ func (t *Token) guarded(id string, try func(pin []byte) error) error {
 	})
 }
 
-// liveInfo reads the token's flags now (not from the pool's cache).
+// liveInfo reads the token's flags now (not from the pool's cache). It
+// never re-initialises the module (it runs during pool recovery).
 func (t *Admin) liveInfo() (pkcs11shim.TokenInfo, error) {
-	return t.mod.FindToken(t.sel)
+	return t.mod.LookupToken(t.sel)
 }
 
 // Pool returns the session pool for key operations.
