@@ -208,8 +208,9 @@ func (ks KeySpec) templates(id []byte) (pub, priv []*pkcs11.Attribute, mech *pkc
 }
 
 // Key is a key on a token: a private/public pair or a secret key. Its
-// object handles are cached and re-found by CKA_ID (and class) when the
-// module was re-initialised or a handle went stale.
+// object handles are cached and re-found by label and CKA_ID after any
+// reconnection of its pool (a stale handle could name a different object)
+// or when the token says a handle is invalid.
 type Key struct {
 	Type   KeyType
 	Label  string
@@ -217,10 +218,10 @@ type Key struct {
 	Token  bool // CKA_TOKEN: false for session keys
 	Always bool // CKA_ALWAYS_AUTHENTICATE on the private key
 
-	mu   sync.Mutex
-	gen  uint64 // module generation of the handles
-	priv pkcs11.ObjectHandle
-	pub  pkcs11.ObjectHandle
+	mu    sync.Mutex
+	epoch uint64 // connection epoch of the handles (see Pool.epoch); 0 = re-find
+	priv  pkcs11.ObjectHandle
+	pub   pkcs11.ObjectHandle
 }
 
 type keyCacheID struct{ label string }
@@ -271,7 +272,7 @@ func (s *Session) GenerateKey(ks KeySpec) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &Key{Type: ks.Type, Label: ks.Label, ID: id, Token: !ks.Session, Always: ks.AlwaysAuthenticate, gen: s.gen}
+	k := &Key{Type: ks.Type, Label: ks.Label, ID: id, Token: !ks.Session, Always: ks.AlwaysAuthenticate, epoch: s.epoch}
 	if ks.Type.IsPair() {
 		k.pub, k.priv, err = s.ctx.GenerateKeyPair(s.h, []*pkcs11.Mechanism{mech}, pubT, privT)
 		err = wrapErr("C_GenerateKeyPair", err)
@@ -317,7 +318,7 @@ func (p *Pool) forget(k *Key) {
 // and CKA_ID when they belong to an older module generation.
 func (s *Session) handles(k *Key) (priv, pub pkcs11.ObjectHandle, err error) {
 	k.mu.Lock()
-	fresh := k.gen == s.gen
+	fresh := k.epoch == s.epoch
 	priv, pub = k.priv, k.pub
 	k.mu.Unlock()
 	if fresh {
@@ -370,7 +371,7 @@ func (s *Session) refind(k *Key, first bool) error {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.priv, k.pub, k.gen = priv, pub, s.gen
+	k.priv, k.pub, k.epoch = priv, pub, s.epoch
 	if first {
 		k.ID = id
 		kt, err := s.keyTypeOf(priv, class, ktype)
@@ -475,7 +476,7 @@ func (s *Session) DestroyKey(k *Key) error {
 		}
 	}
 	k.mu.Lock()
-	k.priv, k.pub, k.gen = 0, 0, 0
+	k.priv, k.pub, k.epoch = 0, 0, 0
 	k.mu.Unlock()
 	return nil
 }

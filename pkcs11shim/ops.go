@@ -31,7 +31,7 @@ func (p *Pool) withKey(ctx context.Context, k *Key, fn func(s *Session) error) e
 	err := p.WithSession(ctx, fn)
 	if errors.Is(err, ErrKeyNotFound) && k.Token {
 		k.mu.Lock()
-		k.gen = 0 // force handles() to re-find
+		k.epoch = 0 // force handles() to re-find
 		k.mu.Unlock()
 		err = p.WithSession(ctx, fn)
 	}
@@ -455,7 +455,7 @@ func (s *Session) UnwrapKey(kek *Key, blob []byte, ks KeySpec) (*Key, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrDecrypt, err)
 	}
-	return &Key{Type: ks.Type, Label: ks.Label, ID: id, Token: !ks.Session, gen: s.gen, priv: h}, nil
+	return &Key{Type: ks.Type, Label: ks.Label, ID: id, Token: !ks.Session, epoch: s.epoch, priv: h}, nil
 }
 
 // PublicKey reads k's public key in this session.
@@ -521,10 +521,10 @@ func (p *Pool) RawSigner(k *Key) (sign func(digest []byte) ([]byte, error), clos
 	var priv pkcs11.ObjectHandle
 	err = p.mod.call(func(c PKCtx) error {
 		var err error
-		if h, err = c.OpenSession(p.slotID(), pkcs11.CKF_SERIAL_SESSION); err != nil {
+		if h, err = c.OpenSession(p.slotID(), pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION); err != nil {
 			return wrapErr("C_OpenSession", err)
 		}
-		s := Session{ctx: c, h: h, slot: p.slotID(), gen: p.mod.Generation(), pool: p}
+		s := Session{ctx: c, h: h, slot: p.slotID(), gen: p.mod.Generation(), epoch: p.epoch.Load(), pool: p}
 		priv, _, err = s.handles(k)
 		return err
 	})

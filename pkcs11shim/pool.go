@@ -84,6 +84,11 @@ type Pool struct {
 	gen  atomic.Uint64             // module generation of idle sessions and handles; 0 = broken
 
 	slot atomic.Uint64 // current slot id of the token (may move on recovery)
+	// epoch names the current connection to the token, unique across all
+	// pools; it changes on every recovery, even one without a module
+	// re-initialisation, so cached object handles are re-found after any
+	// reconnection (a re-inserted token may reuse handle numbers).
+	epoch atomic.Uint64
 
 	mu        sync.Mutex // guards the fields below and serialises recovery
 	info      TokenInfo
@@ -157,11 +162,12 @@ func (p *Pool) Mechanisms() ([]Mechanism, error) {
 
 // Session is a PKCS#11 session lent by a Pool for the length of one closure.
 type Session struct {
-	ctx  PKCtx
-	h    pkcs11.SessionHandle
-	slot uint
-	gen  uint64
-	pool *Pool
+	ctx   PKCtx
+	h     pkcs11.SessionHandle
+	slot  uint
+	gen   uint64 // module generation
+	epoch uint64 // pool connection epoch: object handles are valid within one
+	pool  *Pool
 }
 
 // WithSession lends a session to fn. It waits at most the pool's WaitTimeout
@@ -197,13 +203,16 @@ func (p *Pool) withSession(ctx context.Context, fn func(s *Session) error) error
 	}
 	p.lent.Add(1)
 	defer p.lent.Add(-1)
-	s := Session{ctx: p.mod.ctx, h: h, slot: p.slotID(), gen: gen, pool: p}
+	s := Session{ctx: p.mod.ctx, h: h, slot: p.slotID(), gen: gen, epoch: p.epoch.Load(), pool: p}
 	err = fn(&s)
 	var pz poisoned
 	if errors.As(err, &pz) { // an operation may still be active: never lend this session again
 		_ = p.mod.ctx.CloseSession(h)
-		if p, ok := err.(poisoned); ok {
-			err = p.error
+		if pe, ok := err.(poisoned); ok {
+			err = pe.error
+		}
+		if errors.Is(err, ErrTokenNotPresent) || errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED)) {
+			p.markBroken(gen, err)
 		}
 		return err
 	}
@@ -362,9 +371,13 @@ func (p *Pool) recoverLocked(ctx context.Context, first bool) error {
 			return err
 		}
 	}
+	p.epoch.Store(epochs.Add(1))
 	p.gen.Store(gen)
 	return nil
 }
+
+// epochs hands out connection epochs; 0 is never used.
+var epochs atomic.Uint64
 
 // connect finds the token and opens the anchor session in generation gen.
 func (p *Pool) connect(gen uint64) (TokenInfo, error) {
@@ -404,6 +417,9 @@ func (p *Pool) login(ut UserType, pin []byte) error {
 func (p *Pool) Reauthenticate(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return ErrPoolClosed
+	}
 	p.authErr = nil
 	return p.recoverLocked(ctx, false)
 }
@@ -463,5 +479,8 @@ func (p *Pool) Close() error {
 	defer p.mu.Unlock()
 	p.drainIdle()
 	p.closeAnchor()
+	for i := 0; i < cap(p.sem); i++ { // let later callers reach ready(), which says ErrPoolClosed
+		<-p.sem
+	}
 	return nil
 }

@@ -27,6 +27,7 @@ type fakeToken struct {
 	serial  string
 	present bool // physically there
 	visible bool // in the module's view; C_Initialize refreshes it from present
+	blank   bool // not initialised (no CKF_TOKEN_INITIALIZED)
 }
 
 // fakeLogin records one C_Login.
@@ -145,12 +146,16 @@ func (f *fakeCtx) GetTokenInfo(slot uint) (pkcs11.TokenInfo, error) {
 	if t == nil {
 		return pkcs11.TokenInfo{}, pkcs11.Error(pkcs11.CKR_TOKEN_NOT_PRESENT)
 	}
+	flags := uint(pkcs11.CKF_TOKEN_INITIALIZED | pkcs11.CKF_LOGIN_REQUIRED | pkcs11.CKF_USER_PIN_INITIALIZED | pkcs11.CKF_RNG)
+	if t.blank {
+		flags = pkcs11.CKF_RNG | pkcs11.CKF_LOGIN_REQUIRED
+	}
 	return pkcs11.TokenInfo{
 		Label:          fmt.Sprintf("%-32s", t.label), // blank-padded, as modules return it
 		SerialNumber:   fmt.Sprintf("%-16s", t.serial),
 		ManufacturerID: "Fake",
 		Model:          "Fake",
-		Flags:          pkcs11.CKF_TOKEN_INITIALIZED | pkcs11.CKF_LOGIN_REQUIRED | pkcs11.CKF_USER_PIN_INITIALIZED | pkcs11.CKF_RNG,
+		Flags:          flags,
 	}, nil
 }
 
@@ -440,6 +445,29 @@ func breakPool(t *testing.T, p *Pool, before func()) {
 
 func noop(*Session) error { return nil }
 
+// warmIdle runs n closures at once, so n sessions end up idle.
+func warmIdle(t *testing.T, p *Pool, n int) {
+	t.Helper()
+	var entered sync.WaitGroup
+	entered.Add(n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if err := p.WithSession(context.Background(), func(*Session) error {
+				entered.Done()
+				entered.Wait()
+				return nil
+			}); err != nil {
+				t.Errorf("warmIdle: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if st := p.Stats(); st.Idle != n {
+		t.Fatalf("%d idle sessions after warm-up, want %d", st.Idle, n)
+	}
+}
+
 // (1) NewPool authenticates exactly once, with exactly one C_Login.
 func TestPoolNewAuthenticatesOnce(t *testing.T) {
 	tests := []struct {
@@ -509,6 +537,39 @@ func TestPoolNewAuthenticatesOnce(t *testing.T) {
 		}
 		if n := f.count("Login"); n != 0 {
 			t.Fatalf("C_Login called %d times without an Authenticator", n)
+		}
+	})
+
+	t.Run("uninitialised token with the same label is skipped", func(t *testing.T) {
+		f := newFakeCtx(
+			&fakeToken{slot: 0, label: "bank", serial: "0001", present: true, blank: true},
+			&fakeToken{slot: 5, label: "bank", serial: "0005", present: true},
+		)
+		p := newFakePool(t, newFakeModule(t, f, time.Hour), PoolConfig{})
+		var slot uint
+		if err := p.WithSession(context.Background(), func(s *Session) error { slot = s.slot; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if slot != 5 || p.Info().Serial != "0005" {
+			t.Fatalf("pool on slot %d serial %q, want the initialised token in slot 5", slot, p.Info().Serial)
+		}
+	})
+
+	t.Run("two tokens with the label are ambiguous; serial chooses", func(t *testing.T) {
+		f := newFakeCtx(
+			&fakeToken{slot: 1, label: "bank", serial: "0001", present: true},
+			&fakeToken{slot: 2, label: "bank", serial: "0002", present: true},
+		)
+		m := newFakeModule(t, f, time.Hour)
+		if _, err := NewPool(context.Background(), m, PoolConfig{Selector: Selector{Label: "bank"}}); !errors.Is(err, ErrTokenAmbiguous) {
+			t.Fatalf("NewPool = %v, want ErrTokenAmbiguous", err)
+		}
+		if n := f.count("OpenSession"); n != 0 {
+			t.Fatalf("%d sessions opened on an ambiguous selector", n)
+		}
+		p := newFakePool(t, m, PoolConfig{Selector: Selector{Label: "bank", Serial: "0002"}})
+		if p.Info().SlotID != 2 {
+			t.Fatalf("pool on slot %d, want 2", p.Info().SlotID)
 		}
 	})
 
@@ -740,8 +801,8 @@ func TestPoolTimeout(t *testing.T) {
 	if !errors.Is(err, ErrPoolTimeout) {
 		t.Fatalf("WithSession with all sessions busy = %v, want ErrPoolTimeout", err)
 	}
-	if el := time.Since(start); el < wait {
-		t.Errorf("gave up after %v, before WaitTimeout %v", el, wait)
+	if el := time.Since(start); el < wait || el > 5*wait {
+		t.Errorf("gave up after %v, want about WaitTimeout %v", el, wait)
 	}
 	if ran {
 		t.Error("closure ran although no session was free")
@@ -988,11 +1049,7 @@ func TestPoolCloseWaitsForLentSessions(t *testing.T) {
 	f := newFakeCtx()
 	auth := &fakeAuth{pin: fakePIN}
 	p := newFakePool(t, newFakeModule(t, f, time.Hour), PoolConfig{MaxSessions: 3, Authenticate: auth.authenticate})
-	for range 2 { // leave idle sessions behind
-		if err := p.WithSession(context.Background(), noop); err != nil {
-			t.Fatal(err)
-		}
-	}
+	warmIdle(t, p, 3)
 	entered, release := make(chan struct{}), make(chan struct{})
 	var finished atomic.Bool
 	lentDone := make(chan error, 1)
@@ -1085,5 +1142,35 @@ func TestPoolReauthenticateAfterClose(t *testing.T) {
 	}
 	if open := f.openSessions(); len(open) != 0 {
 		t.Errorf("sessions open after Close and Reauthenticate: %v", open)
+	}
+}
+
+// A closure whose session is poisoned (an operation may still be active)
+// by an error that means the token is gone must still mark the pool broken,
+// exactly like the same error unpoisoned.
+func TestPoolPoisonedTokenErrorMarksBroken(t *testing.T) {
+	for _, poison := range []bool{false, true} {
+		t.Run(fmt.Sprintf("poisoned=%v", poison), func(t *testing.T) {
+			f := newFakeCtx()
+			p := newFakePool(t, newFakeModule(t, f, time.Hour), PoolConfig{})
+			var h pkcs11.SessionHandle
+			err := p.WithSession(context.Background(), func(s *Session) error {
+				h = s.h
+				var e error = wrapErr("C_Sign", pkcs11.Error(pkcs11.CKR_DEVICE_REMOVED))
+				if poison {
+					e = poisoned{e}
+				}
+				return e
+			})
+			if !errors.Is(err, ErrTokenNotPresent) {
+				t.Fatalf("WithSession = %v, want ErrTokenNotPresent", err)
+			}
+			if !slices.Contains(f.closedHandles(), h) {
+				t.Errorf("session %d not closed", h)
+			}
+			if st := p.Stats(); st.Healthy || st.LastFailure == "" {
+				t.Errorf("Stats = %+v: the pool was not marked broken", st)
+			}
+		})
 	}
 }

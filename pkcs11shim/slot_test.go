@@ -41,18 +41,20 @@ func TestSelectorMerge(t *testing.T) {
 func TestSelectorMergeConflict(t *testing.T) {
 	base := Selector{Label: "bank", Serial: "0123", Manufacturer: "Acme", Model: "M1"}
 	tests := []struct {
-		field string
-		other Selector
-		a, b  string
+		field       string
+		self, other Selector
+		a, b        string
 	}{
-		{"label", Selector{Label: "shop"}, "bank", "shop"},
-		{"serial", Selector{Label: "bank", Serial: "9999"}, "0123", "9999"},
-		{"manufacturer", Selector{Manufacturer: "Other"}, "Acme", "Other"},
-		{"model", Selector{Serial: "0123", Model: "M2"}, "M1", "M2"},
+		{"label", base, Selector{Label: "shop"}, "bank", "shop"},
+		{"serial", base, Selector{Label: "bank", Serial: "9999"}, "0123", "9999"},
+		{"manufacturer", base, Selector{Manufacturer: "Other"}, "Acme", "Other"},
+		{"model", base, Selector{Serial: "0123", Model: "M2"}, "M1", "M2"},
+		// Fields filled before the conflict is found must not leak out.
+		{"model", Selector{Model: "M1"}, Selector{Label: "bank", Serial: "0123", Model: "M2"}, "M1", "M2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {
-			got, err := base.Merge(tt.other)
+			got, err := tt.self.Merge(tt.other)
 			if err == nil {
 				t.Fatalf("Merge(%+v) = %+v, want a conflict", tt.other, got)
 			}
@@ -65,8 +67,8 @@ func TestSelectorMergeConflict(t *testing.T) {
 					t.Errorf("error %q names the wrong field %s", msg, f)
 				}
 			}
-			if got != base {
-				t.Errorf("on conflict Merge returned %+v, want the receiver unchanged", got)
+			if got != tt.self {
+				t.Errorf("on conflict Merge returned %+v, want the receiver %+v unchanged", got, tt.self)
 			}
 		})
 	}
