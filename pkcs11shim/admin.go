@@ -68,10 +68,16 @@ func (m *Module) withLogin(sel Selector, ut UserType, pin []byte, fn func(c PKCt
 			return wrapErr("C_OpenSession", err)
 		}
 		defer c.CloseSession(h)
-		if err := c.Login(h, uint(ut), string(pin)); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
+		err = c.Login(h, uint(ut), string(pin))
+		switch {
+		case err == nil:
+			// Log out only a login made here: login state belongs to the
+			// application, and a pool may be relying on it.
+			defer c.Logout(h)
+		case errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)):
+		default:
 			return wrapErr("C_Login", err)
 		}
-		defer c.Logout(h)
 		return fn(c, h)
 	})
 }
