@@ -29,6 +29,7 @@ type PKCtx interface {
 	SetPIN(sh pkcs11.SessionHandle, oldpin string, newpin string) error
 	OpenSession(slotID uint, flags uint) (pkcs11.SessionHandle, error)
 	CloseSession(sh pkcs11.SessionHandle) error
+	GetSessionInfo(sh pkcs11.SessionHandle) (pkcs11.SessionInfo, error)
 	Login(sh pkcs11.SessionHandle, userType uint, pin string) error
 	Logout(sh pkcs11.SessionHandle) error
 	DestroyObject(sh pkcs11.SessionHandle, oh pkcs11.ObjectHandle) error

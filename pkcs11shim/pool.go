@@ -295,6 +295,14 @@ func suspicious(err error) bool {
 func (p *Pool) probe(h pkcs11.SessionHandle, gen uint64, err error) error {
 	ti, perr := p.mod.ctx.GetTokenInfo(p.slotID())
 	if perr == nil && p.cfg.Selector.matches(ti) {
+		// The token is there. Did the application lose its login (an HSM
+		// dropping it, a stray C_Logout)? Private objects then look missing.
+		if p.cfg.Authenticate != nil && errors.Is(err, ErrKeyNotFound) {
+			if si, serr := p.mod.ctx.GetSessionInfo(h); serr == nil && (si.State == pkcs11.CKS_RO_PUBLIC_SESSION || si.State == pkcs11.CKS_RW_PUBLIC_SESSION) {
+				p.markBroken(gen, errors.New("login lost"))
+				return fmt.Errorf("%w: the token logged this application out; logging in again", ErrSessionClosed)
+			}
+		}
 		return err
 	}
 	if perr == nil {

@@ -214,6 +214,19 @@ func (f *fakeCtx) Login(h pkcs11.SessionHandle, userType uint, pin string) error
 	return nil
 }
 
+func (f *fakeCtx) GetSessionInfo(h pkcs11.SessionHandle) (pkcs11.SessionInfo, error) {
+	defer f.enter("GetSessionInfo")()
+	slot, open := f.open[h]
+	if !open {
+		return pkcs11.SessionInfo{}, pkcs11.Error(pkcs11.CKR_SESSION_HANDLE_INVALID)
+	}
+	state := uint(pkcs11.CKS_RW_PUBLIC_SESSION)
+	if f.loggedIn {
+		state = pkcs11.CKS_RW_USER_FUNCTIONS
+	}
+	return pkcs11.SessionInfo{SlotID: slot, State: state, Flags: pkcs11.CKF_RW_SESSION | pkcs11.CKF_SERIAL_SESSION}, nil
+}
+
 func (f *fakeCtx) Logout(pkcs11.SessionHandle) error {
 	defer f.enter("Logout")()
 	f.loggedIn = false
@@ -1172,5 +1185,39 @@ func TestPoolPoisonedTokenErrorMarksBroken(t *testing.T) {
 				t.Errorf("Stats = %+v: the pool was not marked broken", st)
 			}
 		})
+	}
+}
+
+// TestPoolLoginLostIsRecovered: the token drops the application's login
+// (private objects then look missing); the pool notices, logs in again
+// through the Authenticator once, and the closure succeeds on the retry.
+func TestPoolLoginLostIsRecovered(t *testing.T) {
+	f := newFakeCtx()
+	auth := &fakeAuth{pin: fakePIN}
+	p := newFakePool(t, newFakeModule(t, f, time.Hour), PoolConfig{Authenticate: auth.authenticate})
+	f.set(func(f *fakeCtx) { f.loggedIn = false }) // the HSM forgot us
+	calls := 0
+	err := p.WithSession(context.Background(), func(s *Session) error {
+		calls++
+		f.mu.Lock()
+		in := f.loggedIn
+		f.mu.Unlock()
+		if !in {
+			return wrapErr("C_SignInit", pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("WithSession = %v, want success after re-login", err)
+	}
+	if calls != 2 || auth.count() != 2 {
+		t.Fatalf("closure ran %d times, Authenticator %d times; want 2 and 2", calls, auth.count())
+	}
+	// A key that is really missing (still logged in) stays ErrKeyNotFound.
+	err = p.WithSession(context.Background(), func(*Session) error {
+		return wrapErr("C_SignInit", pkcs11.Error(pkcs11.CKR_KEY_HANDLE_INVALID))
+	})
+	if !errors.Is(err, ErrKeyNotFound) || auth.count() != 2 {
+		t.Fatalf("missing key while logged in: %v (auth calls %d)", err, auth.count())
 	}
 }
