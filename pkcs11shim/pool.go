@@ -41,8 +41,10 @@ type PoolConfig struct {
 	// Selector names the token. Required.
 	Selector Selector
 	// MaxSessions bounds the sessions lent at once (the anchor is extra).
-	// Default: 2×GOMAXPROCS, at least 4. Each goroutine inside the module
-	// holds an OS thread, so the bound also bounds threads.
+	// Default: 8×GOMAXPROCS, at least 16. Each goroutine inside the module
+	// holds an OS thread, so the bound also bounds threads; more sessions
+	// than cores still pay on SoftHSM, whose operations block on file I/O
+	// (docs/PERFORMANCE.md).
 	MaxSessions int
 	// WaitTimeout bounds how long WithSession waits for a free session.
 	// Default 5 s.
@@ -108,7 +110,7 @@ func NewPool(ctx context.Context, mod *Module, cfg PoolConfig) (*Pool, error) {
 		return nil, err
 	}
 	if cfg.MaxSessions <= 0 {
-		cfg.MaxSessions = max(4, 2*runtime.GOMAXPROCS(0))
+		cfg.MaxSessions = max(16, 8*runtime.GOMAXPROCS(0))
 	}
 	if cfg.WaitTimeout <= 0 {
 		cfg.WaitTimeout = 5 * time.Second
