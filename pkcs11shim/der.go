@@ -1,11 +1,9 @@
 package pkcs11shim
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
 	"math/big"
@@ -74,11 +72,6 @@ func parseECPoint(curve elliptic.Curve, v []byte) (*ecdsa.PublicKey, error) {
 		return nil, fmt.Errorf("%w: CKA_EC_POINT is not a valid uncompressed point", ErrKeyMismatch)
 	}
 	return &ecdsa.PublicKey{Curve: curve, X: x, Y: y}, nil
-}
-
-// MarshalPKIX returns the public key as DER SubjectPublicKeyInfo.
-func MarshalPKIX(pub crypto.PublicKey) ([]byte, error) {
-	return x509.MarshalPKIXPublicKey(pub)
 }
 
 func rsaPublic(mod, exp []byte) *rsa.PublicKey {

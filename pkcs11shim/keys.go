@@ -135,7 +135,7 @@ func (ks KeySpec) usage() Usage {
 // templates is the one place where key attributes are chosen (R-TOK-1,
 // R-TOK-2). Every private and secret key is sensitive and, unless asked
 // otherwise, not extractable; every key has CKA_ID and CKA_LABEL.
-func (ks KeySpec) templates(id []byte) (pub, priv []*pkcs11.Attribute, mech *pkcs11.Mechanism, err error) {
+func (ks KeySpec) templates(id []byte) (pub, priv []*pkcs11.Attribute, mech *pkcs11.Mechanism) {
 	u := ks.usage()
 	common := func(class uint) []*pkcs11.Attribute {
 		return []*pkcs11.Attribute{
@@ -204,7 +204,7 @@ func (ks KeySpec) templates(id []byte) (pub, priv []*pkcs11.Attribute, mech *pkc
 	if ks.AlwaysAuthenticate {
 		priv = append(priv, pkcs11.NewAttribute(pkcs11.CKA_ALWAYS_AUTHENTICATE, true)) // PIN for every use
 	}
-	return pub, priv, mech, nil
+	return pub, priv, mech
 }
 
 // Key is a key on a token: a private/public pair or a secret key. Its
@@ -268,11 +268,9 @@ func (s *Session) GenerateKey(ks KeySpec) (*Key, error) {
 			return nil, err
 		}
 	}
-	pubT, privT, mech, err := ks.templates(id)
-	if err != nil {
-		return nil, err
-	}
+	pubT, privT, mech := ks.templates(id)
 	k := &Key{Type: ks.Type, Label: ks.Label, ID: id, Token: !ks.Session, Always: ks.AlwaysAuthenticate, epoch: s.epoch}
+	var err error
 	if ks.Type.IsPair() {
 		k.pub, k.priv, err = s.ctx.GenerateKeyPair(s.h, []*pkcs11.Mechanism{mech}, pubT, privT)
 		err = wrapErr("C_GenerateKeyPair", err)

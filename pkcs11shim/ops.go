@@ -434,10 +434,7 @@ func (s *Session) UnwrapKey(kek *Key, blob []byte, ks KeySpec) (*Key, error) {
 			return nil, err
 		}
 	}
-	_, privT, _, err := ks.templates(id)
-	if err != nil {
-		return nil, err
-	}
+	_, privT, _ := ks.templates(id)
 	tmpl := privT[:0:0]
 	for _, a := range privT {
 		switch a.Type {

@@ -30,13 +30,13 @@ func tokenDir(t *testing.T, label string) string {
 }
 
 // signUntilOK retries until a signature succeeds (the pool re-initialises
-// the module at most every MinReinitInterval) and fails the test if every
+// the module at most every MinReinitInterval) and fails the test if an
 // error on the way is not a typed "token unavailable" error.
-func signUntilOK(t *testing.T, env *tokenEnv, k *pkcs11shim.Key, digest []byte) []byte {
+func signUntilOK(t *testing.T, env *tokenEnv, k *pkcs11shim.Key, digest []byte, auth pkcs11shim.ContextAuth) []byte {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		sig, err := env.pool.Sign(context.Background(), k, digest, crypto.SHA256, nil)
+		sig, err := env.pool.Sign(context.Background(), k, digest, crypto.SHA256, auth)
 		if err == nil {
 			return sig
 		}
@@ -91,7 +91,7 @@ func TestRecoveryTokenRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	restored = true
-	sig := signUntilOK(t, env, k, digest[:])
+	sig := signUntilOK(t, env, k, digest[:], nil)
 	if !ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), digest[:], sig) {
 		t.Fatal("signature after recovery does not verify with the original public key")
 	}
@@ -119,12 +119,12 @@ func TestRecoveryModuleFinalized(t *testing.T) {
 	if err := module.Finalize(); err != nil {
 		t.Fatal(err)
 	}
-	signUntilOK(t, env, k, digest[:])
+	signUntilOK(t, env, k, digest[:], nil)
 	if module.Generation() == gen {
 		t.Fatal("module was not re-initialised")
 	}
 	// The key's handle was re-found in the new generation and verifies.
-	sig := signUntilOK(t, env, k, digest[:])
+	sig := signUntilOK(t, env, k, digest[:], nil)
 	if err := env.pool.Verify(ctx, k, digest[:], sig, crypto.SHA256); err != nil {
 		t.Fatalf("verify after recovery: %v", err)
 	}

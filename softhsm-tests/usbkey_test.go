@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
@@ -93,15 +92,5 @@ func TestUSBKeyChild(t *testing.T) {
 	if err := os.Rename(away, dir); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := env.pool.Sign(ctx, k, digest[:], crypto.SHA256, auth)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, pkcs11shim.ErrTokenNotPresent) && !errors.Is(err, pkcs11shim.ErrSessionClosed) || time.Now().After(deadline) {
-			t.Fatalf("after re-insertion: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	signUntilOK(t, env, k, digest[:], auth)
 }
