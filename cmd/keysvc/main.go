@@ -1,106 +1,212 @@
 // Command keysvc is Keyward's key-management service.
 //
-// Today it sets up the embedded default (a local SoftHSM2 token and a bbolt
-// store under -data-dir, created on first run), opens the token through the
-// PIN guard, prints the token's status and runs a self-test: generate (once)
-// an ECDSA P-256 key in the token, sign, and verify. The HTTP API (/v1/keys…)
-// arrives with the key registry; see README "Status".
+//	keysvc [serve] [-config file] [-data-dir dir]   run the service
+//	keysvc audit verify [-data-dir dir] [-pubkey pem]  check the audit chain
 //
-// PINs come from files under -data-dir (mode 0600), never from argv.
+// With no config file (no -config, no KEYWARD_CONFIG) keysvc runs in dev
+// mode: it creates a SoftHSM2 token, TLS certificates, an admin bearer token
+// and the bbolt store under the data directory (default ./var) and prints
+// how to call it. PINs come from files or the environment, never argv.
+//
+// Shutdown on SIGINT/SIGTERM is graceful: in-flight requests finish, the
+// audit log gets a final signed checkpoint, the store is closed and the
+// PKCS#11 module finalised.
 package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
+	"time"
 
-	"github.com/keyward/keyward/pkcs11shim"
+	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/api"
+	"github.com/keyward/keyward/keysvc/boltstore"
 	"github.com/keyward/keyward/token"
 )
 
 func main() {
-	dataDir := flag.String("data-dir", "var", "directory for the bbolt store and the development SoftHSM token")
-	module := flag.String("module", "", "PKCS#11 module (default: SoftHSM2 from the Debian package)")
-	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(context.Background(), log, *dataDir, *module); err != nil {
-		log.Error("keysvc failed", "err", err)
+	args := os.Args[1:]
+	cmd := "serve"
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "audit") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(log, args)
+	case "audit":
+		err = auditCmd(args)
+	}
+	if err != nil {
+		log.Error("keysvc", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, dataDir, module string) error {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+func serve(log *slog.Logger, args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	configPath := fs.String("config", os.Getenv("KEYWARD_CONFIG"), "YAML config file (env KEYWARD_CONFIG); none: dev mode")
+	dataDir := fs.String("data-dir", envOr("KEYWARD_DATA_DIR", "var"), "dev mode: data directory (env KEYWARD_DATA_DIR)")
+	listen := fs.String("listen", os.Getenv("KEYWARD_LISTEN"), "override the listen address (env KEYWARD_LISTEN)")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if module == "" {
-		var err error
-		if module, err = token.FindSoftHSM(); err != nil {
-			return err
-		}
+	var cfg *Config
+	var dev *devInfo
+	var err error
+	if *configPath != "" {
+		cfg, err = loadConfig(*configPath)
+	} else {
+		cfg, dev, err = devConfig(*dataDir)
 	}
-	cfg, err := token.EnsureDevToken(dataDir, module)
 	if err != nil {
 		return err
 	}
-	store, err := token.OpenBoltStore(filepath.Join(dataDir, "keysvc.db"))
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	return run(log, cfg, dev)
+}
+
+func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	store, err := boltstore.Open(filepath.Join(cfg.DataDir, "keysvc.db"), boltstore.Options{})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	if cfg.Guard, err = token.NewGuard(store, token.MaxPINAttempts); err != nil {
+	pins, err := token.NewBoltStore(store.DB())
+	if err != nil {
 		return err
 	}
-	cfg.Logger = log
-	tok, err := token.Open(ctx, cfg)
+	guard, err := token.NewGuard(pins, cfg.PINGuard.Limit)
+	if err != nil {
+		return err
+	}
+	kind := token.KindHSM
+	if cfg.Token.Kind == "usb-key" {
+		kind = token.KindUSBKey
+	}
+	tok, err := token.Open(ctx, token.Config{Kind: kind, URI: cfg.Token.URI, Module: cfg.Token.Module, Guard: guard,
+		MaxSessions: cfg.Token.MaxSessions, WaitTimeout: cfg.Token.WaitTimeout, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer tok.Close()
-	info, err := tok.Info()
+	svc, err := keysvc.New(ctx, keysvc.Config{Token: tok, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
+		MinDestroyDelay: cfg.Destroy.MinDelay, Logger: log})
 	if err != nil {
 		return err
 	}
-	mechs, err := tok.Pool().Mechanisms()
+	if err := writeAuditKey(cfg.DataDir, svc); err != nil {
+		return err
+	}
+	if err := svc.Tick(ctx); err != nil { // catch up after downtime
+		log.Error("scheduler catch-up", "err", err)
+	}
+	clients := make([]api.Client, 0, len(cfg.Clients))
+	for _, c := range cfg.Clients {
+		clients = append(clients, api.Client{Name: c.Name, Admin: c.Admin, TokenSHA256: c.TokenSHA256})
+	}
+	srv, err := api.New(api.Config{Backend: svc, Clients: clients, Logger: log})
 	if err != nil {
 		return err
 	}
-	pin, err := tok.PINState()
+	tlsCfg, err := api.TLSConfig(cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.ClientCA)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("token      %s (serial %s, %s %s)\n", info.Label, info.Serial, info.Manufacturer, info.Model)
-	fmt.Printf("module     %s\n", module)
-	fmt.Printf("mechanisms %d\n", len(mechs))
-	fmt.Printf("PIN guard  %d/%d failures, locked=%v\n", pin.Failures, token.MaxPINAttempts, pin.Locked)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	schedCtx, stopSched := context.WithCancel(context.Background())
+	schedDone := make(chan struct{})
+	go func() { defer close(schedDone); svc.Run(schedCtx, cfg.SchedulerInterval) }()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, tlsCfg) }()
+	log.Info("keysvc listening", "addr", ln.Addr().String(), "token", cfg.Token.URI)
+	if dev != nil {
+		dev.print(ln.Addr().String())
+	}
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = srv.Shutdown(sctx)
+		cancel()
+	}
+	stopSched()
+	<-schedDone
+	if cerr := svc.Checkpoint(context.Background()); cerr != nil {
+		log.Error("final audit checkpoint", "err", cerr)
+	}
+	return err
+}
 
-	p := tok.Pool()
-	k, err := p.FindKey(ctx, "keysvc-selftest")
-	if errors.Is(err, pkcs11shim.ErrKeyNotFound) {
-		k, err = p.GenerateKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: "keysvc-selftest"})
-	}
+// writeAuditKey saves the audit public key beside the store, for
+// `keysvc audit verify`. Keep an independent copy: whoever can replace this
+// file could also present checkpoints signed by a key of their own.
+func writeAuditKey(dir string, svc *keysvc.Service) error {
+	der, err := x509.MarshalPKIXPublicKey(svc.AuditPublicKey())
 	if err != nil {
 		return err
 	}
-	signer, err := p.NewSigner(ctx, k)
+	return os.WriteFile(filepath.Join(dir, "audit-key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
+}
+
+func auditCmd(args []string) error {
+	if len(args) == 0 || args[0] != "verify" {
+		return errors.New("usage: keysvc audit verify [-data-dir dir] [-pubkey audit-key.pem]")
+	}
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", envOr("KEYWARD_DATA_DIR", "var"), "data directory holding keysvc.db")
+	pubPath := fs.String("pubkey", "", "audit public key PEM (default <data-dir>/audit-key.pem; better: your own copy)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *pubPath == "" {
+		*pubPath = filepath.Join(*dataDir, "audit-key.pem")
+	}
+	pub, err := readECPublicKey(*pubPath)
 	if err != nil {
 		return err
 	}
-	digest := sha256.Sum256([]byte("keysvc self-test"))
-	sig, err := signer.Sign(nil, digest[:], crypto.SHA256)
+	store, err := boltstore.Open(filepath.Join(*dataDir, "keysvc.db"), boltstore.Options{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("open store (is keysvc running? stop it or verify a copy): %w", err)
+	}
+	defer store.Close()
+	rep, err := keysvc.VerifyAudit(store, pub)
 	if err != nil {
 		return err
 	}
-	if !ecdsa.VerifyASN1(signer.Public().(*ecdsa.PublicKey), digest[:], sig) {
-		return errors.New("self-test signature does not verify")
+	fmt.Printf("audit chain ok: %d records, %d signed checkpoints, last record %d, last checkpoint %d\n", rep.Records, rep.Checkpoints, rep.LastSeq, rep.LastCheckpoint)
+	if rep.Unsigned > 0 {
+		fmt.Printf("note: the newest %d records are not yet covered by a signed checkpoint (one is made every scheduler interval and at shutdown)\n", rep.Unsigned)
 	}
-	fmt.Printf("self-test  ECDSA P-256 sign/verify in the token: ok\n")
 	return nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is keysvc's YAML configuration. Every field can be left out in dev
+// mode (no config file): see devConfig.
+type Config struct {
+	Listen  string `yaml:"listen"`   // host:port, default 127.0.0.1:8443
+	DataDir string `yaml:"data_dir"` // bbolt store (keys, audit, PIN guard)
+	TLS     struct {
+		Cert     string `yaml:"cert"`
+		Key      string `yaml:"key"`
+		ClientCA string `yaml:"client_ca"` // CA of client certificates (mutual TLS); empty: bearer tokens only
+	} `yaml:"tls"`
+	Token struct {
+		Kind        string        `yaml:"kind"`   // hsm (default) or usb-key
+		URI         string        `yaml:"uri"`    // pkcs11:token=...?module-path=...&pin-source=file:...
+		Module      string        `yaml:"module"` // when the URI has no module-path
+		MaxSessions int           `yaml:"max_sessions"`
+		WaitTimeout time.Duration `yaml:"wait_timeout"`
+	} `yaml:"token"`
+	PINGuard struct {
+		Limit int `yaml:"limit"` // 1..6, default 6
+	} `yaml:"pin_guard"`
+	Destroy struct {
+		DefaultDelay time.Duration `yaml:"default_delay"` // default 24h
+		MinDelay     time.Duration `yaml:"min_delay"`     // default 24h
+	} `yaml:"destroy"`
+	SchedulerInterval time.Duration `yaml:"scheduler_interval"` // default 1m
+	Clients           []struct {
+		Name        string `yaml:"name"`
+		Admin       bool   `yaml:"admin"`
+		TokenSHA256 string `yaml:"token_sha256"` // hex SHA-256 of the bearer token
+	} `yaml:"clients"`
+}
+
+// loadConfig reads a strict YAML file: unknown fields are errors.
+func loadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.defaults()
+	return &c, c.validate()
+}
+
+func (c *Config) defaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8443"
+	}
+	if c.Token.Kind == "" {
+		c.Token.Kind = "hsm"
+	}
+	if c.SchedulerInterval == 0 {
+		c.SchedulerInterval = time.Minute
+	}
+}
+
+// validate names the YAML path to fix.
+func (c *Config) validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is required"))
+	}
+	if c.TLS.Cert == "" || c.TLS.Key == "" {
+		errs = append(errs, errors.New("tls.cert and tls.key are required (TLS 1.2 minimum; there is no plain-HTTP mode)"))
+	}
+	if c.Token.Kind != "hsm" && c.Token.Kind != "usb-key" {
+		errs = append(errs, errors.New("token.kind must be hsm or usb-key"))
+	}
+	if c.Token.URI == "" {
+		errs = append(errs, errors.New("token.uri is required, e.g. pkcs11:token=bank?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/keyward/pin"))
+	}
+	if c.PINGuard.Limit < 0 || c.PINGuard.Limit > 6 {
+		errs = append(errs, errors.New("pin_guard.limit must be between 1 and 6"))
+	}
+	if len(c.Clients) == 0 {
+		errs = append(errs, errors.New("clients: at least one client is required"))
+	}
+	for i, cl := range c.Clients {
+		if cl.Name == "" {
+			errs = append(errs, fmt.Errorf("clients[%d].name is required", i))
+		}
+		if cl.TokenSHA256 != "" && len(cl.TokenSHA256) != 64 {
+			errs = append(errs, fmt.Errorf("clients[%d].token_sha256 must be 64 hex digits (sha256sum of the token)", i))
+		}
+	}
+	return errors.Join(errs...)
+}

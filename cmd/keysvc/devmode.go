@@ -1,0 +1,185 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keyward/keyward/token"
+)
+
+// devInfo is what dev mode prints so a developer can call the service.
+type devInfo struct {
+	dataDir, caPath, tokenPath string
+}
+
+// devConfig builds the embedded default under dataDir: a SoftHSM2 token
+// (token.EnsureDevToken), a dev CA and server certificate, and an admin
+// bearer token in a 0600 file. Idempotent. Not for production.
+func devConfig(dataDir string) (*Config, *devInfo, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	module, err := token.FindSoftHSM()
+	if err != nil {
+		return nil, nil, err
+	}
+	tc, err := token.EnsureDevToken(dataDir, module)
+	if err != nil {
+		return nil, nil, err
+	}
+	tlsDir := filepath.Join(dataDir, "tls")
+	if err := ensureDevTLS(tlsDir); err != nil {
+		return nil, nil, err
+	}
+	tokenPath := filepath.Join(dataDir, "dev-admin.token")
+	bearer, err := ensureSecretFile(tokenPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := sha256.Sum256([]byte(bearer))
+	c := &Config{DataDir: dataDir}
+	c.TLS.Cert, c.TLS.Key = filepath.Join(tlsDir, "server.pem"), filepath.Join(tlsDir, "server-key.pem")
+	c.Token.URI = "pkcs11:token=" + token.DevTokenLabel + "?module-path=" + module + "&pin-source=file:" + mustAbs(tc.PIN.(token.FilePIN).Path)
+	c.Destroy.DefaultDelay, c.Destroy.MinDelay = 24*time.Hour, time.Minute
+	c.Clients = append(c.Clients, struct {
+		Name        string `yaml:"name"`
+		Admin       bool   `yaml:"admin"`
+		TokenSHA256 string `yaml:"token_sha256"`
+	}{Name: "dev", Admin: true, TokenSHA256: hex.EncodeToString(sum[:])})
+	c.defaults()
+	c.Listen = "127.0.0.1:8443"
+	return c, &devInfo{dataDir: dataDir, caPath: filepath.Join(tlsDir, "ca.pem"), tokenPath: tokenPath}, c.validate()
+}
+
+func (d *devInfo) print(addr string) {
+	fmt.Printf(`
+Keyward keysvc (dev mode) on https://%[1]s — data in %[2]s
+Call it with the dev admin token and CA:
+
+  export KW="curl -sS --cacert %[3]s -H 'Authorization: Bearer '$(cat %[4]s)"
+  $KW -X POST https://%[1]s/v1/keys -H 'Content-Type: application/json' \
+    -d '{"name":"demo","purpose":"sign","algorithm":"ec-p256","protection":"hsm","policy":{"grants":[{"client":"dev","ops":["sign","verify","public"]}]}}'
+  $KW -X POST https://%[1]s/v1/keys/demo/sign -H 'Content-Type: application/json' -d '{"message":"aGVsbG8="}'
+  $KW -X POST https://%[1]s/v1/keys/demo/verify -H 'Content-Type: application/json' -d '{"message":"aGVsbG8=","signature":"kw:v1:..."}'
+
+API description: https://%[1]s/v1/openapi.json   Stop with Ctrl-C.
+
+`, addr, d.dataDir, d.caPath, d.tokenPath)
+}
+
+func mustAbs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return a
+}
+
+// ensureSecretFile returns the hex secret in path, creating it (0600,
+// O_EXCL) when absent.
+func ensureSecretFile(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		return string(trimNL(b)), nil
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.WriteString(s + "\n")
+	return s, errors.Join(err, f.Close())
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// ensureDevTLS creates a dev CA and a server certificate for 127.0.0.1 and
+// localhost in dir, once.
+func ensureDevTLS(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "server.pem")); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Keyward dev CA"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.AddDate(2, 0, 0), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "keysvc"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.AddDate(1, 0, 0), DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	srvKeyDER, err := x509.MarshalPKCS8PrivateKey(srvKey)
+	if err != nil {
+		return err
+	}
+	files := []struct {
+		name string
+		typ  string
+		der  []byte
+		mode os.FileMode
+	}{{"ca.pem", "CERTIFICATE", caDER, 0o644}, {"server.pem", "CERTIFICATE", srvDER, 0o644}, {"server-key.pem", "PRIVATE KEY", srvKeyDER, 0o600}}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f.name), pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readECPublicKey(path string) (*ecdsa.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	ec, ok := pub.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an ECDSA public key", path)
+	}
+	return ec, nil
+}
