@@ -67,13 +67,13 @@ func devConfig(dataDir string) (*Config, *devInfo, error) {
 func (d *devInfo) print(addr string) {
 	fmt.Printf(`
 Keyward keysvc (dev mode) on https://%[1]s — data in %[2]s
-Call it with the dev admin token and CA:
+Call it with the dev admin token and the dev CA:
 
-  export KW="curl -sS --cacert %[3]s -H 'Authorization: Bearer '$(cat %[4]s)"
-  $KW -X POST https://%[1]s/v1/keys -H 'Content-Type: application/json' \
-    -d '{"name":"demo","purpose":"sign","algorithm":"ec-p256","protection":"hsm","policy":{"grants":[{"client":"dev","ops":["sign","verify","public"]}]}}'
-  $KW -X POST https://%[1]s/v1/keys/demo/sign -H 'Content-Type: application/json' -d '{"message":"aGVsbG8="}'
-  $KW -X POST https://%[1]s/v1/keys/demo/verify -H 'Content-Type: application/json' -d '{"message":"aGVsbG8=","signature":"kw:v1:..."}'
+  TOKEN=$(cat %[4]s)
+  kw() { curl -sS --cacert %[3]s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "$@"; echo; }
+  kw -X POST https://%[1]s/v1/keys -d '{"name":"demo","purpose":"sign","algorithm":"ec-p256","protection":"hsm","policy":{"grants":[{"client":"dev","ops":["sign","verify","public"]}]}}'
+  SIG=$(kw -X POST https://%[1]s/v1/keys/demo/sign -d '{"message":"aGVsbG8="}' | grep -o 'kw:v[0-9]*:[^"]*')
+  kw -X POST https://%[1]s/v1/keys/demo/verify -d '{"message":"aGVsbG8=","signature":"'$SIG'"}'
 
 API description: https://%[1]s/v1/openapi.json   Stop with Ctrl-C.
 
