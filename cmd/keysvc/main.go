@@ -2,6 +2,7 @@
 //
 //	keysvc [serve] [-config file] [-data-dir dir]   run the service
 //	keysvc audit verify [-data-dir dir] [-pubkey pem]  check the audit chain
+//	keysvc rawbench -label kw/<key>/v1 [-goroutines n] the token's raw C_Sign rate (dev mode)
 //
 // With no config file (no -config, no KEYWARD_CONFIG) keysvc runs in dev
 // mode: it creates a SoftHSM2 token, TLS certificates, an admin bearer token
@@ -38,7 +39,7 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	args := os.Args[1:]
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "audit") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "audit" || args[0] == "rawbench") {
 		cmd, args = args[0], args[1:]
 	}
 	var err error
@@ -47,6 +48,8 @@ func main() {
 		err = serve(log, args)
 	case "audit":
 		err = auditCmd(args)
+	case "rawbench":
+		err = rawBench(args)
 	}
 	if err != nil {
 		log.Error("keysvc", "err", err)
