@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs what Keyward's build and tests need on Debian/Ubuntu when missing:
 # a C compiler for cgo (miekg/pkcs11), SoftHSM2 (the PKCS#11 module the tests
-# run against) and the openssl CLI (tests verify signatures with it).
+# run against), the openssl CLI (tests verify signatures with it), and with
+# the argument "bench" wrk (the HTTP load generator of make bench).
 set -euo pipefail
 
 need=()
+# `deps.sh bench` also wants the load generator.
+if [ "${1:-}" = bench ]; then command -v wrk >/dev/null 2>&1 || need+=(wrk); fi
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 softhsm=""

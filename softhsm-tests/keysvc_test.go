@@ -466,3 +466,50 @@ func TestKeysvcAuditTamper(t *testing.T) {
 }
 
 func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
+
+// TestKeysvcAutoRotationAndMinVersion: the scheduler rotates a key whose
+// rotation period has passed; min_version retires old versions for verify.
+func TestKeysvcAutoRotationAndMinVersion(t *testing.T) {
+	e := newKeysvcEnv(t)
+	e.createKey(t, "auto", "sign", "ec-p256", "hsm", "sign", "verify")
+	if out := e.must(t, 400, officerToken, "POST", "/v1/keys/auto/settings", map[string]any{"rotation_period": "10m"}); errCode(out) != "invalid_argument" {
+		t.Fatalf("short period: %v", out)
+	}
+	e.must(t, 200, officerToken, "POST", "/v1/keys/auto/settings", map[string]any{"rotation_period": "720h"})
+	s1 := e.must(t, 200, bankingToken, "POST", "/v1/keys/auto/sign", map[string]any{"message": b64("m")})["signature"].(string)
+	e.clock.Advance(719 * time.Hour)
+	if err := e.svc.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if k := e.must(t, 200, officerToken, "GET", "/v1/keys/auto", nil); k["primary"] != float64(1) {
+		t.Fatalf("rotated early: %v", k["primary"])
+	}
+	e.clock.Advance(2 * time.Hour)
+	if err := e.svc.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if k := e.must(t, 200, officerToken, "GET", "/v1/keys/auto", nil); k["primary"] != float64(2) {
+		t.Fatalf("not rotated when due: %v", k["primary"])
+	}
+	assertTokenObject(t, e, "kw/auto/v2", true)
+	// The banking app may not change settings; the officer may.
+	e.must(t, 403, bankingToken, "POST", "/v1/keys/auto/settings", map[string]any{"min_version": 2})
+	if out := e.must(t, 400, officerToken, "POST", "/v1/keys/auto/settings", map[string]any{"min_version": 3}); errCode(out) != "invalid_argument" {
+		t.Fatalf("min_version above primary: %v", out)
+	}
+	e.must(t, 200, officerToken, "POST", "/v1/keys/auto/settings", map[string]any{"min_version": 2})
+	if out := e.must(t, 409, bankingToken, "POST", "/v1/keys/auto/verify", map[string]any{"message": b64("m"), "signature": s1}); errCode(out) != "version_not_usable" {
+		t.Fatalf("v1 below min_version: %v", out)
+	}
+	// The scheduler's rotation is audited under its own name.
+	var byScheduler int
+	e.store.AuditRecords(0, func(r audit.Record) error {
+		if r.Client == "scheduler" && r.Op == "rotate" && r.Result == "ok" {
+			byScheduler++
+		}
+		return nil
+	})
+	if byScheduler != 1 {
+		t.Fatalf("%d scheduler rotations audited", byScheduler)
+	}
+}
