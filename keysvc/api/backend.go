@@ -1,0 +1,32 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/keyward/keyward/keysvc"
+)
+
+// Backend is what the HTTP layer calls; *keysvc.Service implements it.
+// Every method that takes a keysvc.Caller enforces the key's policy itself
+// and returns keysvc.ErrForbidden when it refuses (R-SRV-2): the HTTP layer
+// only authenticates. Errors wrap the keysvc sentinels; their messages are
+// shown to clients as they are, so they must never hold key material,
+// plaintext, PINs or internal detail (R-SRV-4).
+type Backend interface {
+	CreateKey(ctx context.Context, c keysvc.Caller, req keysvc.CreateKeyRequest) (*keysvc.Key, error)
+	GetKey(ctx context.Context, c keysvc.Caller, name string) (*keysvc.Key, error)
+	ListKeys(ctx context.Context, c keysvc.Caller) ([]*keysvc.Key, error)
+	Rotate(ctx context.Context, c keysvc.Caller, name string) (*keysvc.Key, error)
+	UpdateSettings(ctx context.Context, c keysvc.Caller, name string, req keysvc.KeySettingsRequest) (*keysvc.Key, error)
+	SetVersionState(ctx context.Context, c keysvc.Caller, name string, version int, action keysvc.VersionAction, delay time.Duration) (*keysvc.Key, error)
+	Sign(ctx context.Context, c keysvc.Caller, name string, req keysvc.SignRequest) (keysvc.SignResult, error)
+	SignBatch(ctx context.Context, c keysvc.Caller, name string, reqs []keysvc.SignRequest) ([]keysvc.SignResult, error)
+	Verify(ctx context.Context, c keysvc.Caller, name string, req keysvc.VerifyRequest) (bool, error)
+	Encrypt(ctx context.Context, c keysvc.Caller, name string, plaintext, aad []byte) (ciphertext string, version int, err error)
+	Decrypt(ctx context.Context, c keysvc.Caller, name string, ciphertext string, aad []byte) ([]byte, error)
+	DataKey(ctx context.Context, c keysvc.Caller, name string, size int, aad []byte) (keysvc.DataKey, error)
+	PublicKey(ctx context.Context, c keysvc.Caller, name string, version int) (keysvc.PublicKeyResult, error) // version 0 = primary
+	Ready(ctx context.Context) error                                                                          // token reachable and store writable
+	Stats() keysvc.Stats
+}

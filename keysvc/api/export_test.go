@@ -1,0 +1,10 @@
+package api
+
+// ErrorTableCodes lists the error table's sentinels and codes for tests.
+func ErrorTableCodes() map[error]string {
+	m := make(map[error]string, len(errorTable))
+	for _, r := range errorTable {
+		m[r.err] = r.code
+	}
+	return m
+}

@@ -1,0 +1,412 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+
+	"github.com/keyward/keyward/keysvc"
+)
+
+// MaxBatch is the most signatures one sign-batch request may ask for.
+const MaxBatch = 1000
+
+// readyTimeout bounds a readiness probe's Backend.Ready call.
+const readyTimeout = 5 * time.Second
+
+func (s *Server) routes(metricsHandler http.Handler) {
+	a := s.app
+	a.Use(s.recoverPanic)
+	// Unauthenticated: probes, metrics and the API description. The
+	// OpenAPI route is registered before the /v1 admission middleware,
+	// so it matches first and admission never runs for it.
+	a.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	a.Get("/readyz", s.readyz)
+	a.Get("/metrics", adaptor.HTTPHandler(metricsHandler))
+	a.Get("/v1/openapi.json", serveOpenAPI)
+
+	v1 := a.Group("/v1", s.admission)
+	v1.Post("/keys", s.op("create", false, s.createKey))
+	v1.Get("/keys", s.op("list", false, s.listKeys))
+	v1.Get("/keys/:name", s.op("get", true, s.getKey))
+	v1.Post("/keys/:name/rotate", s.op("rotate", true, s.rotate))
+	v1.Post("/keys/:name/settings", s.op("settings", true, s.settings))
+	v1.Post("/keys/:name/sign", s.op("sign", true, s.sign))
+	v1.Post("/keys/:name/sign-batch", s.op("sign_batch", true, s.signBatch))
+	v1.Post("/keys/:name/verify", s.op("verify", true, s.verify))
+	v1.Post("/keys/:name/encrypt", s.op("encrypt", true, s.encrypt))
+	v1.Post("/keys/:name/decrypt", s.op("decrypt", true, s.decrypt))
+	v1.Post("/keys/:name/datakey", s.op("datakey", true, s.dataKey))
+	v1.Post("/keys/:name/versions/:v/:action", s.op("version_state", true, s.versionState))
+	v1.Get("/keys/:name/public", s.op("public", true, s.publicKey))
+}
+
+// call is one admitted API request.
+type call struct {
+	fc     *fiber.Ctx
+	ctx    context.Context
+	caller keysvc.Caller
+	name   string // the path's key name, validated; create sets it from the body
+}
+
+// reply is a handler's successful answer.
+type reply struct {
+	status int
+	body   any
+}
+
+func ok(body any) (reply, error) { return reply{http.StatusOK, body}, nil }
+
+type opHandler func(r *call) (reply, error)
+
+// op wraps a /v1 handler: it validates the :name parameter, runs h and
+// records keyward_operations_total and keyward_operation_duration_seconds.
+// Errors go to the ErrorHandler, which renders them from the error table.
+func (s *Server) op(op string, keyed bool, h opHandler) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		start := time.Now()
+		r := &call{fc: c, ctx: c.UserContext(), caller: caller(c)}
+		var (
+			res reply
+			err error
+		)
+		if keyed {
+			r.name = c.Params("name")
+			err = validKeyName(r.name)
+		}
+		if err == nil {
+			res, err = h(r)
+		}
+		result, label := "ok", r.name
+		if err != nil {
+			_, result, _, _ = classify(err)
+		}
+		// Names that are not keys do not take one of the capped label
+		// values.
+		if result == "key_not_found" || validKeyName(r.name) != nil {
+			label = ""
+		}
+		s.metrics.observe(op, label, result, time.Since(start).Seconds())
+		if err != nil {
+			return err
+		}
+		return c.Status(res.status).JSON(res.body)
+	}
+}
+
+// errPanic is what a client learns of a panic: 500 internal.
+var errPanic = errors.New("api: request handler panicked")
+
+// recoverPanic turns a panic in a handler or the Backend into a logged
+// 500, so one bad request cannot stop the service.
+func (s *Server) recoverPanic(c *fiber.Ctx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic serving request", "method", c.Method(), "path", c.Path(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			err = errPanic
+		}
+	}()
+	return c.Next()
+}
+
+// errNoKey reports a Backend that returned neither a key nor an error.
+var errNoKey = errors.New("api: backend returned a nil key without an error")
+
+func view(k *keysvc.Key, err error) (keysvc.KeyView, error) {
+	if err != nil {
+		return keysvc.KeyView{}, err
+	}
+	if k == nil {
+		return keysvc.KeyView{}, errNoKey
+	}
+	return k.View(), nil // never the raw Key: it holds object labels and wrapped blobs
+}
+
+func (s *Server) createKey(r *call) (reply, error) {
+	var req keysvc.CreateKeyRequest
+	if err := decodeBody(r.fc, &req, false); err != nil {
+		return reply{}, err
+	}
+	if err := validKeyName(req.Name); err != nil {
+		return reply{}, err
+	}
+	v, err := view(s.backend.CreateKey(r.ctx, r.caller, req))
+	if err != nil {
+		return reply{}, err
+	}
+	r.name = v.Name
+	return reply{http.StatusCreated, v}, nil
+}
+
+// keyList is the body of GET /v1/keys.
+type keyList struct {
+	Keys []keysvc.KeyView `json:"keys"`
+}
+
+func (s *Server) listKeys(r *call) (reply, error) {
+	keys, err := s.backend.ListKeys(r.ctx, r.caller)
+	if err != nil {
+		return reply{}, err
+	}
+	out := keyList{Keys: make([]keysvc.KeyView, 0, len(keys))}
+	for _, k := range keys {
+		v, err := view(k, nil)
+		if err != nil {
+			return reply{}, err
+		}
+		out.Keys = append(out.Keys, v)
+	}
+	return ok(out)
+}
+
+func (s *Server) getKey(r *call) (reply, error) {
+	v, err := view(s.backend.GetKey(r.ctx, r.caller, r.name))
+	if err != nil {
+		return reply{}, err
+	}
+	return ok(v)
+}
+
+func (s *Server) rotate(r *call) (reply, error) {
+	var none struct{}
+	if err := decodeBody(r.fc, &none, true); err != nil {
+		return reply{}, err
+	}
+	v, err := view(s.backend.Rotate(r.ctx, r.caller, r.name))
+	if err != nil {
+		return reply{}, err
+	}
+	return ok(v)
+}
+
+func (s *Server) settings(r *call) (reply, error) {
+	var b keysvc.KeySettingsRequest
+	if err := decodeBody(r.fc, &b, false); err != nil {
+		return reply{}, err
+	}
+	v, err := view(s.backend.UpdateSettings(r.ctx, r.caller, r.name, b))
+	if err != nil {
+		return reply{}, err
+	}
+	return ok(v)
+}
+
+// signBody is a keysvc.SignRequest on the wire.
+type signBody struct {
+	Message b64    `json:"message"`
+	Digest  b64    `json:"digest"`
+	Scheme  string `json:"scheme"`
+}
+
+func (b signBody) request() keysvc.SignRequest {
+	return keysvc.SignRequest{Message: b.Message, Digest: b.Digest, Scheme: b.Scheme}
+}
+
+func (s *Server) sign(r *call) (reply, error) {
+	var b signBody
+	if err := decodeBody(r.fc, &b, false); err != nil {
+		return reply{}, err
+	}
+	res, err := s.backend.Sign(r.ctx, r.caller, r.name, b.request())
+	if err != nil {
+		return reply{}, err
+	}
+	return ok(res)
+}
+
+type signBatchBody struct {
+	Items []signBody `json:"items"`
+}
+
+type signBatchReply struct {
+	Signatures []keysvc.SignResult `json:"signatures"`
+}
+
+func (s *Server) signBatch(r *call) (reply, error) {
+	var b signBatchBody
+	if err := decodeBody(r.fc, &b, false); err != nil {
+		return reply{}, err
+	}
+	switch {
+	case len(b.Items) == 0:
+		return reply{}, invalidArgument(`"items" must hold at least one sign request`)
+	case len(b.Items) > MaxBatch:
+		return reply{}, invalidArgument(`"items" holds more than 1000 sign requests; split the batch`)
+	}
+	reqs := make([]keysvc.SignRequest, len(b.Items))
+	for i, it := range b.Items {
+		reqs[i] = it.request()
+	}
+	res, err := s.backend.SignBatch(r.ctx, r.caller, r.name, reqs)
+	if err != nil {
+		return reply{}, err
+	}
+	if len(res) != len(reqs) {
+		return reply{}, errors.New("api: backend returned a batch of the wrong length")
+	}
+	return ok(signBatchReply{Signatures: res})
+}
+
+type verifyBody struct {
+	Message   b64    `json:"message"`
+	Digest    b64    `json:"digest"`
+	Scheme    string `json:"scheme"`
+	Signature string `json:"signature"`
+}
+
+type verifyReply struct {
+	Valid bool `json:"valid"`
+}
+
+func (s *Server) verify(r *call) (reply, error) {
+	var b verifyBody
+	if err := decodeBody(r.fc, &b, false); err != nil {
+		return reply{}, err
+	}
+	valid, err := s.backend.Verify(r.ctx, r.caller, r.name,
+		keysvc.VerifyRequest{Message: b.Message, Digest: b.Digest, Scheme: b.Scheme, Signature: b.Signature})
+	if err != nil {
+		return reply{}, err
+	}
+	return ok(verifyReply{Valid: valid})
+}
+
+type encryptBody struct {
+	Plaintext b64 `json:"plaintext"`
+	AAD       b64 `json:"aad"`
+}
+
+type encryptReply struct {
+	Ciphertext string `json:"ciphertext"`
+	Version    int    `json:"version"`
+}
+
+func (s *Server) encrypt(r *call) (reply, error) {
+	var b encryptBody
+	if err := decodeBody(r.fc, &b, false); err != nil {
+		return reply{}, err
+	}
+	ct, ver, err := s.backend.Encrypt(r.ctx, r.caller, r.name, b.Plaintext, b.AAD)
+	if err != nil {
+		return reply{}, err
+	}
+	return ok(encryptReply{Ciphertext: ct, Version: ver})
+}
+
+type decryptBody struct {
+	Ciphertext string `json:"ciphertext"`
+	AAD        b64    `json:"aad"`
+}
+
+type decryptReply struct {
+	Plaintext []byte `json:"plaintext"`
+}
+
+func (s *Server) decrypt(r *call) (reply, error) {
+	var b decryptBody
+	if err := decodeBody(r.fc, &b, false); err != nil {
+		return reply{}, err
+	}
+	pt, err := s.backend.Decrypt(r.ctx, r.caller, r.name, b.Ciphertext, b.AAD)
+	if err != nil {
+		return reply{}, err
+	}
+	return ok(decryptReply{Plaintext: pt})
+}
+
+type dataKeyBody struct {
+	Size *int `json:"size"`
+	AAD  b64  `json:"aad"`
+}
+
+// defaultDataKeySize is the data key size when the request names none.
+const defaultDataKeySize = 32
+
+func (s *Server) dataKey(r *call) (reply, error) {
+	var b dataKeyBody
+	if err := decodeBody(r.fc, &b, true); err != nil {
+		return reply{}, err
+	}
+	size := defaultDataKeySize
+	if b.Size != nil {
+		size = *b.Size
+	}
+	if size != 16 && size != 24 && size != 32 {
+		return reply{}, invalidArgument(`"size" must be 16, 24 or 32 (bytes)`)
+	}
+	dk, err := s.backend.DataKey(r.ctx, r.caller, r.name, size, b.AAD)
+	if err != nil {
+		return reply{}, err
+	}
+	return ok(dk)
+}
+
+func (s *Server) versionState(r *call) (reply, error) {
+	ver, err := positiveInt("version", r.fc.Params("v"))
+	if err != nil {
+		return reply{}, err
+	}
+	action := keysvc.VersionAction(r.fc.Params("action"))
+	var delay time.Duration
+	switch action {
+	case keysvc.ActionDisable, keysvc.ActionEnable, keysvc.ActionCancelDestroy:
+		var none struct{}
+		if err := decodeBody(r.fc, &none, true); err != nil {
+			return reply{}, err
+		}
+	case keysvc.ActionScheduleDestroy:
+		var b keysvc.ScheduleDestroyRequest
+		if err := decodeBody(r.fc, &b, true); err != nil {
+			return reply{}, err
+		}
+		delay = time.Duration(b.Delay)
+	default:
+		return reply{}, invalidArgument("action must be disable, enable, schedule-destroy or cancel-destroy")
+	}
+	v, err := view(s.backend.SetVersionState(r.ctx, r.caller, r.name, ver, action, delay))
+	if err != nil {
+		return reply{}, err
+	}
+	return ok(v)
+}
+
+func (s *Server) publicKey(r *call) (reply, error) {
+	ver := 0 // primary
+	if q := r.fc.Query("version"); q != "" {
+		v, err := positiveInt("version", q)
+		if err != nil {
+			return reply{}, err
+		}
+		ver = v
+	}
+	res, err := s.backend.PublicKey(r.ctx, r.caller, r.name, ver)
+	if err != nil {
+		return reply{}, err
+	}
+	return ok(res)
+}
+
+// readyz answers 200 when Backend.Ready succeeds, else 503 with the
+// error's code (token_unavailable, store_unavailable, …).
+func (s *Server) readyz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), readyTimeout)
+	defer cancel()
+	err := s.backend.Ready(ctx)
+	if err == nil {
+		return c.JSON(fiber.Map{"status": "ready"})
+	}
+	_, code, message, internal := classify(err)
+	if internal {
+		s.log.Error("readiness check failed", "err", err)
+		code, message = codeNotReady, "not ready"
+	} else {
+		s.log.Warn("not ready", "err", err)
+	}
+	return c.Status(http.StatusServiceUnavailable).JSON(errorBody{Error: errorDetail{Code: code, Message: message}})
+}

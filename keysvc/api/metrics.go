@@ -1,0 +1,113 @@
+package api
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/keyward/keyward/keysvc"
+)
+
+// maxKeyLabels caps the distinct values of the "key" label.
+//
+// Labelling by key name is fine while keys are few (HSM-held keys number
+// in the tens). Wrapped per-customer keys (ProtectionWrapped, counted in
+// the hundred thousands) would make one time series per customer and
+// overwhelm Prometheus, so after maxKeyLabels distinct names every other
+// name is counted under "other". Per-key detail lives in the audit log.
+const maxKeyLabels = 1000
+
+// Values of the "key" label that are not key names.
+const (
+	keyLabelNone  = "none"  // no key (list) or no valid key name
+	keyLabelOther = "other" // beyond maxKeyLabels
+)
+
+// metrics are the Prometheus collectors of one Server (R-AV-2).
+type metrics struct {
+	ops      *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+
+	mu   sync.Mutex
+	keys map[string]struct{}
+}
+
+func newMetrics(reg prometheus.Registerer, b Backend) (*metrics, error) {
+	m := &metrics{
+		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyward_operations_total",
+			Help: "API operations by operation, key and result (\"ok\" or the error code).",
+		}, []string{"op", "key", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "keyward_operation_duration_seconds",
+			Help: "API operation latency, from admission to response.",
+			// 0.1 ms (a cached verify) to 1 s (an RSA-3072 key generation
+			// on a slow token); slower is counted in +Inf.
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}, []string{"op"}),
+		keys: make(map[string]struct{}),
+	}
+	// Gauges read Backend.Stats at scrape time, so they are never stale.
+	gauge := func(name, help string, f func(keysvc.Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(b.Stats()) })
+	}
+	cs := []prometheus.Collector{
+		m.ops, m.duration,
+		gauge("keyward_pool_sessions_in_use", "PKCS#11 sessions lent right now.",
+			func(s keysvc.Stats) float64 { return float64(s.PoolInUse) }),
+		gauge("keyward_pool_sessions_max", "PKCS#11 session pool bound.",
+			func(s keysvc.Stats) float64 { return float64(s.PoolMax) }),
+		gauge("keyward_token_healthy", "1 when the token is connected and logged in.",
+			func(s keysvc.Stats) float64 { return boolFloat(s.TokenHealthy) }),
+		gauge("keyward_pin_failures", "Consecutive failed user-PIN attempts (PIN guard).",
+			func(s keysvc.Stats) float64 { return float64(s.PINFailures) }),
+		gauge("keyward_pin_locked", "1 when the PIN guard has locked the token.",
+			func(s keysvc.Stats) float64 { return boolFloat(s.PINLocked) }),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// keyLabel returns the label value for a key name, holding the number of
+// distinct values at maxKeyLabels.
+func (m *metrics) keyLabel(name string) string {
+	if name == "" {
+		return keyLabelNone
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.keys[name]; ok {
+		return name
+	}
+	if len(m.keys) >= maxKeyLabels {
+		return keyLabelOther
+	}
+	m.keys[name] = struct{}{}
+	return name
+}
+
+// observe records one finished operation.
+func (m *metrics) observe(op, key, result string, seconds float64) {
+	m.ops.WithLabelValues(op, m.keyLabel(key), result).Inc()
+	m.duration.WithLabelValues(op).Observe(seconds)
+}
+
+// defaultRegistry is a fresh registry with the Go runtime and process
+// collectors, used when Config.Registry is nil.
+func defaultRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}

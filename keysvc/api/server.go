@@ -1,0 +1,264 @@
+package api
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultBodyLimit    = 1 << 20 // 1 MiB
+	DefaultReadTimeout  = 10 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultIdleTimeout  = 60 * time.Second
+)
+
+// Config configures a Server.
+type Config struct {
+	// Backend does the work; required.
+	Backend Backend
+	// Clients are the applications admitted to /v1 (R-SRV-2).
+	Clients []Client
+	// BodyLimit is the largest request body accepted, in bytes; larger
+	// bodies get 413 body_too_large. Default 1 MiB.
+	BodyLimit int
+	// Timeouts of the HTTP server; defaults 10 s, 10 s and 60 s.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Logger receives refused requests and internal errors; default
+	// slog.Default().
+	Logger *slog.Logger
+	// Registry receives the server's metrics and is served at /metrics;
+	// nil means a new registry with the Go and process collectors.
+	Registry *prometheus.Registry
+}
+
+// Client is one application admitted to the API.
+type Client struct {
+	// Name is the client's identity: the CommonName of its TLS client
+	// certificate, and the name key policies grant operations to.
+	Name string
+	// Admin clients may create keys and read and manage every key.
+	Admin bool
+	// TokenSHA256 is the hex SHA-256 of the client's bearer token; empty
+	// for certificate-only clients. Tokens are never stored in clear.
+	TokenSHA256 string
+}
+
+// Server is the keysvc HTTP API.
+type Server struct {
+	app     *fiber.App
+	backend Backend
+	clients *registry
+	metrics *metrics
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// ErrServerClosed is returned by Serve and ServeTLS after Shutdown.
+var ErrServerClosed = errors.New("api: server closed")
+
+// New builds a Server from cfg. It checks the client table (unique names,
+// well-formed token digests) and registers the metrics.
+func New(cfg Config) (*Server, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("api: Config.Backend is required")
+	}
+	if cfg.BodyLimit < 0 {
+		return nil, errors.New("api: Config.BodyLimit must not be negative")
+	}
+	clients, err := newRegistry(cfg.Clients)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{backend: cfg.Backend, clients: clients, log: cfg.Logger}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = defaultRegistry()
+	}
+	if s.metrics, err = newMetrics(reg, cfg.Backend); err != nil {
+		return nil, fmt.Errorf("api: registering metrics: %w", err)
+	}
+	s.app = fiber.New(fiber.Config{
+		DisableStartupMessage: true,
+		BodyLimit:             orDefault(cfg.BodyLimit, DefaultBodyLimit),
+		ReadTimeout:           orDefault(cfg.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:          orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:           orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
+		ErrorHandler:          errorHandler(s.log),
+		// Strings from the request (key names, headers) are copied, so a
+		// Backend may keep them after the handler returns.
+		Immutable: true,
+		// No Server header: nothing about the stack is advertised.
+		ServerHeader: "",
+	})
+	// fasthttp logs connection-level errors (failed TLS handshakes, for
+	// example) through its own logger; send them to slog.
+	s.app.Server().Logger = fasthttpLogger{s.log}
+	s.routes(promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}}))
+	return s, nil
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// App returns the underlying fiber application (for tests and for
+// mounting extra routes before serving).
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve serves plain HTTP on ln until Shutdown; it then returns nil. Use
+// it behind a TLS-terminating proxy or on loopback only.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.serve(lingerListener{ln})
+}
+
+// ServeTLS serves HTTPS on ln with tlsCfg (see TLSConfig) until Shutdown.
+func (s *Server) ServeTLS(ln net.Listener, tlsCfg *tls.Config) error {
+	if tlsCfg == nil {
+		return errors.New("api: ServeTLS needs a TLS configuration")
+	}
+	return s.serve(tls.NewListener(lingerListener{ln}, tlsCfg))
+}
+
+func (s *Server) serve(ln net.Listener) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return ErrServerClosed
+	}
+	return s.app.Listener(ln)
+}
+
+// Shutdown stops accepting connections, closes idle ones and waits for
+// in-flight requests to finish, or for ctx to end (then it returns
+// ctx.Err() and requests still running are abandoned to finish alone).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return s.app.ShutdownWithContext(ctx)
+}
+
+// TLSConfig loads the server's certificate and key and, when clientCAFile
+// is set, requires every client to present a certificate issued by one of
+// the CAs in that PEM file (mutual TLS; the certificate's CommonName names
+// the client). Without clientCAFile no client certificate is asked for
+// and clients authenticate with bearer tokens only.
+//
+// TLS 1.2 is the minimum; TLS 1.2 suites are limited to ECDHE with AEAD.
+func TLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("api: loading the server certificate: %w", err)
+	}
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		CipherSuites: []uint16{ // TLS 1.2 only; TLS 1.3 suites are all AEAD
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+		ClientAuth: tls.NoClientCert,
+	}
+	if clientCAFile == "" {
+		return cfg, nil
+	}
+	pem, err := os.ReadFile(clientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("api: reading the client CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("api: client CA file %s holds no PEM certificate", clientCAFile)
+	}
+	cfg.ClientCAs = pool
+	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	return cfg, nil
+}
+
+// Lingering close bounds.
+const (
+	lingerTimeout = 2 * time.Second
+	lingerMax     = 8 << 20
+)
+
+// lingerListener gives its connections a lingering close (as nginx and
+// net/http do). fasthttp answers an oversize body with 413 and closes at
+// once, without reading the body; closing a socket with unread data sends
+// a TCP reset, which can destroy the 413 before the client reads it. A
+// lingering close sends FIN after the response, then reads and discards
+// what the client still sends (for at most lingerTimeout and lingerMax
+// bytes) before closing.
+type lingerListener struct{ net.Listener }
+
+func (l lingerListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := c.(interface{ CloseWrite() error }); !ok {
+		return c, nil
+	}
+	return &lingerConn{Conn: c}, nil
+}
+
+type lingerConn struct {
+	net.Conn
+	once sync.Once
+}
+
+// Close half-closes the connection and finishes closing it in the
+// background; it never blocks the server's worker.
+func (c *lingerConn) Close() error {
+	var err error
+	c.once.Do(func() {
+		if err = c.Conn.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+			err = c.Conn.Close()
+			return
+		}
+		go func() {
+			_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+			_, _ = io.CopyN(io.Discard, c.Conn, lingerMax)
+			_ = c.Conn.Close()
+		}()
+	})
+	return err
+}
+
+// fasthttpLogger adapts slog to fasthttp's Printf logger.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn("http server", "detail", fmt.Sprintf(format, args...))
+}
+
+// slogPrinter adapts slog to promhttp's Println logger.
+type slogPrinter struct{ log *slog.Logger }
+
+func (l slogPrinter) Println(v ...any) { l.log.Error("metrics", "detail", fmt.Sprint(v...)) }

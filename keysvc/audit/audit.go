@@ -1,0 +1,122 @@
+// Package audit is keysvc's tamper-evident audit trail (R-SRV-3).
+//
+// Every operation and administrative action becomes a Record. Records form a
+// hash chain: each record's Hash covers its own fields and the previous
+// record's Hash, so editing, deleting or reordering a record breaks every
+// hash after it. Periodically a Checkpoint — the sequence number and hash of
+// the latest record — is signed with an audit key held in the token, so an
+// attacker who rewrites the whole chain (and recomputes every hash) still
+// cannot produce a valid checkpoint signature.
+//
+// Records never hold plaintext, PINs or key material: only who did what to
+// which key version, the result, and a SHA-256 digest of the request.
+//
+// Storage is not this package's business: keysvc's store appends records
+// (computing Seq, Prev and Hash inside its own transaction with Seal) and
+// hands them back for Verify.
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Record is one audited event.
+type Record struct {
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Client  string    `json:"client"`            // authenticated caller, or "scheduler"
+	Key     string    `json:"key,omitempty"`     // key name
+	Version int       `json:"version,omitempty"` // key version, 0 when not applicable
+	Op      string    `json:"op"`                // "sign", "rotate", "destroy", ...
+	Result  string    `json:"result"`            // "ok" or a stable error code
+	Detail  string    `json:"detail,omitempty"`  // non-secret context, e.g. "items=20"
+	// RequestDigest is hex SHA-256 of the request body, so a record can be
+	// matched to a request without storing the request.
+	RequestDigest string `json:"request_digest,omitempty"`
+	Prev          []byte `json:"prev"` // Hash of record Seq-1 (32 zero bytes for Seq 1)
+	Hash          []byte `json:"hash"`
+}
+
+// ErrTampered is returned by Verify when the chain does not hold.
+var ErrTampered = errors.New("audit: chain broken")
+
+// Genesis is the Prev of the first record.
+var Genesis = make([]byte, sha256.Size)
+
+// ComputeHash returns SHA-256 over Prev and a fixed, length-prefixed
+// encoding of every other field. It does not look at r.Hash.
+func (r *Record) ComputeHash() []byte {
+	h := sha256.New()
+	h.Write([]byte("keyward-audit-v1"))
+	var n [8]byte
+	field := func(b []byte) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	binary.BigEndian.PutUint64(n[:], r.Seq)
+	field(n[:])
+	field([]byte(r.Time.UTC().Format(time.RFC3339Nano)))
+	field([]byte(r.Client))
+	field([]byte(r.Key))
+	binary.BigEndian.PutUint64(n[:], uint64(int64(r.Version)))
+	field(n[:])
+	field([]byte(r.Op))
+	field([]byte(r.Result))
+	field([]byte(r.Detail))
+	field([]byte(r.RequestDigest))
+	field(r.Prev)
+	return h.Sum(nil)
+}
+
+// Seal sets Seq, Prev and Hash so that r follows a record with sequence
+// number prevSeq and hash prevHash (Genesis and 0 for the first record).
+func (r *Record) Seal(prevSeq uint64, prevHash []byte) {
+	r.Seq = prevSeq + 1
+	r.Prev = append([]byte(nil), prevHash...)
+	r.Time = r.Time.UTC()
+	r.Hash = r.ComputeHash()
+}
+
+// Marshal encodes a record for storage.
+func (r *Record) Marshal() ([]byte, error) { return json.Marshal(r) }
+
+// Unmarshal decodes a stored record.
+func Unmarshal(b []byte) (Record, error) {
+	var r Record
+	err := json.Unmarshal(b, &r)
+	return r, err
+}
+
+// Checker verifies a chain record by record, in order. Feed it every record
+// with Next; it stops at the first fault.
+type Checker struct {
+	seq  uint64
+	prev []byte
+}
+
+// NewChecker starts at the beginning of the log.
+func NewChecker() *Checker { return &Checker{prev: Genesis} }
+
+// Next checks that r follows the previous record.
+func (c *Checker) Next(r Record) error {
+	switch {
+	case r.Seq != c.seq+1:
+		return fmt.Errorf("%w at record %d: expected sequence number %d (a record was deleted or reordered)", ErrTampered, r.Seq, c.seq+1)
+	case !bytes.Equal(r.Prev, c.prev):
+		return fmt.Errorf("%w at record %d: previous-hash link does not match record %d", ErrTampered, r.Seq, c.seq)
+	case !bytes.Equal(r.Hash, r.ComputeHash()):
+		return fmt.Errorf("%w at record %d: contents do not match its hash (the record was edited)", ErrTampered, r.Seq)
+	}
+	c.seq, c.prev = r.Seq, r.Hash
+	return nil
+}
+
+// Last returns the sequence number and hash of the last checked record.
+func (c *Checker) Last() (uint64, []byte) { return c.seq, c.prev }

@@ -1,0 +1,475 @@
+package client_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/api"
+	"github.com/keyward/keyward/keysvc/client"
+)
+
+const token = "client-test-token"
+
+// fakeBackend answers every call; errs holds, per method, errors to
+// return on successive calls (then success).
+type fakeBackend struct {
+	mu    sync.Mutex
+	errs  map[string][]error
+	calls map[string]int
+	last  map[string][]any
+	ready error
+}
+
+func newFake() *fakeBackend {
+	return &fakeBackend{errs: map[string][]error{}, calls: map[string]int{}, last: map[string][]any{}}
+}
+
+func (b *fakeBackend) fail(method string, errs ...error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.errs[method] = errs
+}
+
+func (b *fakeBackend) count(method string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls[method]
+}
+
+func (b *fakeBackend) args(method string) []any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.last[method]
+}
+
+func (b *fakeBackend) rec(method string, args ...any) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls[method]++
+	b.last[method] = args
+	if q := b.errs[method]; len(q) > 0 {
+		b.errs[method] = q[1:]
+		return q[0]
+	}
+	return nil
+}
+
+func key(name string) *keysvc.Key {
+	return &keysvc.Key{Name: name, Purpose: keysvc.PurposeSign, Algorithm: keysvc.AlgECP256, Protection: keysvc.ProtectionHSM,
+		Primary: 2, MinVersion: 1, Versions: []keysvc.Version{
+			{Version: 1, State: keysvc.StateDisabled, ObjectLabel: "label-1"},
+			{Version: 2, State: keysvc.StateEnabled, ObjectLabel: "label-2"}}}
+}
+
+func (b *fakeBackend) CreateKey(_ context.Context, _ keysvc.Caller, r keysvc.CreateKeyRequest) (*keysvc.Key, error) {
+	return key(r.Name), b.rec("CreateKey", r)
+}
+func (b *fakeBackend) GetKey(_ context.Context, _ keysvc.Caller, n string) (*keysvc.Key, error) {
+	return key(n), b.rec("GetKey", n)
+}
+func (b *fakeBackend) ListKeys(context.Context, keysvc.Caller) ([]*keysvc.Key, error) {
+	return []*keysvc.Key{key("a"), key("b")}, b.rec("ListKeys")
+}
+func (b *fakeBackend) Rotate(_ context.Context, _ keysvc.Caller, n string) (*keysvc.Key, error) {
+	return key(n), b.rec("Rotate", n)
+}
+func (b *fakeBackend) UpdateSettings(_ context.Context, _ keysvc.Caller, n string, r keysvc.KeySettingsRequest) (*keysvc.Key, error) {
+	return key(n), b.rec("UpdateSettings", n, r)
+}
+func (b *fakeBackend) SetVersionState(_ context.Context, _ keysvc.Caller, n string, v int, a keysvc.VersionAction, d time.Duration) (*keysvc.Key, error) {
+	return key(n), b.rec("SetVersionState", n, v, a, d)
+}
+func (b *fakeBackend) Sign(_ context.Context, _ keysvc.Caller, n string, r keysvc.SignRequest) (keysvc.SignResult, error) {
+	return keysvc.SignResult{Signature: "kw:v2:c2ln", Version: 2}, b.rec("Sign", n, r)
+}
+func (b *fakeBackend) SignBatch(_ context.Context, _ keysvc.Caller, n string, rs []keysvc.SignRequest) ([]keysvc.SignResult, error) {
+	out := make([]keysvc.SignResult, len(rs))
+	for i := range out {
+		out[i] = keysvc.SignResult{Signature: fmt.Sprintf("kw:v2:%d", i), Version: 2}
+	}
+	return out, b.rec("SignBatch", n, rs)
+}
+func (b *fakeBackend) Verify(_ context.Context, _ keysvc.Caller, n string, r keysvc.VerifyRequest) (bool, error) {
+	return r.Signature == "kw:v2:c2ln", b.rec("Verify", n, r)
+}
+func (b *fakeBackend) Encrypt(_ context.Context, _ keysvc.Caller, n string, pt, aad []byte) (string, int, error) {
+	return "kw:v2:" + string(pt), 2, b.rec("Encrypt", n, pt, aad)
+}
+func (b *fakeBackend) Decrypt(_ context.Context, _ keysvc.Caller, n string, ct string, aad []byte) ([]byte, error) {
+	return []byte("plain:" + ct), b.rec("Decrypt", n, ct, aad)
+}
+func (b *fakeBackend) DataKey(_ context.Context, _ keysvc.Caller, n string, size int, aad []byte) (keysvc.DataKey, error) {
+	return keysvc.DataKey{Plaintext: make([]byte, size), Ciphertext: "kw:v2:dk", Version: 2}, b.rec("DataKey", n, size, aad)
+}
+func (b *fakeBackend) PublicKey(_ context.Context, _ keysvc.Caller, n string, v int) (keysvc.PublicKeyResult, error) {
+	return keysvc.PublicKeyResult{Version: max(v, 2), PEM: "pem", JWK: keysvc.JWK{Kty: "EC", Kid: n}}, b.rec("PublicKey", n, v)
+}
+func (b *fakeBackend) Ready(context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ready
+}
+func (b *fakeBackend) Stats() keysvc.Stats { return keysvc.Stats{} }
+
+// serve starts the real API server on loopback with b behind it.
+func serve(t *testing.T, b *fakeBackend) string {
+	t.Helper()
+	sum := sha256.Sum256([]byte(token))
+	srv, err := api.New(api.Config{Backend: b, Logger: slog.New(slog.DiscardHandler),
+		Clients: []api.Client{{Name: "app", Admin: true, TokenSHA256: hex.EncodeToString(sum[:])}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		<-done
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func newClient(t *testing.T, base string, opts ...client.Option) *client.Client {
+	t.Helper()
+	c, err := client.New(base, append([]client.Option{client.WithBearer(token)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestRoundTrip(t *testing.T) {
+	b := newFake()
+	c := newClient(t, serve(t, b))
+	ctx := context.Background()
+	check := func(method string, want ...any) {
+		t.Helper()
+		if got := b.args(method); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s got %#v, want %#v", method, got, want)
+		}
+	}
+
+	cr := keysvc.CreateKeyRequest{Name: "k1", Purpose: keysvc.PurposeSign, Algorithm: keysvc.AlgECP256, Protection: keysvc.ProtectionHSM,
+		RotationPeriod: keysvc.Duration(720 * time.Hour), Policy: keysvc.Policy{Grants: []keysvc.Grant{{Client: "app", Ops: []keysvc.Op{keysvc.OpSign}}}}}
+	v, err := c.CreateKey(ctx, cr)
+	if err != nil || v.Name != "k1" || len(v.Versions) != 2 || v.Primary != 2 {
+		t.Fatalf("CreateKey = %+v, %v", v, err)
+	}
+	check("CreateKey", cr)
+
+	if v, err = c.GetKey(ctx, "k1"); err != nil || v.Name != "k1" {
+		t.Fatalf("GetKey = %+v, %v", v, err)
+	}
+	ks, err := c.ListKeys(ctx)
+	if err != nil || len(ks) != 2 || ks[1].Name != "b" {
+		t.Fatalf("ListKeys = %+v, %v", ks, err)
+	}
+	if v, err = c.Rotate(ctx, "k1"); err != nil || v.Name != "k1" {
+		t.Fatalf("Rotate = %+v, %v", v, err)
+	}
+	if _, err = c.SetVersionState(ctx, "k1", 1, keysvc.ActionScheduleDestroy, 48*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	check("SetVersionState", "k1", 1, keysvc.ActionScheduleDestroy, 48*time.Hour)
+	if _, err = c.SetVersionState(ctx, "k1", 2, keysvc.ActionDisable, 0); err != nil {
+		t.Fatal(err)
+	}
+	check("SetVersionState", "k1", 2, keysvc.ActionDisable, time.Duration(0))
+
+	sr := keysvc.SignRequest{Message: []byte("hello"), Scheme: "pss"}
+	sig, err := c.Sign(ctx, "k1", sr)
+	if err != nil || sig != (keysvc.SignResult{Signature: "kw:v2:c2ln", Version: 2}) {
+		t.Fatalf("Sign = %+v, %v", sig, err)
+	}
+	check("Sign", "k1", sr)
+	sigs, err := c.SignBatch(ctx, "k1", []keysvc.SignRequest{sr, sr, sr})
+	if err != nil || len(sigs) != 3 || sigs[2].Signature != "kw:v2:2" {
+		t.Fatalf("SignBatch = %+v, %v", sigs, err)
+	}
+	vr := keysvc.VerifyRequest{Digest: bytes.Repeat([]byte{1}, 32), Signature: "kw:v2:c2ln"}
+	if ok, err := c.Verify(ctx, "k1", vr); err != nil || !ok {
+		t.Fatalf("Verify = %v, %v", ok, err)
+	}
+	check("Verify", "k1", vr)
+	vr.Signature = "kw:v2:other"
+	if ok, err := c.Verify(ctx, "k1", vr); err != nil || ok {
+		t.Fatalf("Verify of a wrong signature = %v, %v", ok, err)
+	}
+
+	ct, ver, err := c.Encrypt(ctx, "e1", []byte("secret"), []byte("aad"))
+	if err != nil || ct != "kw:v2:secret" || ver != 2 {
+		t.Fatalf("Encrypt = %q %d %v", ct, ver, err)
+	}
+	check("Encrypt", "e1", []byte("secret"), []byte("aad"))
+	pt, err := c.Decrypt(ctx, "e1", ct, nil)
+	if err != nil || string(pt) != "plain:kw:v2:secret" {
+		t.Fatalf("Decrypt = %q %v", pt, err)
+	}
+	check("Decrypt", "e1", ct, []byte(nil))
+	dk, err := c.DataKey(ctx, "e1", 0, nil)
+	if err != nil || len(dk.Plaintext) != 32 || dk.Ciphertext != "kw:v2:dk" {
+		t.Fatalf("DataKey = %+v %v", dk, err)
+	}
+	if dk, err = c.DataKey(ctx, "e1", 16, []byte("x")); err != nil || len(dk.Plaintext) != 16 {
+		t.Fatalf("DataKey(16) = %+v %v", dk, err)
+	}
+	check("DataKey", "e1", 16, []byte("x"))
+	pk, err := c.PublicKey(ctx, "k1", 0)
+	if err != nil || pk.Version != 2 || pk.JWK.Kid != "k1" {
+		t.Fatalf("PublicKey = %+v %v", pk, err)
+	}
+	check("PublicKey", "k1", 0)
+	if _, err = c.PublicKey(ctx, "k1", 1); err != nil {
+		t.Fatal(err)
+	}
+	check("PublicKey", "k1", 1)
+	if err := c.Ready(ctx); err != nil {
+		t.Fatalf("Ready = %v", err)
+	}
+}
+
+func TestErrorsIs(t *testing.T) {
+	b := newFake()
+	base := serve(t, b)
+	c := newClient(t, base, client.WithRetries(0))
+	all := []error{
+		keysvc.ErrInvalidArgument, keysvc.ErrKeyNotFound, keysvc.ErrKeyExists, keysvc.ErrVersionNotFound,
+		keysvc.ErrIllegalTransition, keysvc.ErrVersionNotUsable, keysvc.ErrWrongPurpose, keysvc.ErrForbidden,
+		keysvc.ErrUnauthenticated, keysvc.ErrInvalidCiphertext, keysvc.ErrInvalidSignature, keysvc.ErrDecrypt,
+		keysvc.ErrTokenUnavailable, keysvc.ErrTokenLocked, keysvc.ErrAuditUnavailable, keysvc.ErrStore,
+	}
+	for _, sentinel := range all {
+		b.fail("GetKey", fmt.Errorf("k1: %w", sentinel))
+		_, err := c.GetKey(context.Background(), "k1")
+		if !errors.Is(err, sentinel) {
+			t.Errorf("%v: got %v", sentinel, err)
+			continue
+		}
+		for _, other := range all {
+			if other != sentinel && errors.Is(err, other) {
+				t.Errorf("%v also matches %v", err, other)
+			}
+		}
+		var ce *client.Error
+		if !errors.As(err, &ce) || ce.Code == "" || ce.Status < 400 || ce.Message != fmt.Sprintf("k1: %v", sentinel) {
+			t.Errorf("%v: %#v", sentinel, ce)
+		}
+	}
+
+	// An internal error is no sentinel and shows nothing.
+	b.fail("Sign", errors.New("CKR_GENERAL_ERROR"))
+	_, err := c.Sign(context.Background(), "k1", keysvc.SignRequest{Digest: []byte{1}})
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != 500 || ce.Code != "internal" {
+		t.Fatalf("internal: %v", err)
+	}
+	for _, s := range all {
+		if errors.Is(err, s) {
+			t.Errorf("internal error matches %v", s)
+		}
+	}
+	// Client-side validation errors of the server are invalid arguments.
+	_, err = c.GetKey(context.Background(), "Not A Name")
+	if !errors.Is(err, keysvc.ErrInvalidArgument) {
+		t.Errorf("bad name: %v", err)
+	}
+	// A bad token is unauthenticated.
+	bad, _ := client.New(base, client.WithBearer("wrong"))
+	if _, err := bad.ListKeys(context.Background()); !errors.Is(err, keysvc.ErrUnauthenticated) {
+		t.Errorf("bad token: %v", err)
+	}
+	b.mu.Lock()
+	b.ready = fmt.Errorf("x: %w", keysvc.ErrTokenLocked)
+	b.mu.Unlock()
+	if err := c.Ready(context.Background()); !errors.Is(err, keysvc.ErrTokenLocked) {
+		t.Errorf("Ready = %v", err)
+	}
+}
+
+func TestRetries(t *testing.T) {
+	b := newFake()
+	c := newClient(t, serve(t, b), client.WithRetries(2))
+	ctx := context.Background()
+	unavailable := fmt.Errorf("pool: %w", keysvc.ErrTokenUnavailable)
+
+	// Idempotent calls are retried on 503, up to the limit.
+	b.fail("GetKey", unavailable, unavailable)
+	if _, err := c.GetKey(ctx, "k1"); err != nil {
+		t.Fatalf("GetKey after two 503s: %v", err)
+	}
+	if n := b.count("GetKey"); n != 3 {
+		t.Errorf("GetKey calls = %d, want 3", n)
+	}
+	b.fail("ListKeys", unavailable, unavailable, unavailable)
+	if _, err := c.ListKeys(ctx); !errors.Is(err, keysvc.ErrTokenUnavailable) {
+		t.Fatalf("ListKeys after three 503s: %v", err)
+	}
+	if n := b.count("ListKeys"); n != 3 {
+		t.Errorf("ListKeys calls = %d, want 3 (1 + 2 retries)", n)
+	}
+	b.fail("Verify", unavailable)
+	if _, err := c.Verify(ctx, "k1", keysvc.VerifyRequest{Digest: []byte{1}, Signature: "kw:v2:c2ln"}); err != nil || b.count("Verify") != 2 {
+		t.Errorf("Verify: %v after %d calls", err, b.count("Verify"))
+	}
+	b.fail("PublicKey", unavailable)
+	if _, err := c.PublicKey(ctx, "k1", 0); err != nil || b.count("PublicKey") != 2 {
+		t.Errorf("PublicKey: %v after %d calls", err, b.count("PublicKey"))
+	}
+	// Other errors are not retried, even on idempotent calls.
+	b.fail("GetKey", keysvc.ErrKeyNotFound, nil)
+	if _, err := c.GetKey(ctx, "k1"); !errors.Is(err, keysvc.ErrKeyNotFound) || b.count("GetKey") != 4 {
+		t.Errorf("GetKey 404: %v after %d calls", err, b.count("GetKey"))
+	}
+
+	// Nothing that changes state or uses a key is ever retried.
+	calls := map[string]func() error{
+		"Sign": func() error { _, err := c.Sign(ctx, "k1", keysvc.SignRequest{Digest: []byte{1}}); return err },
+		"SignBatch": func() error {
+			_, err := c.SignBatch(ctx, "k1", []keysvc.SignRequest{{Digest: []byte{1}}})
+			return err
+		},
+		"Encrypt":   func() error { _, _, err := c.Encrypt(ctx, "k1", []byte("x"), nil); return err },
+		"Decrypt":   func() error { _, err := c.Decrypt(ctx, "k1", "kw:v1:x", nil); return err },
+		"DataKey":   func() error { _, err := c.DataKey(ctx, "k1", 32, nil); return err },
+		"Rotate":    func() error { _, err := c.Rotate(ctx, "k1"); return err },
+		"CreateKey": func() error { _, err := c.CreateKey(ctx, keysvc.CreateKeyRequest{Name: "k2"}); return err },
+		"SetVersionState": func() error {
+			_, err := c.SetVersionState(ctx, "k1", 1, keysvc.ActionDisable, 0)
+			return err
+		},
+	}
+	for method, f := range calls {
+		b.fail(method, unavailable, unavailable)
+		if err := f(); !errors.Is(err, keysvc.ErrTokenUnavailable) {
+			t.Errorf("%s: %v", method, err)
+		}
+		if n := b.count(method); n != 1 {
+			t.Errorf("%s called %d times on a 503, want 1", method, n)
+		}
+	}
+}
+
+// flakyServer is a raw TCP server: each connection reads one request and
+// then gets the next canned answer ("" closes without answering).
+type flakyServer struct {
+	ln       net.Listener
+	answers  []string
+	requests atomic.Int32
+}
+
+func newFlaky(t *testing.T, answers ...string) *flakyServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &flakyServer{ln: ln, answers: answers}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			req, err := http.ReadRequest(bufio.NewReader(conn))
+			if err == nil {
+				_, _ = io.Copy(io.Discard, req.Body)
+			}
+			i := int(f.requests.Add(1)) - 1
+			if i < len(f.answers) && f.answers[i] != "" {
+				_, _ = io.WriteString(conn, f.answers[i])
+			}
+			conn.Close()
+		}
+	}()
+	return f
+}
+
+func TestRetryConnectionErrors(t *testing.T) {
+	okBody := `{"name":"k1","purpose":"sign","algorithm":"ec-p256","protection":"hsm","primary":1,"min_version":1,"last_rotated":"2025-01-01T00:00:00Z","policy":{"grants":null},"versions":[],"created_at":"2025-01-01T00:00:00Z"}`
+	ok := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(okBody), okBody)
+	gateway := "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: 6\r\n\r\n<html>"
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+	// GET: a dropped connection and a proxy's 502 are retried.
+	f := newFlaky(t, "", gateway, ok)
+	c, _ := client.New("http://"+f.ln.Addr().String(), client.WithHTTPClient(hc), client.WithRetries(3))
+	v, err := c.GetKey(context.Background(), "k1")
+	if err != nil || v.Name != "k1" {
+		t.Fatalf("GetKey = %+v, %v", v, err)
+	}
+	if n := f.requests.Load(); n != 3 {
+		t.Errorf("requests = %d, want 3", n)
+	}
+
+	// The last failure is returned; a proxy's page is an Error with no code.
+	f = newFlaky(t, gateway, gateway)
+	c, _ = client.New("http://"+f.ln.Addr().String(), client.WithHTTPClient(hc), client.WithRetries(1))
+	_, err = c.ListKeys(context.Background())
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != 502 || ce.Code != "" {
+		t.Fatalf("ListKeys = %v", err)
+	}
+	if n := f.requests.Load(); n != 2 {
+		t.Errorf("requests = %d, want 2", n)
+	}
+
+	// POST sign: a dropped connection is not retried.
+	f = newFlaky(t, "", ok)
+	c, _ = client.New("http://"+f.ln.Addr().String(), client.WithHTTPClient(hc), client.WithRetries(3))
+	if _, err := c.Sign(context.Background(), "k1", keysvc.SignRequest{Digest: []byte{1}}); err == nil {
+		t.Fatal("Sign succeeded on a dropped connection")
+	}
+	if n := f.requests.Load(); n != 1 {
+		t.Errorf("Sign sent %d times, want 1", n)
+	}
+
+	// A cancelled context stops the retries.
+	f = newFlaky(t)
+	c, _ = client.New("http://"+f.ln.Addr().String(), client.WithHTTPClient(hc), client.WithRetries(100))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.GetKey(ctx, "k1"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("GetKey with a deadline = %v", err)
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Error("retries outlived the context")
+	}
+}
+
+func TestNew(t *testing.T) {
+	for _, u := range []string{"", "keysvc:8443", "ftp://h", "http://", "https://user:pw@h", "http://h/?x=1", "http://h/#f"} {
+		if _, err := client.New(u); err == nil {
+			t.Errorf("New(%q) accepted", u)
+		}
+	}
+	if _, err := client.New("https://keysvc.bank.internal:8443/"); err != nil {
+		t.Error(err)
+	}
+	if _, err := client.New("http://h", client.WithHTTPClient(nil)); err == nil {
+		t.Error("nil HTTP client accepted")
+	}
+}

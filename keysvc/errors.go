@@ -1,0 +1,25 @@
+package keysvc
+
+import "errors"
+
+// Sentinel errors. The HTTP layer maps each to a status and a stable code
+// in one table (keysvc/api); messages wrapped around them are written for a
+// person to act on and never hold key material, plaintext or PINs.
+var (
+	ErrInvalidArgument   = errors.New("invalid argument")
+	ErrKeyNotFound       = errors.New("key not found")
+	ErrKeyExists         = errors.New("key already exists")
+	ErrVersionNotFound   = errors.New("key version not found")
+	ErrIllegalTransition = errors.New("illegal version state transition")
+	ErrVersionNotUsable  = errors.New("key version not usable")
+	ErrWrongPurpose      = errors.New("key purpose does not allow this operation")
+	ErrForbidden         = errors.New("not permitted by the key's policy")
+	ErrUnauthenticated   = errors.New("client not authenticated")
+	ErrInvalidCiphertext = errors.New("invalid ciphertext")
+	ErrInvalidSignature  = errors.New("invalid signature format")
+	ErrDecrypt           = errors.New("decryption failed")
+	ErrTokenUnavailable  = errors.New("token unavailable")
+	ErrTokenLocked       = errors.New("token PIN locked")
+	ErrAuditUnavailable  = errors.New("audit log unavailable")
+	ErrStore             = errors.New("key store error")
+)

@@ -1,0 +1,351 @@
+package keysvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/keyward/keyward/keysvc/audit"
+)
+
+var keyNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// purposeAlgorithms says which algorithms each purpose accepts.
+var purposeAlgorithms = map[Purpose][]Algorithm{
+	PurposeSign:    {AlgECP256, AlgECP384, AlgRSA2048, AlgRSA3072},
+	PurposeEncrypt: {AlgAES256, AlgRSA2048, AlgRSA3072},
+	PurposeWrap:    {AlgAES256},
+}
+
+func (r CreateKeyRequest) validate() error {
+	if !keyNameRE.MatchString(r.Name) {
+		return fmt.Errorf("%w: key name %q must be 1-64 of a-z 0-9 . _ - and start with a letter or digit", ErrInvalidArgument, r.Name)
+	}
+	algs, ok := purposeAlgorithms[r.Purpose]
+	if !ok {
+		return fmt.Errorf("%w: purpose must be sign, encrypt or wrap", ErrInvalidArgument)
+	}
+	found := false
+	for _, a := range algs {
+		found = found || a == r.Algorithm
+	}
+	if !found {
+		return fmt.Errorf("%w: algorithm %q is not available for purpose %s (choose one of %v)", ErrInvalidArgument, r.Algorithm, r.Purpose, algs)
+	}
+	if r.Protection != ProtectionHSM && r.Protection != ProtectionWrapped {
+		return fmt.Errorf("%w: protection must be hsm or wrapped", ErrInvalidArgument)
+	}
+	if r.RotationPeriod != 0 && time.Duration(r.RotationPeriod) < time.Hour {
+		return fmt.Errorf("%w: rotation_period must be at least 1h", ErrInvalidArgument)
+	}
+	for _, g := range r.Policy.Grants {
+		if g.Client == "" {
+			return fmt.Errorf("%w: every policy grant needs a client", ErrInvalidArgument)
+		}
+		for _, op := range g.Ops {
+			switch op {
+			case OpSign, OpVerify, OpEncrypt, OpDecrypt, OpDataKey, OpPublic, OpRead, OpRotate, OpManage:
+			default:
+				return fmt.Errorf("%w: unknown operation %q in the policy for %q", ErrInvalidArgument, op, g.Client)
+			}
+		}
+	}
+	return nil
+}
+
+// CreateKey makes a key with version 1, its material generated in the
+// token. Only admin clients create keys.
+func (s *Service) CreateKey(ctx context.Context, c Caller, req CreateKeyRequest) (*Key, error) {
+	k, err := s.createKey(ctx, c, req)
+	if err != nil {
+		return nil, s.finish(c, req.Name, 0, "create", err)
+	}
+	return k, nil
+}
+
+func (s *Service) createKey(ctx context.Context, c Caller, req CreateKeyRequest) (*Key, error) {
+	if !c.Admin {
+		return nil, fmt.Errorf("%w: only admin clients create keys", ErrForbidden)
+	}
+	if err := req.validate(); err != nil {
+		return nil, err
+	}
+	defer s.lock(req.Name)()
+	if _, err := s.store.GetKey(req.Name); err == nil {
+		return nil, fmt.Errorf("%w: %q", ErrKeyExists, req.Name)
+	}
+	now := s.now()
+	k := &Key{Name: req.Name, Purpose: req.Purpose, Algorithm: req.Algorithm, Protection: req.Protection,
+		Primary: 1, MinVersion: 1, RotationPeriod: req.RotationPeriod, LastRotated: now, Policy: req.Policy, CreatedAt: now}
+	v, err := s.newVersion(ctx, k, 1)
+	if err != nil {
+		return nil, err
+	}
+	k.Versions = []Version{v}
+	if err := s.createKeyRecord(k, s.record(c, k.Name, 1, "create", nil)); err != nil {
+		s.discardMaterial(ctx, k, &v)
+		return nil, err
+	}
+	s.log.Info("key created", "key", k.Name, "purpose", k.Purpose, "algorithm", k.Algorithm, "protection", k.Protection, "client", c.Name)
+	return k, nil
+}
+
+// GetKey returns a key's metadata (needs read, or admin).
+func (s *Service) GetKey(_ context.Context, c Caller, name string) (*Key, error) {
+	k, err := s.store.GetKey(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := authorize(c, k, OpRead); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// ListKeys returns the keys the caller may read.
+func (s *Service) ListKeys(_ context.Context, c Caller) ([]*Key, error) {
+	all, err := s.store.ListKeys()
+	if err != nil {
+		return nil, err
+	}
+	out := all[:0]
+	for _, k := range all {
+		if authorize(c, k, OpRead) == nil {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// Rotate adds a new primary version.
+func (s *Service) Rotate(ctx context.Context, c Caller, name string) (*Key, error) {
+	k, err := s.rotate(ctx, c, name, func(k *Key) error { return authorize(c, k, OpRotate) })
+	if err != nil {
+		return nil, s.finish(c, name, 0, "rotate", err)
+	}
+	return k, nil
+}
+
+// rotate generates version n+1 and makes it primary; check runs first on
+// the current key (authorisation, or "is it due" for the scheduler).
+func (s *Service) rotate(ctx context.Context, c Caller, name string, check func(*Key) error) (*Key, error) {
+	defer s.lock(name)()
+	cur, err := s.store.GetKey(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := check(cur); err != nil {
+		return nil, err
+	}
+	n := len(cur.Versions) + 1
+	v, err := s.newVersion(ctx, cur, n)
+	if err != nil {
+		return nil, err
+	}
+	k, err := s.updateKey(name, func(k *Key) error {
+		if len(k.Versions) != n-1 {
+			return fmt.Errorf("%w: key %q changed during rotation; try again", ErrIllegalTransition, name)
+		}
+		k.Versions = append(k.Versions, v)
+		k.Primary = n
+		k.LastRotated = s.now()
+		return nil
+	}, s.record(c, name, n, "rotate", nil))
+	if err != nil {
+		s.discardMaterial(ctx, cur, &v)
+		return nil, err
+	}
+	s.log.Info("key rotated", "key", name, "version", n, "client", c.Name)
+	return k, nil
+}
+
+// UpdateSettings changes the key's minimum version and rotation period
+// (needs manage, or admin).
+func (s *Service) UpdateSettings(_ context.Context, c Caller, name string, req KeySettingsRequest) (*Key, error) {
+	defer s.lock(name)()
+	rec := s.record(c, name, 0, "settings", nil)
+	k, err := s.updateKey(name, func(k *Key) error {
+		if err := authorize(c, k, OpManage); err != nil {
+			return err
+		}
+		if req.MinVersion != nil {
+			if m := *req.MinVersion; m < 1 || m > k.Primary {
+				return fmt.Errorf("%w: min_version must be between 1 and the primary version %d", ErrInvalidArgument, k.Primary)
+			}
+			k.MinVersion = *req.MinVersion
+		}
+		if req.RotationPeriod != nil {
+			if p := time.Duration(*req.RotationPeriod); p != 0 && p < time.Hour {
+				return fmt.Errorf("%w: rotation_period must be at least 1h, or 0s to stop automatic rotation", ErrInvalidArgument)
+			}
+			k.RotationPeriod = *req.RotationPeriod
+		}
+		return nil
+	}, rec)
+	if err != nil {
+		return nil, s.finish(c, name, 0, "settings", err)
+	}
+	return k, nil
+}
+
+// SetVersionState disables, enables, schedules destruction of, or cancels
+// the destruction of one version. Illegal transitions are
+// ErrIllegalTransition (409).
+func (s *Service) SetVersionState(ctx context.Context, c Caller, name string, version int, action VersionAction, delay time.Duration) (*Key, error) {
+	k, err := s.setVersionState(c, name, version, action, delay)
+	if err != nil {
+		return nil, s.finish(c, name, version, string(action), err)
+	}
+	return k, nil
+}
+
+func (s *Service) setVersionState(c Caller, name string, version int, action VersionAction, delay time.Duration) (*Key, error) {
+	if action == ActionScheduleDestroy {
+		if delay == 0 {
+			delay = s.cfg.DefaultDestroyDelay
+		}
+		if delay < s.cfg.MinDestroyDelay {
+			return nil, fmt.Errorf("%w: the destruction delay %v is below the configured minimum %v", ErrInvalidArgument, delay, s.cfg.MinDestroyDelay)
+		}
+	}
+	defer s.lock(name)()
+	rec := s.record(c, name, version, string(action), nil)
+	return s.updateKey(name, func(k *Key) error {
+		if err := authorize(c, k, OpManage); err != nil {
+			return err
+		}
+		v := k.Version(version)
+		if v == nil {
+			return fmt.Errorf("%w: key %q has no version %d", ErrVersionNotFound, name, version)
+		}
+		return transition(k, v, action, s.now(), delay)
+	}, rec)
+}
+
+// transition applies action to v, or says why it can't.
+func transition(k *Key, v *Version, action VersionAction, now time.Time, delay time.Duration) error {
+	illegal := func(why string) error {
+		return fmt.Errorf("%w: cannot %s version %d of %q: it is %s%s", ErrIllegalTransition, action, v.Version, k.Name, v.State, why)
+	}
+	switch action {
+	case ActionDisable:
+		if v.State != StateEnabled {
+			return illegal("")
+		}
+		v.State = StateDisabled
+	case ActionEnable:
+		if v.State != StateDisabled {
+			return illegal("")
+		}
+		v.State = StateEnabled
+	case ActionScheduleDestroy:
+		if v.State != StateEnabled && v.State != StateDisabled {
+			return illegal("")
+		}
+		if v.Version == k.Primary {
+			return illegal(" and the primary version; rotate the key first")
+		}
+		at := now.Add(delay)
+		v.StateBeforeDestroy, v.State, v.DestroyAt = v.State, StateDestroyScheduled, &at
+	case ActionCancelDestroy:
+		if v.State != StateDestroyScheduled {
+			return illegal("")
+		}
+		v.State, v.StateBeforeDestroy, v.DestroyAt = v.StateBeforeDestroy, "", nil
+		if v.State == "" {
+			v.State = StateDisabled
+		}
+	default:
+		return fmt.Errorf("%w: unknown action %q (disable, enable, schedule-destroy, cancel-destroy)", ErrInvalidArgument, action)
+	}
+	return nil
+}
+
+// schedulerCaller is who the scheduler's audit records name.
+var schedulerCaller = Caller{Name: "scheduler"}
+
+// Tick does the scheduler's work once: destroy versions whose time has
+// come, rotate keys whose rotation period has passed, and checkpoint the
+// audit log. Run it at start-up (to catch up after downtime) and then
+// periodically (Run).
+func (s *Service) Tick(ctx context.Context) error {
+	keys, err := s.store.ListKeys()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	now := s.now()
+	for _, k := range keys {
+		for _, v := range k.Versions {
+			if v.State == StateDestroyScheduled && v.DestroyAt != nil && !v.DestroyAt.After(now) {
+				if err := s.destroyVersion(ctx, k.Name, v.Version); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		if p := time.Duration(k.RotationPeriod); p > 0 && !k.LastRotated.Add(p).After(now) {
+			_, err := s.rotate(ctx, schedulerCaller, k.Name, func(cur *Key) error {
+				if cur.LastRotated.Add(p).After(s.now()) {
+					return errNotDue
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, errNotDue) {
+				errs = append(errs, s.finish(schedulerCaller, k.Name, 0, "rotate", err))
+			}
+		}
+	}
+	if err := s.Checkpoint(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+var errNotDue = errors.New("not due")
+
+// Run calls Tick every interval until ctx ends.
+func (s *Service) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := s.Tick(ctx); err != nil {
+			s.log.Error("scheduler", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// destroyVersion destroys a due version's material (the token object, or
+// the wrapped blob) and records it. Destroyed cannot be undone; the public
+// key stays. Idempotent: material already gone counts as destroyed.
+func (s *Service) destroyVersion(ctx context.Context, name string, version int) error {
+	defer s.lock(name)()
+	k, err := s.store.GetKey(name)
+	if err != nil {
+		return err
+	}
+	v := k.Version(version)
+	if v == nil || v.State != StateDestroyScheduled || v.DestroyAt == nil || v.DestroyAt.After(s.now()) {
+		return nil // cancelled or changed meanwhile
+	}
+	if err := s.destroyMaterial(ctx, k, v); err != nil {
+		return s.finish(schedulerCaller, name, version, "destroy", err)
+	}
+	rec := &audit.Record{Time: s.now(), Client: schedulerCaller.Name, Key: name, Version: version, Op: "destroy", Result: "ok"}
+	_, err = s.updateKey(name, func(k *Key) error {
+		v := k.Version(version)
+		at := s.now()
+		v.State, v.DestroyedAt, v.Wrapped, v.StateBeforeDestroy = StateDestroyed, &at, nil, ""
+		return nil
+	}, rec)
+	if err == nil {
+		s.log.Info("key version destroyed", "key", name, "version", version)
+	}
+	return err
+}

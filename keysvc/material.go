@@ -1,0 +1,168 @@
+package keysvc
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/keyward/keyward/pkcs11shim"
+)
+
+var algKeyTypes = map[Algorithm]pkcs11shim.KeyType{
+	AlgECP256:  pkcs11shim.KeyECP256,
+	AlgECP384:  pkcs11shim.KeyECP384,
+	AlgRSA2048: pkcs11shim.KeyRSA2048,
+	AlgRSA3072: pkcs11shim.KeyRSA3072,
+	AlgAES256:  pkcs11shim.KeyAES256,
+}
+
+// objectLabel is the CKA_LABEL of an hsm version.
+func objectLabel(name string, version int) string { return "kw/" + name + "/v" + strconv.Itoa(version) }
+
+// spec is the token key spec of one version of k.
+func spec(k *Key, version int) pkcs11shim.KeySpec {
+	ks := pkcs11shim.KeySpec{Type: algKeyTypes[k.Algorithm], Label: objectLabel(k.Name, version)}
+	switch k.Purpose {
+	case PurposeSign:
+		ks.Usage = pkcs11shim.UsageSign
+	default: // encrypt and wrap keys both seal with AES-GCM / RSA-OAEP
+		ks.Usage = pkcs11shim.UsageEncrypt
+	}
+	return ks
+}
+
+// newVersion generates the material of version n of k in the token (R-TOK-1):
+// a token object for hsm keys; for wrapped keys a session object that is
+// wrapped under the KEK and destroyed, leaving only the blob.
+func (s *Service) newVersion(ctx context.Context, k *Key, n int) (Version, error) {
+	v := Version{Version: n, State: StateEnabled, CreatedAt: s.now()}
+	ks := spec(k, n)
+	var pub crypto.PublicKey
+	switch k.Protection {
+	case ProtectionHSM:
+		tk, err := s.pool.GenerateKey(ctx, ks)
+		if err != nil {
+			return v, fmt.Errorf("keysvc: generate %s: %w", ks.Label, tokenErr(err))
+		}
+		v.ObjectLabel = ks.Label
+		if ks.Type.IsPair() {
+			if pub, err = s.pool.PublicKey(ctx, tk); err != nil {
+				return v, tokenErr(err)
+			}
+		}
+	case ProtectionWrapped:
+		ks.Session, ks.Extractable = true, true
+		err := s.pool.WithSession(ctx, func(ss *pkcs11shim.Session) error {
+			tk, err := ss.GenerateKey(ks)
+			if err != nil {
+				return err
+			}
+			defer ss.DestroyKey(tk)
+			if v.Wrapped, err = ss.WrapKey(s.kek, tk); err != nil {
+				return err
+			}
+			if ks.Type.IsPair() {
+				pub, err = ss.PublicKey(tk)
+			}
+			return err
+		})
+		if err != nil {
+			return v, fmt.Errorf("keysvc: generate wrapped %s: %w", ks.Label, tokenErr(err))
+		}
+	}
+	if pub != nil {
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			return v, err
+		}
+		v.PublicKey = der
+	}
+	if k.Purpose == PurposeEncrypt && ks.Type.IsPair() {
+		v.OAEPHash = s.oaepHash(ctx, k, &v)
+	}
+	return v, nil
+}
+
+// oaepHash picks SHA-256 for RSA-OAEP, or SHA-1 when the token implements
+// nothing else (SoftHSM 2.6.1): it encrypts a probe with SHA-256 in Go and
+// asks the token to decrypt it. The choice is stored with the version.
+func (s *Service) oaepHash(ctx context.Context, k *Key, v *Version) string {
+	pub, err := x509.ParsePKIXPublicKey(v.PublicKey)
+	if err != nil {
+		return "sha256"
+	}
+	ct, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, pub.(*rsa.PublicKey), []byte("probe"), nil)
+	if err != nil {
+		return "sha256"
+	}
+	err = s.withMaterial(ctx, k, v, func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error {
+		_, err := ss.DecryptOAEP(tk, crypto.SHA256, nil, ct, nil)
+		return err
+	})
+	if errors.Is(err, pkcs11shim.ErrMechanismInvalid) {
+		return "sha1"
+	}
+	return "sha256"
+}
+
+// withMaterial runs fn with version v's key usable in a session: the token
+// object for hsm keys, or the blob unwrapped into a session object that is
+// destroyed right after fn.
+func (s *Service) withMaterial(ctx context.Context, k *Key, v *Version, fn func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error) error {
+	switch k.Protection {
+	case ProtectionHSM:
+		tk, err := s.pool.FindKey(ctx, v.ObjectLabel)
+		if err != nil {
+			return tokenErr(err)
+		}
+		return tokenErr(s.pool.WithSession(ctx, func(ss *pkcs11shim.Session) error { return fn(ss, tk) }))
+	case ProtectionWrapped:
+		if len(v.Wrapped) == 0 {
+			return fmt.Errorf("%w: version %d of %q has no key material", ErrVersionNotUsable, v.Version, k.Name)
+		}
+		ks := spec(k, v.Version)
+		ks.Session = true
+		return tokenErr(s.pool.WithSession(ctx, func(ss *pkcs11shim.Session) error {
+			tk, err := ss.UnwrapKey(s.kek, v.Wrapped, ks)
+			if err != nil {
+				return err
+			}
+			defer ss.DestroyKey(tk)
+			return fn(ss, tk)
+		}))
+	}
+	return fmt.Errorf("keysvc: unknown protection %q", k.Protection)
+}
+
+// destroyMaterial removes a version's material from the token (R-TOK-7).
+// A wrapped version has nothing in the token: dropping its blob (done by the
+// caller in the store) destroys it.
+func (s *Service) destroyMaterial(ctx context.Context, k *Key, v *Version) error {
+	if k.Protection != ProtectionHSM {
+		return nil
+	}
+	tk, err := s.pool.FindKey(ctx, v.ObjectLabel)
+	if errors.Is(err, pkcs11shim.ErrKeyNotFound) {
+		return nil // already gone (a crash after destroying, before recording)
+	}
+	if err != nil {
+		return tokenErr(err)
+	}
+	if err := s.pool.DestroyKey(ctx, tk); err != nil && !errors.Is(err, pkcs11shim.ErrKeyNotFound) {
+		return tokenErr(err)
+	}
+	return nil
+}
+
+// discardMaterial undoes newVersion when the store refused the version.
+func (s *Service) discardMaterial(ctx context.Context, k *Key, v *Version) {
+	if err := s.destroyMaterial(ctx, k, v); err != nil {
+		s.log.Error("could not remove the token object of an unrecorded version", "label", v.ObjectLabel, "err", err)
+	}
+}

@@ -1,0 +1,181 @@
+package keysvc
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Purpose says what a key is for; the service refuses other uses.
+type Purpose string
+
+// Purposes.
+const (
+	PurposeSign    Purpose = "sign"
+	PurposeEncrypt Purpose = "encrypt"
+	PurposeWrap    Purpose = "wrap"
+)
+
+// Algorithm is a key's algorithm.
+type Algorithm string
+
+// Algorithms (SM2/SM4 arrive with issue 4).
+const (
+	AlgECP256  Algorithm = "ec-p256"
+	AlgECP384  Algorithm = "ec-p384"
+	AlgRSA2048 Algorithm = "rsa-2048"
+	AlgRSA3072 Algorithm = "rsa-3072"
+	AlgAES256  Algorithm = "aes-256"
+)
+
+// Protection says where the key material lives.
+type Protection string
+
+// Protection levels.
+const (
+	// ProtectionHSM: each version is an object inside the token.
+	ProtectionHSM Protection = "hsm"
+	// ProtectionWrapped: each version is generated in the token, stored
+	// only as a blob wrapped by a token-held KEK (CKM_AES_KEY_WRAP_PAD), and
+	// unwrapped into a session object for each use. For keys counted in
+	// the hundred thousands (one per customer).
+	ProtectionWrapped Protection = "wrapped"
+)
+
+// State is a key version's lifecycle state.
+type State string
+
+// Version states. Allowed transitions:
+//
+//	enabled ⇄ disabled
+//	enabled | disabled → destroy-scheduled → (cancel) disabled
+//	destroy-scheduled → destroyed (by the scheduler, when due; final)
+const (
+	StateEnabled          State = "enabled"
+	StateDisabled         State = "disabled"
+	StateDestroyScheduled State = "destroy-scheduled"
+	StateDestroyed        State = "destroyed"
+)
+
+// Op is an operation a policy grants.
+type Op string
+
+// Operations a per-key policy can grant.
+const (
+	OpSign    Op = "sign"
+	OpVerify  Op = "verify"
+	OpEncrypt Op = "encrypt"
+	OpDecrypt Op = "decrypt"
+	OpDataKey Op = "datakey"
+	OpPublic  Op = "public"
+	OpRead    Op = "read"   // key metadata
+	OpRotate  Op = "rotate" // manual rotation
+	OpManage  Op = "manage" // version state changes, destruction
+)
+
+// Grant lets one client do some operations on a key.
+type Grant struct {
+	Client string `json:"client"`
+	Ops    []Op   `json:"ops"`
+}
+
+// Policy is a key's access list. Deny by default: a client not granted an
+// operation may not do it. Admin clients may create keys and always read and
+// manage them (R-SRV-2).
+type Policy struct {
+	Grants []Grant `json:"grants"`
+}
+
+// Allows reports whether client may do op.
+func (p Policy) Allows(client string, op Op) bool {
+	for _, g := range p.Grants {
+		if g.Client != client {
+			continue
+		}
+		for _, o := range g.Ops {
+			if o == op {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Version is one version of a key.
+type Version struct {
+	Version     int        `json:"version"`
+	State       State      `json:"state"`
+	CreatedAt   time.Time  `json:"created_at"`
+	DestroyAt   *time.Time `json:"destroy_at,omitempty"`
+	DestroyedAt *time.Time `json:"destroyed_at,omitempty"`
+	// StateBeforeDestroy is restored by cancel-destroy.
+	StateBeforeDestroy State `json:"state_before_destroy,omitempty"`
+	// PublicKey is the PKIX DER public key of asymmetric versions; kept
+	// after destruction so old signatures still verify.
+	PublicKey []byte `json:"public_key,omitempty"`
+	// OAEPHash is the OAEP hash of RSA encryption versions ("sha256", or
+	// "sha1" on tokens that implement nothing else, such as SoftHSM 2.6).
+	OAEPHash string `json:"oaep_hash,omitempty"`
+
+	// Where the material is; never shown to API clients.
+	ObjectLabel string `json:"object_label,omitempty"` // hsm: CKA_LABEL in the token
+	Wrapped     []byte `json:"wrapped,omitempty"`      // wrapped: blob under the KEK; emptied on destruction
+}
+
+// Key is a named key with its versions.
+type Key struct {
+	Name       string     `json:"name"`
+	Purpose    Purpose    `json:"purpose"`
+	Algorithm  Algorithm  `json:"algorithm"`
+	Protection Protection `json:"protection"`
+	// Primary is the version that signs and encrypts.
+	Primary int `json:"primary"`
+	// MinVersion is the oldest version allowed to verify or decrypt.
+	MinVersion int `json:"min_version"`
+	// RotationPeriod, when set, makes the scheduler rotate the key.
+	RotationPeriod Duration  `json:"rotation_period,omitempty"`
+	LastRotated    time.Time `json:"last_rotated"`
+	Policy         Policy    `json:"policy"`
+	Versions       []Version `json:"versions"`
+	CreatedAt      time.Time `json:"created_at"`
+}
+
+// Version returns version v, or nil.
+func (k *Key) Version(v int) *Version {
+	if v < 1 || v > len(k.Versions) {
+		return nil
+	}
+	return &k.Versions[v-1]
+}
+
+// Clone returns a deep copy.
+func (k *Key) Clone() *Key {
+	b, _ := json.Marshal(k)
+	var c Key
+	_ = json.Unmarshal(b, &c)
+	return &c
+}
+
+// Duration is a time.Duration that reads and writes as "720h".
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a Go duration string such as "720h" or "30m".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"720h\"")
+	}
+	if s == "" {
+		*d = 0
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("duration %q must look like \"720h\" or \"30m\"", s)
+	}
+	*d = Duration(v)
+	return nil
+}

@@ -1,0 +1,380 @@
+package keysvc
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"strconv"
+
+	"github.com/keyward/keyward/pkcs11shim"
+)
+
+// MaxBatch is the most items one sign-batch request may carry.
+const MaxBatch = 1000
+
+// load reads the key and checks the caller's grant and the key's purpose.
+func (s *Service) load(c Caller, name string, op Op, purposes ...Purpose) (*Key, error) {
+	k, err := s.cachedKey(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := authorize(c, k, op); err != nil {
+		return nil, err
+	}
+	for _, p := range purposes {
+		if k.Purpose == p {
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: key %q has purpose %s; %s needs a key for %v", ErrWrongPurpose, name, k.Purpose, op, purposes)
+}
+
+// primary returns the version that signs and encrypts, if it is enabled.
+func primary(k *Key) (*Version, error) {
+	v := k.Version(k.Primary)
+	if v == nil || v.State != StateEnabled {
+		state := StateDestroyed
+		if v != nil {
+			state = v.State
+		}
+		return nil, fmt.Errorf("%w: the primary version %d of %q is %s; enable it or rotate the key", ErrVersionNotUsable, k.Primary, k.Name, state)
+	}
+	return v, nil
+}
+
+// older returns version n for verify/decrypt: at least MinVersion and
+// enabled (or, for verify only, destroyed: its public key remains).
+func older(k *Key, n int, verify bool) (*Version, error) {
+	v := k.Version(n)
+	switch {
+	case v == nil:
+		return nil, fmt.Errorf("%w: key %q has no version %d", ErrVersionNotFound, k.Name, n)
+	case n < k.MinVersion:
+		return nil, fmt.Errorf("%w: version %d of %q is below the key's minimum version %d", ErrVersionNotUsable, n, k.Name, k.MinVersion)
+	case v.State == StateEnabled, verify && v.State == StateDestroyed:
+		return v, nil
+	}
+	return nil, fmt.Errorf("%w: version %d of %q is %s", ErrVersionNotUsable, n, k.Name, v.State)
+}
+
+// hashFor is the message hash of a signing algorithm.
+func hashFor(a Algorithm) crypto.Hash {
+	if a == AlgECP384 {
+		return crypto.SHA384
+	}
+	return crypto.SHA256
+}
+
+// digestAndOpts turns a sign/verify request into the digest and signer
+// options for key k.
+func digestAndOpts(k *Key, message, digest []byte, scheme string) ([]byte, crypto.SignerOpts, error) {
+	h := hashFor(k.Algorithm)
+	var opts crypto.SignerOpts = h
+	switch scheme {
+	case "", "pkcs1v15":
+	case "pss":
+		if k.Algorithm != AlgRSA2048 && k.Algorithm != AlgRSA3072 {
+			return nil, nil, fmt.Errorf("%w: scheme pss is for RSA keys", ErrInvalidArgument)
+		}
+		opts = &rsa.PSSOptions{Hash: h, SaltLength: rsa.PSSSaltLengthEqualsHash}
+	default:
+		return nil, nil, fmt.Errorf("%w: scheme must be pkcs1v15 or pss", ErrInvalidArgument)
+	}
+	switch {
+	case (message == nil) == (digest == nil):
+		return nil, nil, fmt.Errorf("%w: give exactly one of message and digest", ErrInvalidArgument)
+	case digest != nil && len(digest) != h.Size():
+		return nil, nil, fmt.Errorf("%w: digest must be %d bytes (%v) for %s keys, got %d", ErrInvalidArgument, h.Size(), h, k.Algorithm, len(digest))
+	case digest != nil:
+		return digest, opts, nil
+	}
+	hh := h.New()
+	hh.Write(message)
+	return hh.Sum(nil), opts, nil
+}
+
+// Sign signs with the primary version.
+func (s *Service) Sign(ctx context.Context, c Caller, name string, req SignRequest) (SignResult, error) {
+	res, version, err := s.sign(ctx, c, name, []SignRequest{req})
+	if err = s.finish(c, name, version, "sign", err); err != nil {
+		return SignResult{}, err
+	}
+	return res[0], nil
+}
+
+// SignBatch signs many items with the primary version in one request (one
+// audit record, with the item count).
+func (s *Service) SignBatch(ctx context.Context, c Caller, name string, reqs []SignRequest) ([]SignResult, error) {
+	if len(reqs) == 0 || len(reqs) > MaxBatch {
+		return nil, s.finish(c, name, 0, "sign-batch", fmt.Errorf("%w: a batch holds 1 to %d items, got %d", ErrInvalidArgument, MaxBatch, len(reqs)))
+	}
+	res, version, err := s.sign(ctx, c, name, reqs)
+	rec := s.record(c, name, version, "sign-batch", err)
+	rec.Detail = "items=" + strconv.Itoa(len(reqs))
+	if aerr := s.audit(rec); aerr != nil {
+		return nil, aerr
+	}
+	return res, err
+}
+
+func (s *Service) sign(ctx context.Context, c Caller, name string, reqs []SignRequest) ([]SignResult, int, error) {
+	k, err := s.load(c, name, OpSign, PurposeSign)
+	if err != nil {
+		return nil, 0, err
+	}
+	v, err := primary(k)
+	if err != nil {
+		return nil, 0, err
+	}
+	digests := make([][]byte, len(reqs))
+	opts := make([]crypto.SignerOpts, len(reqs))
+	for i, r := range reqs {
+		if digests[i], opts[i], err = digestAndOpts(k, r.Message, r.Digest, r.Scheme); err != nil {
+			if len(reqs) > 1 {
+				err = fmt.Errorf("item %d: %w", i, err)
+			}
+			return nil, v.Version, err
+		}
+	}
+	out := make([]SignResult, len(reqs))
+	err = s.withMaterial(ctx, k, v, func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error {
+		for i := range reqs {
+			sig, err := ss.Sign(tk, digests[i], opts[i], nil)
+			if err != nil {
+				return err
+			}
+			out[i] = SignResult{Signature: encodeVersioned(v.Version, sig), Version: v.Version}
+		}
+		return nil
+	})
+	return out, v.Version, err
+}
+
+// Verify checks a signature against the version it names, in Go, with the
+// stored public key (so destroyed versions still verify).
+func (s *Service) Verify(_ context.Context, c Caller, name string, req VerifyRequest) (bool, error) {
+	ok, version, err := s.verify(c, name, req)
+	return ok, s.finish(c, name, version, "verify", err)
+}
+
+func (s *Service) verify(c Caller, name string, req VerifyRequest) (bool, int, error) {
+	k, err := s.load(c, name, OpVerify, PurposeSign)
+	if err != nil {
+		return false, 0, err
+	}
+	n, sig, err := decodeVersioned(req.Signature, ErrInvalidSignature)
+	if err != nil {
+		return false, 0, err
+	}
+	v, err := older(k, n, true)
+	if err != nil {
+		return false, n, err
+	}
+	digest, opts, err := digestAndOpts(k, req.Message, req.Digest, req.Scheme)
+	if err != nil {
+		return false, n, err
+	}
+	pub, err := x509.ParsePKIXPublicKey(v.PublicKey)
+	if err != nil {
+		return false, n, fmt.Errorf("keysvc: stored public key of %s v%d: %w", name, n, err)
+	}
+	switch p := pub.(type) {
+	case *ecdsa.PublicKey:
+		return ecdsa.VerifyASN1(p, digest, sig), n, nil
+	case *rsa.PublicKey:
+		if pss, ok := opts.(*rsa.PSSOptions); ok {
+			return rsa.VerifyPSS(p, opts.HashFunc(), digest, sig, pss) == nil, n, nil
+		}
+		return rsa.VerifyPKCS1v15(p, opts.HashFunc(), digest, sig) == nil, n, nil
+	}
+	return false, n, fmt.Errorf("keysvc: unsupported public key %T", pub)
+}
+
+// Encrypt seals plaintext with the primary version: AES-256-GCM with aad
+// in the token, or RSA-OAEP with the public key.
+func (s *Service) Encrypt(ctx context.Context, c Caller, name string, plaintext, aad []byte) (string, int, error) {
+	ct, version, err := s.encrypt(ctx, c, name, OpEncrypt, plaintext, aad, PurposeEncrypt)
+	if err = s.finish(c, name, version, "encrypt", err); err != nil {
+		return "", 0, err
+	}
+	return ct, version, nil
+}
+
+func (s *Service) encrypt(ctx context.Context, c Caller, name string, op Op, plaintext, aad []byte, purposes ...Purpose) (string, int, error) {
+	k, err := s.load(c, name, op, purposes...)
+	if err != nil {
+		return "", 0, err
+	}
+	v, err := primary(k)
+	if err != nil {
+		return "", 0, err
+	}
+	if k.Algorithm != AlgAES256 {
+		if len(aad) > 0 {
+			return "", v.Version, fmt.Errorf("%w: RSA-OAEP keys take no aad", ErrInvalidArgument)
+		}
+		pub, err := x509.ParsePKIXPublicKey(v.PublicKey)
+		if err != nil {
+			return "", v.Version, err
+		}
+		ct, err := rsa.EncryptOAEP(oaepHash(v).New(), rand.Reader, pub.(*rsa.PublicKey), plaintext, nil)
+		if err != nil {
+			return "", v.Version, fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+		}
+		return encodeVersioned(v.Version, ct), v.Version, nil
+	}
+	var sealed []byte
+	err = s.withMaterial(ctx, k, v, func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error {
+		var err error
+		sealed, err = ss.EncryptGCM(tk, plaintext, aad)
+		return err
+	})
+	if err != nil {
+		return "", v.Version, err
+	}
+	return encodeVersioned(v.Version, sealed), v.Version, nil
+}
+
+func oaepHash(v *Version) crypto.Hash {
+	if v.OAEPHash == "sha1" {
+		return crypto.SHA1
+	}
+	return crypto.SHA256
+}
+
+// Decrypt opens a ciphertext made by Encrypt or DataKey with the version
+// it names. Failures say only "decryption failed".
+func (s *Service) Decrypt(ctx context.Context, c Caller, name, ciphertext string, aad []byte) ([]byte, error) {
+	pt, version, err := s.decrypt(ctx, c, name, ciphertext, aad)
+	if err = s.finish(c, name, version, "decrypt", err); err != nil {
+		return nil, err
+	}
+	return pt, nil
+}
+
+func (s *Service) decrypt(ctx context.Context, c Caller, name, ciphertext string, aad []byte) ([]byte, int, error) {
+	k, err := s.load(c, name, OpDecrypt, PurposeEncrypt, PurposeWrap)
+	if err != nil {
+		return nil, 0, err
+	}
+	n, ct, err := decodeVersioned(ciphertext, ErrInvalidCiphertext)
+	if err != nil {
+		return nil, 0, err
+	}
+	v, err := older(k, n, false)
+	if err != nil {
+		return nil, n, err
+	}
+	var pt []byte
+	err = s.withMaterial(ctx, k, v, func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error {
+		var err error
+		if k.Algorithm == AlgAES256 {
+			pt, err = ss.DecryptGCM(tk, ct, aad)
+		} else {
+			pt, err = ss.DecryptOAEP(tk, oaepHash(v), nil, ct, nil)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, n, err
+	}
+	return pt, n, nil
+}
+
+// DataKey makes a data key of size bytes from the token's RNG and returns
+// it in clear and sealed under the key (envelope encryption).
+func (s *Service) DataKey(ctx context.Context, c Caller, name string, size int, aad []byte) (DataKey, error) {
+	dk, err := s.dataKey(ctx, c, name, size, aad)
+	if err = s.finish(c, name, dk.Version, "datakey", err); err != nil {
+		return DataKey{}, err
+	}
+	return dk, nil
+}
+
+func (s *Service) dataKey(ctx context.Context, c Caller, name string, size int, aad []byte) (DataKey, error) {
+	if size == 0 {
+		size = 32
+	}
+	if size != 16 && size != 24 && size != 32 {
+		return DataKey{}, fmt.Errorf("%w: data key size must be 16, 24 or 32 bytes", ErrInvalidArgument)
+	}
+	k, err := s.load(c, name, OpDataKey, PurposeEncrypt, PurposeWrap)
+	if err != nil {
+		return DataKey{}, err
+	}
+	if k.Algorithm != AlgAES256 {
+		return DataKey{}, fmt.Errorf("%w: data keys are sealed by aes-256 keys", ErrWrongPurpose)
+	}
+	pt, err := s.pool.GenerateRandom(ctx, size)
+	if err != nil {
+		return DataKey{}, tokenErr(err)
+	}
+	ct, version, err := s.encrypt(ctx, c, name, OpDataKey, pt, aad, PurposeEncrypt, PurposeWrap)
+	if err != nil {
+		return DataKey{Version: version}, err
+	}
+	return DataKey{Plaintext: pt, Ciphertext: ct, Version: version}, nil
+}
+
+// PublicKey returns version n's public key (0: the primary) as PEM and JWK.
+func (s *Service) PublicKey(_ context.Context, c Caller, name string, n int) (PublicKeyResult, error) {
+	res, err := s.publicKey(c, name, n)
+	if err = s.finish(c, name, res.Version, "public", err); err != nil {
+		return PublicKeyResult{}, err
+	}
+	return res, nil
+}
+
+func (s *Service) publicKey(c Caller, name string, n int) (PublicKeyResult, error) {
+	k, err := s.load(c, name, OpPublic, PurposeSign, PurposeEncrypt)
+	if err != nil {
+		return PublicKeyResult{}, err
+	}
+	if n == 0 {
+		n = k.Primary
+	}
+	v := k.Version(n)
+	if v == nil {
+		return PublicKeyResult{}, fmt.Errorf("%w: key %q has no version %d", ErrVersionNotFound, name, n)
+	}
+	if len(v.PublicKey) == 0 {
+		return PublicKeyResult{Version: n}, fmt.Errorf("%w: %s keys have no public key", ErrWrongPurpose, k.Algorithm)
+	}
+	pub, err := x509.ParsePKIXPublicKey(v.PublicKey)
+	if err != nil {
+		return PublicKeyResult{Version: n}, err
+	}
+	kid := fmt.Sprintf("%s/v%d", name, n)
+	res := PublicKeyResult{Version: n, PEM: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: v.PublicKey})), JWK: jwk(pub, kid)}
+	if k.Purpose == PurposeSign {
+		res.JWK.Use = "sig"
+	} else {
+		res.JWK.Use = "enc"
+	}
+	return res, nil
+}
+
+// jwk encodes a public key as an RFC 7517/7518 JWK.
+func jwk(pub crypto.PublicKey, kid string) JWK {
+	b64 := base64.RawURLEncoding.EncodeToString
+	switch p := pub.(type) {
+	case *ecdsa.PublicKey:
+		size := (p.Curve.Params().BitSize + 7) / 8
+		crv := "P-256"
+		if p.Curve == elliptic.P384() {
+			crv = "P-384"
+		}
+		return JWK{Kty: "EC", Crv: crv, X: b64(p.X.FillBytes(make([]byte, size))), Y: b64(p.Y.FillBytes(make([]byte, size))), Kid: kid}
+	case *rsa.PublicKey:
+		return JWK{Kty: "RSA", N: b64(p.N.Bytes()), E: b64(big.NewInt(int64(p.E)).Bytes()), Kid: kid}
+	}
+	return JWK{Kid: kid}
+}

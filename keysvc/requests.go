@@ -1,0 +1,134 @@
+package keysvc
+
+import "time"
+
+// Caller is an authenticated client (R-SRV-2). The HTTP layer fills it
+// from the client certificate or bearer token.
+type Caller struct {
+	Name  string
+	Admin bool // may create keys, and read and manage every key
+	// RequestDigest is hex SHA-256 of the request body, for the audit record.
+	RequestDigest string
+}
+
+// CreateKeyRequest asks for a new key with version 1.
+type CreateKeyRequest struct {
+	Name           string     `json:"name"`
+	Purpose        Purpose    `json:"purpose"`
+	Algorithm      Algorithm  `json:"algorithm"`
+	Protection     Protection `json:"protection"`
+	RotationPeriod Duration   `json:"rotation_period,omitempty"`
+	Policy         Policy     `json:"policy"`
+}
+
+// SignRequest signs a message (hashed by the service with the algorithm's
+// hash: SHA-256 for ec-p256 and RSA, SHA-384 for ec-p384) or a digest the
+// caller hashed already. Exactly one of Message and Digest is set.
+type SignRequest struct {
+	Message []byte `json:"message,omitempty"` // base64 in JSON
+	Digest  []byte `json:"digest,omitempty"`  // base64 in JSON
+	// Scheme for RSA keys: "pkcs1v15" (default) or "pss".
+	Scheme string `json:"scheme,omitempty"`
+}
+
+// SignResult is one signature, "kw:v<version>:<base64>".
+type SignResult struct {
+	Signature string `json:"signature"`
+	Version   int    `json:"version"`
+}
+
+// VerifyRequest checks a "kw:v<n>:..." signature over a message or digest.
+type VerifyRequest struct {
+	Message   []byte `json:"message,omitempty"`
+	Digest    []byte `json:"digest,omitempty"`
+	Scheme    string `json:"scheme,omitempty"`
+	Signature string `json:"signature"`
+}
+
+// VersionAction changes one version's state.
+type VersionAction string
+
+// Version actions (POST /v1/keys/{name}/versions/{v}/{action}).
+const (
+	ActionDisable         VersionAction = "disable"
+	ActionEnable          VersionAction = "enable"
+	ActionScheduleDestroy VersionAction = "schedule-destroy"
+	ActionCancelDestroy   VersionAction = "cancel-destroy"
+)
+
+// DataKey is a fresh data-encryption key for envelope encryption: use
+// Plaintext locally, store Ciphertext, forget Plaintext.
+type DataKey struct {
+	Plaintext  []byte `json:"plaintext"`  // base64 in JSON
+	Ciphertext string `json:"ciphertext"` // "kw:v<n>:..."
+	Version    int    `json:"version"`
+}
+
+// PublicKeyResult is a version's public key.
+type PublicKeyResult struct {
+	Version int    `json:"version"`
+	PEM     string `json:"pem"`
+	JWK     JWK    `json:"jwk"`
+}
+
+// JWK is an RFC 7517 public JSON Web Key.
+type JWK struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv,omitempty"`
+	X   string `json:"x,omitempty"`
+	Y   string `json:"y,omitempty"`
+	N   string `json:"n,omitempty"`
+	E   string `json:"e,omitempty"`
+	Kid string `json:"kid"`
+	Use string `json:"use,omitempty"`
+}
+
+// KeySettingsRequest changes a key's settings; absent fields stay.
+type KeySettingsRequest struct {
+	// MinVersion is the oldest version allowed to verify or decrypt
+	// (1..primary). Raising it retires older versions without destroying them.
+	MinVersion *int `json:"min_version,omitempty"`
+	// RotationPeriod makes the scheduler rotate the key ("720h"); "0s" stops it.
+	RotationPeriod *Duration `json:"rotation_period,omitempty"`
+}
+
+// ScheduleDestroy options.
+type ScheduleDestroyRequest struct {
+	// Delay before destruction; 0 means the configured default (24 h).
+	// Below the configured minimum is refused.
+	Delay Duration `json:"delay,omitempty"`
+}
+
+// KeyView is a key as API clients see it: no object labels, no blobs.
+type KeyView struct {
+	Name           string        `json:"name"`
+	Purpose        Purpose       `json:"purpose"`
+	Algorithm      Algorithm     `json:"algorithm"`
+	Protection     Protection    `json:"protection"`
+	Primary        int           `json:"primary"`
+	MinVersion     int           `json:"min_version"`
+	RotationPeriod Duration      `json:"rotation_period,omitempty"`
+	LastRotated    time.Time     `json:"last_rotated"`
+	Policy         Policy        `json:"policy"`
+	Versions       []VersionView `json:"versions"`
+	CreatedAt      time.Time     `json:"created_at"`
+}
+
+// VersionView is a version as API clients see it.
+type VersionView struct {
+	Version     int        `json:"version"`
+	State       State      `json:"state"`
+	CreatedAt   time.Time  `json:"created_at"`
+	DestroyAt   *time.Time `json:"destroy_at,omitempty"`
+	DestroyedAt *time.Time `json:"destroyed_at,omitempty"`
+}
+
+// View returns what API clients may see of k.
+func (k *Key) View() KeyView {
+	v := KeyView{Name: k.Name, Purpose: k.Purpose, Algorithm: k.Algorithm, Protection: k.Protection, Primary: k.Primary,
+		MinVersion: k.MinVersion, RotationPeriod: k.RotationPeriod, LastRotated: k.LastRotated, Policy: k.Policy, CreatedAt: k.CreatedAt}
+	for _, ver := range k.Versions {
+		v.Versions = append(v.Versions, VersionView{Version: ver.Version, State: ver.State, CreatedAt: ver.CreatedAt, DestroyAt: ver.DestroyAt, DestroyedAt: ver.DestroyedAt})
+	}
+	return v
+}

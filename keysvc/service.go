@@ -1,0 +1,299 @@
+// Package keysvc is Keyward's key registry and lifecycle: named keys with
+// versions, states, policies and an audit trail, whose material lives in a
+// PKCS#11 token (package token), either as token objects ("hsm") or as blobs
+// wrapped by a token-held KEK ("wrapped").
+//
+// The Service is what the HTTP API (keysvc/api) calls. Every method takes
+// the authenticated Caller, checks the key's policy (deny by default,
+// R-SRV-2), does the work, and appends an audit record (R-SRV-3). If the
+// audit record cannot be written, the operation fails and its result is
+// dropped: nothing happens unaudited.
+//
+// # Versions
+//
+// The primary version signs and encrypts; older enabled versions at or above
+// the key's MinVersion only verify and decrypt. Disabled and
+// destroy-scheduled versions refuse all use; destroyed versions keep only
+// their public key, so old signatures still verify. Destruction is scheduled
+// with a waiting period and carried out by the scheduler (Tick), which
+// catches up after downtime (R-TOK-7, R-TOK-8).
+//
+// # Concurrency
+//
+// A Service is safe for concurrent use. Lifecycle changes to one key are
+// serialised in-process; the store makes each change atomic with its audit
+// record.
+package keysvc
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward/keysvc/audit"
+	"github.com/keyward/keyward/pkcs11shim"
+	"github.com/keyward/keyward/token"
+)
+
+// Labels of the service's own keys in the token.
+const (
+	KEKLabel      = "keysvc-kek"   // AES-256, wraps "wrapped" key versions
+	AuditKeyLabel = "keysvc-audit" // ECDSA P-256, signs audit checkpoints
+)
+
+// Config configures a Service.
+type Config struct {
+	Token *token.Token
+	Store Store
+	// DefaultDestroyDelay is the waiting period of schedule-destroy when
+	// the request gives none (default 24 h); MinDestroyDelay is the
+	// shortest allowed (default 24 h; test configs lower it).
+	DefaultDestroyDelay time.Duration
+	MinDestroyDelay     time.Duration
+	Now                 func() time.Time
+	Logger              *slog.Logger
+}
+
+// Service is the key registry and lifecycle.
+type Service struct {
+	cfg   Config
+	pool  *pkcs11shim.Pool
+	store Store
+	log   *slog.Logger
+	now   func() time.Time
+
+	kek      *pkcs11shim.Key
+	auditKey *pkcs11shim.Signer
+
+	locks [64]sync.Mutex // lifecycle changes, striped by key name
+	cache keyCache
+}
+
+// New prepares the service: it finds (or creates, on first start) the KEK
+// and the audit key in the token.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Token == nil || cfg.Store == nil {
+		return nil, errors.New("keysvc: a token and a store are required")
+	}
+	if cfg.DefaultDestroyDelay == 0 {
+		cfg.DefaultDestroyDelay = 24 * time.Hour
+	}
+	if cfg.MinDestroyDelay == 0 {
+		cfg.MinDestroyDelay = 24 * time.Hour
+	}
+	if cfg.DefaultDestroyDelay < cfg.MinDestroyDelay {
+		return nil, fmt.Errorf("keysvc: default destroy delay %v is below the minimum %v", cfg.DefaultDestroyDelay, cfg.MinDestroyDelay)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Service{cfg: cfg, pool: cfg.Token.Pool(), store: cfg.Store, log: cfg.Logger, now: cfg.Now}
+	var err error
+	if s.kek, err = s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: KEKLabel, Usage: pkcs11shim.UsageWrap}); err != nil {
+		return nil, err
+	}
+	ak, err := s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: AuditKeyLabel})
+	if err != nil {
+		return nil, err
+	}
+	if s.auditKey, err = s.pool.NewSigner(ctx, ak); err != nil {
+		return nil, tokenErr(err)
+	}
+	return s, nil
+}
+
+// ensureKey finds a service key by label or generates it.
+func (s *Service) ensureKey(ctx context.Context, ks pkcs11shim.KeySpec) (*pkcs11shim.Key, error) {
+	k, err := s.pool.FindKey(ctx, ks.Label)
+	if errors.Is(err, pkcs11shim.ErrKeyNotFound) {
+		s.log.Info("creating service key in the token", "label", ks.Label)
+		k, err = s.pool.GenerateKey(ctx, ks)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keysvc: service key %s: %w", ks.Label, tokenErr(err))
+	}
+	if k.Type != ks.Type {
+		return nil, fmt.Errorf("keysvc: token object %q is %v, want %v", ks.Label, k.Type, ks.Type)
+	}
+	return k, nil
+}
+
+// AuditPublicKey is the key that verifies audit checkpoints.
+func (s *Service) AuditPublicKey() *ecdsa.PublicKey { return s.auditKey.Public().(*ecdsa.PublicKey) }
+
+// lock serialises lifecycle changes to one key.
+func (s *Service) lock(name string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	m := &s.locks[h.Sum32()%uint32(len(s.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// authorize applies the key's policy. Admin callers may read, rotate and
+// manage every key; every other use needs a grant (deny by default).
+func authorize(c Caller, k *Key, op Op) error {
+	if c.Admin && (op == OpRead || op == OpManage || op == OpRotate) {
+		return nil
+	}
+	if k.Policy.Allows(c.Name, op) {
+		return nil
+	}
+	return fmt.Errorf("%w: client %q may not %s with key %q", ErrForbidden, c.Name, op, k.Name)
+}
+
+// record builds an audit record for caller c.
+func (s *Service) record(c Caller, key string, version int, op string, err error) *audit.Record {
+	return &audit.Record{Time: s.now(), Client: c.Name, Key: key, Version: version, Op: op, Result: ResultCode(err), RequestDigest: c.RequestDigest}
+}
+
+// audit appends a record; when it can't, the operation must fail.
+func (s *Service) audit(rec *audit.Record) error {
+	if err := s.store.Audit(rec); err != nil {
+		s.log.Error("audit append failed; refusing the operation", "op", rec.Op, "key", rec.Key, "err", err)
+		return fmt.Errorf("%w: the operation was not performed", ErrAuditUnavailable)
+	}
+	return nil
+}
+
+// finish audits the outcome of an operation and returns the error to give
+// the caller (the operation's own, or the audit failure).
+func (s *Service) finish(c Caller, key string, version int, op string, err error) error {
+	if aerr := s.audit(s.record(c, key, version, op, err)); aerr != nil {
+		return aerr
+	}
+	return err
+}
+
+// ResultCode is the audit "result" for err: "ok" or a stable code.
+func ResultCode(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	for _, e := range []struct {
+		err  error
+		code string
+	}{
+		{ErrInvalidArgument, "invalid_argument"}, {ErrKeyNotFound, "key_not_found"}, {ErrVersionNotFound, "version_not_found"},
+		{ErrKeyExists, "key_exists"}, {ErrIllegalTransition, "illegal_transition"}, {ErrVersionNotUsable, "version_not_usable"},
+		{ErrWrongPurpose, "wrong_purpose"}, {ErrForbidden, "forbidden"}, {ErrInvalidCiphertext, "invalid_ciphertext"},
+		{ErrInvalidSignature, "invalid_signature"}, {ErrDecrypt, "decryption_failed"}, {ErrTokenUnavailable, "token_unavailable"},
+		{ErrTokenLocked, "token_locked"}, {ErrStore, "store_unavailable"}, {ErrAuditUnavailable, "audit_unavailable"},
+		{ErrUnauthenticated, "unauthenticated"},
+	} {
+		if errors.Is(err, e.err) {
+			return e.code
+		}
+	}
+	return "internal"
+}
+
+// tokenErr maps token-layer failures to the service's sentinels.
+func tokenErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pkcs11shim.ErrPINLocked):
+		return fmt.Errorf("%w: a security officer must unlock the token", ErrTokenLocked)
+	case errors.Is(err, pkcs11shim.ErrTokenNotPresent), errors.Is(err, pkcs11shim.ErrSessionClosed),
+		errors.Is(err, pkcs11shim.ErrPoolTimeout), errors.Is(err, pkcs11shim.ErrPINIncorrect), errors.Is(err, pkcs11shim.ErrTokenBusy):
+		return fmt.Errorf("%w: %w", ErrTokenUnavailable, err)
+	case errors.Is(err, pkcs11shim.ErrDecrypt):
+		return ErrDecrypt
+	}
+	return err
+}
+
+// Stats reports pool and PIN state for metrics.
+func (s *Service) Stats() Stats {
+	ps := s.pool.Stats()
+	st := Stats{PoolInUse: ps.Lent, PoolMax: ps.MaxSessions, TokenHealthy: ps.Healthy}
+	if pin, err := s.cfg.Token.PINState(); err == nil {
+		st.PINFailures, st.PINLocked = pin.Failures, pin.Locked
+	}
+	return st
+}
+
+// Ready checks that the token answers and the store takes writes.
+func (s *Service) Ready(ctx context.Context) error {
+	if _, err := s.pool.RefreshInfo(ctx); err != nil {
+		return tokenErr(err)
+	}
+	if err := s.store.Writable(); err != nil {
+		if errors.Is(err, ErrStore) {
+			return err
+		}
+		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	return nil
+}
+
+// Checkpoint signs the newest audit record with the audit key, if there is
+// anything new since the last checkpoint.
+func (s *Service) Checkpoint(ctx context.Context) error {
+	seq, hash, err := s.store.LastAudit()
+	if err != nil || seq == 0 {
+		return err
+	}
+	cps, err := s.store.Checkpoints()
+	if err != nil {
+		return err
+	}
+	if n := len(cps); n > 0 && cps[n-1].Seq >= seq {
+		return nil
+	}
+	cp, err := audit.SignCheckpoint(s.auditKey, seq, hash, s.now())
+	if err != nil {
+		return tokenErr(err)
+	}
+	return s.store.AddCheckpoint(cp)
+}
+
+// VerifyAudit checks the whole audit chain and every checkpoint.
+func (s *Service) VerifyAudit() (audit.Report, error) {
+	return VerifyAudit(s.store, s.AuditPublicKey())
+}
+
+// VerifyAudit checks store's audit chain and checkpoints with the audit
+// public key (usable offline, e.g. by `keysvc audit verify`).
+func VerifyAudit(store Store, pub *ecdsa.PublicKey) (audit.Report, error) {
+	cps, err := store.Checkpoints()
+	if err != nil {
+		return audit.Report{}, err
+	}
+	recs := make(chan audit.Record, 256)
+	errc := make(chan error, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(recs)
+		errc <- store.AuditRecords(0, func(r audit.Record) error {
+			select {
+			case recs <- r:
+				return nil
+			case <-stop:
+				return context.Canceled
+			}
+		})
+	}()
+	next := func() (audit.Record, error) {
+		r, ok := <-recs
+		if !ok {
+			if err := <-errc; err != nil {
+				return audit.Record{}, err
+			}
+			return audit.Record{}, io.EOF
+		}
+		return r, nil
+	}
+	return audit.Verify(next, cps, pub)
+}

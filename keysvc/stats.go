@@ -1,0 +1,10 @@
+package keysvc
+
+// Stats is a snapshot for metrics and health (R-AV-2).
+type Stats struct {
+	PoolInUse    int  // sessions lent right now
+	PoolMax      int  // pool bound
+	TokenHealthy bool // the pool is connected and logged in
+	PINFailures  int  // consecutive failed user-PIN attempts (PIN guard)
+	PINLocked    bool // the PIN guard has locked the token
+}
