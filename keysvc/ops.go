@@ -12,13 +12,18 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"runtime"
 	"strconv"
 
 	"github.com/keyward/keyward/pkcs11shim"
+	"golang.org/x/sync/errgroup"
 )
 
 // MaxBatch is the most items one sign-batch request may carry.
 const MaxBatch = 1000
+
+// batchSplitMin is the fewest items per session when a batch is spread.
+const batchSplitMin = 16
 
 // load reads the key and checks the caller's grant and the key's purpose.
 func (s *Service) load(c Caller, name string, op Op, purposes ...Purpose) (*Key, error) {
@@ -145,16 +150,31 @@ func (s *Service) sign(ctx context.Context, c Caller, name string, reqs []SignRe
 		}
 	}
 	out := make([]SignResult, len(reqs))
-	err = s.withMaterial(ctx, k, v, func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error {
-		for i := range reqs {
-			sig, err := ss.Sign(tk, digests[i], opts[i], nil)
-			if err != nil {
-				return err
+	signRange := func(lo, hi int) error {
+		return s.withMaterial(ctx, k, v, func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error {
+			for i := lo; i < hi; i++ {
+				sig, err := ss.Sign(tk, digests[i], opts[i], nil)
+				if err != nil {
+					return err
+				}
+				out[i] = SignResult{Signature: encodeVersioned(v.Version, sig), Version: v.Version}
 			}
-			out[i] = SignResult{Signature: encodeVersioned(v.Version, sig), Version: v.Version}
+			return nil
+		})
+	}
+	// A large batch is spread over one session per CPU, so a single
+	// request can use the whole machine.
+	parts := min(runtime.GOMAXPROCS(0), len(reqs)/batchSplitMin)
+	if parts <= 1 {
+		err = signRange(0, len(reqs))
+	} else {
+		var g errgroup.Group
+		for p := 0; p < parts; p++ {
+			lo, hi := p*len(reqs)/parts, (p+1)*len(reqs)/parts
+			g.Go(func() error { return signRange(lo, hi) })
 		}
-		return nil
-	})
+		err = g.Wait()
+	}
 	return out, v.Version, err
 }
 
