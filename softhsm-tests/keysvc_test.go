@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -512,4 +513,36 @@ func TestKeysvcAutoRotationAndMinVersion(t *testing.T) {
 	if byScheduler != 1 {
 		t.Fatalf("%d scheduler rotations audited", byScheduler)
 	}
+}
+
+// TestKeysvcSignBatch: many items in one request, spread over sessions;
+// every signature verifies; a bad item refuses the whole batch by index;
+// more than the limit is refused.
+func TestKeysvcSignBatch(t *testing.T) {
+	e := newKeysvcEnv(t)
+	e.createKey(t, "bulk", "sign", "ec-p384", "hsm", "sign", "verify")
+	items := make([]any, 100)
+	for i := range items {
+		items[i] = map[string]any{"message": b64("receipt " + strconv.Itoa(i))}
+	}
+	out := e.must(t, 200, bankingToken, "POST", "/v1/keys/bulk/sign-batch", map[string]any{"items": items})
+	sigs := out["signatures"].([]any)
+	if len(sigs) != len(items) {
+		t.Fatalf("%d signatures for %d items", len(sigs), len(items))
+	}
+	for i, s := range sigs {
+		sig := s.(map[string]any)["signature"]
+		if v := e.must(t, 200, bankingToken, "POST", "/v1/keys/bulk/verify", map[string]any{"message": b64("receipt " + strconv.Itoa(i)), "signature": sig}); v["valid"] != true {
+			t.Fatalf("item %d does not verify (signatures out of order?)", i)
+		}
+	}
+	items[7] = map[string]any{"digest": b64("short")}
+	if out := e.must(t, 400, bankingToken, "POST", "/v1/keys/bulk/sign-batch", map[string]any{"items": items}); errCode(out) != "invalid_argument" || !strings.Contains(out["error"].(map[string]any)["message"].(string), "item 7") {
+		t.Fatalf("bad item: %v", out)
+	}
+	many := make([]any, 1001)
+	for i := range many {
+		many[i] = map[string]any{"message": "eA=="}
+	}
+	e.must(t, 400, bankingToken, "POST", "/v1/keys/bulk/sign-batch", map[string]any{"items": many})
 }
