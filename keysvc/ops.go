@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -388,9 +387,9 @@ func jwk(pub crypto.PublicKey, kid string) JWK {
 	switch p := pub.(type) {
 	case *ecdsa.PublicKey:
 		size := (p.Curve.Params().BitSize + 7) / 8
-		crv := "P-256"
-		if p.Curve == elliptic.P384() {
-			crv = "P-384"
+		crv := p.Curve.Params().Name // "P-256", "P-384": the JWK names (RFC 7518 §6.2.1.1)
+		if crv != "P-256" && crv != "P-384" {
+			return JWK{Kid: kid}
 		}
 		return JWK{Kty: "EC", Crv: crv, X: b64(p.X.FillBytes(make([]byte, size))), Y: b64(p.Y.FillBytes(make([]byte, size))), Kid: kid}
 	case *rsa.PublicKey:

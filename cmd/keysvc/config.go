@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -52,6 +54,9 @@ func loadConfig(path string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: the file is empty", path)
+		}
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	c.defaults()
@@ -95,7 +100,7 @@ func (c *Config) validate() error {
 		if cl.Name == "" {
 			errs = append(errs, fmt.Errorf("clients[%d].name is required", i))
 		}
-		if cl.TokenSHA256 != "" && len(cl.TokenSHA256) != 64 {
+		if _, err := hex.DecodeString(cl.TokenSHA256); cl.TokenSHA256 != "" && (len(cl.TokenSHA256) != 64 || err != nil) {
 			errs = append(errs, fmt.Errorf("clients[%d].token_sha256 must be 64 hex digits (sha256sum of the token)", i))
 		}
 	}

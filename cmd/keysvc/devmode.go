@@ -91,9 +91,10 @@ func mustAbs(p string) string {
 // ensureSecretFile returns the hex secret in path, creating it (0600,
 // O_EXCL) when absent.
 func ensureSecretFile(path string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil {
+	if b, err := os.ReadFile(path); err == nil && len(trimNL(b)) > 0 {
 		return string(trimNL(b)), nil
 	}
+	_ = os.Remove(path) // an empty file left by a crash between create and write
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return "", err
@@ -117,7 +118,13 @@ func trimNL(b []byte) []byte {
 // ensureDevTLS creates a dev CA and a server certificate for 127.0.0.1 and
 // localhost in dir, once.
 func ensureDevTLS(dir string) error {
-	if _, err := os.Stat(filepath.Join(dir, "server.pem")); err == nil {
+	complete := true
+	for _, f := range []string{"ca.pem", "server.pem", "server-key.pem"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			complete = false
+		}
+	}
+	if complete {
 		return nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -60,13 +60,14 @@ func (r *Record) ComputeHash() []byte {
 		h.Write(n[:])
 		h.Write(b)
 	}
-	binary.BigEndian.PutUint64(n[:], r.Seq)
-	field(n[:])
+	var v [8]byte // not n: field() reuses n for the length prefix
+	binary.BigEndian.PutUint64(v[:], r.Seq)
+	field(v[:])
 	field([]byte(r.Time.UTC().Format(time.RFC3339Nano)))
 	field([]byte(r.Client))
 	field([]byte(r.Key))
-	binary.BigEndian.PutUint64(n[:], uint64(int64(r.Version)))
-	field(n[:])
+	binary.BigEndian.PutUint64(v[:], uint64(int64(r.Version)))
+	field(v[:])
 	field([]byte(r.Op))
 	field([]byte(r.Result))
 	field([]byte(r.Detail))
