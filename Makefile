@@ -51,7 +51,8 @@ bench: deps
 	scripts/bench-keysvc.sh $(BENCHDUR)
 
 run: deps
-	$(GO) run ./cmd/keysvc -data-dir $(DATA_DIR)
+	$(GO) build -o bin/keysvc ./cmd/keysvc
+	./bin/keysvc -data-dir $(DATA_DIR)
 
 clean:
-	rm -rf $(DATA_DIR)
+	rm -rf $(DATA_DIR) bin
