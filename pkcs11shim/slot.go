@@ -266,6 +266,9 @@ func MechanismName(t uint) string {
 	if n, ok := mechNames[t]; ok {
 		return n
 	}
+	if n, ok := vendorMechName(t); ok {
+		return n
+	}
 	return fmt.Sprintf("CKM_0x%08X", t)
 }
 
