@@ -14,9 +14,9 @@ var keyNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
 // purposeAlgorithms says which algorithms each purpose accepts.
 var purposeAlgorithms = map[Purpose][]Algorithm{
-	PurposeSign:    {AlgECP256, AlgECP384, AlgRSA2048, AlgRSA3072},
-	PurposeEncrypt: {AlgAES256, AlgRSA2048, AlgRSA3072},
-	PurposeWrap:    {AlgAES256},
+	PurposeSign:    {AlgECP256, AlgECP384, AlgRSA2048, AlgRSA3072, AlgSM2},
+	PurposeEncrypt: {AlgAES256, AlgRSA2048, AlgRSA3072, AlgSM2, AlgSM4},
+	PurposeWrap:    {AlgAES256, AlgSM4},
 }
 
 func (r CreateKeyRequest) validate() error {
@@ -36,6 +36,12 @@ func (r CreateKeyRequest) validate() error {
 	}
 	if r.Protection != ProtectionHSM && r.Protection != ProtectionWrapped {
 		return fmt.Errorf("%w: protection must be hsm or wrapped", ErrInvalidArgument)
+	}
+	if isSM(r.Algorithm) && r.Protection != ProtectionWrapped {
+		return fmt.Errorf("%w: %s keys need protection wrapped: this token has no SM mechanisms, so keysvc keeps SM key material sealed under a token-held KEK", ErrInvalidArgument, r.Algorithm)
+	}
+	if r.SM2UID != "" && (r.Algorithm != AlgSM2 || len(r.SM2UID) > 64 || !printableASCII(r.SM2UID)) {
+		return fmt.Errorf("%w: sm2_uid is for sm2 keys: 1-64 printable ASCII characters", ErrInvalidArgument)
 	}
 	if r.RotationPeriod != 0 && time.Duration(r.RotationPeriod) < time.Hour {
 		return fmt.Errorf("%w: rotation_period must be at least 1h", ErrInvalidArgument)
@@ -78,7 +84,7 @@ func (s *Service) createKey(ctx context.Context, c Caller, req CreateKeyRequest)
 	}
 	now := s.now()
 	k := &Key{Name: req.Name, Purpose: req.Purpose, Algorithm: req.Algorithm, Protection: req.Protection,
-		Primary: 1, MinVersion: 1, RotationPeriod: req.RotationPeriod, LastRotated: now, Policy: req.Policy, CreatedAt: now}
+		Primary: 1, MinVersion: 1, RotationPeriod: req.RotationPeriod, LastRotated: now, Policy: req.Policy, CreatedAt: now, SM2UID: req.SM2UID}
 	v, err := s.newVersion(ctx, k, 1)
 	if err != nil {
 		return nil, err
@@ -348,4 +354,13 @@ func (s *Service) destroyVersion(ctx context.Context, name string, version int) 
 		s.log.Info("key version destroyed", "key", name, "version", version)
 	}
 	return err
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -42,6 +42,9 @@ func spec(k *Key, version int) pkcs11shim.KeySpec {
 // wrapped under the KEK and destroyed, leaving only the blob.
 func (s *Service) newVersion(ctx context.Context, k *Key, n int) (Version, error) {
 	v := Version{Version: n, State: StateEnabled, CreatedAt: s.now()}
+	if isSM(k.Algorithm) {
+		return s.newSMVersion(ctx, k, v)
+	}
 	ks := spec(k, n)
 	var pub crypto.PublicKey
 	switch k.Protection {

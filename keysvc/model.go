@@ -26,6 +26,11 @@ const (
 	AlgRSA2048 Algorithm = "rsa-2048"
 	AlgRSA3072 Algorithm = "rsa-3072"
 	AlgAES256  Algorithm = "aes-256"
+	// AlgSM2 and AlgSM4 are the national algorithms (R-TOK-6): SM2
+	// signatures with SM3 and the key's distinguishing ID, SM2 encryption
+	// (C1C3C2), SM4-GCM. Protection must be "wrapped" (see sm.go).
+	AlgSM2 Algorithm = "sm2"
+	AlgSM4 Algorithm = "sm4"
 )
 
 // Protection says where the key material lives.
@@ -138,6 +143,8 @@ type Key struct {
 	Policy         Policy    `json:"policy"`
 	Versions       []Version `json:"versions"`
 	CreatedAt      time.Time `json:"created_at"`
+	// SM2UID is an sm2 key's distinguishing ID (default 1234567812345678).
+	SM2UID string `json:"sm2_uid,omitempty"`
 }
 
 // Version returns version v, or nil.

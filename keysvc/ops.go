@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 
+	"github.com/keyward/keyward/keysvc/smcrypto"
 	"github.com/keyward/keyward/pkcs11shim"
 	"golang.org/x/sync/errgroup"
 )
@@ -138,6 +139,10 @@ func (s *Service) sign(ctx context.Context, c Caller, name string, reqs []SignRe
 	if err != nil {
 		return nil, 0, err
 	}
+	if isSM(k.Algorithm) {
+		out, err := s.smSign(ctx, k, v, reqs)
+		return out, v.Version, err
+	}
 	digests := make([][]byte, len(reqs))
 	opts := make([]crypto.SignerOpts, len(reqs))
 	for i, r := range reqs {
@@ -197,6 +202,10 @@ func (s *Service) verify(c Caller, name string, req VerifyRequest) (bool, int, e
 	if err != nil {
 		return false, n, err
 	}
+	if k.Algorithm == AlgSM2 {
+		ok, err := smVerify(k, v, req, sig)
+		return ok, n, err
+	}
 	digest, opts, err := digestAndOpts(k, req.Message, req.Digest, req.Scheme)
 	if err != nil {
 		return false, n, err
@@ -235,6 +244,13 @@ func (s *Service) encrypt(ctx context.Context, c Caller, name string, op Op, pla
 	v, err := primary(k)
 	if err != nil {
 		return "", 0, err
+	}
+	if isSM(k.Algorithm) {
+		ct, err := s.smEncrypt(ctx, k, v, plaintext, aad)
+		if err != nil {
+			return "", v.Version, err
+		}
+		return encodeVersioned(v.Version, ct), v.Version, nil
 	}
 	if k.Algorithm != AlgAES256 {
 		if len(aad) > 0 {
@@ -292,6 +308,10 @@ func (s *Service) decrypt(ctx context.Context, c Caller, name, ciphertext string
 	if err != nil {
 		return nil, n, err
 	}
+	if isSM(k.Algorithm) {
+		pt, err := s.smDecrypt(ctx, k, v, ct, aad)
+		return pt, n, err
+	}
 	var pt []byte
 	err = s.withMaterial(ctx, k, v, func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error {
 		var err error
@@ -329,8 +349,8 @@ func (s *Service) dataKey(ctx context.Context, c Caller, name string, size int, 
 	if err != nil {
 		return DataKey{}, err
 	}
-	if k.Algorithm != AlgAES256 {
-		return DataKey{}, fmt.Errorf("%w: data keys are sealed by aes-256 keys", ErrWrongPurpose)
+	if k.Algorithm != AlgAES256 && k.Algorithm != AlgSM4 {
+		return DataKey{}, fmt.Errorf("%w: data keys are sealed by aes-256 or sm4 keys", ErrWrongPurpose)
 	}
 	pt, err := s.pool.GenerateRandom(ctx, size)
 	if err != nil {
@@ -367,12 +387,21 @@ func (s *Service) publicKey(c Caller, name string, n int) (PublicKeyResult, erro
 	if len(v.PublicKey) == 0 {
 		return PublicKeyResult{Version: n}, fmt.Errorf("%w: %s keys have no public key", ErrWrongPurpose, k.Algorithm)
 	}
-	pub, err := x509.ParsePKIXPublicKey(v.PublicKey)
-	if err != nil {
-		return PublicKeyResult{Version: n}, err
-	}
 	kid := fmt.Sprintf("%s/v%d", name, n)
-	res := PublicKeyResult{Version: n, PEM: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: v.PublicKey})), JWK: jwk(pub, kid)}
+	res := PublicKeyResult{Version: n, PEM: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: v.PublicKey}))}
+	if k.Algorithm == AlgSM2 {
+		pub, err := smcrypto.ParseSM2Public(v.PublicKey)
+		if err != nil {
+			return PublicKeyResult{Version: n}, err
+		}
+		res.JWK = sm2JWK(pub, kid)
+	} else {
+		pub, err := x509.ParsePKIXPublicKey(v.PublicKey)
+		if err != nil {
+			return PublicKeyResult{Version: n}, err
+		}
+		res.JWK = jwk(pub, kid)
+	}
 	if k.Purpose == PurposeSign {
 		res.JWK.Use = "sig"
 	} else {

@@ -19,6 +19,9 @@ type CreateKeyRequest struct {
 	Protection     Protection `json:"protection"`
 	RotationPeriod Duration   `json:"rotation_period,omitempty"`
 	Policy         Policy     `json:"policy"`
+	// SM2UID sets an sm2 key's distinguishing ID (1-64 printable ASCII;
+	// default 1234567812345678).
+	SM2UID string `json:"sm2_uid,omitempty"`
 }
 
 // SignRequest signs a message (hashed by the service with the algorithm's
@@ -112,6 +115,7 @@ type KeyView struct {
 	Policy         Policy        `json:"policy"`
 	Versions       []VersionView `json:"versions"`
 	CreatedAt      time.Time     `json:"created_at"`
+	SM2UID         string        `json:"sm2_uid,omitempty"`
 }
 
 // VersionView is a version as API clients see it.
@@ -126,7 +130,7 @@ type VersionView struct {
 // View returns what API clients may see of k.
 func (k *Key) View() KeyView {
 	v := KeyView{Name: k.Name, Purpose: k.Purpose, Algorithm: k.Algorithm, Protection: k.Protection, Primary: k.Primary,
-		MinVersion: k.MinVersion, RotationPeriod: k.RotationPeriod, LastRotated: k.LastRotated, Policy: k.Policy, CreatedAt: k.CreatedAt}
+		MinVersion: k.MinVersion, RotationPeriod: k.RotationPeriod, LastRotated: k.LastRotated, Policy: k.Policy, CreatedAt: k.CreatedAt, SM2UID: k.SM2UID}
 	for _, ver := range k.Versions {
 		v.Versions = append(v.Versions, VersionView{Version: ver.Version, State: ver.State, CreatedAt: ver.CreatedAt, DestroyAt: ver.DestroyAt, DestroyedAt: ver.DestroyedAt})
 	}

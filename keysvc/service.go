@@ -68,7 +68,8 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	kek      *pkcs11shim.Key
+	kek      *pkcs11shim.Key // wraps "wrapped" versions (CKM_AES_KEY_WRAP_PAD)
+	smKEK    *pkcs11shim.Key // seals SM material (AES-256-GCM)
 	auditKey *pkcs11shim.Signer
 
 	locks [64]sync.Mutex // lifecycle changes, striped by key name
@@ -99,6 +100,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{cfg: cfg, pool: cfg.Token.Pool(), store: cfg.Store, log: cfg.Logger, now: cfg.Now}
 	var err error
 	if s.kek, err = s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: KEKLabel, Usage: pkcs11shim.UsageWrap}); err != nil {
+		return nil, err
+	}
+	if s.smKEK, err = s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: SMKEKLabel, Usage: pkcs11shim.UsageEncrypt}); err != nil {
 		return nil, err
 	}
 	ak, err := s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: AuditKeyLabel})

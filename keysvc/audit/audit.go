@@ -18,12 +18,13 @@ package audit
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/emmansun/gmsm/sm3"
 )
 
 // Record is one audited event.
@@ -47,13 +48,14 @@ type Record struct {
 var ErrTampered = errors.New("audit: chain broken")
 
 // Genesis is the Prev of the first record.
-var Genesis = make([]byte, sha256.Size)
+var Genesis = make([]byte, sm3.Size)
 
-// ComputeHash returns SHA-256 over Prev and a fixed, length-prefixed
+// ComputeHash returns SM3 (GB/T 32905, the national hash the bank's
+// standard requires: R-TOK-6) over Prev and a fixed, length-prefixed
 // encoding of every other field. It does not look at r.Hash.
 func (r *Record) ComputeHash() []byte {
-	h := sha256.New()
-	h.Write([]byte("keyward-audit-v1"))
+	h := sm3.New()
+	h.Write([]byte("keyward-audit-v2-sm3"))
 	var n [8]byte
 	field := func(b []byte) {
 		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
