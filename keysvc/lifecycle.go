@@ -17,6 +17,7 @@ var purposeAlgorithms = map[Purpose][]Algorithm{
 	PurposeSign:    {AlgECP256, AlgECP384, AlgRSA2048, AlgRSA3072, AlgSM2},
 	PurposeEncrypt: {AlgAES256, AlgRSA2048, AlgRSA3072, AlgSM2, AlgSM4},
 	PurposeWrap:    {AlgAES256, AlgSM4},
+	PurposeMAC:     {AlgHMACSM3},
 }
 
 func (r CreateKeyRequest) validate() error {
@@ -25,7 +26,7 @@ func (r CreateKeyRequest) validate() error {
 	}
 	algs, ok := purposeAlgorithms[r.Purpose]
 	if !ok {
-		return fmt.Errorf("%w: purpose must be sign, encrypt or wrap", ErrInvalidArgument)
+		return fmt.Errorf("%w: purpose must be sign, encrypt, wrap or mac", ErrInvalidArgument)
 	}
 	found := false
 	for _, a := range algs {
@@ -52,7 +53,7 @@ func (r CreateKeyRequest) validate() error {
 		}
 		for _, op := range g.Ops {
 			switch op {
-			case OpSign, OpVerify, OpEncrypt, OpDecrypt, OpDataKey, OpPublic, OpRead, OpRotate, OpManage:
+			case OpSign, OpVerify, OpEncrypt, OpDecrypt, OpDataKey, OpPublic, OpRead, OpRotate, OpManage, OpMAC:
 			default:
 				return fmt.Errorf("%w: unknown operation %q in the policy for %q", ErrInvalidArgument, op, g.Client)
 			}

@@ -192,17 +192,21 @@ func TestValidateNames(t *testing.T) {
 func TestValidatePurposeAlgorithm(t *testing.T) {
 	// Written out independently of purposeAlgorithms.
 	allowed := map[Purpose]map[Algorithm]bool{
-		PurposeSign:    {AlgECP256: true, AlgECP384: true, AlgRSA2048: true, AlgRSA3072: true},
-		PurposeEncrypt: {AlgAES256: true, AlgRSA2048: true, AlgRSA3072: true},
-		PurposeWrap:    {AlgAES256: true},
+		PurposeSign:    {AlgECP256: true, AlgECP384: true, AlgRSA2048: true, AlgRSA3072: true, AlgSM2: true},
+		PurposeEncrypt: {AlgAES256: true, AlgRSA2048: true, AlgRSA3072: true, AlgSM2: true, AlgSM4: true},
+		PurposeWrap:    {AlgAES256: true, AlgSM4: true},
+		PurposeMAC:     {AlgHMACSM3: true},
 	}
-	purposes := []Purpose{PurposeSign, PurposeEncrypt, PurposeWrap, "", "verify", "Sign"}
-	algs := []Algorithm{AlgECP256, AlgECP384, AlgRSA2048, AlgRSA3072, AlgAES256, "", "ec-p521", "rsa-1024", "AES-256"}
+	purposes := []Purpose{PurposeSign, PurposeEncrypt, PurposeWrap, PurposeMAC, "", "verify", "Sign"}
+	algs := []Algorithm{AlgECP256, AlgECP384, AlgRSA2048, AlgRSA3072, AlgAES256, AlgSM2, AlgSM4, AlgHMACSM3, "", "ec-p521", "rsa-1024", "AES-256"}
 	for _, p := range purposes {
 		for _, a := range algs {
 			t.Run(string(p)+"+"+string(a), func(t *testing.T) {
 				r := lcValidRequest()
 				r.Purpose, r.Algorithm = p, a
+				if isSM(a) {
+					r.Protection = ProtectionWrapped // SM keys are always sealed under the token KEK
+				}
 				err := r.validate()
 				_, knownPurpose := allowed[p]
 				switch {
@@ -212,7 +216,7 @@ func TestValidatePurposeAlgorithm(t *testing.T) {
 					}
 				case !errors.Is(err, ErrInvalidArgument):
 					t.Fatalf("err = %v, want ErrInvalidArgument", err)
-				case !knownPurpose && !strings.Contains(err.Error(), "purpose must be sign, encrypt or wrap"):
+				case !knownPurpose && !strings.Contains(err.Error(), "purpose must be sign, encrypt, wrap or mac"):
 					t.Errorf("err = %q, want the purpose named", err)
 				case knownPurpose && !strings.Contains(err.Error(), fmt.Sprintf("algorithm %q is not available for purpose %s", a, p)):
 					t.Errorf("err = %q, want the algorithm named", err)

@@ -14,6 +14,9 @@ const (
 	PurposeSign    Purpose = "sign"
 	PurposeEncrypt Purpose = "encrypt"
 	PurposeWrap    Purpose = "wrap"
+	// PurposeMAC keys make keyed hashes (HMAC-SM3), e.g. of passwords and
+	// PINs before the banking app stores them (R-AUTH-1, R-TOK-4).
+	PurposeMAC Purpose = "mac"
 )
 
 // Algorithm is a key's algorithm.
@@ -31,6 +34,8 @@ const (
 	// (C1C3C2), SM4-GCM. Protection must be "wrapped" (see sm.go).
 	AlgSM2 Algorithm = "sm2"
 	AlgSM4 Algorithm = "sm4"
+	// AlgHMACSM3 is HMAC with SM3 and a 32-byte key (purpose mac).
+	AlgHMACSM3 Algorithm = "hmac-sm3"
 )
 
 // Protection says where the key material lives.
@@ -76,6 +81,7 @@ const (
 	OpRead    Op = "read"   // key metadata
 	OpRotate  Op = "rotate" // manual rotation
 	OpManage  Op = "manage" // version state changes, destruction
+	OpMAC     Op = "mac"    // compute and verify keyed hashes
 )
 
 // Grant lets one client do some operations on a key.

@@ -3,6 +3,7 @@ package keysvc
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/hmac"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ import (
 const SMKEKLabel = "keysvc-sm-kek"
 
 // isSM reports whether a is a national algorithm handled in software.
-func isSM(a Algorithm) bool { return a == AlgSM2 || a == AlgSM4 }
+func isSM(a Algorithm) bool { return a == AlgSM2 || a == AlgSM4 || a == AlgHMACSM3 }
 
 // smAAD binds a sealed blob to its key, version and algorithm, so a blob
 // copied onto another key or version does not open.
@@ -44,9 +45,13 @@ func (s *Service) newSMVersion(ctx context.Context, k *Key, v Version) (Version,
 			return v, err
 		}
 		material = smcrypto.MarshalSM2Private(priv)
-	case AlgSM4:
+	case AlgSM4, AlgHMACSM3:
+		size := 16
+		if k.Algorithm == AlgHMACSM3 {
+			size = 32
+		}
 		var err error
-		if material, err = s.pool.GenerateRandom(ctx, 16); err != nil { // the token's RNG
+		if material, err = s.pool.GenerateRandom(ctx, size); err != nil { // the token's RNG
 			return v, tokenErr(err)
 		}
 	}
@@ -196,4 +201,52 @@ func isInvalidArgument(err error) bool { return errors.Is(err, ErrInvalidArgumen
 func sm2JWK(pub *ecdsa.PublicKey, kid string) JWK {
 	b64 := base64.RawURLEncoding.EncodeToString
 	return JWK{Kty: "EC", Crv: "SM2", X: b64(pub.X.FillBytes(make([]byte, 32))), Y: b64(pub.Y.FillBytes(make([]byte, 32))), Kid: kid}
+}
+
+// MAC returns HMAC-SM3 of message under the primary version, "kw:v<n>:…".
+// The same message and version always give the same MAC, so it can be
+// stored and compared (VerifyMAC) — e.g. a password's keyed hash.
+func (s *Service) MAC(ctx context.Context, c Caller, name string, message []byte) (string, int, error) {
+	mac, version, err := s.mac(ctx, c, name, message, 0)
+	if err = s.finish(c, name, version, "mac", err); err != nil {
+		return "", 0, err
+	}
+	return encodeVersioned(version, mac), version, nil
+}
+
+// VerifyMAC recomputes the MAC with the version the given MAC names and
+// compares in constant time.
+func (s *Service) VerifyMAC(ctx context.Context, c Caller, name string, message []byte, mac string) (bool, error) {
+	n, want, err := decodeVersioned(mac, ErrInvalidSignature)
+	var got []byte
+	if err == nil {
+		got, _, err = s.mac(ctx, c, name, message, n)
+	}
+	if err = s.finish(c, name, n, "mac-verify", err); err != nil {
+		return false, err
+	}
+	return hmac.Equal(got, want), nil
+}
+
+// mac computes HMAC-SM3 with version n (0: the primary).
+func (s *Service) mac(ctx context.Context, c Caller, name string, message []byte, n int) ([]byte, int, error) {
+	k, err := s.load(c, name, OpMAC, PurposeMAC)
+	if err != nil {
+		return nil, 0, err
+	}
+	var v *Version
+	if n == 0 {
+		v, err = primary(k)
+	} else {
+		v, err = older(k, n, false)
+	}
+	if err != nil {
+		return nil, n, err
+	}
+	var out []byte
+	err = s.withSMMaterial(ctx, k, v, func(key []byte) error {
+		out = smcrypto.HMACSM3(key, message)
+		return nil
+	})
+	return out, v.Version, err
 }

@@ -143,3 +143,35 @@ func TestKeysvcSM4Lifecycle(t *testing.T) {
 		t.Fatalf("decrypt with destroyed version: %v", out)
 	}
 }
+
+// TestKeysvcHMACSM3: a mac key (HMAC-SM3, key sealed under the token KEK)
+// gives the same keyed hash for the same input (so a password's hash can be
+// stored and compared), different keys give different hashes, and
+// mac-verify accepts an old version's MAC after rotation.
+func TestKeysvcHMACSM3(t *testing.T) {
+	e := newKeysvcEnv(t)
+	e.createKey(t, "pwd-hash", "mac", "hmac-sm3", "wrapped", "mac")
+	e.createKey(t, "pwd-hash-2", "mac", "hmac-sm3", "wrapped", "mac")
+	pw := b64("correct horse battery staple")
+	m1 := e.must(t, 200, bankingToken, "POST", "/v1/keys/pwd-hash/mac", map[string]any{"message": pw})["mac"].(string)
+	m2 := e.must(t, 200, bankingToken, "POST", "/v1/keys/pwd-hash/mac", map[string]any{"message": pw})["mac"].(string)
+	other := e.must(t, 200, bankingToken, "POST", "/v1/keys/pwd-hash-2/mac", map[string]any{"message": pw})["mac"].(string)
+	raw, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(m1, "kw:v1:"))
+	if m1 != m2 || m1 == other || len(raw) != 32 {
+		t.Fatalf("macs: %s %s %s", m1, m2, other)
+	}
+	e.must(t, 200, officerToken, "POST", "/v1/keys/pwd-hash/rotate", nil)
+	if v := e.must(t, 200, bankingToken, "POST", "/v1/keys/pwd-hash/mac-verify", map[string]any{"message": pw, "mac": m1}); v["valid"] != true {
+		t.Fatalf("v1 mac after rotation: %v", v)
+	}
+	if v := e.must(t, 200, bankingToken, "POST", "/v1/keys/pwd-hash/mac-verify", map[string]any{"message": b64("wrong"), "mac": m1}); v["valid"] != false {
+		t.Fatalf("wrong password verifies: %v", v)
+	}
+	if m3 := e.must(t, 200, bankingToken, "POST", "/v1/keys/pwd-hash/mac", map[string]any{"message": pw})["mac"].(string); !strings.HasPrefix(m3, "kw:v2:") {
+		t.Fatalf("after rotation: %s", m3)
+	}
+	e.must(t, 403, intruderToken, "POST", "/v1/keys/pwd-hash/mac", map[string]any{"message": pw})
+	if out := e.must(t, 403, bankingToken, "POST", "/v1/keys/pwd-hash/sign", map[string]any{"message": pw}); errCode(out) != "forbidden" {
+		t.Fatalf("sign with mac key: %v", out)
+	}
+}

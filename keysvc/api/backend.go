@@ -23,6 +23,8 @@ type Backend interface {
 	Sign(ctx context.Context, c keysvc.Caller, name string, req keysvc.SignRequest) (keysvc.SignResult, error)
 	SignBatch(ctx context.Context, c keysvc.Caller, name string, reqs []keysvc.SignRequest) ([]keysvc.SignResult, error)
 	Verify(ctx context.Context, c keysvc.Caller, name string, req keysvc.VerifyRequest) (bool, error)
+	MAC(ctx context.Context, c keysvc.Caller, name string, message []byte) (mac string, version int, err error)
+	VerifyMAC(ctx context.Context, c keysvc.Caller, name string, message []byte, mac string) (bool, error)
 	Encrypt(ctx context.Context, c keysvc.Caller, name string, plaintext, aad []byte) (ciphertext string, version int, err error)
 	Decrypt(ctx context.Context, c keysvc.Caller, name string, ciphertext string, aad []byte) ([]byte, error)
 	DataKey(ctx context.Context, c keysvc.Caller, name string, size int, aad []byte) (keysvc.DataKey, error)

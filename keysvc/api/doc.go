@@ -16,6 +16,8 @@
 //	GET  /v1/keys                                  → {"keys":[KeyView…]}
 //	GET  /v1/keys/{name}                           → KeyView
 //	POST /v1/keys/{name}/rotate                    (no body or {}) → KeyView
+//	POST /v1/keys/{name}/mac                       {"message"} → {"mac","version"} (hmac-sm3 keys)
+//	POST /v1/keys/{name}/mac-verify                {"message","mac"} → {"valid":bool}
 //	POST /v1/keys/{name}/settings                  KeySettingsRequest → KeyView (min_version, rotation_period)
 //	POST /v1/keys/{name}/sign                      SignRequest → SignResult
 //	POST /v1/keys/{name}/sign-batch                {"items":[SignRequest…]} (1–1000) → {"signatures":[SignResult…]}

@@ -40,6 +40,8 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	v1.Post("/keys/:name/sign", s.op("sign", true, s.sign))
 	v1.Post("/keys/:name/sign-batch", s.op("sign_batch", true, s.signBatch))
 	v1.Post("/keys/:name/verify", s.op("verify", true, s.verify))
+	v1.Post("/keys/:name/mac", s.op("mac", true, s.mac))
+	v1.Post("/keys/:name/mac-verify", s.op("mac_verify", true, s.macVerify))
 	v1.Post("/keys/:name/encrypt", s.op("encrypt", true, s.encrypt))
 	v1.Post("/keys/:name/decrypt", s.op("decrypt", true, s.decrypt))
 	v1.Post("/keys/:name/datakey", s.op("datakey", true, s.dataKey))
@@ -271,6 +273,37 @@ func (s *Server) verify(r *call) (reply, error) {
 	}
 	valid, err := s.backend.Verify(r.ctx, r.caller, r.name,
 		keysvc.VerifyRequest{Message: b.Message, Digest: b.Digest, Scheme: b.Scheme, Signature: b.Signature})
+	if err != nil {
+		return reply{}, err
+	}
+	return ok(verifyReply{Valid: valid})
+}
+
+type macBody struct {
+	Message b64    `json:"message"`
+	MAC     string `json:"mac"`
+}
+
+func (s *Server) mac(r *call) (reply, error) {
+	var b struct {
+		Message b64 `json:"message"`
+	}
+	if err := decodeBody(r.fc, &b, false); err != nil {
+		return reply{}, err
+	}
+	mac, version, err := s.backend.MAC(r.ctx, r.caller, r.name, b.Message)
+	if err != nil {
+		return reply{}, err
+	}
+	return ok(fiber.Map{"mac": mac, "version": version})
+}
+
+func (s *Server) macVerify(r *call) (reply, error) {
+	var b macBody
+	if err := decodeBody(r.fc, &b, false); err != nil {
+		return reply{}, err
+	}
+	valid, err := s.backend.VerifyMAC(r.ctx, r.caller, r.name, b.Message, b.MAC)
 	if err != nil {
 		return reply{}, err
 	}

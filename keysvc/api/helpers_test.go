@@ -176,6 +176,20 @@ func (b *fakeBackend) SignBatch(_ context.Context, c keysvc.Caller, name string,
 	return out, nil
 }
 
+func (b *fakeBackend) MAC(_ context.Context, c keysvc.Caller, name string, msg []byte) (string, int, error) {
+	if err := b.record("MAC", c, name); err != nil {
+		return "", 0, err
+	}
+	return "kw:v1:bWFj", 1, nil
+}
+
+func (b *fakeBackend) VerifyMAC(_ context.Context, c keysvc.Caller, name string, msg []byte, mac string) (bool, error) {
+	if err := b.record("VerifyMAC", c, name); err != nil {
+		return false, err
+	}
+	return mac == "kw:v1:bWFj", nil
+}
+
 func (b *fakeBackend) Verify(_ context.Context, c keysvc.Caller, name string, req keysvc.VerifyRequest) (bool, error) {
 	if err := b.record("Verify", c, name, req); err != nil {
 		return false, err

@@ -128,3 +128,21 @@ func TestKeysAreViews(t *testing.T) {
 		}
 	}
 }
+
+// TestMACRoutes: mac and mac-verify decode their bodies strictly and pass
+// them to the backend.
+func TestMACRoutes(t *testing.T) {
+	e := newEnv(t)
+	r := e.req("POST", "/v1/keys/k1/mac", rootToken, `{"message":"eA=="}`)
+	r.expect(t, 200, "")
+	if got := e.be.last(t).Method; got != "MAC" || !strings.Contains(string(r.body), `"mac":"kw:v1:bWFj"`) {
+		t.Fatalf("mac: %s %s", got, r.body)
+	}
+	r = e.req("POST", "/v1/keys/k1/mac-verify", rootToken, `{"message":"eA==","mac":"kw:v1:bWFj"}`)
+	r.expect(t, 200, "")
+	if !strings.Contains(string(r.body), `"valid":true`) {
+		t.Fatalf("mac-verify: %s", r.body)
+	}
+	e.req("POST", "/v1/keys/k1/mac", rootToken, `{"message":"eA==","extra":1}`).expect(t, 400, "unknown_field")
+}
+

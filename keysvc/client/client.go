@@ -283,6 +283,25 @@ func (c *Client) Verify(ctx context.Context, name string, req keysvc.VerifyReque
 	return out.Valid, err
 }
 
+// MAC returns the HMAC-SM3 of message under the primary version of a mac
+// key, "kw:v<n>:…". Not retried.
+func (c *Client) MAC(ctx context.Context, name string, message []byte) (string, error) {
+	var out struct {
+		MAC string `json:"mac"`
+	}
+	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac"), in: map[string]any{"message": message}, out: &out})
+	return out.MAC, err
+}
+
+// VerifyMAC checks a MAC made by MAC (constant-time on the server).
+func (c *Client) VerifyMAC(ctx context.Context, name string, message []byte, mac string) (bool, error) {
+	var out struct {
+		Valid bool `json:"valid"`
+	}
+	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac-verify"), in: map[string]any{"message": message, "mac": mac}, out: &out, idempotent: true})
+	return out.Valid, err
+}
+
 // Encrypt encrypts plaintext, bound to aad, with the primary version.
 func (c *Client) Encrypt(ctx context.Context, name string, plaintext, aad []byte) (ciphertext string, version int, err error) {
 	in := struct {

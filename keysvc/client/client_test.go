@@ -107,6 +107,12 @@ func (b *fakeBackend) SignBatch(_ context.Context, _ keysvc.Caller, n string, rs
 func (b *fakeBackend) Verify(_ context.Context, _ keysvc.Caller, n string, r keysvc.VerifyRequest) (bool, error) {
 	return r.Signature == "kw:v2:c2ln", b.rec("Verify", n, r)
 }
+func (b *fakeBackend) MAC(_ context.Context, _ keysvc.Caller, n string, m []byte) (string, int, error) {
+	return "kw:v1:bWFj", 1, b.rec("MAC", n, m)
+}
+func (b *fakeBackend) VerifyMAC(_ context.Context, _ keysvc.Caller, n string, m []byte, mac string) (bool, error) {
+	return mac == "kw:v1:bWFj", b.rec("VerifyMAC", n, m, mac)
+}
 func (b *fakeBackend) Encrypt(_ context.Context, _ keysvc.Caller, n string, pt, aad []byte) (string, int, error) {
 	return "kw:v2:" + string(pt), 2, b.rec("Encrypt", n, pt, aad)
 }
