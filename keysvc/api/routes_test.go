@@ -145,4 +145,3 @@ func TestMACRoutes(t *testing.T) {
 	}
 	e.req("POST", "/v1/keys/k1/mac", rootToken, `{"message":"eA==","extra":1}`).expect(t, 400, "unknown_field")
 }
-
