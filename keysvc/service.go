@@ -31,7 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -274,30 +273,13 @@ func VerifyAudit(store Store, pub *ecdsa.PublicKey) (audit.Report, error) {
 	if err != nil {
 		return audit.Report{}, err
 	}
-	recs := make(chan audit.Record, 256)
-	errc := make(chan error, 1)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		defer close(recs)
-		errc <- store.AuditRecords(0, func(r audit.Record) error {
-			select {
-			case recs <- r:
-				return nil
-			case <-stop:
-				return context.Canceled
-			}
-		})
-	}()
-	next := func() (audit.Record, error) {
-		r, ok := <-recs
-		if !ok {
-			if err := <-errc; err != nil {
-				return audit.Record{}, err
-			}
-			return audit.Record{}, io.EOF
-		}
-		return r, nil
+	v, err := audit.NewVerifier(cps, pub)
+	if err != nil {
+		return audit.Report{}, err
 	}
-	return audit.Verify(next, cps, pub)
+	if err := store.AuditRecords(0, v.Add); err != nil {
+		rep, _ := v.Finish()
+		return rep, err
+	}
+	return v.Finish()
 }

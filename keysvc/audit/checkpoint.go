@@ -67,56 +67,85 @@ type Report struct {
 	LastCheckpoint uint64
 }
 
-// Verify walks records (in stored order) and checkpoints (in Seq order):
-// every record must chain to the previous one, every checkpoint must carry a
-// valid signature by pub and name the hash of its record, and the last
-// checkpoint must not be beyond the last record (a truncated log). next
-// returns io.EOF after the last record.
-func Verify(next func() (Record, error), checkpoints []Checkpoint, pub *ecdsa.PublicKey) (Report, error) {
-	var rep Report
+// Verifier checks a log pushed to it record by record (Add, in stored
+// order) against signed checkpoints: every record must chain to the
+// previous one, every checkpoint must carry a valid signature by the audit
+// key and name the hash of its record, and no checkpoint may lie beyond the
+// last record (a truncated log; Finish).
+type Verifier struct {
+	ck          *Checker
+	pub         *ecdsa.PublicKey
+	checkpoints []Checkpoint // sorted by Seq
+	next        int          // index of the next checkpoint to meet
+	rep         Report
+}
+
+// NewVerifier prepares a Verifier; checkpoints may come in any order.
+func NewVerifier(checkpoints []Checkpoint, pub *ecdsa.PublicKey) (*Verifier, error) {
 	if len(checkpoints) > 0 && pub == nil {
-		return rep, errors.New("audit: checkpoints present but no audit public key to check them")
+		return nil, errors.New("audit: checkpoints present but no audit public key to check them")
 	}
-	checkpoints = append([]Checkpoint(nil), checkpoints...)
-	sort.Slice(checkpoints, func(i, j int) bool { return checkpoints[i].Seq < checkpoints[j].Seq })
-	if len(checkpoints) > 0 && checkpoints[0].Seq == 0 {
-		return rep, fmt.Errorf("%w: a checkpoint names record 0", ErrTampered)
+	cps := append([]Checkpoint(nil), checkpoints...)
+	sort.Slice(cps, func(i, j int) bool { return cps[i].Seq < cps[j].Seq })
+	if len(cps) > 0 && cps[0].Seq == 0 {
+		return nil, fmt.Errorf("%w: a checkpoint names record 0", ErrTampered)
 	}
-	ck := NewChecker()
-	ci := 0
-	for {
-		r, err := next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return rep, err
-		}
-		if err := ck.Next(r); err != nil {
-			return rep, err
-		}
-		rep.Records++
-		for ci < len(checkpoints) && checkpoints[ci].Seq == r.Seq {
-			cp := checkpoints[ci]
-			if err := cp.VerifySignature(pub); err != nil {
-				return rep, err
-			}
-			if !bytes.Equal(cp.Hash, r.Hash) {
-				return rep, fmt.Errorf("%w at record %d: the signed checkpoint names a different hash (the chain was rewritten)", ErrTampered, r.Seq)
-			}
-			rep.Checkpoints++
-			ci++
-		}
+	return &Verifier{ck: NewChecker(), pub: pub, checkpoints: cps}, nil
+}
+
+// Add checks the next record and the checkpoints that name it.
+func (v *Verifier) Add(r Record) error {
+	if err := v.ck.Next(r); err != nil {
+		return err
 	}
-	rep.LastSeq, _ = ck.Last()
-	if n := len(checkpoints); n > 0 {
-		rep.LastCheckpoint = checkpoints[n-1].Seq
+	v.rep.Records++
+	for v.next < len(v.checkpoints) && v.checkpoints[v.next].Seq == r.Seq {
+		cp := v.checkpoints[v.next]
+		if err := cp.VerifySignature(v.pub); err != nil {
+			return err
+		}
+		if !bytes.Equal(cp.Hash, r.Hash) {
+			return fmt.Errorf("%w at record %d: the signed checkpoint names a different hash (the chain was rewritten)", ErrTampered, r.Seq)
+		}
+		v.rep.Checkpoints++
+		v.next++
+	}
+	return nil
+}
+
+// Finish reports, and fails if a checkpoint names a record past the end.
+func (v *Verifier) Finish() (Report, error) {
+	rep := v.rep
+	rep.LastSeq, _ = v.ck.Last()
+	if n := len(v.checkpoints); n > 0 {
+		rep.LastCheckpoint = v.checkpoints[n-1].Seq
 	}
 	if rep.LastSeq > rep.LastCheckpoint {
 		rep.Unsigned = rep.LastSeq - rep.LastCheckpoint
 	}
-	if ci < len(checkpoints) {
-		return rep, fmt.Errorf("%w: a signed checkpoint names record %d but the log ends at %d (records were deleted from the end)", ErrTampered, checkpoints[ci].Seq, rep.LastSeq)
+	if v.next < len(v.checkpoints) {
+		return rep, fmt.Errorf("%w: a signed checkpoint names record %d but the log ends at %d (records were deleted from the end)", ErrTampered, v.checkpoints[v.next].Seq, rep.LastSeq)
 	}
 	return rep, nil
+}
+
+// Verify is the pull form of Verifier: next returns io.EOF after the last
+// record.
+func Verify(next func() (Record, error), checkpoints []Checkpoint, pub *ecdsa.PublicKey) (Report, error) {
+	v, err := NewVerifier(checkpoints, pub)
+	if err != nil {
+		return Report{}, err
+	}
+	for {
+		r, err := next()
+		if err == io.EOF {
+			return v.Finish()
+		}
+		if err != nil {
+			return v.rep, err
+		}
+		if err := v.Add(r); err != nil {
+			return v.rep, err
+		}
+	}
 }
