@@ -136,6 +136,10 @@ func OpenAdmin(cfg Config) (*Admin, error) {
 	if err != nil {
 		return nil, err
 	}
+	return openAdmin(cfg, module, sel, pin)
+}
+
+func openAdmin(cfg Config, module string, sel pkcs11shim.Selector, pin PINSource) (*Admin, error) {
 	cfg.PIN = pin
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -155,12 +159,14 @@ func OpenAdmin(cfg Config) (*Admin, error) {
 
 // Open loads the module, finds the token and logs in through the guard.
 func Open(ctx context.Context, cfg Config) (*Token, error) {
-	if _, _, pin, err := cfg.resolve(); err != nil {
+	module, sel, pin, err := cfg.resolve()
+	if err != nil {
 		return nil, err
-	} else if pin == nil {
+	}
+	if pin == nil {
 		return nil, errors.New("token: no user PIN source (file:, env: or prompt)")
 	}
-	a, err := OpenAdmin(cfg)
+	a, err := openAdmin(cfg, module, sel, pin)
 	if err != nil {
 		return nil, err
 	}
