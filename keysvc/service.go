@@ -212,6 +212,8 @@ func tokenErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrTokenUnavailable, err)
 	case errors.Is(err, pkcs11shim.ErrDecrypt):
 		return ErrDecrypt
+	case errors.Is(err, pkcs11shim.ErrKeyNotFound):
+		return fmt.Errorf("%w: the key material is missing from the token; a security officer must check the token", ErrVersionNotUsable)
 	}
 	return err
 }
