@@ -546,3 +546,23 @@ func TestKeysvcSignBatch(t *testing.T) {
 	}
 	e.must(t, 400, bankingToken, "POST", "/v1/keys/bulk/sign-batch", map[string]any{"items": many})
 }
+
+// TestKeysvcMaterialVanished: a token object deleted behind keysvc's back
+// gives a clear 409, not an internal error.
+func TestKeysvcMaterialVanished(t *testing.T) {
+	e := newKeysvcEnv(t)
+	e.createKey(t, "gone", "sign", "ec-p256", "hsm", "sign")
+	e.must(t, 200, bankingToken, "POST", "/v1/keys/gone/sign", map[string]any{"message": b64("m")})
+	other := mustOpenSecond(t, e.tok)
+	k, err := other.Pool().FindKey(context.Background(), "kw/gone/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Pool().DestroyKey(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	out := e.must(t, 409, bankingToken, "POST", "/v1/keys/gone/sign", map[string]any{"message": b64("m")})
+	if errCode(out) != "version_not_usable" || !strings.Contains(out["error"].(map[string]any)["message"].(string), "missing from the token") {
+		t.Fatalf("sign with vanished material: %v", out)
+	}
+}
