@@ -29,9 +29,14 @@ test: deps fmt-check vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory fuzz-short
 
+# Every fuzz target, as package:Target.
+FUZZ_TARGETS = ./pkcs11shim:FuzzParseURI ./pkcs11shim:FuzzECDSADERToRaw
+
 fuzz-short:
-	$(GO) test -run '^$$' -fuzz '^FuzzParseURI$$' -fuzztime $(FUZZTIME) ./pkcs11shim
-	$(GO) test -run '^$$' -fuzz '^FuzzECDSADERToRaw$$' -fuzztime $(FUZZTIME) ./pkcs11shim
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $${t#*:} ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 # Long fuzz runs, for a workstation.
 fuzz:
