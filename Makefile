@@ -30,7 +30,8 @@ test: deps fmt-check vet
 	$(MAKE) --no-print-directory fuzz-short
 
 # Every fuzz target, as package:Target.
-FUZZ_TARGETS = ./pkcs11shim:FuzzParseURI ./pkcs11shim:FuzzECDSADERToRaw
+FUZZ_TARGETS = ./pkcs11shim:FuzzParseURI ./pkcs11shim:FuzzECDSADERToRaw \
+               ./keysvc/txformat:FuzzRecognise ./keysvc/txformat:FuzzParsePain001
 
 fuzz-short:
 	@set -e; for t in $(FUZZ_TARGETS); do \
