@@ -23,3 +23,29 @@ var (
 	ErrAuditUnavailable  = errors.New("audit log unavailable")
 	ErrStore             = errors.New("key store error")
 )
+
+// SentinelCodes gives each sentinel its stable code: the "code" of HTTP error
+// responses (keysvc/api adds the status), the "result" of audit records,
+// and what keysvc/client maps back to the sentinel. This is the only list.
+// When an error wraps two sentinels the first row that matches wins.
+var SentinelCodes = []struct {
+	Err  error
+	Code string
+}{
+	{ErrInvalidArgument, "invalid_argument"},
+	{ErrKeyNotFound, "key_not_found"},
+	{ErrVersionNotFound, "version_not_found"},
+	{ErrKeyExists, "key_exists"},
+	{ErrIllegalTransition, "illegal_transition"},
+	{ErrVersionNotUsable, "version_not_usable"},
+	{ErrWrongPurpose, "wrong_purpose"},
+	{ErrForbidden, "forbidden"},
+	{ErrUnauthenticated, "unauthenticated"},
+	{ErrInvalidCiphertext, "invalid_ciphertext"},
+	{ErrInvalidSignature, "invalid_signature"},
+	{ErrDecrypt, "decryption_failed"},
+	{ErrTokenUnavailable, "token_unavailable"},
+	{ErrTokenLocked, "token_locked"},
+	{ErrAuditUnavailable, "audit_unavailable"},
+	{ErrStore, "store_unavailable"},
+}

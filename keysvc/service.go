@@ -177,24 +177,15 @@ func (s *Service) finish(c Caller, key string, version int, op string, err error
 	return err
 }
 
-// ResultCode is the audit "result" for err: "ok" or a stable code.
+// ResultCode is the audit "result" for err: "ok", the sentinel's code
+// from SentinelCodes, or "internal".
 func ResultCode(err error) string {
 	if err == nil {
 		return "ok"
 	}
-	for _, e := range []struct {
-		err  error
-		code string
-	}{
-		{ErrInvalidArgument, "invalid_argument"}, {ErrKeyNotFound, "key_not_found"}, {ErrVersionNotFound, "version_not_found"},
-		{ErrKeyExists, "key_exists"}, {ErrIllegalTransition, "illegal_transition"}, {ErrVersionNotUsable, "version_not_usable"},
-		{ErrWrongPurpose, "wrong_purpose"}, {ErrForbidden, "forbidden"}, {ErrInvalidCiphertext, "invalid_ciphertext"},
-		{ErrInvalidSignature, "invalid_signature"}, {ErrDecrypt, "decryption_failed"}, {ErrTokenUnavailable, "token_unavailable"},
-		{ErrTokenLocked, "token_locked"}, {ErrStore, "store_unavailable"}, {ErrAuditUnavailable, "audit_unavailable"},
-		{ErrUnauthenticated, "unauthenticated"},
-	} {
-		if errors.Is(err, e.err) {
-			return e.code
+	for _, e := range SentinelCodes {
+		if errors.Is(err, e.Err) {
+			return e.Code
 		}
 	}
 	return "internal"

@@ -18,28 +18,42 @@ type errorCode struct {
 	code   string
 }
 
-// errorTable maps every keysvc sentinel to a status and a stable code, in
-// one place (STYLE "Errors"). Order matters only if an error wraps two
-// sentinels: the first row that matches wins. The package doc, the
-// OpenAPI document and the client's code→sentinel map list the same codes.
-var errorTable = []errorCode{
-	{keysvc.ErrInvalidArgument, http.StatusBadRequest, "invalid_argument"},
-	{keysvc.ErrKeyNotFound, http.StatusNotFound, "key_not_found"},
-	{keysvc.ErrVersionNotFound, http.StatusNotFound, "version_not_found"},
-	{keysvc.ErrKeyExists, http.StatusConflict, "key_exists"},
-	{keysvc.ErrIllegalTransition, http.StatusConflict, "illegal_transition"},
-	{keysvc.ErrVersionNotUsable, http.StatusConflict, "version_not_usable"},
-	{keysvc.ErrWrongPurpose, http.StatusBadRequest, "wrong_purpose"},
-	{keysvc.ErrForbidden, http.StatusForbidden, "forbidden"},
-	{keysvc.ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated"},
-	{keysvc.ErrInvalidCiphertext, http.StatusBadRequest, "invalid_ciphertext"},
-	{keysvc.ErrInvalidSignature, http.StatusBadRequest, "invalid_signature"},
-	{keysvc.ErrDecrypt, http.StatusBadRequest, "decryption_failed"},
-	{keysvc.ErrTokenUnavailable, http.StatusServiceUnavailable, "token_unavailable"},
-	{keysvc.ErrTokenLocked, http.StatusServiceUnavailable, "token_locked"},
-	{keysvc.ErrAuditUnavailable, http.StatusServiceUnavailable, "audit_unavailable"},
-	{keysvc.ErrStore, http.StatusServiceUnavailable, "store_unavailable"},
+// statusOf is the HTTP status of each keysvc code (keysvc.SentinelCodes).
+var statusOf = map[string]int{
+	"invalid_argument":   http.StatusBadRequest,
+	"key_not_found":      http.StatusNotFound,
+	"version_not_found":  http.StatusNotFound,
+	"key_exists":         http.StatusConflict,
+	"illegal_transition": http.StatusConflict,
+	"version_not_usable": http.StatusConflict,
+	"wrong_purpose":      http.StatusBadRequest,
+	"forbidden":          http.StatusForbidden,
+	"unauthenticated":    http.StatusUnauthorized,
+	"invalid_ciphertext": http.StatusBadRequest,
+	"invalid_signature":  http.StatusBadRequest,
+	"decryption_failed":  http.StatusBadRequest,
+	"token_unavailable":  http.StatusServiceUnavailable,
+	"token_locked":       http.StatusServiceUnavailable,
+	"audit_unavailable":  http.StatusServiceUnavailable,
+	"store_unavailable":  http.StatusServiceUnavailable,
 }
+
+// errorTable maps every keysvc sentinel to a status and a stable code, in
+// one place (STYLE "Errors"): the codes come from keysvc.SentinelCodes, the
+// statuses from statusOf; a code without a status is a programming error
+// caught at start-up. The package doc, the OpenAPI document and the
+// client list the same codes.
+var errorTable = func() []errorCode {
+	rows := make([]errorCode, 0, len(keysvc.SentinelCodes))
+	for _, e := range keysvc.SentinelCodes {
+		st, ok := statusOf[e.Code]
+		if !ok {
+			panic("api: no HTTP status for keysvc code " + e.Code)
+		}
+		rows = append(rows, errorCode{e.Err, st, e.Code})
+	}
+	return rows
+}()
 
 // Codes the HTTP layer itself produces, besides those of errorTable.
 const (

@@ -30,29 +30,16 @@ func (e *Error) Is(target error) bool {
 	return ok && s == target
 }
 
-// sentinels maps the server's codes (keysvc/api's error table) back to
-// keysvc's sentinels. The decoding codes invalid_json and unknown_field
-// are invalid arguments too.
-var sentinels = map[string]error{
-	"invalid_argument":   keysvc.ErrInvalidArgument,
-	"invalid_json":       keysvc.ErrInvalidArgument,
-	"unknown_field":      keysvc.ErrInvalidArgument,
-	"key_not_found":      keysvc.ErrKeyNotFound,
-	"version_not_found":  keysvc.ErrVersionNotFound,
-	"key_exists":         keysvc.ErrKeyExists,
-	"illegal_transition": keysvc.ErrIllegalTransition,
-	"version_not_usable": keysvc.ErrVersionNotUsable,
-	"wrong_purpose":      keysvc.ErrWrongPurpose,
-	"forbidden":          keysvc.ErrForbidden,
-	"unauthenticated":    keysvc.ErrUnauthenticated,
-	"invalid_ciphertext": keysvc.ErrInvalidCiphertext,
-	"invalid_signature":  keysvc.ErrInvalidSignature,
-	"decryption_failed":  keysvc.ErrDecrypt,
-	"token_unavailable":  keysvc.ErrTokenUnavailable,
-	"token_locked":       keysvc.ErrTokenLocked,
-	"audit_unavailable":  keysvc.ErrAuditUnavailable,
-	"store_unavailable":  keysvc.ErrStore,
-}
+// sentinels maps the server's codes (keysvc.SentinelCodes) back to keysvc's
+// sentinels. The decoding codes invalid_json and unknown_field are invalid
+// arguments too.
+var sentinels = func() map[string]error {
+	m := map[string]error{"invalid_json": keysvc.ErrInvalidArgument, "unknown_field": keysvc.ErrInvalidArgument}
+	for _, e := range keysvc.SentinelCodes {
+		m[e.Code] = e.Err
+	}
+	return m
+}()
 
 // decodeError reads an error response; a body that is not a keysvc error
 // gives an Error with the status text and no code.
