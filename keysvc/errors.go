@@ -22,6 +22,18 @@ var (
 	ErrTokenLocked       = errors.New("token PIN locked")
 	ErrAuditUnavailable  = errors.New("audit log unavailable")
 	ErrStore             = errors.New("key store error")
+
+	// Display and confirm (confirm.go).
+	ErrConfirmationRequired     = errors.New("the key signs only what its holder confirms")
+	ErrTransactionNotRecognised = errors.New("transaction not recognised")
+	ErrConfirmationPending      = errors.New("a confirmation is already pending for this key")
+	ErrConfirmationNotFound     = errors.New("confirmation not found")
+	ErrConfirmationClosed       = errors.New("confirmation already ended")
+	ErrConfirmationMismatch     = errors.New("confirmation does not match")
+	ErrHolderPIN                = errors.New("holder PIN incorrect")
+	ErrHolderLocked             = errors.New("holder locked")
+	ErrHolderNotEnrolled        = errors.New("holder not enrolled")
+	ErrConfirmUnavailable       = errors.New("confirmation channel unavailable")
 )
 
 // SentinelCodes gives each sentinel its stable code: the "code" of HTTP error
@@ -48,4 +60,14 @@ var SentinelCodes = []struct {
 	{ErrTokenLocked, "token_locked"},
 	{ErrAuditUnavailable, "audit_unavailable"},
 	{ErrStore, "store_unavailable"},
+	{ErrConfirmationRequired, "confirmation_required"},
+	{ErrTransactionNotRecognised, "transaction_not_recognised"},
+	{ErrConfirmationPending, "confirmation_pending"},
+	{ErrConfirmationNotFound, "confirmation_not_found"},
+	{ErrConfirmationClosed, "confirmation_closed"},
+	{ErrConfirmationMismatch, "confirmation_mismatch"},
+	{ErrHolderPIN, "holder_pin_incorrect"},
+	{ErrHolderLocked, "holder_locked"},
+	{ErrHolderNotEnrolled, "holder_not_enrolled"},
+	{ErrConfirmUnavailable, "confirmation_unavailable"},
 }

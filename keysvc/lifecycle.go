@@ -44,6 +44,9 @@ func (r CreateKeyRequest) validate() error {
 	if r.SM2UID != "" && (r.Algorithm != AlgSM2 || len(r.SM2UID) > 64 || !printableASCII(r.SM2UID)) {
 		return fmt.Errorf("%w: sm2_uid is for sm2 keys: 1-64 printable ASCII characters", ErrInvalidArgument)
 	}
+	if r.Confirm != "" && (r.Confirm != ConfirmRequired || r.Purpose != PurposeSign) {
+		return fmt.Errorf("%w: confirm must be \"required\" (or absent), and only on keys for purpose sign", ErrInvalidArgument)
+	}
 	if r.RotationPeriod != 0 && time.Duration(r.RotationPeriod) < time.Hour {
 		return fmt.Errorf("%w: rotation_period must be at least 1h", ErrInvalidArgument)
 	}
@@ -85,7 +88,14 @@ func (s *Service) createKey(ctx context.Context, c Caller, req CreateKeyRequest)
 	}
 	now := s.now()
 	k := &Key{Name: req.Name, Purpose: req.Purpose, Algorithm: req.Algorithm, Protection: req.Protection,
-		Primary: 1, MinVersion: 1, RotationPeriod: req.RotationPeriod, LastRotated: now, Policy: req.Policy, CreatedAt: now, SM2UID: req.SM2UID}
+		Primary: 1, MinVersion: 1, RotationPeriod: req.RotationPeriod, LastRotated: now, Policy: req.Policy, CreatedAt: now, SM2UID: req.SM2UID, Confirm: req.Confirm}
+	var setupCode string
+	if k.Confirm == ConfirmRequired {
+		var err error
+		if k.Holder, setupCode, err = newHolder(); err != nil {
+			return nil, err
+		}
+	}
 	v, err := s.newVersion(ctx, k, 1)
 	if err != nil {
 		return nil, err
@@ -96,6 +106,7 @@ func (s *Service) createKey(ctx context.Context, c Caller, req CreateKeyRequest)
 		return nil, err
 	}
 	s.log.Info("key created", "key", k.Name, "purpose", k.Purpose, "algorithm", k.Algorithm, "protection", k.Protection, "client", c.Name)
+	k.setupCode = setupCode
 	return k, nil
 }
 

@@ -482,6 +482,16 @@ func TestResultCode(t *testing.T) {
 		{"ErrTokenLocked", ErrTokenLocked, "token_locked"},
 		{"ErrAuditUnavailable", ErrAuditUnavailable, "audit_unavailable"},
 		{"ErrStore", ErrStore, "store_unavailable"},
+		{"ErrConfirmationRequired", ErrConfirmationRequired, "confirmation_required"},
+		{"ErrTransactionNotRecognised", ErrTransactionNotRecognised, "transaction_not_recognised"},
+		{"ErrConfirmationPending", ErrConfirmationPending, "confirmation_pending"},
+		{"ErrConfirmationNotFound", ErrConfirmationNotFound, "confirmation_not_found"},
+		{"ErrConfirmationClosed", ErrConfirmationClosed, "confirmation_closed"},
+		{"ErrConfirmationMismatch", ErrConfirmationMismatch, "confirmation_mismatch"},
+		{"ErrHolderPIN", ErrHolderPIN, "holder_pin_incorrect"},
+		{"ErrHolderLocked", ErrHolderLocked, "holder_locked"},
+		{"ErrHolderNotEnrolled", ErrHolderNotEnrolled, "holder_not_enrolled"},
+		{"ErrConfirmUnavailable", ErrConfirmUnavailable, "confirmation_unavailable"},
 	}
 	names := map[string]bool{}
 	seen := map[string]bool{}

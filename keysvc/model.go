@@ -151,7 +151,22 @@ type Key struct {
 	CreatedAt      time.Time `json:"created_at"`
 	// SM2UID is an sm2 key's distinguishing ID (default 1234567812345678).
 	SM2UID string `json:"sm2_uid,omitempty"`
+	// Confirm is ConfirmRequired for keys that sign only what their holder
+	// has seen and confirmed on the second channel (R-DC-1..4). Set at
+	// creation; it cannot be turned off.
+	Confirm ConfirmMode `json:"confirm,omitempty"`
+	// Holder is the confirming holder's credential and PIN counter (keys
+	// with Confirm only).
+	Holder *Holder `json:"holder,omitempty"`
+
+	// setupCode is the holder's one-time setup code, returned by CreateKey
+	// and ResetHolder only; never stored (the store keeps its hash).
+	setupCode string
 }
+
+// SetupCode is the one-time holder setup code of a key just created or
+// reset (empty otherwise). Give it to the holder out of band.
+func (k *Key) SetupCode() string { return k.setupCode }
 
 // Version returns version v, or nil.
 func (k *Key) Version(v int) *Version {

@@ -107,7 +107,31 @@ func digestAndOpts(k *Key, message, digest []byte, scheme string) ([]byte, crypt
 }
 
 // Sign signs with the primary version.
+//
+// On a confirm-required key it signs nothing: it returns a pending
+// confirmation instead (SignResult.Confirmation; see confirm.go).
 func (s *Service) Sign(ctx context.Context, c Caller, name string, req SignRequest) (SignResult, error) {
+	if k, err := s.load(c, name, OpSign, PurposeSign); err == nil && k.Confirm == ConfirmRequired {
+		view, version, err := s.requestConfirmation(ctx, c, k, req)
+		rec := s.record(c, name, version, "sign-request", err)
+		if err == nil {
+			rec.Detail = "confirmation=" + view.ID + " digest=" + view.Digest + " format=" + view.Format
+		}
+		if aerr := s.audit(rec); aerr != nil {
+			if err == nil {
+				s.confirms.mu.Lock()
+				if p := s.confirms.byID[view.ID]; p != nil {
+					s.endLocked(p, ConfirmFailed, "audit unavailable")
+				}
+				s.confirms.mu.Unlock()
+			}
+			return SignResult{}, aerr
+		}
+		if err != nil {
+			return SignResult{}, err
+		}
+		return SignResult{Confirmation: &view}, nil
+	}
 	res, version, err := s.sign(ctx, c, name, []SignRequest{req})
 	if err = s.finish(c, name, version, "sign", err); err != nil {
 		return SignResult{}, err
@@ -139,10 +163,20 @@ func (s *Service) sign(ctx context.Context, c Caller, name string, reqs []SignRe
 	if err != nil {
 		return nil, 0, err
 	}
-	if isSM(k.Algorithm) {
-		out, err := s.smSign(ctx, k, v, reqs)
-		return out, v.Version, err
+	if k.Confirm == ConfirmRequired { // R-DC-4: batches and digests can't be shown
+		return nil, v.Version, fmt.Errorf("%w: key %q signs one confirmed transaction at a time; send it alone to /sign as message", ErrConfirmationRequired, name)
 	}
+	out, err := s.signWith(ctx, k, v, reqs)
+	return out, v.Version, err
+}
+
+// signWith signs reqs with version v of k; callers have checked policy,
+// state and confirmation.
+func (s *Service) signWith(ctx context.Context, k *Key, v *Version, reqs []SignRequest) ([]SignResult, error) {
+	if isSM(k.Algorithm) {
+		return s.smSign(ctx, k, v, reqs)
+	}
+	var err error
 	digests := make([][]byte, len(reqs))
 	opts := make([]crypto.SignerOpts, len(reqs))
 	for i, r := range reqs {
@@ -150,7 +184,7 @@ func (s *Service) sign(ctx context.Context, c Caller, name string, reqs []SignRe
 			if len(reqs) > 1 {
 				err = fmt.Errorf("item %d: %w", i, err)
 			}
-			return nil, v.Version, err
+			return nil, err
 		}
 	}
 	out := make([]SignResult, len(reqs))
@@ -179,7 +213,7 @@ func (s *Service) sign(ctx context.Context, c Caller, name string, reqs []SignRe
 		}
 		err = g.Wait()
 	}
-	return out, v.Version, err
+	return out, err
 }
 
 // Verify checks a signature against the version it names, in Go, with the

@@ -22,6 +22,9 @@ type CreateKeyRequest struct {
 	// SM2UID sets an sm2 key's distinguishing ID (1-64 printable ASCII;
 	// default 1234567812345678).
 	SM2UID string `json:"sm2_uid,omitempty"`
+	// Confirm "required" makes every signature wait for the holder's
+	// confirmation on the second channel (sign keys only; R-DC-1).
+	Confirm ConfirmMode `json:"confirm,omitempty"`
 }
 
 // SignRequest signs a message (hashed by the service with the algorithm's
@@ -36,8 +39,12 @@ type SignRequest struct {
 
 // SignResult is one signature, "kw:v<version>:<base64>".
 type SignResult struct {
-	Signature string `json:"signature"`
-	Version   int    `json:"version"`
+	Signature string `json:"signature,omitempty"`
+	Version   int    `json:"version,omitempty"`
+	// Confirmation is set instead of a signature when the key needs its
+	// holder's confirmation: the request is pending (HTTP 202); poll
+	// GET /v1/confirmations/{id} for the signature.
+	Confirmation *ConfirmationView `json:"confirmation,omitempty"`
 }
 
 // VerifyRequest checks a "kw:v<n>:..." signature over a message or digest.
@@ -116,6 +123,21 @@ type KeyView struct {
 	Versions       []VersionView `json:"versions"`
 	CreatedAt      time.Time     `json:"created_at"`
 	SM2UID         string        `json:"sm2_uid,omitempty"`
+	Confirm        ConfirmMode   `json:"confirm,omitempty"`
+	// Holder is the holder's state on confirm-required keys.
+	Holder *HolderView `json:"holder,omitempty"`
+	// HolderSetupCode is returned once, when the key is created or its
+	// holder reset: the holder sets their PIN with it on the confirmation
+	// endpoint. Keyward keeps only its hash.
+	HolderSetupCode string `json:"holder_setup_code,omitempty"`
+}
+
+// HolderView is what API clients see of a key's holder.
+type HolderView struct {
+	Enrolled bool       `json:"enrolled"` // the holder has set a PIN
+	Failures int        `json:"failures"` // consecutive wrong PINs
+	Locked   bool       `json:"locked"`
+	LockedAt *time.Time `json:"locked_at,omitempty"`
 }
 
 // VersionView is a version as API clients see it.
@@ -130,7 +152,11 @@ type VersionView struct {
 // View returns what API clients may see of k.
 func (k *Key) View() KeyView {
 	v := KeyView{Name: k.Name, Purpose: k.Purpose, Algorithm: k.Algorithm, Protection: k.Protection, Primary: k.Primary,
-		MinVersion: k.MinVersion, RotationPeriod: k.RotationPeriod, LastRotated: k.LastRotated, Policy: k.Policy, CreatedAt: k.CreatedAt, SM2UID: k.SM2UID}
+		MinVersion: k.MinVersion, RotationPeriod: k.RotationPeriod, LastRotated: k.LastRotated, Policy: k.Policy, CreatedAt: k.CreatedAt, SM2UID: k.SM2UID,
+		Confirm: k.Confirm, HolderSetupCode: k.setupCode}
+	if h := k.Holder; h != nil {
+		v.Holder = &HolderView{Enrolled: len(h.PINHash) > 0, Failures: h.Failures, Locked: h.Locked, LockedAt: h.LockedAt}
+	}
 	for _, ver := range k.Versions {
 		v.Versions = append(v.Versions, VersionView{Version: ver.Version, State: ver.State, CreatedAt: ver.CreatedAt, DestroyAt: ver.DestroyAt, DestroyedAt: ver.DestroyedAt})
 	}

@@ -57,6 +57,14 @@ type Config struct {
 	MinDestroyDelay     time.Duration
 	Now                 func() time.Time
 	Logger              *slog.Logger
+
+	// Display and confirm (confirm.go): how long a confirmation waits for
+	// its holder (default 60 s), how long its outcome stays readable
+	// (default 5 min), and how holders are reached. Without Notify,
+	// confirm-required keys refuse to sign (confirmation_unavailable).
+	ConfirmTimeout   time.Duration
+	ConfirmResultTTL time.Duration
+	Notify           Notifier
 }
 
 // Service is the key registry and lifecycle.
@@ -70,6 +78,8 @@ type Service struct {
 	kek      *pkcs11shim.Key // wraps "wrapped" versions (CKM_AES_KEY_WRAP_PAD)
 	smKEK    *pkcs11shim.Key // seals SM material (AES-256-GCM)
 	auditKey *pkcs11shim.Signer
+	pinMAC   *pkcs11shim.Key // HMAC key for holder PINs (confirm.go)
+	confirms *confirmations
 
 	locks [64]sync.Mutex // lifecycle changes, striped by key name
 	cache keyCache
@@ -93,15 +103,24 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.ConfirmTimeout <= 0 {
+		cfg.ConfirmTimeout = DefaultConfirmTimeout
+	}
+	if cfg.ConfirmResultTTL <= 0 {
+		cfg.ConfirmResultTTL = DefaultConfirmResultTTL
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{cfg: cfg, pool: cfg.Token.Pool(), store: cfg.Store, log: cfg.Logger, now: cfg.Now}
+	s := &Service{cfg: cfg, pool: cfg.Token.Pool(), store: cfg.Store, log: cfg.Logger, now: cfg.Now, confirms: newConfirmations()}
 	var err error
 	if s.kek, err = s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: KEKLabel, Usage: pkcs11shim.UsageWrap}); err != nil {
 		return nil, err
 	}
 	if s.smKEK, err = s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: SMKEKLabel, Usage: pkcs11shim.UsageEncrypt}); err != nil {
+		return nil, err
+	}
+	if s.pinMAC, err = s.ensurePINMAC(ctx); err != nil {
 		return nil, err
 	}
 	ak, err := s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: AuditKeyLabel})

@@ -137,6 +137,30 @@ func (p *Pool) GenerateRandom(ctx context.Context, n int) ([]byte, error) {
 	return out, err
 }
 
+// HMAC computes HMAC-SHA256 (CKM_SHA256_HMAC) of data with a generic
+// secret key held in the token; the key never leaves it. keysvc uses it to
+// keep PINs only as keyed hashes (R-TOK-4).
+func (p *Pool) HMAC(ctx context.Context, k *Key, data []byte) ([]byte, error) {
+	if k.Type != KeyGenericSecret {
+		return nil, fmt.Errorf("%w: HMAC needs a generic secret key, %q is %v", ErrKeyMismatch, k.Label, k.Type)
+	}
+	var out []byte
+	err := p.withKey(ctx, k, func(s *Session) error {
+		priv, _, err := s.handles(k)
+		if err != nil {
+			return err
+		}
+		if err := wrapErr("C_SignInit", s.ctx.SignInit(s.h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, priv)); err != nil {
+			return err
+		}
+		if out, err = s.ctx.Sign(s.h, data); err != nil {
+			return poisoned{wrapErr("C_Sign", err)}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // --- session-level operations ---------------------------------------------
 
 // hashMechs maps a crypto.Hash to its CKM_ digest and CKG_MGF1 values.

@@ -29,6 +29,22 @@ type Backend interface {
 	Decrypt(ctx context.Context, c keysvc.Caller, name string, ciphertext string, aad []byte) ([]byte, error)
 	DataKey(ctx context.Context, c keysvc.Caller, name string, size int, aad []byte) (keysvc.DataKey, error)
 	PublicKey(ctx context.Context, c keysvc.Caller, name string, version int) (keysvc.PublicKeyResult, error) // version 0 = primary
+	// Display and confirm: the requester's side (R-DC-1..4) and the
+	// security officer's holder actions.
+	Confirmation(ctx context.Context, c keysvc.Caller, id string, wait time.Duration) (keysvc.ConfirmationView, error)
+	CancelConfirmation(ctx context.Context, c keysvc.Caller, id string) (keysvc.ConfirmationView, error)
+	UnlockHolder(ctx context.Context, c keysvc.Caller, name string) (*keysvc.Key, error)
+	ResetHolder(ctx context.Context, c keysvc.Caller, name string) (*keysvc.Key, error)
 	Ready(ctx context.Context) error                                                                          // token reachable and store writable
 	Stats() keysvc.Stats
+}
+
+// ConfirmBackend is what the confirmation endpoint (the holder's second
+// channel) calls; *keysvc.Service implements it. The holder token in each
+// call is the holder's credential for one confirmation.
+type ConfirmBackend interface {
+	HolderConfirmation(ctx context.Context, holderToken string) (keysvc.ConfirmationView, error)
+	Approve(ctx context.Context, holderToken string, req keysvc.ApproveRequest) (keysvc.ConfirmationView, error)
+	Reject(ctx context.Context, holderToken, key string) (keysvc.ConfirmationView, error)
+	Enrol(ctx context.Context, key, setupCode string, pin []byte) error
 }

@@ -36,6 +36,17 @@ var statusOf = map[string]int{
 	"token_locked":       http.StatusServiceUnavailable,
 	"audit_unavailable":  http.StatusServiceUnavailable,
 	"store_unavailable":  http.StatusServiceUnavailable,
+
+	"confirmation_required":      http.StatusConflict,
+	"transaction_not_recognised": http.StatusUnprocessableEntity,
+	"confirmation_pending":       http.StatusConflict,
+	"confirmation_not_found":     http.StatusNotFound,
+	"confirmation_closed":        http.StatusConflict,
+	"confirmation_mismatch":      http.StatusConflict,
+	"holder_pin_incorrect":       http.StatusForbidden,
+	"holder_locked":              http.StatusLocked,
+	"holder_not_enrolled":        http.StatusConflict,
+	"confirmation_unavailable":   http.StatusServiceUnavailable,
 }
 
 // errorTable maps every keysvc sentinel to a status and a stable code, in

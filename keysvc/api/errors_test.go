@@ -32,6 +32,16 @@ func TestErrorTable(t *testing.T) {
 		{keysvc.ErrTokenLocked, 503, "token_locked"},
 		{keysvc.ErrAuditUnavailable, 503, "audit_unavailable"},
 		{keysvc.ErrStore, 503, "store_unavailable"},
+		{keysvc.ErrConfirmationRequired, 409, "confirmation_required"},
+		{keysvc.ErrTransactionNotRecognised, 422, "transaction_not_recognised"},
+		{keysvc.ErrConfirmationPending, 409, "confirmation_pending"},
+		{keysvc.ErrConfirmationNotFound, 404, "confirmation_not_found"},
+		{keysvc.ErrConfirmationClosed, 409, "confirmation_closed"},
+		{keysvc.ErrConfirmationMismatch, 409, "confirmation_mismatch"},
+		{keysvc.ErrHolderPIN, 403, "holder_pin_incorrect"},
+		{keysvc.ErrHolderLocked, 423, "holder_locked"},
+		{keysvc.ErrHolderNotEnrolled, 409, "holder_not_enrolled"},
+		{keysvc.ErrConfirmUnavailable, 503, "confirmation_unavailable"},
 	}
 	if len(tests) != len(api.ErrorTableCodes()) {
 		t.Fatalf("the test covers %d rows, the table has %d", len(tests), len(api.ErrorTableCodes()))

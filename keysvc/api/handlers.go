@@ -47,6 +47,10 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	v1.Post("/keys/:name/datakey", s.op("datakey", true, s.dataKey))
 	v1.Post("/keys/:name/versions/:v/:action", s.op("version_state", true, s.versionState))
 	v1.Get("/keys/:name/public", s.op("public", true, s.publicKey))
+	v1.Post("/keys/:name/holder/unlock", s.op("holder_unlock", true, s.holderUnlock))
+	v1.Post("/keys/:name/holder/reset", s.op("holder_reset", true, s.holderReset))
+	v1.Get("/confirmations/:id", s.op("confirmation", false, s.confirmation))
+	v1.Delete("/confirmations/:id", s.op("confirmation_cancel", false, s.cancelConfirmation))
 }
 
 // call is one admitted API request.
@@ -218,6 +222,10 @@ func (s *Server) sign(r *call) (reply, error) {
 	res, err := s.backend.Sign(r.ctx, r.caller, r.name, b.request())
 	if err != nil {
 		return reply{}, err
+	}
+	if res.Confirmation != nil { // waiting for the holder (R-DC-1)
+		r.fc.Set(fiber.HeaderLocation, "/v1/confirmations/"+res.Confirmation.ID)
+		return reply{http.StatusAccepted, res}, nil
 	}
 	return ok(res)
 }

@@ -392,3 +392,18 @@ func (r response) expect(t *testing.T, status int, code string) {
 		t.Fatalf("got %d %q (%s), want %d %q", r.status, r.code, r.body, status, code)
 	}
 }
+
+// Display-and-confirm methods: the fake has no confirmations; the real
+// flow is tested on SoftHSM (softhsm-tests/confirm_test.go).
+func (b *fakeBackend) Confirmation(context.Context, keysvc.Caller, string, time.Duration) (keysvc.ConfirmationView, error) {
+	return keysvc.ConfirmationView{}, keysvc.ErrConfirmationNotFound
+}
+func (b *fakeBackend) CancelConfirmation(context.Context, keysvc.Caller, string) (keysvc.ConfirmationView, error) {
+	return keysvc.ConfirmationView{}, keysvc.ErrConfirmationNotFound
+}
+func (b *fakeBackend) UnlockHolder(context.Context, keysvc.Caller, string) (*keysvc.Key, error) {
+	return nil, keysvc.ErrForbidden
+}
+func (b *fakeBackend) ResetHolder(context.Context, keysvc.Caller, string) (*keysvc.Key, error) {
+	return nil, keysvc.ErrForbidden
+}

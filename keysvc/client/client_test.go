@@ -479,3 +479,18 @@ func TestNew(t *testing.T) {
 		t.Error("nil HTTP client accepted")
 	}
 }
+
+// Display-and-confirm methods: the fake has no confirmations; the real
+// flow is tested on SoftHSM (softhsm-tests/confirm_test.go).
+func (b *fakeBackend) Confirmation(context.Context, keysvc.Caller, string, time.Duration) (keysvc.ConfirmationView, error) {
+	return keysvc.ConfirmationView{}, keysvc.ErrConfirmationNotFound
+}
+func (b *fakeBackend) CancelConfirmation(context.Context, keysvc.Caller, string) (keysvc.ConfirmationView, error) {
+	return keysvc.ConfirmationView{}, keysvc.ErrConfirmationNotFound
+}
+func (b *fakeBackend) UnlockHolder(context.Context, keysvc.Caller, string) (*keysvc.Key, error) {
+	return nil, keysvc.ErrForbidden
+}
+func (b *fakeBackend) ResetHolder(context.Context, keysvc.Caller, string) (*keysvc.Key, error) {
+	return nil, keysvc.ErrForbidden
+}

@@ -1,0 +1,253 @@
+package api
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"sync"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/token"
+)
+
+// ConfirmConfig configures a ConfirmServer.
+type ConfirmConfig struct {
+	Backend ConfirmBackend // required
+	Logger  *slog.Logger   // default slog.Default()
+}
+
+// ConfirmServer is the holder's second channel (R-DC-1): its own listener,
+// apart from the /v1 API, where the holder of a confirm-required key reads
+// what a client asked to sign and approves it with the key's holder PIN,
+// or rejects it. Its credential is the one-time holder token keysvc hands
+// to the Notifier (never to the requesting client) plus the holder PIN;
+// API clients' bearer tokens and certificates mean nothing here, and no
+// /v1 route is served.
+//
+// JSON routes (for a banking app or a device):
+//
+//	GET  /confirm/v1/c/{holder-token}          what to confirm
+//	POST /confirm/v1/c/{holder-token}/approve  {"key","digest","pin"}
+//	POST /confirm/v1/c/{holder-token}/reject   {"key"}
+//	POST /confirm/v1/enrol                     {"key","setup_code","pin"}
+//
+// and one web page for people, /c/{holder-token} (see confirmpage.go).
+//
+// Holder tokens travel in paths, so this server writes no access log and
+// tells browsers not to send Referer headers or cache anything.
+type ConfirmServer struct {
+	app     *fiber.App
+	backend ConfirmBackend
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// holderTokenRE matches the 43-character base64url holder tokens.
+var holderTokenRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
+
+// NewConfirmServer builds the confirmation endpoint.
+func NewConfirmServer(cfg ConfirmConfig) (*ConfirmServer, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("api: ConfirmConfig.Backend is required")
+	}
+	s := &ConfirmServer{backend: cfg.Backend, log: cfg.Logger}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.app = fiber.New(fiber.Config{
+		DisableStartupMessage: true,
+		BodyLimit:             64 << 10,
+		ReadTimeout:           DefaultReadTimeout,
+		WriteTimeout:          DefaultWriteTimeout,
+		IdleTimeout:           DefaultIdleTimeout,
+		ErrorHandler:          s.errorHandler,
+		Immutable:             true,
+	})
+	s.app.Server().Logger = fasthttpLogger{s.log}
+	a := s.app
+	a.Use(s.recoverPanic, securityHeaders)
+	a.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	j := a.Group("/confirm/v1")
+	j.Get("/c/:token", s.jsonView)
+	j.Post("/c/:token/approve", s.jsonApprove)
+	j.Post("/c/:token/reject", s.jsonReject)
+	j.Post("/enrol", s.jsonEnrol)
+	s.pageRoutes()
+	return s, nil
+}
+
+// App returns the fiber application (tests).
+func (s *ConfirmServer) App() *fiber.App { return s.app }
+
+// ServeTLS serves HTTPS on ln until Shutdown.
+func (s *ConfirmServer) ServeTLS(ln net.Listener, tlsCfg *tls.Config) error {
+	if tlsCfg == nil {
+		return errors.New("api: ServeTLS needs a TLS configuration")
+	}
+	return s.serve(tls.NewListener(lingerListener{ln}, tlsCfg))
+}
+
+// Serve serves plain HTTP (loopback tests, or behind a TLS proxy).
+func (s *ConfirmServer) Serve(ln net.Listener) error { return s.serve(lingerListener{ln}) }
+
+func (s *ConfirmServer) serve(ln net.Listener) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return ErrServerClosed
+	}
+	return s.app.Listener(ln)
+}
+
+// Shutdown stops the server (see Server.Shutdown).
+func (s *ConfirmServer) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return s.app.ShutdownWithContext(ctx)
+}
+
+// securityHeaders: no caching, no referrer (tokens are in paths), no
+// framing, no scripts from anywhere.
+func securityHeaders(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	c.Set("Referrer-Policy", "no-referrer")
+	c.Set(fiber.HeaderXFrameOptions, "DENY")
+	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
+	c.Set(fiber.HeaderContentSecurityPolicy, "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	return c.Next()
+}
+
+func (s *ConfirmServer) recoverPanic(c *fiber.Ctx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("panic serving a confirmation request", "method", c.Method())
+			err = errPanic
+		}
+	}()
+	return c.Next()
+}
+
+// errorHandler renders JSON errors like the API's, and never logs the
+// path (it holds the holder token).
+func (s *ConfirmServer) errorHandler(c *fiber.Ctx, err error) error {
+	status, code, message, internal := classify(err)
+	if internal {
+		s.log.Error("confirmation request failed", "method", c.Method(), "err", err)
+	}
+	return c.Status(status).JSON(errorBody{Error: errorDetail{Code: code, Message: message}})
+}
+
+// holderToken validates the :token parameter.
+func holderToken(c *fiber.Ctx) (string, error) {
+	t := c.Params("token")
+	if !holderTokenRE.MatchString(t) {
+		return "", newError(http.StatusNotFound, "confirmation_not_found", "no confirmation for this link; it may have expired")
+	}
+	return t, nil
+}
+
+func (s *ConfirmServer) jsonView(c *fiber.Ctx) error {
+	t, err := holderToken(c)
+	if err != nil {
+		return err
+	}
+	v, err := s.backend.HolderConfirmation(c.UserContext(), t)
+	if err != nil {
+		return err
+	}
+	return c.JSON(v)
+}
+
+type approveBody struct {
+	Key    string `json:"key"`
+	Digest string `json:"digest"`
+	PIN    string `json:"pin"`
+}
+
+func (s *ConfirmServer) jsonApprove(c *fiber.Ctx) error {
+	t, err := holderToken(c)
+	if err != nil {
+		return err
+	}
+	if err := checkMediaType(c); err != nil {
+		return err
+	}
+	var b approveBody
+	if err := decodeBody(c, &b, false); err != nil {
+		return err
+	}
+	pin := []byte(b.PIN)
+	defer token.Wipe(pin)
+	if b.Key == "" || b.Digest == "" || b.PIN == "" {
+		return invalidArgument(`"key", "digest" (the SHA-256 shown) and "pin" are required`)
+	}
+	v, err := s.backend.Approve(c.UserContext(), t, keysvc.ApproveRequest{Key: b.Key, Digest: b.Digest, PIN: pin})
+	if err != nil {
+		return err
+	}
+	return c.JSON(v)
+}
+
+type rejectBody struct {
+	Key string `json:"key"`
+}
+
+func (s *ConfirmServer) jsonReject(c *fiber.Ctx) error {
+	t, err := holderToken(c)
+	if err != nil {
+		return err
+	}
+	if err := checkMediaType(c); err != nil {
+		return err
+	}
+	var b rejectBody
+	if err := decodeBody(c, &b, false); err != nil {
+		return err
+	}
+	if b.Key == "" {
+		return invalidArgument(`"key" is required`)
+	}
+	v, err := s.backend.Reject(c.UserContext(), t, b.Key)
+	if err != nil {
+		return err
+	}
+	return c.JSON(v)
+}
+
+type enrolBody struct {
+	Key       string `json:"key"`
+	SetupCode string `json:"setup_code"`
+	PIN       string `json:"pin"`
+}
+
+func (s *ConfirmServer) jsonEnrol(c *fiber.Ctx) error {
+	if err := checkMediaType(c); err != nil {
+		return err
+	}
+	var b enrolBody
+	if err := decodeBody(c, &b, false); err != nil {
+		return err
+	}
+	pin := []byte(b.PIN)
+	defer token.Wipe(pin)
+	if err := validKeyName(b.Key); err != nil {
+		return err
+	}
+	if b.SetupCode == "" || b.PIN == "" {
+		return invalidArgument(`"key", "setup_code" and "pin" are required`)
+	}
+	if err := s.backend.Enrol(c.UserContext(), b.Key, b.SetupCode, pin); err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"key": b.Key, "enrolled": true})
+}

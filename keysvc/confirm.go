@@ -1,0 +1,692 @@
+package keysvc
+
+// Display and confirm (R-DC-1..4, R-TOK-3, R-TOK-5).
+//
+// A key created with confirm "required" signs nothing on its client's word
+// alone. Its sign request must carry the message itself, which must be a
+// transaction keysvc recognises (package txformat: ISO 20022 pain.001 or
+// Keyward's JSON transfer order). The request creates a pending
+// confirmation and returns at once (HTTP 202) with the confirmation's id.
+//
+// The holder is reached on a second channel: keysvc hands a one-time
+// holder token to the Notifier (the bank's push service; in dev mode, the
+// console), never to the requesting client. With that token the holder
+// reads the recognised fields on the confirmation endpoint (its own
+// listener, see keysvc/api ConfirmServer) and approves with the key's
+// holder PIN, or rejects. Only an approval that names the key and the
+// SHA-256 of exactly the bytes displayed, with the right PIN, within the
+// timeout, makes the signature, over exactly those bytes; the requester
+// collects it by polling (or long-polling) the confirmation id.
+//
+// Rules a security officer can rely on:
+//   - One pending confirmation per key: a second sign request for the same
+//     key while one is pending is refused with ErrConfirmationPending (409),
+//     like a card reader that shows one transaction at a time. The first
+//     is not disturbed; its requester may cancel it.
+//   - Timeout (default 60 s), rejection, cancellation or a mismatching
+//     approval end the confirmation: the bytes are wiped and the key is free
+//     for the next request.
+//   - An approval is used once: approving again is ErrConfirmationClosed.
+//   - Six consecutive wrong holder PINs lock the key's holder (persistently,
+//     in the key record); only an admin client (the security officer)
+//     unlocks or resets it.
+//   - Every refusal is audited, with the confirmation id and the digest.
+//   - Pending confirmations live in memory: a restart ends them (the
+//     requester's poll answers confirmation_not_found); nothing is signed.
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward/keysvc/audit"
+	"github.com/keyward/keyward/keysvc/txformat"
+	"github.com/keyward/keyward/pkcs11shim"
+	"github.com/keyward/keyward/token"
+)
+
+// ConfirmMode says whether a key's signatures need the holder's confirmation.
+type ConfirmMode string
+
+// ConfirmRequired: every signature waits for the holder (R-DC-1).
+const ConfirmRequired ConfirmMode = "required"
+
+// Display-and-confirm defaults.
+const (
+	// HolderPINLimit is the number of consecutive wrong holder PINs that
+	// locks a key's holder (R-TOK-5: at most six).
+	HolderPINLimit = 6
+	// DefaultConfirmTimeout is how long a confirmation waits for its holder.
+	DefaultConfirmTimeout = 60 * time.Second
+	// DefaultConfirmResultTTL is how long an ended confirmation's outcome
+	// (and signature) stays readable by its requester.
+	DefaultConfirmResultTTL = 5 * time.Minute
+	// PINMACLabel is the token's HMAC key that turns holder PINs into keyed
+	// hashes; PINs are never stored.
+	PINMACLabel = "keysvc-pin-mac"
+	// HolderClient is the audit "client" of actions on the holder channel.
+	HolderClient = "holder"
+)
+
+// Holder is a confirm-required key's holder credential, stored in the key
+// record (so the lock survives restarts).
+type Holder struct {
+	// PINHash is HMAC-SHA256 under the token key PINMACLabel of the key
+	// name and the PIN; empty until the holder has enrolled.
+	PINHash []byte `json:"pin_hash,omitempty"`
+	// SetupHash is SHA-256 of the one-time setup code, until enrolment.
+	SetupHash []byte     `json:"setup_hash,omitempty"`
+	Failures  int        `json:"failures"`
+	Locked    bool       `json:"locked"`
+	LockedAt  *time.Time `json:"locked_at,omitempty"`
+}
+
+// ConfirmationStatus is where a confirmation stands.
+type ConfirmationStatus string
+
+// Confirmation states; all but pending are final.
+const (
+	ConfirmPending   ConfirmationStatus = "pending"
+	ConfirmApproved  ConfirmationStatus = "approved"
+	ConfirmRejected  ConfirmationStatus = "rejected"
+	ConfirmExpired   ConfirmationStatus = "expired"
+	ConfirmCancelled ConfirmationStatus = "cancelled"
+	ConfirmFailed    ConfirmationStatus = "failed" // approved, but the key could not sign
+)
+
+// ConfirmationView is a confirmation as the requester and the holder see
+// it. Signature and Version are set once approved.
+type ConfirmationView struct {
+	ID        string             `json:"id"`
+	Key       string             `json:"key"`
+	Status    ConfirmationStatus `json:"status"`
+	Format    string             `json:"format"`
+	Display   []string           `json:"display"`
+	Digest    string             `json:"digest"` // hex SHA-256 of the bytes to be signed
+	CreatedAt time.Time          `json:"created_at"`
+	ExpiresAt time.Time          `json:"expires_at"`
+	Reason    string             `json:"reason,omitempty"` // why it ended, when not approved
+	Signature string             `json:"signature,omitempty"`
+	Version   int                `json:"version,omitempty"`
+}
+
+// HolderNotice is what the Notifier delivers to the holder's device: the
+// token that opens the confirmation on the confirmation endpoint. It is a
+// credential; the requesting client never sees it.
+type HolderNotice struct {
+	Key            string
+	ConfirmationID string
+	HolderToken    string
+	Display        []string
+	ExpiresAt      time.Time
+}
+
+// Notifier delivers holder notices. It must not block for long; an error
+// refuses the sign request (nothing is left pending).
+type Notifier func(ctx context.Context, n HolderNotice) error
+
+// ApproveRequest is the holder's approval: the key it believes it approves
+// for, the SHA-256 it was shown, and the holder PIN.
+type ApproveRequest struct {
+	Key    string `json:"key"`
+	Digest string `json:"digest"` // hex
+	PIN    []byte `json:"-"`
+}
+
+// pendingConf is one confirmation. Fields after mu are guarded by
+// confirmations.mu.
+type pendingConf struct {
+	view      ConfirmationView
+	requester string
+	holder    string // hex SHA-256 of the holder token
+	scheme    string
+	message   []byte // the exact bytes; wiped when the confirmation ends
+	digest    [32]byte
+	busy      bool // an approval is being checked or signed
+	done      chan struct{}
+	timer     *time.Timer
+}
+
+type confirmations struct {
+	mu       sync.Mutex
+	byID     map[string]*pendingConf
+	byHolder map[string]*pendingConf
+	byKey    map[string]*pendingConf // pending ones only
+}
+
+func newConfirmations() *confirmations {
+	return &confirmations{byID: map[string]*pendingConf{}, byHolder: map[string]*pendingConf{}, byKey: map[string]*pendingConf{}}
+}
+
+// randomText returns n random bytes as unpadded base64url.
+func randomText(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func holderKey(tok string) string {
+	h := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(h[:])
+}
+
+// requestConfirmation turns a sign request on a confirm-required key into
+// a pending confirmation (R-DC-1, R-DC-2).
+func (s *Service) requestConfirmation(ctx context.Context, c Caller, k *Key, req SignRequest) (ConfirmationView, int, error) {
+	v, err := primary(k)
+	if err != nil {
+		return ConfirmationView{}, 0, err
+	}
+	if req.Digest != nil || req.Message == nil {
+		return ConfirmationView{}, v.Version, fmt.Errorf("%w: key %q signs only transactions its holder confirms; send the transaction itself as message, not a digest", ErrConfirmationRequired, k.Name)
+	}
+	if _, _, err := digestAndOpts(k, req.Message, nil, req.Scheme); err != nil {
+		return ConfirmationView{}, v.Version, err
+	}
+	h := k.Holder
+	switch {
+	case h == nil || len(h.PINHash) == 0:
+		return ConfirmationView{}, v.Version, fmt.Errorf("%w: the holder of %q has not set a PIN yet", ErrHolderNotEnrolled, k.Name)
+	case h.Locked:
+		return ConfirmationView{}, v.Version, fmt.Errorf("%w: the holder of %q is locked after %d wrong PINs; a security officer must unlock it", ErrHolderLocked, k.Name, HolderPINLimit)
+	}
+	doc, err := txformat.Recognise(req.Message)
+	if err != nil {
+		return ConfirmationView{}, v.Version, fmt.Errorf("%w: %v", ErrTransactionNotRecognised, err)
+	}
+	if s.cfg.Notify == nil {
+		return ConfirmationView{}, v.Version, fmt.Errorf("%w: no holder notifier is configured", ErrConfirmUnavailable)
+	}
+	id, err := randomText(16)
+	if err != nil {
+		return ConfirmationView{}, v.Version, err
+	}
+	tok, err := randomText(32)
+	if err != nil {
+		return ConfirmationView{}, v.Version, err
+	}
+	now := s.now()
+	p := &pendingConf{
+		view: ConfirmationView{ID: "cf_" + id, Key: k.Name, Status: ConfirmPending, Format: string(doc.Format),
+			Display: doc.DisplayLines(), CreatedAt: now, ExpiresAt: now.Add(s.cfg.ConfirmTimeout)},
+		requester: c.Name, holder: holderKey(tok), scheme: req.Scheme,
+		message: append([]byte(nil), req.Message...), digest: sha256.Sum256(req.Message), done: make(chan struct{}),
+	}
+	p.view.Digest = hex.EncodeToString(p.digest[:])
+	cs := s.confirms
+	cs.mu.Lock()
+	if other, ok := cs.byKey[k.Name]; ok {
+		until := other.view.ExpiresAt
+		cs.mu.Unlock()
+		return ConfirmationView{}, v.Version, fmt.Errorf("%w: key %q already has a confirmation waiting for its holder (until %s); wait for it to end or cancel it", ErrConfirmationPending, k.Name, until.UTC().Format(time.RFC3339))
+	}
+	cs.byID[p.view.ID], cs.byHolder[p.holder], cs.byKey[k.Name] = p, p, p
+	view := p.view
+	cs.mu.Unlock()
+	p.timer = time.AfterFunc(s.cfg.ConfirmTimeout, func() { s.expire(p) })
+	if err := s.cfg.Notify(ctx, HolderNotice{Key: k.Name, ConfirmationID: view.ID, HolderToken: tok, Display: view.Display, ExpiresAt: view.ExpiresAt}); err != nil {
+		s.end(p, ConfirmFailed, "the holder could not be notified")
+		return ConfirmationView{}, v.Version, fmt.Errorf("%w: the holder could not be notified", ErrConfirmUnavailable)
+	}
+	return view, v.Version, nil
+}
+
+// end makes p final (if it is still pending), wipes its bytes and frees
+// the key. It reports whether it changed p.
+func (s *Service) end(p *pendingConf, st ConfirmationStatus, reason string) bool {
+	cs := s.confirms
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return s.endLocked(p, st, reason)
+}
+
+func (s *Service) endLocked(p *pendingConf, st ConfirmationStatus, reason string) bool {
+	cs := s.confirms
+	if p.view.Status != ConfirmPending {
+		return false
+	}
+	p.view.Status, p.view.Reason = st, reason
+	token.Wipe(p.message)
+	p.message = nil
+	if cs.byKey[p.view.Key] == p {
+		delete(cs.byKey, p.view.Key)
+	}
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	close(p.done)
+	time.AfterFunc(s.cfg.ConfirmResultTTL, func() {
+		cs.mu.Lock()
+		defer cs.mu.Unlock()
+		delete(cs.byID, p.view.ID)
+		delete(cs.byHolder, p.holder)
+	})
+	return true
+}
+
+// expire ends p at its timeout, unless an approval is being checked (that
+// approval arrived in time; it ends p itself).
+func (s *Service) expire(p *pendingConf) {
+	cs := s.confirms
+	cs.mu.Lock()
+	if p.busy || p.view.Status != ConfirmPending {
+		cs.mu.Unlock()
+		return
+	}
+	s.endLocked(p, ConfirmExpired, "the holder did not answer in time; nothing was signed")
+	id, key := p.view.ID, p.view.Key
+	cs.mu.Unlock()
+	rec := &audit.Record{Time: s.now(), Client: HolderClient, Key: key, Op: "confirm-expire", Result: "ok", Detail: "confirmation=" + id}
+	_ = s.audit(rec)
+}
+
+// confirmRecord is an audit record of the holder channel.
+func (s *Service) confirmRecord(key string, op string, err error, p *pendingConf, extra string) *audit.Record {
+	rec := s.record(Caller{Name: HolderClient}, key, 0, op, err)
+	if p != nil {
+		rec.Detail = "confirmation=" + p.view.ID + " digest=" + p.view.Digest
+	}
+	if extra != "" {
+		if rec.Detail != "" {
+			rec.Detail += " "
+		}
+		rec.Detail += extra
+	}
+	return rec
+}
+
+// byHolderToken finds a confirmation by its holder token.
+func (s *Service) byHolderToken(tok string) *pendingConf {
+	cs := s.confirms
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.byHolder[holderKey(tok)]
+}
+
+func (s *Service) viewOf(p *pendingConf) ConfirmationView {
+	s.confirms.mu.Lock()
+	defer s.confirms.mu.Unlock()
+	return p.view
+}
+
+// HolderConfirmation returns what the holder is asked to confirm.
+func (s *Service) HolderConfirmation(_ context.Context, holderToken string) (ConfirmationView, error) {
+	p := s.byHolderToken(holderToken)
+	if p == nil {
+		err := fmt.Errorf("%w: no confirmation for this link; it may have expired", ErrConfirmationNotFound)
+		return ConfirmationView{}, s.audit2(s.confirmRecord("", "confirm-view", err, nil, ""), err)
+	}
+	v := s.viewOf(p)
+	v.Signature = "" // the holder approves; the requester collects
+	return v, nil
+}
+
+// audit2 audits rec and returns err (or the audit failure).
+func (s *Service) audit2(rec *audit.Record, err error) error {
+	if aerr := s.audit(rec); aerr != nil {
+		return aerr
+	}
+	return err
+}
+
+// Approve is the holder's approval (R-DC-1, R-DC-3). It checks, in this
+// order: the token opens a confirmation; it is still pending (an approval
+// is used once); it is for the key the holder names; the digest the holder
+// was shown is the digest of the bytes held; the holder PIN (counted, six
+// wrong lock). Then it signs exactly the held bytes.
+func (s *Service) Approve(ctx context.Context, holderToken string, req ApproveRequest) (ConfirmationView, error) {
+	defer token.Wipe(req.PIN)
+	p := s.byHolderToken(holderToken)
+	if p == nil {
+		err := fmt.Errorf("%w: no confirmation for this link; it may have expired", ErrConfirmationNotFound)
+		return ConfirmationView{}, s.audit2(s.confirmRecord(req.Key, "confirm-approve", err, nil, ""), err)
+	}
+	cs := s.confirms
+	cs.mu.Lock()
+	key := p.view.Key
+	switch {
+	case p.view.Status != ConfirmPending || p.busy:
+		st := p.view.Status
+		cs.mu.Unlock()
+		err := fmt.Errorf("%w: this confirmation is %s; an approval is used once", ErrConfirmationClosed, st)
+		if st == ConfirmPending {
+			err = fmt.Errorf("%w: an approval of this confirmation is already being processed", ErrConfirmationClosed)
+		}
+		return ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, p, "replay"), err)
+	case req.Key != key:
+		cs.mu.Unlock()
+		err := fmt.Errorf("%w: this confirmation is for another key than %q", ErrConfirmationMismatch, req.Key)
+		return ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, p, "claimed-key="+quoteKey(req.Key)), err)
+	case !hmac.Equal([]byte(req.Digest), []byte(p.view.Digest)):
+		s.endLocked(p, ConfirmRejected, "the approval was for other bytes than those displayed")
+		cs.mu.Unlock()
+		err := fmt.Errorf("%w: the approved digest is not the digest of the transaction held; the confirmation is cancelled", ErrConfirmationMismatch)
+		return ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, p, "bytes-changed"), err)
+	}
+	p.busy = true
+	cs.mu.Unlock()
+
+	if err := s.checkHolderPIN(ctx, key, req.PIN, p); err != nil {
+		cs.mu.Lock()
+		p.busy = false
+		if errors.Is(err, ErrHolderLocked) {
+			s.endLocked(p, ConfirmRejected, "the holder is locked")
+		} else if !s.now().Before(p.view.ExpiresAt) {
+			s.endLocked(p, ConfirmExpired, "the holder did not answer in time; nothing was signed")
+		}
+		cs.mu.Unlock()
+		return ConfirmationView{}, err
+	}
+
+	res, version, err := s.signConfirmed(ctx, p)
+	cs.mu.Lock()
+	p.busy = false
+	if err != nil {
+		s.endLocked(p, ConfirmFailed, "the key could not sign: "+ResultCode(err))
+	} else {
+		p.view.Signature, p.view.Version = res.Signature, res.Version
+		s.endLocked(p, ConfirmApproved, "")
+	}
+	view := p.view
+	cs.mu.Unlock()
+	// The signature is made for the requester: its audit record names it.
+	rec := s.record(Caller{Name: p.requester}, key, version, "sign", err)
+	rec.Detail = "confirmation=" + view.ID + " digest=" + view.Digest + " confirmed-by=holder"
+	if aerr := s.audit(rec); aerr != nil {
+		return ConfirmationView{}, aerr
+	}
+	view.Signature = ""
+	return view, err
+}
+
+func quoteKey(k string) string {
+	if len(k) > 64 {
+		k = k[:64]
+	}
+	return strconv.Quote(k)
+}
+
+// signConfirmed signs the held bytes with the key's primary version, after
+// checking they still hash to the digest displayed (R-DC-3).
+func (s *Service) signConfirmed(ctx context.Context, p *pendingConf) (SignResult, int, error) {
+	s.confirms.mu.Lock()
+	msg := p.message
+	s.confirms.mu.Unlock()
+	if sha256.Sum256(msg) != p.digest {
+		return SignResult{}, 0, fmt.Errorf("%w: the held transaction no longer matches its digest", ErrConfirmationMismatch)
+	}
+	k, err := s.cachedKey(p.view.Key)
+	if err != nil {
+		return SignResult{}, 0, err
+	}
+	v, err := primary(k)
+	if err != nil {
+		return SignResult{}, 0, err
+	}
+	out, err := s.signWith(ctx, k, v, []SignRequest{{Message: msg, Scheme: p.scheme}})
+	if err != nil {
+		return SignResult{}, v.Version, err
+	}
+	return out[0], v.Version, nil
+}
+
+// Reject is the holder's refusal; it needs no PIN (refusing is always
+// safe), only the holder token.
+func (s *Service) Reject(_ context.Context, holderToken, key string) (ConfirmationView, error) {
+	p := s.byHolderToken(holderToken)
+	if p == nil {
+		err := fmt.Errorf("%w: no confirmation for this link; it may have expired", ErrConfirmationNotFound)
+		return ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-reject", err, nil, ""), err)
+	}
+	cs := s.confirms
+	cs.mu.Lock()
+	if p.view.Key != key {
+		cs.mu.Unlock()
+		err := fmt.Errorf("%w: this confirmation is for another key than %q", ErrConfirmationMismatch, key)
+		return ConfirmationView{}, s.audit2(s.confirmRecord(p.view.Key, "confirm-reject", err, p, "claimed-key="+quoteKey(key)), err)
+	}
+	if p.busy || !s.endLocked(p, ConfirmRejected, "the holder rejected it") {
+		st := p.view.Status
+		cs.mu.Unlock()
+		err := fmt.Errorf("%w: this confirmation is %s", ErrConfirmationClosed, st)
+		return ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-reject", err, p, ""), err)
+	}
+	view := p.view
+	cs.mu.Unlock()
+	return view, s.audit2(s.confirmRecord(key, "confirm-reject", nil, p, ""), nil)
+}
+
+// Confirmation returns a confirmation to its requester, waiting up to wait
+// for it to end (long poll). Other clients get ErrConfirmationNotFound.
+func (s *Service) Confirmation(ctx context.Context, c Caller, id string, wait time.Duration) (ConfirmationView, error) {
+	cs := s.confirms
+	cs.mu.Lock()
+	p, ok := cs.byID[id]
+	cs.mu.Unlock()
+	if !ok || p.requester != c.Name {
+		err := fmt.Errorf("%w: %q", ErrConfirmationNotFound, id)
+		if ok { // somebody else's: worth a record
+			return ConfirmationView{}, s.audit2(s.record(c, p.view.Key, 0, "confirm-poll", err), err)
+		}
+		return ConfirmationView{}, err
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-p.done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return s.viewOf(p), nil
+}
+
+// CancelConfirmation lets the requester withdraw its pending request.
+func (s *Service) CancelConfirmation(_ context.Context, c Caller, id string) (ConfirmationView, error) {
+	cs := s.confirms
+	cs.mu.Lock()
+	p, ok := cs.byID[id]
+	if !ok || p.requester != c.Name {
+		cs.mu.Unlock()
+		return ConfirmationView{}, fmt.Errorf("%w: %q", ErrConfirmationNotFound, id)
+	}
+	if p.busy || !s.endLocked(p, ConfirmCancelled, "the requester cancelled it") {
+		st := p.view.Status
+		cs.mu.Unlock()
+		return ConfirmationView{}, fmt.Errorf("%w: this confirmation is %s", ErrConfirmationClosed, st)
+	}
+	view := p.view
+	cs.mu.Unlock()
+	rec := s.record(c, view.Key, 0, "confirm-cancel", nil)
+	rec.Detail = "confirmation=" + view.ID
+	return view, s.audit2(rec, nil)
+}
+
+// pinHash is the keyed hash of a holder PIN, computed in the token.
+func (s *Service) pinHash(ctx context.Context, key string, pin []byte) ([]byte, error) {
+	in := make([]byte, 0, 32+len(key)+len(pin))
+	in = append(append(append(append(in, "keyward-holder-pin-v1\x00"...), key...), 0), pin...)
+	defer token.Wipe(in)
+	mac, err := s.pool.HMAC(ctx, s.pinMAC, in)
+	return mac, tokenErr(err)
+}
+
+// errNoChange aborts a store update that has nothing to write.
+var errNoChange = errors.New("no change")
+
+// checkHolderPIN checks pin against the key's holder PIN, counting a wrong
+// one in the same transaction that records it (R-TOK-5). It audits the
+// outcome.
+func (s *Service) checkHolderPIN(ctx context.Context, key string, pin []byte, p *pendingConf) error {
+	mac, err := s.pinHash(ctx, key, pin)
+	if err != nil {
+		return s.audit2(s.confirmRecord(key, "holder-pin", err, p, ""), err)
+	}
+	var verdict error
+	rec := s.confirmRecord(key, "holder-pin", nil, p, "")
+	_, err = s.updateKey(key, func(k *Key) error {
+		h := k.Holder
+		switch {
+		case h == nil || len(h.PINHash) == 0:
+			return fmt.Errorf("%w: the holder of %q has not set a PIN", ErrHolderNotEnrolled, key)
+		case h.Locked:
+			return fmt.Errorf("%w: the holder of %q is locked; a security officer must unlock it", ErrHolderLocked, key)
+		case hmac.Equal(mac, h.PINHash):
+			if h.Failures == 0 {
+				return errNoChange
+			}
+			h.Failures = 0
+			return nil
+		}
+		h.Failures++
+		if h.Failures >= HolderPINLimit {
+			now := s.now()
+			h.Locked, h.LockedAt = true, &now
+			verdict = fmt.Errorf("%w: %d wrong PINs; the holder of %q is now locked and a security officer must unlock it", ErrHolderLocked, h.Failures, key)
+		} else {
+			verdict = fmt.Errorf("%w: %d of %d tries left before the holder is locked", ErrHolderPIN, HolderPINLimit-h.Failures, HolderPINLimit)
+		}
+		rec.Result = ResultCode(verdict)
+		return nil
+	}, rec)
+	switch {
+	case errors.Is(err, errNoChange):
+		return s.audit2(rec, nil)
+	case err != nil:
+		return s.audit2(s.confirmRecord(key, "holder-pin", err, p, ""), err)
+	}
+	return verdict
+}
+
+// newHolder returns a fresh holder with a one-time setup code.
+func newHolder() (*Holder, string, error) {
+	b := make([]byte, 10) // 80 bits, 16 base32 characters
+	if _, err := rand.Read(b); err != nil {
+		return nil, "", err
+	}
+	code := base32.StdEncoding.EncodeToString(b)
+	sum := sha256.Sum256([]byte(code))
+	return &Holder{SetupHash: sum[:]}, code, nil
+}
+
+// Enrol sets the holder PIN of key with its one-time setup code, on the
+// confirmation endpoint over TLS (R-TOK-4: PIN rules apply; the PIN is kept
+// only as a keyed hash). A wrong setup code counts like a wrong PIN.
+func (s *Service) Enrol(ctx context.Context, key, setupCode string, pin []byte) error {
+	defer token.Wipe(pin)
+	err := s.enrol(ctx, key, setupCode, pin)
+	if err != nil && errors.Is(err, errCounted) {
+		return errors.Unwrap(err)
+	}
+	return s.audit2(s.confirmRecord(key, "holder-enrol", err, nil, ""), err)
+}
+
+// errCounted marks an enrol error already audited with its counter update.
+var errCounted = errors.New("counted")
+
+type countedErr struct{ error }
+
+func (e countedErr) Is(t error) bool { return t == errCounted }
+func (e countedErr) Unwrap() error   { return e.error }
+
+func (s *Service) enrol(ctx context.Context, key, setupCode string, pin []byte) error {
+	if err := token.CheckPIN(pin, nil); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	mac, err := s.pinHash(ctx, key, pin)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(setupCode))
+	defer s.lock(key)()
+	var verdict error
+	rec := s.confirmRecord(key, "holder-enrol", nil, nil, "")
+	_, err = s.updateKey(key, func(k *Key) error {
+		h := k.Holder
+		switch {
+		case k.Confirm != ConfirmRequired || h == nil:
+			return fmt.Errorf("%w: key %q has no holder", ErrHolderNotEnrolled, key)
+		case h.Locked:
+			return fmt.Errorf("%w: the holder of %q is locked; a security officer must reset it", ErrHolderLocked, key)
+		case len(h.SetupHash) == 0:
+			return fmt.Errorf("%w: the holder of %q has enrolled already; a security officer can reset it", ErrConfirmationClosed, key)
+		case hmac.Equal(sum[:], h.SetupHash):
+			h.PINHash, h.SetupHash, h.Failures = mac, nil, 0
+			return nil
+		}
+		h.Failures++
+		verdict = fmt.Errorf("%w: wrong setup code; %d of %d tries left", ErrHolderPIN, HolderPINLimit-h.Failures, HolderPINLimit)
+		if h.Failures >= HolderPINLimit {
+			now := s.now()
+			h.Locked, h.LockedAt = true, &now
+			verdict = fmt.Errorf("%w: %d wrong setup codes; a security officer must reset the holder", ErrHolderLocked, h.Failures)
+		}
+		rec.Result = ResultCode(verdict)
+		return nil
+	}, rec)
+	if err != nil {
+		return err
+	}
+	if verdict != nil {
+		return countedErr{verdict}
+	}
+	return countedErr{nil}
+}
+
+// UnlockHolder clears a locked holder's counter (the security officer's
+// path; admin clients only). The holder keeps their PIN.
+func (s *Service) UnlockHolder(_ context.Context, c Caller, key string) (*Key, error) {
+	return s.officerHolder(c, key, "holder-unlock", func(h *Holder) (*Holder, string, error) {
+		h.Failures, h.Locked, h.LockedAt = 0, false, nil
+		return h, "", nil
+	})
+}
+
+// ResetHolder forgets the holder PIN and issues a new setup code (the
+// holder forgot their PIN, or lost a device); admin clients only.
+func (s *Service) ResetHolder(_ context.Context, c Caller, key string) (*Key, error) {
+	return s.officerHolder(c, key, "holder-reset", func(*Holder) (*Holder, string, error) {
+		return newHolder()
+	})
+}
+
+func (s *Service) officerHolder(c Caller, key, op string, fn func(h *Holder) (*Holder, string, error)) (*Key, error) {
+	if !c.Admin {
+		return nil, s.finish(c, key, 0, op, fmt.Errorf("%w: only a security officer (admin client) may %s", ErrForbidden, op))
+	}
+	defer s.lock(key)()
+	var code string
+	k, err := s.updateKey(key, func(k *Key) error {
+		if k.Confirm != ConfirmRequired || k.Holder == nil {
+			return fmt.Errorf("%w: key %q has no holder", ErrInvalidArgument, key)
+		}
+		h, cd, err := fn(k.Holder)
+		if err != nil {
+			return err
+		}
+		k.Holder, code = h, cd
+		return nil
+	}, s.record(c, key, 0, op, nil))
+	if err != nil {
+		return nil, s.finish(c, key, 0, op, err)
+	}
+	k.setupCode = code
+	return k, nil
+}
+
+// ensurePINMAC finds or makes the token's HMAC key for holder PINs.
+func (s *Service) ensurePINMAC(ctx context.Context) (*pkcs11shim.Key, error) {
+	return s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyGenericSecret, Label: PINMACLabel})
+}
