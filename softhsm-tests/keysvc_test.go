@@ -59,6 +59,42 @@ type keysvcEnv struct {
 	srv    *api.Server
 	url    string
 	clock  *fakeClock
+
+	// The holder's second channel (display and confirm): its own server,
+	// and the notices keysvc sends holders, by key name.
+	confirmSrv     *api.ConfirmServer
+	confirmURL     string
+	confirmTimeout time.Duration // 0: keysvc's default (60 s)
+	noticeMu       sync.Mutex
+	notices        map[string][]keysvc.HolderNotice
+	noticeCh       chan keysvc.HolderNotice
+}
+
+// notify is the Notifier of the test service: it records every notice.
+func (e *keysvcEnv) notify(_ context.Context, n keysvc.HolderNotice) error {
+	e.noticeMu.Lock()
+	if e.notices == nil {
+		e.notices = map[string][]keysvc.HolderNotice{}
+	}
+	e.notices[n.Key] = append(e.notices[n.Key], n)
+	ch := e.noticeCh
+	e.noticeMu.Unlock()
+	if ch != nil {
+		ch <- n
+	}
+	return nil
+}
+
+// lastNotice returns the newest holder notice for key.
+func (e *keysvcEnv) lastNotice(t testing.TB, key string) keysvc.HolderNotice {
+	t.Helper()
+	e.noticeMu.Lock()
+	defer e.noticeMu.Unlock()
+	ns := e.notices[key]
+	if len(ns) == 0 {
+		t.Fatalf("no holder notice for key %q", key)
+	}
+	return ns[len(ns)-1]
 }
 
 func newKeysvcEnv(t *testing.T) *keysvcEnv {
@@ -76,7 +112,8 @@ func (e *keysvcEnv) start(t *testing.T) {
 	if e.store, err = boltstore.Open(e.dbPath, boltstore.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	e.svc, err = keysvc.New(context.Background(), keysvc.Config{Token: e.tok.tok, Store: e.store, MinDestroyDelay: time.Hour, DefaultDestroyDelay: 24 * time.Hour, Now: e.clock.Now})
+	e.svc, err = keysvc.New(context.Background(), keysvc.Config{Token: e.tok.tok, Store: e.store, MinDestroyDelay: time.Hour, DefaultDestroyDelay: 24 * time.Hour, Now: e.clock.Now,
+		ConfirmTimeout: e.confirmTimeout, Notify: e.notify})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,12 +134,22 @@ func (e *keysvcEnv) start(t *testing.T) {
 	}
 	e.url = "http://" + ln.Addr().String()
 	go e.srv.Serve(ln)
+	if e.confirmSrv, err = api.NewConfirmServer(api.ConfirmConfig{Backend: e.svc}); err != nil {
+		t.Fatal(err)
+	}
+	cln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.confirmURL = "http://" + cln.Addr().String()
+	go e.confirmSrv.Serve(cln)
 	t.Cleanup(func() { e.stop() })
 }
 
 func (e *keysvcEnv) stop() {
 	if e.srv != nil {
 		e.srv.Shutdown(context.Background())
+		e.confirmSrv.Shutdown(context.Background())
 		e.store.Close()
 		e.srv = nil
 	}
@@ -110,6 +157,12 @@ func (e *keysvcEnv) stop() {
 
 // call sends JSON (or raw bytes) and decodes the JSON answer.
 func (e *keysvcEnv) call(t *testing.T, bearer, method, path string, body any) (int, map[string]any) {
+	t.Helper()
+	return callAt(t, e.url, bearer, method, path, body)
+}
+
+// callAt is call against any server (the confirmation endpoint, say).
+func callAt(t testing.TB, base, bearer, method, path string, body any) (int, map[string]any) {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -122,7 +175,7 @@ func (e *keysvcEnv) call(t *testing.T, bearer, method, path string, body any) (i
 		j, _ := json.Marshal(b)
 		rd = bytes.NewReader(j)
 	}
-	req, _ := http.NewRequest(method, e.url+path, rd)
+	req, _ := http.NewRequest(method, base+path, rd)
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
