@@ -690,3 +690,24 @@ func (s *Service) officerHolder(c Caller, key, op string, fn func(h *Holder) (*H
 func (s *Service) ensurePINMAC(ctx context.Context) (*pkcs11shim.Key, error) {
 	return s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyGenericSecret, Label: PINMACLabel})
 }
+
+// Close ends every pending confirmation that no approval is processing
+// (nothing is signed; requesters see "expired"), for a clean shutdown
+// before the store closes. Pending confirmations do not survive a restart.
+func (s *Service) Close() {
+	cs := s.confirms
+	cs.mu.Lock()
+	var ended []*pendingConf
+	for _, p := range cs.byKey {
+		if !p.busy {
+			ended = append(ended, p)
+		}
+	}
+	for _, p := range ended {
+		s.endLocked(p, ConfirmExpired, "keysvc stopped; nothing was signed")
+	}
+	cs.mu.Unlock()
+	for _, p := range ended {
+		_ = s.audit(&audit.Record{Time: s.now(), Client: HolderClient, Key: p.view.Key, Op: "confirm-expire", Result: "ok", Detail: "confirmation=" + p.view.ID + " shutdown"})
+	}
+}

@@ -17,8 +17,9 @@ type Store interface {
 	// ListKeys returns copies of all keys, by name.
 	ListKeys() ([]*Key, error)
 	// UpdateKey runs fn on a copy of the key inside one transaction and
-	// stores the result with rec (which may be nil). An error from fn
-	// aborts without storing anything, and is returned as is.
+	// stores the result with rec (which may be nil; fn may fill in its
+	// Result and Detail). An error from fn aborts without storing
+	// anything, and is returned as is.
 	UpdateKey(name string, fn func(k *Key) error, rec *audit.Record) (*Key, error)
 	// Audit appends one record durably (group-committed with concurrent
 	// appends). When it fails, the caller must fail the operation.

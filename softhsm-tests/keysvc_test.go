@@ -150,6 +150,7 @@ func (e *keysvcEnv) stop() {
 	if e.srv != nil {
 		e.srv.Shutdown(context.Background())
 		e.confirmSrv.Shutdown(context.Background())
+		e.svc.Close()
 		e.store.Close()
 		e.srv = nil
 	}

@@ -260,9 +260,6 @@ func (s *Store) UpdateKey(name string, fn func(k *keysvc.Key) error, rec *audit.
 		stored []byte
 		appErr error // fn's error, or a refusal: returned without ErrStore
 	)
-	if rec != nil {
-		sealed = *rec
-	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketKeys)
 		v := b.Get([]byte(name))
@@ -293,6 +290,7 @@ func (s *Store) UpdateKey(name string, fn func(k *keysvc.Key) error, rec *audit.
 		if rec == nil {
 			return nil
 		}
+		sealed = *rec // after fn, which may fill in the record's result
 		return appendRecord(tx, &sealed)
 	})
 	switch {
