@@ -35,7 +35,7 @@ type Backend interface {
 	CancelConfirmation(ctx context.Context, c keysvc.Caller, id string) (keysvc.ConfirmationView, error)
 	UnlockHolder(ctx context.Context, c keysvc.Caller, name string) (*keysvc.Key, error)
 	ResetHolder(ctx context.Context, c keysvc.Caller, name string) (*keysvc.Key, error)
-	Ready(ctx context.Context) error                                                                          // token reachable and store writable
+	Ready(ctx context.Context) error // token reachable and store writable
 	Stats() keysvc.Stats
 }
 
