@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -36,6 +37,19 @@ type Config struct {
 		DefaultDelay time.Duration `yaml:"default_delay"` // default 24h
 		MinDelay     time.Duration `yaml:"min_delay"`     // default 24h
 	} `yaml:"destroy"`
+	// Confirm is the holder's second channel for confirm-required keys
+	// (display and confirm, R-DC-1): its own TLS listener, the timeout, and
+	// how holders are told a confirmation waits for them.
+	Confirm struct {
+		Listen    string        `yaml:"listen"`     // host:port; empty: no confirmation endpoint
+		Timeout   time.Duration `yaml:"timeout"`    // default 60s
+		PublicURL string        `yaml:"public_url"` // base URL holders reach the endpoint at, e.g. https://confirm.bank.example
+		Notify    struct {
+			Webhook string `yaml:"webhook"` // HTTPS URL that receives each notice as JSON (the bank's push service)
+			CA      string `yaml:"ca"`      // PEM CA of the webhook's certificate; empty: system roots
+			File    string `yaml:"file"`    // dev: append notices to this 0600 file
+		} `yaml:"notify"`
+	} `yaml:"confirm"`
 	SchedulerInterval time.Duration `yaml:"scheduler_interval"` // default 1m
 	Clients           []struct {
 		Name        string `yaml:"name"`
@@ -92,6 +106,20 @@ func (c *Config) validate() error {
 	}
 	if c.PINGuard.Limit < 0 || c.PINGuard.Limit > 6 {
 		errs = append(errs, errors.New("pin_guard.limit must be between 1 and 6"))
+	}
+	if c.Confirm.Listen != "" {
+		if c.Confirm.PublicURL == "" {
+			errs = append(errs, errors.New("confirm.public_url is required with confirm.listen: it is the base of the links holders receive"))
+		}
+		if (c.Confirm.Notify.Webhook == "") == (c.Confirm.Notify.File == "") {
+			errs = append(errs, errors.New("confirm.notify needs exactly one of webhook (production) and file (dev)"))
+		}
+		if w := c.Confirm.Notify.Webhook; w != "" && !strings.HasPrefix(w, "https://") {
+			errs = append(errs, errors.New("confirm.notify.webhook must be an https:// URL: notices carry holder credentials"))
+		}
+		if c.Confirm.Timeout != 0 && (c.Confirm.Timeout < 10*time.Second || c.Confirm.Timeout > 10*time.Minute) {
+			errs = append(errs, errors.New("confirm.timeout must be between 10s and 10m"))
+		}
 	}
 	if len(c.Clients) == 0 {
 		errs = append(errs, errors.New("clients: at least one client is required"))

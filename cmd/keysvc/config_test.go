@@ -209,6 +209,21 @@ func TestConfigValidateNamesPath(t *testing.T) {
 		{"clients[1].name", func(m map[string]any) { client(m, 1)["name"] = "" }, []string{"clients[1].name is required"}},
 		{"clients[0].token_sha256 short", func(m map[string]any) { client(m, 0)["token_sha256"] = cfgTokenHash[:63] }, []string{"clients[0].token_sha256 must be 64 hex digits"}},
 		{"clients[0].token_sha256 long", func(m map[string]any) { client(m, 0)["token_sha256"] = cfgTokenHash + "0" }, []string{"clients[0].token_sha256 must be 64 hex digits"}},
+		{"confirm with webhook", func(m map[string]any) {
+			m["confirm"] = map[string]any{"listen": "0.0.0.0:8444", "public_url": "https://confirm.bank.example", "timeout": "90s", "notify": map[string]any{"webhook": "https://push.bank.example/kw"}}
+		}, nil},
+		{"confirm without public_url", func(m map[string]any) {
+			m["confirm"] = map[string]any{"listen": "0.0.0.0:8444", "notify": map[string]any{"file": "/tmp/n"}}
+		}, []string{"confirm.public_url is required"}},
+		{"confirm webhook over http", func(m map[string]any) {
+			m["confirm"] = map[string]any{"listen": ":8444", "public_url": "https://c", "notify": map[string]any{"webhook": "http://push"}}
+		}, []string{"confirm.notify.webhook must be an https:// URL"}},
+		{"confirm with two notifiers", func(m map[string]any) {
+			m["confirm"] = map[string]any{"listen": ":8444", "public_url": "https://c", "notify": map[string]any{"webhook": "https://push", "file": "/tmp/n"}}
+		}, []string{"confirm.notify needs exactly one of webhook"}},
+		{"confirm timeout 1s", func(m map[string]any) {
+			m["confirm"] = map[string]any{"listen": ":8444", "public_url": "https://c", "timeout": "1s", "notify": map[string]any{"file": "/tmp/n"}}
+		}, []string{"confirm.timeout must be between 10s and 10m"}},
 		{"several at once", func(m map[string]any) {
 			delete(m, "data_dir")
 			delete(sub(m, "token"), "uri")

@@ -59,12 +59,14 @@ func devConfig(dataDir string) (*Config, *devInfo, error) {
 		Admin       bool   `yaml:"admin"`
 		TokenSHA256 string `yaml:"token_sha256"`
 	}{Name: "dev", Admin: true, TokenSHA256: hex.EncodeToString(sum[:])})
+	c.Confirm.Listen, c.Confirm.PublicURL = "127.0.0.1:8444", "https://127.0.0.1:8444"
+	c.Confirm.Notify.File = filepath.Join(dataDir, "holder-notices.jsonl")
 	c.defaults()
 	c.Listen = "127.0.0.1:8443"
 	return c, &devInfo{dataDir: dataDir, caPath: filepath.Join(tlsDir, "ca.pem"), tokenPath: tokenPath}, c.validate()
 }
 
-func (d *devInfo) print(addr string) {
+func (d *devInfo) print(addr, confirmURL string) {
 	fmt.Printf(`
 Keyward keysvc (dev mode) on https://%[1]s — data in %[2]s
 Call it with the dev admin token and the dev CA:
@@ -75,9 +77,19 @@ Call it with the dev admin token and the dev CA:
   SIG=$(kw -X POST https://%[1]s/v1/keys/demo/sign -d '{"message":"aGVsbG8="}' | grep -o 'kw:v[0-9]*:[^"]*')
   kw -X POST https://%[1]s/v1/keys/demo/verify -d '{"message":"aGVsbG8=","signature":"'$SIG'"}'
 
+Display and confirm (a key that signs only what its holder confirms):
+
+  CODE=$(kw -X POST https://%[1]s/v1/keys -d '{"name":"cust-1","purpose":"sign","algorithm":"ec-p256","protection":"wrapped","confirm":"required","policy":{"grants":[{"client":"dev","ops":["sign","verify"]}]}}' | grep -o '"holder_setup_code":"[A-Z0-9=]*"' | cut -d'"' -f4)
+  open %[5]s/enrol in a browser (accept the dev CA), or:
+  curl -sS --cacert %[3]s -H 'Content-Type: application/json' %[5]s/confirm/v1/enrol -d '{"key":"cust-1","setup_code":"'$CODE'","pin":"Kw-7391-safe"}'
+  kw -X POST https://%[1]s/v1/keys/cust-1/sign -d '{"message":"'$(base64 -w0 keysvc/txformat/testdata/pain001_sample.xml)'"}'
+  → 202 with a confirmation id; the holder's link is printed here and kept in %[2]s/holder-notices.jsonl;
+    open it, check the fields, type the PIN, Approve; then
+  kw "https://%[1]s/v1/confirmations/<id>?wait=25s"
+
 API description: https://%[1]s/v1/openapi.json   Stop with Ctrl-C.
 
-`, addr, d.dataDir, d.caPath, d.tokenPath)
+`, addr, d.dataDir, d.caPath, d.tokenPath, confirmURL)
 }
 
 func mustAbs(p string) string {

@@ -111,11 +111,16 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		return err
 	}
 	defer tok.Close()
-	svc, err := keysvc.New(ctx, keysvc.Config{Token: tok, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
-		MinDestroyDelay: cfg.Destroy.MinDelay, Logger: log})
+	notify, err := notifier(cfg, dev != nil)
 	if err != nil {
 		return err
 	}
+	svc, err := keysvc.New(ctx, keysvc.Config{Token: tok, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
+		MinDestroyDelay: cfg.Destroy.MinDelay, Logger: log, ConfirmTimeout: cfg.Confirm.Timeout, Notify: notify})
+	if err != nil {
+		return err
+	}
+	defer svc.Close() // before the store closes: pending confirmations end, audited
 	if err := writeAuditKey(cfg.DataDir, svc); err != nil {
 		return err
 	}
@@ -141,26 +146,76 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	schedCtx, stopSched := context.WithCancel(context.Background())
 	schedDone := make(chan struct{})
 	go func() { defer close(schedDone); svc.Run(schedCtx, cfg.SchedulerInterval) }()
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.ServeTLS(ln, tlsCfg) }()
 	log.Info("keysvc listening", "addr", ln.Addr().String(), "token", cfg.Token.URI)
+	var csrv *api.ConfirmServer
+	if cfg.Confirm.Listen != "" {
+		if csrv, err = serveConfirm(cfg, svc, log, errc); err != nil {
+			srv.Shutdown(context.Background())
+			stopSched()
+			<-schedDone
+			return err
+		}
+	}
 	if dev != nil {
-		dev.print(ln.Addr().String())
+		dev.print(ln.Addr().String(), cfg.Confirm.PublicURL)
 	}
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
 		log.Info("shutting down")
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		err = srv.Shutdown(sctx)
-		cancel()
 	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if serr := srv.Shutdown(sctx); err == nil {
+		err = serr
+	}
+	if csrv != nil {
+		if serr := csrv.Shutdown(sctx); err == nil {
+			err = serr
+		}
+	}
+	cancel()
 	stopSched()
 	<-schedDone
 	if cerr := svc.Checkpoint(context.Background()); cerr != nil {
 		log.Error("final audit checkpoint", "err", cerr)
 	}
 	return err
+}
+
+// notifier builds the holder notifier of the confirm config (nil when the
+// confirmation endpoint is off: confirm-required keys then refuse to sign).
+func notifier(cfg *Config, dev bool) (keysvc.Notifier, error) {
+	switch c := cfg.Confirm; {
+	case c.Listen == "":
+		return nil, nil
+	case c.Notify.Webhook != "":
+		return webhookNotifier(c.Notify.Webhook, c.Notify.CA, c.PublicURL)
+	default:
+		return fileNotifier(c.Notify.File, c.PublicURL, dev), nil
+	}
+}
+
+// serveConfirm starts the holder's confirmation endpoint on its own TLS
+// listener (no client certificates: holders authenticate with the link's
+// token and their PIN).
+func serveConfirm(cfg *Config, svc *keysvc.Service, log *slog.Logger, errc chan<- error) (*api.ConfirmServer, error) {
+	csrv, err := api.NewConfirmServer(api.ConfirmConfig{Backend: svc, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	tlsCfg, err := api.TLSConfig(cfg.TLS.Cert, cfg.TLS.Key, "")
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Confirm.Listen)
+	if err != nil {
+		return nil, err
+	}
+	go func() { errc <- csrv.ServeTLS(ln, tlsCfg) }()
+	log.Info("confirmation endpoint listening", "addr", ln.Addr().String(), "public_url", cfg.Confirm.PublicURL)
+	return csrv, nil
 }
 
 // writeAuditKey saves the audit public key beside the store, for
