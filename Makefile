@@ -5,7 +5,7 @@ DATA_DIR ?= var
 FUZZTIME ?= 10s
 PKGS      = ./...
 
-.PHONY: all deps build test vet fmt-check fuzz-short fuzz bench run clean
+.PHONY: all deps build test vet fmt-check fuzz-short fuzz bench scale run clean
 
 all: build
 
@@ -55,6 +55,13 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count $(BENCHCOUNT) ./softhsm-tests
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./keysvc/boltstore
 	scripts/bench-keysvc.sh $(BENCHDUR)
+
+# Customer keys at bank scale: enrol SCALE_CUSTOMERS confirm-required
+# wrapped keys (EC P-256 and SM2), check the token's object count does not
+# move, and run confirmed signatures among them (figures in the log line).
+SCALE_CUSTOMERS ?= 100000
+scale: deps
+	KEYWARD_SCALE_CUSTOMERS=$(SCALE_CUSTOMERS) $(GO) test -count=1 -v -timeout 60m -run '^TestCustomerScale$$' ./softhsm-tests 2>&1 | grep -v ' INFO '
 
 run: deps
 	$(GO) build -o bin/keysvc ./cmd/keysvc

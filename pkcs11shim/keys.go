@@ -449,6 +449,20 @@ func (s *Session) countObjects(tmpl []*pkcs11.Attribute) (int, error) {
 	return len(objs), err
 }
 
+// CountTokenObjects counts the objects stored on the token (CKA_TOKEN
+// true) that the logged-in user can see, up to limit. Operators watch it to
+// know the token is not filling up: keysvc keeps customer keys wrapped, so
+// this count does not grow with customers.
+func (p *Pool) CountTokenObjects(ctx context.Context, limit int) (int, error) {
+	var n int
+	err := p.WithSession(ctx, func(s *Session) error {
+		objs, err := s.findObjects([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true)}, limit)
+		n = len(objs)
+		return err
+	})
+	return n, err
+}
+
 // DestroyKey destroys the key's objects on the token (C_DestroyObject),
 // private/secret first (R-TOK-7).
 func (p *Pool) DestroyKey(ctx context.Context, k *Key) error {
