@@ -11,13 +11,38 @@
 //
 // # Retries
 //
-// Only idempotent calls are retried: GetKey, ListKeys, Verify and
-// PublicKey, on a connection error or a 502, 503 or 504, with a small
-// exponential backoff (50 ms, 100 ms, 200 ms … at most 1 s, with jitter).
-// Sign, SignBatch, Encrypt, Decrypt, DataKey, Rotate, CreateKey and
-// SetVersionState are never retried: a request that reached the token may
-// have been done (and audited) even when its answer was lost, and a retry
-// would sign, rotate or destroy twice. Callers decide for those.
+// Only idempotent calls are retried: GetKey, ListKeys, Verify, VerifyMAC,
+// PublicKey and Confirmation (a poll), on a connection error or a 502, 503
+// or 504, with a small exponential backoff (50 ms, 100 ms, 200 ms … at most
+// 1 s, with jitter). Sign, SignBatch, MAC, Encrypt, Decrypt, DataKey,
+// Rotate, CreateKey, UpdateSettings, SetVersionState, CancelConfirmation,
+// UnlockHolder and ResetHolder are never retried: a request that reached
+// the token may have been done (and audited) even when its answer was
+// lost, and a retry would sign, rotate or destroy twice, ask the holder a
+// second time, or issue a second setup code and lose the first. Callers
+// decide for those.
+//
+// # Display and confirm
+//
+// Sign on a key created with confirm "required" signs nothing yet: the
+// server answers 202 and the SignResult holds a pending Confirmation
+// instead of a signature. Poll it with Confirmation (a long poll of up to
+// MaxConfirmationWait), withdraw it with CancelConfirmation, or let
+// SignConfirmed do both: it returns the signature once the holder
+// approves, or an error wrapping ErrNotConfirmed. The holder approves on
+// the confirmation endpoint, a separate listener this client does not
+// talk to.
+//
+// # Timeouts
+//
+// The default HTTP client has a 30 s timeout (http.Client.Timeout), which
+// bounds every request. A long poll is held by the server for its wait
+// before it answers, so it gets the wait on top: it is sent through a copy
+// of the HTTP client without Timeout, under a context deadline of the wait
+// plus that Timeout (25 s + 30 s by default). The shared client is not
+// changed, so no other request waits longer than before, and a caller's
+// own shorter Timeout (WithHTTPClient) cannot cut a long poll short. An
+// HTTP client without a Timeout relies on ctx alone, as before.
 //
 // # Concurrency
 //
@@ -71,7 +96,8 @@ type Option func(*Client)
 func WithBearer(token string) Option { return func(c *Client) { c.bearer = token } }
 
 // WithHTTPClient sets the HTTP client, for example one with a client
-// certificate for mutual TLS. The default has a 30 s timeout.
+// certificate for mutual TLS. The default has a 30 s timeout; long polls
+// get their wait on top of the Timeout (see "Timeouts").
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
 // WithRetries sets how many times idempotent calls are retried (default
@@ -101,7 +127,8 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 type call struct {
 	method, path string
 	in, out      any
-	idempotent   bool // may be retried
+	idempotent   bool          // may be retried
+	hold         time.Duration // how long the server may hold the request before answering (long poll)
 }
 
 func keyPath(name string, rest ...string) string {
@@ -143,7 +170,19 @@ func (c *Client) once(ctx context.Context, cl call, body []byte) (retry bool, er
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, cl.method, c.base+cl.path, rd)
+	hc, rctx := c.hc, ctx
+	if cl.hold > 0 && hc.Timeout > 0 {
+		// http.Client.Timeout cannot be lengthened for one request: a long
+		// poll goes through a copy without it (same Transport, so the same
+		// connections), bounded by its own deadline instead.
+		lp := *hc
+		lp.Timeout = 0
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(ctx, cl.hold+hc.Timeout)
+		defer cancel()
+		hc = &lp
+	}
+	req, err := http.NewRequestWithContext(rctx, cl.method, c.base+cl.path, rd)
 	if err != nil {
 		return false, fmt.Errorf("keysvc client: %w", err)
 	}
@@ -154,7 +193,7 @@ func (c *Client) once(ctx context.Context, cl call, body []byte) (retry bool, er
 	if c.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+c.bearer)
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, fmt.Errorf("keysvc client: %s %s: %w", cl.method, cl.path, ctx.Err())
@@ -256,6 +295,10 @@ func (c *Client) SetVersionState(ctx context.Context, name string, version int, 
 }
 
 // Sign signs a message or digest with the key's primary version.
+//
+// On a confirm-required key the server answers 202: the result has no
+// signature and Confirmation is set (pending). Collect the signature with
+// Confirmation, or use SignConfirmed.
 func (c *Client) Sign(ctx context.Context, name string, req keysvc.SignRequest) (keysvc.SignResult, error) {
 	var r keysvc.SignResult
 	return r, c.do(ctx, call{method: "POST", path: keyPath(name, "/sign"), in: req, out: &r})

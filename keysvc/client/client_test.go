@@ -33,6 +33,11 @@ type fakeBackend struct {
 	calls map[string]int
 	last  map[string][]any
 	ready error
+	// pending, when set, is what Sign answers (HTTP 202) instead of a
+	// signature; polls are Confirmation's answers in turn, the last one
+	// repeated once they run out.
+	pending *keysvc.ConfirmationView
+	polls   []keysvc.ConfirmationView
 }
 
 func newFake() *fakeBackend {
@@ -43,6 +48,14 @@ func (b *fakeBackend) fail(method string, errs ...error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.errs[method] = errs
+}
+
+// confirmations makes Sign answer pending (nil: sign at once) and
+// Confirmation answer polls in turn.
+func (b *fakeBackend) confirmations(pending *keysvc.ConfirmationView, polls ...keysvc.ConfirmationView) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pending, b.polls = pending, polls
 }
 
 func (b *fakeBackend) count(method string) int {
@@ -95,7 +108,14 @@ func (b *fakeBackend) SetVersionState(_ context.Context, _ keysvc.Caller, n stri
 	return key(n), b.rec("SetVersionState", n, v, a, d)
 }
 func (b *fakeBackend) Sign(_ context.Context, _ keysvc.Caller, n string, r keysvc.SignRequest) (keysvc.SignResult, error) {
-	return keysvc.SignResult{Signature: "kw:v2:c2ln", Version: 2}, b.rec("Sign", n, r)
+	err := b.rec("Sign", n, r)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pending != nil {
+		v := *b.pending
+		return keysvc.SignResult{Confirmation: &v}, err
+	}
+	return keysvc.SignResult{Signature: "kw:v2:c2ln", Version: 2}, err
 }
 func (b *fakeBackend) SignBatch(_ context.Context, _ keysvc.Caller, n string, rs []keysvc.SignRequest) ([]keysvc.SignResult, error) {
 	out := make([]keysvc.SignResult, len(rs))
@@ -266,6 +286,12 @@ func TestErrorsIs(t *testing.T) {
 		keysvc.ErrIllegalTransition, keysvc.ErrVersionNotUsable, keysvc.ErrWrongPurpose, keysvc.ErrForbidden,
 		keysvc.ErrUnauthenticated, keysvc.ErrInvalidCiphertext, keysvc.ErrInvalidSignature, keysvc.ErrDecrypt,
 		keysvc.ErrTokenUnavailable, keysvc.ErrTokenLocked, keysvc.ErrAuditUnavailable, keysvc.ErrStore,
+		keysvc.ErrConfirmationRequired, keysvc.ErrTransactionNotRecognised, keysvc.ErrConfirmationPending,
+		keysvc.ErrConfirmationNotFound, keysvc.ErrConfirmationClosed, keysvc.ErrConfirmationMismatch,
+		keysvc.ErrHolderPIN, keysvc.ErrHolderLocked, keysvc.ErrHolderNotEnrolled, keysvc.ErrConfirmUnavailable,
+	}
+	if len(all) != len(keysvc.SentinelCodes) {
+		t.Errorf("testing %d sentinels, keysvc.SentinelCodes has %d", len(all), len(keysvc.SentinelCodes))
 	}
 	for _, sentinel := range all {
 		b.fail("GetKey", fmt.Errorf("k1: %w", sentinel))
@@ -344,6 +370,11 @@ func TestRetries(t *testing.T) {
 	if _, err := c.PublicKey(ctx, "k1", 0); err != nil || b.count("PublicKey") != 2 {
 		t.Errorf("PublicKey: %v after %d calls", err, b.count("PublicKey"))
 	}
+	b.confirmations(nil, keysvc.ConfirmationView{ID: confID, Status: keysvc.ConfirmPending})
+	b.fail("Confirmation", unavailable)
+	if _, err := c.Confirmation(ctx, confID, 0); err != nil || b.count("Confirmation") != 2 {
+		t.Errorf("Confirmation: %v after %d calls", err, b.count("Confirmation"))
+	}
 	// Other errors are not retried, even on idempotent calls.
 	b.fail("GetKey", keysvc.ErrKeyNotFound, nil)
 	if _, err := c.GetKey(ctx, "k1"); !errors.Is(err, keysvc.ErrKeyNotFound) || b.count("GetKey") != 4 {
@@ -366,6 +397,9 @@ func TestRetries(t *testing.T) {
 			_, err := c.SetVersionState(ctx, "k1", 1, keysvc.ActionDisable, 0)
 			return err
 		},
+		"CancelConfirmation": func() error { _, err := c.CancelConfirmation(ctx, confID); return err },
+		"UnlockHolder":       func() error { _, err := c.UnlockHolder(ctx, "k1"); return err },
+		"ResetHolder":        func() error { _, err := c.ResetHolder(ctx, "k1"); return err },
 	}
 	for method, f := range calls {
 		b.fail(method, unavailable, unavailable)
@@ -480,17 +514,46 @@ func TestNew(t *testing.T) {
 	}
 }
 
-// Display-and-confirm methods: the fake has no confirmations; the real
-// flow is tested on SoftHSM (softhsm-tests/confirm_test.go).
-func (b *fakeBackend) Confirmation(context.Context, keysvc.Caller, string, time.Duration) (keysvc.ConfirmationView, error) {
-	return keysvc.ConfirmationView{}, keysvc.ErrConfirmationNotFound
+// Display-and-confirm methods. Confirmation holds a pending answer for
+// the wait asked (or until ctx ends), like the Service's long poll; the
+// real flow is tested on SoftHSM (softhsm-tests/confirm_test.go).
+func (b *fakeBackend) Confirmation(ctx context.Context, _ keysvc.Caller, id string, wait time.Duration) (keysvc.ConfirmationView, error) {
+	if err := b.rec("Confirmation", id, wait); err != nil {
+		return keysvc.ConfirmationView{}, err
+	}
+	b.mu.Lock()
+	if len(b.polls) == 0 {
+		b.mu.Unlock()
+		return keysvc.ConfirmationView{}, fmt.Errorf("%w: %q", keysvc.ErrConfirmationNotFound, id)
+	}
+	v := b.polls[0]
+	if len(b.polls) > 1 {
+		b.polls = b.polls[1:]
+	}
+	b.mu.Unlock()
+	if v.Status == keysvc.ConfirmPending && wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	return v, nil
 }
-func (b *fakeBackend) CancelConfirmation(context.Context, keysvc.Caller, string) (keysvc.ConfirmationView, error) {
-	return keysvc.ConfirmationView{}, keysvc.ErrConfirmationNotFound
+func (b *fakeBackend) CancelConfirmation(_ context.Context, _ keysvc.Caller, id string) (keysvc.ConfirmationView, error) {
+	return keysvc.ConfirmationView{ID: id, Status: keysvc.ConfirmCancelled, Reason: "the requester cancelled it"}, b.rec("CancelConfirmation", id)
 }
-func (b *fakeBackend) UnlockHolder(context.Context, keysvc.Caller, string) (*keysvc.Key, error) {
-	return nil, keysvc.ErrForbidden
+func holderKey(name string) *keysvc.Key {
+	k := key(name)
+	k.Confirm, k.Holder = keysvc.ConfirmRequired, &keysvc.Holder{PINHash: []byte{1}}
+	return k
 }
-func (b *fakeBackend) ResetHolder(context.Context, keysvc.Caller, string) (*keysvc.Key, error) {
-	return nil, keysvc.ErrForbidden
+func (b *fakeBackend) UnlockHolder(_ context.Context, _ keysvc.Caller, n string) (*keysvc.Key, error) {
+	return holderKey(n), b.rec("UnlockHolder", n)
+}
+func (b *fakeBackend) ResetHolder(_ context.Context, _ keysvc.Caller, n string) (*keysvc.Key, error) {
+	k := holderKey(n)
+	k.Holder = &keysvc.Holder{SetupHash: []byte{1}}
+	return k, b.rec("ResetHolder", n)
 }
