@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Keyward's build and tests need on Debian/Ubuntu when missing:
 # a C compiler for cgo (miekg/pkcs11), SoftHSM2 (the PKCS#11 module the tests
-# run against), the openssl CLI (tests verify signatures with it), and with
-# the argument "bench" wrk (the HTTP load generator of make bench).
+# run against), the openssl CLI (tests verify signatures with it), Chromium
+# (the confirmation page's browser test drives it headless; under CI=true a
+# missing browser fails that test), and with the argument "bench" wrk (the
+# HTTP load generator of make bench).
 set -euo pipefail
 
 need=()
@@ -10,6 +12,7 @@ need=()
 if [ "${1:-}" = bench ]; then command -v wrk >/dev/null 2>&1 || need+=(wrk); fi
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 softhsm=""
 for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so; do
   [ -e "$p" ] && softhsm="$p" && break
