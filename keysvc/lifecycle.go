@@ -122,19 +122,39 @@ func (s *Service) GetKey(_ context.Context, c Caller, name string) (*Key, error)
 	return k, nil
 }
 
-// ListKeys returns the keys the caller may read.
-func (s *Service) ListKeys(_ context.Context, c Caller) ([]*Key, error) {
-	all, err := s.store.ListKeys()
-	if err != nil {
-		return nil, err
+// MaxListKeys is the most keys one ListKeys page holds.
+const MaxListKeys = 1000
+
+// ListKeys returns a page of the keys the caller may read: those named
+// after after, by name, at most limit (1..MaxListKeys; 0 means
+// MaxListKeys). next is the name to pass as after for the following page,
+// or "" after the last page.
+func (s *Service) ListKeys(_ context.Context, c Caller, after string, limit int) (keys []*Key, next string, err error) {
+	if limit < 0 || limit > MaxListKeys {
+		return nil, "", fmt.Errorf("%w: limit must be between 1 and %d", ErrInvalidArgument, MaxListKeys)
 	}
-	out := all[:0]
-	for _, k := range all {
-		if authorize(c, k, OpRead) == nil {
-			out = append(out, k)
+	if limit == 0 {
+		limit = MaxListKeys
+	}
+	for {
+		page, err := s.store.ListKeys(after, limit)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, k := range page {
+			after = k.Name
+			if authorize(c, k, OpRead) != nil {
+				continue
+			}
+			keys = append(keys, k)
+			if len(keys) == limit {
+				return keys, k.Name, nil
+			}
+		}
+		if len(page) < limit {
+			return keys, "", nil
 		}
 	}
-	return out, nil
 }
 
 // Rotate adds a new primary version.
@@ -289,7 +309,7 @@ var schedulerCaller = Caller{Name: "scheduler"}
 // audit log. Run it at start-up (to catch up after downtime) and then
 // periodically (Run).
 func (s *Service) Tick(ctx context.Context) error {
-	keys, err := s.store.ListKeys()
+	keys, err := s.store.ListKeys("", 0)
 	if err != nil {
 		return err
 	}

@@ -14,8 +14,9 @@ type Store interface {
 	CreateKey(k *Key, rec *audit.Record) error
 	// GetKey returns a copy of the key; ErrKeyNotFound if absent.
 	GetKey(name string) (*Key, error)
-	// ListKeys returns copies of all keys, by name.
-	ListKeys() ([]*Key, error)
+	// ListKeys returns copies of the keys whose names sort after after
+	// ("" = from the first), by name, at most limit of them (0 = all).
+	ListKeys(after string, limit int) ([]*Key, error)
 	// UpdateKey runs fn on a copy of the key inside one transaction and
 	// stores the result with rec (which may be nil; fn may fill in its
 	// Result and Detail). An error from fn aborts without storing

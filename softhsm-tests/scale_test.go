@@ -89,6 +89,30 @@ func TestCustomerScale(t *testing.T) {
 		t.Fatalf("token objects: %d before enrolling %d customers, %d after; customer keys must not live in the token", before, n, after)
 	}
 
+	// The officer pages through every key over HTTP (1000 per page).
+	start = time.Now()
+	listed, pages, cursor := 0, 0, ""
+	for {
+		out := e.must(t, 200, officerToken, "GET", "/v1/keys?limit=1000&after="+cursor, nil)
+		ks, _ := out["keys"].([]any)
+		listed += len(ks)
+		pages++
+		next, _ := out["next"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	list := time.Since(start)
+	if listed != n {
+		t.Fatalf("listed %d keys in %d pages, want %d", listed, pages, n)
+	}
+	start = time.Now()
+	if err := e.svc.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tick := time.Since(start)
+
 	// Confirmed signatures for random customers, over HTTP, at this scale.
 	const sample = 100
 	start = time.Now()
@@ -110,7 +134,7 @@ func TestCustomerScale(t *testing.T) {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	t.Logf("%d customers enrolled in %v (%.0f/s, create+enrol); token objects %d before and after; store %.1f MB (%.0f bytes per customer); heap %.0f MB; %d confirmed signatures (request, approve, poll, verify) in %v (%.1f ms each)",
+	t.Logf("%d customers enrolled in %v (%.0f/s, create+enrol); token objects %d before and after; store %.1f MB (%.0f bytes per customer); heap %.0f MB; %d confirmed signatures (request, approve, poll, verify) in %v (%.1f ms each); listing all keys took %v in %d pages; one scheduler tick %v",
 		n, enrol.Round(time.Millisecond), float64(n)/enrol.Seconds(), after, float64(st.Size())/1e6, float64(st.Size())/float64(n), float64(ms.HeapAlloc)/1e6,
-		sample, flow.Round(time.Millisecond), float64(flow.Milliseconds())/sample)
+		sample, flow.Round(time.Millisecond), float64(flow.Milliseconds())/sample, list.Round(time.Millisecond), pages, tick.Round(time.Millisecond))
 }

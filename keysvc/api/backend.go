@@ -16,7 +16,7 @@ import (
 type Backend interface {
 	CreateKey(ctx context.Context, c keysvc.Caller, req keysvc.CreateKeyRequest) (*keysvc.Key, error)
 	GetKey(ctx context.Context, c keysvc.Caller, name string) (*keysvc.Key, error)
-	ListKeys(ctx context.Context, c keysvc.Caller) ([]*keysvc.Key, error)
+	ListKeys(ctx context.Context, c keysvc.Caller, after string, limit int) (keys []*keysvc.Key, next string, err error)
 	Rotate(ctx context.Context, c keysvc.Caller, name string) (*keysvc.Key, error)
 	UpdateSettings(ctx context.Context, c keysvc.Caller, name string, req keysvc.KeySettingsRequest) (*keysvc.Key, error)
 	SetVersionState(ctx context.Context, c keysvc.Caller, name string, version int, action keysvc.VersionAction, delay time.Duration) (*keysvc.Key, error)

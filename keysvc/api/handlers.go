@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"runtime/debug"
 	"time"
 
@@ -153,14 +154,30 @@ func (s *Server) createKey(r *call) (reply, error) {
 // keyList is the body of GET /v1/keys.
 type keyList struct {
 	Keys []keysvc.KeyView `json:"keys"`
+	// Next is the "after" of the following page; absent on the last page.
+	Next string `json:"next,omitempty"`
 }
 
 func (s *Server) listKeys(r *call) (reply, error) {
-	keys, err := s.backend.ListKeys(r.ctx, r.caller)
+	limit := 0
+	if l := r.fc.Query("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > keysvc.MaxListKeys {
+			return reply{}, invalidArgument(`"limit" must be a number from 1 to 1000`)
+		}
+		limit = n
+	}
+	after := r.fc.Query("after")
+	if after != "" {
+		if err := validKeyName(after); err != nil {
+			return reply{}, invalidArgument(`"after" must be a key name (the "next" of the previous page)`)
+		}
+	}
+	keys, next, err := s.backend.ListKeys(r.ctx, r.caller, after, limit)
 	if err != nil {
 		return reply{}, err
 	}
-	out := keyList{Keys: make([]keysvc.KeyView, 0, len(keys))}
+	out := keyList{Keys: make([]keysvc.KeyView, 0, len(keys)), Next: next}
 	for _, k := range keys {
 		v, err := view(k, nil)
 		if err != nil {

@@ -130,11 +130,11 @@ func (b *fakeBackend) GetKey(_ context.Context, c keysvc.Caller, name string) (*
 	return testKey(name), nil
 }
 
-func (b *fakeBackend) ListKeys(_ context.Context, c keysvc.Caller) ([]*keysvc.Key, error) {
-	if err := b.record("ListKeys", c, ""); err != nil {
-		return nil, err
+func (b *fakeBackend) ListKeys(_ context.Context, c keysvc.Caller, after string, limit int) ([]*keysvc.Key, string, error) {
+	if err := b.record("ListKeys", c, after, limit); err != nil {
+		return nil, "", err
 	}
-	return []*keysvc.Key{testKey("a"), testKey("b")}, nil
+	return []*keysvc.Key{testKey("a"), testKey("b")}, "", nil
 }
 
 func (b *fakeBackend) Rotate(_ context.Context, c keysvc.Caller, name string) (*keysvc.Key, error) {

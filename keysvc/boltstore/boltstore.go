@@ -227,20 +227,29 @@ func (s *Store) GetKey(name string) (*keysvc.Key, error) {
 	return k, nil
 }
 
-// ListKeys returns fresh copies of all keys, by name.
-func (s *Store) ListKeys() ([]*keysvc.Key, error) {
+// ListKeys returns fresh copies of the keys named after after, by name,
+// at most limit (0: all).
+func (s *Store) ListKeys(after string, limit int) ([]*keysvc.Key, error) {
 	var out []*keysvc.Key
 	err := s.db.View(func(tx *bolt.Tx) error {
 		// bbolt iterates in byte order of the names, which is Go's string
 		// order.
-		return tx.Bucket(bucketKeys).ForEach(func(name, v []byte) error {
+		c := tx.Bucket(bucketKeys).Cursor()
+		name, v := c.First()
+		if after != "" {
+			name, v = c.Seek([]byte(after))
+			if name != nil && string(name) == after {
+				name, v = c.Next()
+			}
+		}
+		for ; name != nil && (limit <= 0 || len(out) < limit); name, v = c.Next() {
 			k, err := decodeKey(v)
 			if err != nil {
 				return fmt.Errorf("key %q: %w", name, err)
 			}
 			out = append(out, k)
-			return nil
-		})
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: list keys: %w", keysvc.ErrStore, err)

@@ -252,7 +252,7 @@ func TestKeyRoundTrip(t *testing.T) {
 
 func TestListKeys(t *testing.T) {
 	s, _ := openStore(t, boltstore.Options{})
-	if ks, err := s.ListKeys(); err != nil || len(ks) != 0 {
+	if ks, err := s.ListKeys("", 0); err != nil || len(ks) != 0 {
 		t.Fatalf("empty ListKeys = %v, %v", ks, err)
 	}
 	for _, n := range []string{"b", "a", "c-2", "A", "c-10"} {
@@ -260,7 +260,7 @@ func TestListKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ks, err := s.ListKeys()
+	ks, err := s.ListKeys("", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,6 +277,28 @@ func TestListKeys(t *testing.T) {
 	ks[0].Primary = 99
 	if k, _ := s.GetKey("A"); k.Primary == 99 {
 		t.Fatal("ListKeys returned the store's own memory")
+	}
+	// Pages: after is exclusive, whether or not it names a key.
+	for _, c := range []struct {
+		after string
+		limit int
+		want  []string
+	}{
+		{"", 2, []string{"A", "a"}},
+		{"a", 2, []string{"b", "c-10"}},
+		{"c-10", 2, []string{"c-2"}},
+		{"c-2", 2, nil},
+		{"aa", 0, []string{"b", "c-10", "c-2"}},
+		{"0", 1, []string{"A"}},
+	} {
+		ks, err := s.ListKeys(c.after, c.limit)
+		var got []string
+		for _, k := range ks {
+			got = append(got, k.Name)
+		}
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("ListKeys(%q, %d) = %v, %v; want %v", c.after, c.limit, got, err, c.want)
+		}
 	}
 }
 
@@ -1044,7 +1066,7 @@ func TestWritableAndClosed(t *testing.T) {
 	}{
 		{"Writable", s.Writable},
 		{"GetKey", func() error { _, err := s.GetKey("k"); return err }},
-		{"ListKeys", func() error { _, err := s.ListKeys(); return err }},
+		{"ListKeys", func() error { _, err := s.ListKeys("", 0); return err }},
 		{"CreateKey", func() error { return s.CreateKey(testKey("k2"), newRec("create", "k2")) }},
 		{"UpdateKey", func() error {
 			_, err := s.UpdateKey("k", func(*keysvc.Key) error { called = true; return nil }, nil)

@@ -254,13 +254,44 @@ func (c *Client) CreateKey(ctx context.Context, req keysvc.CreateKeyRequest) (ke
 	return v, c.do(ctx, call{method: "POST", path: "/v1/keys", in: req, out: &v})
 }
 
-// ListKeys lists the keys the caller may read.
+// ListKeys lists every key the caller may read, following the pages.
 func (c *Client) ListKeys(ctx context.Context) ([]keysvc.KeyView, error) {
+	var all []keysvc.KeyView
+	after := ""
+	for {
+		page, next, err := c.ListKeysPage(ctx, after, 0)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page...)
+		if next == "" {
+			return all, nil
+		}
+		after = next
+	}
+}
+
+// ListKeysPage lists one page: keys named after after, at most limit (0:
+// the server's maximum, 1000). next is the after of the following page, ""
+// on the last.
+func (c *Client) ListKeysPage(ctx context.Context, after string, limit int) (keys []keysvc.KeyView, next string, err error) {
 	var l struct {
 		Keys []keysvc.KeyView `json:"keys"`
+		Next string           `json:"next"`
 	}
-	err := c.do(ctx, call{method: "GET", path: "/v1/keys", out: &l, idempotent: true})
-	return l.Keys, err
+	q := url.Values{}
+	if after != "" {
+		q.Set("after", after)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	path := "/v1/keys"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	err = c.do(ctx, call{method: "GET", path: path, out: &l, idempotent: true})
+	return l.Keys, l.Next, err
 }
 
 // GetKey reads a key's metadata.

@@ -95,8 +95,12 @@ func (b *fakeBackend) CreateKey(_ context.Context, _ keysvc.Caller, r keysvc.Cre
 func (b *fakeBackend) GetKey(_ context.Context, _ keysvc.Caller, n string) (*keysvc.Key, error) {
 	return key(n), b.rec("GetKey", n)
 }
-func (b *fakeBackend) ListKeys(context.Context, keysvc.Caller) ([]*keysvc.Key, error) {
-	return []*keysvc.Key{key("a"), key("b")}, b.rec("ListKeys")
+func (b *fakeBackend) ListKeys(_ context.Context, _ keysvc.Caller, after string, _ int) ([]*keysvc.Key, string, error) {
+	// Two pages: the client must follow "next".
+	if after == "" {
+		return []*keysvc.Key{key("a")}, "a", b.rec("ListKeys")
+	}
+	return []*keysvc.Key{key("b")}, "", b.rec("ListKeys")
 }
 func (b *fakeBackend) Rotate(_ context.Context, _ keysvc.Caller, n string) (*keysvc.Key, error) {
 	return key(n), b.rec("Rotate", n)
