@@ -5,7 +5,7 @@ DATA_DIR ?= var
 FUZZTIME ?= 10s
 PKGS      = ./...
 
-.PHONY: all deps build test vet fmt-check fuzz-short fuzz bench scale run clean
+.PHONY: all deps build test vet fmt-check fuzz-short fuzz bench scale run kwsign clean
 
 all: build
 
@@ -62,6 +62,10 @@ bench: deps
 SCALE_CUSTOMERS ?= 100000
 scale: deps
 	KEYWARD_SCALE_CUSTOMERS=$(SCALE_CUSTOMERS) $(GO) test -count=1 -v -timeout 60m -run '^TestCustomerScale$$' ./softhsm-tests 2>&1 | grep -v ' INFO '
+
+# The USB-key holder's signing command (cmd/kwsign).
+kwsign: deps
+	$(GO) build -o bin/kwsign ./cmd/kwsign
 
 run: deps
 	$(GO) build -o bin/keysvc ./cmd/keysvc
