@@ -410,3 +410,26 @@ func TestEnsureDevTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEConfigLoads keeps the README's production example true: its
+// YAML block must load and validate.
+func TestREADMEConfigLoads(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "```yaml\n")
+	if i < 0 {
+		t.Fatal("README has no ```yaml block")
+	}
+	rest := s[i+len("```yaml\n"):]
+	block := rest[:strings.Index(rest, "```")]
+	cfg, err := loadConfig(writeConfig(t, block))
+	if err != nil {
+		t.Fatalf("README config: %v", err)
+	}
+	if cfg.Confirm.Listen == "" || cfg.Confirm.Notify.Webhook == "" {
+		t.Fatalf("README config lost its confirm block: %+v", cfg.Confirm)
+	}
+}
