@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
