@@ -1,14 +1,10 @@
 package api
 
 import (
-	"context"
-	"crypto/tls"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"regexp"
-	"sync"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -42,12 +38,9 @@ type ConfirmConfig struct {
 // Holder tokens travel in paths, so this server writes no access log and
 // tells browsers not to send Referer headers or cache anything.
 type ConfirmServer struct {
-	app     *fiber.App
+	serving // App, Serve, ServeTLS, Shutdown
 	backend ConfirmBackend
 	log     *slog.Logger
-
-	mu     sync.Mutex
-	closed bool
 }
 
 // holderTokenRE matches the 43-character base64url holder tokens.
@@ -82,38 +75,6 @@ func NewConfirmServer(cfg ConfirmConfig) (*ConfirmServer, error) {
 	j.Post("/enrol", s.jsonEnrol)
 	s.pageRoutes()
 	return s, nil
-}
-
-// App returns the fiber application (tests).
-func (s *ConfirmServer) App() *fiber.App { return s.app }
-
-// ServeTLS serves HTTPS on ln until Shutdown.
-func (s *ConfirmServer) ServeTLS(ln net.Listener, tlsCfg *tls.Config) error {
-	if tlsCfg == nil {
-		return errors.New("api: ServeTLS needs a TLS configuration")
-	}
-	return s.serve(tls.NewListener(lingerListener{ln}, tlsCfg))
-}
-
-// Serve serves plain HTTP (loopback tests, or behind a TLS proxy).
-func (s *ConfirmServer) Serve(ln net.Listener) error { return s.serve(lingerListener{ln}) }
-
-func (s *ConfirmServer) serve(ln net.Listener) error {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return ErrServerClosed
-	}
-	return s.app.Listener(ln)
-}
-
-// Shutdown stops the server (see Server.Shutdown).
-func (s *ConfirmServer) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	return s.app.ShutdownWithContext(ctx)
 }
 
 // securityHeaders: no caching, no referrer (tokens are in paths), no

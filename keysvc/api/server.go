@@ -59,14 +59,57 @@ type Client struct {
 
 // Server is the keysvc HTTP API.
 type Server struct {
-	app     *fiber.App
+	serving
 	backend Backend
 	clients *registry
 	metrics *metrics
 	log     *slog.Logger
+}
 
+// serving is the listening part shared by Server and ConfirmServer: the
+// fiber app, and a closed flag so Serve after Shutdown refuses.
+type serving struct {
+	app    *fiber.App
 	mu     sync.Mutex
 	closed bool
+}
+
+// App returns the underlying fiber application (for tests and for
+// mounting extra routes before serving).
+func (s *serving) App() *fiber.App { return s.app }
+
+// Serve serves plain HTTP on ln until Shutdown; it then returns nil. Use
+// it behind a TLS-terminating proxy or on loopback only.
+func (s *serving) Serve(ln net.Listener) error {
+	return s.serve(lingerListener{ln})
+}
+
+// ServeTLS serves HTTPS on ln with tlsCfg (see TLSConfig) until Shutdown.
+func (s *serving) ServeTLS(ln net.Listener, tlsCfg *tls.Config) error {
+	if tlsCfg == nil {
+		return errors.New("api: ServeTLS needs a TLS configuration")
+	}
+	return s.serve(tls.NewListener(lingerListener{ln}, tlsCfg))
+}
+
+func (s *serving) serve(ln net.Listener) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return ErrServerClosed
+	}
+	return s.app.Listener(ln)
+}
+
+// Shutdown stops accepting connections, closes idle ones and waits for
+// in-flight requests to finish, or for ctx to end (then it returns
+// ctx.Err() and requests still running are abandoned to finish alone).
+func (s *serving) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return s.app.ShutdownWithContext(ctx)
 }
 
 // ErrServerClosed is returned by Serve and ServeTLS after Shutdown.
@@ -121,44 +164,6 @@ func orDefault[T int | time.Duration](v, def T) T {
 		return def
 	}
 	return v
-}
-
-// App returns the underlying fiber application (for tests and for
-// mounting extra routes before serving).
-func (s *Server) App() *fiber.App { return s.app }
-
-// Serve serves plain HTTP on ln until Shutdown; it then returns nil. Use
-// it behind a TLS-terminating proxy or on loopback only.
-func (s *Server) Serve(ln net.Listener) error {
-	return s.serve(lingerListener{ln})
-}
-
-// ServeTLS serves HTTPS on ln with tlsCfg (see TLSConfig) until Shutdown.
-func (s *Server) ServeTLS(ln net.Listener, tlsCfg *tls.Config) error {
-	if tlsCfg == nil {
-		return errors.New("api: ServeTLS needs a TLS configuration")
-	}
-	return s.serve(tls.NewListener(lingerListener{ln}, tlsCfg))
-}
-
-func (s *Server) serve(ln net.Listener) error {
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return ErrServerClosed
-	}
-	return s.app.Listener(ln)
-}
-
-// Shutdown stops accepting connections, closes idle ones and waits for
-// in-flight requests to finish, or for ctx to end (then it returns
-// ctx.Err() and requests still running are abandoned to finish alone).
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	return s.app.ShutdownWithContext(ctx)
 }
 
 // TLSConfig loads the server's certificate and key and, when clientCAFile
