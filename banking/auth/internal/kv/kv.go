@@ -1,0 +1,94 @@
+// Package kv holds the few bbolt and identifier helpers the banking/auth
+// packages share: identifier checks, composite keys and JSON records.
+package kv
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// MaxIDLen is the longest customer id, purpose, account name or device id
+// accepted (bytes).
+const MaxIDLen = 128
+
+// ErrBadID is returned for an empty, over-long or control-character id.
+// Callers wrap it in their own sentinel.
+var ErrBadID = errors.New("invalid identifier")
+
+// CheckID refuses an id that could not be a key part: empty, longer than
+// MaxIDLen, not UTF-8, or holding a control character (0x00 separates key
+// parts). The id itself is never echoed in the error: it may be personal.
+func CheckID(field, s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: %s is empty", ErrBadID, field)
+	}
+	if len(s) > MaxIDLen {
+		return fmt.Errorf("%w: %s is longer than %d bytes", ErrBadID, field, MaxIDLen)
+	}
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: %s is not UTF-8", ErrBadID, field)
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return fmt.Errorf("%w: %s holds a control character", ErrBadID, field)
+	}
+	return nil
+}
+
+// Key joins parts with 0x00, which CheckID keeps out of every part, so
+// ("a","bc") and ("ab","c") never collide.
+func Key(parts ...string) []byte {
+	n := len(parts)
+	for _, p := range parts {
+		n += len(p)
+	}
+	k := make([]byte, 0, n)
+	for i, p := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, p...)
+	}
+	return k
+}
+
+// Prefix is Key(parts...) followed by the separator: every key that starts
+// with these parts and has one more.
+func Prefix(parts ...string) []byte { return append(Key(parts...), 0) }
+
+// Ensure creates the buckets if missing.
+func Ensure(db *bolt.DB, names ...[]byte) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, n := range names {
+			if _, err := tx.CreateBucketIfNotExists(n); err != nil {
+				return fmt.Errorf("bucket %s: %w", n, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Get decodes the JSON record at key into v; found is false when absent.
+func Get(b *bolt.Bucket, key []byte, v any) (found bool, err error) {
+	raw := b.Get(key)
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return true, fmt.Errorf("decode record: %w", err)
+	}
+	return true, nil
+}
+
+// Put stores v as JSON at key.
+func Put(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
