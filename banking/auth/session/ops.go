@@ -1,0 +1,457 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/keyward/keyward/banking/auth/internal/kv"
+)
+
+// Get checks the session without extending it: ErrNotFound (never existed,
+// logged out, malformed id) or ErrExpired (idle or absolute timeout).
+func (m *Manager) Get(ctx context.Context, id string) (Session, error) {
+	return m.lookup(ctx, id, false)
+}
+
+// Touch checks the session and, when it is live, records activity: the
+// idle timeout starts again from now (never beyond the absolute timeout).
+// The new last-seen time is kept in memory and written within
+// FlushInterval (see "Write-behind" in the package documentation).
+func (m *Manager) Touch(ctx context.Context, id string) (Session, error) {
+	return m.lookup(ctx, id, true)
+}
+
+func (m *Manager) lookup(ctx context.Context, id string, touch bool) (Session, error) {
+	h, err := parseID(id)
+	if err != nil {
+		return Session{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Session{}, err
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return Session{}, ErrClosed
+	}
+	e := m.cache[h]
+	g := m.gen
+	m.mu.Unlock()
+
+	if e == nil {
+		// Cache miss (after a restart): one bbolt Get. The result is cached
+		// only if no change to an existing session was committed meanwhile
+		// (gen unchanged), so a Logout racing this read cannot be undone.
+		var rec record
+		var found bool
+		err := m.cfg.DB.View(func(tx *bolt.Tx) (err error) {
+			found, err = kv.Get(tx.Bucket(bucketSessions), h[:], &rec)
+			return err
+		})
+		if err != nil {
+			return Session{}, fmt.Errorf("session: %w", err)
+		}
+		if !found {
+			return Session{}, ErrNotFound
+		}
+		m.mu.Lock()
+		if m.gen == g && m.cache[h] == nil {
+			m.cache[h] = &entry{rec: rec}
+		}
+		if e = m.cache[h]; e == nil {
+			m.mu.Unlock()
+			return m.check(h, rec, m.cfg.Now()) // not cached; answer from what was read
+		}
+		m.mu.Unlock()
+	}
+
+	now := m.cfg.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur := m.cache[h]; cur != e {
+		if cur == nil {
+			return Session{}, ErrNotFound // ended while we looked
+		}
+		e = cur
+	}
+	if s, err := m.check(h, e.rec, now); err != nil {
+		delete(m.cache, h) // expired: the sweeper deletes the record
+		return s, err
+	}
+	if touch && now.After(e.rec.LastSeen) {
+		e.rec.LastSeen = now
+		e.dirty = true
+	}
+	return m.view(h, e.rec), nil
+}
+
+func (m *Manager) check(h hash, rec record, now time.Time) (Session, error) {
+	if !now.Before(m.expiry(&rec)) {
+		return Session{}, ErrExpired
+	}
+	return m.view(h, rec), nil
+}
+
+// StepUp records that the customer has just passed a stronger check (an
+// SMS code): the level becomes at least level and SteppedUpAt now. It is
+// committed before StepUp returns. The session must be live.
+func (m *Manager) StepUp(ctx context.Context, id string, level Level) (Session, error) {
+	if !level.valid() {
+		return Session{}, ErrBadInput
+	}
+	s, err := m.Get(ctx, id)
+	if err != nil {
+		return Session{}, err
+	}
+	h, _ := parseID(id)
+	now := m.cfg.Now()
+	var rec record
+	err = m.mutate(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		found, err := kv.Get(b, h[:], &rec)
+		if err != nil || !found {
+			return orNotFound(err)
+		}
+		if rec.LastSeen.Before(s.LastSeen) {
+			rec.LastSeen = s.LastSeen // the in-memory one is newer
+		}
+		rec.Level = max(rec.Level, level)
+		rec.SteppedUpAt = now
+		return kv.Put(b, h[:], &rec)
+	}, func() {
+		if e := m.cache[h]; e != nil {
+			e.rec.Level, e.rec.SteppedUpAt = rec.Level, rec.SteppedUpAt
+		}
+	})
+	if err != nil {
+		return Session{}, err
+	}
+	return m.view(h, rec), nil
+}
+
+func orNotFound(err error) error {
+	if err != nil {
+		return err
+	}
+	return ErrNotFound
+}
+
+// RequireStepUp returns nil when the session reached level and did so
+// within the last `within` (R-AUTH-6: changing the password or a transfer
+// limit re-authenticates the customer, whatever the session's level);
+// otherwise ErrStepUpRequired. within ≤ 0 only checks the level.
+func (m *Manager) RequireStepUp(s Session, level Level, within time.Duration) error {
+	if s.Level < level {
+		return ErrStepUpRequired
+	}
+	if within > 0 && (s.SteppedUpAt.IsZero() || m.cfg.Now().Sub(s.SteppedUpAt) > within) {
+		return ErrStepUpRequired
+	}
+	return nil
+}
+
+// mutate runs fn in a committed (fsync'd) transaction, then, under the
+// cache lock, bumps the generation and runs after. Every change to an
+// existing session goes through here.
+func (m *Manager) mutate(fn func(tx *bolt.Tx) error, after func()) error {
+	if err := m.cfg.DB.Batch(fn); err != nil {
+		if err == ErrNotFound {
+			return err
+		}
+		return fmt.Errorf("session: %w", err)
+	}
+	m.mu.Lock()
+	m.gen++
+	after()
+	m.mu.Unlock()
+	return nil
+}
+
+// Logout ends the session at once (R-AUTH-5): the record is deleted and
+// the deletion committed to disk before Logout returns; no Get or Touch
+// succeeds after that. Logging out an unknown or already ended session is
+// not an error.
+func (m *Manager) Logout(ctx context.Context, id string) error {
+	h, err := parseID(id)
+	if err != nil {
+		return nil
+	}
+	if err := m.open(ctx); err != nil {
+		return err
+	}
+	return m.mutate(func(tx *bolt.Tx) error {
+		return deleteSession(tx, h)
+	}, func() { delete(m.cache, h) })
+}
+
+func deleteSession(tx *bolt.Tx, h hash) error {
+	b := tx.Bucket(bucketSessions)
+	var rec record
+	found, err := kv.Get(b, h[:], &rec)
+	if !found {
+		return nil
+	}
+	if err == nil {
+		if err := tx.Bucket(bucketByCustomer).Delete(indexKey(rec.Customer, h)); err != nil {
+			return err
+		}
+	}
+	return b.Delete(h[:]) // an unreadable record is deleted too
+}
+
+// LogoutAll ends every session of the customer (after a password change,
+// or at the customer's or an officer's request) and returns how many.
+func (m *Manager) LogoutAll(ctx context.Context, customer string) (int, error) {
+	return m.logoutCustomer(ctx, customer, nil)
+}
+
+// LogoutOthers ends every session of the customer except keepID (the one
+// making the request).
+func (m *Manager) LogoutOthers(ctx context.Context, customer, keepID string) (int, error) {
+	keep, err := parseID(keepID)
+	if err != nil {
+		return 0, err
+	}
+	return m.logoutCustomer(ctx, customer, &keep)
+}
+
+func (m *Manager) logoutCustomer(ctx context.Context, customer string, keep *hash) (int, error) {
+	if err := kv.CheckID("customer", customer); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrBadInput, err)
+	}
+	if err := m.open(ctx); err != nil {
+		return 0, err
+	}
+	var ended []hash
+	err := m.mutate(func(tx *bolt.Tx) error {
+		ended = ended[:0]
+		prefix := kv.Prefix(customer)
+		c := tx.Bucket(bucketByCustomer).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			var h hash
+			if copy(h[:], k[len(prefix):]) != len(h) || (keep != nil && h == *keep) {
+				continue
+			}
+			ended = append(ended, h)
+		}
+		for _, h := range ended {
+			if err := tx.Bucket(bucketSessions).Delete(h[:]); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketByCustomer).Delete(indexKey(customer, h)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, func() {
+		for _, h := range ended {
+			delete(m.cache, h)
+		}
+	})
+	return len(ended), err
+}
+
+// List returns the customer's live sessions (for a "where you are logged
+// in" page; end one with its Ref through LogoutRef).
+func (m *Manager) List(ctx context.Context, customer string) ([]Session, error) {
+	if err := kv.CheckID("customer", customer); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
+	}
+	if err := m.open(ctx); err != nil {
+		return nil, err
+	}
+	type item struct {
+		h   hash
+		rec record
+	}
+	var items []item
+	err := m.cfg.DB.View(func(tx *bolt.Tx) error {
+		prefix := kv.Prefix(customer)
+		c := tx.Bucket(bucketByCustomer).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			var it item
+			copy(it.h[:], k[len(prefix):])
+			if found, err := kv.Get(tx.Bucket(bucketSessions), it.h[:], &it.rec); err == nil && found {
+				items = append(items, it)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	now := m.cfg.Now()
+	var out []Session
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, it := range items {
+		if e := m.cache[it.h]; e != nil {
+			it.rec = e.rec
+		}
+		if s, err := m.check(it.h, it.rec, now); err == nil {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// LogoutRef ends the customer's session whose Ref is ref (from List). It
+// returns ErrNotFound when the customer has no such session.
+func (m *Manager) LogoutRef(ctx context.Context, customer, ref string) error {
+	if err := kv.CheckID("customer", customer); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadInput, err)
+	}
+	if err := m.open(ctx); err != nil {
+		return err
+	}
+	var h hash
+	var found bool
+	return m.mutate(func(tx *bolt.Tx) error {
+		found = false
+		prefix := kv.Prefix(customer)
+		c := tx.Bucket(bucketByCustomer).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			copy(h[:], k[len(prefix):])
+			if fmt.Sprintf("%x", h[:8]) == ref {
+				found = true
+				return deleteSession(tx, h)
+			}
+		}
+		return ErrNotFound
+	}, func() {
+		if found {
+			delete(m.cache, h)
+		}
+	})
+}
+
+// Flush writes the last-seen times kept in memory. The background
+// goroutine calls it every FlushInterval, and Close once more.
+func (m *Manager) Flush(ctx context.Context) error {
+	if err := m.open(ctx); err != nil {
+		return err
+	}
+	return m.flush()
+}
+
+func (m *Manager) flush() error {
+	type item struct {
+		h    hash
+		seen time.Time
+	}
+	var items []item
+	m.mu.Lock()
+	for h, e := range m.cache {
+		if e.dirty {
+			items = append(items, item{h, e.rec.LastSeen})
+			e.dirty = false
+		}
+	}
+	m.mu.Unlock()
+	if len(items) == 0 {
+		return nil
+	}
+	// One transaction, one fsync, for all of them. A record deleted
+	// meanwhile (logout) is skipped, never re-created.
+	err := m.cfg.DB.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSessions)
+		for _, it := range items {
+			var rec record
+			found, err := kv.Get(b, it.h[:], &rec)
+			if err != nil || !found || !rec.LastSeen.Before(it.seen) {
+				continue
+			}
+			rec.LastSeen = it.seen
+			if err := kv.Put(b, it.h[:], &rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		m.mu.Lock()
+		for _, it := range items {
+			if e := m.cache[it.h]; e != nil {
+				e.dirty = true
+			}
+		}
+		m.mu.Unlock()
+		return fmt.Errorf("session: flush last-seen: %w", err)
+	}
+	return nil
+}
+
+// Sweep deletes expired sessions from the database and the cache and
+// returns how many records it deleted. The background goroutine calls it
+// every SweepInterval.
+func (m *Manager) Sweep(ctx context.Context) (int, error) {
+	if err := m.open(ctx); err != nil {
+		return 0, err
+	}
+	now := m.cfg.Now()
+	// Drop expired cache entries (their dirty last-seen no longer matters).
+	m.mu.Lock()
+	for h, e := range m.cache {
+		if !now.Before(m.expiry(&e.rec)) {
+			delete(m.cache, h)
+		}
+	}
+	m.mu.Unlock()
+	// Find candidates without holding the write lock, then delete each
+	// after checking again inside the write transaction, against the
+	// newest last-seen (the cache's, if it has one).
+	var cands []hash
+	err := m.cfg.DB.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			var rec record
+			if json.Unmarshal(v, &rec) != nil || !now.Before(m.expiry(&rec)) {
+				var h hash
+				copy(h[:], k)
+				cands = append(cands, h)
+			}
+			return nil
+		})
+	})
+	if err != nil || len(cands) == 0 {
+		return 0, err
+	}
+	n := 0
+	err = m.mutate(func(tx *bolt.Tx) error {
+		n = 0
+		b := tx.Bucket(bucketSessions)
+		for _, h := range cands {
+			var rec record
+			found, err := kv.Get(b, h[:], &rec)
+			if !found {
+				continue
+			}
+			if err == nil {
+				m.mu.Lock()
+				if e := m.cache[h]; e != nil && e.rec.LastSeen.After(rec.LastSeen) {
+					rec.LastSeen = e.rec.LastSeen
+				}
+				m.mu.Unlock()
+				if now.Before(m.expiry(&rec)) {
+					continue
+				}
+			}
+			if err := deleteSession(tx, h); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	}, func() {
+		for _, h := range cands {
+			if e := m.cache[h]; e != nil && !now.Before(m.expiry(&e.rec)) {
+				delete(m.cache, h)
+			}
+		}
+	})
+	return n, err
+}
