@@ -57,7 +57,10 @@
 // an unkeyed hash is enough), OTP codes as a keyed hash (6 digits are too
 // few for an unkeyed one), device ids as SHA-256. The database must not be
 // opened with NoSync: creation, logout and failure counts rely on bbolt's
-// fsync at commit.
+// fsync at commit. Challenges, the brute-force guard and sessions write
+// through DB.Batch, so concurrent logins share one fsync; a lone write
+// waits up to the handle's MaxBatchDelay (bbolt's default is 10 ms) for
+// company.
 //
 // Every component takes a Now func() time.Time for tests, and has a Sweep
 // method deleting what has expired; the session Manager sweeps by itself,

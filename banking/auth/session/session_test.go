@@ -324,7 +324,7 @@ func TestSweep(t *testing.T) {
 // against Logout: once Logout has returned, no Touch may succeed.
 func TestLogoutIsImmediate(t *testing.T) {
 	ctx := context.Background()
-	for round := range 20 {
+	for round := range 10 {
 		e := newEnv(t)
 		id, _ := e.create(t, params)
 		m := e.m
@@ -337,7 +337,7 @@ func TestLogoutIsImmediate(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for range 200 {
+				for range 100 {
 					after := loggedOut.Load()
 					_, err := m.Touch(ctx, id)
 					if after && err == nil {
