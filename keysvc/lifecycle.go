@@ -35,10 +35,16 @@ func (r CreateKeyRequest) validate() error {
 	if !found {
 		return fmt.Errorf("%w: algorithm %q is not available for purpose %s (choose one of %v)", ErrInvalidArgument, r.Algorithm, r.Purpose, algs)
 	}
-	if r.Protection != ProtectionHSM && r.Protection != ProtectionWrapped {
-		return fmt.Errorf("%w: protection must be hsm or wrapped", ErrInvalidArgument)
+	if r.Protection != ProtectionHSM && r.Protection != ProtectionWrapped && r.Protection != ProtectionExternal {
+		return fmt.Errorf("%w: protection must be hsm, wrapped or external", ErrInvalidArgument)
 	}
-	if isSM(r.Algorithm) && r.Protection != ProtectionWrapped {
+	if (r.Protection == ProtectionExternal) != (r.PublicKey != "") {
+		return fmt.Errorf("%w: public_key (PEM) is required with protection external, and only there", ErrInvalidArgument)
+	}
+	if r.Protection == ProtectionExternal && (r.Purpose != PurposeSign || r.Confirm != "" || r.RotationPeriod != 0) {
+		return fmt.Errorf("%w: external keys are for purpose sign (verify only), without confirm or rotation_period", ErrInvalidArgument)
+	}
+	if isSM(r.Algorithm) && r.Protection == ProtectionHSM {
 		return fmt.Errorf("%w: %s keys need protection wrapped: this token has no SM mechanisms, so keysvc keeps SM key material sealed under a token-held KEK", ErrInvalidArgument, r.Algorithm)
 	}
 	if r.SM2UID != "" && (r.Algorithm != AlgSM2 || len(r.SM2UID) > 64 || !printableASCII(r.SM2UID)) {
@@ -96,7 +102,13 @@ func (s *Service) createKey(ctx context.Context, c Caller, req CreateKeyRequest)
 			return nil, err
 		}
 	}
-	v, err := s.newVersion(ctx, k, 1)
+	var v Version
+	var err error
+	if k.Protection == ProtectionExternal {
+		v, err = externalVersion(k, req.PublicKey, now)
+	} else {
+		v, err = s.newVersion(ctx, k, 1)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -176,6 +188,9 @@ func (s *Service) rotate(ctx context.Context, c Caller, name string, check func(
 	}
 	if err := check(cur); err != nil {
 		return nil, err
+	}
+	if cur.Protection == ProtectionExternal {
+		return nil, fmt.Errorf("%w: external key %q has no material to rotate; register the holder's new public key as a new key", ErrInvalidArgument, name)
 	}
 	n := len(cur.Versions) + 1
 	v, err := s.newVersion(ctx, cur, n)

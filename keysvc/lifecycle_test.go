@@ -234,9 +234,9 @@ func TestValidateOtherFields(t *testing.T) {
 	}{
 		{"hsm", func(r *CreateKeyRequest) { r.Protection = ProtectionHSM }, ""},
 		{"wrapped", func(r *CreateKeyRequest) { r.Protection = ProtectionWrapped }, ""},
-		{"no protection", func(r *CreateKeyRequest) { r.Protection = "" }, "protection must be hsm or wrapped"},
-		{"soft protection", func(r *CreateKeyRequest) { r.Protection = "software" }, "protection must be hsm or wrapped"},
-		{"upper-case protection", func(r *CreateKeyRequest) { r.Protection = "HSM" }, "protection must be hsm or wrapped"},
+		{"no protection", func(r *CreateKeyRequest) { r.Protection = "" }, "protection must be hsm, wrapped or external"},
+		{"soft protection", func(r *CreateKeyRequest) { r.Protection = "software" }, "protection must be hsm, wrapped or external"},
+		{"upper-case protection", func(r *CreateKeyRequest) { r.Protection = "HSM" }, "protection must be hsm, wrapped or external"},
 
 		{"no rotation", func(r *CreateKeyRequest) { r.RotationPeriod = 0 }, ""},
 		{"rotation 1h", func(r *CreateKeyRequest) { r.RotationPeriod = Duration(time.Hour) }, ""},

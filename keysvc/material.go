@@ -140,6 +140,9 @@ func (s *Service) withMaterial(ctx context.Context, k *Key, v *Version, fn func(
 			return fn(ss, tk)
 		}))
 	}
+	if k.Protection == ProtectionExternal {
+		return errExternal(k)
+	}
 	return fmt.Errorf("keysvc: unknown protection %q", k.Protection)
 }
 

@@ -50,6 +50,10 @@ const (
 	// unwrapped into a session object for each use. For keys counted in
 	// the hundred thousands (one per customer).
 	ProtectionWrapped Protection = "wrapped"
+	// ProtectionExternal: the private key is held outside keysvc (a
+	// customer's USB key); keysvc keeps only the public key given at
+	// creation and verifies with it. Such keys never sign.
+	ProtectionExternal Protection = "external"
 )
 
 // State is a key version's lifecycle state.

@@ -163,6 +163,9 @@ func (s *Service) sign(ctx context.Context, c Caller, name string, reqs []SignRe
 	if err != nil {
 		return nil, 0, err
 	}
+	if k.Protection == ProtectionExternal {
+		return nil, v.Version, errExternal(k)
+	}
 	if k.Confirm == ConfirmRequired { // R-DC-4: batches and digests can't be shown
 		return nil, v.Version, fmt.Errorf("%w: key %q signs one confirmed transaction at a time; send it alone to /sign as message", ErrConfirmationRequired, name)
 	}

@@ -25,6 +25,10 @@ type CreateKeyRequest struct {
 	// Confirm "required" makes every signature wait for the holder's
 	// confirmation on the second channel (sign keys only; R-DC-1).
 	Confirm ConfirmMode `json:"confirm,omitempty"`
+	// PublicKey is the PEM "PUBLIC KEY" (PKIX) of a key with protection
+	// external: a customer's USB-key public key that keysvc verifies
+	// against. Required for external keys, refused for others.
+	PublicKey string `json:"public_key,omitempty"`
 }
 
 // SignRequest signs a message (hashed by the service with the algorithm's
