@@ -479,29 +479,30 @@ func (l *Ledger) Statement(ctx context.Context, id string, before uint64, limit 
 	}
 	var out []Entry
 	err := l.db.View(func(tx *bolt.Tx) error {
-		if _, err := getAccount(tx, id); err != nil {
+		a, err := getAccount(tx, id)
+		if err != nil {
 			return err
 		}
-		prefix := entryKey(id, 0)[:len(id)+1]
-		c := tx.Bucket(bucketEntries).Cursor()
-		target := before
-		if target == 0 {
-			target = ^uint64(0)
-		}
-		// Seek lands on the first key ≥ target; the entries wanted are
-		// strictly older, walking backwards while the prefix holds.
-		k, v := c.Seek(entryKey(id, target))
-		if k == nil {
-			k, v = c.Last()
-		} else {
-			k, v = c.Prev()
-		}
-		for ; k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Prev() {
-			var e Entry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("%w: entry %x: %w", ErrCorrupt, k, err)
+		seq := a.LastSeq
+		if before != 0 {
+			_, e, err := legOf(tx, before, id)
+			if err != nil {
+				return fmt.Errorf("%w: statement cursor: %w", ErrInvalidArgument, err)
 			}
-			out = append(out, e)
+			seq = e.Prev
+		}
+		for seq != 0 && len(out) < limit {
+			r, e, err := legOf(tx, seq, id)
+			if err != nil {
+				return fmt.Errorf("%w: statement of %s: %w", ErrCorrupt, id, err)
+			}
+			peer := r.To
+			if e.Amount > 0 {
+				peer = r.From
+			}
+			out = append(out, Entry{Seq: seq, TransferID: r.TransferID, Kind: r.Kind, Account: id, Counterparty: peer,
+				Amount: e.Amount, Balance: e.Balance, Currency: r.Currency, Time: r.Time, Memo: r.Memo})
+			seq = e.Prev
 		}
 		return nil
 	})
@@ -565,12 +566,57 @@ func ownerKey(owner, id string) []byte {
 	return append(append([]byte(owner), 0), id...)
 }
 
-// entryKey is account ‖ 0x00 ‖ seq: one account's entries sort together,
-// oldest first.
-func entryKey(account string, seq uint64) []byte {
-	k := make([]byte, 0, len(account)+9)
-	k = append(append(k, account...), 0)
-	return binary.BigEndian.AppendUint64(k, seq)
+// entryRecord is one leg of a posting as stored; Prev links an account's
+// entries newest to oldest, starting at Account.LastSeq.
+type entryRecord struct {
+	Account string `json:"account"`
+	Amount  int64  `json:"amount"`  // negative: debit
+	Balance int64  `json:"balance"` // the account's balance after the posting
+	Prev    uint64 `json:"prev"`    // the account's previous posting (0: none)
+}
+
+// Legs of a posting in the entries bucket.
+const (
+	legDebit  byte = 0
+	legCredit byte = 1
+)
+
+// entryKey is seq ‖ leg: entries are appended in journal order.
+func entryKey(seq uint64, leg byte) []byte {
+	k := make([]byte, 9)
+	binary.BigEndian.PutUint64(k, seq)
+	k[8] = leg
+	return k
+}
+
+// legOf reads posting seq and the entry of account id in it. The errors
+// carry no sentinel; callers decide whether a miss is corruption.
+func legOf(tx *bolt.Tx, seq uint64, id string) (Receipt, entryRecord, error) {
+	var r Receipt
+	var e entryRecord
+	v := tx.Bucket(bucketJournal).Get(u64(seq))
+	if v == nil {
+		return r, e, fmt.Errorf("no posting %d", seq)
+	}
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, e, fmt.Errorf("posting %d: %w", seq, err)
+	}
+	leg := legDebit
+	switch id {
+	case r.From:
+	case r.To:
+		leg = legCredit
+	default:
+		return r, e, fmt.Errorf("posting %d does not touch account %s", seq, id)
+	}
+	ev := tx.Bucket(bucketEntries).Get(entryKey(seq, leg))
+	if ev == nil {
+		return r, e, fmt.Errorf("posting %d has no entry for %s", seq, id)
+	}
+	if err := json.Unmarshal(ev, &e); err != nil || e.Account != id {
+		return r, e, fmt.Errorf("entry %d/%d is not %s's (%v)", seq, leg, id, err)
+	}
+	return r, e, nil
 }
 
 // storeErr leaves the ledger's own errors and context errors as they are

@@ -161,7 +161,7 @@ func TestTransferRefusals(t *testing.T) {
 		{"zero", func(r *ledger.TransferRequest) { r.Amount = 0 }, ledger.ErrInvalidAmount},
 		{"negative", func(r *ledger.TransferRequest) { r.Amount = -5 }, ledger.ErrInvalidAmount},
 		{"bad currency", func(r *ledger.TransferRequest) { r.Currency = "XXX" }, ledger.ErrUnknownCurrency},
-		{"bad payee number", func(r *ledger.TransferRequest) { r.To = payee[:18] + "0" }, ledger.ErrInvalidArgument},
+		{"bad payee number", func(r *ledger.TransferRequest) { r.To = payee[:18] + string('0'+(payee[18]-'0'+1)%10) }, ledger.ErrInvalidArgument},
 		{"cash account", func(r *ledger.TransferRequest) { r.From = ledger.CashAccount("CNY") }, ledger.ErrInvalidArgument},
 		{"memo control", func(r *ledger.TransferRequest) { r.Memo = "a\u202eb" }, ledger.ErrInvalidArgument},
 		{"memo long", func(r *ledger.TransferRequest) { r.Memo = strings.Repeat("x", 141) }, ledger.ErrInvalidArgument},
@@ -436,15 +436,15 @@ func TestVerifyFindsTampering(t *testing.T) {
 			v := strings.Replace(string(bk.Get([]byte(a))), `"balance":7500`, `"balance":7600`, 1)
 			return bk.Put([]byte(a), []byte(v))
 		}, "entries sum to"},
-		{"entry deleted", func(tx *bolt.Tx, _, b string) error {
-			c := tx.Bucket([]byte("ledger-entries")).Cursor()
-			for k, _ := c.First(); k != nil; k, _ = c.Next() {
-				if strings.HasPrefix(string(k), b) {
-					return c.Delete()
-				}
-			}
-			return errors.New("no entry")
+		{"entry deleted", func(tx *bolt.Tx, _, _ string) error {
+			return tx.Bucket([]byte("ledger-entries")).Delete([]byte{0, 0, 0, 0, 0, 0, 0, 2, 1})
 		}, "half applied"},
+		{"entry chain broken", func(tx *bolt.Tx, _, _ string) error {
+			bk := tx.Bucket([]byte("ledger-entries"))
+			k := []byte{0, 0, 0, 0, 0, 0, 0, 2, 0}
+			v := strings.Replace(string(bk.Get(k)), `"prev":1`, `"prev":0`, 1)
+			return bk.Put(k, []byte(v))
+		}, "previous entry"},
 		{"posting deleted", func(tx *bolt.Tx, _, _ string) error {
 			return tx.Bucket([]byte("ledger-journal")).Delete([]byte{0, 0, 0, 0, 0, 0, 0, 2})
 		}, "holds 1 postings"},

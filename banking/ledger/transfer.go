@@ -338,8 +338,9 @@ func apply(tx *bolt.Tx, p *posting, fp [32]byte, from, to *Account, day string, 
 	if err != nil {
 		return Receipt{}, err
 	}
-	from.Balance -= p.amount
-	to.Balance += p.amount
+	debit := entryRecord{Account: from.ID, Amount: -p.amount, Balance: from.Balance - p.amount, Prev: from.LastSeq}
+	credit := entryRecord{Account: to.ID, Amount: p.amount, Balance: to.Balance + p.amount, Prev: to.LastSeq}
+	from.Balance, to.Balance = debit.Balance, credit.Balance
 	from.LastSeq, to.LastSeq = seq, seq
 	if p.kind == KindTransfer {
 		from.DaySent = from.sentOn(day) + p.amount
@@ -348,18 +349,18 @@ func apply(tx *bolt.Tx, p *posting, fp [32]byte, from, to *Account, day string, 
 	r := Receipt{TransferID: transferID(seq), Seq: seq, Kind: p.kind, IdempotencyKey: p.key, From: from.ID, To: to.ID,
 		Amount: p.amount, Currency: p.currency, Memo: p.memo, Reference: p.reference, Time: now,
 		FromBalance: from.Balance, ToBalance: to.Balance}
+	// The journal and the entries only ever grow at their end: pack pages
+	// full instead of splitting them half empty.
+	journal.FillPercent = 1.0
 	if err := putJSON(journal, u64(seq), &r); err != nil {
 		return Receipt{}, err
 	}
 	entries := tx.Bucket(bucketEntries)
-	debit := Entry{Seq: seq, TransferID: r.TransferID, Kind: p.kind, Account: from.ID, Counterparty: to.ID,
-		Amount: -p.amount, Balance: from.Balance, Currency: p.currency, Time: now, Memo: p.memo}
-	credit := Entry{Seq: seq, TransferID: r.TransferID, Kind: p.kind, Account: to.ID, Counterparty: from.ID,
-		Amount: p.amount, Balance: to.Balance, Currency: p.currency, Time: now, Memo: p.memo}
-	if err := putJSON(entries, entryKey(from.ID, seq), &debit); err != nil {
+	entries.FillPercent = 1.0
+	if err := putJSON(entries, entryKey(seq, legDebit), &debit); err != nil {
 		return Receipt{}, err
 	}
-	if err := putJSON(entries, entryKey(to.ID, seq), &credit); err != nil {
+	if err := putJSON(entries, entryKey(seq, legCredit), &credit); err != nil {
 		return Receipt{}, err
 	}
 	accounts := tx.Bucket(bucketAccounts)

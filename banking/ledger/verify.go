@@ -32,13 +32,15 @@ const maxProblems = 20
 //     sequence, and every posting is well formed (amount > 0, two different
 //     accounts, known kind and currency, TransferID matching its Seq);
 //   - every posting has exactly its two entries, a debit of -Amount on From
-//     and a credit of +Amount on To, and there are no other entries: no
-//     posting is half applied;
+//     and a credit of +Amount on To with the balances of the receipt, and
+//     there are no other entries: no posting is half applied;
 //   - every posting has the idempotency record of its key, holding the
 //     fingerprint recomputed from the posting, and there are no other
 //     records: no key was applied twice;
-//   - per account, the entries re-summed in order give each entry's stored
-//     running balance and finally the account's balance, in its currency;
+//   - per account, the entries re-summed in journal order give each entry's
+//     stored running balance and finally the account's balance, in its
+//     currency, and each entry links to the account's previous one (the
+//     chain Statement walks);
 //   - customer balances are ≥ 0, and per currency all balances, the bank's
 //     cash account included, sum to zero: money was neither created nor
 //     destroyed;
@@ -64,9 +66,6 @@ func (l *Ledger) Verify(ctx context.Context) (Report, error) {
 		if err := verifyJournal(ctx, tx, &rep, bad); err != nil {
 			return err
 		}
-		if err := verifyEntries(ctx, tx, &rep, bad); err != nil {
-			return err
-		}
 		return verifyAccounts(tx, &rep, bad)
 	})
 	if err != nil {
@@ -78,20 +77,33 @@ func (l *Ledger) Verify(ctx context.Context) (Report, error) {
 	return rep, nil
 }
 
+// entrySum is an account's entries re-summed in journal order.
+type entrySum struct {
+	currency string
+	sum      int64
+	last     uint64 // seq of the newest entry
+}
+
+// verifyJournal walks the journal in order with each posting's two entries
+// and idempotency record, re-summing every account, then compares the sums
+// with the accounts.
 func verifyJournal(ctx context.Context, tx *bolt.Tx, rep *Report, bad func(string, ...any)) error {
 	journal, entries, idem := tx.Bucket(bucketJournal), tx.Bucket(bucketEntries), tx.Bucket(bucketIdem)
+	sums := map[string]*entrySum{}
 	var want uint64 = 1
 	c := journal.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if want%4096 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if len(k) != 8 {
+			bad("journal key %x is malformed", k)
+			continue
+		}
 		seq := binary.BigEndian.Uint64(k)
-		if len(k) != 8 || seq != want {
-			bad("journal key %x where sequence %d was expected", k, want)
-			if len(k) == 8 {
-				want = seq
-			}
+		if seq != want {
+			bad("journal holds posting %d where %d was expected", seq, want)
+			want = seq
 		}
 		want++
 		rep.Postings++
@@ -111,76 +123,53 @@ func verifyJournal(ctx context.Context, tx *bolt.Tx, rep *Report, bad func(strin
 			bad("posting %d is malformed (amount %d, %s → %s, currency %q)", seq, r.Amount, r.From, r.To, r.Currency)
 		}
 		for _, leg := range []struct {
+			leg     byte
 			account string
 			amount  int64
-			peer    string
-		}{{r.From, -r.Amount, r.To}, {r.To, r.Amount, r.From}} {
-			ev := entries.Get(entryKey(leg.account, seq))
+			balance int64
+		}{{legDebit, r.From, -r.Amount, r.FromBalance}, {legCredit, r.To, r.Amount, r.ToBalance}} {
+			ev := entries.Get(entryKey(seq, leg.leg))
 			if ev == nil {
 				bad("posting %s is half applied: no entry on %s", r.TransferID, leg.account)
 				continue
 			}
-			var e Entry
+			var e entryRecord
 			if err := decodeJSON(ev, &e); err != nil {
-				bad("entry %s/%d: %v", leg.account, seq, err)
+				bad("entry %d/%d: %v", seq, leg.leg, err)
 				continue
 			}
-			if e.Amount != leg.amount || e.Counterparty != leg.peer || e.Currency != r.Currency || e.TransferID != r.TransferID || e.Account != leg.account {
-				bad("entry %s/%d does not match posting %s", leg.account, seq, r.TransferID)
+			s := sums[e.Account]
+			if s == nil {
+				s = &entrySum{currency: r.Currency}
+				sums[e.Account] = s
 			}
+			s.sum += e.Amount
+			if e.Account != leg.account || e.Amount != leg.amount || e.Balance != leg.balance {
+				bad("entry %d/%d does not match posting %s", seq, leg.leg, r.TransferID)
+			}
+			if e.Balance != s.sum || e.Prev != s.last || s.currency != r.Currency {
+				bad("entry %d/%d of %s: running balance %d, re-summed %d; previous entry %d, found %d",
+					seq, leg.leg, e.Account, e.Balance, s.sum, e.Prev, s.last)
+			}
+			s.last = seq
 		}
 		p := r.posting()
 		fp := p.fingerprint()
 		iv := idem.Get([]byte(r.IdempotencyKey))
-		if iv == nil || len(iv) != 40 || !bytes.Equal(iv[:32], fp[:]) || binary.BigEndian.Uint64(iv[32:]) != seq {
+		if len(iv) != 40 || !bytes.Equal(iv[:32], fp[:]) || binary.BigEndian.Uint64(iv[32:]) != seq {
 			bad("posting %s: idempotency record of key %q missing or not its own", r.TransferID, r.IdempotencyKey)
 		}
 	}
 	if n := journal.Sequence(); n != rep.Postings {
 		bad("journal sequence is %d but it holds %d postings", n, rep.Postings)
 	}
+	rep.Entries = entries.Stats().KeyN
+	if uint64(rep.Entries) != 2*rep.Postings {
+		bad("%d entries for %d postings (each has exactly two)", rep.Entries, rep.Postings)
+	}
 	rep.IdempotencyKeys = idem.Stats().KeyN
 	if uint64(rep.IdempotencyKeys) != rep.Postings {
 		bad("%d idempotency records for %d postings", rep.IdempotencyKeys, rep.Postings)
-	}
-	return nil
-}
-
-// verifyEntries re-sums each account's entries in order and compares with
-// the running balances; the totals per account are checked against the
-// accounts by verifyAccounts through sums.
-func verifyEntries(ctx context.Context, tx *bolt.Tx, rep *Report, bad func(string, ...any)) error {
-	sums := map[string]*entrySum{}
-	c := tx.Bucket(bucketEntries).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if rep.Entries%4096 == 0 && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		rep.Entries++
-		i := bytes.IndexByte(k, 0)
-		if i < 0 || len(k)-i != 9 {
-			bad("entry key %x is malformed", k)
-			continue
-		}
-		id, seq := string(k[:i]), binary.BigEndian.Uint64(k[i+1:])
-		var e Entry
-		if err := decodeJSON(v, &e); err != nil {
-			bad("entry %s/%d: %v", id, seq, err)
-			continue
-		}
-		s := sums[id]
-		if s == nil {
-			s = &entrySum{currency: e.Currency}
-			sums[id] = s
-		}
-		s.sum += e.Amount
-		s.last = seq
-		if e.Seq != seq || e.Account != id || e.Balance != s.sum || e.Currency != s.currency {
-			bad("entry %s/%d: running balance %d, re-summed %d (or wrong seq, account or currency)", id, seq, e.Balance, s.sum)
-		}
-	}
-	if uint64(rep.Entries) != 2*rep.Postings {
-		bad("%d entries for %d postings (each has exactly two)", rep.Entries, rep.Postings)
 	}
 	err := tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
 		var a Account
@@ -205,12 +194,6 @@ func verifyEntries(ctx context.Context, tx *bolt.Tx, rep *Report, bad func(strin
 		bad("entries on %s, which is not an account", id)
 	}
 	return nil
-}
-
-type entrySum struct {
-	currency string
-	sum      int64
-	last     uint64
 }
 
 func verifyAccounts(tx *bolt.Tx, rep *Report, bad func(string, ...any)) error {
