@@ -35,12 +35,20 @@
 //
 // Transfer, Deposit and Withdraw each write one posting in one bbolt
 // transaction: the journal record (which is the Receipt), a debit entry on
-// the payer and a credit entry on the payee (what Statement lists), both
-// account records with their new balances, and the idempotency record.
-// Either all of that is durable or none of it. Journal sequence numbers
-// start at 1 and have no gaps; TransferID is "T" and the zero-padded
-// number (Posting finds a receipt by it). Nothing is ever rewritten or
-// deleted in the journal or the entries.
+// the payer and a credit entry on the payee, both account records with
+// their new balances, and the idempotency record. Either all of that is
+// durable or none of it. Journal sequence numbers start at 1 and have no
+// gaps; TransferID is "T" and the zero-padded number (Posting finds a
+// receipt by it). Nothing in the journal or the entries is ever rewritten
+// or deleted.
+//
+// Entries are appended in journal order, not grouped by account: each
+// holds the account's running balance and the sequence number of the
+// account's previous entry, and the account record holds its newest
+// (LastSeq). Statement walks that chain newest first. Appending keeps a
+// group commit's writes on a few pages at the end of the file instead of
+// one page per account touched (1.5 instead of 4.9 pages written per
+// transfer in BenchmarkTransferParallel).
 //
 // # Idempotency
 //
@@ -80,7 +88,10 @@
 // ErrLimitExceeded, …); ErrorCodes maps them to stable codes for the HTTP
 // error table, ErrorCode finds the code of an error. ErrStore (the disk)
 // and ErrCorrupt (an invariant broken) are server faults whose details
-// belong in the log, not in a response (R-SRV-4).
+// belong in the log, not in a response (R-SRV-4). An ErrBlocked message
+// carries the screening list's reason for the log; the customer should
+// only see that the payee cannot receive the transfer. A *LimitError's
+// message is meant for the customer.
 //
 // # Concurrency
 //
@@ -104,7 +115,7 @@
 //	ledger-accounts     account id → JSON Account
 //	ledger-owners       owner ‖ 0x00 ‖ account id → (empty)
 //	ledger-journal      8-byte big-endian seq → JSON Receipt
-//	ledger-entries      account id ‖ 0x00 ‖ 8-byte seq → JSON Entry
+//	ledger-entries      8-byte seq ‖ leg (0 debit, 1 credit) → JSON {account, amount, balance, prev}
 //	ledger-idempotency  key → SHA-256 fingerprint of the request ‖ 8-byte seq
 //
 // The bucket names are prefixed so the file may be shared with other
