@@ -32,6 +32,7 @@ const (
 	officerToken  = "officer-token-7f3a"
 	bankingToken  = "banking-token-91c2"
 	intruderToken = "intruder-token-0b5e"
+	bankappToken  = "bankapp-token-5d21"
 )
 
 func sha(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
@@ -124,6 +125,9 @@ func (e *keysvcEnv) start(t *testing.T) {
 		{Name: "officer", Admin: true, TokenSHA256: sha(officerToken)},
 		{Name: "banking", TokenSHA256: sha(bankingToken)},
 		{Name: "intruder", TokenSHA256: sha(intruderToken)},
+		// The banking app: admin, because it creates customers' keys at
+		// enrolment (docs/ARCHITECTURE.md, "banking").
+		{Name: "bankapp", Admin: true, TokenSHA256: sha(bankappToken)},
 	}})
 	if err != nil {
 		t.Fatal(err)

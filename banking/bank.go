@@ -1,0 +1,189 @@
+// Package banking is the bank's internet-banking API: customers, login,
+// one-time codes, accounts, transfers and receipts, and corporate
+// maker-checker. It is keysvc's main user and holds no private key: every
+// signature, verification, decryption and keyed hash it needs is a call to
+// keysvc (KMS, implemented by keysvc/client over mutual TLS).
+//
+// # What goes through keysvc
+//
+//   - Login passwords arrive encrypted to the bank's SM2 login key together
+//     with a single-use server challenge; keysvc decrypts, banking splits
+//     off the challenge and asks keysvc for the HMAC-SM3 of the password,
+//     which it compares with the stored one. No plaintext or unkeyed hash
+//     is stored (R-AUTH-1, R-AUTH-4).
+//   - ID-card and card numbers are sealed at enrolment with SM4-GCM under a
+//     per-customer data key from keysvc (envelope encryption: only the
+//     data key's keysvc ciphertext is stored beside the sealed numbers).
+//     Banking shows only masks computed at enrolment and never decrypts
+//     them (R-AUTH-7).
+//   - A customer's USB key is registered as a keysvc "external" key: keysvc
+//     verifies the customer's signed transfer orders with it. A customer's
+//     cloud key is a keysvc confirm-required key: keysvc signs only after
+//     the customer confirms the transfer on the second channel.
+//   - Receipts are signed by the bank's receipt key in keysvc and verify
+//     offline with openssl and the bank's public key.
+//
+// # Keys the bank provisions in keysvc (cmd/ceremony or the officer)
+//
+//	bank-login-sm2  purpose encrypt, sm2, wrapped      grants banking: decrypt, public
+//	bank-pw-mac     purpose mac, hmac-sm3, wrapped      grants banking: mac
+//	bank-pii-sm4    purpose encrypt, sm4, wrapped       grants banking: datakey
+//	bank-receipt    purpose sign, ec-p256, hsm          grants banking: sign, verify, public
+//
+// Banking also creates one or two keys per customer at enrolment (usb-<id>,
+// cust-<id>), so its keysvc client must be an admin client (see the note in
+// docs/ARCHITECTURE.md).
+package banking
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/keyward/keyward/banking/auth"
+	"github.com/keyward/keyward/banking/auth/bruteforce"
+	"github.com/keyward/keyward/banking/auth/device"
+	"github.com/keyward/keyward/banking/auth/otp"
+	"github.com/keyward/keyward/banking/auth/password"
+	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/keysvc"
+)
+
+// KMS is what banking asks of keysvc; *keysvc/client.Client implements it.
+type KMS interface {
+	CreateKey(ctx context.Context, req keysvc.CreateKeyRequest) (keysvc.KeyView, error)
+	Sign(ctx context.Context, name string, req keysvc.SignRequest) (keysvc.SignResult, error)
+	Verify(ctx context.Context, name string, req keysvc.VerifyRequest) (bool, error)
+	MAC(ctx context.Context, name string, message []byte) (string, error)
+	Decrypt(ctx context.Context, name string, ciphertext string, aad []byte) ([]byte, error)
+	DataKey(ctx context.Context, name string, size int, aad []byte) (keysvc.DataKey, error)
+	PublicKey(ctx context.Context, name string, version int) (keysvc.PublicKeyResult, error)
+	Confirmation(ctx context.Context, id string, wait time.Duration) (keysvc.ConfirmationView, error)
+}
+
+// Screen checks names and account numbers against the fraud and terror
+// list (R-SRV-6); banking/blacklist.Watcher implements it.
+type Screen interface {
+	CheckAccount(account string) error
+	CheckName(name string) error
+}
+
+// Names of the bank's keys in keysvc.
+const (
+	KeyLogin   = "bank-login-sm2"
+	KeyPwMAC   = "bank-pw-mac"
+	KeyPII     = "bank-pii-sm4"
+	KeyReceipt = "bank-receipt"
+)
+
+// Config configures a Bank.
+type Config struct {
+	DB     *bolt.DB // one file: customers, ledger, sessions, codes, counters
+	KMS    KMS
+	Screen Screen // nil: nothing is screened (tests only)
+	// SMS delivers one-time codes; otp.DevOutbox in dev mode.
+	SMS    otp.Gateway
+	Alerts auth.Alerts // nil: slog warnings
+	Now    func() time.Time
+	Logger *slog.Logger
+	// Ledger options (batching, limits, location).
+	Ledger ledger.Options
+	// KMSName is the client name keysvc knows banking by, granted the
+	// operations on customers' keys (default "banking").
+	KMSName string
+	// StepUpFor is how recent an SMS step-up must be for sensitive changes
+	// (limits, password); default 5 min (R-AUTH-6).
+	StepUpFor time.Duration
+}
+
+// Bank is the banking application.
+type Bank struct {
+	cfg        Config
+	db         *bolt.DB
+	kms        KMS
+	log        *slog.Logger
+	now        func() time.Time
+	Ledger     *ledger.Ledger
+	challenges *password.Challenges
+	guard      *bruteforce.Guard
+	sessions   *session.Manager
+	otps       *otp.Service
+	devices    *device.Registry
+	pending    *pendingTransfers
+}
+
+// New opens the bank on cfg.DB.
+func New(cfg Config) (*Bank, error) {
+	if cfg.DB == nil || cfg.KMS == nil || cfg.SMS == nil {
+		return nil, errors.New("banking: Config needs DB, KMS and SMS")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Alerts == nil {
+		cfg.Alerts = auth.LogAlerts{Logger: cfg.Logger}
+	}
+	if cfg.StepUpFor == 0 {
+		cfg.StepUpFor = 5 * time.Minute
+	}
+	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: cfg.Logger, now: cfg.Now, pending: newPendingTransfers()}
+	if err := cfg.DB.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketCustomers, bucketLogins, bucketOrders, bucketCorp, bucketReceipts, bucketStepUp} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("banking: buckets: %w", err)
+	}
+	lopts := cfg.Ledger
+	if cfg.Screen != nil && lopts.Screen == nil {
+		lopts.Screen = cfg.Screen.CheckAccount
+	}
+	var err error
+	if b.Ledger, err = ledger.New(cfg.DB, lopts); err != nil {
+		return nil, err
+	}
+	if b.challenges, err = password.NewChallenges(password.ChallengeConfig{DB: cfg.DB, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	if b.guard, err = bruteforce.New(bruteforce.Config{DB: cfg.DB, Alerts: cfg.Alerts, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	if b.sessions, err = session.Open(session.Config{DB: cfg.DB, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	if b.devices, err = device.New(device.Config{DB: cfg.DB, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	hasher := otp.HasherFunc(func(ctx context.Context, msg []byte) ([]byte, error) { return b.mac(ctx, "otp", msg) })
+	if b.otps, err = otp.New(otp.Config{DB: cfg.DB, Hasher: hasher, Gateway: cfg.SMS, Alerts: cfg.Alerts, Now: cfg.Now,
+		Phone: b.phoneOf}); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Close flushes sessions. The DB is the caller's.
+func (b *Bank) Close() error { return b.sessions.Close() }
+
+// mac is the keyed hash (HMAC-SM3 in keysvc) of a domain-separated message.
+func (b *Bank) mac(ctx context.Context, domain string, msg []byte) ([]byte, error) {
+	in := make([]byte, 0, len(domain)+1+len(msg))
+	in = append(append(append(in, domain...), 0), msg...)
+	defer clear(in)
+	m, err := b.kms.MAC(ctx, KeyPwMAC, in)
+	if err != nil {
+		return nil, kmsErr(err)
+	}
+	return []byte(m), nil
+}

@@ -1,0 +1,249 @@
+package banking
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/keysvc"
+)
+
+// Role is a corporate operator's role. Entry, review and authorisation
+// are three roles, and a corporate transfer executes only after all three,
+// by three different people (maker-checker).
+type Role string
+
+// Corporate roles.
+const (
+	RoleAdmin      Role = "admin"      // manages operators; moves no money
+	RoleMaker      Role = "maker"      // enters orders
+	RoleReviewer   Role = "reviewer"   // reviews entered orders
+	RoleAuthoriser Role = "authoriser" // authorises reviewed orders; they execute
+)
+
+func (r Role) valid() bool {
+	return r == RoleAdmin || r == RoleMaker || r == RoleReviewer || r == RoleAuthoriser
+}
+
+// CorpOrder is a corporate transfer order on its way through the roles.
+type CorpOrder struct {
+	ID         string          `json:"id"`
+	Corporate  string          `json:"corporate"`
+	Order      []byte          `json:"order"` // the exact bytes entered
+	Digest     string          `json:"digest"`
+	State      string          `json:"state"` // entered, reviewed, executed, rejected
+	Maker      string          `json:"maker"`
+	Reviewer   string          `json:"reviewer,omitempty"`
+	Authoriser string          `json:"authoriser,omitempty"`
+	Rejecter   string          `json:"rejecter,omitempty"`
+	Created    time.Time       `json:"created"`
+	Result     *TransferResult `json:"result,omitempty"`
+}
+
+// corpOperator loads the session's customer and checks its role.
+func (b *Bank) corpOperator(s session.Session, want Role) (*Customer, error) {
+	c, err := b.Customer(s.Customer)
+	if err != nil {
+		return nil, err
+	}
+	if c.Corporate == "" || c.Role != want {
+		return nil, fmt.Errorf("%w: this needs a corporate %s", ErrForbidden, want)
+	}
+	return c, nil
+}
+
+// EnterCorpOrder is the maker's entry of an order (checked against the
+// bank's data at once, and again when it executes).
+func (b *Bank) EnterCorpOrder(ctx context.Context, s session.Session, order []byte) (CorpOrder, error) {
+	c, err := b.corpOperator(s, RoleMaker)
+	if err != nil {
+		return CorpOrder{}, err
+	}
+	if _, err := b.checkOrder(ctx, c, order); err != nil {
+		return CorpOrder{}, err
+	}
+	raw := make([]byte, 12)
+	if _, err := rand.Read(raw); err != nil {
+		return CorpOrder{}, err
+	}
+	sum := sha256.Sum256(order)
+	o := CorpOrder{ID: "co_" + base64.RawURLEncoding.EncodeToString(raw), Corporate: c.Corporate, Order: order, Digest: hex.EncodeToString(sum[:]),
+		State: "entered", Maker: c.ID, Created: b.now().UTC()}
+	return o, b.putCorp(&o, nil)
+}
+
+// ReviewCorpOrder is the reviewer's approval (or rejection): never the
+// maker.
+func (b *Bank) ReviewCorpOrder(ctx context.Context, s session.Session, id string, approve bool) (CorpOrder, error) {
+	c, err := b.corpOperator(s, RoleReviewer)
+	if err != nil {
+		return CorpOrder{}, err
+	}
+	var out CorpOrder
+	err = b.updateCorp(id, c.Corporate, func(o *CorpOrder) error {
+		switch {
+		case o.State != "entered":
+			return fmt.Errorf("%w: order %s is %s, not waiting for review", ErrForbidden, id, o.State)
+		case o.Maker == c.ID:
+			return fmt.Errorf("%w: the maker may not review their own order", ErrForbidden)
+		}
+		if approve {
+			o.State, o.Reviewer = "reviewed", c.ID
+		} else {
+			o.State, o.Rejecter = "rejected", c.ID
+		}
+		out = *o
+		return nil
+	})
+	return out, err
+}
+
+// AuthoriseCorpOrder is the third person's authorisation, after which the
+// transfer executes. An authoriser with a USB key must sign the order
+// bytes with it (verified by keysvc); one without needs a recent SMS
+// step-up.
+func (b *Bank) AuthoriseCorpOrder(ctx context.Context, s session.Session, id, signature string, approve bool) (CorpOrder, error) {
+	c, err := b.corpOperator(s, RoleAuthoriser)
+	if err != nil {
+		return CorpOrder{}, err
+	}
+	o, err := b.corpOrder(id, c.Corporate)
+	if err != nil {
+		return CorpOrder{}, err
+	}
+	switch {
+	case o.State != "reviewed":
+		return CorpOrder{}, fmt.Errorf("%w: order %s is %s; it needs a review before authorisation", ErrForbidden, id, o.State)
+	case o.Maker == c.ID || o.Reviewer == c.ID:
+		return CorpOrder{}, fmt.Errorf("%w: entry, review and authorisation need three different people", ErrForbidden)
+	}
+	if !approve {
+		err := b.updateCorp(id, c.Corporate, func(o *CorpOrder) error {
+			if o.State != "reviewed" {
+				return fmt.Errorf("%w: order %s is %s", ErrForbidden, id, o.State)
+			}
+			o.State, o.Rejecter = "rejected", c.ID
+			return nil
+		})
+		o.State, o.Rejecter = "rejected", c.ID
+		return o, err
+	}
+	if c.USBKey != "" {
+		ok, err := b.kms.Verify(ctx, c.USBKey, keysvc.VerifyRequest{Message: o.Order, Signature: "kw:v1:" + signature})
+		if err != nil {
+			if errorsIs(err, keysvc.ErrInvalidSignature) {
+				return CorpOrder{}, fmt.Errorf("%w: the authorisation needs your USB-key signature over the order", ErrBadSignature)
+			}
+			return CorpOrder{}, kmsErr(err)
+		}
+		if !ok {
+			return CorpOrder{}, fmt.Errorf("%w: the signature does not match the order and your USB key", ErrBadSignature)
+		}
+	} else if err := b.sessions.RequireStepUp(s, session.LevelOTP, b.cfg.StepUpFor); err != nil {
+		return CorpOrder{}, err
+	}
+	maker, err := b.Customer(o.Maker)
+	if err != nil {
+		return CorpOrder{}, err
+	}
+	co, err := b.checkOrder(ctx, maker, o.Order)
+	if err != nil {
+		return CorpOrder{}, err
+	}
+	co.idemKey = "corp:" + o.Corporate + ":" + o.ID
+	// Claim the order before moving money, so two authorisers can't both
+	// execute; the ledger's idempotency key makes a retry after a crash safe.
+	if err := b.updateCorp(id, c.Corporate, func(o *CorpOrder) error {
+		if o.State != "reviewed" {
+			return fmt.Errorf("%w: order %s is %s", ErrForbidden, id, o.State)
+		}
+		o.State, o.Authoriser = "authorised", c.ID
+		return nil
+	}); err != nil {
+		return CorpOrder{}, err
+	}
+	res, err := b.execute(ctx, co)
+	if err != nil {
+		_ = b.updateCorp(id, c.Corporate, func(o *CorpOrder) error { o.State = "reviewed"; o.Authoriser = ""; return nil })
+		return CorpOrder{}, err
+	}
+	err = b.updateCorp(id, c.Corporate, func(o *CorpOrder) error {
+		o.State, o.Result = "executed", &res
+		return nil
+	})
+	o.State, o.Authoriser, o.Result = "executed", c.ID, &res
+	return o, err
+}
+
+// CorpOrders lists a corporate's orders for any of its operators.
+func (b *Bank) CorpOrders(s session.Session) ([]CorpOrder, error) {
+	c, err := b.Customer(s.Customer)
+	if err != nil || c.Corporate == "" {
+		return nil, fmt.Errorf("%w: corporate operators only", ErrForbidden)
+	}
+	var out []CorpOrder
+	err = b.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCorp).ForEach(func(_, v []byte) error {
+			var o CorpOrder
+			if err := json.Unmarshal(v, &o); err != nil {
+				return err
+			}
+			if o.Corporate == c.Corporate {
+				out = append(out, o)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (b *Bank) corpOrder(id, corp string) (CorpOrder, error) {
+	var o CorpOrder
+	err := b.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCorp).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("%w: order %s", ErrNotFound, id)
+		}
+		return json.Unmarshal(v, &o)
+	})
+	if err == nil && o.Corporate != corp {
+		return CorpOrder{}, fmt.Errorf("%w: order %s", ErrNotFound, id)
+	}
+	return o, err
+}
+
+func (b *Bank) putCorp(o *CorpOrder, _ any) error {
+	v, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	return b.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCorp).Put([]byte(o.ID), v) })
+}
+
+// updateCorp changes one order of corp in one transaction.
+func (b *Bank) updateCorp(id, corp string, fn func(o *CorpOrder) error) error {
+	return b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketCorp)
+		v := bk.Get([]byte(id))
+		var o CorpOrder
+		if v == nil || json.Unmarshal(v, &o) != nil || o.Corporate != corp {
+			return fmt.Errorf("%w: order %s", ErrNotFound, id)
+		}
+		if err := fn(&o); err != nil {
+			return err
+		}
+		nv, err := json.Marshal(&o)
+		if err != nil {
+			return err
+		}
+		return bk.Put([]byte(id), nv)
+	})
+}

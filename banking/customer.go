@@ -1,0 +1,361 @@
+package banking
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/keyward/keyward/banking/auth/mask"
+	"github.com/keyward/keyward/banking/auth/password"
+	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/smcrypto"
+)
+
+var (
+	bucketCustomers = []byte("bank-customers") // id → Customer JSON
+	bucketLogins    = []byte("bank-logins")    // login name → id
+	bucketOrders    = []byte("bank-orders")    // customer id + order nonce → transfer id (replay guard)
+	bucketCorp      = []byte("bank-corporate") // corporate orders
+)
+
+// Customer is a bank customer as stored. Sealed fields are SM4-GCM under
+// the customer's data key (DataKeyCT is its keysvc ciphertext); banking
+// never opens them.
+type Customer struct {
+	ID           string    `json:"id"`
+	Login        string    `json:"login"`
+	Name         string    `json:"name"`
+	Phone        string    `json:"phone"`
+	IDCardMasked string    `json:"id_card_masked"`
+	CardMasked   string    `json:"card_masked"`
+	IDCardSealed []byte    `json:"id_card_sealed"`
+	CardSealed   []byte    `json:"card_sealed"`
+	DataKeyCT    string    `json:"data_key_ct"`
+	PasswordMAC  []byte    `json:"password_mac"`
+	AntiPhishing string    `json:"anti_phishing"`
+	USBKey       string    `json:"usb_key,omitempty"`   // keysvc external key with the USB key's public key
+	CloudKey     string    `json:"cloud_key,omitempty"` // keysvc confirm-required key
+	Corporate    string    `json:"corporate,omitempty"` // corporate id, for corporate operators
+	Role         Role      `json:"role,omitempty"`      // corporate role
+	Created      time.Time `json:"created"`
+}
+
+// CustomerView is what the customer (and staff) see: masks only.
+type CustomerView struct {
+	ID           string `json:"id"`
+	Login        string `json:"login"`
+	Name         string `json:"name"`
+	Phone        string `json:"phone"`
+	IDCard       string `json:"id_card"`
+	Card         string `json:"card"`
+	AntiPhishing string `json:"anti_phishing"`
+	USBKey       bool   `json:"usb_key"`
+	CloudKey     bool   `json:"cloud_key"`
+	Corporate    string `json:"corporate,omitempty"`
+	Role         Role   `json:"role,omitempty"`
+}
+
+// View returns the masked view of c.
+func (c *Customer) View() CustomerView {
+	return CustomerView{ID: c.ID, Login: c.Login, Name: c.Name, Phone: mask.Phone(c.Phone), IDCard: c.IDCardMasked, Card: c.CardMasked,
+		AntiPhishing: c.AntiPhishing, USBKey: c.USBKey != "", CloudKey: c.CloudKey != "", Corporate: c.Corporate, Role: c.Role}
+}
+
+// EnrolRequest is a teller's enrolment of a customer after identity checks
+// at the counter. The password arrives encrypted like a login (Sealed).
+type EnrolRequest struct {
+	Login        string `json:"login"`
+	Name         string `json:"name"`
+	Phone        string `json:"phone"`
+	IDCard       string `json:"id_card"`
+	Card         string `json:"card"`
+	AntiPhishing string `json:"anti_phishing"`
+	Password     Sealed `json:"password"`
+	// USBPublicKey is the PEM public key of the customer's USB key (EC
+	// P-256 or SM2), if they have one.
+	USBPublicKey string `json:"usb_public_key,omitempty"`
+	USBAlgorithm string `json:"usb_algorithm,omitempty"` // ec-p256 (default) or sm2
+	// CloudKey asks for a cloud signing key held in keysvc, confirmed by
+	// the customer on keysvc's second channel.
+	CloudKey  bool   `json:"cloud_key,omitempty"`
+	Corporate string `json:"corporate,omitempty"`
+	Role      Role   `json:"role,omitempty"`
+	Currency  string `json:"currency,omitempty"` // of the first account; default CNY
+}
+
+// Sealed is a password (or other secret) encrypted to the bank's SM2 login
+// key with a single-use challenge: base64 of SM2 C1C3C2 (ASN.1) over
+// secret ‖ 0x00 ‖ the 32 challenge bytes.
+type Sealed struct {
+	Challenge  string `json:"challenge"`
+	Ciphertext string `json:"ciphertext"`
+	KeyVersion int    `json:"key_version"`
+}
+
+// EnrolResult is the enrolment outcome, with the one-time holder setup
+// code of the cloud key (hand it to the customer; it sets the key's PIN on
+// keysvc's confirmation endpoint).
+type EnrolResult struct {
+	Customer        CustomerView `json:"customer"`
+	Account         string       `json:"account"`
+	HolderSetupCode string       `json:"holder_setup_code,omitempty"`
+}
+
+var (
+	loginRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]{3,31}$`)
+	phoneRE = regexp.MustCompile(`^1[3-9][0-9]{9}$`)
+	corpRE  = regexp.MustCompile(`^[a-z0-9-]{3,32}$`)
+)
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, a...)...)
+}
+
+func (r *EnrolRequest) validate() error {
+	switch {
+	case !loginRE.MatchString(r.Login):
+		return invalid("login must be 4-32 of a-z 0-9 _ . - starting with a letter")
+	case r.Name == "" || utf8.RuneCountInString(r.Name) > 64 || strings.ContainsAny(r.Name, "<>\"'&\x00\n\r"):
+		return invalid("name must be 1-64 characters without < > \" ' & or line breaks")
+	case !phoneRE.MatchString(r.Phone):
+		return invalid("phone must be an 11-digit mainland mobile number")
+	case utf8.RuneCountInString(r.AntiPhishing) < 2 || utf8.RuneCountInString(r.AntiPhishing) > 32 || strings.ContainsAny(r.AntiPhishing, "<>\"'&\x00\n\r"):
+		return invalid("anti_phishing must be 2-32 characters of your choice, shown at every login")
+	case r.USBAlgorithm != "" && r.USBAlgorithm != "ec-p256" && r.USBAlgorithm != "sm2":
+		return invalid("usb_algorithm must be ec-p256 or sm2")
+	case (r.Corporate == "") != (r.Role == ""):
+		return invalid("corporate and role go together")
+	case r.Corporate != "" && !corpRE.MatchString(r.Corporate):
+		return invalid("corporate must be 3-32 of a-z 0-9 -")
+	case r.Role != "" && !r.Role.valid():
+		return invalid("role must be admin, maker, reviewer or authoriser")
+	}
+	if err := mask.ValidateID(r.IDCard); err != nil {
+		return invalid("id_card: %v", err)
+	}
+	if err := mask.ValidateCard(r.Card); err != nil {
+		return invalid("card: %v", err)
+	}
+	return nil
+}
+
+// newCustomerID draws "c" and 12 random digits.
+func newCustomerID() (string, error) {
+	n, err := rand.Int(rand.Reader, big.NewInt(1e12))
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("c%012d", n.Int64()), nil
+}
+
+// open decrypts a Sealed secret through keysvc and checks its challenge.
+func (b *Bank) open(ctx context.Context, s Sealed) ([]byte, error) {
+	if s.KeyVersion < 1 || s.Ciphertext == "" || s.Challenge == "" {
+		return nil, invalid("password needs challenge, ciphertext and key_version")
+	}
+	if err := b.challenges.Consume(ctx, s.Challenge); err != nil {
+		return nil, err
+	}
+	plain, err := b.kms.Decrypt(ctx, KeyLogin, fmt.Sprintf("kw:v%d:%s", s.KeyVersion, s.Ciphertext), nil)
+	if err != nil {
+		if isClientError(err) {
+			return nil, fmt.Errorf("%w: the encrypted password could not be opened; encrypt it to the current login key", password.ErrChallengeMismatch)
+		}
+		return nil, kmsErr(err)
+	}
+	pw, err := password.SplitPasswordChallenge(plain, s.Challenge)
+	clear(plain)
+	return pw, err
+}
+
+// isClientError reports keysvc refusing the input (not being down).
+func isClientError(err error) bool {
+	for _, e := range []error{keysvc.ErrInvalidArgument, keysvc.ErrInvalidCiphertext, keysvc.ErrDecrypt, keysvc.ErrVersionNotFound, keysvc.ErrVersionNotUsable} {
+		if errorsIs(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// pwMAC is the stored keyed hash of a customer's password.
+func (b *Bank) pwMAC(ctx context.Context, id string, pw []byte) ([]byte, error) {
+	msg := append(append([]byte(id), 0), pw...)
+	defer clear(msg)
+	return b.mac(ctx, "password-v1", msg)
+}
+
+// Enrol creates a customer with its first account, its keys in keysvc and
+// its sealed identity numbers (R-AUTH-1, R-AUTH-2, R-AUTH-7, R-SRV-6).
+func (b *Bank) Enrol(ctx context.Context, req EnrolRequest) (EnrolResult, error) {
+	if err := req.validate(); err != nil {
+		return EnrolResult{}, err
+	}
+	if b.cfg.Screen != nil {
+		if err := b.cfg.Screen.CheckName(req.Name); err != nil {
+			return EnrolResult{}, fmt.Errorf("%w: the customer's name is on the screening list", ErrBlocked)
+		}
+	}
+	if _, err := b.customerByLogin(req.Login); err == nil {
+		return EnrolResult{}, fmt.Errorf("%w: login %q is taken", ErrExists, req.Login)
+	}
+	pw, err := b.open(ctx, req.Password)
+	if err != nil {
+		return EnrolResult{}, err
+	}
+	defer clear(pw)
+	if err := password.Check(pw, req.Login, req.Phone, req.IDCard); err != nil {
+		return EnrolResult{}, err
+	}
+	id, err := newCustomerID()
+	if err != nil {
+		return EnrolResult{}, err
+	}
+	c := &Customer{ID: id, Login: req.Login, Name: req.Name, Phone: req.Phone, AntiPhishing: req.AntiPhishing,
+		IDCardMasked: mask.IDCard(req.IDCard), CardMasked: mask.Card(req.Card), Corporate: req.Corporate, Role: req.Role, Created: b.now().UTC()}
+	if c.PasswordMAC, err = b.pwMAC(ctx, id, pw); err != nil {
+		return EnrolResult{}, err
+	}
+	// Envelope encryption: a fresh SM4 data key from keysvc seals the
+	// numbers here; only its keysvc ciphertext is kept.
+	dk, err := b.kms.DataKey(ctx, KeyPII, 16, []byte("customer:"+id))
+	if err != nil {
+		return EnrolResult{}, kmsErr(err)
+	}
+	c.DataKeyCT = dk.Ciphertext
+	c.IDCardSealed, err = smcrypto.SM4GCMSeal(dk.Plaintext, []byte(req.IDCard), []byte(id+":id_card"))
+	if err == nil {
+		c.CardSealed, err = smcrypto.SM4GCMSeal(dk.Plaintext, []byte(mask.CardDigits(req.Card)), []byte(id+":card"))
+	}
+	clear(dk.Plaintext)
+	if err != nil {
+		return EnrolResult{}, err
+	}
+	var res EnrolResult
+	grants := keysvc.Policy{Grants: []keysvc.Grant{{Client: b.kmsClientName(), Ops: []keysvc.Op{keysvc.OpSign, keysvc.OpVerify, keysvc.OpPublic}}}}
+	if req.USBPublicKey != "" {
+		alg := keysvc.AlgECP256
+		if req.USBAlgorithm == "sm2" {
+			alg = keysvc.AlgSM2
+		}
+		c.USBKey = "usb-" + id
+		if _, err := b.kms.CreateKey(ctx, keysvc.CreateKeyRequest{Name: c.USBKey, Purpose: keysvc.PurposeSign, Algorithm: alg,
+			Protection: keysvc.ProtectionExternal, PublicKey: req.USBPublicKey, Policy: grants}); err != nil {
+			if errorsIs(err, keysvc.ErrInvalidArgument) {
+				return EnrolResult{}, invalid("usb_public_key: %v", err)
+			}
+			return EnrolResult{}, kmsErr(err)
+		}
+	}
+	if req.CloudKey {
+		c.CloudKey = "cust-" + id
+		k, err := b.kms.CreateKey(ctx, keysvc.CreateKeyRequest{Name: c.CloudKey, Purpose: keysvc.PurposeSign, Algorithm: keysvc.AlgECP256,
+			Protection: keysvc.ProtectionWrapped, Confirm: keysvc.ConfirmRequired, Policy: grants})
+		if err != nil {
+			return EnrolResult{}, kmsErr(err)
+		}
+		res.HolderSetupCode = k.HolderSetupCode
+	}
+	cur := req.Currency
+	if cur == "" {
+		cur = "CNY"
+	}
+	// Personal customers and a corporate's admin get an account; other
+	// operators work on the corporate's accounts.
+	if c.Corporate == "" || c.Role == RoleAdmin {
+		acct, err := b.Ledger.OpenAccount(ctx, ledger.OpenAccountRequest{Owner: owner(c), Currency: cur})
+		if err != nil {
+			return EnrolResult{}, err
+		}
+		res.Account = acct.ID
+	}
+	if err := b.putCustomer(c, true); err != nil {
+		return EnrolResult{}, err
+	}
+	res.Customer = c.View()
+	b.log.Info("customer enrolled", "customer", id, "usb_key", c.USBKey != "", "cloud_key", c.CloudKey != "")
+	return res, nil
+}
+
+// owner is the ledger owner of a customer's accounts: the corporate id for
+// corporate operators (the accounts are the company's), else the customer.
+func owner(c *Customer) string {
+	if c.Corporate != "" {
+		return "corp:" + c.Corporate
+	}
+	return c.ID
+}
+
+// kmsClientName is the name keysvc knows banking by, for key policies.
+func (b *Bank) kmsClientName() string {
+	if b.cfg.KMSName != "" {
+		return b.cfg.KMSName
+	}
+	return "banking"
+}
+
+// putCustomer stores c; with create, a taken login is ErrExists.
+func (b *Bank) putCustomer(c *Customer, create bool) error {
+	v, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return b.db.Update(func(tx *bolt.Tx) error {
+		logins := tx.Bucket(bucketLogins)
+		if create {
+			if logins.Get([]byte(c.Login)) != nil {
+				return fmt.Errorf("%w: login %q is taken", ErrExists, c.Login)
+			}
+			if err := logins.Put([]byte(c.Login), []byte(c.ID)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketCustomers).Put([]byte(c.ID), v)
+	})
+}
+
+// Customer returns a stored customer.
+func (b *Bank) Customer(id string) (*Customer, error) {
+	var c Customer
+	err := b.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketCustomers).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("%w: customer", ErrNotFound)
+		}
+		return json.Unmarshal(v, &c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (b *Bank) customerByLogin(login string) (*Customer, error) {
+	var id []byte
+	_ = b.db.View(func(tx *bolt.Tx) error {
+		id = append(id, tx.Bucket(bucketLogins).Get([]byte(login))...)
+		return nil
+	})
+	if len(id) == 0 {
+		return nil, fmt.Errorf("%w: customer", ErrNotFound)
+	}
+	return b.Customer(string(id))
+}
+
+// phoneOf is the otp package's phone lookup: the bank's own record.
+func (b *Bank) phoneOf(_ context.Context, id string) (string, error) {
+	c, err := b.Customer(id)
+	if err != nil {
+		return "", err
+	}
+	return c.Phone, nil
+}

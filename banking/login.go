@@ -1,0 +1,209 @@
+package banking
+
+import (
+	"context"
+	"crypto/hmac"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/keyward/keyward/banking/auth/password"
+	"github.com/keyward/keyward/banking/auth/session"
+)
+
+// LoginKey is the bank's SM2 login public key (PEM) and its version: the
+// client encrypts password ‖ 0x00 ‖ challenge to it.
+type LoginKey struct {
+	PEM     string `json:"pem"`
+	Version int    `json:"version"`
+}
+
+// LoginKey returns the current login key from keysvc.
+func (b *Bank) LoginKey(ctx context.Context) (LoginKey, error) {
+	pk, err := b.kms.PublicKey(ctx, KeyLogin, 0)
+	if err != nil {
+		return LoginKey{}, kmsErr(err)
+	}
+	return LoginKey{PEM: pk.PEM, Version: pk.Version}, nil
+}
+
+// Challenge issues a single-use login challenge (≤ 2 min, R-AUTH-4).
+func (b *Bank) Challenge(ctx context.Context) (password.Challenge, error) {
+	return b.challenges.New(ctx)
+}
+
+// LoginRequest is a login: the login name, the sealed password, and the
+// client's device id and OS (for step-up decisions).
+type LoginRequest struct {
+	Login    string `json:"login"`
+	Password Sealed `json:"password"`
+	Device   string `json:"device"`
+	OS       string `json:"os"`
+}
+
+// LoginResult is a new session. With StepUp the session can do nothing but
+// complete the SMS step-up (the code was sent to the registered phone).
+type LoginResult struct {
+	Session      string `json:"session"`
+	StepUp       bool   `json:"step_up"`
+	StepUpReason string `json:"step_up_reason,omitempty"`
+	AntiPhishing string `json:"anti_phishing"`
+	Customer     string `json:"customer"`
+}
+
+// Login checks the password through keysvc behind the brute-force guard
+// (R-AUTH-3) and opens a session (R-AUTH-5); a new device, OS or network
+// asks for SMS step-up (R-AUTH-9).
+func (b *Bank) Login(ctx context.Context, req LoginRequest, ip netip.Addr) (LoginResult, error) {
+	if !loginRE.MatchString(req.Login) || req.Device == "" || len(req.Device) > 64 || req.OS == "" || len(req.OS) > 64 {
+		return LoginResult{}, invalid("login, device (≤64) and os (≤64) are required")
+	}
+	att, err := b.guard.Begin(ctx, req.Login, ip)
+	if err != nil {
+		b.log.Warn("login refused: locked", "login", req.Login, "source", ip.String())
+		return LoginResult{}, err
+	}
+	pw, err := b.open(ctx, req.Password)
+	if err != nil {
+		att.Abandon(ctx) // the password was never compared
+		return LoginResult{}, err
+	}
+	defer clear(pw)
+	c, cerr := b.customerByLogin(req.Login)
+	var mac []byte
+	if cerr == nil {
+		if mac, err = b.pwMAC(ctx, c.ID, pw); err != nil {
+			att.Abandon(ctx)
+			return LoginResult{}, err
+		}
+	}
+	if cerr != nil || !hmac.Equal(mac, c.PasswordMAC) {
+		_ = att.Failed(ctx)
+		b.log.Info("login failed", "login", req.Login, "source", ip.String())
+		return LoginResult{}, ErrLoginFailed
+	}
+	if err := att.Succeeded(ctx); err != nil {
+		return LoginResult{}, err
+	}
+	a, err := b.devices.Assess(ctx, c.ID, req.Device, req.OS, ip)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	id, sess, err := b.sessions.Create(ctx, session.Params{Customer: c.ID, Device: req.Device, IP: ip, Level: session.LevelPassword})
+	if err != nil {
+		return LoginResult{}, err
+	}
+	sref := sess.Ref
+	res := LoginResult{Session: id, AntiPhishing: c.AntiPhishing, Customer: c.ID}
+	if a.StepUp {
+		if err := b.setStepUpPending(sref, true); err != nil {
+			return LoginResult{}, err
+		}
+		res.StepUp = true
+		res.StepUpReason = fmt.Sprint(a.Reasons)
+		if _, err := b.otps.Issue(ctx, c.ID, "stepup"); err != nil {
+			return res, err
+		}
+		return res, nil
+	}
+	return res, b.devices.Remember(ctx, c.ID, req.Device, req.OS, ip)
+}
+
+// RequestStepUp sends a fresh SMS code for the session's customer.
+func (b *Bank) RequestStepUp(ctx context.Context, s session.Session) error {
+	_, err := b.otps.Issue(ctx, s.Customer, "stepup")
+	return err
+}
+
+// StepUp verifies an SMS code and raises the session to LevelOTP; the
+// device becomes known.
+func (b *Bank) StepUp(ctx context.Context, sid string, s session.Session, code, os string) error {
+	if err := b.otps.Verify(ctx, s.Customer, "stepup", code); err != nil {
+		return err
+	}
+	if _, err := b.sessions.StepUp(ctx, sid, session.LevelOTP); err != nil {
+		return err
+	}
+	if err := b.setStepUpPending(s.Ref, false); err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(s.IP)
+	if os == "" || err != nil {
+		return nil
+	}
+	return b.devices.Remember(ctx, s.Customer, s.Device, os, ip)
+}
+
+var bucketStepUp = []byte("bank-stepup-pending") // session ref → "1" while the login's step-up is open
+
+func (b *Bank) setStepUpPending(ref string, pending bool) error {
+	return b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketStepUp)
+		if pending {
+			return bk.Put([]byte(ref), []byte{1})
+		}
+		return bk.Delete([]byte(ref))
+	})
+}
+
+// Logout ends the session at once.
+func (b *Bank) Logout(ctx context.Context, sid string) error { return b.sessions.Logout(ctx, sid) }
+
+// Authenticate returns the live session for sid, extending its idle
+// timer. A session used from another device is refused.
+func (b *Bank) Authenticate(ctx context.Context, sid, dev string) (session.Session, error) {
+	s, err := b.sessions.Touch(ctx, sid)
+	if err != nil {
+		return session.Session{}, err
+	}
+	if dev != s.Device {
+		return session.Session{}, fmt.Errorf("%w: this session belongs to another device", ErrUnauthenticated)
+	}
+	return s, nil
+}
+
+// ready refuses a session whose login asked for a step-up that has not
+// been completed: it may only complete the step-up (R-AUTH-9).
+func (b *Bank) ready(s session.Session) error {
+	var pending bool
+	_ = b.db.View(func(tx *bolt.Tx) error {
+		pending = tx.Bucket(bucketStepUp).Get([]byte(s.Ref)) != nil
+		return nil
+	})
+	if pending {
+		return fmt.Errorf("%w: this login is from a new device or network; enter the SMS code first", ErrStepUp)
+	}
+	return nil
+}
+
+// ChangePassword sets a new password; it needs a recent step-up
+// (R-AUTH-6) and ends the customer's other sessions.
+func (b *Bank) ChangePassword(ctx context.Context, sid string, s session.Session, newPW Sealed) error {
+	if err := b.sessions.RequireStepUp(s, session.LevelOTP, b.cfg.StepUpFor); err != nil {
+		return err
+	}
+	c, err := b.Customer(s.Customer)
+	if err != nil {
+		return err
+	}
+	pw, err := b.open(ctx, newPW)
+	if err != nil {
+		return err
+	}
+	defer clear(pw)
+	if err := password.Check(pw, c.Login, c.Phone); err != nil {
+		return err
+	}
+	if c.PasswordMAC, err = b.pwMAC(ctx, c.ID, pw); err != nil {
+		return err
+	}
+	if err := b.putCustomer(c, false); err != nil {
+		return err
+	}
+	_, err = b.sessions.LogoutOthers(ctx, c.ID, sid)
+	return err
+}
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }

@@ -1,0 +1,359 @@
+package banking
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/txformat"
+)
+
+var bucketReceipts = []byte("bank-receipts") // transfer id → receipt signature
+
+// SignedOrder is a transfer order the customer signed with their USB key:
+// the exact bytes (canonical JSON keyward.transfer.v1 or pain.001.001.09)
+// and the signature (base64 DER ECDSA over SHA-256, or SM2 with SM3).
+type SignedOrder struct {
+	Order     []byte `json:"order"` // base64 in JSON
+	Signature string `json:"signature"`
+}
+
+// TransferResult is an executed transfer and its signed receipt.
+type TransferResult struct {
+	TransferID string  `json:"transfer_id"`
+	Replayed   bool    `json:"replayed,omitempty"` // the same order was executed before; nothing moved now
+	Receipt    Receipt `json:"receipt"`
+}
+
+// Receipt is the bank's signed electronic receipt. Body is the exact
+// signed bytes, a JSON document carried as a string so that no parser
+// re-orders it; Signature is base64 DER ECDSA P-256 over SHA-256 of Body
+// by the bank's receipt key (KeyReceipt):
+//
+//	openssl dgst -sha256 -verify bank-receipt.pem -signature receipt.sig receipt.json
+type Receipt struct {
+	Body      string `json:"body"`
+	Signature string `json:"signature"`
+}
+
+// receiptBody is what a receipt states; field order is the signed order.
+type receiptBody struct {
+	Type       string `json:"type"`
+	TransferID string `json:"transfer_id"`
+	Time       string `json:"time"`
+	Payer      string `json:"payer_account"`
+	Payee      string `json:"payee_account"`
+	Amount     string `json:"amount"`
+	Currency   string `json:"currency"`
+	Reference  string `json:"reference"`
+	Memo       string `json:"memo,omitempty"`
+}
+
+// checkedOrder is an order checked against the bank's own data.
+type checkedOrder struct {
+	doc      *txformat.Document
+	tr       txformat.Transfer
+	payer    ledger.Account
+	payee    ledger.Account
+	amount   int64
+	idemKey  string
+	customer *Customer
+}
+
+// checkOrder recognises the order and checks it against the bank's data:
+// the payer account is the customer's, the payee account exists, is not
+// screened and, for personal accounts, belongs to the named payee; amount
+// and currency are exact (R-DC-3 on the bank's side: any mismatch aborts).
+func (b *Bank) checkOrder(ctx context.Context, c *Customer, order []byte) (*checkedOrder, error) {
+	doc, err := txformat.Recognise(order)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrOrderMismatch, err)
+	}
+	if len(doc.Transfers) != 1 {
+		return nil, fmt.Errorf("%w: an order carries exactly one transfer; this one has %d", ErrOrderMismatch, len(doc.Transfers))
+	}
+	tr := doc.Transfers[0]
+	co := &checkedOrder{doc: doc, tr: tr, customer: c}
+	if co.payer, err = b.Ledger.Account(ctx, tr.PayerAccount); err != nil || co.payer.Owner != owner(c) {
+		return nil, fmt.Errorf("%w: the payer account is not one of yours", ErrOrderMismatch)
+	}
+	if co.payee, err = b.Ledger.Account(ctx, strings.ReplaceAll(tr.PayeeAccount, " ", "")); err != nil {
+		return nil, fmt.Errorf("%w: the payee account %s is not an account of this bank", ErrOrderMismatch, tr.PayeeAccount)
+	}
+	if b.cfg.Screen != nil {
+		if b.cfg.Screen.CheckAccount(co.payee.ID) != nil || b.cfg.Screen.CheckName(tr.PayeeName) != nil {
+			return nil, fmt.Errorf("%w: the payee is on the screening list; the transfer is refused", ErrBlocked)
+		}
+	}
+	if pc, err := b.customerByOwner(co.payee.Owner); err == nil && pc.Name != tr.PayeeName {
+		return nil, fmt.Errorf("%w: the payee name does not match the payee account's holder", ErrOrderMismatch)
+	}
+	if tr.Currency != co.payer.Currency || tr.Currency != co.payee.Currency {
+		return nil, fmt.Errorf("%w: currency %s does not match the accounts", ErrOrderMismatch, tr.Currency)
+	}
+	if co.amount, err = ledger.ParseAmount(tr.Amount, tr.Currency); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrOrderMismatch, err)
+	}
+	ref := tr.EndToEndID
+	if ref == "" {
+		ref = doc.MessageID
+	}
+	co.idemKey = c.ID + ":" + ref
+	return co, nil
+}
+
+// customerByOwner finds the customer whose personal accounts carry owner.
+func (b *Bank) customerByOwner(owner string) (*Customer, error) {
+	if strings.HasPrefix(owner, "corp:") {
+		return nil, ErrNotFound
+	}
+	return b.Customer(owner)
+}
+
+// execute posts a checked order and returns its receipt.
+func (b *Bank) execute(ctx context.Context, co *checkedOrder) (TransferResult, error) {
+	memo := co.tr.Purpose
+	if len([]rune(memo)) > 140 {
+		memo = string([]rune(memo)[:140])
+	}
+	rc, err := b.Ledger.Transfer(ctx, ledger.TransferRequest{IdempotencyKey: co.idemKey, From: co.payer.ID, To: co.payee.ID,
+		Amount: co.amount, Currency: co.tr.Currency, Memo: memo, Reference: asciiRef(co.tr.EndToEndID)})
+	if err != nil {
+		return TransferResult{}, err
+	}
+	res := TransferResult{TransferID: rc.TransferID, Replayed: rc.Replayed}
+	if res.Receipt, err = b.receipt(ctx, rc); err != nil {
+		// The transfer is done; the receipt can be fetched again later.
+		b.log.Error("receipt not signed", "transfer", rc.TransferID, "err", err)
+		return res, nil
+	}
+	return res, nil
+}
+
+func asciiRef(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	for _, r := range s {
+		if r < 0x21 || r > 0x7e {
+			return ""
+		}
+	}
+	return s
+}
+
+// TransferUSB executes an order the customer signed with their USB key:
+// checked against the bank's data, the signature verified by keysvc with
+// the customer's registered public key, then posted (once: a replayed
+// order returns the first receipt).
+func (b *Bank) TransferUSB(ctx context.Context, s session.Session, so SignedOrder) (TransferResult, error) {
+	c, err := b.Customer(s.Customer)
+	if err != nil {
+		return TransferResult{}, err
+	}
+	if c.USBKey == "" {
+		return TransferResult{}, fmt.Errorf("%w: no USB key is registered for you", ErrForbidden)
+	}
+	co, err := b.checkOrder(ctx, c, so.Order)
+	if err != nil {
+		return TransferResult{}, err
+	}
+	sig, err := base64.StdEncoding.DecodeString(so.Signature)
+	if err != nil || len(sig) == 0 || len(sig) > 512 {
+		return TransferResult{}, fmt.Errorf("%w: signature must be base64 DER", ErrBadSignature)
+	}
+	ok, err := b.kms.Verify(ctx, c.USBKey, keysvc.VerifyRequest{Message: so.Order, Signature: "kw:v1:" + so.Signature})
+	if err != nil {
+		return TransferResult{}, kmsErr(err)
+	}
+	if !ok {
+		b.log.Warn("transfer refused: bad USB-key signature", "customer", c.ID)
+		return TransferResult{}, fmt.Errorf("%w: the signature does not match the order and your USB key", ErrBadSignature)
+	}
+	return b.execute(ctx, co)
+}
+
+// receipt returns the signed receipt of a posting, signing it through
+// keysvc the first time (the signature is kept, so a receipt is stable).
+func (b *Bank) receipt(ctx context.Context, rc ledger.Receipt) (Receipt, error) {
+	body, err := json.Marshal(receiptBody{Type: "keyward.receipt.v1", TransferID: rc.TransferID, Time: rc.Time.UTC().Format(time.RFC3339Nano),
+		Payer: rc.From, Payee: rc.To, Amount: ledger.FormatAmount(rc.Amount, rc.Currency), Currency: rc.Currency, Reference: rc.Reference, Memo: rc.Memo})
+	if err != nil {
+		return Receipt{}, err
+	}
+	var sig []byte
+	_ = b.db.View(func(tx *bolt.Tx) error {
+		if bk := tx.Bucket(bucketReceipts); bk != nil {
+			sig = append(sig, bk.Get([]byte(rc.TransferID))...)
+		}
+		return nil
+	})
+	if len(sig) == 0 {
+		res, err := b.kms.Sign(ctx, KeyReceipt, keysvc.SignRequest{Message: body})
+		if err != nil {
+			return Receipt{}, kmsErr(err)
+		}
+		sig = []byte(stripVersion(res.Signature))
+		if err := b.db.Update(func(tx *bolt.Tx) error {
+			bk, err := tx.CreateBucketIfNotExists(bucketReceipts)
+			if err != nil {
+				return err
+			}
+			if old := bk.Get([]byte(rc.TransferID)); old != nil { // a concurrent request signed first
+				sig = append([]byte(nil), old...)
+				return nil
+			}
+			return bk.Put([]byte(rc.TransferID), sig)
+		}); err != nil {
+			return Receipt{}, err
+		}
+	}
+	return Receipt{Body: string(body), Signature: string(sig)}, nil
+}
+
+// stripVersion turns "kw:v1:<b64>" into "<b64>".
+func stripVersion(s string) string {
+	if i := strings.LastIndexByte(s, ':'); strings.HasPrefix(s, "kw:v") && i > 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// ReceiptOf returns the receipt of one of the customer's transfers.
+func (b *Bank) ReceiptOf(ctx context.Context, s session.Session, transferID string) (Receipt, error) {
+	rc, err := b.Ledger.Posting(ctx, transferID)
+	if err != nil {
+		return Receipt{}, fmt.Errorf("%w: transfer %s", ErrNotFound, transferID)
+	}
+	c, err := b.Customer(s.Customer)
+	if err != nil {
+		return Receipt{}, err
+	}
+	mine := false
+	for _, id := range []string{rc.From, rc.To} {
+		if a, err := b.Ledger.Account(ctx, id); err == nil && a.Owner == owner(c) {
+			mine = true
+		}
+	}
+	if !mine {
+		return Receipt{}, fmt.Errorf("%w: transfer %s", ErrNotFound, transferID)
+	}
+	return b.receipt(ctx, rc)
+}
+
+// --- cloud key: signed in keysvc after the customer's confirmation -------
+
+// PendingTransfer is a cloud-key transfer waiting for the customer to
+// confirm it on keysvc's second channel.
+type PendingTransfer struct {
+	ID        string          `json:"id"` // keysvc's confirmation id
+	Status    string          `json:"status"`
+	Digest    string          `json:"digest"`
+	ExpiresAt time.Time       `json:"expires_at"`
+	Reason    string          `json:"reason,omitempty"`
+	Result    *TransferResult `json:"result,omitempty"`
+}
+
+type pendingTransfers struct {
+	mu sync.Mutex
+	m  map[string]*pendingOrder
+}
+
+type pendingOrder struct {
+	co      *checkedOrder
+	order   []byte
+	expires time.Time
+}
+
+// pendingKeep is how long banking remembers a cloud transfer it sent to
+// keysvc (by its own clock): longer than any confirmation timeout.
+const pendingKeep = 20 * time.Minute
+
+func newPendingTransfers() *pendingTransfers { return &pendingTransfers{m: map[string]*pendingOrder{}} }
+
+// TransferCloud checks the order and asks keysvc to sign it with the
+// customer's cloud key: keysvc shows it to the customer on the second
+// channel and signs only what they confirm (R-DC-1). The answer is the
+// pending confirmation; PollCloud executes the transfer once signed.
+func (b *Bank) TransferCloud(ctx context.Context, s session.Session, order []byte) (PendingTransfer, error) {
+	c, err := b.Customer(s.Customer)
+	if err != nil {
+		return PendingTransfer{}, err
+	}
+	if c.CloudKey == "" {
+		return PendingTransfer{}, fmt.Errorf("%w: you have no cloud signing key", ErrForbidden)
+	}
+	co, err := b.checkOrder(ctx, c, order)
+	if err != nil {
+		return PendingTransfer{}, err
+	}
+	res, err := b.kms.Sign(ctx, c.CloudKey, keysvc.SignRequest{Message: order})
+	switch {
+	case errorsIs(err, keysvc.ErrConfirmationPending):
+		return PendingTransfer{}, fmt.Errorf("%w: another transfer is waiting for your confirmation; confirm or reject it first", ErrExists)
+	case errorsIs(err, keysvc.ErrHolderLocked), errorsIs(err, keysvc.ErrHolderNotEnrolled):
+		return PendingTransfer{}, fmt.Errorf("%w: your cloud key cannot sign: %v", ErrForbidden, err)
+	case err != nil:
+		return PendingTransfer{}, kmsErr(err)
+	case res.Confirmation == nil:
+		return PendingTransfer{}, fmt.Errorf("banking: cloud key %s signed without confirmation; refusing", c.CloudKey)
+	}
+	cv := res.Confirmation
+	b.pending.mu.Lock()
+	b.pending.m[cv.ID] = &pendingOrder{co: co, order: append([]byte(nil), order...), expires: b.now().Add(pendingKeep)}
+	for id, p := range b.pending.m {
+		if b.now().After(p.expires) {
+			delete(b.pending.m, id)
+		}
+	}
+	b.pending.mu.Unlock()
+	return PendingTransfer{ID: cv.ID, Status: string(cv.Status), Digest: cv.Digest, ExpiresAt: cv.ExpiresAt}, nil
+}
+
+// PollCloud waits up to wait for the customer's decision; once keysvc has
+// signed, the signature is checked against the order and the transfer
+// executed (idempotently: polling again returns the same receipt).
+func (b *Bank) PollCloud(ctx context.Context, s session.Session, id string, wait time.Duration) (PendingTransfer, error) {
+	b.pending.mu.Lock()
+	p, ok := b.pending.m[id]
+	b.pending.mu.Unlock()
+	if !ok || p.co.customer.ID != s.Customer {
+		return PendingTransfer{}, fmt.Errorf("%w: pending transfer %q", ErrNotFound, id)
+	}
+	cv, err := b.kms.Confirmation(ctx, id, wait)
+	if err != nil {
+		return PendingTransfer{}, kmsErr(err)
+	}
+	out := PendingTransfer{ID: id, Status: string(cv.Status), Digest: cv.Digest, ExpiresAt: cv.ExpiresAt, Reason: cv.Reason}
+	if cv.Status != keysvc.ConfirmApproved {
+		return out, nil
+	}
+	sum := sha256.Sum256(p.order)
+	if cv.Digest != hex.EncodeToString(sum[:]) {
+		return PendingTransfer{}, fmt.Errorf("%w: keysvc signed other bytes than the order", ErrOrderMismatch)
+	}
+	ok, err = b.kms.Verify(ctx, p.co.customer.CloudKey, keysvc.VerifyRequest{Message: p.order, Signature: cv.Signature})
+	if err != nil {
+		return PendingTransfer{}, kmsErr(err)
+	}
+	if !ok {
+		return PendingTransfer{}, fmt.Errorf("%w: the cloud signature does not verify", ErrBadSignature)
+	}
+	res, err := b.execute(ctx, p.co)
+	if err != nil {
+		return PendingTransfer{}, err
+	}
+	out.Result = &res
+	return out, nil
+}
