@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/keyward/keyward/keysvc/audit"
@@ -82,11 +83,13 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, req CreateKeyRequest)
 }
 
 func (s *Service) createKey(ctx context.Context, c Caller, req CreateKeyRequest) (*Key, error) {
-	if !c.Admin {
-		return nil, fmt.Errorf("%w: only admin clients create keys", ErrForbidden)
-	}
 	if err := req.validate(); err != nil {
 		return nil, err
+	}
+	if !c.Admin {
+		if err := c.mayEnrol(req); err != nil {
+			return nil, err
+		}
 	}
 	defer s.lock(req.Name)()
 	if _, err := s.store.GetKey(req.Name); err == nil {
@@ -120,6 +123,30 @@ func (s *Service) createKey(ctx context.Context, c Caller, req CreateKeyRequest)
 	s.log.Info("key created", "key", k.Name, "purpose", k.Purpose, "algorithm", k.Algorithm, "protection", k.Protection, "client", c.Name)
 	k.setupCode = setupCode
 	return k, nil
+}
+
+// mayEnrol says whether a non-admin caller may create req: a customer key
+// (a name under one of its EnrolPrefixes; protection external, or a
+// confirm-required signing key) granted to the caller alone. The banking
+// app enrols customers this way without being an admin of every key.
+func (c Caller) mayEnrol(req CreateKeyRequest) error {
+	prefixed := false
+	for _, p := range c.EnrolPrefixes {
+		prefixed = prefixed || (p != "" && strings.HasPrefix(req.Name, p))
+	}
+	switch {
+	case !prefixed:
+		return fmt.Errorf("%w: only admin clients create keys (or enrolling clients, under their key-name prefixes)", ErrForbidden)
+	case req.Purpose != PurposeSign || (req.Protection != ProtectionExternal && req.Confirm != ConfirmRequired) || req.Protection == ProtectionHSM:
+		// hsm is refused too: customer keys must not fill the token.
+		return fmt.Errorf("%w: an enrolling client creates only customer signing keys: protection external, or wrapped with confirm required", ErrForbidden)
+	}
+	for _, g := range req.Policy.Grants {
+		if g.Client != c.Name {
+			return fmt.Errorf("%w: an enrolling client may grant a new key to itself only, not to %q", ErrForbidden, g.Client)
+		}
+	}
+	return nil
 }
 
 // GetKey returns a key's metadata (needs read, or admin).

@@ -7,6 +7,11 @@ import "time"
 type Caller struct {
 	Name  string
 	Admin bool // may create keys, and read and manage every key
+	// EnrolPrefixes lets a non-admin client (the banking app) create
+	// customer keys whose names start with one of these prefixes — only
+	// external or confirm-required signing keys whose policy grants the
+	// client itself and nobody else. See CreateKey.
+	EnrolPrefixes []string
 	// RequestDigest is hex SHA-256 of the request body, for the audit record.
 	RequestDigest string
 }

@@ -72,3 +72,39 @@ func TestExternalKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestEnrollingClient: the banking app (bankapp) creates customers' keys
+// under its prefixes, granted to itself only, and nothing else.
+func TestEnrollingClient(t *testing.T) {
+	e := newKeysvcEnv(t)
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	pemText := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	self := map[string]any{"grants": []any{map[string]any{"client": "bankapp", "ops": []string{"sign", "verify"}}}}
+	other := map[string]any{"grants": []any{map[string]any{"client": "intruder", "ops": []string{"sign", "verify"}}}}
+	for _, c := range []struct {
+		name string
+		body map[string]any
+		want int
+	}{
+		{"external under usb-", map[string]any{"name": "usb-c1", "purpose": "sign", "algorithm": "ec-p256", "protection": "external", "public_key": pemText, "policy": self}, 201},
+		{"confirm-required under cust-", map[string]any{"name": "cust-c1", "purpose": "sign", "algorithm": "ec-p256", "protection": "wrapped", "confirm": "required", "policy": self}, 201},
+		{"outside the prefixes", map[string]any{"name": "bank-x", "purpose": "sign", "algorithm": "ec-p256", "protection": "external", "public_key": pemText, "policy": self}, 403},
+		{"a plain signing key", map[string]any{"name": "cust-c2", "purpose": "sign", "algorithm": "ec-p256", "protection": "hsm", "policy": self}, 403},
+		{"granted to another client", map[string]any{"name": "cust-c3", "purpose": "sign", "algorithm": "ec-p256", "protection": "wrapped", "confirm": "required", "policy": other}, 403},
+		{"a confirm-required token object", map[string]any{"name": "cust-c5", "purpose": "sign", "algorithm": "ec-p256", "protection": "hsm", "confirm": "required", "policy": self}, 403},
+		{"an encryption key", map[string]any{"name": "cust-c4", "purpose": "encrypt", "algorithm": "aes-256", "protection": "hsm", "policy": self}, 403},
+	} {
+		if st, out := e.call(t, bankappToken, "POST", "/v1/keys", c.body); st != c.want {
+			t.Errorf("%s: %d %v, want %d", c.name, st, out, c.want)
+		}
+	}
+	// It is no admin: it can't read or manage other keys.
+	e.createKey(t, "officer-only", "sign", "ec-p256", "hsm", "sign")
+	if st, _ := e.call(t, bankappToken, "GET", "/v1/keys/officer-only", nil); st != 403 {
+		t.Fatalf("bankapp reads another key: %d", st)
+	}
+	if st, _ := e.call(t, bankappToken, "POST", "/v1/keys/cust-c1/holder/unlock", nil); st != 403 {
+		t.Fatalf("bankapp unlocks a holder: %d", st)
+	}
+}

@@ -125,9 +125,9 @@ func (e *keysvcEnv) start(t *testing.T) {
 		{Name: "officer", Admin: true, TokenSHA256: sha(officerToken)},
 		{Name: "banking", TokenSHA256: sha(bankingToken)},
 		{Name: "intruder", TokenSHA256: sha(intruderToken)},
-		// The banking app: admin, because it creates customers' keys at
-		// enrolment (docs/ARCHITECTURE.md, "banking").
-		{Name: "bankapp", Admin: true, TokenSHA256: sha(bankappToken)},
+		// The banking app: not an admin; it may create customers' keys
+		// (usb-…, cust-…) granted to itself only.
+		{Name: "bankapp", TokenSHA256: sha(bankappToken), EnrolPrefixes: []string{"usb-", "cust-"}},
 	}})
 	if err != nil {
 		t.Fatal(err)

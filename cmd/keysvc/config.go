@@ -50,15 +50,21 @@ type Config struct {
 			File    string `yaml:"file"`    // dev: append notices to this 0600 file
 		} `yaml:"notify"`
 	} `yaml:"confirm"`
-	SchedulerInterval time.Duration `yaml:"scheduler_interval"` // default 1m
-	Clients           []struct {
-		Name        string `yaml:"name"`
-		Admin       bool   `yaml:"admin"`
-		TokenSHA256 string `yaml:"token_sha256"` // hex SHA-256 of the bearer token
-	} `yaml:"clients"`
+	SchedulerInterval time.Duration  `yaml:"scheduler_interval"` // default 1m
+	Clients           []ClientConfig `yaml:"clients"`
 }
 
 // loadConfig reads a strict YAML file: unknown fields are errors.
+// ClientConfig is one API client.
+type ClientConfig struct {
+	Name  string `yaml:"name"`
+	Admin bool   `yaml:"admin"`
+	// EnrolPrefixes: key-name prefixes under which this (non-admin)
+	// client may create customer keys, e.g. [usb-, cust-] for banking.
+	EnrolPrefixes []string `yaml:"enrol_prefixes"`
+	TokenSHA256   string   `yaml:"token_sha256"` // hex SHA-256 of the bearer token
+}
+
 func loadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -54,11 +54,7 @@ func devConfig(dataDir string) (*Config, *devInfo, error) {
 	c.TLS.Cert, c.TLS.Key = filepath.Join(tlsDir, "server.pem"), filepath.Join(tlsDir, "server-key.pem")
 	c.Token.URI = "pkcs11:token=" + token.DevTokenLabel + "?module-path=" + module + "&pin-source=file:" + mustAbs(tc.PIN.(token.FilePIN).Path)
 	c.Destroy.DefaultDelay, c.Destroy.MinDelay = 24*time.Hour, time.Minute
-	c.Clients = append(c.Clients, struct {
-		Name        string `yaml:"name"`
-		Admin       bool   `yaml:"admin"`
-		TokenSHA256 string `yaml:"token_sha256"`
-	}{Name: "dev", Admin: true, TokenSHA256: hex.EncodeToString(sum[:])})
+	c.Clients = append(c.Clients, ClientConfig{Name: "dev", Admin: true, TokenSHA256: hex.EncodeToString(sum[:])})
 	c.Confirm.Listen, c.Confirm.PublicURL = "127.0.0.1:8444", "https://127.0.0.1:8444"
 	c.Confirm.Notify.File = filepath.Join(dataDir, "holder-notices.jsonl")
 	c.defaults()

@@ -129,7 +129,7 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	}
 	clients := make([]api.Client, 0, len(cfg.Clients))
 	for _, c := range cfg.Clients {
-		clients = append(clients, api.Client{Name: c.Name, Admin: c.Admin, TokenSHA256: c.TokenSHA256})
+		clients = append(clients, api.Client{Name: c.Name, Admin: c.Admin, TokenSHA256: c.TokenSHA256, EnrolPrefixes: c.EnrolPrefixes})
 	}
 	srv, err := api.New(api.Config{Backend: svc, Clients: clients, Logger: log})
 	if err != nil {

@@ -96,7 +96,7 @@ func (s *Server) admission(c *fiber.Ctx) error {
 		return err
 	}
 	sum := sha256.Sum256(c.Request().Body())
-	c.Locals(callerKey, keysvc.Caller{Name: cl.Name, Admin: cl.Admin, RequestDigest: hex.EncodeToString(sum[:])})
+	c.Locals(callerKey, keysvc.Caller{Name: cl.Name, Admin: cl.Admin, EnrolPrefixes: cl.EnrolPrefixes, RequestDigest: hex.EncodeToString(sum[:])})
 	return c.Next()
 }
 

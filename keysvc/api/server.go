@@ -55,6 +55,9 @@ type Client struct {
 	// TokenSHA256 is the hex SHA-256 of the client's bearer token; empty
 	// for certificate-only clients. Tokens are never stored in clear.
 	TokenSHA256 string
+	// EnrolPrefixes lets a non-admin client create customer keys under
+	// these name prefixes (keysvc.Caller.EnrolPrefixes).
+	EnrolPrefixes []string
 }
 
 // Server is the keysvc HTTP API.
