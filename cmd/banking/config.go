@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the banking binary's YAML configuration. In dev mode (no
+// config file) devConfig fills it; see the package doc for an example.
+type Config struct {
+	Listen  string `yaml:"listen"`   // host:port, default 127.0.0.1:8445
+	DataDir string `yaml:"data_dir"` // bank.db (customers, ledger, sessions, codes)
+	TLS     struct {
+		Cert string `yaml:"cert"` // the bank's own HTTPS certificate (PEM chain)
+		Key  string `yaml:"key"`
+	} `yaml:"tls"`
+	KeySvc struct {
+		URL string `yaml:"url"` // https://keysvc.bank.internal:8443
+		CA  string `yaml:"ca"`  // PEM CA of keysvc's server certificate; empty: system roots
+		// mTLS: a client certificate whose CommonName is kms_name.
+		ClientCert string `yaml:"client_cert"`
+		ClientKey  string `yaml:"client_key"`
+		// Development: a file holding a bearer token keysvc knows by its
+		// SHA-256. Exactly one of client_cert/client_key and this.
+		BearerTokenFile string        `yaml:"bearer_token_file"`
+		Timeout         time.Duration `yaml:"timeout"` // per request, default 30s
+	} `yaml:"keysvc"`
+	// KMSName is the client name keysvc knows banking by; customer keys
+	// created at enrolment grant it sign, verify and public.
+	KMSName string `yaml:"kms_name"`
+	// StaffTokenSHA256 is the hex SHA-256 of the tellers' bearer token for
+	// /staff/v1; empty turns the staff API off.
+	StaffTokenSHA256 string `yaml:"staff_token_sha256"`
+	Blacklist        struct {
+		File     string        `yaml:"file"`     // fraud/terror list (banking/blacklist format), required
+		Interval time.Duration `yaml:"interval"` // how often the file is looked at, default 10s
+	} `yaml:"blacklist"`
+	SMS struct {
+		// Outbox is the development gateway: codes are appended to this
+		// 0600 file instead of being sent. The only gateway built in; a
+		// real one implements otp.Gateway (see banking/auth/otp).
+		Outbox string `yaml:"outbox"`
+	} `yaml:"sms"`
+	Ledger struct {
+		MaxBatchSize  int           `yaml:"max_batch_size"`  // transfers per bbolt commit, default 128
+		MaxBatchDelay time.Duration `yaml:"max_batch_delay"` // default 2ms
+		AccountPrefix string        `yaml:"account_prefix"`  // 1-12 digits, default 62999
+	} `yaml:"ledger"`
+	HTTP struct {
+		LoginPerMinute    int `yaml:"login_per_minute"`    // per source address, default 120
+		RequestsPerMinute int `yaml:"requests_per_minute"` // per session, default 6000
+		BodyLimit         int `yaml:"body_limit"`          // bytes, default 256 KiB
+	} `yaml:"http"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // default 30s
+}
+
+// loadConfig reads a strict YAML file: unknown fields are errors, and
+// validate names every field to fix.
+func loadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: the file is empty", path)
+		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.defaults()
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) defaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8445"
+	}
+	if c.Blacklist.Interval == 0 {
+		c.Blacklist.Interval = 10 * time.Second
+	}
+	if c.KeySvc.Timeout == 0 {
+		c.KeySvc.Timeout = 30 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+}
+
+var (
+	kmsNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	digitsRE  = regexp.MustCompile(`^[0-9]{1,12}$`)
+)
+
+// validate checks everything before anything is opened; each error names
+// the YAML path to fix.
+func (c *Config) validate() error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen must be host:port, e.g. 0.0.0.0:8445")
+	}
+	if c.DataDir == "" {
+		add("data_dir is required (bank.db is kept there)")
+	}
+	if c.TLS.Cert == "" || c.TLS.Key == "" {
+		add("tls.cert and tls.key are required (TLS 1.2 minimum; there is no plain-HTTP mode)")
+	}
+	if u, err := url.Parse(c.KeySvc.URL); c.KeySvc.URL == "" || err != nil || u.Scheme != "https" || u.Host == "" {
+		add("keysvc.url is required and must be https://host:port")
+	}
+	mtls := c.KeySvc.ClientCert != "" || c.KeySvc.ClientKey != ""
+	switch {
+	case mtls && (c.KeySvc.ClientCert == "" || c.KeySvc.ClientKey == ""):
+		add("keysvc.client_cert and keysvc.client_key go together")
+	case mtls && c.KeySvc.BearerTokenFile != "":
+		add("keysvc: give either client_cert/client_key (mutual TLS) or bearer_token_file, not both")
+	case !mtls && c.KeySvc.BearerTokenFile == "":
+		add("keysvc.client_cert and keysvc.client_key are required (mutual TLS; bearer_token_file is for development)")
+	}
+	if c.KeySvc.Timeout < time.Second || c.KeySvc.Timeout > 5*time.Minute {
+		add("keysvc.timeout must be between 1s and 5m")
+	}
+	if !kmsNameRE.MatchString(c.KMSName) {
+		add("kms_name is required: the client name keysvc knows banking by (its certificate's CommonName)")
+	}
+	if s := c.StaffTokenSHA256; s != "" {
+		if _, err := hex.DecodeString(s); len(s) != 64 || err != nil {
+			add("staff_token_sha256 must be 64 hex digits (sha256sum of the token)")
+		}
+	}
+	if c.Blacklist.File == "" {
+		add("blacklist.file is required: the bank must not run unscreened (an empty list is a file holding end:0)")
+	}
+	if c.Blacklist.Interval < 0 || (c.Blacklist.Interval > 0 && c.Blacklist.Interval < 100*time.Millisecond) {
+		add("blacklist.interval must be at least 100ms")
+	}
+	if c.SMS.Outbox == "" {
+		add("sms.outbox is required: the only SMS gateway built in is the development outbox file (a real gateway implements otp.Gateway)")
+	}
+	if c.Ledger.MaxBatchSize < 0 || c.Ledger.MaxBatchSize > 10000 {
+		add("ledger.max_batch_size must be between 1 and 10000")
+	}
+	if c.Ledger.MaxBatchDelay < 0 || c.Ledger.MaxBatchDelay > time.Second {
+		add("ledger.max_batch_delay must be between 0 and 1s")
+	}
+	if p := c.Ledger.AccountPrefix; p != "" && !digitsRE.MatchString(p) {
+		add("ledger.account_prefix must be 1 to 12 digits")
+	}
+	if c.HTTP.LoginPerMinute < 0 || c.HTTP.RequestsPerMinute < 0 {
+		add("http.login_per_minute and http.requests_per_minute must not be negative")
+	}
+	if c.HTTP.BodyLimit != 0 && (c.HTTP.BodyLimit < 4<<10 || c.HTTP.BodyLimit > 4<<20) {
+		add("http.body_limit must be between 4096 and 4194304 bytes")
+	}
+	if c.ShutdownTimeout < time.Second || c.ShutdownTimeout > 10*time.Minute {
+		add("shutdown_timeout must be between 1s and 10m")
+	}
+	return errors.Join(errs...)
+}
+
+// readSecretFile reads a token from a file that only its owner may read.
+func readSecretFile(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}

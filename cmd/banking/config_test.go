@@ -1,0 +1,138 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const validYAML = `
+listen: 0.0.0.0:9445
+data_dir: /var/lib/keyward-bank
+tls: {cert: /etc/keyward/bank/tls.pem, key: /etc/keyward/bank/tls-key.pem}
+keysvc:
+  url: https://keysvc.bank.internal:8443
+  ca: /etc/keyward/bank/keysvc-ca.pem
+  client_cert: /etc/keyward/bank/banking.pem
+  client_key: /etc/keyward/bank/banking-key.pem
+kms_name: banking
+staff_token_sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
+blacklist: {file: /etc/keyward/bank/blacklist.txt}
+sms: {outbox: /var/lib/keyward-bank/sms-outbox.jsonl}
+ledger: {max_batch_size: 256, max_batch_delay: 3ms, account_prefix: "62888"}
+http: {login_per_minute: 60}
+`
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "banking.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfigValid(t *testing.T) {
+	c, err := loadConfig(writeConfig(t, validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "0.0.0.0:9445" || c.KeySvc.ClientKey != "/etc/keyward/bank/banking-key.pem" || c.KMSName != "banking" ||
+		c.Ledger.MaxBatchSize != 256 || c.Ledger.MaxBatchDelay != 3*time.Millisecond || c.Ledger.AccountPrefix != "62888" ||
+		c.HTTP.LoginPerMinute != 60 || c.Blacklist.File != "/etc/keyward/bank/blacklist.txt" {
+		t.Fatalf("parsed %+v", c)
+	}
+	// Defaults.
+	if c.Blacklist.Interval != 10*time.Second || c.KeySvc.Timeout != 30*time.Second || c.ShutdownTimeout != 30*time.Second {
+		t.Fatalf("defaults %+v", c)
+	}
+}
+
+func TestLoadConfigBearerDev(t *testing.T) {
+	body := strings.Replace(validYAML, "  client_cert: /etc/keyward/bank/banking.pem\n  client_key: /etc/keyward/bank/banking-key.pem\n",
+		"  bearer_token_file: /run/keyward/bank.token\n", 1)
+	c, err := loadConfig(writeConfig(t, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.KeySvc.BearerTokenFile != "/run/keyward/bank.token" || c.KeySvc.ClientCert != "" {
+		t.Fatalf("parsed %+v", c.KeySvc)
+	}
+}
+
+func TestLoadConfigUnknownField(t *testing.T) {
+	for name, body := range map[string]string{
+		"top level":  validYAML + "pin: 1234\n",
+		"in section": strings.Replace(validYAML, "kms_name: banking", "kms_name: banking\nsms2: {}", 1),
+		"nested":     strings.Replace(validYAML, "  ca: /etc", "  bearer_token: abc\n  ca: /etc", 1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := loadConfig(writeConfig(t, body))
+			if err == nil || !strings.Contains(err.Error(), "not found in type") {
+				t.Fatalf("want an unknown-field error, got %v", err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigMissingFieldsNamed(t *testing.T) {
+	_, err := loadConfig(writeConfig(t, "listen: 127.0.0.1:8445\n"))
+	if err == nil {
+		t.Fatal("accepted a config with nearly nothing")
+	}
+	for _, want := range []string{"data_dir is required", "tls.cert and tls.key are required", "keysvc.url is required",
+		"keysvc.client_cert and keysvc.client_key are required", "kms_name is required", "blacklist.file is required", "sms.outbox is required"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestLoadConfigRefusals(t *testing.T) {
+	for _, c := range []struct{ name, old, new, want string }{
+		{"plain http keysvc", "url: https://keysvc", "url: http://keysvc", "keysvc.url is required and must be https://"},
+		{"half a client pair", "  client_key: /etc/keyward/bank/banking-key.pem\n", "", "keysvc.client_cert and keysvc.client_key go together"},
+		{"pair and bearer", "kms_name:", "  bearer_token_file: /x\nkms_name:", "either client_cert/client_key (mutual TLS) or bearer_token_file"},
+		{"short staff hash", "staff_token_sha256: 5e88", "staff_token_sha256: 5e", "staff_token_sha256 must be 64 hex digits"},
+		{"bad listen", "listen: 0.0.0.0:9445", "listen: nowhere", "listen must be host:port"},
+		{"bad prefix", `account_prefix: "62888"`, `account_prefix: "62a"`, "ledger.account_prefix must be 1 to 12 digits"},
+		{"bad kms name", "kms_name: banking", "kms_name: \"bank ing\"", "kms_name is required"},
+		{"huge body limit", "http: {login_per_minute: 60}", "http: {body_limit: 99999999}", "http.body_limit must be between"},
+		{"tiny interval", "blacklist: {file: /etc/keyward/bank/blacklist.txt}", "blacklist: {file: /x, interval: 1ms}", "blacklist.interval must be at least 100ms"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body := strings.Replace(validYAML, c.old, c.new, 1)
+			if body == validYAML {
+				t.Fatalf("test edit %q did not apply", c.old)
+			}
+			_, err := loadConfig(writeConfig(t, body))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("want %q, got %v", c.want, err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigEmptyFile(t *testing.T) {
+	if _, err := loadConfig(writeConfig(t, "")); err == nil || !strings.Contains(err.Error(), "the file is empty") {
+		t.Fatalf("empty file: %v", err)
+	}
+}
+
+func TestReadSecretFileRefusesOpenModes(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(p, []byte("abc\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readSecretFile(p); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("0644 token file: %v", err)
+	}
+	if err := os.Chmod(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := readSecretFile(p); err != nil || s != "abc" {
+		t.Fatalf("0600 token file: %q %v", s, err)
+	}
+}

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/keyward/keyward/banking"
+	"github.com/keyward/keyward/banking/auth/otp"
+	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/client"
+)
+
+// devClientName is the admin client keysvc's dev mode knows its dev token by.
+const devClientName = "dev"
+
+// devInfo is what dev mode prints so a developer can call the bank.
+type devInfo struct {
+	dataDir, caPath, staffTokenPath, outboxPath, keysvcDir string
+}
+
+// devConfig builds the dev configuration: keysvc's dev mode under
+// keysvcDir (its admin token and CA), and the bank's own files under
+// dataDir — a dev CA and server certificate, the staff token, an empty
+// screening list and the SMS outbox, each created once. Not for
+// production.
+func devConfig(dataDir, keysvcDir, keysvcURL string) (*Config, *devInfo, error) {
+	tokenPath, caPath := filepath.Join(keysvcDir, "dev-admin.token"), filepath.Join(keysvcDir, "tls", "ca.pem")
+	for _, p := range []string{tokenPath, caPath} {
+		if _, err := os.Stat(p); err != nil {
+			return nil, nil, fmt.Errorf("dev mode needs keysvc's dev mode (make run) with its data in %s: %w; start it first or pass -keysvc-dir, or run with -config", keysvcDir, err)
+		}
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	tlsDir := filepath.Join(dataDir, "tls")
+	if err := ensureDevTLS(tlsDir); err != nil {
+		return nil, nil, err
+	}
+	staffPath := filepath.Join(dataDir, "staff.token")
+	staff, err := ensureSecretFile(staffPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	listPath := filepath.Join(dataDir, "blacklist.txt")
+	if err := ensureFile(listPath, "# Screening list (banking/blacklist format): account:<number> and name:<name>\n# lines, then end:<count of those lines>.\nend:0\n"); err != nil {
+		return nil, nil, err
+	}
+	outboxPath := filepath.Join(dataDir, "sms-outbox.jsonl")
+	ob, err := otp.OpenDevOutbox(outboxPath) // creates it 0600, refuses a wider one
+	if err != nil {
+		return nil, nil, err
+	}
+	ob.Close()
+	sum := sha256.Sum256([]byte(staff))
+	c := &Config{DataDir: dataDir, KMSName: devClientName, StaffTokenSHA256: hex.EncodeToString(sum[:])}
+	c.TLS.Cert, c.TLS.Key = filepath.Join(tlsDir, "server.pem"), filepath.Join(tlsDir, "server-key.pem")
+	c.KeySvc.URL, c.KeySvc.CA, c.KeySvc.BearerTokenFile = keysvcURL, caPath, tokenPath
+	c.Blacklist.File, c.Blacklist.Interval = listPath, 2*time.Second
+	c.SMS.Outbox = outboxPath
+	c.defaults()
+	return c, &devInfo{dataDir: dataDir, caPath: filepath.Join(tlsDir, "ca.pem"), staffTokenPath: staffPath, outboxPath: outboxPath, keysvcDir: keysvcDir}, c.validate()
+}
+
+func (d *devInfo) print(addr string) {
+	fmt.Printf(`
+Keyward banking (dev mode) on https://%[1]s — data in %[2]s, keys in keysvc (client "dev")
+Staff token: %[4]s   SMS codes: %[5]s   CA: %[3]s
+
+  make bankcli        # bin/bankcli, the customer and teller client (go doc ./cmd/bankcli)
+  bin/bankcli enrol -login alice -name "Alice Wang" -phone 13800001111 -id-card 11010519491231002X \
+      -card 6222020200112233446 -anti-phishing 蓝色海豚 -cloud-key -staff-token-file %[4]s
+  bin/bankcli login -login alice -device laptop-1 -os "Debian 12"    # the SMS code: tail -1 %[5]s
+  bin/bankcli accounts
+
+  curl --cacert %[3]s https://%[1]s/v1/login/key
+  Cloud-key confirmations are shown by keysvc (its terminal, %[6]s/holder-notices.jsonl).
+  Stop with Ctrl-C.
+
+`, addr, d.dataDir, d.caPath, d.staffTokenPath, d.outboxPath, d.keysvcDir)
+}
+
+// bankKey is one of the bank's keys and the operations banking needs on it.
+type bankKey struct {
+	name       string
+	purpose    keysvc.Purpose
+	alg        keysvc.Algorithm
+	protection keysvc.Protection
+	ops        []keysvc.Op
+}
+
+// bankKeys are the keys listed in package banking's doc.
+var bankKeys = []bankKey{
+	{banking.KeyLogin, keysvc.PurposeEncrypt, keysvc.AlgSM2, keysvc.ProtectionWrapped, []keysvc.Op{keysvc.OpDecrypt, keysvc.OpPublic}},
+	{banking.KeyPwMAC, keysvc.PurposeMAC, keysvc.AlgHMACSM3, keysvc.ProtectionWrapped, []keysvc.Op{keysvc.OpMAC}},
+	{banking.KeyPII, keysvc.PurposeEncrypt, keysvc.AlgSM4, keysvc.ProtectionWrapped, []keysvc.Op{keysvc.OpDataKey}},
+	{banking.KeyReceipt, keysvc.PurposeSign, keysvc.AlgECP256, keysvc.ProtectionHSM, []keysvc.Op{keysvc.OpSign, keysvc.OpVerify, keysvc.OpPublic}},
+}
+
+// provisionBankKeys creates the bank's keys in keysvc when missing,
+// granting their operations to clientName; an existing key must already
+// be what banking expects (it is never changed here).
+func provisionBankKeys(ctx context.Context, kc *client.Client, clientName string, log *slog.Logger) error {
+	for _, k := range bankKeys {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := provisionKey(cctx, kc, clientName, k, log)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("dev mode: key %s: %w", k.name, err)
+		}
+	}
+	return nil
+}
+
+func provisionKey(ctx context.Context, kc *client.Client, clientName string, k bankKey, log *slog.Logger) error {
+	v, err := kc.GetKey(ctx, k.name)
+	switch {
+	case errors.Is(err, keysvc.ErrKeyNotFound):
+		_, err = kc.CreateKey(ctx, keysvc.CreateKeyRequest{Name: k.name, Purpose: k.purpose, Algorithm: k.alg, Protection: k.protection,
+			Policy: keysvc.Policy{Grants: []keysvc.Grant{{Client: clientName, Ops: k.ops}}}})
+		if err == nil {
+			log.Info("dev mode: created bank key in keysvc", "key", k.name, "algorithm", k.alg)
+		}
+		return err
+	case err != nil:
+		return fmt.Errorf("is keysvc's dev mode running? %w", err)
+	case v.Purpose != k.purpose || v.Algorithm != k.alg || v.Protection != k.protection:
+		return fmt.Errorf("exists as %s/%s/%s; banking needs %s/%s/%s", v.Purpose, v.Algorithm, v.Protection, k.purpose, k.alg, k.protection)
+	}
+	for _, op := range k.ops {
+		if !v.Policy.Allows(clientName, op) {
+			return fmt.Errorf("exists but does not grant %q to client %q", op, clientName)
+		}
+	}
+	return nil
+}
+
+// ensureSecretFile returns the hex secret in path, creating it (0600,
+// O_EXCL) when absent. (As cmd/keysvc's dev mode.)
+func ensureSecretFile(path string) (string, error) {
+	if s, err := readSecretFile(path); err == nil {
+		return s, nil
+	} else if st, serr := os.Stat(path); serr == nil && st.Size() > 0 {
+		return "", err // there, but unreadable or too open: not ours to replace
+	}
+	_ = os.Remove(path) // an empty file left by a crash between create and write
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.WriteString(s + "\n")
+	return s, errors.Join(err, f.Close())
+}
+
+// ensureFile creates path (0600) with content unless it exists.
+func ensureFile(path, content string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(content)
+	return errors.Join(err, f.Close())
+}
+
+// ensureDevTLS creates, once, a dev CA and a server certificate for
+// 127.0.0.1, ::1 and localhost in dir. keysvc's dev mode keeps no CA key,
+// so the bank has its own dev CA (copied from cmd/keysvc/devmode.go).
+func ensureDevTLS(dir string) error {
+	complete := true
+	for _, f := range []string{"ca.pem", "server.pem", "server-key.pem"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			complete = false
+		}
+	}
+	if complete {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Keyward bank dev CA"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.AddDate(2, 0, 0), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "banking"}, NotBefore: now.Add(-time.Hour),
+		NotAfter: now.AddDate(1, 0, 0), DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	srvKeyDER, err := x509.MarshalPKCS8PrivateKey(srvKey)
+	if err != nil {
+		return err
+	}
+	files := []struct {
+		name string
+		typ  string
+		der  []byte
+		mode os.FileMode
+	}{{"ca.pem", "CERTIFICATE", caDER, 0o644}, {"server.pem", "CERTIFICATE", srvDER, 0o644}, {"server-key.pem", "PRIVATE KEY", srvKeyDER, 0o600}}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f.name), pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,269 @@
+// Command banking runs the bank's internet-banking API (package banking)
+// over HTTPS, in front of keysvc.
+//
+//	banking [-config file] [-listen addr]
+//	banking [-data-dir var/bank] [-keysvc-dir var] [-keysvc-url https://127.0.0.1:8443]   dev mode
+//
+// # Configuration
+//
+// -config (or KEYWARD_BANK_CONFIG) names a strict YAML file: unknown
+// fields are refused and every missing or wrong field is named.
+//
+//	listen: 0.0.0.0:8445
+//	data_dir: /var/lib/keyward-bank            # bank.db: customers, ledger, sessions, codes
+//	tls: {cert: /etc/keyward/bank/tls.pem, key: /etc/keyward/bank/tls-key.pem}
+//	keysvc:
+//	  url: https://keysvc.bank.internal:8443
+//	  ca: /etc/keyward/bank/keysvc-ca.pem      # CA of keysvc's server certificate
+//	  client_cert: /etc/keyward/bank/banking.pem   # mutual TLS, CommonName = kms_name
+//	  client_key: /etc/keyward/bank/banking-key.pem
+//	  # bearer_token_file: /run/keyward/bank-keysvc.token   (development, instead of the pair)
+//	kms_name: banking
+//	staff_token_sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
+//	blacklist: {file: /etc/keyward/bank/blacklist.txt, interval: 10s}
+//	sms: {outbox: /var/lib/keyward-bank/sms-outbox.jsonl}
+//	ledger: {max_batch_size: 128, max_batch_delay: 2ms, account_prefix: "62999"}
+//	http: {login_per_minute: 120, requests_per_minute: 6000, body_limit: 262144}
+//	shutdown_timeout: 30s
+//
+// Secrets never come from argv: keysvc's bearer token is read from a 0600
+// file, the staff token is configured only as its SHA-256, and the TLS
+// keys are files.
+//
+// The four bank keys listed in package banking's doc must exist in keysvc
+// and grant kms_name their operations; banking checks the login and
+// receipt keys at start and refuses to run when they are missing or not
+// granted. Customer keys are created at enrolment, so kms_name must be an
+// admin client of keysvc.
+//
+// # Dev mode
+//
+// Without a config file, banking expects keysvc's dev mode (make run) on
+// https://127.0.0.1:8443 with its data in ./var. It authenticates with
+// keysvc's dev admin token (client "dev"), creates the four bank keys if
+// they are missing, and keeps its own files under ./var/bank: a dev CA and
+// a server certificate for 127.0.0.1 (tls/), the staff token (staff.token,
+// 0600), an empty screening list (blacklist.txt, "end:0"), the SMS outbox
+// (sms-outbox.jsonl, 0600: the one-time codes land here) and bank.db. It
+// listens on https://127.0.0.1:8445 and prints how to call it.
+//
+// # Shutdown
+//
+// SIGINT or SIGTERM stops accepting connections, lets in-flight requests
+// finish (shutdown_timeout), flushes sessions and closes the database.
+//
+// # Limitations
+//
+//   - The only SMS gateway built in is the outbox file; a real one
+//     implements otp.Gateway (see banking/auth/otp) and is wired here.
+//   - Certificates are read once at start; rotating one means a restart.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/keyward/keyward/banking"
+	"github.com/keyward/keyward/banking/auth/otp"
+	"github.com/keyward/keyward/banking/blacklist"
+	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/client"
+)
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := serve(log, os.Args[1:]); err != nil {
+		log.Error("banking", "err", err)
+		os.Exit(1)
+	}
+}
+
+func serve(log *slog.Logger, args []string) error {
+	fs := flag.NewFlagSet("banking", flag.ContinueOnError)
+	configPath := fs.String("config", os.Getenv("KEYWARD_BANK_CONFIG"), "YAML config file (env KEYWARD_BANK_CONFIG); none: dev mode")
+	dataDir := fs.String("data-dir", "var/bank", "dev mode: the bank's data directory")
+	keysvcDir := fs.String("keysvc-dir", "var", "dev mode: keysvc's dev data directory (dev-admin.token, tls/ca.pem)")
+	keysvcURL := fs.String("keysvc-url", "https://127.0.0.1:8443", "dev mode: keysvc's URL")
+	listen := fs.String("listen", "", "override the listen address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var cfg *Config
+	var dev *devInfo
+	var err error
+	if *configPath != "" {
+		cfg, err = loadConfig(*configPath)
+	} else {
+		cfg, dev, err = devConfig(*dataDir, *keysvcDir, *keysvcURL)
+	}
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	return run(log, cfg, dev)
+}
+
+func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// Everything that can be checked without side effects first.
+	srvTLS, err := serverTLS(cfg.TLS.Cert, cfg.TLS.Key)
+	if err != nil {
+		return err
+	}
+	kc, err := newKMSClient(cfg)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	if dev != nil {
+		if err := provisionBankKeys(ctx, kc, cfg.KMSName, log); err != nil {
+			return err
+		}
+	}
+	if err := checkBankKeys(ctx, kc, log); err != nil {
+		return err
+	}
+	dbPath := filepath.Join(cfg.DataDir, "bank.db")
+	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return fmt.Errorf("open %s: locked by another process (is banking already running?)", dbPath)
+		}
+		return fmt.Errorf("open %s: %w", dbPath, err)
+	}
+	defer db.Close()
+	screen, err := blacklist.Open(cfg.Blacklist.File, blacklist.Options{Interval: cfg.Blacklist.Interval,
+		OnError: func(err error) {
+			log.Error("screening list not reloaded; the previous list stays in force", "file", cfg.Blacklist.File, "err", err)
+		},
+		OnReload: func(l *blacklist.List) {
+			log.Info("screening list reloaded", "file", cfg.Blacklist.File, "entries", l.Len())
+		}})
+	if err != nil {
+		return fmt.Errorf("blacklist.file: %w", err)
+	}
+	defer screen.Close()
+	sms, err := otp.OpenDevOutbox(cfg.SMS.Outbox)
+	if err != nil {
+		return fmt.Errorf("sms.outbox: %w", err)
+	}
+	defer sms.Close()
+	bank, err := banking.New(banking.Config{DB: db, KMS: kc, Screen: screen, SMS: sms, Logger: log, KMSName: cfg.KMSName,
+		Ledger: ledger.Options{MaxBatchSize: cfg.Ledger.MaxBatchSize, MaxBatchDelay: cfg.Ledger.MaxBatchDelay, AccountPrefix: cfg.Ledger.AccountPrefix}})
+	if err != nil {
+		return err
+	}
+	defer bank.Close() // before db.Close: sessions are flushed to it
+	app := bank.NewServer(banking.ServerConfig{StaffTokenSHA256: cfg.StaffTokenSHA256, LoginPerMinute: cfg.HTTP.LoginPerMinute,
+		RequestsPerMinute: cfg.HTTP.RequestsPerMinute, BodyLimit: cfg.HTTP.BodyLimit})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- app.Listener(tls.NewListener(ln, srvTLS)) }()
+	log.Info("banking listening", "addr", ln.Addr().String(), "keysvc", cfg.KeySvc.URL, "kms_name", cfg.KMSName)
+	if dev != nil {
+		dev.print(ln.Addr().String())
+	}
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		log.Info("shutting down")
+	}
+	// Stop accepting, let in-flight requests finish; the deferred closes
+	// then flush sessions and close the list, outbox and database.
+	if serr := app.ShutdownWithTimeout(cfg.ShutdownTimeout); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// serverTLS loads the bank's own HTTPS certificate.
+func serverTLS(certFile, keyFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.cert/tls.key: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// newKMSClient builds the keysvc client: mutual TLS with the configured
+// client certificate, or (development) a bearer token from a file. The
+// transport keeps many idle connections to keysvc: every login, transfer
+// and receipt is a keysvc call.
+func newKMSClient(cfg *Config) (*client.Client, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.KeySvc.CA != "" {
+		pem, err := os.ReadFile(cfg.KeySvc.CA)
+		if err != nil {
+			return nil, fmt.Errorf("keysvc.ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("keysvc.ca: %s holds no PEM certificate", cfg.KeySvc.CA)
+		}
+		tc.RootCAs = pool
+	}
+	opts := []client.Option{}
+	if cfg.KeySvc.ClientCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.KeySvc.ClientCert, cfg.KeySvc.ClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("keysvc.client_cert/client_key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	} else {
+		tok, err := readSecretFile(cfg.KeySvc.BearerTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("keysvc.bearer_token_file: %w", err)
+		}
+		opts = append(opts, client.WithBearer(tok))
+	}
+	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxIdleConns: 512, MaxIdleConnsPerHost: 512,
+		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second}
+	opts = append(opts, client.WithHTTPClient(&http.Client{Transport: tr, Timeout: cfg.KeySvc.Timeout}))
+	return client.New(cfg.KeySvc.URL, opts...)
+}
+
+// checkBankKeys asks keysvc for the login and receipt public keys, so a
+// missing key or grant stops the start with a clear message. keysvc being
+// unreachable is only logged: banking answers 503 until it is back.
+func checkBankKeys(ctx context.Context, kc *client.Client, log *slog.Logger) error {
+	for _, name := range []string{banking.KeyLogin, banking.KeyReceipt} {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := kc.PublicKey(cctx, name, 0)
+		cancel()
+		switch {
+		case err == nil:
+		case errors.Is(err, keysvc.ErrKeyNotFound), errors.Is(err, keysvc.ErrForbidden), errors.Is(err, keysvc.ErrUnauthenticated):
+			return fmt.Errorf("keysvc key %s: %w (provision the bank keys listed in `go doc ./banking` and grant them to kms_name)", name, err)
+		default:
+			log.Warn("keysvc not answering; banking starts and answers 503 until it is back", "key", name, "err", err)
+			return nil
+		}
+	}
+	return nil
+}
