@@ -112,7 +112,7 @@
 //
 // # Storage layout
 //
-//	ledger-accounts     account id → JSON Account
+//	ledger-accounts     account id → Account, binary (codec.go)
 //	ledger-owners       owner ‖ 0x00 ‖ account id → (empty)
 //	ledger-journal      8-byte big-endian seq → JSON Receipt
 //	ledger-entries      8-byte seq ‖ leg (0 debit, 1 credit) → JSON {account, amount, balance, prev}

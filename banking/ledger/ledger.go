@@ -267,7 +267,7 @@ func (l *Ledger) OpenAccount(ctx context.Context, req OpenAccountRequest) (Accou
 		if err := l.screenAccount(acc.ID); err != nil {
 			return err
 		}
-		if err := putJSON(b, []byte(acc.ID), &acc); err != nil {
+		if err := b.Put([]byte(acc.ID), encodeAccount(&acc)); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketOwners).Put(ownerKey(acc.Owner, acc.ID), nil)
@@ -383,7 +383,7 @@ func (l *Ledger) updateAccount(ctx context.Context, id string, fn func(*Account)
 			return err
 		}
 		acc = a
-		return putJSON(tx.Bucket(bucketAccounts), []byte(id), &a)
+		return tx.Bucket(bucketAccounts).Put([]byte(id), encodeAccount(&a))
 	})
 	if err != nil {
 		return Account{}, storeErr("update account", err)
@@ -537,7 +537,7 @@ func getAccount(tx *bolt.Tx, id string) (Account, error) {
 	if v == nil {
 		return a, fmt.Errorf("%w: %s", ErrAccountNotFound, truncate(id, 24))
 	}
-	err := decodeJSON(v, &a)
+	err := decodeAccount(v, &a)
 	return a, err
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -431,11 +432,25 @@ func TestVerifyFindsTampering(t *testing.T) {
 		tamper func(tx *bolt.Tx, a, b string) error
 		want   string
 	}{
-		{"balance edited", func(tx *bolt.Tx, a, _ string) error {
+		{"account records swapped", func(tx *bolt.Tx, a, b string) error {
 			bk := tx.Bucket([]byte("ledger-accounts"))
-			v := strings.Replace(string(bk.Get([]byte(a))), `"balance":7500`, `"balance":7600`, 1)
-			return bk.Put([]byte(a), []byte(v))
+			va, vb := slices.Clone(bk.Get([]byte(a))), slices.Clone(bk.Get([]byte(b)))
+			if err := bk.Put([]byte(a), vb); err != nil {
+				return err
+			}
+			return bk.Put([]byte(b), va)
 		}, "entries sum to"},
+		{"entry amount edited", func(tx *bolt.Tx, _, _ string) error {
+			bk := tx.Bucket([]byte("ledger-entries"))
+			k := []byte{0, 0, 0, 0, 0, 0, 0, 2, 1}
+			v := strings.Replace(string(bk.Get(k)), `"amount":2500`, `"amount":2600`, 1)
+			return bk.Put(k, []byte(v))
+		}, "does not match posting"},
+		{"account record garbled", func(tx *bolt.Tx, a, _ string) error {
+			bk := tx.Bucket([]byte("ledger-accounts"))
+			v := slices.Clone(bk.Get([]byte(a)))
+			return bk.Put([]byte(a), v[:len(v)-1])
+		}, "does not decode"},
 		{"entry deleted", func(tx *bolt.Tx, _, _ string) error {
 			return tx.Bucket([]byte("ledger-entries")).Delete([]byte{0, 0, 0, 0, 0, 0, 0, 2, 1})
 		}, "half applied"},

@@ -364,10 +364,10 @@ func apply(tx *bolt.Tx, p *posting, fp [32]byte, from, to *Account, day string, 
 		return Receipt{}, err
 	}
 	accounts := tx.Bucket(bucketAccounts)
-	if err := putJSON(accounts, []byte(from.ID), from); err != nil {
+	if err := accounts.Put([]byte(from.ID), encodeAccount(from)); err != nil {
 		return Receipt{}, err
 	}
-	if err := putJSON(accounts, []byte(to.ID), to); err != nil {
+	if err := accounts.Put([]byte(to.ID), encodeAccount(to)); err != nil {
 		return Receipt{}, err
 	}
 	idem := make([]byte, 0, 40)

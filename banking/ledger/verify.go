@@ -173,7 +173,7 @@ func verifyJournal(ctx context.Context, tx *bolt.Tx, rep *Report, bad func(strin
 	}
 	err := tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
 		var a Account
-		if err := decodeJSON(v, &a); err != nil {
+		if err := decodeAccount(v, &a); err != nil {
 			bad("account %s: %v", k, err)
 			return nil
 		}
@@ -200,7 +200,7 @@ func verifyAccounts(tx *bolt.Tx, rep *Report, bad func(string, ...any)) error {
 	owners := tx.Bucket(bucketOwners)
 	err := tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
 		var a Account
-		if decodeJSON(v, &a) != nil {
+		if decodeAccount(v, &a) != nil {
 			return nil // reported by verifyEntries
 		}
 		rep.Accounts++
