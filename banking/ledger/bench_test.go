@@ -15,7 +15,7 @@ import (
 // BenchmarkTransferParallel measures durable transfers per second between
 // random pairs of 1,000 accounts, with G concurrent callers sharing group
 // commits (db.Batch, MaxBatchSize=batch, MaxBatchDelay 2 ms; batch=0 is
-// the default, 128). Idempotency
+// the default, 64). Idempotency
 // keys look like the HTTP layer's (payer prefix, random part), so their
 // records land on random pages as real ones do. batch=1 turns group commit
 // off for comparison. Each sub-benchmark ends with Verify (not timed).
@@ -27,7 +27,7 @@ func BenchmarkTransferParallel(b *testing.B) {
 	}{
 		{1, 0, 0},
 		{64, 64, 2 * time.Millisecond},
-		{64, 0, 0}, // the defaults: MaxBatchSize 128, 2 ms
+		{256, 0, 0}, // the defaults: MaxBatchSize 64, 2 ms
 		{256, 256, 2 * time.Millisecond},
 		{1024, 1024, 2 * time.Millisecond},
 		{64, 1, 0},

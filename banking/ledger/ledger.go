@@ -24,7 +24,7 @@ var (
 
 // Defaults of Options.
 const (
-	DefaultMaxBatchSize  = 128
+	DefaultMaxBatchSize  = 64
 	DefaultMaxBatchDelay = 2 * time.Millisecond
 	DefaultZone          = "Asia/Shanghai"
 	DefaultAccountPrefix = "62999"
@@ -43,7 +43,10 @@ var DefaultMaxLimits = map[string]Limits{"CNY": {PerTransaction: 1_000_000_00, D
 type Options struct {
 	// MaxBatchSize is the most transfers group-committed by one bbolt
 	// transaction (db.MaxBatchSize); set it near the number of concurrent
-	// callers. Default 128.
+	// callers. A batch commits when it is full or MaxBatchDelay after its
+	// first transfer: with fewer callers than MaxBatchSize every commit
+	// waits for the timer; with more, full batches queue behind each
+	// other, which is fine. Default 64.
 	MaxBatchSize int
 	// MaxBatchDelay is how long a transfer waits for others to share its
 	// commit (db.MaxBatchDelay). Default 2 ms.
