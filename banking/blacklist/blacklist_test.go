@@ -195,6 +195,11 @@ func TestWatcherReload(t *testing.T) {
 	if changed, err := w.Reload(); !changed || err != nil || w.CheckName("李四") == nil {
 		t.Fatalf("Reload of the fixed file = %v, %v", changed, err)
 	}
+	// The same bad file again, after a good one: reported again.
+	writeList(t, path, "name:张三\nname:李四\n")
+	if _, err := w.Reload(); !errors.Is(err, blacklist.ErrMalformed) || reported.n() != 3 {
+		t.Fatalf("bad file again: %v, %d reports", err, reported.n())
+	}
 }
 
 // TestWatcherPolls changes the file under a polling watcher while

@@ -141,7 +141,7 @@ func (w *Watcher) reload(first bool) (bool, error) {
 	w.seen = fileState{mod: fi.ModTime(), size: fi.Size(), readAt: time.Now()}
 	sum := sha256.Sum256(data)
 	if cur := w.cur.Load(); cur != nil && cur.digest == sum {
-		w.lastErr = ""
+		w.lastErr, w.badSum = "", [32]byte{} // back to the list in force
 		return false, nil
 	}
 	if !first && sum == w.badSum {
@@ -156,7 +156,7 @@ func (w *Watcher) reload(first bool) (bool, error) {
 		return false, w.fail(false, fmt.Errorf("screening list %s: %w; the previous list stays in force", w.path, err))
 	}
 	w.cur.Store(l)
-	w.lastErr = ""
+	w.lastErr, w.badSum = "", [32]byte{}
 	if w.opts.OnReload != nil && !first {
 		w.opts.OnReload(l)
 	}
