@@ -1,0 +1,131 @@
+// Command bankcli is a small customer and teller client of the bank's
+// internet-banking API (cmd/banking), for trying it out and for the README
+// walk-through. It does what curl alone cannot: it encrypts the password
+// with its single-use challenge to the bank's SM2 login key, keeps the
+// session, writes canonical transfer orders for a USB key to sign, and
+// saves receipts in the files openssl verifies.
+//
+//	bankcli enrol    -login alice -name "Alice Wang" -phone 13800001111 -id-card 11010519491231002X
+//	                 -card 6222020200112233446 -anti-phishing 蓝色海豚 [-usb-key-pem alice-usb.pub.pem]
+//	                 [-cloud-key] -staff-token-file var/bank/staff.token
+//	bankcli deposit  -account 6299… -amount 10000.00 -staff-token-file var/bank/staff.token
+//	bankcli login    -login alice -device laptop-1 -os "Debian 12"
+//	bankcli stepup   [-resend]                  finish an SMS step-up the login left open
+//	bankcli accounts
+//	bankcli order    -from 6299… -to 6299… -payee "Bob Li" -amount 12.00 -out order.json
+//	bankcli transfer-usb   -order order.json -signature order.sig [-out receipt.json -sig receipt.sig -key bank-receipt.pem]
+//	bankcli transfer-cloud -order order.json [-out receipt.json -sig receipt.sig -key bank-receipt.pem]
+//	bankcli receipt  -transfer T000000000002 -out receipt.json -sig receipt.sig -key bank-receipt.pem
+//	bankcli logout
+//
+// Every subcommand takes -url (default https://127.0.0.1:8445, env
+// BANKCLI_URL) and -ca, the PEM CA of the bank's certificate (default
+// var/bank/tls/ca.pem, banking's dev mode; env BANKCLI_CA). After login
+// the session, its device id, URL and CA are kept in a 0600 file,
+// -session-file (default ~/.config/keyward/bankcli.session); later
+// subcommands use them unless -url or -ca is given.
+//
+// # Secrets
+//
+// Passwords and SMS codes are typed at the terminal without echo, or read
+// from an environment variable whose name a flag gives (-password-env
+// NAME, -code-env NAME), never from argv. The staff token is read from a
+// file (-staff-token-file). Output files are created with O_EXCL: bankcli
+// never overwrites one.
+//
+// # Transfers
+//
+// order writes a keyward.transfer.v1 order in canonical form (package
+// txformat) with a random nonce and shows what it says. A USB key signs
+// exactly those bytes — kwsign, or for a key in a PEM file
+// `openssl dgst -sha256 -sign key.pem -out order.sig order.json` — and
+// transfer-usb sends order and signature (DER, raw or base64). For a
+// cloud key, transfer-cloud sends the order; keysvc shows it to the
+// customer on its confirmation page, and bankcli waits (long polls) until
+// it is approved, rejected or expired.
+//
+// A receipt is saved as three files: the exact signed body, the DER
+// signature and the bank's receipt public key, so that
+//
+//	openssl dgst -sha256 -verify bank-receipt.pem -signature receipt.sig receipt.json
+//
+// prints "Verified OK". bankcli checks the signature itself before it
+// writes anything.
+//
+// # Exit codes
+//
+//	0  done
+//	1  the bank refused or could not be reached (its error code and message are printed)
+//	2  usage: bad or missing flags, an output file that exists, no terminal for a prompt
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+)
+
+// errUsage marks errors that are the caller's flags, not the bank's answer.
+var errUsage = errors.New("usage")
+
+type command struct {
+	run   func(args []string) error
+	brief string
+}
+
+var commands = map[string]command{
+	"enrol":          {cmdEnrol, "enrol a customer (teller; staff token)"},
+	"deposit":        {cmdDeposit, "pay cash into an account (teller; staff token)"},
+	"login":          {cmdLogin, "log in; asks for the SMS code on a new device"},
+	"stepup":         {cmdStepUp, "finish the SMS step-up of the saved session"},
+	"accounts":       {cmdAccounts, "list your accounts and balances"},
+	"order":          {cmdOrder, "write a canonical transfer order to sign"},
+	"transfer-usb":   {cmdTransferUSB, "send an order signed with your USB key"},
+	"transfer-cloud": {cmdTransferCloud, "send an order for your cloud key; confirm it on keysvc's page"},
+	"receipt":        {cmdReceipt, "save a transfer's signed receipt for openssl"},
+	"logout":         {cmdLogout, "end the saved session"},
+}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "-help" || os.Args[1] == "help" {
+		usage()
+		os.Exit(2)
+	}
+	c, ok := commands[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "bankcli: unknown command %q\n", os.Args[1])
+		usage()
+		os.Exit(2)
+	}
+	if err := c.run(os.Args[2:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintf(os.Stderr, "bankcli %s: %v\n", os.Args[1], err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("usage: bankcli <command> [flags]   (bankcli <command> -h for its flags; go doc ./cmd/bankcli)\n\n")
+	for _, n := range names {
+		fmt.Fprintf(&b, "  %-15s %s\n", n, commands[n].brief)
+	}
+	fmt.Fprint(os.Stderr, b.String())
+}
+
+func usageErr(format string, a ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+}
