@@ -85,7 +85,7 @@ Staff token: %[4]s   SMS codes: %[5]s   CA: %[3]s
   make bankcli        # bin/bankcli, the customer and teller client (go doc ./cmd/bankcli)
   bin/bankcli enrol -login alice -name "Alice Wang" -phone 13800001111 -id-card 11010519491231002X \
       -card 6222020200112233446 -anti-phishing 蓝色海豚 -cloud-key -staff-token-file %[4]s
-  bin/bankcli login -login alice -device laptop-1 -os "Debian 12"    # the SMS code: tail -1 %[5]s
+  bin/bankcli login -login alice -device laptop-1 -os "Debian 12"    # the SMS code is printed here
   bin/bankcli accounts
 
   curl --cacert %[3]s https://%[1]s/v1/login/key
@@ -93,6 +93,19 @@ Staff token: %[4]s   SMS codes: %[5]s   CA: %[3]s
   Stop with Ctrl-C.
 
 `, addr, d.dataDir, d.caPath, d.staffTokenPath, d.outboxPath, d.keysvcDir)
+}
+
+// consoleSMS is dev mode's SMS gateway: the outbox file, and the text on
+// the console, as keysvc's dev mode prints holder links. Never in
+// production: the text holds the code.
+type consoleSMS struct{ *otp.DevOutbox }
+
+func (c consoleSMS) Send(ctx context.Context, phone, text string) error {
+	if err := c.DevOutbox.Send(ctx, phone, text); err != nil {
+		return err
+	}
+	fmt.Printf("\n[dev] SMS to %s: %s\n\n", phone, text)
+	return nil
 }
 
 // bankKey is one of the bank's keys and the operations banking needs on it.

@@ -44,8 +44,9 @@
 // they are missing, and keeps its own files under ./var/bank: a dev CA and
 // a server certificate for 127.0.0.1 (tls/), the staff token (staff.token,
 // 0600), an empty screening list (blacklist.txt, "end:0"), the SMS outbox
-// (sms-outbox.jsonl, 0600: the one-time codes land here) and bank.db. It
-// listens on https://127.0.0.1:8445 and prints how to call it.
+// (sms-outbox.jsonl, 0600: the one-time codes land there and on the
+// console) and bank.db. It listens on https://127.0.0.1:8445 and prints
+// how to call it.
 //
 // # Shutdown
 //
@@ -166,11 +167,15 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		return fmt.Errorf("blacklist.file: %w", err)
 	}
 	defer screen.Close()
-	sms, err := otp.OpenDevOutbox(cfg.SMS.Outbox)
+	outbox, err := otp.OpenDevOutbox(cfg.SMS.Outbox)
 	if err != nil {
 		return fmt.Errorf("sms.outbox: %w", err)
 	}
-	defer sms.Close()
+	defer outbox.Close()
+	var sms otp.Gateway = outbox
+	if dev != nil {
+		sms = consoleSMS{outbox}
+	}
 	bank, err := banking.New(banking.Config{DB: db, KMS: kc, Screen: screen, SMS: sms, Logger: log, KMSName: cfg.KMSName,
 		Ledger: ledger.Options{MaxBatchSize: cfg.Ledger.MaxBatchSize, MaxBatchDelay: cfg.Ledger.MaxBatchDelay, AccountPrefix: cfg.Ledger.AccountPrefix}})
 	if err != nil {
