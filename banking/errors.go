@@ -64,7 +64,7 @@ var errorTable = []errorRow{
 	{ErrOrderMismatch, http.StatusUnprocessableEntity, "order_mismatch"},
 	{ErrBadSignature, http.StatusUnprocessableEntity, "signature_invalid"},
 	{ErrBlocked, http.StatusForbidden, "payee_blocked"},
-	{ledger.ErrBlocked, http.StatusForbidden, "payee_blocked"},
+	{ledger.ErrBlocked, http.StatusForbidden, "payee_blocked"}, // its text names the list line: not shown, see classify
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 }
 
@@ -80,6 +80,9 @@ var ledgerStatus = map[int][]error{
 func classify(err error) (status int, code, message string, internal bool) {
 	for _, r := range errorTable {
 		if errors.Is(err, r.err) {
+			if r.code == "payee_blocked" { // never echo screening-list details
+				return r.status, r.code, "the transfer is refused: the payee or account is on the bank's screening list", false
+			}
 			return r.status, r.code, err.Error(), false
 		}
 	}
