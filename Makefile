@@ -57,6 +57,7 @@ bench: deps
 	@scripts/deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count $(BENCHCOUNT) ./softhsm-tests
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./keysvc/boltstore
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./banking/ledger
 	scripts/bench-keysvc.sh $(BENCHDUR)
 
 # Customer keys at bank scale: enrol SCALE_CUSTOMERS confirm-required
