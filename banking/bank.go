@@ -173,6 +173,34 @@ func New(cfg Config) (*Bank, error) {
 	return b, nil
 }
 
+// Sweep removes expired challenges, one-time codes, guard counters and
+// sessions; cmd/banking runs it every minute (RunSweeper).
+func (b *Bank) Sweep(ctx context.Context) error {
+	var errs []error
+	for _, sw := range []func(context.Context) (int, error){b.challenges.Sweep, b.otps.Sweep, b.guard.Sweep, b.sessions.Sweep} {
+		if _, err := sw(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RunSweeper calls Sweep every interval until ctx ends.
+func (b *Bank) RunSweeper(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := b.Sweep(ctx); err != nil && ctx.Err() == nil {
+				b.log.Error("sweep", "err", err)
+			}
+		}
+	}
+}
+
 // Close flushes sessions. The DB is the caller's.
 func (b *Bank) Close() error { return b.sessions.Close() }
 

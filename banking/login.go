@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -102,7 +103,11 @@ func (b *Bank) Login(ctx context.Context, req LoginRequest, ip netip.Addr) (Logi
 			return LoginResult{}, err
 		}
 		res.StepUp = true
-		res.StepUpReason = fmt.Sprint(a.Reasons)
+		rs := make([]string, len(a.Reasons))
+		for i, r := range a.Reasons {
+			rs[i] = string(r)
+		}
+		res.StepUpReason = strings.Join(rs, ", ")
 		if _, err := b.otps.Issue(ctx, c.ID, "stepup"); err != nil {
 			return res, err
 		}

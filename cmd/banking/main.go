@@ -182,6 +182,9 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		return err
 	}
 	defer bank.Close() // before db.Close: sessions are flushed to it
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	defer stopSweep()
+	go bank.RunSweeper(sweepCtx, time.Minute) // expired codes, challenges, counters, sessions
 	app := bank.NewServer(banking.ServerConfig{StaffTokenSHA256: cfg.StaffTokenSHA256, LoginPerMinute: cfg.HTTP.LoginPerMinute,
 		RequestsPerMinute: cfg.HTTP.RequestsPerMinute, BodyLimit: cfg.HTTP.BodyLimit})
 	ln, err := net.Listen("tcp", cfg.Listen)
