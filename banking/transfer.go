@@ -85,7 +85,7 @@ func (b *Bank) checkOrder(ctx context.Context, c *Customer, order []byte) (*chec
 	}
 	tr := doc.Transfers[0]
 	co := &checkedOrder{doc: doc, tr: tr, customer: c}
-	if co.payer, err = b.Ledger.Account(ctx, tr.PayerAccount); err != nil || co.payer.Owner != owner(c) {
+	if co.payer, err = b.Ledger.Account(ctx, strings.ReplaceAll(tr.PayerAccount, " ", "")); err != nil || co.payer.Owner != owner(c) {
 		return nil, fmt.Errorf("%w: the payer account is not one of yours", ErrOrderMismatch)
 	}
 	if co.payee, err = b.Ledger.Account(ctx, strings.ReplaceAll(tr.PayeeAccount, " ", "")); err != nil {
