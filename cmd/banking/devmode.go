@@ -2,25 +2,19 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/auth/otp"
+	"github.com/keyward/keyward/cmd/internal/devtls"
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/client"
 )
@@ -200,57 +194,5 @@ func ensureFile(path, content string) error {
 
 // ensureDevTLS creates, once, a dev CA and a server certificate for
 // 127.0.0.1, ::1 and localhost in dir. keysvc's dev mode keeps no CA key,
-// so the bank has its own dev CA (copied from cmd/keysvc/devmode.go).
-func ensureDevTLS(dir string) error {
-	complete := true
-	for _, f := range []string{"ca.pem", "server.pem", "server-key.pem"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			complete = false
-		}
-	}
-	if complete {
-		return nil
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Keyward bank dev CA"}, NotBefore: now.Add(-time.Hour),
-		NotAfter: now.AddDate(2, 0, 0), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "banking"}, NotBefore: now.Add(-time.Hour),
-		NotAfter: now.AddDate(1, 0, 0), DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	srvKeyDER, err := x509.MarshalPKCS8PrivateKey(srvKey)
-	if err != nil {
-		return err
-	}
-	files := []struct {
-		name string
-		typ  string
-		der  []byte
-		mode os.FileMode
-	}{{"ca.pem", "CERTIFICATE", caDER, 0o644}, {"server.pem", "CERTIFICATE", srvDER, 0o644}, {"server-key.pem", "PRIVATE KEY", srvKeyDER, 0o600}}
-	for _, f := range files {
-		if err := os.WriteFile(filepath.Join(dir, f.name), pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.mode); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// so the bank has its own dev CA.
+func ensureDevTLS(dir string) error { return devtls.Ensure(dir, "Keyward bank dev CA", "banking") }
