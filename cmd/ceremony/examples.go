@@ -1,0 +1,114 @@
+package main
+
+// Example ceremony files printed by each subcommand's --help. Relative
+// paths are resolved against the YAML file's directory.
+
+const exampleInit = `module: /usr/lib/softhsm/libsofthsm2.so
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: out/init-bank-hsm
+token:
+  label: bank-hsm
+so_pin:                      # two parts: the SO PIN is part 1 then part 2 (dual control for unlock)
+  - {officer: Alice Wong, pin: "prompt"}
+  - {officer: Bob Lee, pin: "prompt"}
+user_pin: prompt             # or file:/run/ceremony/user.pin, env:USER_PIN
+`
+
+const exampleKeygen = `module: /usr/lib/softhsm/libsofthsm2.so
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: out/keygen-bank-hsm
+token: {label: bank-hsm, user_pin: prompt}
+keys:
+  - {label: bank-kek, type: aes-256, usage: [wrap, encrypt], backup: true}
+  - label: receipt-signer
+    type: ec-p256
+    backup: true
+    public_key_pem: out/receipt-signer.pem
+    certificate: {common_name: Keyward receipt signer, days: 825, out: out/receipt-signer.crt}
+  - {label: login-decrypt, type: rsa-3072, usage: [encrypt], public_key_pem: out/login-decrypt.pem}
+`
+
+const exampleBackup = `module: /usr/lib/softhsm/libsofthsm2.so
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: out/backup-2025-q3
+token: {label: bank-hsm, user_pin: prompt}
+keys: [bank-kek, receipt-signer]      # must have been generated with backup: true
+threshold: 3
+custodians:
+  - {name: Carol, share_file: /media/carol/share-carol.txt}
+  - {name: Dave,  share_file: /media/dave/share-dave.txt}
+  - {name: Erin,  share_file: /media/erin/share-erin.txt}
+  - {name: Frank, share_file: /media/frank/share-frank.txt}
+  - {name: Grace, share_file: /media/grace/share-grace.txt}
+output: out/backup-2025-q3.json
+`
+
+const exampleRestore = `module: /usr/lib/softhsm/libsofthsm2.so
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: out/restore-dr
+token: {label: bank-hsm-dr, user_pin: prompt}   # the DR site's token, initialised with token init
+backup_file: out/backup-2025-q3.json
+shares:                                        # any 3 of the 5
+  - /media/carol/share-carol.txt
+  - /media/erin/share-erin.txt
+  - /media/grace/share-grace.txt
+`
+
+const exampleUnlock = `module: /usr/lib/softhsm/libsofthsm2.so
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: out/unlock-bank-hsm
+token: {label: bank-hsm}
+so_pin:                      # both parts, as set at token init
+  - {officer: Alice Wong, pin: prompt}
+  - {officer: Bob Lee, pin: prompt}
+new_user_pin: prompt
+pin_guard: /var/lib/keyward/pin-guard.db   # keysvc's PIN guard file (keysvc stopped)
+`
+
+const exampleZeroize = `module: /usr/lib/softhsm/libsofthsm2.so
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: out/zeroize-bank-hsm
+  signer: {label: ceremony-officers, user_pin: prompt}   # another token signs: the zeroized one keeps no key
+token: {label: bank-hsm, user_pin: prompt}
+# confirmation: ZEROIZE bank-hsm   # only for --yes runs; at a terminal the officer types it
+`
+
+const exampleRotate = `module: /usr/lib/softhsm/libsofthsm2.so
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: out/rotate-2025-09
+  signer: {label: ceremony-officers, user_pin: prompt}
+keysvc:
+  url: https://keysvc.bank.internal:8443
+  ca_file: /etc/keyward/ca.pem
+  bearer_token_file: /run/ceremony/admin.token
+keys: [receipt-signer, pin-hmac]
+`
+
+const exampleScheduleDestroy = `module: /usr/lib/softhsm/libsofthsm2.so
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: out/destroy-2025-09
+  signer: {label: ceremony-officers, user_pin: prompt}
+keysvc:
+  url: https://keysvc.bank.internal:8443
+  ca_file: /etc/keyward/ca.pem
+  bearer_token_file: /run/ceremony/admin.token
+versions:
+  - {key: receipt-signer, version: 1, delay: 720h}
+`
+
+const exampleAuditVerify = `module: /usr/lib/softhsm/libsofthsm2.so
+officers: [Alice Wong]
+transcript:
+  dir: out/audit-2025-09
+  signer: {label: ceremony-officers, user_pin: prompt}
+store: /var/lib/keyward/keysvc.db          # opened read-only: stop keysvc or verify a copy
+public_key: /secure/keysvc-audit-key.pem   # your own copy of the audit public key
+`

@@ -1,0 +1,250 @@
+// Command ceremony is the security officers' key-ceremony tool (R-CER-1,
+// R-CER-2, R-TOK-8, R-AV-3): token initialisation, key generation, M-of-N
+// backup and restore, unlock under dual control, emergency zeroize, key
+// rotation and scheduled destruction through keysvc, and audit-chain checks.
+//
+// Each ceremony reads one strict YAML file, validates all of it (and refuses
+// outputs that exist) before any token is opened, runs its steps straight
+// through, checks its own work, and leaves a signed transcript.
+//
+// # Exit codes
+//
+//	0  the ceremony (or verification) succeeded
+//	1  the ceremony failed (token, PIN, network or file error)
+//	2  usage or configuration error: nothing was done
+//	3  an officer declined a confirmation, or none could be asked (no terminal and no --yes)
+//	4  verification failed (transcript verify, audit verify, restore check)
+//
+// PINs come from pin sources only (file:/abs/path, env:NAME, prompt), never
+// from the command line.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+const (
+	exitOK       = 0
+	exitFailed   = 1
+	exitUsage    = 2
+	exitDeclined = 3
+	exitVerify   = 4
+)
+
+// errDeclined marks a refused or impossible confirmation (exit code 3).
+var errDeclined = errors.New("not confirmed")
+
+// errUsage marks a command-line error (exit code 2).
+var errUsage = errors.New("usage")
+
+type ceremonyFunc func(ctx context.Context, o *options) error
+
+type subcommand struct {
+	name    string
+	summary string
+	example string
+	run     ceremonyFunc
+}
+
+var subcommands = []subcommand{
+	{"token init", "initialise a token: label, SO PIN (one or two officers' parts), user PIN; creates the ceremony-audit key",
+		exampleInit, runInit},
+	{"keygen", "generate keys in a token; export public keys as PEM; self-signed certificates where asked",
+		exampleKeygen, runKeygen},
+	{"backup", "wrap keys under a fresh backup KEK split M-of-N among custodians (Shamir)",
+		exampleBackup, runBackup},
+	{"restore", "rebuild the backup KEK from M share files and unwrap the keys into another token (DR site)",
+		exampleRestore, runRestore},
+	{"unlock", "set a new user PIN with the SO PIN under dual control (two officers' PIN parts)",
+		exampleUnlock, runUnlock},
+	{"zeroize", "emergency: destroy every key object on a token after a typed confirmation",
+		exampleZeroize, runZeroize},
+	{"rotate", "rotate keys through keysvc's admin API",
+		exampleRotate, runRotate},
+	{"schedule-destroy", "schedule the destruction of key versions through keysvc's admin API",
+		exampleScheduleDestroy, runScheduleDestroy},
+	{"audit verify", "verify keysvc's audit chain and signed checkpoints",
+		exampleAuditVerify, runAuditVerify},
+}
+
+type options struct {
+	file   string
+	dryRun bool
+	yes    bool
+	stdout io.Writer
+	stderr io.Writer
+	stdin  *os.File
+}
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	if args[0] == "transcript" {
+		return transcriptCmd(args[1:], stdout, stderr)
+	}
+	var sc *subcommand
+	for i := range subcommands {
+		words := strings.Fields(subcommands[i].name)
+		if len(args) >= len(words) && strings.Join(args[:len(words)], " ") == subcommands[i].name {
+			sc = &subcommands[i]
+			args = args[len(words):]
+			break
+		}
+	}
+	if sc == nil {
+		fmt.Fprintf(stderr, "ceremony: unknown subcommand %q; see ceremony --help\n", args[0])
+		return exitUsage
+	}
+	fs := flag.NewFlagSet("ceremony "+sc.name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &options{stdout: stdout, stderr: stderr, stdin: os.Stdin}
+	fs.StringVar(&o.file, "f", "", "the ceremony's YAML file")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "validate the file and print the plan; open no token")
+	fs.BoolVar(&o.yes, "yes", false, "non-interactive: answer confirmations (zeroize still needs the phrase in the file)")
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "ceremony %s -f FILE [--dry-run] [--yes]\n\n%s\n\nFlags:\n", sc.name, sc.summary)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fmt.Fprintf(stdout, "\nExample %s.yaml:\n\n%s\n%s", strings.ReplaceAll(sc.name, " ", "-"), sc.example, exitCodesText)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if o.file == "" || fs.NArg() != 0 {
+		fmt.Fprintf(stderr, "ceremony %s: give the ceremony file with -f FILE (and nothing else); see --help\n", sc.name)
+		return exitUsage
+	}
+	err := sc.run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "ceremony %s: %v\n", sc.name, err)
+	}
+	return exitCode(err)
+}
+
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errConfig), errors.Is(err, errUsage):
+		return exitUsage
+	case errors.Is(err, errDeclined):
+		return exitDeclined
+	case errors.Is(err, errVerify):
+		return exitVerify
+	}
+	return exitFailed
+}
+
+const exitCodesText = `
+Exit codes: 0 done; 1 ceremony failed; 2 usage or configuration error (nothing done);
+3 confirmation declined or impossible; 4 verification failed.
+PIN sources: file:/abs/path (mode 0600), env:NAME, or prompt (terminal, no echo). Never PINs on the command line.
+`
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "ceremony — the security officers' key-ceremony tool")
+	fmt.Fprintln(w, "\nUsage: ceremony <subcommand> -f ceremony.yaml [--dry-run] [--yes]")
+	fmt.Fprintln(w, "       ceremony transcript verify FILE [-pubkey signer.pem]")
+	fmt.Fprintln(w, "\nSubcommands:")
+	for _, sc := range subcommands {
+		fmt.Fprintf(w, "  %-18s %s\n", sc.name, sc.summary)
+	}
+	fmt.Fprintf(w, "  %-18s %s\n", "transcript verify", "check a transcript's hash and signature")
+	fmt.Fprintln(w, "\nEach subcommand's --help prints an example YAML file, e.g. ceremony backup --help.")
+	fmt.Fprint(w, exitCodesText)
+}
+
+func transcriptCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "verify" {
+		fmt.Fprintln(stderr, "usage: ceremony transcript verify FILE [-pubkey signer.pem]")
+		return exitUsage
+	}
+	fs := flag.NewFlagSet("ceremony transcript verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	pubPath := fs.String("pubkey", "", "the signing key's public key PEM to require (as printed at the ceremony)")
+	fs.Usage = func() {
+		fmt.Fprintln(stdout, "ceremony transcript verify FILE [-pubkey signer.pem]\n\nChecks transcript.json: the body's SHA-256 and the ECDSA signature by the embedded\nceremony-audit key (and that it is the key in -pubkey). Prints the signer's fingerprint:\ncompare it with the one printed at the ceremony.\n\nExample:\n  ceremony transcript verify out/init/transcript.json -pubkey ceremony-audit.pem")
+		fmt.Fprint(stdout, exitCodesText)
+	}
+	// Accept the flag before or after FILE.
+	var file string
+	rest := args[1:]
+	for len(rest) > 0 {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return exitOK
+			}
+			return exitUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		if file != "" {
+			fmt.Fprintln(stderr, "ceremony transcript verify: one FILE only")
+			return exitUsage
+		}
+		file, rest = fs.Arg(0), fs.Args()[1:]
+	}
+	if file == "" {
+		fmt.Fprintln(stderr, "usage: ceremony transcript verify FILE [-pubkey signer.pem]")
+		return exitUsage
+	}
+	var want *ecdsa.PublicKey
+	if *pubPath != "" {
+		var err error
+		if want, err = readECPublicKey(*pubPath); err != nil {
+			fmt.Fprintf(stderr, "ceremony transcript verify: %v\n", err)
+			return exitUsage
+		}
+	}
+	body, err := verifyTranscript(file, want)
+	if err != nil {
+		fmt.Fprintf(stderr, "ceremony transcript verify: %s: %v\n", file, err)
+		return exitCode(err)
+	}
+	fmt.Fprintf(stdout, "transcript ok: %s ceremony, %s, %d steps, result %q\nsigned by %s on token %s (serial %s)\nsigner public key SHA-256: %s\n",
+		body.Ceremony, body.Started.Format("2006-01-02 15:04:05Z07:00"), len(body.Steps), body.Result,
+		body.Signer.Key, body.Signer.Token.Label, body.Signer.Token.Serial, body.Signer.PublicSHA)
+	return exitOK
+}
+
+func readECPublicKey(path string) (*ecdsa.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	ec, ok := pub.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an ECDSA public key", path)
+	}
+	return ec, nil
+}

@@ -1,0 +1,493 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/pkcs11shim"
+	"github.com/keyward/keyward/token"
+)
+
+// --- token init -----------------------------------------------------------------
+
+func runInit(ctx context.Context, o *options) error {
+	var c initConfig
+	s, err := start(o, "token init", &c, &c.common, func() []string {
+		return []string{
+			fmt.Sprintf("read the SO PIN (%d part(s): %s) and the user PIN", len(c.SOPIN), partOfficers(c.SOPIN)),
+			fmt.Sprintf("confirm, then C_InitToken with label %q on %s", c.Token.Label, targetText(c.Token.Serial)),
+			"C_InitPIN: set the user PIN",
+			fmt.Sprintf("generate the transcript signing key %s (EC P-256, not extractable)", auditKeyLabel),
+		}
+	})
+	if s == nil || err != nil {
+		return err
+	}
+	return s.finish(ctx, &c.common, s.initToken(ctx, &c))
+}
+
+func partOfficers(parts []pinPart) string {
+	var n []string
+	for _, p := range parts {
+		n = append(n, p.Officer)
+	}
+	return strings.Join(n, " + ")
+}
+
+func targetText(serial string) string {
+	if serial == "" {
+		return "the module's uninitialised token"
+	}
+	return "the token with serial " + serial
+}
+
+// readParts reads the officers' parts of a PIN and joins them.
+func readParts(o *options, parts []pinPart, what string, repeat bool) ([]byte, error) {
+	var pin []byte
+	for i, p := range parts {
+		prompt := fmt.Sprintf("%s (officer %s)", what, p.Officer)
+		if len(parts) > 1 {
+			prompt = fmt.Sprintf("%s part %d of %d (officer %s)", what, i+1, len(parts), p.Officer)
+		}
+		b, err := readPIN(o, p.PIN, prompt, repeat)
+		if err != nil {
+			token.Wipe(pin)
+			return nil, err
+		}
+		pin = append(pin, b...)
+		token.Wipe(b)
+	}
+	return pin, nil
+}
+
+func (s *session) initToken(ctx context.Context, c *initConfig) error {
+	so, err := readParts(s.o, c.SOPIN, "New SO PIN", true)
+	if err != nil {
+		return err
+	}
+	defer token.Wipe(so)
+	user, err := readPIN(s.o, c.UserPIN, "New user PIN of token "+c.Token.Label, true)
+	if err != nil {
+		return err
+	}
+	defer token.Wipe(user)
+	if err := token.CheckPIN(user, nil); err != nil {
+		return fmt.Errorf("user PIN: %w", err)
+	}
+	if err := token.CheckPIN(so, nil); err != nil {
+		return fmt.Errorf("SO PIN: %w", err)
+	}
+	s.rec.step("PINs entered", "SO PIN held by %s; user PIN entered (neither is recorded)", partOfficers(c.SOPIN))
+	if err := confirm(s.o, fmt.Sprintf("Initialise %s as token %q? Anything on it is erased.", targetText(c.Token.Serial), c.Token.Label), "yes"); err != nil {
+		return err
+	}
+	if err := s.openModule(c.Module); err != nil {
+		return err
+	}
+	ti, err := s.mod.InitToken(c.Token.Serial, so, c.Token.Label)
+	if err != nil {
+		return fmt.Errorf("C_InitToken: %w", err)
+	}
+	s.rec.token("initialised", ti)
+	s.rec.step("C_InitToken", "token %s initialised: serial %s, %s %s", ti.Label, ti.Serial, ti.Manufacturer, ti.Model)
+	// Slot ids move after C_InitToken (SoftHSM): the token is named by label and serial from here on.
+	sel := pkcs11shim.Selector{Label: ti.Label, Serial: ti.Serial}
+	if err := s.mod.InitPIN(sel, so, user); err != nil {
+		return fmt.Errorf("C_InitPIN: %w", err)
+	}
+	s.rec.step("C_InitPIN", "user PIN set")
+	p, err := openPool(ctx, s.mod, sel, user)
+	if err != nil {
+		return fmt.Errorf("log in with the new user PIN: %w", err)
+	}
+	s.closers = append(s.closers, func() { p.Close() })
+	s.rec.step("verify user login", "logged in with the new user PIN")
+	k, err := p.GenerateKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: auditKeyLabel, Usage: pkcs11shim.UsageSign})
+	if err != nil {
+		return fmt.Errorf("generate %s: %w", auditKeyLabel, err)
+	}
+	rec, pemBytes, err := describeKey(ctx, p, k, "transcript signing key, not extractable")
+	if err != nil {
+		return err
+	}
+	s.rec.key(rec)
+	s.rec.step("generate "+auditKeyLabel, "EC P-256; public key SHA-256 %s", rec.PublicSHA)
+	fmt.Fprintf(s.o.stdout, "\n%s public key (keep a copy to check transcripts with -pubkey):\n%s", auditKeyLabel, pemBytes)
+	return s.signer(ctx, &c.common, p)
+}
+
+// describeKey is a key's transcript record (and its public key PEM for pairs).
+func describeKey(ctx context.Context, p *pkcs11shim.Pool, k *pkcs11shim.Key, note string) (keyRecord, []byte, error) {
+	rec := keyRecord{Label: k.Label, ID: hex.EncodeToString(k.ID), Type: k.Type.String(), Token: p.Info().Label, Note: note}
+	if !k.Type.IsPair() {
+		return rec, nil, nil
+	}
+	pub, err := p.PublicKey(ctx, k)
+	if err != nil {
+		return rec, nil, err
+	}
+	fp, pemBytes, err := fingerprint(pub)
+	rec.PublicSHA = fp
+	return rec, pemBytes, err
+}
+
+// --- keygen ----------------------------------------------------------------------
+
+func runKeygen(ctx context.Context, o *options) error {
+	var c keygenConfig
+	s, err := start(o, "keygen", &c, &c.common, func() []string {
+		plan := []string{fmt.Sprintf("open token %s and log in as user", c.Token.Label), "check no key label exists yet"}
+		for _, k := range c.Keys {
+			l := fmt.Sprintf("generate %s (%s, %s)", k.Label, k.Type, map[bool]string{true: "backup-able: extractable only wrapped", false: "not extractable"}[k.Backup])
+			if k.PublicKeyPEM != "" {
+				l += ", public key to " + k.PublicKeyPEM
+			}
+			if k.Certificate != nil {
+				l += ", self-signed certificate to " + k.Certificate.Out
+			}
+			plan = append(plan, l)
+		}
+		return append(plan, "check each key works (sign/verify against the exported public key, encrypt/decrypt, HMAC)")
+	})
+	if s == nil || err != nil {
+		return err
+	}
+	return s.finish(ctx, &c.common, s.keygen(ctx, &c))
+}
+
+func (s *session) keygen(ctx context.Context, c *keygenConfig) error {
+	if err := s.openModule(c.Module); err != nil {
+		return err
+	}
+	p, err := s.pool(ctx, &c.Token, "keys")
+	if err != nil {
+		return err
+	}
+	if err := s.signer(ctx, &c.common, p); err != nil {
+		return err
+	}
+	objs, err := p.ListTokenObjects(ctx)
+	if err != nil {
+		return err
+	}
+	for i, k := range c.Keys {
+		for _, ob := range objs {
+			if ob.Label == k.Label {
+				return fmt.Errorf("keys[%d].label: a key labelled %q already exists on token %s; nothing was generated", i, k.Label, p.Info().Label)
+			}
+		}
+	}
+	s.rec.step("check labels", "none of the %d labels exists on the token", len(c.Keys))
+	for _, kc := range c.Keys {
+		stop := func() {}
+		if kc.kt == pkcs11shim.KeyRSA3072 || kc.kt == pkcs11shim.KeyRSA4096 {
+			stop = progress(s.o, "generating "+kc.Type)
+		}
+		k, err := p.GenerateKey(ctx, pkcs11shim.KeySpec{Type: kc.kt, Label: kc.Label, Usage: kc.usage, Extractable: kc.Backup})
+		stop()
+		if err != nil {
+			return fmt.Errorf("generate %s: %w", kc.Label, err)
+		}
+		note := "not extractable"
+		if kc.Backup {
+			note = "backup-able (extractable only wrapped; sensitive)"
+		}
+		rec, pemBytes, err := describeKey(ctx, p, k, note)
+		if err != nil {
+			return err
+		}
+		s.rec.key(rec)
+		s.rec.step("generate "+kc.Label, "%s, CKA_ID %s, %s%s", kc.Type, rec.ID, note, fpText(rec.PublicSHA))
+		if err := checkKey(ctx, p, k); err != nil {
+			return fmt.Errorf("%w: key %s does not work: %v", errVerify, kc.Label, err)
+		}
+		s.rec.step("check "+kc.Label, "%s", checkText(k.Type))
+		if kc.PublicKeyPEM != "" {
+			if err := writeExcl(kc.PublicKeyPEM, pemBytes, 0o644); err != nil {
+				return err
+			}
+			s.rec.output(kc.PublicKeyPEM, pemBytes)
+			s.rec.step("export public key", "%s", kc.PublicKeyPEM)
+		}
+		if kc.Certificate != nil {
+			der, err := selfSign(ctx, p, k, kc.Certificate.CommonName, kc.Certificate.Days)
+			if err != nil {
+				return fmt.Errorf("certificate for %s: %w", kc.Label, err)
+			}
+			out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+			if err := writeExcl(kc.Certificate.Out, out, 0o644); err != nil {
+				return err
+			}
+			s.rec.output(kc.Certificate.Out, out)
+			s.rec.step("self-signed certificate", "%s: CN=%s, %d days, signature checked", kc.Certificate.Out, kc.Certificate.CommonName, kc.Certificate.Days)
+		}
+	}
+	return nil
+}
+
+func fpText(fp string) string {
+	if fp == "" {
+		return ""
+	}
+	return ", public key SHA-256 " + fp
+}
+
+func checkText(t pkcs11shim.KeyType) string {
+	switch {
+	case t.IsPair():
+		return "signed a test digest in the token and verified it with the public key outside it"
+	case t == pkcs11shim.KeyAES256:
+		return "AES-GCM encrypt/decrypt round trip in the token"
+	}
+	return "HMAC-SHA256 computed in the token"
+}
+
+// checkKey proves a key works: a signature made in the token verifies with
+// pub (the exported or backed-up public key; nil: read it from the token),
+// AES-GCM round-trips, HMAC runs.
+func checkKey(ctx context.Context, p *pkcs11shim.Pool, k *pkcs11shim.Key) error {
+	return checkKeyWith(ctx, p, k, nil)
+}
+
+func checkKeyWith(ctx context.Context, p *pkcs11shim.Pool, k *pkcs11shim.Key, pub crypto.PublicKey) error {
+	digest := sha256.Sum256([]byte("keyward ceremony key check " + k.Label))
+	switch {
+	case k.Type.IsPair():
+		if pub == nil {
+			var err error
+			if pub, err = p.PublicKey(ctx, k); err != nil {
+				return err
+			}
+		}
+		usage, err := p.KeyUsage(ctx, k)
+		if err != nil {
+			return err
+		}
+		if usage&pkcs11shim.UsageSign == 0 {
+			return nil // a decrypt-only RSA key: nothing to sign with
+		}
+		sig, err := p.Sign(ctx, k, digest[:], crypto.SHA256, nil)
+		if err != nil {
+			return err
+		}
+		switch pk := pub.(type) {
+		case *ecdsa.PublicKey:
+			if !ecdsa.VerifyASN1(pk, digest[:], sig) {
+				return errors.New("ECDSA signature does not verify with the public key")
+			}
+		case *rsa.PublicKey:
+			if err := rsa.VerifyPKCS1v15(pk, crypto.SHA256, digest[:], sig); err != nil {
+				return err
+			}
+		}
+		return nil
+	case k.Type == pkcs11shim.KeyAES256:
+		usage, err := p.KeyUsage(ctx, k)
+		if err != nil {
+			return err
+		}
+		if usage&pkcs11shim.UsageEncrypt == 0 {
+			return nil // wrap-only KEK
+		}
+		ct, err := p.EncryptGCM(ctx, k, digest[:], nil)
+		if err != nil {
+			return err
+		}
+		pt, err := p.DecryptGCM(ctx, k, ct, nil)
+		if err != nil {
+			return err
+		}
+		if !hmac.Equal(pt, digest[:]) {
+			return errors.New("AES-GCM round trip differs")
+		}
+		return nil
+	}
+	_, err := p.HMAC(ctx, k, digest[:])
+	return err
+}
+
+// selfSign makes a self-signed certificate with the token key.
+func selfSign(ctx context.Context, p *pkcs11shim.Pool, k *pkcs11shim.Key, cn string, days int) ([]byte, error) {
+	signer, err := p.NewSigner(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.AddDate(0, 0, days),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	if err := cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
+		return nil, fmt.Errorf("the certificate's own signature does not verify: %w", err)
+	}
+	return der, nil
+}
+
+// --- unlock -----------------------------------------------------------------------
+
+func runUnlock(ctx context.Context, o *options) error {
+	var c unlockConfig
+	s, err := start(o, "unlock", &c, &c.common, func() []string {
+		return []string{
+			fmt.Sprintf("read the two SO PIN parts (%s) and the new user PIN", partOfficers(c.SOPIN)),
+			fmt.Sprintf("C_InitPIN on token %s as the SO, through the PIN guard %s; clear the user PIN lockout", c.Token.Label, c.PINGuard),
+			"log in with the new user PIN",
+		}
+	})
+	if s == nil || err != nil {
+		return err
+	}
+	return s.finish(ctx, &c.common, s.unlock(ctx, &c))
+}
+
+func (s *session) unlock(ctx context.Context, c *unlockConfig) error {
+	so, err := readParts(s.o, c.SOPIN, "SO PIN", false)
+	if err != nil {
+		return err
+	}
+	defer token.Wipe(so)
+	user, err := readPIN(s.o, c.NewUserPIN, "New user PIN of token "+c.Token.Label, true)
+	if err != nil {
+		return err
+	}
+	defer token.Wipe(user)
+	if err := token.CheckPIN(user, nil); err != nil {
+		return fmt.Errorf("new user PIN: %w", err)
+	}
+	s.rec.step("dual control", "SO PIN parts entered by %s (two officers); new user PIN entered", partOfficers(c.SOPIN))
+	store, err := token.OpenBoltStore(c.PINGuard)
+	if err != nil {
+		return fmt.Errorf("PIN guard %s: %w", c.PINGuard, err)
+	}
+	s.closers = append(s.closers, func() { store.Close() })
+	guard, err := token.NewGuard(store, token.MaxPINAttempts)
+	if err != nil {
+		return err
+	}
+	admin, err := token.OpenAdmin(token.Config{Kind: token.KindHSM, Module: c.Module, Label: c.Token.Label, Serial: c.Token.Serial, Guard: guard})
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, func() { admin.Close() })
+	ti, err := admin.Info()
+	if err != nil {
+		return err
+	}
+	s.rec.token("unlocked", ti)
+	s.rec.step("open token", "%s serial %s: user PIN locked=%v, final try=%v", ti.Label, ti.Serial, ti.Flags.UserPINLocked, ti.Flags.UserPINFinalTry)
+	if err := admin.Unlock(so, user, partOfficers(c.SOPIN)); err != nil {
+		return fmt.Errorf("unlock: %w", err)
+	}
+	s.rec.step("C_InitPIN", "new user PIN set by the SO; guard lockout cleared in %s", c.PINGuard)
+	if err := s.openModule(c.Module); err != nil {
+		return err
+	}
+	sel := pkcs11shim.Selector{Label: ti.Label, Serial: ti.Serial}
+	p, err := openPool(ctx, s.mod, sel, user)
+	if err != nil {
+		return fmt.Errorf("%w: login with the new user PIN: %v", errVerify, err)
+	}
+	s.closers = append(s.closers, func() { p.Close() })
+	s.rec.step("verify", "logged in with the new user PIN")
+	return s.signer(ctx, &c.common, p)
+}
+
+// --- zeroize ---------------------------------------------------------------------
+
+func runZeroize(ctx context.Context, o *options) error {
+	var c zeroizeConfig
+	s, err := start(o, "zeroize", &c, &c.common, func() []string {
+		return []string{
+			fmt.Sprintf("open the signing token %s, then token %s as user", c.Transcript.Signer.Label, c.Token.Label),
+			"list every object on the token",
+			fmt.Sprintf("the officer types %q (or --yes with confirmation in the file)", zeroizePhrase(c.Token.Label)),
+			"C_DestroyObject on every object; check none is left",
+		}
+	})
+	if s == nil || err != nil {
+		return err
+	}
+	return s.finish(ctx, &c.common, s.zeroize(ctx, &c))
+}
+
+func (s *session) zeroize(ctx context.Context, c *zeroizeConfig) error {
+	if err := s.openModule(c.Module); err != nil {
+		return err
+	}
+	if err := s.signer(ctx, &c.common, nil); err != nil {
+		return err
+	}
+	p, err := s.pool(ctx, &c.Token, "zeroized")
+	if err != nil {
+		return err
+	}
+	objs, err := p.ListTokenObjects(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(s.o.stdout, "\nToken %s (serial %s) holds %d objects:\n", p.Info().Label, p.Info().Serial, len(objs))
+	for _, ob := range objs {
+		fmt.Fprintf(s.o.stdout, "   %-12s %-32s id %x\n", ob.ClassName(), ob.Label, ob.ID)
+		s.rec.key(keyRecord{Label: ob.Label, ID: hex.EncodeToString(ob.ID), Type: ob.ClassName(), Token: p.Info().Label, Note: "destroyed"})
+	}
+	s.rec.step("inventory", "%d objects on the token", len(objs))
+	phrase := zeroizePhrase(c.Token.Label)
+	if s.o.yes {
+		if c.Confirmation != phrase {
+			return fmt.Errorf("%w: --yes needs confirmation: %q in the ceremony file", errDeclined, phrase)
+		}
+	} else if err := confirm(s.o, fmt.Sprintf("EMERGENCY ZEROIZE: every key on token %s will be destroyed. This cannot be undone.", c.Token.Label), phrase); err != nil {
+		return err
+	}
+	s.rec.step("confirmed", "the phrase %q was given", phrase)
+	n, err := p.DestroyAllObjects(ctx)
+	if err != nil {
+		return fmt.Errorf("after destroying %d objects: %w", n, err)
+	}
+	s.rec.step("C_DestroyObject", "%d objects destroyed", n)
+	left, err := p.ListTokenObjects(ctx)
+	if err != nil {
+		return err
+	}
+	keys := 0
+	for _, ob := range left {
+		if ob.IsKey() {
+			keys++
+		}
+	}
+	if keys > 0 || len(left) > 0 {
+		return fmt.Errorf("%w: %d objects (%d keys) are still on the token", errVerify, len(left), keys)
+	}
+	s.rec.step("verify", "a search as the user finds no objects on the token")
+	return nil
+}
