@@ -31,8 +31,9 @@
 //	bank-receipt    purpose sign, ec-p256, hsm          grants banking: sign, verify, public
 //
 // Banking also creates one or two keys per customer at enrolment (usb-<id>,
-// cust-<id>), so its keysvc client must be an admin client (see the note in
-// docs/ARCHITECTURE.md).
+// cust-<id>). Its keysvc client needs no admin rights for that: keysvc's
+// enrol_prefixes [usb-, cust-] let it create exactly such keys, granted to
+// itself only (docs/ARCHITECTURE.md, "banking").
 package banking
 
 import (

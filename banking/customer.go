@@ -202,7 +202,7 @@ func (b *Bank) Enrol(ctx context.Context, req EnrolRequest) (EnrolResult, error)
 	}
 	if b.cfg.Screen != nil {
 		if err := b.cfg.Screen.CheckName(req.Name); err != nil {
-			return EnrolResult{}, fmt.Errorf("%w: the customer's name is on the screening list", ErrBlocked)
+			return EnrolResult{}, fmt.Errorf("%w: the customer's name is on the screening list", ErrCustomerBlocked)
 		}
 	}
 	if _, err := b.customerByLogin(req.Login); err == nil {

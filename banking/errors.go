@@ -26,6 +26,7 @@ var (
 	ErrOrderMismatch   = errors.New("signed order does not match")
 	ErrBadSignature    = errors.New("order signature invalid")
 	ErrBlocked         = errors.New("blocked by screening")
+	ErrCustomerBlocked = errors.New("customer on the screening list")
 	ErrUnavailable     = errors.New("service temporarily unavailable")
 	ErrPending         = errors.New("waiting for the customer's confirmation")
 )
@@ -63,6 +64,7 @@ var errorTable = []errorRow{
 	{ErrExists, http.StatusConflict, "exists"},
 	{ErrOrderMismatch, http.StatusUnprocessableEntity, "order_mismatch"},
 	{ErrBadSignature, http.StatusUnprocessableEntity, "signature_invalid"},
+	{ErrCustomerBlocked, http.StatusForbidden, "customer_blocked"},
 	{ErrBlocked, http.StatusForbidden, "payee_blocked"},
 	{ledger.ErrBlocked, http.StatusForbidden, "payee_blocked"}, // its text names the list line: not shown, see classify
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
@@ -80,8 +82,11 @@ var ledgerStatus = map[int][]error{
 func classify(err error) (status int, code, message string, internal bool) {
 	for _, r := range errorTable {
 		if errors.Is(err, r.err) {
-			if r.code == "payee_blocked" { // never echo screening-list details
+			switch r.code { // never echo screening-list details
+			case "payee_blocked":
 				return r.status, r.code, "the transfer is refused: the payee or account is on the bank's screening list", false
+			case "customer_blocked":
+				return r.status, r.code, "enrolment refused: the customer is on the bank's screening list", false
 			}
 			return r.status, r.code, err.Error(), false
 		}

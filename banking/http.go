@@ -18,6 +18,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/limiter"
 
+	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/ledger"
 )
@@ -80,7 +81,12 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 		ErrorHandler:          b.errorHandler,
 		Immutable:             true,
 	})
-	app.Use(b.recoverPanic, securityHeaders)
+	app.Use(b.recoverPanic, securityHeaders, func(c *fiber.Ctx) error {
+		// The source address travels with the context, so alerts raised
+		// deep inside (OTP locks, guard locks) name it (R-AUTH-3).
+		c.SetUserContext(auth.WithSource(c.UserContext(), clientIP(c)))
+		return c.Next()
+	})
 	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	loginLimit := limiter.New(limiter.Config{Max: cfg.LoginPerMinute, Expiration: time.Minute, LimitReached: tooMany})
 	sessLimit := limiter.New(limiter.Config{Max: cfg.RequestsPerMinute, Expiration: time.Minute, LimitReached: tooMany,

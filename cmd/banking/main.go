@@ -33,8 +33,9 @@
 // The four bank keys listed in package banking's doc must exist in keysvc
 // and grant kms_name their operations; banking checks the login and
 // receipt keys at start and refuses to run when they are missing or not
-// granted. Customer keys are created at enrolment, so kms_name must be an
-// admin client of keysvc.
+// granted. Customer keys are created at enrolment, so kms_name must be a
+// keysvc client with enrol_prefixes [usb-, cust-] (or an admin, as in dev
+// mode).
 //
 // # Dev mode
 //

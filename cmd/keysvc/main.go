@@ -178,6 +178,7 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	cancel()
 	stopSched()
 	<-schedDone
+	svc.Close() // pending confirmations end (audited) before the final checkpoint covers them
 	if cerr := svc.Checkpoint(context.Background()); cerr != nil {
 		log.Error("final audit checkpoint", "err", cerr)
 	}
