@@ -758,9 +758,9 @@ func (e *procEnv) login(t testing.TB, sessFile, login, pw, phone, antiPhishing, 
 	before := len(procSMSCodes(t, e.outbox, phone))
 	out, errOut, code := e.cli.run(t, []string{"PROC_PW=" + pw}, "login", "-login", login, "-device", device, "-os", osName,
 		"-password-env", "PROC_PW", "-code-env", "PROC_SMS_CODE", "-session-file", sessFile)
-	if code != 2 || !strings.Contains(out, "Your anti-phishing message: "+antiPhishing+"\n") ||
+	if code != 3 || !strings.Contains(out, "Your anti-phishing message: "+antiPhishing+"\n") ||
 		!strings.Contains(out, "This login needs an SMS code (new-device)") || !strings.Contains(errOut, "finish with: bankcli stepup") {
-		t.Fatalf("login %s from a new device: exit %d, want 2 at the SMS step-up\nstdout: %s\nstderr: %s", login, code, out, errOut)
+		t.Fatalf("login %s from a new device: exit %d, want 3 at the SMS step-up\nstdout: %s\nstderr: %s", login, code, out, errOut)
 	}
 	if s := procReadSession(t, sessFile); !s.StepUp {
 		t.Fatalf("the session saved at the step-up is not marked step_up: %+v", s)

@@ -213,7 +213,7 @@ func cmdLogin(args []string) error {
 func stepUp(c context.Context, b *bank, s *session, path, codeEnv string) error {
 	code, err := readSecret("SMS code: ", codeEnv)
 	if err != nil {
-		return fmt.Errorf("%w\nthe session is saved; finish with: bankcli stepup", err)
+		return fmt.Errorf("%w (%v)\nthe session is saved; finish with: bankcli stepup", errStepUpOpen, err)
 	}
 	defer clear(code)
 	body := map[string]string{"code": strings.TrimSpace(string(code)), "os": s.OS}

@@ -57,6 +57,7 @@
 //	0  done
 //	1  the bank refused or could not be reached (its error code and message are printed)
 //	2  usage: bad or missing flags, an output file that exists, no terminal for a prompt
+//	3  logged in, but the SMS step-up is still open: the session is saved; run bankcli stepup
 package main
 
 import (
@@ -70,6 +71,9 @@ import (
 
 // errUsage marks errors that are the caller's flags, not the bank's answer.
 var errUsage = errors.New("usage")
+
+// errStepUpOpen marks a login that succeeded but still needs the SMS code.
+var errStepUpOpen = errors.New("step-up still open")
 
 type command struct {
 	run   func(args []string) error
@@ -105,6 +109,9 @@ func main() {
 			os.Exit(2)
 		}
 		fmt.Fprintf(os.Stderr, "bankcli %s: %v\n", os.Args[1], err)
+		if errors.Is(err, errStepUpOpen) {
+			os.Exit(3)
+		}
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
 		}
