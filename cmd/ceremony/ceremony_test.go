@@ -625,3 +625,13 @@ func TestRotateScheduleDestroy(t *testing.T) {
 		t.Fatalf("destroy at %v", destroyAt)
 	}
 }
+
+// checkSO logs in as the SO once.
+func checkSO(label, pin string) error {
+	mod, err := pkcs11shim.OpenModule(modPath)
+	if err != nil {
+		return err
+	}
+	defer mod.Close()
+	return mod.CheckLogin(pkcs11shim.Selector{Label: label}, pkcs11shim.UserSO, []byte(pin))
+}
