@@ -17,6 +17,28 @@
 //
 // PINs come from pin sources only (file:/abs/path, env:NAME, prompt), never
 // from the command line.
+//
+// # Dual control
+//
+// SoftHSM (like most PKCS#11 tokens) has one SO PIN, so dual control is
+// modelled by splitting it: token init may take the SO PIN in two parts held
+// by two different officers (the SO PIN is part 1 followed by part 2), and
+// unlock demands both parts from two different officers named in the file.
+// The token itself enforces it: neither officer alone can log in as the SO.
+// Approval codes checked against hashes in the YAML were rejected: whoever
+// edits the file could replace the hashes. Backups are M-of-N (Shamir) and
+// name at least two officers.
+//
+// # Limitations
+//
+//   - The backup KEK exists in this process's memory while it is split and
+//     rebuilt (unavoidable with software Shamir); it is wiped after use and
+//     is only ever in the token as a session object.
+//   - Shares are read from files (a custodian types a paper share into a
+//     file); hashicorp/vault/shamir shuffles x coordinates with math/rand,
+//     which only orders the public x coordinates.
+//   - Unlock clears the lockout in the named PIN guard file; keysvc must be
+//     stopped (bbolt allows one writer) and logs in again on restart.
 package main
 
 import (
