@@ -8,7 +8,7 @@ FUZZTIME ?= 10s
 FUZZMINIMIZE ?= 1s
 PKGS      = ./...
 
-.PHONY: all deps build test vet fmt-check fuzz-short fuzz bench scale run kwsign clean run-banking bankcli
+.PHONY: all deps build test vet fmt-check fuzz-short fuzz bench scale run kwsign ceremony clean run-banking bankcli
 
 all: build
 
@@ -66,6 +66,10 @@ bench: deps
 SCALE_CUSTOMERS ?= 100000
 scale: deps
 	KEYWARD_SCALE_CUSTOMERS=$(SCALE_CUSTOMERS) $(GO) test -count=1 -v -timeout 60m -run '^TestCustomerScale$$' ./softhsm-tests 2>&1 | grep -v ' INFO '
+
+# The security officers' key-ceremony tool (cmd/ceremony).
+ceremony: deps
+	$(GO) build -o bin/ceremony ./cmd/ceremony
 
 # The USB-key holder's signing command (cmd/kwsign).
 kwsign: deps
