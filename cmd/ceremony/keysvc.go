@@ -141,7 +141,7 @@ func (s *session) scheduleDestroy(ctx context.Context, c *scheduleDestroyConfig)
 			return fmt.Errorf("%w: keysvc did not report a destruction time for %s version %d", errVerify, v.Key, v.Version)
 		}
 		s.rec.key(keyRecord{Label: v.Key, Type: string(kv.Algorithm), Note: fmt.Sprintf("version %d scheduled for destruction at %s", v.Version, when)})
-		s.rec.step("schedule-destroy "+v.Key, "version %d destroyed at %s", v.Version, when)
+		s.rec.step("schedule-destroy "+v.Key, "version %d scheduled for destruction at %s", v.Version, when)
 	}
 	return nil
 }
