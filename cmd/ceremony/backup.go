@@ -368,15 +368,12 @@ func (s *session) restore(ctx context.Context, c *restoreConfig) error {
 		if err != nil {
 			return err
 		}
-		if err := checkKeyWith(ctx, p, k, r.pub); err != nil {
+		checked, err := checkKeyWith(ctx, p, k, r.pub)
+		if err != nil {
 			return fmt.Errorf("%w: restored key %s: %v", errVerify, r.bk.Label, err)
 		}
-		note := "restored; " + checkText(k.Type)
-		if k.Type.IsPair() {
-			note = "restored; a signature by the restored key verifies with the backed-up public key"
-		}
-		s.rec.key(keyRecord{Label: r.bk.Label, ID: r.bk.ID, Type: r.bk.Type, Token: p.Info().Label, PublicSHA: r.bk.PublicSHA, Note: note})
-		s.rec.step("check "+r.bk.Label, "%s%s", checkText(k.Type), fpText(r.bk.PublicSHA))
+		s.rec.key(keyRecord{Label: r.bk.Label, ID: r.bk.ID, Type: r.bk.Type, Token: p.Info().Label, PublicSHA: r.bk.PublicSHA, Note: "restored; " + checked})
+		s.rec.step("check "+r.bk.Label, "%s%s", checked, fpText(r.bk.PublicSHA))
 	}
 	return nil
 }

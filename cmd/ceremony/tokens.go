@@ -212,10 +212,11 @@ func (s *session) keygen(ctx context.Context, c *keygenConfig) error {
 		}
 		s.rec.key(rec)
 		s.rec.step("generate "+kc.Label, "%s, CKA_ID %s, %s%s", kc.Type, rec.ID, note, fpText(rec.PublicSHA))
-		if err := checkKey(ctx, p, k); err != nil {
+		checked, err := checkKey(ctx, p, k)
+		if err != nil {
 			return fmt.Errorf("%w: key %s does not work: %v", errVerify, kc.Label, err)
 		}
-		s.rec.step("check "+kc.Label, "%s", checkText(k.Type))
+		s.rec.step("check "+kc.Label, "%s", checked)
 		if kc.PublicKeyPEM != "" {
 			if err := writeExcl(kc.PublicKeyPEM, pemBytes, 0o644); err != nil {
 				return err
@@ -246,78 +247,71 @@ func fpText(fp string) string {
 	return ", public key SHA-256 " + fp
 }
 
-func checkText(t pkcs11shim.KeyType) string {
-	switch {
-	case t.IsPair():
-		return "signed a test digest in the token and verified it with the public key outside it"
-	case t == pkcs11shim.KeyAES256:
-		return "AES-GCM encrypt/decrypt round trip in the token"
-	}
-	return "HMAC-SHA256 computed in the token"
-}
-
-// checkKey proves a key works: a signature made in the token verifies with
-// pub (the exported or backed-up public key; nil: read it from the token),
-// AES-GCM round-trips, HMAC runs.
-func checkKey(ctx context.Context, p *pkcs11shim.Pool, k *pkcs11shim.Key) error {
+// checkKey proves a key works with what its usage allows and says what
+// was done, for the transcript: a signature made in the token verifies
+// with pub (restore: the backed-up public key; nil: read it from the
+// token), AES-GCM round-trips, HMAC runs. A decrypt-only RSA key and a
+// wrap-only KEK are not exercised, and the text says so.
+func checkKey(ctx context.Context, p *pkcs11shim.Pool, k *pkcs11shim.Key) (string, error) {
 	return checkKeyWith(ctx, p, k, nil)
 }
 
-func checkKeyWith(ctx context.Context, p *pkcs11shim.Pool, k *pkcs11shim.Key, pub crypto.PublicKey) error {
+func checkKeyWith(ctx context.Context, p *pkcs11shim.Pool, k *pkcs11shim.Key, pub crypto.PublicKey) (string, error) {
 	digest := sha256.Sum256([]byte("keyward ceremony key check " + k.Label))
+	usage, err := p.KeyUsage(ctx, k)
+	if err != nil {
+		return "", err
+	}
 	switch {
 	case k.Type.IsPair():
+		against := "the backed-up public key"
 		if pub == nil {
-			var err error
+			against = "the public key outside it"
 			if pub, err = p.PublicKey(ctx, k); err != nil {
-				return err
+				return "", err
 			}
 		}
-		usage, err := p.KeyUsage(ctx, k)
-		if err != nil {
-			return err
-		}
 		if usage&pkcs11shim.UsageSign == 0 {
-			return nil // a decrypt-only RSA key: nothing to sign with
+			// Decrypting a value encrypted outside would prove more, but
+			// SoftHSM 2 refuses RSA-OAEP with SHA-256.
+			return "decrypt-only RSA key: not exercised (it may not sign)", nil
 		}
 		sig, err := p.Sign(ctx, k, digest[:], crypto.SHA256, nil)
 		if err != nil {
-			return err
+			return "", err
 		}
 		switch pk := pub.(type) {
 		case *ecdsa.PublicKey:
 			if !ecdsa.VerifyASN1(pk, digest[:], sig) {
-				return errors.New("ECDSA signature does not verify with the public key")
+				return "", errors.New("ECDSA signature does not verify with the public key")
 			}
 		case *rsa.PublicKey:
 			if err := rsa.VerifyPKCS1v15(pk, crypto.SHA256, digest[:], sig); err != nil {
-				return err
+				return "", err
 			}
 		}
-		return nil
+		return "signed a test digest in the token and verified it with " + against, nil
 	case k.Type == pkcs11shim.KeyAES256:
-		usage, err := p.KeyUsage(ctx, k)
-		if err != nil {
-			return err
-		}
 		if usage&pkcs11shim.UsageEncrypt == 0 {
-			return nil // wrap-only KEK
+			return "wrap-only KEK: not exercised (it may not encrypt)", nil
 		}
 		ct, err := p.EncryptGCM(ctx, k, digest[:], nil)
 		if err != nil {
-			return err
+			return "", err
 		}
 		pt, err := p.DecryptGCM(ctx, k, ct, nil)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if !hmac.Equal(pt, digest[:]) {
-			return errors.New("AES-GCM round trip differs")
+			return "", errors.New("AES-GCM round trip differs")
 		}
-		return nil
+		return "AES-GCM encrypt/decrypt round trip in the token", nil
 	}
-	_, err := p.HMAC(ctx, k, digest[:])
-	return err
+	if _, err := p.HMAC(ctx, k, digest[:]); err != nil {
+		return "", err
+	}
+	return "HMAC-SHA256 computed in the token", nil
 }
 
 // selfSign makes a self-signed certificate with the token key.
