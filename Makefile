@@ -8,7 +8,7 @@ FUZZTIME ?= 10s
 FUZZMINIMIZE ?= 1s
 PKGS      = ./...
 
-.PHONY: all deps build test vet fmt-check fuzz-short fuzz bench scale run kwsign ceremony clean run-banking bankcli
+.PHONY: all deps build test vet fmt-check fuzz-short fuzz bench scale run kwsign ceremony bench-banking clean run-banking bankcli
 
 all: build
 
@@ -66,6 +66,13 @@ bench: deps
 SCALE_CUSTOMERS ?= 100000
 scale: deps
 	KEYWARD_SCALE_CUSTOMERS=$(SCALE_CUSTOMERS) $(GO) test -count=1 -v -timeout 60m -run '^TestCustomerScale$$' ./softhsm-tests 2>&1 | grep -v ' INFO '
+
+# Banking throughput (R-PERF-1): 1,000 concurrent clients making USB-key
+# transfers against cmd/banking + cmd/keysvc + SoftHSM, TLS on every hop
+# (scripts/bench-banking.sh; figures in docs/PERFORMANCE.md).
+BENCHBANKDUR ?= 20s
+bench-banking: deps
+	scripts/bench-banking.sh $(BENCHBANKDUR)
 
 # The security officers' key-ceremony tool (cmd/ceremony).
 ceremony: deps
