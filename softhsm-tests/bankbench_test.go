@@ -285,7 +285,7 @@ func startPerf(t *testing.T, dir string, ds ...*daemon) func() {
 	}
 	var cmds []*exec.Cmd
 	for _, d := range ds {
-		cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(d.cmd.Process.Pid), "-o", filepath.Join(dir, d.name+".perf.data"))
+		cmd := exec.Command("perf", "record", "-F", "99", "-g", "-p", strconv.Itoa(d.cmd.Process.Pid), "-o", filepath.Join(dir, d.name+".perf.data"))
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Logf("perf: %v", err)
