@@ -10,10 +10,14 @@ package softhsmtests
 //     kills keysvc with SIGKILL: banking must answer 503 "unavailable" (no
 //     500, no hang), recover once keysvc is back on the same data and
 //     token, and the ledger must hold exactly the transfers it confirmed.
-//   - TestBankCrashBanking runs banking in a child process (this test
-//     binary again, TestHelperBankingProcess) and kills it mid-burst; the
-//     restarted bank must verify, hold the starting total, and every order
-//     sent again must either replay its stored receipt or apply once.
+//   - TestBankCrashBanking runs banking as cmd/banking and keysvc as
+//     cmd/keysvc, TLS between them, and kills banking with SIGKILL
+//     mid-burst; restarted on the same bbolt file, the bank must verify,
+//     hold the starting total, and every order sent again must either
+//     replay its stored receipt or apply once.
+//
+// The binaries are built once per run (cmd/banking and cmd/keysvc from
+// this module), with -race when this test binary has it.
 
 import (
 	"bytes"
@@ -415,7 +419,6 @@ func usbBody(c customer, ord []byte) []byte {
 
 // usbResult is what one POST /v1/transfers/usb got.
 type usbResult struct {
-	sent     bool
 	status   int
 	code     string // error code, when not 200
 	tid      string
@@ -435,7 +438,7 @@ func postUSB(hc *http.Client, url, sess, dev string, body []byte) usbResult {
 	req.Header.Set("X-Device-Id", dev)
 	t0 := time.Now()
 	resp, err := hc.Do(req)
-	r := usbResult{sent: true, err: err}
+	r := usbResult{err: err}
 	if err != nil {
 		r.took = time.Since(t0)
 		return r
