@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -116,6 +117,11 @@ type Bank struct {
 	otps       *otp.Service
 	devices    *device.Registry
 	pending    *pendingTransfers
+	// custMu guards customers, the cache of customer records: readers
+	// hold it shared while they read the store and fill the cache, so a
+	// putCustomer (exclusive) can never be overtaken by a stale fill.
+	custMu    sync.RWMutex
+	customers map[string]*Customer
 }
 
 // New opens the bank on cfg.DB.
@@ -135,7 +141,7 @@ func New(cfg Config) (*Bank, error) {
 	if cfg.StepUpFor == 0 {
 		cfg.StepUpFor = 5 * time.Minute
 	}
-	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: cfg.Logger, now: cfg.Now, pending: newPendingTransfers()}
+	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: cfg.Logger, now: cfg.Now, pending: newPendingTransfers(), customers: map[string]*Customer{}}
 	if err := cfg.DB.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketCustomers, bucketLogins, bucketOrders, bucketCorp, bucketReceipts, bucketStepUp} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {

@@ -309,6 +309,9 @@ func (b *Bank) putCustomer(c *Customer, create bool) error {
 	if err != nil {
 		return err
 	}
+	b.custMu.Lock()
+	defer b.custMu.Unlock()
+	delete(b.customers, c.ID) // read afresh after any change
 	return b.db.Update(func(tx *bolt.Tx) error {
 		logins := tx.Bucket(bucketLogins)
 		if create {
@@ -323,8 +326,28 @@ func (b *Bank) putCustomer(c *Customer, create bool) error {
 	})
 }
 
-// Customer returns a stored customer.
+// Customer returns a stored customer (a copy; from a cache, since every
+// request reads it and only putCustomer changes it).
 func (b *Bank) Customer(id string) (*Customer, error) {
+	b.custMu.RLock()
+	v, ok := b.customers[id]
+	b.custMu.RUnlock()
+	if ok {
+		c := *v
+		return &c, nil
+	}
+	b.custMu.Lock() // exclusive: no putCustomer in between the read and the fill
+	defer b.custMu.Unlock()
+	c, err := b.loadCustomer(id)
+	if err != nil {
+		return nil, err
+	}
+	cached := *c
+	b.customers[id] = &cached
+	return c, nil
+}
+
+func (b *Bank) loadCustomer(id string) (*Customer, error) {
 	var c Customer
 	err := b.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketCustomers).Get([]byte(id))

@@ -205,7 +205,9 @@ func (b *Bank) receipt(ctx context.Context, rc ledger.Receipt) (Receipt, error) 
 			return Receipt{}, kmsErr(err)
 		}
 		sig = []byte(stripVersion(res.Signature))
-		if err := b.db.Update(func(tx *bolt.Tx) error {
+		// Batch: concurrent transfers share one commit (the function may
+		// run twice; it only stores the first signature).
+		if err := b.db.Batch(func(tx *bolt.Tx) error {
 			bk, err := tx.CreateBucketIfNotExists(bucketReceipts)
 			if err != nil {
 				return err
