@@ -60,6 +60,7 @@ import (
 type KMS interface {
 	CreateKey(ctx context.Context, req keysvc.CreateKeyRequest) (keysvc.KeyView, error)
 	Sign(ctx context.Context, name string, req keysvc.SignRequest) (keysvc.SignResult, error)
+	SignBatch(ctx context.Context, name string, reqs []keysvc.SignRequest) ([]keysvc.SignResult, error)
 	Verify(ctx context.Context, name string, req keysvc.VerifyRequest) (bool, error)
 	MAC(ctx context.Context, name string, message []byte) (string, error)
 	Decrypt(ctx context.Context, name string, ciphertext string, aad []byte) ([]byte, error)
@@ -117,6 +118,7 @@ type Bank struct {
 	otps       *otp.Service
 	devices    *device.Registry
 	pending    *pendingTransfers
+	receipts   *receiptSigner
 	// custMu guards customers, the cache of customer records: readers
 	// hold it shared while they read the store and fill the cache, so a
 	// putCustomer (exclusive) can never be overtaken by a stale fill.
@@ -177,6 +179,7 @@ func New(cfg Config) (*Bank, error) {
 		Phone: b.phoneOf}); err != nil {
 		return nil, err
 	}
+	b.receipts = newReceiptSigner(cfg.KMS)
 	return b, nil
 }
 
@@ -208,8 +211,12 @@ func (b *Bank) RunSweeper(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Close flushes sessions. The DB is the caller's.
-func (b *Bank) Close() error { return b.sessions.Close() }
+// Close stops the receipt signer and flushes sessions. The DB is the
+// caller's.
+func (b *Bank) Close() error {
+	b.receipts.close()
+	return b.sessions.Close()
+}
 
 // mac is the keyed hash (HMAC-SM3 in keysvc) of a domain-separated message.
 func (b *Bank) mac(ctx context.Context, domain string, msg []byte) ([]byte, error) {

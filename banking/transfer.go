@@ -200,11 +200,11 @@ func (b *Bank) receipt(ctx context.Context, rc ledger.Receipt) (Receipt, error) 
 		return nil
 	})
 	if len(sig) == 0 {
-		res, err := b.kms.Sign(ctx, KeyReceipt, keysvc.SignRequest{Message: body})
+		s, err := b.receipts.sign(ctx, body)
 		if err != nil {
-			return Receipt{}, kmsErr(err)
+			return Receipt{}, err // already mapped (kmsErr) by the signer
 		}
-		sig = []byte(stripVersion(res.Signature))
+		sig = []byte(stripVersion(s))
 		// Batch: concurrent transfers share one commit (the function may
 		// run twice; it only stores the first signature).
 		if err := b.db.Batch(func(tx *bolt.Tx) error {
