@@ -242,6 +242,31 @@ func (s *Service) requestConfirmation(ctx context.Context, c Caller, k *Key, req
 	return view, v.Version, nil
 }
 
+// signRequest is Sign on a confirm-required key: it opens a pending
+// confirmation and audits the request ("sign-request"). If the audit
+// record can't be written the confirmation is ended at once.
+func (s *Service) signRequest(ctx context.Context, c Caller, k *Key, req SignRequest) (SignResult, error) {
+	view, version, err := s.requestConfirmation(ctx, c, k, req)
+	rec := s.record(c, k.Name, version, "sign-request", err)
+	if err == nil {
+		rec.Detail = "confirmation=" + view.ID + " digest=" + view.Digest + " format=" + view.Format
+	}
+	if aerr := s.audit(rec); aerr != nil {
+		if err == nil {
+			s.confirms.mu.Lock()
+			if p := s.confirms.byID[view.ID]; p != nil {
+				s.endLocked(p, ConfirmFailed, "audit unavailable")
+			}
+			s.confirms.mu.Unlock()
+		}
+		return SignResult{}, aerr
+	}
+	if err != nil {
+		return SignResult{}, err
+	}
+	return SignResult{Confirmation: &view}, nil
+}
+
 // end makes p final (if it is still pending), wipes its bytes and frees
 // the key. It reports whether it changed p.
 func (s *Service) end(p *pendingConf, st ConfirmationStatus, reason string) bool {
@@ -586,28 +611,21 @@ func newHolder() (*Holder, string, error) {
 // only as a keyed hash). A wrong setup code counts like a wrong PIN.
 func (s *Service) Enrol(ctx context.Context, key, setupCode string, pin []byte) error {
 	defer token.Wipe(pin)
-	err := s.enrol(ctx, key, setupCode, pin)
-	if err != nil && errors.Is(err, errCounted) {
-		return errors.Unwrap(err)
+	audited, err := s.enrol(ctx, key, setupCode, pin)
+	if audited { // recorded with the holder update, in its transaction
+		return err
 	}
 	return s.audit2(s.confirmRecord(key, "holder-enrol", err, nil, ""), err)
 }
 
-// errCounted marks an enrol error already audited with its counter update.
-var errCounted = errors.New("counted")
-
-type countedErr struct{ error }
-
-func (e countedErr) Is(t error) bool { return t == errCounted }
-func (e countedErr) Unwrap() error   { return e.error }
-
-func (s *Service) enrol(ctx context.Context, key, setupCode string, pin []byte) error {
+// enrol reports whether its outcome was audited with the store update.
+func (s *Service) enrol(ctx context.Context, key, setupCode string, pin []byte) (audited bool, _ error) {
 	if err := token.CheckPIN(pin, nil); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		return false, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
 	mac, err := s.pinHash(ctx, key, pin)
 	if err != nil {
-		return err
+		return false, err
 	}
 	sum := sha256.Sum256([]byte(setupCode))
 	defer s.lock(key)()
@@ -637,12 +655,9 @@ func (s *Service) enrol(ctx context.Context, key, setupCode string, pin []byte) 
 		return nil
 	}, rec)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if verdict != nil {
-		return countedErr{verdict}
-	}
-	return countedErr{nil}
+	return true, verdict
 }
 
 // UnlockHolder clears a locked holder's counter (the security officer's

@@ -1,6 +1,7 @@
 package keysvc
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -19,7 +20,7 @@ import (
 func externalVersion(k *Key, pemText string, now time.Time) (Version, error) {
 	v := Version{Version: 1, State: StateEnabled, CreatedAt: now}
 	blk, rest := pem.Decode([]byte(pemText))
-	if blk == nil || blk.Type != "PUBLIC KEY" || len(pemText) > 16<<10 || len(trimSpace(rest)) > 0 {
+	if blk == nil || blk.Type != "PUBLIC KEY" || len(pemText) > 16<<10 || len(bytes.TrimSpace(rest)) > 0 {
 		return v, fmt.Errorf("%w: public_key must be one PEM block of type PUBLIC KEY (PKIX)", ErrInvalidArgument)
 	}
 	if k.Algorithm == AlgSM2 {
@@ -45,13 +46,6 @@ func externalVersion(k *Key, pemText string, now time.Time) (Version, error) {
 	}
 	v.PublicKey = blk.Bytes
 	return v, nil
-}
-
-func trimSpace(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\n' || b[0] == '\r' || b[0] == '\t') {
-		b = b[1:]
-	}
-	return b
 }
 
 // errExternal refuses private-key use of an external key.

@@ -111,28 +111,17 @@ func digestAndOpts(k *Key, message, digest []byte, scheme string) ([]byte, crypt
 // On a confirm-required key it signs nothing: it returns a pending
 // confirmation instead (SignResult.Confirmation; see confirm.go).
 func (s *Service) Sign(ctx context.Context, c Caller, name string, req SignRequest) (SignResult, error) {
-	if k, err := s.load(c, name, OpSign, PurposeSign); err == nil && k.Confirm == ConfirmRequired {
-		view, version, err := s.requestConfirmation(ctx, c, k, req)
-		rec := s.record(c, name, version, "sign-request", err)
-		if err == nil {
-			rec.Detail = "confirmation=" + view.ID + " digest=" + view.Digest + " format=" + view.Format
-		}
-		if aerr := s.audit(rec); aerr != nil {
-			if err == nil {
-				s.confirms.mu.Lock()
-				if p := s.confirms.byID[view.ID]; p != nil {
-					s.endLocked(p, ConfirmFailed, "audit unavailable")
-				}
-				s.confirms.mu.Unlock()
-			}
-			return SignResult{}, aerr
-		}
-		if err != nil {
-			return SignResult{}, err
-		}
-		return SignResult{Confirmation: &view}, nil
+	k, err := s.load(c, name, OpSign, PurposeSign)
+	if err == nil && k.Confirm == ConfirmRequired {
+		return s.signRequest(ctx, c, k, req)
 	}
-	res, version, err := s.sign(ctx, c, name, []SignRequest{req})
+	var (
+		res     []SignResult
+		version int
+	)
+	if err == nil {
+		res, version, err = s.sign(ctx, k, []SignRequest{req})
+	}
 	if err = s.finish(c, name, version, "sign", err); err != nil {
 		return SignResult{}, err
 	}
@@ -145,7 +134,14 @@ func (s *Service) SignBatch(ctx context.Context, c Caller, name string, reqs []S
 	if len(reqs) == 0 || len(reqs) > MaxBatch {
 		return nil, s.finish(c, name, 0, "sign-batch", fmt.Errorf("%w: a batch holds 1 to %d items, got %d", ErrInvalidArgument, MaxBatch, len(reqs)))
 	}
-	res, version, err := s.sign(ctx, c, name, reqs)
+	var (
+		res     []SignResult
+		version int
+	)
+	k, err := s.load(c, name, OpSign, PurposeSign)
+	if err == nil {
+		res, version, err = s.sign(ctx, k, reqs)
+	}
 	rec := s.record(c, name, version, "sign-batch", err)
 	rec.Detail = "items=" + strconv.Itoa(len(reqs))
 	if aerr := s.audit(rec); aerr != nil {
@@ -154,11 +150,9 @@ func (s *Service) SignBatch(ctx context.Context, c Caller, name string, reqs []S
 	return res, err
 }
 
-func (s *Service) sign(ctx context.Context, c Caller, name string, reqs []SignRequest) ([]SignResult, int, error) {
-	k, err := s.load(c, name, OpSign, PurposeSign)
-	if err != nil {
-		return nil, 0, err
-	}
+// sign signs reqs with the primary version of k, a key load has checked
+// policy and purpose of.
+func (s *Service) sign(ctx context.Context, k *Key, reqs []SignRequest) ([]SignResult, int, error) {
 	v, err := primary(k)
 	if err != nil {
 		return nil, 0, err
@@ -167,7 +161,7 @@ func (s *Service) sign(ctx context.Context, c Caller, name string, reqs []SignRe
 		return nil, v.Version, errExternal(k)
 	}
 	if k.Confirm == ConfirmRequired { // R-DC-4: batches and digests can't be shown
-		return nil, v.Version, fmt.Errorf("%w: key %q signs one confirmed transaction at a time; send it alone to /sign as message", ErrConfirmationRequired, name)
+		return nil, v.Version, fmt.Errorf("%w: key %q signs one confirmed transaction at a time; send it alone to /sign as message", ErrConfirmationRequired, k.Name)
 	}
 	out, err := s.signWith(ctx, k, v, reqs)
 	return out, v.Version, err
