@@ -145,7 +145,7 @@ func New(cfg Config) (*Bank, error) {
 	}
 	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: cfg.Logger, now: cfg.Now, pending: newPendingTransfers(), customers: map[string]*Customer{}}
 	if err := cfg.DB.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketCustomers, bucketLogins, bucketOrders, bucketCorp, bucketReceipts, bucketStepUp} {
+		for _, name := range [][]byte{bucketCustomers, bucketLogins, bucketCorp, bucketReceipts, bucketStepUp} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

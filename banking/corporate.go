@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -77,7 +78,7 @@ func (b *Bank) EnterCorpOrder(ctx context.Context, s session.Session, order []by
 	sum := sha256.Sum256(order)
 	o := CorpOrder{ID: "co_" + base64.RawURLEncoding.EncodeToString(raw), Corporate: c.Corporate, Order: order, Digest: hex.EncodeToString(sum[:]),
 		State: "entered", Maker: c.ID, Created: b.now().UTC()}
-	return o, b.putCorp(&o, nil)
+	return o, b.putCorp(&o)
 }
 
 // ReviewCorpOrder is the reviewer's approval (or rejection): never the
@@ -139,7 +140,7 @@ func (b *Bank) AuthoriseCorpOrder(ctx context.Context, s session.Session, id, si
 	if c.USBKey != "" {
 		ok, err := b.kms.Verify(ctx, c.USBKey, keysvc.VerifyRequest{Message: o.Order, Signature: "kw:v1:" + signature})
 		if err != nil {
-			if errorsIs(err, keysvc.ErrInvalidSignature) {
+			if errors.Is(err, keysvc.ErrInvalidSignature) {
 				return CorpOrder{}, fmt.Errorf("%w: the authorisation needs your USB-key signature over the order", ErrBadSignature)
 			}
 			return CorpOrder{}, kmsErr(err)
@@ -220,7 +221,7 @@ func (b *Bank) corpOrder(id, corp string) (CorpOrder, error) {
 	return o, err
 }
 
-func (b *Bank) putCorp(o *CorpOrder, _ any) error {
+func (b *Bank) putCorp(o *CorpOrder) error {
 	v, err := json.Marshal(o)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"regexp"
@@ -23,7 +24,6 @@ import (
 var (
 	bucketCustomers = []byte("bank-customers") // id → Customer JSON
 	bucketLogins    = []byte("bank-logins")    // login name → id
-	bucketOrders    = []byte("bank-orders")    // customer id + order nonce → transfer id (replay guard)
 	bucketCorp      = []byte("bank-corporate") // corporate orders
 )
 
@@ -180,7 +180,7 @@ func (b *Bank) open(ctx context.Context, s Sealed) ([]byte, error) {
 // isClientError reports keysvc refusing the input (not being down).
 func isClientError(err error) bool {
 	for _, e := range []error{keysvc.ErrInvalidArgument, keysvc.ErrInvalidCiphertext, keysvc.ErrDecrypt, keysvc.ErrVersionNotFound, keysvc.ErrVersionNotUsable} {
-		if errorsIs(err, e) {
+		if errors.Is(err, e) {
 			return true
 		}
 	}
@@ -250,7 +250,7 @@ func (b *Bank) Enrol(ctx context.Context, req EnrolRequest) (EnrolResult, error)
 		c.USBKey = "usb-" + id
 		if _, err := b.kms.CreateKey(ctx, keysvc.CreateKeyRequest{Name: c.USBKey, Purpose: keysvc.PurposeSign, Algorithm: alg,
 			Protection: keysvc.ProtectionExternal, PublicKey: req.USBPublicKey, Policy: grants}); err != nil {
-			if errorsIs(err, keysvc.ErrInvalidArgument) {
+			if errors.Is(err, keysvc.ErrInvalidArgument) {
 				return EnrolResult{}, invalid("usb_public_key: %v", err)
 			}
 			return EnrolResult{}, kmsErr(err)

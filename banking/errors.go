@@ -28,7 +28,6 @@ var (
 	ErrBlocked         = errors.New("blocked by screening")
 	ErrCustomerBlocked = errors.New("customer on the screening list")
 	ErrUnavailable     = errors.New("service temporarily unavailable")
-	ErrPending         = errors.New("waiting for the customer's confirmation")
 )
 
 // errorRow maps a sentinel to its HTTP status and stable code.
@@ -129,11 +128,9 @@ func kmsErr(err error) error {
 	return fmt.Errorf("banking: key service: %w", err)
 }
 
-// isTransport reports a network-level failure reaching keysvc.
+// isTransport reports a network-level failure reaching keysvc (the
+// client's *url.Error and net.Error both have Timeout).
 func isTransport(err error) bool {
 	var ne interface{ Timeout() bool }
-	return errors.As(err, &ne) || errors.Is(err, errTransport)
+	return errors.As(err, &ne)
 }
-
-// errTransport marks transport errors from KMS adapters.
-var errTransport = errors.New("transport")

@@ -3,7 +3,6 @@ package banking
 import (
 	"context"
 	"crypto/hmac"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -210,5 +209,3 @@ func (b *Bank) ChangePassword(ctx context.Context, sid string, s session.Session
 	_, err = b.sessions.LogoutOthers(ctx, c.ID, sid)
 	return err
 }
-
-func errorsIs(err, target error) bool { return errors.Is(err, target) }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -302,9 +303,9 @@ func (b *Bank) TransferCloud(ctx context.Context, s session.Session, order []byt
 	}
 	res, err := b.kms.Sign(ctx, c.CloudKey, keysvc.SignRequest{Message: order})
 	switch {
-	case errorsIs(err, keysvc.ErrConfirmationPending):
+	case errors.Is(err, keysvc.ErrConfirmationPending):
 		return PendingTransfer{}, fmt.Errorf("%w: another transfer is waiting for your confirmation; confirm or reject it first", ErrExists)
-	case errorsIs(err, keysvc.ErrHolderLocked), errorsIs(err, keysvc.ErrHolderNotEnrolled):
+	case errors.Is(err, keysvc.ErrHolderLocked), errors.Is(err, keysvc.ErrHolderNotEnrolled):
 		return PendingTransfer{}, fmt.Errorf("%w: your cloud key cannot sign: %v", ErrForbidden, err)
 	case err != nil:
 		return PendingTransfer{}, kmsErr(err)
