@@ -3,8 +3,11 @@
 # a C compiler for cgo (miekg/pkcs11), SoftHSM2 (the PKCS#11 module the tests
 # run against), the openssl CLI (tests verify signatures with it), Chromium
 # (the confirmation page's browser test drives it headless; under CI=true a
-# missing browser fails that test), and with the argument "bench" wrk (the
-# HTTP load generator of make bench).
+# missing browser fails that test), the TPM stack (swtpm, a software TPM that
+# the sealing tests talk to over TCP; tpm2-abrmd, tpm2-tools and tpm2-pkcs11,
+# the second PKCS#11 module of the conformance suite, reached over a private
+# D-Bus session bus), and with the argument "bench" wrk (the HTTP load
+# generator of make bench).
 set -euo pipefail
 
 need=()
@@ -18,6 +21,12 @@ for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libso
   [ -e "$p" ] && softhsm="$p" && break
 done
 [ -n "$softhsm" ] || need+=(softhsm2)
+command -v swtpm >/dev/null 2>&1 || need+=(swtpm swtpm-tools)
+command -v tpm2_startup >/dev/null 2>&1 || need+=(tpm2-tools)
+{ command -v tpm2-abrmd || [ -x /usr/sbin/tpm2-abrmd ]; } >/dev/null 2>&1 || need+=(tpm2-abrmd)
+command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
+command -v tpm2_ptool >/dev/null 2>&1 || need+=(libtpm2-pkcs11-tools)
+ls /usr/lib/*/pkcs11/libtpm2_pkcs11.so* /usr/lib/*/libtpm2_pkcs11.so* >/dev/null 2>&1 || need+=(libtpm2-pkcs11-1)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
