@@ -27,6 +27,7 @@ package keysvc
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
@@ -45,6 +46,11 @@ const (
 	KEKLabel      = "keysvc-kek"   // AES-256, wraps "wrapped" key versions
 	AuditKeyLabel = "keysvc-audit" // ECDSA P-256, signs audit checkpoints
 )
+
+// ErrAuditKeyChanged is a start-up error of New (never an HTTP answer, so
+// not in SentinelCodes): the audit key differs from the one that signed
+// the store's checkpoints.
+var ErrAuditKeyChanged = errors.New("keysvc: audit key changed")
 
 // Config configures a Service.
 type Config struct {
@@ -65,6 +71,12 @@ type Config struct {
 	ConfirmTimeout   time.Duration
 	ConfirmResultTTL time.Duration
 	Notify           Notifier
+
+	// AuditSigner, when set, signs audit checkpoints instead of the
+	// token's keysvc-audit key: an ECDSA P-256 key elsewhere, such as the
+	// host TPM's (package token/tpm), for a low-volume key that should not
+	// share the HSM partition's fate. Its Public() must be *ecdsa.PublicKey.
+	AuditSigner crypto.Signer
 }
 
 // Service is the key registry and lifecycle.
@@ -77,7 +89,7 @@ type Service struct {
 
 	kek      *pkcs11shim.Key // wraps "wrapped" versions (CKM_AES_KEY_WRAP_PAD)
 	smKEK    *pkcs11shim.Key // seals SM material (AES-256-GCM)
-	auditKey *pkcs11shim.Signer
+	auditKey crypto.Signer   // the token's keysvc-audit key, or Config.AuditSigner
 	pinMAC   *pkcs11shim.Key // HMAC key for holder PINs (confirm.go)
 	confirms *confirmations
 
@@ -123,14 +135,51 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if s.pinMAC, err = s.ensurePINMAC(ctx); err != nil {
 		return nil, err
 	}
-	ak, err := s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: AuditKeyLabel})
+	if s.auditKey, err = s.auditSigner(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// auditSigner is Config.AuditSigner or the token's keysvc-audit key. It
+// must verify the store's newest checkpoint: an audit key that changed
+// under an existing log (another token, another TPM, a switch of
+// audit.signer) would make every earlier checkpoint unverifiable with the
+// published key, so keysvc refuses to start rather than fork the trail.
+func (s *Service) auditSigner(ctx context.Context) (crypto.Signer, error) {
+	signer := s.cfg.AuditSigner
+	if signer == nil {
+		ak, err := s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: AuditKeyLabel})
+		if err != nil {
+			return nil, err
+		}
+		ps, err := s.pool.NewSigner(ctx, ak)
+		if err != nil {
+			return nil, tokenErr(err)
+		}
+		signer = ps
+	}
+	pub, ok := signer.Public().(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("keysvc: the audit signer's key is %T, want an ECDSA P-256 key", signer.Public())
+	}
+	cps, err := s.store.Checkpoints()
 	if err != nil {
 		return nil, err
 	}
-	if s.auditKey, err = s.pool.NewSigner(ctx, ak); err != nil {
-		return nil, tokenErr(err)
+	if n := len(cps); n > 0 {
+		if err := cps[n-1].VerifySignature(pub); err != nil {
+			return nil, fmt.Errorf("%w: the store's audit checkpoints were signed by another audit key than this one (%s); keep the audit key of an existing store (audit.signer and its token or TPM) or start a new store", ErrAuditKeyChanged, auditKeyName(s.cfg.AuditSigner))
+		}
 	}
-	return s, nil
+	return signer, nil
+}
+
+func auditKeyName(custom crypto.Signer) string {
+	if custom != nil {
+		return "a configured audit signer"
+	}
+	return "the token's " + AuditKeyLabel
 }
 
 // ensureKey finds a service key by label or generates it.

@@ -181,6 +181,26 @@ func TLSConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: loading the server certificate: %w", err)
 	}
+	return tlsConfig(cert, clientCAFile)
+}
+
+// TLSConfigKeyPEM is TLSConfig with the private key given as PEM bytes
+// instead of a file: keysvc's TLS key kept in its sealed secrets file
+// (package keysvc/secrets) never touches the disk in clear.
+func TLSConfigKeyPEM(certFile string, keyPEM []byte, clientCAFile string) (*tls.Config, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("api: reading the server certificate: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		// X509KeyPair's errors don't quote the key; keep it that way.
+		return nil, fmt.Errorf("api: the server certificate %s and the sealed TLS key don't make a key pair: %w", certFile, err)
+	}
+	return tlsConfig(cert, clientCAFile)
+}
+
+func tlsConfig(cert tls.Certificate, clientCAFile string) (*tls.Config, error) {
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{cert},
