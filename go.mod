@@ -7,6 +7,7 @@ require (
 	github.com/creack/pty v1.1.24
 	github.com/emmansun/gmsm v0.44.1
 	github.com/gofiber/fiber/v2 v2.52.15
+	github.com/google/go-tpm v0.9.8
 	github.com/hashicorp/vault v1.14.1
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/prometheus/client_golang v1.25.0
