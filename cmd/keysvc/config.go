@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/keyward/keyward/token"
 )
 
 // Config is keysvc's YAML configuration. Every field can be left out in dev
@@ -50,6 +52,25 @@ type Config struct {
 			File    string `yaml:"file"`    // dev: append notices to this 0600 file
 		} `yaml:"notify"`
 	} `yaml:"confirm"`
+	// TPM is the host TPM: /dev/tpmrm0 in production, tcp:HOST:PORT for
+	// swtpm in tests. keysvc's secrets file is sealed to it and the audit
+	// key may live in it. Empty: no TPM.
+	TPM string `yaml:"tpm"`
+	// Secrets: keysvc's own secrets (the token PIN, the TLS key) in a
+	// file sealed by `ceremony seal` (package keysvc/secrets), instead of
+	// a clear pin-source file and tls.key.
+	Secrets struct {
+		File string `yaml:"file"`
+		// Passphrase is the recovery passphrase's source when the TPM
+		// slot does not open (prompt, env:NAME or file:/abs); empty:
+		// unattended only, keysvc then refuses to start.
+		Passphrase string `yaml:"passphrase"`
+	} `yaml:"secrets"`
+	// Audit says which key signs audit checkpoints.
+	Audit struct {
+		Signer string `yaml:"signer"`  // token (default: keysvc-audit in the token) or tpm
+		TPMKey string `yaml:"tpm_key"` // signer tpm: the key's blob, default <data_dir>/audit-key.tpm.json (created on first start)
+	} `yaml:"audit"`
 	SchedulerInterval time.Duration  `yaml:"scheduler_interval"` // default 1m
 	Clients           []ClientConfig `yaml:"clients"`
 }
@@ -101,8 +122,35 @@ func (c *Config) validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir is required"))
 	}
-	if c.TLS.Cert == "" || c.TLS.Key == "" {
-		errs = append(errs, errors.New("tls.cert and tls.key are required (TLS 1.2 minimum; there is no plain-HTTP mode)"))
+	if c.TLS.Cert == "" || (c.TLS.Key == "" && c.Secrets.File == "") {
+		errs = append(errs, errors.New("tls.cert and tls.key are required (TLS 1.2 minimum; there is no plain-HTTP mode); tls.key may be left out when secrets.file holds a tls-key"))
+	}
+	if c.Secrets.File != "" {
+		if c.TPM == "" && c.Secrets.Passphrase == "" {
+			errs = append(errs, errors.New("secrets.file needs tpm (auto-unseal) or secrets.passphrase (the recovery passphrase's source), or both"))
+		}
+		if strings.Contains(c.Token.URI, "pin-source=") {
+			errs = append(errs, errors.New("token.uri: drop pin-source when secrets.file is set: the token PIN comes from the secrets file"))
+		}
+	} else if c.Secrets.Passphrase != "" {
+		errs = append(errs, errors.New("secrets.passphrase is set without secrets.file"))
+	}
+	if p := c.Secrets.Passphrase; p != "" {
+		if _, err := token.ParsePINSource(p); err != nil {
+			errs = append(errs, fmt.Errorf("secrets.passphrase: %w", err))
+		}
+	}
+	switch c.Audit.Signer {
+	case "", "token":
+		if c.Audit.TPMKey != "" {
+			errs = append(errs, errors.New("audit.tpm_key is set but audit.signer is not tpm"))
+		}
+	case "tpm":
+		if c.TPM == "" {
+			errs = append(errs, errors.New("audit.signer tpm needs tpm (e.g. /dev/tpmrm0)"))
+		}
+	default:
+		errs = append(errs, errors.New("audit.signer must be token or tpm"))
 	}
 	if c.Token.Kind != "hsm" && c.Token.Kind != "usb-key" {
 		errs = append(errs, errors.New("token.kind must be hsm or usb-key"))

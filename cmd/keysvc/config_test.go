@@ -224,6 +224,38 @@ func TestConfigValidateNamesPath(t *testing.T) {
 		{"confirm timeout 1s", func(m map[string]any) {
 			m["confirm"] = map[string]any{"listen": ":8444", "public_url": "https://c", "timeout": "1s", "notify": map[string]any{"file": "/tmp/n"}}
 		}, []string{"confirm.timeout must be between 10s and 10m"}},
+		// Issue 8: sealed secrets and the TPM audit key.
+		{"sealed secrets with TPM, no tls.key", func(m map[string]any) {
+			delete(sub(m, "tls"), "key")
+			m["tpm"] = "/dev/tpmrm0"
+			m["secrets"] = map[string]any{"file": "/var/lib/keyward/secrets.json", "passphrase": "prompt"}
+			m["audit"] = map[string]any{"signer": "tpm"}
+		}, nil},
+		{"sealed secrets, passphrase only", func(m map[string]any) {
+			m["secrets"] = map[string]any{"file": "/s.json", "passphrase": "env:KW_RECOVERY"}
+		}, nil},
+		{"secrets.file without a way to open it", func(m map[string]any) {
+			m["secrets"] = map[string]any{"file": "/s.json"}
+		}, []string{"secrets.file needs tpm"}},
+		{"secrets with a URI pin-source", func(m map[string]any) {
+			m["tpm"] = "/dev/tpmrm0"
+			m["secrets"] = map[string]any{"file": "/s.json"}
+			sub(m, "token")["uri"] = "pkcs11:token=bank?pin-source=file:/run/pin"
+		}, []string{"token.uri: drop pin-source"}},
+		{"secrets.passphrase alone", func(m map[string]any) {
+			m["secrets"] = map[string]any{"passphrase": "prompt"}
+		}, []string{"secrets.passphrase is set without secrets.file"}},
+		{"secrets.passphrase given as a value", func(m map[string]any) {
+			m["tpm"] = "/dev/tpmrm0"
+			m["secrets"] = map[string]any{"file": "/s.json", "passphrase": "hunter2hunter2"}
+		}, []string{"secrets.passphrase: token: PIN source"}},
+		{"no tls.key and no secrets file", func(m map[string]any) {
+			delete(sub(m, "tls"), "key")
+			m["tpm"] = "/dev/tpmrm0"
+		}, []string{"tls.cert and tls.key are required"}},
+		{"audit.signer tpm without tpm", func(m map[string]any) { m["audit"] = map[string]any{"signer": "tpm"} }, []string{"audit.signer tpm needs tpm"}},
+		{"audit.signer unknown", func(m map[string]any) { m["audit"] = map[string]any{"signer": "hsm"} }, []string{"audit.signer must be token or tpm"}},
+		{"audit.tpm_key without signer tpm", func(m map[string]any) { m["audit"] = map[string]any{"tpm_key": "/k.json"} }, []string{"audit.tpm_key is set but audit.signer is not tpm"}},
 		{"several at once", func(m map[string]any) {
 			delete(m, "data_dir")
 			delete(sub(m, "token"), "uri")

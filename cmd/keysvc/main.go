@@ -101,11 +101,16 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	if err != nil {
 		return err
 	}
+	host, err := openHostSecrets(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer host.close()
 	kind := token.KindHSM
 	if cfg.Token.Kind == "usb-key" {
 		kind = token.KindUSBKey
 	}
-	tok, err := token.Open(ctx, token.Config{Kind: kind, URI: cfg.Token.URI, Module: cfg.Token.Module, Guard: guard,
+	tok, err := token.Open(ctx, token.Config{Kind: kind, URI: cfg.Token.URI, Module: cfg.Token.Module, PIN: host.pin, Guard: guard,
 		MaxSessions: cfg.Token.MaxSessions, WaitTimeout: cfg.Token.WaitTimeout, Logger: log})
 	if err != nil {
 		return err
@@ -116,7 +121,8 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		return err
 	}
 	svc, err := keysvc.New(ctx, keysvc.Config{Token: tok, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
-		MinDestroyDelay: cfg.Destroy.MinDelay, Logger: log, ConfirmTimeout: cfg.Confirm.Timeout, Notify: notify})
+		MinDestroyDelay: cfg.Destroy.MinDelay, Logger: log, ConfirmTimeout: cfg.Confirm.Timeout, Notify: notify,
+		AuditSigner: host.audit})
 	if err != nil {
 		return err
 	}
@@ -135,7 +141,7 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	if err != nil {
 		return err
 	}
-	tlsCfg, err := api.TLSConfig(cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.ClientCA)
+	tlsCfg, err := host.tlsConfig(cfg, cfg.TLS.ClientCA)
 	if err != nil {
 		return err
 	}
@@ -151,7 +157,7 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	log.Info("keysvc listening", "addr", ln.Addr().String(), "token", cfg.Token.URI)
 	var csrv *api.ConfirmServer
 	if cfg.Confirm.Listen != "" {
-		if csrv, err = serveConfirm(cfg, svc, log, errc); err != nil {
+		if csrv, err = serveConfirm(cfg, host, svc, log, errc); err != nil {
 			srv.Shutdown(context.Background())
 			stopSched()
 			<-schedDone
@@ -201,12 +207,12 @@ func notifier(cfg *Config, dev bool) (keysvc.Notifier, error) {
 // serveConfirm starts the holder's confirmation endpoint on its own TLS
 // listener (no client certificates: holders authenticate with the link's
 // token and their PIN).
-func serveConfirm(cfg *Config, svc *keysvc.Service, log *slog.Logger, errc chan<- error) (*api.ConfirmServer, error) {
+func serveConfirm(cfg *Config, host *hostSecrets, svc *keysvc.Service, log *slog.Logger, errc chan<- error) (*api.ConfirmServer, error) {
 	csrv, err := api.NewConfirmServer(api.ConfirmConfig{Backend: svc, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	tlsCfg, err := api.TLSConfig(cfg.TLS.Cert, cfg.TLS.Key, "")
+	tlsCfg, err := host.tlsConfig(cfg, "")
 	if err != nil {
 		return nil, err
 	}
