@@ -112,3 +112,26 @@ transcript:
 store: /var/lib/keyward/keysvc.db          # opened read-only: stop keysvc or verify a copy
 public_key: /secure/keysvc-audit-key.pem   # your own copy of the audit public key
 `
+
+const exampleSeal = `module: /usr/lib/softhsm/libsofthsm2.so
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: out/seal-keysvc
+token: {label: bank-hsm, user_pin: prompt}   # keysvc's token; this PIN is sealed (checked by a login first)
+tpm: /dev/tpmrm0                 # tcp:127.0.0.1:2321 for swtpm
+pcrs: [7]                        # bind to the Secure Boot state; [] binds to this TPM only
+passphrase: prompt               # recovery passphrase, asked twice (>= 12 characters)
+tls_key: /etc/keyward/tls/server.key   # optional; shred the clear file afterwards
+out: /var/lib/keyward/secrets.json     # keysvc's secrets.file
+`
+
+const exampleReseal = `module: /usr/lib/softhsm/libsofthsm2.so
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: out/reseal-keysvc
+token: {label: bank-hsm, user_pin: prompt}   # signs the transcript
+tpm: /dev/tpmrm0
+pcrs: [7]                        # sealed to their values now (after the firmware update)
+passphrase: prompt
+file: /var/lib/keyward/secrets.json
+`

@@ -96,6 +96,10 @@ var subcommands = []subcommand{
 		exampleScheduleDestroy, runScheduleDestroy},
 	{"audit verify", "verify keysvc's audit chain and signed checkpoints",
 		exampleAuditVerify, runAuditVerify},
+	{"seal", "seal keysvc's own secrets (token PIN, TLS key) into a file bound to the host TPM, with a recovery passphrase",
+		exampleSeal, runSeal},
+	{"reseal", "open keysvc's secrets file with the recovery passphrase and seal it to the TPM's current PCRs",
+		exampleReseal, runReseal},
 }
 
 type options struct {
