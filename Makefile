@@ -12,7 +12,7 @@ FUZZTIME ?= 200000x
 FUZZMINIMIZE ?= 1s
 PKGS      = ./...
 
-.PHONY: all deps build test vet fmt-check fuzz-short fuzz bench scale run kwsign ceremony bench-banking clean run-banking bankcli
+.PHONY: all deps build test conformance vet fmt-check fuzz-short fuzz bench scale run kwsign ceremony bench-banking clean run-banking bankcli
 
 all: build
 
@@ -31,10 +31,24 @@ vet: deps
 	$(GO) vet $(PKGS)
 
 # Every test, under the race detector, including the SoftHSM2 integration
-# tests (softhsm-tests/) and short fuzz runs.
+# tests (softhsm-tests/) and short fuzz runs. The token conformance suite
+# also runs on tpm2-pkcs11: TPM2_UP brings swtpm, a private D-Bus bus and
+# tpm2-abrmd up in a temporary directory and tears them down on any exit.
 test: deps fmt-check vet
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(TPM2_UP); $(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory fuzz-short
+
+# Only the conformance suite, on SoftHSM2 and tpm2-pkcs11.
+conformance: deps
+	$(TPM2_UP); $(GO) test -race -count=1 -v -run '^TestConformance$$' ./softhsm-tests
+
+# scripts/tpm2-pkcs11.sh up into a temporary directory, torn down by the
+# shell's EXIT trap, exporting KEYWARD_TPM2_ENV. Without the TPM packages
+# the tpm2-pkcs11 half is skipped, except under CI=true.
+TPM2_UP = d=$$(mktemp -d); trap 'scripts/tpm2-pkcs11.sh down "$$d" >/dev/null; rm -rf "$$d"' EXIT; trap 'exit 130' INT TERM; \
+	if scripts/tpm2-pkcs11.sh up "$$d"; then export KEYWARD_TPM2_ENV="$$d/env"; \
+	elif [ "$$CI" = true ]; then exit 1; \
+	else echo "tpm2-pkcs11 not started: TestConformance runs on SoftHSM2 only"; fi
 
 # Every fuzz target, as package:Target.
 FUZZ_TARGETS = ./pkcs11shim:FuzzParseURI ./pkcs11shim:FuzzECDSADERToRaw \
