@@ -67,7 +67,7 @@ func authError(what string, err error) error {
 		return nil
 	case errors.Is(err, tpm2.TPMRCLockout):
 		return fmt.Errorf("%w: %s: the TPM refuses DA-protected objects until the lockout "+
-			"recovery time has passed or the lockout is reset (ceremony da-reset): %w", ErrLocked, what, err)
+			"recovery time has passed or the lockout is cleared with the lockout authorization: %w", ErrLocked, what, err)
 	case errors.Is(err, tpm2.TPMRCAuthFail), errors.Is(err, tpm2.TPMRCBadAuth):
 		return fmt.Errorf("%w: %s: wrong authorization value: %w", ErrAuthFailed, what, err)
 	}

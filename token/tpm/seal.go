@@ -268,6 +268,10 @@ func (t *TPM) Unseal(s *Sealed, auth []byte) ([]byte, error) {
 	}
 	var av []byte
 	if s.Auth {
+		if len(auth) == 0 {
+			// Not sent to the TPM: a forgotten passphrase must not cost a dictionary-attack try.
+			return nil, fmt.Errorf("%w: this secret needs an auth value and none was given", ErrAuthFailed)
+		}
 		av = authValue(auth)
 	}
 
@@ -343,8 +347,9 @@ func (t *TPM) unsealError(tr transport.TPM, s *Sealed, pcrs []int, err error) er
 	if len(pcrs) > 0 && (errors.Is(err, tpm2.TPMRCValue) || errors.Is(err, tpm2.TPMRCPolicyFail)) {
 		return fmt.Errorf("%w (%w)", &PCRMismatchError{PCRs: changedPCRs(tr, s, pcrs)}, err)
 	}
-	if errors.Is(err, tpm2.TPMRCPolicyFail) {
-		return fmt.Errorf("%w: the sealed object's policy does not match the blob's description: %w", ErrBadBlob, err)
+	if errors.Is(err, tpm2.TPMRCPolicyFail) || errors.Is(err, tpm2.TPMRCAuthUnavailable) {
+		return fmt.Errorf("%w: the sealed object's policy does not match the blob's pcrs/auth fields "+
+			"(edited file?): %w", ErrBadBlob, err)
 	}
 	if e := authError("unseal", err); e != err {
 		return e

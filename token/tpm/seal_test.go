@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward/token/tpm"
 	"github.com/keyward/keyward/token/tpm/tpmtest"
@@ -284,5 +285,52 @@ func TestSimulatorGone(t *testing.T) {
 	sim.Stop()
 	if _, err := tp.Seal(dek, tpm.SealOptions{}); !errors.Is(err, tpm.ErrNoTPM) {
 		t.Fatalf("Seal with swtpm stopped = %v, want ErrNoTPM", err)
+	}
+}
+
+// TestNoHandleLeaks: every failure path flushes what it loaded. swtpm holds three transient
+// objects and a few sessions, so a leak fails within a few rounds.
+func TestNoHandleLeaks(t *testing.T) {
+	a, b := newTPM(t), newTPM(t)
+	pass := []byte("pw")
+	withAuth, err := a.Seal(dek, tpm.SealOptions{Auth: pass, PCRs: []int{16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetDAParameters(1000, time.Hour, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := a.Seal(dek, tpm.SealOptions{PCRs: []int{23}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ExtendPCR(23, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	blob, err := a.CreateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := a.Unseal(withAuth, []byte("wrong")); !errors.Is(err, tpm.ErrAuthFailed) {
+			t.Fatalf("round %d: wrong auth: %v", i, err)
+		}
+		if _, err := a.Unseal(stale, nil); !errors.Is(err, tpm.ErrPCRMismatch) {
+			t.Fatalf("round %d: stale PCR: %v", i, err)
+		}
+		if _, err := b.Unseal(withAuth, pass); !errors.Is(err, tpm.ErrWrongTPM) {
+			t.Fatalf("round %d: other TPM: %v", i, err)
+		}
+		if _, err := b.LoadSigner(blob); !errors.Is(err, tpm.ErrWrongTPM) {
+			t.Fatalf("round %d: other TPM signer: %v", i, err)
+		}
+		s, err := a.LoadSigner(blob)
+		if err != nil {
+			t.Fatalf("round %d: LoadSigner: %v", i, err)
+		}
+		s.Close()
+	}
+	if got, err := a.Unseal(withAuth, pass); err != nil || !bytes.Equal(got, dek) {
+		t.Fatalf("after failures: %x, %v", got, err)
 	}
 }
