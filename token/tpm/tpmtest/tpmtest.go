@@ -26,7 +26,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -143,6 +145,13 @@ func (s *Sim) launch(bin string, port int) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := probe(addr)
+		if err == nil && !listensOn(cmd.Process.Pid, port) {
+			// Another test's swtpm took the port between choosing and binding it: that one
+			// answered, ours will exit. Never hand out someone else's TPM.
+			_ = cmd.Process.Kill()
+			<-done
+			return fmt.Errorf("port %d taken by another process", port)
+		}
 		if err == nil {
 			break
 		}
@@ -236,4 +245,29 @@ func probe(addr string) error {
 		return fmt.Errorf("TPM2_GetRandom: rc 0x%x", rc)
 	}
 	return nil
+}
+
+// listensOn reports whether process pid holds the listening socket on 127.0.0.1:port (Linux:
+// /proc/PID/fd names socket inodes, /proc/net/tcp lists listeners with their inodes).
+func listensOn(pid, port int) bool {
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	tab, err := os.ReadFile("/proc/net/tcp")
+	if len(fds) == 0 || err != nil {
+		return true // no /proc to ask: trust the probe
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		if l, err := os.Readlink(fd); err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	local := fmt.Sprintf("0100007F:%04X", port)
+	for _, line := range strings.Split(string(tab), "\n") {
+		f := strings.Fields(line)
+		// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+		if len(f) > 9 && f[1] == local && f[3] == "0A" && inodes[f[9]] {
+			return true
+		}
+	}
+	return false
 }
