@@ -115,9 +115,10 @@
 //
 //   - The owner hierarchy's authorization must be empty (the usual state on Linux servers), and
 //     ClearDALockout/SetDAParameters need an empty lockout authorization.
-//   - The SRK is not pinned: its name is not recorded at provisioning and compared later. An
-//     active attacker on the bus of a discrete TPM could answer CreatePrimary with a key of their
-//     own and read what is salted to it. Recording the SRK name would close that.
+//   - Sealed.SRKName pins the SRK for Unseal, but Seal and CreateSigningKey trust the SRK the
+//     TPM presents: an active attacker on the bus of a discrete TPM at sealing time could answer
+//     CreatePrimary with a key of their own and read what is salted to it. Seal in a trusted
+//     moment (a ceremony), or compare the SRK name with one recorded at provisioning.
 //   - PCR policies are exact values (no TPM2_PolicyAuthorize), so new PCR values can't be
 //     authorized ahead of an update: reseal after it, with the passphrase fallback.
 //   - Only the SHA-256 PCR bank, only PCRs 0..23.

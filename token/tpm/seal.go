@@ -36,6 +36,11 @@ type Sealed struct {
 	PCRDigest []byte   `json:"pcr_digest,omitempty"` // SHA-256 of the PCR values sealed to
 	PCRValues [][]byte `json:"pcr_values,omitempty"` // the values themselves, parallel to PCRs (diagnostics: which PCR changed)
 	Auth      bool     `json:"auth"`                 // an auth value is needed
+	// SRKName is the name (nameAlg || SHA-256 of the public area) of the SRK the secret was sealed
+	// under. Unseal refuses a TPM whose SRK has another name before anything secret is exchanged:
+	// a clear ErrWrongTPM, and a salted session an interposer on the bus can't substitute.
+	// Blobs without it are not checked.
+	SRKName []byte `json:"srk_name,omitempty"`
 }
 
 // srk is the storage root key: the TCG ECC P-256 SRK template under the owner hierarchy, which
@@ -60,11 +65,17 @@ func createSRK(tr transport.TPM) (*srk, error) {
 		return nil, fmt.Errorf("tpm: create SRK: %w", err)
 	}
 	pub, err := rsp.OutPublic.Contents()
+	var name *tpm2.TPM2BName
+	if err == nil {
+		// The name computed here from the public area, not the one in the response, is what
+		// SRKName pins: a substituted key can't claim the real key's name.
+		name, err = tpm2.ObjectName(pub)
+	}
 	if err != nil {
 		tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(tr)
 		return nil, fmt.Errorf("tpm: create SRK: %w", err)
 	}
-	return &srk{handle: rsp.ObjectHandle, name: rsp.Name, pub: *pub}, nil
+	return &srk{handle: rsp.ObjectHandle, name: *name, pub: *pub}, nil
 }
 
 // encIn returns an HMAC session salted with the SRK (its key is unknown to anyone watching the
@@ -206,6 +217,7 @@ func (t *TPM) Seal(secret []byte, opt SealOptions) (*Sealed, error) {
 			PCRDigest: digest,
 			PCRValues: values,
 			Auth:      hasAuth,
+			SRKName:   srk.name.Buffer,
 		}, nil
 	}
 }
@@ -291,6 +303,10 @@ func (t *TPM) Unseal(s *Sealed, auth []byte) ([]byte, error) {
 			t.flush(srk.handle)
 		}
 	}()
+	if len(s.SRKName) > 0 && !bytes.Equal(s.SRKName, srk.name.Buffer) {
+		return nil, fmt.Errorf("%w: the secret was sealed under storage root key %x, this TPM's is %x "+
+			"(another machine, or the TPM was cleared)", ErrWrongTPM, s.SRKName, srk.name.Buffer)
+	}
 	obj, err := load(tr, srk, pub2b, priv)
 	if err != nil {
 		return nil, err

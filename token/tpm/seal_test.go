@@ -186,8 +186,19 @@ func TestSealedOnOtherTPM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Unseal(s, nil); !errors.Is(err, tpm.ErrWrongTPM) {
+	if len(s.SRKName) != 34 {
+		t.Fatalf("SRKName %x, want a 34-byte SHA-256 name", s.SRKName)
+	}
+	_, err = b.Unseal(s, nil)
+	if !errors.Is(err, tpm.ErrWrongTPM) {
 		t.Fatalf("Unseal on TPM B = %v, want ErrWrongTPM", err)
+	}
+	t.Logf("operator sees: %v", err)
+	// Without the recorded SRK name, the TPM itself refuses to load the blob.
+	noName := *s
+	noName.SRKName = nil
+	if _, err := b.Unseal(&noName, nil); !errors.Is(err, tpm.ErrWrongTPM) {
+		t.Fatalf("Unseal on TPM B without SRKName = %v, want ErrWrongTPM", err)
 	}
 	if got, err := a.Unseal(s, nil); err != nil || !bytes.Equal(got, dek) {
 		t.Fatalf("Unseal on TPM A afterwards = %x, %v", got, err)
