@@ -59,11 +59,16 @@ func (s Selector) valid() error {
 }
 
 func (s Selector) matches(ti pkcs11.TokenInfo) bool {
-	return (s.Label == "" || s.Label == strings.TrimSpace(ti.Label)) &&
-		(s.Serial == "" || s.Serial == strings.TrimSpace(ti.SerialNumber)) &&
-		(s.Manufacturer == "" || s.Manufacturer == strings.TrimSpace(ti.ManufacturerID)) &&
-		(s.Model == "" || s.Model == strings.TrimSpace(ti.Model))
+	return (s.Label == "" || s.Label == padTrim(ti.Label)) &&
+		(s.Serial == "" || s.Serial == padTrim(ti.SerialNumber)) &&
+		(s.Manufacturer == "" || s.Manufacturer == padTrim(ti.ManufacturerID)) &&
+		(s.Model == "" || s.Model == padTrim(ti.Model))
 }
+
+// padTrim strips the padding of a fixed-length PKCS#11 text field: blanks
+// per the standard, and NULs, which some modules (tpm2-pkcs11: "SW   TPM"
+// followed by eight NULs) pad with instead.
+func padTrim(s string) string { return strings.Trim(s, " \x00") }
 
 func (s Selector) String() string {
 	var parts []string
@@ -153,11 +158,11 @@ func (m *Module) tokenInfo(ctx PKCtx, slot uint) (TokenInfo, error) {
 	}
 	return TokenInfo{
 		SlotID:          slot,
-		Label:           strings.TrimSpace(ti.Label),
-		Serial:          strings.TrimSpace(ti.SerialNumber),
-		Manufacturer:    strings.TrimSpace(ti.ManufacturerID),
-		Model:           strings.TrimSpace(ti.Model),
-		SlotDescription: strings.TrimSpace(si.SlotDescription),
+		Label:           padTrim(ti.Label),
+		Serial:          padTrim(ti.SerialNumber),
+		Manufacturer:    padTrim(ti.ManufacturerID),
+		Model:           padTrim(ti.Model),
+		SlotDescription: padTrim(si.SlotDescription),
 		Flags:           decodeFlags(ti.Flags, si.Flags),
 		RawFlags:        ti.Flags,
 		MinPINLen:       ti.MinPinLen,

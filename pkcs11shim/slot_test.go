@@ -140,6 +140,11 @@ func TestSelectorValidAndMatches(t *testing.T) {
 			t.Errorf("%+v.matches = %v, want %v", tt.sel, got, tt.want)
 		}
 	}
+	// tpm2-pkcs11 pads with NULs after the blanks.
+	tpm2 := pkcs11.TokenInfo{Label: "kw-tpm2" + strings.Repeat(" ", 25), SerialNumber: "0000000000000000", ManufacturerID: "IBM\x00\x00", Model: "SW   TPM\x00\x00\x00\x00\x00\x00\x00\x00"}
+	if !(Selector{Label: "kw-tpm2", Manufacturer: "IBM", Model: "SW   TPM"}).matches(tpm2) {
+		t.Error("a NUL-padded model or manufacturer does not match")
+	}
 }
 
 func TestDecodeFlags(t *testing.T) {

@@ -27,6 +27,8 @@ command -v tpm2_startup >/dev/null 2>&1 || need+=(tpm2-tools)
 command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
 command -v tpm2_ptool >/dev/null 2>&1 || need+=(libtpm2-pkcs11-tools)
 ls /usr/lib/*/pkcs11/libtpm2_pkcs11.so* /usr/lib/*/libtpm2_pkcs11.so* >/dev/null 2>&1 || need+=(libtpm2-pkcs11-1)
+# tpm2-pkcs11 reaches tpm2-abrmd through the tabrmd TCTI, a package of its own.
+compgen -G '/usr/lib/*/libtss2-tcti-tabrmd.so.0' >/dev/null || need+=(libtss2-tcti-tabrmd0)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
