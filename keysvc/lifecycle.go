@@ -36,8 +36,11 @@ func (r CreateKeyRequest) validate() error {
 	if !found {
 		return fmt.Errorf("%w: algorithm %q is not available for purpose %s (choose one of %v)", ErrInvalidArgument, r.Algorithm, r.Purpose, algs)
 	}
-	if r.Protection != ProtectionHSM && r.Protection != ProtectionWrapped && r.Protection != ProtectionExternal {
-		return fmt.Errorf("%w: protection must be hsm, wrapped or external", ErrInvalidArgument)
+	if r.Protection != ProtectionHSM && r.Protection != ProtectionWrapped && r.Protection != ProtectionExternal && r.Protection != ProtectionTPM {
+		return fmt.Errorf("%w: protection must be hsm, wrapped, external or tpm", ErrInvalidArgument)
+	}
+	if r.Protection == ProtectionTPM && (r.Purpose != PurposeSign || r.Algorithm != AlgECP256) {
+		return fmt.Errorf("%w: tpm keys are ec-p256 keys for purpose sign", ErrInvalidArgument)
 	}
 	if (r.Protection == ProtectionExternal) != (r.PublicKey != "") {
 		return fmt.Errorf("%w: public_key (PEM) is required with protection external, and only there", ErrInvalidArgument)
@@ -90,6 +93,9 @@ func (s *Service) createKey(ctx context.Context, c Caller, req CreateKeyRequest)
 		if err := c.mayEnrol(req); err != nil {
 			return nil, err
 		}
+	}
+	if req.Protection == ProtectionTPM && s.cfg.TPM == nil {
+		return nil, fmt.Errorf("%w: this keysvc has no TPM (set tpm in its configuration) for protection tpm", ErrInvalidArgument)
 	}
 	defer s.lock(req.Name)()
 	if _, err := s.store.GetKey(req.Name); err == nil {
@@ -421,7 +427,7 @@ func (s *Service) destroyVersion(ctx context.Context, name string, version int) 
 	_, err = s.updateKey(name, func(k *Key) error {
 		v := k.Version(version)
 		at := s.now()
-		v.State, v.DestroyedAt, v.Wrapped, v.StateBeforeDestroy = StateDestroyed, &at, nil, ""
+		v.State, v.DestroyedAt, v.Wrapped, v.TPMKey, v.StateBeforeDestroy = StateDestroyed, &at, nil, nil, ""
 		return nil
 	}, rec)
 	if err == nil {

@@ -234,9 +234,11 @@ func TestValidateOtherFields(t *testing.T) {
 	}{
 		{"hsm", func(r *CreateKeyRequest) { r.Protection = ProtectionHSM }, ""},
 		{"wrapped", func(r *CreateKeyRequest) { r.Protection = ProtectionWrapped }, ""},
-		{"no protection", func(r *CreateKeyRequest) { r.Protection = "" }, "protection must be hsm, wrapped or external"},
-		{"soft protection", func(r *CreateKeyRequest) { r.Protection = "software" }, "protection must be hsm, wrapped or external"},
-		{"upper-case protection", func(r *CreateKeyRequest) { r.Protection = "HSM" }, "protection must be hsm, wrapped or external"},
+		{"no protection", func(r *CreateKeyRequest) { r.Protection = "" }, "protection must be hsm, wrapped, external or tpm"},
+		{"soft protection", func(r *CreateKeyRequest) { r.Protection = "software" }, "protection must be hsm, wrapped, external or tpm"},
+		{"upper-case protection", func(r *CreateKeyRequest) { r.Protection = "HSM" }, "protection must be hsm, wrapped, external or tpm"},
+		{"tpm protection", func(r *CreateKeyRequest) { r.Protection = ProtectionTPM }, ""},
+		{"tpm protection rsa", func(r *CreateKeyRequest) { r.Protection, r.Algorithm = ProtectionTPM, AlgRSA2048 }, "tpm keys are ec-p256 keys for purpose sign"},
 
 		{"no rotation", func(r *CreateKeyRequest) { r.RotationPeriod = 0 }, ""},
 		{"rotation 1h", func(r *CreateKeyRequest) { r.RotationPeriod = Duration(time.Hour) }, ""},

@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/keyward/keyward/pkcs11shim"
+	"github.com/keyward/keyward/token/tpm"
 )
 
 var algKeyTypes = map[Algorithm]pkcs11shim.KeyType{
@@ -48,6 +49,11 @@ func (s *Service) newVersion(ctx context.Context, k *Key, n int) (Version, error
 	ks := spec(k, n)
 	var pub crypto.PublicKey
 	switch k.Protection {
+	case ProtectionTPM:
+		var err error
+		if v.TPMKey, pub, err = s.newTPMKey(); err != nil {
+			return v, err
+		}
 	case ProtectionHSM:
 		tk, err := s.pool.GenerateKey(ctx, ks)
 		if err != nil {
@@ -143,6 +149,9 @@ func (s *Service) withMaterial(ctx context.Context, k *Key, v *Version, fn func(
 	if k.Protection == ProtectionExternal {
 		return errExternal(k)
 	}
+	if k.Protection == ProtectionTPM {
+		return fmt.Errorf("%w: key %q is in the TPM and signs only", ErrWrongPurpose, k.Name)
+	}
 	return fmt.Errorf("keysvc: unknown protection %q", k.Protection)
 }
 
@@ -171,4 +180,52 @@ func (s *Service) discardMaterial(ctx context.Context, k *Key, v *Version) {
 	if err := s.destroyMaterial(ctx, k, v); err != nil {
 		s.log.Error("could not remove the token object of an unrecorded version", "label", v.ObjectLabel, "err", err)
 	}
+}
+
+// newTPMKey creates a version's key in the host TPM (protection tpm) and
+// returns its blob and public key.
+func (s *Service) newTPMKey() (*tpm.KeyBlob, crypto.PublicKey, error) {
+	if s.cfg.TPM == nil {
+		return nil, nil, fmt.Errorf("%w: this keysvc has no TPM for protection tpm", ErrVersionNotUsable)
+	}
+	s.tpmMu.Lock()
+	defer s.tpmMu.Unlock()
+	kb, err := s.cfg.TPM.CreateSigningKey()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: create the key in the TPM: %w", ErrTokenUnavailable, err)
+	}
+	sg, err := s.cfg.TPM.LoadSigner(kb)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: load the new TPM key: %w", ErrTokenUnavailable, err)
+	}
+	defer sg.Close()
+	return kb, sg.Public(), nil
+}
+
+// tpmSign signs digests with version v of a tpm key: the blob is loaded
+// into the TPM for the batch and flushed after.
+func (s *Service) tpmSign(k *Key, v *Version, digests [][]byte, opts []crypto.SignerOpts) ([][]byte, error) {
+	if v.TPMKey == nil {
+		return nil, fmt.Errorf("%w: version %d of %q has no TPM key", ErrVersionNotUsable, v.Version, k.Name)
+	}
+	if s.cfg.TPM == nil {
+		return nil, fmt.Errorf("%w: key %q is in a TPM and this keysvc has none configured", ErrTokenUnavailable, k.Name)
+	}
+	s.tpmMu.Lock()
+	defer s.tpmMu.Unlock()
+	sg, err := s.cfg.TPM.LoadSigner(v.TPMKey)
+	if errors.Is(err, tpm.ErrWrongTPM) {
+		return nil, fmt.Errorf("%w: version %d of %q was created in another TPM", ErrVersionNotUsable, v.Version, k.Name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTokenUnavailable, err)
+	}
+	defer sg.Close()
+	out := make([][]byte, len(digests))
+	for i, d := range digests {
+		if out[i], err = sg.Sign(nil, d, opts[i]); err != nil {
+			return nil, fmt.Errorf("%w: TPM sign: %w", ErrTokenUnavailable, err)
+		}
+	}
+	return out, nil
 }

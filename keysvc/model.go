@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/keyward/keyward/token/tpm"
 )
 
 // Purpose says what a key is for; the service refuses other uses.
@@ -54,6 +56,12 @@ const (
 	// customer's USB key); keysvc keeps only the public key given at
 	// creation and verifies with it. Such keys never sign.
 	ProtectionExternal Protection = "external"
+	// ProtectionTPM: each version is an ECC P-256 signing key created in
+	// the host TPM (package token/tpm); the store keeps its TPM blob, which
+	// only that TPM can load. For low-volume keys (a few signatures a
+	// second at most) that must not depend on the HSM partition. Needs
+	// Config.TPM; ec-p256 sign keys only.
+	ProtectionTPM Protection = "tpm"
 )
 
 // State is a key version's lifecycle state.
@@ -135,6 +143,8 @@ type Version struct {
 	// Where the material is; never shown to API clients.
 	ObjectLabel string `json:"object_label,omitempty"` // hsm: CKA_LABEL in the token
 	Wrapped     []byte `json:"wrapped,omitempty"`      // wrapped: blob under the KEK; emptied on destruction
+	// tpm: the key's TPM blob (only that TPM can load it); emptied on destruction.
+	TPMKey *tpm.KeyBlob `json:"tpm_key,omitempty"`
 }
 
 // Key is a named key with its versions.

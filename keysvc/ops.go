@@ -185,6 +185,16 @@ func (s *Service) signWith(ctx context.Context, k *Key, v *Version, reqs []SignR
 		}
 	}
 	out := make([]SignResult, len(reqs))
+	if k.Protection == ProtectionTPM {
+		sigs, err := s.tpmSign(k, v, digests, opts)
+		if err != nil {
+			return nil, err
+		}
+		for i, sig := range sigs {
+			out[i] = SignResult{Signature: encodeVersioned(v.Version, sig), Version: v.Version}
+		}
+		return out, nil
+	}
 	signRange := func(lo, hi int) error {
 		return s.withMaterial(ctx, k, v, func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error {
 			for i := lo; i < hi; i++ {

@@ -39,6 +39,7 @@ import (
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
+	"github.com/keyward/keyward/token/tpm"
 )
 
 // Labels of the service's own keys in the token.
@@ -77,6 +78,16 @@ type Config struct {
 	// host TPM's (package token/tpm), for a low-volume key that should not
 	// share the HSM partition's fate. Its Public() must be *ecdsa.PublicKey.
 	AuditSigner crypto.Signer
+
+	// TPM holds the keys of protection "tpm" (nil: such keys are refused).
+	TPM TPMKeys
+}
+
+// TPMKeys is what keysvc needs of the host TPM for protection "tpm"
+// keys; *tpm.TPM implements it.
+type TPMKeys interface {
+	CreateSigningKey() (*tpm.KeyBlob, error)
+	LoadSigner(*tpm.KeyBlob) (*tpm.Signer, error)
 }
 
 // Service is the key registry and lifecycle.
@@ -94,6 +105,7 @@ type Service struct {
 	confirms *confirmations
 
 	locks [64]sync.Mutex // lifecycle changes, striped by key name
+	tpmMu sync.Mutex     // one tpm-protected key loaded at a time (a TPM holds few objects)
 	cache keyCache
 }
 

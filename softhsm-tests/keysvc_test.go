@@ -24,6 +24,7 @@ import (
 	"github.com/keyward/keyward/keysvc/boltstore"
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
+	"github.com/keyward/keyward/token/tpm"
 )
 
 // Bearer tokens of the test clients: an officer (admin), the banking app,
@@ -63,6 +64,8 @@ type keysvcEnv struct {
 
 	// The holder's second channel (display and confirm): its own server,
 	// and the notices keysvc sends holders, by key name.
+	tpm *tpm.TPM // protection tpm keys (nil: none)
+
 	confirmSrv     *api.ConfirmServer
 	confirmURL     string
 	confirmTimeout time.Duration // 0: keysvc's default (60 s)
@@ -113,8 +116,12 @@ func (e *keysvcEnv) start(t *testing.T) {
 	if e.store, err = boltstore.Open(e.dbPath, boltstore.Options{}); err != nil {
 		t.Fatal(err)
 	}
+	var tk keysvc.TPMKeys
+	if e.tpm != nil {
+		tk = e.tpm
+	}
 	e.svc, err = keysvc.New(context.Background(), keysvc.Config{Token: e.tok.tok, Store: e.store, MinDestroyDelay: time.Hour, DefaultDestroyDelay: 24 * time.Hour, Now: e.clock.Now,
-		ConfirmTimeout: e.confirmTimeout, Notify: e.notify})
+		ConfirmTimeout: e.confirmTimeout, Notify: e.notify, TPM: tk})
 	if err != nil {
 		t.Fatal(err)
 	}

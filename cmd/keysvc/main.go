@@ -122,7 +122,7 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	}
 	svc, err := keysvc.New(ctx, keysvc.Config{Token: tok, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
 		MinDestroyDelay: cfg.Destroy.MinDelay, Logger: log, ConfirmTimeout: cfg.Confirm.Timeout, Notify: notify,
-		AuditSigner: host.audit})
+		AuditSigner: host.audit, TPM: host.tpmKeys()})
 	if err != nil {
 		return err
 	}

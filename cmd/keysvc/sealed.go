@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
 	"github.com/keyward/keyward/keysvc/secrets"
 	"github.com/keyward/keyward/token"
@@ -188,4 +189,13 @@ func (h *hostSecrets) tlsConfig(cfg *Config, clientCA string) (*tls.Config, erro
 		return api.TLSConfigKeyPEM(cfg.TLS.Cert, h.tlsKey, clientCA)
 	}
 	return api.TLSConfig(cfg.TLS.Cert, cfg.TLS.Key, clientCA)
+}
+
+// tpmKeys is the TPM for keys of protection tpm, or nil (an untyped nil:
+// keysvc then refuses such keys).
+func (h *hostSecrets) tpmKeys() keysvc.TPMKeys {
+	if h.tpm == nil {
+		return nil
+	}
+	return h.tpm
 }
