@@ -68,7 +68,8 @@ fuzz:
 # interleaved in one run, BENCHCOUNT times; (2) the audit store's group
 # commit; (3) keysvc's HTTP sign and sign-batch endpoints driven by wrk over
 # TLS at 1, 64 and 1000 connections beside the raw C_Sign rate of the same
-# token (scripts/bench-keysvc.sh). Figures: docs/PERFORMANCE.md.
+# token (scripts/bench-keysvc.sh); (4) TPM seal, unseal and sign on swtpm and
+# opening the sealed secrets file. Figures: docs/PERFORMANCE.md.
 BENCHCOUNT ?= 3
 BENCHDUR   ?= 10s
 bench: deps
@@ -76,6 +77,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count $(BENCHCOUNT) ./softhsm-tests
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./keysvc/boltstore
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./banking/ledger
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./token/tpm ./keysvc/secrets
 	scripts/bench-keysvc.sh $(BENCHDUR)
 
 # Customer keys at bank scale: enrol SCALE_CUSTOMERS confirm-required
