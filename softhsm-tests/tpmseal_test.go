@@ -30,18 +30,6 @@ import (
 
 const sealPassphrase = "officers' recovery passphrase"
 
-// sealWithTPM opens the simulator for f only: swtpm serves one connection
-// at a time and keysvc holds it while it runs.
-func sealWithTPM(t *testing.T, spec string, f func(*tpm.TPM)) {
-	t.Helper()
-	tp, err := tpm.Open(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Close()
-	f(tp)
-}
-
 // sealConfig writes keysvc.yaml for a sealed start; extra is appended.
 func sealConfig(t *testing.T, d *daemon, dir, name, label, spec, file, extra string) string {
 	conf := filepath.Join(dir, name+".yaml")
@@ -89,7 +77,7 @@ func TestSealedKeysvcStartsUnattended(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := filepath.Join(dir, "secrets.json")
-	sealWithTPM(t, spec, func(tp *tpm.TPM) {
+	tpmtest.With(t, spec, func(tp *tpm.TPM) {
 		f, err := secrets.Seal(secrets.Bundle{secrets.TokenPIN: []byte(userPIN), secrets.TLSKey: keyPEM},
 			secrets.Options{TPM: tp, PCRs: []int{16}, Passphrase: []byte(sealPassphrase), KDF: &secrets.KDF{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}})
 		if err != nil {
@@ -144,7 +132,7 @@ func TestSealedKeysvcStartsUnattended(t *testing.T) {
 	}
 
 	// A changed boot state: refused unattended; the passphrase opens it.
-	sealWithTPM(t, spec, func(tp *tpm.TPM) {
+	tpmtest.With(t, spec, func(tp *tpm.TPM) {
 		if err := tp.ExtendPCR(16, []byte("new bootloader")); err != nil {
 			t.Fatal(err)
 		}

@@ -20,18 +20,6 @@ import (
 
 const testPassphrase = "four officers, one passphrase"
 
-// withTPM opens the simulator for f only: swtpm serves one connection at
-// a time, and the ceremony binary needs it between our looks.
-func withTPM(t *testing.T, spec string, f func(*tpm.TPM)) {
-	t.Helper()
-	tp, err := tpm.Open(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tp.Close()
-	f(tp)
-}
-
 func writeTLSKey(t *testing.T) (string, []byte) {
 	t.Helper()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -92,7 +80,7 @@ func TestSealReseal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withTPM(t, spec, func(tp *tpm.TPM) {
+	tpmtest.With(t, spec, func(tp *tpm.TPM) {
 		b, how, err := sf.Open(secrets.Unlocker{TPM: tp})
 		if err != nil || how.Slot != secrets.SlotTPM {
 			t.Fatalf("unattended open: %v %+v", err, how)
@@ -129,7 +117,7 @@ func TestSealReseal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withTPM(t, spec, func(tp *tpm.TPM) {
+	tpmtest.With(t, spec, func(tp *tpm.TPM) {
 		b, how, err := sf.Open(secrets.Unlocker{TPM: tp})
 		if err != nil || how.Slot != secrets.SlotTPM || string(b[secrets.TokenPIN]) != userPIN {
 			t.Fatalf("after reseal: %v %+v", err, how)

@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/token/tpm"
 )
 
 // Sim is one running swtpm with its state directory. Spec is what tpm.Open takes.
@@ -77,6 +79,19 @@ func (s *Sim) Restart(t testing.TB) {
 	if err := s.start(swtpmPath(t), s.port); err != nil {
 		t.Fatalf("tpmtest: restart: %v", err)
 	}
+}
+
+// With opens the TPM at spec for f only and closes it after: swtpm serves
+// one connection at a time, so a test that runs a process using the same
+// simulator (keysvc, ceremony) looks at it between that process's runs.
+func With(t testing.TB, spec string, f func(*tpm.TPM)) {
+	t.Helper()
+	tp, err := tpm.Open(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	f(tp)
 }
 
 // Stop stops swtpm now (it is also stopped at t.Cleanup). Tests use it to prove what happens when
