@@ -3,6 +3,7 @@ package softhsmtests
 import (
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/keyward/keyward/pkcs11shim"
@@ -106,6 +107,22 @@ func confLockout(t *testing.T, m *confModule) {
 
 	// From now on Keyward refuses without asking the module.
 	confExpectGuardLocked(t, m, label, g)
+	if m.clearLockout != nil && m.caps.InitToken {
+		// An SO unlock during the TPM's lockout: refused as locked by the
+		// module, and not latched by Keyward — once the TPM recovers the
+		// same SO PIN works (below).
+		a, err := token.OpenAdmin(token.Config{Kind: token.KindHSM, Module: m.path, Label: label, Guard: g})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Unlock([]byte(m.so), []byte("735190"), "officer-conf"); !errors.Is(err, pkcs11shim.ErrPINLocked) {
+			t.Fatalf("SO unlock during the TPM lockout: %v, want ErrPINLocked", err)
+		}
+		a.Close()
+		if s, _ := g.State(strings.TrimSuffix(id, "/user") + "/so"); s.Locked {
+			t.Fatalf("Keyward latched the module's SO lock: %+v", s)
+		}
+	}
 	if m.clearLockout != nil {
 		m.clearLockout(t)
 		if err := m.mod.CheckLogin(sel, pkcs11shim.UserNormal, []byte(m.user)); err != nil {

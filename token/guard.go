@@ -127,6 +127,19 @@ func (g *Guard) Attempt(id string, login func() error) error {
 	switch {
 	case lerr == nil:
 		return g.store.Update(id, func(s *PINState) error { *s = PINState{}; return nil })
+	case errors.Is(lerr, pkcs11shim.ErrPINLocked) && isSOID(id):
+		// Not latched for the SO PIN: nothing above the SO can clear a
+		// Keyward lock, and a module's SO lock may be temporary (a TPM's
+		// dictionary-attack lockout answers CKR_PIN_LOCKED to every PIN
+		// until it recovers). The PIN was refused unchecked: the attempt is
+		// taken back. The module's own lock still refuses every try.
+		_ = g.store.Update(id, func(s *PINState) error {
+			if s.Failures > 0 {
+				s.Failures--
+			}
+			return nil
+		})
+		return fmt.Errorf("%w: %s: the module reports the SO PIN locked (on a TPM-backed module this may be its dictionary-attack lockout: wait for its recovery time or clear it with the lockout authorization, then retry)", ErrPINLocked, id)
 	case errors.Is(lerr, pkcs11shim.ErrPINLocked):
 		if err := g.lock(id, "the module reports the PIN locked"); err != nil {
 			return err
@@ -204,6 +217,9 @@ func (g *Guard) Reset(id, detail string) error {
 	}
 	return g.store.Record(Event{At: g.now(), Token: id, Kind: "unlocked", Detail: detail})
 }
+
+// isSOID reports whether id (from PINID) names an SO PIN.
+func isSOID(id string) bool { return strings.HasSuffix(id, "/so") }
 
 // PINID names the counter of one PIN: the token's manufacturer, model and
 // serial (which survive slot renumbering) and the user type.

@@ -528,6 +528,27 @@ func TestGuardModuleLock(t *testing.T) {
 		assertRefused(t, g, userID)
 	})
 
+	// A module's SO lock is not latched (a TPM's dictionary-attack lockout
+	// answers CKR_PIN_LOCKED to the SO PIN too, until it recovers): the
+	// attempt is taken back and the next one reaches the module again.
+	t.Run("CKR_PIN_LOCKED for the SO PIN", func(t *testing.T) {
+		g, _, _ := newGuard(t, 0)
+		if err := g.Attempt(soID, wrongPIN); !errors.Is(err, token.ErrPINIncorrect) {
+			t.Fatal(err)
+		}
+		for i := 0; i < 10; i++ {
+			if err := g.Attempt(soID, moduleLock); !errors.Is(err, token.ErrPINLocked) || !strings.Contains(err.Error(), "dictionary-attack lockout") {
+				t.Fatalf("Attempt %d = %v, want ErrPINLocked naming a TPM lockout", i, err)
+			}
+		}
+		if st := state(t, g, soID); st.Locked || st.Failures != 1 {
+			t.Fatalf("state = %+v, want not locked, the one wrong PIN still counted", st)
+		}
+		if err := g.Attempt(soID, rightPIN); err != nil {
+			t.Fatalf("SO PIN after the module's lock ended: %v", err)
+		}
+	})
+
 	t.Run("MarkLocked", func(t *testing.T) {
 		g, s, _ := newGuard(t, 0)
 		const why = "the module reports CKF_USER_PIN_LOCKED"
