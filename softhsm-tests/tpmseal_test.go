@@ -187,3 +187,57 @@ func verifySealedAudit(t *testing.T, dir string) {
 		t.Fatalf("audit report %+v: want signed checkpoints covering every record", rep)
 	}
 }
+
+// With no TPM the recovery passphrase is the only way in: keysvc reads it
+// from its source at each start (here the environment), and refuses to
+// start without it, saying what is missing.
+func TestSealedKeysvcWithoutTPM(t *testing.T) {
+	dir := t.TempDir()
+	tt := newTestTLS(t, dir)
+	ti := newTokenLabel(t)
+	file := filepath.Join(dir, "secrets.json")
+	f, err := secrets.Seal(secrets.Bundle{secrets.TokenPIN: []byte(userPIN)},
+		secrets.Options{Passphrase: []byte(sealPassphrase), KDF: &secrets.KDF{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Write(file, false); err != nil {
+		t.Fatal(err)
+	}
+	d := newDaemon(t, "keysvc", dir, tt)
+	conf := filepath.Join(dir, "keysvc-passphrase.yaml")
+	writeFiles(t, conf, fmt.Sprintf(`listen: %q
+data_dir: %q
+tls: {cert: %q, key: %q}
+token:
+  uri: %q
+secrets: {file: %q, passphrase: "env:KEYWARD_TEST_RECOVERY"}
+clients:
+  - {name: officer, admin: true, token_sha256: %s}
+`, d.addr, filepath.Join(dir, "keysvc"), tt.cert, tt.key, "pkcs11:token="+ti.Label+"?module-path="+modulePath, file, sha(officerToken)))
+
+	if out := sealRunFails(t, d, conf); !strings.Contains(out, "KEYWARD_TEST_RECOVERY") || strings.Contains(out, sealPassphrase) {
+		t.Fatalf("no passphrase in the environment:\n%s", out)
+	}
+	t.Setenv("KEYWARD_TEST_RECOVERY", "a wrong recovery passphrase")
+	if out := sealRunFails(t, d, conf); !strings.Contains(out, "wrong recovery passphrase") {
+		t.Fatalf("wrong passphrase:\n%s", out)
+	}
+	t.Setenv("KEYWARD_TEST_RECOVERY", sealPassphrase)
+	d.args = []string{"serve", "-config", conf}
+	d.start(t)
+	ctx := context.Background()
+	officer := d.kmsClient(t, officerToken, 10*time.Second, 2)
+	if _, err := officer.CreateKey(ctx, keysvc.CreateKeyRequest{Name: "no-tpm", Purpose: keysvc.PurposeSign, Algorithm: keysvc.AlgECP256,
+		Protection: keysvc.ProtectionHSM, Policy: keysvc.Policy{Grants: []keysvc.Grant{{Client: "officer", Ops: []keysvc.Op{keysvc.OpSign}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := officer.Sign(ctx, "no-tpm", keysvc.SignRequest{Message: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	d.stop()
+	log, _ := os.ReadFile(d.logPath)
+	if !strings.Contains(string(log), "secrets opened with the recovery passphrase") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
