@@ -78,32 +78,12 @@ func openHostSecrets(cfg *Config, log *slog.Logger) (*hostSecrets, error) {
 }
 
 func (h *hostSecrets) unseal(cfg *Config, log *slog.Logger) error {
-	f, err := secrets.Read(cfg.Secrets.File)
+	f, b, how, err := secrets.OpenPath(cfg.Secrets.File, h.tpm, cfg.Secrets.Passphrase)
 	if err != nil {
 		return err
 	}
-	u := secrets.Unlocker{TPM: h.tpm}
-	if src := cfg.Secrets.Passphrase; src != "" {
-		ps, err := token.ParsePINSource(src)
-		if err != nil {
-			return fmt.Errorf("secrets.passphrase: %w", err)
-		}
-		u.Passphrase = ps.PIN
-	}
-	b, how, err := f.Open(u)
-	if err != nil {
-		return fmt.Errorf("secrets file %s does not open: %w%s", cfg.Secrets.File, err, unsealHint(err, cfg))
-	}
 	h.bundle = b
-	switch {
-	case how.Slot == secrets.SlotTPM:
-		log.Info("secrets unsealed by the TPM", "file", cfg.Secrets.File, "names", f.Names)
-	case how.TPMErr != nil:
-		log.Warn("secrets opened with the recovery passphrase because the TPM slot did not open; reseal with `ceremony reseal`",
-			"file", cfg.Secrets.File, "tpm_err", how.TPMErr.Error())
-	default:
-		log.Info("secrets opened with the recovery passphrase", "file", cfg.Secrets.File)
-	}
+	secrets.LogOpened(log, cfg.Secrets.File, f, how)
 	pin, ok := b[secrets.TokenPIN]
 	if !ok {
 		return fmt.Errorf("secrets file %s holds no %s; seal one with `ceremony seal`", cfg.Secrets.File, secrets.TokenPIN)
@@ -118,22 +98,6 @@ func (h *hostSecrets) unseal(cfg *Config, log *slog.Logger) error {
 		return fmt.Errorf("tls.key is empty and the secrets file %s holds no %s", cfg.Secrets.File, secrets.TLSKey)
 	}
 	return nil
-}
-
-// unsealHint tells the operator what to do about a refused unseal.
-func unsealHint(err error, cfg *Config) string {
-	switch {
-	case errors.Is(err, tpm.ErrPCRMismatch):
-		if cfg.Secrets.Passphrase == "" {
-			return " — the boot state (PCRs) changed since sealing: start once with secrets.passphrase set, or reseal with `ceremony reseal`"
-		}
-		return " — the boot state (PCRs) changed since sealing: reseal with `ceremony reseal`"
-	case errors.Is(err, tpm.ErrWrongTPM):
-		return " — this file was sealed on another machine's TPM: it can only be opened with the recovery passphrase"
-	case errors.Is(err, tpm.ErrLocked):
-		return " — the TPM is in dictionary-attack lockout: wait for its recovery time, or clear it with the lockout authorization"
-	}
-	return ""
 }
 
 // auditKeyBlob is the audit key's TPM blob on disk.
