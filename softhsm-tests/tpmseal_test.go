@@ -241,3 +241,75 @@ clients:
 		t.Fatalf("log:\n%s", log)
 	}
 }
+
+// cmd/banking keeps its own secrets — its TLS key and its credential
+// towards keysvc — in a sealed file too: it starts unattended from the
+// TPM, keysvc accepts the sealed bearer token (a wrong one stops the start
+// with unauthenticated), and a credential given twice is refused.
+func TestSealedBankingStarts(t *testing.T) {
+	dir := t.TempDir()
+	tt := newTestTLS(t, dir)
+	ks := startKeysvc(t, dir, tt)
+	provisionBankKeysWith(t, ks.kmsClient(t, officerToken, 10*time.Second, 2))
+	spec := tpmtest.Start(t)
+	keyPEM, err := os.ReadFile(tt.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seal := func(name, bearer string) string {
+		file := filepath.Join(dir, name)
+		tpmtest.With(t, spec, func(tp *tpm.TPM) {
+			f, err := secrets.Seal(secrets.Bundle{secrets.TLSKey: keyPEM, secrets.KeysvcBearer: []byte(bearer + "\n")}, secrets.Options{TPM: tp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Write(file, false); err != nil {
+				t.Fatal(err)
+			}
+		})
+		return file
+	}
+	good, wrong := seal("bank-secrets.json", bankappToken), seal("bank-secrets-wrong.json", "not-the-bankapp-token")
+	list := filepath.Join(dir, "blacklist.txt")
+	writeFiles(t, list, "end:0\n")
+	d := newDaemon(t, "banking", dir, tt)
+	conf := func(name, file, extra string) string {
+		p := filepath.Join(dir, name+".yaml")
+		writeFiles(t, p, fmt.Sprintf(`listen: %q
+data_dir: %q
+tls: {cert: %q}
+keysvc: {url: %q, ca: %q, timeout: 10s%s}
+kms_name: bankapp
+blacklist: {file: %q}
+sms: {outbox: %q}
+tpm: %q
+secrets: {file: %q}
+`, d.addr, filepath.Join(dir, "bank"), tt.cert, ks.url, tt.ca, extra, list, filepath.Join(dir, "sms.jsonl"), spec, file))
+		return p
+	}
+	run := func(conf string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, d.bin, "-config", conf).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("banking did not refuse to start (%v):\n%s", err, out)
+		}
+		return string(out)
+	}
+	if out := run(conf("wrong", wrong, "")); !strings.Contains(out, "unauthenticated") || strings.Contains(out, "not-the-bankapp-token") {
+		t.Fatalf("a wrong sealed bearer token:\n%s", out)
+	}
+	tokenFile := filepath.Join(dir, "bankapp.token")
+	writeFiles(t, tokenFile, bankappToken+"\n")
+	if out := run(conf("twice", good, fmt.Sprintf(", bearer_token_file: %q", tokenFile))); !strings.Contains(out, "holds it too") {
+		t.Fatalf("a credential given twice:\n%s", out)
+	}
+	d.args = []string{"-config", conf("sealed", good, "")}
+	d.start(t) // healthy over TLS with the sealed key, keysvc reached with the sealed token
+	d.stop()
+	log, _ := os.ReadFile(d.logPath)
+	if !strings.Contains(string(log), "secrets unsealed by the TPM") || strings.Contains(string(log), bankappToken) {
+		t.Fatalf("banking log:\n%s", log)
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/keyward/keyward/token"
 )
 
 // Config is the banking binary's YAML configuration. In dev mode (no
@@ -63,6 +65,15 @@ type Config struct {
 		BodyLimit         int `yaml:"body_limit"`          // bytes, default 256 KiB
 	} `yaml:"http"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // default 30s
+	// TPM and Secrets: banking's own secrets (its TLS key, its keysvc
+	// client key or bearer token) in a file sealed by `ceremony seal`
+	// (package keysvc/secrets) instead of clear files. TPM: /dev/tpmrm0,
+	// or tcp:HOST:PORT for swtpm.
+	TPM     string `yaml:"tpm"`
+	Secrets struct {
+		File       string `yaml:"file"`
+		Passphrase string `yaml:"passphrase"` // recovery passphrase's source (prompt, env:NAME, file:/abs); empty: TPM only
+	} `yaml:"secrets"`
 }
 
 // loadConfig reads a strict YAML file: unknown fields are errors, and
@@ -119,19 +130,33 @@ func (c *Config) validate() error {
 	if c.DataDir == "" {
 		add("data_dir is required (bank.db is kept there)")
 	}
-	if c.TLS.Cert == "" || c.TLS.Key == "" {
-		add("tls.cert and tls.key are required (TLS 1.2 minimum; there is no plain-HTTP mode)")
+	sealed := c.Secrets.File != ""
+	if c.TLS.Cert == "" || (c.TLS.Key == "" && !sealed) {
+		add("tls.cert and tls.key are required (TLS 1.2 minimum; there is no plain-HTTP mode); tls.key may be left out when secrets.file holds a tls-key")
+	}
+	switch {
+	case sealed && c.TPM == "" && c.Secrets.Passphrase == "":
+		add("secrets.file needs tpm (auto-unseal) or secrets.passphrase (the recovery passphrase's source), or both")
+	case !sealed && c.Secrets.Passphrase != "":
+		add("secrets.passphrase is set without secrets.file")
+	}
+	if p := c.Secrets.Passphrase; p != "" {
+		if _, err := token.ParsePINSource(p); err != nil {
+			add("secrets.passphrase: %v", err)
+		}
 	}
 	if u, err := url.Parse(c.KeySvc.URL); c.KeySvc.URL == "" || err != nil || u.Scheme != "https" || u.Host == "" {
 		add("keysvc.url is required and must be https://host:port")
 	}
+	// With a secrets file, client_key or the bearer token may be sealed
+	// in it instead (checked when it is opened).
 	mtls := c.KeySvc.ClientCert != "" || c.KeySvc.ClientKey != ""
 	switch {
-	case mtls && (c.KeySvc.ClientCert == "" || c.KeySvc.ClientKey == ""):
-		add("keysvc.client_cert and keysvc.client_key go together")
+	case mtls && (c.KeySvc.ClientCert == "" || (c.KeySvc.ClientKey == "" && !sealed)):
+		add("keysvc.client_cert and keysvc.client_key go together (client_key may be sealed in secrets.file)")
 	case mtls && c.KeySvc.BearerTokenFile != "":
 		add("keysvc: give either client_cert/client_key (mutual TLS) or bearer_token_file, not both")
-	case !mtls && c.KeySvc.BearerTokenFile == "":
+	case !mtls && c.KeySvc.BearerTokenFile == "" && !sealed:
 		add("keysvc.client_cert and keysvc.client_key are required (mutual TLS; bearer_token_file is for development)")
 	}
 	if c.KeySvc.Timeout < time.Second || c.KeySvc.Timeout > 5*time.Minute {

@@ -101,6 +101,10 @@ func TestLoadConfigRefusals(t *testing.T) {
 		{"bad kms name", "kms_name: banking", "kms_name: \"bank ing\"", "kms_name is required"},
 		{"huge body limit", "http: {login_per_minute: 60}", "http: {body_limit: 99999999}", "http.body_limit must be between"},
 		{"tiny interval", "blacklist: {file: /etc/keyward/bank/blacklist.txt}", "blacklist: {file: /x, interval: 1ms}", "blacklist.interval must be at least 100ms"},
+		{"no tls.key and nothing sealed", "tls: {cert: /etc/keyward/bank/tls.pem, key: /etc/keyward/bank/tls-key.pem}", "tls: {cert: /etc/keyward/bank/tls.pem}", "tls.cert and tls.key are required"},
+		{"secrets without a way in", "kms_name:", "secrets: {file: /s.json}\nkms_name:", "secrets.file needs tpm"},
+		{"passphrase without file", "kms_name:", "secrets: {passphrase: prompt}\nkms_name:", "secrets.passphrase is set without secrets.file"},
+		{"passphrase as a value", "kms_name:", "tpm: /dev/tpmrm0\nsecrets: {file: /s.json, passphrase: hunter2hunter2}\nkms_name:", "secrets.passphrase: token: PIN source"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			body := strings.Replace(validYAML, c.old, c.new, 1)
@@ -110,6 +114,9 @@ func TestLoadConfigRefusals(t *testing.T) {
 			_, err := loadConfig(writeConfig(t, body))
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("want %q, got %v", c.want, err)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("a passphrase given as a value is echoed: %v", err)
 			}
 		})
 	}
@@ -134,5 +141,21 @@ func TestReadSecretFileRefusesOpenModes(t *testing.T) {
 	}
 	if s, err := readSecretFile(p); err != nil || s != "abc" {
 		t.Fatalf("0600 token file: %q %v", s, err)
+	}
+}
+
+// With a secrets file the TLS key and the keysvc credential may be left
+// out: they are sealed (openCredentials checks each comes from one place).
+func TestLoadConfigSealed(t *testing.T) {
+	body := strings.NewReplacer(
+		"tls: {cert: /etc/keyward/bank/tls.pem, key: /etc/keyward/bank/tls-key.pem}", "tls: {cert: /etc/keyward/bank/tls.pem}",
+		"  client_key: /etc/keyward/bank/banking-key.pem\n", "",
+		"kms_name:", "tpm: /dev/tpmrm0\nsecrets: {file: /var/lib/keyward-bank/secrets.json}\nkms_name:").Replace(validYAML)
+	c, err := loadConfig(writeConfig(t, body))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, body)
+	}
+	if c.TLS.Key != "" || c.KeySvc.ClientKey != "" || c.Secrets.File == "" || c.TPM != "/dev/tpmrm0" {
+		t.Fatalf("parsed %+v", c)
 	}
 }

@@ -173,7 +173,7 @@ func TestKMSClientMutualTLS(t *testing.T) {
 	c.KeySvc.ClientCert = write("banking.pem", "CERTIFICATE", cliDER)
 	c.KeySvc.ClientKey = write("banking-key.pem", "PRIVATE KEY", cliKeyDER)
 	c.KeySvc.Timeout = 5 * time.Second
-	kc, err := newKMSClient(c)
+	kc, err := newKMSClient(c, &credentials{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestKMSClientMutualTLS(t *testing.T) {
 
 	// A CA that did not sign the server certificate is refused.
 	c.KeySvc.CA = write("other-ca.pem", "CERTIFICATE", caDER)
-	kc, err = newKMSClient(c)
+	kc, err = newKMSClient(c, &credentials{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -129,11 +130,17 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Everything that can be checked without side effects first.
-	srvTLS, err := serverTLS(cfg.TLS.Cert, cfg.TLS.Key)
+	creds, err := openCredentials(cfg, log)
 	if err != nil {
 		return err
 	}
-	kc, err := newKMSClient(cfg)
+	srvTLS, err := serverTLS(cfg.TLS.Cert, cfg.TLS.Key, creds.tlsKey)
+	if err != nil {
+		creds.wipe()
+		return err
+	}
+	kc, err := newKMSClient(cfg, creds)
+	creds.wipe() // parsed into the TLS configurations and the client
 	if err != nil {
 		return err
 	}
@@ -211,9 +218,10 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	return err
 }
 
-// serverTLS loads the bank's own HTTPS certificate.
-func serverTLS(certFile, keyFile string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+// serverTLS loads the bank's own HTTPS certificate, its key from keyFile
+// or, when sealed, keyPEM.
+func serverTLS(certFile, keyFile string, keyPEM []byte) (*tls.Config, error) {
+	cert, err := loadKeyPair(certFile, keyFile, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("tls.cert/tls.key: %w", err)
 	}
@@ -224,7 +232,7 @@ func serverTLS(certFile, keyFile string) (*tls.Config, error) {
 // client certificate, or (development) a bearer token from a file. The
 // transport keeps many idle connections to keysvc: every login, transfer
 // and receipt is a keysvc call.
-func newKMSClient(cfg *Config) (*client.Client, error) {
+func newKMSClient(cfg *Config, creds *credentials) (*client.Client, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.KeySvc.CA != "" {
 		pem, err := os.ReadFile(cfg.KeySvc.CA)
@@ -239,11 +247,13 @@ func newKMSClient(cfg *Config) (*client.Client, error) {
 	}
 	opts := []client.Option{}
 	if cfg.KeySvc.ClientCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.KeySvc.ClientCert, cfg.KeySvc.ClientKey)
+		cert, err := loadKeyPair(cfg.KeySvc.ClientCert, cfg.KeySvc.ClientKey, creds.clientKey)
 		if err != nil {
 			return nil, fmt.Errorf("keysvc.client_cert/client_key: %w", err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
+	} else if creds.bearer != nil {
+		opts = append(opts, client.WithBearer(strings.TrimSpace(string(creds.bearer))))
 	} else {
 		tok, err := readSecretFile(cfg.KeySvc.BearerTokenFile)
 		if err != nil {
@@ -278,4 +288,17 @@ func checkBankKeys(ctx context.Context, kc *client.Client, log *slog.Logger) err
 		}
 	}
 	return nil
+}
+
+// loadKeyPair is tls.LoadX509KeyPair with the key from keyFile or, when
+// sealed (keyPEM not nil), from memory.
+func loadKeyPair(certFile, keyFile string, keyPEM []byte) (tls.Certificate, error) {
+	if keyPEM == nil {
+		return tls.LoadX509KeyPair(certFile, keyFile)
+	}
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
 }

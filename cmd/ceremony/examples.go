@@ -123,6 +123,9 @@ pcrs: [7]                        # bind to the Secure Boot state; [] binds to th
 passphrase: prompt               # recovery passphrase, asked twice (>= 12 characters)
 tls_key: /etc/keyward/tls/server.key   # optional; shred the clear file afterwards
 out: /var/lib/keyward/secrets.json     # keysvc's secrets.file
+# For cmd/banking: no token (then transcript.signer signs), its TLS key, and
+#   files: [{name: keysvc-client-key, file: /etc/keyward/bank/banking-key.pem}]
+# (or {name: keysvc-bearer, file: …} in development).
 `
 
 const exampleReseal = `module: /usr/lib/softhsm/libsofthsm2.so

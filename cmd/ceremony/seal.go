@@ -24,7 +24,9 @@ type sealConfig struct {
 	// sealed: the ceremony logs in with it first, so a mistyped PIN is
 	// caught here and not at keysvc's next start. Its ceremony-audit key
 	// signs the transcript.
-	Token tokenRef `yaml:"token"`
+	// Without a token (a file for cmd/banking) no PIN is sealed and
+	// transcript.signer signs the transcript.
+	Token *tokenRef `yaml:"token"`
 	// TPM is the host TPM: /dev/tpmrm0, or tcp:HOST:PORT (swtpm).
 	// Empty: the file has only the passphrase slot (hosts without a TPM).
 	TPM string `yaml:"tpm"`
@@ -39,19 +41,50 @@ type sealConfig struct {
 	// TLSKey is keysvc's TLS private key (PEM) to seal too; shred the
 	// clear file after the ceremony.
 	TLSKey string `yaml:"tls_key"`
-	// Out is the secrets file to write (keysvc's secrets.file).
+	// Files are further secrets, each read from a file: for cmd/banking
+	// keysvc-client-key (PEM) or keysvc-bearer. Shred the clear files
+	// after the ceremony.
+	Files []sealFile `yaml:"files"`
+	// Out is the secrets file to write (the service's secrets.file).
 	Out string `yaml:"out"`
 }
+
+type sealFile struct {
+	Name string `yaml:"name"`
+	File string `yaml:"file"`
+}
+
+// maxSealedFile bounds a sealed file's size (a PEM key or a token).
+const maxSealedFile = 16 << 10
 
 func (c *sealConfig) validate() error {
 	if err := c.common.validate(true); err != nil {
 		return err
 	}
-	if err := c.Token.validate("token", true); err != nil {
-		return err
+	if c.Token != nil {
+		if err := c.Token.validate("token", true); err != nil {
+			return err
+		}
+	} else if c.Transcript.Signer == nil {
+		return cfgErr("transcript.signer", "required when no token is given: the token whose ceremony-audit key signs the transcript")
 	}
 	if err := validTPM(c.TPM, c.PCRs); err != nil {
 		return err
+	}
+	seen := map[string]bool{secrets.TokenPIN: true, secrets.TLSKey: true}
+	for i := range c.Files {
+		f := &c.Files[i]
+		p := fmt.Sprintf("files[%d]", i)
+		if !validSecretName(f.Name) || seen[f.Name] {
+			return cfgErr(p+".name", "lower-case letters, digits and '-', unique, not token-pin or tls-key (those have their own fields), e.g. keysvc-client-key")
+		}
+		seen[f.Name] = true
+		if err := c.input(p+".file", &f.File); err != nil {
+			return err
+		}
+	}
+	if c.Token == nil && c.TLSKey == "" && len(c.Files) == 0 {
+		return cfgErr("files", "nothing to seal: give token, tls_key or files")
 	}
 	switch {
 	case c.Passphrase == "" && !c.NoPassphrase:
@@ -104,6 +137,18 @@ func (c *resealConfig) validate() error {
 	return c.input("file", &c.File)
 }
 
+func validSecretName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 func validTPM(spec string, pcrs []int) error {
 	if spec != "" && !strings.HasPrefix(spec, "/") && !strings.HasPrefix(spec, "device:") && !strings.HasPrefix(spec, "tcp:") {
 		return cfgErr("tpm", "must be a device path (/dev/tpmrm0) or tcp:HOST:PORT (swtpm)")
@@ -124,13 +169,19 @@ func validTPM(spec string, pcrs []int) error {
 func runSeal(ctx context.Context, o *options) error {
 	var c sealConfig
 	s, err := start(o, "seal", &c, &c.common, func() []string {
-		plan := []string{fmt.Sprintf("log in to token %s with the user PIN to be sealed (proves it)", c.Token.Label)}
+		var plan, what []string
+		if c.Token != nil {
+			plan = append(plan, fmt.Sprintf("log in to token %s with the user PIN to be sealed (proves it)", c.Token.Label))
+			what = append(what, "the token PIN")
+		}
 		if c.TPM != "" {
 			plan = append(plan, fmt.Sprintf("open the TPM %s; read PCRs %v", c.TPM, c.PCRs))
 		}
-		what := "the token PIN"
 		if c.TLSKey != "" {
-			what += " and the TLS key " + c.TLSKey
+			what = append(what, "the TLS key "+c.TLSKey)
+		}
+		for _, f := range c.Files {
+			what = append(what, f.Name+" from "+f.File)
 		}
 		slots := "a TPM slot"
 		switch {
@@ -139,7 +190,7 @@ func runSeal(ctx context.Context, o *options) error {
 		case !c.NoPassphrase:
 			slots += " and a passphrase slot (passphrase asked twice)"
 		}
-		return append(plan, fmt.Sprintf("seal %s into %s with %s; open it again to check", what, c.Out, slots))
+		return append(plan, fmt.Sprintf("seal %s into %s with %s; open it again to check", strings.Join(what, ", "), c.Out, slots))
 	})
 	if s == nil || err != nil {
 		return err
@@ -151,23 +202,27 @@ func (s *session) seal(ctx context.Context, c *sealConfig) error {
 	if err := s.openModule(c.Module); err != nil {
 		return err
 	}
-	pin, err := readPIN(s.o, c.Token.UserPIN, fmt.Sprintf("User PIN of token %s (to be sealed)", c.Token.Label), false)
-	if err != nil {
-		return err
-	}
-	defer token.Wipe(pin)
-	p, err := openPool(ctx, s.mod, c.Token.selector(), pin)
-	if err != nil {
-		return fmt.Errorf("open token %s with the PIN to be sealed: %w", c.Token.Label, err)
-	}
-	s.closers = append(s.closers, func() { p.Close() })
-	s.rec.token("keysvc-token", p.Info())
-	s.rec.step("check the token PIN", "logged in to %s (serial %s) with the PIN to be sealed", p.Info().Label, p.Info().Serial)
-	if err := s.signer(ctx, &c.common, p); err != nil {
-		return err
-	}
-	bundle := secrets.Bundle{secrets.TokenPIN: slices.Clone(pin)}
+	bundle := secrets.Bundle{}
 	defer bundle.Wipe()
+	if c.Token != nil {
+		pin, err := readPIN(s.o, c.Token.UserPIN, fmt.Sprintf("User PIN of token %s (to be sealed)", c.Token.Label), false)
+		if err != nil {
+			return err
+		}
+		bundle[secrets.TokenPIN] = pin
+		p, err := openPool(ctx, s.mod, c.Token.selector(), pin)
+		if err != nil {
+			return fmt.Errorf("open token %s with the PIN to be sealed: %w", c.Token.Label, err)
+		}
+		s.closers = append(s.closers, func() { p.Close() })
+		s.rec.token("keysvc-token", p.Info())
+		s.rec.step("check the token PIN", "logged in to %s (serial %s) with the PIN to be sealed", p.Info().Label, p.Info().Serial)
+		if err := s.signer(ctx, &c.common, p); err != nil {
+			return err
+		}
+	} else if err := s.signer(ctx, &c.common, nil); err != nil {
+		return err
+	}
 	if c.TLSKey != "" {
 		key, err := os.ReadFile(c.TLSKey)
 		if err != nil {
@@ -180,6 +235,18 @@ func (s *session) seal(ctx context.Context, c *sealConfig) error {
 		bundle[secrets.TLSKey] = key
 		s.rec.step("read TLS key", "%s (its clear copy should be shredded after this ceremony)", c.TLSKey)
 	}
+	for _, f := range c.Files {
+		v, err := os.ReadFile(f.File)
+		switch {
+		case err != nil:
+			return err
+		case len(v) == 0 || len(v) > maxSealedFile:
+			clear(v)
+			return fmt.Errorf("files: %s must hold 1 byte to %d KiB", f.File, maxSealedFile>>10)
+		}
+		bundle[f.Name] = v
+		s.rec.step("read "+f.Name, "%s (its clear copy should be shredded after this ceremony)", f.File)
+	}
 	opts := secrets.Options{PCRs: c.PCRs}
 	if c.TPM != "" {
 		t, err := s.openTPM(c.TPM, c.PCRs)
@@ -190,6 +257,7 @@ func (s *session) seal(ctx context.Context, c *sealConfig) error {
 	}
 	var pass []byte
 	if c.Passphrase != "" {
+		var err error
 		if pass, err = readPIN(s.o, c.Passphrase, "Recovery passphrase", true); err != nil {
 			return err
 		}

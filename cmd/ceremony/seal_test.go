@@ -124,3 +124,43 @@ func TestSealReseal(t *testing.T) {
 		}
 	})
 }
+
+// A secrets file for cmd/banking: no token PIN (transcript.signer signs),
+// the TLS key and the keysvc bearer token from files.
+func TestSealBankingFiles(t *testing.T) {
+	setup(t)
+	spec := tpmtest.Start(t)
+	label := initToken(t, "sealb")
+	keyPath, keyPEM := writeTLSKey(t)
+	bearer := filepath.Join(t.TempDir(), "bank.token")
+	if err := os.WriteFile(bearer, []byte("bank-bearer-7731\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KEYWARD_TEST_PASSPHRASE", testPassphrase)
+	vars := map[string]string{"LABEL": label, "TPM": spec, "TLSKEY": keyPath, "BEARER": bearer}
+	vars["NAME"] = "token-pin" // reserved: only token.user_pin seals it
+	f, _ := ceremonyFile(t, "seal-banking.yaml", vars)
+	if r := runBin(t, "seal", "-f", f, "--yes"); r.code != exitUsage || !strings.Contains(r.stderr, "files[0].name") {
+		t.Fatalf("reserved name: %v", r)
+	}
+	vars["NAME"] = secrets.KeysvcBearer
+	f, out := ceremonyFile(t, "seal-banking.yaml", vars)
+	mustRun(t, []string{"seal"}, f, out, "--yes")
+	sf, err := secrets.Read(filepath.Join(out, "bank-secrets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpmtest.With(t, spec, func(tp *tpm.TPM) {
+		b, _, err := sf.Open(secrets.Unlocker{TPM: tp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := b[secrets.TokenPIN]; ok || string(b[secrets.KeysvcBearer]) != "bank-bearer-7731\n" || !bytes.Equal(b[secrets.TLSKey], keyPEM) {
+			t.Fatalf("sealed %v", b.Names())
+		}
+	})
+	md, _ := os.ReadFile(filepath.Join(out, "transcript", "transcript.md"))
+	if strings.Contains(string(md), "bank-bearer-7731") || !strings.Contains(string(md), "keysvc-bearer, tls-key") {
+		t.Fatalf("transcript:\n%s", md)
+	}
+}

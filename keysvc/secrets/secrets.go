@@ -63,7 +63,13 @@ const Format = "keyward-secrets-v1"
 // Names of the secrets keysvc reads from a bundle.
 const (
 	TokenPIN = "token-pin" // the token user PIN keysvc logs in with
-	TLSKey   = "tls-key"   // PEM private key of keysvc's TLS server certificate
+	TLSKey   = "tls-key"   // PEM private key of the service's TLS server certificate
+)
+
+// Names of the secrets cmd/banking reads: its credential towards keysvc.
+const (
+	KeysvcClientKey = "keysvc-client-key" // PEM private key of its mutual-TLS client certificate
+	KeysvcBearer    = "keysvc-bearer"     // development: its bearer token
 )
 
 // Slot types.
