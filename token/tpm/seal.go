@@ -162,11 +162,7 @@ func (t *TPM) Seal(secret []byte, opt SealOptions) (*Sealed, error) {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tr, err := t.conn()
-	if err != nil {
-		return nil, err
-	}
-	srk, err := createSRK(tr)
+	tr, srk, err := t.connSRK()
 	if err != nil {
 		return nil, err
 	}
@@ -289,11 +285,7 @@ func (t *TPM) Unseal(s *Sealed, auth []byte) ([]byte, error) {
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tr, err := t.conn()
-	if err != nil {
-		return nil, err
-	}
-	srk, err := createSRK(tr)
+	tr, srk, err := t.connSRK()
 	if err != nil {
 		return nil, err
 	}

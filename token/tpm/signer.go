@@ -52,11 +52,7 @@ var signingTemplate = tpm2.TPMTPublic{
 func (t *TPM) CreateSigningKey() (*KeyBlob, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tr, err := t.conn()
-	if err != nil {
-		return nil, err
-	}
-	srk, err := createSRK(tr)
+	tr, srk, err := t.connSRK()
 	if err != nil {
 		return nil, err
 	}
@@ -101,11 +97,7 @@ func (t *TPM) LoadSigner(b *KeyBlob) (*Signer, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tr, err := t.conn()
-	if err != nil {
-		return nil, err
-	}
-	srk, err := createSRK(tr)
+	tr, srk, err := t.connSRK()
 	if err != nil {
 		return nil, err
 	}

@@ -106,6 +106,20 @@ func (t *TPM) conn() (transport.TPM, error) {
 	return sendErrors{t.tr, t.spec}, nil
 }
 
+// connSRK is conn plus the storage root key, re-derived for this command
+// sequence; the caller holds t.mu and flushes srk.handle.
+func (t *TPM) connSRK() (transport.TPM, *srk, error) {
+	tr, err := t.conn()
+	if err != nil {
+		return nil, nil, err
+	}
+	srk, err := createSRK(tr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tr, srk, nil
+}
+
 // probe checks that a TPM 2.0 answers; a simulator that was never started up gets
 // TPM2_Startup(CLEAR).
 func (t *TPM) probe() error {
