@@ -86,14 +86,8 @@ func runBackup(ctx context.Context, o *options) error {
 }
 
 func (s *session) backup(ctx context.Context, c *backupConfig) error {
-	if err := s.openModule(c.Module); err != nil {
-		return err
-	}
-	p, err := s.pool(ctx, &c.Token, "backup-source")
+	p, err := s.openToken(ctx, &c.common, &c.Token, "backup-source")
 	if err != nil {
-		return err
-	}
-	if err := s.signer(ctx, &c.common, p); err != nil {
 		return err
 	}
 	id := make([]byte, 16)
@@ -290,14 +284,8 @@ func (s *session) restore(ctx context.Context, c *restoreConfig) error {
 	}
 	s.rec.step("rebuild KEK", "the KEK's check value matches the backup file")
 
-	if err := s.openModule(c.Module); err != nil {
-		return err
-	}
-	p, err := s.pool(ctx, &c.Token, "restore-target")
+	p, err := s.openToken(ctx, &c.common, &c.Token, "restore-target")
 	if err != nil {
-		return err
-	}
-	if err := s.signer(ctx, &c.common, p); err != nil {
 		return err
 	}
 	objs, err := p.ListTokenObjects(ctx)

@@ -105,6 +105,15 @@ func (c *common) validate(needModule bool) error {
 	return nil
 }
 
+// needSigner: ceremonies with no token of their own that could sign
+// need transcript.signer.
+func (c *common) needSigner() error {
+	if c.Transcript.Signer == nil {
+		return cfgErr("transcript.signer", "required: the token whose ceremony-audit key signs the transcript")
+	}
+	return nil
+}
+
 func (c *common) officer(name string) bool {
 	for _, o := range c.Officers {
 		if o == name {
@@ -549,8 +558,8 @@ func (c *rotateConfig) validate() error {
 	if err := c.common.validate(true); err != nil {
 		return err
 	}
-	if c.Transcript.Signer == nil {
-		return cfgErr("transcript.signer", "required: the token whose ceremony-audit key signs the transcript")
+	if err := c.needSigner(); err != nil {
+		return err
 	}
 	if err := c.validKeysvc(&c.Keysvc); err != nil {
 		return err
@@ -584,8 +593,8 @@ func (c *scheduleDestroyConfig) validate() error {
 	if err := c.common.validate(true); err != nil {
 		return err
 	}
-	if c.Transcript.Signer == nil {
-		return cfgErr("transcript.signer", "required: the token whose ceremony-audit key signs the transcript")
+	if err := c.needSigner(); err != nil {
+		return err
 	}
 	if err := c.validKeysvc(&c.Keysvc); err != nil {
 		return err
@@ -626,8 +635,8 @@ func (c *auditVerifyConfig) validate() error {
 	if err := c.common.validate(true); err != nil {
 		return err
 	}
-	if c.Transcript.Signer == nil {
-		return cfgErr("transcript.signer", "required: the token whose ceremony-audit key signs the transcript")
+	if err := c.needSigner(); err != nil {
+		return err
 	}
 	if err := c.input("store", &c.Store); err != nil {
 		return err

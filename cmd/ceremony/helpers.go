@@ -181,6 +181,29 @@ func (s *session) signer(ctx context.Context, cm *common, p *pkcs11shim.Pool) er
 	return nil
 }
 
+// openToken opens the ceremony's module and a user pool on ref (recorded
+// under role); that token's ceremony-audit key signs the transcript unless
+// transcript.signer names another.
+func (s *session) openToken(ctx context.Context, cm *common, ref *tokenRef, role string) (*pkcs11shim.Pool, error) {
+	if err := s.openModule(cm.Module); err != nil {
+		return nil, err
+	}
+	p, err := s.pool(ctx, ref, role)
+	if err != nil {
+		return nil, err
+	}
+	return p, s.signer(ctx, cm, p)
+}
+
+// openSigner opens the ceremony's module and transcript.signer, for
+// ceremonies whose own token (if any) can't sign.
+func (s *session) openSigner(ctx context.Context, cm *common) error {
+	if err := s.openModule(cm.Module); err != nil {
+		return err
+	}
+	return s.signer(ctx, cm, nil)
+}
+
 // start loads the file, and returns nil session for a dry run (the plan
 // was printed).
 func start(o *options, name string, cfg validator, cm *common, plan func() []string) (*session, error) {

@@ -58,10 +58,7 @@ func runRotate(ctx context.Context, o *options) error {
 }
 
 func (s *session) rotate(ctx context.Context, c *rotateConfig) error {
-	if err := s.openModule(c.Module); err != nil {
-		return err
-	}
-	if err := s.signer(ctx, &c.common, nil); err != nil {
+	if err := s.openSigner(ctx, &c.common); err != nil {
 		return err
 	}
 	cl, err := keysvcClient(c.Keysvc)
@@ -113,10 +110,7 @@ func orDefault(d string) string {
 }
 
 func (s *session) scheduleDestroy(ctx context.Context, c *scheduleDestroyConfig) error {
-	if err := s.openModule(c.Module); err != nil {
-		return err
-	}
-	if err := s.signer(ctx, &c.common, nil); err != nil {
+	if err := s.openSigner(ctx, &c.common); err != nil {
 		return err
 	}
 	cl, err := keysvcClient(c.Keysvc)
@@ -161,10 +155,7 @@ func runAuditVerify(ctx context.Context, o *options) error {
 }
 
 func (s *session) auditVerify(ctx context.Context, c *auditVerifyConfig) error {
-	if err := s.openModule(c.Module); err != nil {
-		return err
-	}
-	if err := s.signer(ctx, &c.common, nil); err != nil {
+	if err := s.openSigner(ctx, &c.common); err != nil {
 		return err
 	}
 	pub, err := readECPublicKey(c.PublicKey)

@@ -299,14 +299,7 @@ func runReseal(ctx context.Context, o *options) error {
 }
 
 func (s *session) reseal(ctx context.Context, c *resealConfig) error {
-	if err := s.openModule(c.Module); err != nil {
-		return err
-	}
-	p, err := s.pool(ctx, &c.Token, "transcript-signer")
-	if err != nil {
-		return err
-	}
-	if err := s.signer(ctx, &c.common, p); err != nil {
+	if _, err := s.openToken(ctx, &c.common, &c.Token, "transcript-signer"); err != nil {
 		return err
 	}
 	f, err := secrets.Read(c.File)
@@ -377,9 +370,9 @@ func checkSlots(f *secrets.File, t *tpm.TPM, pass []byte) error {
 		b.Wipe()
 	}
 	if f.Slot(secrets.SlotPassphrase) != nil {
-		b, _, err := (&secrets.File{Format: f.Format, Names: f.Names, Nonce: f.Nonce, Ciphertext: f.Ciphertext,
-			Slots: []secrets.Slot{*f.Slot(secrets.SlotPassphrase)}}).Open(secrets.Unlocker{Passphrase: func() ([]byte, error) { return slices.Clone(pass), nil }})
-		if err != nil {
+		// Without a TPM, Open can only get in by the passphrase slot.
+		b, how, err := f.Open(secrets.Unlocker{Passphrase: func() ([]byte, error) { return slices.Clone(pass), nil }})
+		if err != nil || how.Slot != secrets.SlotPassphrase {
 			return fmt.Errorf("%w: the passphrase slot does not open: %v", errVerify, err)
 		}
 		b.Wipe()

@@ -170,14 +170,8 @@ func runKeygen(ctx context.Context, o *options) error {
 }
 
 func (s *session) keygen(ctx context.Context, c *keygenConfig) error {
-	if err := s.openModule(c.Module); err != nil {
-		return err
-	}
-	p, err := s.pool(ctx, &c.Token, "keys")
+	p, err := s.openToken(ctx, &c.common, &c.Token, "keys")
 	if err != nil {
-		return err
-	}
-	if err := s.signer(ctx, &c.common, p); err != nil {
 		return err
 	}
 	objs, err := p.ListTokenObjects(ctx)
@@ -435,10 +429,7 @@ func runZeroize(ctx context.Context, o *options) error {
 }
 
 func (s *session) zeroize(ctx context.Context, c *zeroizeConfig) error {
-	if err := s.openModule(c.Module); err != nil {
-		return err
-	}
-	if err := s.signer(ctx, &c.common, nil); err != nil {
+	if err := s.openSigner(ctx, &c.common); err != nil {
 		return err
 	}
 	p, err := s.pool(ctx, &c.Token, "zeroized")
