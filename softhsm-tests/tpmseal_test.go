@@ -50,16 +50,19 @@ clients:
 	return conf
 }
 
-// sealRunFails runs keysvc expecting it to refuse to start; it returns
-// the output.
-func sealRunFails(t *testing.T, d *daemon, conf string) string {
+// sealTestKDF keeps the tests' passphrase slots cheap; the file records it.
+var sealTestKDF = &secrets.KDF{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
+
+// sealRunFails runs d's binary with args expecting it to refuse to start;
+// it returns the output.
+func sealRunFails(t *testing.T, d *daemon, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, d.bin, "serve", "-config", conf).CombinedOutput()
+	out, err := exec.CommandContext(ctx, d.bin, args...).CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
-		t.Fatalf("keysvc did not exit with an error (%v):\n%s", err, out)
+		t.Fatalf("%s did not exit with an error (%v):\n%s", d.name, err, out)
 	}
 	return string(out)
 }
@@ -79,7 +82,7 @@ func TestSealedKeysvcStartsUnattended(t *testing.T) {
 	file := filepath.Join(dir, "secrets.json")
 	tpmtest.With(t, spec, func(tp *tpm.TPM) {
 		f, err := secrets.Seal(secrets.Bundle{secrets.TokenPIN: []byte(userPIN), secrets.TLSKey: keyPEM},
-			secrets.Options{TPM: tp, PCRs: []int{16}, Passphrase: []byte(sealPassphrase), KDF: &secrets.KDF{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}})
+			secrets.Options{TPM: tp, PCRs: []int{16}, Passphrase: []byte(sealPassphrase), KDF: sealTestKDF})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,14 +123,14 @@ func TestSealedKeysvcStartsUnattended(t *testing.T) {
 	tokConf := filepath.Join(dir, "keysvc-tokenaudit.yaml")
 	raw, _ := os.ReadFile(conf)
 	writeFiles(t, tokConf, strings.Replace(string(raw), "audit: {signer: tpm}", "audit: {signer: token}", 1))
-	if out := sealRunFails(t, d, tokConf); !strings.Contains(out, "signed by another audit key") {
+	if out := sealRunFails(t, d, "serve", "-config", tokConf); !strings.Contains(out, "signed by another audit key") {
 		t.Fatalf("switching the audit key was not refused:\n%s", out)
 	}
 
 	// A copied disk: another machine's TPM opens neither file.
 	other := tpmtest.Start(t)
 	copyConf := sealConfig(t, d, dir, "copied-disk", ti.Label, other, file, "")
-	if out := sealRunFails(t, d, copyConf); !strings.Contains(out, "sealed on another machine's TPM") {
+	if out := sealRunFails(t, d, "serve", "-config", copyConf); !strings.Contains(out, "sealed on another machine's TPM") {
 		t.Fatalf("another TPM:\n%s", out)
 	}
 
@@ -137,7 +140,7 @@ func TestSealedKeysvcStartsUnattended(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if out := sealRunFails(t, d, conf); !strings.Contains(out, "PCRs) changed since sealing") || !strings.Contains(out, "ceremony reseal") {
+	if out := sealRunFails(t, d, "serve", "-config", conf); !strings.Contains(out, "PCRs) changed since sealing") || !strings.Contains(out, "ceremony reseal") {
 		t.Fatalf("PCR change:\n%s", out)
 	}
 	t.Setenv("KEYWARD_TEST_RECOVERY", sealPassphrase)
@@ -197,7 +200,7 @@ func TestSealedKeysvcWithoutTPM(t *testing.T) {
 	ti := newTokenLabel(t)
 	file := filepath.Join(dir, "secrets.json")
 	f, err := secrets.Seal(secrets.Bundle{secrets.TokenPIN: []byte(userPIN)},
-		secrets.Options{Passphrase: []byte(sealPassphrase), KDF: &secrets.KDF{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}})
+		secrets.Options{Passphrase: []byte(sealPassphrase), KDF: sealTestKDF})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,11 +219,11 @@ clients:
   - {name: officer, admin: true, token_sha256: %s}
 `, d.addr, filepath.Join(dir, "keysvc"), tt.cert, tt.key, "pkcs11:token="+ti.Label+"?module-path="+modulePath, file, sha(officerToken)))
 
-	if out := sealRunFails(t, d, conf); !strings.Contains(out, "KEYWARD_TEST_RECOVERY") || strings.Contains(out, sealPassphrase) {
+	if out := sealRunFails(t, d, "serve", "-config", conf); !strings.Contains(out, "KEYWARD_TEST_RECOVERY") || strings.Contains(out, sealPassphrase) {
 		t.Fatalf("no passphrase in the environment:\n%s", out)
 	}
 	t.Setenv("KEYWARD_TEST_RECOVERY", "a wrong recovery passphrase")
-	if out := sealRunFails(t, d, conf); !strings.Contains(out, "wrong recovery passphrase") {
+	if out := sealRunFails(t, d, "serve", "-config", conf); !strings.Contains(out, "wrong recovery passphrase") {
 		t.Fatalf("wrong passphrase:\n%s", out)
 	}
 	t.Setenv("KEYWARD_TEST_RECOVERY", sealPassphrase)
@@ -287,22 +290,12 @@ secrets: {file: %q}
 `, d.addr, filepath.Join(dir, "bank"), tt.cert, ks.url, tt.ca, extra, list, filepath.Join(dir, "sms.jsonl"), spec, file))
 		return p
 	}
-	run := func(conf string) string {
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, d.bin, "-config", conf).CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) {
-			t.Fatalf("banking did not refuse to start (%v):\n%s", err, out)
-		}
-		return string(out)
-	}
-	if out := run(conf("wrong", wrong, "")); !strings.Contains(out, "unauthenticated") || strings.Contains(out, "not-the-bankapp-token") {
+	if out := sealRunFails(t, d, "-config", conf("wrong", wrong, "")); !strings.Contains(out, "unauthenticated") || strings.Contains(out, "not-the-bankapp-token") {
 		t.Fatalf("a wrong sealed bearer token:\n%s", out)
 	}
 	tokenFile := filepath.Join(dir, "bankapp.token")
 	writeFiles(t, tokenFile, bankappToken+"\n")
-	if out := run(conf("twice", good, fmt.Sprintf(", bearer_token_file: %q", tokenFile))); !strings.Contains(out, "holds it too") {
+	if out := sealRunFails(t, d, "-config", conf("twice", good, fmt.Sprintf(", bearer_token_file: %q", tokenFile))); !strings.Contains(out, "holds it too") {
 		t.Fatalf("a credential given twice:\n%s", out)
 	}
 	d.args = []string{"-config", conf("sealed", good, "")}

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 
 	"github.com/keyward/keyward/keysvc/secrets"
-	"github.com/keyward/keyward/token/tpm"
 )
 
 // credentials are banking's own secrets: from the sealed secrets file when
@@ -31,16 +30,9 @@ func openCredentials(cfg *Config, log *slog.Logger) (*credentials, error) {
 	if cfg.Secrets.File == "" {
 		return c, nil
 	}
-	var t *tpm.TPM
-	if cfg.TPM != "" {
-		var err error
-		if t, err = tpm.Open(cfg.TPM); err != nil {
-			if cfg.Secrets.Passphrase == "" {
-				return nil, fmt.Errorf("tpm %s: %w", cfg.TPM, err)
-			}
-			log.Warn("the TPM can't be opened; the secrets file needs the recovery passphrase", "tpm", cfg.TPM, "err", err)
-			t = nil
-		}
+	t, err := secrets.OpenTPM(cfg.TPM, cfg.Secrets.Passphrase != "", log)
+	if err != nil {
+		return nil, err
 	}
 	f, b, how, err := secrets.OpenPath(cfg.Secrets.File, t, cfg.Secrets.Passphrase)
 	if t != nil {

@@ -52,17 +52,12 @@ func openHostSecrets(cfg *Config, log *slog.Logger) (*hostSecrets, error) {
 			h.close()
 		}
 	}()
-	if cfg.TPM != "" {
-		t, err := tpm.Open(cfg.TPM)
-		if err != nil {
-			if cfg.Secrets.Passphrase == "" || cfg.Audit.Signer == "tpm" {
-				return nil, fmt.Errorf("tpm %s: %w", cfg.TPM, err)
-			}
-			log.Warn("the TPM can't be opened; the secrets file needs the recovery passphrase", "tpm", cfg.TPM, "err", err)
-		} else {
-			h.tpm = t
-		}
+	// The audit key has no fallback: it lives in the TPM.
+	t, err := secrets.OpenTPM(cfg.TPM, cfg.Secrets.Passphrase != "" && cfg.Audit.Signer != "tpm", log)
+	if err != nil {
+		return nil, err
 	}
+	h.tpm = t
 	if cfg.Secrets.File != "" {
 		if err := h.unseal(cfg, log); err != nil {
 			return nil, err

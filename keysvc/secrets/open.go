@@ -34,6 +34,25 @@ func OpenPath(path string, t *tpm.TPM, passphraseSource string) (*File, Bundle, 
 	return f, b, how, nil
 }
 
+// OpenTPM opens the TPM at spec for a service's start (nil for an empty
+// spec). When it can't be opened and the passphrase can stand in
+// (fallback), it logs a warning and returns nil: the secrets file is then
+// opened by its passphrase slot.
+func OpenTPM(spec string, fallback bool, log *slog.Logger) (*tpm.TPM, error) {
+	if spec == "" {
+		return nil, nil
+	}
+	t, err := tpm.Open(spec)
+	if err == nil {
+		return t, nil
+	}
+	if !fallback {
+		return nil, fmt.Errorf("tpm %s: %w", spec, err)
+	}
+	log.Warn("the TPM can't be opened; the secrets file needs the recovery passphrase", "tpm", spec, "err", err)
+	return nil, nil
+}
+
 // Hint tells the operator what to do about an Open error; "" when there is
 // nothing specific.
 func Hint(err error, havePassphrase bool) string {
