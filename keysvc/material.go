@@ -183,7 +183,7 @@ func (s *Service) discardMaterial(ctx context.Context, k *Key, v *Version) {
 }
 
 // newTPMKey creates a version's key in the host TPM (protection tpm) and
-// returns its blob and public key.
+// returns its blob and public key (read from the blob: no load needed).
 func (s *Service) newTPMKey() (*tpm.KeyBlob, crypto.PublicKey, error) {
 	if s.cfg.TPM == nil {
 		return nil, nil, fmt.Errorf("%w: this keysvc has no TPM for protection tpm", ErrVersionNotUsable)
@@ -194,12 +194,11 @@ func (s *Service) newTPMKey() (*tpm.KeyBlob, crypto.PublicKey, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: create the key in the TPM: %w", ErrTokenUnavailable, err)
 	}
-	sg, err := s.cfg.TPM.LoadSigner(kb)
+	pub, err := kb.PublicKey()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: load the new TPM key: %w", ErrTokenUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: the new TPM key: %w", ErrTokenUnavailable, err)
 	}
-	defer sg.Close()
-	return kb, sg.Public(), nil
+	return kb, pub, nil
 }
 
 // tpmSign signs digests with version v of a tpm key: the blob is loaded

@@ -113,6 +113,18 @@ func (t *TPM) LoadSigner(b *KeyBlob) (*Signer, error) {
 	return s, nil
 }
 
+// PublicKey reads the key's public half from the blob, without a TPM.
+// It is what the TPM will use once the blob loads (the TPM checks that the
+// public area belongs to the private one), so callers that only need the
+// public key need not load the blob.
+func (b *KeyBlob) PublicKey() (*ecdsa.PublicKey, error) {
+	_, _, pub, err := parseBlob(b.Public, b.Private)
+	if err != nil {
+		return nil, err
+	}
+	return checkSigningKey(pub)
+}
+
 func checkSigningKey(pub *tpm2.TPMTPublic) (*ecdsa.PublicKey, error) {
 	a := pub.ObjectAttributes
 	if pub.Type != tpm2.TPMAlgECC || !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin ||

@@ -36,6 +36,9 @@ func TestSigner(t *testing.T) {
 	if !ok || pub.Curve != elliptic.P256() {
 		t.Fatalf("Public() = %T %v, want a P-256 *ecdsa.PublicKey", s.Public(), pub)
 	}
+	if bp, err := blob.PublicKey(); err != nil || !bp.Equal(pub) {
+		t.Fatalf("the blob's public key (%v) is not the loaded key's", err)
+	}
 	msg := sha256.Sum256([]byte("audit checkpoint 42"))
 	sig, err := s.Sign(rand.Reader, msg[:], crypto.SHA256)
 	if err != nil {
