@@ -10,11 +10,11 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/keyward/keyward/cmd/internal/secretfile"
 	"github.com/keyward/keyward/token"
 )
 
@@ -200,22 +200,5 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// readSecretFile reads a token from a file that only its owner may read.
-func readSecretFile(path string) (string, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return s, nil
-}
+// readSecretFile: see secretfile.Read.
+var readSecretFile = secretfile.Read

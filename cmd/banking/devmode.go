@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -15,6 +14,7 @@ import (
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/cmd/internal/devtls"
+	"github.com/keyward/keyward/cmd/internal/secretfile"
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/client"
 )
@@ -157,27 +157,8 @@ func provisionKey(ctx context.Context, kc *client.Client, clientName string, k b
 	return nil
 }
 
-// ensureSecretFile returns the hex secret in path, creating it (0600,
-// O_EXCL) when absent. (As cmd/keysvc's dev mode.)
-func ensureSecretFile(path string) (string, error) {
-	if s, err := readSecretFile(path); err == nil {
-		return s, nil
-	} else if st, serr := os.Stat(path); serr == nil && st.Size() > 0 {
-		return "", err // there, but unreadable or too open: not ours to replace
-	}
-	_ = os.Remove(path) // an empty file left by a crash between create and write
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return "", err
-	}
-	s := hex.EncodeToString(raw)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", err
-	}
-	_, err = f.WriteString(s + "\n")
-	return s, errors.Join(err, f.Close())
-}
+// ensureSecretFile: see secretfile.Ensure.
+var ensureSecretFile = secretfile.Ensure
 
 // ensureFile creates path (0600) with content unless it exists.
 func ensureFile(path, content string) error {

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
+	"github.com/keyward/keyward/cmd/internal/secretfile"
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/boltstore"
 	"github.com/keyward/keyward/keysvc/client"
@@ -20,13 +20,9 @@ import (
 // the transcript.signer token's ceremony-audit key.
 
 func keysvcClient(k keysvcRef) (*client.Client, error) {
-	tok, err := os.ReadFile(k.BearerToken)
+	bearer, err := secretfile.Read(k.BearerToken)
 	if err != nil {
-		return nil, err
-	}
-	bearer := strings.TrimSpace(string(tok))
-	if bearer == "" {
-		return nil, fmt.Errorf("%w: keysvc.bearer_token_file: %s is empty", errConfig, k.BearerToken)
+		return nil, fmt.Errorf("%w: keysvc.bearer_token_file: %v", errConfig, err)
 	}
 	hc := &http.Client{Timeout: 30 * time.Second}
 	if k.CAFile != "" {

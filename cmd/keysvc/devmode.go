@@ -2,18 +2,17 @@ package main
 
 import (
 	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/keyward/keyward/cmd/internal/devtls"
+	"github.com/keyward/keyward/cmd/internal/secretfile"
 	"github.com/keyward/keyward/token"
 )
 
@@ -93,32 +92,8 @@ func mustAbs(p string) string {
 	return a
 }
 
-// ensureSecretFile returns the hex secret in path, creating it (0600,
-// O_EXCL) when absent.
-func ensureSecretFile(path string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil && len(trimNL(b)) > 0 {
-		return string(trimNL(b)), nil
-	}
-	_ = os.Remove(path) // an empty file left by a crash between create and write
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return "", err
-	}
-	s := hex.EncodeToString(raw)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", err
-	}
-	_, err = f.WriteString(s + "\n")
-	return s, errors.Join(err, f.Close())
-}
-
-func trimNL(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
+// ensureSecretFile: see secretfile.Ensure.
+var ensureSecretFile = secretfile.Ensure
 
 // ensureDevTLS creates a dev CA and a server certificate for 127.0.0.1 and
 // localhost in dir, once (cmd/internal/devtls).
