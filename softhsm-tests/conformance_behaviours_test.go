@@ -240,11 +240,7 @@ func confLoginWrong(t *testing.T, m *confModule) {
 func confSignVerify(t *testing.T, m *confModule, typ pkcs11shim.KeyType, opts crypto.SignerOpts) {
 	tok := confMustOpen(t, m)
 	ctx := context.Background()
-	k, err := tok.Pool().GenerateKey(ctx, pkcs11shim.KeySpec{Type: typ, Label: confLabel(typ.String())})
-	if err != nil {
-		t.Fatalf("generate %v: %v", typ, err)
-	}
-	t.Cleanup(func() { tok.Pool().DestroyKey(ctx, k) })
+	k := confGenerate(t, tok, pkcs11shim.KeySpec{Type: typ, Label: confLabel(typ.String())})
 	h := opts.HashFunc().New()
 	h.Write([]byte("pay 1,250.00 EUR to DE89 3704 0044 0532 0130 00"))
 	digest := h.Sum(nil)
@@ -328,20 +324,12 @@ func confNotExtractable(t *testing.T, m *confModule) {
 	}
 	var kek *pkcs11shim.Key
 	if m.caps.AESKeygen && m.caps.KeyWrap {
-		var err error
-		if kek, err = tok.Pool().GenerateKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: confLabel("kek"), Usage: pkcs11shim.UsageWrap}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { tok.Pool().DestroyKey(ctx, kek) })
+		kek = confGenerate(t, tok, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: confLabel("kek"), Usage: pkcs11shim.UsageWrap})
 	}
 	for _, typ := range types {
-		k, err := tok.Pool().GenerateKey(ctx, pkcs11shim.KeySpec{Type: typ, Label: confLabel("secret-" + typ.String())})
-		if err != nil {
-			t.Fatalf("%v: %v", typ, err)
-		}
-		t.Cleanup(func() { tok.Pool().DestroyKey(ctx, k) })
+		k := confGenerate(t, tok, pkcs11shim.KeySpec{Type: typ, Label: confLabel("secret-" + typ.String())})
 		var v []byte
-		err = tok.Pool().WithSession(ctx, func(s *pkcs11shim.Session) error {
+		err := tok.Pool().WithSession(ctx, func(s *pkcs11shim.Session) error {
 			var err error
 			v, err = s.ReadValue(k)
 			return err
@@ -370,11 +358,7 @@ func confFindKey(t *testing.T, m *confModule) {
 	tok := confMustOpen(t, m)
 	ctx := context.Background()
 	label := confLabel("findme")
-	k, err := tok.Pool().GenerateKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: label})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tok.Pool().DestroyKey(ctx, k) })
+	k := confGenerate(t, tok, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: label})
 	pub, err := tok.Pool().PublicKey(ctx, k)
 	if err != nil {
 		t.Fatal(err)
@@ -405,11 +389,7 @@ func confDuplicateLabel(t *testing.T, m *confModule) {
 	tok := confMustOpen(t, m)
 	ctx := context.Background()
 	label := confLabel("twice")
-	k, err := tok.Pool().GenerateKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: label})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tok.Pool().DestroyKey(ctx, k) })
+	confGenerate(t, tok, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: label})
 	if _, err := tok.Pool().GenerateKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyRSA2048, Label: label}); !errors.Is(err, pkcs11shim.ErrDuplicateLabel) {
 		t.Fatalf("duplicate label: got %v, want ErrDuplicateLabel", err)
 	}
@@ -451,11 +431,7 @@ func confDestroyKey(t *testing.T, m *confModule) {
 func confRecovery(t *testing.T, m *confModule) {
 	tok := confMustOpen(t, m)
 	ctx := context.Background()
-	k, err := tok.Pool().GenerateKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: confLabel("phoenix")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tok.Pool().DestroyKey(ctx, k) })
+	k := confGenerate(t, tok, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: confLabel("phoenix")})
 	pub, err := tok.Pool().PublicKey(ctx, k)
 	if err != nil {
 		t.Fatal(err)
@@ -497,11 +473,7 @@ func confRecovery(t *testing.T, m *confModule) {
 func confAESGCM(t *testing.T, m *confModule) {
 	tok := confMustOpen(t, m)
 	ctx := context.Background()
-	k, err := tok.Pool().GenerateKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: confLabel("data-key")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tok.Pool().DestroyKey(ctx, k) })
+	k := confGenerate(t, tok, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: confLabel("data-key")})
 	pt, aad := []byte("card 6222020012345678"), []byte("customer=42")
 	sealed, err := tok.Pool().EncryptGCM(ctx, k, pt, aad)
 	if err != nil {
@@ -520,14 +492,10 @@ func confAESGCM(t *testing.T, m *confModule) {
 func confKeyWrap(t *testing.T, m *confModule) {
 	tok := confMustOpen(t, m)
 	ctx := context.Background()
-	kek, err := tok.Pool().GenerateKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: confLabel("kek"), Usage: pkcs11shim.UsageWrap})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tok.Pool().DestroyKey(ctx, kek) })
+	kek := confGenerate(t, tok, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: confLabel("kek"), Usage: pkcs11shim.UsageWrap})
 	var blob []byte
 	var pub *ecdsa.PublicKey
-	err = tok.Pool().WithSession(ctx, func(s *pkcs11shim.Session) error {
+	err := tok.Pool().WithSession(ctx, func(s *pkcs11shim.Session) error {
 		k, err := s.GenerateKey(pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: "customer", Session: true, Extractable: true})
 		if err != nil {
 			return err
@@ -567,11 +535,7 @@ func confKeyWrap(t *testing.T, m *confModule) {
 func confHMAC(t *testing.T, m *confModule) {
 	tok := confMustOpen(t, m)
 	ctx := context.Background()
-	k, err := tok.Pool().GenerateKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyGenericSecret, Label: confLabel("mac")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tok.Pool().DestroyKey(ctx, k) })
+	k := confGenerate(t, tok, pkcs11shim.KeySpec{Type: pkcs11shim.KeyGenericSecret, Label: confLabel("mac")})
 	a, err := tok.Pool().HMAC(ctx, k, []byte("482913"))
 	if err != nil {
 		t.Fatal(err)
@@ -629,4 +593,16 @@ func confInitToken(t *testing.T, m *confModule) {
 			t.Fatalf("two tokens with serial %q: got %v, want ErrTokenAmbiguous", ti.Serial, err)
 		}
 	}
+}
+
+// confGenerate makes a key on tok for this test, destroyed at cleanup.
+func confGenerate(t *testing.T, tok *token.Token, ks pkcs11shim.KeySpec) *pkcs11shim.Key {
+	t.Helper()
+	ctx := context.Background()
+	k, err := tok.Pool().GenerateKey(ctx, ks)
+	if err != nil {
+		t.Fatalf("generate %v %s: %v", ks.Type, ks.Label, err)
+	}
+	t.Cleanup(func() { tok.Pool().DestroyKey(ctx, k) })
+	return k
 }
