@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
 )
 
@@ -129,7 +130,7 @@ func (c *Config) validate() error {
 		if c.TPM == "" && c.Secrets.Passphrase == "" {
 			errs = append(errs, errors.New("secrets.file needs tpm (auto-unseal) or secrets.passphrase (the recovery passphrase's source), or both"))
 		}
-		if strings.Contains(c.Token.URI, "pin-source=") {
+		if u, err := pkcs11shim.ParseURI(c.Token.URI); err == nil && u.PINSource != "" {
 			errs = append(errs, errors.New("token.uri: drop pin-source when secrets.file is set: the token PIN comes from the secrets file"))
 		}
 	} else if c.Secrets.Passphrase != "" {
