@@ -38,6 +38,7 @@ var (
 	_ PINSource = FilePIN{}
 	_ PINSource = EnvPIN{}
 	_ PINSource = PromptPIN{}
+	_ PINSource = HeldPIN(nil)
 )
 
 // ParsePINSource parses a PIN source specification (R-TOK-4):
@@ -249,4 +250,17 @@ func (p PromptPIN) PIN() ([]byte, error) {
 		return nil, fmt.Errorf("%w: no PIN entered", ErrPINSource)
 	}
 	return pin, nil
+}
+
+// HeldPIN is a PIN already in memory: typed once for a run, or unsealed
+// from a secrets file. Each PIN() is a copy the caller wipes; the holder
+// wipes the HeldPIN itself when done.
+type HeldPIN []byte
+
+// PIN returns a copy of the held PIN.
+func (p HeldPIN) PIN() ([]byte, error) {
+	if len(p) == 0 {
+		return nil, fmt.Errorf("%w: no PIN is held", ErrPINSource)
+	}
+	return append([]byte(nil), p...), nil
 }

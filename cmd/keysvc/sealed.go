@@ -83,7 +83,7 @@ func (h *hostSecrets) unseal(cfg *Config, log *slog.Logger) error {
 	if !ok {
 		return fmt.Errorf("secrets file %s holds no %s; seal one with `ceremony seal`", cfg.Secrets.File, secrets.TokenPIN)
 	}
-	h.pin = secrets.PINSource(pin)
+	h.pin = token.HeldPIN(pin)
 	if key, ok := b[secrets.TLSKey]; ok {
 		if cfg.TLS.Key != "" {
 			return fmt.Errorf("tls.key is set and the secrets file %s holds a %s too: drop tls.key (and shred the clear file)", cfg.Secrets.File, secrets.TLSKey)

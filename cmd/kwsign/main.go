@@ -385,9 +385,10 @@ func confirm(ctx context.Context, tty *terminal, timeout time.Duration) error {
 // heldPIN is the PIN typed once for this run: it serves the user login and
 // the context-specific login of the always-authenticate key (the USB key
 // is a personal device with one PIN). Each PIN() is a copy the guard wipes.
-type heldPIN struct{ buf, pin []byte }
-
-func (p *heldPIN) PIN() ([]byte, error) { return append([]byte(nil), p.pin...), nil }
+type heldPIN struct {
+	token.HeldPIN
+	buf []byte
+}
 
 func (p *heldPIN) wipe() { token.Wipe(p.buf) }
 
@@ -403,7 +404,7 @@ func readPIN(ctx context.Context, tty *terminal) (*heldPIN, error) {
 		token.Wipe(buf)
 		return nil, exitf(exitDeclined, "no PIN entered; %s", nothingSigned)
 	}
-	return &heldPIN{buf: buf, pin: buf[:n]}, nil
+	return &heldPIN{HeldPIN: token.HeldPIN(buf[:n]), buf: buf}, nil
 }
 
 // readError maps a terminal read error to the holder's exit.

@@ -507,15 +507,3 @@ func (f *File) Write(path string, replace bool) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
-
-// PINSource serves a bundle's token PIN to package token (it satisfies
-// token.PINSource): token.Config{PIN: secrets.PINSource(b[secrets.TokenPIN])}.
-type PINSource []byte
-
-// PIN returns a copy the caller may wipe.
-func (p PINSource) PIN() ([]byte, error) {
-	if len(p) == 0 {
-		return nil, fmt.Errorf("secrets: the secrets file holds no %s", TokenPIN)
-	}
-	return slices.Clone([]byte(p)), nil
-}
