@@ -133,12 +133,7 @@ func (g *Guard) Attempt(id string, login func() error) error {
 		// dictionary-attack lockout answers CKR_PIN_LOCKED to every PIN
 		// until it recovers). The PIN was refused unchecked: the attempt is
 		// taken back. The module's own lock still refuses every try.
-		_ = g.store.Update(id, func(s *PINState) error {
-			if s.Failures > 0 {
-				s.Failures--
-			}
-			return nil
-		})
+		g.takeBack(id)
 		return fmt.Errorf("%w: %s: the module reports the SO PIN locked (on a TPM-backed module this may be its dictionary-attack lockout: wait for its recovery time or clear it with the lockout authorization, then retry)", ErrPINLocked, id)
 	case errors.Is(lerr, pkcs11shim.ErrPINLocked):
 		if err := g.lock(id, "the module reports the PIN locked"); err != nil {
@@ -167,16 +162,22 @@ func (g *Guard) Attempt(id string, login func() error) error {
 		}
 		return fmt.Errorf("%w: %d attempts left before %s locks", ErrPINIncorrect, left, id)
 	case notVerified(lerr):
-		_ = g.store.Update(id, func(s *PINState) error {
-			if s.Failures > 0 {
-				s.Failures--
-			}
-			return nil
-		})
+		g.takeBack(id)
 		return lerr
 	default: // the PIN may or may not have been checked: the failure stays counted
 		return lerr
 	}
+}
+
+// takeBack removes the failure Attempt counted before a login that turned
+// out not to check the PIN.
+func (g *Guard) takeBack(id string) {
+	_ = g.store.Update(id, func(s *PINState) error {
+		if s.Failures > 0 {
+			s.Failures--
+		}
+		return nil
+	})
 }
 
 // notVerified reports errors that prove the PIN never reached the token.
