@@ -670,25 +670,32 @@ func loadConfig(path string, cfg validator, cm *common) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errConfig, err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: %s is empty", errConfig, path)
-		}
-		return nil, fmt.Errorf("%w: %s: %v", errConfig, path, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: %s: more than one YAML document", errConfig, path)
-	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errConfig, err)
 	}
-	cm.dir = filepath.Dir(abs)
-	if err := cfg.validate(); err != nil {
+	if err := parseConfig(raw, path, filepath.Dir(abs), cfg, cm); err != nil {
 		return nil, err
 	}
 	return raw, nil
+}
+
+// parseConfig decodes raw (the file path, for messages) strictly into cfg
+// and validates it, resolving relative paths against dir. Every error
+// wraps errConfig.
+func parseConfig(raw []byte, path, dir string, cfg validator, cm *common) error {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: %s is empty", errConfig, path)
+		}
+		return fmt.Errorf("%w: %s: %v", errConfig, path, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: %s: more than one YAML document", errConfig, path)
+	}
+	cm.dir = dir
+	return cfg.validate()
 }
