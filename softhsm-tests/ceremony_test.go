@@ -98,8 +98,8 @@ func cerPINs(t *testing.T) string {
 	return dir
 }
 
-// cerFile fills cmd/ceremony/testdata/name's ${VARS} (MODULE, PINS and OUT
-// always; edit, if given, changes the text) and writes it into a fresh
+// cerFile fills cmd/ceremony/testdata/name's ${VARS} (MODULE, PINS, OUT and
+// GUARD always; edit, if given, changes the text) and writes it into a fresh
 // directory, which it returns as OUT.
 func cerFile(t *testing.T, name, pins string, vars map[string]string, edit ...string) (path, out string) {
 	t.Helper()
@@ -108,7 +108,7 @@ func cerFile(t *testing.T, name, pins string, vars map[string]string, edit ...st
 		t.Fatal(err)
 	}
 	out = t.TempDir()
-	all := map[string]string{"MODULE": modulePath, "PINS": pins, "OUT": out}
+	all := map[string]string{"MODULE": modulePath, "PINS": pins, "OUT": out, "GUARD": cerWorkstationGuard(t)}
 	for k, v := range vars {
 		all[k] = v
 	}

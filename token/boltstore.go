@@ -3,6 +3,7 @@ package token
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -13,6 +14,11 @@ var (
 	bucketPINState  = []byte("pin-guard")
 	bucketPINEvents = []byte("pin-guard-events")
 )
+
+// ErrStoreBusy says another process holds the PIN guard's bbolt file
+// (keysvc keeps its keysvc.db open while it runs): the guard cannot count,
+// so no PIN may be tried.
+var ErrStoreBusy = errors.New("token: the PIN guard file is open in another process")
 
 // BoltStore is the bbolt CounterStore. Every Update is one fsync'd
 // transaction, so the count is on disk before C_Login runs.
@@ -25,6 +31,9 @@ var _ CounterStore = (*BoltStore)(nil)
 // so two processes can never count the same PIN separately.
 func OpenBoltStore(path string) (*BoltStore, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s (waited 5 s for its lock)", ErrStoreBusy, path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("token: open PIN guard store %s: %w", path, err)
 	}
@@ -125,4 +134,45 @@ func (s *BoltStore) Events(id string) ([]Event, error) {
 		})
 	})
 	return out, err
+}
+
+// FileStore is a CounterStore over the bbolt file at Path that opens the
+// file for each operation and closes it again, for short-lived tools (the
+// ceremony) that count in a long-lived service's file (keysvc's
+// keysvc.db) when the service is stopped: the lock is held only while one
+// count is written, so the tool never keeps the file from the service for
+// longer, and a service that holds it makes every operation fail with
+// ErrStoreBusy, which Guard.Attempt answers by trying no PIN (R-TOK-5).
+type FileStore struct{ Path string }
+
+var _ CounterStore = FileStore{}
+
+func (f FileStore) with(fn func(*BoltStore) error) error {
+	s, err := OpenBoltStore(f.Path)
+	if err != nil {
+		return err
+	}
+	return errors.Join(fn(s), s.Close())
+}
+
+// Get returns the state of id.
+func (f FileStore) Get(id string) (st PINState, err error) {
+	err = f.with(func(s *BoltStore) error { st, err = s.Get(id); return err })
+	return st, err
+}
+
+// Update changes the state of id in one durable transaction.
+func (f FileStore) Update(id string, fn func(st *PINState) error) error {
+	return f.with(func(s *BoltStore) error { return s.Update(id, fn) })
+}
+
+// Record appends an event.
+func (f FileStore) Record(ev Event) error {
+	return f.with(func(s *BoltStore) error { return s.Record(ev) })
+}
+
+// Events lists the events recorded for id.
+func (f FileStore) Events(id string) (evs []Event, err error) {
+	err = f.with(func(s *BoltStore) error { evs, err = s.Events(id); return err })
+	return evs, err
 }

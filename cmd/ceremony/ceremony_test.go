@@ -50,6 +50,7 @@ var (
 	binPath   string
 	modPath   string
 	pinDir    string
+	guardPath string // the pin_guard of every ceremony file (${GUARD}), as keysvc's keysvc.db would be
 )
 
 func TestMain(m *testing.M) {
@@ -94,6 +95,13 @@ func setup(t *testing.T) {
 			setupErr = fmt.Errorf("go build: %v\n%s", err, out)
 			return
 		}
+		guardPath = filepath.Join(confDir, "keysvc.db")
+		st, err := token.OpenBoltStore(guardPath)
+		if err != nil {
+			setupErr = err
+			return
+		}
+		st.Close()
 		pinDir = filepath.Join(confDir, "pins")
 		setupErr = os.Mkdir(pinDir, 0o700)
 		for name, v := range map[string]string{"so-part1": soPart1, "so-part2": soPart2, "user": userPIN, "user2": newPIN, "wrong-part": "zzz", "admin.token": "admin-secret"} {
@@ -140,7 +148,7 @@ func ceremonyFile(t *testing.T, name string, vars map[string]string) (path, out 
 		t.Fatal(err)
 	}
 	out = t.TempDir()
-	all := map[string]string{"MODULE": modPath, "PINS": pinDir, "OUT": out}
+	all := map[string]string{"MODULE": modPath, "PINS": pinDir, "OUT": out, "GUARD": guardPath}
 	for k, v := range vars {
 		all[k] = v
 	}
@@ -226,23 +234,30 @@ func TestConfigErrors(t *testing.T) {
 		{"PIN in place of a source", "token init", "@pin", "user_pin:"},
 		{"bad key type", "keygen", "type: ec-p521", "keys[0].type: must be"},
 		{"existing output", "keygen", "exists", "keys[0].public_key_pem: " + existing + " already exists"},
+		{"no PIN guard", "token init", "@noguard", "pin_guard: required"},
+		{"PIN guard not there", "keygen", "noguard", "pin_guard: " + existing + ".db is not an existing file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			text := string(raw)
 			switch {
 			case tc.sub == "keygen":
-				typ := "ec-p256"
+				typ, guard := "ec-p256", guardPath
 				pemOut := filepath.Join(t.TempDir(), "k.pem")
-				if tc.edit == "exists" {
+				switch tc.edit {
+				case "exists":
 					pemOut = existing
-				} else {
+				case "noguard":
+					guard = existing + ".db"
+				default:
 					typ = "ec-p521"
 				}
-				text = fmt.Sprintf("module: %s\nofficers: [A]\ntranscript: {dir: %s}\ntoken: {label: t, user_pin: prompt}\nkeys:\n  - {label: k, type: %s, public_key_pem: %s}\n", modPath, t.TempDir(), typ, pemOut)
+				text = fmt.Sprintf("module: %s\nofficers: [A]\ntranscript: {dir: %s}\npin_guard: %s\ntoken: {label: t, user_pin: prompt}\nkeys:\n  - {label: k, type: %s, public_key_pem: %s}\n", modPath, t.TempDir(), guard, typ, pemOut)
 			case tc.edit == "#":
 				text = strings.Replace(text, "  label:", "  #label:", 1)
 			case tc.edit == "@officer":
 				text = strings.Replace(text, "officer: Bob Lee", "officer: Mallory", 1)
+			case tc.edit == "@noguard":
+				text = strings.Replace(text, "pin_guard:", "#pin_guard:", 1)
 			case tc.edit == "@pin":
 				text = strings.Replace(text, "user_pin: file:", "user_pin: 12", 1)
 			default:
@@ -480,7 +495,7 @@ func TestUnlockDualControl(t *testing.T) {
 	}
 	f, out := ceremonyFile(t, "unlock.yaml", map[string]string{"LABEL": label, "OFFICER2": "Bob Lee", "PART2": "so-part2"})
 	// The guard has the user PIN locked, as keysvc leaves it after too many wrong PINs.
-	store, err := token.OpenBoltStore(filepath.Join(out, "guard.db"))
+	store, err := token.OpenBoltStore(guardPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -493,7 +508,7 @@ func TestUnlockDualControl(t *testing.T) {
 	}
 	store.Close()
 	mustRun(t, []string{"unlock"}, f, out)
-	store, _ = token.OpenBoltStore(filepath.Join(out, "guard.db"))
+	store, _ = token.OpenBoltStore(guardPath)
 	defer store.Close()
 	if st, _ := store.Get(id); st.Locked {
 		t.Fatalf("guard still locked: %+v", st)

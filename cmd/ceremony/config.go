@@ -36,8 +36,17 @@ type common struct {
 	Officers []string `yaml:"officers"`
 	// Transcript says where the transcript goes and which token signs it.
 	Transcript transcriptConfig `yaml:"transcript"`
+	// PINGuard is the PIN guard's counter file (R-TOK-5) that every login
+	// of the ceremony, user and SO, is counted in: keysvc's own
+	// <data_dir>/keysvc.db on keysvc's host, so that a wrong PIN typed in a
+	// ceremony counts toward the same limit as keysvc's and a token
+	// keysvc's guard has locked is refused here too. It must exist (a
+	// mistyped path would count in a file nobody else reads), except for
+	// token init, the first ceremony on a host, which creates it.
+	PINGuard string `yaml:"pin_guard"`
 
-	dir string // directory of the YAML file: relative paths are resolved against it
+	dir         string // directory of the YAML file: relative paths are resolved against it
+	createGuard bool   // token init may create the pin_guard file
 }
 
 type transcriptConfig struct {
@@ -101,6 +110,22 @@ func (c *common) validate(needModule bool) error {
 		if err := c.Transcript.Signer.validate("transcript.signer", true); err != nil {
 			return err
 		}
+	}
+	return c.validGuard()
+}
+
+// validGuard checks pin_guard: given, and an existing file (token init:
+// in an existing directory).
+func (c *common) validGuard() error {
+	if c.PINGuard == "" {
+		return cfgErr("pin_guard", "required: the PIN guard file every login is counted in — keysvc's <data_dir>/keysvc.db, e.g. /var/lib/keyward/keysvc.db")
+	}
+	c.PINGuard = c.path(c.PINGuard)
+	if c.createGuard {
+		return validDir("pin_guard", c.PINGuard)
+	}
+	if st, err := os.Stat(c.PINGuard); err != nil || !st.Mode().IsRegular() {
+		return cfgErr("pin_guard", "%s is not an existing file: name keysvc's <data_dir>/keysvc.db (token init creates it on a host where keysvc has not run yet)", c.PINGuard)
 	}
 	return nil
 }
@@ -220,6 +245,7 @@ type initConfig struct {
 }
 
 func (c *initConfig) validate() error {
+	c.createGuard = true
 	if err := c.common.validate(true); err != nil {
 		return err
 	}
@@ -469,9 +495,6 @@ type unlockConfig struct {
 	// SOPIN: the two parts of the SO PIN, held by two officers.
 	SOPIN      []pinPart `yaml:"so_pin"`
 	NewUserPIN string    `yaml:"new_user_pin"`
-	// PINGuard is the bbolt file of the PIN guard whose lockout is cleared
-	// (keysvc's pin_guard path; keysvc must be stopped, or use a copy).
-	PINGuard string `yaml:"pin_guard"`
 }
 
 func (c *unlockConfig) validate() error {
@@ -484,14 +507,7 @@ func (c *unlockConfig) validate() error {
 	if err := validParts(&c.common, "so_pin", c.SOPIN, 2); err != nil {
 		return err
 	}
-	if err := validPINSource("new_user_pin", c.NewUserPIN); err != nil {
-		return err
-	}
-	if c.PINGuard == "" {
-		return cfgErr("pin_guard", "required: the PIN guard state file whose lockout is cleared")
-	}
-	c.PINGuard = c.path(c.PINGuard)
-	return validDir("pin_guard", c.PINGuard)
+	return validPINSource("new_user_pin", c.NewUserPIN)
 }
 
 // --- zeroize ----------------------------------------------------------------
@@ -654,25 +670,32 @@ func loadConfig(path string, cfg validator, cm *common) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errConfig, err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%w: %s is empty", errConfig, path)
-		}
-		return nil, fmt.Errorf("%w: %s: %v", errConfig, path, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: %s: more than one YAML document", errConfig, path)
-	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errConfig, err)
 	}
-	cm.dir = filepath.Dir(abs)
-	if err := cfg.validate(); err != nil {
+	if err := parseConfig(raw, path, filepath.Dir(abs), cfg, cm); err != nil {
 		return nil, err
 	}
 	return raw, nil
+}
+
+// parseConfig decodes raw (the file path, for messages) strictly into cfg
+// and validates it, resolving relative paths against dir. Every error
+// wraps errConfig.
+func parseConfig(raw []byte, path, dir string, cfg validator, cm *common) error {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: %s is empty", errConfig, path)
+		}
+		return fmt.Errorf("%w: %s: %v", errConfig, path, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: %s: more than one YAML document", errConfig, path)
+	}
+	cm.dir = dir
+	return cfg.validate()
 }

@@ -7,6 +7,7 @@ const exampleInit = `module: /usr/lib/softhsm/libsofthsm2.so
 officers: [Alice Wong, Bob Lee]
 transcript:
   dir: out/init-bank-hsm
+pin_guard: /var/lib/keyward/keysvc.db   # keysvc's <data_dir>/keysvc.db, where keysvc counts PIN attempts; created here if keysvc never ran
 token:
   label: bank-hsm
 so_pin:                      # two parts: the SO PIN is part 1 then part 2 (dual control for unlock)
@@ -19,6 +20,7 @@ const exampleKeygen = `module: /usr/lib/softhsm/libsofthsm2.so
 officers: [Alice Wong, Bob Lee]
 transcript:
   dir: out/keygen-bank-hsm
+pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: every login counted there (keysvc stopped)
 token: {label: bank-hsm, user_pin: prompt}
 keys:
   - {label: bank-kek, type: aes-256, usage: [wrap, encrypt], backup: true}
@@ -34,6 +36,7 @@ const exampleBackup = `module: /usr/lib/softhsm/libsofthsm2.so
 officers: [Alice Wong, Bob Lee]
 transcript:
   dir: out/backup-2025-q3
+pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: every login counted there (keysvc stopped)
 token: {label: bank-hsm, user_pin: prompt}
 keys: [bank-kek, receipt-signer]      # must have been generated with backup: true
 threshold: 3
@@ -50,6 +53,7 @@ const exampleRestore = `module: /usr/lib/softhsm/libsofthsm2.so
 officers: [Alice Wong, Bob Lee]
 transcript:
   dir: out/restore-dr
+pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: every login counted there (keysvc stopped)
 token: {label: bank-hsm-dr, user_pin: prompt}   # the DR site's token, initialised with token init
 backup_file: out/backup-2025-q3.json
 shares:                                        # any 3 of the 5
@@ -62,12 +66,12 @@ const exampleUnlock = `module: /usr/lib/softhsm/libsofthsm2.so
 officers: [Alice Wong, Bob Lee]
 transcript:
   dir: out/unlock-bank-hsm
+pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: the lockout cleared there (keysvc stopped)
 token: {label: bank-hsm}
 so_pin:                      # both parts, as set at token init
   - {officer: Alice Wong, pin: prompt}
   - {officer: Bob Lee, pin: prompt}
 new_user_pin: prompt
-pin_guard: /var/lib/keyward/pin-guard.db   # keysvc's PIN guard file (keysvc stopped)
 `
 
 const exampleZeroize = `module: /usr/lib/softhsm/libsofthsm2.so
@@ -75,6 +79,7 @@ officers: [Alice Wong, Bob Lee]
 transcript:
   dir: out/zeroize-bank-hsm
   signer: {label: ceremony-officers, user_pin: prompt}   # another token signs: the zeroized one keeps no key
+pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: every login counted there (keysvc stopped)
 token: {label: bank-hsm, user_pin: prompt}
 # confirmation: ZEROIZE bank-hsm   # only for --yes runs; at a terminal the officer types it
 `
@@ -84,6 +89,7 @@ officers: [Alice Wong, Bob Lee]
 transcript:
   dir: out/rotate-2025-09
   signer: {label: ceremony-officers, user_pin: prompt}
+pin_guard: /var/lib/keyward/keysvc.db   # this host's; keysvc must not run here: run from the officers' workstation
 keysvc:
   url: https://keysvc.bank.internal:8443
   ca_file: /etc/keyward/ca.pem
@@ -96,6 +102,7 @@ officers: [Alice Wong, Bob Lee]
 transcript:
   dir: out/destroy-2025-09
   signer: {label: ceremony-officers, user_pin: prompt}
+pin_guard: /var/lib/keyward/keysvc.db   # this host's; keysvc must not run here: run from the officers' workstation
 keysvc:
   url: https://keysvc.bank.internal:8443
   ca_file: /etc/keyward/ca.pem
@@ -109,6 +116,7 @@ officers: [Alice Wong]
 transcript:
   dir: out/audit-2025-09
   signer: {label: ceremony-officers, user_pin: prompt}
+pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: every login counted there (keysvc stopped)
 store: /var/lib/keyward/keysvc.db          # opened read-only: stop keysvc or verify a copy
 public_key: /secure/keysvc-audit-key.pem   # your own copy of the audit public key
 `
@@ -117,6 +125,7 @@ const exampleSeal = `module: /usr/lib/softhsm/libsofthsm2.so
 officers: [Alice Wong, Bob Lee]
 transcript:
   dir: out/seal-keysvc
+pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: every login counted there (keysvc stopped)
 token: {label: bank-hsm, user_pin: prompt}   # keysvc's token; this PIN is sealed (checked by a login first)
 tpm: /dev/tpmrm0                 # tcp:127.0.0.1:2321 for swtpm
 pcrs: [7]                        # bind to the Secure Boot state; [] binds to this TPM only
@@ -132,6 +141,7 @@ const exampleReseal = `module: /usr/lib/softhsm/libsofthsm2.so
 officers: [Alice Wong, Bob Lee]
 transcript:
   dir: out/reseal-keysvc
+pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: every login counted there (keysvc stopped)
 token: {label: bank-hsm, user_pin: prompt}   # signs the transcript
 tpm: /dev/tpmrm0
 pcrs: [7]                        # sealed to their values now (after the firmware update)

@@ -5,8 +5,10 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/term"
@@ -85,21 +87,91 @@ func confirm(o *options, question, want string) error {
 	return nil
 }
 
-// openPool opens a pool on the token named by sel, logged in once as the
-// user with pin (never retried: a wrong PIN must not be guessed again).
-func openPool(ctx context.Context, mod *pkcs11shim.Module, sel pkcs11shim.Selector, pin []byte) (*pkcs11shim.Pool, error) {
-	return pkcs11shim.NewPool(ctx, mod, pkcs11shim.PoolConfig{Selector: sel, MaxSessions: 2,
-		Authenticate: func(_ context.Context, login pkcs11shim.LoginFunc) error { return login(pin) }})
+// lazyPIN reads a PIN from its source at the first login only — after the
+// guard has checked the token is not locked, so a locked token is refused
+// before anyone types a PIN — and holds it for the pool's re-logins.
+type lazyPIN struct {
+	read func() ([]byte, error)
+	mu   sync.Mutex
+	held token.HeldPIN
 }
 
-// openRef reads the user PIN of ref and opens a pool on it.
-func openRef(ctx context.Context, o *options, mod *pkcs11shim.Module, ref *tokenRef, what string) (*pkcs11shim.Pool, error) {
-	pin, err := readPIN(o, ref.UserPIN, fmt.Sprintf("User PIN of token %s (%s)", ref.Label, what), false)
+func (l *lazyPIN) PIN() ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.held == nil {
+		pin, err := l.read()
+		if err != nil {
+			return nil, err
+		}
+		l.held = pin
+	}
+	return l.held.PIN()
+}
+
+func (l *lazyPIN) wipe() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	token.Wipe(l.held)
+	l.held = nil
+}
+
+// login opens a pool on the token named by sel, logged in as the user
+// through the PIN guard (R-TOK-5): counted in pin_guard before C_Login,
+// refused without C_Login when the guard (keysvc's or a ceremony's) has the
+// PIN locked. A wrong PIN is never retried.
+func (s *session) login(ctx context.Context, sel pkcs11shim.Selector, pin token.PINSource) (*pkcs11shim.Pool, error) {
+	t, err := token.Open(ctx, token.Config{Kind: token.KindHSM, Module: s.modPath, Label: sel.Label, Serial: sel.Serial,
+		PIN: pin, Guard: s.guard, MaxSessions: 2, Logger: quietLog})
 	if err != nil {
 		return nil, err
 	}
-	defer token.Wipe(pin)
-	return openPool(ctx, mod, ref.selector(), pin)
+	s.closers = append(s.closers, func() { t.Close() })
+	return t.Pool(), nil
+}
+
+// admin opens the token named by sel without a login, for the guarded SO
+// operations of token.Admin (C_InitPIN by the SO).
+func (s *session) admin(sel pkcs11shim.Selector) (*token.Admin, error) {
+	a, err := token.OpenAdmin(token.Config{Kind: token.KindHSM, Module: s.modPath, Label: sel.Label, Serial: sel.Serial,
+		Guard: s.guard, Logger: quietLog})
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, func() { a.Close() })
+	return a, nil
+}
+
+// quietLog drops token's operational log lines: the ceremony reports
+// every outcome itself, on stderr and in the transcript.
+var quietLog = slog.New(slog.DiscardHandler)
+
+// openGuard checks, before any PIN is read, that the pin_guard file can be
+// opened — keysvc running on this host holds it — and returns the guard
+// every login of the ceremony goes through. The file is opened again for
+// each count (token.FileStore), never held.
+func openGuard(path string) (*token.Guard, error) {
+	st, err := token.OpenBoltStore(path)
+	if errors.Is(err, token.ErrStoreBusy) {
+		return nil, fmt.Errorf("%w. Every login of a ceremony is counted in keysvc's PIN guard (R-TOK-5), and only one process can open that file: stop keysvc for the ceremony (it logs in again when it starts), or wait for the other ceremony to end, then run it again. Nothing was done", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Close(); err != nil {
+		return nil, err
+	}
+	return token.NewGuard(token.FileStore{Path: path}, token.MaxPINAttempts)
+}
+
+// openRef opens a user pool on ref, its PIN read from ref's source once the
+// guard has let the login through.
+func (s *session) openRef(ctx context.Context, ref *tokenRef, what string) (*pkcs11shim.Pool, error) {
+	pin := &lazyPIN{read: func() ([]byte, error) {
+		return readPIN(s.o, ref.UserPIN, fmt.Sprintf("User PIN of token %s (%s)", ref.Label, what), false)
+	}}
+	s.closers = append(s.closers, pin.wipe) // after the pool closes: it may log in again until then
+	return s.login(ctx, ref.selector(), pin)
 }
 
 // progress shows a line with the elapsed time until done is closed (long
@@ -132,6 +204,8 @@ type session struct {
 	o       *options
 	rec     *recorder
 	mod     *pkcs11shim.Module
+	modPath string
+	guard   *token.Guard // every user and SO login goes through it (R-TOK-5)
 	closers []func()
 }
 
@@ -146,7 +220,7 @@ func (s *session) openModule(path string) error {
 	if err != nil {
 		return err
 	}
-	s.mod = mod
+	s.mod, s.modPath = mod, path
 	s.closers = append(s.closers, func() { mod.Close() })
 	s.rec.step("open module", "%s", path)
 	return nil
@@ -154,7 +228,7 @@ func (s *session) openModule(path string) error {
 
 // pool opens a user pool on ref and records the token.
 func (s *session) pool(ctx context.Context, ref *tokenRef, role string) (*pkcs11shim.Pool, error) {
-	p, err := openRef(ctx, s.o, s.mod, ref, role)
+	p, err := s.openRef(ctx, ref, role)
 	if err != nil {
 		return nil, fmt.Errorf("open token %s: %w", ref.Label, err)
 	}
@@ -219,9 +293,14 @@ func start(o *options, name string, cfg validator, cm *common, plan func() []str
 		fmt.Fprintf(o.stdout, "  %d. write and sign %s/transcript.json and transcript.md\n", len(plan())+1, cm.Transcript.Dir)
 		return nil, nil
 	}
+	guard, err := openGuard(cm.PINGuard)
+	if err != nil {
+		return nil, err
+	}
 	fmt.Fprintf(o.stdout, "ceremony %s — officers present: %s\n", name, strings.Join(cm.Officers, ", "))
-	s := &session{o: o, rec: newRecorder(name, raw, cm.Officers, o.stdout)}
+	s := &session{o: o, rec: newRecorder(name, raw, cm.Officers, o.stdout), guard: guard}
 	s.rec.step("validate ceremony file", "%s (SHA-256 %s)", o.file, s.rec.body.ConfigSHA256)
+	s.rec.step("PIN guard", "every login is counted in %s (R-TOK-5)", cm.PINGuard)
 	return s, nil
 }
 

@@ -18,6 +18,24 @@
 // PINs come from pin sources only (file:/abs/path, env:NAME, prompt), never
 // from the command line.
 //
+// # PIN guard
+//
+// Every login of every ceremony — the user PIN of each token it opens, the
+// SO PIN of unlock and of token init (C_InitPIN, and C_InitToken over a
+// token already initialised, which checks the SO PIN) — goes through
+// Keyward's PIN guard (package token, R-TOK-5), counted in the file the
+// ceremony file's pin_guard names: keysvc's own <data_dir>/keysvc.db, under
+// the counter names keysvc uses (token manufacturer/model/serial and user
+// type). A wrong PIN typed in a ceremony counts toward the same six as
+// keysvc's; a token locked there is refused without C_Login, before its PIN
+// is asked for. The file must exist (token init creates it on a host where
+// keysvc has not run yet). It is opened for each count and closed again;
+// while keysvc runs it holds the file, and a ceremony then stops before
+// reading any PIN, telling the officer to stop keysvc: it could not count,
+// so it tries no PIN. rotate and schedule-destroy, which need keysvc
+// running, are run from the officers' workstation, whose pin_guard is its
+// own file.
+//
 // # Dual control
 //
 // SoftHSM (like most PKCS#11 tokens) has one SO PIN, so dual control is
@@ -37,8 +55,12 @@
 //   - Shares are read from files (a custodian types a paper share into a
 //     file); hashicorp/vault/shamir shuffles x coordinates with math/rand,
 //     which only orders the public x coordinates.
-//   - Unlock clears the lockout in the named PIN guard file; keysvc must be
-//     stopped (bbolt allows one writer) and logs in again on restart.
+//   - Unlock clears the lockout in keysvc's PIN guard (pin_guard); keysvc
+//     must be stopped (bbolt allows one process) and logs in again on
+//     restart.
+//   - The ceremony counts with the largest limit, six; a keysvc configured
+//     with pin_guard.limit below six treats the token as locked at its own
+//     limit, a ceremony only at six.
 package main
 
 import (

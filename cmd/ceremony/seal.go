@@ -205,16 +205,17 @@ func (s *session) seal(ctx context.Context, c *sealConfig) error {
 	bundle := secrets.Bundle{}
 	defer bundle.Wipe()
 	if c.Token != nil {
-		pin, err := readPIN(s.o, c.Token.UserPIN, fmt.Sprintf("User PIN of token %s (to be sealed)", c.Token.Label), false)
-		if err != nil {
-			return err
-		}
-		bundle[secrets.TokenPIN] = pin
-		p, err := openPool(ctx, s.mod, c.Token.selector(), pin)
+		pin := &lazyPIN{read: func() ([]byte, error) {
+			return readPIN(s.o, c.Token.UserPIN, fmt.Sprintf("User PIN of token %s (to be sealed)", c.Token.Label), false)
+		}}
+		s.closers = append(s.closers, pin.wipe)
+		p, err := s.login(ctx, c.Token.selector(), pin)
 		if err != nil {
 			return fmt.Errorf("open token %s with the PIN to be sealed: %w", c.Token.Label, err)
 		}
-		s.closers = append(s.closers, func() { p.Close() })
+		if bundle[secrets.TokenPIN], err = pin.PIN(); err != nil {
+			return err
+		}
 		s.rec.token("keysvc-token", p.Info())
 		s.rec.step("check the token PIN", "logged in to %s (serial %s) with the PIN to be sealed", p.Info().Label, p.Info().Serial)
 		if err := s.signer(ctx, &c.common, p); err != nil {

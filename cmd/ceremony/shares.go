@@ -67,9 +67,12 @@ func encodeShare(sh share, custodian string, index, n int, created time.Time) []
 // parseShare reads a share file: the text between the markers, with
 // spaces, dashes and line breaks ignored.
 func parseShare(data []byte) (share, error) {
-	s := string(data)
-	i, j := strings.Index(s, shareBegin), strings.Index(s, shareEnd)
-	if i < 0 || j < i {
+	// END is looked for after BEGIN: the two markers may share dashes
+	// ("-----BEGIN …-----END …-----"), which once sliced backwards (found
+	// by FuzzParseShare).
+	_, rest, ok := strings.Cut(string(data), shareBegin)
+	inner, _, ok2 := strings.Cut(rest, shareEnd)
+	if !ok || !ok2 {
 		return share{}, errors.New("no share between BEGIN/END KEYWARD BACKUP SHARE lines")
 	}
 	body := strings.Map(func(r rune) rune {
@@ -78,7 +81,7 @@ func parseShare(data []byte) (share, error) {
 			return -1
 		}
 		return r
-	}, s[i+len(shareBegin):j])
+	}, inner)
 	raw, err := hex.DecodeString(body)
 	if err != nil {
 		return share{}, fmt.Errorf("%w (not hexadecimal)", errShareChecksum)

@@ -98,7 +98,7 @@ func (s *session) initToken(ctx context.Context, c *initConfig) error {
 	if err := s.openModule(c.Module); err != nil {
 		return err
 	}
-	ti, err := s.mod.InitToken(c.Token.Serial, so, c.Token.Label)
+	ti, err := s.initTokenGuarded(c, so)
 	if err != nil {
 		return fmt.Errorf("C_InitToken: %w", err)
 	}
@@ -106,15 +106,20 @@ func (s *session) initToken(ctx context.Context, c *initConfig) error {
 	s.rec.step("C_InitToken", "token %s initialised: serial %s, %s %s", ti.Label, ti.Serial, ti.Manufacturer, ti.Model)
 	// Slot ids move after C_InitToken (SoftHSM): the token is named by label and serial from here on.
 	sel := pkcs11shim.Selector{Label: ti.Label, Serial: ti.Serial}
-	if err := s.mod.InitPIN(sel, so, user); err != nil {
+	admin, err := s.admin(sel)
+	if err != nil {
+		return err
+	}
+	// C_InitPIN as the SO through the guard; it also clears a user-PIN
+	// lock the guard may hold for a re-initialised token's serial.
+	if err := admin.Unlock(so, user, partOfficers(c.SOPIN)); err != nil {
 		return fmt.Errorf("C_InitPIN: %w", err)
 	}
-	s.rec.step("C_InitPIN", "user PIN set")
-	p, err := openPool(ctx, s.mod, sel, user)
+	s.rec.step("C_InitPIN", "user PIN set by the SO (SO login counted in the PIN guard)")
+	p, err := s.login(ctx, sel, token.HeldPIN(user))
 	if err != nil {
 		return fmt.Errorf("log in with the new user PIN: %w", err)
 	}
-	s.closers = append(s.closers, func() { p.Close() })
 	s.rec.step("verify user login", "logged in with the new user PIN")
 	k, err := p.GenerateKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: auditKeyLabel, Usage: pkcs11shim.UsageSign})
 	if err != nil {
@@ -128,6 +133,34 @@ func (s *session) initToken(ctx context.Context, c *initConfig) error {
 	s.rec.step("generate "+auditKeyLabel, "EC P-256; public key SHA-256 %s", rec.PublicSHA)
 	fmt.Fprintf(s.o.stdout, "\n%s public key (keep a copy to check transcripts with -pubkey):\n%s", auditKeyLabel, pemBytes)
 	return s.signer(ctx, &c.common, p)
+}
+
+// initTokenGuarded runs C_InitToken. On a token that is already
+// initialised (named by serial) the module checks the SO PIN first, so the
+// call is an SO login and goes through the guard like any other (R-TOK-5):
+// counted, and refused without the call when the SO PIN is locked. The
+// module's uninitialised token has no PIN yet to guess.
+func (s *session) initTokenGuarded(c *initConfig, so []byte) (pkcs11shim.TokenInfo, error) {
+	var ti pkcs11shim.TokenInfo
+	initialise := func() (err error) {
+		ti, err = s.mod.InitToken(c.Token.Serial, so, c.Token.Label)
+		return err
+	}
+	if c.Token.Serial == "" {
+		return ti, initialise()
+	}
+	old, err := s.mod.LookupToken(pkcs11shim.Selector{Serial: c.Token.Serial})
+	if errors.Is(err, pkcs11shim.ErrTokenNotFound) {
+		return ti, initialise() // not initialised yet
+	}
+	if err != nil {
+		return ti, err
+	}
+	// A refusal that never reaches the token must not count as a guess.
+	if dup, err := s.mod.LookupToken(pkcs11shim.Selector{Label: c.Token.Label}); err == nil || errors.Is(err, pkcs11shim.ErrTokenAmbiguous) {
+		return ti, fmt.Errorf("%w: a token labelled %q already exists (serial %s)", pkcs11shim.ErrDuplicateLabel, c.Token.Label, dup.Serial)
+	}
+	return ti, s.guard.Attempt(token.PINID(old, pkcs11shim.UserSO), initialise)
 }
 
 // describeKey is a key's transcript record (and its public key PEM for pairs).
@@ -348,7 +381,7 @@ func runUnlock(ctx context.Context, o *options) error {
 	s, err := start(o, "unlock", &c, &c.common, func() []string {
 		return []string{
 			fmt.Sprintf("read the two SO PIN parts (%s) and the new user PIN", partOfficers(c.SOPIN)),
-			fmt.Sprintf("C_InitPIN on token %s as the SO, through the PIN guard %s; clear the user PIN lockout", c.Token.Label, c.PINGuard),
+			fmt.Sprintf("C_InitPIN on token %s as the SO, through the PIN guard %s; clear the user PIN lockout there", c.Token.Label, c.PINGuard),
 			"log in with the new user PIN",
 		}
 	})
@@ -373,20 +406,13 @@ func (s *session) unlock(ctx context.Context, c *unlockConfig) error {
 		return fmt.Errorf("new user PIN: %w", err)
 	}
 	s.rec.step("dual control", "SO PIN parts entered by %s (two officers); new user PIN entered", partOfficers(c.SOPIN))
-	store, err := token.OpenBoltStore(c.PINGuard)
-	if err != nil {
-		return fmt.Errorf("PIN guard %s: %w", c.PINGuard, err)
+	if err := s.openModule(c.Module); err != nil {
+		return err
 	}
-	s.closers = append(s.closers, func() { store.Close() })
-	guard, err := token.NewGuard(store, token.MaxPINAttempts)
+	admin, err := s.admin(pkcs11shim.Selector{Label: c.Token.Label, Serial: c.Token.Serial})
 	if err != nil {
 		return err
 	}
-	admin, err := token.OpenAdmin(token.Config{Kind: token.KindHSM, Module: c.Module, Label: c.Token.Label, Serial: c.Token.Serial, Guard: guard})
-	if err != nil {
-		return err
-	}
-	s.closers = append(s.closers, func() { admin.Close() })
 	ti, err := admin.Info()
 	if err != nil {
 		return err
@@ -397,15 +423,11 @@ func (s *session) unlock(ctx context.Context, c *unlockConfig) error {
 		return fmt.Errorf("unlock: %w", err)
 	}
 	s.rec.step("C_InitPIN", "new user PIN set by the SO; guard lockout cleared in %s", c.PINGuard)
-	if err := s.openModule(c.Module); err != nil {
-		return err
-	}
 	sel := pkcs11shim.Selector{Label: ti.Label, Serial: ti.Serial}
-	p, err := openPool(ctx, s.mod, sel, user)
+	p, err := s.login(ctx, sel, token.HeldPIN(user))
 	if err != nil {
 		return fmt.Errorf("%w: login with the new user PIN: %v", errVerify, err)
 	}
-	s.closers = append(s.closers, func() { p.Close() })
 	s.rec.step("verify", "logged in with the new user PIN")
 	return s.signer(ctx, &c.common, p)
 }

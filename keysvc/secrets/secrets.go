@@ -444,6 +444,12 @@ func Read(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secrets: %w", err)
 	}
+	return parse(raw, path)
+}
+
+// parse decodes a secrets file's bytes (path names it in errors). Every
+// error wraps ErrFormat.
+func parse(raw []byte, path string) (*File, error) {
 	var f File
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrFormat, path, err)
