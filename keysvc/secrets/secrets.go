@@ -150,6 +150,31 @@ type KDF struct {
 // memory.
 var DefaultKDF = KDF{Name: "argon2id", Time: 3, MemoryKiB: 64 * 1024, Threads: 2}
 
+// Bounds on a passphrase slot's Argon2id parameters read from a file. The
+// parameters are bound into the slot's AAD, so an edited file is refused
+// anyway, but only after the derivation ran: without bounds, an edited
+// memory_kib would make start-up try to allocate up to 4 TiB.
+const (
+	maxKDFTime      = 64
+	maxKDFMemoryKiB = 4 << 20 // 4 GiB
+	maxKDFThreads   = 64
+)
+
+// check refuses parameters this version will not run.
+func (k *KDF) check() error {
+	switch {
+	case k.Name != "argon2id":
+		return fmt.Errorf("%w: passphrase slot with unknown key derivation %q", ErrFormat, k.Name)
+	case k.Time == 0 || k.Time > maxKDFTime:
+		return fmt.Errorf("%w: passphrase slot asks for %d Argon2id passes (1..%d)", ErrFormat, k.Time, maxKDFTime)
+	case k.Threads == 0 || k.Threads > maxKDFThreads:
+		return fmt.Errorf("%w: passphrase slot asks for %d Argon2id threads (1..%d)", ErrFormat, k.Threads, maxKDFThreads)
+	case k.MemoryKiB < 8*uint32(k.Threads) || k.MemoryKiB > maxKDFMemoryKiB:
+		return fmt.Errorf("%w: passphrase slot asks for %d KiB of Argon2id memory (8×threads..%d)", ErrFormat, k.MemoryKiB, maxKDFMemoryKiB)
+	}
+	return nil
+}
+
 // Options say how a new file is sealed. At least one of TPM and Passphrase
 // must be given; a bank's officers give both.
 type Options struct {
@@ -360,8 +385,11 @@ func (f *File) addPassphraseSlot(dek, pass []byte, kdf *KDF, now time.Time) erro
 }
 
 func (s *Slot) openPassphrase(pass, aad []byte) ([]byte, error) {
-	if s.KDF == nil || s.KDF.Name != "argon2id" || s.KDF.MemoryKiB == 0 || s.KDF.Time == 0 || s.KDF.Threads == 0 {
-		return nil, fmt.Errorf("%w: passphrase slot with unknown key derivation", ErrFormat)
+	if s.KDF == nil {
+		return nil, fmt.Errorf("%w: passphrase slot without key derivation", ErrFormat)
+	}
+	if err := s.KDF.check(); err != nil {
+		return nil, err
 	}
 	kek := s.KDF.derive(pass)
 	defer clear(kek)
@@ -464,6 +492,9 @@ func parse(raw []byte, path string) (*File, error) {
 		switch {
 		case s.Type == SlotTPM && s.TPM != nil:
 		case s.Type == SlotPassphrase && s.KDF != nil:
+			if err := s.KDF.check(); err != nil {
+				return nil, fmt.Errorf("%s: slot %d: %w", path, i, err)
+			}
 		default:
 			return nil, fmt.Errorf("%w: %s: slot %d (%q) is incomplete or of an unknown type", ErrFormat, path, i, s.Type)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -210,5 +211,39 @@ func TestPCRChangeAndReseal(t *testing.T) {
 	raw, _ := json.Marshal(f)
 	if bytes.Contains(raw, []byte("482913")) {
 		t.Fatal("clear PIN in the file")
+	}
+}
+
+// An edited passphrase slot asking Argon2id for absurd work is refused when
+// the file is read, before any derivation runs (the AAD would catch the edit
+// only after the derivation).
+func TestReadRefusesUnboundedKDF(t *testing.T) {
+	f, err := secrets.Seal(bundle(), secrets.Options{Passphrase: []byte(pass), KDF: cheapKDF})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "s.json")
+	if err := f.Write(path, false); err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, edit := range []struct{ field, huge string }{
+		{"memory_kib", "4294967295"},
+		{"time", "4294967295"},
+		{"threads", "255"},
+	} {
+		re := regexp.MustCompile(`("` + edit.field + `":\s*)\d+`)
+		if !re.Match(good) {
+			t.Fatalf("the file has no %s: %s", edit.field, good)
+		}
+		if err := os.WriteFile(path, re.ReplaceAll(good, []byte("${1}"+edit.huge)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := secrets.Read(path); !errors.Is(err, secrets.ErrFormat) {
+			t.Errorf("%s %s: %v, want ErrFormat", edit.field, edit.huge, err)
+		}
 	}
 }
