@@ -348,13 +348,17 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 	return app
 }
 
-// SetLimits changes an account's limits after a recent SMS step-up (R-AUTH-6).
+// SetLimits changes an account's limits after a recent SMS step-up
+// (R-AUTH-6); a corporate account's only by its administrator (R-AUTH-10).
 func (b *Bank) SetLimits(ctx context.Context, s session.Session, account, perTx, daily string) (ledger.Account, error) {
-	if err := b.sessions.RequireStepUp(s, session.LevelOTP, b.cfg.StepUpFor); err != nil {
-		return ledger.Account{}, err
-	}
 	c, err := b.Customer(s.Customer)
 	if err != nil {
+		return ledger.Account{}, err
+	}
+	if c.Corporate != "" && c.Role != RoleAdmin {
+		return ledger.Account{}, fmt.Errorf("%w: only the corporate administrator changes the company's limits", ErrForbidden)
+	}
+	if err := b.sessions.RequireStepUp(s, session.LevelOTP, b.cfg.StepUpFor); err != nil {
 		return ledger.Account{}, err
 	}
 	a, err := b.Ledger.Account(ctx, account)
