@@ -436,10 +436,16 @@ func tooMany(c *fiber.Ctx) error {
 
 // decode reads a strict JSON body: one object, no unknown fields.
 func decode(c *fiber.Ctx, v any) error {
-	if !strings.HasPrefix(c.Get(fiber.HeaderContentType), fiber.MIMEApplicationJSON) {
+	return decodeBody(c.Get(fiber.HeaderContentType), c.Body(), v)
+}
+
+// decodeBody is decode on a request's content type and body; every
+// refusal is ErrInvalid with a message naming what to fix.
+func decodeBody(contentType string, raw []byte, v any) error {
+	if !strings.HasPrefix(contentType, fiber.MIMEApplicationJSON) {
 		return invalid("send Content-Type: application/json")
 	}
-	body := bytes.TrimSpace(c.Body())
+	body := bytes.TrimSpace(raw)
 	if len(body) == 0 || body[0] != '{' {
 		return invalid("the body must be a JSON object")
 	}
