@@ -7,14 +7,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/keyward/keyward/banking/auth/session"
-	"github.com/keyward/keyward/keysvc"
 )
 
 // Role is a corporate operator's role. Entry, review and authorisation
@@ -138,15 +136,8 @@ func (b *Bank) AuthoriseCorpOrder(ctx context.Context, s session.Session, id, si
 		return o, err
 	}
 	if c.USBKey != "" {
-		ok, err := b.kms.Verify(ctx, c.USBKey, keysvc.VerifyRequest{Message: o.Order, Signature: "kw:v1:" + signature})
-		if err != nil {
-			if errors.Is(err, keysvc.ErrInvalidSignature) {
-				return CorpOrder{}, fmt.Errorf("%w: the authorisation needs your USB-key signature over the order", ErrBadSignature)
-			}
-			return CorpOrder{}, kmsErr(err)
-		}
-		if !ok {
-			return CorpOrder{}, fmt.Errorf("%w: the signature does not match the order and your USB key", ErrBadSignature)
+		if err := b.verifyUSB(ctx, c, o.Order, signature); err != nil {
+			return CorpOrder{}, err
 		}
 	} else if err := b.sessions.RequireStepUp(s, session.LevelOTP, b.cfg.StepUpFor); err != nil {
 		return CorpOrder{}, err
@@ -160,6 +151,7 @@ func (b *Bank) AuthoriseCorpOrder(ctx context.Context, s session.Session, id, si
 		return CorpOrder{}, err
 	}
 	co.idemKey = "corp:" + o.Corporate + ":" + o.ID
+	co.authorised = true // entered, reviewed and now authorised by three operators
 	// Claim the order before moving money, so two authorisers can't both
 	// execute; the ledger's idempotency key makes a retry after a crash safe.
 	if err := b.updateCorp(id, c.Corporate, func(o *CorpOrder) error {

@@ -21,6 +21,10 @@ var (
 	ErrLoginFailed     = errors.New("wrong login or password")
 	ErrStepUp          = errors.New("confirmation by SMS code required")
 	ErrForbidden       = errors.New("not allowed")
+	// ErrMakerChecker refuses a corporate operator's direct transfer: a
+	// corporate account's money moves only by entry, review and
+	// authorisation by three different operators (R-AUTH-10).
+	ErrMakerChecker    = errors.New("corporate transfers need entry, review and authorisation")
 	ErrNotFound        = errors.New("not found")
 	ErrExists          = errors.New("already exists")
 	ErrOrderMismatch   = errors.New("signed order does not match")
@@ -58,6 +62,7 @@ var errorTable = []errorRow{
 	{otp.ErrOTPNotFound, http.StatusForbidden, "otp_not_found"},
 	{otp.ErrOTPFormat, http.StatusBadRequest, "otp_format"},
 	{otp.ErrRateLimited, http.StatusTooManyRequests, "otp_rate_limited"},
+	{ErrMakerChecker, http.StatusForbidden, "maker_checker_required"},
 	{ErrForbidden, http.StatusForbidden, "forbidden"},
 	{ErrNotFound, http.StatusNotFound, "not_found"},
 	{ErrExists, http.StatusConflict, "exists"},

@@ -45,14 +45,14 @@ type ServerConfig struct {
 //	POST /v1/stepup                    {code, os}                  (session)
 //	POST /v1/logout                                                (session)
 //	GET  /v1/me, /v1/accounts                                      (session)
-//	POST /v1/limits                    {account, per_transaction, daily} (recent step-up)
+//	POST /v1/limits                    {account, per_transaction, daily} (recent step-up; a company's: its admin)
 //	POST /v1/password                  {password: Sealed}          (recent step-up)
-//	POST /v1/transfers/usb             {order, signature}          (session)
-//	POST /v1/transfers/cloud           {order}  → 202              (session)
+//	POST /v1/transfers/usb             {order, signature}          (personal customers)
+//	POST /v1/transfers/cloud           {order}  → 202              (personal customers)
 //	GET  /v1/transfers/cloud/{id}?wait=25s                         (session)
 //	GET  /v1/receipts/{transfer id}                                (session)
 //	GET  /v1/receipt-key               the bank's receipt public key (PEM)
-//	POST /v1/corporate/orders          {order}                     (maker)
+//	POST /v1/corporate/orders          {order}                     (maker; the only way a company's money moves)
 //	GET  /v1/corporate/orders                                      (operators)
 //	POST /v1/corporate/orders/{id}/review     {approve}            (reviewer)
 //	POST /v1/corporate/orders/{id}/authorise  {approve, signature} (authoriser)
@@ -348,13 +348,17 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 	return app
 }
 
-// SetLimits changes an account's limits after a recent SMS step-up (R-AUTH-6).
+// SetLimits changes an account's limits after a recent SMS step-up
+// (R-AUTH-6); a corporate account's only by its administrator (R-AUTH-10).
 func (b *Bank) SetLimits(ctx context.Context, s session.Session, account, perTx, daily string) (ledger.Account, error) {
-	if err := b.sessions.RequireStepUp(s, session.LevelOTP, b.cfg.StepUpFor); err != nil {
-		return ledger.Account{}, err
-	}
 	c, err := b.Customer(s.Customer)
 	if err != nil {
+		return ledger.Account{}, err
+	}
+	if c.Corporate != "" && c.Role != RoleAdmin {
+		return ledger.Account{}, fmt.Errorf("%w: only the corporate administrator changes the company's limits", ErrForbidden)
+	}
+	if err := b.sessions.RequireStepUp(s, session.LevelOTP, b.cfg.StepUpFor); err != nil {
 		return ledger.Account{}, err
 	}
 	a, err := b.Ledger.Account(ctx, account)
@@ -432,10 +436,16 @@ func tooMany(c *fiber.Ctx) error {
 
 // decode reads a strict JSON body: one object, no unknown fields.
 func decode(c *fiber.Ctx, v any) error {
-	if !strings.HasPrefix(c.Get(fiber.HeaderContentType), fiber.MIMEApplicationJSON) {
+	return decodeBody(c.Get(fiber.HeaderContentType), c.Body(), v)
+}
+
+// decodeBody is decode on a request's content type and body; every
+// refusal is ErrInvalid with a message naming what to fix.
+func decodeBody(contentType string, raw []byte, v any) error {
+	if !strings.HasPrefix(contentType, fiber.MIMEApplicationJSON) {
 		return invalid("send Content-Type: application/json")
 	}
-	body := bytes.TrimSpace(c.Body())
+	body := bytes.TrimSpace(raw)
 	if len(body) == 0 || body[0] != '{' {
 		return invalid("the body must be a JSON object")
 	}

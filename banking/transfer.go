@@ -70,6 +70,10 @@ type checkedOrder struct {
 	amount   int64
 	idemKey  string
 	customer *Customer
+	// authorised is set only by AuthoriseCorpOrder, after entry, review
+	// and authorisation by three operators: execute moves a corporate
+	// account's money only then (R-AUTH-10).
+	authorised bool
 }
 
 // checkOrder recognises the order and checks it against the bank's data:
@@ -89,8 +93,10 @@ func (b *Bank) checkOrder(ctx context.Context, c *Customer, order []byte) (*chec
 	if co.payer, err = b.Ledger.Account(ctx, strings.ReplaceAll(tr.PayerAccount, " ", "")); err != nil || co.payer.Owner != owner(c) {
 		return nil, fmt.Errorf("%w: the payer account is not one of yours", ErrOrderMismatch)
 	}
+	// A missing payee account and a wrong holder name are one answer, so
+	// the check tells no one which accounts exist or whose they are.
 	if co.payee, err = b.Ledger.Account(ctx, strings.ReplaceAll(tr.PayeeAccount, " ", "")); err != nil {
-		return nil, fmt.Errorf("%w: the payee account %s is not an account of this bank", ErrOrderMismatch, tr.PayeeAccount)
+		return nil, errPayeeMismatch
 	}
 	if b.cfg.Screen != nil {
 		if b.cfg.Screen.CheckAccount(co.payee.ID) != nil || b.cfg.Screen.CheckName(tr.PayeeName) != nil {
@@ -98,7 +104,7 @@ func (b *Bank) checkOrder(ctx context.Context, c *Customer, order []byte) (*chec
 		}
 	}
 	if pc, err := b.customerByOwner(co.payee.Owner); err == nil && pc.Name != tr.PayeeName {
-		return nil, fmt.Errorf("%w: the payee name does not match the payee account's holder", ErrOrderMismatch)
+		return nil, errPayeeMismatch
 	}
 	if tr.Currency != co.payer.Currency || tr.Currency != co.payee.Currency {
 		return nil, fmt.Errorf("%w: currency %s does not match the accounts", ErrOrderMismatch, tr.Currency)
@@ -114,16 +120,25 @@ func (b *Bank) checkOrder(ctx context.Context, c *Customer, order []byte) (*chec
 	return co, nil
 }
 
+// errPayeeMismatch is the one answer for a payee account that is not this
+// bank's and for a payee name that is not its holder's.
+var errPayeeMismatch = fmt.Errorf("%w: the payee account and name do not match an account of this bank", ErrOrderMismatch)
+
 // customerByOwner finds the customer whose personal accounts carry owner.
 func (b *Bank) customerByOwner(owner string) (*Customer, error) {
-	if strings.HasPrefix(owner, "corp:") {
+	if isCorporate(owner) {
 		return nil, ErrNotFound
 	}
 	return b.Customer(owner)
 }
 
-// execute posts a checked order and returns its receipt.
+// execute posts a checked order and returns its receipt. A corporate
+// account's order executes only once authorised (R-AUTH-10), whichever
+// route brought it here.
 func (b *Bank) execute(ctx context.Context, co *checkedOrder) (TransferResult, error) {
+	if isCorporate(co.payer.Owner) && !co.authorised {
+		return TransferResult{}, errMakerChecker
+	}
 	memo := co.tr.Purpose
 	if len([]rune(memo)) > 140 {
 		memo = string([]rune(memo)[:140])
@@ -154,35 +169,67 @@ func asciiRef(s string) string {
 	return s
 }
 
+// errMakerChecker is the answer to a corporate operator's direct transfer.
+var errMakerChecker = fmt.Errorf("%w: a corporate account's transfers are entered, reviewed and authorised by three operators (POST /v1/corporate/orders)", ErrMakerChecker)
+
+// isCorporate reports a ledger owner that is a company (see owner).
+func isCorporate(owner string) bool { return strings.HasPrefix(owner, "corp:") }
+
+// directTransfer refuses a customer who may not move money alone: every
+// corporate operator, the administrator included, goes through
+// maker-checker (R-AUTH-10).
+func directTransfer(c *Customer) error {
+	if c.Corporate != "" {
+		return errMakerChecker
+	}
+	return nil
+}
+
 // TransferUSB executes an order the customer signed with their USB key:
-// checked against the bank's data, the signature verified by keysvc with
-// the customer's registered public key, then posted (once: a replayed
-// order returns the first receipt).
+// the signature verified by keysvc with the customer's registered public
+// key first, so an unsigned request learns nothing of the bank's records;
+// then checked against the bank's data and posted (once: a replayed order
+// returns the first receipt).
 func (b *Bank) TransferUSB(ctx context.Context, s session.Session, so SignedOrder) (TransferResult, error) {
 	c, err := b.Customer(s.Customer)
 	if err != nil {
 		return TransferResult{}, err
 	}
-	if c.USBKey == "" {
-		return TransferResult{}, fmt.Errorf("%w: no USB key is registered for you", ErrForbidden)
+	if err := directTransfer(c); err != nil {
+		return TransferResult{}, err
+	}
+	if err := b.verifyUSB(ctx, c, so.Order, so.Signature); err != nil {
+		return TransferResult{}, err
 	}
 	co, err := b.checkOrder(ctx, c, so.Order)
 	if err != nil {
 		return TransferResult{}, err
 	}
-	sig, err := base64.StdEncoding.DecodeString(so.Signature)
-	if err != nil || len(sig) == 0 || len(sig) > 512 {
-		return TransferResult{}, fmt.Errorf("%w: signature must be base64 DER", ErrBadSignature)
-	}
-	ok, err := b.kms.Verify(ctx, c.USBKey, keysvc.VerifyRequest{Message: so.Order, Signature: "kw:v1:" + so.Signature})
-	if err != nil {
-		return TransferResult{}, kmsErr(err)
-	}
-	if !ok {
-		b.log.Warn("transfer refused: bad USB-key signature", "customer", c.ID)
-		return TransferResult{}, fmt.Errorf("%w: the signature does not match the order and your USB key", ErrBadSignature)
-	}
 	return b.execute(ctx, co)
+}
+
+// verifyUSB checks, through keysvc, that signature (base64 DER) is c's
+// USB-key signature over order.
+func (b *Bank) verifyUSB(ctx context.Context, c *Customer, order []byte, signature string) error {
+	if c.USBKey == "" {
+		return fmt.Errorf("%w: no USB key is registered for you", ErrForbidden)
+	}
+	bad := fmt.Errorf("%w: the signature does not match the order and your USB key", ErrBadSignature)
+	sig, err := base64.StdEncoding.DecodeString(signature)
+	if err != nil || len(sig) == 0 || len(sig) > 512 {
+		return fmt.Errorf("%w: signature must be base64 DER", ErrBadSignature)
+	}
+	ok, err := b.kms.Verify(ctx, c.USBKey, keysvc.VerifyRequest{Message: order, Signature: "kw:v1:" + signature})
+	switch {
+	case errors.Is(err, keysvc.ErrInvalidSignature):
+		return bad
+	case err != nil:
+		return kmsErr(err)
+	case !ok:
+		b.log.Warn("order refused: bad USB-key signature", "customer", c.ID)
+		return bad
+	}
+	return nil
 }
 
 // receipt returns the signed receipt of a posting, signing it through
@@ -292,6 +339,9 @@ func newPendingTransfers() *pendingTransfers { return &pendingTransfers{m: map[s
 func (b *Bank) TransferCloud(ctx context.Context, s session.Session, order []byte) (PendingTransfer, error) {
 	c, err := b.Customer(s.Customer)
 	if err != nil {
+		return PendingTransfer{}, err
+	}
+	if err := directTransfer(c); err != nil {
 		return PendingTransfer{}, err
 	}
 	if c.CloudKey == "" {

@@ -329,11 +329,11 @@ keysvc: {url: %q, ca: %q, bearer_token_file: %q, timeout: 10s}
 kms_name: bankapp
 staff_token_sha256: %s
 blacklist: {file: %q}
-sms: {outbox: %q}
+sms: {gateway_url: %q}
 ledger: {max_batch_size: %d, max_batch_delay: %s}
 http: {login_per_minute: %d}
 shutdown_timeout: 10s
-`, d.addr, dataDir, ks.tls.cert, ks.tls.key, ks.url, ks.tls.ca, tokenFile, sha(staffToken), list, filepath.Join(dir, "sms-outbox.jsonl"),
+`, d.addr, dataDir, ks.tls.cert, ks.tls.key, ks.url, ks.tls.ca, tokenFile, sha(staffToken), list, smsRelay(t, filepath.Join(dir, "sms-outbox.jsonl")),
 		o.maxBatchSize, o.maxBatchDelay, o.loginPerMinute))
 	d.args = []string{"-config", conf}
 	d.start(t)

@@ -712,9 +712,9 @@ keysvc: {url: %q, ca: %q, bearer_token_file: %q, timeout: 20s}
 kms_name: banking
 staff_token_sha256: %s
 blacklist: {file: %q, interval: 100ms}
-sms: {outbox: %q}
+sms: {gateway_url: %q}
 shutdown_timeout: 10s
-`, baddr, filepath.Join(dir, "bank"), e.tls.cert, e.tls.key, e.keysvcURL, e.tls.ca, tokenFile, procSHA(procStaffToken), e.blacklist, e.outbox))
+`, baddr, filepath.Join(dir, "bank"), e.tls.cert, e.tls.key, e.keysvcURL, e.tls.ca, tokenFile, procSHA(procStaffToken), e.blacklist, smsRelay(t, e.outbox)))
 	e.banking = procStart(t, "banking", bankingBin, filepath.Join(dir, "banking.log"), env, "-config", e.bankingConf)
 	e.banking.waitOK(t, e.hc, e.bankURL+"/healthz")
 	t.Cleanup(e.hc.CloseIdleConnections) // runs before the servers stop
@@ -848,6 +848,7 @@ func TestProcBankingEndToEnd(t *testing.T) {
 	if st, out := procCall(t, e.hc, "GET", e.bankURL+"/v1/accounts", s.as.Session, s.as.Device, nil); st != 401 {
 		t.Errorf("the session after logout: %d %v, want 401", st, out)
 	}
+	corpNoSMSText(t, filepath.Join(e.dir, "bank"), filepath.Join(e.dir, "banking.log")) // codes went to the SMS relay only
 	t.Logf("scenario done in %v; the servers stop next (SIGTERM, exit 0)", time.Since(start).Round(time.Millisecond))
 }
 

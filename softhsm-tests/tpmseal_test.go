@@ -284,10 +284,10 @@ tls: {cert: %q}
 keysvc: {url: %q, ca: %q, timeout: 10s%s}
 kms_name: bankapp
 blacklist: {file: %q}
-sms: {outbox: %q}
+sms: {gateway_url: %q}
 tpm: %q
 secrets: {file: %q}
-`, d.addr, filepath.Join(dir, "bank"), tt.cert, ks.url, tt.ca, extra, list, filepath.Join(dir, "sms.jsonl"), spec, file))
+`, d.addr, filepath.Join(dir, "bank"), tt.cert, ks.url, tt.ca, extra, list, smsRelay(t, filepath.Join(dir, "sms.jsonl")), spec, file))
 		return p
 	}
 	if out := sealRunFails(t, d, "-config", conf("wrong", wrong, "")); !strings.Contains(out, "unauthenticated") || strings.Contains(out, "not-the-bankapp-token") {

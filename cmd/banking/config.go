@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/cmd/internal/secretfile"
 	"github.com/keyward/keyward/token"
 )
@@ -49,10 +50,18 @@ type Config struct {
 		Interval time.Duration `yaml:"interval"` // how often the file is looked at, default 10s
 	} `yaml:"blacklist"`
 	SMS struct {
-		// Outbox is the development gateway: codes are appended to this
-		// 0600 file instead of being sent. The only gateway built in; a
-		// real one implements otp.Gateway (see banking/auth/otp).
+		// GatewayURL is the SMS provider (or its relay) that one-time
+		// codes are posted to (otp.HTTPGateway): https://, or http:// to a
+		// loopback relay. Required. Nothing on the bank's side keeps a code.
+		GatewayURL string `yaml:"gateway_url"`
+		// TokenFile holds the bearer token for the gateway (0600); empty:
+		// none.
+		TokenFile string `yaml:"token_file"`
+		// Outbox is refused: the clear-code outbox file is dev mode's alone.
 		Outbox string `yaml:"outbox"`
+		// devOutbox is dev mode's SMS outbox file (codes in clear while
+		// they live); only devConfig sets it, no YAML can.
+		devOutbox string
 	} `yaml:"sms"`
 	Ledger struct {
 		MaxBatchSize  int           `yaml:"max_batch_size"`  // transfers per bbolt commit, default 128
@@ -176,8 +185,15 @@ func (c *Config) validate() error {
 	if c.Blacklist.Interval < 0 || (c.Blacklist.Interval > 0 && c.Blacklist.Interval < 100*time.Millisecond) {
 		add("blacklist.interval must be at least 100ms")
 	}
-	if c.SMS.Outbox == "" {
-		add("sms.outbox is required: the only SMS gateway built in is the development outbox file (a real gateway implements otp.Gateway)")
+	switch {
+	case c.SMS.Outbox != "":
+		add("sms.outbox is gone: a file of one-time codes in clear is for dev mode only; set sms.gateway_url to the SMS provider or its relay")
+	case c.SMS.devOutbox == "" && c.SMS.GatewayURL == "":
+		add("sms.gateway_url is required: the SMS provider (or its relay) that one-time codes are posted to")
+	case c.SMS.devOutbox == "":
+		if _, err := otp.NewHTTPGateway(c.SMS.GatewayURL, "", nil); err != nil {
+			add("sms.gateway_url: %v", err)
+		}
 	}
 	if c.Ledger.MaxBatchSize < 0 || c.Ledger.MaxBatchSize > 10000 {
 		add("ledger.max_batch_size must be between 1 and 10000")

@@ -20,7 +20,7 @@ keysvc:
 kms_name: banking
 staff_token_sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
 blacklist: {file: /etc/keyward/bank/blacklist.txt}
-sms: {outbox: /var/lib/keyward-bank/sms-outbox.jsonl}
+sms: {gateway_url: https://sms-relay.bank.internal/send}
 ledger: {max_batch_size: 256, max_batch_delay: 3ms, account_prefix: "62888"}
 http: {login_per_minute: 60}
 `
@@ -83,7 +83,7 @@ func TestLoadConfigMissingFieldsNamed(t *testing.T) {
 		t.Fatal("accepted a config with nearly nothing")
 	}
 	for _, want := range []string{"data_dir is required", "tls.cert and tls.key are required", "keysvc.url is required",
-		"keysvc.client_cert and keysvc.client_key are required", "kms_name is required", "blacklist.file is required", "sms.outbox is required"} {
+		"keysvc.client_cert and keysvc.client_key are required", "kms_name is required", "blacklist.file is required", "sms.gateway_url is required"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not say %q:\n%v", want, err)
 		}

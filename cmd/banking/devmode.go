@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/keyward/keyward/banking"
@@ -66,7 +67,7 @@ func devConfig(dataDir, keysvcDir, keysvcURL string) (*Config, *devInfo, error) 
 	c.TLS.Cert, c.TLS.Key = filepath.Join(tlsDir, "server.pem"), filepath.Join(tlsDir, "server-key.pem")
 	c.KeySvc.URL, c.KeySvc.CA, c.KeySvc.BearerTokenFile = keysvcURL, caPath, tokenPath
 	c.Blacklist.File, c.Blacklist.Interval = listPath, 2*time.Second
-	c.SMS.Outbox = outboxPath
+	c.SMS.devOutbox = outboxPath // the dev wiring alone turns the outbox on
 	c.defaults()
 	return c, &devInfo{dataDir: dataDir, caPath: filepath.Join(tlsDir, "ca.pem"), staffTokenPath: staffPath, outboxPath: outboxPath, keysvcDir: keysvcDir}, c.validate()
 }
@@ -89,17 +90,50 @@ Staff token: %[4]s   SMS codes: %[5]s   CA: %[3]s
 `, addr, d.dataDir, d.caPath, d.staffTokenPath, d.outboxPath, d.keysvcDir)
 }
 
-// consoleSMS is dev mode's SMS gateway: the outbox file, and the text on
-// the console, as keysvc's dev mode prints holder links. Never in
-// production: the text holds the code.
+// consoleSMS is dev mode's SMS gateway: the outbox file (each code kept
+// only while it lives, see otp.Keeper), and the text on the console, as
+// keysvc's dev mode prints holder links. Never in production: the text
+// holds the code.
 type consoleSMS struct{ *otp.DevOutbox }
 
+var _ otp.Keeper = consoleSMS{}
+
 func (c consoleSMS) Send(ctx context.Context, phone, text string) error {
-	if err := c.DevOutbox.Send(ctx, phone, text); err != nil {
+	return c.SendUntil(ctx, phone, text, time.Now().Add(otp.MaxTTL))
+}
+
+func (c consoleSMS) SendUntil(ctx context.Context, phone, text string, expires time.Time) error {
+	if err := c.DevOutbox.SendUntil(ctx, phone, text, expires); err != nil {
 		return err
 	}
 	fmt.Printf("\n[dev] SMS to %s: %s\n\n", phone, text)
 	return nil
+}
+
+// smsGateway is the SMS gateway cfg asks for: dev mode's outbox (with the
+// console) when the dev wiring turned it on, else the provider over HTTPS;
+// the production path never opens a file of codes.
+func smsGateway(cfg *Config) (otp.Gateway, error) {
+	if cfg.SMS.devOutbox != "" {
+		ob, err := otp.OpenDevOutbox(cfg.SMS.devOutbox)
+		if err != nil {
+			return nil, fmt.Errorf("dev SMS outbox: %w", err)
+		}
+		return consoleSMS{ob}, nil
+	}
+	var token string
+	if cfg.SMS.TokenFile != "" {
+		t, err := readSecretFile(cfg.SMS.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("sms.token_file: %w", err)
+		}
+		token = strings.TrimSpace(string(t))
+	}
+	g, err := otp.NewHTTPGateway(cfg.SMS.GatewayURL, token, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sms.gateway_url: %w", err)
+	}
+	return g, nil
 }
 
 // bankKey is one of the bank's keys and the operations banking needs on it.

@@ -65,7 +65,7 @@ func TestDevConfigCreatesFiles(t *testing.T) {
 	}
 	// The config points at those files and keysvc's dev admin.
 	if c.KMSName != "dev" || c.KeySvc.BearerTokenFile != filepath.Join(ks, "dev-admin.token") || c.KeySvc.CA != filepath.Join(ks, "tls", "ca.pem") ||
-		c.Listen != "127.0.0.1:8445" || c.SMS.Outbox != dev.outboxPath {
+		c.Listen != "127.0.0.1:8445" || c.SMS.devOutbox != dev.outboxPath {
 		t.Fatalf("dev config %+v", c)
 	}
 	staff, err := readSecretFile(filepath.Join(data, "staff.token"))

@@ -21,7 +21,7 @@
 //	kms_name: banking
 //	staff_token_sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
 //	blacklist: {file: /etc/keyward/bank/blacklist.txt, interval: 10s}
-//	sms: {outbox: /var/lib/keyward-bank/sms-outbox.jsonl}
+//	sms: {gateway_url: https://sms-relay.bank.internal/send, token_file: /run/keyward/bank-sms.token}
 //	ledger: {max_batch_size: 128, max_batch_delay: 2ms, account_prefix: "62999"}
 //	http: {login_per_minute: 120, requests_per_minute: 6000, body_limit: 262144}
 //	shutdown_timeout: 30s
@@ -45,8 +45,9 @@
 // they are missing, and keeps its own files under ./var/bank: a dev CA and
 // a server certificate for 127.0.0.1 (tls/), the staff token (staff.token,
 // 0600), an empty screening list (blacklist.txt, "end:0"), the SMS outbox
-// (sms-outbox.jsonl, 0600: the one-time codes land there and on the
-// console) and bank.db. It listens on https://127.0.0.1:8445 and prints
+// (sms-outbox.jsonl, 0600: each one-time code is there and on the console
+// until it is used or expires) and bank.db. Only dev mode opens an outbox:
+// with a config file, codes go to sms.gateway_url and are kept nowhere. It listens on https://127.0.0.1:8445 and prints
 // how to call it.
 //
 // # Shutdown
@@ -56,8 +57,9 @@
 //
 // # Limitations
 //
-//   - The only SMS gateway built in is the outbox file; a real one
-//     implements otp.Gateway (see banking/auth/otp) and is wired here.
+//   - The one production SMS gateway built in posts JSON to an HTTPS
+//     endpoint (otp.HTTPGateway); a provider with another protocol needs a
+//     relay, or an otp.Gateway wired here.
 //   - Certificates are read once at start; rotating one means a restart.
 package main
 
@@ -81,7 +83,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/keyward/keyward/banking"
-	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/blacklist"
 	"github.com/keyward/keyward/banking/ledger"
 	"github.com/keyward/keyward/keysvc"
@@ -175,14 +176,9 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		return fmt.Errorf("blacklist.file: %w", err)
 	}
 	defer screen.Close()
-	outbox, err := otp.OpenDevOutbox(cfg.SMS.Outbox)
+	sms, err := smsGateway(cfg)
 	if err != nil {
-		return fmt.Errorf("sms.outbox: %w", err)
-	}
-	defer outbox.Close()
-	var sms otp.Gateway = outbox
-	if dev != nil {
-		sms = consoleSMS{outbox}
+		return err
 	}
 	bank, err := banking.New(banking.Config{DB: db, KMS: kc, Screen: screen, SMS: sms, Logger: log, KMSName: cfg.KMSName,
 		Ledger: ledger.Options{MaxBatchSize: cfg.Ledger.MaxBatchSize, MaxBatchDelay: cfg.Ledger.MaxBatchDelay, AccountPrefix: cfg.Ledger.AccountPrefix}})

@@ -75,7 +75,10 @@
 // gateway's error; the attempt still counts against the hourly limit.
 //
 // DevOutbox is the gateway for development and tests: in memory (tests call
-// LastCode) and, with OpenDevOutbox, appended as JSON lines to a 0600 file.
+// LastCode) and, with OpenDevOutbox, as JSON lines in a 0600 file. It holds
+// codes in clear, so it keeps each only while it can be used: it is a
+// Keeper, and the Service drops a code from it once Verify accepts it and,
+// at Sweep, once it has expired. HTTPGateway is the production gateway.
 //
 // # The keyed hash
 //

@@ -91,7 +91,7 @@ func (s *Service) Issue(ctx context.Context, customerID, purpose string) (Sent, 
 	sendCtx, cancel := context.WithTimeout(ctx, s.cfg.SendTimeout)
 	defer cancel()
 	text := s.cfg.Message(purpose, string(code), s.cfg.TTL)
-	if err := s.cfg.Gateway.Send(sendCtx, phone, text); err != nil {
+	if err := s.send(sendCtx, phone, text, rec.ExpiresAt); err != nil {
 		s.cancelCode(key, nonce)
 		if strings.Contains(err.Error(), string(code)) {
 			// The gateway echoed the message: keep the code out of our error.
@@ -192,6 +192,9 @@ func (s *Service) Verify(ctx context.Context, customerID, purpose, code string) 
 		}
 		if err != nil {
 			return err
+		}
+		if result == nil {
+			s.spent(ctx, customerID, code)
 		}
 		return result
 	}
@@ -316,6 +319,9 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	})
 	if err != nil {
 		return 0, fmt.Errorf("otp: sweep: %w", err)
+	}
+	if err := s.expireKept(now); err != nil {
+		return n, fmt.Errorf("otp: sweep: %w", err)
 	}
 	return n, nil
 }
