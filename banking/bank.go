@@ -46,6 +46,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -129,6 +130,7 @@ type Bank struct {
 	pending    *pendingTransfers
 	receipts   *receiptSigner
 	pubKeys    *pubKeyCache
+	decoy      atomic.Pointer[[]byte] // see decoyMAC
 	// custMu guards customers, the cache of customer records: readers
 	// hold it shared while they read the store and fill the cache, so a
 	// putCustomer (exclusive) can never be overtaken by a stale fill.

@@ -205,7 +205,11 @@ func pwMsg(id string, pw []byte) []byte { return append(append([]byte(id), 0), p
 func (b *Bank) pwMAC(ctx context.Context, id string, pw []byte) ([]byte, error) {
 	msg := pwMsg(id, pw)
 	defer clear(msg)
-	return b.mac(ctx, pwDomain, msg)
+	m, err := b.mac(ctx, pwDomain, msg)
+	if err == nil {
+		b.decoy.Store(&m) // under the primary: the best decoy
+	}
+	return m, err
 }
 
 // decoyID is the customer id an unknown login's password is checked
@@ -241,10 +245,15 @@ func (b *Bank) checkPassword(ctx context.Context, login string, pw []byte) (*Cus
 	return c, nil
 }
 
-// decoyMAC is the stored password MAC of the first customer in the store
-// (a local read): an unknown login is verified against it, under a real
-// key version, without one more keysvc call.
+// decoyMAC is the value an unknown login is verified against: the newest
+// password MAC this bank made (enrolment, password change, or the re-MAC
+// of every successful login — so under the primary), or after a restart
+// the stored MAC of the first customer in the store (a local read). Either
+// is a real value under a real key version, and costs no keysvc call.
 func (b *Bank) decoyMAC() []byte {
+	if m := b.decoy.Load(); m != nil {
+		return *m
+	}
 	var m []byte
 	_ = b.db.View(func(tx *bolt.Tx) error {
 		_, v := tx.Bucket(bucketCustomers).Cursor().First()
