@@ -331,3 +331,27 @@ func TestMacPublicKeyRoutesCachedAndLimited(t *testing.T) {
 		}
 	}
 }
+
+// TestMacReceiptKeyFollowsRotation: the receipt key is cached, but once
+// bank-receipt is rotated the first receipt signed with the new version
+// makes GET /v1/receipt-key serve it, so that receipt verifies with
+// openssl at once rather than after the cache's TTL.
+func TestMacReceiptKeyFollowsRotation(t *testing.T) {
+	be, _ := newMacBank(t)
+	alice := be.enrol(t, "alice", "Alice Wang", "13800001111", "11010519491231002X", true, false, "", "")
+	bob := be.enrol(t, "bobli", "Bob Li", "13800002222", "110101199003070011", false, false, "", "")
+	be.deposit(t, alice.account, "100.00")
+	sess := be.login(t, alice, "phone-1")
+	if _, key := be.call(t, "", "", "GET", "/v1/receipt-key", nil); key["version"] != float64(1) {
+		t.Fatalf("receipt key %v", key)
+	}
+	be.ks.must(t, 200, officerToken, "POST", "/v1/keys/"+banking.KeyReceipt+"/rotate", nil)
+	st, out := be.call(t, sess, "phone-1", "POST", "/v1/transfers/usb", signed(alice, order(t, alice.account, bob.account, "Bob Li", "1.00", "mac-receipt-1")))
+	if st != 200 {
+		t.Fatalf("usb transfer: %d %v", st, out)
+	}
+	if _, key := be.call(t, "", "", "GET", "/v1/receipt-key", nil); key["version"] != float64(2) {
+		t.Fatalf("receipt key after a v2 receipt: %v", key["version"])
+	}
+	verifyReceipt(t, be, out["receipt"].(map[string]any))
+}
