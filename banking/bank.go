@@ -265,7 +265,7 @@ func (b *Bank) verifyMAC(ctx context.Context, domain string, msg, stored []byte)
 	case err == nil:
 		return ok, nil
 	case isClientError(err), errors.Is(err, keysvc.ErrInvalidSignature):
-		b.log.Warn("a stored keyed hash cannot be verified; the customer must reset it", "domain", domain, "err", err)
+		b.log.Warn("a stored keyed hash cannot be verified (its key version is retired, or it is malformed): treated as a mismatch", "domain", domain, "err", err)
 		return false, nil
 	}
 	return false, kmsErr(err)
