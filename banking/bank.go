@@ -8,9 +8,13 @@
 //
 //   - Login passwords arrive encrypted to the bank's SM2 login key together
 //     with a single-use server challenge; keysvc decrypts, banking splits
-//     off the challenge and asks keysvc for the HMAC-SM3 of the password,
-//     which it compares with the stored one. No plaintext or unkeyed hash
-//     is stored (R-AUTH-1, R-AUTH-4).
+//     off the challenge and asks keysvc to verify the password against the
+//     stored HMAC-SM3 (mac-verify, with the key version that made it). A
+//     right password stored under an older version is re-MACed with the
+//     primary and stored in place, so rotating bank-pw-mac locks nobody
+//     out. An unknown login costs keysvc the same decrypt and mac-verify
+//     (against a decoy) and answers the same. No plaintext or unkeyed hash
+//     is stored (R-AUTH-1, R-AUTH-4, R-TOK-8).
 //   - ID-card and card numbers are sealed at enrolment with SM4-GCM under a
 //     per-customer data key from keysvc (envelope encryption: only the
 //     data key's keysvc ciphertext is stored beside the sealed numbers).
@@ -42,6 +46,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -63,6 +68,7 @@ type KMS interface {
 	SignBatch(ctx context.Context, name string, reqs []keysvc.SignRequest) ([]keysvc.SignResult, error)
 	Verify(ctx context.Context, name string, req keysvc.VerifyRequest) (bool, error)
 	MAC(ctx context.Context, name string, message []byte) (string, error)
+	VerifyMAC(ctx context.Context, name string, message []byte, mac string) (bool, error)
 	Decrypt(ctx context.Context, name string, ciphertext string, aad []byte) ([]byte, error)
 	DataKey(ctx context.Context, name string, size int, aad []byte) (keysvc.DataKey, error)
 	PublicKey(ctx context.Context, name string, version int) (keysvc.PublicKeyResult, error)
@@ -102,6 +108,10 @@ type Config struct {
 	// StepUpFor is how recent an SMS step-up must be for sensitive changes
 	// (limits, password); default 5 min (R-AUTH-6).
 	StepUpFor time.Duration
+	// PublicKeyTTL is how long the login and receipt public keys are
+	// served from memory (default DefaultPublicKeyTTL); a rotation seen in
+	// use refreshes them sooner.
+	PublicKeyTTL time.Duration
 }
 
 // Bank is the banking application.
@@ -119,6 +129,8 @@ type Bank struct {
 	devices    *device.Registry
 	pending    *pendingTransfers
 	receipts   *receiptSigner
+	pubKeys    *pubKeyCache
+	decoy      atomic.Pointer[[]byte] // see decoyMAC
 	// custMu guards customers, the cache of customer records: readers
 	// hold it shared while they read the store and fill the cache, so a
 	// putCustomer (exclusive) can never be overtaken by a stale fill.
@@ -142,6 +154,9 @@ func New(cfg Config) (*Bank, error) {
 	}
 	if cfg.StepUpFor == 0 {
 		cfg.StepUpFor = 5 * time.Minute
+	}
+	if cfg.PublicKeyTTL <= 0 {
+		cfg.PublicKeyTTL = DefaultPublicKeyTTL
 	}
 	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: cfg.Logger, now: cfg.Now, pending: newPendingTransfers(), customers: map[string]*Customer{}}
 	if err := cfg.DB.Update(func(tx *bolt.Tx) error {
@@ -174,12 +189,12 @@ func New(cfg Config) (*Bank, error) {
 	if b.devices, err = device.New(device.Config{DB: cfg.DB, Now: cfg.Now}); err != nil {
 		return nil, err
 	}
-	hasher := otp.HasherFunc(func(ctx context.Context, msg []byte) ([]byte, error) { return b.mac(ctx, "otp", msg) })
-	if b.otps, err = otp.New(otp.Config{DB: cfg.DB, Hasher: hasher, Gateway: cfg.SMS, Alerts: cfg.Alerts, Now: cfg.Now,
+	if b.otps, err = otp.New(otp.Config{DB: cfg.DB, Hasher: otpHasher{b}, Gateway: cfg.SMS, Alerts: cfg.Alerts, Now: cfg.Now,
 		Phone: b.phoneOf}); err != nil {
 		return nil, err
 	}
-	b.receipts = newReceiptSigner(cfg.KMS)
+	b.pubKeys = newPubKeyCache(cfg.KMS, cfg.PublicKeyTTL, cfg.Now)
+	b.receipts = newReceiptSigner(cfg.KMS, func(v int) { b.pubKeys.seen(KeyReceipt, v) })
 	return b, nil
 }
 
@@ -218,14 +233,53 @@ func (b *Bank) Close() error {
 	return b.sessions.Close()
 }
 
-// mac is the keyed hash (HMAC-SM3 in keysvc) of a domain-separated message.
-func (b *Bank) mac(ctx context.Context, domain string, msg []byte) ([]byte, error) {
+// macInput is the domain-separated message banking MACs: domain ‖ 0x00 ‖ msg.
+func macInput(domain string, msg []byte) []byte {
 	in := make([]byte, 0, len(domain)+1+len(msg))
-	in = append(append(append(in, domain...), 0), msg...)
+	return append(append(append(in, domain...), 0), msg...)
+}
+
+// mac is the keyed hash (HMAC-SM3 in keysvc, under the primary version of
+// bank-pw-mac) of a domain-separated message: "kw:v<n>:…", the form stored.
+func (b *Bank) mac(ctx context.Context, domain string, msg []byte) ([]byte, error) {
+	in := macInput(domain, msg)
 	defer clear(in)
 	m, err := b.kms.MAC(ctx, KeyPwMAC, in)
 	if err != nil {
 		return nil, kmsErr(err)
 	}
 	return []byte(m), nil
+}
+
+// verifyMAC checks a stored keyed hash with keysvc's mac-verify, which
+// uses the key version named in the stored value and compares in
+// constant time: rotating bank-pw-mac leaves every stored value
+// verifiable (R-TOK-8). A stored value keysvc can no longer check (its
+// version retired below min_version, or malformed) is a mismatch, logged
+// without the value; only keysvc being unreachable is an error.
+func (b *Bank) verifyMAC(ctx context.Context, domain string, msg, stored []byte) (bool, error) {
+	in := macInput(domain, msg)
+	defer clear(in)
+	ok, err := b.kms.VerifyMAC(ctx, KeyPwMAC, in, string(stored))
+	switch {
+	case err == nil:
+		return ok, nil
+	case isClientError(err), errors.Is(err, keysvc.ErrInvalidSignature):
+		b.log.Warn("a stored keyed hash cannot be verified (its key version is retired, or it is malformed): treated as a mismatch", "domain", domain, "err", err)
+		return false, nil
+	}
+	return false, kmsErr(err)
+}
+
+// otpHasher stores one-time codes under bank-pw-mac and checks them with
+// the version that hashed them (otp.Verifier), so codes issued just
+// before a rotation still work.
+type otpHasher struct{ b *Bank }
+
+func (h otpHasher) MAC(ctx context.Context, msg []byte) ([]byte, error) {
+	return h.b.mac(ctx, "otp", msg)
+}
+
+func (h otpHasher) VerifyMAC(ctx context.Context, msg, mac []byte) (bool, error) {
+	return h.b.verifyMAC(ctx, "otp", msg, mac)
 }

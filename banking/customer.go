@@ -2,7 +2,9 @@ package banking
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -167,11 +169,15 @@ func (b *Bank) open(ctx context.Context, s Sealed) ([]byte, error) {
 	}
 	plain, err := b.kms.Decrypt(ctx, KeyLogin, fmt.Sprintf("kw:v%d:%s", s.KeyVersion, s.Ciphertext), nil)
 	if err != nil {
+		if errors.Is(err, keysvc.ErrVersionNotUsable) {
+			b.pubKeys.retired(KeyLogin, s.KeyVersion) // serve the current key again
+		}
 		if isClientError(err) {
 			return nil, fmt.Errorf("%w: the encrypted password could not be opened; encrypt it to the current login key", password.ErrChallengeMismatch)
 		}
 		return nil, kmsErr(err)
 	}
+	b.pubKeys.seen(KeyLogin, s.KeyVersion) // sealed to a newer key than served: rotated
 	pw, err := password.SplitPasswordChallenge(plain, s.Challenge)
 	clear(plain)
 	return pw, err
@@ -187,11 +193,110 @@ func isClientError(err error) bool {
 	return false
 }
 
-// pwMAC is the stored keyed hash of a customer's password.
+// pwDomain separates password MACs from the other keyed hashes made
+// under bank-pw-mac (one-time codes).
+const pwDomain = "password-v1"
+
+// pwMsg is what a password's MAC covers: customer id ‖ 0x00 ‖ password.
+func pwMsg(id string, pw []byte) []byte { return append(append([]byte(id), 0), pw...) }
+
+// pwMAC is the stored keyed hash of a customer's password, under the
+// primary version of bank-pw-mac.
 func (b *Bank) pwMAC(ctx context.Context, id string, pw []byte) ([]byte, error) {
-	msg := append(append([]byte(id), 0), pw...)
+	msg := pwMsg(id, pw)
 	defer clear(msg)
-	return b.mac(ctx, "password-v1", msg)
+	m, err := b.mac(ctx, pwDomain, msg)
+	if err == nil {
+		b.decoy.Store(&m) // under the primary: the best decoy
+	}
+	return m, err
+}
+
+// decoyID is the customer id an unknown login's password is checked
+// under: customer ids are "c" and 12 digits, so it is no one's.
+const decoyID = "c-no-customer"
+
+// noCustomerMAC is the decoy of a bank with no customer yet: well formed,
+// under version 1, matching nothing.
+var noCustomerMAC = []byte("kw:v1:" + base64.StdEncoding.EncodeToString(make([]byte, 32)))
+
+// checkPassword returns the customer whose login and password these are,
+// or nil. keysvc checks the password against the stored MAC with the key
+// version that made it (mac-verify), so rotating bank-pw-mac locks no one
+// out (R-TOK-8); a right password stored under an older version is
+// re-MACed with the primary and stored in place (upgradePasswordMAC).
+// An unknown login is checked the same way against a decoy — a real
+// customer's stored MAC, under decoyID — so keysvc does the same decrypt
+// and mac-verify for it as for a known login with a wrong password, and
+// the answer is the same: nothing tells whether the login exists.
+func (b *Bank) checkPassword(ctx context.Context, login string, pw []byte) (*Customer, error) {
+	c, cerr := b.customerByLogin(login)
+	id, stored := decoyID, b.decoyMAC()
+	if cerr == nil {
+		id, stored = c.ID, c.PasswordMAC
+	}
+	msg := pwMsg(id, pw)
+	defer clear(msg)
+	ok, err := b.verifyMAC(ctx, pwDomain, msg, stored)
+	if err != nil || !ok || cerr != nil {
+		return nil, err
+	}
+	b.upgradePasswordMAC(ctx, c, pw)
+	return c, nil
+}
+
+// decoyMAC is the value an unknown login is verified against: the newest
+// password MAC this bank made (enrolment, password change, or the re-MAC
+// of every successful login — so under the primary), or after a restart
+// the stored MAC of the first customer in the store (a local read). Either
+// is a real value under a real key version, and costs no keysvc call.
+func (b *Bank) decoyMAC() []byte {
+	if m := b.decoy.Load(); m != nil {
+		return *m
+	}
+	var m []byte
+	_ = b.db.View(func(tx *bolt.Tx) error {
+		_, v := tx.Bucket(bucketCustomers).Cursor().First()
+		var c struct {
+			PasswordMAC []byte `json:"password_mac"`
+		}
+		if v != nil && json.Unmarshal(v, &c) == nil {
+			m = c.PasswordMAC
+		}
+		return nil
+	})
+	if len(m) == 0 {
+		return noCustomerMAC
+	}
+	return m
+}
+
+// upgradePasswordMAC re-MACs a just-verified password with the primary
+// version of bank-pw-mac and, if that differs from the stored value (the
+// key was rotated since), replaces it in one transaction — unless the
+// stored value changed meanwhile (a password change wins). It is best
+// effort: a failure is logged and the next login tries again.
+func (b *Bank) upgradePasswordMAC(ctx context.Context, c *Customer, pw []byte) {
+	fresh, err := b.pwMAC(ctx, c.ID, pw)
+	if err != nil {
+		b.log.Warn("password hash not moved to the new key version", "customer", c.ID, "err", err)
+		return
+	}
+	if hmac.Equal(fresh, c.PasswordMAC) {
+		return // already under the primary
+	}
+	err = b.updateCustomer(c.ID, func(cur *Customer) bool {
+		if !hmac.Equal(cur.PasswordMAC, c.PasswordMAC) {
+			return false
+		}
+		cur.PasswordMAC = fresh
+		return true
+	})
+	if err != nil {
+		b.log.Warn("password hash not moved to the new key version", "customer", c.ID, "err", err)
+		return
+	}
+	c.PasswordMAC = fresh
 }
 
 // Enrol creates a customer with its first account, its keys in keysvc and
@@ -323,6 +428,33 @@ func (b *Bank) putCustomer(c *Customer, create bool) error {
 			}
 		}
 		return tx.Bucket(bucketCustomers).Put([]byte(c.ID), v)
+	})
+}
+
+// updateCustomer changes a stored customer in one transaction: change
+// edits the stored record and says whether to write it.
+func (b *Bank) updateCustomer(id string, change func(*Customer) bool) error {
+	b.custMu.Lock()
+	defer b.custMu.Unlock()
+	delete(b.customers, id)
+	return b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketCustomers)
+		v := bk.Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("%w: customer", ErrNotFound)
+		}
+		var c Customer
+		if err := json.Unmarshal(v, &c); err != nil {
+			return err
+		}
+		if !change(&c) {
+			return nil
+		}
+		out, err := json.Marshal(&c)
+		if err != nil {
+			return err
+		}
+		return bk.Put([]byte(id), out)
 	})
 }
 

@@ -30,8 +30,11 @@ type ServerConfig struct {
 	StaffTokenSHA256 string
 	// LoginPerMinute bounds challenge, login and step-up requests per
 	// source address (default 120); RequestsPerMinute bounds every other
-	// request per session (default 6000).
-	LoginPerMinute, RequestsPerMinute int
+	// request per session (default 6000); KeyPerMinute bounds the public
+	// key routes (/v1/login/key, /v1/receipt-key) per source address
+	// (default LoginPerMinute: a client fetches the key once per login).
+	// Past a limit the answer is 429 "rate_limited".
+	LoginPerMinute, RequestsPerMinute, KeyPerMinute int
 	// BodyLimit in bytes (default 256 KiB: a pain.001 order fits).
 	BodyLimit int
 }
@@ -69,6 +72,9 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 	if cfg.RequestsPerMinute == 0 {
 		cfg.RequestsPerMinute = 6000
 	}
+	if cfg.KeyPerMinute == 0 {
+		cfg.KeyPerMinute = cfg.LoginPerMinute
+	}
 	if cfg.BodyLimit == 0 {
 		cfg.BodyLimit = 256 << 10
 	}
@@ -92,18 +98,22 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 	sessLimit := limiter.New(limiter.Config{Max: cfg.RequestsPerMinute, Expiration: time.Minute, LimitReached: tooMany,
 		KeyGenerator: func(c *fiber.Ctx) string { return "s:" + bearerHash(c) }})
 
+	keyLimit := limiter.New(limiter.Config{Max: cfg.KeyPerMinute, Expiration: time.Minute, LimitReached: tooMany})
+
 	v1 := app.Group("/v1")
-	v1.Get("/login/key", func(c *fiber.Ctx) error {
+	// The public keys come from a cache (Config.PublicKeyTTL): a flood of
+	// these requests costs keysvc nothing.
+	v1.Get("/login/key", keyLimit, func(c *fiber.Ctx) error {
 		k, err := b.LoginKey(c.UserContext())
 		if err != nil {
 			return err
 		}
 		return c.JSON(k)
 	})
-	v1.Get("/receipt-key", func(c *fiber.Ctx) error {
-		pk, err := b.kms.PublicKey(c.UserContext(), KeyReceipt, 0)
+	v1.Get("/receipt-key", keyLimit, func(c *fiber.Ctx) error {
+		pk, err := b.ReceiptKey(c.UserContext())
 		if err != nil {
-			return kmsErr(err)
+			return err
 		}
 		return c.JSON(fiber.Map{"pem": pk.PEM, "version": pk.Version})
 	})

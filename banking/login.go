@@ -2,7 +2,6 @@ package banking
 
 import (
 	"context"
-	"crypto/hmac"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/keysvc"
 )
 
 // LoginKey is the bank's SM2 login public key (PEM) and its version: the
@@ -20,13 +20,19 @@ type LoginKey struct {
 	Version int    `json:"version"`
 }
 
-// LoginKey returns the current login key from keysvc.
+// LoginKey returns the current login key (from keysvc, cached for
+// Config.PublicKeyTTL).
 func (b *Bank) LoginKey(ctx context.Context) (LoginKey, error) {
-	pk, err := b.kms.PublicKey(ctx, KeyLogin, 0)
+	pk, err := b.pubKeys.get(ctx, KeyLogin)
 	if err != nil {
-		return LoginKey{}, kmsErr(err)
+		return LoginKey{}, err
 	}
 	return LoginKey{PEM: pk.PEM, Version: pk.Version}, nil
+}
+
+// ReceiptKey returns the bank's receipt public key (cached like LoginKey).
+func (b *Bank) ReceiptKey(ctx context.Context) (keysvc.PublicKeyResult, error) {
+	return b.pubKeys.get(ctx, KeyReceipt)
 }
 
 // Challenge issues a single-use login challenge (≤ 2 min, R-AUTH-4).
@@ -53,12 +59,21 @@ type LoginResult struct {
 	Customer     string `json:"customer"`
 }
 
+// validate checks the request's shape (the password is checked by Login).
+func (r *LoginRequest) validate() error {
+	if !loginRE.MatchString(r.Login) || r.Device == "" || len(r.Device) > 64 || r.OS == "" || len(r.OS) > 64 {
+		return invalid("login, device (≤64) and os (≤64) are required")
+	}
+	return nil
+}
+
 // Login checks the password through keysvc behind the brute-force guard
 // (R-AUTH-3) and opens a session (R-AUTH-5); a new device, OS or network
-// asks for SMS step-up (R-AUTH-9).
+// asks for SMS step-up (R-AUTH-9). A known and an unknown login cost
+// keysvc the same calls until the password is found right (checkPassword).
 func (b *Bank) Login(ctx context.Context, req LoginRequest, ip netip.Addr) (LoginResult, error) {
-	if !loginRE.MatchString(req.Login) || req.Device == "" || len(req.Device) > 64 || req.OS == "" || len(req.OS) > 64 {
-		return LoginResult{}, invalid("login, device (≤64) and os (≤64) are required")
+	if err := req.validate(); err != nil {
+		return LoginResult{}, err
 	}
 	att, err := b.guard.Begin(ctx, req.Login, ip)
 	if err != nil {
@@ -71,15 +86,12 @@ func (b *Bank) Login(ctx context.Context, req LoginRequest, ip netip.Addr) (Logi
 		return LoginResult{}, err
 	}
 	defer clear(pw)
-	c, cerr := b.customerByLogin(req.Login)
-	var mac []byte
-	if cerr == nil {
-		if mac, err = b.pwMAC(ctx, c.ID, pw); err != nil {
-			att.Abandon(ctx)
-			return LoginResult{}, err
-		}
+	c, err := b.checkPassword(ctx, req.Login, pw)
+	if err != nil {
+		att.Abandon(ctx)
+		return LoginResult{}, err
 	}
-	if cerr != nil || !hmac.Equal(mac, c.PasswordMAC) {
+	if c == nil {
 		_ = att.Failed(ctx)
 		b.log.Info("login failed", "login", req.Login, "source", ip.String())
 		return LoginResult{}, ErrLoginFailed

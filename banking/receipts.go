@@ -15,6 +15,7 @@ import (
 // gathers. Each caller still waits for its own signature.
 type receiptSigner struct {
 	kms     KMS
+	seen    func(version int) // told each signature's key version
 	jobs    chan signJob
 	max     int
 	gather  time.Duration
@@ -40,8 +41,8 @@ const (
 	receiptGather   = time.Millisecond
 )
 
-func newReceiptSigner(kms KMS) *receiptSigner {
-	r := &receiptSigner{kms: kms, jobs: make(chan signJob, 1024), max: receiptBatchMax, gather: receiptGather, stop: make(chan struct{})}
+func newReceiptSigner(kms KMS, seen func(version int)) *receiptSigner {
+	r := &receiptSigner{kms: kms, seen: seen, jobs: make(chan signJob, 1024), max: receiptBatchMax, gather: receiptGather, stop: make(chan struct{})}
 	for range receiptWorkers {
 		r.wg.Add(1)
 		go r.work()
@@ -121,6 +122,11 @@ func (r *receiptSigner) flush(batch []signJob) {
 			continue
 		}
 		j.done <- signResult{sig: res[i].Signature}
+	}
+	if err == nil {
+		if v, verr := keysvc.VersionOf(res[0].Signature); verr == nil {
+			r.seen(v) // a rotated receipt key refreshes the served public key
+		}
 	}
 }
 

@@ -35,3 +35,11 @@ func decodeVersioned(s string, sentinel error) (int, []byte, error) {
 	}
 	return v, b, nil
 }
+
+// VersionOf returns the key version a "kw:v<n>:<base64>" value
+// (signature, ciphertext, MAC) names, for clients that keep such values
+// and need to know which version made them.
+func VersionOf(s string) (int, error) {
+	n, _, err := decodeVersioned(s, ErrInvalidArgument)
+	return n, err
+}

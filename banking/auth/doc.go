@@ -31,7 +31,8 @@
 //	     att, err := guard.Begin(ctx, login, ip)           // bruteforce, BEFORE anything else
 //	     plain := keysvc.Decrypt(loginKey, ciphertext)
 //	     pw, err := challenges.Redeem(ctx, plain, challenge) // single use, replay refused
-//	     ok := hmac.Equal(keysvc.MAC(pwKey, pw), stored)   // then wipe plain and pw
+//	     ok := keysvc.VerifyMAC(pwKey, pw, stored)         // the stored value's key version; then wipe plain and pw
+//	     if ok && the primary has moved: stored = keysvc.MAC(pwKey, pw) // in place, one transaction
 //	     att.Succeeded / att.Failed / att.Abandon
 //	     a := devices.Assess(ctx, customer, device, os, ip)
 //	     id, s := sessions.Create(ctx, {customer, device, ip, LevelPassword})

@@ -25,7 +25,8 @@
 //     The database alone does not let anyone test codes offline. Codes are
 //     never logged and never in an error: if a gateway's error text holds
 //     the code, Issue returns the bare ErrSend instead.
-//   - Codes are compared in constant time (hmac.Equal on the keyed hashes),
+//   - Codes are compared in constant time: by the Hasher when it is a
+//     Verifier (keysvc's mac-verify), else hmac.Equal on the keyed hashes;
 //     and every wrong guess is counted inside one bbolt write transaction,
 //     so concurrent guesses cannot exceed the limit and a right code cannot
 //     be used twice.
@@ -83,9 +84,11 @@
 // # The keyed hash
 //
 // The banking app stores codes under keysvc's HMAC-SM3 (a key of purpose
-// "mac"): pass a Hasher that calls keysvc. NewHMACSHA256 is for tests and
-// development. Rotating the MAC key invalidates live codes (at most 6
-// minutes' worth); MAC must be deterministic for a key version.
+// "mac"): pass a Hasher that calls keysvc and is also a Verifier, so a
+// code is checked with the key version that hashed it and rotating the MAC
+// key leaves live codes valid. NewHMACSHA256 is for tests and development
+// (no Verifier: a new key would invalidate live codes, at most 6 minutes'
+// worth). MAC must be deterministic for a key version.
 //
 // # Concurrency
 //

@@ -73,6 +73,15 @@ type Hasher interface {
 	MAC(ctx context.Context, msg []byte) ([]byte, error)
 }
 
+// Verifier is a Hasher that checks a stored MAC itself, with the key
+// version that made it (keysvc's mac-verify on a "kw:v<n>:…" value). With
+// one, a code issued before the MAC key was rotated still verifies after
+// the rotation (R-TOK-8); without one, Verify recomputes the MAC and
+// compares in constant time, which only works while the key is unchanged.
+type Verifier interface {
+	VerifyMAC(ctx context.Context, msg, mac []byte) (bool, error)
+}
+
 // HasherFunc adapts a function to Hasher.
 type HasherFunc func(ctx context.Context, msg []byte) ([]byte, error)
 

@@ -182,11 +182,11 @@ func (s *Service) Verify(ctx context.Context, customerID, purpose, code string) 
 		if err := s.state(&rec, s.cfg.Now()); err != nil {
 			return err
 		}
-		mac, err := s.cfg.Hasher.MAC(ctx, macInput(customerID, purpose, rec.Nonce, []byte(code)))
+		match, err := s.matches(ctx, macInput(customerID, purpose, rec.Nonce, []byte(code)), rec.MAC)
 		if err != nil {
 			return fmt.Errorf("otp: keyed hash: %w", err)
 		}
-		result, err := s.settle(ctx, customerID, key, rec.Nonce, mac)
+		result, err := s.settle(ctx, customerID, key, rec.Nonce, match)
 		if errors.Is(err, errReplaced) {
 			continue
 		}
@@ -203,6 +203,21 @@ func (s *Service) Verify(ctx context.Context, customerID, purpose, code string) 
 
 var errReplaced = errors.New("otp: code replaced during verification")
 
+// matches reports whether in has the stored MAC: through the Hasher's
+// Verifier when it has one (the stored value names its key version), else
+// by recomputing it and comparing in constant time.
+func (s *Service) matches(ctx context.Context, in, stored []byte) (bool, error) {
+	defer clear(in)
+	if v, ok := s.cfg.Hasher.(Verifier); ok {
+		return v.VerifyMAC(ctx, in, stored)
+	}
+	mac, err := s.cfg.Hasher.MAC(ctx, in)
+	if err != nil {
+		return false, err
+	}
+	return hmac.Equal(mac, stored), nil
+}
+
 // state refuses a code that can no longer verify, in the order a person
 // would want to hear it.
 func (s *Service) state(rec *record, now time.Time) error {
@@ -217,10 +232,11 @@ func (s *Service) state(rec *record, now time.Time) error {
 	return nil
 }
 
-// settle compares mac with the stored one inside one write transaction, so
+// settle records the outcome of one guess (match: the code's MAC matched
+// the record issued with nonce) inside one write transaction, so
 // concurrent guesses are counted one by one and a right code is used once.
 // The first return is the verdict; the second an operational error.
-func (s *Service) settle(ctx context.Context, customerID string, key, nonce, mac []byte) (verdict, err error) {
+func (s *Service) settle(ctx context.Context, customerID string, key, nonce []byte, match bool) (verdict, err error) {
 	now := s.cfg.Now()
 	var rec record
 	lockedNow := false
@@ -240,7 +256,7 @@ func (s *Service) settle(ctx context.Context, customerID string, key, nonce, mac
 		if verdict = s.state(&rec, now); verdict != nil {
 			return nil
 		}
-		if hmac.Equal(mac, rec.MAC) {
+		if match {
 			rec.Used = true
 			verdict = nil
 		} else {
