@@ -74,10 +74,12 @@
 // KDF(x2 ‖ y2, klen) is all zero, [SM2Encrypt] starts again from step A1
 // with a new k (6.1 A5; gmsm's own restart is bypassed because it reused a
 // clobbered copy of the public key, see singleDraw), and [SM2Decrypt]
-// refuses the ciphertext (7.1 B4). OpenSSL 3.0 and the npm package
-// sm-crypto do not apply A5 when they encrypt, so about one in 256 of their
-// 1-byte ciphertexts (one in 65,536 of 2-byte ones) carries C2 = M in clear
-// and is refused here, as the standard requires.
+// refuses the ciphertext (7.1 B4), as OpenSSL 3.0 does. The npm package
+// sm-crypto (0.5.8), common in bank web front ends, applies neither rule:
+// about one in 256 of its 1-byte ciphertexts (one in 65,536 of 2-byte
+// ones) carries C2 = M in clear and is refused here, as the standard
+// requires. Plaintexts of several bytes, such as passwords, are not
+// affected in practice.
 //
 // # Hashing and symmetric encryption
 //

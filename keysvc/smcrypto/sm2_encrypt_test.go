@@ -129,13 +129,10 @@ func allZero(b []byte) bool {
 // as a failed precondition, not as a silently weaker test.
 const zeroTSeed = 180
 
-// TestSM2EncryptRestartsAtA1 pins GB/T 32918.4-2016 6.1 step A5: when t is
-// all zero, encryption goes back to A1 with a new k and recomputes both
-// C1 = [k]G and (x2, y2) = [k]P_B. gmsm v0.44.1 recomputed (x2, y2) from a
-// point it had overwritten, so the ciphertext of this seed did not decrypt
-// (OpenSSL: "ossl_sm2_decrypt ... sm2_crypt.c:409", reason 102 invalid
-// digest). The ciphertext is checked with refDecrypt, not with gmsm.
-func TestSM2EncryptRestartsAtA1(t *testing.T) {
+// zeroTK returns the first k drawn from the zeroTSeed stream after checking
+// that it is in range and gives t = 00 for a 1-byte message to stdKey.
+func zeroTK(t *testing.T) *big.Int {
+	t.Helper()
 	k := stdKey(t)
 	cryptotest.SetGlobalRandom(t, zeroTSeed)
 	first := make([]byte, 32)
@@ -144,10 +141,55 @@ func TestSM2EncryptRestartsAtA1(t *testing.T) {
 	}
 	k1 := new(big.Int).SetBytes(first)
 	s := refMul(k1, refPoint{k.X, k.Y})
-	z := append(s.x.FillBytes(make([]byte, 32)), s.y.FillBytes(make([]byte, 32))...)
-	if t1 := refKDF(z, 1); t1[0] != 0 || k1.Cmp(sm2N) >= 0 {
+	z := append(scalar(s.x), scalar(s.y)...)
+	if t1 := refKDF(z, 1); t1[0] != 0 || k1.Sign() == 0 || k1.Cmp(sm2N) >= 0 {
 		t.Fatalf("precondition: seed %d no longer draws a k with t = 00 first (t = %x); pick another seed", zeroTSeed, t1)
 	}
+	return k1
+}
+
+// zeroTCiphertext is a raw ciphertext of the 1-byte message 0x42 to stdKey
+// made with k = zeroTK: t is all zero, so C2 = M. A conforming encrypter
+// never emits it (A5) and a conforming decrypter refuses it (B4).
+func zeroTCiphertext(t *testing.T) []byte {
+	t.Helper()
+	k, k1 := stdKey(t), zeroTK(t)
+	params := sm2.P256().Params()
+	c1 := refMul(k1, refPoint{params.Gx, params.Gy})
+	s := refMul(k1, refPoint{k.X, k.Y})
+	m := []byte{0x42}
+	c3 := smcrypto.SM3(append(append(scalar(s.x), m...), scalar(s.y)...))
+	raw := append([]byte{0x04}, scalar(c1.x)...)
+	raw = append(append(append(raw, scalar(c1.y)...), c3[:]...), m...)
+	return raw
+}
+
+// TestSM2DecryptRefusesZeroT pins GB/T 32918.4-2016 7.1 step B4: a
+// ciphertext whose t is all zero is refused, in both encodings.
+func TestSM2DecryptRefusesZeroT(t *testing.T) {
+	k, raw := stdKey(t), zeroTCiphertext(t)
+	if _, err := refDecrypt(k.D, raw); !errors.Is(err, errRefTZero) {
+		t.Fatalf("refDecrypt = %v, want errRefTZero", err)
+	}
+	der, err := sm2.PlainCiphertext2ASN1(raw, sm2.C1C3C2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ct := range [][]byte{raw, der} {
+		if got, err := smcrypto.SM2Decrypt(k, ct); err != smcrypto.ErrDecrypt || got != nil {
+			t.Fatalf("SM2Decrypt(%x) = (%x, %v), want ErrDecrypt", ct, got, err)
+		}
+	}
+}
+
+// TestSM2EncryptRestartsAtA1 pins GB/T 32918.4-2016 6.1 step A5: when t is
+// all zero, encryption goes back to A1 with a new k and recomputes both
+// C1 = [k]G and (x2, y2) = [k]P_B. gmsm v0.44.1 recomputed (x2, y2) from a
+// point it had overwritten, so the ciphertext of this seed did not decrypt
+// (OpenSSL: "ossl_sm2_decrypt ... sm2_crypt.c:409", reason 102 invalid
+// digest). The ciphertext is checked with refDecrypt, not with gmsm.
+func TestSM2EncryptRestartsAtA1(t *testing.T) {
+	k, k1 := stdKey(t), zeroTK(t)
 	params := sm2.P256().Params()
 	k1G := refMul(k1, refPoint{params.Gx, params.Gy})
 	for _, enc := range []smcrypto.Encoding{smcrypto.EncodingRaw, smcrypto.EncodingASN1} {
