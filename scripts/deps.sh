@@ -6,8 +6,11 @@
 # missing browser fails that test), the TPM stack (swtpm, a software TPM that
 # the sealing tests talk to over TCP; tpm2-abrmd, tpm2-tools and tpm2-pkcs11,
 # the second PKCS#11 module of the conformance suite, reached over a private
-# D-Bus session bus), and with the argument "bench" wrk (the HTTP load
-# generator of make bench).
+# D-Bus session bus), the OpenSSL headers and Node.js with npm (the SM2
+# interop test of keysvc/smcrypto builds a small libcrypto client and runs
+# the npm package sm-crypto, which this script installs with npm ci into
+# keysvc/smcrypto/testdata/sm-crypto/node_modules), and with the argument
+# "bench" wrk (the HTTP load generator of make bench).
 set -euo pipefail
 
 need=()
@@ -15,6 +18,9 @@ need=()
 if [ "${1:-}" = bench ]; then command -v wrk >/dev/null 2>&1 || need+=(wrk); fi
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+[ -e /usr/include/openssl/evp.h ] || need+=(libssl-dev)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 softhsm=""
 for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so; do
@@ -30,21 +36,30 @@ ls /usr/lib/*/pkcs11/libtpm2_pkcs11.so* /usr/lib/*/libtpm2_pkcs11.so* >/dev/null
 # tpm2-pkcs11 reaches tpm2-abrmd through the tabrmd TCTI, a package of its own.
 compgen -G '/usr/lib/*/libtss2-tcti-tabrmd.so.0' >/dev/null || need+=(libtss2-tcti-tabrmd0)
 
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
-fi
-
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
-    echo "deps: missing ${need[*]} and not root (no sudo): install them with apt-get install -y ${need[*]}" >&2
+install_packages() {
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+      echo "deps: missing ${need[*]} and not root (no sudo): install them with apt-get install -y ${need[*]}" >&2
+      exit 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "deps: missing ${need[*]}; this script knows only apt-get (Debian/Ubuntu)" >&2
     exit 1
   fi
+  echo "deps: installing ${need[*]}" >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+}
+[ ${#need[@]} -eq 0 ] || install_packages
+
+# The SM2 interop referee, pinned by its package-lock.json.
+referee="$(dirname "$0")/../keysvc/smcrypto/testdata/sm-crypto"
+if [ ! -e "$referee/node_modules/sm-crypto/package.json" ]; then
+  echo "deps: installing sm-crypto (npm) for the SM2 interop test" >&2
+  if ! npm ci --prefix "$referee" --no-audit --no-fund --loglevel=error >/dev/null; then
+    [ "${CI:-}" != true ] || exit 1
+    echo "deps: npm ci of sm-crypto failed: the SM2 interop test against sm-crypto will skip" >&2
+  fi
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-  echo "deps: missing ${need[*]}; this script knows only apt-get (Debian/Ubuntu)" >&2
-  exit 1
-fi
-echo "deps: installing ${need[*]}" >&2
-$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -70,6 +70,17 @@
 // [ErrDecrypt] so that callers cannot accidentally build a decryption
 // oracle.
 //
+// The all-zero rule of GB/T 32918.4-2016 is kept on both sides: when t =
+// KDF(x2 ‖ y2, klen) is all zero, [SM2Encrypt] starts again from step A1
+// with a new k (6.1 A5; gmsm's own restart is bypassed because it reused a
+// clobbered copy of the public key, see singleDraw), and [SM2Decrypt]
+// refuses the ciphertext (7.1 B4), as OpenSSL 3.0 does. The npm package
+// sm-crypto (0.5.8), common in bank web front ends, applies neither rule:
+// about one in 256 of its 1-byte ciphertexts (one in 65,536 of 2-byte
+// ones) carries C2 = M in clear and is refused here, as the standard
+// requires. Plaintexts of several bytes, such as passwords, are not
+// affected in practice.
+//
 // # Hashing and symmetric encryption
 //
 // [SM3] and [HMACSM3] are the plain GB/T 32905 hash and RFC 2104 HMAC over

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
@@ -279,22 +280,65 @@ func SM2Encrypt(pub *ecdsa.PublicKey, plaintext []byte, enc Encoding) ([]byte, e
 	if len(plaintext) == 0 {
 		return nil, errors.New("smcrypto: SM2 plaintext must not be empty")
 	}
-	var (
-		ct  []byte
-		err error
-	)
+	var opts *sm2.EncrypterOpts
 	switch enc {
 	case EncodingASN1:
-		ct, err = sm2.EncryptASN1(rand.Reader, pub, plaintext)
+		opts = sm2.ASN1EncrypterOpts
 	case EncodingRaw:
-		ct, err = sm2.Encrypt(rand.Reader, pub, plaintext, sm2.NewPlainEncrypterOpts(sm2.MarshalUncompressed, sm2.C1C3C2))
+		opts = sm2.NewPlainEncrypterOpts(sm2.MarshalUncompressed, sm2.C1C3C2)
 	default:
 		return nil, fmt.Errorf("smcrypto: unknown SM2 ciphertext encoding %d", int(enc))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("smcrypto: SM2 encrypt: %w", err)
+	for range maxSM2EncryptAttempts {
+		draw := &singleDraw{}
+		ct, err := sm2.Encrypt(draw, pub, plaintext, opts)
+		if draw.refused {
+			// gmsm wanted a second k (step A5 found t all zero, or its
+			// rejection sampling drew k ≥ n): start again from A1.
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("smcrypto: SM2 encrypt: %w", err)
+		}
+		return ct, nil
 	}
-	return ct, nil
+	return nil, fmt.Errorf("smcrypto: SM2 encrypt: no usable k in %d attempts", maxSM2EncryptAttempts)
+}
+
+// maxSM2EncryptAttempts bounds the restarts of [SM2Encrypt]. An attempt is
+// restarted with probability about 2^-(8·len(plaintext)) (t all zero) plus
+// 2^-32 (k out of range), so 64 attempts never run out in practice.
+const maxSM2EncryptAttempts = 64
+
+// errSecondDraw is what [singleDraw] answers to a second read.
+var errSecondDraw = errors.New("smcrypto: SM2 encryption attempt needs a second k")
+
+// singleDraw is the randomness of one SM2 encryption attempt: the first Read
+// is served from crypto/rand, every later Read fails.
+//
+// It works around a defect of gmsm v0.44.1 (internal/sm2.Encrypt). GB/T
+// 32918.4-2016 6.1 step A5 says: if t = KDF(x2 ‖ y2, klen) is all zero, go
+// back to A1, that is pick a new k and compute C1 = [k]G and (x2, y2) =
+// [k]P_B again. gmsm does pick a new k, but computes [k]P_B with
+// Q.ScalarMult(Q, k), which overwrites its copy Q of P_B; the retry therefore
+// uses (x2, y2) = [k2]([k1]P_B) while C1 = [k2]G, and the ciphertext it
+// returns decrypts nowhere (C3 check fails in OpenSSL, sm-crypto and gmsm
+// itself). For a 1-byte plaintext t is all zero for one k in 256, so 0.4 %
+// of such ciphertexts were broken. With singleDraw gmsm can never reach its
+// retry: the attempt fails instead and [SM2Encrypt] starts a new one with a
+// fresh copy of P_B.
+type singleDraw struct {
+	used    bool
+	refused bool
+}
+
+func (d *singleDraw) Read(p []byte) (int, error) {
+	if d.used {
+		d.refused = true
+		return 0, errSecondDraw
+	}
+	d.used = true
+	return io.ReadFull(rand.Reader, p)
 }
 
 // SM2Decrypt decrypts an SM2 ciphertext in C1 ‖ C3 ‖ C2 order with priv
