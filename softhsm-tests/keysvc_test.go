@@ -3,6 +3,7 @@ package softhsmtests
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -65,6 +66,8 @@ type keysvcEnv struct {
 	// The holder's second channel (display and confirm): its own server,
 	// and the notices keysvc sends holders, by key name.
 	tpm *tpm.TPM // protection tpm keys (nil: none)
+	// auditSigner, when set, is keysvc.Config.AuditSigner.
+	auditSigner crypto.Signer
 
 	confirmSrv     *api.ConfirmServer
 	confirmURL     string
@@ -121,7 +124,7 @@ func (e *keysvcEnv) start(t *testing.T) {
 		tk = e.tpm
 	}
 	e.svc, err = keysvc.New(context.Background(), keysvc.Config{Token: e.tok.tok, Store: e.store, MinDestroyDelay: time.Hour, DefaultDestroyDelay: 24 * time.Hour, Now: e.clock.Now,
-		ConfirmTimeout: e.confirmTimeout, Notify: e.notify, TPM: tk})
+		ConfirmTimeout: e.confirmTimeout, Notify: e.notify, TPM: tk, AuditSigner: e.auditSigner})
 	if err != nil {
 		t.Fatal(err)
 	}
