@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/boltsurgeon"
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
 	"github.com/keyward/keyward/keysvc/audit"
@@ -518,11 +519,11 @@ func TestKeysvcAuditTamper(t *testing.T) {
 			}
 			switch attack {
 			case "edit":
-				err = e.store.TamperAudit(3, func(raw []byte) []byte { return bytes.Replace(raw, []byte(`"banking"`), []byte(`"officer"`), 1) })
+				err = boltsurgeon.TamperAudit(e.store.DB(), 3, func(raw []byte) []byte { return bytes.Replace(raw, []byte(`"banking"`), []byte(`"officer"`), 1) })
 			case "delete":
-				err = e.store.DeleteAudit(4)
+				err = boltsurgeon.DeleteAudit(e.store.DB(), 4)
 			case "swap":
-				err = e.store.SwapAudit(3, 4)
+				err = boltsurgeon.SwapAudit(e.store.DB(), 3, 4)
 			}
 			if err != nil {
 				t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/boltsurgeon"
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/boltstore"
 )
@@ -69,7 +70,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.TamperAudit(2, func(raw []byte) []byte { return []byte(string(raw[:len(raw)-1]) + `,"detail":"x"}`) }); err != nil {
+	if err := boltsurgeon.TamperAudit(store.DB(), 2, func(raw []byte) []byte { return []byte(string(raw[:len(raw)-1]) + `,"detail":"x"}`) }); err != nil {
 		t.Fatal(err)
 	}
 	store.Close()

@@ -24,7 +24,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -574,72 +573,6 @@ func (s *Store) Writable() error {
 	})
 	if err != nil {
 		return fmt.Errorf("%w: not writable: %w", keysvc.ErrStore, err)
-	}
-	return nil
-}
-
-// TamperAudit replaces the stored JSON of record seq with fn's result (fn
-// gets a copy of the current bytes), leaving the chain head in audit-meta
-// alone.
-//
-// TamperAudit, DeleteAudit and SwapAudit are test hooks, for tests of
-// `keysvc audit verify`: they do what anyone with write access to the
-// file can do by hand with any bbolt editor, and the service never calls
-// them. They bypass the chain on purpose; audit.Verify must catch the
-// result.
-func (s *Store) TamperAudit(seq uint64, fn func(raw []byte) []byte) error {
-	return s.rawAudit("tamper with", func(b *bolt.Bucket) error {
-		raw := b.Get(seqKey(seq))
-		if raw == nil {
-			return noRecord(seq)
-		}
-		return b.Put(seqKey(seq), fn(bytes.Clone(raw)))
-	})
-}
-
-// DeleteAudit removes record seq, leaving the chain head in audit-meta
-// alone. Test hook: see TamperAudit.
-func (s *Store) DeleteAudit(seq uint64) error {
-	return s.rawAudit("delete", func(b *bolt.Bucket) error {
-		if b.Get(seqKey(seq)) == nil {
-			return noRecord(seq)
-		}
-		return b.Delete(seqKey(seq))
-	})
-}
-
-// SwapAudit exchanges the stored bytes of records a and b (a reordering).
-// Test hook: see TamperAudit.
-func (s *Store) SwapAudit(a, b uint64) error {
-	return s.rawAudit("swap", func(bk *bolt.Bucket) error {
-		ra, rb := bk.Get(seqKey(a)), bk.Get(seqKey(b))
-		switch {
-		case ra == nil:
-			return noRecord(a)
-		case rb == nil:
-			return noRecord(b)
-		}
-		ra, rb = bytes.Clone(ra), bytes.Clone(rb)
-		if err := bk.Put(seqKey(a), rb); err != nil {
-			return err
-		}
-		return bk.Put(seqKey(b), ra)
-	})
-}
-
-type noRecordError uint64
-
-func (e noRecordError) Error() string { return fmt.Sprintf("no audit record %d", uint64(e)) }
-
-func noRecord(seq uint64) error { return noRecordError(seq) }
-
-func (s *Store) rawAudit(what string, fn func(b *bolt.Bucket) error) error {
-	err := s.db.Update(func(tx *bolt.Tx) error { return fn(tx.Bucket(bucketAudit)) })
-	if err != nil {
-		if _, ok := errors.AsType[noRecordError](err); ok {
-			return fmt.Errorf("%w: %w", keysvc.ErrInvalidArgument, err)
-		}
-		return fmt.Errorf("%w: %s audit record: %w", keysvc.ErrStore, what, err)
 	}
 	return nil
 }

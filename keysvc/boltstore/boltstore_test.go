@@ -18,6 +18,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/keyward/keyward/internal/boltsurgeon"
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/boltstore"
@@ -669,7 +670,7 @@ func TestAddCheckpoint(t *testing.T) {
 	}
 	appendConcurrently(t, s, 5, 5)
 	stored := allRecords(t, s)
-	if err := s.DeleteAudit(4); err != nil {
+	if err := boltsurgeon.DeleteAudit(s.DB(), 4); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -722,7 +723,7 @@ func rewriteChain(t *testing.T, s *boltstore.Store, from uint64, edit func(r *au
 		prevHash = recs[from-2].Hash
 	}
 	for _, r := range recs[from-1:] {
-		err := s.TamperAudit(r.Seq, func([]byte) []byte {
+		err := boltsurgeon.TamperAudit(s.DB(), r.Seq, func([]byte) []byte {
 			edit(&r)
 			r.Seal(prevSeq, prevHash)
 			b, _ := r.Marshal()
@@ -758,22 +759,22 @@ func TestTamperDetected(t *testing.T) {
 		tamper func(t *testing.T, s *boltstore.Store)
 	}{
 		{"edit result", func(t *testing.T, s *boltstore.Store) {
-			if err := s.TamperAudit(5, editJSON(t, "result", "forbidden")); err != nil {
+			if err := boltsurgeon.TamperAudit(s.DB(), 5, editJSON(t, "result", "forbidden")); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"edit client of the newest record", func(t *testing.T, s *boltstore.Store) {
-			if err := s.TamperAudit(20, editJSON(t, "client", "someone-else")); err != nil {
+			if err := boltsurgeon.TamperAudit(s.DB(), 20, editJSON(t, "client", "someone-else")); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"edit time", func(t *testing.T, s *boltstore.Store) {
-			if err := s.TamperAudit(12, editJSON(t, "time", t0.Format(time.RFC3339Nano))); err != nil {
+			if err := boltsurgeon.TamperAudit(s.DB(), 12, editJSON(t, "time", t0.Format(time.RFC3339Nano))); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"edit and rehash one record", func(t *testing.T, s *boltstore.Store) {
-			err := s.TamperAudit(7, func(raw []byte) []byte {
+			err := boltsurgeon.TamperAudit(s.DB(), 7, func(raw []byte) []byte {
 				r, err := audit.Unmarshal(raw)
 				if err != nil {
 					t.Fatal(err)
@@ -788,22 +789,22 @@ func TestTamperDetected(t *testing.T) {
 			}
 		}},
 		{"garbage", func(t *testing.T, s *boltstore.Store) {
-			if err := s.TamperAudit(3, func([]byte) []byte { return []byte("{not json") }); err != nil {
+			if err := boltsurgeon.TamperAudit(s.DB(), 3, func([]byte) []byte { return []byte("{not json") }); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"delete first", func(t *testing.T, s *boltstore.Store) {
-			if err := s.DeleteAudit(1); err != nil {
+			if err := boltsurgeon.DeleteAudit(s.DB(), 1); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"delete middle", func(t *testing.T, s *boltstore.Store) {
-			if err := s.DeleteAudit(11); err != nil {
+			if err := boltsurgeon.DeleteAudit(s.DB(), 11); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"delete newest then append", func(t *testing.T, s *boltstore.Store) {
-			if err := s.DeleteAudit(20); err != nil {
+			if err := boltsurgeon.DeleteAudit(s.DB(), 20); err != nil {
 				t.Fatal(err)
 			}
 			r := newRec("sign", "k")
@@ -813,18 +814,18 @@ func TestTamperDetected(t *testing.T) {
 		}},
 		{"truncate past the last checkpoint", func(t *testing.T, s *boltstore.Store) {
 			for seq := uint64(20); seq > 15; seq-- {
-				if err := s.DeleteAudit(seq); err != nil {
+				if err := boltsurgeon.DeleteAudit(s.DB(), seq); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}},
 		{"swap", func(t *testing.T, s *boltstore.Store) {
-			if err := s.SwapAudit(3, 4); err != nil {
+			if err := boltsurgeon.SwapAudit(s.DB(), 3, 4); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"swap far apart", func(t *testing.T, s *boltstore.Store) {
-			if err := s.SwapAudit(2, 19); err != nil {
+			if err := boltsurgeon.SwapAudit(s.DB(), 2, 19); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -881,22 +882,22 @@ func TestTamperDetected(t *testing.T) {
 	}
 }
 
-func TestTamperHooksRefuseMissingRecords(t *testing.T) {
+func TestSurgeonRefusesMissingRecords(t *testing.T) {
 	s, _ := openStore(t, boltstore.Options{})
 	appendConcurrently(t, s, 2, 2)
 	tests := []struct {
 		name string
 		op   func() error
 	}{
-		{"TamperAudit", func() error { return s.TamperAudit(3, func(b []byte) []byte { return b }) }},
-		{"DeleteAudit", func() error { return s.DeleteAudit(0) }},
-		{"SwapAudit first", func() error { return s.SwapAudit(9, 1) }},
-		{"SwapAudit second", func() error { return s.SwapAudit(1, 9) }},
+		{"TamperAudit", func() error { return boltsurgeon.TamperAudit(s.DB(), 3, func(b []byte) []byte { return b }) }},
+		{"DeleteAudit", func() error { return boltsurgeon.DeleteAudit(s.DB(), 0) }},
+		{"SwapAudit first", func() error { return boltsurgeon.SwapAudit(s.DB(), 9, 1) }},
+		{"SwapAudit second", func() error { return boltsurgeon.SwapAudit(s.DB(), 1, 9) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.op(); !errors.Is(err, keysvc.ErrInvalidArgument) {
-				t.Fatalf("error %v, want ErrInvalidArgument", err)
+			if err := tt.op(); !errors.Is(err, boltsurgeon.ErrNoRecord) {
+				t.Fatalf("error %v, want ErrNoRecord", err)
 			}
 		})
 	}
@@ -1077,7 +1078,6 @@ func TestWritableAndClosed(t *testing.T) {
 		{"LastAudit", func() error { _, _, err := s.LastAudit(); return err }},
 		{"AddCheckpoint", func() error { return s.AddCheckpoint(c) }},
 		{"Checkpoints", func() error { _, err := s.Checkpoints(); return err }},
-		{"TamperAudit", func() error { return s.TamperAudit(1, func(b []byte) []byte { return b }) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1132,7 +1132,6 @@ func TestOpenReadOnly(t *testing.T) {
 			return err
 		}},
 		{"Audit", func() error { return ro.Audit(newRec("sign", "k")) }},
-		{"DeleteAudit", func() error { return ro.DeleteAudit(1) }},
 	}
 	for _, tt := range writes {
 		t.Run(tt.name, func(t *testing.T) {
