@@ -67,7 +67,7 @@ func testKey(name string) *keysvc.Key {
 
 func newRec(op, key string) *audit.Record {
 	return &audit.Record{Time: time.Now(), Client: "admin", Key: key, Version: 1, Op: op, Result: "ok",
-		RequestDigest: strings.Repeat("ab", 32)}
+		RequestDigest: audit.DigestScheme + ":" + strings.Repeat("ab", 32)}
 }
 
 // allRecords reads the whole log.
@@ -98,7 +98,11 @@ func verify(s *boltstore.Store, pub *ecdsa.PublicKey) (audit.Report, error) {
 		i++
 		return recs[i-1], nil
 	}
-	return audit.Verify(next, cps, pub)
+	rep, err := audit.Verify(next, cps, pub)
+	if len(cps) == 0 && errors.Is(err, audit.ErrNoCheckpoint) {
+		err = nil // these tests are about the record chain; audit's own tests cover checkpoint-less logs
+	}
+	return rep, err
 }
 
 func checkpoint(t testing.TB, s *boltstore.Store, signer *ecdsa.PrivateKey) audit.Checkpoint {
@@ -107,7 +111,7 @@ func checkpoint(t testing.TB, s *boltstore.Store, signer *ecdsa.PrivateKey) audi
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := audit.SignCheckpoint(signer, seq, hash, time.Now())
+	c, err := audit.SignCheckpoint(signer, newestCheckpoint(t, s), seq, hash, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +119,19 @@ func checkpoint(t testing.TB, s *boltstore.Store, signer *ecdsa.PrivateKey) audi
 		t.Fatalf("AddCheckpoint(%d): %v", seq, err)
 	}
 	return c
+}
+
+// newestCheckpoint is the store's newest checkpoint, nil when none.
+func newestCheckpoint(t testing.TB, s *boltstore.Store) *audit.Checkpoint {
+	t.Helper()
+	cps, err := s.Checkpoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cps) == 0 {
+		return nil
+	}
+	return &cps[len(cps)-1]
 }
 
 func newSigner(t testing.TB) *ecdsa.PrivateKey {
@@ -665,7 +682,7 @@ func TestAuditRecordsFrom(t *testing.T) {
 func TestAddCheckpoint(t *testing.T) {
 	s, _ := openStore(t, boltstore.Options{})
 	signer := newSigner(t)
-	if c, _ := audit.SignCheckpoint(signer, 1, audit.Genesis, time.Now()); !errors.Is(s.AddCheckpoint(c), keysvc.ErrInvalidArgument) {
+	if c, _ := audit.SignCheckpoint(signer, nil, 1, audit.Genesis, time.Now()); !errors.Is(s.AddCheckpoint(c), keysvc.ErrInvalidArgument) {
 		t.Fatal("checkpoint on an empty log accepted")
 	}
 	appendConcurrently(t, s, 5, 5)
@@ -673,26 +690,46 @@ func TestAddCheckpoint(t *testing.T) {
 	if err := boltsurgeon.DeleteAudit(s.DB(), 4); err != nil {
 		t.Fatal(err)
 	}
+	first, _ := audit.SignCheckpoint(signer, nil, 1, stored[0].Hash, time.Now())
 	tests := []struct {
-		name string
-		seq  uint64
-		hash []byte
-		want error
+		name    string
+		seq     uint64
+		hash    []byte
+		unchain bool // sign it as a first checkpoint, whatever is stored
+		v1      bool // a v1 (unchained, index 0) checkpoint
+		want    error
 	}{
-		{"seq 0", 0, audit.Genesis, keysvc.ErrInvalidArgument},
-		{"beyond the log", 6, stored[4].Hash, keysvc.ErrInvalidArgument},
-		{"far beyond the log", 1 << 40, stored[4].Hash, keysvc.ErrInvalidArgument},
-		{"wrong hash", 3, stored[2].Prev, keysvc.ErrInvalidArgument},
-		{"deleted record", 4, stored[3].Hash, keysvc.ErrInvalidArgument},
-		{"last record", 5, stored[4].Hash, nil},
-		{"earlier record", 2, stored[1].Hash, nil},
-		{"again, replacing", 2, stored[1].Hash, nil},
+		{"seq 0", 0, audit.Genesis, false, false, keysvc.ErrInvalidArgument},
+		{"beyond the log", 6, stored[4].Hash, false, false, keysvc.ErrInvalidArgument},
+		{"far beyond the log", 1 << 40, stored[4].Hash, false, false, keysvc.ErrInvalidArgument},
+		{"wrong hash", 3, stored[2].Prev, false, false, keysvc.ErrInvalidArgument},
+		{"deleted record", 4, stored[3].Hash, false, false, keysvc.ErrInvalidArgument},
+		{"v1 checkpoint", 2, stored[1].Hash, false, true, keysvc.ErrInvalidArgument},
+		{"first", 2, stored[1].Hash, false, false, nil},
+		{"same record again", 2, stored[1].Hash, false, false, keysvc.ErrInvalidArgument},
+		{"second, not chained", 5, stored[4].Hash, true, false, keysvc.ErrInvalidArgument},
+		{"second", 5, stored[4].Hash, false, false, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := audit.SignCheckpoint(signer, tt.seq, tt.hash, time.Now())
+			prev := newestCheckpoint(t, s)
+			if tt.unchain {
+				prev = &first
+			}
+			if tt.seq == 2 && prev != nil && prev.Seq == 2 { // "same record again": SignCheckpoint refuses it, so forge the link
+				c := *prev
+				c.Index, c.Prev = prev.Index+1, prev.Digest()
+				if err := s.AddCheckpoint(c); !errors.Is(err, tt.want) {
+					t.Fatalf("AddCheckpoint = %v, want %v", err, tt.want)
+				}
+				return
+			}
+			c, err := audit.SignCheckpoint(signer, prev, tt.seq, tt.hash, time.Now())
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tt.v1 {
+				c.Index, c.Prev = 0, nil
 			}
 			if err := s.AddCheckpoint(c); !errors.Is(err, tt.want) || (tt.want != nil && errors.Is(err, keysvc.ErrStore)) {
 				t.Fatalf("AddCheckpoint = %v, want %v", err, tt.want)
@@ -841,9 +878,12 @@ func TestTamperDetected(t *testing.T) {
 		}},
 		{"rewrite the chain and sign checkpoints with another key", func(t *testing.T, s *boltstore.Store) {
 			rewriteChain(t, s, 1, func(r *audit.Record) { r.Detail = "rewritten" })
+			if _, err := boltsurgeon.DeleteCheckpointsAfter(s.DB(), 0); err != nil {
+				t.Fatal(err)
+			}
 			recs := allRecords(t, s)
 			for _, seq := range []uint64{10, 20} {
-				c, err := audit.SignCheckpoint(attacker, seq, recs[seq-1].Hash, time.Now())
+				c, err := audit.SignCheckpoint(attacker, newestCheckpoint(t, s), seq, recs[seq-1].Hash, time.Now())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -868,7 +908,7 @@ func TestTamperDetected(t *testing.T) {
 			appendConcurrently(t, s, 5, 10)
 			checkpoint(t, s, signer)
 			rep, err := verify(s, &signer.PublicKey)
-			if err != nil || rep != (audit.Report{Records: 20, Checkpoints: 2, LastSeq: 20, LastCheckpoint: 20}) {
+			if err != nil || rep.Records != 20 || rep.Checkpoints != 2 || rep.LastSeq != 20 || rep.LastCheckpoint != 20 || rep.Unsigned != 0 {
 				t.Fatalf("Verify before tampering = %+v, %v", rep, err)
 			}
 
@@ -1056,7 +1096,7 @@ func TestWritableAndClosed(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := audit.SignCheckpoint(newSigner(t), 1, audit.Genesis, time.Now())
+	c, err := audit.SignCheckpoint(newSigner(t), nil, 1, audit.Genesis, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
