@@ -92,15 +92,14 @@ func (s *Service) checkAuditAtStart() error {
 	if err != nil {
 		return err
 	}
-	var newest []audit.Checkpoint
 	from := head + 1
 	if n := len(cps); n > 0 {
-		newest, from = cps[n-1:], cps[n-1].Seq
+		from = cps[n-1].Seq
 	}
 	for _, a := range s.cfg.AuditAnchors {
 		from = min(from, a.Seq)
 	}
-	v, err := audit.NewVerifier(newest, s.AuditPublicKey(), s.cfg.AuditAnchors...)
+	v, err := audit.NewVerifier(cps, s.AuditPublicKey(), s.cfg.AuditAnchors...)
 	if err != nil {
 		return fmt.Errorf("%w: %w; %s", ErrAuditBroken, err, auditBrokenHelp)
 	}

@@ -300,6 +300,9 @@ func TestConfirmBypasses(t *testing.T) {
 			t.Fatalf("audit record holds a secret: %s", o)
 		}
 	}
+	if err := e.svc.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if rep, err := e.svc.VerifyAudit(); err != nil {
 		t.Fatalf("audit chain: %v %+v", err, rep)
 	}

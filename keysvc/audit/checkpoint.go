@@ -236,10 +236,18 @@ func NewVerifier(checkpoints []Checkpoint, pub *ecdsa.PublicKey, anchors ...Anch
 	return v, nil
 }
 
-// From makes v start mid-chain at record seq (NewCheckerFrom), for a check
-// whose checkpoints and anchors all lie at or after seq.
+// From makes v start mid-chain at record seq (NewCheckerFrom). Checkpoints
+// before seq are left to the checkpoint chain (NewVerifier checked their
+// links; VerifyChain checks the newest signature, which covers them), so
+// seq should be at most the newest checkpoint's and every anchor's.
 func (v *Verifier) From(seq uint64) *Verifier {
 	v.ck = NewCheckerFrom(seq)
+	for v.next < len(v.checkpoints) && v.checkpoints[v.next].Seq < seq {
+		v.next++
+	}
+	for v.nextAnchor < len(v.anchors) && v.anchors[v.nextAnchor].Seq < seq {
+		v.nextAnchor++
+	}
 	return v
 }
 
