@@ -5,6 +5,7 @@ package softhsmtests
 // lock across a restart, and many concurrent confirmations.
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
