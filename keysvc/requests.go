@@ -12,8 +12,10 @@ type Caller struct {
 	// external or confirm-required signing keys whose policy grants the
 	// client itself and nobody else. See CreateKey.
 	EnrolPrefixes []string
-	// RequestDigest is hex SHA-256 of the request body, for the audit record.
-	RequestDigest string
+	// BodySHA256 is the SHA-256 of the request body. It stays in memory:
+	// the audit record holds only its keyed digest (audit.DigestScheme),
+	// never this unkeyed function of the request (issue 12).
+	BodySHA256 []byte
 }
 
 // CreateKeyRequest asks for a new key with version 1.

@@ -26,9 +26,11 @@
 package keysvc
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -46,7 +48,19 @@ import (
 const (
 	KEKLabel      = "keysvc-kek"   // AES-256, wraps "wrapped" key versions
 	AuditKeyLabel = "keysvc-audit" // ECDSA P-256, signs audit checkpoints
+	// AuditDigestKeyLabel is a generic secret (HMAC, sensitive,
+	// non-extractable): keysvc derives from it at start the per-process
+	// key of audit request digests (audit.DigestScheme).
+	AuditDigestKeyLabel = "keysvc-audit-digest"
 )
+
+// ErrAuditBroken is a start-up error of New (and of Checkpoint): the
+// audit log does not verify, or shrank, so keysvc will not append to it
+// nor sign a checkpoint over it (R-SRV-3).
+var ErrAuditBroken = errors.New("keysvc: the audit log does not verify")
+
+// auditBrokenHelp is what to do about ErrAuditBroken.
+const auditBrokenHelp = "keysvc will not append to it or sign a checkpoint over it. Run `keysvc audit verify` (with -expect and the last checkpoint anchor the officers kept) to see the fault; then restore keysvc.db from a backup that verifies, or move it aside to start a new log, keeping this one as evidence"
 
 // ErrAuditKeyChanged is a start-up error of New (never an HTTP answer, so
 // not in SentinelCodes): the audit key differs from the one that signed
@@ -81,6 +95,11 @@ type Config struct {
 
 	// TPM holds the keys of protection "tpm" (nil: such keys are refused).
 	TPM TPMKeys
+
+	// AuditAnchors are record hashes known from outside the machine
+	// (audit.Anchor, from the checkpoint lines keysvc logs): New refuses
+	// to start unless the log holds each of them (issue 12).
+	AuditAnchors []audit.Anchor
 }
 
 // TPMKeys is what keysvc needs of the host TPM for protection "tpm"
@@ -102,6 +121,10 @@ type Service struct {
 	smKEK    *pkcs11shim.Key // seals SM material (AES-256-GCM)
 	auditKey crypto.Signer   // the token's keysvc-audit key, or Config.AuditSigner
 	pinMAC   *pkcs11shim.Key // HMAC key for holder PINs (confirm.go)
+	digester *audit.Digester // keyed request digests of audit records
+
+	cpMu     sync.Mutex        // one checkpoint at a time
+	lastCP   *audit.Checkpoint // the newest checkpoint this process checked or signed
 	confirms *confirmations
 
 	locks [64]sync.Mutex // lifecycle changes, striped by key name
@@ -148,6 +171,15 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	if s.auditKey, err = s.auditSigner(ctx); err != nil {
+		return nil, err
+	}
+	if s.digester, err = s.auditDigester(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.migrateAudit(); err != nil {
+		return nil, err
+	}
+	if err := s.checkAuditAtStart(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -236,7 +268,7 @@ func authorize(c Caller, k *Key, op Op) error {
 
 // record builds an audit record for caller c.
 func (s *Service) record(c Caller, key string, version int, op string, err error) *audit.Record {
-	return &audit.Record{Time: s.now(), Client: c.Name, Key: key, Version: version, Op: op, Result: ResultCode(err), RequestDigest: c.RequestDigest}
+	return &audit.Record{Time: s.now(), Client: c.Name, Key: key, Version: version, Op: op, Result: ResultCode(err), RequestDigest: s.digester.Digest(c.BodySHA256)}
 }
 
 // audit appends a record; when it can't, the operation must fail.
@@ -313,9 +345,15 @@ func (s *Service) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Checkpoint signs the newest audit record with the audit key, if there is
-// anything new since the last checkpoint.
+// Checkpoint signs the newest audit record with the audit key, chained to
+// the newest checkpoint, if there is anything new since it. It refuses
+// (ErrAuditBroken) when the newest stored checkpoint is not the one this
+// process last checked or signed: the log was cut back under it. Each
+// checkpoint is logged with its anchor ("expect=<seq>:<hash>") for
+// officers to keep outside the machine.
 func (s *Service) Checkpoint(ctx context.Context) error {
+	s.cpMu.Lock()
+	defer s.cpMu.Unlock()
 	seq, hash, err := s.store.LastAudit()
 	if err != nil || seq == 0 {
 		return err
@@ -324,29 +362,57 @@ func (s *Service) Checkpoint(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if n := len(cps); n > 0 && cps[n-1].Seq >= seq {
+	var prev *audit.Checkpoint
+	if n := len(cps); n > 0 {
+		prev = &cps[n-1]
+	}
+	if s.lastCP != nil && (prev == nil || !bytes.Equal(prev.Digest(), s.lastCP.Digest())) {
+		err := fmt.Errorf("%w: the newest stored checkpoint is not checkpoint %d (record %d) that this process signed or checked last; %s", ErrAuditBroken, s.lastCP.Index, s.lastCP.Seq, auditBrokenHelp)
+		s.log.Error("audit checkpoint refused", "err", err)
+		return err
+	}
+	if prev != nil && prev.Seq >= seq {
 		return nil
 	}
-	cp, err := audit.SignCheckpoint(s.auditKey, seq, hash, s.now())
+	cp, err := audit.SignCheckpoint(s.auditKey, prev, seq, hash, s.now())
 	if err != nil {
 		return tokenErr(err)
 	}
-	return s.store.AddCheckpoint(cp)
+	if err := s.store.AddCheckpoint(cp); err != nil {
+		return err
+	}
+	s.lastCP = &cp
+	s.logCheckpoint("audit checkpoint", cp)
+	return nil
+}
+
+// logCheckpoint logs a checkpoint with the anchor officers keep.
+func (s *Service) logCheckpoint(msg string, cp audit.Checkpoint) {
+	s.log.Info(msg, "index", cp.Index, "seq", cp.Seq, "hash", hex.EncodeToString(cp.Hash),
+		"expect", audit.Anchor{Seq: cp.Seq, Hash: cp.Hash}.String())
 }
 
 // VerifyAudit checks the whole audit chain and every checkpoint.
-func (s *Service) VerifyAudit() (audit.Report, error) {
-	return VerifyAudit(s.store, s.AuditPublicKey())
+func (s *Service) VerifyAudit(anchors ...audit.Anchor) (audit.Report, error) {
+	return VerifyAudit(s.store, s.AuditPublicKey(), anchors...)
 }
 
-// VerifyAudit checks store's audit chain and checkpoints with the audit
-// public key (usable offline, e.g. by `keysvc audit verify`).
-func VerifyAudit(store Store, pub *ecdsa.PublicKey) (audit.Report, error) {
+// VerifyAudit checks store's whole audit chain, its checkpoint chain and
+// every checkpoint signature with the audit public key, and that the log
+// holds each anchor (usable offline, e.g. by `keysvc audit verify
+// -expect`). A log with no checkpoint fails (audit.ErrNoCheckpoint), and
+// so does one not yet migrated (audit.ErrUnmigrated).
+func VerifyAudit(store Store, pub *ecdsa.PublicKey, anchors ...audit.Anchor) (audit.Report, error) {
+	if f, err := store.AuditFormat(); err != nil {
+		return audit.Report{}, err
+	} else if f < AuditFormat {
+		return audit.Report{}, fmt.Errorf("%w: this store is in audit format %d; start keysvc once to migrate it, or verify it with the keysvc release that wrote it", audit.ErrUnmigrated, f)
+	}
 	cps, err := store.Checkpoints()
 	if err != nil {
 		return audit.Report{}, err
 	}
-	v, err := audit.NewVerifier(cps, pub)
+	v, err := audit.NewVerifier(cps, pub, anchors...)
 	if err != nil {
 		return audit.Report{}, err
 	}

@@ -2,6 +2,30 @@ package keysvc
 
 import "github.com/keyward/keyward/keysvc/audit"
 
+// AuditFormat is the current audit log format: keyed request digests
+// (audit.DigestScheme) and chained checkpoints.
+const AuditFormat = 2
+
+// AuditMigration is what Store.MigrateAudit does, in one transaction, to
+// a format-1 log whose chain ends at (Last, LastHash) — the head the caller
+// verified; any other head aborts it:
+//
+//  1. check the old chain again while reading it;
+//  2. replace each record's RequestDigest with Rekey(old) and reseal the
+//     chain (new Prev and Hash for every record);
+//  3. drop every checkpoint (they sign hashes of the old digests);
+//  4. append Final, its Detail set to the counts
+//     ("records=… digests_rekeyed=… checkpoints_dropped=…");
+//  5. store Sign(Final's seq, hash), the new chain's first checkpoint;
+//  6. mark the log AuditFormat.
+type AuditMigration struct {
+	Last     uint64
+	LastHash []byte
+	Rekey    func(old string) (string, error)
+	Final    *audit.Record
+	Sign     func(seq uint64, hash []byte) (audit.Checkpoint, error)
+}
+
 // Store keeps keys and the audit log. The bbolt implementation
 // (keysvc/boltstore) is the embedded default; a clustered backend (etcd,
 // R-AV-4) implements the same interface, so the lifecycle code never
@@ -33,6 +57,12 @@ type Store interface {
 	// AddCheckpoint stores a signed checkpoint; Checkpoints lists them by Seq.
 	AddCheckpoint(c audit.Checkpoint) error
 	Checkpoints() ([]audit.Checkpoint, error)
+	// AuditFormat is the log's format: 1 for a log written before keyed
+	// request digests and chained checkpoints, AuditFormat after.
+	AuditFormat() (int, error)
+	// MigrateAudit moves a format-1 log to AuditFormat in one
+	// transaction (AuditMigration).
+	MigrateAudit(m AuditMigration) error
 	// Writable checks that a write transaction commits (readiness).
 	Writable() error
 	Close() error

@@ -24,7 +24,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,6 +48,37 @@ type bankEnv struct {
 	url    string
 	outbox *otp.DevOutbox
 	list   string // blacklist file
+	dir    string // banking's data directory (bank.db, blacklist)
+	// kmsBodies records the body of every request banking sends keysvc.
+	kmsBodies *bodyRecorder
+}
+
+// bodyRecorder is an http.RoundTripper that keeps every request body.
+type bodyRecorder struct {
+	mu     sync.Mutex
+	bodies [][]byte
+}
+
+func (r *bodyRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		b, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		r.bodies = append(r.bodies, b)
+		r.mu.Unlock()
+		req.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// all returns the bodies recorded so far.
+func (r *bodyRecorder) all() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.bodies)
 }
 
 // provisionBankKeys creates the bank's keys in keysvc as the officer
@@ -82,11 +115,12 @@ func newBankEnv(t *testing.T) *bankEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	kc, err := client.New(ks.url, client.WithBearer(bankappToken))
+	rec := &bodyRecorder{}
+	kc, err := client.New(ks.url, client.WithBearer(bankappToken), client.WithHTTPClient(&http.Client{Transport: rec}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := &bankEnv{ks: ks, outbox: otp.NewDevOutbox(), list: list}
+	be := &bankEnv{ks: ks, outbox: otp.NewDevOutbox(), list: list, dir: dir, kmsBodies: rec}
 	if be.bank, err = banking.New(banking.Config{DB: db, KMS: kc, KMSName: "bankapp", Screen: w, SMS: be.outbox}); err != nil {
 		t.Fatal(err)
 	}

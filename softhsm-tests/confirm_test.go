@@ -5,6 +5,7 @@ package softhsmtests
 // lock across a restart, and many concurrent confirmations.
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -299,6 +300,9 @@ func TestConfirmBypasses(t *testing.T) {
 		if strings.Contains(o, holderPIN) || strings.Contains(o, n.HolderToken) {
 			t.Fatalf("audit record holds a secret: %s", o)
 		}
+	}
+	if err := e.svc.Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	if rep, err := e.svc.VerifyAudit(); err != nil {
 		t.Fatalf("audit chain: %v %+v", err, rep)

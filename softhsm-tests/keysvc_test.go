@@ -3,6 +3,7 @@ package softhsmtests
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/internal/boltsurgeon"
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
 	"github.com/keyward/keyward/keysvc/audit"
@@ -65,6 +67,8 @@ type keysvcEnv struct {
 	// The holder's second channel (display and confirm): its own server,
 	// and the notices keysvc sends holders, by key name.
 	tpm *tpm.TPM // protection tpm keys (nil: none)
+	// auditSigner, when set, is keysvc.Config.AuditSigner.
+	auditSigner crypto.Signer
 
 	confirmSrv     *api.ConfirmServer
 	confirmURL     string
@@ -121,7 +125,7 @@ func (e *keysvcEnv) start(t *testing.T) {
 		tk = e.tpm
 	}
 	e.svc, err = keysvc.New(context.Background(), keysvc.Config{Token: e.tok.tok, Store: e.store, MinDestroyDelay: time.Hour, DefaultDestroyDelay: 24 * time.Hour, Now: e.clock.Now,
-		ConfirmTimeout: e.confirmTimeout, Notify: e.notify, TPM: tk})
+		ConfirmTimeout: e.confirmTimeout, Notify: e.notify, TPM: tk, AuditSigner: e.auditSigner})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,11 +519,11 @@ func TestKeysvcAuditTamper(t *testing.T) {
 			}
 			switch attack {
 			case "edit":
-				err = e.store.TamperAudit(3, func(raw []byte) []byte { return bytes.Replace(raw, []byte(`"banking"`), []byte(`"officer"`), 1) })
+				err = boltsurgeon.TamperAudit(e.store.DB(), 3, func(raw []byte) []byte { return bytes.Replace(raw, []byte(`"banking"`), []byte(`"officer"`), 1) })
 			case "delete":
-				err = e.store.DeleteAudit(4)
+				err = boltsurgeon.DeleteAudit(e.store.DB(), 4)
 			case "swap":
-				err = e.store.SwapAudit(3, 4)
+				err = boltsurgeon.SwapAudit(e.store.DB(), 3, 4)
 			}
 			if err != nil {
 				t.Fatal(err)

@@ -565,7 +565,7 @@ func TestAuditVerify(t *testing.T) {
 		store.Audit(&audit.Record{Time: time.Now(), Client: "banking", Key: "k", Version: 1, Op: "sign", Result: "ok"})
 	}
 	seq, hash, _ := store.LastAudit()
-	cp, _ := audit.SignCheckpoint(key, seq, hash, time.Now())
+	cp, _ := audit.SignCheckpoint(key, nil, seq, hash, time.Now())
 	store.AddCheckpoint(cp)
 	store.Close()
 	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)

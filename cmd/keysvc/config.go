@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
 )
@@ -19,6 +20,9 @@ import (
 // Config is keysvc's YAML configuration. Every field can be left out in dev
 // mode (no config file): see devConfig.
 type Config struct {
+	// auditAnchors come from serve's -audit-expect flags, not the file.
+	auditAnchors []audit.Anchor
+
 	Listen  string `yaml:"listen"`   // host:port, default 127.0.0.1:8443
 	DataDir string `yaml:"data_dir"` // bbolt store (keys, audit, PIN guard)
 	TLS     struct {

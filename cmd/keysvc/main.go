@@ -1,7 +1,7 @@
 // Command keysvc is Keyward's key-management service.
 //
 //	keysvc [serve] [-config file] [-data-dir dir]   run the service
-//	keysvc audit verify [-data-dir dir] [-pubkey pem]  check the audit chain
+//	keysvc audit verify [-data-dir dir] [-pubkey pem] [-expect seq:hash]  check the audit chain
 //	keysvc rawbench -label kw/<key>/v1 [-goroutines n] the token's raw C_Sign rate (dev mode)
 //
 // With no config file (no -config, no KEYWARD_CONFIG) keysvc runs in dev
@@ -31,6 +31,7 @@ import (
 
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
+	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/boltstore"
 	"github.com/keyward/keyward/token"
 )
@@ -62,6 +63,8 @@ func serve(log *slog.Logger, args []string) error {
 	configPath := fs.String("config", os.Getenv("KEYWARD_CONFIG"), "YAML config file (env KEYWARD_CONFIG); none: dev mode")
 	dataDir := fs.String("data-dir", envOr("KEYWARD_DATA_DIR", "var"), "dev mode: data directory (env KEYWARD_DATA_DIR)")
 	listen := fs.String("listen", os.Getenv("KEYWARD_LISTEN"), "override the listen address (env KEYWARD_LISTEN)")
+	var anchors []audit.Anchor
+	fs.Func("audit-expect", "refuse to start unless the audit log holds this `seq:hash` (from a checkpoint line the officers kept; repeatable)", anchorFlag(&anchors))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,6 +82,7 @@ func serve(log *slog.Logger, args []string) error {
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
+	cfg.auditAnchors = anchors
 	return run(log, cfg, dev)
 }
 
@@ -122,7 +126,7 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	}
 	svc, err := keysvc.New(ctx, keysvc.Config{Token: tok, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
 		MinDestroyDelay: cfg.Destroy.MinDelay, Logger: log, ConfirmTimeout: cfg.Confirm.Timeout, Notify: notify,
-		AuditSigner: host.audit, TPM: host.tpmKeys()})
+		AuditSigner: host.audit, TPM: host.tpmKeys(), AuditAnchors: cfg.auditAnchors})
 	if err != nil {
 		return err
 	}
@@ -226,23 +230,43 @@ func serveConfirm(cfg *Config, host *hostSecrets, svc *keysvc.Service, log *slog
 }
 
 // writeAuditKey saves the audit public key beside the store, for
-// `keysvc audit verify`. Keep an independent copy: whoever can replace this
-// file could also present checkpoints signed by a key of their own.
+// `keysvc audit verify`, mode 0600 like the rest of the data directory
+// (an existing file is tightened too). Keep an independent copy: whoever
+// can replace this file could also present checkpoints signed by a key of
+// their own.
 func writeAuditKey(dir string, svc *keysvc.Service) error {
 	der, err := x509.MarshalPKIXPublicKey(svc.AuditPublicKey())
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "audit-key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
+	path := filepath.Join(dir, "audit-key.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o600) // WriteFile keeps the mode of a file that exists
+}
+
+// anchorFlag parses repeatable -expect / -audit-expect values.
+func anchorFlag(into *[]audit.Anchor) func(string) error {
+	return func(v string) error {
+		a, err := audit.ParseAnchor(v)
+		if err != nil {
+			return err
+		}
+		*into = append(*into, a)
+		return nil
+	}
 }
 
 func auditCmd(args []string) error {
 	if len(args) == 0 || args[0] != "verify" {
-		return errors.New("usage: keysvc audit verify [-data-dir dir] [-pubkey audit-key.pem]")
+		return errors.New("usage: keysvc audit verify [-data-dir dir] [-pubkey audit-key.pem] [-expect seq:hash]...")
 	}
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", envOr("KEYWARD_DATA_DIR", "var"), "data directory holding keysvc.db")
 	pubPath := fs.String("pubkey", "", "audit public key PEM (default <data-dir>/audit-key.pem; better: your own copy)")
+	var anchors []audit.Anchor
+	fs.Func("expect", "fail unless the chain holds this record `seq:hash` (from a checkpoint line or transcript the officers kept; repeatable)", anchorFlag(&anchors))
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -258,11 +282,15 @@ func auditCmd(args []string) error {
 		return fmt.Errorf("open store (is keysvc running? stop it or verify a copy): %w", err)
 	}
 	defer store.Close()
-	rep, err := keysvc.VerifyAudit(store, pub)
+	rep, err := keysvc.VerifyAudit(store, pub, anchors...)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("audit chain ok: %d records, %d signed checkpoints, last record %d, last checkpoint %d\n", rep.Records, rep.Checkpoints, rep.LastSeq, rep.LastCheckpoint)
+	fmt.Printf("audit chain ok: %d records, %d signed checkpoints, %d expected records found, last record %d, last checkpoint %d\n", rep.Records, rep.Checkpoints, rep.Anchors, rep.LastSeq, rep.LastCheckpoint)
+	fmt.Printf("anchor of the last checkpoint (keep it outside this machine; pass it to -expect next time): %s\n", audit.Anchor{Seq: rep.LastCheckpoint, Hash: rep.LastCheckpointHash})
+	if len(anchors) == 0 {
+		fmt.Println("note: without -expect, a log cut back to an earlier checkpoint and given a new tail also passes; anchor it with a seq:hash the officers kept")
+	}
 	if rep.Unsigned > 0 {
 		fmt.Printf("note: the newest %d records are not yet covered by a signed checkpoint (one is made every scheduler interval and at shutdown)\n", rep.Unsigned)
 	}

@@ -85,7 +85,8 @@ func (r *registry) byBearer(token string) (Client, bool) {
 // (which keys and operations) is the Backend's, from each key's policy.
 //
 // Admission also refuses bodies that are not plain JSON (415) and records
-// the body's SHA-256 in Caller.RequestDigest for the audit record.
+// the body's SHA-256 in Caller.BodySHA256, which the Service keys
+// (audit.DigestScheme) before it goes into an audit record.
 func (s *Server) admission(c *fiber.Ctx) error {
 	cl, err := s.authenticate(c)
 	if err != nil {
@@ -96,7 +97,7 @@ func (s *Server) admission(c *fiber.Ctx) error {
 		return err
 	}
 	sum := sha256.Sum256(c.Request().Body())
-	c.Locals(callerKey, keysvc.Caller{Name: cl.Name, Admin: cl.Admin, EnrolPrefixes: cl.EnrolPrefixes, RequestDigest: hex.EncodeToString(sum[:])})
+	c.Locals(callerKey, keysvc.Caller{Name: cl.Name, Admin: cl.Admin, EnrolPrefixes: cl.EnrolPrefixes, BodySHA256: sum[:]})
 	return c.Next()
 }
 

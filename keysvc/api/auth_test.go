@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,7 +10,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"log/slog"
 	"math/big"
@@ -74,13 +74,13 @@ func TestRequestDigest(t *testing.T) {
 	body := `{"message":"aGVsbG8="}`
 	e.req("POST", "/v1/keys/k1/sign", aliceToken, body).expect(t, 200, "")
 	sum := sha256.Sum256([]byte(body))
-	if got := e.be.last(t).Caller.RequestDigest; got != hex.EncodeToString(sum[:]) {
-		t.Errorf("RequestDigest = %s", got)
+	if got := e.be.last(t).Caller.BodySHA256; !bytes.Equal(got, sum[:]) {
+		t.Errorf("BodySHA256 = %x", got)
 	}
 	e.req("GET", "/v1/keys", aliceToken, "").expect(t, 200, "")
 	empty := sha256.Sum256(nil)
-	if got := e.be.last(t).Caller.RequestDigest; got != hex.EncodeToString(empty[:]) {
-		t.Errorf("RequestDigest of an empty body = %s", got)
+	if got := e.be.last(t).Caller.BodySHA256; !bytes.Equal(got, empty[:]) {
+		t.Errorf("BodySHA256 of an empty body = %x", got)
 	}
 }
 

@@ -53,8 +53,9 @@
 //
 // Without a client CA the server asks for no certificate: bearer only.
 // Authorisation is per key and belongs to the Backend (keysvc.ErrForbidden
-// → 403). Admission also sets keysvc.Caller.RequestDigest, the hex SHA-256
-// of the request body, for the audit record. Refusals are logged at Info.
+// → 403). Admission also sets keysvc.Caller.BodySHA256, the SHA-256 of the
+// request body, which the Service keys before it reaches an audit record
+// (audit.DigestScheme). Refusals are logged at Info.
 //
 // # Errors
 //

@@ -8,8 +8,16 @@
 // attacker who rewrites the whole chain (and recomputes every hash) still
 // cannot produce a valid checkpoint signature.
 //
-// Records never hold plaintext, PINs or key material: only who did what to
-// which key version, the result, and a SHA-256 digest of the request.
+// Records never hold plaintext, PINs or key material, nor any unkeyed
+// function of request data: only who did what to which key version, the
+// result, and a keyed digest of the request (DigestScheme, digest.go).
+//
+// Checkpoints chain too (checkpoint.go): each signs the previous
+// checkpoint's digest and its own count, so a deleted checkpoint breaks
+// the chain. What no file can show on its own is a log cut back to an
+// earlier checkpoint and given a new tail: officers anchor it from outside
+// with the sequence number and hash keysvc logs at each checkpoint
+// (Anchor; `keysvc audit verify -expect`).
 //
 // Storage is not this package's business: keysvc's store appends records
 // (computing Seq, Prev and Hash inside its own transaction with Seal) and
@@ -37,8 +45,11 @@ type Record struct {
 	Op      string    `json:"op"`                // "sign", "rotate", "destroy", ...
 	Result  string    `json:"result"`            // "ok" or a stable error code
 	Detail  string    `json:"detail,omitempty"`  // non-secret context, e.g. "items=20"
-	// RequestDigest is hex SHA-256 of the request body, so a record can be
-	// matched to a request without storing the request.
+	// RequestDigest is the keyed digest of the request body (DigestScheme
+	// ":" hex), so a record can be matched to a request by whoever holds
+	// the token, without storing the request or any unkeyed function of
+	// it. Stores written before the keyed scheme held a bare hex SHA-256
+	// here; keysvc migrates them on start.
 	RequestDigest string `json:"request_digest,omitempty"`
 	Prev          []byte `json:"prev"` // Hash of record Seq-1 (32 zero bytes for Seq 1)
 	Hash          []byte `json:"hash"`
@@ -102,13 +113,30 @@ func Unmarshal(b []byte) (Record, error) {
 type Checker struct {
 	seq  uint64
 	prev []byte
+	from bool // the first record may start mid-chain (NewCheckerFrom)
 }
 
 // NewChecker starts at the beginning of the log.
 func NewChecker() *Checker { return &Checker{prev: Genesis} }
 
+// NewCheckerFrom starts at record seq, mid-chain: the first record must be
+// number seq and match its own hash, and its Prev is taken on trust. The
+// caller must anchor what it checks (a signed checkpoint or an Anchor at
+// or after seq); keysvc's start-up check does, to avoid reading the whole
+// log at every start.
+func NewCheckerFrom(seq uint64) *Checker {
+	if seq <= 1 {
+		return NewChecker()
+	}
+	return &Checker{seq: seq - 1, from: true}
+}
+
 // Next checks that r follows the previous record.
 func (c *Checker) Next(r Record) error {
+	if c.from && r.Seq == c.seq+1 {
+		c.prev = r.Prev
+	}
+	c.from = false
 	switch {
 	case r.Seq != c.seq+1:
 		return fmt.Errorf("%w at record %d: expected sequence number %d (a record was deleted or reordered)", ErrTampered, r.Seq, c.seq+1)

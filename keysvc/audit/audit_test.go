@@ -6,10 +6,12 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -314,11 +316,11 @@ func TestSignCheckpointAndVerifySignature(t *testing.T) {
 	key, other := newKey(t), newKey(t)
 	hash := bytes.Repeat([]byte{5}, 32)
 	now := auditT0.In(time.FixedZone("Z", 3600))
-	cp, err := audit.SignCheckpoint(key, 12, hash, now)
+	cp, err := audit.SignCheckpoint(key, nil, 12, hash, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cp.Seq != 12 || !bytes.Equal(cp.Hash, hash) || !cp.Time.Equal(now) || cp.Time.Location() != time.UTC {
+	if cp.Seq != 12 || !bytes.Equal(cp.Hash, hash) || !cp.Time.Equal(now) || cp.Time.Location() != time.UTC || cp.Index != 1 || cp.Prev != nil {
 		t.Fatalf("checkpoint = %+v", cp)
 	}
 	hash[0] = 0
@@ -336,6 +338,8 @@ func TestSignCheckpointAndVerifySignature(t *testing.T) {
 		{"seq changed", func(c *audit.Checkpoint) { c.Seq++ }, &key.PublicKey, false},
 		{"hash changed", func(c *audit.Checkpoint) { c.Hash = bytes.Repeat([]byte{6}, 32) }, &key.PublicKey, false},
 		{"time changed", func(c *audit.Checkpoint) { c.Time = c.Time.Add(time.Nanosecond) }, &key.PublicKey, false},
+		{"index changed", func(c *audit.Checkpoint) { c.Index = 2 }, &key.PublicKey, false},
+		{"prev changed", func(c *audit.Checkpoint) { c.Prev = bytes.Repeat([]byte{1}, 32) }, &key.PublicKey, false},
 		{"signature corrupted", func(c *audit.Checkpoint) {
 			c.Signature = append([]byte(nil), c.Signature...)
 			c.Signature[len(c.Signature)-1] ^= 1
@@ -372,24 +376,38 @@ func (failingSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) 
 }
 
 func TestSignCheckpointSignerError(t *testing.T) {
-	_, err := audit.SignCheckpoint(failingSigner{newKey(t)}, 1, audit.Genesis, auditT0)
+	_, err := audit.SignCheckpoint(failingSigner{newKey(t)}, nil, 1, audit.Genesis, auditT0)
 	if !errors.Is(err, errSignerDown) {
 		t.Fatalf("err = %v, want the signer's error wrapped", err)
 	}
 }
 
-// checkpointsAt signs checkpoints for the given record numbers of recs.
+// checkpointsAt signs a chain of checkpoints for the given record numbers
+// of recs (chained in ascending order) and returns them in the order given.
 func checkpointsAt(t *testing.T, key *ecdsa.PrivateKey, recs []audit.Record, seqs ...uint64) []audit.Checkpoint {
 	t.Helper()
-	var out []audit.Checkpoint
-	for _, s := range seqs {
-		cp, err := audit.SignCheckpoint(key, s, recs[s-1].Hash, auditT0.Add(time.Duration(s)*time.Minute))
+	sorted := slices.Sorted(slices.Values(seqs))
+	bySeq := map[uint64]audit.Checkpoint{}
+	var prev *audit.Checkpoint
+	for _, s := range sorted {
+		cp, err := audit.SignCheckpoint(key, prev, s, recs[s-1].Hash, auditT0.Add(time.Duration(s)*time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, cp)
+		bySeq[s] = cp
+		prev = &cp
+	}
+	var out []audit.Checkpoint
+	for _, s := range seqs {
+		out = append(out, bySeq[s])
 	}
 	return out
+}
+
+// noHashes clears a report's hashes, to compare its counts.
+func noHashes(r audit.Report) audit.Report {
+	r.LastHash, r.LastCheckpointHash = nil, nil
+	return r
 }
 
 func TestVerifyClean(t *testing.T) {
@@ -408,13 +426,6 @@ func TestVerifyClean(t *testing.T) {
 			audit.Report{Records: 100, Checkpoints: 2, LastSeq: 100, Unsigned: 0, LastCheckpoint: 100}},
 		{"out of order", recs, []uint64{90, 10, 50}, &key.PublicKey,
 			audit.Report{Records: 100, Checkpoints: 3, LastSeq: 100, Unsigned: 10, LastCheckpoint: 90}},
-		{"two for one record", recs, []uint64{50, 50}, &key.PublicKey,
-			audit.Report{Records: 100, Checkpoints: 2, LastSeq: 100, Unsigned: 50, LastCheckpoint: 50}},
-		{"no checkpoints", recs, nil, &key.PublicKey,
-			audit.Report{Records: 100, LastSeq: 100, Unsigned: 100}},
-		{"no checkpoints, no key", recs, nil, nil,
-			audit.Report{Records: 100, LastSeq: 100, Unsigned: 100}},
-		{"empty log", nil, nil, nil, audit.Report{}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -427,8 +438,11 @@ func TestVerifyClean(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			if rep != c.want {
+			if !reflect.DeepEqual(noHashes(rep), c.want) {
 				t.Errorf("report = %+v, want %+v", rep, c.want)
+			}
+			if last := c.seqs[slices.Index(c.seqs, slices.Max(c.seqs))]; !bytes.Equal(rep.LastCheckpointHash, recs[last-1].Hash) || !bytes.Equal(rep.LastHash, recs[len(recs)-1].Hash) {
+				t.Errorf("report hashes = %x, %x", rep.LastHash, rep.LastCheckpointHash)
 			}
 			if !reflect.DeepEqual(cps, orig) {
 				t.Error("Verify reordered the caller's checkpoint slice")
@@ -455,7 +469,7 @@ func TestVerifyRejects(t *testing.T) {
 			name: "checkpoint hash mismatch",
 			next: iter(recs),
 			cps: func() []audit.Checkpoint {
-				cp, _ := audit.SignCheckpoint(key, 40, bytes.Repeat([]byte{3}, 32), auditT0)
+				cp, _ := audit.SignCheckpoint(key, nil, 40, bytes.Repeat([]byte{3}, 32), auditT0)
 				return []audit.Checkpoint{cp}
 			},
 			pub: &key.PublicKey, tampered: true,
@@ -488,13 +502,44 @@ func TestVerifyRejects(t *testing.T) {
 			wantRep:  &audit.Report{Records: 60, Checkpoints: 1, LastSeq: 60, LastCheckpoint: 80},
 		},
 		{
+			name:    "no checkpoint",
+			next:    iter(recs),
+			cps:     func() []audit.Checkpoint { return nil },
+			pub:     &key.PublicKey,
+			is:      audit.ErrNoCheckpoint,
+			msg:     "100 records and no signed checkpoint",
+			wantRep: &audit.Report{Records: 100, LastSeq: 100, Unsigned: 100},
+		},
+		{
+			name: "empty log, no checkpoint",
+			next: iter(nil),
+			cps:  func() []audit.Checkpoint { return nil },
+			is:   audit.ErrNoCheckpoint,
+			msg:  "0 records and no signed checkpoint",
+		},
+		{
+			name: "two checkpoints for one record",
+			next: iter(recs),
+			cps: func() []audit.Checkpoint {
+				c1, _ := audit.SignCheckpoint(key, nil, 50, recs[49].Hash, auditT0)
+				c2 := c1
+				c2.Index, c2.Prev = 2, c1.Digest()
+				return []audit.Checkpoint{c1, c2}
+			},
+			pub: &key.PublicKey, tampered: true,
+			msg: "checkpoint 2 names record 50, not after record 50 of checkpoint 1",
+		},
+		{
 			name: "checkpoints out of order still checked",
 			next: iter(recs),
 			cps: func() []audit.Checkpoint {
-				// A validly signed checkpoint for record 10 with the wrong
-				// hash, given last: only a sorted walk reaches it at record 10.
-				bad, _ := audit.SignCheckpoint(key, 10, recs[10].Hash, auditT0)
-				return append(checkpointsAt(t, key, recs, 90, 50), bad)
+				// A validly signed, chained checkpoint for record 10 with
+				// the wrong hash, given last: only a sorted walk reaches it
+				// at record 10.
+				bad, _ := audit.SignCheckpoint(key, nil, 10, recs[10].Hash, auditT0)
+				c50, _ := audit.SignCheckpoint(key, &bad, 50, recs[49].Hash, auditT0)
+				c90, _ := audit.SignCheckpoint(key, &c50, 90, recs[89].Hash, auditT0)
+				return []audit.Checkpoint{c90, c50, bad}
 			},
 			pub:      &key.PublicKey,
 			tampered: true,
@@ -504,7 +549,7 @@ func TestVerifyRejects(t *testing.T) {
 			name: "checkpoint seq 0",
 			next: iter(recs),
 			cps: func() []audit.Checkpoint {
-				cp, _ := audit.SignCheckpoint(key, 0, audit.Genesis, auditT0)
+				cp, _ := audit.SignCheckpoint(key, nil, 0, audit.Genesis, auditT0)
 				return []audit.Checkpoint{cp}
 			},
 			pub:      &key.PublicKey,
@@ -516,7 +561,7 @@ func TestVerifyRejects(t *testing.T) {
 			next: iter(recs),
 			cps: func() []audit.Checkpoint {
 				c := checkpointsAt(t, key, recs, 10)
-				c2, _ := audit.SignCheckpoint(key, 0, audit.Genesis, auditT0)
+				c2, _ := audit.SignCheckpoint(key, nil, 0, audit.Genesis, auditT0)
 				return append(c, c2)
 			},
 			pub:      &key.PublicKey,
@@ -545,8 +590,8 @@ func TestVerifyRejects(t *testing.T) {
 				cp[4].Detail = "x"
 				return iter(cp)
 			}(),
-			cps:      func() []audit.Checkpoint { return nil },
-			pub:      nil,
+			cps:      func() []audit.Checkpoint { return checkpointsAt(t, key, recs, 90) },
+			pub:      &key.PublicKey,
 			tampered: true,
 			msg:      "at record 5: contents do not match its hash",
 		},
@@ -582,9 +627,19 @@ func TestVerifyRejects(t *testing.T) {
 			if !strings.Contains(err.Error(), c.msg) {
 				t.Errorf("err = %q, want it to contain %q", err, c.msg)
 			}
-			if c.wantRep != nil && rep != *c.wantRep {
+			if c.wantRep != nil && !reflect.DeepEqual(noHashes(rep), *c.wantRep) {
 				t.Errorf("report = %+v, want %+v", rep, *c.wantRep)
 			}
 		})
 	}
 }
+
+func newKeyF(f *testing.F) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return k
+}
+
+func jsonOf(v any) ([]byte, error) { return json.Marshal(v) }

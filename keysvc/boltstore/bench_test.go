@@ -13,7 +13,7 @@ import (
 
 func benchRecord() *audit.Record {
 	return &audit.Record{Time: time.Now(), Client: "payments", Key: "payments-sign", Version: 3, Op: "sign",
-		Result: "ok", RequestDigest: "9f86d081884c7d659a2feb1b6e8e4c4a2b3f5a0b9e0c7a1f3e2d4c5b6a798877"}
+		Result: "ok", RequestDigest: audit.DigestScheme + ":9f86d081884c7d659a2feb1b6e8e4c4a2b3f5a0b9e0c7a1f3e2d4c5b6a798877"}
 }
 
 // BenchmarkAuditAppend measures group-committed appends (Audit) from many

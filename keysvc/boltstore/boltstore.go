@@ -6,7 +6,9 @@
 //	keys         name → JSON of keysvc.Key
 //	audit        8-byte big-endian seq → JSON of audit.Record
 //	audit-meta   "last" → 8-byte big-endian seq of the newest record, then its hash
-//	checkpoints  8-byte big-endian seq → JSON of audit.Checkpoint
+//	             "format" → the log format in decimal ("2" = keysvc.AuditFormat);
+//	             absent in a log written before keyed request digests (format 1)
+//	checkpoints  8-byte big-endian seq → JSON of audit.Checkpoint (chained)
 //	probe        scratch bucket for Writable
 //
 // The file may be shared with the PIN guard (token.NewBoltStore), whose
@@ -22,12 +24,13 @@ package boltstore
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -44,8 +47,9 @@ var (
 	bucketCheckpoints = []byte("checkpoints")
 	bucketProbe       = []byte("probe")
 
-	metaLast = []byte("last") // in audit-meta: seq (8 bytes) then hash
-	probeKey = []byte("probe")
+	metaLast   = []byte("last")   // in audit-meta: seq (8 bytes) then hash
+	metaFormat = []byte("format") // in audit-meta: the log format, decimal
+	probeKey   = []byte("probe")
 )
 
 // DefaultMaxBatchSize is the default of Options.MaxBatchSize.
@@ -136,6 +140,13 @@ func New(db *bolt.DB) (*Store, error) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("bucket %s: %w", name, err)
 			}
+		}
+		// A log with no record yet starts in the current format; one
+		// written by an older keysvc stays format 1 until keysvc migrates
+		// it (keysvc.AuditMigration).
+		meta := tx.Bucket(bucketAuditMeta)
+		if meta.Get(metaFormat) == nil && meta.Get(metaLast) == nil {
+			return meta.Put(metaFormat, []byte(strconv.Itoa(keysvc.AuditFormat)))
 		}
 		return nil
 	})
@@ -484,12 +495,12 @@ func (s *Store) LastAudit() (uint64, []byte, error) {
 	return seq, hash, nil
 }
 
-// AddCheckpoint stores a signed checkpoint, replacing any earlier one for
-// the same Seq. A checkpoint that does not name a record of the log (Seq 0,
-// beyond the newest record, or a hash other than the record's) is refused
-// with keysvc.ErrInvalidArgument: stored, it would make every later
-// verification report tampering. The signature is not checked here (the
-// store does not know the audit key).
+// AddCheckpoint stores a signed checkpoint. A checkpoint that does not name
+// a record of the log (Seq 0, beyond the newest record, or a hash other
+// than the record's) or does not follow the newest stored checkpoint
+// (audit.Checkpoint.Follows) is refused with keysvc.ErrInvalidArgument:
+// stored, it would make every later verification report tampering. The
+// signature is not checked here (the store does not know the audit key).
 func (s *Store) AddCheckpoint(c audit.Checkpoint) error {
 	v, err := json.Marshal(c)
 	if err != nil {
@@ -518,6 +529,14 @@ func (s *Store) AddCheckpoint(c audit.Checkpoint) error {
 			refused = fmt.Errorf("%w: checkpoint hash differs from that of audit record %d", keysvc.ErrInvalidArgument, c.Seq)
 			return refused
 		}
+		prev, err := newestCheckpoint(tx)
+		if err != nil {
+			return err
+		}
+		if err := c.Follows(prev); err != nil {
+			refused = fmt.Errorf("%w: the checkpoint does not chain to the newest stored one: %w", keysvc.ErrInvalidArgument, err)
+			return refused
+		}
 		return tx.Bucket(bucketCheckpoints).Put(seqKey(c.Seq), v)
 	})
 	switch {
@@ -534,9 +553,9 @@ func (s *Store) Checkpoints() ([]audit.Checkpoint, error) {
 	var out []audit.Checkpoint
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketCheckpoints).ForEach(func(k, v []byte) error {
-			var c audit.Checkpoint
-			if err := json.Unmarshal(v, &c); err != nil {
-				return fmt.Errorf("checkpoint %x: %w", k, err)
+			c, err := audit.UnmarshalCheckpoint(v)
+			if err != nil {
+				return fmt.Errorf("%w: checkpoint %x: %w", audit.ErrTampered, k, err)
 			}
 			out = append(out, c)
 			return nil
@@ -578,70 +597,154 @@ func (s *Store) Writable() error {
 	return nil
 }
 
-// TamperAudit replaces the stored JSON of record seq with fn's result (fn
-// gets a copy of the current bytes), leaving the chain head in audit-meta
-// alone.
-//
-// TamperAudit, DeleteAudit and SwapAudit are test hooks, for tests of
-// `keysvc audit verify`: they do what anyone with write access to the
-// file can do by hand with any bbolt editor, and the service never calls
-// them. They bypass the chain on purpose; audit.Verify must catch the
-// result.
-func (s *Store) TamperAudit(seq uint64, fn func(raw []byte) []byte) error {
-	return s.rawAudit("tamper with", func(b *bolt.Bucket) error {
-		raw := b.Get(seqKey(seq))
-		if raw == nil {
-			return noRecord(seq)
-		}
-		return b.Put(seqKey(seq), fn(bytes.Clone(raw)))
-	})
+// newestCheckpoint returns the checkpoint stored under the highest Seq
+// (nil when there is none).
+func newestCheckpoint(tx *bolt.Tx) (*audit.Checkpoint, error) {
+	k, v := tx.Bucket(bucketCheckpoints).Cursor().Last()
+	if k == nil {
+		return nil, nil
+	}
+	c, err := audit.UnmarshalCheckpoint(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: checkpoint %x: %w", audit.ErrTampered, k, err)
+	}
+	return &c, nil
 }
 
-// DeleteAudit removes record seq, leaving the chain head in audit-meta
-// alone. Test hook: see TamperAudit.
-func (s *Store) DeleteAudit(seq uint64) error {
-	return s.rawAudit("delete", func(b *bolt.Bucket) error {
-		if b.Get(seqKey(seq)) == nil {
-			return noRecord(seq)
-		}
-		return b.Delete(seqKey(seq))
+// AuditFormat reports the log's format (keysvc.Store).
+func (s *Store) AuditFormat() (int, error) {
+	var f int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		f, err = auditFormat(tx)
+		return err
 	})
+	if err != nil {
+		return 0, fmt.Errorf("%w: read audit format: %w", keysvc.ErrStore, err)
+	}
+	return f, nil
 }
 
-// SwapAudit exchanges the stored bytes of records a and b (a reordering).
-// Test hook: see TamperAudit.
-func (s *Store) SwapAudit(a, b uint64) error {
-	return s.rawAudit("swap", func(bk *bolt.Bucket) error {
-		ra, rb := bk.Get(seqKey(a)), bk.Get(seqKey(b))
-		switch {
-		case ra == nil:
-			return noRecord(a)
-		case rb == nil:
-			return noRecord(b)
+func auditFormat(tx *bolt.Tx) (int, error) {
+	v := tx.Bucket(bucketAuditMeta).Get(metaFormat)
+	if v == nil {
+		return 1, nil
+	}
+	f, err := strconv.Atoi(string(v))
+	if err != nil || f < 1 {
+		return 0, fmt.Errorf("audit-meta holds a malformed format %q", v)
+	}
+	return f, nil
+}
+
+// MigrateAudit moves a format-1 log to keysvc.AuditFormat in one write
+// transaction (keysvc.AuditMigration has the steps). It holds the whole
+// log in memory once: a one-time cost at the first start of a new keysvc.
+// On any error nothing changes.
+func (s *Store) MigrateAudit(m keysvc.AuditMigration) error {
+	if m.Final == nil || m.Rekey == nil || m.Sign == nil {
+		return fmt.Errorf("%w: an audit migration needs Rekey, Final and Sign", keysvc.ErrInvalidArgument)
+	}
+	final := *m.Final
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if f, err := auditFormat(tx); err != nil || f != 1 {
+			return cmp.Or(err, fmt.Errorf("the log is already in format %d", f))
 		}
-		ra, rb = bytes.Clone(ra), bytes.Clone(rb)
-		if err := bk.Put(seqKey(a), rb); err != nil {
+		last, lastHash, err := chainHead(tx)
+		if err != nil {
 			return err
 		}
-		return bk.Put(seqKey(b), ra)
+		if last != m.Last || !bytes.Equal(lastHash, m.LastHash) {
+			return fmt.Errorf("the log ends at record %d, not at the verified record %d", last, m.Last)
+		}
+		recs, rekeyed, err := rekeyChain(tx, m.Rekey)
+		if err != nil {
+			return err
+		}
+		if err := putRecords(tx, recs); err != nil {
+			return err
+		}
+		dropped := tx.Bucket(bucketCheckpoints).Stats().KeyN
+		if err := tx.DeleteBucket(bucketCheckpoints); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(bucketCheckpoints); err != nil {
+			return err
+		}
+		final.Detail = fmt.Sprintf("records=%d digests_rekeyed=%d checkpoints_dropped=%d", len(recs), rekeyed, dropped)
+		if err := appendRecord(tx, &final); err != nil {
+			return err
+		}
+		cp, err := m.Sign(final.Seq, final.Hash)
+		if err != nil {
+			return err
+		}
+		v, err := json.Marshal(cp)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketCheckpoints).Put(seqKey(cp.Seq), v); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketAuditMeta).Put(metaFormat, []byte(strconv.Itoa(keysvc.AuditFormat)))
 	})
+	if err != nil {
+		return fmt.Errorf("%w: migrate audit log: %w", keysvc.ErrStore, err)
+	}
+	*m.Final = final
+	return nil
 }
 
-type noRecordError uint64
-
-func (e noRecordError) Error() string { return fmt.Sprintf("no audit record %d", uint64(e)) }
-
-func noRecord(seq uint64) error { return noRecordError(seq) }
-
-func (s *Store) rawAudit(what string, fn func(b *bolt.Bucket) error) error {
-	err := s.db.Update(func(tx *bolt.Tx) error { return fn(tx.Bucket(bucketAudit)) })
-	if err != nil {
-		if _, ok := errors.AsType[noRecordError](err); ok {
-			return fmt.Errorf("%w: %w", keysvc.ErrInvalidArgument, err)
+// rekeyChain reads the whole log, checking the old chain as it goes, and
+// returns it with each digest rekeyed and the chain resealed.
+func rekeyChain(tx *bolt.Tx, rekey func(string) (string, error)) ([]audit.Record, int, error) {
+	var (
+		recs    []audit.Record
+		rekeyed int
+		ck      = audit.NewChecker()
+	)
+	prevSeq, prevHash := uint64(0), audit.Genesis
+	err := tx.Bucket(bucketAudit).ForEach(func(k, v []byte) error {
+		r, err := audit.Unmarshal(v)
+		if err != nil {
+			return fmt.Errorf("%w: audit record %x does not decode: %w", audit.ErrTampered, k, err)
 		}
-		return fmt.Errorf("%w: %s audit record: %w", keysvc.ErrStore, what, err)
+		if err := ck.Next(r); err != nil {
+			return err
+		}
+		nd, err := rekey(r.RequestDigest)
+		if err != nil {
+			return fmt.Errorf("record %d: %w", r.Seq, err)
+		}
+		if nd != r.RequestDigest {
+			rekeyed++
+		}
+		r.RequestDigest = nd
+		r.Seal(prevSeq, prevHash)
+		prevSeq, prevHash = r.Seq, r.Hash
+		recs = append(recs, r)
+		return nil
+	})
+	return recs, rekeyed, err
+}
+
+// putRecords stores recs over their old versions and moves the head.
+func putRecords(tx *bolt.Tx, recs []audit.Record) error {
+	b := tx.Bucket(bucketAudit)
+	for i := range recs {
+		v, err := recs[i].Marshal()
+		if err != nil {
+			return err
+		}
+		if err := b.Put(seqKey(recs[i].Seq), v); err != nil {
+			return err
+		}
 	}
-	return nil
+	if len(recs) == 0 {
+		return nil
+	}
+	r := recs[len(recs)-1]
+	return tx.Bucket(bucketAuditMeta).Put(metaLast, append(seqKey(r.Seq), r.Hash...))
 }
 
 // appendRecord seals r after the chain head of tx, stores it and moves the

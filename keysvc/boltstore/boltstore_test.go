@@ -18,6 +18,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/keyward/keyward/internal/boltsurgeon"
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/boltstore"
@@ -66,7 +67,7 @@ func testKey(name string) *keysvc.Key {
 
 func newRec(op, key string) *audit.Record {
 	return &audit.Record{Time: time.Now(), Client: "admin", Key: key, Version: 1, Op: op, Result: "ok",
-		RequestDigest: strings.Repeat("ab", 32)}
+		RequestDigest: audit.DigestScheme + ":" + strings.Repeat("ab", 32)}
 }
 
 // allRecords reads the whole log.
@@ -97,7 +98,11 @@ func verify(s *boltstore.Store, pub *ecdsa.PublicKey) (audit.Report, error) {
 		i++
 		return recs[i-1], nil
 	}
-	return audit.Verify(next, cps, pub)
+	rep, err := audit.Verify(next, cps, pub)
+	if len(cps) == 0 && errors.Is(err, audit.ErrNoCheckpoint) {
+		err = nil // these tests are about the record chain; audit's own tests cover checkpoint-less logs
+	}
+	return rep, err
 }
 
 func checkpoint(t testing.TB, s *boltstore.Store, signer *ecdsa.PrivateKey) audit.Checkpoint {
@@ -106,7 +111,7 @@ func checkpoint(t testing.TB, s *boltstore.Store, signer *ecdsa.PrivateKey) audi
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := audit.SignCheckpoint(signer, seq, hash, time.Now())
+	c, err := audit.SignCheckpoint(signer, newestCheckpoint(t, s), seq, hash, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +119,19 @@ func checkpoint(t testing.TB, s *boltstore.Store, signer *ecdsa.PrivateKey) audi
 		t.Fatalf("AddCheckpoint(%d): %v", seq, err)
 	}
 	return c
+}
+
+// newestCheckpoint is the store's newest checkpoint, nil when none.
+func newestCheckpoint(t testing.TB, s *boltstore.Store) *audit.Checkpoint {
+	t.Helper()
+	cps, err := s.Checkpoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cps) == 0 {
+		return nil
+	}
+	return &cps[len(cps)-1]
 }
 
 func newSigner(t testing.TB) *ecdsa.PrivateKey {
@@ -664,34 +682,54 @@ func TestAuditRecordsFrom(t *testing.T) {
 func TestAddCheckpoint(t *testing.T) {
 	s, _ := openStore(t, boltstore.Options{})
 	signer := newSigner(t)
-	if c, _ := audit.SignCheckpoint(signer, 1, audit.Genesis, time.Now()); !errors.Is(s.AddCheckpoint(c), keysvc.ErrInvalidArgument) {
+	if c, _ := audit.SignCheckpoint(signer, nil, 1, audit.Genesis, time.Now()); !errors.Is(s.AddCheckpoint(c), keysvc.ErrInvalidArgument) {
 		t.Fatal("checkpoint on an empty log accepted")
 	}
 	appendConcurrently(t, s, 5, 5)
 	stored := allRecords(t, s)
-	if err := s.DeleteAudit(4); err != nil {
+	if err := boltsurgeon.DeleteAudit(s.DB(), 4); err != nil {
 		t.Fatal(err)
 	}
+	first, _ := audit.SignCheckpoint(signer, nil, 1, stored[0].Hash, time.Now())
 	tests := []struct {
-		name string
-		seq  uint64
-		hash []byte
-		want error
+		name    string
+		seq     uint64
+		hash    []byte
+		unchain bool // sign it as a first checkpoint, whatever is stored
+		v1      bool // a v1 (unchained, index 0) checkpoint
+		want    error
 	}{
-		{"seq 0", 0, audit.Genesis, keysvc.ErrInvalidArgument},
-		{"beyond the log", 6, stored[4].Hash, keysvc.ErrInvalidArgument},
-		{"far beyond the log", 1 << 40, stored[4].Hash, keysvc.ErrInvalidArgument},
-		{"wrong hash", 3, stored[2].Prev, keysvc.ErrInvalidArgument},
-		{"deleted record", 4, stored[3].Hash, keysvc.ErrInvalidArgument},
-		{"last record", 5, stored[4].Hash, nil},
-		{"earlier record", 2, stored[1].Hash, nil},
-		{"again, replacing", 2, stored[1].Hash, nil},
+		{"seq 0", 0, audit.Genesis, false, false, keysvc.ErrInvalidArgument},
+		{"beyond the log", 6, stored[4].Hash, false, false, keysvc.ErrInvalidArgument},
+		{"far beyond the log", 1 << 40, stored[4].Hash, false, false, keysvc.ErrInvalidArgument},
+		{"wrong hash", 3, stored[2].Prev, false, false, keysvc.ErrInvalidArgument},
+		{"deleted record", 4, stored[3].Hash, false, false, keysvc.ErrInvalidArgument},
+		{"v1 checkpoint", 2, stored[1].Hash, false, true, keysvc.ErrInvalidArgument},
+		{"first", 2, stored[1].Hash, false, false, nil},
+		{"same record again", 2, stored[1].Hash, false, false, keysvc.ErrInvalidArgument},
+		{"second, not chained", 5, stored[4].Hash, true, false, keysvc.ErrInvalidArgument},
+		{"second", 5, stored[4].Hash, false, false, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := audit.SignCheckpoint(signer, tt.seq, tt.hash, time.Now())
+			prev := newestCheckpoint(t, s)
+			if tt.unchain {
+				prev = &first
+			}
+			if tt.seq == 2 && prev != nil && prev.Seq == 2 { // "same record again": SignCheckpoint refuses it, so forge the link
+				c := *prev
+				c.Index, c.Prev = prev.Index+1, prev.Digest()
+				if err := s.AddCheckpoint(c); !errors.Is(err, tt.want) {
+					t.Fatalf("AddCheckpoint = %v, want %v", err, tt.want)
+				}
+				return
+			}
+			c, err := audit.SignCheckpoint(signer, prev, tt.seq, tt.hash, time.Now())
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tt.v1 {
+				c.Index, c.Prev = 0, nil
 			}
 			if err := s.AddCheckpoint(c); !errors.Is(err, tt.want) || (tt.want != nil && errors.Is(err, keysvc.ErrStore)) {
 				t.Fatalf("AddCheckpoint = %v, want %v", err, tt.want)
@@ -722,7 +760,7 @@ func rewriteChain(t *testing.T, s *boltstore.Store, from uint64, edit func(r *au
 		prevHash = recs[from-2].Hash
 	}
 	for _, r := range recs[from-1:] {
-		err := s.TamperAudit(r.Seq, func([]byte) []byte {
+		err := boltsurgeon.TamperAudit(s.DB(), r.Seq, func([]byte) []byte {
 			edit(&r)
 			r.Seal(prevSeq, prevHash)
 			b, _ := r.Marshal()
@@ -758,22 +796,22 @@ func TestTamperDetected(t *testing.T) {
 		tamper func(t *testing.T, s *boltstore.Store)
 	}{
 		{"edit result", func(t *testing.T, s *boltstore.Store) {
-			if err := s.TamperAudit(5, editJSON(t, "result", "forbidden")); err != nil {
+			if err := boltsurgeon.TamperAudit(s.DB(), 5, editJSON(t, "result", "forbidden")); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"edit client of the newest record", func(t *testing.T, s *boltstore.Store) {
-			if err := s.TamperAudit(20, editJSON(t, "client", "someone-else")); err != nil {
+			if err := boltsurgeon.TamperAudit(s.DB(), 20, editJSON(t, "client", "someone-else")); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"edit time", func(t *testing.T, s *boltstore.Store) {
-			if err := s.TamperAudit(12, editJSON(t, "time", t0.Format(time.RFC3339Nano))); err != nil {
+			if err := boltsurgeon.TamperAudit(s.DB(), 12, editJSON(t, "time", t0.Format(time.RFC3339Nano))); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"edit and rehash one record", func(t *testing.T, s *boltstore.Store) {
-			err := s.TamperAudit(7, func(raw []byte) []byte {
+			err := boltsurgeon.TamperAudit(s.DB(), 7, func(raw []byte) []byte {
 				r, err := audit.Unmarshal(raw)
 				if err != nil {
 					t.Fatal(err)
@@ -788,22 +826,22 @@ func TestTamperDetected(t *testing.T) {
 			}
 		}},
 		{"garbage", func(t *testing.T, s *boltstore.Store) {
-			if err := s.TamperAudit(3, func([]byte) []byte { return []byte("{not json") }); err != nil {
+			if err := boltsurgeon.TamperAudit(s.DB(), 3, func([]byte) []byte { return []byte("{not json") }); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"delete first", func(t *testing.T, s *boltstore.Store) {
-			if err := s.DeleteAudit(1); err != nil {
+			if err := boltsurgeon.DeleteAudit(s.DB(), 1); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"delete middle", func(t *testing.T, s *boltstore.Store) {
-			if err := s.DeleteAudit(11); err != nil {
+			if err := boltsurgeon.DeleteAudit(s.DB(), 11); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"delete newest then append", func(t *testing.T, s *boltstore.Store) {
-			if err := s.DeleteAudit(20); err != nil {
+			if err := boltsurgeon.DeleteAudit(s.DB(), 20); err != nil {
 				t.Fatal(err)
 			}
 			r := newRec("sign", "k")
@@ -813,18 +851,18 @@ func TestTamperDetected(t *testing.T) {
 		}},
 		{"truncate past the last checkpoint", func(t *testing.T, s *boltstore.Store) {
 			for seq := uint64(20); seq > 15; seq-- {
-				if err := s.DeleteAudit(seq); err != nil {
+				if err := boltsurgeon.DeleteAudit(s.DB(), seq); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}},
 		{"swap", func(t *testing.T, s *boltstore.Store) {
-			if err := s.SwapAudit(3, 4); err != nil {
+			if err := boltsurgeon.SwapAudit(s.DB(), 3, 4); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"swap far apart", func(t *testing.T, s *boltstore.Store) {
-			if err := s.SwapAudit(2, 19); err != nil {
+			if err := boltsurgeon.SwapAudit(s.DB(), 2, 19); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -840,9 +878,12 @@ func TestTamperDetected(t *testing.T) {
 		}},
 		{"rewrite the chain and sign checkpoints with another key", func(t *testing.T, s *boltstore.Store) {
 			rewriteChain(t, s, 1, func(r *audit.Record) { r.Detail = "rewritten" })
+			if _, err := boltsurgeon.DeleteCheckpointsAfter(s.DB(), 0); err != nil {
+				t.Fatal(err)
+			}
 			recs := allRecords(t, s)
 			for _, seq := range []uint64{10, 20} {
-				c, err := audit.SignCheckpoint(attacker, seq, recs[seq-1].Hash, time.Now())
+				c, err := audit.SignCheckpoint(attacker, newestCheckpoint(t, s), seq, recs[seq-1].Hash, time.Now())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -867,7 +908,7 @@ func TestTamperDetected(t *testing.T) {
 			appendConcurrently(t, s, 5, 10)
 			checkpoint(t, s, signer)
 			rep, err := verify(s, &signer.PublicKey)
-			if err != nil || rep != (audit.Report{Records: 20, Checkpoints: 2, LastSeq: 20, LastCheckpoint: 20}) {
+			if err != nil || rep.Records != 20 || rep.Checkpoints != 2 || rep.LastSeq != 20 || rep.LastCheckpoint != 20 || rep.Unsigned != 0 {
 				t.Fatalf("Verify before tampering = %+v, %v", rep, err)
 			}
 
@@ -881,22 +922,22 @@ func TestTamperDetected(t *testing.T) {
 	}
 }
 
-func TestTamperHooksRefuseMissingRecords(t *testing.T) {
+func TestSurgeonRefusesMissingRecords(t *testing.T) {
 	s, _ := openStore(t, boltstore.Options{})
 	appendConcurrently(t, s, 2, 2)
 	tests := []struct {
 		name string
 		op   func() error
 	}{
-		{"TamperAudit", func() error { return s.TamperAudit(3, func(b []byte) []byte { return b }) }},
-		{"DeleteAudit", func() error { return s.DeleteAudit(0) }},
-		{"SwapAudit first", func() error { return s.SwapAudit(9, 1) }},
-		{"SwapAudit second", func() error { return s.SwapAudit(1, 9) }},
+		{"TamperAudit", func() error { return boltsurgeon.TamperAudit(s.DB(), 3, func(b []byte) []byte { return b }) }},
+		{"DeleteAudit", func() error { return boltsurgeon.DeleteAudit(s.DB(), 0) }},
+		{"SwapAudit first", func() error { return boltsurgeon.SwapAudit(s.DB(), 9, 1) }},
+		{"SwapAudit second", func() error { return boltsurgeon.SwapAudit(s.DB(), 1, 9) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.op(); !errors.Is(err, keysvc.ErrInvalidArgument) {
-				t.Fatalf("error %v, want ErrInvalidArgument", err)
+			if err := tt.op(); !errors.Is(err, boltsurgeon.ErrNoRecord) {
+				t.Fatalf("error %v, want ErrNoRecord", err)
 			}
 		})
 	}
@@ -1055,7 +1096,7 @@ func TestWritableAndClosed(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c, err := audit.SignCheckpoint(newSigner(t), 1, audit.Genesis, time.Now())
+	c, err := audit.SignCheckpoint(newSigner(t), nil, 1, audit.Genesis, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1077,7 +1118,6 @@ func TestWritableAndClosed(t *testing.T) {
 		{"LastAudit", func() error { _, _, err := s.LastAudit(); return err }},
 		{"AddCheckpoint", func() error { return s.AddCheckpoint(c) }},
 		{"Checkpoints", func() error { _, err := s.Checkpoints(); return err }},
-		{"TamperAudit", func() error { return s.TamperAudit(1, func(b []byte) []byte { return b }) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1132,7 +1172,6 @@ func TestOpenReadOnly(t *testing.T) {
 			return err
 		}},
 		{"Audit", func() error { return ro.Audit(newRec("sign", "k")) }},
-		{"DeleteAudit", func() error { return ro.DeleteAudit(1) }},
 	}
 	for _, tt := range writes {
 		t.Run(tt.name, func(t *testing.T) {
