@@ -19,11 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/internal/boltsurgeon"
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/boltstore"
+	"github.com/keyward/keyward/keysvc/boltstore/boltsurgeon"
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
 	"github.com/keyward/keyward/token/tpm"

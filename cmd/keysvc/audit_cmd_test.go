@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/internal/boltsurgeon"
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/boltstore"
+	"github.com/keyward/keyward/keysvc/boltstore/boltsurgeon"
 )
 
 // TestAuditVerifyCommand runs `keysvc audit verify` on a real store file

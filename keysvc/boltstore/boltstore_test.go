@@ -18,10 +18,10 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/keyward/keyward/internal/boltsurgeon"
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/boltstore"
+	"github.com/keyward/keyward/keysvc/boltstore/boltsurgeon"
 	"github.com/keyward/keyward/token"
 )
 

@@ -2,8 +2,12 @@
 // the store's back, the way anyone with write access to keysvc.db can with
 // any bbolt editor. It exists for tests of audit verification (R-SRV-3):
 // each function bypasses the chain on purpose, and audit verification must
-// catch the result. It is internal so that only this module's tests reach
-// it; keysvc and its commands never import it.
+// catch the result. Only tests import it: no command's dependency graph may
+// contain it (TestNoCommandImportsSurgeon checks every package under cmd/),
+// and the production store type (boltstore.Store) has no method that edits
+// the audit log behind its chain. It is not internal because the tests that
+// use it live in three trees (keysvc/boltstore, cmd/keysvc, softhsm-tests)
+// and the project's top-level folders are fixed.
 package boltsurgeon
 
 import (
