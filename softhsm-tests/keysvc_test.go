@@ -72,6 +72,10 @@ type keysvcEnv struct {
 	noticeMu       sync.Mutex
 	notices        map[string][]keysvc.HolderNotice
 	noticeCh       chan keysvc.HolderNotice
+
+	// wrapStore, when set, wraps the bbolt store the service uses (a test
+	// store that pauses reads or fails audit appends).
+	wrapStore func(keysvc.Store) keysvc.Store
 }
 
 // notify is the Notifier of the test service: it records every notice.
@@ -120,7 +124,11 @@ func (e *keysvcEnv) start(t *testing.T) {
 	if e.tpm != nil {
 		tk = e.tpm
 	}
-	e.svc, err = keysvc.New(context.Background(), keysvc.Config{Token: e.tok.tok, Store: e.store, MinDestroyDelay: time.Hour, DefaultDestroyDelay: 24 * time.Hour, Now: e.clock.Now,
+	var st keysvc.Store = e.store
+	if e.wrapStore != nil {
+		st = e.wrapStore(st)
+	}
+	e.svc, err = keysvc.New(context.Background(), keysvc.Config{Token: e.tok.tok, Store: st, MinDestroyDelay: time.Hour, DefaultDestroyDelay: 24 * time.Hour, Now: e.clock.Now,
 		ConfirmTimeout: e.confirmTimeout, Notify: e.notify, TPM: tk})
 	if err != nil {
 		t.Fatal(err)
