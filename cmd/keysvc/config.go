@@ -17,7 +17,7 @@ import (
 )
 
 // Config is keysvc's YAML configuration. Every field can be left out in dev
-// mode (no config file): see devConfig.
+// mode (-dev, no config file): see devConfig.
 type Config struct {
 	Listen  string `yaml:"listen"`   // host:port, default 127.0.0.1:8443
 	DataDir string `yaml:"data_dir"` // bbolt store (keys, audit, PIN guard)

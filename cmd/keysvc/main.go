@@ -1,13 +1,18 @@
 // Command keysvc is Keyward's key-management service.
 //
-//	keysvc [serve] [-config file] [-data-dir dir]   run the service
+//	keysvc [serve] -config file                      run the service
+//	keysvc [serve] -dev [-data-dir dir]              run a local development instance
 //	keysvc audit verify [-data-dir dir] [-pubkey pem]  check the audit chain
-//	keysvc rawbench -label kw/<key>/v1 [-goroutines n] the token's raw C_Sign rate (dev mode)
+//	keysvc rawbench -dev -label kw/<key>/v1 [-goroutines n] the token's raw C_Sign rate
 //
-// With no config file (no -config, no KEYWARD_CONFIG) keysvc runs in dev
-// mode: it creates a SoftHSM2 token, TLS certificates, an admin bearer token
+// keysvc needs a config file (-config, or KEYWARD_CONFIG). Only with -dev
+// and no config does it run in dev mode: it creates a SoftHSM2 token with
+// its PINs in clear 0600 files, TLS certificates, an admin bearer token
 // and the bbolt store under the data directory (default ./var) and prints
-// how to call it. PINs come from files or the environment, never argv.
+// how to call it. Without either it refuses to start and creates nothing
+// (seed 6.5.4 a, R-SRV-9): a production binary never makes dev
+// credentials by accident. PINs come from files or the environment, never
+// argv.
 //
 // Shutdown on SIGINT/SIGTERM is graceful: in-flight requests finish, the
 // audit log gets a final signed checkpoint, the store is closed and the
@@ -29,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keyward/keyward/cmd/internal/startmode"
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
 	"github.com/keyward/keyward/keysvc/boltstore"
@@ -59,10 +65,14 @@ func main() {
 
 func serve(log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	configPath := fs.String("config", os.Getenv("KEYWARD_CONFIG"), "YAML config file (env KEYWARD_CONFIG); none: dev mode")
+	configPath := fs.String("config", os.Getenv("KEYWARD_CONFIG"), "YAML config file (env KEYWARD_CONFIG)")
+	devMode := fs.Bool("dev", false, "without -config: a development instance with a SoftHSM2 token, clear PIN files and a dev admin token under -data-dir")
 	dataDir := fs.String("data-dir", envOr("KEYWARD_DATA_DIR", "var"), "dev mode: data directory (env KEYWARD_DATA_DIR)")
 	listen := fs.String("listen", os.Getenv("KEYWARD_LISTEN"), "override the listen address (env KEYWARD_LISTEN)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := startmode.Check("keysvc", "KEYWARD_CONFIG", "it creates a SoftHSM2 token with clear PIN files and a dev admin token under -data-dir", *configPath, *devMode); err != nil {
 		return err
 	}
 	var cfg *Config
