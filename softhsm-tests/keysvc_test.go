@@ -462,7 +462,7 @@ func TestKeysvcBadInput(t *testing.T) {
 		{"oversize", "/v1/keys/s/sign", `{"message":"` + strings.Repeat("A", 2<<20) + `"}`, 413, "body_too_large"},
 		{"against purpose", "/v1/keys/s/encrypt", `{"plaintext":"eA=="}`, 400, "wrong_purpose"},
 		{"bad signature format", "/v1/keys/s/verify", `{"message":"eA==","signature":"abc"}`, 400, "invalid_signature"},
-		{"unknown key", "/v1/keys/nope/sign", `{"message":"eA=="}`, 404, "key_not_found"},
+		{"unknown key", "/v1/keys/nope/sign", `{"message":"eA=="}`, 403, "forbidden"}, // as for a key it holds no grant for
 		{"bad key name", "/v1/keys/NOPE!/sign", `{"message":"eA=="}`, 400, "invalid_argument"},
 		{"bad algorithm", "/v1/keys", `{"name":"x","purpose":"sign","algorithm":"dsa","protection":"hsm"}`, 400, "invalid_argument"},
 		{"bad version", "/v1/keys/s/versions/zero/disable", nil, 400, "invalid_argument"},
