@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -162,13 +163,25 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	schedCtx, stopSched := context.WithCancel(context.Background())
 	schedDone := make(chan struct{})
 	go func() { defer close(schedDone); svc.Run(schedCtx, cfg.SchedulerInterval) }()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.ServeTLS(ln, tlsCfg) }()
 	log.Info("keysvc listening", "addr", ln.Addr().String(), "token", cfg.Token.URI)
 	var csrv *api.ConfirmServer
 	if cfg.Confirm.Listen != "" {
 		if csrv, err = serveConfirm(cfg, host, svc, log, errc); err != nil {
 			srv.Shutdown(context.Background())
+			stopSched()
+			<-schedDone
+			return err
+		}
+	}
+	var msrv *http.Server
+	if cfg.Metrics.Listen != "" {
+		if msrv, err = serveMetrics(cfg.Metrics.Listen, srv, log, errc); err != nil {
+			srv.Shutdown(context.Background())
+			if csrv != nil {
+				csrv.Shutdown(context.Background())
+			}
 			stopSched()
 			<-schedDone
 			return err
@@ -188,6 +201,11 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	}
 	if csrv != nil {
 		if serr := csrv.Shutdown(sctx); err == nil {
+			err = serr
+		}
+	}
+	if msrv != nil {
+		if serr := msrv.Shutdown(sctx); err == nil {
 			err = serr
 		}
 	}
@@ -233,6 +251,24 @@ func serveConfirm(cfg *Config, host *hostSecrets, svc *keysvc.Service, log *slog
 	go func() { errc <- csrv.ServeTLS(ln, tlsCfg) }()
 	log.Info("confirmation endpoint listening", "addr", ln.Addr().String(), "public_url", cfg.Confirm.PublicURL)
 	return csrv, nil
+}
+
+// serveMetrics serves the Prometheus endpoint on its own plain-HTTP
+// listener (metrics.listen): never on the API listener, where it would be
+// open to every client (R-AV-2).
+func serveMetrics(addr string, srv *api.Server, log *slog.Logger, errc chan<- error) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	hs := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: api.DefaultReadTimeout, WriteTimeout: api.DefaultWriteTimeout}
+	go func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	return hs, nil
 }
 
 // writeAuditKey saves the audit public key beside the store, for
