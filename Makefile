@@ -108,14 +108,14 @@ kwsign: deps
 
 run: deps
 	$(GO) build -o bin/keysvc ./cmd/keysvc
-	./bin/keysvc -data-dir $(DATA_DIR)
+	./bin/keysvc -dev -data-dir $(DATA_DIR)
 
 # The internet-banking API (cmd/banking) in dev mode, on keysvc's dev mode
 # (make run, in another terminal): https://127.0.0.1:8445, data under
 # $(DATA_DIR)/bank.
 run-banking: deps
 	$(GO) build -o bin/banking ./cmd/banking
-	./bin/banking -keysvc-dir $(DATA_DIR) -data-dir $(DATA_DIR)/bank
+	./bin/banking -dev -keysvc-dir $(DATA_DIR) -data-dir $(DATA_DIR)/bank
 
 # The customer and teller client of the banking API (cmd/bankcli).
 bankcli: deps

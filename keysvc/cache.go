@@ -11,6 +11,16 @@ import (
 // are shared and never mutated: every change through the Service replaces
 // the entry with the key the store committed.
 //
+// The cache never goes backwards. Every store update of a key increments
+// its Revision inside the update's transaction (updateKey), and an entry
+// is replaced only by a key of a higher revision (put). A cache miss that
+// read an older snapshot while a disable, min_version change or
+// destruction committed therefore cannot reinstate the older snapshot: the
+// update's put has installed the newer one, or will, and the older one
+// loses either way (R-TOK-7, R-TOK-8). Failed or refused updates leave the
+// cache alone: they changed nothing, and a caller must not be able to
+// evict entries (and force store reads) on demand.
+//
 // It assumes this Service is the store's only writer, which bbolt's file
 // lock guarantees. A clustered store (R-AV-4) must invalidate it from the
 // store's change feed.
@@ -30,31 +40,38 @@ func (s *Service) cachedKey(name string) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.cache.put(k)
-	return k, nil
+	return s.cache.put(k), nil
 }
 
-func (c *keyCache) put(k *Key) {
+// put installs k unless the cache holds the same or a newer revision of
+// the key, and returns the entry the cache holds afterwards: k, or the
+// newer key that beat it.
+func (c *keyCache) put(k *Key) *Key {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
 		c.m = map[string]*Key{}
 	}
+	if cur, ok := c.m[k.Name]; ok && cur.Revision >= k.Revision {
+		return cur
+	}
 	c.m[k.Name] = k
+	return k
 }
 
-func (c *keyCache) drop(name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, name)
-}
-
-// updateKey is store.UpdateKey that keeps the cache true.
+// updateKey is store.UpdateKey that keeps the cache true: it increments
+// the key's Revision in the same transaction as fn's change and installs
+// the committed key in the cache.
 func (s *Service) updateKey(name string, fn func(k *Key) error, rec *audit.Record) (*Key, error) {
-	k, err := s.store.UpdateKey(name, fn, rec)
+	k, err := s.store.UpdateKey(name, func(k *Key) error {
+		if err := fn(k); err != nil {
+			return err
+		}
+		k.Revision++
+		return nil
+	}, rec)
 	if err != nil {
-		s.cache.drop(name) // whatever happened, read it afresh next time
-		return nil, err
+		return nil, err // nothing was stored: the cached entry is still true
 	}
 	s.cache.put(k.Clone())
 	return k, nil
@@ -62,6 +79,7 @@ func (s *Service) updateKey(name string, fn func(k *Key) error, rec *audit.Recor
 
 // createKeyRecord is store.CreateKey that keeps the cache true.
 func (s *Service) createKeyRecord(k *Key, rec *audit.Record) error {
+	k.Revision = 1
 	if err := s.store.CreateKey(k, rec); err != nil {
 		return err
 	}

@@ -31,6 +31,9 @@ package keysvc
 //     in the key record); only an admin client (the security officer)
 //     unlocks or resets it.
 //   - Every refusal is audited, with the confirmation id and the digest.
+//   - A confirmed signature is released only once its "sign" record is
+//     in the audit log: if the record cannot be written, the signature is
+//     discarded and the confirmation ends "failed" (R-SRV-3).
 //   - Pending confirmations live in memory: a restart ends them (the
 //     requester's poll answers confirmation_not_found); nothing is signed.
 
@@ -415,20 +418,27 @@ func (s *Service) Approve(ctx context.Context, holderToken string, req ApproveRe
 	}
 
 	res, version, err := s.signConfirmed(ctx, p)
+	// Audit first, release after (R-SRV-3): the requester can collect
+	// only a signature whose "sign" record is in the log. The record
+	// names the requester, for whom the signature is made. p stays busy
+	// meanwhile, so the timeout cannot end it under the audit append.
+	rec := s.record(Caller{Name: p.requester}, key, version, "sign", err)
+	rec.Detail = "confirmation=" + p.view.ID + " digest=" + p.view.Digest + " confirmed-by=holder"
+	aerr := s.audit(rec)
 	cs.mu.Lock()
 	p.busy = false
-	if err != nil {
+	switch {
+	case aerr != nil:
+		s.endLocked(p, ConfirmFailed, "the signature could not be recorded in the audit log, so it was discarded")
+	case err != nil:
 		s.endLocked(p, ConfirmFailed, "the key could not sign: "+ResultCode(err))
-	} else {
+	default:
 		p.view.Signature, p.view.Version = res.Signature, res.Version
 		s.endLocked(p, ConfirmApproved, "")
 	}
 	view := p.view
 	cs.mu.Unlock()
-	// The signature is made for the requester: its audit record names it.
-	rec := s.record(Caller{Name: p.requester}, key, version, "sign", err)
-	rec.Detail = "confirmation=" + view.ID + " digest=" + view.Digest + " confirmed-by=holder"
-	if aerr := s.audit(rec); aerr != nil {
+	if aerr != nil {
 		return ConfirmationView{}, aerr
 	}
 	view.Signature = ""

@@ -251,3 +251,32 @@ func TestDurationUnmarshal(t *testing.T) {
 		})
 	}
 }
+
+// FuzzDecodeVersioned (issue 12): the "kw:v<n>:<base64>" parser of
+// signatures, MACs and ciphertexts. Any input either parses to a positive
+// version and non-empty bytes that encode and parse back the same, or is
+// refused with the given sentinel; never a panic.
+func FuzzDecodeVersioned(f *testing.F) {
+	for _, s := range []string{"kw:v1:AAAA", "kw:v12:aGVsbG8=", "kw:v0:AA==", "kw:v01:AA==", "kw:v-1:AA==", "kw:v1:", "kw:v1:!!",
+		"kw:v9999999999999999999:AA==", "kw:v1:AA==\n", "kw:v1:A\rA==", "kw:v1", "kv:v1:AA==", "", "kw:v+1:AA=="} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, sentinel := range []error{ErrInvalidSignature, ErrInvalidCiphertext} {
+			v, b, err := decodeVersioned(s, sentinel)
+			if err != nil {
+				if !errors.Is(err, sentinel) {
+					t.Fatalf("%q: error %v does not wrap %v", s, err, sentinel)
+				}
+				continue
+			}
+			if v < 1 || len(b) == 0 {
+				t.Fatalf("%q parsed to version %d, %d bytes", s, v, len(b))
+			}
+			v2, b2, err := decodeVersioned(encodeVersioned(v, b), sentinel)
+			if err != nil || v2 != v || !bytes.Equal(b2, b) {
+				t.Fatalf("%q: re-encoding parses to %d %x %v, want %d %x", s, v2, b2, err, v, b)
+			}
+		}
+	})
+}

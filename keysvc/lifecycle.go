@@ -158,13 +158,7 @@ func (c Caller) mayEnrol(req CreateKeyRequest) error {
 // GetKey returns a key's metadata (needs read, or admin).
 func (s *Service) GetKey(_ context.Context, c Caller, name string) (*Key, error) {
 	k, err := s.store.GetKey(name)
-	if err != nil {
-		return nil, err
-	}
-	if err := authorize(c, k, OpRead); err != nil {
-		return nil, err
-	}
-	return k, nil
+	return visible(c, name, OpRead, k, err)
 }
 
 // MaxListKeys is the most keys one ListKeys page holds.

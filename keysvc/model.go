@@ -172,6 +172,12 @@ type Key struct {
 	// Holder is the confirming holder's credential and PIN counter (keys
 	// with Confirm only).
 	Holder *Holder `json:"holder,omitempty"`
+	// Revision counts the store updates of this key record: 1 at
+	// creation, incremented in every update's transaction (Service.updateKey).
+	// The key cache never replaces a key with one of a lower or equal
+	// revision. Records written before revisions existed read as 0 and
+	// count up from their next update.
+	Revision uint64 `json:"revision,omitempty"`
 
 	// setupCode is the holder's one-time setup code, returned by CreateKey
 	// and ResetHolder only; never stored (the store keeps its hash).

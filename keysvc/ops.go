@@ -28,10 +28,7 @@ const batchSplitMin = 16
 // load reads the key and checks the caller's grant and the key's purpose.
 func (s *Service) load(c Caller, name string, op Op, purposes ...Purpose) (*Key, error) {
 	k, err := s.cachedKey(name)
-	if err != nil {
-		return nil, err
-	}
-	if err := authorize(c, k, op); err != nil {
+	if k, err = visible(c, name, op, k, err); err != nil {
 		return nil, err
 	}
 	for _, p := range purposes {

@@ -266,6 +266,23 @@ func authorize(c Caller, k *Key, op Op) error {
 	return fmt.Errorf("%w: client %q may not %s with key %q", ErrForbidden, c.Name, op, k.Name)
 }
 
+// visible authorises c to op on the key name that a lookup returned (k,
+// err) before saying whether the key exists: a caller the key's policy
+// does not admit gets the same ErrForbidden whether the key exists or not,
+// so key names (customer ids) cannot be probed. Admin callers, who may
+// list every key anyway, learn ErrKeyNotFound.
+func visible(c Caller, name string, op Op, k *Key, err error) (*Key, error) {
+	switch {
+	case err == nil && authorize(c, k, op) == nil:
+		return k, nil
+	case err != nil && !errors.Is(err, ErrKeyNotFound):
+		return nil, err
+	case errors.Is(err, ErrKeyNotFound) && c.Admin:
+		return nil, err
+	}
+	return nil, fmt.Errorf("%w: client %q may not %s with key %q (it holds no grant for it, or there is no such key)", ErrForbidden, c.Name, op, name)
+}
+
 // record builds an audit record for caller c.
 func (s *Service) record(c Caller, key string, version int, op string, err error) *audit.Record {
 	return &audit.Record{Time: s.now(), Client: c.Name, Key: key, Version: version, Op: op, Result: ResultCode(err), RequestDigest: s.digester.Digest(c.BodySHA256)}

@@ -76,6 +76,10 @@ type keysvcEnv struct {
 	noticeMu       sync.Mutex
 	notices        map[string][]keysvc.HolderNotice
 	noticeCh       chan keysvc.HolderNotice
+
+	// wrapStore, when set, wraps the bbolt store the service uses (a test
+	// store that pauses reads or fails audit appends).
+	wrapStore func(keysvc.Store) keysvc.Store
 }
 
 // notify is the Notifier of the test service: it records every notice.
@@ -124,7 +128,11 @@ func (e *keysvcEnv) start(t *testing.T) {
 	if e.tpm != nil {
 		tk = e.tpm
 	}
-	e.svc, err = keysvc.New(context.Background(), keysvc.Config{Token: e.tok.tok, Store: e.store, MinDestroyDelay: time.Hour, DefaultDestroyDelay: 24 * time.Hour, Now: e.clock.Now,
+	var st keysvc.Store = e.store
+	if e.wrapStore != nil {
+		st = e.wrapStore(st)
+	}
+	e.svc, err = keysvc.New(context.Background(), keysvc.Config{Token: e.tok.tok, Store: st, MinDestroyDelay: time.Hour, DefaultDestroyDelay: 24 * time.Hour, Now: e.clock.Now,
 		ConfirmTimeout: e.confirmTimeout, Notify: e.notify, TPM: tk, AuditSigner: e.auditSigner})
 	if err != nil {
 		t.Fatal(err)
@@ -458,7 +466,7 @@ func TestKeysvcBadInput(t *testing.T) {
 		{"oversize", "/v1/keys/s/sign", `{"message":"` + strings.Repeat("A", 2<<20) + `"}`, 413, "body_too_large"},
 		{"against purpose", "/v1/keys/s/encrypt", `{"plaintext":"eA=="}`, 400, "wrong_purpose"},
 		{"bad signature format", "/v1/keys/s/verify", `{"message":"eA==","signature":"abc"}`, 400, "invalid_signature"},
-		{"unknown key", "/v1/keys/nope/sign", `{"message":"eA=="}`, 404, "key_not_found"},
+		{"unknown key", "/v1/keys/nope/sign", `{"message":"eA=="}`, 403, "forbidden"}, // as for a key it holds no grant for
 		{"bad key name", "/v1/keys/NOPE!/sign", `{"message":"eA=="}`, 400, "invalid_argument"},
 		{"bad algorithm", "/v1/keys", `{"name":"x","purpose":"sign","algorithm":"dsa","protection":"hsm"}`, 400, "invalid_argument"},
 		{"bad version", "/v1/keys/s/versions/zero/disable", nil, 400, "invalid_argument"},

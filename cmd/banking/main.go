@@ -1,8 +1,11 @@
 // Command banking runs the bank's internet-banking API (package banking)
 // over HTTPS, in front of keysvc.
 //
-//	banking [-config file] [-listen addr]
-//	banking [-data-dir var/bank] [-keysvc-dir var] [-keysvc-url https://127.0.0.1:8443]   dev mode
+//	banking -config file [-listen addr]
+//	banking -dev [-data-dir var/bank] [-keysvc-dir var] [-keysvc-url https://127.0.0.1:8443]   dev mode
+//
+// Without -config (or KEYWARD_BANK_CONFIG) and without -dev, banking
+// refuses to start and creates nothing (seed 6.5.4 a, R-SRV-9).
 //
 // # Configuration
 //
@@ -39,7 +42,7 @@
 //
 // # Dev mode
 //
-// Without a config file, banking expects keysvc's dev mode (make run) on
+// With -dev and no config file, banking expects keysvc's dev mode (make run) on
 // https://127.0.0.1:8443 with its data in ./var. It authenticates with
 // keysvc's dev admin token (client "dev"), creates the four bank keys if
 // they are missing, and keeps its own files under ./var/bank: a dev CA and
@@ -85,6 +88,7 @@ import (
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/blacklist"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/cmd/internal/startmode"
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/client"
 )
@@ -99,7 +103,8 @@ func main() {
 
 func serve(log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("banking", flag.ContinueOnError)
-	configPath := fs.String("config", os.Getenv("KEYWARD_BANK_CONFIG"), "YAML config file (env KEYWARD_BANK_CONFIG); none: dev mode")
+	configPath := fs.String("config", os.Getenv("KEYWARD_BANK_CONFIG"), "YAML config file (env KEYWARD_BANK_CONFIG)")
+	devMode := fs.Bool("dev", false, "without -config: a development instance on keysvc's dev mode, with dev credentials under -data-dir")
 	dataDir := fs.String("data-dir", "var/bank", "dev mode: the bank's data directory")
 	keysvcDir := fs.String("keysvc-dir", "var", "dev mode: keysvc's dev data directory (dev-admin.token, tls/ca.pem)")
 	keysvcURL := fs.String("keysvc-url", "https://127.0.0.1:8443", "dev mode: keysvc's URL")
@@ -109,6 +114,9 @@ func serve(log *slog.Logger, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := startmode.Check("banking", "KEYWARD_BANK_CONFIG", "on keysvc's dev mode, as make run-banking does; it creates dev credentials under -data-dir", *configPath, *devMode); err != nil {
+		return err
 	}
 	var cfg *Config
 	var dev *devInfo

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -18,7 +19,7 @@ import (
 )
 
 // Config is keysvc's YAML configuration. Every field can be left out in dev
-// mode (no config file): see devConfig.
+// mode (-dev, no config file): see devConfig.
 type Config struct {
 	// auditAnchors come from serve's -audit-expect flags, not the file.
 	auditAnchors []audit.Anchor
@@ -76,6 +77,13 @@ type Config struct {
 		Signer string `yaml:"signer"`  // token (default: keysvc-audit in the token) or tpm
 		TPMKey string `yaml:"tpm_key"` // signer tpm: the key's blob, default <data_dir>/audit-key.tpm.json (created on first start)
 	} `yaml:"audit"`
+	// Metrics is the Prometheus endpoint (R-AV-2): plain HTTP GET /metrics
+	// on a listener of its own, never the API's. Empty (the default): off.
+	// Keep it on loopback or a monitoring network: it is unauthenticated
+	// (it names no keys, but shows load and token health).
+	Metrics struct {
+		Listen string `yaml:"listen"` // host:port, e.g. 127.0.0.1:9464
+	} `yaml:"metrics"`
 	SchedulerInterval time.Duration  `yaml:"scheduler_interval"` // default 1m
 	Clients           []ClientConfig `yaml:"clients"`
 }
@@ -178,6 +186,13 @@ func (c *Config) validate() error {
 		}
 		if c.Confirm.Timeout != 0 && (c.Confirm.Timeout < 10*time.Second || c.Confirm.Timeout > 10*time.Minute) {
 			errs = append(errs, errors.New("confirm.timeout must be between 10s and 10m"))
+		}
+	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			errs = append(errs, fmt.Errorf("metrics.listen must be host:port, e.g. 127.0.0.1:9464: %w", err))
+		} else if l == c.Listen || l == c.Confirm.Listen {
+			errs = append(errs, errors.New("metrics.listen must be a listener of its own, not listen or confirm.listen"))
 		}
 	}
 	if len(c.Clients) == 0 {

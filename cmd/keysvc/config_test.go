@@ -115,6 +115,7 @@ clients: [{name: a}]
 		{"scheduler_interval", c.SchedulerInterval, time.Minute},
 		{"pin_guard.limit", c.PINGuard.Limit, 0}, // the guard's own default applies
 		{"destroy.default_delay", c.Destroy.DefaultDelay, time.Duration(0)},
+		{"metrics.listen (off)", c.Metrics.Listen, ""},
 	}
 	for _, ch := range checks {
 		if !reflect.DeepEqual(ch.got, ch.want) {
@@ -194,6 +195,12 @@ func TestConfigValidateNamesPath(t *testing.T) {
 		{"limit 0 (default)", func(m map[string]any) { sub(m, "pin_guard")["limit"] = 0 }, nil},
 		{"no token hash (certificate client)", func(m map[string]any) { delete(client(m, 0), "token_sha256") }, nil},
 
+		{"metrics on loopback", func(m map[string]any) { m["metrics"] = map[string]any{"listen": "127.0.0.1:9464"} }, nil},
+		{"metrics without a port", func(m map[string]any) { m["metrics"] = map[string]any{"listen": "127.0.0.1"} }, []string{"metrics.listen must be host:port"}},
+		{"metrics on the API listener", func(m map[string]any) {
+			m["listen"] = "127.0.0.1:8443"
+			m["metrics"] = map[string]any{"listen": "127.0.0.1:8443"}
+		}, []string{"metrics.listen must be a listener of its own"}},
 		{"no data_dir", func(m map[string]any) { delete(m, "data_dir") }, []string{"data_dir is required"}},
 		{"no tls.cert", func(m map[string]any) { delete(sub(m, "tls"), "cert") }, []string{"tls.cert and tls.key are required"}},
 		{"no tls.key", func(m map[string]any) { delete(sub(m, "tls"), "key") }, []string{"tls.cert and tls.key are required"}},

@@ -16,6 +16,9 @@ import (
 	"github.com/keyward/keyward/token"
 )
 
+// devMetricsListen is dev mode's metrics listener (loopback only).
+const devMetricsListen = "127.0.0.1:9464"
+
 // devInfo is what dev mode prints so a developer can call the service.
 type devInfo struct {
 	dataDir, caPath, tokenPath string
@@ -53,6 +56,7 @@ func devConfig(dataDir string) (*Config, *devInfo, error) {
 	c.Clients = append(c.Clients, ClientConfig{Name: "dev", Admin: true, TokenSHA256: hex.EncodeToString(sum[:])})
 	c.Confirm.Listen, c.Confirm.PublicURL = "127.0.0.1:8444", "https://127.0.0.1:8444"
 	c.Confirm.Notify.File = filepath.Join(dataDir, "holder-notices.jsonl")
+	c.Metrics.Listen = devMetricsListen
 	c.defaults()
 	c.Listen = "127.0.0.1:8443"
 	return c, &devInfo{dataDir: dataDir, caPath: filepath.Join(tlsDir, "ca.pem"), tokenPath: tokenPath}, c.validate()
@@ -79,9 +83,9 @@ Display and confirm (a key that signs only what its holder confirms):
     open it, check the fields, type the PIN, Approve; then
   kw "https://%[1]s/v1/confirmations/<id>?wait=25s"
 
-API description: https://%[1]s/v1/openapi.json   Stop with Ctrl-C.
+API description: https://%[1]s/v1/openapi.json   Metrics: http://%[6]s/metrics   Stop with Ctrl-C.
 
-`, addr, d.dataDir, d.caPath, d.tokenPath, confirmURL)
+`, addr, d.dataDir, d.caPath, d.tokenPath, confirmURL, devMetricsListen)
 }
 
 func mustAbs(p string) string {

@@ -1,13 +1,18 @@
 // Command keysvc is Keyward's key-management service.
 //
-//	keysvc [serve] [-config file] [-data-dir dir]   run the service
+//	keysvc [serve] -config file [-audit-expect seq:hash]  run the service
+//	keysvc [serve] -dev [-data-dir dir]                   run a local development instance
 //	keysvc audit verify [-data-dir dir] [-pubkey pem] [-expect seq:hash]  check the audit chain
-//	keysvc rawbench -label kw/<key>/v1 [-goroutines n] the token's raw C_Sign rate (dev mode)
+//	keysvc rawbench -dev -label kw/<key>/v1 [-goroutines n] the token's raw C_Sign rate
 //
-// With no config file (no -config, no KEYWARD_CONFIG) keysvc runs in dev
-// mode: it creates a SoftHSM2 token, TLS certificates, an admin bearer token
+// keysvc needs a config file (-config, or KEYWARD_CONFIG). Only with -dev
+// and no config does it run in dev mode: it creates a SoftHSM2 token with
+// its PINs in clear 0600 files, TLS certificates, an admin bearer token
 // and the bbolt store under the data directory (default ./var) and prints
-// how to call it. PINs come from files or the environment, never argv.
+// how to call it. Without either it refuses to start and creates nothing
+// (seed 6.5.4 a, R-SRV-9): a production binary never makes dev
+// credentials by accident. PINs come from files or the environment, never
+// argv.
 //
 // Shutdown on SIGINT/SIGTERM is graceful: in-flight requests finish, the
 // audit log gets a final signed checkpoint, the store is closed and the
@@ -23,12 +28,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/keyward/keyward/cmd/internal/startmode"
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
 	"github.com/keyward/keyward/keysvc/audit"
@@ -60,12 +67,16 @@ func main() {
 
 func serve(log *slog.Logger, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	configPath := fs.String("config", os.Getenv("KEYWARD_CONFIG"), "YAML config file (env KEYWARD_CONFIG); none: dev mode")
+	configPath := fs.String("config", os.Getenv("KEYWARD_CONFIG"), "YAML config file (env KEYWARD_CONFIG)")
+	devMode := fs.Bool("dev", false, "without -config: a development instance with a SoftHSM2 token, clear PIN files and a dev admin token under -data-dir")
 	dataDir := fs.String("data-dir", envOr("KEYWARD_DATA_DIR", "var"), "dev mode: data directory (env KEYWARD_DATA_DIR)")
 	listen := fs.String("listen", os.Getenv("KEYWARD_LISTEN"), "override the listen address (env KEYWARD_LISTEN)")
 	var anchors []audit.Anchor
 	fs.Func("audit-expect", "refuse to start unless the audit log holds this `seq:hash` (from a checkpoint line the officers kept; repeatable)", anchorFlag(&anchors))
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := startmode.Check("keysvc", "KEYWARD_CONFIG", "it creates a SoftHSM2 token with clear PIN files and a dev admin token under -data-dir", *configPath, *devMode); err != nil {
 		return err
 	}
 	var cfg *Config
@@ -156,13 +167,25 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	schedCtx, stopSched := context.WithCancel(context.Background())
 	schedDone := make(chan struct{})
 	go func() { defer close(schedDone); svc.Run(schedCtx, cfg.SchedulerInterval) }()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.ServeTLS(ln, tlsCfg) }()
 	log.Info("keysvc listening", "addr", ln.Addr().String(), "token", cfg.Token.URI)
 	var csrv *api.ConfirmServer
 	if cfg.Confirm.Listen != "" {
 		if csrv, err = serveConfirm(cfg, host, svc, log, errc); err != nil {
 			srv.Shutdown(context.Background())
+			stopSched()
+			<-schedDone
+			return err
+		}
+	}
+	var msrv *http.Server
+	if cfg.Metrics.Listen != "" {
+		if msrv, err = serveMetrics(cfg.Metrics.Listen, srv, log, errc); err != nil {
+			srv.Shutdown(context.Background())
+			if csrv != nil {
+				csrv.Shutdown(context.Background())
+			}
 			stopSched()
 			<-schedDone
 			return err
@@ -182,6 +205,11 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	}
 	if csrv != nil {
 		if serr := csrv.Shutdown(sctx); err == nil {
+			err = serr
+		}
+	}
+	if msrv != nil {
+		if serr := msrv.Shutdown(sctx); err == nil {
 			err = serr
 		}
 	}
@@ -227,6 +255,24 @@ func serveConfirm(cfg *Config, host *hostSecrets, svc *keysvc.Service, log *slog
 	go func() { errc <- csrv.ServeTLS(ln, tlsCfg) }()
 	log.Info("confirmation endpoint listening", "addr", ln.Addr().String(), "public_url", cfg.Confirm.PublicURL)
 	return csrv, nil
+}
+
+// serveMetrics serves the Prometheus endpoint on its own plain-HTTP
+// listener (metrics.listen): never on the API listener, where it would be
+// open to every client (R-AV-2).
+func serveMetrics(addr string, srv *api.Server, log *slog.Logger, errc chan<- error) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	hs := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: api.DefaultReadTimeout, WriteTimeout: api.DefaultWriteTimeout}
+	go func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	return hs, nil
 }
 
 // writeAuditKey saves the audit public key beside the store, for

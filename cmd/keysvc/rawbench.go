@@ -18,15 +18,21 @@ import (
 // on dedicated sessions, without keysvc in the way: the baseline that
 // `make bench` compares the HTTP API against. Diagnostic; dev mode only.
 //
-//	keysvc rawbench [-data-dir var] -label kw/bench/v1 [-goroutines 2] [-duration 5s]
+//	keysvc rawbench -dev [-data-dir var] -label kw/bench/v1 [-goroutines 2] [-duration 5s]
+//
+// It opens (or creates) the dev token, so it needs -dev like serve.
 func rawBench(args []string) error {
 	fs := flag.NewFlagSet("rawbench", flag.ContinueOnError)
+	devMode := fs.Bool("dev", false, "required: rawbench works on the dev-mode token only")
 	dataDir := fs.String("data-dir", envOr("KEYWARD_DATA_DIR", "var"), "dev-mode data directory")
 	label := fs.String("label", "", "CKA_LABEL of an EC private key in the dev token, e.g. kw/bench/v1")
 	goroutines := fs.Int("goroutines", 2, "concurrent sessions")
 	dur := fs.Duration("duration", 5*time.Second, "how long to sign")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if !*devMode {
+		return errors.New("rawbench works on the dev-mode token only: run keysvc rawbench -dev -label …")
 	}
 	if *label == "" {
 		return errors.New("rawbench: -label is required")

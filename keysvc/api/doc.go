@@ -31,7 +31,6 @@
 //	GET  /v1/openapi.json                          the OpenAPI document (openapi.json, embedded)
 //	GET  /healthz                                  200 {"status":"ok"} while the process serves
 //	GET  /readyz                                   200 {"status":"ready"}, or 503 with an error code
-//	GET  /metrics                                  Prometheus exposition
 //
 // Keys are always returned as keysvc.KeyView: token object labels and
 // wrapped blobs never leave the service. Key names match
@@ -109,13 +108,16 @@
 //
 // # Metrics (R-AV-2)
 //
-//	keyward_operations_total{op,key,result}     result is "ok" or the error code
+// Server.MetricsHandler serves GET /metrics, on a listener of its own that
+// only the monitoring system reaches; the API listener does not serve it.
+//
+//	keyward_operations_total{op,result}         result is "ok" or the error code
 //	keyward_operation_duration_seconds{op}      buckets 0.1 ms … 1 s
 //	keyward_pool_sessions_in_use, keyward_pool_sessions_max, keyward_token_healthy,
 //	keyward_pin_failures, keyward_pin_locked    read from Backend.Stats at scrape time
 //
-// The key label holds at most 1000 distinct names, then "other"; requests
-// for names that are not keys count under "none" (see maxKeyLabels).
+// No label names a key: key names are customer ids, and per-key activity
+// belongs in the audit log.
 //
 // # Concurrency
 //

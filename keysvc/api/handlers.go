@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
 
 	"github.com/keyward/keyward/keysvc"
 )
@@ -21,15 +20,15 @@ const MaxBatch = 1000
 // readyTimeout bounds a readiness probe's Backend.Ready call.
 const readyTimeout = 5 * time.Second
 
-func (s *Server) routes(metricsHandler http.Handler) {
+func (s *Server) routes() {
 	a := s.app
 	a.Use(s.recoverPanic)
-	// Unauthenticated: probes, metrics and the API description. The
-	// OpenAPI route is registered before the /v1 admission middleware,
-	// so it matches first and admission never runs for it.
+	// Unauthenticated: probes and the API description. The OpenAPI route
+	// is registered before the /v1 admission middleware, so it matches
+	// first and admission never runs for it. Metrics are not served here
+	// (see MetricsHandler).
 	a.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	a.Get("/readyz", s.readyz)
-	a.Get("/metrics", adaptor.HTTPHandler(metricsHandler))
 	a.Get("/v1/openapi.json", serveOpenAPI)
 
 	v1 := a.Group("/v1", s.admission)
@@ -90,16 +89,11 @@ func (s *Server) op(op string, keyed bool, h opHandler) fiber.Handler {
 		if err == nil {
 			res, err = h(r)
 		}
-		result, label := "ok", r.name
+		result := "ok"
 		if err != nil {
 			_, result, _, _ = classify(err)
 		}
-		// Names that are not keys do not take one of the capped label
-		// values.
-		if result == "key_not_found" || validKeyName(r.name) != nil {
-			label = ""
-		}
-		s.metrics.observe(op, label, result, time.Since(start).Seconds())
+		s.metrics.observe(op, result, time.Since(start).Seconds())
 		if err != nil {
 			return err
 		}

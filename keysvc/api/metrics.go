@@ -1,44 +1,30 @@
 package api
 
 import (
-	"sync"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/keyward/keyward/keysvc"
 )
 
-// maxKeyLabels caps the distinct values of the "key" label.
-//
-// Labelling by key name is fine while keys are few (HSM-held keys number
-// in the tens). Wrapped per-customer keys (ProtectionWrapped, counted in
-// the hundred thousands) would make one time series per customer and
-// overwhelm Prometheus, so after maxKeyLabels distinct names every other
-// name is counted under "other". Per-key detail lives in the audit log.
-const maxKeyLabels = 1000
-
-// Values of the "key" label that are not key names.
-const (
-	keyLabelNone  = "none"  // no key (list) or no valid key name
-	keyLabelOther = "other" // beyond maxKeyLabels
-)
+// The metrics name no keys. Key names are customer ids (one wrapped key
+// per customer), and per-key activity is who banks when: operations are
+// counted by operation and result only. Per-key detail lives in the audit
+// log, which needs the audit key's trust, not a scrape. The metrics are
+// served on their own listener (Server.MetricsHandler), never on the API's.
 
 // metrics are the Prometheus collectors of one Server (R-AV-2).
 type metrics struct {
 	ops      *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-
-	mu   sync.Mutex
-	keys map[string]struct{}
 }
 
 func newMetrics(reg prometheus.Registerer, b Backend) (*metrics, error) {
 	m := &metrics{
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyward_operations_total",
-			Help: "API operations by operation, key and result (\"ok\" or the error code).",
-		}, []string{"op", "key", "result"}),
+			Help: "API operations by operation and result (\"ok\" or the error code).",
+		}, []string{"op", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "keyward_operation_duration_seconds",
 			Help: "API operation latency, from admission to response.",
@@ -46,7 +32,6 @@ func newMetrics(reg prometheus.Registerer, b Backend) (*metrics, error) {
 			// on a slow token); slower is counted in +Inf.
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}, []string{"op"}),
-		keys: make(map[string]struct{}),
 	}
 	// Gauges read Backend.Stats at scrape time, so they are never stale.
 	gauge := func(name, help string, f func(keysvc.Stats) float64) prometheus.Collector {
@@ -80,27 +65,9 @@ func boolFloat(b bool) float64 {
 	return 0
 }
 
-// keyLabel returns the label value for a key name, holding the number of
-// distinct values at maxKeyLabels.
-func (m *metrics) keyLabel(name string) string {
-	if name == "" {
-		return keyLabelNone
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.keys[name]; ok {
-		return name
-	}
-	if len(m.keys) >= maxKeyLabels {
-		return keyLabelOther
-	}
-	m.keys[name] = struct{}{}
-	return name
-}
-
 // observe records one finished operation.
-func (m *metrics) observe(op, key, result string, seconds float64) {
-	m.ops.WithLabelValues(op, m.keyLabel(key), result).Inc()
+func (m *metrics) observe(op, result string, seconds float64) {
+	m.ops.WithLabelValues(op, result).Inc()
 	m.duration.WithLabelValues(op).Observe(seconds)
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -40,8 +41,9 @@ type Config struct {
 	// Logger receives refused requests and internal errors; default
 	// slog.Default().
 	Logger *slog.Logger
-	// Registry receives the server's metrics and is served at /metrics;
-	// nil means a new registry with the Go and process collectors.
+	// Registry receives the server's metrics, which MetricsHandler serves
+	// (on a listener of its own, never the API's); nil means a new
+	// registry with the Go and process collectors.
 	Registry *prometheus.Registry
 }
 
@@ -66,6 +68,7 @@ type Server struct {
 	backend Backend
 	clients *registry
 	metrics *metrics
+	scrape  http.Handler // the registry's exposition, see MetricsHandler
 	log     *slog.Logger
 }
 
@@ -158,8 +161,20 @@ func New(cfg Config) (*Server, error) {
 	// fasthttp logs connection-level errors (failed TLS handshakes, for
 	// example) through its own logger; send them to slog.
 	s.app.Server().Logger = fasthttpLogger{s.log}
-	s.routes(promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}}))
+	s.scrape = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}})
+	s.routes()
 	return s, nil
+}
+
+// MetricsHandler serves the Prometheus exposition at /metrics (and
+// answers 404 elsewhere). It is not part of the API listener: serve it on
+// a listener of its own that only the monitoring system reaches (cmd/keysvc's
+// metrics.listen; loopback in dev mode, off by default). The metrics name
+// no keys (R-AV-2).
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.scrape)
+	return mux
 }
 
 func orDefault[T int | time.Duration](v, def T) T {

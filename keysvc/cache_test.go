@@ -1,0 +1,36 @@
+package keysvc
+
+import "testing"
+
+// TestKeyCacheNeverGoesBack (issue 12 item 4): an older snapshot of a key
+// never replaces a newer one, whatever the order the puts arrive in; an
+// equal revision keeps the entry already there.
+func TestKeyCacheNeverGoesBack(t *testing.T) {
+	snap := func(rev uint64, st State) *Key {
+		return &Key{Name: "k", Primary: 1, Revision: rev, Versions: []Version{{Version: 1, State: st}}}
+	}
+	var c keyCache
+	enabled, disabled := snap(4, StateEnabled), snap(5, StateDisabled)
+	if got := c.put(disabled); got != disabled {
+		t.Fatal("first put not installed")
+	}
+	if got := c.put(enabled); got != disabled {
+		t.Fatalf("revision %d replaced revision %d", got.Revision, disabled.Revision)
+	}
+	if got := c.put(snap(5, StateEnabled)); got != disabled {
+		t.Fatal("an equal revision replaced the entry")
+	}
+	newer := snap(6, StateEnabled)
+	if got := c.put(newer); got != newer {
+		t.Fatal("a newer revision was not installed")
+	}
+	if c.m["k"] != newer {
+		t.Fatal("the cache does not hold the newest key")
+	}
+	// A record from before revisions (0) is replaced by its first update.
+	var old keyCache
+	old.put(snap(0, StateEnabled))
+	if got := old.put(snap(1, StateDisabled)); got.Revision != 1 {
+		t.Fatal("revision 1 did not replace a pre-revision record")
+	}
+}
