@@ -53,10 +53,11 @@ TPM2_UP = d=$$(mktemp -d); trap 'scripts/tpm2-pkcs11.sh down "$$d" >/dev/null; r
 # Every fuzz target, as package:Target.
 FUZZ_TARGETS = ./pkcs11shim:FuzzParseURI ./pkcs11shim:FuzzECDSADERToRaw \
                ./keysvc/txformat:FuzzRecognise ./keysvc/txformat:FuzzParsePain001 \
-               ./keysvc/smcrypto:FuzzSM2Decrypt ./keysvc:FuzzVersionOf \
+               ./keysvc/smcrypto:FuzzSM2Decrypt ./keysvc:FuzzDecodeVersioned ./keysvc/api:FuzzDecodeRequest \
+               ./keysvc/audit:FuzzUnmarshalRecord ./keysvc/audit:FuzzUnmarshalCheckpoint \
                ./keysvc/secrets:FuzzParse \
                ./cmd/ceremony:FuzzCeremonyConfig ./cmd/ceremony:FuzzParseShare \
-               ./banking:FuzzDecodeRequest ./banking:FuzzLoginRequestDecode ./banking:FuzzCheckOrder
+               ./banking:FuzzDecodeRequest ./banking:FuzzCheckOrder
 
 fuzz-short:
 	@set -e; for t in $(FUZZ_TARGETS); do \

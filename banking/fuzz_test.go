@@ -90,6 +90,12 @@ func FuzzDecodeRequest(f *testing.F) {
 		if trimmed := bytes.TrimSpace(body); len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
 			t.Fatalf("accepted %q, which is not one JSON object", body)
 		}
+		// The request types' own checks refuse only with ErrInvalid.
+		if r, ok := v.(interface{ validate() error }); ok {
+			if err := r.validate(); err != nil && !errors.Is(err, ErrInvalid) {
+				t.Fatalf("%T.validate refusal %v is not ErrInvalid", v, err)
+			}
+		}
 		again, _ := json.Marshal(v)
 		w := requestShapes[int(kind)%len(requestShapes)]()
 		if err := decodeBody("application/json", again, w); err != nil || !reflect.DeepEqual(v, w) {

@@ -262,6 +262,15 @@ func FuzzDecodeVersioned(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		// VersionOf (how clients such as banking read a stored value's
+		// version) refuses with ErrInvalidArgument and agrees with the parser.
+		n, err := VersionOf(s)
+		if v, _, derr := decodeVersioned(s, ErrInvalidSignature); (err == nil) != (derr == nil) || (err == nil && n != v) {
+			t.Fatalf("%q: VersionOf %d, %v; decodeVersioned %d, %v", s, n, err, v, derr)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("%q: VersionOf refusal %v is not ErrInvalidArgument", s, err)
+		}
 		for _, sentinel := range []error{ErrInvalidSignature, ErrInvalidCiphertext} {
 			v, b, err := decodeVersioned(s, sentinel)
 			if err != nil {
