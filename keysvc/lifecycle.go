@@ -200,7 +200,7 @@ func (s *Service) ListKeys(_ context.Context, c Caller, after string, limit int)
 func (s *Service) Rotate(ctx context.Context, c Caller, name string) (*Key, error) {
 	k, err := s.rotate(ctx, c, name, func(k *Key) error { return authorize(c, k, OpRotate) })
 	if err != nil {
-		return nil, s.finish(c, name, 0, "rotate", err)
+		return nil, s.finish(c, name, 0, "rotate", hideMissing(c, name, OpRotate, err))
 	}
 	return k, nil
 }
@@ -265,7 +265,7 @@ func (s *Service) UpdateSettings(_ context.Context, c Caller, name string, req K
 		return nil
 	}, rec)
 	if err != nil {
-		return nil, s.finish(c, name, 0, "settings", err)
+		return nil, s.finish(c, name, 0, "settings", hideMissing(c, name, OpManage, err))
 	}
 	return k, nil
 }
@@ -276,7 +276,7 @@ func (s *Service) UpdateSettings(_ context.Context, c Caller, name string, req K
 func (s *Service) SetVersionState(ctx context.Context, c Caller, name string, version int, action VersionAction, delay time.Duration) (*Key, error) {
 	k, err := s.setVersionState(c, name, version, action, delay)
 	if err != nil {
-		return nil, s.finish(c, name, version, string(action), err)
+		return nil, s.finish(c, name, version, string(action), hideMissing(c, name, OpManage, err))
 	}
 	return k, nil
 }

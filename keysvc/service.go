@@ -263,7 +263,13 @@ func authorize(c Caller, k *Key, op Op) error {
 	if k.Policy.Allows(c.Name, op) {
 		return nil
 	}
-	return fmt.Errorf("%w: client %q may not %s with key %q", ErrForbidden, c.Name, op, k.Name)
+	return forbidden(c, op, k.Name)
+}
+
+// forbidden is the one refusal for a key the caller may not use, worded
+// alike whether the key exists or not (visible).
+func forbidden(c Caller, op Op, name string) error {
+	return fmt.Errorf("%w: client %q may not %s with key %q (it holds no grant for it, or there is no such key)", ErrForbidden, c.Name, op, name)
 }
 
 // visible authorises c to op on the key name that a lookup returned (k,
@@ -280,7 +286,18 @@ func visible(c Caller, name string, op Op, k *Key, err error) (*Key, error) {
 	case errors.Is(err, ErrKeyNotFound) && c.Admin:
 		return nil, err
 	}
-	return nil, fmt.Errorf("%w: client %q may not %s with key %q (it holds no grant for it, or there is no such key)", ErrForbidden, c.Name, op, name)
+	return nil, forbidden(c, op, name)
+}
+
+// hideMissing gives a non-admin caller's ErrKeyNotFound, from an operation
+// that looked the key up before authorising, the answer visible gives:
+// the same ErrForbidden as for a key the caller may not use.
+func hideMissing(c Caller, name string, op Op, err error) error {
+	if !errors.Is(err, ErrKeyNotFound) {
+		return err
+	}
+	_, err = visible(c, name, op, nil, err)
+	return err
 }
 
 // record builds an audit record for caller c.

@@ -15,10 +15,16 @@ func TestKeyLookupHidesExistence(t *testing.T) {
 	e.createKey(t, "cust-4711", "sign", "ec-p256", "wrapped", "sign", "read", "public")
 	for _, r := range []struct{ method, path string }{
 		{"GET", ""}, {"GET", "/public"}, {"POST", "/sign"},
+		{"POST", "/rotate"}, {"POST", "/settings"}, {"POST", "/versions/1/disable"},
 	} {
 		var body any
-		if r.method == "POST" {
+		switch r.path {
+		case "/sign":
 			body = map[string]any{"message": b64("m")}
+		case "/settings":
+			body = map[string]any{"min_version": 1}
+		case "/rotate", "/versions/1/disable":
+			body = map[string]any{}
 		}
 		stA, outA := e.call(t, intruderToken, r.method, "/v1/keys/cust-4711"+r.path, body)
 		stB, outB := e.call(t, intruderToken, r.method, "/v1/keys/cust-0815"+r.path, body)
