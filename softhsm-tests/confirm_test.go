@@ -407,7 +407,10 @@ func TestConfirmConcurrent(t *testing.T) {
 	if testing.Short() {
 		n = 200
 	}
-	e := newKeysvcEnv(t)
+	// Every holder enrols from this one address: lift the per-address
+	// enrolment limit (TestEnrolRateLimited tests it).
+	e := &keysvcEnv{tok: mustNewToken(t, token.KindHSM), dbPath: t.TempDir() + "/keysvc.db", clock: &fakeClock{t: time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)}, enrolPerMinute: 100000}
+	e.start(t)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for i := 0; i < n; i++ {

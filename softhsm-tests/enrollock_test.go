@@ -1,6 +1,7 @@
 package softhsmtests
 
 import (
+	"fmt"
 	"testing"
 )
 
@@ -50,5 +51,26 @@ func TestEnrolSetupCodeLock(t *testing.T) {
 		if !hasAudit(ops, want) {
 			t.Errorf("audit lacks %q", want)
 		}
+	}
+}
+
+// TestEnrolRateLimited: the public enrolment route answers at most
+// EnrolPerMinute attempts (default 10) per source address a minute, so an
+// address cannot walk customer key names; past it 429 rate_limited, and
+// keysvc is not asked.
+func TestEnrolRateLimited(t *testing.T) {
+	e := newKeysvcEnv(t)
+	before := len(e.auditOps(t))
+	for i := 1; i <= 11; i++ {
+		st, out := callAt(t, e.confirmURL, "", "POST", "/confirm/v1/enrol", map[string]any{"key": fmt.Sprintf("cust-probe-%d", i), "setup_code": "AAAAAAAAAAAAAAAA", "pin": holderPIN})
+		switch {
+		case i <= 10 && (st == 429 || st < 400):
+			t.Fatalf("attempt %d: %d %v, want a refusal other than 429", i, st, out)
+		case i == 11 && (st != 429 || errCode(out) != "rate_limited"):
+			t.Fatalf("attempt 11: %d %v, want 429 rate_limited", i, out)
+		}
+	}
+	if n := len(e.auditOps(t)) - before; n != 10 {
+		t.Errorf("keysvc recorded %d enrolment attempts, want 10 (the 11th must not reach it)", n)
 	}
 }

@@ -73,6 +73,7 @@ type keysvcEnv struct {
 	confirmSrv     *api.ConfirmServer
 	confirmURL     string
 	confirmTimeout time.Duration // 0: keysvc's default (60 s)
+	enrolPerMinute int           // 0: the confirmation server's default (10)
 	noticeMu       sync.Mutex
 	notices        map[string][]keysvc.HolderNotice
 	noticeCh       chan keysvc.HolderNotice
@@ -157,7 +158,7 @@ func (e *keysvcEnv) start(t *testing.T) {
 	}
 	e.url = "http://" + ln.Addr().String()
 	go e.srv.Serve(ln)
-	if e.confirmSrv, err = api.NewConfirmServer(api.ConfirmConfig{Backend: e.svc}); err != nil {
+	if e.confirmSrv, err = api.NewConfirmServer(api.ConfirmConfig{Backend: e.svc, EnrolPerMinute: e.enrolPerMinute}); err != nil {
 		t.Fatal(err)
 	}
 	cln, err := net.Listen("tcp", "127.0.0.1:0")

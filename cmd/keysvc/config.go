@@ -52,6 +52,10 @@ type Config struct {
 		Listen    string        `yaml:"listen"`     // host:port; empty: no confirmation endpoint
 		Timeout   time.Duration `yaml:"timeout"`    // default 60s
 		PublicURL string        `yaml:"public_url"` // base URL holders reach the endpoint at, e.g. https://confirm.bank.example
+		// EnrolPerMinute bounds enrolment attempts per source address
+		// (default 10). Raise it when a bank server relays holders'
+		// enrolments from one address.
+		EnrolPerMinute int `yaml:"enrol_per_minute"`
 		Notify    struct {
 			Webhook string `yaml:"webhook"` // HTTPS URL that receives each notice as JSON (the bank's push service)
 			CA      string `yaml:"ca"`      // PEM CA of the webhook's certificate; empty: system roots
@@ -186,6 +190,9 @@ func (c *Config) validate() error {
 		}
 		if c.Confirm.Timeout != 0 && (c.Confirm.Timeout < 10*time.Second || c.Confirm.Timeout > 10*time.Minute) {
 			errs = append(errs, errors.New("confirm.timeout must be between 10s and 10m"))
+		}
+		if n := c.Confirm.EnrolPerMinute; n < 0 || n > 100000 {
+			errs = append(errs, errors.New("confirm.enrol_per_minute must be between 1 and 100000 (0: the default, 10)"))
 		}
 	}
 	if l := c.Metrics.Listen; l != "" {

@@ -231,6 +231,9 @@ func TestConfigValidateNamesPath(t *testing.T) {
 		{"confirm timeout 1s", func(m map[string]any) {
 			m["confirm"] = map[string]any{"listen": ":8444", "public_url": "https://c", "timeout": "1s", "notify": map[string]any{"file": "/tmp/n"}}
 		}, []string{"confirm.timeout must be between 10s and 10m"}},
+		{"confirm enrol_per_minute negative", func(m map[string]any) {
+			m["confirm"] = map[string]any{"listen": ":8444", "public_url": "https://c", "enrol_per_minute": -1, "notify": map[string]any{"file": "/tmp/n"}}
+		}, []string{"confirm.enrol_per_minute must be between 1 and 100000"}},
 		// Issue 8: sealed secrets and the TPM audit key.
 		{"sealed secrets with TPM, no tls.key", func(m map[string]any) {
 			delete(sub(m, "tls"), "key")

@@ -240,7 +240,7 @@ func notifier(cfg *Config, dev bool) (keysvc.Notifier, error) {
 // listener (no client certificates: holders authenticate with the link's
 // token and their PIN).
 func serveConfirm(cfg *Config, host *hostSecrets, svc *keysvc.Service, log *slog.Logger, errc chan<- error) (*api.ConfirmServer, error) {
-	csrv, err := api.NewConfirmServer(api.ConfirmConfig{Backend: svc, Logger: log})
+	csrv, err := api.NewConfirmServer(api.ConfirmConfig{Backend: svc, Logger: log, EnrolPerMinute: cfg.Confirm.EnrolPerMinute})
 	if err != nil {
 		return nil, err
 	}

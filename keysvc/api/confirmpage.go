@@ -62,7 +62,7 @@ func (s *ConfirmServer) pageRoutes() {
 	s.app.Get("/c/:token", s.pageView)
 	s.app.Post("/c/:token", s.pagePost)
 	s.app.Get("/enrol", s.pageEnrolForm)
-	s.app.Post("/enrol", s.pageEnrol)
+	s.app.Post("/enrol", s.enrolLimit, s.pageEnrol)
 }
 
 // confirmPage is the data of confirm.html.

@@ -378,3 +378,44 @@ func TestConfirmPageEnrol(t *testing.T) {
 		}
 	}
 }
+
+// TestConfirmEnrolLimitShared: the JSON route and the web page share one
+// per-address enrolment budget; past it both answer 429 without asking
+// keysvc, the page with the reason in words.
+func TestConfirmEnrolLimitShared(t *testing.T) {
+	b := newFakeConfirm()
+	b.enrolFn = func(string, string, []byte) error { return fmt.Errorf("%w: wrong setup code", keysvc.ErrHolderPIN) }
+	s, err := api.NewConfirmServer(api.ConfirmConfig{Backend: b, EnrolPerMinute: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonEnrol := func() (int, string) {
+		req := httptest.NewRequest("POST", "/confirm/v1/enrol", strings.NewReader(`{"key":"corp-7","setup_code":"WXYZ","pin":"`+pagePIN+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := s.App().Test(req, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	form := url.Values{"key": {"corp-7"}, "setup_code": {"WXYZ"}, "pin": {pagePIN}, "pin2": {pagePIN}}
+	for i := 0; i < 2; i++ {
+		if st, body := jsonEnrol(); st != 403 {
+			t.Fatalf("JSON attempt %d: %d %s", i+1, st, body)
+		}
+	}
+	if st, body, _ := page(t, s, "POST", "/enrol", form); st != 403 {
+		t.Fatalf("page attempt 3: %d\n%s", st, body)
+	}
+	if st, body := jsonEnrol(); st != 429 || !strings.Contains(body, `"rate_limited"`) {
+		t.Fatalf("JSON attempt 4: %d %s, want 429 rate_limited", st, body)
+	}
+	if st, body, _ := page(t, s, "POST", "/enrol", form); st != 429 || !strings.Contains(body, "Too many enrolment attempts") {
+		t.Fatalf("page attempt 5: %d\n%s", st, body)
+	}
+	if len(b.gotEnrol) != 3 {
+		t.Errorf("keysvc was asked %d times, want 3", len(b.gotEnrol))
+	}
+}

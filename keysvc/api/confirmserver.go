@@ -5,8 +5,11 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/limiter"
 
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/token"
@@ -16,6 +19,12 @@ import (
 type ConfirmConfig struct {
 	Backend ConfirmBackend // required
 	Logger  *slog.Logger   // default slog.Default()
+
+	// EnrolPerMinute bounds enrolment attempts (JSON and web page
+	// together) per source address (default 10; past it 429
+	// rate_limited). keysvc locks a holder after six wrong setup codes;
+	// this bounds how fast one address can try key names (customer ids).
+	EnrolPerMinute int
 }
 
 // ConfirmServer is the holder's second channel (R-DC-1): its own listener,
@@ -38,9 +47,10 @@ type ConfirmConfig struct {
 // Holder tokens travel in paths, so this server writes no access log and
 // tells browsers not to send Referer headers or cache anything.
 type ConfirmServer struct {
-	serving // App, Serve, ServeTLS, Shutdown
-	backend ConfirmBackend
-	log     *slog.Logger
+	serving    // App, Serve, ServeTLS, Shutdown
+	backend    ConfirmBackend
+	log        *slog.Logger
+	enrolLimit fiber.Handler // per source address, on both enrol routes
 }
 
 // holderTokenRE matches the 43-character base64url holder tokens.
@@ -55,6 +65,10 @@ func NewConfirmServer(cfg ConfirmConfig) (*ConfirmServer, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if cfg.EnrolPerMinute == 0 {
+		cfg.EnrolPerMinute = 10
+	}
+	s.enrolLimit = limiter.New(limiter.Config{Max: cfg.EnrolPerMinute, Expiration: time.Minute, LimitReached: s.enrolLimited})
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		BodyLimit:             64 << 10,
@@ -72,9 +86,19 @@ func NewConfirmServer(cfg ConfirmConfig) (*ConfirmServer, error) {
 	j.Get("/c/:token", s.jsonView)
 	j.Post("/c/:token/approve", s.jsonApprove)
 	j.Post("/c/:token/reject", s.jsonReject)
-	j.Post("/enrol", s.jsonEnrol)
+	j.Post("/enrol", s.enrolLimit, s.jsonEnrol)
 	s.pageRoutes()
 	return s, nil
+}
+
+// enrolLimited answers an address past EnrolPerMinute: JSON on the JSON
+// route, the enrolment page with the reason on the web route.
+func (s *ConfirmServer) enrolLimited(c *fiber.Ctx) error {
+	const msg = "too many enrolment attempts from this address; wait a minute and try again"
+	if strings.HasPrefix(c.Path(), "/confirm/v1/") {
+		return newError(http.StatusTooManyRequests, "rate_limited", msg)
+	}
+	return s.render(c, http.StatusTooManyRequests, "enrol.html", enrolPage{Title: titleEnrol, Error: "Too many enrolment attempts from this address; wait a minute and try again."})
 }
 
 // securityHeaders: no caching, no referrer (tokens are in paths), no
