@@ -56,7 +56,7 @@ type Config struct {
 		// (default 10). Raise it when a bank server relays holders'
 		// enrolments from one address.
 		EnrolPerMinute int `yaml:"enrol_per_minute"`
-		Notify    struct {
+		Notify         struct {
 			Webhook string `yaml:"webhook"` // HTTPS URL that receives each notice as JSON (the bank's push service)
 			CA      string `yaml:"ca"`      // PEM CA of the webhook's certificate; empty: system roots
 			File    string `yaml:"file"`    // dev: append notices to this 0600 file
