@@ -169,6 +169,12 @@ func verifySealedAudit(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Issue 12 item 6: the real keysvc process writes it owner-only.
+	if fi, err := os.Stat(filepath.Join(data, "audit-key.pem")); err != nil {
+		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("audit-key.pem has mode %v, want 0600", fi.Mode().Perm())
+	}
 	blk, _ := pem.Decode(b)
 	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
 	if err != nil {
