@@ -82,7 +82,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count $(BENCHCOUNT) ./softhsm-tests
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./keysvc/boltstore
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./banking/ledger
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./token/tpm ./keysvc/secrets
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./token/tpm ./keysvc/secrets ./keysvc/audit
 	scripts/bench-keysvc.sh $(BENCHDUR)
 
 # Customer keys at bank scale: enrol SCALE_CUSTOMERS confirm-required
