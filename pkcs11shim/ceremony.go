@@ -64,7 +64,8 @@ func (s *Session) ImportUnwrapKEK(value []byte, label string) (*Key, error) {
 
 // kekTemplate is the part every ceremony KEK shares: an AES-256 session
 // key from value that is sensitive, not extractable, not modifiable, not
-// copyable, and may not encrypt, decrypt, sign or derive. The caller adds
+// copyable, may not encrypt, decrypt, sign or derive, and may be used with
+// CKM_AES_KEY_WRAP_PAD only (CKA_ALLOWED_MECHANISMS). The caller adds
 // CKA_PRIVATE, CKA_WRAP and CKA_UNWRAP.
 func kekTemplate(label string, id, value []byte) []*pkcs11.Attribute {
 	return []*pkcs11.Attribute{
@@ -82,6 +83,7 @@ func kekTemplate(label string, id, value []byte) []*pkcs11.Attribute {
 		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
 		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ALLOWED_MECHANISMS, uint(pkcs11.CKM_AES_KEY_WRAP_PAD)), // one CK_MECHANISM_TYPE: the backup's mechanism only
 		pkcs11.NewAttribute(pkcs11.CKA_VALUE, value),
 	}
 }

@@ -225,6 +225,12 @@ func TestTrustedKEKAttacks(t *testing.T) {
 	if err := c.Login(h, pkcs11.CKU_SO, trustedSOPIN); err != nil {
 		t.Fatal(err)
 	}
+	// An SO session makes public objects only (so the KEK is CKA_PRIVATE=false).
+	_, err = s.createObject([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, bytes.Repeat([]byte{5}, 32))})
+	wantCKR(t, "C_CreateObject of a private session key by the SO", err, pkcs11.CKR_USER_NOT_LOGGED_IN)
 	w, err := s.createTrustedKEK(kekValue)
 	if err != nil {
 		t.Fatal(err)
@@ -235,8 +241,15 @@ func TestTrustedKEKAttacks(t *testing.T) {
 	if err := c.Login(h, pkcs11.CKU_USER, trustedUserPIN); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Logout(h)
 	if err := s.refind(k, true); err != nil {
+		t.Fatal(err)
+	}
+	// A private session object the user makes dies at C_Logout (checked at the end).
+	private, err := s.createObject([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false), pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, bytes.Repeat([]byte{6}, 32))})
+	if err != nil {
 		t.Fatal(err)
 	}
 
@@ -308,6 +321,10 @@ func TestTrustedKEKAttacks(t *testing.T) {
 	err = c.DecryptInit(h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB, nil)}, w)
 	wantCKR(t, "C_DecryptInit with the trusted KEK", err, pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED)
 
+	// 9. Wrap with another mechanism than the backup's (CKA_ALLOWED_MECHANISMS).
+	_, err = c.WrapKey(h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP, nil)}, w, k.priv)
+	wantCKR(t, "C_WrapKey with the trusted KEK and CKM_AES_KEY_WRAP", err, pkcs11.CKR_MECHANISM_INVALID)
+
 	// The blob is the real backup: the restore side's unwrap-only KEK
 	// (user-made, not trusted) brings the key back, not extractable.
 	err = c.DestroyObject(h, w)
@@ -327,6 +344,11 @@ func TestTrustedKEKAttacks(t *testing.T) {
 	if !ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), dig[:], sig) {
 		t.Fatal("the key unwrapped from the backup blob does not sign as the original")
 	}
+	if err := c.Logout(h); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.GetAttributeValue(h, private, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, nil)})
+	wantCKR(t, "a private session object after C_Logout", err, pkcs11.CKR_OBJECT_HANDLE_INVALID)
 }
 
 // restoreCheck unwraps blob under an unwrap-only KEK made from kekValue
