@@ -34,63 +34,84 @@ func (s *Session) createObject(tmpl []*pkcs11.Attribute) (pkcs11.ObjectHandle, e
 	return h, wrapErr("C_CreateObject", err)
 }
 
-// ImportAES creates an AES-256 secret key object from value (32 bytes) that
-// may encrypt, decrypt, wrap and unwrap. With session true it is a session
-// object that dies with this session: the ceremony tool imports the backup
-// KEK this way, uses it and destroys it. The key is sensitive and not
-// extractable. A token key whose label exists is refused.
-func (s *Session) ImportAES(value []byte, label string, session bool) (*Key, error) {
+// ImportUnwrapKEK creates, from value (32 bytes), the AES-256 session key
+// the restore ceremony unwraps a backup with: it may unwrap and do nothing
+// else (no wrap, encrypt, decrypt, sign), its attributes cannot be changed
+// and it cannot be copied into a key that could; it dies with this
+// session. It is sensitive and not extractable. (The backup side's KEK is
+// made by the SO, wrap-only: see WrapUnderTrustedKEK.)
+func (s *Session) ImportUnwrapKEK(value []byte, label string) (*Key, error) {
 	if len(value) != 32 {
 		return nil, fmt.Errorf("%w: an AES-256 key is 32 bytes, got %d", ErrInputInvalid, len(value))
 	}
 	if label == "" {
 		return nil, fmt.Errorf("%w: a key label is required", ErrInputInvalid)
 	}
-	if !session {
-		n, err := s.countObjects([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
-		if err != nil {
-			return nil, err
-		}
-		if n > 0 {
-			return nil, fmt.Errorf("%w: %q", ErrDuplicateLabel, label)
-		}
-	}
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
 		return nil, err
 	}
-	h, err := s.createObject([]*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, !session),    // a backup KEK never persists in the token
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),       // the name operators and URIs use
-		pkcs11.NewAttribute(pkcs11.CKA_ID, id),             // every key has one
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),      // only a logged-in user sees it
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),    // never readable in clear again
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false), // cannot be wrapped out
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, true),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
+	h, err := s.createObject(append(kekTemplate(label, id, value),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true), // only a logged-in user sees it
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),   // restore side: unwrap only
 		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE, value),
-	})
+	))
 	if err != nil {
 		return nil, err
 	}
-	return &Key{Type: KeyAES256, Label: label, ID: id, Token: !session, epoch: s.epoch, priv: h}, nil
+	return &Key{Type: KeyAES256, Label: label, ID: id, Token: false, epoch: s.epoch, priv: h}, nil
+}
+
+// kekTemplate is the part every ceremony KEK shares: an AES-256 session
+// key from value that is sensitive, not extractable, not modifiable, not
+// copyable, may not encrypt, decrypt, sign or derive, and may be used with
+// CKM_AES_KEY_WRAP_PAD only (CKA_ALLOWED_MECHANISMS). The caller adds
+// CKA_PRIVATE, CKA_WRAP and CKA_UNWRAP.
+func kekTemplate(label string, id, value []byte) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),       // a backup KEK never persists in the token
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),       // the name operators and URIs use
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id),             // every key has one
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),    // never readable in clear again
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false), // cannot be wrapped out
+		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),  // nobody turns CKA_UNWRAP (or CKA_WRAP) on later
+		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),    // nor in a copy
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ALLOWED_MECHANISMS, uint(pkcs11.CKM_AES_KEY_WRAP_PAD)), // one CK_MECHANISM_TYPE: the backup's mechanism only
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, value),
+	}
 }
 
 // ImportPublicKey creates the public-key object of a restored key pair (an
 // unwrapped private key has no public half in the token): same label and
 // CKA_ID as k, so FindKey, PublicKey and Verify work on the restored key.
-// pub must be an *ecdsa.PublicKey on k's curve or an *rsa.PublicKey.
-func (s *Session) ImportPublicKey(k *Key, pub crypto.PublicKey) error {
+// pub must be an *ecdsa.PublicKey on k's curve or an *rsa.PublicKey. u is
+// the key's usage (see Usage): the public object gets the public half of
+// it, every other usage attribute false, and like a generated one it is
+// not modifiable nor copyable (and not destroyable with undestroyable).
+func (s *Session) ImportPublicKey(k *Key, pub crypto.PublicKey, u Usage, undestroyable bool) error {
+	u = u.attrs()
 	common := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, k.Token),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, k.Label),
 		pkcs11.NewAttribute(pkcs11.CKA_ID, k.ID),
-		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
+		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, u&UsageSign != 0),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY_RECOVER, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, u&UsageEncrypt != 0),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, u&UsageWrap != 0),
+	}
+	if undestroyable {
+		common = append(common, pkcs11.NewAttribute(pkcs11.CKA_DESTROYABLE, false))
 	}
 	var tmpl []*pkcs11.Attribute
 	switch p := pub.(type) {
@@ -216,31 +237,75 @@ func (p *Pool) DestroyAllObjects(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// KeyUsage reads what the token lets k do, from its private or secret
-// object: CKA_SIGN (UsageSign), CKA_DECRYPT (UsageEncrypt), CKA_UNWRAP
-// (UsageWrap). The backup ceremony records it so a restored key gets the
-// same uses.
+// KeyUsage reads what the token lets k do, as an exact Usage (UsageExact
+// set): CKA_SIGN, CKA_DECRYPT, CKA_UNWRAP of the private or secret object,
+// CKA_ENCRYPT and CKA_WRAP of the secret object or of the public one. The
+// backup ceremony records it so a restored key gets the same uses.
 func (p *Pool) KeyUsage(ctx context.Context, k *Key) (Usage, error) {
 	var u Usage
+	err := p.withKey(ctx, k, func(s *Session) error {
+		priv, pub, err := s.handles(k)
+		if err != nil {
+			return err
+		}
+		u = UsageExact
+		type flag struct {
+			attr uint
+			u    Usage
+		}
+		read := func(o pkcs11.ObjectHandle, flags []flag) {
+			for _, x := range flags {
+				a, err := s.ctx.GetAttributeValue(s.h, o, []*pkcs11.Attribute{pkcs11.NewAttribute(x.attr, nil)})
+				if err != nil {
+					continue // attribute not defined for this object class
+				}
+				if len(a[0].Value) == 1 && a[0].Value[0] == 1 {
+					u |= x.u
+				}
+			}
+		}
+		read(priv, []flag{{pkcs11.CKA_SIGN, UsageSign}, {pkcs11.CKA_DECRYPT, UsageDecrypt}, {pkcs11.CKA_UNWRAP, UsageUnwrap}})
+		pubFlags := []flag{{pkcs11.CKA_ENCRYPT, UsageEncrypt}, {pkcs11.CKA_WRAP, UsageWrap}}
+		switch {
+		case !k.Type.IsPair():
+			read(priv, pubFlags)
+		case pub != 0:
+			read(pub, pubFlags)
+		}
+		return nil
+	})
+	return u, err
+}
+
+// WrapPolicy is what a key's attributes say about wrapping it out.
+type WrapPolicy struct {
+	Extractable     bool // CKA_EXTRACTABLE
+	WrapWithTrusted bool // CKA_WRAP_WITH_TRUSTED: only a CKA_TRUSTED key may wrap it
+}
+
+// KeyWrapPolicy reads k's CKA_EXTRACTABLE and CKA_WRAP_WITH_TRUSTED. The
+// backup ceremony refuses a key that is extractable without
+// CKA_WRAP_WITH_TRUSTED: any user-PIN holder can wrap it under a key they
+// know and so read it in clear.
+func (p *Pool) KeyWrapPolicy(ctx context.Context, k *Key) (WrapPolicy, error) {
+	var wp WrapPolicy
 	err := p.withKey(ctx, k, func(s *Session) error {
 		priv, _, err := s.handles(k)
 		if err != nil {
 			return err
 		}
-		u = 0
-		for _, x := range []struct {
-			attr uint
-			u    Usage
-		}{{pkcs11.CKA_SIGN, UsageSign}, {pkcs11.CKA_DECRYPT, UsageEncrypt}, {pkcs11.CKA_UNWRAP, UsageWrap}} {
-			a, err := s.ctx.GetAttributeValue(s.h, priv, []*pkcs11.Attribute{pkcs11.NewAttribute(x.attr, nil)})
-			if err != nil {
-				continue // attribute not defined for this object class
-			}
-			if len(a[0].Value) == 1 && a[0].Value[0] == 1 {
-				u |= x.u
-			}
-		}
-		return nil
+		wp, err = s.wrapPolicy(priv)
+		return err
 	})
-	return u, err
+	return wp, err
+}
+
+func (s *Session) wrapPolicy(o pkcs11.ObjectHandle) (WrapPolicy, error) {
+	a, err := s.ctx.GetAttributeValue(s.h, o, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, nil), pkcs11.NewAttribute(pkcs11.CKA_WRAP_WITH_TRUSTED, nil)})
+	if err != nil {
+		return WrapPolicy{}, wrapErr("C_GetAttributeValue", err)
+	}
+	isTrue := func(v []byte) bool { return len(v) == 1 && v[0] == 1 }
+	return WrapPolicy{Extractable: isTrue(a[0].Value), WrapWithTrusted: isTrue(a[1].Value)}, nil
 }

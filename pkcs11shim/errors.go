@@ -3,6 +3,7 @@ package pkcs11shim
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/miekg/pkcs11"
 )
@@ -74,7 +75,17 @@ type CKRError struct {
 }
 
 func (e *CKRError) Error() string {
-	return fmt.Sprintf("pkcs11shim: %s: %s", e.Op, pkcs11.Error(e.Code).Error()[len("pkcs11: "):])
+	text := pkcs11.Error(e.Code).Error()[len("pkcs11: "):]
+	if name, ok := ckrNames[e.Code]; ok && strings.HasSuffix(text, ": ") {
+		text += name
+	}
+	return fmt.Sprintf("pkcs11shim: %s: %s", e.Op, text)
+}
+
+// ckrNames names the codes miekg/pkcs11 v1.1.2 leaves unnamed (PKCS#11
+// 2.40 additions), so an officer reads what the token refused.
+var ckrNames = map[uint]string{
+	0x1B: "CKR_ACTION_PROHIBITED (the object is not destroyable, copyable or modifiable)",
 }
 
 // Is matches the sentinel errors above and the raw pkcs11.Error code.

@@ -41,6 +41,8 @@ var allSentinels = map[string]error{
 	"ErrTokenBusy":        ErrTokenBusy,
 	"ErrDeviceMemory":     ErrDeviceMemory,
 	"ErrInvalidURI":       ErrInvalidURI,
+	"ErrNotTrustedOnly":   ErrNotTrustedOnly,
+	"ErrLoggedIn":         ErrLoggedIn,
 }
 
 // TestAllSentinelsListed parses the package's non-test sources and checks

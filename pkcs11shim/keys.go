@@ -76,6 +76,18 @@ func (t KeyType) rsaBits() int {
 
 // Usage says what a key may do; it becomes CKA_SIGN/CKA_DECRYPT/... so the
 // token itself refuses other uses. Zero means the type's natural uses.
+// Every usage attribute a key could have and was not asked for is set
+// false explicitly: SoftHSM2 defaults CKA_DECRYPT, CKA_UNWRAP,
+// CKA_SIGN_RECOVER on a private key and CKA_SIGN, CKA_VERIFY on an AES key
+// to true.
+//
+// Without UsageExact a bit names a use, as keysvc asks for it: UsageEncrypt
+// is CKA_ENCRYPT and CKA_DECRYPT, UsageWrap is CKA_WRAP and CKA_UNWRAP.
+// With UsageExact each bit is one attribute, as the ceremony's usage list
+// asks for it: UsageEncrypt is CKA_ENCRYPT only (on a pair: the public
+// key's), UsageDecrypt CKA_DECRYPT only (the private key's), UsageWrap
+// CKA_WRAP, UsageUnwrap CKA_UNWRAP. UsageSign is always signing and its
+// verification (CKA_SIGN and CKA_VERIFY: a pair's two halves, or HMAC).
 type Usage uint
 
 // Usages.
@@ -83,7 +95,31 @@ const (
 	UsageSign Usage = 1 << iota
 	UsageEncrypt
 	UsageWrap
+	UsageDecrypt
+	UsageUnwrap
+
+	// UsageExact makes each bit mean exactly one attribute (see Usage).
+	UsageExact Usage = 1 << 15
 )
+
+// attrs expands u into the attributes it grants: without UsageExact,
+// encrypt brings decrypt and wrap brings unwrap.
+func (u Usage) attrs() Usage {
+	if u&UsageExact != 0 {
+		return u &^ UsageExact
+	}
+	if u&UsageEncrypt != 0 {
+		u |= UsageDecrypt
+	}
+	if u&UsageWrap != 0 {
+		u |= UsageUnwrap
+	}
+	return u
+}
+
+// Has reports whether u grants every attribute of want (both read with
+// u's and want's meaning, see Usage).
+func (u Usage) Has(want Usage) bool { return u.attrs()&want.attrs() == want.attrs() }
 
 // KeySpec asks for a new key.
 type KeySpec struct {
@@ -101,6 +137,10 @@ type KeySpec struct {
 	// AlwaysAuthenticate demands a PIN (CKU_CONTEXT_SPECIFIC) for each use of
 	// the private key, as on a personal USB key.
 	AlwaysAuthenticate bool
+	// Undestroyable sets CKA_DESTROYABLE false: C_DestroyObject is refused
+	// to every user-PIN holder, and only re-initialising the token with the
+	// SO PIN (zeroize) removes the key. For ceremony keys.
+	Undestroyable bool
 }
 
 func (ks KeySpec) validate() error {
@@ -134,62 +174,83 @@ func (ks KeySpec) usage() Usage {
 
 // templates is the one place where key attributes are chosen (R-TOK-1,
 // R-TOK-2). Every private and secret key is sensitive and, unless asked
-// otherwise, not extractable; every key has CKA_ID and CKA_LABEL.
+// otherwise, not extractable; every key has CKA_ID and CKA_LABEL; every
+// usage attribute the object class has is set, true only when asked for.
 func (ks KeySpec) templates(id []byte) (pub, priv []*pkcs11.Attribute, mech *pkcs11.Mechanism) {
-	u := ks.usage()
+	u := ks.usage().attrs()
+	has := func(w Usage) bool { return u&w != 0 }
 	common := func(class uint) []*pkcs11.Attribute {
-		return []*pkcs11.Attribute{
+		a := []*pkcs11.Attribute{
 			pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
 			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, !ks.Session), // persist unless a session key was asked for
 			pkcs11.NewAttribute(pkcs11.CKA_LABEL, ks.Label),    // the name operators and URIs use
 			pkcs11.NewAttribute(pkcs11.CKA_ID, id),             // links the halves of a pair; URI id=
-			pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),  // nobody flips CKA_EXTRACTABLE later
+			pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),  // nobody flips CKA_EXTRACTABLE or a usage later
+			pkcs11.NewAttribute(pkcs11.CKA_COPYABLE, false),    // no C_CopyObject into a copy with other attributes
+			pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),      // no key derivation (ECDH) from any key we make
 		}
+		if ks.Undestroyable {
+			a = append(a, pkcs11.NewAttribute(pkcs11.CKA_DESTROYABLE, false)) // only zeroize (C_InitToken) removes it
+		}
+		return a
 	}
 	secret := func(class uint) []*pkcs11.Attribute {
-		return append(common(class),
+		a := append(common(class),
 			pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),               // only a logged-in user sees it
 			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),             // never readable in clear (R-TOK-1)
 			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, ks.Extractable), // false by default: cannot be wrapped out (R-TOK-2)
 		)
+		if ks.Extractable && !ks.Session {
+			// A token key that may be backed up leaves only under a
+			// CKA_TRUSTED key, which only the SO can make: a user-PIN
+			// holder cannot wrap it under a key they know (issue 13).
+			// Session keys of keysvc's wrapped model are wrapped under
+			// keysvc-kek instead and die with their session.
+			a = append(a, pkcs11.NewAttribute(pkcs11.CKA_WRAP_WITH_TRUSTED, true))
+		}
+		return a
 	}
 	switch {
-	case ks.Type.IsEC():
-		_, oid := ks.Type.curve()
-		params, _ := asn1.Marshal(oid)
-		pub = append(common(pkcs11.CKO_PUBLIC_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC),
-			pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params), // the named curve
-			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
-		)
-		priv = append(secret(pkcs11.CKO_PRIVATE_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_EC),
-			pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false), // no ECDH with a signing key
-		)
-		mech = pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)
 	case ks.Type.IsPair():
-		pub = append(common(pkcs11.CKO_PUBLIC_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-			pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, ks.Type.rsaBits()),
-			pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}), // 65537
-			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, u&UsageSign != 0),
-			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, u&UsageEncrypt != 0),
+		var keyType uint = pkcs11.CKK_RSA
+		var pubSpecific []*pkcs11.Attribute
+		if ks.Type.IsEC() {
+			_, oid := ks.Type.curve()
+			params, _ := asn1.Marshal(oid)
+			keyType = pkcs11.CKK_EC
+			pubSpecific = []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, params)} // the named curve
+			mech = pkcs11.NewMechanism(pkcs11.CKM_EC_KEY_PAIR_GEN, nil)
+		} else {
+			pubSpecific = []*pkcs11.Attribute{
+				pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, ks.Type.rsaBits()),
+				pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}), // 65537
+			}
+			mech = pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)
+		}
+		pub = append(append(common(pkcs11.CKO_PUBLIC_KEY), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType)), pubSpecific...)
+		pub = append(pub,
+			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, has(UsageSign)),
+			pkcs11.NewAttribute(pkcs11.CKA_VERIFY_RECOVER, false),
+			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, has(UsageEncrypt)),
+			pkcs11.NewAttribute(pkcs11.CKA_WRAP, has(UsageWrap)),
 		)
 		priv = append(secret(pkcs11.CKO_PRIVATE_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_RSA),
-			pkcs11.NewAttribute(pkcs11.CKA_SIGN, u&UsageSign != 0),
-			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, u&UsageEncrypt != 0),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, keyType),
+			pkcs11.NewAttribute(pkcs11.CKA_SIGN, has(UsageSign)),
+			pkcs11.NewAttribute(pkcs11.CKA_SIGN_RECOVER, false),
+			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, has(UsageDecrypt)),
+			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, has(UsageUnwrap)),
 		)
-		mech = pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, nil)
 	case ks.Type == KeyAES256:
 		priv = append(secret(pkcs11.CKO_SECRET_KEY),
 			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
 			pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32), // AES-256
-			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, u&UsageEncrypt != 0),
-			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, u&UsageEncrypt != 0),
-			pkcs11.NewAttribute(pkcs11.CKA_WRAP, u&UsageWrap != 0),
-			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, u&UsageWrap != 0),
+			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, has(UsageEncrypt)),
+			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, has(UsageDecrypt)),
+			pkcs11.NewAttribute(pkcs11.CKA_WRAP, has(UsageWrap)),
+			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, has(UsageUnwrap)),
+			pkcs11.NewAttribute(pkcs11.CKA_SIGN, false), // no CMAC/MAC with an encryption key
+			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
 		)
 		mech = pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)
 	default: // KeyGenericSecret
@@ -198,6 +259,10 @@ func (ks KeySpec) templates(id []byte) (pub, priv []*pkcs11.Attribute, mech *pkc
 			pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
 			pkcs11.NewAttribute(pkcs11.CKA_SIGN, true), // HMAC
 			pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
+			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+			pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+			pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+			pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
 		)
 		mech = pkcs11.NewMechanism(pkcs11.CKM_GENERIC_SECRET_KEY_GEN, nil)
 	}

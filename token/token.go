@@ -293,3 +293,21 @@ func (t *Admin) Close() error {
 	t.closeOnce.Do(func() { t.closeErr = t.mod.Close() })
 	return t.closeErr
 }
+
+// WrapForBackup wraps the token keys labelled labels under a trusted KEK
+// made from kek, for the backup ceremony (issue 13, R-AV-3): in one
+// session the SO logs in with soPIN (a guarded attempt on the SO counter,
+// as Unlock makes), creates the KEK with CKA_TRUSTED, wrap-only, logs out;
+// the user logs in with userPIN (a guarded attempt on the user counter);
+// each key is wrapped; the KEK is destroyed. No pool of this process may be
+// logged in to the token at the time (pkcs11shim.ErrLoggedIn, before any
+// PIN is tried). See pkcs11shim.WrapUnderTrustedKEK.
+func (t *Admin) WrapForBackup(soPIN, userPIN, kek []byte, labels []string) ([]pkcs11shim.WrappedKey, error) {
+	so := func(login pkcs11shim.LoginFunc) error {
+		return t.cfg.Guard.Attempt(t.soID(), func() error { return login(soPIN) })
+	}
+	user := func(login pkcs11shim.LoginFunc) error {
+		return t.cfg.Guard.Attempt(t.userID(), func() error { return login(userPIN) })
+	}
+	return t.mod.WrapUnderTrustedKEK(t.sel, kek, labels, so, user)
+}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/shamir"
@@ -23,11 +24,15 @@ import (
 )
 
 // M-of-N backup (R-AV-3, R-TOK-8). A fresh 32-byte backup KEK comes from the
-// token's RNG, is imported as a session AES key (it dies with the session
-// and is destroyed at once), wraps each key with CKM_AES_KEY_WRAP_PAD, and is
-// split with Shamir's secret sharing (hashicorp/vault/shamir v1.14.1, the
-// last MPL-2.0 release) into one share per custodian. The backup file holds
-// only wrapped keys, public keys and a check value of the KEK.
+// token's RNG. Backup-able keys carry CKA_WRAP_WITH_TRUSTED, so the token
+// wraps them only under a CKA_TRUSTED key, which only the SO can make
+// (issue 13): with both parts of the SO PIN, in one session, the SO makes
+// the KEK a trusted, wrap-only session key and logs out; the user logs in,
+// wraps each key with CKM_AES_KEY_WRAP_PAD; the KEK is destroyed
+// (token.Admin.WrapForBackup). The KEK is split with Shamir's secret sharing
+// (hashicorp/vault/shamir v1.14.1, the last MPL-2.0 release) into one share
+// per custodian. The backup file holds only wrapped keys, public keys and a
+// check value of the KEK. Restore imports the KEK unwrap-only.
 
 const (
 	backupFormat = "keyward.ceremony.backup.v1"
@@ -69,9 +74,10 @@ func runBackup(ctx context.Context, o *options) error {
 	var c backupConfig
 	s, err := start(o, "backup", &c, &c.common, func() []string {
 		plan := []string{
-			fmt.Sprintf("open token %s and log in as user", c.Token.Label),
-			"draw a fresh 32-byte backup KEK from the token's RNG; import it as a session AES key",
-			fmt.Sprintf("wrap %v with CKM_AES_KEY_WRAP_PAD; destroy the session KEK", c.Keys),
+			fmt.Sprintf("open token %s and log in as user; check every key was generated with backup: true (extractable only under a trusted key)", c.Token.Label),
+			"draw a fresh 32-byte backup KEK from the token's RNG; log out",
+			fmt.Sprintf("read the two SO PIN parts (%s); in one session: SO login (counted in the PIN guard), create the KEK as a trusted, wrap-only session key, log out", partOfficers(c.SOPIN)),
+			fmt.Sprintf("user login in that session; wrap %v with CKM_AES_KEY_WRAP_PAD; destroy the KEK; log out", c.Keys),
 			fmt.Sprintf("split the KEK %d-of-%d (Shamir); write one share file per custodian (0600)", c.Threshold, len(c.Custodians)),
 		}
 		for _, cu := range c.Custodians {
@@ -86,21 +92,46 @@ func runBackup(ctx context.Context, o *options) error {
 }
 
 func (s *session) backup(ctx context.Context, c *backupConfig) error {
-	p, err := s.openToken(ctx, &c.common, &c.Token, "backup-source")
-	if err != nil {
+	if err := s.openModule(c.Module); err != nil {
 		return err
 	}
+	// One user PIN entry for the whole ceremony: the pre-check login, the
+	// wrap session's login and the transcript signer's login.
+	pin := &lazyPIN{read: func() ([]byte, error) {
+		return readPIN(s.o, c.Token.UserPIN, fmt.Sprintf("User PIN of token %s (backup-source)", c.Token.Label), false)
+	}}
+	s.closers = append(s.closers, pin.wipe)
+	p, err := s.login(ctx, c.Token.selector(), pin)
+	if err != nil {
+		return fmt.Errorf("open token %s: %w", c.Token.Label, err)
+	}
+	info := p.Info()
+	sel := pkcs11shim.Selector{Label: info.Label, Serial: info.Serial}
+	s.rec.token("backup-source", info)
+	s.rec.step("open token", "backup-source: label %s, serial %s, %s %s; logged in as user", info.Label, info.Serial, info.Manufacturer, info.Model)
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
 		return err
 	}
-	bf := backupFile{Format: backupFormat, BackupID: hex.EncodeToString(id), Created: time.Now().UTC(), SourceToken: identity("backup-source", p.Info()),
+	bf := backupFile{Format: backupFormat, BackupID: hex.EncodeToString(id), Created: time.Now().UTC(), SourceToken: identity("backup-source", info),
 		Threshold: c.Threshold, Shares: len(c.Custodians), Mechanism: "CKM_AES_KEY_WRAP_PAD"}
-	var keys []*pkcs11shim.Key
+	var refused []string
 	for _, label := range c.Keys {
 		k, err := p.FindKey(ctx, label)
 		if err != nil {
 			return fmt.Errorf("key %s: %w", label, err)
+		}
+		wp, err := p.KeyWrapPolicy(ctx, k)
+		if err != nil {
+			return fmt.Errorf("key %s: %w", label, err)
+		}
+		switch {
+		case !wp.Extractable:
+			refused = append(refused, fmt.Sprintf("key %s cannot be backed up: it was generated without backup: true (not extractable)", label))
+			continue
+		case !wp.WrapWithTrusted:
+			refused = append(refused, fmt.Sprintf("key %s cannot be backed up: it is extractable without CKA_WRAP_WITH_TRUSTED (generated before this version), so anyone with the user PIN can export it in clear; generate a replacement with keygen (backup: true), rotate to it, and back up the replacement", label))
+			continue
 		}
 		usage, err := p.KeyUsage(ctx, k)
 		if err != nil {
@@ -118,10 +149,12 @@ func (s *session) backup(ctx context.Context, c *backupConfig) error {
 			}
 			bk.PublicKeyPEM, bk.PublicSHA = string(pemBytes), fp
 		}
-		keys = append(keys, k)
 		bf.Keys = append(bf.Keys, bk)
 	}
-	s.rec.step("find keys", "%d keys found on token %s", len(keys), p.Info().Label)
+	if len(refused) > 0 {
+		return fmt.Errorf("%s; nothing was wrapped", strings.Join(refused, "; "))
+	}
+	s.rec.step("find keys", "%d keys found on token %s, each extractable only under a trusted key (CKA_WRAP_WITH_TRUSTED)", len(bf.Keys), info.Label)
 
 	kek, err := p.GenerateRandom(ctx, 32)
 	if err != nil {
@@ -130,33 +163,59 @@ func (s *session) backup(ctx context.Context, c *backupConfig) error {
 	defer token.Wipe(kek)
 	bf.KEKCheck = kekCheck(kek, id)
 	s.rec.step("backup KEK", "32 bytes from the token's RNG (C_GenerateRandom); backup id %s", bf.BackupID)
-	stop := progress(s.o, fmt.Sprintf("wrapping %d keys", len(keys)))
-	err = p.WithSession(ctx, func(ss *pkcs11shim.Session) error {
-		w, err := ss.ImportAES(kek, backupKEK, true)
-		if err != nil {
-			return fmt.Errorf("import the backup KEK: %w", err)
-		}
-		defer ss.DestroyKey(w)
-		for i, k := range keys {
-			blob, err := ss.WrapKey(w, k)
-			if errors.Is(err, pkcs11shim.ErrKeyUnextractable) {
-				return fmt.Errorf("key %s cannot be backed up: it was generated without backup: true (%w)", k.Label, err)
-			}
-			if err != nil {
-				return fmt.Errorf("wrap %s: %w", k.Label, err)
-			}
-			bf.Keys[i].Wrapped = base64.StdEncoding.EncodeToString(blob)
-		}
-		return nil
-	})
-	stop()
+	// Login state belongs to the application: the SO cannot log in while
+	// this ceremony's user pool is.
+	if err := p.Close(); err != nil {
+		return err
+	}
+	s.rec.step("log out", "the user pool on %s is closed before the SO logs in", info.Label)
+
+	so, err := readParts(s.o, c.SOPIN, "SO PIN of token "+info.Label, false)
 	if err != nil {
 		return err
 	}
-	for _, bk := range bf.Keys {
-		s.rec.key(keyRecord{Label: bk.Label, ID: bk.ID, Type: bk.Type, Token: p.Info().Label, PublicSHA: bk.PublicSHA, Note: "wrapped into the backup"})
+	defer token.Wipe(so)
+	user, err := pin.PIN()
+	if err != nil {
+		return err
 	}
-	s.rec.step("wrap keys", "%d keys wrapped with CKM_AES_KEY_WRAP_PAD; the session KEK was destroyed", len(keys))
+	defer token.Wipe(user)
+	s.rec.step("dual control", "SO PIN parts entered by %s (two officers)", partOfficers(c.SOPIN))
+	admin, err := s.admin(sel)
+	if err != nil {
+		return err
+	}
+	stop := progress(s.o, fmt.Sprintf("wrapping %d keys under the SO's trusted KEK", len(bf.Keys)))
+	wrapped, werr := admin.WrapForBackup(so, user, kek, c.Keys)
+	stop()
+	// The transcript is signed by the token's ceremony-audit key: log in
+	// again (as the user) whatever the outcome.
+	if p2, err := s.login(ctx, sel, pin); err == nil {
+		if err := s.signer(ctx, &c.common, p2); err != nil && werr == nil {
+			return err
+		}
+	} else if werr == nil {
+		return fmt.Errorf("log in again for the transcript: %w", err)
+	}
+	switch {
+	case errors.Is(werr, pkcs11shim.ErrNotTrustedOnly), errors.Is(werr, pkcs11shim.ErrKeyUnextractable):
+		return fmt.Errorf("a key cannot be backed up (generate a replacement with backup: true and rotate to it): %w", werr)
+	case werr != nil:
+		return werr
+	}
+	if len(wrapped) != len(bf.Keys) {
+		return fmt.Errorf("%w: %d keys wrapped, %d asked", errVerify, len(wrapped), len(bf.Keys))
+	}
+	for i, w := range wrapped {
+		if w.Label != bf.Keys[i].Label || hex.EncodeToString(w.ID) != bf.Keys[i].ID {
+			return fmt.Errorf("%w: wrapped key %s (id %x) is not the key %s checked before", errVerify, w.Label, w.ID, bf.Keys[i].Label)
+		}
+		bf.Keys[i].Wrapped = base64.StdEncoding.EncodeToString(w.Blob)
+	}
+	s.rec.step("trusted wrap", "SO login (counted in the PIN guard), trusted wrap-only session KEK created, SO logged out; user login; %d keys wrapped; KEK destroyed", len(wrapped))
+	for _, bk := range bf.Keys {
+		s.rec.key(keyRecord{Label: bk.Label, ID: bk.ID, Type: bk.Type, Token: info.Label, PublicSHA: bk.PublicSHA, Note: "wrapped into the backup under the SO's trusted KEK"})
+	}
 
 	parts, err := shamir.Split(kek, len(c.Custodians), c.Threshold)
 	if err != nil {
@@ -186,7 +245,7 @@ func (s *session) backup(ctx context.Context, c *backupConfig) error {
 		return err
 	}
 	s.rec.output(c.Output, js)
-	s.rec.step("backup file", "%s (%d wrapped keys, %d-of-%d)", c.Output, len(keys), c.Threshold, len(parts))
+	s.rec.step("backup file", "%s (%d wrapped keys, %d-of-%d)", c.Output, len(bf.Keys), c.Threshold, len(parts))
 
 	// Check our own work: every share file reads back, and two different
 	// sets of M shares rebuild the KEK.
@@ -218,8 +277,8 @@ func runRestore(ctx context.Context, o *options) error {
 		return []string{
 			"read the backup file " + c.BackupFile,
 			fmt.Sprintf("read %d share files, check their checksums and backup id; rebuild the KEK and check it", len(c.Shares)),
-			fmt.Sprintf("open the target token %s; import the KEK as a session key", c.Token.Label),
-			"unwrap each key as a token key, not extractable; create its public key object",
+			fmt.Sprintf("open the target token %s; import the KEK as an unwrap-only session key (not modifiable, not copyable)", c.Token.Label),
+			"unwrap each key as a token key, not extractable, not copyable, not destroyable with the user PIN; create its public key object",
 			"check each restored key against the backed-up public key; destroy the session KEK",
 		}
 	})
@@ -306,7 +365,7 @@ func (s *session) restore(ctx context.Context, c *restoreConfig) error {
 	var done []restored
 	stop := progress(s.o, fmt.Sprintf("unwrapping %d keys", len(bf.Keys)))
 	err = p.WithSession(ctx, func(ss *pkcs11shim.Session) error {
-		w, err := ss.ImportAES(kek, backupKEK, true)
+		w, err := ss.ImportUnwrapKEK(kek, backupKEK)
 		if err != nil {
 			return fmt.Errorf("import the backup KEK: %w", err)
 		}
@@ -325,7 +384,8 @@ func (s *session) restore(ctx context.Context, c *restoreConfig) error {
 				return fmt.Errorf("key %s: bad wrapped value", bk.Label)
 			}
 			// Restored keys are never extractable again: the backup is the only copy that can leave.
-			k, err := ss.UnwrapKey(w, blob, pkcs11shim.KeySpec{Type: kt, Label: bk.Label, ID: kid, Usage: pkcs11shim.Usage(bk.Usage)})
+			// Like keygen's keys they are removed only by zeroize.
+			k, err := ss.UnwrapKey(w, blob, pkcs11shim.KeySpec{Type: kt, Label: bk.Label, ID: kid, Usage: pkcs11shim.Usage(bk.Usage), Undestroyable: true})
 			if err != nil {
 				return fmt.Errorf("unwrap %s: %w", bk.Label, err)
 			}
@@ -338,7 +398,7 @@ func (s *session) restore(ctx context.Context, c *restoreConfig) error {
 				if pub, err = x509.ParsePKIXPublicKey(blk.Bytes); err != nil {
 					return fmt.Errorf("key %s: %w", bk.Label, err)
 				}
-				if err := ss.ImportPublicKey(k, pub); err != nil {
+				if err := ss.ImportPublicKey(k, pub, pkcs11shim.Usage(bk.Usage), true); err != nil {
 					return fmt.Errorf("public key of %s: %w", bk.Label, err)
 				}
 			}
@@ -350,7 +410,7 @@ func (s *session) restore(ctx context.Context, c *restoreConfig) error {
 	if err != nil {
 		return err
 	}
-	s.rec.step("unwrap keys", "%d keys unwrapped into token %s as token objects, not extractable; the session KEK was destroyed", len(done), p.Info().Label)
+	s.rec.step("unwrap keys", "%d keys unwrapped into token %s as token objects, not extractable, not copyable, not destroyable with the user PIN; the unwrap-only session KEK was destroyed", len(done), p.Info().Label)
 	for _, r := range done {
 		k, err := p.FindKey(ctx, r.bk.Label)
 		if err != nil {

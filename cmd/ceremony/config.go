@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -315,7 +316,24 @@ var keyTypes = map[string]pkcs11shim.KeyType{
 	"aes-256": pkcs11shim.KeyAES256, "generic-secret": pkcs11shim.KeyGenericSecret,
 }
 
-var usages = map[string]pkcs11shim.Usage{"sign": pkcs11shim.UsageSign, "encrypt": pkcs11shim.UsageEncrypt, "wrap": pkcs11shim.UsageWrap}
+// usages are the names keys[].usage accepts, each exactly one attribute of
+// the key (pkcs11shim.UsageExact); a key gets exactly the listed ones.
+var usages = map[string]pkcs11shim.Usage{
+	"sign": pkcs11shim.UsageSign, "encrypt": pkcs11shim.UsageEncrypt, "decrypt": pkcs11shim.UsageDecrypt,
+	"wrap": pkcs11shim.UsageWrap, "unwrap": pkcs11shim.UsageUnwrap,
+}
+
+// typeUsages are the usages each key type may list, in the order messages
+// name them.
+func typeUsages(kt pkcs11shim.KeyType) []string {
+	switch {
+	case kt.IsEC(), kt == pkcs11shim.KeyGenericSecret:
+		return []string{"sign"}
+	case kt.IsPair():
+		return []string{"sign", "encrypt", "decrypt"}
+	}
+	return []string{"encrypt", "decrypt", "wrap", "unwrap"}
+}
 
 func (c *keygenConfig) validate() error {
 	if err := c.common.validate(true); err != nil {
@@ -344,19 +362,26 @@ func (c *keygenConfig) validate() error {
 			return cfgErr(p+".type", "must be ec-p256, ec-p384, rsa-2048, rsa-3072, rsa-4096, aes-256 or generic-secret")
 		}
 		k.kt = kt
+		allowed := typeUsages(kt)
 		for j, u := range k.Usage {
+			up := fmt.Sprintf("%s.usage[%d]", p, j)
 			v, ok := usages[u]
 			if !ok {
-				return cfgErr(fmt.Sprintf("%s.usage[%d]", p, j), "must be sign, encrypt or wrap")
+				return cfgErr(up, "%q is not a usage: must be one of sign, encrypt, decrypt, wrap, unwrap (%s keys: %s)", u, k.Type, strings.Join(allowed, ", "))
 			}
-			switch {
-			case kt.IsEC() && v != pkcs11shim.UsageSign,
-				kt == pkcs11shim.KeyAES256 && v == pkcs11shim.UsageSign,
-				kt.IsPair() && !kt.IsEC() && v == pkcs11shim.UsageWrap,
-				kt == pkcs11shim.KeyGenericSecret && v != pkcs11shim.UsageSign:
-				return cfgErr(fmt.Sprintf("%s.usage[%d]", p, j), "%s keys cannot %s", k.Type, u)
+			if !slices.Contains(allowed, u) {
+				return cfgErr(up, "%s keys cannot %s: allowed %s", k.Type, u, strings.Join(allowed, ", "))
+			}
+			if k.usage&v != 0 {
+				return cfgErr(up, "%s is listed twice", u)
 			}
 			k.usage |= v
+		}
+		if k.usage != 0 {
+			k.usage |= pkcs11shim.UsageExact // exactly what is listed, nothing more
+		}
+		if kt.IsPair() && !kt.IsEC() && k.usage.Has(pkcs11shim.UsageEncrypt|pkcs11shim.UsageExact) && !k.usage.Has(pkcs11shim.UsageDecrypt|pkcs11shim.UsageExact) {
+			return cfgErr(p+".usage", "an %s key with encrypt but not decrypt could decrypt nothing: list decrypt (senders encrypt with the exported public key; encrypt lets the token encrypt too)", k.Type)
 		}
 		if !kt.IsPair() && (k.PublicKeyPEM != "" || k.Certificate != nil) {
 			return cfgErr(p, "%s keys have no public key: drop public_key_pem and certificate", k.Type)
@@ -400,8 +425,11 @@ type custodian struct {
 }
 
 type backupConfig struct {
-	common     `yaml:",inline"`
-	Token      tokenRef    `yaml:"token"`
+	common `yaml:",inline"`
+	Token  tokenRef `yaml:"token"`
+	// SOPIN: the two parts of the SO PIN, held by two officers. Only the
+	// SO can make the trusted KEK that backup-able keys wrap under.
+	SOPIN      []pinPart   `yaml:"so_pin"`
 	Keys       []string    `yaml:"keys"`
 	Threshold  int         `yaml:"threshold"`
 	Custodians []custodian `yaml:"custodians"`
@@ -416,6 +444,9 @@ func (c *backupConfig) validate() error {
 		return cfgErr("officers", "a backup is made under dual control: name at least two officers (R-AV-3)")
 	}
 	if err := c.Token.validate("token", true); err != nil {
+		return err
+	}
+	if err := validParts(&c.common, "so_pin", c.SOPIN, 2); err != nil {
 		return err
 	}
 	if len(c.Keys) == 0 {

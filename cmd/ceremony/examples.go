@@ -23,13 +23,13 @@ transcript:
 pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: every login counted there (keysvc stopped)
 token: {label: bank-hsm, user_pin: prompt}
 keys:
-  - {label: bank-kek, type: aes-256, usage: [wrap, encrypt], backup: true}
+  - {label: bank-kek, type: aes-256, usage: [wrap, unwrap], backup: true}   # exactly these uses: sign, encrypt, decrypt, wrap, unwrap
   - label: receipt-signer
     type: ec-p256
     backup: true
     public_key_pem: out/receipt-signer.pem
     certificate: {common_name: Keyward receipt signer, days: 825, out: out/receipt-signer.crt}
-  - {label: login-decrypt, type: rsa-3072, usage: [encrypt], public_key_pem: out/login-decrypt.pem}
+  - {label: login-decrypt, type: rsa-3072, usage: [decrypt], public_key_pem: out/login-decrypt.pem}   # senders encrypt with the PEM
 `
 
 const exampleBackup = `module: /usr/lib/softhsm/libsofthsm2.so
@@ -38,7 +38,10 @@ transcript:
   dir: out/backup-2025-q3
 pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: every login counted there (keysvc stopped)
 token: {label: bank-hsm, user_pin: prompt}
-keys: [bank-kek, receipt-signer]      # must have been generated with backup: true
+so_pin:                               # both parts: only the SO can make the trusted KEK the keys wrap under
+  - {officer: Alice Wong, pin: prompt}
+  - {officer: Bob Lee, pin: prompt}
+keys: [bank-kek, receipt-signer]      # must have been generated with backup: true (by this version)
 threshold: 3
 custodians:
   - {name: Carol, share_file: /media/carol/share-carol.txt}

@@ -21,7 +21,7 @@
 // # PIN guard
 //
 // Every login of every ceremony — the user PIN of each token it opens, the
-// SO PIN of unlock and of token init (C_InitPIN, and C_InitToken over a
+// SO PIN of unlock, of backup (the trusted KEK) and of token init (C_InitPIN, and C_InitToken over a
 // token already initialised, which checks the SO PIN) — goes through
 // Keyward's PIN guard (package token, R-TOK-5), counted in the file the
 // ceremony file's pin_guard names: keysvc's own <data_dir>/keysvc.db, under
@@ -41,7 +41,9 @@
 // SoftHSM (like most PKCS#11 tokens) has one SO PIN, so dual control is
 // modelled by splitting it: token init may take the SO PIN in two parts held
 // by two different officers (the SO PIN is part 1 followed by part 2), and
-// unlock demands both parts from two different officers named in the file.
+// unlock and backup demand both parts from two different officers named in
+// the file (backup: only the SO can make the CKA_TRUSTED KEK that keys
+// generated with backup: true may be wrapped under).
 // The token itself enforces it: neither officer alone can log in as the SO.
 // Approval codes checked against hashes in the YAML were rejected: whoever
 // edits the file could replace the hashes. Backups are M-of-N (Shamir) and

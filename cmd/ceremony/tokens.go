@@ -121,7 +121,8 @@ func (s *session) initToken(ctx context.Context, c *initConfig) error {
 		return fmt.Errorf("log in with the new user PIN: %w", err)
 	}
 	s.rec.step("verify user login", "logged in with the new user PIN")
-	k, err := p.GenerateKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: auditKeyLabel, Usage: pkcs11shim.UsageSign})
+	// Not destroyable with the user PIN: only zeroize (the SO) removes it.
+	k, err := p.GenerateKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: auditKeyLabel, Usage: pkcs11shim.UsageSign, Undestroyable: true})
 	if err != nil {
 		return fmt.Errorf("generate %s: %w", auditKeyLabel, err)
 	}
@@ -185,7 +186,8 @@ func runKeygen(ctx context.Context, o *options) error {
 	s, err := start(o, "keygen", &c, &c.common, func() []string {
 		plan := []string{fmt.Sprintf("open token %s and log in as user", c.Token.Label), "check no key label exists yet"}
 		for _, k := range c.Keys {
-			l := fmt.Sprintf("generate %s (%s, %s)", k.Label, k.Type, map[bool]string{true: "backup-able: extractable only wrapped", false: "not extractable"}[k.Backup])
+			l := fmt.Sprintf("generate %s (%s, usage %s, %s; not destroyable with the user PIN)", k.Label, k.Type, usageText(k.kt, k.usage),
+				map[bool]string{true: "backup-able: wrappable only under the SO's trusted KEK", false: "not extractable"}[k.Backup])
 			if k.PublicKeyPEM != "" {
 				l += ", public key to " + k.PublicKeyPEM
 			}
@@ -224,15 +226,17 @@ func (s *session) keygen(ctx context.Context, c *keygenConfig) error {
 		if kc.kt == pkcs11shim.KeyRSA3072 || kc.kt == pkcs11shim.KeyRSA4096 {
 			stop = progress(s.o, "generating "+kc.Type)
 		}
-		k, err := p.GenerateKey(ctx, pkcs11shim.KeySpec{Type: kc.kt, Label: kc.Label, Usage: kc.usage, Extractable: kc.Backup})
+		// Undestroyable: a ceremony key is removed only by zeroize (the SO).
+		k, err := p.GenerateKey(ctx, pkcs11shim.KeySpec{Type: kc.kt, Label: kc.Label, Usage: kc.usage, Extractable: kc.Backup, Undestroyable: true})
 		stop()
 		if err != nil {
 			return fmt.Errorf("generate %s: %w", kc.Label, err)
 		}
 		note := "not extractable"
 		if kc.Backup {
-			note = "backup-able (extractable only wrapped; sensitive)"
+			note = "backup-able (CKA_WRAP_WITH_TRUSTED: wrappable only under the SO's trusted KEK; sensitive)"
 		}
+		note += "; usage " + usageText(kc.kt, kc.usage) + "; not destroyable with the user PIN"
 		rec, pemBytes, err := describeKey(ctx, p, k, note)
 		if err != nil {
 			return err
@@ -267,6 +271,24 @@ func (s *session) keygen(ctx context.Context, c *keygenConfig) error {
 	return nil
 }
 
+// usageText names the usages u grants a key of type kt, as keys[].usage
+// spells them; zero is the type's default.
+func usageText(kt pkcs11shim.KeyType, u pkcs11shim.Usage) string {
+	if u == 0 {
+		return "default (" + strings.Join(typeUsages(kt), ", ") + ")"
+	}
+	var n []string
+	for _, name := range []string{"sign", "encrypt", "decrypt", "wrap", "unwrap"} {
+		if u.Has(usages[name] | pkcs11shim.UsageExact) {
+			n = append(n, name)
+		}
+	}
+	if len(n) == 0 {
+		return "none"
+	}
+	return strings.Join(n, ", ")
+}
+
 func fpText(fp string) string {
 	if fp == "" {
 		return ""
@@ -298,7 +320,7 @@ func checkKeyWith(ctx context.Context, p *pkcs11shim.Pool, k *pkcs11shim.Key, pu
 				return "", err
 			}
 		}
-		if usage&pkcs11shim.UsageSign == 0 {
+		if !usage.Has(pkcs11shim.UsageSign) {
 			// Decrypting a value encrypted outside would prove more, but
 			// SoftHSM 2 refuses RSA-OAEP with SHA-256.
 			return "decrypt-only RSA key: not exercised (it may not sign)", nil
@@ -319,8 +341,8 @@ func checkKeyWith(ctx context.Context, p *pkcs11shim.Pool, k *pkcs11shim.Key, pu
 		}
 		return "signed a test digest in the token and verified it with " + against, nil
 	case k.Type == pkcs11shim.KeyAES256:
-		if usage&pkcs11shim.UsageEncrypt == 0 {
-			return "wrap-only KEK: not exercised (it may not encrypt)", nil
+		if !usage.Has(pkcs11shim.UsageEncrypt | pkcs11shim.UsageDecrypt | pkcs11shim.UsageExact) {
+			return "AES key that may not both encrypt and decrypt (" + usageText(k.Type, usage) + "): not exercised", nil
 		}
 		ct, err := p.EncryptGCM(ctx, k, digest[:], nil)
 		if err != nil {
