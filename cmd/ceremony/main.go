@@ -12,7 +12,8 @@
 //	0  the ceremony (or verification) succeeded
 //	1  the ceremony failed (token, PIN, network or file error)
 //	2  usage or configuration error: nothing was done
-//	3  an officer declined a confirmation, or none could be asked (no terminal and no --yes)
+//	3  an officer declined a confirmation, or none could be asked (no terminal and no --yes),
+//	   or a sensitive ceremony lacks valid approvals from a quorum of enrolled officers
 //	4  verification failed (transcript verify, audit verify, restore check)
 //
 // PINs come from pin sources only (file:/abs/path, env:NAME, prompt), never
@@ -112,6 +113,8 @@ var subcommands = []subcommand{
 		exampleUnlock, runUnlock},
 	{"zeroize", "emergency: destroy every key object on a token after a typed confirmation",
 		exampleZeroize, runZeroize},
+	{"officer enrol", "add officers to a token's trusted roster (SO PIN parts and a quorum of the enrolled officers)",
+		exampleOfficerEnrol, runOfficerEnrol},
 	{"rotate", "rotate keys through keysvc's admin API",
 		exampleRotate, runRotate},
 	{"schedule-destroy", "schedule the destruction of key versions through keysvc's admin API",
@@ -125,12 +128,14 @@ var subcommands = []subcommand{
 }
 
 type options struct {
-	file   string
-	dryRun bool
-	yes    bool
-	stdout io.Writer
-	stderr io.Writer
-	stdin  *os.File
+	file      string
+	dryRun    bool
+	yes       bool
+	approvals approvalFlags   // --approval files (sensitive ceremonies)
+	approve   *approveRequest // set by `ceremony approve`: print the plan, sign an approval, run nothing
+	stdout    io.Writer
+	stderr    io.Writer
+	stdin     *os.File
 }
 
 func main() {
@@ -147,6 +152,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if args[0] == "transcript" {
 		return transcriptCmd(args[1:], stdout, stderr)
+	}
+	if args[0] == "approve" {
+		return approveCmd(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) >= 2 && args[0] == "officer" && args[1] == "keygen" {
+		return officerKeygenCmd(args[2:], stdout, stderr)
 	}
 	var sc *subcommand
 	for i := range subcommands {
@@ -167,8 +178,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.file, "f", "", "the ceremony's YAML file")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "validate the file and print the plan; open no token")
 	fs.BoolVar(&o.yes, "yes", false, "non-interactive: answer confirmations (zeroize still needs the phrase in the file)")
+	fs.Var(&o.approvals, "approval", "an officer's approval file of this ceremony file (repeat: one per officer; sensitive ceremonies need a quorum)")
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "ceremony %s -f FILE [--dry-run] [--yes]\n\n%s\n\nFlags:\n", sc.name, sc.summary)
+		fmt.Fprintf(stdout, "ceremony %s -f FILE [--approval FILE]... [--dry-run] [--yes]\n\n%s\n\nFlags:\n", sc.name, sc.summary)
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
 		fmt.Fprintf(stdout, "\nExample %s.yaml:\n\n%s\n%s", strings.ReplaceAll(sc.name, " ", "-"), sc.example, exitCodesText)
@@ -196,7 +208,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, errConfig), errors.Is(err, errUsage):
 		return exitUsage
-	case errors.Is(err, errDeclined):
+	case errors.Is(err, errDeclined), errors.Is(err, errQuorum):
 		return exitDeclined
 	case errors.Is(err, errVerify):
 		return exitVerify
@@ -206,7 +218,7 @@ func exitCode(err error) int {
 
 const exitCodesText = `
 Exit codes: 0 done; 1 ceremony failed; 2 usage or configuration error (nothing done);
-3 confirmation declined or impossible; 4 verification failed.
+3 confirmation declined or impossible, or too few valid officer approvals (nothing done); 4 verification failed.
 PIN sources: file:/abs/path (mode 0600), env:NAME, or prompt (terminal, no echo). Never PINs on the command line.
 `
 
@@ -214,6 +226,8 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "ceremony — the security officers' key-ceremony tool")
 	fmt.Fprintln(w, "\nUsage: ceremony <subcommand> -f ceremony.yaml [--dry-run] [--yes]")
 	fmt.Fprintln(w, "       ceremony transcript verify FILE [-pubkey signer.pem]")
+	fmt.Fprintln(w, "       ceremony officer keygen -name NAME -out officer.key -pub officer.pub.pem")
+	fmt.Fprintln(w, "       ceremony approve <subcommand> -f ceremony.yaml -key officer.key -out officer.approval [-valid 2h] [--yes]")
 	fmt.Fprintln(w, "\nSubcommands:")
 	for _, sc := range subcommands {
 		fmt.Fprintf(w, "  %-18s %s\n", sc.name, sc.summary)
@@ -274,6 +288,7 @@ func transcriptCmd(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "transcript ok: %s ceremony, %s, %d steps, result %q\nsigned by %s on token %s (serial %s)\nsigner public key SHA-256: %s\n",
 		body.Ceremony, body.Started.Format("2006-01-02 15:04:05Z07:00"), len(body.Steps), body.Result,
 		body.Signer.Key, body.Signer.Token.Label, body.Signer.Token.Serial, body.Signer.PublicSHA)
+	printApprovers(stdout, body)
 	return exitOK
 }
 
