@@ -100,8 +100,8 @@ func isTrue(v []byte) bool { return len(v) == 1 && v[0] != 0 }
 // EnrolOfficers logs in as the security officer with soPIN (exactly once)
 // and creates one roster object per officer: an EC P-256 public key,
 // CKA_TOKEN, public, CKA_TRUSTED, neither modifiable nor copyable, able to
-// verify only. A name already on the trusted roster is refused before
-// anything is created.
+// verify only. A name or a key already on the trusted roster is refused
+// before anything is created.
 func (m *Module) EnrolOfficers(sel Selector, soPIN []byte, officers []Officer) error {
 	for _, o := range officers {
 		if o.Name == "" || o.Public == nil || o.Public.Curve != elliptic.P256() {
@@ -116,6 +116,10 @@ func (m *Module) EnrolOfficers(sel Selector, soPIN []byte, officers []Officer) e
 		for _, h := range have {
 			if h.Name == o.Name {
 				return fmt.Errorf("%w: officer %q is already enrolled", ErrDuplicateLabel, o.Name)
+			}
+			if h.Public.Equal(o.Public) {
+				// One key under two names would count as two officers.
+				return fmt.Errorf("%w: %q's key is already enrolled as officer %q", ErrDuplicateLabel, o.Name, h.Name)
 			}
 		}
 	}

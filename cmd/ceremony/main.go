@@ -48,6 +48,27 @@
 // edits the file could replace the hashes. Backups are M-of-N (Shamir) and
 // name at least two officers.
 //
+// # Quorum approval
+//
+// Every officer has a personal ECDSA P-256 key (ceremony officer keygen: a
+// PKCS#8 file only they can read). The ceremony token's roster is its
+// trusted public-key objects labelled officer:<name>: public (read with no
+// login), not modifiable, not copyable, and CKA_TRUSTED, which only the SO
+// can set — token init writes them from its enrol: list, officer enrol adds
+// more; a user-PIN holder can create officer: objects but not trusted ones.
+// token init, keygen, backup, restore, unlock, zeroize and officer enrol run
+// only with --approval files from at least two (quorum: may raise it)
+// distinct enrolled officers, each made by ceremony approve over the exact
+// bytes of the ceremony file (config SHA-256), unexpired (24 h at most),
+// and unused: the ceremony reads the roster, checks the approvals and
+// records their nonces in pin_guard before any PIN is read, and otherwise
+// exits 3 having done nothing. Holders of SO PIN parts must be among the
+// approvers; token init and officer enrol also need the approval of each
+// officer being enrolled, with the key being enrolled. The transcript
+// embeds the approvals and the officers' keys as read from the roster;
+// transcript verify checks and lists them. The free-text officers: list is
+// kept for the transcript but authorises nothing.
+//
 // # Limitations
 //
 //   - The backup KEK exists in this process's memory while it is split and
@@ -59,6 +80,10 @@
 //   - Unlock clears the lockout in keysvc's PIN guard (pin_guard); keysvc
 //     must be stopped (bbolt allows one process) and logs in again on
 //     restart.
+//   - A user-PIN holder can destroy roster objects (they are destroyable,
+//     so that zeroize can empty the token): that blocks sensitive
+//     ceremonies until the officers enrol again (both SO PIN parts) but
+//     grants nothing.
 //   - The ceremony counts with the largest limit, six; a keysvc configured
 //     with pin_guard.limit below six treats the token as locked at its own
 //     limit, a ceremony only at six.

@@ -527,3 +527,31 @@ func TestQuorumInitAndKeyFiles(t *testing.T) {
 		t.Fatalf("approve rotate: %v", r)
 	}
 }
+
+// TestQuorumSOPartHolders: unlock has a quorum from Alice and Carol, but
+// Bob holds the second SO PIN part and has not approved: refused before
+// any PIN. With Alice and Bob it runs.
+func TestQuorumSOPartHolders(t *testing.T) {
+	setup(t)
+	label := initToken(t, "q6")
+	f, out := ceremonyFile(t, "unlock.yaml", map[string]string{"LABEL": label, "OFFICER2": "Bob Lee", "PART2": "so-part2"})
+	r := runBin(t, append([]string{"unlock", "-f", f}, approveFor(t, []string{"unlock"}, f, "alice", "carol")...)...)
+	if r.code != exitDeclined || !strings.Contains(r.stderr, "Bob Lee holds an SO PIN part and must approve") || strings.Contains(r.stderr, "not yet:") {
+		t.Fatalf("unlock without the second SO part holder's approval: %v", r)
+	}
+	if _, so := guardState(t, label); so.Failures != 0 {
+		t.Fatalf("the refused unlock tried the SO PIN: %+v", so)
+	}
+	mustRun(t, []string{"unlock"}, f, out, approveFor(t, []string{"unlock"}, f, "alice", "bob")...)
+	// One key cannot be enrolled under a second name (it would count twice).
+	mod, err := pkcs11shim.OpenModule(modPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mod.Close()
+	pub, _ := readECPublicKey(filepath.Join(officerDir, "alice.pub.pem"))
+	err = mod.EnrolOfficers(pkcs11shim.Selector{Label: label}, []byte(soPart1+soPart2), []pkcs11shim.Officer{{Name: "Alice Again", Public: pub}})
+	if !errors.Is(err, pkcs11shim.ErrDuplicateLabel) {
+		t.Fatalf("a second name for an enrolled key: %v", err)
+	}
+}
