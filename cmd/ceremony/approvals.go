@@ -594,3 +594,19 @@ func printApprovers(w io.Writer, b *transcriptBody) {
 		}
 	}
 }
+
+// dryRunApprovals says, in a dry run, whose approvals the run will need.
+func dryRunApprovals(o *options, name string, t approvalTarget) {
+	who := fmt.Sprintf("at least %d distinct officers enrolled on token %s", t.quorum, t.token)
+	if t.init {
+		who = "every officer in enrol: (" + enrolNames(t.enrol) + ")"
+	}
+	fmt.Fprintf(o.stdout, "Needs --approval files from %s", who)
+	if len(t.parts) > 0 {
+		fmt.Fprintf(o.stdout, ", including the SO PIN part holders (%s)", partOfficers(t.parts))
+	}
+	if len(t.enrol) > 0 && !t.init {
+		fmt.Fprintf(o.stdout, ", and from each officer being enrolled (%s)", enrolNames(t.enrol))
+	}
+	fmt.Fprintf(o.stdout, ":\n  ceremony approve %s -f %s -key OFFICER.key -out OFFICER.approval\n", name, o.file)
+}

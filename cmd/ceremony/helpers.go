@@ -300,6 +300,9 @@ func start(o *options, name string, cfg validator, cm *common, plan func() []str
 			fmt.Fprintf(o.stdout, "  %d. %s\n", i+1, l)
 		}
 		fmt.Fprintf(o.stdout, "  %d. write and sign %s/transcript.json and transcript.md\n", len(plan())+1, cm.Transcript.Dir)
+		if sensitive {
+			dryRunApprovals(o, name, q.approvalTarget())
+		}
 		return nil, nil
 	}
 	guard, err := openGuard(cm.PINGuard)
