@@ -555,3 +555,60 @@ func TestQuorumSOPartHolders(t *testing.T) {
 		t.Fatalf("a second name for an enrolled key: %v", err)
 	}
 }
+
+// TestOfficerEnrolBootstrap: a token initialised before officer rosters
+// existed has none: every sensitive ceremony is refused, naming the way
+// out — officer enrol with both SO PIN parts, approved by the officers
+// being enrolled (the first roster); then the roster approves.
+func TestOfficerEnrolBootstrap(t *testing.T) {
+	setup(t)
+	signer := initToken(t, "q7sig")
+	label := newLabel("q7")
+	mod, err := pkcs11shim.OpenModule(modPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mod.InitToken("", []byte(soPart1+soPart2), label); err != nil {
+		t.Fatal(err)
+	}
+	if err := mod.InitPIN(pkcs11shim.Selector{Label: label}, []byte(soPart1+soPart2), []byte(userPIN)); err != nil {
+		t.Fatal(err)
+	}
+	mod.Close()
+	kf, _ := ceremonyFile(t, "keygen.yaml", map[string]string{"LABEL": label})
+	if r := runApproved(t, []string{"keygen"}, kf); r.code != exitDeclined || !strings.Contains(r.stderr, "has no enrolled officers") || !strings.Contains(r.stderr, "officer enrol") {
+		t.Fatalf("keygen on a token with no roster: %v", r)
+	}
+	dir := t.TempDir()
+	text := fmt.Sprintf(`module: %s
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: %s/transcript
+  signer: {label: %s, user_pin: "file:%s/user"}
+pin_guard: %s
+token: {label: %s}
+so_pin:
+  - {officer: Alice Wong, pin: "file:%s/so-part1"}
+  - {officer: Bob Lee, pin: "file:%s/so-part2"}
+enrol:
+  - {name: Alice Wong, public_key: %s/alice.pub.pem}
+  - {name: Bob Lee, public_key: %s/bob.pub.pem}
+`, modPath, dir, signer, pinDir, guardPath, label, pinDir, pinDir, officerDir, officerDir)
+	f := filepath.Join(dir, "enrol.yaml")
+	os.WriteFile(f, []byte(text), 0o600)
+	sub := []string{"officer", "enrol"}
+	// Mallory and Alice: Mallory is not being enrolled, Bob has not approved.
+	if r := runBin(t, append([]string{"officer", "enrol", "-f", f}, approveFor(t, sub, f, "alice", "mallory")...)...); r.code != exitDeclined || !strings.Contains(r.stderr, "Bob Lee") {
+		t.Fatalf("bootstrap enrol without Bob: %v", r)
+	}
+	mustRun(t, sub, f, dir, approveFor(t, sub, f, "alice", "bob")...)
+	mod, err = pkcs11shim.OpenModule(modPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mod.Close()
+	roster, err := mod.TrustedOfficers(pkcs11shim.Selector{Label: label})
+	if err != nil || len(roster) != 2 {
+		t.Fatalf("roster after bootstrap: %v %v", roster, err)
+	}
+}
