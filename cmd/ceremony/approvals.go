@@ -460,13 +460,14 @@ func (a *approvalFlags) Set(v string) error {
 }
 
 type approveRequest struct {
+	name    string
 	keyPath string
 	out     string
 	valid   time.Duration
 	officer *officerKey
 }
 
-const approveUsage = "ceremony approve <subcommand> -f ceremony.yaml -key officer.key -out officer.approval [-valid 2h] [--yes]"
+const approveUsage = "ceremony approve <subcommand> -f ceremony.yaml -key officer.key|pkcs11:URI [-name NAME] -out officer.approval [-valid 2h] [--yes]"
 
 // approveCmd: ceremony approve backup -f backup.yaml -key alice.key -out alice.approval
 func approveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -487,7 +488,8 @@ func approveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := flag.NewFlagSet("ceremony approve "+sc.name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.file, "f", "", "the ceremony file to approve, exactly as it will run")
-	fs.StringVar(&o.approve.keyPath, "key", "", "your officer key file (ceremony officer keygen; mode 0600 or 0400)")
+	fs.StringVar(&o.approve.keyPath, "key", "", "your officer key file (ceremony officer keygen; mode 0600 or 0400), or a pkcs11: URI of the key on your own token")
+	fs.StringVar(&o.approve.name, "name", "", "your officer name (required with a pkcs11: key; a key file names its officer)")
 	fs.StringVar(&o.approve.out, "out", "", "where to write the approval (never overwritten)")
 	fs.DurationVar(&o.approve.valid, "valid", 2*time.Hour, "how long the approval may be used (at most 24h)")
 	fs.BoolVar(&o.yes, "yes", false, "non-interactive: approve without typing \"approve\" (scripts)")
@@ -515,11 +517,18 @@ func approveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "ceremony approve: %v\n", err)
 		return exitUsage
 	}
-	k, err := readOfficerKey(o.approve.keyPath)
+	var k *officerKey
+	var err error
+	if isTokenKey(o.approve.keyPath) {
+		k, err = readTokenOfficerKey(ctx, o.approve.keyPath, o.approve.name, o)
+	} else if k, err = readOfficerKey(o.approve.keyPath); err == nil && o.approve.name != "" && o.approve.name != k.name {
+		err = fmt.Errorf("-name %q: the key file %s belongs to officer %q", o.approve.name, o.approve.keyPath, k.name)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ceremony approve: %v\n", err)
 		return exitUsage
 	}
+	defer k.close()
 	o.approve.officer = k
 	err = sc.run(ctx, o)
 	if err != nil {
@@ -564,9 +573,9 @@ func approvePlan(o *options, name string, raw []byte, cm *common, q quorumed, pl
 		return err
 	}
 	ph := sha256.Sum256(payload)
-	sig, err := ecdsa.SignASN1(rand.Reader, k.priv, ph[:])
+	sig, err := k.sign(ph[:])
 	if err != nil {
-		return err
+		return fmt.Errorf("sign the approval with your officer key: %w", err)
 	}
 	out, err := json.MarshalIndent(approvalFile{Payload: payload, PayloadSHA256: hex.EncodeToString(ph[:]), Signature: base64.StdEncoding.EncodeToString(sig)}, "", "  ")
 	if err != nil {

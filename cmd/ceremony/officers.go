@@ -86,9 +86,11 @@ func (c *common) validEnrol(path string, list []enrolEntry, min int, parts []pin
 // --- officer keys ----------------------------------------------------------------
 
 type officerKey struct {
-	name string
-	priv *ecdsa.PrivateKey
-	fp   string
+	name  string
+	priv  *ecdsa.PrivateKey // a key file's; nil for a key on a token
+	fp    string
+	sign  func(digest []byte) ([]byte, error) // ASN.1 ECDSA over a SHA-256 digest
+	close func()
 }
 
 const officerKeyPreamble = "Officer: "
@@ -132,10 +134,12 @@ func readOfficerKey(path string) (*officerKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &officerKey{name: name, priv: priv, fp: fp}, nil
+	return &officerKey{name: name, priv: priv, fp: fp, close: func() {},
+		sign: func(d []byte) ([]byte, error) { return ecdsa.SignASN1(rand.Reader, priv, d) }}, nil
 }
 
-const officerKeygenUsage = `ceremony officer keygen -name "Alice Wong" -out alice.key -pub alice.pub.pem`
+const officerKeygenUsage = `ceremony officer keygen -name "Alice Wong" -out alice.key -pub alice.pub.pem
+       ceremony officer keygen -name "Alice Wong" -key 'pkcs11:token=alice-usb;object=officer-approval?module-path=/usr/lib/...' -pub alice.pub.pem`
 
 func officerKeygenCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ceremony officer keygen", flag.ContinueOnError)
@@ -143,6 +147,7 @@ func officerKeygenCmd(args []string, stdout, stderr io.Writer) int {
 	name := fs.String("name", "", "the officer's name, as it will be enrolled on the token")
 	out := fs.String("out", "", "the private key file to create (mode 0600; never overwritten): keep it where only you can reach it")
 	pub := fs.String("pub", "", "the public key PEM to create, for enrolment (token init enrol:, officer enrol)")
+	keyURI := fs.String("key", "", "instead of -out: generate the key on your own USB key or smart card, a pkcs11: URI with object= and module-path= (PIN asked, or pin-source=)")
 	fs.Usage = func() {
 		fmt.Fprintf(stdout, "%s\n\nMakes an officer's personal approval key: ECDSA P-256, PKCS#8 PEM, readable by you only.\nGive the public key file to the officers who enrol you; keep the key file to yourself.\n\nFlags:\n", officerKeygenUsage)
 		fs.SetOutput(stdout)
@@ -154,7 +159,7 @@ func officerKeygenCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
-	if *name == "" || *out == "" || *pub == "" || fs.NArg() != 0 {
+	if *name == "" || (*out == "") == (*keyURI == "") || *pub == "" || fs.NArg() != 0 || (*keyURI != "" && !isTokenKey(*keyURI)) {
 		fmt.Fprintf(stderr, "usage: %s\n", officerKeygenUsage)
 		return exitUsage
 	}
@@ -163,10 +168,30 @@ func officerKeygenCmd(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	for _, p := range []string{*out, *pub} {
+		if p == "" {
+			continue
+		}
 		if err := mustNotExist(p, p); err != nil {
 			fmt.Fprintf(stderr, "ceremony officer keygen: %v\n", err)
 			return exitUsage
 		}
+	}
+	if *keyURI != "" {
+		ec, err := tokenOfficerKeygen(context.Background(), *keyURI, stdOptions(&options{stdout: stdout, stderr: stderr}))
+		var fp string
+		var pubPEM []byte
+		if err == nil {
+			fp, pubPEM, err = fingerprint(ec)
+		}
+		if err == nil {
+			err = writeExcl(*pub, pubPEM, 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "ceremony officer keygen: %v\n", err)
+			return exitFailed
+		}
+		fmt.Fprintf(stdout, "officer key for %s generated on your token (not extractable); public key written to %s\npublic key SHA-256: %s\n(read it out at enrolment; the officers compare it with the one the ceremony prints)\n", *name, *pub, fp)
+		return exitOK
 	}
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -612,3 +612,61 @@ enrol:
 		t.Fatalf("roster after bootstrap: %v %v", roster, err)
 	}
 }
+
+// TestOfficerTokenKey: an officer's approval key on their own token (a
+// SoftHSM token standing in for a USB key): generated there, never in a
+// file, enrolled, and signing approvals through PKCS#11.
+func TestOfficerTokenKey(t *testing.T) {
+	setup(t)
+	src := initToken(t, "q8")
+	usb := newLabel("usb")
+	mod, err := pkcs11shim.OpenModule(modPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mod.InitToken("", []byte(soPart1+soPart2), usb); err != nil {
+		t.Fatal(err)
+	}
+	if err := mod.InitPIN(pkcs11shim.Selector{Label: usb}, []byte(soPart1+soPart2), []byte(newPIN)); err != nil {
+		t.Fatal(err)
+	}
+	mod.Close()
+	uri := fmt.Sprintf("pkcs11:token=%s;object=officer-approval?module-path=%s&pin-source=file:%s/user2", usb, modPath, pinDir)
+	dir := t.TempDir()
+	if r := runBin(t, "officer", "keygen", "-name", "Dan Usb", "-key", uri, "-pub", filepath.Join(dir, "dan.pub.pem")); r.code != 0 || !strings.Contains(r.stdout, "generated on your token") {
+		t.Fatalf("officer keygen on a token: %v", r)
+	}
+	if r := runBin(t, "officer", "keygen", "-name", "Dan Usb", "-key", uri, "-pub", filepath.Join(dir, "again.pem")); r.code != exitFailed || !strings.Contains(r.stderr, "already exists") {
+		t.Fatalf("officer keygen replaced a token key: %v", r)
+	}
+	text := fmt.Sprintf(`module: %s
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: %s/transcript
+  signer: {label: %s, user_pin: "file:%s/user"}
+pin_guard: %s
+token: {label: %s}
+so_pin:
+  - {officer: Alice Wong, pin: "file:%s/so-part1"}
+  - {officer: Bob Lee, pin: "file:%s/so-part2"}
+enrol:
+  - {name: Dan Usb, public_key: %s/dan.pub.pem}
+`, modPath, dir, src, pinDir, guardPath, src, pinDir, pinDir, dir)
+	f := filepath.Join(dir, "enrol.yaml")
+	os.WriteFile(f, []byte(text), 0o600)
+	tokenApproval := func(sub []string, file string) []string {
+		out := filepath.Join(t.TempDir(), "dan.approval")
+		if r := runBin(t, append(append(append([]string{"approve"}, sub...), "-f", file), "-key", uri, "-name", "Dan Usb", "-out", out, "--yes")...); r.code != 0 {
+			t.Fatalf("approve %v with the token key: %v", sub, r)
+		}
+		return []string{"--approval", out}
+	}
+	sub := []string{"officer", "enrol"}
+	mustRun(t, sub, f, dir, append(approveFor(t, sub, f, "alice", "bob"), tokenApproval(sub, f)...)...)
+	kf, kout := ceremonyFile(t, "keygen.yaml", map[string]string{"LABEL": src})
+	mustRun(t, []string{"keygen"}, kf, kout, append(approveFor(t, []string{"keygen"}, kf, "carol"), tokenApproval([]string{"keygen"}, kf)...)...)
+	// Without -name a token key cannot say whose it is.
+	if r := runBin(t, "approve", "keygen", "-f", kf, "-key", uri, "-out", filepath.Join(t.TempDir(), "x"), "--yes"); r.code != exitUsage || !strings.Contains(r.stderr, "-name") {
+		t.Fatalf("a token key without -name: %v", r)
+	}
+}
