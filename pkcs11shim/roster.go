@@ -158,3 +158,51 @@ func (m *Module) EnrolOfficers(sel Selector, soPIN []byte, officers []Officer) e
 		return nil
 	})
 }
+
+// RetireOfficers logs in as the security officer with soPIN (exactly once)
+// and destroys the trusted roster objects of the named officers. A name
+// not on the trusted roster is refused before anything is destroyed.
+func (m *Module) RetireOfficers(sel Selector, soPIN []byte, names []string) error {
+	have, err := m.TrustedOfficers(sel)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		found := false
+		for _, h := range have {
+			found = found || h.Name == n
+		}
+		if !found {
+			return fmt.Errorf("%w: officer %q is not on the trusted roster", ErrKeyNotFound, n)
+		}
+	}
+	return m.withLogin(sel, UserSO, soPIN, func(c PKCtx, h pkcs11.SessionHandle) error {
+		for _, n := range names {
+			if err := c.FindObjectsInit(h, []*pkcs11.Attribute{
+				pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+				pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+				pkcs11.NewAttribute(pkcs11.CKA_TRUSTED, true),
+				pkcs11.NewAttribute(pkcs11.CKA_LABEL, OfficerLabelPrefix+n),
+			}); err != nil {
+				return wrapErr("C_FindObjectsInit", err)
+			}
+			objs, _, err := c.FindObjects(h, 16)
+			ferr := c.FindObjectsFinal(h)
+			if err != nil {
+				return wrapErr("C_FindObjects", err)
+			}
+			if ferr != nil {
+				return wrapErr("C_FindObjectsFinal", ferr)
+			}
+			if len(objs) == 0 {
+				return fmt.Errorf("%w: officer %q's roster object", ErrKeyNotFound, n)
+			}
+			for _, o := range objs {
+				if err := c.DestroyObject(h, o); err != nil {
+					return wrapErr("C_DestroyObject", err)
+				}
+			}
+		}
+		return nil
+	})
+}

@@ -107,3 +107,17 @@ func (t *Admin) EnrolOfficers(soPIN []byte, officers []pkcs11shim.Officer, by st
 
 // TrustedOfficers reads the token's trusted officer roster without a login.
 func (t *Admin) TrustedOfficers() ([]pkcs11shim.Officer, error) { return t.mod.TrustedOfficers(t.sel) }
+
+// RetireOfficers removes officers from the token's trusted roster as the
+// security officer, a guarded SO login like EnrolOfficers'.
+func (t *Admin) RetireOfficers(soPIN []byte, names []string, by string) error {
+	err := t.cfg.Guard.Attempt(t.soID(), func() error { return t.mod.RetireOfficers(t.sel, soPIN, names) })
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		_ = t.cfg.Guard.store.Record(Event{At: time.Now(), Token: t.soID(), Kind: "officer-retired", Detail: n + " (by " + by + ")"})
+	}
+	t.log.Info("officers retired by the security officer", "count", len(names), "by", by)
+	return nil
+}

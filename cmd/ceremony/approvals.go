@@ -123,9 +123,11 @@ type approvalTarget struct {
 	parts []pinPart
 	// enrol: officers being enrolled; each must approve with the key being
 	// enrolled (proof of possession). For token init they are the roster.
-	enrol  []enrolEntry
-	init   bool // token init: no roster yet, the enrolled officers are the quorum
-	quorum int
+	enrol []enrolEntry
+	init  bool // token init: no roster yet, the enrolled officers are the quorum
+	// exclude: officers whose approval does not count (being retired).
+	exclude []string
+	quorum  int
 }
 
 func (c *common) quorum() int {
@@ -236,6 +238,7 @@ func (s *session) checkApprovals(name string, cm *common, t approvalTarget) erro
 	if bootstrap {
 		voters = newcomers
 	}
+	voters = slices.DeleteFunc(slices.Clone(voters), func(r rosterEntry) bool { return slices.Contains(t.exclude, r.name) })
 	if len(s.o.approvals) == 0 {
 		return fmt.Errorf("%w: a %s needs approvals from at least %d enrolled officers of token %s (%s): each runs `ceremony approve %s -f %s -key OFFICER.key -out OFFICER.approval`, then pass --approval OFFICER.approval for each. Nothing was done, no PIN was read",
 			errQuorum, name, t.quorum, t.token, names(voters), name, s.o.file)
@@ -288,7 +291,11 @@ func (s *session) checkApprovals(name string, cm *common, t approvalTarget) erro
 				not = append(not, v.name)
 			}
 		}
-		missing = append(missing, fmt.Sprintf("%d of the %d distinct enrolled officers needed have approved (not yet: %s)", counted, t.quorum, strings.Join(not, ", ")))
+		what := "enrolled officers"
+		if len(t.exclude) > 0 {
+			what = "enrolled officers who remain (" + strings.Join(t.exclude, ", ") + " cannot approve their own removal)"
+		}
+		missing = append(missing, fmt.Sprintf("%d of the %d distinct %s needed have approved (not yet: %s)", counted, t.quorum, what, strings.Join(not, ", ")))
 	}
 	for _, p := range t.parts {
 		if _, ok := approved[p.Officer]; !ok {
@@ -541,7 +548,7 @@ func approveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // signs and writes the approval.
 func approvePlan(o *options, name string, raw []byte, cm *common, q quorumed, plan func() []string) error {
 	if q == nil {
-		return fmt.Errorf("%w: a %s needs no officers' approval (sensitive ceremonies: token init, keygen, backup, restore, unlock, zeroize, officer enrol)", errUsage, name)
+		return fmt.Errorf("%w: a %s needs no officers' approval (sensitive ceremonies: token init, keygen, backup, restore, unlock, zeroize, officer enrol, officer retire)", errUsage, name)
 	}
 	t := q.approvalTarget()
 	h := sha256.Sum256(raw)

@@ -140,6 +140,8 @@ var subcommands = []subcommand{
 		exampleZeroize, runZeroize},
 	{"officer enrol", "add officers to a token's trusted roster (SO PIN parts and a quorum of the enrolled officers)",
 		exampleOfficerEnrol, runOfficerEnrol},
+	{"officer retire", "remove officers from a token's trusted roster (SO PIN parts and a quorum of the officers who remain)",
+		exampleOfficerRetire, runOfficerRetire},
 	{"rotate", "rotate keys through keysvc's admin API",
 		exampleRotate, runRotate},
 	{"schedule-destroy", "schedule the destruction of key versions through keysvc's admin API",

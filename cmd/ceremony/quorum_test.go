@@ -670,3 +670,42 @@ enrol:
 		t.Fatalf("a token key without -name: %v", r)
 	}
 }
+
+// TestOfficerRetire: Carol leaves the roster with both SO part holders'
+// approvals (her own does not count); afterwards her approvals are
+// refused. The roster may not shrink below the quorum.
+func TestOfficerRetire(t *testing.T) {
+	setup(t)
+	src := initToken(t, "q9")
+	retire := func(names string) string {
+		dir := t.TempDir()
+		f := filepath.Join(dir, "retire.yaml")
+		os.WriteFile(f, []byte(fmt.Sprintf(`module: %s
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: %s/transcript
+  signer: {label: %s, user_pin: "file:%s/user"}
+pin_guard: %s
+token: {label: %s}
+so_pin:
+  - {officer: Alice Wong, pin: "file:%s/so-part1"}
+  - {officer: Bob Lee, pin: "file:%s/so-part2"}
+retire: [%s]
+`, modPath, dir, src, pinDir, guardPath, src, pinDir, pinDir, names)), 0o600)
+		return f
+	}
+	sub := []string{"officer", "retire"}
+	f := retire("Carol King")
+	if r := runBin(t, append([]string{"officer", "retire", "-f", f}, approveFor(t, sub, f, "alice", "carol")...)...); r.code != exitDeclined || !strings.Contains(r.stderr, "cannot approve their own removal") {
+		t.Fatalf("retire approved by the retiree: %v", r)
+	}
+	mustRun(t, sub, f, filepath.Dir(f), approveFor(t, sub, f, "alice", "bob")...)
+	kf, _ := ceremonyFile(t, "keygen.yaml", map[string]string{"LABEL": src})
+	if r := runBin(t, append([]string{"keygen", "-f", kf}, approveFor(t, []string{"keygen"}, kf, "alice", "carol")...)...); r.code != exitDeclined || !strings.Contains(r.stderr, "not in the token's trusted officer roster") {
+		t.Fatalf("a retired officer's approval counted: %v", r)
+	}
+	f = retire("Bob Lee")
+	if r := runBin(t, append([]string{"officer", "retire", "-f", f}, approveFor(t, sub, f, "alice", "bob")...)...); r.code != exitDeclined || !strings.Contains(r.stderr, "Bob Lee") {
+		t.Fatalf("retire leaving one officer: %v", r)
+	}
+}
