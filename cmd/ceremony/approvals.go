@@ -488,7 +488,7 @@ func approveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 	}
 	if sc == nil {
-		fmt.Fprintf(stderr, "usage: %s\n(subcommand: the ceremony the file is for: token init, keygen, backup, restore, unlock, zeroize or officer enrol)\n", approveUsage)
+		fmt.Fprintf(stderr, "usage: %s\n(subcommand: the ceremony the file is for: token init, keygen, backup, restore, unlock, zeroize, officer enrol or officer retire)\n", approveUsage)
 		return exitUsage
 	}
 	o := &options{stdout: stdout, stderr: stderr, stdin: os.Stdin, approve: &approveRequest{}}
@@ -501,7 +501,7 @@ func approveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.DurationVar(&o.approve.valid, "valid", 2*time.Hour, "how long the approval may be used (at most 24h)")
 	fs.BoolVar(&o.yes, "yes", false, "non-interactive: approve without typing \"approve\" (scripts)")
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "%s\n\nPrints the ceremony's plan (as --dry-run does), asks you to type \"approve\", and writes an\napproval signed with your officer key over the file's SHA-256. No token or PIN is needed.\nThe ceremony is then run with --approval FILE, one per officer; each approval works once.\n\nFlags:\n", approveUsage)
+		fmt.Fprintf(stdout, "%s\n\nPrints the ceremony's plan (as --dry-run does), asks you to type \"approve\", and writes an\napproval signed with your officer key over the file's SHA-256. No ceremony token or PIN is needed\n(only your own token's PIN when your key is on one).\nThe ceremony is then run with --approval FILE, one per officer; each approval works once.\n\nFlags:\n", approveUsage)
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
 		fmt.Fprint(stdout, exitCodesText)

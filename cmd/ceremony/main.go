@@ -254,7 +254,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nUsage: ceremony <subcommand> -f ceremony.yaml [--dry-run] [--yes]")
 	fmt.Fprintln(w, "       ceremony transcript verify FILE [-pubkey signer.pem]")
 	fmt.Fprintln(w, "       ceremony officer keygen -name NAME -out officer.key -pub officer.pub.pem")
-	fmt.Fprintln(w, "       ceremony approve <subcommand> -f ceremony.yaml -key officer.key -out officer.approval [-valid 2h] [--yes]")
+	fmt.Fprintln(w, "       ceremony approve <subcommand> -f ceremony.yaml -key officer.key|pkcs11:URI [-name NAME] -out officer.approval [-valid 2h] [--yes]")
 	fmt.Fprintln(w, "\nSubcommands:")
 	for _, sc := range subcommands {
 		fmt.Fprintf(w, "  %-18s %s\n", sc.name, sc.summary)
