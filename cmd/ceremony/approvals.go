@@ -331,9 +331,6 @@ func (s *session) checkApprovals(name string, cm *common, t approvalTarget) erro
 		who = append(who, fmt.Sprintf("%s (key SHA-256 %s, approved %s)", p.Officer, r.OfficerKeySHA256, p.Created.Format(time.RFC3339)))
 	}
 	s.rec.body.Approvals = records
-	for _, n := range approved {
-		s.roster = append(s.roster, n)
-	}
 	s.rec.step("approvals", "%d of %d required officers approved this file (config SHA-256 %s): %s; approvals used up in %s",
 		len(records), t.quorum, s.rec.body.ConfigSHA256, strings.Join(who, "; "), cm.PINGuard)
 	for _, p := range problems {

@@ -207,7 +207,6 @@ type session struct {
 	modPath string
 	guard   *token.Guard // every user and SO login goes through it (R-TOK-5)
 	closers []func()
-	roster  []rosterEntry // the officers whose approvals let this run start
 }
 
 func (s *session) close() {
