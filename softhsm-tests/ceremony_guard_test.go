@@ -59,6 +59,7 @@ type cerHost struct {
 func newCerHost(t *testing.T) *cerHost {
 	t.Helper()
 	h := &cerHost{db: filepath.Join(t.TempDir(), "keysvc.db"), info: newTokenLabel(t)}
+	cerEnrolOfficers(t, h.info.Label) // sensitive ceremonies need two enrolled officers' approvals
 	store, err := boltstore.Open(h.db, boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +148,7 @@ func (h *cerHost) run(t *testing.T, sub []string, tmpl, pins string, vars map[st
 		all[k] = v
 	}
 	f, out := cerFile(t, tmpl, pins, all, edit...)
-	return cerRun(t, append(sub, "-f", f)...), out
+	return cerRun(t, append(append(sub, "-f", f), cerApprovals(t, sub, f)...)...), out
 }
 
 func touch(t *testing.T, path string) string {
@@ -179,7 +180,9 @@ func TestCeremonyGuardUserPIN(t *testing.T) {
 		t.Fatalf("after right PINs keysvc's counter is %+v", st)
 	}
 
-	dead := "http://127.0.0.1:1" // never reached: the signer's login comes first
+	dead := "http://127.0.0.1:1"     // never reached: the signer's login comes first
+	victim := newTokenLabel(t).Label // zeroize's target: its roster approves, then the signer's login fails
+	cerEnrolOfficers(t, victim)
 	for _, c := range []struct {
 		sub  []string
 		tmpl string
@@ -188,7 +191,7 @@ func TestCeremonyGuardUserPIN(t *testing.T) {
 		{[]string{"keygen"}, "keygen.yaml", map[string]string{"LABEL": label}},
 		{[]string{"backup"}, "backup.yaml", map[string]string{"LABEL": label, "KEYS": "receipt-signer"}},
 		{[]string{"restore"}, "restore.yaml", map[string]string{"LABEL": label, "BACKUP": filepath.Join(bout, "backup.json"), "SHARES": shares}},
-		{[]string{"zeroize"}, "zeroize.yaml", map[string]string{"SIGNER": label, "LABEL": "another-token", "CONFIRM": `""`}},
+		{[]string{"zeroize"}, "zeroize.yaml", map[string]string{"SIGNER": label, "LABEL": victim, "CONFIRM": `""`}},
 		{[]string{"rotate"}, "rotate.yaml", map[string]string{"SIGNER": label, "URL": dead}},
 		{[]string{"schedule-destroy"}, "schedule-destroy.yaml", map[string]string{"SIGNER": label, "URL": dead}},
 		{[]string{"audit", "verify"}, "audit-verify.yaml", map[string]string{"SIGNER": label}},
@@ -206,7 +209,7 @@ func TestCeremonyGuardUserPIN(t *testing.T) {
 			touch(t, filepath.Join(out, "keysvc.db"))
 			touch(t, filepath.Join(out, "audit-key.pem"))
 		}
-		r := cerRun(t, append(c.sub, "-f", f)...)
+		r := cerRun(t, append(append(c.sub, "-f", f), cerApprovals(t, c.sub, f)...)...)
 		if r.code != 1 || !strings.Contains(r.stderr, "left before") {
 			t.Fatalf("%s with a wrong user PIN: want exit 1 and the attempts left; %v", name, r)
 		}

@@ -108,7 +108,7 @@ func cerFile(t *testing.T, name, pins string, vars map[string]string, edit ...st
 		t.Fatal(err)
 	}
 	out = t.TempDir()
-	all := map[string]string{"MODULE": modulePath, "PINS": pins, "OUT": out, "GUARD": cerWorkstationGuard(t)}
+	all := map[string]string{"MODULE": modulePath, "PINS": pins, "OUT": out, "GUARD": cerWorkstationGuard(t), "OFFICERS": cerOfficerDir(t)}
 	for k, v := range vars {
 		all[k] = v
 	}
@@ -142,7 +142,7 @@ func cerSignerToken(t *testing.T, pins string) (label, pubPEM string) {
 	rand.Read(b)
 	label = "cer-officers-" + hex.EncodeToString(b)
 	f, out := cerFile(t, "init.yaml", pins, map[string]string{"LABEL": label})
-	r := cerRun(t, "token", "init", "-f", f, "--yes")
+	r := cerRun(t, append([]string{"token", "init", "-f", f, "--yes"}, cerApprovals(t, []string{"token", "init"}, f)...)...)
 	if r.code != 0 {
 		t.Fatalf("token init: %v", r)
 	}

@@ -107,6 +107,7 @@ func setup(t *testing.T) {
 		for name, v := range map[string]string{"so-part1": soPart1, "so-part2": soPart2, "user": userPIN, "user2": newPIN, "wrong-part": "zzz", "admin.token": "admin-secret"} {
 			setupErr = errors.Join(setupErr, os.WriteFile(filepath.Join(pinDir, name), []byte(v), 0o600))
 		}
+		setupErr = errors.Join(setupErr, makeOfficers()) // quorum_test.go
 	})
 	if setupErr != nil {
 		t.Fatal(setupErr)
@@ -148,7 +149,7 @@ func ceremonyFile(t *testing.T, name string, vars map[string]string) (path, out 
 		t.Fatal(err)
 	}
 	out = t.TempDir()
-	all := map[string]string{"MODULE": modPath, "PINS": pinDir, "OUT": out, "GUARD": guardPath}
+	all := map[string]string{"MODULE": modPath, "PINS": pinDir, "OUT": out, "GUARD": guardPath, "OFFICERS": officerDir}
 	for k, v := range vars {
 		all[k] = v
 	}
@@ -169,7 +170,7 @@ func ceremonyFile(t *testing.T, name string, vars map[string]string) (path, out 
 // mustRun runs a ceremony that must succeed and checks its transcript.
 func mustRun(t *testing.T, sub []string, file, out string, extra ...string) result {
 	t.Helper()
-	r := runBin(t, append(append(sub, "-f", file), extra...)...)
+	r := runApproved(t, sub, file, extra...)
 	if r.code != 0 {
 		t.Fatalf("%v: %v", sub, r)
 	}
@@ -329,7 +330,7 @@ func TestInitKeygenBackupRestore(t *testing.T) {
 
 	// A non-extractable key cannot be backed up.
 	nf, _ := ceremonyFile(t, "backup.yaml", map[string]string{"LABEL": src, "KEYS": "login-decrypt"})
-	if r := runBin(t, "backup", "-f", nf); r.code != exitFailed || !strings.Contains(r.stderr, "cannot be backed up") {
+	if r := runApproved(t, []string{"backup"}, nf); r.code != exitFailed || !strings.Contains(r.stderr, "cannot be backed up") {
 		t.Fatalf("backup of a non-extractable key: %v", r)
 	}
 
@@ -359,7 +360,7 @@ func TestInitKeygenBackupRestore(t *testing.T) {
 	restore := func(shares ...string) (result, string, string) {
 		dr := initToken(t, "dr")
 		rf, rout := ceremonyFile(t, "restore.yaml", map[string]string{"LABEL": dr, "BACKUP": backup, "SHARES": strings.Join(shares, ", ")})
-		return runBin(t, "restore", "-f", rf), dr, rout
+		return runApproved(t, []string{"restore"}, rf), dr, rout
 	}
 	for _, set := range [][]int{{1, 2, 3}, {1, 3, 5}, {5, 4, 2}} {
 		var shares []string
@@ -414,7 +415,7 @@ func TestInitKeygenBackupRestore(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
 			t.Fatalf("%s: want failure %q, got %v", tc.name, tc.want, r)
 		}
-		if n, err := testPool(t, dr, userPIN).ListTokenObjects(context.Background()); err != nil || len(n) != 2 { // ceremony-audit pair only
+		if n, err := testPool(t, dr, userPIN).ListTokenObjects(context.Background()); err != nil || len(n) != 5 { // ceremony-audit pair and the three officers' roster keys
 			t.Fatalf("%s: DR token changed: %v %v", tc.name, n, err)
 		}
 	}
@@ -490,7 +491,7 @@ func TestUnlockDualControl(t *testing.T) {
 	}
 	// A wrong second part fails at the token.
 	wf, _ := ceremonyFile(t, "unlock.yaml", map[string]string{"LABEL": label, "OFFICER2": "Bob Lee", "PART2": "wrong-part"})
-	if r := runBin(t, "unlock", "-f", wf); r.code != exitFailed || !strings.Contains(r.stderr, "unlock") {
+	if r := runApproved(t, []string{"unlock"}, wf); r.code != exitFailed || !strings.Contains(r.stderr, "unlock") {
 		t.Fatalf("wrong SO part: %v", r)
 	}
 	f, out := ceremonyFile(t, "unlock.yaml", map[string]string{"LABEL": label, "OFFICER2": "Bob Lee", "PART2": "so-part2"})
@@ -529,12 +530,12 @@ func TestZeroize(t *testing.T) {
 	mustRun(t, []string{"keygen"}, kf, kout)
 	// --yes without the phrase in the file: refused, nothing destroyed.
 	nf, _ := ceremonyFile(t, "zeroize.yaml", map[string]string{"LABEL": victim, "SIGNER": officers, "CONFIRM": `""`})
-	if r := runBin(t, "zeroize", "-f", nf, "--yes"); r.code != exitDeclined {
+	if r := runApproved(t, []string{"zeroize"}, nf, "--yes"); r.code != exitDeclined || !strings.Contains(r.stderr, "confirmation") {
 		t.Fatalf("zeroize without the phrase: %v", r)
 	}
 	// No terminal and no --yes: refused.
 	nf, _ = ceremonyFile(t, "zeroize.yaml", map[string]string{"LABEL": victim, "SIGNER": officers, "CONFIRM": `""`})
-	if r := runBin(t, "zeroize", "-f", nf); r.code != exitDeclined {
+	if r := runApproved(t, []string{"zeroize"}, nf); r.code != exitDeclined || !strings.Contains(r.stderr, "terminal") {
 		t.Fatalf("zeroize without a terminal: %v", r)
 	}
 	if objs, _ := testPool(t, victim, userPIN).ListTokenObjects(context.Background()); len(objs) < 6 {

@@ -14,6 +14,12 @@ so_pin:                      # two parts: the SO PIN is part 1 then part 2 (dual
   - {officer: Alice Wong, pin: "prompt"}
   - {officer: Bob Lee, pin: "prompt"}
 user_pin: prompt             # or file:/run/ceremony/user.pin, env:USER_PIN
+enrol:                       # the officers' roster, written into the token as the SO (trusted public keys)
+  - {name: Alice Wong, public_key: officers/alice.pub.pem}   # from: ceremony officer keygen -name "Alice Wong" -out alice.key -pub alice.pub.pem
+  - {name: Bob Lee, public_key: officers/bob.pub.pem}
+# Every officer enrolled approves this file with the key being enrolled:
+#   ceremony approve token init -f init.yaml -key alice.key -out alice.approval   (Bob likewise)
+#   ceremony token init -f init.yaml --approval alice.approval --approval bob.approval
 `
 
 const exampleKeygen = `module: /usr/lib/softhsm/libsofthsm2.so
@@ -30,6 +36,9 @@ keys:
     public_key_pem: out/receipt-signer.pem
     certificate: {common_name: Keyward receipt signer, days: 825, out: out/receipt-signer.crt}
   - {label: login-decrypt, type: rsa-3072, usage: [decrypt], public_key_pem: out/login-decrypt.pem}   # senders encrypt with the PEM
+# Needs approvals from two officers enrolled on the token (quorum: raises it), each over this exact file:
+#   ceremony approve keygen -f keygen.yaml -key alice.key -out alice.approval   (Bob likewise)
+#   ceremony keygen -f keygen.yaml --approval alice.approval --approval bob.approval
 `
 
 const exampleBackup = `module: /usr/lib/softhsm/libsofthsm2.so
@@ -50,6 +59,9 @@ custodians:
   - {name: Frank, share_file: /media/frank/share-frank.txt}
   - {name: Grace, share_file: /media/grace/share-grace.txt}
 output: out/backup-2025-q3.json
+# Needs approvals from two officers enrolled on the token (quorum: raises it), each over this exact file:
+#   ceremony approve backup -f backup.yaml -key alice.key -out alice.approval   (Bob likewise)
+#   ceremony backup -f backup.yaml --approval alice.approval --approval bob.approval
 `
 
 const exampleRestore = `module: /usr/lib/softhsm/libsofthsm2.so
@@ -63,6 +75,9 @@ shares:                                        # any 3 of the 5
   - /media/carol/share-carol.txt
   - /media/erin/share-erin.txt
   - /media/grace/share-grace.txt
+# Needs approvals from two officers enrolled on the token (quorum: raises it), each over this exact file:
+#   ceremony approve restore -f restore.yaml -key alice.key -out alice.approval   (Bob likewise)
+#   ceremony restore -f restore.yaml --approval alice.approval --approval bob.approval
 `
 
 const exampleUnlock = `module: /usr/lib/softhsm/libsofthsm2.so
@@ -75,6 +90,9 @@ so_pin:                      # both parts, as set at token init
   - {officer: Alice Wong, pin: prompt}
   - {officer: Bob Lee, pin: prompt}
 new_user_pin: prompt
+# Needs approvals from two officers enrolled on the token (quorum: raises it), each over this exact file:
+#   ceremony approve unlock -f unlock.yaml -key alice.key -out alice.approval   (Bob likewise)
+#   ceremony unlock -f unlock.yaml --approval alice.approval --approval bob.approval
 `
 
 const exampleZeroize = `module: /usr/lib/softhsm/libsofthsm2.so
@@ -85,6 +103,9 @@ transcript:
 pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: every login counted there (keysvc stopped)
 token: {label: bank-hsm, user_pin: prompt}
 # confirmation: ZEROIZE bank-hsm   # only for --yes runs; at a terminal the officer types it
+# Needs approvals from two officers enrolled on the token (quorum: raises it), each over this exact file:
+#   ceremony approve zeroize -f zeroize.yaml -key alice.key -out alice.approval   (Bob likewise)
+#   ceremony zeroize -f zeroize.yaml --approval alice.approval --approval bob.approval
 `
 
 const exampleRotate = `module: /usr/lib/softhsm/libsofthsm2.so

@@ -25,6 +25,8 @@ var fuzzConfigs = []func() (validator, *common){
 	func() (validator, *common) { c := &auditVerifyConfig{}; return c, &c.common },
 	func() (validator, *common) { c := &sealConfig{}; return c, &c.common },
 	func() (validator, *common) { c := &resealConfig{}; return c, &c.common },
+	func() (validator, *common) { c := &officerEnrolConfig{}; return c, &c.common },
+	func() (validator, *common) { c := &officerRetireConfig{}; return c, &c.common },
 }
 
 // FuzzCeremonyConfig: any bytes, read as any ceremony's file, are either

@@ -216,6 +216,9 @@ func (s *session) close() {
 }
 
 func (s *session) openModule(path string) error {
+	if s.mod != nil && s.modPath == path {
+		return nil // opened already (to read the officer roster)
+	}
 	mod, err := pkcs11shim.OpenModule(path)
 	if err != nil {
 		return err
@@ -281,9 +284,14 @@ func (s *session) openSigner(ctx context.Context, cm *common) error {
 // start loads the file, and returns nil session for a dry run (the plan
 // was printed).
 func start(o *options, name string, cfg validator, cm *common, plan func() []string) (*session, error) {
+	cm.lax = o.approve != nil
 	raw, err := loadConfig(o.file, cfg, cm)
 	if err != nil {
 		return nil, err
+	}
+	q, sensitive := cfg.(quorumed)
+	if o.approve != nil {
+		return nil, approvePlan(o, name, raw, cm, q, plan)
 	}
 	if o.dryRun {
 		fmt.Fprintf(o.stdout, "ceremony %s: %s is valid. Plan (dry run: no token is opened, nothing is written):\n", name, o.file)
@@ -291,6 +299,9 @@ func start(o *options, name string, cfg validator, cm *common, plan func() []str
 			fmt.Fprintf(o.stdout, "  %d. %s\n", i+1, l)
 		}
 		fmt.Fprintf(o.stdout, "  %d. write and sign %s/transcript.json and transcript.md\n", len(plan())+1, cm.Transcript.Dir)
+		if sensitive {
+			dryRunApprovals(o, name, q.approvalTarget())
+		}
 		return nil, nil
 	}
 	guard, err := openGuard(cm.PINGuard)
@@ -301,6 +312,15 @@ func start(o *options, name string, cfg validator, cm *common, plan func() []str
 	s := &session{o: o, rec: newRecorder(name, raw, cm.Officers, o.stdout), guard: guard}
 	s.rec.step("validate ceremony file", "%s (SHA-256 %s)", o.file, s.rec.body.ConfigSHA256)
 	s.rec.step("PIN guard", "every login is counted in %s (R-TOK-5)", cm.PINGuard)
+	if sensitive {
+		// Before any PIN, share or key is read: the officers' quorum.
+		if err := s.checkApprovals(name, cm, q.approvalTarget()); err != nil {
+			s.close()
+			return nil, err
+		}
+	} else if len(o.approvals) > 0 {
+		return nil, fmt.Errorf("%w: ceremony %s takes no --approval", errUsage, name)
+	}
 	return s, nil
 }
 

@@ -12,7 +12,8 @@
 //	0  the ceremony (or verification) succeeded
 //	1  the ceremony failed (token, PIN, network or file error)
 //	2  usage or configuration error: nothing was done
-//	3  an officer declined a confirmation, or none could be asked (no terminal and no --yes)
+//	3  an officer declined a confirmation, or none could be asked (no terminal and no --yes),
+//	   or a sensitive ceremony lacks valid approvals from a quorum of enrolled officers
 //	4  verification failed (transcript verify, audit verify, restore check)
 //
 // PINs come from pin sources only (file:/abs/path, env:NAME, prompt), never
@@ -49,6 +50,27 @@
 // edits the file could replace the hashes. Backups are M-of-N (Shamir) and
 // name at least two officers.
 //
+// # Quorum approval
+//
+// Every officer has a personal ECDSA P-256 key (ceremony officer keygen: a
+// PKCS#8 file only they can read). The ceremony token's roster is its
+// trusted public-key objects labelled officer:<name>: public (read with no
+// login), not modifiable, not copyable, and CKA_TRUSTED, which only the SO
+// can set — token init writes them from its enrol: list, officer enrol adds
+// more; a user-PIN holder can create officer: objects but not trusted ones.
+// token init, keygen, backup, restore, unlock, zeroize and officer enrol run
+// only with --approval files from at least two (quorum: may raise it)
+// distinct enrolled officers, each made by ceremony approve over the exact
+// bytes of the ceremony file (config SHA-256), unexpired (24 h at most),
+// and unused: the ceremony reads the roster, checks the approvals and
+// records their nonces in pin_guard before any PIN is read, and otherwise
+// exits 3 having done nothing. Holders of SO PIN parts must be among the
+// approvers; token init and officer enrol also need the approval of each
+// officer being enrolled, with the key being enrolled. The transcript
+// embeds the approvals and the officers' keys as read from the roster;
+// transcript verify checks and lists them. The free-text officers: list is
+// kept for the transcript but authorises nothing.
+//
 // # Limitations
 //
 //   - The backup KEK exists in this process's memory while it is split and
@@ -60,6 +82,10 @@
 //   - Unlock clears the lockout in keysvc's PIN guard (pin_guard); keysvc
 //     must be stopped (bbolt allows one process) and logs in again on
 //     restart.
+//   - A user-PIN holder can destroy roster objects (they are destroyable,
+//     so that zeroize can empty the token): that blocks sensitive
+//     ceremonies until the officers enrol again (both SO PIN parts) but
+//     grants nothing.
 //   - The ceremony counts with the largest limit, six; a keysvc configured
 //     with pin_guard.limit below six treats the token as locked at its own
 //     limit, a ceremony only at six.
@@ -114,6 +140,10 @@ var subcommands = []subcommand{
 		exampleUnlock, runUnlock},
 	{"zeroize", "emergency: destroy every key object on a token after a typed confirmation",
 		exampleZeroize, runZeroize},
+	{"officer enrol", "add officers to a token's trusted roster (SO PIN parts and a quorum of the enrolled officers)",
+		exampleOfficerEnrol, runOfficerEnrol},
+	{"officer retire", "remove officers from a token's trusted roster (SO PIN parts and a quorum of the officers who remain)",
+		exampleOfficerRetire, runOfficerRetire},
 	{"rotate", "rotate keys through keysvc's admin API",
 		exampleRotate, runRotate},
 	{"schedule-destroy", "schedule the destruction of key versions through keysvc's admin API",
@@ -127,12 +157,14 @@ var subcommands = []subcommand{
 }
 
 type options struct {
-	file   string
-	dryRun bool
-	yes    bool
-	stdout io.Writer
-	stderr io.Writer
-	stdin  *os.File
+	file      string
+	dryRun    bool
+	yes       bool
+	approvals approvalFlags   // --approval files (sensitive ceremonies)
+	approve   *approveRequest // set by `ceremony approve`: print the plan, sign an approval, run nothing
+	stdout    io.Writer
+	stderr    io.Writer
+	stdin     *os.File
 }
 
 func main() {
@@ -149,6 +181,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if args[0] == "transcript" {
 		return transcriptCmd(args[1:], stdout, stderr)
+	}
+	if args[0] == "approve" {
+		return approveCmd(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) >= 2 && args[0] == "officer" && args[1] == "keygen" {
+		return officerKeygenCmd(args[2:], stdout, stderr)
 	}
 	var sc *subcommand
 	for i := range subcommands {
@@ -169,8 +207,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.file, "f", "", "the ceremony's YAML file")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "validate the file and print the plan; open no token")
 	fs.BoolVar(&o.yes, "yes", false, "non-interactive: answer confirmations (zeroize still needs the phrase in the file)")
+	fs.Var(&o.approvals, "approval", "an officer's approval file of this ceremony file (repeat: one per officer; sensitive ceremonies need a quorum)")
 	fs.Usage = func() {
-		fmt.Fprintf(stdout, "ceremony %s -f FILE [--dry-run] [--yes]\n\n%s\n\nFlags:\n", sc.name, sc.summary)
+		fmt.Fprintf(stdout, "ceremony %s -f FILE [--approval FILE]... [--dry-run] [--yes]\n\n%s\n\nFlags:\n", sc.name, sc.summary)
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
 		fmt.Fprintf(stdout, "\nExample %s.yaml:\n\n%s\n%s", strings.ReplaceAll(sc.name, " ", "-"), sc.example, exitCodesText)
@@ -198,7 +237,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, errConfig), errors.Is(err, errUsage):
 		return exitUsage
-	case errors.Is(err, errDeclined):
+	case errors.Is(err, errDeclined), errors.Is(err, errQuorum):
 		return exitDeclined
 	case errors.Is(err, errVerify):
 		return exitVerify
@@ -208,7 +247,7 @@ func exitCode(err error) int {
 
 const exitCodesText = `
 Exit codes: 0 done; 1 ceremony failed; 2 usage or configuration error (nothing done);
-3 confirmation declined or impossible; 4 verification failed.
+3 confirmation declined or impossible, or too few valid officer approvals (nothing done); 4 verification failed.
 PIN sources: file:/abs/path (mode 0600), env:NAME, or prompt (terminal, no echo). Never PINs on the command line.
 `
 
@@ -216,6 +255,8 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "ceremony — the security officers' key-ceremony tool")
 	fmt.Fprintln(w, "\nUsage: ceremony <subcommand> -f ceremony.yaml [--dry-run] [--yes]")
 	fmt.Fprintln(w, "       ceremony transcript verify FILE [-pubkey signer.pem]")
+	fmt.Fprintln(w, "       ceremony officer keygen -name NAME -out officer.key -pub officer.pub.pem")
+	fmt.Fprintln(w, "       ceremony approve <subcommand> -f ceremony.yaml -key officer.key|pkcs11:URI [-name NAME] -out officer.approval [-valid 2h] [--yes]")
 	fmt.Fprintln(w, "\nSubcommands:")
 	for _, sc := range subcommands {
 		fmt.Fprintf(w, "  %-18s %s\n", sc.name, sc.summary)
@@ -276,6 +317,7 @@ func transcriptCmd(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "transcript ok: %s ceremony, %s, %d steps, result %q\nsigned by %s on token %s (serial %s)\nsigner public key SHA-256: %s\n",
 		body.Ceremony, body.Started.Format("2006-01-02 15:04:05Z07:00"), len(body.Steps), body.Result,
 		body.Signer.Key, body.Signer.Token.Label, body.Signer.Token.Serial, body.Signer.PublicSHA)
+	printApprovers(stdout, body)
 	return exitOK
 }
 

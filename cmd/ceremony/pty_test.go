@@ -26,7 +26,7 @@ func TestInteractiveInit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ptmx.Close()
-	cmd := exec.Command(binPath, "token", "init", "-f", f)
+	cmd := exec.Command(binPath, append([]string{"token", "init", "-f", f}, approveFor(t, []string{"token", "init"}, f, "alice", "bob", "carol")...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 	if err := cmd.Start(); err != nil {

@@ -31,6 +31,7 @@ func runInit(ctx context.Context, o *options) error {
 			fmt.Sprintf("read the SO PIN (%d part(s): %s) and the user PIN", len(c.SOPIN), partOfficers(c.SOPIN)),
 			fmt.Sprintf("confirm, then C_InitToken with label %q on %s", c.Token.Label, targetText(c.Token.Serial)),
 			"C_InitPIN: set the user PIN",
+			fmt.Sprintf("as the SO, enrol the officers %s in the token's trusted roster", enrolNames(c.Enrol)),
 			fmt.Sprintf("generate the transcript signing key %s (EC P-256, not extractable)", auditKeyLabel),
 		}
 	})
@@ -116,6 +117,9 @@ func (s *session) initToken(ctx context.Context, c *initConfig) error {
 		return fmt.Errorf("C_InitPIN: %w", err)
 	}
 	s.rec.step("C_InitPIN", "user PIN set by the SO (SO login counted in the PIN guard)")
+	if err := s.enrol(ctx, admin, so, c.Enrol, partOfficers(c.SOPIN)); err != nil {
+		return err
+	}
 	p, err := s.login(ctx, sel, token.HeldPIN(user))
 	if err != nil {
 		return fmt.Errorf("log in with the new user PIN: %w", err)

@@ -86,6 +86,9 @@ type transcriptBody struct {
 	Outputs      []outputRecord  `json:"outputs,omitempty"`
 	Result       string          `json:"result"`
 	Signer       *signerRecord   `json:"signer,omitempty"`
+	// Approvals: the officers' signed approvals that let the run start
+	// (approvals.go), with their keys as read from the token's roster.
+	Approvals []approvalRecord `json:"approvals,omitempty"`
 }
 
 type envelope struct {
@@ -257,6 +260,7 @@ func (r *recorder) markdown(signed bool) string {
 			fmt.Fprintf(&s, "- `%s` SHA-256 `%s`\n", o.Path, o.SHA256)
 		}
 	}
+	approvalsMarkdown(&s, b)
 	s.WriteString("\n## Signature\n\n")
 	if signed && b.Signer != nil {
 		fmt.Fprintf(&s, "transcript.json is signed (ECDSA P-256, SHA-256) by key `%s` on token %s (serial %s).\nSigning public key SHA-256: `%s`\n\nCheck it with `ceremony transcript verify transcript.json`.\n", b.Signer.Key, b.Signer.Token.Label, b.Signer.Token.Serial, b.Signer.PublicSHA)
@@ -315,6 +319,9 @@ func verifyTranscript(path string, wantPub *ecdsa.PublicKey) (*transcriptBody, e
 	sig, err := base64.StdEncoding.DecodeString(env.Signature)
 	if err != nil || !ecdsa.VerifyASN1(pub, h[:], sig) {
 		return nil, fmt.Errorf("%w: the signature does not verify", errVerify)
+	}
+	if _, err := verifyBodyApprovals(&body); err != nil {
+		return nil, err
 	}
 	return &body, nil
 }
