@@ -85,7 +85,7 @@ func TestTrustedBackup(t *testing.T) {
 	wf, wout := ceremonyFile(t, "backup.yaml", keys)
 	raw, _ = os.ReadFile(wf)
 	os.WriteFile(wf, bytes.Replace(raw, []byte("/so-part2"), []byte("/wrong-part"), 1), 0o600)
-	if r := runBin(t, "backup", "-f", wf); r.code != exitFailed || !strings.Contains(r.stderr, "SO login") || !strings.Contains(r.stderr, "left before") {
+	if r := runApproved(t, []string{"backup"}, wf); r.code != exitFailed || !strings.Contains(r.stderr, "SO login") || !strings.Contains(r.stderr, "left before") {
 		t.Fatalf("backup with a wrong SO part: want exit 1, SO login refused and counted; %v", r)
 	}
 	if st, _ := guard.State(soID); st.Failures != 1 {
@@ -146,7 +146,7 @@ func TestTrustedBackup(t *testing.T) {
 		t.Fatalf("cleared CKA_WRAP_WITH_TRUSTED on %d objects, want 2 (receipt-signer, bank-kek)", n)
 	}
 	lf, lout := ceremonyFile(t, "backup.yaml", keys)
-	lr := runBin(t, "backup", "-f", lf)
+	lr := runApproved(t, []string{"backup"}, lf)
 	if lr.code != exitFailed {
 		t.Fatalf("backup of keys without CKA_WRAP_WITH_TRUSTED: want exit 1; %v", lr)
 	}
