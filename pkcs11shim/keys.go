@@ -334,6 +334,9 @@ func (s *Session) GenerateKey(ks KeySpec) (*Key, error) {
 		}
 	}
 	pubT, privT, mech := ks.templates(id)
+	if ks.Type.IsEC() && s.derivesECUsage() {
+		pubT, privT = withoutAttr(pubT, pkcs11.CKA_ENCRYPT), withoutAttr(privT, pkcs11.CKA_DECRYPT)
+	}
 	k := &Key{Type: ks.Type, Label: ks.Label, ID: id, Token: !ks.Session, Always: ks.AlwaysAuthenticate, epoch: s.epoch}
 	var err error
 	if ks.Type.IsPair() {
@@ -566,4 +569,30 @@ func bytesToUint(b []byte) uint {
 		v = v<<8 | uint(b[i])
 	}
 	return v
+}
+
+// tpm2PKCS11Manufacturer is tpm2-pkcs11's CK_INFO.manufacturerID.
+const tpm2PKCS11Manufacturer = "tpm2-software.github.io"
+
+// derivesECUsage reports a module that sets CKA_ENCRYPT and CKA_DECRYPT of
+// an EC key pair itself and refuses a template that says otherwise:
+// tpm2-pkcs11 creates every TPM ECC key with both the sign and the decrypt
+// object attribute and fails C_GenerateKeyPair with CKR_GENERAL_ERROR
+// ("User specified and TPM specified attr mismatch") when the template sets
+// either false. On such a module the two are left out of an EC template;
+// every other usage attribute is still explicit.
+func (s *Session) derivesECUsage() bool {
+	info, err := s.ctx.GetInfo()
+	return err == nil && trimManufacturer(info.ManufacturerID) == tpm2PKCS11Manufacturer
+}
+
+// withoutAttr returns tmpl without the attributes of type t.
+func withoutAttr(tmpl []*pkcs11.Attribute, t uint) []*pkcs11.Attribute {
+	out := make([]*pkcs11.Attribute, 0, len(tmpl))
+	for _, a := range tmpl {
+		if a.Type != t {
+			out = append(out, a)
+		}
+	}
+	return out
 }
