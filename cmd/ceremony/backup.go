@@ -248,6 +248,7 @@ func readBackup(path string) (*backupFile, []byte, error) {
 }
 
 func (s *session) restore(ctx context.Context, c *restoreConfig) error {
+	s.signRef = &c.Token // a restore refused before the target opens is still signed (by it)
 	bf, id, err := readBackup(c.BackupFile)
 	if err != nil {
 		return err

@@ -173,7 +173,14 @@ func mustRun(t *testing.T, sub []string, file, out string, extra ...string) resu
 	if r.code != 0 {
 		t.Fatalf("%v: %v", sub, r)
 	}
-	v := runBin(t, "transcript", "verify", filepath.Join(out, "transcript", "transcript.json"))
+	if sub[0] == "token" {
+		body, err := verifyTranscript(filepath.Join(out, "transcript", "transcript.json"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recordAuditKey(t, body.Signer.Token.Label, r.stdout)
+	}
+	v := verifyPinned(t, filepath.Join(out, "transcript", "transcript.json"))
 	if v.code != 0 || !strings.Contains(v.stdout, "transcript ok") {
 		t.Fatalf("transcript of %v does not verify: %v", sub, v)
 	}
@@ -370,7 +377,7 @@ func TestInitKeygenBackupRestore(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("restore with shares %v: %v", set, r)
 		}
-		if v := runBin(t, "transcript", "verify", filepath.Join(rout, "transcript", "transcript.json")); v.code != 0 {
+		if v := verifyPinned(t, filepath.Join(rout, "transcript", "transcript.json")); v.code != 0 {
 			t.Fatalf("restore transcript: %v", v)
 		}
 		// From this process: the restored key signs, and the signature
@@ -437,7 +444,7 @@ func TestTranscriptTamper(t *testing.T) {
 		}
 		p := filepath.Join(t.TempDir(), "t.json")
 		os.WriteFile(p, []byte(edited), 0o600)
-		if v := runBin(t, "transcript", "verify", p); v.code != exitVerify || !strings.Contains(v.stderr, "was changed") {
+		if v := verifyPinned(t, p); v.code != exitVerify || !strings.Contains(v.stderr, "was changed") {
 			t.Fatalf("%s not detected: %v", tc.name, v)
 		}
 	}
@@ -452,7 +459,7 @@ func TestTranscriptTamper(t *testing.T) {
 	fb, _ := json.Marshal(env)
 	p := filepath.Join(t.TempDir(), "f.json")
 	os.WriteFile(p, fb, 0o600)
-	if v := runBin(t, "transcript", "verify", p); v.code != exitVerify || !strings.Contains(v.stderr, "signature does not verify") {
+	if v := verifyPinned(t, p); v.code != exitVerify || !strings.Contains(v.stderr, "signature does not verify") {
 		t.Fatalf("re-hashed forgery not detected: %v", v)
 	}
 	// -pubkey pins the signer.

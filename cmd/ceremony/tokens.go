@@ -409,6 +409,11 @@ func (s *session) unlock(ctx context.Context, c *unlockConfig) error {
 	if err := s.openModule(c.Module); err != nil {
 		return err
 	}
+	if c.Transcript.Signer != nil { // open it before the SO logs in: a failed unlock is signed too
+		if err := s.signer(ctx, &c.common, nil); err != nil {
+			return err
+		}
+	}
 	admin, err := s.admin(pkcs11shim.Selector{Label: c.Token.Label, Serial: c.Token.Serial})
 	if err != nil {
 		return err
@@ -429,6 +434,9 @@ func (s *session) unlock(ctx context.Context, c *unlockConfig) error {
 		return fmt.Errorf("%w: login with the new user PIN: %v", errVerify, err)
 	}
 	s.rec.step("verify", "logged in with the new user PIN")
+	if s.rec.signPool != nil {
+		return nil
+	}
 	return s.signer(ctx, &c.common, p)
 }
 
