@@ -96,12 +96,9 @@ func setup(t *testing.T) {
 			return
 		}
 		guardPath = filepath.Join(confDir, "keysvc.db")
-		st, err := token.OpenBoltStore(guardPath)
-		if err != nil {
-			setupErr = err
+		if setupErr = newKeysvcStore(guardPath); setupErr != nil {
 			return
 		}
-		st.Close()
 		pinDir = filepath.Join(confDir, "pins")
 		setupErr = os.Mkdir(pinDir, 0o700)
 		for name, v := range map[string]string{"so-part1": soPart1, "so-part2": soPart2, "user": userPIN, "user2": newPIN, "wrong-part": "zzz", "admin.token": "admin-secret"} {

@@ -495,6 +495,10 @@ type unlockConfig struct {
 	// SOPIN: the two parts of the SO PIN, held by two officers.
 	SOPIN      []pinPart `yaml:"so_pin"`
 	NewUserPIN string    `yaml:"new_user_pin"`
+	// PINGuardKind is keysvc (default: pin_guard must be keysvc's
+	// keysvc.db) or workstation (the officers' own file, for a token
+	// keysvc does not use).
+	PINGuardKind string `yaml:"pin_guard_kind"`
 }
 
 func (c *unlockConfig) validate() error {
@@ -506,6 +510,15 @@ func (c *unlockConfig) validate() error {
 	}
 	if err := validParts(&c.common, "so_pin", c.SOPIN, 2); err != nil {
 		return err
+	}
+	switch c.PINGuardKind {
+	case "", guardKindKeysvc:
+		if err := checkKeysvcStore(c.PINGuard); err != nil {
+			return err
+		}
+	case guardKindWorkstation:
+	default:
+		return cfgErr("pin_guard_kind", "must be %s (pin_guard is keysvc's keysvc.db; the default) or %s (the officers' own file, for a token keysvc does not use)", guardKindKeysvc, guardKindWorkstation)
 	}
 	return validPINSource("new_user_pin", c.NewUserPIN)
 }

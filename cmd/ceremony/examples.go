@@ -66,7 +66,10 @@ const exampleUnlock = `module: /usr/lib/softhsm/libsofthsm2.so
 officers: [Alice Wong, Bob Lee]
 transcript:
   dir: out/unlock-bank-hsm
-pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: the lockout cleared there (keysvc stopped)
+# keysvc's PIN guard, where the lockout is cleared: <data_dir>/keysvc.db, data_dir as in
+# keysvc's configuration (stop keysvc first). A file without keysvc's store is refused.
+pin_guard: /var/lib/keyward/keysvc.db
+# pin_guard_kind: workstation   # only for a token keysvc does not use (pin_guard: the officers' own file)
 token: {label: bank-hsm}
 so_pin:                      # both parts, as set at token init
   - {officer: Alice Wong, pin: prompt}

@@ -381,7 +381,8 @@ func runUnlock(ctx context.Context, o *options) error {
 	s, err := start(o, "unlock", &c, &c.common, func() []string {
 		return []string{
 			fmt.Sprintf("read the two SO PIN parts (%s) and the new user PIN", partOfficers(c.SOPIN)),
-			fmt.Sprintf("C_InitPIN on token %s as the SO, through the PIN guard %s; clear the user PIN lockout there", c.Token.Label, c.PINGuard),
+			fmt.Sprintf("show the user PIN's state in the %s PIN guard %s", guardKindOf(&c), c.PINGuard),
+			fmt.Sprintf("C_InitPIN on token %s as the SO, through that guard; clear the user PIN lockout there and check it is cleared", c.Token.Label),
 			"log in with the new user PIN",
 		}
 	})
@@ -423,11 +424,24 @@ func (s *session) unlock(ctx context.Context, c *unlockConfig) error {
 		return err
 	}
 	s.rec.token("unlocked", ti)
-	s.rec.step("open token", "%s serial %s: user PIN locked=%v, final try=%v", ti.Label, ti.Serial, ti.Flags.UserPINLocked, ti.Flags.UserPINFinalTry)
+	s.rec.step("open token", "%s serial %s: the module says user PIN locked=%v, final try=%v", ti.Label, ti.Serial, ti.Flags.UserPINLocked, ti.Flags.UserPINFinalTry)
+	before, err := admin.PINState()
+	if err != nil {
+		return fmt.Errorf("read the PIN guard %s: %w", c.PINGuard, err)
+	}
+	s.rec.step("PIN guard before", "%s guard %s, token %s serial %s: user PIN %s", guardKindOf(c), c.PINGuard, ti.Label, ti.Serial, guardText(before, s.guard.Limit()))
 	if err := admin.Unlock(so, user, partOfficers(c.SOPIN)); err != nil {
 		return fmt.Errorf("unlock: %w", err)
 	}
-	s.rec.step("C_InitPIN", "new user PIN set by the SO; guard lockout cleared in %s", c.PINGuard)
+	s.rec.step("C_InitPIN", "new user PIN set by the SO")
+	after, err := admin.PINState()
+	if err != nil {
+		return fmt.Errorf("read the PIN guard %s after the unlock: %w", c.PINGuard, err)
+	}
+	s.rec.step("PIN guard after", "%s guard %s: user PIN %s", guardKindOf(c), c.PINGuard, guardText(after, s.guard.Limit()))
+	if after.Locked {
+		return fmt.Errorf("%w: the PIN guard %s still reports token %s's user PIN locked after the unlock", errVerify, c.PINGuard, ti.Label)
+	}
 	sel := pkcs11shim.Selector{Label: ti.Label, Serial: ti.Serial}
 	p, err := s.login(ctx, sel, token.HeldPIN(user))
 	if err != nil {
