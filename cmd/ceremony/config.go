@@ -442,6 +442,9 @@ func (c *backupConfig) validate() error {
 		if cu.Name == "" || names[cu.Name] {
 			return cfgErr(p+".name", "empty or repeated custodian name")
 		}
+		if err := validCustodianName(p+".name", cu.Name); err != nil {
+			return err
+		}
 		names[cu.Name] = true
 		if err := c.output(p+".share_file", &cu.ShareFile); err != nil {
 			return err
@@ -461,6 +464,9 @@ type restoreConfig struct {
 	Token      tokenRef `yaml:"token"` // the target (DR) token
 	BackupFile string   `yaml:"backup_file"`
 	Shares     []string `yaml:"shares"`
+	// AcceptV1 restores a v1 backup file (no MAC: its key list, labels and
+	// share headers are not authenticated); recorded in the transcript.
+	AcceptV1 bool `yaml:"accept_unauthenticated_v1_backup"`
 }
 
 func (c *restoreConfig) validate() error {
