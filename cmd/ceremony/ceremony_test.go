@@ -232,7 +232,7 @@ func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, sub, edit, want string
 	}{
-		{"unknown field", "token init", "colour: blue\n", "field colour not found"},
+		{"unknown field", "token init", "colour: blue\n", "colour: unknown field"},
 		{"missing label", "token init", "#", "token.label: required"},
 		{"officer not listed", "token init", "@officer", `so_pin[1].officer: "Mallory" is not in officers`},
 		{"PIN in place of a source", "token init", "@pin", "user_pin:"},

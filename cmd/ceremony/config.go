@@ -182,7 +182,7 @@ func validPINSource(path, s string) error {
 	if _, err := token.ParsePINSource(s); err != nil {
 		return cfgErr(path, "%v", err)
 	}
-	return nil
+	return checkPINFile(path, s)
 }
 
 func mustNotExist(path, file string) error {
@@ -224,7 +224,11 @@ func (c *common) input(path string, p *string) error {
 	if st, err := os.Stat(*p); err != nil || st.IsDir() {
 		return cfgErr(path, "%s is not a readable file", *p)
 	}
-	return nil
+	f, err := os.Open(*p)
+	if err != nil {
+		return cfgErr(path, "%s cannot be read: %v", *p, errText(err))
+	}
+	return f.Close()
 }
 
 // --- token init -------------------------------------------------------------
@@ -580,7 +584,13 @@ func (c *common) validKeysvc(k *keysvcRef) error {
 			return err
 		}
 	}
-	return c.input("keysvc.bearer_token_file", &k.BearerToken)
+	if err := c.input("keysvc.bearer_token_file", &k.BearerToken); err != nil {
+		return err
+	}
+	if st, err := os.Stat(k.BearerToken); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return cfgErr("keysvc.bearer_token_file", "%s is readable or writable by group or others (mode %04o): chmod 600 (or 400) it", k.BearerToken, uint32(st.Mode().Perm()))
+	}
+	return nil
 }
 
 type rotateConfig struct {
@@ -709,7 +719,7 @@ func parseConfig(raw []byte, path, dir string, cfg validator, cm *common) error 
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("%w: %s is empty", errConfig, path)
 		}
-		return fmt.Errorf("%w: %s: %v", errConfig, path, err)
+		return fmt.Errorf("%w: %s: %v", errConfig, path, explainYAML(raw, cfg, err))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {

@@ -290,6 +290,9 @@ func start(o *options, name string, cfg validator, cm *common, plan func() []str
 	if err != nil {
 		return nil, err
 	}
+	if err := checkModule(cm.Module); err != nil { // before transcript.dir is claimed, and in a dry run
+		return nil, err
+	}
 	if o.dryRun {
 		fmt.Fprintf(o.stdout, "ceremony %s: %s is valid. Plan (dry run: no token is opened, nothing is written):\n", name, o.file)
 		for i, l := range plan() {
