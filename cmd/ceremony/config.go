@@ -246,6 +246,10 @@ type initConfig struct {
 	// officer; unlock then needs both).
 	SOPIN   []pinPart `yaml:"so_pin"`
 	UserPIN string    `yaml:"user_pin"`
+	// AuditPublicKeyOut receives the ceremony-audit public key (PEM,
+	// never overwritten), which officers keep to pin transcripts with
+	// `transcript verify -pubkey`.
+	AuditPublicKeyOut string `yaml:"audit_public_key_out"`
 }
 
 func (c *initConfig) validate() error {
@@ -258,6 +262,11 @@ func (c *initConfig) validate() error {
 	}
 	if err := validParts(&c.common, "so_pin", c.SOPIN, 1); err != nil {
 		return err
+	}
+	if c.AuditPublicKeyOut != "" {
+		if err := c.output("audit_public_key_out", &c.AuditPublicKeyOut); err != nil {
+			return err
+		}
 	}
 	return validPINSource("user_pin", c.UserPIN)
 }

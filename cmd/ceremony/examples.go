@@ -14,6 +14,9 @@ so_pin:                      # two parts: the SO PIN is part 1 then part 2 (dual
   - {officer: Alice Wong, pin: "prompt"}
   - {officer: Bob Lee, pin: "prompt"}
 user_pin: prompt             # or file:/run/ceremony/user.pin, env:USER_PIN
+# The ceremony-audit public key, for every officer's own copy: pin transcripts with
+# ceremony transcript verify transcript.json -pubkey ceremony-audit.pem
+audit_public_key_out: out/init-bank-hsm/ceremony-audit.pem
 `
 
 const exampleKeygen = `module: /usr/lib/softhsm/libsofthsm2.so

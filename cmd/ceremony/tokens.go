@@ -32,6 +32,7 @@ func runInit(ctx context.Context, o *options) error {
 			fmt.Sprintf("confirm, then C_InitToken with label %q on %s", c.Token.Label, targetText(c.Token.Serial)),
 			"C_InitPIN: set the user PIN",
 			fmt.Sprintf("generate the transcript signing key %s (EC P-256, not extractable)", auditKeyLabel),
+			auditOutPlan(c.AuditPublicKeyOut),
 		}
 	})
 	if s == nil || err != nil {
@@ -132,6 +133,13 @@ func (s *session) initToken(ctx context.Context, c *initConfig) error {
 	s.rec.key(rec)
 	s.rec.step("generate "+auditKeyLabel, "EC P-256; public key SHA-256 %s", rec.PublicSHA)
 	fmt.Fprintf(s.o.stdout, "\n%s public key (keep a copy to check transcripts with -pubkey):\n%s", auditKeyLabel, pemBytes)
+	if c.AuditPublicKeyOut != "" {
+		if err := writeExcl(c.AuditPublicKeyOut, pemBytes, 0o644); err != nil {
+			return fmt.Errorf("audit_public_key_out: %w", err)
+		}
+		s.rec.output(c.AuditPublicKeyOut, pemBytes)
+		s.rec.step("export "+auditKeyLabel+" public key", "%s (SHA-256 %s): pin transcripts with transcript verify -pubkey %s", c.AuditPublicKeyOut, rec.PublicSHA, c.AuditPublicKeyOut)
+	}
 	return s.signer(ctx, &c.common, p)
 }
 
