@@ -210,7 +210,10 @@ func (s *session) backup(ctx context.Context, c *backupConfig) error {
 		}
 		token.Wipe(got)
 	}
-	s.rec.step("verify", "all %d share files read back with good checksums; the first and last %d shares rebuild the KEK", len(read), c.Threshold)
+	if err := checkWrittenBackup(c.Output, kek, id); err != nil {
+		return err
+	}
+	s.rec.step("verify", "all %d share files read back with good checksums; the first and last %d shares rebuild the KEK; the backup file's MAC verifies", len(read), c.Threshold)
 	fmt.Fprintf(s.o.stdout, "\nHand each custodian their share file now; they print it or copy it to their own medium and seal it.\n")
 	return nil
 }

@@ -146,3 +146,20 @@ func (s *session) authStep(bf *backupFile, path, used string) {
 	}
 	s.rec.step("shares used", "%s", used)
 }
+
+// checkWrittenBackup re-reads the backup file just written and checks its
+// MAC (the backup checks its own work).
+func checkWrittenBackup(path string, kek, id []byte) error {
+	bf, _, err := readBackup(path)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errVerify, err)
+	}
+	want, err := backupMAC(kek, id, bf)
+	if err != nil {
+		return err
+	}
+	if bf.Format != backupFormat || !hmac.Equal([]byte(want), []byte(bf.MAC)) {
+		return fmt.Errorf("%w: the backup file %s does not read back with a good MAC", errVerify, path)
+	}
+	return nil
+}

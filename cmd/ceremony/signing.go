@@ -35,7 +35,7 @@ func (s *session) lateSigner(ctx context.Context, cm *common) {
 	}
 	if ref == nil {
 		if s.rec.unsigned == "" {
-			s.rec.unsigned = "no signing token: this ceremony's token was never opened with a user PIN, and the file names no transcript.signer"
+			s.rec.unsigned = "no signing token could be used: the ceremony failed before a token with a ceremony-audit key was open, and the file names no transcript.signer"
 		}
 		return
 	}

@@ -113,7 +113,7 @@ func TestFailedRunsAreSigned(t *testing.T) {
 	wf, wout := ceremonyFile(t, "unlock.yaml", map[string]string{"LABEL": label, "OFFICER2": "Bob Lee", "PART2": "wrong-part"})
 	r = runBin(t, "unlock", "-f", wf)
 	md, _ := os.ReadFile(filepath.Join(wout, "transcript", "transcript.md"))
-	if r.code != exitFailed || !strings.Contains(r.stderr, "NOT signed: no signing token") || !strings.Contains(string(md), "**NOT SIGNED**: no signing token") {
+	if r.code != exitFailed || !strings.Contains(r.stderr, "NOT signed: no signing token could be used") || !strings.Contains(string(md), "**NOT SIGNED**: no signing token could be used") {
 		t.Fatalf("unsigned unlock transcript does not say why: %v\n%s", r, md)
 	}
 	// The same with transcript.signer: signed by it.
