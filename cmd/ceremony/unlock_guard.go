@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -37,6 +38,9 @@ const keysvcGuardHelp = "keysvc keeps its PIN guard in <data_dir>/keysvc.db, dat
 // It opens the file read-only and changes nothing. A file another process
 // holds (keysvc running) is left for openGuard to report.
 func checkKeysvcStore(path string) error {
+	if st, err := os.Stat(path); err == nil && st.Size() == 0 {
+		return cfgErr("pin_guard", "%s is an empty file, not keysvc's store. %s", path, keysvcGuardHelp)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil
