@@ -35,7 +35,7 @@ import (
 // check value of the KEK. Restore imports the KEK unwrap-only.
 
 const (
-	backupFormat = "keyward.ceremony.backup.v1"
+	backupFormat = "keyward.ceremony.backup.v2" // v1: backupfile.go
 	kcvDomain    = "keyward ceremony backup KEK check v1"
 	backupKEK    = "ceremony-backup-kek"
 )
@@ -61,6 +61,8 @@ type backupFile struct {
 	Mechanism   string        `json:"mechanism"`
 	KEKCheck    string        `json:"kek_check"` // HMAC-SHA256(KEK, domain ‖ backup id), hex
 	Keys        []backupKey   `json:"keys"`
+	ShareX      []int         `json:"share_x,omitempty"` // v2: custodians[i]'s share x coordinate
+	MAC         string        `json:"mac,omitempty"`     // v2: backupfile.go
 }
 
 func kekCheck(kek, id []byte) string {
@@ -236,6 +238,9 @@ func (s *session) backup(ctx context.Context, c *backupConfig) error {
 		bf.Custodians = append(bf.Custodians, cu.Name)
 		s.rec.step("share written", "share %d of %d for custodian %s: %s", i+1, len(parts), cu.Name, cu.ShareFile)
 	}
+	if err := sealBackupFile(&bf, kek, id, parts); err != nil {
+		return err
+	}
 	js, err := json.MarshalIndent(bf, "", "  ")
 	if err != nil {
 		return err
@@ -264,7 +269,10 @@ func (s *session) backup(ctx context.Context, c *backupConfig) error {
 		}
 		token.Wipe(got)
 	}
-	s.rec.step("verify", "all %d share files read back with good checksums; the first and last %d shares rebuild the KEK", len(read), c.Threshold)
+	if err := checkWrittenBackup(c.Output, kek, id); err != nil {
+		return err
+	}
+	s.rec.step("verify", "all %d share files read back with good checksums; the first and last %d shares rebuild the KEK; the backup file's MAC verifies", len(read), c.Threshold)
 	fmt.Fprintf(s.o.stdout, "\nHand each custodian their share file now; they print it or copy it to their own medium and seal it.\n")
 	return nil
 }
@@ -296,7 +304,7 @@ func readBackup(path string) (*backupFile, []byte, error) {
 	var bf backupFile
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&bf); err != nil || bf.Format != backupFormat {
+	if err := dec.Decode(&bf); err != nil || (bf.Format != backupFormat && bf.Format != backupFormatV1) {
 		return nil, nil, fmt.Errorf("%s is not a %s file", path, backupFormat)
 	}
 	id, err := hex.DecodeString(bf.BackupID)
@@ -307,18 +315,24 @@ func readBackup(path string) (*backupFile, []byte, error) {
 }
 
 func (s *session) restore(ctx context.Context, c *restoreConfig) error {
+	s.signRef = &c.Token // a restore refused before the target opens is still signed (by it)
 	bf, id, err := readBackup(c.BackupFile)
 	if err != nil {
 		return err
 	}
 	s.rec.step("backup file", "%s: backup id %s from token %s (serial %s), %d keys, %d-of-%d", c.BackupFile, bf.BackupID, bf.SourceToken.Label, bf.SourceToken.Serial, len(bf.Keys), bf.Threshold, bf.Shares)
+	if bf.Format == backupFormatV1 && !c.AcceptV1 {
+		return v1Refusal(c.BackupFile)
+	}
 	var parts [][]byte
+	var shares []share
 	seenX := map[byte]string{}
 	for _, path := range c.Shares {
 		sh, err := readShare(path)
 		if err != nil {
 			return err
 		}
+		shares = append(shares, sh)
 		if !bytes.Equal(sh.backupID, id) {
 			return fmt.Errorf("share file %s belongs to backup %x, not to %s", path, sh.backupID, bf.BackupID)
 		}
@@ -342,6 +356,11 @@ func (s *session) restore(ctx context.Context, c *restoreConfig) error {
 		return fmt.Errorf("%w: the shares do not rebuild this backup's KEK (check value differs)", errVerify)
 	}
 	s.rec.step("rebuild KEK", "the KEK's check value matches the backup file")
+	used, err := checkBackupAuth(kek, id, bf, c.BackupFile, shares, c.Shares, c.AcceptV1)
+	if err != nil {
+		return err
+	}
+	s.authStep(bf, c.BackupFile, used)
 
 	p, err := s.openToken(ctx, &c.common, &c.Token, "restore-target")
 	if err != nil {

@@ -96,12 +96,9 @@ func setup(t *testing.T) {
 			return
 		}
 		guardPath = filepath.Join(confDir, "keysvc.db")
-		st, err := token.OpenBoltStore(guardPath)
-		if err != nil {
-			setupErr = err
+		if setupErr = newKeysvcStore(guardPath); setupErr != nil {
 			return
 		}
-		st.Close()
 		pinDir = filepath.Join(confDir, "pins")
 		setupErr = os.Mkdir(pinDir, 0o700)
 		for name, v := range map[string]string{"so-part1": soPart1, "so-part2": soPart2, "user": userPIN, "user2": newPIN, "wrong-part": "zzz", "admin.token": "admin-secret"} {
@@ -174,7 +171,14 @@ func mustRun(t *testing.T, sub []string, file, out string, extra ...string) resu
 	if r.code != 0 {
 		t.Fatalf("%v: %v", sub, r)
 	}
-	v := runBin(t, "transcript", "verify", filepath.Join(out, "transcript", "transcript.json"))
+	if sub[0] == "token" {
+		body, err := verifyTranscript(filepath.Join(out, "transcript", "transcript.json"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recordAuditKey(t, body.Signer.Token.Label, r.stdout)
+	}
+	v := verifyPinned(t, filepath.Join(out, "transcript", "transcript.json"))
 	if v.code != 0 || !strings.Contains(v.stdout, "transcript ok") {
 		t.Fatalf("transcript of %v does not verify: %v", sub, v)
 	}
@@ -229,7 +233,7 @@ func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, sub, edit, want string
 	}{
-		{"unknown field", "token init", "colour: blue\n", "field colour not found"},
+		{"unknown field", "token init", "colour: blue\n", "colour: unknown field"},
 		{"missing label", "token init", "#", "token.label: required"},
 		{"officer not listed", "token init", "@officer", `so_pin[1].officer: "Mallory" is not in officers`},
 		{"PIN in place of a source", "token init", "@pin", "user_pin:"},
@@ -371,7 +375,7 @@ func TestInitKeygenBackupRestore(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("restore with shares %v: %v", set, r)
 		}
-		if v := runBin(t, "transcript", "verify", filepath.Join(rout, "transcript", "transcript.json")); v.code != 0 {
+		if v := verifyPinned(t, filepath.Join(rout, "transcript", "transcript.json")); v.code != 0 {
 			t.Fatalf("restore transcript: %v", v)
 		}
 		// From this process: the restored key signs, and the signature
@@ -438,7 +442,7 @@ func TestTranscriptTamper(t *testing.T) {
 		}
 		p := filepath.Join(t.TempDir(), "t.json")
 		os.WriteFile(p, []byte(edited), 0o600)
-		if v := runBin(t, "transcript", "verify", p); v.code != exitVerify || !strings.Contains(v.stderr, "was changed") {
+		if v := verifyPinned(t, p); v.code != exitVerify || !strings.Contains(v.stderr, "was changed") {
 			t.Fatalf("%s not detected: %v", tc.name, v)
 		}
 	}
@@ -453,7 +457,7 @@ func TestTranscriptTamper(t *testing.T) {
 	fb, _ := json.Marshal(env)
 	p := filepath.Join(t.TempDir(), "f.json")
 	os.WriteFile(p, fb, 0o600)
-	if v := runBin(t, "transcript", "verify", p); v.code != exitVerify || !strings.Contains(v.stderr, "signature does not verify") {
+	if v := verifyPinned(t, p); v.code != exitVerify || !strings.Contains(v.stderr, "signature does not verify") {
 		t.Fatalf("re-hashed forgery not detected: %v", v)
 	}
 	// -pubkey pins the signer.

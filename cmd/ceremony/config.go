@@ -193,7 +193,7 @@ func validPINSource(path, s string) error {
 	if _, err := token.ParsePINSource(s); err != nil {
 		return cfgErr(path, "%v", err)
 	}
-	return nil
+	return checkPINFile(path, s)
 }
 
 func mustNotExist(path, file string) error {
@@ -241,7 +241,11 @@ func (c *common) input(path string, p *string) error {
 	if st, err := os.Stat(*p); err != nil || st.IsDir() {
 		return cfgErr(path, "%s is not a readable file", *p)
 	}
-	return nil
+	f, err := os.Open(*p)
+	if err != nil {
+		return cfgErr(path, "%s cannot be read: %v", *p, errText(err))
+	}
+	return f.Close()
 }
 
 // --- token init -------------------------------------------------------------
@@ -262,6 +266,10 @@ type initConfig struct {
 	// Enrol: the officers (at least two) written into the token's trusted
 	// roster; each must approve this file with the key being enrolled.
 	Enrol []enrolEntry `yaml:"enrol"`
+	// AuditPublicKeyOut receives the ceremony-audit public key (PEM,
+	// never overwritten), which officers keep to pin transcripts with
+	// `transcript verify -pubkey`.
+	AuditPublicKeyOut string `yaml:"audit_public_key_out"`
 }
 
 func (c *initConfig) validate() error {
@@ -277,6 +285,11 @@ func (c *initConfig) validate() error {
 	}
 	if err := c.validEnrol("enrol", c.Enrol, 2, c.SOPIN); err != nil {
 		return err
+	}
+	if c.AuditPublicKeyOut != "" {
+		if err := c.output("audit_public_key_out", &c.AuditPublicKeyOut); err != nil {
+			return err
+		}
 	}
 	return validPINSource("user_pin", c.UserPIN)
 }
@@ -495,6 +508,9 @@ func (c *backupConfig) validate() error {
 		if cu.Name == "" || names[cu.Name] {
 			return cfgErr(p+".name", "empty or repeated custodian name")
 		}
+		if err := validCustodianName(p+".name", cu.Name); err != nil {
+			return err
+		}
 		names[cu.Name] = true
 		if err := c.output(p+".share_file", &cu.ShareFile); err != nil {
 			return err
@@ -514,6 +530,9 @@ type restoreConfig struct {
 	Token      tokenRef `yaml:"token"` // the target (DR) token
 	BackupFile string   `yaml:"backup_file"`
 	Shares     []string `yaml:"shares"`
+	// AcceptV1 restores a v1 backup file (no MAC: its key list, labels and
+	// share headers are not authenticated); recorded in the transcript.
+	AcceptV1 bool `yaml:"accept_unauthenticated_v1_backup"`
 }
 
 func (c *restoreConfig) validate() error {
@@ -548,6 +567,10 @@ type unlockConfig struct {
 	// SOPIN: the two parts of the SO PIN, held by two officers.
 	SOPIN      []pinPart `yaml:"so_pin"`
 	NewUserPIN string    `yaml:"new_user_pin"`
+	// PINGuardKind is keysvc (default: pin_guard must be keysvc's
+	// keysvc.db) or workstation (the officers' own file, for a token
+	// keysvc does not use).
+	PINGuardKind string `yaml:"pin_guard_kind"`
 }
 
 func (c *unlockConfig) validate() error {
@@ -559,6 +582,15 @@ func (c *unlockConfig) validate() error {
 	}
 	if err := validParts(&c.common, "so_pin", c.SOPIN, 2); err != nil {
 		return err
+	}
+	switch c.PINGuardKind {
+	case "", guardKindKeysvc:
+		if err := checkKeysvcStore(c.PINGuard); err != nil {
+			return err
+		}
+	case guardKindWorkstation:
+	default:
+		return cfgErr("pin_guard_kind", "must be %s (pin_guard is keysvc's keysvc.db; the default) or %s (the officers' own file, for a token keysvc does not use)", guardKindKeysvc, guardKindWorkstation)
 	}
 	return validPINSource("new_user_pin", c.NewUserPIN)
 }
@@ -614,7 +646,13 @@ func (c *common) validKeysvc(k *keysvcRef) error {
 			return err
 		}
 	}
-	return c.input("keysvc.bearer_token_file", &k.BearerToken)
+	if err := c.input("keysvc.bearer_token_file", &k.BearerToken); err != nil {
+		return err
+	}
+	if st, err := os.Stat(k.BearerToken); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return cfgErr("keysvc.bearer_token_file", "%s is readable or writable by group or others (mode %04o): chmod 600 (or 400) it", k.BearerToken, uint32(st.Mode().Perm()))
+	}
+	return nil
 }
 
 type rotateConfig struct {
@@ -743,7 +781,7 @@ func parseConfig(raw []byte, path, dir string, cfg validator, cm *common) error 
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("%w: %s is empty", errConfig, path)
 		}
-		return fmt.Errorf("%w: %s: %v", errConfig, path, err)
+		return fmt.Errorf("%w: %s: %v", errConfig, path, explainYAML(raw, cfg, err))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {

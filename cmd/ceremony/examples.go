@@ -20,6 +20,9 @@ enrol:                       # the officers' roster, written into the token as t
 # Every officer enrolled approves this file with the key being enrolled:
 #   ceremony approve token init -f init.yaml -key alice.key -out alice.approval   (Bob likewise)
 #   ceremony token init -f init.yaml --approval alice.approval --approval bob.approval
+# The ceremony-audit public key, for every officer's own copy: pin transcripts with
+# ceremony transcript verify transcript.json -pubkey ceremony-audit.pem
+audit_public_key_out: out/init-bank-hsm/ceremony-audit.pem
 `
 
 const exampleKeygen = `module: /usr/lib/softhsm/libsofthsm2.so
@@ -84,7 +87,10 @@ const exampleUnlock = `module: /usr/lib/softhsm/libsofthsm2.so
 officers: [Alice Wong, Bob Lee]
 transcript:
   dir: out/unlock-bank-hsm
-pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: the lockout cleared there (keysvc stopped)
+# keysvc's PIN guard, where the lockout is cleared: <data_dir>/keysvc.db, data_dir as in
+# keysvc's configuration (stop keysvc first). A file without keysvc's store is refused.
+pin_guard: /var/lib/keyward/keysvc.db
+# pin_guard_kind: workstation   # only for a token keysvc does not use (pin_guard: the officers' own file)
 token: {label: bank-hsm}
 so_pin:                      # both parts, as set at token init
   - {officer: Alice Wong, pin: prompt}

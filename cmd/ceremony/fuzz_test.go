@@ -62,17 +62,21 @@ func FuzzCeremonyConfig(f *testing.F) {
 	})
 }
 
-// FuzzParseShare: a share file either parses or is refused; what parses
-// is exactly 16 + 1 + 33 bytes under a good checksum, and encodes back to
-// a file that parses to the same share.
+// FuzzParseShare: a share file (v2, or v1 as made before issue 13) either
+// parses or is refused; what parses has a 16-byte backup id and a 33-byte
+// share under a good checksum, a v2 share a well-formed header, and it
+// encodes back (as v2) to a file that parses to the same share and header.
 func FuzzParseShare(f *testing.F) {
 	sh := share{backupID: bytes.Repeat([]byte{7}, 16), threshold: 3, value: bytes.Repeat([]byte{9}, 33)}
 	good := encodeShare(sh, "Carol", 1, 5, time.Date(2025, 9, 1, 0, 0, 0, 0, time.UTC))
 	f.Add(good)
 	f.Add(bytes.Replace(good, []byte("0707"), []byte("0708"), 1))
+	f.Add(bytes.Replace(good, []byte("custodian: Carol"), []byte("custodian: Mallory"), 1))
+	f.Add(encodeShareV1(sh, "Carol", 1, 5, time.Date(2025, 9, 1, 0, 0, 0, 0, time.UTC)))
 	f.Add([]byte(shareBegin + "\n" + shareEnd))
 	f.Add([]byte(shareEnd + shareBegin))
-	f.Add([]byte("-----BEGIN KEYWARD BACKUP SHARE-----\nZZZZ\n-----END KEYWARD BACKUP SHARE-----\n"))
+	f.Add([]byte(shareEndV1 + shareBeginV1))
+	f.Add([]byte("-----BEGIN KEYWARD BACKUP SHARE V2-----\nZZZZ\n-----END KEYWARD BACKUP SHARE V2-----\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := parseShare(data)
 		if err != nil {
@@ -81,8 +85,19 @@ func FuzzParseShare(f *testing.F) {
 		if len(got.backupID) != 16 || len(got.value) != 33 {
 			t.Fatalf("parsed a share of %d+%d bytes", len(got.backupID), len(got.value))
 		}
-		again, err := parseShare(encodeShare(got, "x", 1, 2, time.Unix(0, 0)))
-		if err != nil || !bytes.Equal(again.backupID, got.backupID) || again.threshold != got.threshold || !bytes.Equal(again.value, got.value) {
+		if got.version == 2 && (got.custodian == "" || len(got.custodian) > maxCustodian || got.index < 1 || got.index > got.total || got.threshold > got.total) {
+			t.Fatalf("parsed a v2 share with a malformed header: %+v", got)
+		}
+		name, index, total := got.custodian, got.index, got.total
+		if got.version == 1 {
+			if got.threshold < 1 { // v1 never checked it; a v2 share must have one
+				return
+			}
+			name, index, total = "x", 1, max(2, got.threshold)
+		}
+		again, err := parseShare(encodeShare(got, name, index, total, time.Unix(0, 0)))
+		if err != nil || !bytes.Equal(again.backupID, got.backupID) || again.threshold != got.threshold || !bytes.Equal(again.value, got.value) ||
+			again.custodian != name || again.index != index || again.total != total {
 			t.Fatalf("a parsed share does not survive encode/parse: %v", err)
 		}
 	})

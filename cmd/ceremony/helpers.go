@@ -124,6 +124,7 @@ func (s *session) login(ctx context.Context, sel pkcs11shim.Selector, pin token.
 	t, err := token.Open(ctx, token.Config{Kind: token.KindHSM, Module: s.modPath, Label: sel.Label, Serial: sel.Serial,
 		PIN: pin, Guard: s.guard, MaxSessions: 2, Logger: quietLog})
 	if err != nil {
+		s.loginFailed(sel, err)
 		return nil, err
 	}
 	s.closers = append(s.closers, func() { t.Close() })
@@ -207,6 +208,9 @@ type session struct {
 	modPath string
 	guard   *token.Guard // every user and SO login goes through it (R-TOK-5)
 	closers []func()
+
+	signRef *tokenRef        // the ceremony's own token, which signs unless transcript.signer names another
+	failed  map[string]error // logins that failed, by token: never tried again to sign
 }
 
 func (s *session) close() {
@@ -262,6 +266,7 @@ func (s *session) signer(ctx context.Context, cm *common, p *pkcs11shim.Pool) er
 // under role); that token's ceremony-audit key signs the transcript unless
 // transcript.signer names another.
 func (s *session) openToken(ctx context.Context, cm *common, ref *tokenRef, role string) (*pkcs11shim.Pool, error) {
+	s.signRef = ref
 	if err := s.openModule(cm.Module); err != nil {
 		return nil, err
 	}
@@ -293,6 +298,9 @@ func start(o *options, name string, cfg validator, cm *common, plan func() []str
 	if o.approve != nil {
 		return nil, approvePlan(o, name, raw, cm, q, plan)
 	}
+	if err := checkModule(cm.Module); err != nil { // before transcript.dir is claimed, and in a dry run
+		return nil, err
+	}
 	if o.dryRun {
 		fmt.Fprintf(o.stdout, "ceremony %s: %s is valid. Plan (dry run: no token is opened, nothing is written):\n", name, o.file)
 		for i, l := range plan() {
@@ -310,6 +318,7 @@ func start(o *options, name string, cfg validator, cm *common, plan func() []str
 	}
 	fmt.Fprintf(o.stdout, "ceremony %s — officers present: %s\n", name, strings.Join(cm.Officers, ", "))
 	s := &session{o: o, rec: newRecorder(name, raw, cm.Officers, o.stdout), guard: guard}
+	s.rec.warn = o.stderr
 	s.rec.step("validate ceremony file", "%s (SHA-256 %s)", o.file, s.rec.body.ConfigSHA256)
 	s.rec.step("PIN guard", "every login is counted in %s (R-TOK-5)", cm.PINGuard)
 	if sensitive {
@@ -330,6 +339,9 @@ func (s *session) finish(ctx context.Context, cm *common, err error) error {
 	defer s.close()
 	if err != nil {
 		s.rec.step("ceremony failed", "%v", err)
+	}
+	if s.rec.signPool == nil {
+		s.lateSigner(ctx, cm)
 	}
 	terr := s.rec.finish(ctx, cm.Transcript.Dir, err)
 	if err == nil && terr != nil {

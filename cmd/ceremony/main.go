@@ -254,7 +254,7 @@ PIN sources: file:/abs/path (mode 0600), env:NAME, or prompt (terminal, no echo)
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "ceremony — the security officers' key-ceremony tool")
 	fmt.Fprintln(w, "\nUsage: ceremony <subcommand> -f ceremony.yaml [--dry-run] [--yes]")
-	fmt.Fprintln(w, "       ceremony transcript verify FILE [-pubkey signer.pem]")
+	fmt.Fprintln(w, "       ceremony transcript verify FILE (-pubkey signer.pem | -fingerprint SHA256HEX)")
 	fmt.Fprintln(w, "       ceremony officer keygen -name NAME -out officer.key -pub officer.pub.pem")
 	fmt.Fprintln(w, "       ceremony approve <subcommand> -f ceremony.yaml -key officer.key|pkcs11:URI [-name NAME] -out officer.approval [-valid 2h] [--yes]")
 	fmt.Fprintln(w, "\nSubcommands:")
@@ -268,14 +268,15 @@ func usage(w io.Writer) {
 
 func transcriptCmd(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "usage: ceremony transcript verify FILE [-pubkey signer.pem]")
+		fmt.Fprintln(stderr, "usage: ceremony transcript verify FILE (-pubkey signer.pem | -fingerprint SHA256HEX)")
 		return exitUsage
 	}
 	fs := flag.NewFlagSet("ceremony transcript verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	pubPath := fs.String("pubkey", "", "the signing key's public key PEM to require (as printed at the ceremony)")
+	pubPath := fs.String("pubkey", "", "the signing key's public key PEM to require (written at token init to audit_public_key_out)")
+	fpWant := fs.String("fingerprint", "", "or: the SHA-256 (hex) of the signing key's SubjectPublicKeyInfo, as printed at the ceremony")
 	fs.Usage = func() {
-		fmt.Fprintln(stdout, "ceremony transcript verify FILE [-pubkey signer.pem]\n\nChecks transcript.json: the body's SHA-256 and the ECDSA signature by the embedded\nceremony-audit key (and that it is the key in -pubkey). Prints the signer's fingerprint:\ncompare it with the one printed at the ceremony.\n\nExample:\n  ceremony transcript verify out/init/transcript.json -pubkey ceremony-audit.pem")
+		fmt.Fprintln(stdout, "ceremony transcript verify FILE (-pubkey signer.pem | -fingerprint SHA256HEX)\n\nChecks transcript.json: the body's SHA-256 and the ECDSA signature by the embedded\nceremony-audit key, which must be the key pinned with -pubkey (the PEM token init wrote\nto audit_public_key_out) or -fingerprint (as printed at the ceremony). One of them is\nrequired: anyone can re-sign a transcript with a key of their own.\n\nExample:\n  ceremony transcript verify out/init/transcript.json -pubkey ceremony-audit.pem")
 		fmt.Fprint(stdout, exitCodesText)
 	}
 	// Accept the flag before or after FILE.
@@ -298,7 +299,11 @@ func transcriptCmd(args []string, stdout, stderr io.Writer) int {
 		file, rest = fs.Arg(0), fs.Args()[1:]
 	}
 	if file == "" {
-		fmt.Fprintln(stderr, "usage: ceremony transcript verify FILE [-pubkey signer.pem]")
+		fmt.Fprintln(stderr, "usage: ceremony transcript verify FILE (-pubkey signer.pem | -fingerprint SHA256HEX)")
+		return exitUsage
+	}
+	if *pubPath == "" && *fpWant == "" {
+		fmt.Fprintf(stderr, "ceremony transcript verify: refusing to check %s against the key it carries: %s\n", file, pinHelp)
 		return exitUsage
 	}
 	var want *ecdsa.PublicKey
@@ -310,6 +315,9 @@ func transcriptCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	body, err := verifyTranscript(file, want)
+	if err == nil && *fpWant != "" {
+		err = checkFingerprint(body, *fpWant)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "ceremony transcript verify: %s: %v\n", file, err)
 		return exitCode(err)

@@ -105,7 +105,8 @@ func TestInteractiveInit(t *testing.T) {
 			t.Fatalf("a PIN was echoed:\n%s", o)
 		}
 	}
-	if v := runBin(t, "transcript", "verify", filepath.Join(out, "transcript", "transcript.json")); v.code != 0 {
+	recordAuditKey(t, label, o)
+	if v := verifyPinned(t, filepath.Join(out, "transcript", "transcript.json")); v.code != 0 {
 		t.Fatalf("transcript: %v", v)
 	}
 	testPool(t, label, userPIN).Close()                     // the typed user PIN works

@@ -301,7 +301,7 @@ func TestQuorumApprovalChecks(t *testing.T) {
 	r := mustRun(t, sub, f, out, append(slices.Clone(alice), bob...)...)
 	_ = r
 	tp := filepath.Join(out, "transcript", "transcript.json")
-	v := runBin(t, "transcript", "verify", tp)
+	v := verifyPinned(t, tp)
 	if v.code != 0 || !strings.Contains(v.stdout, "approved by 2 officers") || !strings.Contains(v.stdout, "Alice Wong") || !strings.Contains(v.stdout, "Bob Lee") {
 		t.Fatalf("transcript verify does not show the approvers: %v", v)
 	}

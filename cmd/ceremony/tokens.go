@@ -33,6 +33,7 @@ func runInit(ctx context.Context, o *options) error {
 			"C_InitPIN: set the user PIN",
 			fmt.Sprintf("as the SO, enrol the officers %s in the token's trusted roster", enrolNames(c.Enrol)),
 			fmt.Sprintf("generate the transcript signing key %s (EC P-256, not extractable)", auditKeyLabel),
+			auditOutPlan(c.AuditPublicKeyOut),
 		}
 	})
 	if s == nil || err != nil {
@@ -137,6 +138,13 @@ func (s *session) initToken(ctx context.Context, c *initConfig) error {
 	s.rec.key(rec)
 	s.rec.step("generate "+auditKeyLabel, "EC P-256; public key SHA-256 %s", rec.PublicSHA)
 	fmt.Fprintf(s.o.stdout, "\n%s public key (keep a copy to check transcripts with -pubkey):\n%s", auditKeyLabel, pemBytes)
+	if c.AuditPublicKeyOut != "" {
+		if err := writeExcl(c.AuditPublicKeyOut, pemBytes, 0o644); err != nil {
+			return fmt.Errorf("audit_public_key_out: %w", err)
+		}
+		s.rec.output(c.AuditPublicKeyOut, pemBytes)
+		s.rec.step("export "+auditKeyLabel+" public key", "%s (SHA-256 %s): pin transcripts with transcript verify -pubkey %s", c.AuditPublicKeyOut, rec.PublicSHA, c.AuditPublicKeyOut)
+	}
 	return s.signer(ctx, &c.common, p)
 }
 
@@ -407,7 +415,8 @@ func runUnlock(ctx context.Context, o *options) error {
 	s, err := start(o, "unlock", &c, &c.common, func() []string {
 		return []string{
 			fmt.Sprintf("read the two SO PIN parts (%s) and the new user PIN", partOfficers(c.SOPIN)),
-			fmt.Sprintf("C_InitPIN on token %s as the SO, through the PIN guard %s; clear the user PIN lockout there", c.Token.Label, c.PINGuard),
+			fmt.Sprintf("show the user PIN's state in the %s PIN guard %s", guardKindOf(&c), c.PINGuard),
+			fmt.Sprintf("C_InitPIN on token %s as the SO, through that guard; clear the user PIN lockout there and check it is cleared", c.Token.Label),
 			"log in with the new user PIN",
 		}
 	})
@@ -435,6 +444,11 @@ func (s *session) unlock(ctx context.Context, c *unlockConfig) error {
 	if err := s.openModule(c.Module); err != nil {
 		return err
 	}
+	if c.Transcript.Signer != nil { // open it before the SO logs in: a failed unlock is signed too
+		if err := s.signer(ctx, &c.common, nil); err != nil {
+			return err
+		}
+	}
 	admin, err := s.admin(pkcs11shim.Selector{Label: c.Token.Label, Serial: c.Token.Serial})
 	if err != nil {
 		return err
@@ -444,17 +458,33 @@ func (s *session) unlock(ctx context.Context, c *unlockConfig) error {
 		return err
 	}
 	s.rec.token("unlocked", ti)
-	s.rec.step("open token", "%s serial %s: user PIN locked=%v, final try=%v", ti.Label, ti.Serial, ti.Flags.UserPINLocked, ti.Flags.UserPINFinalTry)
+	s.rec.step("open token", "%s serial %s: the module says user PIN locked=%v, final try=%v", ti.Label, ti.Serial, ti.Flags.UserPINLocked, ti.Flags.UserPINFinalTry)
+	before, err := admin.PINState()
+	if err != nil {
+		return fmt.Errorf("read the PIN guard %s: %w", c.PINGuard, err)
+	}
+	s.rec.step("PIN guard before", "%s guard %s, token %s serial %s: user PIN %s", guardKindOf(c), c.PINGuard, ti.Label, ti.Serial, guardText(before, s.guard.Limit()))
 	if err := admin.Unlock(so, user, partOfficers(c.SOPIN)); err != nil {
 		return fmt.Errorf("unlock: %w", err)
 	}
-	s.rec.step("C_InitPIN", "new user PIN set by the SO; guard lockout cleared in %s", c.PINGuard)
+	s.rec.step("C_InitPIN", "new user PIN set by the SO")
+	after, err := admin.PINState()
+	if err != nil {
+		return fmt.Errorf("read the PIN guard %s after the unlock: %w", c.PINGuard, err)
+	}
+	s.rec.step("PIN guard after", "%s guard %s: user PIN %s", guardKindOf(c), c.PINGuard, guardText(after, s.guard.Limit()))
+	if after.Locked {
+		return fmt.Errorf("%w: the PIN guard %s still reports token %s's user PIN locked after the unlock", errVerify, c.PINGuard, ti.Label)
+	}
 	sel := pkcs11shim.Selector{Label: ti.Label, Serial: ti.Serial}
 	p, err := s.login(ctx, sel, token.HeldPIN(user))
 	if err != nil {
 		return fmt.Errorf("%w: login with the new user PIN: %v", errVerify, err)
 	}
 	s.rec.step("verify", "logged in with the new user PIN")
+	if s.rec.signPool != nil {
+		return nil
+	}
 	return s.signer(ctx, &c.common, p)
 }
 

@@ -89,6 +89,7 @@ type transcriptBody struct {
 	// Approvals: the officers' signed approvals that let the run start
 	// (approvals.go), with their keys as read from the token's roster.
 	Approvals []approvalRecord `json:"approvals,omitempty"`
+	Unsigned  string           `json:"unsigned,omitempty"` // why the transcript is not signed
 }
 
 type envelope struct {
@@ -106,6 +107,8 @@ type recorder struct {
 
 	signPool *pkcs11shim.Pool // set once the signing token is open
 	signInfo pkcs11shim.TokenInfo
+	unsigned string    // why no signer is open (said on stderr and in the transcript)
+	warn     io.Writer // stderr
 }
 
 func newRecorder(ceremony string, raw []byte, officers []string, out io.Writer) *recorder {
@@ -162,9 +165,15 @@ func (r *recorder) finish(ctx context.Context, dir string, cerr error) error {
 	env := envelope{}
 	var signErr error
 	if r.signPool != nil {
-		signErr = r.sign(ctx, &env)
+		if signErr = r.sign(ctx, &env); signErr != nil {
+			r.body.Signer = nil
+			r.unsigned = "signing failed: " + oneLine(signErr)
+		}
+	} else if r.unsigned == "" {
+		r.unsigned = "no signing token was open"
 	}
 	if r.signPool == nil || signErr != nil {
+		r.body.Unsigned = r.unsigned
 		// Unsigned: still written, so a failed ceremony leaves a record;
 		// `transcript verify` reports it as unsigned.
 		body, err := json.Marshal(r.body)
@@ -192,7 +201,11 @@ func (r *recorder) finish(ctx context.Context, dir string, cerr error) error {
 	if r.body.Signer != nil && env.Signature != "" {
 		fmt.Fprintf(r.out, "transcript signed by %s on token %s; public key SHA-256 %s\n", r.body.Signer.Key, r.body.Signer.Token.Label, r.body.Signer.PublicSHA)
 	} else {
-		fmt.Fprintln(r.out, "WARNING: the transcript is NOT signed (no signing token was open)")
+		warn := r.warn
+		if warn == nil {
+			warn = r.out
+		}
+		fmt.Fprintf(warn, "WARNING: the transcript %s is NOT signed: %s\n", jp, r.unsigned)
 	}
 	return signErr
 }
@@ -263,9 +276,9 @@ func (r *recorder) markdown(signed bool) string {
 	approvalsMarkdown(&s, b)
 	s.WriteString("\n## Signature\n\n")
 	if signed && b.Signer != nil {
-		fmt.Fprintf(&s, "transcript.json is signed (ECDSA P-256, SHA-256) by key `%s` on token %s (serial %s).\nSigning public key SHA-256: `%s`\n\nCheck it with `ceremony transcript verify transcript.json`.\n", b.Signer.Key, b.Signer.Token.Label, b.Signer.Token.Serial, b.Signer.PublicSHA)
+		fmt.Fprintf(&s, "transcript.json is signed (ECDSA P-256, SHA-256) by key `%s` on token %s (serial %s).\nSigning public key SHA-256: `%s`\n\nCheck it with `ceremony transcript verify transcript.json -pubkey ceremony-audit.pem` (the signer's public key as written at token init) or `-fingerprint %s`, taking the key or fingerprint from your own record, not from this file.\n", b.Signer.Key, b.Signer.Token.Label, b.Signer.Token.Serial, b.Signer.PublicSHA, b.Signer.PublicSHA)
 	} else {
-		s.WriteString("NOT SIGNED: no signing token was open when the ceremony ended.\n")
+		fmt.Fprintf(&s, "**NOT SIGNED**: %s.\n", r.unsigned)
 	}
 	return s.String()
 }
