@@ -89,19 +89,26 @@ func (s *session) zeroize(ctx context.Context, c *zeroizeConfig) error {
 	}
 	var unbacked []string
 	for _, k := range keys {
-		note := "NO BACKUP: lost for good (acknowledged in acknowledge_unbacked)"
-		if k.backup != "" {
-			note = "backed up in " + k.backup
-		} else {
+		if k.backup == "" {
 			unbacked = append(unbacked, k.label)
+		}
+	}
+	ackErr := checkAcknowledged(ti.Label, unbacked, c.AcknowledgeUnbacked)
+	for _, k := range keys {
+		note := "backed up in " + k.backup
+		if k.backup == "" {
+			note = "NO BACKUP, acknowledged in acknowledge_unbacked"
+			if ackErr != nil {
+				note = "NO BACKUP, not acknowledged"
+			}
 			if n := unbackedNote(k.label); n != "" {
 				note += "; " + n
 			}
 		}
 		s.rec.key(keyRecord{Label: k.label, ID: k.id, Type: k.typ, Token: ti.Label, Note: note})
 	}
-	if err := checkAcknowledged(ti.Label, unbacked, c.AcknowledgeUnbacked); err != nil {
-		return err
+	if ackErr != nil {
+		return ackErr
 	}
 	s.rec.step("unbacked keys acknowledged", "%d key(s) without a backup, each listed in acknowledge_unbacked: %s", len(unbacked), strings.Join(unbacked, ", "))
 
@@ -195,6 +202,7 @@ func (s *session) zeroizeInventory(ctx context.Context, c *zeroizeConfig) ([]zer
 			if fk, err := p.FindKey(ctx, ob.Label); err == nil && hex.EncodeToString(fk.ID) == id {
 				k.typ = fk.Type.String()
 			}
+			line = fmt.Sprintf("   %-12s %-32s id %s %s", ob.ClassName(), ob.Label, id, k.typ)
 			if k.backup != "" {
 				line += "   backed up: " + k.backup
 			} else {

@@ -124,7 +124,7 @@ func TestZeroizeUnbackedKeys(t *testing.T) {
 		{"no backup file given", nil, []string{"ceremony-audit", "bank-kek", "login-decrypt"}, []string{"are not listed: receipt-signer"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f, _ := zeroizeFile(t, victim, officers, tc.backups, tc.ack)
+			f, out := zeroizeFile(t, victim, officers, tc.backups, tc.ack)
 			r := runBin(t, "zeroize", "-f", f, "--yes")
 			if r.code != exitUsage || !strings.Contains(r.stderr, "acknowledge_unbacked: must list exactly the keys with no backup") || !strings.Contains(r.stderr, "Nothing was erased") {
 				t.Fatalf("zeroize: %v", r)
@@ -136,6 +136,15 @@ func TestZeroizeUnbackedKeys(t *testing.T) {
 			}
 			if got := objectLabels(t, victim); strings.Join(got, ",") != strings.Join(before, ",") {
 				t.Fatalf("a refused zeroize changed the token: %v -> %v", before, got)
+			}
+			body, err := verifyTranscript(filepath.Join(out, "transcript", "transcript.json"), nil)
+			if err != nil || !strings.HasPrefix(body.Result, "failed: ") {
+				t.Fatalf("transcript of the refused zeroize: %v %+v", err, body)
+			}
+			for _, k := range body.Keys {
+				if k.Label == "bank-kek" && k.Note != "NO BACKUP, not acknowledged" {
+					t.Errorf("refused zeroize's transcript: bank-kek %q", k.Note)
+				}
 			}
 		})
 	}
@@ -158,7 +167,7 @@ func TestZeroizeUnbackedKeys(t *testing.T) {
 		t.Errorf("transcript: receipt-signer %q", notes["receipt-signer"])
 	}
 	for _, l := range []string{"bank-kek", "login-decrypt", "ceremony-audit"} {
-		if !strings.HasPrefix(notes[l], "NO BACKUP: lost for good (acknowledged") {
+		if !strings.HasPrefix(notes[l], "NO BACKUP, acknowledged in acknowledge_unbacked") {
 			t.Errorf("transcript: %s %q", l, notes[l])
 		}
 	}
