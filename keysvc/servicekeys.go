@@ -151,10 +151,10 @@ func (s *Service) checkServiceKeys(ctx context.Context) (*ServiceKeyRecord, erro
 	if len(faults) > 0 {
 		where := ""
 		if old != nil {
-			where = fmt.Sprintf(" (recorded %s on token %q serial %s)", old.RecordedAt.Format(time.RFC3339), old.TokenLabel, old.TokenSerial)
+			where = fmt.Sprintf("; the store's were recorded %s on token %q serial %s", old.RecordedAt.Format(time.RFC3339), old.TokenLabel, old.TokenSerial)
 		}
-		return nil, fmt.Errorf("%w: token %q serial %s does not hold the service keys of this store%s:\n  - %s\n%s",
-			ErrServiceKeysChanged, info.Label, info.Serial, where, strings.Join(faults, "\n  - "), serviceKeysHelp)
+		return nil, fmt.Errorf("%w: token %q (serial %s%s): %s. %s",
+			ErrServiceKeysChanged, info.Label, info.Serial, where, strings.Join(faults, "; "), serviceKeysHelp)
 	}
 	if old != nil && (old.TokenSerial != info.Serial || old.TokenLabel != info.Label) {
 		s.log.Warn("the token's label or serial differs from the recorded one, but it holds the recorded service keys",

@@ -3,6 +3,9 @@ package softhsmtests
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/boltstore"
 	"github.com/keyward/keyward/pkcs11shim"
+	"github.com/keyward/keyward/token"
 )
 
 // Issue 13 defect 6: keysvc started on a token whose service keys are gone
@@ -221,5 +225,93 @@ func seedServiceKeys(t *testing.T, e *keysvcEnv) {
 		if _, err := e.tok.pool.GenerateKey(context.Background(), ks); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestServiceKeysKeysvcProcess: the real keysvc (cmd/keysvc) on a token
+// re-initialised (C_InitToken, as ceremony zeroize does) after its first
+// start exits with the refusal, naming the token and the keys, and
+// creates nothing on the token.
+func TestServiceKeysKeysvcProcess(t *testing.T) {
+	dir := t.TempDir()
+	tt := newTestTLS(t, dir)
+	d := newDaemon(t, "keysvc", dir, tt)
+	ti := newTokenLabel(t)
+	pinFile, conf := filepath.Join(dir, "user.pin"), filepath.Join(dir, "keysvc.yaml")
+	writeFiles(t, pinFile, userPIN+"\n", conf, fmt.Sprintf(`listen: %q
+data_dir: %q
+tls: {cert: %q, key: %q}
+token:
+  uri: %q
+  wait_timeout: 10s
+destroy: {default_delay: 24h, min_delay: 1h}
+scheduler_interval: 1h
+clients:
+  - {name: officer, admin: true, token_sha256: %s}
+`, d.addr, filepath.Join(dir, "keysvc"), tt.cert, tt.key,
+		"pkcs11:token="+ti.Label+"?module-path="+modulePath+"&pin-source=file:"+pinFile, sha(officerToken)))
+	d.args = []string{"serve", "-config", conf}
+	d.start(t)
+	d.stop()
+
+	if _, err := module.InitToken(ti.Serial, []byte(soPIN), ti.Label); err != nil {
+		t.Fatalf("re-initialise the token: %v", err)
+	}
+	if err := module.InitPIN(pkcs11shim.Selector{Label: ti.Label}, []byte(soPIN), []byte(userPIN)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, d.bin, d.args...).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("keysvc on the re-initialised token: %v\n%s", err, out)
+	}
+	t.Logf("keysvc refused:\n%s", out)
+	for _, want := range []string{"the token's service keys do not match this store", `token \"` + ti.Label + `\"`, "keysvc-kek: missing from the token", "keysvc-audit: missing from the token", "restore the token", "start keysvc with a fresh one"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("keysvc's refusal does not say %q:\n%s", want, out)
+		}
+	}
+	if objs := objectsOn(t, ti.Label); len(objs) != 0 {
+		t.Fatalf("the refused keysvc left objects on the token: %v", objs)
+	}
+}
+
+// objectsOn lists the token objects a user login sees.
+func objectsOn(t *testing.T, label string) []pkcs11shim.ObjectInfo {
+	t.Helper()
+	g, _ := newGuard(t, filepath.Join(t.TempDir(), "guard.db"), 0)
+	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: label, PIN: &switchablePIN{pin: userPIN}, Guard: g, WaitTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	objs, err := tok.Pool().ListTokenObjects(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+// TestManagedKeyMissingAtStart: an hsm key version whose token object is
+// gone does not stop keysvc (its other keys serve) but is counted in
+// Stats (keyward_token_keys_missing) and logged by name at start.
+func TestManagedKeyMissingAtStart(t *testing.T) {
+	e := newKeysvcEnv(t)
+	e.createKey(t, "a", "sign", "ec-p256", "hsm", "sign")
+	e.createKey(t, "b", "sign", "ec-p256", "hsm", "sign")
+	if n := e.svc.Stats().MissingTokenKeys; n != 0 {
+		t.Fatalf("missing at first start: %d", n)
+	}
+	e.stop()
+	destroyTokenKey(t, e.tok.pool, "kw/a/v1")
+	e.start(t)
+	if n := e.svc.Stats().MissingTokenKeys; n != 1 {
+		t.Fatalf("MissingTokenKeys %d, want 1", n)
+	}
+	e.must(t, 200, bankingToken, "POST", "/v1/keys/b/sign", map[string]any{"message": b64("m")})
+	if code, out := e.call(t, bankingToken, "POST", "/v1/keys/a/sign", map[string]any{"message": b64("m")}); code == 200 {
+		t.Fatalf("sign with the missing version: %d %v", code, out)
 	}
 }
