@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -134,6 +135,11 @@ func (s *session) zeroize(ctx context.Context, c *zeroizeConfig) error {
 	}
 	s.rec.step("confirmed", "the phrase %q was given", phrase)
 
+	// A refusal that never reaches the token must not count as a guess
+	// (as initTokenGuarded): C_InitToken must name exactly this token.
+	if dup, err := s.mod.LookupToken(pkcs11shim.Selector{Label: ti.Label}); errors.Is(err, pkcs11shim.ErrTokenAmbiguous) || (err == nil && dup.Serial != ti.Serial) {
+		return fmt.Errorf("%w: another token is labelled %q too; nothing was erased", pkcs11shim.ErrDuplicateLabel, ti.Label)
+	}
 	var after pkcs11shim.TokenInfo
 	err = s.guard.Attempt(token.PINID(ti, pkcs11shim.UserSO), func() (err error) {
 		after, err = s.mod.InitToken(ti.Serial, so, ti.Label)
