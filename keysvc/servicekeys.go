@@ -126,7 +126,7 @@ func (s *Service) checkServiceKeys(ctx context.Context) (*ServiceKeyRecord, erro
 				return nil, uerr
 			}
 			if users != "" {
-				faults = append(faults, fmt.Sprintf("%s: missing from the token, and the store holds %s made with it", ks.Label, users))
+				faults = append(faults, fmt.Sprintf("%s: missing from the token, and %s", ks.Label, users))
 			} else {
 				create = append(create, ks)
 			}
@@ -212,9 +212,9 @@ func (r *ServiceKey) differs(cur ServiceKey) string {
 
 func short(b []byte) string { return hex.EncodeToString(b[:min(len(b), 8)]) }
 
-// serviceKeyUsers describes what in the store was made with service key
-// label ("" when nothing): a missing key that something depends on is never
-// regenerated.
+// serviceKeyUsers says what in the store was made with service key label,
+// as a clause of the refusal ("" when nothing): a missing key that something
+// depends on is never regenerated.
 func (s *Service) serviceKeyUsers(label string) (string, error) {
 	switch label {
 	case AuditKeyLabel:
@@ -222,7 +222,7 @@ func (s *Service) serviceKeyUsers(label string) (string, error) {
 		if err != nil || len(cps) == 0 {
 			return "", err
 		}
-		return fmt.Sprintf("%d audit checkpoints", len(cps)), nil
+		return fmt.Sprintf("the store's %d audit checkpoints were signed by another audit key than a new one would be (keep audit.signer and its token or TPM)", len(cps)), nil
 	case AuditDigestKeyLabel:
 		f, err := s.store.AuditFormat()
 		if err != nil || f < AuditFormat {
@@ -232,7 +232,7 @@ func (s *Service) serviceKeyUsers(label string) (string, error) {
 		if err != nil || seq == 0 {
 			return "", err
 		}
-		return fmt.Sprintf("%d audit records with keyed request digests", seq), nil
+		return fmt.Sprintf("the store holds %d audit records with request digests keyed by it", seq), nil
 	}
 	n, first := 0, ""
 	err := s.eachKey(func(k *Key) {
@@ -256,7 +256,7 @@ func (s *Service) serviceKeyUsers(label string) (string, error) {
 		return "", err
 	}
 	what := map[string]string{KEKLabel: "wrapped key(s)", SMKEKLabel: "sealed SM key(s)", PINMACLabel: "holder PIN hash(es)"}[label]
-	return fmt.Sprintf("%d %s (key %q first)", n, what, first), nil
+	return fmt.Sprintf("the store holds %d %s (key %q first) made with it", n, what, first), nil
 }
 
 // eachKey calls fn for every stored key, a page at a time.
