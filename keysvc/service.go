@@ -36,6 +36,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyward/keyward/keysvc/audit"
@@ -127,13 +128,16 @@ type Service struct {
 	lastCP   *audit.Checkpoint // the newest checkpoint this process checked or signed
 	confirms *confirmations
 
+	missingKeys atomic.Int64 // hsm versions whose token object was missing at start (checkManagedKeys)
+
 	locks [64]sync.Mutex // lifecycle changes, striped by key name
 	tpmMu sync.Mutex     // one tpm-protected key loaded at a time (a TPM holds few objects)
 	cache keyCache
 }
 
-// New prepares the service: it finds (or creates, on first start) the KEK
-// and the audit key in the token.
+// New prepares the service: it finds (or creates, on first start) its
+// service keys in the token and refuses a token whose service keys do not
+// match the store's record (ErrServiceKeysChanged, servicekeys.go).
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Token == nil || cfg.Store == nil {
 		return nil, errors.New("keysvc: a token and a store are required")
@@ -160,7 +164,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Service{cfg: cfg, pool: cfg.Token.Pool(), store: cfg.Store, log: cfg.Logger, now: cfg.Now, confirms: newConfirmations()}
-	var err error
+	pending, err := s.checkServiceKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if s.kek, err = s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: KEKLabel, Usage: pkcs11shim.UsageWrap}); err != nil {
 		return nil, err
 	}
@@ -180,6 +187,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	if err := s.checkAuditAtStart(); err != nil {
+		return nil, err
+	}
+	if err := s.recordServiceKeys(pending); err != nil {
+		return nil, err
+	}
+	if err := s.checkManagedKeys(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -226,13 +239,10 @@ func auditKeyName(custom crypto.Signer) string {
 	return "the token's " + AuditKeyLabel
 }
 
-// ensureKey finds a service key by label or generates it.
+// ensureKey finds a service key by label (checkServiceKeys, which runs
+// first, generated it if that was allowed).
 func (s *Service) ensureKey(ctx context.Context, ks pkcs11shim.KeySpec) (*pkcs11shim.Key, error) {
 	k, err := s.pool.FindKey(ctx, ks.Label)
-	if errors.Is(err, pkcs11shim.ErrKeyNotFound) {
-		s.log.Info("creating service key in the token", "label", ks.Label)
-		k, err = s.pool.GenerateKey(ctx, ks)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("keysvc: service key %s: %w", ks.Label, tokenErr(err))
 	}
@@ -358,7 +368,7 @@ func tokenErr(err error) error {
 // Stats reports pool and PIN state for metrics.
 func (s *Service) Stats() Stats {
 	ps := s.pool.Stats()
-	st := Stats{PoolInUse: ps.Lent, PoolMax: ps.MaxSessions, TokenHealthy: ps.Healthy}
+	st := Stats{PoolInUse: ps.Lent, PoolMax: ps.MaxSessions, TokenHealthy: ps.Healthy, MissingTokenKeys: int(s.missingKeys.Load())}
 	if pin, err := s.cfg.Token.PINState(); err == nil {
 		st.PINFailures, st.PINLocked = pin.Failures, pin.Locked
 	}

@@ -7,4 +7,7 @@ type Stats struct {
 	TokenHealthy bool // the pool is connected and logged in
 	PINFailures  int  // consecutive failed user-PIN attempts (PIN guard)
 	PINLocked    bool // the PIN guard has locked the token
+	// MissingTokenKeys counts hsm key versions whose token object was
+	// missing at start (each logged by name).
+	MissingTokenKeys int
 }

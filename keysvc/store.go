@@ -63,6 +63,11 @@ type Store interface {
 	// MigrateAudit moves a format-1 log to AuditFormat in one
 	// transaction (AuditMigration).
 	MigrateAudit(m AuditMigration) error
+	// ServiceKeys returns the recorded identities of keysvc's own keys in
+	// the token (nil before the first record); SetServiceKeys replaces
+	// the record and appends rec in the same transaction.
+	ServiceKeys() (*ServiceKeyRecord, error)
+	SetServiceKeys(r *ServiceKeyRecord, rec *audit.Record) error
 	// Writable checks that a write transaction commits (readiness).
 	Writable() error
 	Close() error

@@ -26,7 +26,7 @@ func (m *Module) InitToken(targetSerial string, soPIN []byte, label string) (Tok
 	}
 	var target *TokenInfo
 	for i, ti := range all {
-		if ti.Flags.Initialized && ti.Label == label {
+		if ti.Flags.Initialized && ti.Label == label && (targetSerial == "" || ti.Serial != targetSerial) { // re-initialising a token under its own label is allowed (zeroize)
 			return TokenInfo{}, fmt.Errorf("%w: a token labelled %q already exists (serial %s)", ErrDuplicateLabel, label, ti.Serial)
 		}
 		if (targetSerial != "" && ti.Serial == targetSerial) || (targetSerial == "" && !ti.Flags.Initialized) {

@@ -85,8 +85,8 @@ func TestWriteAuditV1Fixture(t *testing.T) {
 	}
 }
 
-// v1Env starts keysvc (fresh token, the fixture's audit signer) on a copy
-// of the audit-v1 fixture store.
+// v1Env starts keysvc (fresh token seeded with service keys, the fixture's
+// audit signer) on a copy of the audit-v1 fixture store.
 func v1Env(t *testing.T) *keysvcEnv {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(auditV1Dir, "keysvc.db"))
@@ -106,7 +106,9 @@ func v1Env(t *testing.T) *keysvcEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &keysvcEnv{tok: mustNewToken(t, token.KindHSM), dbPath: db, clock: &fakeClock{t: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}, auditSigner: k.(*ecdsa.PrivateKey)}
+	e := &keysvcEnv{tok: mustNewToken(t, token.KindHSM), dbPath: db, clock: &fakeClock{t: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)}, auditSigner: k.(*ecdsa.PrivateKey)}
+	seedServiceKeys(t, e) // keysvc refuses a store with sealed keys on a token without its KEKs
+	return e
 }
 
 // TestAuditMigratesV1Store: keysvc starts on a store written by the

@@ -600,9 +600,21 @@ func (c *unlockConfig) validate() error {
 type zeroizeConfig struct {
 	common `yaml:",inline"`
 	Token  tokenRef `yaml:"token"`
+	// SOPIN: the two parts of the SO PIN, held by two officers; zeroize is
+	// C_InitToken, which the token allows only with the SO PIN.
+	SOPIN []pinPart `yaml:"so_pin"`
+	// Backups are backup files (made by `ceremony backup`) of this token;
+	// a key they hold (same label and CKA_ID, same token serial) counts as
+	// backed up.
+	Backups []string `yaml:"backups"`
+	// AcknowledgeUnbacked must list exactly the labels of the token's keys
+	// that no backup holds: they are lost for good.
+	AcknowledgeUnbacked []string `yaml:"acknowledge_unbacked"`
 	// Confirmation must be "ZEROIZE <label>" for a run with --yes; at a
 	// terminal the officer types the phrase instead.
 	Confirmation string `yaml:"confirmation"`
+
+	backups []*backupFile // Backups, read by validate
 }
 
 func (c *zeroizeConfig) validate() error {
@@ -624,7 +636,10 @@ func (c *zeroizeConfig) validate() error {
 	if c.Confirmation != "" && c.Confirmation != zeroizePhrase(c.Token.Label) {
 		return cfgErr("confirmation", "must be exactly %q", zeroizePhrase(c.Token.Label))
 	}
-	return nil
+	if err := validParts(&c.common, "so_pin", c.SOPIN, 2); err != nil {
+		return err
+	}
+	return c.validBackups()
 }
 
 func zeroizePhrase(label string) string { return "ZEROIZE " + label }

@@ -107,7 +107,15 @@ transcript:
   dir: out/zeroize-bank-hsm
   signer: {label: ceremony-officers, user_pin: prompt}   # another token signs: the zeroized one keeps no key
 pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: every login counted there (keysvc stopped)
-token: {label: bank-hsm, user_pin: prompt}
+token: {label: bank-hsm, user_pin: prompt}   # the user PIN lists what is on the token
+so_pin:                                        # zeroize is C_InitToken: both SO PIN parts, two officers
+  - {officer: Alice Wong, pin: prompt}
+  - {officer: Bob Lee, pin: prompt}
+backups: [out/backup-bank-hsm/backup.json]     # backup files of this token: the keys they hold are not lost
+# Every key on the token that no backup holds, exactly (the dry run lists none; a run without them
+# stops, naming them, before anything is erased). keysvc's service keys are never backed up: after
+# zeroize keysvc refuses this token with its existing data directory.
+acknowledge_unbacked: [ceremony-audit, keysvc-kek, keysvc-sm-kek, keysvc-pin-mac, keysvc-audit-digest, keysvc-audit]
 # confirmation: ZEROIZE bank-hsm   # only for --yes runs; at a terminal the officer types it
 # Needs approvals from two officers enrolled on the token (quorum: raises it), each over this exact file:
 #   ceremony approve zeroize -f zeroize.yaml -key alice.key -out alice.approval   (Bob likewise)

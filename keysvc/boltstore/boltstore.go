@@ -9,6 +9,8 @@
 //	             "format" → the log format in decimal ("2" = keysvc.AuditFormat);
 //	             absent in a log written before keyed request digests (format 1)
 //	checkpoints  8-byte big-endian seq → JSON of audit.Checkpoint (chained)
+//	service-keys "record" → JSON of keysvc.ServiceKeyRecord (created with it;
+//	             absent in a store written before service keys were recorded)
 //	probe        scratch bucket for Writable
 //
 // The file may be shared with the PIN guard (token.NewBoltStore), whose

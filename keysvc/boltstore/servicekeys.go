@@ -1,0 +1,71 @@
+package boltstore
+
+import (
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/audit"
+)
+
+var (
+	bucketServiceKeys = []byte("service-keys")
+	serviceKeysRecord = []byte("record")
+)
+
+// ServiceKeys returns the recorded identities of keysvc's service keys,
+// or nil when none are recorded yet (keysvc.Store).
+func (s *Store) ServiceKeys() (*keysvc.ServiceKeyRecord, error) {
+	var r *keysvc.ServiceKeyRecord
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketServiceKeys)
+		if b == nil {
+			return nil
+		}
+		v := b.Get(serviceKeysRecord)
+		if v == nil {
+			return nil
+		}
+		r = new(keysvc.ServiceKeyRecord)
+		return json.Unmarshal(v, r)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: read the service-key record: %w", keysvc.ErrStore, err)
+	}
+	return r, nil
+}
+
+// SetServiceKeys stores r as the service-key record and appends rec (when
+// not nil) in the same transaction (keysvc.Store).
+func (s *Store) SetServiceKeys(r *keysvc.ServiceKeyRecord, rec *audit.Record) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("%w: encode the service-key record: %w", keysvc.ErrStore, err)
+	}
+	var sealed audit.Record
+	if rec != nil {
+		sealed = *rec
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketServiceKeys)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(serviceKeysRecord, v); err != nil {
+			return err
+		}
+		if rec == nil {
+			return nil
+		}
+		return appendRecord(tx, &sealed)
+	})
+	if err != nil {
+		return fmt.Errorf("%w: store the service-key record: %w", keysvc.ErrStore, err)
+	}
+	if rec != nil {
+		*rec = sealed
+	}
+	return nil
+}
