@@ -161,7 +161,7 @@ func (c *restoreConfig) approvalTarget() approvalTarget {
 }
 
 func (c *zeroizeConfig) approvalTarget() approvalTarget {
-	return approvalTarget{token: c.Token.Label, sel: c.Token.selector(), quorum: c.quorum()}
+	return approvalTarget{token: c.Token.Label, sel: c.Token.selector(), parts: c.SOPIN, quorum: c.quorum()}
 }
 
 func (c *unlockConfig) approvalTarget() approvalTarget {

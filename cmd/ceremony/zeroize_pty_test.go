@@ -90,7 +90,7 @@ func TestZeroizeAtTerminal(t *testing.T) {
 	prompt := `Type "ZEROIZE ` + victim + `" to continue: `
 
 	f, _ := zeroizeFile(t, victim, officers, []string{backup}, ack)
-	code, o := ttyRun(t, prompt, "zeroize "+victim, "zeroize", "-f", f)
+	code, o := ttyRun(t, prompt, "zeroize "+victim, append([]string{"zeroize", "-f", f}, approveFor(t, []string{"zeroize"}, f, "alice", "bob")...)...)
 	if code != exitDeclined || !strings.Contains(o, question) {
 		t.Fatalf("zeroize with a wrong phrase: exit %d\n%s", code, o)
 	}
@@ -98,7 +98,7 @@ func TestZeroizeAtTerminal(t *testing.T) {
 		t.Fatalf("a declined zeroize changed the token: %v -> %v", before, got)
 	}
 	f, _ = zeroizeFile(t, victim, officers, []string{backup}, ack)
-	if code, o := ttyRun(t, prompt, "ZEROIZE "+victim, "zeroize", "-f", f); code != 0 {
+	if code, o := ttyRun(t, prompt, "ZEROIZE "+victim, append([]string{"zeroize", "-f", f}, approveFor(t, []string{"zeroize"}, f, "alice", "bob")...)...); code != 0 {
 		t.Fatalf("zeroize at a terminal: exit %d\n%s", code, o)
 	}
 	wantReinitialised(t, victim, "")

@@ -125,7 +125,7 @@ func TestZeroizeUnbackedKeys(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, out := zeroizeFile(t, victim, officers, tc.backups, tc.ack)
-			r := runBin(t, "zeroize", "-f", f, "--yes")
+			r := runApproved(t, []string{"zeroize"}, f, "--yes")
 			if r.code != exitUsage || !strings.Contains(r.stderr, "acknowledge_unbacked: must list exactly the keys with no backup") || !strings.Contains(r.stderr, "Nothing was erased") {
 				t.Fatalf("zeroize: %v", r)
 			}
@@ -198,7 +198,7 @@ func TestZeroizeOtherTokensBackup(t *testing.T) {
 	mustRun(t, []string{"restore"}, rf, rout)
 
 	f, _ := zeroizeFile(t, dr, officers, []string{backup}, []string{"ceremony-audit"})
-	r := runBin(t, "zeroize", "-f", f, "--yes")
+	r := runApproved(t, []string{"zeroize"}, f, "--yes")
 	if r.code != exitUsage || !strings.Contains(r.stderr, "are not listed: receipt-signer") {
 		t.Fatalf("zeroize of the DR token with the source's backup: %v", r)
 	}
@@ -245,7 +245,7 @@ func TestZeroizeNeedsBothSOParts(t *testing.T) {
 		return s.Failures
 	}
 	n := soFailures()
-	r := runBin(t, "zeroize", "-f", edited("/so-part2", "/wrong-part"), "--yes")
+	r := runApproved(t, []string{"zeroize"}, edited("/so-part2", "/wrong-part"), "--yes")
 	if r.code != exitFailed || !strings.Contains(r.stderr, "C_InitToken") {
 		t.Fatalf("zeroize with a wrong SO part: %v", r)
 	}
