@@ -42,9 +42,11 @@
 // SoftHSM (like most PKCS#11 tokens) has one SO PIN, so dual control is
 // modelled by splitting it: token init may take the SO PIN in two parts held
 // by two different officers (the SO PIN is part 1 followed by part 2), and
-// unlock and backup demand both parts from two different officers named in
-// the file (backup: only the SO can make the CKA_TRUSTED KEK that keys
-// generated with backup: true may be wrapped under).
+// unlock, backup and zeroize demand both parts from two different officers
+// named in the file (backup: only the SO can make the CKA_TRUSTED KEK that
+// keys generated with backup: true may be wrapped under; zeroize is
+// C_InitToken, which checks the SO PIN). Ceremony keys are CKA_DESTROYABLE
+// false, so a user-PIN holder cannot destroy them one by one either.
 // The token itself enforces it: neither officer alone can log in as the SO.
 // Approval codes checked against hashes in the YAML were rejected: whoever
 // edits the file could replace the hashes. Backups are M-of-N (Shamir) and
@@ -132,13 +134,13 @@ var subcommands = []subcommand{
 		exampleInit, runInit},
 	{"keygen", "generate keys in a token; export public keys as PEM; self-signed certificates where asked",
 		exampleKeygen, runKeygen},
-	{"backup", "wrap keys under a fresh backup KEK split M-of-N among custodians (Shamir)",
+	{"backup", "wrap keys under a fresh trusted, wrap-only backup KEK the SO creates (both SO PIN parts), split M-of-N among custodians",
 		exampleBackup, runBackup},
 	{"restore", "rebuild the backup KEK from M share files and unwrap the keys into another token (DR site)",
 		exampleRestore, runRestore},
 	{"unlock", "set a new user PIN with the SO PIN under dual control (two officers' PIN parts)",
 		exampleUnlock, runUnlock},
-	{"zeroize", "emergency: destroy every key object on a token after a typed confirmation",
+	{"zeroize", "emergency: list the keys no backup holds, then re-initialise the token (C_InitToken) with both SO PIN parts",
 		exampleZeroize, runZeroize},
 	{"officer enrol", "add officers to a token's trusted roster (SO PIN parts and a quorum of the enrolled officers)",
 		exampleOfficerEnrol, runOfficerEnrol},
