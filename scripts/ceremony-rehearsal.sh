@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Rehearses the README's key-ceremony walk-through on SoftHSM2, two officers
+# and five custodians, in a scratch directory:
+#
+#   scripts/ceremony-rehearsal.sh [DIR]      (DIR: created if missing; default: a new temporary one)
+#
+# Every command is the one the README shows, with two differences a rehearsal
+# needs: PINs come from files (mode 0600) instead of `prompt`, and --yes
+# answers the typed confirmations. Officers' keys, PIN files, tokens, shares
+# and transcripts all stay under DIR. Needs bin/ceremony (make ceremony) and
+# SoftHSM2 (apt-get install -y softhsm2). Exit 0 only if every step did what
+# the README says, including the refusals.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cer=${CEREMONY:-$repo/bin/ceremony}
+[ -x "$cer" ] || { echo "rehearsal: $cer missing: run make ceremony" >&2; exit 2; }
+module=""
+for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so; do
+  [ -e "$p" ] && module=$p && break
+done
+[ -n "$module" ] || { echo "rehearsal: SoftHSM2 not found: apt-get install -y softhsm2" >&2; exit 2; }
+
+dir=${1:-$(mktemp -d /tmp/keyward-ceremony.XXXXXX)}
+mkdir -p "$dir" && cd "$dir"
+dir=$(pwd)
+echo "rehearsal in $dir"
+step() { printf '\n### %s\n' "$*"; }
+expect_fail() { # expect_fail CODE TEXT cmd...: the command must exit CODE and say TEXT
+  local want=$1 text=$2; shift 2
+  set +e; out=$("$@" 2>&1); code=$?; set -e
+  if [ "$code" -ne "$want" ] || ! grep -qF -- "$text" <<<"$out"; then
+    printf 'rehearsal: expected exit %s saying %q from: %s\ngot exit %s:\n%s\n' "$want" "$text" "$*" "$code" "$out" >&2
+    exit 1
+  fi
+  echo "refused as expected (exit $code): $(grep -F -- "$text" <<<"$out" | head -1 | cut -c1-160)"
+}
+
+# A private SoftHSM token directory for the rehearsal (a real HSM needs none).
+mkdir -p tokens out media/{carol,dave,erin,frank,grace} pins officers var
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' "$dir" > softhsm2.conf
+export SOFTHSM2_CONF=$dir/softhsm2.conf
+umask 077
+# PIN files stand in for what each officer types at the prompt.
+printf 'alice-so-half-1\n' > pins/alice-so; printf 'bob-so-half-2\n' > pins/bob-so
+printf 'user-pin-4711\n' > pins/user
+printf 'dr-user-pin-0815\n' > pins/dr-user
+
+step "0. each officer makes a personal approval key (on their own machine or USB key)"
+"$cer" officer keygen -name "Alice Wong" -out officers/alice.key -pub officers/alice.pub.pem
+"$cer" officer keygen -name "Bob Lee" -out officers/bob.key -pub officers/bob.pub.pem
+
+guard=$dir/var/keysvc.db # keysvc's <data_dir>/keysvc.db; token init creates it where keysvc never ran
+common() { # common TRANSCRIPT-DIR
+  cat <<EOF
+module: $module
+officers: [Alice Wong, Bob Lee]
+transcript: {dir: out/$1}
+pin_guard: $guard
+EOF
+}
+so_parts() {
+  cat <<EOF
+so_pin:
+  - {officer: Alice Wong, pin: "file:$dir/pins/alice-so"}
+  - {officer: Bob Lee, pin: "file:$dir/pins/bob-so"}
+EOF
+}
+# approve SUB... FILE: Alice and Bob each approve FILE for ceremony SUB;
+# prints the --approval flags.
+approve() {
+  local file=${*: -1} sub=("${@:1:$#-1}") who
+  for who in alice bob; do
+    "$cer" approve "${sub[@]}" -f "$file" -key "officers/$who.key" -out "out/$who-$(basename "$file" .yaml).approval" --yes >/dev/null
+    printf -- '--approval out/%s-%s.approval ' "$who" "$(basename "$file" .yaml)"
+  done
+}
+
+step "1. initialise the production token and the DR token, enrolling both officers"
+for t in bank-hsm bank-hsm-dr; do
+  pin=user; [ $t = bank-hsm-dr ] && pin=dr-user
+  { common init-$t; cat <<EOF
+token: {label: $t}
+$(so_parts)
+user_pin: "file:$dir/pins/$pin"
+enrol:
+  - {name: Alice Wong, public_key: officers/alice.pub.pem}
+  - {name: Bob Lee, public_key: officers/bob.pub.pem}
+audit_public_key_out: out/ceremony-audit-$t.pem
+EOF
+  } > init-$t.yaml
+  "$cer" token init -f init-$t.yaml --dry-run
+  # shellcheck disable=SC2046
+  "$cer" token init -f init-$t.yaml --yes $(approve token init init-$t.yaml) > out/init-$t.log
+  echo "token $t initialised; transcript key in out/ceremony-audit-$t.pem"
+done
+
+step "2. generate keys (backup-able ones wrap only under the SO's trusted KEK)"
+{ common keygen; cat <<EOF
+token: {label: bank-hsm, user_pin: "file:$dir/pins/user"}
+keys:
+  - {label: bank-kek, type: aes-256, usage: [wrap, unwrap], backup: true}
+  - {label: receipt-signer, type: ec-p256, usage: [sign], backup: true, public_key_pem: out/receipt-signer.pem}
+EOF
+} > keygen.yaml
+step "2a. one officer alone is refused before any PIN is read"
+"$cer" approve keygen -f keygen.yaml -key officers/alice.key -out out/alice-only.approval --yes >/dev/null
+expect_fail 3 "not approved" "$cer" keygen -f keygen.yaml --approval out/alice-only.approval
+# shellcheck disable=SC2046
+"$cer" keygen -f keygen.yaml $(approve keygen keygen.yaml) > out/keygen.log
+echo "keys generated: bank-kek, receipt-signer"
+
+step "3. back up 3-of-5 (both SO PIN parts: only the SO makes the trusted KEK)"
+{ common backup; cat <<EOF
+token: {label: bank-hsm, user_pin: "file:$dir/pins/user"}
+$(so_parts)
+keys: [bank-kek, receipt-signer]
+threshold: 3
+custodians:
+  - {name: Carol, share_file: media/carol/share-carol.txt}
+  - {name: Dave,  share_file: media/dave/share-dave.txt}
+  - {name: Erin,  share_file: media/erin/share-erin.txt}
+  - {name: Frank, share_file: media/frank/share-frank.txt}
+  - {name: Grace, share_file: media/grace/share-grace.txt}
+output: out/backup-bank-hsm.json
+EOF
+} > backup.yaml
+# shellcheck disable=SC2046
+"$cer" backup -f backup.yaml $(approve backup backup.yaml) > out/backup.log
+echo "backup written: out/backup-bank-hsm.json and five share files"
+
+step "4. restore at the DR site with Carol's, Erin's and Grace's shares"
+{ common restore-dr; cat <<EOF
+token: {label: bank-hsm-dr, user_pin: "file:$dir/pins/dr-user"}
+backup_file: out/backup-bank-hsm.json
+shares: [media/carol/share-carol.txt, media/erin/share-erin.txt, media/grace/share-grace.txt]
+EOF
+} > restore.yaml
+# shellcheck disable=SC2046
+"$cer" restore -f restore.yaml $(approve restore restore.yaml) > out/restore.log
+grep -q "held by Carol" out/restore-dr/transcript.md
+echo "restored into bank-hsm-dr; the transcript names whose shares were used"
+
+step "5. check the transcripts against the keys the officers kept"
+"$cer" transcript verify out/backup/transcript.json -pubkey out/ceremony-audit-bank-hsm.pem
+"$cer" transcript verify out/restore-dr/transcript.json -pubkey out/ceremony-audit-bank-hsm-dr.pem
+expect_fail 2 "give the signer you expect" "$cer" transcript verify out/backup/transcript.json
+expect_fail 4 "different key" "$cer" transcript verify out/backup/transcript.json -pubkey out/ceremony-audit-bank-hsm-dr.pem
+
+step "6. a changed backup file is refused at restore"
+sed 's/"label": "receipt-signer"/"label": "payments-root-signer"/' out/backup-bank-hsm.json > out/edited-backup.json
+sed -e 's#out/backup-bank-hsm.json#out/edited-backup.json#' -e 's#out/restore-dr#out/restore-edited#' restore.yaml > restore-edited.yaml
+# shellcheck disable=SC2046
+expect_fail 4 "was changed" "$cer" restore -f restore-edited.yaml $(approve restore restore-edited.yaml)
+
+echo
+echo "rehearsal passed: every step above did what the README says ($dir)"
