@@ -165,7 +165,7 @@ func (c *zeroizeConfig) approvalTarget() approvalTarget {
 }
 
 func (c *unlockConfig) approvalTarget() approvalTarget {
-	return approvalTarget{token: c.Token.Label, sel: pkcs11shim.Selector{Label: c.Token.Label, Serial: c.Token.Serial}, parts: c.SOPIN, quorum: c.quorum()}
+	return approvalTarget{token: c.Token.Label, sel: c.selector(), parts: c.SOPIN, quorum: c.quorum()}
 }
 
 // --- checking approvals -----------------------------------------------------------

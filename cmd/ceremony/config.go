@@ -556,17 +556,34 @@ func (c *restoreConfig) validate() error {
 	return nil
 }
 
-// --- unlock -----------------------------------------------------------------
-
-type unlockConfig struct {
-	common `yaml:",inline"`
-	Token  struct {
+// soTarget is what the SO ceremonies on an initialised token (unlock,
+// officer enrol, officer retire) share: the token, by label or serial,
+// and both parts of the SO PIN, held by two different officers.
+type soTarget struct {
+	Token struct {
 		Label  string `yaml:"label"`
 		Serial string `yaml:"serial"`
 	} `yaml:"token"`
-	// SOPIN: the two parts of the SO PIN, held by two officers.
-	SOPIN      []pinPart `yaml:"so_pin"`
-	NewUserPIN string    `yaml:"new_user_pin"`
+	SOPIN []pinPart `yaml:"so_pin"`
+}
+
+func (t *soTarget) validate(c *common) error {
+	if t.Token.Label == "" && t.Token.Serial == "" {
+		return cfgErr("token.label", "required: the token's label (or serial)")
+	}
+	return validParts(c, "so_pin", t.SOPIN, 2)
+}
+
+func (t *soTarget) selector() pkcs11shim.Selector {
+	return pkcs11shim.Selector{Label: t.Token.Label, Serial: t.Token.Serial}
+}
+
+// --- unlock -----------------------------------------------------------------
+
+type unlockConfig struct {
+	common     `yaml:",inline"`
+	soTarget   `yaml:",inline"`
+	NewUserPIN string `yaml:"new_user_pin"`
 	// PINGuardKind is keysvc (default: pin_guard must be keysvc's
 	// keysvc.db) or workstation (the officers' own file, for a token
 	// keysvc does not use).
@@ -577,10 +594,7 @@ func (c *unlockConfig) validate() error {
 	if err := c.common.validate(true); err != nil {
 		return err
 	}
-	if c.Token.Label == "" && c.Token.Serial == "" {
-		return cfgErr("token.label", "required")
-	}
-	if err := validParts(&c.common, "so_pin", c.SOPIN, 2); err != nil {
+	if err := c.soTarget.validate(&c.common); err != nil {
 		return err
 	}
 	switch c.PINGuardKind {

@@ -225,13 +225,8 @@ func officerKeygenCmd(args []string, stdout, stderr io.Writer) int {
 // --- officer enrol ------------------------------------------------------------------
 
 type officerEnrolConfig struct {
-	common `yaml:",inline"`
-	Token  struct {
-		Label  string `yaml:"label"`
-		Serial string `yaml:"serial"`
-	} `yaml:"token"`
-	// SOPIN: both parts of the SO PIN, held by two officers who approve.
-	SOPIN []pinPart `yaml:"so_pin"`
+	common   `yaml:",inline"`
+	soTarget `yaml:",inline"`
 	// Enrol: the officers to add; each approves with the key being added.
 	Enrol []enrolEntry `yaml:"enrol"`
 }
@@ -243,17 +238,14 @@ func (c *officerEnrolConfig) validate() error {
 	if err := c.needSigner(); err != nil {
 		return err
 	}
-	if c.Token.Label == "" && c.Token.Serial == "" {
-		return cfgErr("token.label", "required")
-	}
-	if err := validParts(&c.common, "so_pin", c.SOPIN, 2); err != nil {
+	if err := c.soTarget.validate(&c.common); err != nil {
 		return err
 	}
 	return c.validEnrol("enrol", c.Enrol, 1, nil)
 }
 
 func (c *officerEnrolConfig) approvalTarget() approvalTarget {
-	return approvalTarget{token: c.Token.Label, sel: pkcs11shim.Selector{Label: c.Token.Label, Serial: c.Token.Serial}, parts: c.SOPIN, enrol: c.Enrol, quorum: c.quorum()}
+	return approvalTarget{token: c.Token.Label, sel: c.selector(), parts: c.SOPIN, enrol: c.Enrol, quorum: c.quorum()}
 }
 
 func runOfficerEnrol(ctx context.Context, o *options) error {
@@ -280,7 +272,7 @@ func (s *session) officerEnrol(ctx context.Context, c *officerEnrolConfig) error
 	if err := s.openModule(c.Module); err != nil {
 		return err
 	}
-	admin, err := s.admin(pkcs11shim.Selector{Label: c.Token.Label, Serial: c.Token.Serial})
+	admin, err := s.admin(c.selector())
 	if err != nil {
 		return err
 	}

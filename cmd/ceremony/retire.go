@@ -15,13 +15,9 @@ import (
 // keep at least the quorum; enrol a replacement first.
 
 type officerRetireConfig struct {
-	common `yaml:",inline"`
-	Token  struct {
-		Label  string `yaml:"label"`
-		Serial string `yaml:"serial"`
-	} `yaml:"token"`
-	SOPIN  []pinPart `yaml:"so_pin"`
-	Retire []string  `yaml:"retire"`
+	common   `yaml:",inline"`
+	soTarget `yaml:",inline"`
+	Retire   []string `yaml:"retire"`
 }
 
 func (c *officerRetireConfig) validate() error {
@@ -31,10 +27,7 @@ func (c *officerRetireConfig) validate() error {
 	if err := c.needSigner(); err != nil {
 		return err
 	}
-	if c.Token.Label == "" && c.Token.Serial == "" {
-		return cfgErr("token.label", "required")
-	}
-	if err := validParts(&c.common, "so_pin", c.SOPIN, 2); err != nil {
+	if err := c.soTarget.validate(&c.common); err != nil {
 		return err
 	}
 	if len(c.Retire) == 0 {
@@ -51,7 +44,7 @@ func (c *officerRetireConfig) validate() error {
 }
 
 func (c *officerRetireConfig) approvalTarget() approvalTarget {
-	return approvalTarget{token: c.Token.Label, sel: pkcs11shim.Selector{Label: c.Token.Label, Serial: c.Token.Serial}, parts: c.SOPIN, exclude: c.Retire, quorum: c.quorum()}
+	return approvalTarget{token: c.Token.Label, sel: c.selector(), parts: c.SOPIN, exclude: c.Retire, quorum: c.quorum()}
 }
 
 func runOfficerRetire(ctx context.Context, o *options) error {
@@ -71,7 +64,7 @@ func runOfficerRetire(ctx context.Context, o *options) error {
 }
 
 func (s *session) officerRetire(ctx context.Context, c *officerRetireConfig) error {
-	admin, err := s.admin(pkcs11shim.Selector{Label: c.Token.Label, Serial: c.Token.Serial})
+	admin, err := s.admin(c.selector())
 	if err != nil {
 		return err
 	}

@@ -449,7 +449,7 @@ func (s *session) unlock(ctx context.Context, c *unlockConfig) error {
 			return err
 		}
 	}
-	admin, err := s.admin(pkcs11shim.Selector{Label: c.Token.Label, Serial: c.Token.Serial})
+	admin, err := s.admin(c.selector())
 	if err != nil {
 		return err
 	}
