@@ -143,6 +143,21 @@ func (s *session) admin(sel pkcs11shim.Selector) (*token.Admin, error) {
 	return a, nil
 }
 
+// adminToken opens the token named by sel for the SO's operations (see
+// admin) and records it in the transcript under role.
+func (s *session) adminToken(sel pkcs11shim.Selector, role string) (*token.Admin, pkcs11shim.TokenInfo, error) {
+	admin, err := s.admin(sel)
+	if err != nil {
+		return nil, pkcs11shim.TokenInfo{}, err
+	}
+	ti, err := admin.Info()
+	if err != nil {
+		return nil, ti, err
+	}
+	s.rec.token(role, ti)
+	return admin, ti, nil
+}
+
 // quietLog drops token's operational log lines: the ceremony reports
 // every outcome itself, on stderr and in the transcript.
 var quietLog = slog.New(slog.DiscardHandler)

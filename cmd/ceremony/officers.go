@@ -272,15 +272,10 @@ func (s *session) officerEnrol(ctx context.Context, c *officerEnrolConfig) error
 	if err := s.openModule(c.Module); err != nil {
 		return err
 	}
-	admin, err := s.admin(c.selector())
+	admin, _, err := s.adminToken(c.selector(), "roster")
 	if err != nil {
 		return err
 	}
-	ti, err := admin.Info()
-	if err != nil {
-		return err
-	}
-	s.rec.token("roster", ti)
 	so, err := readParts(s.o, c.SOPIN, "SO PIN", false)
 	if err != nil {
 		return err

@@ -64,15 +64,10 @@ func runOfficerRetire(ctx context.Context, o *options) error {
 }
 
 func (s *session) officerRetire(ctx context.Context, c *officerRetireConfig) error {
-	admin, err := s.admin(c.selector())
+	admin, ti, err := s.adminToken(c.selector(), "roster")
 	if err != nil {
 		return err
 	}
-	ti, err := admin.Info()
-	if err != nil {
-		return err
-	}
-	s.rec.token("roster", ti)
 	before, err := admin.TrustedOfficers()
 	if err != nil {
 		return err

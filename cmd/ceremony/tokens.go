@@ -449,15 +449,10 @@ func (s *session) unlock(ctx context.Context, c *unlockConfig) error {
 			return err
 		}
 	}
-	admin, err := s.admin(c.selector())
+	admin, ti, err := s.adminToken(c.selector(), "unlocked")
 	if err != nil {
 		return err
 	}
-	ti, err := admin.Info()
-	if err != nil {
-		return err
-	}
-	s.rec.token("unlocked", ti)
 	s.rec.step("open token", "%s serial %s: the module says user PIN locked=%v, final try=%v", ti.Label, ti.Serial, ti.Flags.UserPINLocked, ti.Flags.UserPINFinalTry)
 	before, err := admin.PINState()
 	if err != nil {
