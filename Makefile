@@ -57,6 +57,7 @@ FUZZ_TARGETS = ./pkcs11shim:FuzzParseURI ./pkcs11shim:FuzzECDSADERToRaw \
                ./keysvc/audit:FuzzUnmarshalRecord ./keysvc/audit:FuzzUnmarshalCheckpoint \
                ./keysvc/secrets:FuzzParse \
                ./cmd/ceremony:FuzzCeremonyConfig ./cmd/ceremony:FuzzParseShare \
+               ./cmd/ceremony:FuzzParseApproval ./cmd/ceremony:FuzzBackupFileMAC \
                ./banking:FuzzDecodeRequest ./banking:FuzzCheckOrder
 
 fuzz-short:
