@@ -112,7 +112,7 @@ func (c *common) validate(needModule bool) error {
 		}
 	}
 	if c.Transcript.Signer != nil {
-		if err := c.Transcript.Signer.validate("transcript.signer", true); err != nil {
+		if err := c.Transcript.Signer.validate(c, "transcript.signer"); err != nil {
 			return err
 		}
 	}
@@ -167,31 +167,32 @@ func (c *common) path(p string) string {
 	return filepath.Join(c.dir, p)
 }
 
-func (t *tokenRef) validate(path string, needPIN bool) error {
+func (t *tokenRef) validate(c *common, path string) error {
 	if t.Label == "" && t.Serial == "" {
 		return cfgErr(path+".label", "required: the token's label (or serial)")
 	}
 	if len(t.Label) > 32 {
 		return cfgErr(path+".label", "longer than 32 characters")
 	}
-	if needPIN {
-		if err := validPINSource(path+".user_pin", t.UserPIN); err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.validPINSource(path+".user_pin", t.UserPIN)
 }
 
 func (t *tokenRef) selector() pkcs11shim.Selector {
 	return pkcs11shim.Selector{Label: t.Label, Serial: t.Serial}
 }
 
-func validPINSource(path, s string) error {
+// validPINSource checks a PIN source: its form always; that a PIN file
+// exists and is owner-only too, except for ceremony approve, which runs on
+// the approving officer's own machine, where the PIN files are not.
+func (c *common) validPINSource(path, s string) error {
 	if s == "" {
 		return cfgErr(path, "required: file:/abs/path, env:NAME or prompt (never the PIN itself)")
 	}
 	if _, err := token.ParsePINSource(s); err != nil {
 		return cfgErr(path, "%v", err)
+	}
+	if c.lax {
+		return nil
 	}
 	return checkPINFile(path, s)
 }
@@ -291,7 +292,7 @@ func (c *initConfig) validate() error {
 			return err
 		}
 	}
-	return validPINSource("user_pin", c.UserPIN)
+	return c.validPINSource("user_pin", c.UserPIN)
 }
 
 func validParts(c *common, path string, parts []pinPart, min int) error {
@@ -309,7 +310,7 @@ func validParts(c *common, path string, parts []pinPart, min int) error {
 		if !c.officer(p.Officer) {
 			return cfgErr(pp+".officer", "%q is not in officers", p.Officer)
 		}
-		if err := validPINSource(pp+".pin", p.PIN); err != nil {
+		if err := c.validPINSource(pp+".pin", p.PIN); err != nil {
 			return err
 		}
 	}
@@ -374,7 +375,7 @@ func (c *keygenConfig) validate() error {
 	if err := c.common.validate(true); err != nil {
 		return err
 	}
-	if err := c.Token.validate("token", true); err != nil {
+	if err := c.Token.validate(&c.common, "token"); err != nil {
 		return err
 	}
 	if len(c.Keys) == 0 {
@@ -478,7 +479,7 @@ func (c *backupConfig) validate() error {
 	if len(c.Officers) < 2 {
 		return cfgErr("officers", "a backup is made under dual control: name at least two officers (R-AV-3)")
 	}
-	if err := c.Token.validate("token", true); err != nil {
+	if err := c.Token.validate(&c.common, "token"); err != nil {
 		return err
 	}
 	if err := validParts(&c.common, "so_pin", c.SOPIN, 2); err != nil {
@@ -539,7 +540,7 @@ func (c *restoreConfig) validate() error {
 	if err := c.common.validate(true); err != nil {
 		return err
 	}
-	if err := c.Token.validate("token", true); err != nil {
+	if err := c.Token.validate(&c.common, "token"); err != nil {
 		return err
 	}
 	if err := c.input("backup_file", &c.BackupFile); err != nil {
@@ -606,7 +607,7 @@ func (c *unlockConfig) validate() error {
 	default:
 		return cfgErr("pin_guard_kind", "must be %s (pin_guard is keysvc's keysvc.db; the default) or %s (the officers' own file, for a token keysvc does not use)", guardKindKeysvc, guardKindWorkstation)
 	}
-	return validPINSource("new_user_pin", c.NewUserPIN)
+	return c.validPINSource("new_user_pin", c.NewUserPIN)
 }
 
 // --- zeroize ----------------------------------------------------------------
@@ -635,7 +636,7 @@ func (c *zeroizeConfig) validate() error {
 	if err := c.common.validate(true); err != nil {
 		return err
 	}
-	if err := c.Token.validate("token", true); err != nil {
+	if err := c.Token.validate(&c.common, "token"); err != nil {
 		return err
 	}
 	if c.Token.Label == "" {

@@ -62,7 +62,7 @@ func (c *sealConfig) validate() error {
 		return err
 	}
 	if c.Token != nil {
-		if err := c.Token.validate("token", true); err != nil {
+		if err := c.Token.validate(&c.common, "token"); err != nil {
 			return err
 		}
 	} else if c.Transcript.Signer == nil {
@@ -94,7 +94,7 @@ func (c *sealConfig) validate() error {
 	case c.NoPassphrase && c.TPM == "":
 		return cfgErr("tpm", "required with no_passphrase: the file needs at least one slot")
 	case c.Passphrase != "":
-		if err := validPINSource("passphrase", c.Passphrase); err != nil {
+		if err := c.validPINSource("passphrase", c.Passphrase); err != nil {
 			return err
 		}
 	}
@@ -122,7 +122,7 @@ func (c *resealConfig) validate() error {
 	if err := c.common.validate(true); err != nil {
 		return err
 	}
-	if err := c.Token.validate("token", true); err != nil {
+	if err := c.Token.validate(&c.common, "token"); err != nil {
 		return err
 	}
 	if c.TPM == "" {
@@ -131,7 +131,7 @@ func (c *resealConfig) validate() error {
 	if err := validTPM(c.TPM, c.PCRs); err != nil {
 		return err
 	}
-	if err := validPINSource("passphrase", c.Passphrase); err != nil {
+	if err := c.validPINSource("passphrase", c.Passphrase); err != nil {
 		return err
 	}
 	return c.input("file", &c.File)
