@@ -129,3 +129,26 @@ func TestPINSourceGrammarURIAgrees(t *testing.T) {
 		})
 	}
 }
+
+// FuzzPINSourceGrammar: for any string, ParsePINSource and a URI's
+// pin-source= agree (accept both or refuse both), and an accepted URI
+// yields the same reader.
+func FuzzPINSourceGrammar(f *testing.F) {
+	for _, r := range pinGrammarRows {
+		f.Add(r.in)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		direct, perr := ParsePINSource(src)
+		u, uerr := pkcs11shim.ParseURI(uriPINSource(src))
+		if (perr == nil) != (uerr == nil) {
+			t.Fatalf("disagreement on %q: ParsePINSource error %v, ParseURI error %v", src, perr, uerr)
+		}
+		if uerr != nil {
+			return
+		}
+		viaURI, err := ParsePINSource(u.PINSource)
+		if err != nil || !reflect.DeepEqual(direct, viaURI) {
+			t.Fatalf("%q: direct %#v, via the URI %#v (%v)", src, direct, viaURI, err)
+		}
+	})
+}
