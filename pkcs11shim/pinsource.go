@@ -41,7 +41,7 @@ const (
 // PINSourceSpec is a parsed PIN source: where to get the PIN, not the PIN.
 type PINSourceSpec struct {
 	Kind PINSourceKind
-	// Path is the absolute, cleaned-as-written path of a file source.
+	// Path is the absolute path of a file source, as written.
 	Path string
 	// Env is the variable name of an env: source.
 	Env string
