@@ -51,7 +51,7 @@ TPM2_UP = d=$$(mktemp -d); trap 'scripts/tpm2-pkcs11.sh down "$$d" >/dev/null; r
 	else echo "tpm2-pkcs11 not started: TestConformance runs on SoftHSM2 only"; fi
 
 # Every fuzz target, as package:Target.
-FUZZ_TARGETS = ./pkcs11shim:FuzzParseURI ./pkcs11shim:FuzzECDSADERToRaw \
+FUZZ_TARGETS = ./pkcs11shim:FuzzParseURI ./token:FuzzPINSourceGrammar ./pkcs11shim:FuzzECDSADERToRaw \
                ./keysvc/txformat:FuzzRecognise ./keysvc/txformat:FuzzParsePain001 \
                ./keysvc/smcrypto:FuzzSM2Decrypt ./keysvc:FuzzDecodeVersioned ./keysvc/api:FuzzDecodeRequest \
                ./keysvc/audit:FuzzUnmarshalRecord ./keysvc/audit:FuzzUnmarshalCheckpoint \

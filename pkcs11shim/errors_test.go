@@ -41,6 +41,7 @@ var allSentinels = map[string]error{
 	"ErrTokenBusy":        ErrTokenBusy,
 	"ErrDeviceMemory":     ErrDeviceMemory,
 	"ErrInvalidURI":       ErrInvalidURI,
+	"ErrPINSourceSyntax":  ErrPINSourceSyntax,
 	"ErrNotTrustedOnly":   ErrNotTrustedOnly,
 	"ErrLoggedIn":         ErrLoggedIn,
 }

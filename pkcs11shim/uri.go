@@ -68,9 +68,9 @@ type URI struct {
 	// ModuleName is module-name=, a bare library name without any directory.
 	// It is never given together with ModulePath.
 	ModuleName string
-	// PINSource is pin-source=, where the PIN comes from: "file:/abs/path",
-	// "/abs/path" (a file) or "env:NAME". It is kept verbatim after
-	// percent-decoding; token.ParsePINSource understands every accepted form.
+	// PINSource is pin-source=, where the PIN comes from, in the grammar of
+	// ParsePINSource ("file:/abs/path", "env:NAME", "prompt", ...). It is
+	// kept verbatim after percent-decoding; ParsePINSource accepts it.
 	PINSource string
 
 	// There is deliberately no PINValue: pin-value= is refused, because a
@@ -184,7 +184,9 @@ func uriCharSet(extra string) *[256]bool {
 //   - a relative module-path, a module-name containing a directory, and
 //     module-name and module-path together;
 //   - pin-value, always (requirement R-TOK-4): use pin-source;
-//   - a pin-source other than file:/abs/path, /abs/path or env:NAME.
+//   - a pin-source that ParsePINSource refuses (the one PIN-source
+//     grammar: file:/abs/path, file:///abs/path, /abs/path, env:NAME,
+//     prompt, prompt:Label); its error also matches ErrPINSourceSyntax.
 func ParseURI(s string) (*URI, error) {
 	if len(s) < len(uriScheme) || !strings.EqualFold(s[:len(uriScheme)], uriScheme) {
 		return nil, uriErrorf("must start with %q, e.g. pkcs11:token=bank;object=receipt", uriScheme)
@@ -368,43 +370,14 @@ func (u *URI) uriSetQuery(name, v string) error {
 	return nil
 }
 
-// uriCheckPINSource checks a decoded pin-source value. Its errors do not
-// quote v: it may be a PIN given where a source belongs.
+// uriCheckPINSource checks a decoded pin-source value with the one
+// PIN-source grammar (ParsePINSource). Its errors do not quote v: it may
+// be a PIN given where a source belongs.
 func uriCheckPINSource(v string) error {
-	switch {
-	case strings.HasPrefix(v, "env:"):
-		if !uriEnvNameValid(v[len("env:"):]) {
-			return uriErrorf("pin-source env:NAME needs a variable name of ASCII letters, digits and \"_\", not starting with a digit")
-		}
-	case strings.HasPrefix(v, "file://"):
-		return uriErrorf("pin-source file:// URLs are not supported; write file:/abs/path (one slash)")
-	case strings.HasPrefix(v, "file:"):
-		if !filepath.IsAbs(v[len("file:"):]) {
-			return uriErrorf("pin-source file: needs an absolute path, e.g. file:/run/keyward/pin")
-		}
-	case filepath.IsAbs(v):
-		// A bare absolute path is a file.
-	default:
-		return uriErrorf("pin-source must be file:/abs/path, /abs/path or env:NAME (its value is not shown in case it is a PIN)")
+	if _, err := ParsePINSource(v); err != nil {
+		return fmt.Errorf("%w: pin-source: %w", ErrInvalidURI, err)
 	}
 	return nil
-}
-
-// uriEnvNameValid reports whether name matches [A-Za-z_][A-Za-z0-9_]*.
-func uriEnvNameValid(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
-		case '0' <= c && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // uriCheckText checks a decoded text attribute: PKCS#11 strings are UTF-8

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"golang.org/x/term"
+
+	"github.com/keyward/keyward/pkcs11shim"
 )
 
 // ErrPINSource is wrapped by every error from a PIN source and from
@@ -41,73 +41,37 @@ var (
 	_ PINSource = HeldPIN(nil)
 )
 
-// ParsePINSource parses a PIN source specification (R-TOK-4):
+// ParsePINSource parses a PIN source specification (R-TOK-4) in the one
+// PIN-source grammar, pkcs11shim.ParsePINSource, which the URI parser's
+// pin-source= uses too, and builds its reader:
 //
 //	file:/abs/path       the PIN is read from a file (FilePIN)
+//	file:///abs/path     the same (RFC 8089, empty authority)
 //	/abs/path            the same
 //	env:NAME             the PIN is read from environment variable NAME (EnvPIN)
 //	prompt               the PIN is typed at the terminal without echo (PromptPIN)
 //	prompt:Label text    the same, prompting with "Label text: "
 //
-// File paths must be absolute. NAME must consist of ASCII letters, digits
-// and underscores and must not start with a digit. A prompt label must not
-// contain control characters.
+// file://HOST/path, relative paths and |program are refused.
 //
-// The errors returned wrap ErrPINSource and deliberately do not quote s:
-// an operator who mistakenly passes the PIN itself where a source is
-// expected must not find it echoed into logs.
+// The errors returned wrap ErrPINSource (and match
+// pkcs11shim.ErrPINSourceSyntax) and deliberately do not quote s: an
+// operator who mistakenly passes the PIN itself where a source is expected
+// must not find it echoed into logs.
 func ParsePINSource(s string) (PINSource, error) {
-	switch {
-	case s == "":
-		return nil, fmt.Errorf("%w: empty PIN source; use file:/abs/path, env:NAME or prompt", ErrPINSource)
-	case s == "prompt":
-		return PromptPIN{Prompt: defaultPINPrompt}, nil
-	case strings.HasPrefix(s, "prompt:"):
-		label := strings.TrimSpace(strings.TrimPrefix(s, "prompt:"))
-		label = strings.TrimRight(label, ": ")
-		if label == "" {
-			return nil, fmt.Errorf("%w: empty prompt label; use prompt or prompt:Label text", ErrPINSource)
-		}
-		for _, r := range label {
-			if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-				return nil, fmt.Errorf("%w: prompt label must not contain control characters", ErrPINSource)
-			}
-		}
-		return PromptPIN{Prompt: label + ": "}, nil
-	case strings.HasPrefix(s, "env:"):
-		name := strings.TrimPrefix(s, "env:")
-		if !pinEnvNameValid(name) {
-			return nil, fmt.Errorf("%w: invalid environment variable name in env: source; use letters, digits and underscores, not starting with a digit", ErrPINSource)
-		}
-		return EnvPIN{Name: name}, nil
-	case strings.HasPrefix(s, "file:"):
-		path := strings.TrimPrefix(s, "file:")
-		if !filepath.IsAbs(path) {
-			return nil, fmt.Errorf("%w: file: source needs an absolute path", ErrPINSource)
-		}
-		return FilePIN{Path: path}, nil
-	case filepath.IsAbs(s):
-		return FilePIN{Path: s}, nil
+	spec, err := pkcs11shim.ParsePINSource(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPINSource, err)
 	}
-	return nil, fmt.Errorf("%w: unrecognised PIN source; use file:/abs/path, env:NAME or prompt", ErrPINSource)
-}
-
-// pinEnvNameValid reports whether name is a portable environment variable name:
-// ASCII letters, digits and underscores, not starting with a digit.
-func pinEnvNameValid(name string) bool {
-	if name == "" {
-		return false
+	switch spec.Kind {
+	case pkcs11shim.PINFromFile:
+		return FilePIN{Path: spec.Path}, nil
+	case pkcs11shim.PINFromEnv:
+		return EnvPIN{Name: spec.Env}, nil
+	case pkcs11shim.PINFromPrompt:
+		return PromptPIN{Prompt: spec.Prompt}, nil
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
-		case '0' <= c && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
+	return nil, fmt.Errorf("%w: unknown PIN source kind %d", ErrPINSource, spec.Kind)
 }
 
 // FilePIN reads the PIN from the file at Path (R-TOK-4).

@@ -70,7 +70,7 @@ func TestLoadConfigUnknownField(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := loadConfig(writeConfig(t, body))
-			if err == nil || !strings.Contains(err.Error(), "not found in type") {
+			if err == nil || !strings.Contains(err.Error(), ": unknown field; allowed here: ") {
 				t.Fatalf("want an unknown-field error, got %v", err)
 			}
 		})

@@ -1,18 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/keyward/keyward/cmd/internal/strictyaml"
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
 )
@@ -805,17 +802,8 @@ func loadConfig(path string, cfg validator, cm *common) ([]byte, error) {
 // and validates it, resolving relative paths against dir. Every error
 // wraps errConfig.
 func parseConfig(raw []byte, path, dir string, cfg validator, cm *common) error {
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: %s is empty", errConfig, path)
-		}
-		return fmt.Errorf("%w: %s: %v", errConfig, path, explainYAML(raw, cfg, err))
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: %s: more than one YAML document", errConfig, path)
+	if err := strictyaml.Decode(raw, cfg); err != nil {
+		return fmt.Errorf("%w: %s: %w", errConfig, path, err)
 	}
 	cm.dir = dir
 	return cfg.validate()

@@ -21,7 +21,11 @@ import (
 // terminal without echo with the given prompt; for a new PIN (repeat) it
 // asks twice.
 func readPIN(o *options, src, prompt string, repeat bool) ([]byte, error) {
-	if src == "prompt" || strings.HasPrefix(src, "prompt:") {
+	s, err := token.ParsePINSource(src)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := s.(token.PromptPIN); ok {
 		p := token.PromptPIN{Prompt: prompt + ": ", In: o.stdin, Out: o.stderr}
 		pin, err := p.PIN()
 		if err != nil || !repeat {
@@ -39,10 +43,6 @@ func readPIN(o *options, src, prompt string, repeat bool) ([]byte, error) {
 			return nil, fmt.Errorf("%w: the two entries of %s differ", errDeclined, prompt)
 		}
 		return pin, nil
-	}
-	s, err := token.ParsePINSource(src)
-	if err != nil {
-		return nil, err
 	}
 	return s.PIN()
 }

@@ -1,18 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/keyward/keyward/cmd/internal/strictyaml"
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
@@ -109,12 +106,7 @@ func loadConfig(path string) (*Config, error) {
 		return nil, err
 	}
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("config %s: the file is empty", path)
-		}
+	if err := strictyaml.Decode(b, &c); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	c.defaults()

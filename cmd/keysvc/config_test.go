@@ -128,10 +128,11 @@ func TestLoadConfigRefusesUnknownFields(t *testing.T) {
 	cases := []struct {
 		name, yaml, field string
 	}{
-		{"top level", "data_dir: /d\nlistn: x\n", "field listn not found"},
-		{"nested", "tls:\n  cert: c\n  certificate: x\n", "field certificate not found"},
-		{"in a list", "clients:\n  - name: a\n    admn: true\n", "field admn not found"},
-		{"misplaced", "token:\n  limit: 3\n", "field limit not found"},
+		// strictyaml's messages: the line, the YAML path and the fields allowed there.
+		{"top level", "data_dir: /d\nlistn: x\n", "line 2: listn: unknown field; allowed here: listen, data_dir,"},
+		{"nested", "tls:\n  cert: c\n  certificate: x\n", "line 3: tls.certificate: unknown field; allowed here: cert, key"},
+		{"in a list", "clients:\n  - name: a\n    admn: true\n", "line 3: clients[0].admn: unknown field; allowed here: name, admin,"},
+		{"misplaced", "token:\n  limit: 3\n", "line 2: token.limit: unknown field; allowed here: kind, uri,"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

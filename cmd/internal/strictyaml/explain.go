@@ -1,4 +1,4 @@
-package main
+package strictyaml
 
 import (
 	"errors"
@@ -12,22 +12,31 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Officers read these messages, not Go programmers (issue 13 friction):
-// yaml's decode errors name Go types (main.keySpecConfig) and YAML tags
-// (!!str). explainYAML turns each into the YAML path of the value, what
-// that field takes and, for an unknown field, the fields allowed there.
-// Values are never repeated: a misplaced PIN must not reach a message.
+// Officers and operators read these messages, not Go programmers (issue
+// 13 friction): yaml's decode errors name Go types (main.keySpecConfig)
+// and YAML tags (!!str). explainYAML turns each into the YAML path of the
+// value, what that field takes and, for an unknown field, the fields
+// allowed there. Values are never repeated: a misplaced PIN must not reach
+// a message.
 
 var (
 	reTypeErr  = regexp.MustCompile(`^line (\d+): cannot unmarshal (!!\w+)(?: ` + "`" + `(.*)` + "`" + `)? into (.+)$`)
 	reFieldErr = regexp.MustCompile(`^line (\d+): field (.+) not found in type (.+)$`)
+	reDupErr   = regexp.MustCompile(`^line (\d+): mapping key (.+) already defined at line (\d+)$`)
+	reSetErr   = regexp.MustCompile(`^line (\d+): field (.+) already set in type (.+)$`)
+	reLine     = regexp.MustCompile(`^line (\d+): `)
 )
 
 // explainYAML rewrites a decode error of raw into cfg for officers.
 func explainYAML(raw []byte, cfg any, err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if strings.Contains(msg, "invalid map key") {
+			// yaml quotes the key (%#v): it may be a misplaced secret.
+			return errors.New("a key is not a single word (it is not shown); keys are field names")
+		}
+		return errors.New(msg)
 	}
 	var doc yaml.Node
 	if yaml.Unmarshal(raw, &doc) != nil {
@@ -41,6 +50,17 @@ func explainYAML(raw []byte, cfg any, err error) error {
 }
 
 func explainOne(doc *yaml.Node, root reflect.Type, e string) string {
+	if m := reDupErr.FindStringSubmatch(e); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		name := m[2]
+		if u, err := strconv.Unquote(name); err == nil {
+			name = u
+		}
+		if path, ok := findKey(doc, line, name); ok {
+			return fmt.Sprintf("line %d: %s: given twice (first at line %s); give each field once", line, joinPath(path), m[3])
+		}
+		return fmt.Sprintf("line %d: a field is given twice (first at line %s); give each field once", line, m[3])
+	}
 	if m := reFieldErr.FindStringSubmatch(e); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		path, ok := findKey(doc, line, m[2])
@@ -51,6 +71,9 @@ func explainOne(doc *yaml.Node, root reflect.Type, e string) string {
 		allowed := fieldNames(typeAt(root, parent))
 		return fmt.Sprintf("line %d: %s: unknown field; allowed here: %s", line, joinPath(path), strings.Join(allowed, ", "))
 	}
+	if m := reSetErr.FindStringSubmatch(e); m != nil {
+		return fmt.Sprintf("line %s: %s: given twice; give each field once", m[1], m[2])
+	}
 	if m := reTypeErr.FindStringSubmatch(e); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		path, ok := findValue(doc, line, m[2], m[3])
@@ -59,7 +82,11 @@ func explainOne(doc *yaml.Node, root reflect.Type, e string) string {
 		}
 		return fmt.Sprintf("line %d: %s: %s, not %s", line, joinPath(path), wants(typeAt(root, path)), kindName(m[2]))
 	}
-	return e
+	// A message not known here might quote a value: keep only its line.
+	if m := reLine.FindStringSubmatch(e); m != nil {
+		return fmt.Sprintf("line %s: this value cannot be read here (it is not shown)", m[1])
+	}
+	return "a value cannot be read (it is not shown)"
 }
 
 // walk visits every node under n with its YAML path; key nodes are
