@@ -19,8 +19,8 @@ import (
 	"github.com/keyward/keyward/banking/auth/mask"
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/ledger"
-	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 var (
@@ -169,7 +169,7 @@ func (b *Bank) open(ctx context.Context, s Sealed) ([]byte, error) {
 	}
 	plain, err := b.kms.Decrypt(ctx, KeyLogin, fmt.Sprintf("kw:v%d:%s", s.KeyVersion, s.Ciphertext), nil)
 	if err != nil {
-		if errors.Is(err, keysvc.ErrVersionNotUsable) {
+		if errors.Is(err, wire.ErrVersionNotUsable) {
 			b.pubKeys.retired(KeyLogin, s.KeyVersion) // serve the current key again
 		}
 		if isClientError(err) {
@@ -185,7 +185,7 @@ func (b *Bank) open(ctx context.Context, s Sealed) ([]byte, error) {
 
 // isClientError reports keysvc refusing the input (not being down).
 func isClientError(err error) bool {
-	for _, e := range []error{keysvc.ErrInvalidArgument, keysvc.ErrInvalidCiphertext, keysvc.ErrDecrypt, keysvc.ErrVersionNotFound, keysvc.ErrVersionNotUsable} {
+	for _, e := range []error{wire.ErrInvalidArgument, wire.ErrInvalidCiphertext, wire.ErrDecrypt, wire.ErrVersionNotFound, wire.ErrVersionNotUsable} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -346,16 +346,16 @@ func (b *Bank) Enrol(ctx context.Context, req EnrolRequest) (EnrolResult, error)
 		return EnrolResult{}, err
 	}
 	var res EnrolResult
-	grants := keysvc.Policy{Grants: []keysvc.Grant{{Client: b.kmsClientName(), Ops: []keysvc.Op{keysvc.OpSign, keysvc.OpVerify, keysvc.OpPublic}}}}
+	grants := wire.Policy{Grants: []wire.Grant{{Client: b.kmsClientName(), Ops: []wire.Op{wire.OpSign, wire.OpVerify, wire.OpPublic}}}}
 	if req.USBPublicKey != "" {
-		alg := keysvc.AlgECP256
+		alg := wire.AlgECP256
 		if req.USBAlgorithm == "sm2" {
-			alg = keysvc.AlgSM2
+			alg = wire.AlgSM2
 		}
 		c.USBKey = "usb-" + id
-		if _, err := b.kms.CreateKey(ctx, keysvc.CreateKeyRequest{Name: c.USBKey, Purpose: keysvc.PurposeSign, Algorithm: alg,
-			Protection: keysvc.ProtectionExternal, PublicKey: req.USBPublicKey, Policy: grants}); err != nil {
-			if errors.Is(err, keysvc.ErrInvalidArgument) {
+		if _, err := b.kms.CreateKey(ctx, wire.CreateKeyRequest{Name: c.USBKey, Purpose: wire.PurposeSign, Algorithm: alg,
+			Protection: wire.ProtectionExternal, PublicKey: req.USBPublicKey, Policy: grants}); err != nil {
+			if errors.Is(err, wire.ErrInvalidArgument) {
 				return EnrolResult{}, invalid("usb_public_key: %v", err)
 			}
 			return EnrolResult{}, kmsErr(err)
@@ -363,8 +363,8 @@ func (b *Bank) Enrol(ctx context.Context, req EnrolRequest) (EnrolResult, error)
 	}
 	if req.CloudKey {
 		c.CloudKey = "cust-" + id
-		k, err := b.kms.CreateKey(ctx, keysvc.CreateKeyRequest{Name: c.CloudKey, Purpose: keysvc.PurposeSign, Algorithm: keysvc.AlgECP256,
-			Protection: keysvc.ProtectionWrapped, Confirm: keysvc.ConfirmRequired, Policy: grants})
+		k, err := b.kms.CreateKey(ctx, wire.CreateKeyRequest{Name: c.CloudKey, Purpose: wire.PurposeSign, Algorithm: wire.AlgECP256,
+			Protection: wire.ProtectionWrapped, Confirm: wire.ConfirmRequired, Policy: grants})
 		if err != nil {
 			return EnrolResult{}, kmsErr(err)
 		}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // LoginKey is the bank's SM2 login public key (PEM) and its version: the
@@ -31,7 +31,7 @@ func (b *Bank) LoginKey(ctx context.Context) (LoginKey, error) {
 }
 
 // ReceiptKey returns the bank's receipt public key (cached like LoginKey).
-func (b *Bank) ReceiptKey(ctx context.Context) (keysvc.PublicKeyResult, error) {
+func (b *Bank) ReceiptKey(ctx context.Context) (wire.PublicKeyResult, error) {
 	return b.pubKeys.get(ctx, KeyReceipt)
 }
 

@@ -16,8 +16,8 @@ import (
 
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/ledger"
-	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/txformat"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 var bucketReceipts = []byte("bank-receipts") // transfer id → receipt signature
@@ -219,9 +219,9 @@ func (b *Bank) verifyUSB(ctx context.Context, c *Customer, order []byte, signatu
 	if err != nil || len(sig) == 0 || len(sig) > 512 {
 		return fmt.Errorf("%w: signature must be base64 DER", ErrBadSignature)
 	}
-	ok, err := b.kms.Verify(ctx, c.USBKey, keysvc.VerifyRequest{Message: order, Signature: "kw:v1:" + signature})
+	ok, err := b.kms.Verify(ctx, c.USBKey, wire.VerifyRequest{Message: order, Signature: "kw:v1:" + signature})
 	switch {
-	case errors.Is(err, keysvc.ErrInvalidSignature):
+	case errors.Is(err, wire.ErrInvalidSignature):
 		return bad
 	case err != nil:
 		return kmsErr(err)
@@ -351,11 +351,11 @@ func (b *Bank) TransferCloud(ctx context.Context, s session.Session, order []byt
 	if err != nil {
 		return PendingTransfer{}, err
 	}
-	res, err := b.kms.Sign(ctx, c.CloudKey, keysvc.SignRequest{Message: order})
+	res, err := b.kms.Sign(ctx, c.CloudKey, wire.SignRequest{Message: order})
 	switch {
-	case errors.Is(err, keysvc.ErrConfirmationPending):
+	case errors.Is(err, wire.ErrConfirmationPending):
 		return PendingTransfer{}, fmt.Errorf("%w: another transfer is waiting for your confirmation; confirm or reject it first", ErrExists)
-	case errors.Is(err, keysvc.ErrHolderLocked), errors.Is(err, keysvc.ErrHolderNotEnrolled):
+	case errors.Is(err, wire.ErrHolderLocked), errors.Is(err, wire.ErrHolderNotEnrolled):
 		return PendingTransfer{}, fmt.Errorf("%w: your cloud key cannot sign: %v", ErrForbidden, err)
 	case err != nil:
 		return PendingTransfer{}, kmsErr(err)
@@ -389,14 +389,14 @@ func (b *Bank) PollCloud(ctx context.Context, s session.Session, id string, wait
 		return PendingTransfer{}, kmsErr(err)
 	}
 	out := PendingTransfer{ID: id, Status: string(cv.Status), Digest: cv.Digest, ExpiresAt: cv.ExpiresAt, Reason: cv.Reason}
-	if cv.Status != keysvc.ConfirmApproved {
+	if cv.Status != wire.ConfirmApproved {
 		return out, nil
 	}
 	sum := sha256.Sum256(p.order)
 	if cv.Digest != hex.EncodeToString(sum[:]) {
 		return PendingTransfer{}, fmt.Errorf("%w: keysvc signed other bytes than the order", ErrOrderMismatch)
 	}
-	ok, err = b.kms.Verify(ctx, p.co.customer.CloudKey, keysvc.VerifyRequest{Message: p.order, Signature: cv.Signature})
+	ok, err = b.kms.Verify(ctx, p.co.customer.CloudKey, wire.VerifyRequest{Message: p.order, Signature: cv.Signature})
 	if err != nil {
 		return PendingTransfer{}, kmsErr(err)
 	}

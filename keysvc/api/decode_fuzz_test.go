@@ -6,15 +6,15 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // requestTypes are the body types the API and the confirmation endpoint
 // decode, each as a fresh value.
 var requestTypes = []func() any{
-	func() any { return new(keysvc.CreateKeyRequest) },
-	func() any { return new(keysvc.KeySettingsRequest) },
-	func() any { return new(keysvc.ScheduleDestroyRequest) },
+	func() any { return new(wire.CreateKeyRequest) },
+	func() any { return new(wire.KeySettingsRequest) },
+	func() any { return new(wire.ScheduleDestroyRequest) },
 	func() any { return new(signBody) },
 	func() any { return new(signBatchBody) },
 	func() any { return new(verifyBody) },

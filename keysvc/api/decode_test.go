@@ -2,12 +2,11 @@ package api_test
 
 import (
 	"fmt"
+	"github.com/keyward/keyward/keysvc/api"
+	"github.com/keyward/keyward/keysvc/wire"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/keyward/keyward/keysvc"
-	"github.com/keyward/keyward/keysvc/api"
 )
 
 // TestBadRequests: each request is refused with the exact status and
@@ -86,7 +85,7 @@ func TestSignBatchLimit(t *testing.T) {
 	if len(out.Signatures) != 1000 {
 		t.Fatalf("got %d signatures", len(out.Signatures))
 	}
-	if got := e.be.last(t).Args[0].([]keysvc.SignRequest); len(got) != 1000 || len(got[999].Digest) != 3 {
+	if got := e.be.last(t).Args[0].([]wire.SignRequest); len(got) != 1000 || len(got[999].Digest) != 3 {
 		t.Fatalf("backend got %d requests", len(got))
 	}
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // errorCode is one row of the error table: a keysvc sentinel, the HTTP
@@ -55,8 +55,8 @@ var statusOf = map[string]int{
 // caught at start-up. The package doc, the OpenAPI document and the
 // client list the same codes.
 var errorTable = func() []errorCode {
-	rows := make([]errorCode, 0, len(keysvc.SentinelCodes))
-	for _, e := range keysvc.SentinelCodes {
+	rows := make([]errorCode, 0, len(wire.SentinelCodes))
+	for _, e := range wire.SentinelCodes {
 		st, ok := statusOf[e.Code]
 		if !ok {
 			panic("api: no HTTP status for keysvc code " + e.Code)

@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // MaxBatch is the most signatures one sign-batch request may ask for.
@@ -119,18 +120,18 @@ func (s *Server) recoverPanic(c *fiber.Ctx) (err error) {
 // errNoKey reports a Backend that returned neither a key nor an error.
 var errNoKey = errors.New("api: backend returned a nil key without an error")
 
-func view(k *keysvc.Key, err error) (keysvc.KeyView, error) {
+func view(k *keysvc.Key, err error) (wire.KeyView, error) {
 	if err != nil {
-		return keysvc.KeyView{}, err
+		return wire.KeyView{}, err
 	}
 	if k == nil {
-		return keysvc.KeyView{}, errNoKey
+		return wire.KeyView{}, errNoKey
 	}
 	return k.View(), nil // never the raw Key: it holds object labels and wrapped blobs
 }
 
 func (s *Server) createKey(r *call) (reply, error) {
-	var req keysvc.CreateKeyRequest
+	var req wire.CreateKeyRequest
 	if err := decodeBody(r.fc, &req, false); err != nil {
 		return reply{}, err
 	}
@@ -147,7 +148,7 @@ func (s *Server) createKey(r *call) (reply, error) {
 
 // keyList is the body of GET /v1/keys.
 type keyList struct {
-	Keys []keysvc.KeyView `json:"keys"`
+	Keys []wire.KeyView `json:"keys"`
 	// Next is the "after" of the following page; absent on the last page.
 	Next string `json:"next,omitempty"`
 }
@@ -171,7 +172,7 @@ func (s *Server) listKeys(r *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	out := keyList{Keys: make([]keysvc.KeyView, 0, len(keys)), Next: next}
+	out := keyList{Keys: make([]wire.KeyView, 0, len(keys)), Next: next}
 	for _, k := range keys {
 		v, err := view(k, nil)
 		if err != nil {
@@ -203,7 +204,7 @@ func (s *Server) rotate(r *call) (reply, error) {
 }
 
 func (s *Server) settings(r *call) (reply, error) {
-	var b keysvc.KeySettingsRequest
+	var b wire.KeySettingsRequest
 	if err := decodeBody(r.fc, &b, false); err != nil {
 		return reply{}, err
 	}
@@ -221,8 +222,8 @@ type signBody struct {
 	Scheme  string `json:"scheme"`
 }
 
-func (b signBody) request() keysvc.SignRequest {
-	return keysvc.SignRequest{Message: b.Message, Digest: b.Digest, Scheme: b.Scheme}
+func (b signBody) request() wire.SignRequest {
+	return wire.SignRequest{Message: b.Message, Digest: b.Digest, Scheme: b.Scheme}
 }
 
 func (s *Server) sign(r *call) (reply, error) {
@@ -246,7 +247,7 @@ type signBatchBody struct {
 }
 
 type signBatchReply struct {
-	Signatures []keysvc.SignResult `json:"signatures"`
+	Signatures []wire.SignResult `json:"signatures"`
 }
 
 func (s *Server) signBatch(r *call) (reply, error) {
@@ -260,7 +261,7 @@ func (s *Server) signBatch(r *call) (reply, error) {
 	case len(b.Items) > MaxBatch:
 		return reply{}, invalidArgument(`"items" holds more than 1000 sign requests; split the batch`)
 	}
-	reqs := make([]keysvc.SignRequest, len(b.Items))
+	reqs := make([]wire.SignRequest, len(b.Items))
 	for i, it := range b.Items {
 		reqs[i] = it.request()
 	}
@@ -291,7 +292,7 @@ func (s *Server) verify(r *call) (reply, error) {
 		return reply{}, err
 	}
 	valid, err := s.backend.Verify(r.ctx, r.caller, r.name,
-		keysvc.VerifyRequest{Message: b.Message, Digest: b.Digest, Scheme: b.Scheme, Signature: b.Signature})
+		wire.VerifyRequest{Message: b.Message, Digest: b.Digest, Scheme: b.Scheme, Signature: b.Signature})
 	if err != nil {
 		return reply{}, err
 	}
@@ -404,16 +405,16 @@ func (s *Server) versionState(r *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	action := keysvc.VersionAction(r.fc.Params("action"))
+	action := wire.VersionAction(r.fc.Params("action"))
 	var delay time.Duration
 	switch action {
-	case keysvc.ActionDisable, keysvc.ActionEnable, keysvc.ActionCancelDestroy:
+	case wire.ActionDisable, wire.ActionEnable, wire.ActionCancelDestroy:
 		var none struct{}
 		if err := decodeBody(r.fc, &none, true); err != nil {
 			return reply{}, err
 		}
-	case keysvc.ActionScheduleDestroy:
-		var b keysvc.ScheduleDestroyRequest
+	case wire.ActionScheduleDestroy:
+		var b wire.ScheduleDestroyRequest
 		if err := decodeBody(r.fc, &b, true); err != nil {
 			return reply{}, err
 		}

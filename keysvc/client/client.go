@@ -65,7 +65,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // DefaultRetries is how many times an idempotent call is retried.
@@ -249,14 +249,14 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // CreateKey creates a key (admin clients only).
-func (c *Client) CreateKey(ctx context.Context, req keysvc.CreateKeyRequest) (keysvc.KeyView, error) {
-	var v keysvc.KeyView
+func (c *Client) CreateKey(ctx context.Context, req wire.CreateKeyRequest) (wire.KeyView, error) {
+	var v wire.KeyView
 	return v, c.do(ctx, call{method: "POST", path: "/v1/keys", in: req, out: &v})
 }
 
 // ListKeys lists every key the caller may read, following the pages.
-func (c *Client) ListKeys(ctx context.Context) ([]keysvc.KeyView, error) {
-	var all []keysvc.KeyView
+func (c *Client) ListKeys(ctx context.Context) ([]wire.KeyView, error) {
+	var all []wire.KeyView
 	after := ""
 	for {
 		page, next, err := c.ListKeysPage(ctx, after, 0)
@@ -274,10 +274,10 @@ func (c *Client) ListKeys(ctx context.Context) ([]keysvc.KeyView, error) {
 // ListKeysPage lists one page: keys named after after, at most limit (0:
 // the server's maximum, 1000). next is the after of the following page, ""
 // on the last.
-func (c *Client) ListKeysPage(ctx context.Context, after string, limit int) (keys []keysvc.KeyView, next string, err error) {
+func (c *Client) ListKeysPage(ctx context.Context, after string, limit int) (keys []wire.KeyView, next string, err error) {
 	var l struct {
-		Keys []keysvc.KeyView `json:"keys"`
-		Next string           `json:"next"`
+		Keys []wire.KeyView `json:"keys"`
+		Next string         `json:"next"`
 	}
 	q := url.Values{}
 	if after != "" {
@@ -295,32 +295,32 @@ func (c *Client) ListKeysPage(ctx context.Context, after string, limit int) (key
 }
 
 // GetKey reads a key's metadata.
-func (c *Client) GetKey(ctx context.Context, name string) (keysvc.KeyView, error) {
-	var v keysvc.KeyView
+func (c *Client) GetKey(ctx context.Context, name string) (wire.KeyView, error) {
+	var v wire.KeyView
 	return v, c.do(ctx, call{method: "GET", path: keyPath(name), out: &v, idempotent: true})
 }
 
 // Rotate makes a new primary version.
-func (c *Client) Rotate(ctx context.Context, name string) (keysvc.KeyView, error) {
-	var v keysvc.KeyView
+func (c *Client) Rotate(ctx context.Context, name string) (wire.KeyView, error) {
+	var v wire.KeyView
 	return v, c.do(ctx, call{method: "POST", path: keyPath(name, "/rotate"), out: &v})
 }
 
 // UpdateSettings changes the key's minimum version and rotation period.
-func (c *Client) UpdateSettings(ctx context.Context, name string, req keysvc.KeySettingsRequest) (keysvc.KeyView, error) {
-	var v keysvc.KeyView
+func (c *Client) UpdateSettings(ctx context.Context, name string, req wire.KeySettingsRequest) (wire.KeyView, error) {
+	var v wire.KeyView
 	return v, c.do(ctx, call{method: "POST", path: keyPath(name, "/settings"), in: req, out: &v})
 }
 
 // SetVersionState disables, enables, schedules the destruction of, or
 // cancels the destruction of one version. delay is used by
 // ActionScheduleDestroy only (0: the server's default).
-func (c *Client) SetVersionState(ctx context.Context, name string, version int, action keysvc.VersionAction, delay time.Duration) (keysvc.KeyView, error) {
+func (c *Client) SetVersionState(ctx context.Context, name string, version int, action wire.VersionAction, delay time.Duration) (wire.KeyView, error) {
 	var in any
-	if action == keysvc.ActionScheduleDestroy && delay != 0 {
-		in = keysvc.ScheduleDestroyRequest{Delay: keysvc.Duration(delay)}
+	if action == wire.ActionScheduleDestroy && delay != 0 {
+		in = wire.ScheduleDestroyRequest{Delay: wire.Duration(delay)}
 	}
-	var v keysvc.KeyView
+	var v wire.KeyView
 	path := keyPath(name, "/versions/", strconv.Itoa(version), "/", url.PathEscape(string(action)))
 	return v, c.do(ctx, call{method: "POST", path: path, in: in, out: &v})
 }
@@ -330,18 +330,18 @@ func (c *Client) SetVersionState(ctx context.Context, name string, version int, 
 // On a confirm-required key the server answers 202: the result has no
 // signature and Confirmation is set (pending). Collect the signature with
 // Confirmation, or use SignConfirmed.
-func (c *Client) Sign(ctx context.Context, name string, req keysvc.SignRequest) (keysvc.SignResult, error) {
-	var r keysvc.SignResult
+func (c *Client) Sign(ctx context.Context, name string, req wire.SignRequest) (wire.SignResult, error) {
+	var r wire.SignResult
 	return r, c.do(ctx, call{method: "POST", path: keyPath(name, "/sign"), in: req, out: &r})
 }
 
 // SignBatch signs up to 1000 messages or digests; results are in order.
-func (c *Client) SignBatch(ctx context.Context, name string, reqs []keysvc.SignRequest) ([]keysvc.SignResult, error) {
+func (c *Client) SignBatch(ctx context.Context, name string, reqs []wire.SignRequest) ([]wire.SignResult, error) {
 	in := struct {
-		Items []keysvc.SignRequest `json:"items"`
+		Items []wire.SignRequest `json:"items"`
 	}{reqs}
 	var out struct {
-		Signatures []keysvc.SignResult `json:"signatures"`
+		Signatures []wire.SignResult `json:"signatures"`
 	}
 	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/sign-batch"), in: in, out: &out})
 	return out.Signatures, err
@@ -349,7 +349,7 @@ func (c *Client) SignBatch(ctx context.Context, name string, reqs []keysvc.SignR
 
 // Verify checks a signature; a well-formed signature that does not match
 // is (false, nil).
-func (c *Client) Verify(ctx context.Context, name string, req keysvc.VerifyRequest) (bool, error) {
+func (c *Client) Verify(ctx context.Context, name string, req wire.VerifyRequest) (bool, error) {
 	var out struct {
 		Valid bool `json:"valid"`
 	}
@@ -404,22 +404,22 @@ func (c *Client) Decrypt(ctx context.Context, name string, ciphertext string, aa
 }
 
 // DataKey generates a data key of size bytes (16, 24 or 32; 0 means 32).
-func (c *Client) DataKey(ctx context.Context, name string, size int, aad []byte) (keysvc.DataKey, error) {
+func (c *Client) DataKey(ctx context.Context, name string, size int, aad []byte) (wire.DataKey, error) {
 	in := struct {
 		Size int    `json:"size,omitempty"`
 		AAD  []byte `json:"aad,omitempty"`
 	}{size, aad}
-	var dk keysvc.DataKey
+	var dk wire.DataKey
 	return dk, c.do(ctx, call{method: "POST", path: keyPath(name, "/datakey"), in: in, out: &dk})
 }
 
 // PublicKey returns a version's public key (version 0: the primary).
-func (c *Client) PublicKey(ctx context.Context, name string, version int) (keysvc.PublicKeyResult, error) {
+func (c *Client) PublicKey(ctx context.Context, name string, version int) (wire.PublicKeyResult, error) {
 	path := keyPath(name, "/public")
 	if version != 0 {
 		path += "?version=" + strconv.Itoa(version)
 	}
-	var r keysvc.PublicKeyResult
+	var r wire.PublicKeyResult
 	return r, c.do(ctx, call{method: "GET", path: path, out: &r, idempotent: true})
 }
 

@@ -6,7 +6,7 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // Error is an error answer from the server.
@@ -34,8 +34,8 @@ func (e *Error) Is(target error) bool {
 // sentinels. The decoding codes invalid_json and unknown_field are invalid
 // arguments too.
 var sentinels = func() map[string]error {
-	m := map[string]error{"invalid_json": keysvc.ErrInvalidArgument, "unknown_field": keysvc.ErrInvalidArgument}
-	for _, e := range keysvc.SentinelCodes {
+	m := map[string]error{"invalid_json": wire.ErrInvalidArgument, "unknown_field": wire.ErrInvalidArgument}
+	for _, e := range wire.SentinelCodes {
 		m[e.Code] = e.Err
 	}
 	return m
