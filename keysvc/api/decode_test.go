@@ -2,11 +2,12 @@ package api_test
 
 import (
 	"fmt"
-	"github.com/keyward/keyward/keysvc/api"
-	"github.com/keyward/keyward/keysvc/wire"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/keysvc/api"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // TestBadRequests: each request is refused with the exact status and

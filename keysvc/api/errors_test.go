@@ -3,10 +3,11 @@ package api_test
 import (
 	"errors"
 	"fmt"
-	"github.com/keyward/keyward/keysvc/api"
-	"github.com/keyward/keyward/keysvc/wire"
 	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/keysvc/api"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 func TestErrorTable(t *testing.T) {
