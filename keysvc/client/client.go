@@ -275,10 +275,7 @@ func (c *Client) ListKeys(ctx context.Context) ([]wire.KeyView, error) {
 // the server's maximum, 1000). next is the after of the following page, ""
 // on the last.
 func (c *Client) ListKeysPage(ctx context.Context, after string, limit int) (keys []wire.KeyView, next string, err error) {
-	var l struct {
-		Keys []wire.KeyView `json:"keys"`
-		Next string         `json:"next"`
-	}
+	var l wire.KeyList
 	q := url.Values{}
 	if after != "" {
 		q.Set("after", after)
@@ -337,12 +334,8 @@ func (c *Client) Sign(ctx context.Context, name string, req wire.SignRequest) (w
 
 // SignBatch signs up to 1000 messages or digests; results are in order.
 func (c *Client) SignBatch(ctx context.Context, name string, reqs []wire.SignRequest) ([]wire.SignResult, error) {
-	in := struct {
-		Items []wire.SignRequest `json:"items"`
-	}{reqs}
-	var out struct {
-		Signatures []wire.SignResult `json:"signatures"`
-	}
+	in := wire.SignBatchRequest{Items: reqs}
+	var out wire.SignBatchResult
 	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/sign-batch"), in: in, out: &out})
 	return out.Signatures, err
 }
@@ -350,9 +343,7 @@ func (c *Client) SignBatch(ctx context.Context, name string, reqs []wire.SignReq
 // Verify checks a signature; a well-formed signature that does not match
 // is (false, nil).
 func (c *Client) Verify(ctx context.Context, name string, req wire.VerifyRequest) (bool, error) {
-	var out struct {
-		Valid bool `json:"valid"`
-	}
+	var out wire.VerifyResult
 	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/verify"), in: req, out: &out, idempotent: true})
 	return out.Valid, err
 }
@@ -360,55 +351,40 @@ func (c *Client) Verify(ctx context.Context, name string, req wire.VerifyRequest
 // MAC returns the HMAC-SM3 of message under the primary version of a mac
 // key, "kw:v<n>:…". Not retried.
 func (c *Client) MAC(ctx context.Context, name string, message []byte) (string, error) {
-	var out struct {
-		MAC string `json:"mac"`
-	}
-	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac"), in: map[string]any{"message": message}, out: &out})
+	var out wire.MACResult
+	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac"), in: wire.MACRequest{Message: message}, out: &out})
 	return out.MAC, err
 }
 
 // VerifyMAC checks a MAC made by MAC (constant-time on the server).
 func (c *Client) VerifyMAC(ctx context.Context, name string, message []byte, mac string) (bool, error) {
-	var out struct {
-		Valid bool `json:"valid"`
-	}
-	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac-verify"), in: map[string]any{"message": message, "mac": mac}, out: &out, idempotent: true})
+	var out wire.VerifyResult
+	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac-verify"), in: wire.VerifyMACRequest{Message: message, MAC: mac}, out: &out, idempotent: true})
 	return out.Valid, err
 }
 
 // Encrypt encrypts plaintext, bound to aad, with the primary version.
 func (c *Client) Encrypt(ctx context.Context, name string, plaintext, aad []byte) (ciphertext string, version int, err error) {
-	in := struct {
-		Plaintext []byte `json:"plaintext"`
-		AAD       []byte `json:"aad,omitempty"`
-	}{plaintext, aad}
-	var out struct {
-		Ciphertext string `json:"ciphertext"`
-		Version    int    `json:"version"`
-	}
+	in := wire.EncryptRequest{Plaintext: plaintext, AAD: aad}
+	var out wire.EncryptResult
 	err = c.do(ctx, call{method: "POST", path: keyPath(name, "/encrypt"), in: in, out: &out})
 	return out.Ciphertext, out.Version, err
 }
 
 // Decrypt decrypts a ciphertext from Encrypt with the same aad.
 func (c *Client) Decrypt(ctx context.Context, name string, ciphertext string, aad []byte) ([]byte, error) {
-	in := struct {
-		Ciphertext string `json:"ciphertext"`
-		AAD        []byte `json:"aad,omitempty"`
-	}{ciphertext, aad}
-	var out struct {
-		Plaintext []byte `json:"plaintext"`
-	}
+	in := wire.DecryptRequest{Ciphertext: ciphertext, AAD: aad}
+	var out wire.DecryptResult
 	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/decrypt"), in: in, out: &out})
 	return out.Plaintext, err
 }
 
 // DataKey generates a data key of size bytes (16, 24 or 32; 0 means 32).
 func (c *Client) DataKey(ctx context.Context, name string, size int, aad []byte) (wire.DataKey, error) {
-	in := struct {
-		Size int    `json:"size,omitempty"`
-		AAD  []byte `json:"aad,omitempty"`
-	}{size, aad}
+	in := wire.DataKeyRequest{AAD: aad}
+	if size != 0 {
+		in.Size = &size
+	}
 	var dk wire.DataKey
 	return dk, c.do(ctx, call{method: "POST", path: keyPath(name, "/datakey"), in: in, out: &dk})
 }

@@ -26,8 +26,8 @@ type CreateKeyRequest struct {
 // hash: SHA-256 for ec-p256 and RSA, SHA-384 for ec-p384) or a digest the
 // caller hashed already. Exactly one of Message and Digest is set.
 type SignRequest struct {
-	Message []byte `json:"message,omitempty"` // base64 in JSON
-	Digest  []byte `json:"digest,omitempty"`  // base64 in JSON
+	Message Base64 `json:"message"`
+	Digest  Base64 `json:"digest"`
 	// Scheme for RSA keys: "pkcs1v15" (default) or "pss".
 	Scheme string `json:"scheme,omitempty"`
 }
@@ -44,8 +44,8 @@ type SignResult struct {
 
 // VerifyRequest checks a "kw:v<n>:..." signature over a message or digest.
 type VerifyRequest struct {
-	Message   []byte `json:"message,omitempty"`
-	Digest    []byte `json:"digest,omitempty"`
+	Message   Base64 `json:"message"`
+	Digest    Base64 `json:"digest"`
 	Scheme    string `json:"scheme,omitempty"`
 	Signature string `json:"signature"`
 }
