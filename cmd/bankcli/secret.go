@@ -80,7 +80,7 @@ func (b *bank) sealFor(ctx context.Context, secret []byte) (bankwire.Sealed, err
 }
 
 // seal encrypts secret ‖ 0x00 ‖ challenge (the 32 bytes the base64url
-// challenge decodes to) to the bank's SM2 login key, as banking.Sealed
+// challenge decodes to) to the bank's SM2 login key, as bankwire.Sealed
 // describes (R-AUTH-4). The plaintext buffer is wiped.
 func seal(pubPEM string, version int, challenge string, secret []byte) (bankwire.Sealed, error) {
 	blk, _ := pem.Decode([]byte(pubPEM))

@@ -10,7 +10,7 @@ import (
 
 // Backend is what the HTTP layer calls; *keysvc.Service implements it.
 // Every method that takes a keysvc.Caller enforces the key's policy itself
-// and returns keysvc.ErrForbidden when it refuses (R-SRV-2): the HTTP layer
+// and returns wire.ErrForbidden when it refuses (R-SRV-2): the HTTP layer
 // only authenticates. Errors wrap the keysvc sentinels; their messages are
 // shown to clients as they are, so they must never hold key material,
 // plaintext, PINs or internal detail (R-SRV-4).

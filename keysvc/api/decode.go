@@ -83,7 +83,7 @@ func decodeError(err error) error {
 		return newError(http.StatusBadRequest, codeUnknownField, fmt.Sprintf("unknown field %q", name))
 	}
 	// What is left comes from keysvc's UnmarshalJSON methods (for example
-	// keysvc.Duration), whose messages are written for clients.
+	// wire.Duration), whose messages are written for clients.
 	return invalidArgument(err.Error())
 }
 

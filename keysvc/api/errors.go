@@ -18,7 +18,7 @@ type errorCode struct {
 	code   string
 }
 
-// statusOf is the HTTP status of each keysvc code (keysvc.SentinelCodes).
+// statusOf is the HTTP status of each keysvc code (wire.SentinelCodes).
 var statusOf = map[string]int{
 	"invalid_argument":   http.StatusBadRequest,
 	"key_not_found":      http.StatusNotFound,
@@ -50,7 +50,7 @@ var statusOf = map[string]int{
 }
 
 // errorTable maps every keysvc sentinel to a status and a stable code, in
-// one place (STYLE "Errors"): the codes come from keysvc.SentinelCodes, the
+// one place (STYLE "Errors"): the codes come from wire.SentinelCodes, the
 // statuses from statusOf; a code without a status is a programming error
 // caught at start-up. The package doc, the OpenAPI document and the
 // client list the same codes.

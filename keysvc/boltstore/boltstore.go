@@ -70,7 +70,7 @@ type Options struct {
 	// the previous group commits, so groups grow with the load.
 	MaxBatchSize int
 	// ReadOnly opens an existing store for reading only (`keysvc audit
-	// verify`); every write fails with keysvc.ErrStore. bbolt takes a
+	// verify`); every write fails with wire.ErrStore. bbolt takes a
 	// shared lock, so this too waits for a running service and gives up
 	// after 5 s.
 	ReadOnly bool
@@ -177,7 +177,7 @@ func (s *Store) Close() error {
 }
 
 // CreateKey stores a new key and appends rec (when not nil) in the same
-// transaction. A taken name is refused with keysvc.ErrKeyExists. On
+// transaction. A taken name is refused with wire.ErrKeyExists. On
 // success rec holds its committed Seq, Prev and Hash.
 func (s *Store) CreateKey(k *keysvc.Key, rec *audit.Record) error {
 	if k == nil || k.Name == "" {
@@ -218,7 +218,7 @@ func (s *Store) CreateKey(k *keysvc.Key, rec *audit.Record) error {
 	return nil
 }
 
-// GetKey returns a fresh copy of the key; keysvc.ErrKeyNotFound if absent.
+// GetKey returns a fresh copy of the key; wire.ErrKeyNotFound if absent.
 func (s *Store) GetKey(name string) (*keysvc.Key, error) {
 	var k *keysvc.Key
 	var missing error
@@ -431,7 +431,7 @@ func (s *Store) commitGroup(group []auditAppend) {
 // outside any transaction (it may write to the store); records appended
 // during the walk are included. An error from fn stops the walk and is
 // returned as is. A record that does not decode is reported as
-// keysvc.ErrStore and audit.ErrTampered.
+// wire.ErrStore and audit.ErrTampered.
 func (s *Store) AuditRecords(from uint64, fn func(audit.Record) error) error {
 	next := max(from, 1)
 	for {
@@ -501,7 +501,7 @@ func (s *Store) LastAudit() (uint64, []byte, error) {
 // AddCheckpoint stores a signed checkpoint. A checkpoint that does not name
 // a record of the log (Seq 0, beyond the newest record, or a hash other
 // than the record's) or does not follow the newest stored checkpoint
-// (audit.Checkpoint.Follows) is refused with keysvc.ErrInvalidArgument:
+// (audit.Checkpoint.Follows) is refused with wire.ErrInvalidArgument:
 // stored, it would make every later verification report tampering. The
 // signature is not checked here (the store does not know the audit key).
 func (s *Store) AddCheckpoint(c audit.Checkpoint) error {

@@ -2,11 +2,11 @@
 //
 //	c, err := client.New("https://keysvc.bank.internal:8443",
 //		client.WithHTTPClient(mtlsClient)) // or client.WithBearer(token)
-//	sig, err := c.Sign(ctx, "receipt-signer", keysvc.SignRequest{Message: receipt})
-//	if errors.Is(err, keysvc.ErrForbidden) { … }
+//	sig, err := c.Sign(ctx, "receipt-signer", wire.SignRequest{Message: receipt})
+//	if errors.Is(err, wire.ErrForbidden) { … }
 //
 // Server errors come back as *Error, whose Is matches the keysvc sentinel
-// of its code, so callers test errors.Is(err, keysvc.ErrKeyNotFound) as
+// of its code, so callers test errors.Is(err, wire.ErrKeyNotFound) as
 // they would against the Service itself.
 //
 // # Retries

@@ -70,7 +70,7 @@ func (c *Client) Confirmation(ctx context.Context, id string, wait time.Duration
 
 // CancelConfirmation withdraws a pending confirmation this client asked
 // for: nothing is signed and the key is free for the next request. One
-// that has ended answers keysvc.ErrConfirmationClosed. Not retried.
+// that has ended answers wire.ErrConfirmationClosed. Not retried.
 func (c *Client) CancelConfirmation(ctx context.Context, id string) (wire.ConfirmationView, error) {
 	var v wire.ConfirmationView
 	return v, c.do(ctx, call{method: "DELETE", path: confirmationPath(id), out: &v})

@@ -135,7 +135,7 @@ func TestConfirmationErrorCodes(t *testing.T) {
 	ctx := context.Background()
 
 	// A second request while one is pending: 409 confirmation_pending,
-	// which is keysvc.ErrConfirmationPending and not ErrNotConfirmed.
+	// which is wire.ErrConfirmationPending and not ErrNotConfirmed.
 	b.confirmations(pendingView(), *pendingView())
 	b.fail("Sign", fmt.Errorf(`%w: key "k1" already has a confirmation waiting`, wire.ErrConfirmationPending))
 	_, err := c.SignConfirmed(ctx, "k1", transfer, 20*time.Millisecond)
