@@ -285,38 +285,6 @@ func TestValidateOtherFields(t *testing.T) {
 	}
 }
 
-func TestPolicyAllows(t *testing.T) {
-	p := wire.Policy{Grants: []wire.Grant{
-		{Client: "payments", Ops: []wire.Op{wire.OpSign, wire.OpVerify}},
-		{Client: "audit", Ops: []wire.Op{wire.OpRead}},
-		{Client: "payments", Ops: []wire.Op{wire.OpPublic}}, // a second grant adds to the first
-	}}
-	cases := []struct {
-		client string
-		op     wire.Op
-		want   bool
-	}{
-		{"payments", wire.OpSign, true},
-		{"payments", wire.OpVerify, true},
-		{"payments", wire.OpPublic, true},
-		{"payments", wire.OpRead, false},
-		{"payments", wire.OpManage, false},
-		{"audit", wire.OpRead, true},
-		{"audit", wire.OpSign, false},
-		{"Payments", wire.OpSign, false},
-		{"", wire.OpSign, false},
-		{"stranger", wire.OpRead, false},
-	}
-	for _, c := range cases {
-		if got := p.Allows(c.client, c.op); got != c.want {
-			t.Errorf("Allows(%q, %s) = %v, want %v", c.client, c.op, got, c.want)
-		}
-	}
-	if (wire.Policy{}).Allows("payments", wire.OpSign) {
-		t.Error("an empty policy allows something")
-	}
-}
-
 func TestAuthorize(t *testing.T) {
 	k := &Key{Name: "payments-sign", Policy: wire.Policy{Grants: []wire.Grant{
 		{Client: "payments", Ops: []wire.Op{wire.OpSign, wire.OpVerify}},

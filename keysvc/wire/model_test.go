@@ -76,3 +76,37 @@ func TestDurationUnmarshal(t *testing.T) {
 		})
 	}
 }
+
+// Policy denies by default: only a grant naming both client and operation
+// allows it (moved from keysvc with Policy).
+func TestPolicyAllows(t *testing.T) {
+	p := Policy{Grants: []Grant{
+		{Client: "payments", Ops: []Op{OpSign, OpVerify}},
+		{Client: "audit", Ops: []Op{OpRead}},
+		{Client: "payments", Ops: []Op{OpPublic}}, // a second grant adds to the first
+	}}
+	cases := []struct {
+		client string
+		op     Op
+		want   bool
+	}{
+		{"payments", OpSign, true},
+		{"payments", OpVerify, true},
+		{"payments", OpPublic, true},
+		{"payments", OpRead, false},
+		{"payments", OpManage, false},
+		{"audit", OpRead, true},
+		{"audit", OpSign, false},
+		{"Payments", OpSign, false},
+		{"", OpSign, false},
+		{"stranger", OpRead, false},
+	}
+	for _, c := range cases {
+		if got := p.Allows(c.client, c.op); got != c.want {
+			t.Errorf("Allows(%q, %s) = %v, want %v", c.client, c.op, got, c.want)
+		}
+	}
+	if (Policy{}).Allows("payments", OpSign) {
+		t.Error("an empty policy allows something")
+	}
+}

@@ -124,3 +124,18 @@ func FuzzDecodeVersioned(f *testing.F) {
 		}
 	})
 }
+
+// Versioned is the typed face of the kw:v<n>: format.
+func TestVersionedType(t *testing.T) {
+	v := Versioned{Version: 12, Bytes: []byte{0xfb, 0xff}}
+	if s := v.String(); s != "kw:v12:+/8=" {
+		t.Fatalf("String = %q", s)
+	}
+	got, err := ParseVersioned("kw:v12:+/8=", ErrInvalidCiphertext)
+	if err != nil || got.Version != 12 || !bytes.Equal(got.Bytes, v.Bytes) {
+		t.Fatalf("ParseVersioned = %+v, %v", got, err)
+	}
+	if _, err := ParseVersioned("kw:v0:AA==", ErrInvalidCiphertext); !errors.Is(err, ErrInvalidCiphertext) {
+		t.Fatalf("version 0: %v, want ErrInvalidCiphertext", err)
+	}
+}
