@@ -58,21 +58,21 @@ import (
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/ledger"
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // KMS is what banking asks of keysvc; *keysvc/client.Client implements it.
 type KMS interface {
-	CreateKey(ctx context.Context, req keysvc.CreateKeyRequest) (keysvc.KeyView, error)
-	Sign(ctx context.Context, name string, req keysvc.SignRequest) (keysvc.SignResult, error)
-	SignBatch(ctx context.Context, name string, reqs []keysvc.SignRequest) ([]keysvc.SignResult, error)
-	Verify(ctx context.Context, name string, req keysvc.VerifyRequest) (bool, error)
+	CreateKey(ctx context.Context, req wire.CreateKeyRequest) (wire.KeyView, error)
+	Sign(ctx context.Context, name string, req wire.SignRequest) (wire.SignResult, error)
+	SignBatch(ctx context.Context, name string, reqs []wire.SignRequest) ([]wire.SignResult, error)
+	Verify(ctx context.Context, name string, req wire.VerifyRequest) (bool, error)
 	MAC(ctx context.Context, name string, message []byte) (string, error)
 	VerifyMAC(ctx context.Context, name string, message []byte, mac string) (bool, error)
 	Decrypt(ctx context.Context, name string, ciphertext string, aad []byte) ([]byte, error)
-	DataKey(ctx context.Context, name string, size int, aad []byte) (keysvc.DataKey, error)
-	PublicKey(ctx context.Context, name string, version int) (keysvc.PublicKeyResult, error)
-	Confirmation(ctx context.Context, id string, wait time.Duration) (keysvc.ConfirmationView, error)
+	DataKey(ctx context.Context, name string, size int, aad []byte) (wire.DataKey, error)
+	PublicKey(ctx context.Context, name string, version int) (wire.PublicKeyResult, error)
+	Confirmation(ctx context.Context, id string, wait time.Duration) (wire.ConfirmationView, error)
 }
 
 // Screen checks names and account numbers against the fraud and terror
@@ -264,7 +264,7 @@ func (b *Bank) verifyMAC(ctx context.Context, domain string, msg, stored []byte)
 	switch {
 	case err == nil:
 		return ok, nil
-	case isClientError(err), errors.Is(err, keysvc.ErrInvalidSignature):
+	case isClientError(err), errors.Is(err, wire.ErrInvalidSignature):
 		b.log.Warn("a stored keyed hash cannot be verified (its key version is retired, or it is malformed): treated as a mismatch", "domain", domain, "err", err)
 		return false, nil
 	}

@@ -13,42 +13,26 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/banking/bankwire"
 )
-
-// Role is a corporate operator's role. Entry, review and authorisation
-// are three roles, and a corporate transfer executes only after all three,
-// by three different people (maker-checker).
-type Role string
-
-// Corporate roles.
-const (
-	RoleAdmin      Role = "admin"      // manages operators; moves no money
-	RoleMaker      Role = "maker"      // enters orders
-	RoleReviewer   Role = "reviewer"   // reviews entered orders
-	RoleAuthoriser Role = "authoriser" // authorises reviewed orders; they execute
-)
-
-func (r Role) valid() bool {
-	return r == RoleAdmin || r == RoleMaker || r == RoleReviewer || r == RoleAuthoriser
-}
 
 // CorpOrder is a corporate transfer order on its way through the roles.
 type CorpOrder struct {
-	ID         string          `json:"id"`
-	Corporate  string          `json:"corporate"`
-	Order      []byte          `json:"order"` // the exact bytes entered
-	Digest     string          `json:"digest"`
-	State      string          `json:"state"` // entered, reviewed, executed, rejected
-	Maker      string          `json:"maker"`
-	Reviewer   string          `json:"reviewer,omitempty"`
-	Authoriser string          `json:"authoriser,omitempty"`
-	Rejecter   string          `json:"rejecter,omitempty"`
-	Created    time.Time       `json:"created"`
-	Result     *TransferResult `json:"result,omitempty"`
+	ID         string                   `json:"id"`
+	Corporate  string                   `json:"corporate"`
+	Order      []byte                   `json:"order"` // the exact bytes entered
+	Digest     string                   `json:"digest"`
+	State      string                   `json:"state"` // entered, reviewed, executed, rejected
+	Maker      string                   `json:"maker"`
+	Reviewer   string                   `json:"reviewer,omitempty"`
+	Authoriser string                   `json:"authoriser,omitempty"`
+	Rejecter   string                   `json:"rejecter,omitempty"`
+	Created    time.Time                `json:"created"`
+	Result     *bankwire.TransferResult `json:"result,omitempty"`
 }
 
 // corpOperator loads the session's customer and checks its role.
-func (b *Bank) corpOperator(s session.Session, want Role) (*Customer, error) {
+func (b *Bank) corpOperator(s session.Session, want bankwire.Role) (*Customer, error) {
 	c, err := b.Customer(s.Customer)
 	if err != nil {
 		return nil, err
@@ -62,7 +46,7 @@ func (b *Bank) corpOperator(s session.Session, want Role) (*Customer, error) {
 // EnterCorpOrder is the maker's entry of an order (checked against the
 // bank's data at once, and again when it executes).
 func (b *Bank) EnterCorpOrder(ctx context.Context, s session.Session, order []byte) (CorpOrder, error) {
-	c, err := b.corpOperator(s, RoleMaker)
+	c, err := b.corpOperator(s, bankwire.RoleMaker)
 	if err != nil {
 		return CorpOrder{}, err
 	}
@@ -82,7 +66,7 @@ func (b *Bank) EnterCorpOrder(ctx context.Context, s session.Session, order []by
 // ReviewCorpOrder is the reviewer's approval (or rejection): never the
 // maker.
 func (b *Bank) ReviewCorpOrder(ctx context.Context, s session.Session, id string, approve bool) (CorpOrder, error) {
-	c, err := b.corpOperator(s, RoleReviewer)
+	c, err := b.corpOperator(s, bankwire.RoleReviewer)
 	if err != nil {
 		return CorpOrder{}, err
 	}
@@ -110,7 +94,7 @@ func (b *Bank) ReviewCorpOrder(ctx context.Context, s session.Session, id string
 // bytes with it (verified by keysvc); one without needs a recent SMS
 // step-up.
 func (b *Bank) AuthoriseCorpOrder(ctx context.Context, s session.Session, id, signature string, approve bool) (CorpOrder, error) {
-	c, err := b.corpOperator(s, RoleAuthoriser)
+	c, err := b.corpOperator(s, bankwire.RoleAuthoriser)
 	if err != nil {
 		return CorpOrder{}, err
 	}

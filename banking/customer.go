@@ -18,9 +18,10 @@ import (
 
 	"github.com/keyward/keyward/banking/auth/mask"
 	"github.com/keyward/keyward/banking/auth/password"
+	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/ledger"
-	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 var (
@@ -33,83 +34,28 @@ var (
 // the customer's data key (DataKeyCT is its keysvc ciphertext); banking
 // never opens them.
 type Customer struct {
-	ID           string    `json:"id"`
-	Login        string    `json:"login"`
-	Name         string    `json:"name"`
-	Phone        string    `json:"phone"`
-	IDCardMasked string    `json:"id_card_masked"`
-	CardMasked   string    `json:"card_masked"`
-	IDCardSealed []byte    `json:"id_card_sealed"`
-	CardSealed   []byte    `json:"card_sealed"`
-	DataKeyCT    string    `json:"data_key_ct"`
-	PasswordMAC  []byte    `json:"password_mac"`
-	AntiPhishing string    `json:"anti_phishing"`
-	USBKey       string    `json:"usb_key,omitempty"`   // keysvc external key with the USB key's public key
-	CloudKey     string    `json:"cloud_key,omitempty"` // keysvc confirm-required key
-	Corporate    string    `json:"corporate,omitempty"` // corporate id, for corporate operators
-	Role         Role      `json:"role,omitempty"`      // corporate role
-	Created      time.Time `json:"created"`
-}
-
-// CustomerView is what the customer (and staff) see: masks only.
-type CustomerView struct {
-	ID           string `json:"id"`
-	Login        string `json:"login"`
-	Name         string `json:"name"`
-	Phone        string `json:"phone"`
-	IDCard       string `json:"id_card"`
-	Card         string `json:"card"`
-	AntiPhishing string `json:"anti_phishing"`
-	USBKey       bool   `json:"usb_key"`
-	CloudKey     bool   `json:"cloud_key"`
-	Corporate    string `json:"corporate,omitempty"`
-	Role         Role   `json:"role,omitempty"`
+	ID           string        `json:"id"`
+	Login        string        `json:"login"`
+	Name         string        `json:"name"`
+	Phone        string        `json:"phone"`
+	IDCardMasked string        `json:"id_card_masked"`
+	CardMasked   string        `json:"card_masked"`
+	IDCardSealed []byte        `json:"id_card_sealed"`
+	CardSealed   []byte        `json:"card_sealed"`
+	DataKeyCT    string        `json:"data_key_ct"`
+	PasswordMAC  []byte        `json:"password_mac"`
+	AntiPhishing string        `json:"anti_phishing"`
+	USBKey       string        `json:"usb_key,omitempty"`   // keysvc external key with the USB key's public key
+	CloudKey     string        `json:"cloud_key,omitempty"` // keysvc confirm-required key
+	Corporate    string        `json:"corporate,omitempty"` // corporate id, for corporate operators
+	Role         bankwire.Role `json:"role,omitempty"`      // corporate role
+	Created      time.Time     `json:"created"`
 }
 
 // View returns the masked view of c.
-func (c *Customer) View() CustomerView {
-	return CustomerView{ID: c.ID, Login: c.Login, Name: c.Name, Phone: mask.Phone(c.Phone), IDCard: c.IDCardMasked, Card: c.CardMasked,
+func (c *Customer) View() bankwire.CustomerView {
+	return bankwire.CustomerView{ID: c.ID, Login: c.Login, Name: c.Name, Phone: mask.Phone(c.Phone), IDCard: c.IDCardMasked, Card: c.CardMasked,
 		AntiPhishing: c.AntiPhishing, USBKey: c.USBKey != "", CloudKey: c.CloudKey != "", Corporate: c.Corporate, Role: c.Role}
-}
-
-// EnrolRequest is a teller's enrolment of a customer after identity checks
-// at the counter. The password arrives encrypted like a login (Sealed).
-type EnrolRequest struct {
-	Login        string `json:"login"`
-	Name         string `json:"name"`
-	Phone        string `json:"phone"`
-	IDCard       string `json:"id_card"`
-	Card         string `json:"card"`
-	AntiPhishing string `json:"anti_phishing"`
-	Password     Sealed `json:"password"`
-	// USBPublicKey is the PEM public key of the customer's USB key (EC
-	// P-256 or SM2), if they have one.
-	USBPublicKey string `json:"usb_public_key,omitempty"`
-	USBAlgorithm string `json:"usb_algorithm,omitempty"` // ec-p256 (default) or sm2
-	// CloudKey asks for a cloud signing key held in keysvc, confirmed by
-	// the customer on keysvc's second channel.
-	CloudKey  bool   `json:"cloud_key,omitempty"`
-	Corporate string `json:"corporate,omitempty"`
-	Role      Role   `json:"role,omitempty"`
-	Currency  string `json:"currency,omitempty"` // of the first account; default CNY
-}
-
-// Sealed is a password (or other secret) encrypted to the bank's SM2 login
-// key with a single-use challenge: base64 of SM2 C1C3C2 (ASN.1) over
-// secret ‖ 0x00 ‖ the 32 challenge bytes.
-type Sealed struct {
-	Challenge  string `json:"challenge"`
-	Ciphertext string `json:"ciphertext"`
-	KeyVersion int    `json:"key_version"`
-}
-
-// EnrolResult is the enrolment outcome, with the one-time holder setup
-// code of the cloud key (hand it to the customer; it sets the key's PIN on
-// keysvc's confirmation endpoint).
-type EnrolResult struct {
-	Customer        CustomerView `json:"customer"`
-	Account         string       `json:"account"`
-	HolderSetupCode string       `json:"holder_setup_code,omitempty"`
 }
 
 var (
@@ -122,7 +68,7 @@ func invalid(format string, a ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, a...)...)
 }
 
-func (r *EnrolRequest) validate() error {
+func validateEnrol(r *bankwire.EnrolRequest) error {
 	switch {
 	case !loginRE.MatchString(r.Login):
 		return invalid("login must be 4-32 of a-z 0-9 _ . - starting with a letter")
@@ -138,7 +84,7 @@ func (r *EnrolRequest) validate() error {
 		return invalid("corporate and role go together")
 	case r.Corporate != "" && !corpRE.MatchString(r.Corporate):
 		return invalid("corporate must be 3-32 of a-z 0-9 -")
-	case r.Role != "" && !r.Role.valid():
+	case r.Role != "" && !r.Role.Valid():
 		return invalid("role must be admin, maker, reviewer or authoriser")
 	}
 	if err := mask.ValidateID(r.IDCard); err != nil {
@@ -160,7 +106,7 @@ func newCustomerID() (string, error) {
 }
 
 // open decrypts a Sealed secret through keysvc and checks its challenge.
-func (b *Bank) open(ctx context.Context, s Sealed) ([]byte, error) {
+func (b *Bank) open(ctx context.Context, s bankwire.Sealed) ([]byte, error) {
 	if s.KeyVersion < 1 || s.Ciphertext == "" || s.Challenge == "" {
 		return nil, invalid("password needs challenge, ciphertext and key_version")
 	}
@@ -169,7 +115,7 @@ func (b *Bank) open(ctx context.Context, s Sealed) ([]byte, error) {
 	}
 	plain, err := b.kms.Decrypt(ctx, KeyLogin, fmt.Sprintf("kw:v%d:%s", s.KeyVersion, s.Ciphertext), nil)
 	if err != nil {
-		if errors.Is(err, keysvc.ErrVersionNotUsable) {
+		if errors.Is(err, wire.ErrVersionNotUsable) {
 			b.pubKeys.retired(KeyLogin, s.KeyVersion) // serve the current key again
 		}
 		if isClientError(err) {
@@ -185,7 +131,7 @@ func (b *Bank) open(ctx context.Context, s Sealed) ([]byte, error) {
 
 // isClientError reports keysvc refusing the input (not being down).
 func isClientError(err error) bool {
-	for _, e := range []error{keysvc.ErrInvalidArgument, keysvc.ErrInvalidCiphertext, keysvc.ErrDecrypt, keysvc.ErrVersionNotFound, keysvc.ErrVersionNotUsable} {
+	for _, e := range []error{wire.ErrInvalidArgument, wire.ErrInvalidCiphertext, wire.ErrDecrypt, wire.ErrVersionNotFound, wire.ErrVersionNotUsable} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -301,40 +247,40 @@ func (b *Bank) upgradePasswordMAC(ctx context.Context, c *Customer, pw []byte) {
 
 // Enrol creates a customer with its first account, its keys in keysvc and
 // its sealed identity numbers (R-AUTH-1, R-AUTH-2, R-AUTH-7, R-SRV-6).
-func (b *Bank) Enrol(ctx context.Context, req EnrolRequest) (EnrolResult, error) {
-	if err := req.validate(); err != nil {
-		return EnrolResult{}, err
+func (b *Bank) Enrol(ctx context.Context, req bankwire.EnrolRequest) (bankwire.EnrolResult, error) {
+	if err := validateEnrol(&req); err != nil {
+		return bankwire.EnrolResult{}, err
 	}
 	if b.cfg.Screen != nil {
 		if err := b.cfg.Screen.CheckName(req.Name); err != nil {
-			return EnrolResult{}, fmt.Errorf("%w: the customer's name is on the screening list", ErrCustomerBlocked)
+			return bankwire.EnrolResult{}, fmt.Errorf("%w: the customer's name is on the screening list", ErrCustomerBlocked)
 		}
 	}
 	if _, err := b.customerByLogin(req.Login); err == nil {
-		return EnrolResult{}, fmt.Errorf("%w: login %q is taken", ErrExists, req.Login)
+		return bankwire.EnrolResult{}, fmt.Errorf("%w: login %q is taken", ErrExists, req.Login)
 	}
 	pw, err := b.open(ctx, req.Password)
 	if err != nil {
-		return EnrolResult{}, err
+		return bankwire.EnrolResult{}, err
 	}
 	defer clear(pw)
 	if err := password.Check(pw, req.Login, req.Phone, req.IDCard); err != nil {
-		return EnrolResult{}, err
+		return bankwire.EnrolResult{}, err
 	}
 	id, err := newCustomerID()
 	if err != nil {
-		return EnrolResult{}, err
+		return bankwire.EnrolResult{}, err
 	}
 	c := &Customer{ID: id, Login: req.Login, Name: req.Name, Phone: req.Phone, AntiPhishing: req.AntiPhishing,
 		IDCardMasked: mask.IDCard(req.IDCard), CardMasked: mask.Card(req.Card), Corporate: req.Corporate, Role: req.Role, Created: b.now().UTC()}
 	if c.PasswordMAC, err = b.pwMAC(ctx, id, pw); err != nil {
-		return EnrolResult{}, err
+		return bankwire.EnrolResult{}, err
 	}
 	// Envelope encryption: a fresh SM4 data key from keysvc seals the
 	// numbers here; only its keysvc ciphertext is kept.
 	dk, err := b.kms.DataKey(ctx, KeyPII, 16, []byte("customer:"+id))
 	if err != nil {
-		return EnrolResult{}, kmsErr(err)
+		return bankwire.EnrolResult{}, kmsErr(err)
 	}
 	c.DataKeyCT = dk.Ciphertext
 	c.IDCardSealed, err = smcrypto.SM4GCMSeal(dk.Plaintext, []byte(req.IDCard), []byte(id+":id_card"))
@@ -343,30 +289,30 @@ func (b *Bank) Enrol(ctx context.Context, req EnrolRequest) (EnrolResult, error)
 	}
 	clear(dk.Plaintext)
 	if err != nil {
-		return EnrolResult{}, err
+		return bankwire.EnrolResult{}, err
 	}
-	var res EnrolResult
-	grants := keysvc.Policy{Grants: []keysvc.Grant{{Client: b.kmsClientName(), Ops: []keysvc.Op{keysvc.OpSign, keysvc.OpVerify, keysvc.OpPublic}}}}
+	var res bankwire.EnrolResult
+	grants := wire.Policy{Grants: []wire.Grant{{Client: b.kmsClientName(), Ops: []wire.Op{wire.OpSign, wire.OpVerify, wire.OpPublic}}}}
 	if req.USBPublicKey != "" {
-		alg := keysvc.AlgECP256
+		alg := wire.AlgECP256
 		if req.USBAlgorithm == "sm2" {
-			alg = keysvc.AlgSM2
+			alg = wire.AlgSM2
 		}
 		c.USBKey = "usb-" + id
-		if _, err := b.kms.CreateKey(ctx, keysvc.CreateKeyRequest{Name: c.USBKey, Purpose: keysvc.PurposeSign, Algorithm: alg,
-			Protection: keysvc.ProtectionExternal, PublicKey: req.USBPublicKey, Policy: grants}); err != nil {
-			if errors.Is(err, keysvc.ErrInvalidArgument) {
-				return EnrolResult{}, invalid("usb_public_key: %v", err)
+		if _, err := b.kms.CreateKey(ctx, wire.CreateKeyRequest{Name: c.USBKey, Purpose: wire.PurposeSign, Algorithm: alg,
+			Protection: wire.ProtectionExternal, PublicKey: req.USBPublicKey, Policy: grants}); err != nil {
+			if errors.Is(err, wire.ErrInvalidArgument) {
+				return bankwire.EnrolResult{}, invalid("usb_public_key: %v", err)
 			}
-			return EnrolResult{}, kmsErr(err)
+			return bankwire.EnrolResult{}, kmsErr(err)
 		}
 	}
 	if req.CloudKey {
 		c.CloudKey = "cust-" + id
-		k, err := b.kms.CreateKey(ctx, keysvc.CreateKeyRequest{Name: c.CloudKey, Purpose: keysvc.PurposeSign, Algorithm: keysvc.AlgECP256,
-			Protection: keysvc.ProtectionWrapped, Confirm: keysvc.ConfirmRequired, Policy: grants})
+		k, err := b.kms.CreateKey(ctx, wire.CreateKeyRequest{Name: c.CloudKey, Purpose: wire.PurposeSign, Algorithm: wire.AlgECP256,
+			Protection: wire.ProtectionWrapped, Confirm: wire.ConfirmRequired, Policy: grants})
 		if err != nil {
-			return EnrolResult{}, kmsErr(err)
+			return bankwire.EnrolResult{}, kmsErr(err)
 		}
 		res.HolderSetupCode = k.HolderSetupCode
 	}
@@ -376,15 +322,15 @@ func (b *Bank) Enrol(ctx context.Context, req EnrolRequest) (EnrolResult, error)
 	}
 	// Personal customers and a corporate's admin get an account; other
 	// operators work on the corporate's accounts.
-	if c.Corporate == "" || c.Role == RoleAdmin {
+	if c.Corporate == "" || c.Role == bankwire.RoleAdmin {
 		acct, err := b.Ledger.OpenAccount(ctx, ledger.OpenAccountRequest{Owner: owner(c), Currency: cur})
 		if err != nil {
-			return EnrolResult{}, err
+			return bankwire.EnrolResult{}, err
 		}
 		res.Account = acct.ID
 	}
 	if err := b.putCustomer(c, true); err != nil {
-		return EnrolResult{}, err
+		return bankwire.EnrolResult{}, err
 	}
 	res.Customer = c.View()
 	b.log.Info("customer enrolled", "customer", id, "usb_key", c.USBKey != "", "cloud_key", c.CloudKey != "")

@@ -10,7 +10,7 @@ import (
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/ledger"
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // Sentinel errors of the banking layer. Messages wrapped around them are
@@ -126,8 +126,8 @@ func kmsErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, keysvc.ErrTokenUnavailable), errors.Is(err, keysvc.ErrAuditUnavailable),
-		errors.Is(err, keysvc.ErrStore), errors.Is(err, keysvc.ErrTokenLocked), isTransport(err):
+	case errors.Is(err, wire.ErrTokenUnavailable), errors.Is(err, wire.ErrAuditUnavailable),
+		errors.Is(err, wire.ErrStore), errors.Is(err, wire.ErrTokenLocked), isTransport(err):
 		return fmt.Errorf("%w: the key service cannot be reached; try again shortly", ErrUnavailable)
 	}
 	return fmt.Errorf("banking: key service: %w", err)

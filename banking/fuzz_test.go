@@ -16,6 +16,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/keyward/keyward/banking/auth/otp"
+	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/ledger"
 	"github.com/keyward/keyward/keysvc/txformat"
 )
@@ -23,9 +24,9 @@ import (
 // requestShapes are the bodies banking's routes decode (the exported
 // types, and the shapes of the handlers' own request structs).
 var requestShapes = []func() any{
-	func() any { return new(LoginRequest) },
-	func() any { return new(EnrolRequest) },
-	func() any { return new(SignedOrder) },
+	func() any { return new(bankwire.LoginRequest) },
+	func() any { return new(bankwire.EnrolRequest) },
+	func() any { return new(bankwire.SignedOrder) },
 	func() any { return new(struct{ Order []byte }) },
 	func() any {
 		return new(struct {
@@ -42,7 +43,7 @@ var requestShapes = []func() any{
 	},
 	func() any {
 		return new(struct {
-			Password Sealed `json:"password"`
+			Password bankwire.Sealed `json:"password"`
 		})
 	},
 	func() any {
@@ -91,8 +92,8 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("accepted %q, which is not one JSON object", body)
 		}
 		// The request types' own checks refuse only with ErrInvalid.
-		if r, ok := v.(interface{ validate() error }); ok {
-			if err := r.validate(); err != nil && !errors.Is(err, ErrInvalid) {
+		if validate := requestCheck(v); validate != nil {
+			if err := validate(); err != nil && !errors.Is(err, ErrInvalid) {
 				t.Fatalf("%T.validate refusal %v is not ErrInvalid", v, err)
 			}
 		}
@@ -125,7 +126,7 @@ func orderBank(t testing.TB) (b *Bank, alice, acme *Customer, accounts map[strin
 	for _, c := range []*Customer{
 		{ID: "c000000000001", Login: "alice", Name: "Alice Wang"},
 		{ID: "c000000000002", Login: "bobli", Name: "Bob Li"},
-		{ID: "c000000000003", Login: "acme-admin", Name: "Acme Admin", Corporate: "acme", Role: RoleAdmin},
+		{ID: "c000000000003", Login: "acme-admin", Name: "Acme Admin", Corporate: "acme", Role: bankwire.RoleAdmin},
 	} {
 		if err := b.putCustomer(c, true); err != nil {
 			t.Fatal(err)
@@ -187,4 +188,16 @@ func FuzzCheckOrder(f *testing.F) {
 			t.Fatal("checkOrder marked an order authorised")
 		}
 	})
+}
+
+// requestCheck returns the shape check of a decoded request type (what
+// Enrol and Login run first), or nil for types without one.
+func requestCheck(v any) func() error {
+	switch r := v.(type) {
+	case *bankwire.EnrolRequest:
+		return func() error { return validateEnrol(r) }
+	case *bankwire.LoginRequest:
+		return func() error { return validateLogin(r) }
+	}
+	return nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/ledger"
 )
 
@@ -125,7 +126,7 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 		return c.JSON(fiber.Map{"challenge": ch.Value, "expires_at": ch.ExpiresAt})
 	})
 	v1.Post("/login", loginLimit, func(c *fiber.Ctx) error {
-		var req LoginRequest
+		var req bankwire.LoginRequest
 		if err := decode(c, &req); err != nil {
 			return err
 		}
@@ -210,7 +211,7 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 	}))
 	s.Post("/password", b.withSession(true, func(c *fiber.Ctx, sid string, s session.Session) error {
 		var req struct {
-			Password Sealed `json:"password"`
+			Password bankwire.Sealed `json:"password"`
 		}
 		if err := decode(c, &req); err != nil {
 			return err
@@ -221,7 +222,7 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 		return c.JSON(fiber.Map{"changed": true})
 	}))
 	s.Post("/transfers/usb", b.withSession(true, func(c *fiber.Ctx, _ string, s session.Session) error {
-		var req SignedOrder
+		var req bankwire.SignedOrder
 		if err := decode(c, &req); err != nil {
 			return err
 		}
@@ -317,7 +318,7 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 	if cfg.StaffTokenSHA256 != "" {
 		staff := app.Group("/staff/v1", staffAuth(cfg.StaffTokenSHA256))
 		staff.Post("/customers", func(c *fiber.Ctx) error {
-			var req EnrolRequest
+			var req bankwire.EnrolRequest
 			if err := decode(c, &req); err != nil {
 				return err
 			}
@@ -365,7 +366,7 @@ func (b *Bank) SetLimits(ctx context.Context, s session.Session, account, perTx,
 	if err != nil {
 		return ledger.Account{}, err
 	}
-	if c.Corporate != "" && c.Role != RoleAdmin {
+	if c.Corporate != "" && c.Role != bankwire.RoleAdmin {
 		return ledger.Account{}, fmt.Errorf("%w: only the corporate administrator changes the company's limits", ErrForbidden)
 	}
 	if err := b.sessions.RequireStepUp(s, session.LevelOTP, b.cfg.StepUpFor); err != nil {

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // DefaultPublicKeyTTL is how long banking serves a public key (login,
@@ -30,7 +30,7 @@ type pubKeyCache struct {
 
 type pubKeyEntry struct {
 	mu      sync.Mutex // held across a fetch: concurrent misses wait for it
-	pk      keysvc.PublicKeyResult
+	pk      wire.PublicKeyResult
 	expires time.Time
 	valid   bool
 }
@@ -51,7 +51,7 @@ func (p *pubKeyCache) entry(name string) *pubKeyEntry {
 }
 
 // get returns the primary public key of name, from memory while fresh.
-func (p *pubKeyCache) get(ctx context.Context, name string) (keysvc.PublicKeyResult, error) {
+func (p *pubKeyCache) get(ctx context.Context, name string) (wire.PublicKeyResult, error) {
 	e := p.entry(name)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -60,7 +60,7 @@ func (p *pubKeyCache) get(ctx context.Context, name string) (keysvc.PublicKeyRes
 	}
 	pk, err := p.kms.PublicKey(ctx, name, 0)
 	if err != nil {
-		return keysvc.PublicKeyResult{}, kmsErr(err)
+		return wire.PublicKeyResult{}, kmsErr(err)
 	}
 	e.pk, e.expires, e.valid = pk, p.now().Add(p.ttl), true
 	return pk, nil

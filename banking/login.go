@@ -10,7 +10,8 @@ import (
 
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/banking/bankwire"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // LoginKey is the bank's SM2 login public key (PEM) and its version: the
@@ -31,7 +32,7 @@ func (b *Bank) LoginKey(ctx context.Context) (LoginKey, error) {
 }
 
 // ReceiptKey returns the bank's receipt public key (cached like LoginKey).
-func (b *Bank) ReceiptKey(ctx context.Context) (keysvc.PublicKeyResult, error) {
+func (b *Bank) ReceiptKey(ctx context.Context) (wire.PublicKeyResult, error) {
 	return b.pubKeys.get(ctx, KeyReceipt)
 }
 
@@ -40,27 +41,8 @@ func (b *Bank) Challenge(ctx context.Context) (password.Challenge, error) {
 	return b.challenges.New(ctx)
 }
 
-// LoginRequest is a login: the login name, the sealed password, and the
-// client's device id and OS (for step-up decisions).
-type LoginRequest struct {
-	Login    string `json:"login"`
-	Password Sealed `json:"password"`
-	Device   string `json:"device"`
-	OS       string `json:"os"`
-}
-
-// LoginResult is a new session. With StepUp the session can do nothing but
-// complete the SMS step-up (the code was sent to the registered phone).
-type LoginResult struct {
-	Session      string `json:"session"`
-	StepUp       bool   `json:"step_up"`
-	StepUpReason string `json:"step_up_reason,omitempty"`
-	AntiPhishing string `json:"anti_phishing"`
-	Customer     string `json:"customer"`
-}
-
-// validate checks the request's shape (the password is checked by Login).
-func (r *LoginRequest) validate() error {
+// validateLogin checks the request's shape (the password is checked by Login).
+func validateLogin(r *bankwire.LoginRequest) error {
 	if !loginRE.MatchString(r.Login) || r.Device == "" || len(r.Device) > 64 || r.OS == "" || len(r.OS) > 64 {
 		return invalid("login, device (≤64) and os (≤64) are required")
 	}
@@ -71,47 +53,47 @@ func (r *LoginRequest) validate() error {
 // (R-AUTH-3) and opens a session (R-AUTH-5); a new device, OS or network
 // asks for SMS step-up (R-AUTH-9). A known and an unknown login cost
 // keysvc the same calls until the password is found right (checkPassword).
-func (b *Bank) Login(ctx context.Context, req LoginRequest, ip netip.Addr) (LoginResult, error) {
-	if err := req.validate(); err != nil {
-		return LoginResult{}, err
+func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Addr) (bankwire.LoginResult, error) {
+	if err := validateLogin(&req); err != nil {
+		return bankwire.LoginResult{}, err
 	}
 	att, err := b.guard.Begin(ctx, req.Login, ip)
 	if err != nil {
 		b.log.Warn("login refused: locked", "login", req.Login, "source", ip.String())
-		return LoginResult{}, err
+		return bankwire.LoginResult{}, err
 	}
 	pw, err := b.open(ctx, req.Password)
 	if err != nil {
 		att.Abandon(ctx) // the password was never compared
-		return LoginResult{}, err
+		return bankwire.LoginResult{}, err
 	}
 	defer clear(pw)
 	c, err := b.checkPassword(ctx, req.Login, pw)
 	if err != nil {
 		att.Abandon(ctx)
-		return LoginResult{}, err
+		return bankwire.LoginResult{}, err
 	}
 	if c == nil {
 		_ = att.Failed(ctx)
 		b.log.Info("login failed", "login", req.Login, "source", ip.String())
-		return LoginResult{}, ErrLoginFailed
+		return bankwire.LoginResult{}, ErrLoginFailed
 	}
 	if err := att.Succeeded(ctx); err != nil {
-		return LoginResult{}, err
+		return bankwire.LoginResult{}, err
 	}
 	a, err := b.devices.Assess(ctx, c.ID, req.Device, req.OS, ip)
 	if err != nil {
-		return LoginResult{}, err
+		return bankwire.LoginResult{}, err
 	}
 	id, sess, err := b.sessions.Create(ctx, session.Params{Customer: c.ID, Device: req.Device, IP: ip, Level: session.LevelPassword})
 	if err != nil {
-		return LoginResult{}, err
+		return bankwire.LoginResult{}, err
 	}
 	sref := sess.Ref
-	res := LoginResult{Session: id, AntiPhishing: c.AntiPhishing, Customer: c.ID}
+	res := bankwire.LoginResult{Session: id, AntiPhishing: c.AntiPhishing, Customer: c.ID}
 	if a.StepUp {
 		if err := b.setStepUpPending(sref, true); err != nil {
-			return LoginResult{}, err
+			return bankwire.LoginResult{}, err
 		}
 		res.StepUp = true
 		rs := make([]string, len(a.Reasons))
@@ -196,7 +178,7 @@ func (b *Bank) ready(s session.Session) error {
 
 // ChangePassword sets a new password; it needs a recent step-up
 // (R-AUTH-6) and ends the customer's other sessions.
-func (b *Bank) ChangePassword(ctx context.Context, sid string, s session.Session, newPW Sealed) error {
+func (b *Bank) ChangePassword(ctx context.Context, sid string, s session.Session, newPW bankwire.Sealed) error {
 	if err := b.sessions.RequireStepUp(s, session.LevelOTP, b.cfg.StepUpFor); err != nil {
 		return err
 	}

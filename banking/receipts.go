@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // receiptSigner signs receipt bodies through keysvc's sign-batch: requests
@@ -106,9 +106,9 @@ func (r *receiptSigner) flush(batch []signJob) {
 	if len(live) == 0 {
 		return
 	}
-	reqs := make([]keysvc.SignRequest, len(live))
+	reqs := make([]wire.SignRequest, len(live))
 	for i, j := range live {
-		reqs[i] = keysvc.SignRequest{Message: j.body}
+		reqs[i] = wire.SignRequest{Message: j.body}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -124,7 +124,7 @@ func (r *receiptSigner) flush(batch []signJob) {
 		j.done <- signResult{sig: res[i].Signature}
 	}
 	if err == nil {
-		if v, verr := keysvc.VersionOf(res[0].Signature); verr == nil {
+		if v, verr := wire.VersionOf(res[0].Signature); verr == nil {
 			r.seen(v) // a rotated receipt key refreshes the served public key
 		}
 	}

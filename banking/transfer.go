@@ -15,38 +15,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/ledger"
-	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/txformat"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 var bucketReceipts = []byte("bank-receipts") // transfer id → receipt signature
-
-// SignedOrder is a transfer order the customer signed with their USB key:
-// the exact bytes (canonical JSON keyward.transfer.v1 or pain.001.001.09)
-// and the signature (base64 DER ECDSA over SHA-256, or SM2 with SM3).
-type SignedOrder struct {
-	Order     []byte `json:"order"` // base64 in JSON
-	Signature string `json:"signature"`
-}
-
-// TransferResult is an executed transfer and its signed receipt.
-type TransferResult struct {
-	TransferID string  `json:"transfer_id"`
-	Replayed   bool    `json:"replayed,omitempty"` // the same order was executed before; nothing moved now
-	Receipt    Receipt `json:"receipt"`
-}
-
-// Receipt is the bank's signed electronic receipt. Body is the exact
-// signed bytes, a JSON document carried as a string so that no parser
-// re-orders it; Signature is base64 DER ECDSA P-256 over SHA-256 of Body
-// by the bank's receipt key (KeyReceipt):
-//
-//	openssl dgst -sha256 -verify bank-receipt.pem -signature receipt.sig receipt.json
-type Receipt struct {
-	Body      string `json:"body"`
-	Signature string `json:"signature"`
-}
 
 // receiptBody is what a receipt states; field order is the signed order.
 type receiptBody struct {
@@ -135,9 +110,9 @@ func (b *Bank) customerByOwner(owner string) (*Customer, error) {
 // execute posts a checked order and returns its receipt. A corporate
 // account's order executes only once authorised (R-AUTH-10), whichever
 // route brought it here.
-func (b *Bank) execute(ctx context.Context, co *checkedOrder) (TransferResult, error) {
+func (b *Bank) execute(ctx context.Context, co *checkedOrder) (bankwire.TransferResult, error) {
 	if isCorporate(co.payer.Owner) && !co.authorised {
-		return TransferResult{}, errMakerChecker
+		return bankwire.TransferResult{}, errMakerChecker
 	}
 	memo := co.tr.Purpose
 	if len([]rune(memo)) > 140 {
@@ -146,9 +121,9 @@ func (b *Bank) execute(ctx context.Context, co *checkedOrder) (TransferResult, e
 	rc, err := b.Ledger.Transfer(ctx, ledger.TransferRequest{IdempotencyKey: co.idemKey, From: co.payer.ID, To: co.payee.ID,
 		Amount: co.amount, Currency: co.tr.Currency, Memo: memo, Reference: asciiRef(co.tr.EndToEndID)})
 	if err != nil {
-		return TransferResult{}, err
+		return bankwire.TransferResult{}, err
 	}
-	res := TransferResult{TransferID: rc.TransferID, Replayed: rc.Replayed}
+	res := bankwire.TransferResult{TransferID: rc.TransferID, Replayed: rc.Replayed}
 	if res.Receipt, err = b.receipt(ctx, rc); err != nil {
 		// The transfer is done; the receipt can be fetched again later.
 		b.log.Error("receipt not signed", "transfer", rc.TransferID, "err", err)
@@ -190,20 +165,20 @@ func directTransfer(c *Customer) error {
 // key first, so an unsigned request learns nothing of the bank's records;
 // then checked against the bank's data and posted (once: a replayed order
 // returns the first receipt).
-func (b *Bank) TransferUSB(ctx context.Context, s session.Session, so SignedOrder) (TransferResult, error) {
+func (b *Bank) TransferUSB(ctx context.Context, s session.Session, so bankwire.SignedOrder) (bankwire.TransferResult, error) {
 	c, err := b.Customer(s.Customer)
 	if err != nil {
-		return TransferResult{}, err
+		return bankwire.TransferResult{}, err
 	}
 	if err := directTransfer(c); err != nil {
-		return TransferResult{}, err
+		return bankwire.TransferResult{}, err
 	}
 	if err := b.verifyUSB(ctx, c, so.Order, so.Signature); err != nil {
-		return TransferResult{}, err
+		return bankwire.TransferResult{}, err
 	}
 	co, err := b.checkOrder(ctx, c, so.Order)
 	if err != nil {
-		return TransferResult{}, err
+		return bankwire.TransferResult{}, err
 	}
 	return b.execute(ctx, co)
 }
@@ -219,9 +194,9 @@ func (b *Bank) verifyUSB(ctx context.Context, c *Customer, order []byte, signatu
 	if err != nil || len(sig) == 0 || len(sig) > 512 {
 		return fmt.Errorf("%w: signature must be base64 DER", ErrBadSignature)
 	}
-	ok, err := b.kms.Verify(ctx, c.USBKey, keysvc.VerifyRequest{Message: order, Signature: "kw:v1:" + signature})
+	ok, err := b.kms.Verify(ctx, c.USBKey, wire.VerifyRequest{Message: order, Signature: "kw:v1:" + signature})
 	switch {
-	case errors.Is(err, keysvc.ErrInvalidSignature):
+	case errors.Is(err, wire.ErrInvalidSignature):
 		return bad
 	case err != nil:
 		return kmsErr(err)
@@ -234,11 +209,11 @@ func (b *Bank) verifyUSB(ctx context.Context, c *Customer, order []byte, signatu
 
 // receipt returns the signed receipt of a posting, signing it through
 // keysvc the first time (the signature is kept, so a receipt is stable).
-func (b *Bank) receipt(ctx context.Context, rc ledger.Receipt) (Receipt, error) {
+func (b *Bank) receipt(ctx context.Context, rc ledger.Receipt) (bankwire.Receipt, error) {
 	body, err := json.Marshal(receiptBody{Type: "keyward.receipt.v1", TransferID: rc.TransferID, Time: rc.Time.UTC().Format(time.RFC3339Nano),
 		Payer: rc.From, Payee: rc.To, Amount: ledger.FormatAmount(rc.Amount, rc.Currency), Currency: rc.Currency, Reference: rc.Reference, Memo: rc.Memo})
 	if err != nil {
-		return Receipt{}, err
+		return bankwire.Receipt{}, err
 	}
 	var sig []byte
 	_ = b.db.View(func(tx *bolt.Tx) error {
@@ -250,7 +225,7 @@ func (b *Bank) receipt(ctx context.Context, rc ledger.Receipt) (Receipt, error) 
 	if len(sig) == 0 {
 		s, err := b.receipts.sign(ctx, body)
 		if err != nil {
-			return Receipt{}, err // already mapped (kmsErr) by the signer
+			return bankwire.Receipt{}, err // already mapped (kmsErr) by the signer
 		}
 		sig = []byte(stripVersion(s))
 		// Batch: concurrent transfers share one commit (the function may
@@ -266,10 +241,10 @@ func (b *Bank) receipt(ctx context.Context, rc ledger.Receipt) (Receipt, error) 
 			}
 			return bk.Put([]byte(rc.TransferID), sig)
 		}); err != nil {
-			return Receipt{}, err
+			return bankwire.Receipt{}, err
 		}
 	}
-	return Receipt{Body: string(body), Signature: string(sig)}, nil
+	return bankwire.Receipt{Body: string(body), Signature: string(sig)}, nil
 }
 
 // stripVersion turns "kw:v1:<b64>" into "<b64>".
@@ -281,14 +256,14 @@ func stripVersion(s string) string {
 }
 
 // ReceiptOf returns the receipt of one of the customer's transfers.
-func (b *Bank) ReceiptOf(ctx context.Context, s session.Session, transferID string) (Receipt, error) {
+func (b *Bank) ReceiptOf(ctx context.Context, s session.Session, transferID string) (bankwire.Receipt, error) {
 	rc, err := b.Ledger.Posting(ctx, transferID)
 	if err != nil {
-		return Receipt{}, fmt.Errorf("%w: transfer %s", ErrNotFound, transferID)
+		return bankwire.Receipt{}, fmt.Errorf("%w: transfer %s", ErrNotFound, transferID)
 	}
 	c, err := b.Customer(s.Customer)
 	if err != nil {
-		return Receipt{}, err
+		return bankwire.Receipt{}, err
 	}
 	mine := false
 	for _, id := range []string{rc.From, rc.To} {
@@ -297,23 +272,12 @@ func (b *Bank) ReceiptOf(ctx context.Context, s session.Session, transferID stri
 		}
 	}
 	if !mine {
-		return Receipt{}, fmt.Errorf("%w: transfer %s", ErrNotFound, transferID)
+		return bankwire.Receipt{}, fmt.Errorf("%w: transfer %s", ErrNotFound, transferID)
 	}
 	return b.receipt(ctx, rc)
 }
 
 // --- cloud key: signed in keysvc after the customer's confirmation -------
-
-// PendingTransfer is a cloud-key transfer waiting for the customer to
-// confirm it on keysvc's second channel.
-type PendingTransfer struct {
-	ID        string          `json:"id"` // keysvc's confirmation id
-	Status    string          `json:"status"`
-	Digest    string          `json:"digest"`
-	ExpiresAt time.Time       `json:"expires_at"`
-	Reason    string          `json:"reason,omitempty"`
-	Result    *TransferResult `json:"result,omitempty"`
-}
 
 type pendingTransfers struct {
 	mu sync.Mutex
@@ -336,31 +300,31 @@ func newPendingTransfers() *pendingTransfers { return &pendingTransfers{m: map[s
 // customer's cloud key: keysvc shows it to the customer on the second
 // channel and signs only what they confirm (R-DC-1). The answer is the
 // pending confirmation; PollCloud executes the transfer once signed.
-func (b *Bank) TransferCloud(ctx context.Context, s session.Session, order []byte) (PendingTransfer, error) {
+func (b *Bank) TransferCloud(ctx context.Context, s session.Session, order []byte) (bankwire.PendingTransfer, error) {
 	c, err := b.Customer(s.Customer)
 	if err != nil {
-		return PendingTransfer{}, err
+		return bankwire.PendingTransfer{}, err
 	}
 	if err := directTransfer(c); err != nil {
-		return PendingTransfer{}, err
+		return bankwire.PendingTransfer{}, err
 	}
 	if c.CloudKey == "" {
-		return PendingTransfer{}, fmt.Errorf("%w: you have no cloud signing key", ErrForbidden)
+		return bankwire.PendingTransfer{}, fmt.Errorf("%w: you have no cloud signing key", ErrForbidden)
 	}
 	co, err := b.checkOrder(ctx, c, order)
 	if err != nil {
-		return PendingTransfer{}, err
+		return bankwire.PendingTransfer{}, err
 	}
-	res, err := b.kms.Sign(ctx, c.CloudKey, keysvc.SignRequest{Message: order})
+	res, err := b.kms.Sign(ctx, c.CloudKey, wire.SignRequest{Message: order})
 	switch {
-	case errors.Is(err, keysvc.ErrConfirmationPending):
-		return PendingTransfer{}, fmt.Errorf("%w: another transfer is waiting for your confirmation; confirm or reject it first", ErrExists)
-	case errors.Is(err, keysvc.ErrHolderLocked), errors.Is(err, keysvc.ErrHolderNotEnrolled):
-		return PendingTransfer{}, fmt.Errorf("%w: your cloud key cannot sign: %v", ErrForbidden, err)
+	case errors.Is(err, wire.ErrConfirmationPending):
+		return bankwire.PendingTransfer{}, fmt.Errorf("%w: another transfer is waiting for your confirmation; confirm or reject it first", ErrExists)
+	case errors.Is(err, wire.ErrHolderLocked), errors.Is(err, wire.ErrHolderNotEnrolled):
+		return bankwire.PendingTransfer{}, fmt.Errorf("%w: your cloud key cannot sign: %v", ErrForbidden, err)
 	case err != nil:
-		return PendingTransfer{}, kmsErr(err)
+		return bankwire.PendingTransfer{}, kmsErr(err)
 	case res.Confirmation == nil:
-		return PendingTransfer{}, fmt.Errorf("banking: cloud key %s signed without confirmation; refusing", c.CloudKey)
+		return bankwire.PendingTransfer{}, fmt.Errorf("banking: cloud key %s signed without confirmation; refusing", c.CloudKey)
 	}
 	cv := res.Confirmation
 	b.pending.mu.Lock()
@@ -371,41 +335,41 @@ func (b *Bank) TransferCloud(ctx context.Context, s session.Session, order []byt
 		}
 	}
 	b.pending.mu.Unlock()
-	return PendingTransfer{ID: cv.ID, Status: string(cv.Status), Digest: cv.Digest, ExpiresAt: cv.ExpiresAt}, nil
+	return bankwire.PendingTransfer{ID: cv.ID, Status: string(cv.Status), Digest: cv.Digest, ExpiresAt: cv.ExpiresAt}, nil
 }
 
 // PollCloud waits up to wait for the customer's decision; once keysvc has
 // signed, the signature is checked against the order and the transfer
 // executed (idempotently: polling again returns the same receipt).
-func (b *Bank) PollCloud(ctx context.Context, s session.Session, id string, wait time.Duration) (PendingTransfer, error) {
+func (b *Bank) PollCloud(ctx context.Context, s session.Session, id string, wait time.Duration) (bankwire.PendingTransfer, error) {
 	b.pending.mu.Lock()
 	p, ok := b.pending.m[id]
 	b.pending.mu.Unlock()
 	if !ok || p.co.customer.ID != s.Customer {
-		return PendingTransfer{}, fmt.Errorf("%w: pending transfer %q", ErrNotFound, id)
+		return bankwire.PendingTransfer{}, fmt.Errorf("%w: pending transfer %q", ErrNotFound, id)
 	}
 	cv, err := b.kms.Confirmation(ctx, id, wait)
 	if err != nil {
-		return PendingTransfer{}, kmsErr(err)
+		return bankwire.PendingTransfer{}, kmsErr(err)
 	}
-	out := PendingTransfer{ID: id, Status: string(cv.Status), Digest: cv.Digest, ExpiresAt: cv.ExpiresAt, Reason: cv.Reason}
-	if cv.Status != keysvc.ConfirmApproved {
+	out := bankwire.PendingTransfer{ID: id, Status: string(cv.Status), Digest: cv.Digest, ExpiresAt: cv.ExpiresAt, Reason: cv.Reason}
+	if cv.Status != wire.ConfirmApproved {
 		return out, nil
 	}
 	sum := sha256.Sum256(p.order)
 	if cv.Digest != hex.EncodeToString(sum[:]) {
-		return PendingTransfer{}, fmt.Errorf("%w: keysvc signed other bytes than the order", ErrOrderMismatch)
+		return bankwire.PendingTransfer{}, fmt.Errorf("%w: keysvc signed other bytes than the order", ErrOrderMismatch)
 	}
-	ok, err = b.kms.Verify(ctx, p.co.customer.CloudKey, keysvc.VerifyRequest{Message: p.order, Signature: cv.Signature})
+	ok, err = b.kms.Verify(ctx, p.co.customer.CloudKey, wire.VerifyRequest{Message: p.order, Signature: cv.Signature})
 	if err != nil {
-		return PendingTransfer{}, kmsErr(err)
+		return bankwire.PendingTransfer{}, kmsErr(err)
 	}
 	if !ok {
-		return PendingTransfer{}, fmt.Errorf("%w: the cloud signature does not verify", ErrBadSignature)
+		return bankwire.PendingTransfer{}, fmt.Errorf("%w: the cloud signature does not verify", ErrBadSignature)
 	}
 	res, err := b.execute(ctx, p.co)
 	if err != nil {
-		return PendingTransfer{}, err
+		return bankwire.PendingTransfer{}, err
 	}
 	out.Result = &res
 	return out, nil

@@ -1,26 +1,30 @@
 package keysvc
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/keyward/keyward/keysvc/wire"
+)
 
 // TestKeyCacheNeverGoesBack (issue 12 item 4): an older snapshot of a key
 // never replaces a newer one, whatever the order the puts arrive in; an
 // equal revision keeps the entry already there.
 func TestKeyCacheNeverGoesBack(t *testing.T) {
-	snap := func(rev uint64, st State) *Key {
+	snap := func(rev uint64, st wire.State) *Key {
 		return &Key{Name: "k", Primary: 1, Revision: rev, Versions: []Version{{Version: 1, State: st}}}
 	}
 	var c keyCache
-	enabled, disabled := snap(4, StateEnabled), snap(5, StateDisabled)
+	enabled, disabled := snap(4, wire.StateEnabled), snap(5, wire.StateDisabled)
 	if got := c.put(disabled); got != disabled {
 		t.Fatal("first put not installed")
 	}
 	if got := c.put(enabled); got != disabled {
 		t.Fatalf("revision %d replaced revision %d", got.Revision, disabled.Revision)
 	}
-	if got := c.put(snap(5, StateEnabled)); got != disabled {
+	if got := c.put(snap(5, wire.StateEnabled)); got != disabled {
 		t.Fatal("an equal revision replaced the entry")
 	}
-	newer := snap(6, StateEnabled)
+	newer := snap(6, wire.StateEnabled)
 	if got := c.put(newer); got != newer {
 		t.Fatal("a newer revision was not installed")
 	}
@@ -29,8 +33,8 @@ func TestKeyCacheNeverGoesBack(t *testing.T) {
 	}
 	// A record from before revisions (0) is replaced by its first update.
 	var old keyCache
-	old.put(snap(0, StateEnabled))
-	if got := old.put(snap(1, StateDisabled)); got.Revision != 1 {
+	old.put(snap(0, wire.StateEnabled))
+	if got := old.put(snap(1, wire.StateDisabled)); got.Revision != 1 {
 		t.Fatal("revision 1 did not replace a pre-revision record")
 	}
 }

@@ -55,13 +55,9 @@ import (
 	"github.com/keyward/keyward/keysvc/txformat"
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
+
+	"github.com/keyward/keyward/keysvc/wire"
 )
-
-// ConfirmMode says whether a key's signatures need the holder's confirmation.
-type ConfirmMode string
-
-// ConfirmRequired: every signature waits for the holder (R-DC-1).
-const ConfirmRequired ConfirmMode = "required"
 
 // Display-and-confirm defaults.
 const (
@@ -93,35 +89,6 @@ type Holder struct {
 	LockedAt  *time.Time `json:"locked_at,omitempty"`
 }
 
-// ConfirmationStatus is where a confirmation stands.
-type ConfirmationStatus string
-
-// Confirmation states; all but pending are final.
-const (
-	ConfirmPending   ConfirmationStatus = "pending"
-	ConfirmApproved  ConfirmationStatus = "approved"
-	ConfirmRejected  ConfirmationStatus = "rejected"
-	ConfirmExpired   ConfirmationStatus = "expired"
-	ConfirmCancelled ConfirmationStatus = "cancelled"
-	ConfirmFailed    ConfirmationStatus = "failed" // approved, but the key could not sign
-)
-
-// ConfirmationView is a confirmation as the requester and the holder see
-// it. Signature and Version are set once approved.
-type ConfirmationView struct {
-	ID        string             `json:"id"`
-	Key       string             `json:"key"`
-	Status    ConfirmationStatus `json:"status"`
-	Format    string             `json:"format"`
-	Display   []string           `json:"display"`
-	Digest    string             `json:"digest"` // hex SHA-256 of the bytes to be signed
-	CreatedAt time.Time          `json:"created_at"`
-	ExpiresAt time.Time          `json:"expires_at"`
-	Reason    string             `json:"reason,omitempty"` // why it ended, when not approved
-	Signature string             `json:"signature,omitempty"`
-	Version   int                `json:"version,omitempty"`
-}
-
 // HolderNotice is what the Notifier delivers to the holder's device: the
 // token that opens the confirmation on the confirmation endpoint. It is a
 // credential; the requesting client never sees it.
@@ -137,18 +104,10 @@ type HolderNotice struct {
 // refuses the sign request (nothing is left pending).
 type Notifier func(ctx context.Context, n HolderNotice) error
 
-// ApproveRequest is the holder's approval: the key it believes it approves
-// for, the SHA-256 it was shown, and the holder PIN.
-type ApproveRequest struct {
-	Key    string `json:"key"`
-	Digest string `json:"digest"` // hex
-	PIN    []byte `json:"-"`
-}
-
 // pendingConf is one confirmation. Fields after mu are guarded by
 // confirmations.mu.
 type pendingConf struct {
-	view      ConfirmationView
+	view      wire.ConfirmationView
 	requester string
 	holder    string // hex SHA-256 of the holder token
 	scheme    string
@@ -186,42 +145,42 @@ func holderKey(tok string) string {
 
 // requestConfirmation turns a sign request on a confirm-required key into
 // a pending confirmation (R-DC-1, R-DC-2).
-func (s *Service) requestConfirmation(ctx context.Context, c Caller, k *Key, req SignRequest) (ConfirmationView, int, error) {
+func (s *Service) requestConfirmation(ctx context.Context, c Caller, k *Key, req wire.SignRequest) (wire.ConfirmationView, int, error) {
 	v, err := primary(k)
 	if err != nil {
-		return ConfirmationView{}, 0, err
+		return wire.ConfirmationView{}, 0, err
 	}
 	if req.Digest != nil || req.Message == nil {
-		return ConfirmationView{}, v.Version, fmt.Errorf("%w: key %q signs only transactions its holder confirms; send the transaction itself as message, not a digest", ErrConfirmationRequired, k.Name)
+		return wire.ConfirmationView{}, v.Version, fmt.Errorf("%w: key %q signs only transactions its holder confirms; send the transaction itself as message, not a digest", wire.ErrConfirmationRequired, k.Name)
 	}
 	if _, _, err := digestAndOpts(k, req.Message, nil, req.Scheme); err != nil {
-		return ConfirmationView{}, v.Version, err
+		return wire.ConfirmationView{}, v.Version, err
 	}
 	h := k.Holder
 	switch {
 	case h == nil || len(h.PINHash) == 0:
-		return ConfirmationView{}, v.Version, fmt.Errorf("%w: the holder of %q has not set a PIN yet", ErrHolderNotEnrolled, k.Name)
+		return wire.ConfirmationView{}, v.Version, fmt.Errorf("%w: the holder of %q has not set a PIN yet", wire.ErrHolderNotEnrolled, k.Name)
 	case h.Locked:
-		return ConfirmationView{}, v.Version, fmt.Errorf("%w: the holder of %q is locked after %d wrong PINs; a security officer must unlock it", ErrHolderLocked, k.Name, HolderPINLimit)
+		return wire.ConfirmationView{}, v.Version, fmt.Errorf("%w: the holder of %q is locked after %d wrong PINs; a security officer must unlock it", wire.ErrHolderLocked, k.Name, HolderPINLimit)
 	}
 	doc, err := txformat.Recognise(req.Message)
 	if err != nil {
-		return ConfirmationView{}, v.Version, fmt.Errorf("%w: %v", ErrTransactionNotRecognised, err)
+		return wire.ConfirmationView{}, v.Version, fmt.Errorf("%w: %v", wire.ErrTransactionNotRecognised, err)
 	}
 	if s.cfg.Notify == nil {
-		return ConfirmationView{}, v.Version, fmt.Errorf("%w: no holder notifier is configured", ErrConfirmUnavailable)
+		return wire.ConfirmationView{}, v.Version, fmt.Errorf("%w: no holder notifier is configured", wire.ErrConfirmUnavailable)
 	}
 	id, err := randomText(16)
 	if err != nil {
-		return ConfirmationView{}, v.Version, err
+		return wire.ConfirmationView{}, v.Version, err
 	}
 	tok, err := randomText(32)
 	if err != nil {
-		return ConfirmationView{}, v.Version, err
+		return wire.ConfirmationView{}, v.Version, err
 	}
 	now := s.now()
 	p := &pendingConf{
-		view: ConfirmationView{ID: "cf_" + id, Key: k.Name, Status: ConfirmPending, Format: string(doc.Format),
+		view: wire.ConfirmationView{ID: "cf_" + id, Key: k.Name, Status: wire.ConfirmPending, Format: string(doc.Format),
 			Display: doc.DisplayLines(), CreatedAt: now, ExpiresAt: now.Add(s.cfg.ConfirmTimeout)},
 		requester: c.Name, holder: holderKey(tok), scheme: req.Scheme,
 		message: append([]byte(nil), req.Message...), digest: sha256.Sum256(req.Message), done: make(chan struct{}),
@@ -232,15 +191,15 @@ func (s *Service) requestConfirmation(ctx context.Context, c Caller, k *Key, req
 	if other, ok := cs.byKey[k.Name]; ok {
 		until := other.view.ExpiresAt
 		cs.mu.Unlock()
-		return ConfirmationView{}, v.Version, fmt.Errorf("%w: key %q already has a confirmation waiting for its holder (until %s); wait for it to end or cancel it", ErrConfirmationPending, k.Name, until.UTC().Format(time.RFC3339))
+		return wire.ConfirmationView{}, v.Version, fmt.Errorf("%w: key %q already has a confirmation waiting for its holder (until %s); wait for it to end or cancel it", wire.ErrConfirmationPending, k.Name, until.UTC().Format(time.RFC3339))
 	}
 	cs.byID[p.view.ID], cs.byHolder[p.holder], cs.byKey[k.Name] = p, p, p
 	view := p.view
 	cs.mu.Unlock()
 	p.timer = time.AfterFunc(s.cfg.ConfirmTimeout, func() { s.expire(p) })
 	if err := s.cfg.Notify(ctx, HolderNotice{Key: k.Name, ConfirmationID: view.ID, HolderToken: tok, Display: view.Display, ExpiresAt: view.ExpiresAt}); err != nil {
-		s.end(p, ConfirmFailed, "the holder could not be notified")
-		return ConfirmationView{}, v.Version, fmt.Errorf("%w: the holder could not be notified", ErrConfirmUnavailable)
+		s.end(p, wire.ConfirmFailed, "the holder could not be notified")
+		return wire.ConfirmationView{}, v.Version, fmt.Errorf("%w: the holder could not be notified", wire.ErrConfirmUnavailable)
 	}
 	return view, v.Version, nil
 }
@@ -248,7 +207,7 @@ func (s *Service) requestConfirmation(ctx context.Context, c Caller, k *Key, req
 // signRequest is Sign on a confirm-required key: it opens a pending
 // confirmation and audits the request ("sign-request"). If the audit
 // record can't be written the confirmation is ended at once.
-func (s *Service) signRequest(ctx context.Context, c Caller, k *Key, req SignRequest) (SignResult, error) {
+func (s *Service) signRequest(ctx context.Context, c Caller, k *Key, req wire.SignRequest) (wire.SignResult, error) {
 	view, version, err := s.requestConfirmation(ctx, c, k, req)
 	rec := s.record(c, k.Name, version, "sign-request", err)
 	if err == nil {
@@ -258,30 +217,30 @@ func (s *Service) signRequest(ctx context.Context, c Caller, k *Key, req SignReq
 		if err == nil {
 			s.confirms.mu.Lock()
 			if p := s.confirms.byID[view.ID]; p != nil {
-				s.endLocked(p, ConfirmFailed, "audit unavailable")
+				s.endLocked(p, wire.ConfirmFailed, "audit unavailable")
 			}
 			s.confirms.mu.Unlock()
 		}
-		return SignResult{}, aerr
+		return wire.SignResult{}, aerr
 	}
 	if err != nil {
-		return SignResult{}, err
+		return wire.SignResult{}, err
 	}
-	return SignResult{Confirmation: &view}, nil
+	return wire.SignResult{Confirmation: &view}, nil
 }
 
 // end makes p final (if it is still pending), wipes its bytes and frees
 // the key. It reports whether it changed p.
-func (s *Service) end(p *pendingConf, st ConfirmationStatus, reason string) bool {
+func (s *Service) end(p *pendingConf, st wire.ConfirmationStatus, reason string) bool {
 	cs := s.confirms
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	return s.endLocked(p, st, reason)
 }
 
-func (s *Service) endLocked(p *pendingConf, st ConfirmationStatus, reason string) bool {
+func (s *Service) endLocked(p *pendingConf, st wire.ConfirmationStatus, reason string) bool {
 	cs := s.confirms
-	if p.view.Status != ConfirmPending {
+	if p.view.Status != wire.ConfirmPending {
 		return false
 	}
 	p.view.Status, p.view.Reason = st, reason
@@ -308,11 +267,11 @@ func (s *Service) endLocked(p *pendingConf, st ConfirmationStatus, reason string
 func (s *Service) expire(p *pendingConf) {
 	cs := s.confirms
 	cs.mu.Lock()
-	if p.busy || p.view.Status != ConfirmPending {
+	if p.busy || p.view.Status != wire.ConfirmPending {
 		cs.mu.Unlock()
 		return
 	}
-	s.endLocked(p, ConfirmExpired, "the holder did not answer in time; nothing was signed")
+	s.endLocked(p, wire.ConfirmExpired, "the holder did not answer in time; nothing was signed")
 	id, key := p.view.ID, p.view.Key
 	cs.mu.Unlock()
 	rec := &audit.Record{Time: s.now(), Client: HolderClient, Key: key, Op: "confirm-expire", Result: "ok", Detail: "confirmation=" + id}
@@ -342,18 +301,18 @@ func (s *Service) byHolderToken(tok string) *pendingConf {
 	return cs.byHolder[holderKey(tok)]
 }
 
-func (s *Service) viewOf(p *pendingConf) ConfirmationView {
+func (s *Service) viewOf(p *pendingConf) wire.ConfirmationView {
 	s.confirms.mu.Lock()
 	defer s.confirms.mu.Unlock()
 	return p.view
 }
 
 // HolderConfirmation returns what the holder is asked to confirm.
-func (s *Service) HolderConfirmation(_ context.Context, holderToken string) (ConfirmationView, error) {
+func (s *Service) HolderConfirmation(_ context.Context, holderToken string) (wire.ConfirmationView, error) {
 	p := s.byHolderToken(holderToken)
 	if p == nil {
-		err := fmt.Errorf("%w: no confirmation for this link; it may have expired", ErrConfirmationNotFound)
-		return ConfirmationView{}, s.audit2(s.confirmRecord("", "confirm-view", err, nil, ""), err)
+		err := fmt.Errorf("%w: no confirmation for this link; it may have expired", wire.ErrConfirmationNotFound)
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord("", "confirm-view", err, nil, ""), err)
 	}
 	v := s.viewOf(p)
 	v.Signature = "" // the holder approves; the requester collects
@@ -373,34 +332,34 @@ func (s *Service) audit2(rec *audit.Record, err error) error {
 // is used once); it is for the key the holder names; the digest the holder
 // was shown is the digest of the bytes held; the holder PIN (counted, six
 // wrong lock). Then it signs exactly the held bytes.
-func (s *Service) Approve(ctx context.Context, holderToken string, req ApproveRequest) (ConfirmationView, error) {
+func (s *Service) Approve(ctx context.Context, holderToken string, req wire.ApproveRequest) (wire.ConfirmationView, error) {
 	defer token.Wipe(req.PIN)
 	p := s.byHolderToken(holderToken)
 	if p == nil {
-		err := fmt.Errorf("%w: no confirmation for this link; it may have expired", ErrConfirmationNotFound)
-		return ConfirmationView{}, s.audit2(s.confirmRecord(req.Key, "confirm-approve", err, nil, ""), err)
+		err := fmt.Errorf("%w: no confirmation for this link; it may have expired", wire.ErrConfirmationNotFound)
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(req.Key, "confirm-approve", err, nil, ""), err)
 	}
 	cs := s.confirms
 	cs.mu.Lock()
 	key := p.view.Key
 	switch {
-	case p.view.Status != ConfirmPending || p.busy:
+	case p.view.Status != wire.ConfirmPending || p.busy:
 		st := p.view.Status
 		cs.mu.Unlock()
-		err := fmt.Errorf("%w: this confirmation is %s; an approval is used once", ErrConfirmationClosed, st)
-		if st == ConfirmPending {
-			err = fmt.Errorf("%w: an approval of this confirmation is already being processed", ErrConfirmationClosed)
+		err := fmt.Errorf("%w: this confirmation is %s; an approval is used once", wire.ErrConfirmationClosed, st)
+		if st == wire.ConfirmPending {
+			err = fmt.Errorf("%w: an approval of this confirmation is already being processed", wire.ErrConfirmationClosed)
 		}
-		return ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, p, "replay"), err)
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, p, "replay"), err)
 	case req.Key != key:
 		cs.mu.Unlock()
-		err := fmt.Errorf("%w: this confirmation is for another key than %q", ErrConfirmationMismatch, req.Key)
-		return ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, p, "claimed-key="+quoteKey(req.Key)), err)
+		err := fmt.Errorf("%w: this confirmation is for another key than %q", wire.ErrConfirmationMismatch, req.Key)
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, p, "claimed-key="+quoteKey(req.Key)), err)
 	case !hmac.Equal([]byte(req.Digest), []byte(p.view.Digest)):
-		s.endLocked(p, ConfirmRejected, "the approval was for other bytes than those displayed")
+		s.endLocked(p, wire.ConfirmRejected, "the approval was for other bytes than those displayed")
 		cs.mu.Unlock()
-		err := fmt.Errorf("%w: the approved digest is not the digest of the transaction held; the confirmation is cancelled", ErrConfirmationMismatch)
-		return ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, p, "bytes-changed"), err)
+		err := fmt.Errorf("%w: the approved digest is not the digest of the transaction held; the confirmation is cancelled", wire.ErrConfirmationMismatch)
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, p, "bytes-changed"), err)
 	}
 	p.busy = true
 	cs.mu.Unlock()
@@ -408,13 +367,13 @@ func (s *Service) Approve(ctx context.Context, holderToken string, req ApproveRe
 	if err := s.checkHolderPIN(ctx, key, req.PIN, p); err != nil {
 		cs.mu.Lock()
 		p.busy = false
-		if errors.Is(err, ErrHolderLocked) {
-			s.endLocked(p, ConfirmRejected, "the holder is locked")
+		if errors.Is(err, wire.ErrHolderLocked) {
+			s.endLocked(p, wire.ConfirmRejected, "the holder is locked")
 		} else if !s.now().Before(p.view.ExpiresAt) {
-			s.endLocked(p, ConfirmExpired, "the holder did not answer in time; nothing was signed")
+			s.endLocked(p, wire.ConfirmExpired, "the holder did not answer in time; nothing was signed")
 		}
 		cs.mu.Unlock()
-		return ConfirmationView{}, err
+		return wire.ConfirmationView{}, err
 	}
 
 	res, version, err := s.signConfirmed(ctx, p)
@@ -429,17 +388,17 @@ func (s *Service) Approve(ctx context.Context, holderToken string, req ApproveRe
 	p.busy = false
 	switch {
 	case aerr != nil:
-		s.endLocked(p, ConfirmFailed, "the signature could not be recorded in the audit log, so it was discarded")
+		s.endLocked(p, wire.ConfirmFailed, "the signature could not be recorded in the audit log, so it was discarded")
 	case err != nil:
-		s.endLocked(p, ConfirmFailed, "the key could not sign: "+ResultCode(err))
+		s.endLocked(p, wire.ConfirmFailed, "the key could not sign: "+ResultCode(err))
 	default:
 		p.view.Signature, p.view.Version = res.Signature, res.Version
-		s.endLocked(p, ConfirmApproved, "")
+		s.endLocked(p, wire.ConfirmApproved, "")
 	}
 	view := p.view
 	cs.mu.Unlock()
 	if aerr != nil {
-		return ConfirmationView{}, aerr
+		return wire.ConfirmationView{}, aerr
 	}
 	view.Signature = ""
 	return view, err
@@ -454,48 +413,48 @@ func quoteKey(k string) string {
 
 // signConfirmed signs the held bytes with the key's primary version, after
 // checking they still hash to the digest displayed (R-DC-3).
-func (s *Service) signConfirmed(ctx context.Context, p *pendingConf) (SignResult, int, error) {
+func (s *Service) signConfirmed(ctx context.Context, p *pendingConf) (wire.SignResult, int, error) {
 	s.confirms.mu.Lock()
 	msg := p.message
 	s.confirms.mu.Unlock()
 	if sha256.Sum256(msg) != p.digest {
-		return SignResult{}, 0, fmt.Errorf("%w: the held transaction no longer matches its digest", ErrConfirmationMismatch)
+		return wire.SignResult{}, 0, fmt.Errorf("%w: the held transaction no longer matches its digest", wire.ErrConfirmationMismatch)
 	}
 	k, err := s.cachedKey(p.view.Key)
 	if err != nil {
-		return SignResult{}, 0, err
+		return wire.SignResult{}, 0, err
 	}
 	v, err := primary(k)
 	if err != nil {
-		return SignResult{}, 0, err
+		return wire.SignResult{}, 0, err
 	}
-	out, err := s.signWith(ctx, k, v, []SignRequest{{Message: msg, Scheme: p.scheme}})
+	out, err := s.signWith(ctx, k, v, []wire.SignRequest{{Message: msg, Scheme: p.scheme}})
 	if err != nil {
-		return SignResult{}, v.Version, err
+		return wire.SignResult{}, v.Version, err
 	}
 	return out[0], v.Version, nil
 }
 
 // Reject is the holder's refusal; it needs no PIN (refusing is always
 // safe), only the holder token.
-func (s *Service) Reject(_ context.Context, holderToken, key string) (ConfirmationView, error) {
+func (s *Service) Reject(_ context.Context, holderToken, key string) (wire.ConfirmationView, error) {
 	p := s.byHolderToken(holderToken)
 	if p == nil {
-		err := fmt.Errorf("%w: no confirmation for this link; it may have expired", ErrConfirmationNotFound)
-		return ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-reject", err, nil, ""), err)
+		err := fmt.Errorf("%w: no confirmation for this link; it may have expired", wire.ErrConfirmationNotFound)
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-reject", err, nil, ""), err)
 	}
 	cs := s.confirms
 	cs.mu.Lock()
 	if p.view.Key != key {
 		cs.mu.Unlock()
-		err := fmt.Errorf("%w: this confirmation is for another key than %q", ErrConfirmationMismatch, key)
-		return ConfirmationView{}, s.audit2(s.confirmRecord(p.view.Key, "confirm-reject", err, p, "claimed-key="+quoteKey(key)), err)
+		err := fmt.Errorf("%w: this confirmation is for another key than %q", wire.ErrConfirmationMismatch, key)
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(p.view.Key, "confirm-reject", err, p, "claimed-key="+quoteKey(key)), err)
 	}
-	if p.busy || !s.endLocked(p, ConfirmRejected, "the holder rejected it") {
+	if p.busy || !s.endLocked(p, wire.ConfirmRejected, "the holder rejected it") {
 		st := p.view.Status
 		cs.mu.Unlock()
-		err := fmt.Errorf("%w: this confirmation is %s", ErrConfirmationClosed, st)
-		return ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-reject", err, p, ""), err)
+		err := fmt.Errorf("%w: this confirmation is %s", wire.ErrConfirmationClosed, st)
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-reject", err, p, ""), err)
 	}
 	view := p.view
 	cs.mu.Unlock()
@@ -504,17 +463,17 @@ func (s *Service) Reject(_ context.Context, holderToken, key string) (Confirmati
 
 // Confirmation returns a confirmation to its requester, waiting up to wait
 // for it to end (long poll). Other clients get ErrConfirmationNotFound.
-func (s *Service) Confirmation(ctx context.Context, c Caller, id string, wait time.Duration) (ConfirmationView, error) {
+func (s *Service) Confirmation(ctx context.Context, c Caller, id string, wait time.Duration) (wire.ConfirmationView, error) {
 	cs := s.confirms
 	cs.mu.Lock()
 	p, ok := cs.byID[id]
 	cs.mu.Unlock()
 	if !ok || p.requester != c.Name {
-		err := fmt.Errorf("%w: %q", ErrConfirmationNotFound, id)
+		err := fmt.Errorf("%w: %q", wire.ErrConfirmationNotFound, id)
 		if ok { // somebody else's: worth a record
-			return ConfirmationView{}, s.audit2(s.record(c, p.view.Key, 0, "confirm-poll", err), err)
+			return wire.ConfirmationView{}, s.audit2(s.record(c, p.view.Key, 0, "confirm-poll", err), err)
 		}
-		return ConfirmationView{}, err
+		return wire.ConfirmationView{}, err
 	}
 	if wait > 0 {
 		t := time.NewTimer(wait)
@@ -529,18 +488,18 @@ func (s *Service) Confirmation(ctx context.Context, c Caller, id string, wait ti
 }
 
 // CancelConfirmation lets the requester withdraw its pending request.
-func (s *Service) CancelConfirmation(_ context.Context, c Caller, id string) (ConfirmationView, error) {
+func (s *Service) CancelConfirmation(_ context.Context, c Caller, id string) (wire.ConfirmationView, error) {
 	cs := s.confirms
 	cs.mu.Lock()
 	p, ok := cs.byID[id]
 	if !ok || p.requester != c.Name {
 		cs.mu.Unlock()
-		return ConfirmationView{}, fmt.Errorf("%w: %q", ErrConfirmationNotFound, id)
+		return wire.ConfirmationView{}, fmt.Errorf("%w: %q", wire.ErrConfirmationNotFound, id)
 	}
-	if p.busy || !s.endLocked(p, ConfirmCancelled, "the requester cancelled it") {
+	if p.busy || !s.endLocked(p, wire.ConfirmCancelled, "the requester cancelled it") {
 		st := p.view.Status
 		cs.mu.Unlock()
-		return ConfirmationView{}, fmt.Errorf("%w: this confirmation is %s", ErrConfirmationClosed, st)
+		return wire.ConfirmationView{}, fmt.Errorf("%w: this confirmation is %s", wire.ErrConfirmationClosed, st)
 	}
 	view := p.view
 	cs.mu.Unlock()
@@ -575,9 +534,9 @@ func (s *Service) checkHolderPIN(ctx context.Context, key string, pin []byte, p 
 		h := k.Holder
 		switch {
 		case h == nil || len(h.PINHash) == 0:
-			return fmt.Errorf("%w: the holder of %q has not set a PIN", ErrHolderNotEnrolled, key)
+			return fmt.Errorf("%w: the holder of %q has not set a PIN", wire.ErrHolderNotEnrolled, key)
 		case h.Locked:
-			return fmt.Errorf("%w: the holder of %q is locked; a security officer must unlock it", ErrHolderLocked, key)
+			return fmt.Errorf("%w: the holder of %q is locked; a security officer must unlock it", wire.ErrHolderLocked, key)
 		case hmac.Equal(mac, h.PINHash):
 			if h.Failures == 0 {
 				return errNoChange
@@ -589,9 +548,9 @@ func (s *Service) checkHolderPIN(ctx context.Context, key string, pin []byte, p 
 		if h.Failures >= HolderPINLimit {
 			now := s.now()
 			h.Locked, h.LockedAt = true, &now
-			verdict = fmt.Errorf("%w: %d wrong PINs; the holder of %q is now locked and a security officer must unlock it", ErrHolderLocked, h.Failures, key)
+			verdict = fmt.Errorf("%w: %d wrong PINs; the holder of %q is now locked and a security officer must unlock it", wire.ErrHolderLocked, h.Failures, key)
 		} else {
-			verdict = fmt.Errorf("%w: %d of %d tries left before the holder is locked", ErrHolderPIN, HolderPINLimit-h.Failures, HolderPINLimit)
+			verdict = fmt.Errorf("%w: %d of %d tries left before the holder is locked", wire.ErrHolderPIN, HolderPINLimit-h.Failures, HolderPINLimit)
 		}
 		rec.Result = ResultCode(verdict)
 		return nil
@@ -631,7 +590,7 @@ func (s *Service) Enrol(ctx context.Context, key, setupCode string, pin []byte) 
 // enrol reports whether its outcome was audited with the store update.
 func (s *Service) enrol(ctx context.Context, key, setupCode string, pin []byte) (audited bool, _ error) {
 	if err := token.CheckPIN(pin, nil); err != nil {
-		return false, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+		return false, fmt.Errorf("%w: %v", wire.ErrInvalidArgument, err)
 	}
 	mac, err := s.pinHash(ctx, key, pin)
 	if err != nil {
@@ -644,22 +603,22 @@ func (s *Service) enrol(ctx context.Context, key, setupCode string, pin []byte) 
 	_, err = s.updateKey(key, func(k *Key) error {
 		h := k.Holder
 		switch {
-		case k.Confirm != ConfirmRequired || h == nil:
-			return fmt.Errorf("%w: key %q has no holder", ErrHolderNotEnrolled, key)
+		case k.Confirm != wire.ConfirmRequired || h == nil:
+			return fmt.Errorf("%w: key %q has no holder", wire.ErrHolderNotEnrolled, key)
 		case h.Locked:
-			return fmt.Errorf("%w: the holder of %q is locked; a security officer must reset it", ErrHolderLocked, key)
+			return fmt.Errorf("%w: the holder of %q is locked; a security officer must reset it", wire.ErrHolderLocked, key)
 		case len(h.SetupHash) == 0:
-			return fmt.Errorf("%w: the holder of %q has enrolled already; a security officer can reset it", ErrConfirmationClosed, key)
+			return fmt.Errorf("%w: the holder of %q has enrolled already; a security officer can reset it", wire.ErrConfirmationClosed, key)
 		case hmac.Equal(sum[:], h.SetupHash):
 			h.PINHash, h.SetupHash, h.Failures = mac, nil, 0
 			return nil
 		}
 		h.Failures++
-		verdict = fmt.Errorf("%w: wrong setup code; %d of %d tries left", ErrHolderPIN, HolderPINLimit-h.Failures, HolderPINLimit)
+		verdict = fmt.Errorf("%w: wrong setup code; %d of %d tries left", wire.ErrHolderPIN, HolderPINLimit-h.Failures, HolderPINLimit)
 		if h.Failures >= HolderPINLimit {
 			now := s.now()
 			h.Locked, h.LockedAt = true, &now
-			verdict = fmt.Errorf("%w: %d wrong setup codes; a security officer must reset the holder", ErrHolderLocked, h.Failures)
+			verdict = fmt.Errorf("%w: %d wrong setup codes; a security officer must reset the holder", wire.ErrHolderLocked, h.Failures)
 		}
 		rec.Result = ResultCode(verdict)
 		return nil
@@ -689,13 +648,13 @@ func (s *Service) ResetHolder(_ context.Context, c Caller, key string) (*Key, er
 
 func (s *Service) officerHolder(c Caller, key, op string, fn func(h *Holder) (*Holder, string, error)) (*Key, error) {
 	if !c.Admin {
-		return nil, s.finish(c, key, 0, op, fmt.Errorf("%w: only a security officer (admin client) may %s", ErrForbidden, op))
+		return nil, s.finish(c, key, 0, op, fmt.Errorf("%w: only a security officer (admin client) may %s", wire.ErrForbidden, op))
 	}
 	defer s.lock(key)()
 	var code string
 	k, err := s.updateKey(key, func(k *Key) error {
-		if k.Confirm != ConfirmRequired || k.Holder == nil {
-			return fmt.Errorf("%w: key %q has no holder", ErrInvalidArgument, key)
+		if k.Confirm != wire.ConfirmRequired || k.Holder == nil {
+			return fmt.Errorf("%w: key %q has no holder", wire.ErrInvalidArgument, key)
 		}
 		h, cd, err := fn(k.Holder)
 		if err != nil {
@@ -729,7 +688,7 @@ func (s *Service) Close() {
 		}
 	}
 	for _, p := range ended {
-		s.endLocked(p, ConfirmExpired, "keysvc stopped; nothing was signed")
+		s.endLocked(p, wire.ConfirmExpired, "keysvc stopped; nothing was signed")
 	}
 	cs.mu.Unlock()
 	for _, p := range ended {

@@ -9,66 +9,67 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/keysvc/audit"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 var keyNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
 // purposeAlgorithms says which algorithms each purpose accepts.
-var purposeAlgorithms = map[Purpose][]Algorithm{
-	PurposeSign:    {AlgECP256, AlgECP384, AlgRSA2048, AlgRSA3072, AlgSM2},
-	PurposeEncrypt: {AlgAES256, AlgRSA2048, AlgRSA3072, AlgSM2, AlgSM4},
-	PurposeWrap:    {AlgAES256, AlgSM4},
-	PurposeMAC:     {AlgHMACSM3},
+var purposeAlgorithms = map[wire.Purpose][]wire.Algorithm{
+	wire.PurposeSign:    {wire.AlgECP256, wire.AlgECP384, wire.AlgRSA2048, wire.AlgRSA3072, wire.AlgSM2},
+	wire.PurposeEncrypt: {wire.AlgAES256, wire.AlgRSA2048, wire.AlgRSA3072, wire.AlgSM2, wire.AlgSM4},
+	wire.PurposeWrap:    {wire.AlgAES256, wire.AlgSM4},
+	wire.PurposeMAC:     {wire.AlgHMACSM3},
 }
 
-func (r CreateKeyRequest) validate() error {
+func validateCreate(r wire.CreateKeyRequest) error {
 	if !keyNameRE.MatchString(r.Name) {
-		return fmt.Errorf("%w: key name %q must be 1-64 of a-z 0-9 . _ - and start with a letter or digit", ErrInvalidArgument, r.Name)
+		return fmt.Errorf("%w: key name %q must be 1-64 of a-z 0-9 . _ - and start with a letter or digit", wire.ErrInvalidArgument, r.Name)
 	}
 	algs, ok := purposeAlgorithms[r.Purpose]
 	if !ok {
-		return fmt.Errorf("%w: purpose must be sign, encrypt, wrap or mac", ErrInvalidArgument)
+		return fmt.Errorf("%w: purpose must be sign, encrypt, wrap or mac", wire.ErrInvalidArgument)
 	}
 	found := false
 	for _, a := range algs {
 		found = found || a == r.Algorithm
 	}
 	if !found {
-		return fmt.Errorf("%w: algorithm %q is not available for purpose %s (choose one of %v)", ErrInvalidArgument, r.Algorithm, r.Purpose, algs)
+		return fmt.Errorf("%w: algorithm %q is not available for purpose %s (choose one of %v)", wire.ErrInvalidArgument, r.Algorithm, r.Purpose, algs)
 	}
-	if r.Protection != ProtectionHSM && r.Protection != ProtectionWrapped && r.Protection != ProtectionExternal && r.Protection != ProtectionTPM {
-		return fmt.Errorf("%w: protection must be hsm, wrapped, external or tpm", ErrInvalidArgument)
+	if r.Protection != wire.ProtectionHSM && r.Protection != wire.ProtectionWrapped && r.Protection != wire.ProtectionExternal && r.Protection != wire.ProtectionTPM {
+		return fmt.Errorf("%w: protection must be hsm, wrapped, external or tpm", wire.ErrInvalidArgument)
 	}
-	if r.Protection == ProtectionTPM && (r.Purpose != PurposeSign || r.Algorithm != AlgECP256) {
-		return fmt.Errorf("%w: tpm keys are ec-p256 keys for purpose sign", ErrInvalidArgument)
+	if r.Protection == wire.ProtectionTPM && (r.Purpose != wire.PurposeSign || r.Algorithm != wire.AlgECP256) {
+		return fmt.Errorf("%w: tpm keys are ec-p256 keys for purpose sign", wire.ErrInvalidArgument)
 	}
-	if (r.Protection == ProtectionExternal) != (r.PublicKey != "") {
-		return fmt.Errorf("%w: public_key (PEM) is required with protection external, and only there", ErrInvalidArgument)
+	if (r.Protection == wire.ProtectionExternal) != (r.PublicKey != "") {
+		return fmt.Errorf("%w: public_key (PEM) is required with protection external, and only there", wire.ErrInvalidArgument)
 	}
-	if r.Protection == ProtectionExternal && (r.Purpose != PurposeSign || r.Confirm != "" || r.RotationPeriod != 0) {
-		return fmt.Errorf("%w: external keys are for purpose sign (verify only), without confirm or rotation_period", ErrInvalidArgument)
+	if r.Protection == wire.ProtectionExternal && (r.Purpose != wire.PurposeSign || r.Confirm != "" || r.RotationPeriod != 0) {
+		return fmt.Errorf("%w: external keys are for purpose sign (verify only), without confirm or rotation_period", wire.ErrInvalidArgument)
 	}
-	if isSM(r.Algorithm) && r.Protection == ProtectionHSM {
-		return fmt.Errorf("%w: %s keys need protection wrapped: this token has no SM mechanisms, so keysvc keeps SM key material sealed under a token-held KEK", ErrInvalidArgument, r.Algorithm)
+	if isSM(r.Algorithm) && r.Protection == wire.ProtectionHSM {
+		return fmt.Errorf("%w: %s keys need protection wrapped: this token has no SM mechanisms, so keysvc keeps SM key material sealed under a token-held KEK", wire.ErrInvalidArgument, r.Algorithm)
 	}
-	if r.SM2UID != "" && (r.Algorithm != AlgSM2 || len(r.SM2UID) > 64 || !printableASCII(r.SM2UID)) {
-		return fmt.Errorf("%w: sm2_uid is for sm2 keys: 1-64 printable ASCII characters", ErrInvalidArgument)
+	if r.SM2UID != "" && (r.Algorithm != wire.AlgSM2 || len(r.SM2UID) > 64 || !printableASCII(r.SM2UID)) {
+		return fmt.Errorf("%w: sm2_uid is for sm2 keys: 1-64 printable ASCII characters", wire.ErrInvalidArgument)
 	}
-	if r.Confirm != "" && (r.Confirm != ConfirmRequired || r.Purpose != PurposeSign) {
-		return fmt.Errorf("%w: confirm must be \"required\" (or absent), and only on keys for purpose sign", ErrInvalidArgument)
+	if r.Confirm != "" && (r.Confirm != wire.ConfirmRequired || r.Purpose != wire.PurposeSign) {
+		return fmt.Errorf("%w: confirm must be \"required\" (or absent), and only on keys for purpose sign", wire.ErrInvalidArgument)
 	}
 	if r.RotationPeriod != 0 && time.Duration(r.RotationPeriod) < time.Hour {
-		return fmt.Errorf("%w: rotation_period must be at least 1h", ErrInvalidArgument)
+		return fmt.Errorf("%w: rotation_period must be at least 1h", wire.ErrInvalidArgument)
 	}
 	for _, g := range r.Policy.Grants {
 		if g.Client == "" {
-			return fmt.Errorf("%w: every policy grant needs a client", ErrInvalidArgument)
+			return fmt.Errorf("%w: every policy grant needs a client", wire.ErrInvalidArgument)
 		}
 		for _, op := range g.Ops {
 			switch op {
-			case OpSign, OpVerify, OpEncrypt, OpDecrypt, OpDataKey, OpPublic, OpRead, OpRotate, OpManage, OpMAC:
+			case wire.OpSign, wire.OpVerify, wire.OpEncrypt, wire.OpDecrypt, wire.OpDataKey, wire.OpPublic, wire.OpRead, wire.OpRotate, wire.OpManage, wire.OpMAC:
 			default:
-				return fmt.Errorf("%w: unknown operation %q in the policy for %q", ErrInvalidArgument, op, g.Client)
+				return fmt.Errorf("%w: unknown operation %q in the policy for %q", wire.ErrInvalidArgument, op, g.Client)
 			}
 		}
 	}
@@ -77,7 +78,7 @@ func (r CreateKeyRequest) validate() error {
 
 // CreateKey makes a key with version 1, its material generated in the
 // token. Only admin clients create keys.
-func (s *Service) CreateKey(ctx context.Context, c Caller, req CreateKeyRequest) (*Key, error) {
+func (s *Service) CreateKey(ctx context.Context, c Caller, req wire.CreateKeyRequest) (*Key, error) {
 	k, err := s.createKey(ctx, c, req)
 	if err != nil {
 		return nil, s.finish(c, req.Name, 0, "create", err)
@@ -85,8 +86,8 @@ func (s *Service) CreateKey(ctx context.Context, c Caller, req CreateKeyRequest)
 	return k, nil
 }
 
-func (s *Service) createKey(ctx context.Context, c Caller, req CreateKeyRequest) (*Key, error) {
-	if err := req.validate(); err != nil {
+func (s *Service) createKey(ctx context.Context, c Caller, req wire.CreateKeyRequest) (*Key, error) {
+	if err := validateCreate(req); err != nil {
 		return nil, err
 	}
 	if !c.Admin {
@@ -94,18 +95,18 @@ func (s *Service) createKey(ctx context.Context, c Caller, req CreateKeyRequest)
 			return nil, err
 		}
 	}
-	if req.Protection == ProtectionTPM && s.cfg.TPM == nil {
-		return nil, fmt.Errorf("%w: this keysvc has no TPM (set tpm in its configuration) for protection tpm", ErrInvalidArgument)
+	if req.Protection == wire.ProtectionTPM && s.cfg.TPM == nil {
+		return nil, fmt.Errorf("%w: this keysvc has no TPM (set tpm in its configuration) for protection tpm", wire.ErrInvalidArgument)
 	}
 	defer s.lock(req.Name)()
 	if _, err := s.store.GetKey(req.Name); err == nil {
-		return nil, fmt.Errorf("%w: %q", ErrKeyExists, req.Name)
+		return nil, fmt.Errorf("%w: %q", wire.ErrKeyExists, req.Name)
 	}
 	now := s.now()
 	k := &Key{Name: req.Name, Purpose: req.Purpose, Algorithm: req.Algorithm, Protection: req.Protection,
 		Primary: 1, MinVersion: 1, RotationPeriod: req.RotationPeriod, LastRotated: now, Policy: req.Policy, CreatedAt: now, SM2UID: req.SM2UID, Confirm: req.Confirm}
 	var setupCode string
-	if k.Confirm == ConfirmRequired {
+	if k.Confirm == wire.ConfirmRequired {
 		var err error
 		if k.Holder, setupCode, err = newHolder(); err != nil {
 			return nil, err
@@ -113,7 +114,7 @@ func (s *Service) createKey(ctx context.Context, c Caller, req CreateKeyRequest)
 	}
 	var v Version
 	var err error
-	if k.Protection == ProtectionExternal {
+	if k.Protection == wire.ProtectionExternal {
 		v, err = externalVersion(k, req.PublicKey, now)
 	} else {
 		v, err = s.newVersion(ctx, k, 1)
@@ -135,21 +136,21 @@ func (s *Service) createKey(ctx context.Context, c Caller, req CreateKeyRequest)
 // (a name under one of its EnrolPrefixes; protection external, or a
 // confirm-required signing key) granted to the caller alone. The banking
 // app enrols customers this way without being an admin of every key.
-func (c Caller) mayEnrol(req CreateKeyRequest) error {
+func (c Caller) mayEnrol(req wire.CreateKeyRequest) error {
 	prefixed := false
 	for _, p := range c.EnrolPrefixes {
 		prefixed = prefixed || (p != "" && strings.HasPrefix(req.Name, p))
 	}
 	switch {
 	case !prefixed:
-		return fmt.Errorf("%w: only admin clients create keys (or enrolling clients, under their key-name prefixes)", ErrForbidden)
-	case req.Purpose != PurposeSign || (req.Protection != ProtectionExternal && req.Confirm != ConfirmRequired) || req.Protection == ProtectionHSM:
+		return fmt.Errorf("%w: only admin clients create keys (or enrolling clients, under their key-name prefixes)", wire.ErrForbidden)
+	case req.Purpose != wire.PurposeSign || (req.Protection != wire.ProtectionExternal && req.Confirm != wire.ConfirmRequired) || req.Protection == wire.ProtectionHSM:
 		// hsm is refused too: customer keys must not fill the token.
-		return fmt.Errorf("%w: an enrolling client creates only customer signing keys: protection external, or wrapped with confirm required", ErrForbidden)
+		return fmt.Errorf("%w: an enrolling client creates only customer signing keys: protection external, or wrapped with confirm required", wire.ErrForbidden)
 	}
 	for _, g := range req.Policy.Grants {
 		if g.Client != c.Name {
-			return fmt.Errorf("%w: an enrolling client may grant a new key to itself only, not to %q", ErrForbidden, g.Client)
+			return fmt.Errorf("%w: an enrolling client may grant a new key to itself only, not to %q", wire.ErrForbidden, g.Client)
 		}
 	}
 	return nil
@@ -158,7 +159,7 @@ func (c Caller) mayEnrol(req CreateKeyRequest) error {
 // GetKey returns a key's metadata (needs read, or admin).
 func (s *Service) GetKey(_ context.Context, c Caller, name string) (*Key, error) {
 	k, err := s.store.GetKey(name)
-	return visible(c, name, OpRead, k, err)
+	return visible(c, name, wire.OpRead, k, err)
 }
 
 // MaxListKeys is the most keys one ListKeys page holds.
@@ -170,7 +171,7 @@ const MaxListKeys = 1000
 // or "" after the last page.
 func (s *Service) ListKeys(_ context.Context, c Caller, after string, limit int) (keys []*Key, next string, err error) {
 	if limit < 0 || limit > MaxListKeys {
-		return nil, "", fmt.Errorf("%w: limit must be between 1 and %d", ErrInvalidArgument, MaxListKeys)
+		return nil, "", fmt.Errorf("%w: limit must be between 1 and %d", wire.ErrInvalidArgument, MaxListKeys)
 	}
 	if limit == 0 {
 		limit = MaxListKeys
@@ -182,7 +183,7 @@ func (s *Service) ListKeys(_ context.Context, c Caller, after string, limit int)
 		}
 		for _, k := range page {
 			after = k.Name
-			if authorize(c, k, OpRead) != nil {
+			if authorize(c, k, wire.OpRead) != nil {
 				continue
 			}
 			keys = append(keys, k)
@@ -198,9 +199,9 @@ func (s *Service) ListKeys(_ context.Context, c Caller, after string, limit int)
 
 // Rotate adds a new primary version.
 func (s *Service) Rotate(ctx context.Context, c Caller, name string) (*Key, error) {
-	k, err := s.rotate(ctx, c, name, func(k *Key) error { return authorize(c, k, OpRotate) })
+	k, err := s.rotate(ctx, c, name, func(k *Key) error { return authorize(c, k, wire.OpRotate) })
 	if err != nil {
-		return nil, s.finish(c, name, 0, "rotate", hideMissing(c, name, OpRotate, err))
+		return nil, s.finish(c, name, 0, "rotate", hideMissing(c, name, wire.OpRotate, err))
 	}
 	return k, nil
 }
@@ -216,8 +217,8 @@ func (s *Service) rotate(ctx context.Context, c Caller, name string, check func(
 	if err := check(cur); err != nil {
 		return nil, err
 	}
-	if cur.Protection == ProtectionExternal {
-		return nil, fmt.Errorf("%w: external key %q has no material to rotate; register the holder's new public key as a new key", ErrInvalidArgument, name)
+	if cur.Protection == wire.ProtectionExternal {
+		return nil, fmt.Errorf("%w: external key %q has no material to rotate; register the holder's new public key as a new key", wire.ErrInvalidArgument, name)
 	}
 	n := len(cur.Versions) + 1
 	v, err := s.newVersion(ctx, cur, n)
@@ -226,7 +227,7 @@ func (s *Service) rotate(ctx context.Context, c Caller, name string, check func(
 	}
 	k, err := s.updateKey(name, func(k *Key) error {
 		if len(k.Versions) != n-1 {
-			return fmt.Errorf("%w: key %q changed during rotation; try again", ErrIllegalTransition, name)
+			return fmt.Errorf("%w: key %q changed during rotation; try again", wire.ErrIllegalTransition, name)
 		}
 		k.Versions = append(k.Versions, v)
 		k.Primary = n
@@ -243,29 +244,29 @@ func (s *Service) rotate(ctx context.Context, c Caller, name string, check func(
 
 // UpdateSettings changes the key's minimum version and rotation period
 // (needs manage, or admin).
-func (s *Service) UpdateSettings(_ context.Context, c Caller, name string, req KeySettingsRequest) (*Key, error) {
+func (s *Service) UpdateSettings(_ context.Context, c Caller, name string, req wire.KeySettingsRequest) (*Key, error) {
 	defer s.lock(name)()
 	rec := s.record(c, name, 0, "settings", nil)
 	k, err := s.updateKey(name, func(k *Key) error {
-		if err := authorize(c, k, OpManage); err != nil {
+		if err := authorize(c, k, wire.OpManage); err != nil {
 			return err
 		}
 		if req.MinVersion != nil {
 			if m := *req.MinVersion; m < 1 || m > k.Primary {
-				return fmt.Errorf("%w: min_version must be between 1 and the primary version %d", ErrInvalidArgument, k.Primary)
+				return fmt.Errorf("%w: min_version must be between 1 and the primary version %d", wire.ErrInvalidArgument, k.Primary)
 			}
 			k.MinVersion = *req.MinVersion
 		}
 		if req.RotationPeriod != nil {
 			if p := time.Duration(*req.RotationPeriod); p != 0 && p < time.Hour {
-				return fmt.Errorf("%w: rotation_period must be at least 1h, or 0s to stop automatic rotation", ErrInvalidArgument)
+				return fmt.Errorf("%w: rotation_period must be at least 1h, or 0s to stop automatic rotation", wire.ErrInvalidArgument)
 			}
 			k.RotationPeriod = *req.RotationPeriod
 		}
 		return nil
 	}, rec)
 	if err != nil {
-		return nil, s.finish(c, name, 0, "settings", hideMissing(c, name, OpManage, err))
+		return nil, s.finish(c, name, 0, "settings", hideMissing(c, name, wire.OpManage, err))
 	}
 	return k, nil
 }
@@ -273,72 +274,72 @@ func (s *Service) UpdateSettings(_ context.Context, c Caller, name string, req K
 // SetVersionState disables, enables, schedules destruction of, or cancels
 // the destruction of one version. Illegal transitions are
 // ErrIllegalTransition (409).
-func (s *Service) SetVersionState(ctx context.Context, c Caller, name string, version int, action VersionAction, delay time.Duration) (*Key, error) {
+func (s *Service) SetVersionState(ctx context.Context, c Caller, name string, version int, action wire.VersionAction, delay time.Duration) (*Key, error) {
 	k, err := s.setVersionState(c, name, version, action, delay)
 	if err != nil {
-		return nil, s.finish(c, name, version, string(action), hideMissing(c, name, OpManage, err))
+		return nil, s.finish(c, name, version, string(action), hideMissing(c, name, wire.OpManage, err))
 	}
 	return k, nil
 }
 
-func (s *Service) setVersionState(c Caller, name string, version int, action VersionAction, delay time.Duration) (*Key, error) {
-	if action == ActionScheduleDestroy {
+func (s *Service) setVersionState(c Caller, name string, version int, action wire.VersionAction, delay time.Duration) (*Key, error) {
+	if action == wire.ActionScheduleDestroy {
 		if delay == 0 {
 			delay = s.cfg.DefaultDestroyDelay
 		}
 		if delay < s.cfg.MinDestroyDelay {
-			return nil, fmt.Errorf("%w: the destruction delay %v is below the configured minimum %v", ErrInvalidArgument, delay, s.cfg.MinDestroyDelay)
+			return nil, fmt.Errorf("%w: the destruction delay %v is below the configured minimum %v", wire.ErrInvalidArgument, delay, s.cfg.MinDestroyDelay)
 		}
 	}
 	defer s.lock(name)()
 	rec := s.record(c, name, version, string(action), nil)
 	return s.updateKey(name, func(k *Key) error {
-		if err := authorize(c, k, OpManage); err != nil {
+		if err := authorize(c, k, wire.OpManage); err != nil {
 			return err
 		}
 		v := k.Version(version)
 		if v == nil {
-			return fmt.Errorf("%w: key %q has no version %d", ErrVersionNotFound, name, version)
+			return fmt.Errorf("%w: key %q has no version %d", wire.ErrVersionNotFound, name, version)
 		}
 		return transition(k, v, action, s.now(), delay)
 	}, rec)
 }
 
 // transition applies action to v, or says why it can't.
-func transition(k *Key, v *Version, action VersionAction, now time.Time, delay time.Duration) error {
+func transition(k *Key, v *Version, action wire.VersionAction, now time.Time, delay time.Duration) error {
 	illegal := func(why string) error {
-		return fmt.Errorf("%w: cannot %s version %d of %q: it is %s%s", ErrIllegalTransition, action, v.Version, k.Name, v.State, why)
+		return fmt.Errorf("%w: cannot %s version %d of %q: it is %s%s", wire.ErrIllegalTransition, action, v.Version, k.Name, v.State, why)
 	}
 	switch action {
-	case ActionDisable:
-		if v.State != StateEnabled {
+	case wire.ActionDisable:
+		if v.State != wire.StateEnabled {
 			return illegal("")
 		}
-		v.State = StateDisabled
-	case ActionEnable:
-		if v.State != StateDisabled {
+		v.State = wire.StateDisabled
+	case wire.ActionEnable:
+		if v.State != wire.StateDisabled {
 			return illegal("")
 		}
-		v.State = StateEnabled
-	case ActionScheduleDestroy:
-		if v.State != StateEnabled && v.State != StateDisabled {
+		v.State = wire.StateEnabled
+	case wire.ActionScheduleDestroy:
+		if v.State != wire.StateEnabled && v.State != wire.StateDisabled {
 			return illegal("")
 		}
 		if v.Version == k.Primary {
 			return illegal(" and the primary version; rotate the key first")
 		}
 		at := now.Add(delay)
-		v.StateBeforeDestroy, v.State, v.DestroyAt = v.State, StateDestroyScheduled, &at
-	case ActionCancelDestroy:
-		if v.State != StateDestroyScheduled {
+		v.StateBeforeDestroy, v.State, v.DestroyAt = v.State, wire.StateDestroyScheduled, &at
+	case wire.ActionCancelDestroy:
+		if v.State != wire.StateDestroyScheduled {
 			return illegal("")
 		}
 		v.State, v.StateBeforeDestroy, v.DestroyAt = v.StateBeforeDestroy, "", nil
 		if v.State == "" {
-			v.State = StateDisabled
+			v.State = wire.StateDisabled
 		}
 	default:
-		return fmt.Errorf("%w: unknown action %q (disable, enable, schedule-destroy, cancel-destroy)", ErrInvalidArgument, action)
+		return fmt.Errorf("%w: unknown action %q (disable, enable, schedule-destroy, cancel-destroy)", wire.ErrInvalidArgument, action)
 	}
 	return nil
 }
@@ -359,7 +360,7 @@ func (s *Service) Tick(ctx context.Context) error {
 	now := s.now()
 	for _, k := range keys {
 		for _, v := range k.Versions {
-			if v.State == StateDestroyScheduled && v.DestroyAt != nil && !v.DestroyAt.After(now) {
+			if v.State == wire.StateDestroyScheduled && v.DestroyAt != nil && !v.DestroyAt.After(now) {
 				if err := s.destroyVersion(ctx, k.Name, v.Version); err != nil {
 					errs = append(errs, err)
 				}
@@ -411,7 +412,7 @@ func (s *Service) destroyVersion(ctx context.Context, name string, version int) 
 		return err
 	}
 	v := k.Version(version)
-	if v == nil || v.State != StateDestroyScheduled || v.DestroyAt == nil || v.DestroyAt.After(s.now()) {
+	if v == nil || v.State != wire.StateDestroyScheduled || v.DestroyAt == nil || v.DestroyAt.After(s.now()) {
 		return nil // cancelled or changed meanwhile
 	}
 	if err := s.destroyMaterial(ctx, k, v); err != nil {
@@ -421,7 +422,7 @@ func (s *Service) destroyVersion(ctx context.Context, name string, version int) 
 	_, err = s.updateKey(name, func(k *Key) error {
 		v := k.Version(version)
 		at := s.now()
-		v.State, v.DestroyedAt, v.Wrapped, v.TPMKey, v.StateBeforeDestroy = StateDestroyed, &at, nil, nil, ""
+		v.State, v.DestroyedAt, v.Wrapped, v.TPMKey, v.StateBeforeDestroy = wire.StateDestroyed, &at, nil, nil, ""
 		return nil
 	}, rec)
 	if err == nil {

@@ -13,10 +13,13 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 var lcNow = time.Date(2025, 6, 1, 8, 0, 0, 0, time.UTC)
@@ -30,45 +33,45 @@ func TestTransition(t *testing.T) {
 	const delay = 36 * time.Hour
 	at := lcNow.Add(delay)
 	type want struct {
-		state  State
-		before State
+		state  wire.State
+		before wire.State
 		at     *time.Time
 	}
 	cases := []struct {
 		name    string
 		version int // 2: not primary; 3: primary
 		from    Version
-		action  VersionAction
+		action  wire.VersionAction
 		want    *want  // nil: ErrIllegalTransition
 		why     string // substring of the refusal
 	}{
-		{"enabled disable", 2, Version{State: StateEnabled}, ActionDisable, &want{state: StateDisabled}, ""},
-		{"enabled enable", 2, Version{State: StateEnabled}, ActionEnable, nil, "it is enabled"},
-		{"enabled schedule", 2, Version{State: StateEnabled}, ActionScheduleDestroy, &want{StateDestroyScheduled, StateEnabled, &at}, ""},
-		{"enabled cancel", 2, Version{State: StateEnabled}, ActionCancelDestroy, nil, "it is enabled"},
+		{"enabled disable", 2, Version{State: wire.StateEnabled}, wire.ActionDisable, &want{state: wire.StateDisabled}, ""},
+		{"enabled enable", 2, Version{State: wire.StateEnabled}, wire.ActionEnable, nil, "it is enabled"},
+		{"enabled schedule", 2, Version{State: wire.StateEnabled}, wire.ActionScheduleDestroy, &want{wire.StateDestroyScheduled, wire.StateEnabled, &at}, ""},
+		{"enabled cancel", 2, Version{State: wire.StateEnabled}, wire.ActionCancelDestroy, nil, "it is enabled"},
 
-		{"disabled disable", 2, Version{State: StateDisabled}, ActionDisable, nil, "it is disabled"},
-		{"disabled enable", 2, Version{State: StateDisabled}, ActionEnable, &want{state: StateEnabled}, ""},
-		{"disabled schedule", 2, Version{State: StateDisabled}, ActionScheduleDestroy, &want{StateDestroyScheduled, StateDisabled, &at}, ""},
-		{"disabled cancel", 2, Version{State: StateDisabled}, ActionCancelDestroy, nil, "it is disabled"},
+		{"disabled disable", 2, Version{State: wire.StateDisabled}, wire.ActionDisable, nil, "it is disabled"},
+		{"disabled enable", 2, Version{State: wire.StateDisabled}, wire.ActionEnable, &want{state: wire.StateEnabled}, ""},
+		{"disabled schedule", 2, Version{State: wire.StateDisabled}, wire.ActionScheduleDestroy, &want{wire.StateDestroyScheduled, wire.StateDisabled, &at}, ""},
+		{"disabled cancel", 2, Version{State: wire.StateDisabled}, wire.ActionCancelDestroy, nil, "it is disabled"},
 
-		{"scheduled disable", 2, Version{State: StateDestroyScheduled, StateBeforeDestroy: StateEnabled, DestroyAt: &at}, ActionDisable, nil, "it is destroy-scheduled"},
-		{"scheduled enable", 2, Version{State: StateDestroyScheduled, StateBeforeDestroy: StateEnabled, DestroyAt: &at}, ActionEnable, nil, "it is destroy-scheduled"},
-		{"scheduled schedule", 2, Version{State: StateDestroyScheduled, StateBeforeDestroy: StateEnabled, DestroyAt: &at}, ActionScheduleDestroy, nil, "it is destroy-scheduled"},
-		{"scheduled cancel, was enabled", 2, Version{State: StateDestroyScheduled, StateBeforeDestroy: StateEnabled, DestroyAt: &at}, ActionCancelDestroy, &want{state: StateEnabled}, ""},
-		{"scheduled cancel, was disabled", 2, Version{State: StateDestroyScheduled, StateBeforeDestroy: StateDisabled, DestroyAt: &at}, ActionCancelDestroy, &want{state: StateDisabled}, ""},
-		{"scheduled cancel, no record of before", 2, Version{State: StateDestroyScheduled, DestroyAt: &at}, ActionCancelDestroy, &want{state: StateDisabled}, ""},
+		{"scheduled disable", 2, Version{State: wire.StateDestroyScheduled, StateBeforeDestroy: wire.StateEnabled, DestroyAt: &at}, wire.ActionDisable, nil, "it is destroy-scheduled"},
+		{"scheduled enable", 2, Version{State: wire.StateDestroyScheduled, StateBeforeDestroy: wire.StateEnabled, DestroyAt: &at}, wire.ActionEnable, nil, "it is destroy-scheduled"},
+		{"scheduled schedule", 2, Version{State: wire.StateDestroyScheduled, StateBeforeDestroy: wire.StateEnabled, DestroyAt: &at}, wire.ActionScheduleDestroy, nil, "it is destroy-scheduled"},
+		{"scheduled cancel, was enabled", 2, Version{State: wire.StateDestroyScheduled, StateBeforeDestroy: wire.StateEnabled, DestroyAt: &at}, wire.ActionCancelDestroy, &want{state: wire.StateEnabled}, ""},
+		{"scheduled cancel, was disabled", 2, Version{State: wire.StateDestroyScheduled, StateBeforeDestroy: wire.StateDisabled, DestroyAt: &at}, wire.ActionCancelDestroy, &want{state: wire.StateDisabled}, ""},
+		{"scheduled cancel, no record of before", 2, Version{State: wire.StateDestroyScheduled, DestroyAt: &at}, wire.ActionCancelDestroy, &want{state: wire.StateDisabled}, ""},
 
-		{"destroyed disable", 2, Version{State: StateDestroyed}, ActionDisable, nil, "it is destroyed"},
-		{"destroyed enable", 2, Version{State: StateDestroyed}, ActionEnable, nil, "it is destroyed"},
-		{"destroyed schedule", 2, Version{State: StateDestroyed}, ActionScheduleDestroy, nil, "it is destroyed"},
-		{"destroyed cancel", 2, Version{State: StateDestroyed}, ActionCancelDestroy, nil, "it is destroyed"},
+		{"destroyed disable", 2, Version{State: wire.StateDestroyed}, wire.ActionDisable, nil, "it is destroyed"},
+		{"destroyed enable", 2, Version{State: wire.StateDestroyed}, wire.ActionEnable, nil, "it is destroyed"},
+		{"destroyed schedule", 2, Version{State: wire.StateDestroyed}, wire.ActionScheduleDestroy, nil, "it is destroyed"},
+		{"destroyed cancel", 2, Version{State: wire.StateDestroyed}, wire.ActionCancelDestroy, nil, "it is destroyed"},
 
-		{"primary disable", 3, Version{State: StateEnabled}, ActionDisable, &want{state: StateDisabled}, ""},
-		{"primary enable", 3, Version{State: StateDisabled}, ActionEnable, &want{state: StateEnabled}, ""},
-		{"primary schedule (enabled)", 3, Version{State: StateEnabled}, ActionScheduleDestroy, nil, "it is enabled and the primary version; rotate the key first"},
-		{"primary schedule (disabled)", 3, Version{State: StateDisabled}, ActionScheduleDestroy, nil, "it is disabled and the primary version; rotate the key first"},
-		{"primary cancel", 3, Version{State: StateDestroyScheduled, StateBeforeDestroy: StateDisabled, DestroyAt: &at}, ActionCancelDestroy, &want{state: StateDisabled}, ""},
+		{"primary disable", 3, Version{State: wire.StateEnabled}, wire.ActionDisable, &want{state: wire.StateDisabled}, ""},
+		{"primary enable", 3, Version{State: wire.StateDisabled}, wire.ActionEnable, &want{state: wire.StateEnabled}, ""},
+		{"primary schedule (enabled)", 3, Version{State: wire.StateEnabled}, wire.ActionScheduleDestroy, nil, "it is enabled and the primary version; rotate the key first"},
+		{"primary schedule (disabled)", 3, Version{State: wire.StateDisabled}, wire.ActionScheduleDestroy, nil, "it is disabled and the primary version; rotate the key first"},
+		{"primary cancel", 3, Version{State: wire.StateDestroyScheduled, StateBeforeDestroy: wire.StateDisabled, DestroyAt: &at}, wire.ActionCancelDestroy, &want{state: wire.StateDisabled}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -79,10 +82,10 @@ func TestTransition(t *testing.T) {
 			*v = from
 			err := transition(k, v, c.action, lcNow, delay)
 			if c.want == nil {
-				if !errors.Is(err, ErrIllegalTransition) {
+				if !errors.Is(err, wire.ErrIllegalTransition) {
 					t.Fatalf("err = %v, want ErrIllegalTransition", err)
 				}
-				prefix := fmt.Sprintf("%v: cannot %s version %d of %q: ", ErrIllegalTransition, c.action, c.version, "payments")
+				prefix := fmt.Sprintf("%v: cannot %s version %d of %q: ", wire.ErrIllegalTransition, c.action, c.version, "payments")
 				if !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), c.why) {
 					t.Errorf("err = %q, want %q...%q", err, prefix, c.why)
 				}
@@ -114,8 +117,8 @@ func TestTransitionScheduleDelay(t *testing.T) {
 	for _, delay := range []time.Duration{0, time.Minute, 24 * time.Hour, 30 * 24 * time.Hour} {
 		k := lcKey()
 		v := k.Version(1)
-		v.State = StateEnabled
-		if err := transition(k, v, ActionScheduleDestroy, lcNow, delay); err != nil {
+		v.State = wire.StateEnabled
+		if err := transition(k, v, wire.ActionScheduleDestroy, lcNow, delay); err != nil {
 			t.Fatal(err)
 		}
 		if v.DestroyAt == nil || !v.DestroyAt.Equal(lcNow.Add(delay)) {
@@ -125,24 +128,24 @@ func TestTransitionScheduleDelay(t *testing.T) {
 }
 
 func TestTransitionUnknownAction(t *testing.T) {
-	for _, action := range []VersionAction{"", "destroy", "Disable", "cancel"} {
+	for _, action := range []wire.VersionAction{"", "destroy", "Disable", "cancel"} {
 		k := lcKey()
 		v := k.Version(2)
-		v.State = StateEnabled
+		v.State = wire.StateEnabled
 		err := transition(k, v, action, lcNow, time.Hour)
-		if !errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrIllegalTransition) {
+		if !errors.Is(err, wire.ErrInvalidArgument) || errors.Is(err, wire.ErrIllegalTransition) {
 			t.Errorf("action %q: err = %v, want ErrInvalidArgument only", action, err)
 		}
-		if v.State != StateEnabled {
+		if v.State != wire.StateEnabled {
 			t.Errorf("action %q changed the state to %q", action, v.State)
 		}
 	}
 }
 
 // lcValidRequest is a request validate accepts; cases change one thing.
-func lcValidRequest() CreateKeyRequest {
-	return CreateKeyRequest{Name: "payments-sign", Purpose: PurposeSign, Algorithm: AlgECP256, Protection: ProtectionHSM,
-		Policy: Policy{Grants: []Grant{{Client: "payments", Ops: []Op{OpSign, OpVerify}}}}}
+func lcValidRequest() wire.CreateKeyRequest {
+	return wire.CreateKeyRequest{Name: "payments-sign", Purpose: wire.PurposeSign, Algorithm: wire.AlgECP256, Protection: wire.ProtectionHSM,
+		Policy: wire.Policy{Grants: []wire.Grant{{Client: "payments", Ops: []wire.Op{wire.OpSign, wire.OpVerify}}}}}
 }
 
 func TestValidateNames(t *testing.T) {
@@ -172,14 +175,14 @@ func TestValidateNames(t *testing.T) {
 		t.Run(fmt.Sprintf("%q", c.name), func(t *testing.T) {
 			r := lcValidRequest()
 			r.Name = c.name
-			err := r.validate()
+			err := validateCreate(r)
 			if c.ok {
 				if err != nil {
 					t.Fatalf("validate: %v", err)
 				}
 				return
 			}
-			if !errors.Is(err, ErrInvalidArgument) {
+			if !errors.Is(err, wire.ErrInvalidArgument) {
 				t.Fatalf("err = %v, want ErrInvalidArgument", err)
 			}
 			if want := fmt.Sprintf("key name %q must be", c.name); !strings.Contains(err.Error(), want) {
@@ -191,30 +194,30 @@ func TestValidateNames(t *testing.T) {
 
 func TestValidatePurposeAlgorithm(t *testing.T) {
 	// Written out independently of purposeAlgorithms.
-	allowed := map[Purpose]map[Algorithm]bool{
-		PurposeSign:    {AlgECP256: true, AlgECP384: true, AlgRSA2048: true, AlgRSA3072: true, AlgSM2: true},
-		PurposeEncrypt: {AlgAES256: true, AlgRSA2048: true, AlgRSA3072: true, AlgSM2: true, AlgSM4: true},
-		PurposeWrap:    {AlgAES256: true, AlgSM4: true},
-		PurposeMAC:     {AlgHMACSM3: true},
+	allowed := map[wire.Purpose]map[wire.Algorithm]bool{
+		wire.PurposeSign:    {wire.AlgECP256: true, wire.AlgECP384: true, wire.AlgRSA2048: true, wire.AlgRSA3072: true, wire.AlgSM2: true},
+		wire.PurposeEncrypt: {wire.AlgAES256: true, wire.AlgRSA2048: true, wire.AlgRSA3072: true, wire.AlgSM2: true, wire.AlgSM4: true},
+		wire.PurposeWrap:    {wire.AlgAES256: true, wire.AlgSM4: true},
+		wire.PurposeMAC:     {wire.AlgHMACSM3: true},
 	}
-	purposes := []Purpose{PurposeSign, PurposeEncrypt, PurposeWrap, PurposeMAC, "", "verify", "Sign"}
-	algs := []Algorithm{AlgECP256, AlgECP384, AlgRSA2048, AlgRSA3072, AlgAES256, AlgSM2, AlgSM4, AlgHMACSM3, "", "ec-p521", "rsa-1024", "AES-256"}
+	purposes := []wire.Purpose{wire.PurposeSign, wire.PurposeEncrypt, wire.PurposeWrap, wire.PurposeMAC, "", "verify", "Sign"}
+	algs := []wire.Algorithm{wire.AlgECP256, wire.AlgECP384, wire.AlgRSA2048, wire.AlgRSA3072, wire.AlgAES256, wire.AlgSM2, wire.AlgSM4, wire.AlgHMACSM3, "", "ec-p521", "rsa-1024", "AES-256"}
 	for _, p := range purposes {
 		for _, a := range algs {
 			t.Run(string(p)+"+"+string(a), func(t *testing.T) {
 				r := lcValidRequest()
 				r.Purpose, r.Algorithm = p, a
 				if isSM(a) {
-					r.Protection = ProtectionWrapped // SM keys are always sealed under the token KEK
+					r.Protection = wire.ProtectionWrapped // SM keys are always sealed under the token KEK
 				}
-				err := r.validate()
+				err := validateCreate(r)
 				_, knownPurpose := allowed[p]
 				switch {
 				case allowed[p][a]:
 					if err != nil {
 						t.Fatalf("validate: %v", err)
 					}
-				case !errors.Is(err, ErrInvalidArgument):
+				case !errors.Is(err, wire.ErrInvalidArgument):
 					t.Fatalf("err = %v, want ErrInvalidArgument", err)
 				case !knownPurpose && !strings.Contains(err.Error(), "purpose must be sign, encrypt, wrap or mac"):
 					t.Errorf("err = %q, want the purpose named", err)
@@ -229,50 +232,50 @@ func TestValidatePurposeAlgorithm(t *testing.T) {
 func TestValidateOtherFields(t *testing.T) {
 	cases := []struct {
 		name   string
-		mutate func(r *CreateKeyRequest)
+		mutate func(r *wire.CreateKeyRequest)
 		msg    string // "" means valid
 	}{
-		{"hsm", func(r *CreateKeyRequest) { r.Protection = ProtectionHSM }, ""},
-		{"wrapped", func(r *CreateKeyRequest) { r.Protection = ProtectionWrapped }, ""},
-		{"no protection", func(r *CreateKeyRequest) { r.Protection = "" }, "protection must be hsm, wrapped, external or tpm"},
-		{"soft protection", func(r *CreateKeyRequest) { r.Protection = "software" }, "protection must be hsm, wrapped, external or tpm"},
-		{"upper-case protection", func(r *CreateKeyRequest) { r.Protection = "HSM" }, "protection must be hsm, wrapped, external or tpm"},
-		{"tpm protection", func(r *CreateKeyRequest) { r.Protection = ProtectionTPM }, ""},
-		{"tpm protection rsa", func(r *CreateKeyRequest) { r.Protection, r.Algorithm = ProtectionTPM, AlgRSA2048 }, "tpm keys are ec-p256 keys for purpose sign"},
+		{"hsm", func(r *wire.CreateKeyRequest) { r.Protection = wire.ProtectionHSM }, ""},
+		{"wrapped", func(r *wire.CreateKeyRequest) { r.Protection = wire.ProtectionWrapped }, ""},
+		{"no protection", func(r *wire.CreateKeyRequest) { r.Protection = "" }, "protection must be hsm, wrapped, external or tpm"},
+		{"soft protection", func(r *wire.CreateKeyRequest) { r.Protection = "software" }, "protection must be hsm, wrapped, external or tpm"},
+		{"upper-case protection", func(r *wire.CreateKeyRequest) { r.Protection = "HSM" }, "protection must be hsm, wrapped, external or tpm"},
+		{"tpm protection", func(r *wire.CreateKeyRequest) { r.Protection = wire.ProtectionTPM }, ""},
+		{"tpm protection rsa", func(r *wire.CreateKeyRequest) { r.Protection, r.Algorithm = wire.ProtectionTPM, wire.AlgRSA2048 }, "tpm keys are ec-p256 keys for purpose sign"},
 
-		{"no rotation", func(r *CreateKeyRequest) { r.RotationPeriod = 0 }, ""},
-		{"rotation 1h", func(r *CreateKeyRequest) { r.RotationPeriod = Duration(time.Hour) }, ""},
-		{"rotation 720h", func(r *CreateKeyRequest) { r.RotationPeriod = Duration(720 * time.Hour) }, ""},
-		{"rotation 59m59s", func(r *CreateKeyRequest) { r.RotationPeriod = Duration(time.Hour - time.Second) }, "rotation_period must be at least 1h"},
-		{"rotation 1ns", func(r *CreateKeyRequest) { r.RotationPeriod = 1 }, "rotation_period must be at least 1h"},
-		{"rotation negative", func(r *CreateKeyRequest) { r.RotationPeriod = Duration(-time.Hour) }, "rotation_period must be at least 1h"},
+		{"no rotation", func(r *wire.CreateKeyRequest) { r.RotationPeriod = 0 }, ""},
+		{"rotation 1h", func(r *wire.CreateKeyRequest) { r.RotationPeriod = wire.Duration(time.Hour) }, ""},
+		{"rotation 720h", func(r *wire.CreateKeyRequest) { r.RotationPeriod = wire.Duration(720 * time.Hour) }, ""},
+		{"rotation 59m59s", func(r *wire.CreateKeyRequest) { r.RotationPeriod = wire.Duration(time.Hour - time.Second) }, "rotation_period must be at least 1h"},
+		{"rotation 1ns", func(r *wire.CreateKeyRequest) { r.RotationPeriod = 1 }, "rotation_period must be at least 1h"},
+		{"rotation negative", func(r *wire.CreateKeyRequest) { r.RotationPeriod = wire.Duration(-time.Hour) }, "rotation_period must be at least 1h"},
 
-		{"no grants", func(r *CreateKeyRequest) { r.Policy = Policy{} }, ""},
-		{"grant without ops", func(r *CreateKeyRequest) { r.Policy.Grants = []Grant{{Client: "c"}} }, ""},
-		{"every op", func(r *CreateKeyRequest) {
-			r.Policy.Grants = []Grant{{Client: "c", Ops: []Op{OpSign, OpVerify, OpEncrypt, OpDecrypt, OpDataKey, OpPublic, OpRead, OpRotate, OpManage}}}
+		{"no grants", func(r *wire.CreateKeyRequest) { r.Policy = wire.Policy{} }, ""},
+		{"grant without ops", func(r *wire.CreateKeyRequest) { r.Policy.Grants = []wire.Grant{{Client: "c"}} }, ""},
+		{"every op", func(r *wire.CreateKeyRequest) {
+			r.Policy.Grants = []wire.Grant{{Client: "c", Ops: []wire.Op{wire.OpSign, wire.OpVerify, wire.OpEncrypt, wire.OpDecrypt, wire.OpDataKey, wire.OpPublic, wire.OpRead, wire.OpRotate, wire.OpManage}}}
 		}, ""},
-		{"grant with empty client", func(r *CreateKeyRequest) {
-			r.Policy.Grants = append(r.Policy.Grants, Grant{Client: "", Ops: []Op{OpSign}})
+		{"grant with empty client", func(r *wire.CreateKeyRequest) {
+			r.Policy.Grants = append(r.Policy.Grants, wire.Grant{Client: "", Ops: []wire.Op{wire.OpSign}})
 		}, "every policy grant needs a client"},
-		{"unknown op", func(r *CreateKeyRequest) {
-			r.Policy.Grants = append(r.Policy.Grants, Grant{Client: "ops", Ops: []Op{OpRead, "delete"}})
+		{"unknown op", func(r *wire.CreateKeyRequest) {
+			r.Policy.Grants = append(r.Policy.Grants, wire.Grant{Client: "ops", Ops: []wire.Op{wire.OpRead, "delete"}})
 		}, `unknown operation "delete" in the policy for "ops"`},
-		{"empty op", func(r *CreateKeyRequest) { r.Policy.Grants[0].Ops = []Op{""} }, `unknown operation "" in the policy for "payments"`},
-		{"upper-case op", func(r *CreateKeyRequest) { r.Policy.Grants[0].Ops = []Op{"Sign"} }, `unknown operation "Sign"`},
+		{"empty op", func(r *wire.CreateKeyRequest) { r.Policy.Grants[0].Ops = []wire.Op{""} }, `unknown operation "" in the policy for "payments"`},
+		{"upper-case op", func(r *wire.CreateKeyRequest) { r.Policy.Grants[0].Ops = []wire.Op{"Sign"} }, `unknown operation "Sign"`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := lcValidRequest()
 			c.mutate(&r)
-			err := r.validate()
+			err := validateCreate(r)
 			if c.msg == "" {
 				if err != nil {
 					t.Fatalf("validate: %v", err)
 				}
 				return
 			}
-			if !errors.Is(err, ErrInvalidArgument) {
+			if !errors.Is(err, wire.ErrInvalidArgument) {
 				t.Fatalf("err = %v, want ErrInvalidArgument", err)
 			}
 			if !strings.Contains(err.Error(), c.msg) {
@@ -282,52 +285,20 @@ func TestValidateOtherFields(t *testing.T) {
 	}
 }
 
-func TestPolicyAllows(t *testing.T) {
-	p := Policy{Grants: []Grant{
-		{Client: "payments", Ops: []Op{OpSign, OpVerify}},
-		{Client: "audit", Ops: []Op{OpRead}},
-		{Client: "payments", Ops: []Op{OpPublic}}, // a second grant adds to the first
-	}}
-	cases := []struct {
-		client string
-		op     Op
-		want   bool
-	}{
-		{"payments", OpSign, true},
-		{"payments", OpVerify, true},
-		{"payments", OpPublic, true},
-		{"payments", OpRead, false},
-		{"payments", OpManage, false},
-		{"audit", OpRead, true},
-		{"audit", OpSign, false},
-		{"Payments", OpSign, false},
-		{"", OpSign, false},
-		{"stranger", OpRead, false},
-	}
-	for _, c := range cases {
-		if got := p.Allows(c.client, c.op); got != c.want {
-			t.Errorf("Allows(%q, %s) = %v, want %v", c.client, c.op, got, c.want)
-		}
-	}
-	if (Policy{}).Allows("payments", OpSign) {
-		t.Error("an empty policy allows something")
-	}
-}
-
 func TestAuthorize(t *testing.T) {
-	k := &Key{Name: "payments-sign", Policy: Policy{Grants: []Grant{
-		{Client: "payments", Ops: []Op{OpSign, OpVerify}},
-		{Client: "root", Ops: []Op{OpPublic}},
+	k := &Key{Name: "payments-sign", Policy: wire.Policy{Grants: []wire.Grant{
+		{Client: "payments", Ops: []wire.Op{wire.OpSign, wire.OpVerify}},
+		{Client: "root", Ops: []wire.Op{wire.OpPublic}},
 	}}}
-	allOps := []Op{OpSign, OpVerify, OpEncrypt, OpDecrypt, OpDataKey, OpPublic, OpRead, OpRotate, OpManage}
+	allOps := []wire.Op{wire.OpSign, wire.OpVerify, wire.OpEncrypt, wire.OpDecrypt, wire.OpDataKey, wire.OpPublic, wire.OpRead, wire.OpRotate, wire.OpManage}
 	cases := []struct {
 		caller  Caller
-		allowed []Op
+		allowed []wire.Op
 	}{
-		{Caller{Name: "admin", Admin: true}, []Op{OpRead, OpManage, OpRotate}},
-		{Caller{Name: "root", Admin: true}, []Op{OpRead, OpManage, OpRotate, OpPublic}},
-		{Caller{Name: "payments"}, []Op{OpSign, OpVerify}},
-		{Caller{Name: "payments", Admin: true}, []Op{OpSign, OpVerify, OpRead, OpManage, OpRotate}},
+		{Caller{Name: "admin", Admin: true}, []wire.Op{wire.OpRead, wire.OpManage, wire.OpRotate}},
+		{Caller{Name: "root", Admin: true}, []wire.Op{wire.OpRead, wire.OpManage, wire.OpRotate, wire.OpPublic}},
+		{Caller{Name: "payments"}, []wire.Op{wire.OpSign, wire.OpVerify}},
+		{Caller{Name: "payments", Admin: true}, []wire.Op{wire.OpSign, wire.OpVerify, wire.OpRead, wire.OpManage, wire.OpRotate}},
 		{Caller{Name: "stranger"}, nil},
 		{Caller{Name: ""}, nil},
 	}
@@ -341,7 +312,7 @@ func TestAuthorize(t *testing.T) {
 			switch {
 			case want && err != nil:
 				t.Errorf("%+v %s: %v, want allowed", c.caller, op, err)
-			case !want && !errors.Is(err, ErrForbidden):
+			case !want && !errors.Is(err, wire.ErrForbidden):
 				t.Errorf("%+v %s: err = %v, want ErrForbidden", c.caller, op, err)
 			case !want && !strings.Contains(err.Error(), fmt.Sprintf("client %q may not %s with key %q", c.caller.Name, op, k.Name)):
 				t.Errorf("%+v %s: err = %q", c.caller, op, err)
@@ -364,41 +335,41 @@ func TestDigestAndOpts(t *testing.T) {
 	pss := &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash}
 	cases := []struct {
 		name            string
-		alg             Algorithm
+		alg             wire.Algorithm
 		message, digest []byte
 		scheme          string
 		want            []byte
 		opts            crypto.SignerOpts
 		msg             string // non-empty: ErrInvalidArgument with this text
 	}{
-		{"p256 message", AlgECP256, msg, nil, "", s256[:], crypto.SHA256, ""},
-		{"p384 message", AlgECP384, msg, nil, "", s384[:], crypto.SHA384, ""},
-		{"rsa2048 message", AlgRSA2048, msg, nil, "", s256[:], crypto.SHA256, ""},
-		{"rsa3072 message", AlgRSA3072, msg, nil, "pkcs1v15", s256[:], crypto.SHA256, ""},
-		{"empty message", AlgECP256, []byte{}, nil, "", empty256[:], crypto.SHA256, ""},
-		{"p256 digest", AlgECP256, nil, d32, "", d32, crypto.SHA256, ""},
-		{"p384 digest", AlgECP384, nil, d48, "", d48, crypto.SHA384, ""},
-		{"rsa digest", AlgRSA2048, nil, d32, "", d32, crypto.SHA256, ""},
-		{"rsa pss message", AlgRSA2048, msg, nil, "pss", s256[:], pss, ""},
-		{"rsa3072 pss digest", AlgRSA3072, nil, d32, "pss", d32, pss, ""},
+		{"p256 message", wire.AlgECP256, msg, nil, "", s256[:], crypto.SHA256, ""},
+		{"p384 message", wire.AlgECP384, msg, nil, "", s384[:], crypto.SHA384, ""},
+		{"rsa2048 message", wire.AlgRSA2048, msg, nil, "", s256[:], crypto.SHA256, ""},
+		{"rsa3072 message", wire.AlgRSA3072, msg, nil, "pkcs1v15", s256[:], crypto.SHA256, ""},
+		{"empty message", wire.AlgECP256, []byte{}, nil, "", empty256[:], crypto.SHA256, ""},
+		{"p256 digest", wire.AlgECP256, nil, d32, "", d32, crypto.SHA256, ""},
+		{"p384 digest", wire.AlgECP384, nil, d48, "", d48, crypto.SHA384, ""},
+		{"rsa digest", wire.AlgRSA2048, nil, d32, "", d32, crypto.SHA256, ""},
+		{"rsa pss message", wire.AlgRSA2048, msg, nil, "pss", s256[:], pss, ""},
+		{"rsa3072 pss digest", wire.AlgRSA3072, nil, d32, "pss", d32, pss, ""},
 
-		{"p256 digest too long", AlgECP256, nil, d48, "", nil, nil, "digest must be 32 bytes (SHA-256) for ec-p256 keys, got 48"},
-		{"p384 digest too short", AlgECP384, nil, d32, "", nil, nil, "digest must be 48 bytes (SHA-384) for ec-p384 keys, got 32"},
-		{"rsa digest short", AlgRSA2048, nil, d32[:20], "", nil, nil, "digest must be 32 bytes (SHA-256) for rsa-2048 keys, got 20"},
-		{"empty digest", AlgECP256, nil, []byte{}, "", nil, nil, "got 0"},
-		{"both", AlgECP256, msg, d32, "", nil, nil, "give exactly one of message and digest"},
-		{"neither", AlgECP256, nil, nil, "", nil, nil, "give exactly one of message and digest"},
-		{"pss on p256", AlgECP256, msg, nil, "pss", nil, nil, "scheme pss is for RSA keys"},
-		{"pss on p384", AlgECP384, msg, nil, "pss", nil, nil, "scheme pss is for RSA keys"},
-		{"pss on aes", AlgAES256, msg, nil, "pss", nil, nil, "scheme pss is for RSA keys"},
-		{"unknown scheme", AlgRSA2048, msg, nil, "PSS", nil, nil, "scheme must be pkcs1v15 or pss"},
-		{"unknown scheme pkcs1", AlgRSA2048, msg, nil, "pkcs1", nil, nil, "scheme must be pkcs1v15 or pss"},
+		{"p256 digest too long", wire.AlgECP256, nil, d48, "", nil, nil, "digest must be 32 bytes (SHA-256) for ec-p256 keys, got 48"},
+		{"p384 digest too short", wire.AlgECP384, nil, d32, "", nil, nil, "digest must be 48 bytes (SHA-384) for ec-p384 keys, got 32"},
+		{"rsa digest short", wire.AlgRSA2048, nil, d32[:20], "", nil, nil, "digest must be 32 bytes (SHA-256) for rsa-2048 keys, got 20"},
+		{"empty digest", wire.AlgECP256, nil, []byte{}, "", nil, nil, "got 0"},
+		{"both", wire.AlgECP256, msg, d32, "", nil, nil, "give exactly one of message and digest"},
+		{"neither", wire.AlgECP256, nil, nil, "", nil, nil, "give exactly one of message and digest"},
+		{"pss on p256", wire.AlgECP256, msg, nil, "pss", nil, nil, "scheme pss is for RSA keys"},
+		{"pss on p384", wire.AlgECP384, msg, nil, "pss", nil, nil, "scheme pss is for RSA keys"},
+		{"pss on aes", wire.AlgAES256, msg, nil, "pss", nil, nil, "scheme pss is for RSA keys"},
+		{"unknown scheme", wire.AlgRSA2048, msg, nil, "PSS", nil, nil, "scheme must be pkcs1v15 or pss"},
+		{"unknown scheme pkcs1", wire.AlgRSA2048, msg, nil, "pkcs1", nil, nil, "scheme must be pkcs1v15 or pss"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got, opts, err := digestAndOpts(&Key{Algorithm: c.alg}, c.message, c.digest, c.scheme)
 			if c.msg != "" {
-				if !errors.Is(err, ErrInvalidArgument) {
+				if !errors.Is(err, wire.ErrInvalidArgument) {
 					t.Fatalf("err = %v, want ErrInvalidArgument", err)
 				}
 				if !strings.Contains(err.Error(), c.msg) {
@@ -429,7 +400,7 @@ func TestDigestAndOptsSignVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	digest, _, err := digestAndOpts(&Key{Algorithm: AlgECP384}, []byte("m"), nil, "")
+	digest, _, err := digestAndOpts(&Key{Algorithm: wire.AlgECP384}, []byte("m"), nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +417,7 @@ func TestDigestAndOptsSignVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	digest, opts, err := digestAndOpts(&Key{Algorithm: AlgRSA2048}, []byte("m"), nil, "pss")
+	digest, opts, err := digestAndOpts(&Key{Algorithm: wire.AlgRSA2048}, []byte("m"), nil, "pss")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,32 +439,32 @@ func TestResultCode(t *testing.T) {
 		sentinel error
 		code     string
 	}{
-		{"ErrInvalidArgument", ErrInvalidArgument, "invalid_argument"},
-		{"ErrKeyNotFound", ErrKeyNotFound, "key_not_found"},
-		{"ErrKeyExists", ErrKeyExists, "key_exists"},
-		{"ErrVersionNotFound", ErrVersionNotFound, "version_not_found"},
-		{"ErrIllegalTransition", ErrIllegalTransition, "illegal_transition"},
-		{"ErrVersionNotUsable", ErrVersionNotUsable, "version_not_usable"},
-		{"ErrWrongPurpose", ErrWrongPurpose, "wrong_purpose"},
-		{"ErrForbidden", ErrForbidden, "forbidden"},
-		{"ErrUnauthenticated", ErrUnauthenticated, "unauthenticated"},
-		{"ErrInvalidCiphertext", ErrInvalidCiphertext, "invalid_ciphertext"},
-		{"ErrInvalidSignature", ErrInvalidSignature, "invalid_signature"},
-		{"ErrDecrypt", ErrDecrypt, "decryption_failed"},
-		{"ErrTokenUnavailable", ErrTokenUnavailable, "token_unavailable"},
-		{"ErrTokenLocked", ErrTokenLocked, "token_locked"},
-		{"ErrAuditUnavailable", ErrAuditUnavailable, "audit_unavailable"},
-		{"ErrStore", ErrStore, "store_unavailable"},
-		{"ErrConfirmationRequired", ErrConfirmationRequired, "confirmation_required"},
-		{"ErrTransactionNotRecognised", ErrTransactionNotRecognised, "transaction_not_recognised"},
-		{"ErrConfirmationPending", ErrConfirmationPending, "confirmation_pending"},
-		{"ErrConfirmationNotFound", ErrConfirmationNotFound, "confirmation_not_found"},
-		{"ErrConfirmationClosed", ErrConfirmationClosed, "confirmation_closed"},
-		{"ErrConfirmationMismatch", ErrConfirmationMismatch, "confirmation_mismatch"},
-		{"ErrHolderPIN", ErrHolderPIN, "holder_pin_incorrect"},
-		{"ErrHolderLocked", ErrHolderLocked, "holder_locked"},
-		{"ErrHolderNotEnrolled", ErrHolderNotEnrolled, "holder_not_enrolled"},
-		{"ErrConfirmUnavailable", ErrConfirmUnavailable, "confirmation_unavailable"},
+		{"ErrInvalidArgument", wire.ErrInvalidArgument, "invalid_argument"},
+		{"ErrKeyNotFound", wire.ErrKeyNotFound, "key_not_found"},
+		{"ErrKeyExists", wire.ErrKeyExists, "key_exists"},
+		{"ErrVersionNotFound", wire.ErrVersionNotFound, "version_not_found"},
+		{"ErrIllegalTransition", wire.ErrIllegalTransition, "illegal_transition"},
+		{"ErrVersionNotUsable", wire.ErrVersionNotUsable, "version_not_usable"},
+		{"ErrWrongPurpose", wire.ErrWrongPurpose, "wrong_purpose"},
+		{"ErrForbidden", wire.ErrForbidden, "forbidden"},
+		{"ErrUnauthenticated", wire.ErrUnauthenticated, "unauthenticated"},
+		{"ErrInvalidCiphertext", wire.ErrInvalidCiphertext, "invalid_ciphertext"},
+		{"ErrInvalidSignature", wire.ErrInvalidSignature, "invalid_signature"},
+		{"ErrDecrypt", wire.ErrDecrypt, "decryption_failed"},
+		{"ErrTokenUnavailable", wire.ErrTokenUnavailable, "token_unavailable"},
+		{"ErrTokenLocked", wire.ErrTokenLocked, "token_locked"},
+		{"ErrAuditUnavailable", wire.ErrAuditUnavailable, "audit_unavailable"},
+		{"ErrStore", wire.ErrStore, "store_unavailable"},
+		{"ErrConfirmationRequired", wire.ErrConfirmationRequired, "confirmation_required"},
+		{"ErrTransactionNotRecognised", wire.ErrTransactionNotRecognised, "transaction_not_recognised"},
+		{"ErrConfirmationPending", wire.ErrConfirmationPending, "confirmation_pending"},
+		{"ErrConfirmationNotFound", wire.ErrConfirmationNotFound, "confirmation_not_found"},
+		{"ErrConfirmationClosed", wire.ErrConfirmationClosed, "confirmation_closed"},
+		{"ErrConfirmationMismatch", wire.ErrConfirmationMismatch, "confirmation_mismatch"},
+		{"ErrHolderPIN", wire.ErrHolderPIN, "holder_pin_incorrect"},
+		{"ErrHolderLocked", wire.ErrHolderLocked, "holder_locked"},
+		{"ErrHolderNotEnrolled", wire.ErrHolderNotEnrolled, "holder_not_enrolled"},
+		{"ErrConfirmUnavailable", wire.ErrConfirmUnavailable, "confirmation_unavailable"},
 	}
 	names := map[string]bool{}
 	seen := map[string]bool{}
@@ -522,15 +493,15 @@ func TestResultCode(t *testing.T) {
 		{nil, "ok"},
 		{errors.New("boom"), "internal"},
 		{fmt.Errorf("wrapped: %w", errors.New("boom")), "internal"},
-		{errors.New(ErrKeyNotFound.Error()), "internal"}, // same text, not the sentinel
+		{errors.New(wire.ErrKeyNotFound.Error()), "internal"}, // same text, not the sentinel
 	} {
 		if got := ResultCode(c.err); got != c.want {
 			t.Errorf("ResultCode(%v) = %q, want %q", c.err, got, c.want)
 		}
 	}
 
-	// Every Err* variable declared in errors.go is in the table above.
-	f, err := parser.ParseFile(token.NewFileSet(), "errors.go", nil, 0)
+	// Every Err* variable declared in wire/errors.go is in the table above.
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join("wire", "errors.go"), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

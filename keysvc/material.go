@@ -11,16 +11,17 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token/tpm"
 )
 
-var algKeyTypes = map[Algorithm]pkcs11shim.KeyType{
-	AlgECP256:  pkcs11shim.KeyECP256,
-	AlgECP384:  pkcs11shim.KeyECP384,
-	AlgRSA2048: pkcs11shim.KeyRSA2048,
-	AlgRSA3072: pkcs11shim.KeyRSA3072,
-	AlgAES256:  pkcs11shim.KeyAES256,
+var algKeyTypes = map[wire.Algorithm]pkcs11shim.KeyType{
+	wire.AlgECP256:  pkcs11shim.KeyECP256,
+	wire.AlgECP384:  pkcs11shim.KeyECP384,
+	wire.AlgRSA2048: pkcs11shim.KeyRSA2048,
+	wire.AlgRSA3072: pkcs11shim.KeyRSA3072,
+	wire.AlgAES256:  pkcs11shim.KeyAES256,
 }
 
 // objectLabel is the CKA_LABEL of an hsm version.
@@ -30,7 +31,7 @@ func objectLabel(name string, version int) string { return "kw/" + name + "/v" +
 func spec(k *Key, version int) pkcs11shim.KeySpec {
 	ks := pkcs11shim.KeySpec{Type: algKeyTypes[k.Algorithm], Label: objectLabel(k.Name, version)}
 	switch k.Purpose {
-	case PurposeSign:
+	case wire.PurposeSign:
 		ks.Usage = pkcs11shim.UsageSign
 	default: // encrypt and wrap keys both seal with AES-GCM / RSA-OAEP
 		ks.Usage = pkcs11shim.UsageEncrypt
@@ -42,19 +43,19 @@ func spec(k *Key, version int) pkcs11shim.KeySpec {
 // a token object for hsm keys; for wrapped keys a session object that is
 // wrapped under the KEK and destroyed, leaving only the blob.
 func (s *Service) newVersion(ctx context.Context, k *Key, n int) (Version, error) {
-	v := Version{Version: n, State: StateEnabled, CreatedAt: s.now()}
+	v := Version{Version: n, State: wire.StateEnabled, CreatedAt: s.now()}
 	if isSM(k.Algorithm) {
 		return s.newSMVersion(ctx, k, v)
 	}
 	ks := spec(k, n)
 	var pub crypto.PublicKey
 	switch k.Protection {
-	case ProtectionTPM:
+	case wire.ProtectionTPM:
 		var err error
 		if v.TPMKey, pub, err = s.newTPMKey(); err != nil {
 			return v, err
 		}
-	case ProtectionHSM:
+	case wire.ProtectionHSM:
 		tk, err := s.pool.GenerateKey(ctx, ks)
 		if err != nil {
 			return v, fmt.Errorf("keysvc: generate %s: %w", ks.Label, tokenErr(err))
@@ -65,7 +66,7 @@ func (s *Service) newVersion(ctx context.Context, k *Key, n int) (Version, error
 				return v, tokenErr(err)
 			}
 		}
-	case ProtectionWrapped:
+	case wire.ProtectionWrapped:
 		ks.Session, ks.Extractable = true, true
 		err := s.pool.WithSession(ctx, func(ss *pkcs11shim.Session) error {
 			tk, err := ss.GenerateKey(ks)
@@ -92,7 +93,7 @@ func (s *Service) newVersion(ctx context.Context, k *Key, n int) (Version, error
 		}
 		v.PublicKey = der
 	}
-	if k.Purpose == PurposeEncrypt && ks.Type.IsPair() {
+	if k.Purpose == wire.PurposeEncrypt && ks.Type.IsPair() {
 		v.OAEPHash = s.oaepHash(ctx, k, &v)
 	}
 	return v, nil
@@ -125,15 +126,15 @@ func (s *Service) oaepHash(ctx context.Context, k *Key, v *Version) string {
 // destroyed right after fn.
 func (s *Service) withMaterial(ctx context.Context, k *Key, v *Version, fn func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error) error {
 	switch k.Protection {
-	case ProtectionHSM:
+	case wire.ProtectionHSM:
 		tk, err := s.pool.FindKey(ctx, v.ObjectLabel)
 		if err != nil {
 			return tokenErr(err)
 		}
 		return tokenErr(s.pool.WithSession(ctx, func(ss *pkcs11shim.Session) error { return fn(ss, tk) }))
-	case ProtectionWrapped:
+	case wire.ProtectionWrapped:
 		if len(v.Wrapped) == 0 {
-			return fmt.Errorf("%w: version %d of %q has no key material", ErrVersionNotUsable, v.Version, k.Name)
+			return fmt.Errorf("%w: version %d of %q has no key material", wire.ErrVersionNotUsable, v.Version, k.Name)
 		}
 		ks := spec(k, v.Version)
 		ks.Session = true
@@ -146,11 +147,11 @@ func (s *Service) withMaterial(ctx context.Context, k *Key, v *Version, fn func(
 			return fn(ss, tk)
 		}))
 	}
-	if k.Protection == ProtectionExternal {
+	if k.Protection == wire.ProtectionExternal {
 		return errExternal(k)
 	}
-	if k.Protection == ProtectionTPM {
-		return fmt.Errorf("%w: key %q is in the TPM and signs only", ErrWrongPurpose, k.Name)
+	if k.Protection == wire.ProtectionTPM {
+		return fmt.Errorf("%w: key %q is in the TPM and signs only", wire.ErrWrongPurpose, k.Name)
 	}
 	return fmt.Errorf("keysvc: unknown protection %q", k.Protection)
 }
@@ -159,7 +160,7 @@ func (s *Service) withMaterial(ctx context.Context, k *Key, v *Version, fn func(
 // A wrapped version has nothing in the token: dropping its blob (done by the
 // caller in the store) destroys it.
 func (s *Service) destroyMaterial(ctx context.Context, k *Key, v *Version) error {
-	if k.Protection != ProtectionHSM {
+	if k.Protection != wire.ProtectionHSM {
 		return nil
 	}
 	tk, err := s.pool.FindKey(ctx, v.ObjectLabel)
@@ -186,17 +187,17 @@ func (s *Service) discardMaterial(ctx context.Context, k *Key, v *Version) {
 // returns its blob and public key (read from the blob: no load needed).
 func (s *Service) newTPMKey() (*tpm.KeyBlob, crypto.PublicKey, error) {
 	if s.cfg.TPM == nil {
-		return nil, nil, fmt.Errorf("%w: this keysvc has no TPM for protection tpm", ErrVersionNotUsable)
+		return nil, nil, fmt.Errorf("%w: this keysvc has no TPM for protection tpm", wire.ErrVersionNotUsable)
 	}
 	s.tpmMu.Lock()
 	defer s.tpmMu.Unlock()
 	kb, err := s.cfg.TPM.CreateSigningKey()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: create the key in the TPM: %w", ErrTokenUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: create the key in the TPM: %w", wire.ErrTokenUnavailable, err)
 	}
 	pub, err := kb.PublicKey()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: the new TPM key: %w", ErrTokenUnavailable, err)
+		return nil, nil, fmt.Errorf("%w: the new TPM key: %w", wire.ErrTokenUnavailable, err)
 	}
 	return kb, pub, nil
 }
@@ -205,25 +206,25 @@ func (s *Service) newTPMKey() (*tpm.KeyBlob, crypto.PublicKey, error) {
 // into the TPM for the batch and flushed after.
 func (s *Service) tpmSign(k *Key, v *Version, digests [][]byte, opts []crypto.SignerOpts) ([][]byte, error) {
 	if v.TPMKey == nil {
-		return nil, fmt.Errorf("%w: version %d of %q has no TPM key", ErrVersionNotUsable, v.Version, k.Name)
+		return nil, fmt.Errorf("%w: version %d of %q has no TPM key", wire.ErrVersionNotUsable, v.Version, k.Name)
 	}
 	if s.cfg.TPM == nil {
-		return nil, fmt.Errorf("%w: key %q is in a TPM and this keysvc has none configured", ErrTokenUnavailable, k.Name)
+		return nil, fmt.Errorf("%w: key %q is in a TPM and this keysvc has none configured", wire.ErrTokenUnavailable, k.Name)
 	}
 	s.tpmMu.Lock()
 	defer s.tpmMu.Unlock()
 	sg, err := s.cfg.TPM.LoadSigner(v.TPMKey)
 	if errors.Is(err, tpm.ErrWrongTPM) {
-		return nil, fmt.Errorf("%w: version %d of %q was created in another TPM", ErrVersionNotUsable, v.Version, k.Name)
+		return nil, fmt.Errorf("%w: version %d of %q was created in another TPM", wire.ErrVersionNotUsable, v.Version, k.Name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTokenUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", wire.ErrTokenUnavailable, err)
 	}
 	defer sg.Close()
 	out := make([][]byte, len(digests))
 	for i, d := range digests {
 		if out[i], err = sg.Sign(nil, d, opts[i]); err != nil {
-			return nil, fmt.Errorf("%w: TPM sign: %w", ErrTokenUnavailable, err)
+			return nil, fmt.Errorf("%w: TPM sign: %w", wire.ErrTokenUnavailable, err)
 		}
 	}
 	return out, nil

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/keysvc/audit"
+	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
 	"github.com/keyward/keyward/token/tpm"
@@ -266,8 +267,8 @@ func (s *Service) lock(name string) func() {
 
 // authorize applies the key's policy. Admin callers may read, rotate and
 // manage every key; every other use needs a grant (deny by default).
-func authorize(c Caller, k *Key, op Op) error {
-	if c.Admin && (op == OpRead || op == OpManage || op == OpRotate) {
+func authorize(c Caller, k *Key, op wire.Op) error {
+	if c.Admin && (op == wire.OpRead || op == wire.OpManage || op == wire.OpRotate) {
 		return nil
 	}
 	if k.Policy.Allows(c.Name, op) {
@@ -278,8 +279,8 @@ func authorize(c Caller, k *Key, op Op) error {
 
 // forbidden is the one refusal for a key the caller may not use, worded
 // alike whether the key exists or not (visible).
-func forbidden(c Caller, op Op, name string) error {
-	return fmt.Errorf("%w: client %q may not %s with key %q (it holds no grant for it, or there is no such key)", ErrForbidden, c.Name, op, name)
+func forbidden(c Caller, op wire.Op, name string) error {
+	return fmt.Errorf("%w: client %q may not %s with key %q (it holds no grant for it, or there is no such key)", wire.ErrForbidden, c.Name, op, name)
 }
 
 // visible authorises c to op on the key name that a lookup returned (k,
@@ -287,13 +288,13 @@ func forbidden(c Caller, op Op, name string) error {
 // does not admit gets the same ErrForbidden whether the key exists or not,
 // so key names (customer ids) cannot be probed. Admin callers, who may
 // list every key anyway, learn ErrKeyNotFound.
-func visible(c Caller, name string, op Op, k *Key, err error) (*Key, error) {
+func visible(c Caller, name string, op wire.Op, k *Key, err error) (*Key, error) {
 	switch {
 	case err == nil && authorize(c, k, op) == nil:
 		return k, nil
-	case err != nil && !errors.Is(err, ErrKeyNotFound):
+	case err != nil && !errors.Is(err, wire.ErrKeyNotFound):
 		return nil, err
-	case errors.Is(err, ErrKeyNotFound) && c.Admin:
+	case errors.Is(err, wire.ErrKeyNotFound) && c.Admin:
 		return nil, err
 	}
 	return nil, forbidden(c, op, name)
@@ -302,8 +303,8 @@ func visible(c Caller, name string, op Op, k *Key, err error) (*Key, error) {
 // hideMissing gives a non-admin caller's ErrKeyNotFound, from an operation
 // that looked the key up before authorising, the answer visible gives:
 // the same ErrForbidden as for a key the caller may not use.
-func hideMissing(c Caller, name string, op Op, err error) error {
-	if !errors.Is(err, ErrKeyNotFound) {
+func hideMissing(c Caller, name string, op wire.Op, err error) error {
+	if !errors.Is(err, wire.ErrKeyNotFound) {
 		return err
 	}
 	_, err = visible(c, name, op, nil, err)
@@ -319,7 +320,7 @@ func (s *Service) record(c Caller, key string, version int, op string, err error
 func (s *Service) audit(rec *audit.Record) error {
 	if err := s.store.Audit(rec); err != nil {
 		s.log.Error("audit append failed; refusing the operation", "op", rec.Op, "key", rec.Key, "err", err)
-		return fmt.Errorf("%w: the operation was not performed", ErrAuditUnavailable)
+		return fmt.Errorf("%w: the operation was not performed", wire.ErrAuditUnavailable)
 	}
 	return nil
 }
@@ -339,7 +340,7 @@ func ResultCode(err error) string {
 	if err == nil {
 		return "ok"
 	}
-	for _, e := range SentinelCodes {
+	for _, e := range wire.SentinelCodes {
 		if errors.Is(err, e.Err) {
 			return e.Code
 		}
@@ -353,14 +354,14 @@ func tokenErr(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, pkcs11shim.ErrPINLocked):
-		return fmt.Errorf("%w: a security officer must unlock the token", ErrTokenLocked)
+		return fmt.Errorf("%w: a security officer must unlock the token", wire.ErrTokenLocked)
 	case errors.Is(err, pkcs11shim.ErrTokenNotPresent), errors.Is(err, pkcs11shim.ErrSessionClosed),
 		errors.Is(err, pkcs11shim.ErrPoolTimeout), errors.Is(err, pkcs11shim.ErrPINIncorrect), errors.Is(err, pkcs11shim.ErrTokenBusy):
-		return fmt.Errorf("%w: %w", ErrTokenUnavailable, err)
+		return fmt.Errorf("%w: %w", wire.ErrTokenUnavailable, err)
 	case errors.Is(err, pkcs11shim.ErrDecrypt):
-		return ErrDecrypt
+		return wire.ErrDecrypt
 	case errors.Is(err, pkcs11shim.ErrKeyNotFound):
-		return fmt.Errorf("%w: the key material is missing from the token; a security officer must check the token", ErrVersionNotUsable)
+		return fmt.Errorf("%w: the key material is missing from the token; a security officer must check the token", wire.ErrVersionNotUsable)
 	}
 	return err
 }
@@ -381,10 +382,10 @@ func (s *Service) Ready(ctx context.Context) error {
 		return tokenErr(err)
 	}
 	if err := s.store.Writable(); err != nil {
-		if errors.Is(err, ErrStore) {
+		if errors.Is(err, wire.ErrStore) {
 			return err
 		}
-		return fmt.Errorf("%w: %w", ErrStore, err)
+		return fmt.Errorf("%w: %w", wire.ErrStore, err)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/keysvc/audit"
+	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/pkcs11shim"
 )
 
@@ -240,7 +241,7 @@ func (s *Service) serviceKeyUsers(label string) (string, error) {
 		switch label {
 		case KEKLabel, SMKEKLabel:
 			for _, v := range k.Versions {
-				uses = uses || (k.Protection == ProtectionWrapped && len(v.Wrapped) > 0 && isSM(k.Algorithm) == (label == SMKEKLabel))
+				uses = uses || (k.Protection == wire.ProtectionWrapped && len(v.Wrapped) > 0 && isSM(k.Algorithm) == (label == SMKEKLabel))
 			}
 		case PINMACLabel:
 			uses = k.Holder != nil && len(k.Holder.PINHash) > 0
@@ -322,11 +323,11 @@ func (s *Service) checkManagedKeys(ctx context.Context) error {
 	}
 	missing := 0
 	err = s.eachKey(func(k *Key) {
-		if k.Protection != ProtectionHSM {
+		if k.Protection != wire.ProtectionHSM {
 			return
 		}
 		for _, v := range k.Versions {
-			if v.State == StateDestroyed || v.ObjectLabel == "" || onToken[v.ObjectLabel] {
+			if v.State == wire.StateDestroyed || v.ObjectLabel == "" || onToken[v.ObjectLabel] {
 				continue
 			}
 			missing++

@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // National algorithms (R-TOK-6). SoftHSM and most open modules have no SM
@@ -23,7 +24,7 @@ import (
 const SMKEKLabel = "keysvc-sm-kek"
 
 // isSM reports whether a is a national algorithm handled in software.
-func isSM(a Algorithm) bool { return a == AlgSM2 || a == AlgSM4 || a == AlgHMACSM3 }
+func isSM(a wire.Algorithm) bool { return a == wire.AlgSM2 || a == wire.AlgSM4 || a == wire.AlgHMACSM3 }
 
 // smAAD binds a sealed blob to its key, version and algorithm, so a blob
 // copied onto another key or version does not open.
@@ -36,7 +37,7 @@ func smAAD(k *Key, version int) []byte {
 func (s *Service) newSMVersion(ctx context.Context, k *Key, v Version) (Version, error) {
 	var material []byte
 	switch k.Algorithm {
-	case AlgSM2:
+	case wire.AlgSM2:
 		priv, err := smcrypto.GenerateSM2()
 		if err != nil {
 			return v, err
@@ -45,9 +46,9 @@ func (s *Service) newSMVersion(ctx context.Context, k *Key, v Version) (Version,
 			return v, err
 		}
 		material = smcrypto.MarshalSM2Private(priv)
-	case AlgSM4, AlgHMACSM3:
+	case wire.AlgSM4, wire.AlgHMACSM3:
 		size := 16
-		if k.Algorithm == AlgHMACSM3 {
+		if k.Algorithm == wire.AlgHMACSM3 {
 			size = 32
 		}
 		var err error
@@ -68,7 +69,7 @@ func (s *Service) newSMVersion(ctx context.Context, k *Key, v Version) (Version,
 // and wipes it.
 func (s *Service) withSMMaterial(ctx context.Context, k *Key, v *Version, fn func(material []byte) error) error {
 	if len(v.Wrapped) == 0 {
-		return fmt.Errorf("%w: version %d of %q has no key material", ErrVersionNotUsable, v.Version, k.Name)
+		return fmt.Errorf("%w: version %d of %q has no key material", wire.ErrVersionNotUsable, v.Version, k.Name)
 	}
 	material, err := s.pool.DecryptGCM(ctx, s.smKEK, v.Wrapped, smAAD(k, v.Version))
 	if err != nil {
@@ -88,7 +89,7 @@ func sm2UID(k *Key) []byte {
 
 // smSign signs each request with SM2: a message is hashed as SM3(Z‖M) with
 // the key's ID; a digest must already be that e (32 bytes).
-func (s *Service) smSign(ctx context.Context, k *Key, v *Version, reqs []SignRequest) ([]SignResult, error) {
+func (s *Service) smSign(ctx context.Context, k *Key, v *Version, reqs []wire.SignRequest) ([]wire.SignResult, error) {
 	for i, r := range reqs {
 		if err := checkSM2Input(r.Message, r.Digest, r.Scheme); err != nil {
 			if len(reqs) > 1 {
@@ -97,7 +98,7 @@ func (s *Service) smSign(ctx context.Context, k *Key, v *Version, reqs []SignReq
 			return nil, err
 		}
 	}
-	out := make([]SignResult, len(reqs))
+	out := make([]wire.SignResult, len(reqs))
 	err := s.withSMMaterial(ctx, k, v, func(material []byte) error {
 		priv, err := smcrypto.ParseSM2Private(material)
 		if err != nil {
@@ -113,7 +114,7 @@ func (s *Service) smSign(ctx context.Context, k *Key, v *Version, reqs []SignReq
 			if err != nil {
 				return err
 			}
-			out[i] = SignResult{Signature: encodeVersioned(v.Version, sig), Version: v.Version}
+			out[i] = wire.SignResult{Signature: encodeVersioned(v.Version, sig), Version: v.Version}
 		}
 		return nil
 	})
@@ -123,17 +124,17 @@ func (s *Service) smSign(ctx context.Context, k *Key, v *Version, reqs []SignReq
 func checkSM2Input(message, digest []byte, scheme string) error {
 	switch {
 	case scheme != "":
-		return fmt.Errorf("%w: sm2 keys take no scheme", ErrInvalidArgument)
+		return fmt.Errorf("%w: sm2 keys take no scheme", wire.ErrInvalidArgument)
 	case (message == nil) == (digest == nil):
-		return fmt.Errorf("%w: give exactly one of message and digest", ErrInvalidArgument)
+		return fmt.Errorf("%w: give exactly one of message and digest", wire.ErrInvalidArgument)
 	case digest != nil && len(digest) != 32:
-		return fmt.Errorf("%w: an sm2 digest is e = SM3(Z‖M), 32 bytes; got %d", ErrInvalidArgument, len(digest))
+		return fmt.Errorf("%w: an sm2 digest is e = SM3(Z‖M), 32 bytes; got %d", wire.ErrInvalidArgument, len(digest))
 	}
 	return nil
 }
 
 // smVerify checks an SM2 signature with the stored public key.
-func smVerify(k *Key, v *Version, req VerifyRequest, sig []byte) (bool, error) {
+func smVerify(k *Key, v *Version, req wire.VerifyRequest, sig []byte) (bool, error) {
 	if err := checkSM2Input(req.Message, req.Digest, req.Scheme); err != nil {
 		return false, err
 	}
@@ -150,9 +151,9 @@ func smVerify(k *Key, v *Version, req VerifyRequest, sig []byte) (bool, error) {
 // smEncrypt seals with SM2 (public key, ASN.1 C1C3C2 as OpenSSL writes it)
 // or SM4-GCM (unsealed key, aad).
 func (s *Service) smEncrypt(ctx context.Context, k *Key, v *Version, plaintext, aad []byte) ([]byte, error) {
-	if k.Algorithm == AlgSM2 {
+	if k.Algorithm == wire.AlgSM2 {
 		if len(aad) > 0 {
-			return nil, fmt.Errorf("%w: sm2 encryption takes no aad", ErrInvalidArgument)
+			return nil, fmt.Errorf("%w: sm2 encryption takes no aad", wire.ErrInvalidArgument)
 		}
 		pub, err := smcrypto.ParseSM2Public(v.PublicKey)
 		if err != nil {
@@ -174,9 +175,9 @@ func (s *Service) smDecrypt(ctx context.Context, k *Key, v *Version, ct, aad []b
 	var out []byte
 	err := s.withSMMaterial(ctx, k, v, func(material []byte) error {
 		var err error
-		if k.Algorithm == AlgSM2 {
+		if k.Algorithm == wire.AlgSM2 {
 			if len(aad) > 0 {
-				return fmt.Errorf("%w: sm2 encryption takes no aad", ErrInvalidArgument)
+				return fmt.Errorf("%w: sm2 encryption takes no aad", wire.ErrInvalidArgument)
 			}
 			priv, perr := smcrypto.ParseSM2Private(material)
 			if perr != nil {
@@ -187,20 +188,20 @@ func (s *Service) smDecrypt(ctx context.Context, k *Key, v *Version, ct, aad []b
 			out, err = smcrypto.SM4GCMOpen(material, ct, aad)
 		}
 		if err != nil && !isInvalidArgument(err) {
-			return ErrDecrypt
+			return wire.ErrDecrypt
 		}
 		return err
 	})
 	return out, err
 }
 
-func isInvalidArgument(err error) bool { return errors.Is(err, ErrInvalidArgument) }
+func isInvalidArgument(err error) bool { return errors.Is(err, wire.ErrInvalidArgument) }
 
 // sm2JWK describes an SM2 public key ("crv":"SM2" is not registered with
 // IANA; libraries that know SM2 use it).
-func sm2JWK(pub *ecdsa.PublicKey, kid string) JWK {
+func sm2JWK(pub *ecdsa.PublicKey, kid string) wire.JWK {
 	b64 := base64.RawURLEncoding.EncodeToString
-	return JWK{Kty: "EC", Crv: "SM2", X: b64(pub.X.FillBytes(make([]byte, 32))), Y: b64(pub.Y.FillBytes(make([]byte, 32))), Kid: kid}
+	return wire.JWK{Kty: "EC", Crv: "SM2", X: b64(pub.X.FillBytes(make([]byte, 32))), Y: b64(pub.Y.FillBytes(make([]byte, 32))), Kid: kid}
 }
 
 // MAC returns HMAC-SM3 of message under the primary version, "kw:v<n>:…".
@@ -217,7 +218,7 @@ func (s *Service) MAC(ctx context.Context, c Caller, name string, message []byte
 // VerifyMAC recomputes the MAC with the version the given MAC names and
 // compares in constant time.
 func (s *Service) VerifyMAC(ctx context.Context, c Caller, name string, message []byte, mac string) (bool, error) {
-	n, want, err := decodeVersioned(mac, ErrInvalidSignature)
+	n, want, err := decodeVersioned(mac, wire.ErrInvalidSignature)
 	var got []byte
 	if err == nil {
 		got, _, err = s.mac(ctx, c, name, message, n)
@@ -230,7 +231,7 @@ func (s *Service) VerifyMAC(ctx context.Context, c Caller, name string, message 
 
 // mac computes HMAC-SM3 with version n (0: the primary).
 func (s *Service) mac(ctx context.Context, c Caller, name string, message []byte, n int) ([]byte, int, error) {
-	k, err := s.load(c, name, OpMAC, PurposeMAC)
+	k, err := s.load(c, name, wire.OpMAC, wire.PurposeMAC)
 	if err != nil {
 		return nil, 0, err
 	}

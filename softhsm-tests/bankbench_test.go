@@ -62,6 +62,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/banking"
+	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/ledger"
 	"github.com/keyward/keyward/keysvc/smcrypto"
 )
@@ -129,14 +130,14 @@ func benchSetup(t *testing.T, kms banking.KMS, dbPath string, n int) []benchPart
 		t.Fatal(err)
 	}
 	const pw = "Gl4cier-Walk-7q"
-	seal := func() (banking.Sealed, error) {
+	seal := func() (bankwire.Sealed, error) {
 		ch, err := b.Challenge(ctx)
 		if err != nil {
-			return banking.Sealed{}, err
+			return bankwire.Sealed{}, err
 		}
 		raw, _ := base64.RawURLEncoding.DecodeString(ch.Value)
 		ct, err := smcrypto.SM2Encrypt(pub, append(append([]byte(pw), 0), raw...), smcrypto.EncodingASN1)
-		return banking.Sealed{Challenge: ch.Value, Ciphertext: base64.StdEncoding.EncodeToString(ct), KeyVersion: lk.Version}, err
+		return bankwire.Sealed{Challenge: ch.Value, Ciphertext: base64.StdEncoding.EncodeToString(ct), KeyVersion: lk.Version}, err
 	}
 	one := func(i int) (benchParty, error) {
 		p := benchParty{dev: fmt.Sprintf("bench-dev-%05d", i)}
@@ -147,7 +148,7 @@ func benchSetup(t *testing.T, kms banking.KMS, dbPath string, n int) []benchPart
 		if err != nil {
 			return p, err
 		}
-		res, err := b.Enrol(ctx, banking.EnrolRequest{Login: p.c.login, Name: p.c.name, Phone: phone, IDCard: "11010519491231002X",
+		res, err := b.Enrol(ctx, bankwire.EnrolRequest{Login: p.c.login, Name: p.c.name, Phone: phone, IDCard: "11010519491231002X",
 			Card: "6222020200112233446", AntiPhishing: "蓝色海豚", Password: sealed, USBPublicKey: publicPEM(p.c.usb)})
 		if err != nil {
 			return p, fmt.Errorf("enrol: %w", err)
@@ -159,7 +160,7 @@ func benchSetup(t *testing.T, kms banking.KMS, dbPath string, n int) []benchPart
 		if sealed, err = seal(); err != nil {
 			return p, err
 		}
-		lr, err := b.Login(ctx, banking.LoginRequest{Login: p.c.login, Password: sealed, Device: p.dev, OS: "Android 14"}, netip.MustParseAddr("127.0.0.1"))
+		lr, err := b.Login(ctx, bankwire.LoginRequest{Login: p.c.login, Password: sealed, Device: p.dev, OS: "Android 14"}, netip.MustParseAddr("127.0.0.1"))
 		if err != nil {
 			return p, fmt.Errorf("login: %w", err)
 		}

@@ -51,8 +51,8 @@ import (
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/ledger"
-	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/client"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // raceEnabled reports whether this test binary was built with -race: the
@@ -354,10 +354,10 @@ func writeFiles(t testing.TB, pathContent ...string) {
 // through a keysvc client (the officer's).
 func provisionBankKeysWith(t testing.TB, officer *client.Client) {
 	t.Helper()
-	grant := func(ops ...keysvc.Op) keysvc.Policy {
-		return keysvc.Policy{Grants: []keysvc.Grant{{Client: "bankapp", Ops: ops}}}
+	grant := func(ops ...wire.Op) wire.Policy {
+		return wire.Policy{Grants: []wire.Grant{{Client: "bankapp", Ops: ops}}}
 	}
-	for _, k := range []keysvc.CreateKeyRequest{
+	for _, k := range []wire.CreateKeyRequest{
 		{Name: banking.KeyLogin, Purpose: "encrypt", Algorithm: "sm2", Protection: "wrapped", Policy: grant("decrypt", "public")},
 		{Name: banking.KeyPwMAC, Purpose: "mac", Algorithm: "hmac-sm3", Protection: "wrapped", Policy: grant("mac")},
 		{Name: banking.KeyPII, Purpose: "encrypt", Algorithm: "sm4", Protection: "wrapped", Policy: grant("datakey")},

@@ -24,6 +24,7 @@ import (
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/boltstore"
 	"github.com/keyward/keyward/keysvc/boltstore/boltsurgeon"
+	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
 	"github.com/keyward/keyward/token/tpm"
@@ -402,7 +403,7 @@ func TestKeysvcWrapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, err := e.store.GetKey("cust-42")
-	if err != nil || k.Versions[0].State != keysvc.StateDestroyed || len(k.Versions[0].Wrapped) != 0 || len(k.Versions[1].Wrapped) == 0 {
+	if err != nil || k.Versions[0].State != wire.StateDestroyed || len(k.Versions[0].Wrapped) != 0 || len(k.Versions[1].Wrapped) == 0 {
 		t.Fatalf("after destroy: %v %+v", err, k.Versions)
 	}
 	if out := e.must(t, 409, bankingToken, "POST", "/v1/keys/cust-42/decrypt", map[string]any{"ciphertext": ct, "aad": b64("cust=42")}); errCode(out) != "version_not_usable" {
@@ -487,10 +488,10 @@ func TestKeysvcBadInput(t *testing.T) {
 		}
 	}
 	k, _ := e.store.GetKey("s")
-	if len(k.Versions) != 1 || k.Versions[0].State != keysvc.StateEnabled {
+	if len(k.Versions) != 1 || k.Versions[0].State != wire.StateEnabled {
 		t.Fatalf("bad input changed the key: %+v", k.Versions)
 	}
-	if _, err := e.store.GetKey("x"); !errors.Is(err, keysvc.ErrKeyNotFound) {
+	if _, err := e.store.GetKey("x"); !errors.Is(err, wire.ErrKeyNotFound) {
 		t.Fatalf("a refused create stored a key: %v", err)
 	}
 }

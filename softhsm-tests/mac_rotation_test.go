@@ -22,9 +22,9 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/banking"
-	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/client"
 	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // keysvcCounter is banking's keysvc transport, counting requests by the
@@ -75,7 +75,7 @@ func storedVersion(t *testing.T, be *bankEnv, c customer) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := keysvc.VersionOf(string(cu.PasswordMAC))
+	v, err := wire.VersionOf(string(cu.PasswordMAC))
 	if err != nil {
 		t.Fatalf("%s: stored password MAC %q: %v", c.login, cu.PasswordMAC, err)
 	}

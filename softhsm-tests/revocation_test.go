@@ -20,6 +20,7 @@ import (
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/boltstore"
+	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/token"
 )
 
@@ -112,9 +113,9 @@ func newRevocationEnv(t *testing.T) *revocationEnv {
 
 func (e *revocationEnv) createKey(t *testing.T, name string) {
 	t.Helper()
-	_, err := e.admin.CreateKey(context.Background(), officerCaller, keysvc.CreateKeyRequest{Name: name, Purpose: keysvc.PurposeSign,
-		Algorithm: keysvc.AlgECP256, Protection: keysvc.ProtectionWrapped,
-		Policy: keysvc.Policy{Grants: []keysvc.Grant{{Client: appCaller.Name, Ops: []keysvc.Op{keysvc.OpSign}}}}})
+	_, err := e.admin.CreateKey(context.Background(), officerCaller, wire.CreateKeyRequest{Name: name, Purpose: wire.PurposeSign,
+		Algorithm: wire.AlgECP256, Protection: wire.ProtectionWrapped,
+		Policy: wire.Policy{Grants: []wire.Grant{{Client: appCaller.Name, Ops: []wire.Op{wire.OpSign}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,13 +149,13 @@ func TestDisableRacingSigners(t *testing.T) {
 				defer wg.Done()
 				for seen := 0; seen < 4; {
 					late := disabled.Load() // read before the call starts
-					_, err := e.svc.Sign(ctx, appCaller, name, keysvc.SignRequest{Digest: digest[:]})
+					_, err := e.svc.Sign(ctx, appCaller, name, wire.SignRequest{Digest: digest[:]})
 					switch {
 					case late && err == nil:
 						violations.Add(1)
-					case late && errors.Is(err, keysvc.ErrVersionNotUsable):
+					case late && errors.Is(err, wire.ErrVersionNotUsable):
 						refused.Add(1)
-					case err != nil && !errors.Is(err, keysvc.ErrVersionNotUsable):
+					case err != nil && !errors.Is(err, wire.ErrVersionNotUsable):
 						t.Errorf("%s: sign: %v", name, err)
 						return
 					}
@@ -166,7 +167,7 @@ func TestDisableRacingSigners(t *testing.T) {
 			}()
 		}
 		<-reached // a cache miss has read the enabled key and waits
-		if _, err := e.svc.SetVersionState(ctx, officerCaller, name, 1, keysvc.ActionDisable, 0); err != nil {
+		if _, err := e.svc.SetVersionState(ctx, officerCaller, name, 1, wire.ActionDisable, 0); err != nil {
 			t.Fatal(err)
 		}
 		disabled.Store(true)
@@ -191,19 +192,19 @@ func TestRefusedCallsKeepCache(t *testing.T) {
 	const name = "cached"
 	e.createKey(t, name)
 	digest := sha256.Sum256([]byte("warm"))
-	if _, err := e.svc.Sign(ctx, appCaller, name, keysvc.SignRequest{Digest: digest[:]}); err != nil {
+	if _, err := e.svc.Sign(ctx, appCaller, name, wire.SignRequest{Digest: digest[:]}); err != nil {
 		t.Fatal(err)
 	}
 	before := e.store.reads.Load()
 	one := 1
 	for range 3 {
-		if _, err := e.svc.SetVersionState(ctx, appCaller, name, 1, keysvc.ActionDisable, 0); !errors.Is(err, keysvc.ErrForbidden) {
+		if _, err := e.svc.SetVersionState(ctx, appCaller, name, 1, wire.ActionDisable, 0); !errors.Is(err, wire.ErrForbidden) {
 			t.Fatalf("disable by a signer: %v, want forbidden", err)
 		}
-		if _, err := e.svc.UpdateSettings(ctx, appCaller, name, keysvc.KeySettingsRequest{MinVersion: &one}); !errors.Is(err, keysvc.ErrForbidden) {
+		if _, err := e.svc.UpdateSettings(ctx, appCaller, name, wire.KeySettingsRequest{MinVersion: &one}); !errors.Is(err, wire.ErrForbidden) {
 			t.Fatalf("settings by a signer: %v, want forbidden", err)
 		}
-		if _, err := e.svc.Sign(ctx, appCaller, name, keysvc.SignRequest{Digest: digest[:]}); err != nil {
+		if _, err := e.svc.Sign(ctx, appCaller, name, wire.SignRequest{Digest: digest[:]}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -239,20 +240,20 @@ func TestPreRevisionKeyRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	digest := sha256.Sum256([]byte("legacy"))
-	if _, err := svc.Sign(ctx, appCaller, name, keysvc.SignRequest{Digest: digest[:]}); err != nil {
+	if _, err := svc.Sign(ctx, appCaller, name, wire.SignRequest{Digest: digest[:]}); err != nil {
 		t.Fatalf("sign with a pre-revision record: %v", err)
 	}
-	k, err := svc.SetVersionState(ctx, officerCaller, name, 1, keysvc.ActionDisable, 0)
+	k, err := svc.SetVersionState(ctx, officerCaller, name, 1, wire.ActionDisable, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if k.Revision != 1 {
 		t.Fatalf("revision after the first update = %d, want 1", k.Revision)
 	}
-	if stored, _ := e.store.Store.GetKey(name); stored.Revision != 1 || stored.Versions[0].State != keysvc.StateDisabled {
+	if stored, _ := e.store.Store.GetKey(name); stored.Revision != 1 || stored.Versions[0].State != wire.StateDisabled {
 		t.Fatalf("stored record: revision %d, state %s", stored.Revision, stored.Versions[0].State)
 	}
-	if _, err := svc.Sign(ctx, appCaller, name, keysvc.SignRequest{Digest: digest[:]}); !errors.Is(err, keysvc.ErrVersionNotUsable) {
+	if _, err := svc.Sign(ctx, appCaller, name, wire.SignRequest{Digest: digest[:]}); !errors.Is(err, wire.ErrVersionNotUsable) {
 		t.Fatalf("sign after disable: %v", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 func TestCustomerScale(t *testing.T) {
@@ -57,14 +58,14 @@ func TestCustomerScale(t *testing.T) {
 				if i >= n {
 					return
 				}
-				alg := keysvc.AlgECP256
+				alg := wire.AlgECP256
 				if i%4 == 3 {
-					alg = keysvc.AlgSM2
+					alg = wire.AlgSM2
 				}
 				name := fmt.Sprintf("cust-%06d", i)
-				k, err := e.svc.CreateKey(ctx, officer, keysvc.CreateKeyRequest{Name: name, Purpose: keysvc.PurposeSign, Algorithm: alg,
-					Protection: keysvc.ProtectionWrapped, Confirm: keysvc.ConfirmRequired,
-					Policy: keysvc.Policy{Grants: []keysvc.Grant{{Client: "banking", Ops: []keysvc.Op{keysvc.OpSign, keysvc.OpVerify}}}}})
+				k, err := e.svc.CreateKey(ctx, officer, wire.CreateKeyRequest{Name: name, Purpose: wire.PurposeSign, Algorithm: alg,
+					Protection: wire.ProtectionWrapped, Confirm: wire.ConfirmRequired,
+					Policy: wire.Policy{Grants: []wire.Grant{{Client: "banking", Ops: []wire.Op{wire.OpSign, wire.OpVerify}}}}})
 				if err == nil {
 					err = e.svc.Enrol(ctx, name, k.SetupCode(), []byte(holderPIN))
 				}

@@ -10,6 +10,7 @@ import (
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/boltstore"
 	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/token"
 )
 
@@ -24,8 +25,8 @@ func BenchmarkSM2Sign(b *testing.B) {
 	ctx := context.Background()
 	officer := keysvc.Caller{Name: "officer", Admin: true}
 	app := keysvc.Caller{Name: "banking"}
-	if _, err := svc.CreateKey(ctx, officer, keysvc.CreateKeyRequest{Name: "gm", Purpose: keysvc.PurposeSign, Algorithm: keysvc.AlgSM2,
-		Protection: keysvc.ProtectionWrapped, Policy: keysvc.Policy{Grants: []keysvc.Grant{{Client: "banking", Ops: []keysvc.Op{keysvc.OpSign}}}}}); err != nil {
+	if _, err := svc.CreateKey(ctx, officer, wire.CreateKeyRequest{Name: "gm", Purpose: wire.PurposeSign, Algorithm: wire.AlgSM2,
+		Protection: wire.ProtectionWrapped, Policy: wire.Policy{Grants: []wire.Grant{{Client: "banking", Ops: []wire.Op{wire.OpSign}}}}}); err != nil {
 		b.Fatal(err)
 	}
 	priv, err := smcrypto.GenerateSM2()
@@ -39,7 +40,7 @@ func BenchmarkSM2Sign(b *testing.B) {
 				return func() error { _, err := smcrypto.SM2Sign(priv, nil, msg); return err }
 			}
 			viaKeysvc := func(int) func() error {
-				return func() error { _, err := svc.Sign(ctx, app, "gm", keysvc.SignRequest{Message: msg}); return err }
+				return func() error { _, err := svc.Sign(ctx, app, "gm", wire.SignRequest{Message: msg}); return err }
 			}
 			const rounds = 10
 			chunk := max(b.N/rounds, g)

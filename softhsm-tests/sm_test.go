@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // requireOpenSSL skips without the openssl CLI, except under CI=true.
@@ -136,7 +136,7 @@ func TestKeysvcSM4Lifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	k, err := e.store.GetKey("gm-data")
-	if err != nil || k.Versions[0].State != keysvc.StateDestroyed || len(k.Versions[0].Wrapped) != 0 || len(k.Versions[1].Wrapped) == 0 {
+	if err != nil || k.Versions[0].State != wire.StateDestroyed || len(k.Versions[0].Wrapped) != 0 || len(k.Versions[1].Wrapped) == 0 {
 		t.Fatalf("after destroy: %v %+v", err, k.Versions)
 	}
 	if out := e.must(t, 409, bankingToken, "POST", "/v1/keys/gm-data/decrypt", map[string]any{"ciphertext": ct, "aad": b64("cust=7")}); errCode(out) != "version_not_usable" {

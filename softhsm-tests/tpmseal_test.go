@@ -17,6 +17,7 @@ import (
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/boltstore"
 	"github.com/keyward/keyward/keysvc/secrets"
+	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/token/tpm"
 	"github.com/keyward/keyward/token/tpm/tpmtest"
 )
@@ -98,15 +99,15 @@ func TestSealedKeysvcStartsUnattended(t *testing.T) {
 	d.start(t) // healthy over TLS with the sealed key, logged in with the sealed PIN
 	ctx := context.Background()
 	officer := d.kmsClient(t, officerToken, 10*time.Second, 2)
-	if _, err := officer.CreateKey(ctx, keysvc.CreateKeyRequest{Name: "sealed-start", Purpose: keysvc.PurposeSign, Algorithm: keysvc.AlgECP256,
-		Protection: keysvc.ProtectionHSM, Policy: keysvc.Policy{Grants: []keysvc.Grant{{Client: "officer", Ops: []keysvc.Op{keysvc.OpSign, keysvc.OpVerify}}}}}); err != nil {
+	if _, err := officer.CreateKey(ctx, wire.CreateKeyRequest{Name: "sealed-start", Purpose: wire.PurposeSign, Algorithm: wire.AlgECP256,
+		Protection: wire.ProtectionHSM, Policy: wire.Policy{Grants: []wire.Grant{{Client: "officer", Ops: []wire.Op{wire.OpSign, wire.OpVerify}}}}}); err != nil {
 		t.Fatal(err)
 	}
-	sig, err := officer.Sign(ctx, "sealed-start", keysvc.SignRequest{Message: []byte("payment 42")})
+	sig, err := officer.Sign(ctx, "sealed-start", wire.SignRequest{Message: []byte("payment 42")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := officer.Verify(ctx, "sealed-start", keysvc.VerifyRequest{Message: []byte("payment 42"), Signature: sig.Signature}); err != nil || !ok {
+	if ok, err := officer.Verify(ctx, "sealed-start", wire.VerifyRequest{Message: []byte("payment 42"), Signature: sig.Signature}); err != nil || !ok {
 		t.Fatalf("verify: %v %v", ok, err)
 	}
 	d.stop() // the final checkpoint is signed by the TPM's audit key
@@ -146,7 +147,7 @@ func TestSealedKeysvcStartsUnattended(t *testing.T) {
 	t.Setenv("KEYWARD_TEST_RECOVERY", sealPassphrase)
 	d.args = []string{"serve", "-config", sealConfig(t, d, dir, "recovery", ti.Label, spec, file, ", passphrase: \"env:KEYWARD_TEST_RECOVERY\"")}
 	d.start(t)
-	if _, err := officer.Sign(ctx, "sealed-start", keysvc.SignRequest{Message: []byte("payment 43")}); err != nil {
+	if _, err := officer.Sign(ctx, "sealed-start", wire.SignRequest{Message: []byte("payment 43")}); err != nil {
 		t.Fatal(err)
 	}
 	d.stop()
@@ -237,11 +238,11 @@ clients:
 	d.start(t)
 	ctx := context.Background()
 	officer := d.kmsClient(t, officerToken, 10*time.Second, 2)
-	if _, err := officer.CreateKey(ctx, keysvc.CreateKeyRequest{Name: "no-tpm", Purpose: keysvc.PurposeSign, Algorithm: keysvc.AlgECP256,
-		Protection: keysvc.ProtectionHSM, Policy: keysvc.Policy{Grants: []keysvc.Grant{{Client: "officer", Ops: []keysvc.Op{keysvc.OpSign}}}}}); err != nil {
+	if _, err := officer.CreateKey(ctx, wire.CreateKeyRequest{Name: "no-tpm", Purpose: wire.PurposeSign, Algorithm: wire.AlgECP256,
+		Protection: wire.ProtectionHSM, Policy: wire.Policy{Grants: []wire.Grant{{Client: "officer", Ops: []wire.Op{wire.OpSign}}}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := officer.Sign(ctx, "no-tpm", keysvc.SignRequest{Message: []byte("x")}); err != nil {
+	if _, err := officer.Sign(ctx, "no-tpm", wire.SignRequest{Message: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
 	d.stop()

@@ -16,8 +16,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/auth/password"
+	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/keysvc/smcrypto"
 )
 
@@ -99,7 +99,7 @@ func TestSealRefusals(t *testing.T) {
 
 // receiptFixture is a receipt signed as keysvc signs it, and the PEM of
 // the bank's receipt key.
-func receiptFixture(t *testing.T) (banking.Receipt, string) {
+func receiptFixture(t *testing.T) (bankwire.Receipt, string) {
 	t.Helper()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	body := `{"type":"keyward.receipt.v1","transfer_id":"T000000000002","time":"2026-11-28T10:00:00.5Z","payer_account":"6299900000000000017","payee_account":"6299900000000000025","amount":"12.00","currency":"CNY","reference":"nonce-0000000001","memo":"付款 rent"}`
@@ -109,7 +109,7 @@ func receiptFixture(t *testing.T) (banking.Receipt, string) {
 		t.Fatal(err)
 	}
 	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	return banking.Receipt{Body: body, Signature: base64.StdEncoding.EncodeToString(sig)},
+	return bankwire.Receipt{Body: body, Signature: base64.StdEncoding.EncodeToString(sig)},
 		string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 

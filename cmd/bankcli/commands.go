@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyward/keyward/banking"
+	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/keysvc/txformat"
 )
 
@@ -34,7 +34,7 @@ func required(pairs ...string) error {
 
 func cmdEnrol(args []string) error {
 	f := newFlags("enrol")
-	var req banking.EnrolRequest
+	var req bankwire.EnrolRequest
 	var usbPEM, staffFile, pwEnv string
 	f.fs.StringVar(&req.Login, "login", "", "login name: 4-32 of a-z 0-9 _ . -, starting with a letter")
 	f.fs.StringVar(&req.Name, "name", "", "the customer's name")
@@ -90,7 +90,7 @@ func cmdEnrol(args []string) error {
 		return err
 	}
 	b.auth = "Bearer " + staff
-	var res banking.EnrolResult
+	var res bankwire.EnrolResult
 	if _, err := b.call(c, "POST", "/staff/v1/customers", req, &res); err != nil {
 		return err
 	}
@@ -181,8 +181,8 @@ func cmdLogin(args []string) error {
 	if err != nil {
 		return err
 	}
-	var res banking.LoginResult
-	if _, err := b.call(c, "POST", "/v1/login", banking.LoginRequest{Login: login, Password: sealed, Device: device, OS: osName}, &res); err != nil {
+	var res bankwire.LoginResult
+	if _, err := b.call(c, "POST", "/v1/login", bankwire.LoginRequest{Login: login, Password: sealed, Device: device, OS: osName}, &res); err != nil {
 		return err
 	}
 	fmt.Printf("Your anti-phishing message: %s\n", res.AntiPhishing)
@@ -357,8 +357,8 @@ func cmdTransferUSB(args []string) error {
 	}
 	c, cancel := ctx()
 	defer cancel()
-	var res banking.TransferResult
-	if _, err := b.call(c, "POST", "/v1/transfers/usb", banking.SignedOrder{Order: order, Signature: base64.StdEncoding.EncodeToString(sig)}, &res); err != nil {
+	var res bankwire.TransferResult
+	if _, err := b.call(c, "POST", "/v1/transfers/usb", bankwire.SignedOrder{Order: order, Signature: base64.StdEncoding.EncodeToString(sig)}, &res); err != nil {
 		return err
 	}
 	return reportTransfer(c, b, res, *rf)
@@ -390,7 +390,7 @@ func cmdTransferCloud(args []string) error {
 	}
 	c, cancel := ctx()
 	defer cancel()
-	var p banking.PendingTransfer
+	var p bankwire.PendingTransfer
 	if _, err := b.call(c, "POST", "/v1/transfers/cloud", map[string][]byte{"order": order}, &p); err != nil {
 		return err
 	}
@@ -418,7 +418,7 @@ func cmdTransferCloud(args []string) error {
 
 // reportTransfer prints an executed transfer and saves its receipt when
 // asked to.
-func reportTransfer(c context.Context, b *bank, res banking.TransferResult, rf receiptFiles) error {
+func reportTransfer(c context.Context, b *bank, res bankwire.TransferResult, rf receiptFiles) error {
 	note := ""
 	if res.Replayed {
 		note = " (this order was executed before; nothing moved now)"
@@ -458,14 +458,14 @@ func cmdReceipt(args []string) error {
 }
 
 func saveReceipt(c context.Context, b *bank, id string, rf receiptFiles) error {
-	var rc banking.Receipt
+	var rc bankwire.Receipt
 	if _, err := b.call(c, "GET", "/v1/receipts/"+id, nil, &rc); err != nil {
 		return err
 	}
 	return saveReceiptOf(c, b, rc, rf)
 }
 
-func saveReceiptOf(c context.Context, b *bank, rc banking.Receipt, rf receiptFiles) error {
+func saveReceiptOf(c context.Context, b *bank, rc bankwire.Receipt, rf receiptFiles) error {
 	var key struct {
 		PEM string `json:"pem"`
 	}

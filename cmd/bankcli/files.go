@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/keyward/keyward/banking"
+	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/keysvc/smcrypto"
 )
 
@@ -58,7 +58,7 @@ func (r receiptFiles) check() error {
 // DER signature and the key's PEM, so that
 // `openssl dgst -sha256 -verify <key> -signature <sig> <body>` verifies.
 // Nothing is written if the signature does not verify.
-func writeReceipt(rc banking.Receipt, keyPEM string, to receiptFiles) error {
+func writeReceipt(rc bankwire.Receipt, keyPEM string, to receiptFiles) error {
 	if err := to.check(); err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/keyward/keyward/banking"
+	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/keysvc/smcrypto"
 )
 
@@ -65,47 +65,47 @@ type loginKey struct {
 
 // sealFor fetches the bank's login key and a fresh challenge and seals
 // secret to them.
-func (b *bank) sealFor(ctx context.Context, secret []byte) (banking.Sealed, error) {
+func (b *bank) sealFor(ctx context.Context, secret []byte) (bankwire.Sealed, error) {
 	var k loginKey
 	if _, err := b.call(ctx, "GET", "/v1/login/key", nil, &k); err != nil {
-		return banking.Sealed{}, err
+		return bankwire.Sealed{}, err
 	}
 	var ch struct {
 		Challenge string `json:"challenge"`
 	}
 	if _, err := b.call(ctx, "POST", "/v1/login/challenge", nil, &ch); err != nil {
-		return banking.Sealed{}, err
+		return bankwire.Sealed{}, err
 	}
 	return seal(k.PEM, k.Version, ch.Challenge, secret)
 }
 
 // seal encrypts secret ‖ 0x00 ‖ challenge (the 32 bytes the base64url
-// challenge decodes to) to the bank's SM2 login key, as banking.Sealed
+// challenge decodes to) to the bank's SM2 login key, as bankwire.Sealed
 // describes (R-AUTH-4). The plaintext buffer is wiped.
-func seal(pubPEM string, version int, challenge string, secret []byte) (banking.Sealed, error) {
+func seal(pubPEM string, version int, challenge string, secret []byte) (bankwire.Sealed, error) {
 	blk, _ := pem.Decode([]byte(pubPEM))
 	if blk == nil || blk.Type != "PUBLIC KEY" {
-		return banking.Sealed{}, errors.New("the bank's login key is not a PEM public key")
+		return bankwire.Sealed{}, errors.New("the bank's login key is not a PEM public key")
 	}
 	pub, err := smcrypto.ParseSM2Public(blk.Bytes)
 	if err != nil {
-		return banking.Sealed{}, fmt.Errorf("the bank's login key: %w", err)
+		return bankwire.Sealed{}, fmt.Errorf("the bank's login key: %w", err)
 	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(challenge)
 	if err != nil || len(raw) != 32 {
-		return banking.Sealed{}, errors.New("the bank's challenge is not 32 base64url bytes")
+		return bankwire.Sealed{}, errors.New("the bank's challenge is not 32 base64url bytes")
 	}
 	if len(secret) == 0 || strings.IndexByte(string(secret), 0) >= 0 {
-		return banking.Sealed{}, usageErr("the password must not be empty or contain a zero byte")
+		return bankwire.Sealed{}, usageErr("the password must not be empty or contain a zero byte")
 	}
 	plain := make([]byte, 0, len(secret)+1+len(raw))
 	plain = append(append(append(plain, secret...), 0), raw...)
 	defer clear(plain)
 	ct, err := smcrypto.SM2Encrypt(pub, plain, smcrypto.EncodingASN1)
 	if err != nil {
-		return banking.Sealed{}, err
+		return bankwire.Sealed{}, err
 	}
-	return banking.Sealed{Challenge: challenge, Ciphertext: base64.StdEncoding.EncodeToString(ct), KeyVersion: version}, nil
+	return bankwire.Sealed{Challenge: challenge, Ciphertext: base64.StdEncoding.EncodeToString(ct), KeyVersion: version}, nil
 }
 
 // randomToken is n random bytes in base64url, for nonces and idempotency keys.

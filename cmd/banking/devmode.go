@@ -16,8 +16,8 @@ import (
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/cmd/internal/devtls"
 	"github.com/keyward/keyward/cmd/internal/secretfile"
-	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/client"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // devClientName is the admin client keysvc's dev mode knows its dev token by.
@@ -139,18 +139,18 @@ func smsGateway(cfg *Config) (otp.Gateway, error) {
 // bankKey is one of the bank's keys and the operations banking needs on it.
 type bankKey struct {
 	name       string
-	purpose    keysvc.Purpose
-	alg        keysvc.Algorithm
-	protection keysvc.Protection
-	ops        []keysvc.Op
+	purpose    wire.Purpose
+	alg        wire.Algorithm
+	protection wire.Protection
+	ops        []wire.Op
 }
 
 // bankKeys are the keys listed in package banking's doc.
 var bankKeys = []bankKey{
-	{banking.KeyLogin, keysvc.PurposeEncrypt, keysvc.AlgSM2, keysvc.ProtectionWrapped, []keysvc.Op{keysvc.OpDecrypt, keysvc.OpPublic}},
-	{banking.KeyPwMAC, keysvc.PurposeMAC, keysvc.AlgHMACSM3, keysvc.ProtectionWrapped, []keysvc.Op{keysvc.OpMAC}},
-	{banking.KeyPII, keysvc.PurposeEncrypt, keysvc.AlgSM4, keysvc.ProtectionWrapped, []keysvc.Op{keysvc.OpDataKey}},
-	{banking.KeyReceipt, keysvc.PurposeSign, keysvc.AlgECP256, keysvc.ProtectionHSM, []keysvc.Op{keysvc.OpSign, keysvc.OpVerify, keysvc.OpPublic}},
+	{banking.KeyLogin, wire.PurposeEncrypt, wire.AlgSM2, wire.ProtectionWrapped, []wire.Op{wire.OpDecrypt, wire.OpPublic}},
+	{banking.KeyPwMAC, wire.PurposeMAC, wire.AlgHMACSM3, wire.ProtectionWrapped, []wire.Op{wire.OpMAC}},
+	{banking.KeyPII, wire.PurposeEncrypt, wire.AlgSM4, wire.ProtectionWrapped, []wire.Op{wire.OpDataKey}},
+	{banking.KeyReceipt, wire.PurposeSign, wire.AlgECP256, wire.ProtectionHSM, []wire.Op{wire.OpSign, wire.OpVerify, wire.OpPublic}},
 }
 
 // provisionBankKeys creates the bank's keys in keysvc when missing,
@@ -171,9 +171,9 @@ func provisionBankKeys(ctx context.Context, kc *client.Client, clientName string
 func provisionKey(ctx context.Context, kc *client.Client, clientName string, k bankKey, log *slog.Logger) error {
 	v, err := kc.GetKey(ctx, k.name)
 	switch {
-	case errors.Is(err, keysvc.ErrKeyNotFound):
-		_, err = kc.CreateKey(ctx, keysvc.CreateKeyRequest{Name: k.name, Purpose: k.purpose, Algorithm: k.alg, Protection: k.protection,
-			Policy: keysvc.Policy{Grants: []keysvc.Grant{{Client: clientName, Ops: k.ops}}}})
+	case errors.Is(err, wire.ErrKeyNotFound):
+		_, err = kc.CreateKey(ctx, wire.CreateKeyRequest{Name: k.name, Purpose: k.purpose, Algorithm: k.alg, Protection: k.protection,
+			Policy: wire.Policy{Grants: []wire.Grant{{Client: clientName, Ops: k.ops}}}})
 		if err == nil {
 			log.Info("dev mode: created bank key in keysvc", "key", k.name, "algorithm", k.alg)
 		}

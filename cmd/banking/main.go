@@ -89,8 +89,8 @@ import (
 	"github.com/keyward/keyward/banking/blacklist"
 	"github.com/keyward/keyward/banking/ledger"
 	"github.com/keyward/keyward/cmd/internal/startmode"
-	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/client"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 func main() {
@@ -284,7 +284,7 @@ func checkBankKeys(ctx context.Context, kc *client.Client, log *slog.Logger) err
 		cancel()
 		switch {
 		case err == nil:
-		case errors.Is(err, keysvc.ErrKeyNotFound), errors.Is(err, keysvc.ErrForbidden), errors.Is(err, keysvc.ErrUnauthenticated):
+		case errors.Is(err, wire.ErrKeyNotFound), errors.Is(err, wire.ErrForbidden), errors.Is(err, wire.ErrUnauthenticated):
 			return fmt.Errorf("keysvc key %s: %w (provision the bank keys listed in `go doc ./banking` and grant them to kms_name)", name, err)
 		default:
 			log.Warn("keysvc not answering; banking starts and answers 503 until it is back", "key", name, "err", err)

@@ -24,9 +24,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/boltstore"
+	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
 )
@@ -606,7 +606,7 @@ func TestRotateScheduleDestroy(t *testing.T) {
 		case r.Method == "POST" && r.URL.Path == "/v1/keys/receipt-signer/rotate":
 			primary++
 		case r.Method == "POST" && r.URL.Path == "/v1/keys/receipt-signer/versions/1/schedule-destroy":
-			var req keysvc.ScheduleDestroyRequest
+			var req wire.ScheduleDestroyRequest
 			json.NewDecoder(r.Body).Decode(&req)
 			destroyAt = time.Now().Add(time.Duration(req.Delay))
 		case r.Method == "GET" && r.URL.Path == "/v1/keys/receipt-signer":
@@ -614,9 +614,9 @@ func TestRotateScheduleDestroy(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
-		v := keysvc.KeyView{Name: "receipt-signer", Algorithm: "ecdsa-p256", Primary: primary}
+		v := wire.KeyView{Name: "receipt-signer", Algorithm: "ecdsa-p256", Primary: primary}
 		for i := 1; i <= primary; i++ {
-			vv := keysvc.VersionView{Version: i}
+			vv := wire.VersionView{Version: i}
 			if i == 1 && !destroyAt.IsZero() {
 				d := destroyAt
 				vv.DestroyAt = &d

@@ -13,6 +13,7 @@ import (
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/boltstore"
 	"github.com/keyward/keyward/keysvc/client"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // Ceremonies on keysvc's admin API (R-TOK-8): rotation and scheduled
@@ -117,7 +118,7 @@ func (s *session) scheduleDestroy(ctx context.Context, c *scheduleDestroyConfig)
 		return err
 	}
 	for _, v := range c.Versions {
-		kv, err := cl.SetVersionState(ctx, v.Key, v.Version, keysvc.ActionScheduleDestroy, v.delay)
+		kv, err := cl.SetVersionState(ctx, v.Key, v.Version, wire.ActionScheduleDestroy, v.delay)
 		if err != nil {
 			return fmt.Errorf("schedule-destroy %s version %d: %w", v.Key, v.Version, err)
 		}

@@ -30,8 +30,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/token"
 )
 
@@ -84,7 +83,7 @@ type enrolPage struct {
 	Title, Key, Error string
 }
 
-func newConfirmPage(v keysvc.ConfirmationView) confirmPage {
+func newConfirmPage(v wire.ConfirmationView) confirmPage {
 	return confirmPage{Title: titleConfirm, Key: v.Key, Format: v.Format, Digest: v.Digest, Display: v.Display,
 		DigestGroups: groups(v.Digest, 4), Expires: v.ExpiresAt.UTC().Format("2006-01-02 15:04:05 UTC"),
 		ExpiresISO: v.ExpiresAt.UTC().Format(time.RFC3339)}
@@ -140,15 +139,15 @@ func (s *ConfirmServer) pageView(c *fiber.Ctx) error {
 
 // viewPage shows a pending confirmation with its form, or how an ended
 // one ended.
-func (s *ConfirmServer) viewPage(c *fiber.Ctx, status int, v keysvc.ConfirmationView, msg string) error {
+func (s *ConfirmServer) viewPage(c *fiber.Ctx, status int, v wire.ConfirmationView, msg string) error {
 	switch v.Status {
-	case keysvc.ConfirmPending:
+	case wire.ConfirmPending:
 		p := newConfirmPage(v)
 		p.Error = msg
 		return s.render(c, status, "confirm.html", p)
-	case keysvc.ConfirmApproved:
+	case wire.ConfirmApproved:
 		return s.result(c, http.StatusOK, "ok", textApproved, "", "")
-	case keysvc.ConfirmRejected:
+	case wire.ConfirmRejected:
 		return s.result(c, http.StatusOK, "refused", textRejected, v.Reason, "")
 	}
 	return s.result(c, http.StatusOK, "info", textClosed+" ("+string(v.Status)+") — nothing was signed", v.Reason, "")
@@ -174,9 +173,9 @@ func (s *ConfirmServer) pagePost(c *fiber.Ctx) error {
 		if len(f.pins[0]) == 0 {
 			return s.reshow(c, t, http.StatusBadRequest, "Enter your holder PIN to approve.")
 		}
-		_, err := s.backend.Approve(c.UserContext(), t, keysvc.ApproveRequest{Key: key, Digest: digest, PIN: f.pins[0]})
+		_, err := s.backend.Approve(c.UserContext(), t, wire.ApproveRequest{Key: key, Digest: digest, PIN: f.pins[0]})
 		f.wipe() // keysvc wipes it too; this does not rely on that
-		if errors.Is(err, keysvc.ErrHolderPIN) {
+		if errors.Is(err, wire.ErrHolderPIN) {
 			_, _, msg, _ := classify(err)
 			return s.reshow(c, t, http.StatusForbidden, "Wrong PIN, nothing was signed ("+msg+").")
 		}
@@ -199,7 +198,7 @@ func (s *ConfirmServer) reshow(c *fiber.Ctx, t string, status int, msg string) e
 	if err != nil {
 		return s.errorPage(c, err)
 	}
-	if v.Status != keysvc.ConfirmPending {
+	if v.Status != wire.ConfirmPending {
 		return s.viewPage(c, http.StatusOK, v, "")
 	}
 	return s.viewPage(c, status, v, msg)
@@ -215,13 +214,13 @@ func (s *ConfirmServer) errorPage(c *fiber.Ctx, err error) error {
 	case internal:
 		s.log.Error("confirmation page request failed", "method", c.Method(), "err", err)
 		return s.result(c, http.StatusInternalServerError, "refused", textInternal, "", "Try again in a moment; if it happens again, contact the bank.")
-	case errors.Is(err, keysvc.ErrConfirmationNotFound):
+	case errors.Is(err, wire.ErrConfirmationNotFound):
 		return s.notFoundPage(c)
-	case errors.Is(err, keysvc.ErrHolderLocked):
+	case errors.Is(err, wire.ErrHolderLocked):
 		return s.result(c, status, "refused", textLocked, msg+".", "Nothing was signed. Only the bank's security officer can unlock it; call the bank.")
-	case errors.Is(err, keysvc.ErrConfirmationMismatch):
+	case errors.Is(err, wire.ErrConfirmationMismatch):
 		return s.result(c, status, "refused", textMismatch, msg+".", "If you did not change anything, tell the bank: the transaction may have been altered.")
-	case errors.Is(err, keysvc.ErrConfirmationClosed):
+	case errors.Is(err, wire.ErrConfirmationClosed):
 		return s.result(c, status, "info", textClosed, msg+".", "")
 	}
 	return s.result(c, status, "refused", "The request was refused — nothing was signed", msg+".", "")
@@ -274,9 +273,9 @@ func (s *ConfirmServer) pageEnrol(c *fiber.Ctx) error {
 		return s.result(c, http.StatusOK, "ok", textEnrolled, "Key "+key+" now asks for this PIN before it signs.", "Keep the PIN to yourself; the bank will never ask for it.")
 	case internal:
 		return s.errorPage(c, err)
-	case errors.Is(err, keysvc.ErrHolderPIN):
+	case errors.Is(err, wire.ErrHolderPIN):
 		return again(http.StatusForbidden, "Wrong setup code: "+msg+".")
-	case errors.Is(err, keysvc.ErrInvalidArgument):
+	case errors.Is(err, wire.ErrInvalidArgument):
 		return again(http.StatusBadRequest, "This PIN is not allowed: "+msg+".")
 	}
 	return s.errorPage(c, err)

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 const (
@@ -28,43 +28,43 @@ const (
 // set per test; it records what the page handed it.
 type fakeConfirm struct {
 	mu        sync.Mutex
-	view      keysvc.ConfirmationView
-	approveFn func(req keysvc.ApproveRequest) error
+	view      wire.ConfirmationView
+	approveFn func(req wire.ApproveRequest) error
 	enrolFn   func(key, code string, pin []byte) error
 	viewErr   error
 	rejectErr error
 
 	gotPINs    [][]byte // the slices Approve/Enrol were given (checked for wiping)
-	gotApprove []keysvc.ApproveRequest
+	gotApprove []wire.ApproveRequest
 	gotReject  []string
 	gotEnrol   []string // key/code
 }
 
 func newFakeConfirm() *fakeConfirm {
-	return &fakeConfirm{view: keysvc.ConfirmationView{
-		ID: "cf_0123456789abcdefghijkl", Key: "corp-7", Status: keysvc.ConfirmPending, Format: "keyward.transfer.v1",
+	return &fakeConfirm{view: wire.ConfirmationView{
+		ID: "cf_0123456789abcdefghijkl", Key: "corp-7", Status: wire.ConfirmPending, Format: "keyward.transfer.v1",
 		Display: []string{`Pay 10.00 CNY to <script>alert(1)</script> & "Co" (6222 0200 1234 5678) at ICBC`, "From account 6222 0202 0011 2233 445"},
 		Digest:  pageDigest, ExpiresAt: time.Date(2026, 11, 28, 9, 1, 0, 0, time.UTC),
 	}}
 }
 
-func (f *fakeConfirm) HolderConfirmation(_ context.Context, tok string) (keysvc.ConfirmationView, error) {
+func (f *fakeConfirm) HolderConfirmation(_ context.Context, tok string) (wire.ConfirmationView, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.viewErr != nil {
-		return keysvc.ConfirmationView{}, f.viewErr
+		return wire.ConfirmationView{}, f.viewErr
 	}
 	if tok != pageToken {
-		return keysvc.ConfirmationView{}, fmt.Errorf("%w: no confirmation for this link", keysvc.ErrConfirmationNotFound)
+		return wire.ConfirmationView{}, fmt.Errorf("%w: no confirmation for this link", wire.ErrConfirmationNotFound)
 	}
 	return f.view, nil
 }
 
-func (f *fakeConfirm) Approve(_ context.Context, tok string, req keysvc.ApproveRequest) (keysvc.ConfirmationView, error) {
+func (f *fakeConfirm) Approve(_ context.Context, tok string, req wire.ApproveRequest) (wire.ConfirmationView, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if tok != pageToken {
-		return keysvc.ConfirmationView{}, keysvc.ErrConfirmationNotFound
+		return wire.ConfirmationView{}, wire.ErrConfirmationNotFound
 	}
 	f.gotPINs = append(f.gotPINs, req.PIN)
 	r := req
@@ -72,24 +72,24 @@ func (f *fakeConfirm) Approve(_ context.Context, tok string, req keysvc.ApproveR
 	f.gotApprove = append(f.gotApprove, r)
 	if f.approveFn != nil {
 		if err := f.approveFn(r); err != nil {
-			return keysvc.ConfirmationView{}, err
+			return wire.ConfirmationView{}, err
 		}
 	}
-	f.view.Status = keysvc.ConfirmApproved
+	f.view.Status = wire.ConfirmApproved
 	return f.view, nil
 }
 
-func (f *fakeConfirm) Reject(_ context.Context, tok, key string) (keysvc.ConfirmationView, error) {
+func (f *fakeConfirm) Reject(_ context.Context, tok, key string) (wire.ConfirmationView, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if tok != pageToken {
-		return keysvc.ConfirmationView{}, keysvc.ErrConfirmationNotFound
+		return wire.ConfirmationView{}, wire.ErrConfirmationNotFound
 	}
 	f.gotReject = append(f.gotReject, key)
 	if f.rejectErr != nil {
-		return keysvc.ConfirmationView{}, f.rejectErr
+		return wire.ConfirmationView{}, f.rejectErr
 	}
-	f.view.Status = keysvc.ConfirmRejected
+	f.view.Status = wire.ConfirmRejected
 	return f.view, nil
 }
 
@@ -210,7 +210,7 @@ func TestConfirmPagePost(t *testing.T) {
 	cases := []struct {
 		name      string
 		form      url.Values
-		approveFn func(keysvc.ApproveRequest) error
+		approveFn func(wire.ApproveRequest) error
 		rejectErr error
 		status    int
 		want      []string
@@ -219,35 +219,35 @@ func TestConfirmPagePost(t *testing.T) {
 	}{
 		{name: "approved", form: approve, status: 200, want: []string{`id="result"`, "Approved — the transaction was signed"}, calls: 1},
 		{name: "wrong PIN", form: approve, status: 403, form2: true, calls: 1,
-			approveFn: func(keysvc.ApproveRequest) error {
-				return fmt.Errorf("%w: 5 of 6 tries left before the holder is locked", keysvc.ErrHolderPIN)
+			approveFn: func(wire.ApproveRequest) error {
+				return fmt.Errorf("%w: 5 of 6 tries left before the holder is locked", wire.ErrHolderPIN)
 			},
 			want: []string{`id="error"`, "Wrong PIN, nothing was signed", "5 of 6 tries left before the holder is locked"}},
 		{name: "locked", form: approve, status: 423, calls: 1,
-			approveFn: func(keysvc.ApproveRequest) error {
-				return fmt.Errorf("%w: 6 wrong PINs; the holder of \"corp-7\" is now locked", keysvc.ErrHolderLocked)
+			approveFn: func(wire.ApproveRequest) error {
+				return fmt.Errorf("%w: 6 wrong PINs; the holder of \"corp-7\" is now locked", wire.ErrHolderLocked)
 			},
 			want: []string{"locked — contact the bank", "6 wrong PINs", "security officer"}},
 		{name: "bytes changed after display", form: approve, status: 409, calls: 1,
-			approveFn: func(r keysvc.ApproveRequest) error {
-				return fmt.Errorf("%w: the approved digest is not the digest of the transaction held", keysvc.ErrConfirmationMismatch)
+			approveFn: func(r wire.ApproveRequest) error {
+				return fmt.Errorf("%w: the approved digest is not the digest of the transaction held", wire.ErrConfirmationMismatch)
 			},
 			want: []string{"does not match the transaction held — nothing was signed"}},
 		{name: "closed", form: approve, status: 409, calls: 1,
-			approveFn: func(keysvc.ApproveRequest) error {
-				return fmt.Errorf("%w: this confirmation is expired; an approval is used once", keysvc.ErrConfirmationClosed)
+			approveFn: func(wire.ApproveRequest) error {
+				return fmt.Errorf("%w: this confirmation is expired; an approval is used once", wire.ErrConfirmationClosed)
 			},
 			want: []string{"This confirmation has already ended", "expired"}},
 		{name: "gone", form: approve, status: 404, calls: 1,
-			approveFn: func(keysvc.ApproveRequest) error { return keysvc.ErrConfirmationNotFound },
+			approveFn: func(wire.ApproveRequest) error { return wire.ErrConfirmationNotFound },
 			want:      []string{"This confirmation link is not valid or has expired"}},
 		{name: "internal", form: approve, status: 500, calls: 1,
-			approveFn: func(keysvc.ApproveRequest) error { return errors.New("disk on fire at /var/lib/keyward") },
+			approveFn: func(wire.ApproveRequest) error { return errors.New("disk on fire at /var/lib/keyward") },
 			want:      []string{"Something went wrong on our side — nothing was signed"}},
 		{name: "rejected", form: url.Values{"key": {"corp-7"}, "digest": {pageDigest}, "pin": {""}, "action": {"reject"}}, status: 200, calls: 1,
 			want: []string{"Rejected — nothing was signed"}},
 		{name: "reject closed", form: url.Values{"key": {"corp-7"}, "digest": {pageDigest}, "action": {"reject"}}, status: 409, calls: 1,
-			rejectErr: fmt.Errorf("%w: this confirmation is approved", keysvc.ErrConfirmationClosed),
+			rejectErr: fmt.Errorf("%w: this confirmation is approved", wire.ErrConfirmationClosed),
 			want:      []string{"This confirmation has already ended"}},
 		{name: "no PIN", form: url.Values{"key": {"corp-7"}, "digest": {pageDigest}, "action": {"approve"}}, status: 400, form2: true,
 			want: []string{"Enter your holder PIN to approve"}},
@@ -315,10 +315,10 @@ func TestConfirmPageRefusesForeignPosts(t *testing.T) {
 // TestConfirmPageEnded: the link of an ended confirmation shows how it
 // ended, with no form.
 func TestConfirmPageEnded(t *testing.T) {
-	for st, want := range map[keysvc.ConfirmationStatus]string{
-		keysvc.ConfirmApproved: "Approved — the transaction was signed",
-		keysvc.ConfirmRejected: "Rejected — nothing was signed",
-		keysvc.ConfirmExpired:  "This confirmation has already ended (expired)",
+	for st, want := range map[wire.ConfirmationStatus]string{
+		wire.ConfirmApproved: "Approved — the transaction was signed",
+		wire.ConfirmRejected: "Rejected — nothing was signed",
+		wire.ConfirmExpired:  "This confirmation has already ended (expired)",
 	} {
 		b := newFakeConfirm()
 		b.view.Status, b.view.Reason = st, "the reason"
@@ -353,7 +353,7 @@ func TestConfirmPageEnrol(t *testing.T) {
 	}
 	b.enrolFn = func(_, code string, _ []byte) error {
 		if code != "ABCD" {
-			return fmt.Errorf("%w: wrong setup code; 5 of 6 tries left", keysvc.ErrHolderPIN)
+			return fmt.Errorf("%w: wrong setup code; 5 of 6 tries left", wire.ErrHolderPIN)
 		}
 		return nil
 	}
@@ -366,7 +366,7 @@ func TestConfirmPageEnrol(t *testing.T) {
 		t.Fatalf("enrol: %d\n%s", st, body)
 	}
 	b.enrolFn = func(string, string, []byte) error {
-		return fmt.Errorf("%w: token: PIN must not be a simple sequence such as 123456 or 654321", keysvc.ErrInvalidArgument)
+		return fmt.Errorf("%w: token: PIN must not be a simple sequence such as 123456 or 654321", wire.ErrInvalidArgument)
 	}
 	st, body, _ = page(t, s, "POST", "/enrol", form("corp-7", "ABCD", "234567", "234567"))
 	if st != 400 || !strings.Contains(body, "simple sequence") {
@@ -384,7 +384,7 @@ func TestConfirmPageEnrol(t *testing.T) {
 // keysvc, the page with the reason in words.
 func TestConfirmEnrolLimitShared(t *testing.T) {
 	b := newFakeConfirm()
-	b.enrolFn = func(string, string, []byte) error { return fmt.Errorf("%w: wrong setup code", keysvc.ErrHolderPIN) }
+	b.enrolFn = func(string, string, []byte) error { return fmt.Errorf("%w: wrong setup code", wire.ErrHolderPIN) }
 	s, err := api.NewConfirmServer(api.ConfirmConfig{Backend: b, EnrolPerMinute: 3})
 	if err != nil {
 		t.Fatal(err)

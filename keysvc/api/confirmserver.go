@@ -10,8 +10,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/limiter"
-
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/token"
 )
 
@@ -176,7 +175,7 @@ func (s *ConfirmServer) jsonApprove(c *fiber.Ctx) error {
 	if b.Key == "" || b.Digest == "" || b.PIN == "" {
 		return invalidArgument(`"key", "digest" (the SHA-256 shown) and "pin" are required`)
 	}
-	v, err := s.backend.Approve(c.UserContext(), t, keysvc.ApproveRequest{Key: b.Key, Digest: b.Digest, PIN: pin})
+	v, err := s.backend.Approve(c.UserContext(), t, wire.ApproveRequest{Key: b.Key, Digest: b.Digest, PIN: pin})
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,46 +14,9 @@ import (
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/keyward/keyward/keysvc/wire"
 )
-
-// b64 is a []byte that reads as standard base64 (with padding), like
-// encoding/json's own []byte, but whose errors name the field.
-type b64 []byte
-
-var b64Type = reflect.TypeFor[b64]()
-
-// UnmarshalJSON reads a base64 string or null.
-func (b *b64) UnmarshalJSON(data []byte) error {
-	if string(data) == "null" {
-		*b = nil
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(data, &s); err != nil {
-		// encoding/json fills Field from its context.
-		return &json.UnmarshalTypeError{Value: jsonKind(data), Type: b64Type}
-	}
-	v, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		return &json.UnmarshalTypeError{Value: "string that is not base64", Type: b64Type}
-	}
-	*b = v
-	return nil
-}
-
-func jsonKind(data []byte) string {
-	switch data[0] {
-	case '{':
-		return "object"
-	case '[':
-		return "array"
-	case 't', 'f':
-		return "bool"
-	case '"':
-		return "string"
-	}
-	return "number"
-}
 
 // decodeBody reads the request body strictly into v: one JSON value, no
 // unknown fields (at any depth), nothing after it. An empty body is
@@ -104,7 +66,7 @@ func decodeError(err error) error {
 		if field == "" {
 			return invalidArgument(fmt.Sprintf("request body must be %s", describeType(typ.Type)))
 		}
-		if typ.Type == b64Type {
+		if typ.Type == wire.Base64Type {
 			return invalidArgument(fmt.Sprintf("field %q must be a base64 string (standard encoding, padded)", field))
 		}
 		return invalidArgument(fmt.Sprintf("field %q must be %s, not %s", field, describeType(typ.Type), typ.Value))
@@ -121,7 +83,7 @@ func decodeError(err error) error {
 		return newError(http.StatusBadRequest, codeUnknownField, fmt.Sprintf("unknown field %q", name))
 	}
 	// What is left comes from keysvc's UnmarshalJSON methods (for example
-	// keysvc.Duration), whose messages are written for clients.
+	// wire.Duration), whose messages are written for clients.
 	return invalidArgument(err.Error())
 }
 

@@ -6,22 +6,23 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // requestTypes are the body types the API and the confirmation endpoint
 // decode, each as a fresh value.
 var requestTypes = []func() any{
-	func() any { return new(keysvc.CreateKeyRequest) },
-	func() any { return new(keysvc.KeySettingsRequest) },
-	func() any { return new(keysvc.ScheduleDestroyRequest) },
-	func() any { return new(signBody) },
-	func() any { return new(signBatchBody) },
-	func() any { return new(verifyBody) },
-	func() any { return new(macBody) },
-	func() any { return new(encryptBody) },
-	func() any { return new(decryptBody) },
-	func() any { return new(dataKeyBody) },
+	func() any { return new(wire.CreateKeyRequest) },
+	func() any { return new(wire.KeySettingsRequest) },
+	func() any { return new(wire.ScheduleDestroyRequest) },
+	func() any { return new(wire.SignRequest) },
+	func() any { return new(wire.SignBatchRequest) },
+	func() any { return new(wire.VerifyRequest) },
+	func() any { return new(wire.MACRequest) },
+	func() any { return new(wire.VerifyMACRequest) },
+	func() any { return new(wire.EncryptRequest) },
+	func() any { return new(wire.DecryptRequest) },
+	func() any { return new(wire.DataKeyRequest) },
 	func() any { return new(approveBody) },
 	func() any { return new(rejectBody) },
 	func() any { return new(enrolBody) },

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // TestBadRequests: each request is refused with the exact status and
@@ -86,7 +86,7 @@ func TestSignBatchLimit(t *testing.T) {
 	if len(out.Signatures) != 1000 {
 		t.Fatalf("got %d signatures", len(out.Signatures))
 	}
-	if got := e.be.last(t).Args[0].([]keysvc.SignRequest); len(got) != 1000 || len(got[999].Digest) != 3 {
+	if got := e.be.last(t).Args[0].([]wire.SignRequest); len(got) != 1000 || len(got[999].Digest) != 3 {
 		t.Fatalf("backend got %d requests", len(got))
 	}
 }

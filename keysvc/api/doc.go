@@ -32,7 +32,7 @@
 //	GET  /healthz                                  200 {"status":"ok"} while the process serves
 //	GET  /readyz                                   200 {"status":"ready"}, or 503 with an error code
 //
-// Keys are always returned as keysvc.KeyView: token object labels and
+// Keys are always returned as wire.KeyView: token object labels and
 // wrapped blobs never leave the service. Key names match
 // ^[a-z0-9][a-z0-9._-]{0,63}$; version numbers are positive decimal
 // integers. Binary JSON fields are standard base64 with padding.
@@ -51,7 +51,7 @@
 //  3. Otherwise 401 unauthenticated.
 //
 // Without a client CA the server asks for no certificate: bearer only.
-// Authorisation is per key and belongs to the Backend (keysvc.ErrForbidden
+// Authorisation is per key and belongs to the Backend (wire.ErrForbidden
 // → 403). Admission also sets keysvc.Caller.BodySHA256, the SHA-256 of the
 // request body, which the Service keys before it reaches an audit record
 // (audit.DigestScheme). Refusals are logged at Info.
@@ -68,30 +68,30 @@
 //	400     invalid_json            malformed JSON, empty body, data after the value, not an object
 //	400     unknown_field           a field the request type does not have (the message names it)
 //	400     invalid_argument        wrong JSON type, bad base64, bad key name, version or size, batch size;
-//	                                keysvc.ErrInvalidArgument
-//	400     wrong_purpose           keysvc.ErrWrongPurpose
-//	400     invalid_ciphertext      keysvc.ErrInvalidCiphertext
-//	400     invalid_signature       keysvc.ErrInvalidSignature (malformed; a mismatch is {"valid":false})
-//	400     decryption_failed       keysvc.ErrDecrypt
+//	                                wire.ErrInvalidArgument
+//	400     wrong_purpose           wire.ErrWrongPurpose
+//	400     invalid_ciphertext      wire.ErrInvalidCiphertext
+//	400     invalid_signature       wire.ErrInvalidSignature (malformed; a mismatch is {"valid":false})
+//	400     decryption_failed       wire.ErrDecrypt
 //	400     bad_request             an HTTP request fasthttp could not parse
-//	401     unauthenticated         no, unknown or invalid credentials; keysvc.ErrUnauthenticated
-//	403     forbidden               keysvc.ErrForbidden (the key's policy)
-//	404     key_not_found           keysvc.ErrKeyNotFound
-//	404     version_not_found       keysvc.ErrVersionNotFound
+//	401     unauthenticated         no, unknown or invalid credentials; wire.ErrUnauthenticated
+//	403     forbidden               wire.ErrForbidden (the key's policy)
+//	404     key_not_found           wire.ErrKeyNotFound
+//	404     version_not_found       wire.ErrVersionNotFound
 //	404     not_found               no such route
 //	405     method_not_allowed      the route exists for another method
 //	408     request_timeout         the request was not read within ReadTimeout
-//	409     key_exists              keysvc.ErrKeyExists
-//	409     illegal_transition      keysvc.ErrIllegalTransition
-//	409     version_not_usable      keysvc.ErrVersionNotUsable
+//	409     key_exists              wire.ErrKeyExists
+//	409     illegal_transition      wire.ErrIllegalTransition
+//	409     version_not_usable      wire.ErrVersionNotUsable
 //	413     body_too_large          body over Config.BodyLimit
 //	415     unsupported_media_type  a POST body that is not uncompressed application/json
 //	431     headers_too_large       request headers over fiber's read buffer (4 KiB)
 //	500     internal                anything else (logged, never shown)
-//	503     token_unavailable       keysvc.ErrTokenUnavailable
-//	503     token_locked            keysvc.ErrTokenLocked
-//	503     audit_unavailable       keysvc.ErrAuditUnavailable
-//	503     store_unavailable       keysvc.ErrStore
+//	503     token_unavailable       wire.ErrTokenUnavailable
+//	503     token_locked            wire.ErrTokenLocked
+//	503     audit_unavailable       wire.ErrAuditUnavailable
+//	503     store_unavailable       wire.ErrStore
 //	503     not_ready               /readyz only: Ready failed with an unmapped error
 //
 // # Limits

@@ -7,7 +7,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // errorCode is one row of the error table: a keysvc sentinel, the HTTP
@@ -18,7 +18,7 @@ type errorCode struct {
 	code   string
 }
 
-// statusOf is the HTTP status of each keysvc code (keysvc.SentinelCodes).
+// statusOf is the HTTP status of each keysvc code (wire.SentinelCodes).
 var statusOf = map[string]int{
 	"invalid_argument":   http.StatusBadRequest,
 	"key_not_found":      http.StatusNotFound,
@@ -50,13 +50,13 @@ var statusOf = map[string]int{
 }
 
 // errorTable maps every keysvc sentinel to a status and a stable code, in
-// one place (STYLE "Errors"): the codes come from keysvc.SentinelCodes, the
+// one place (STYLE "Errors"): the codes come from wire.SentinelCodes, the
 // statuses from statusOf; a code without a status is a programming error
 // caught at start-up. The package doc, the OpenAPI document and the
 // client list the same codes.
 var errorTable = func() []errorCode {
-	rows := make([]errorCode, 0, len(keysvc.SentinelCodes))
-	for _, e := range keysvc.SentinelCodes {
+	rows := make([]errorCode, 0, len(wire.SentinelCodes))
+	for _, e := range wire.SentinelCodes {
 		st, ok := statusOf[e.Code]
 		if !ok {
 			panic("api: no HTTP status for keysvc code " + e.Code)

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 func TestErrorTable(t *testing.T) {
@@ -16,32 +16,32 @@ func TestErrorTable(t *testing.T) {
 		status int
 		code   string
 	}{
-		{keysvc.ErrInvalidArgument, 400, "invalid_argument"},
-		{keysvc.ErrKeyNotFound, 404, "key_not_found"},
-		{keysvc.ErrVersionNotFound, 404, "version_not_found"},
-		{keysvc.ErrKeyExists, 409, "key_exists"},
-		{keysvc.ErrIllegalTransition, 409, "illegal_transition"},
-		{keysvc.ErrVersionNotUsable, 409, "version_not_usable"},
-		{keysvc.ErrWrongPurpose, 400, "wrong_purpose"},
-		{keysvc.ErrForbidden, 403, "forbidden"},
-		{keysvc.ErrUnauthenticated, 401, "unauthenticated"},
-		{keysvc.ErrInvalidCiphertext, 400, "invalid_ciphertext"},
-		{keysvc.ErrInvalidSignature, 400, "invalid_signature"},
-		{keysvc.ErrDecrypt, 400, "decryption_failed"},
-		{keysvc.ErrTokenUnavailable, 503, "token_unavailable"},
-		{keysvc.ErrTokenLocked, 503, "token_locked"},
-		{keysvc.ErrAuditUnavailable, 503, "audit_unavailable"},
-		{keysvc.ErrStore, 503, "store_unavailable"},
-		{keysvc.ErrConfirmationRequired, 409, "confirmation_required"},
-		{keysvc.ErrTransactionNotRecognised, 422, "transaction_not_recognised"},
-		{keysvc.ErrConfirmationPending, 409, "confirmation_pending"},
-		{keysvc.ErrConfirmationNotFound, 404, "confirmation_not_found"},
-		{keysvc.ErrConfirmationClosed, 409, "confirmation_closed"},
-		{keysvc.ErrConfirmationMismatch, 409, "confirmation_mismatch"},
-		{keysvc.ErrHolderPIN, 403, "holder_pin_incorrect"},
-		{keysvc.ErrHolderLocked, 423, "holder_locked"},
-		{keysvc.ErrHolderNotEnrolled, 409, "holder_not_enrolled"},
-		{keysvc.ErrConfirmUnavailable, 503, "confirmation_unavailable"},
+		{wire.ErrInvalidArgument, 400, "invalid_argument"},
+		{wire.ErrKeyNotFound, 404, "key_not_found"},
+		{wire.ErrVersionNotFound, 404, "version_not_found"},
+		{wire.ErrKeyExists, 409, "key_exists"},
+		{wire.ErrIllegalTransition, 409, "illegal_transition"},
+		{wire.ErrVersionNotUsable, 409, "version_not_usable"},
+		{wire.ErrWrongPurpose, 400, "wrong_purpose"},
+		{wire.ErrForbidden, 403, "forbidden"},
+		{wire.ErrUnauthenticated, 401, "unauthenticated"},
+		{wire.ErrInvalidCiphertext, 400, "invalid_ciphertext"},
+		{wire.ErrInvalidSignature, 400, "invalid_signature"},
+		{wire.ErrDecrypt, 400, "decryption_failed"},
+		{wire.ErrTokenUnavailable, 503, "token_unavailable"},
+		{wire.ErrTokenLocked, 503, "token_locked"},
+		{wire.ErrAuditUnavailable, 503, "audit_unavailable"},
+		{wire.ErrStore, 503, "store_unavailable"},
+		{wire.ErrConfirmationRequired, 409, "confirmation_required"},
+		{wire.ErrTransactionNotRecognised, 422, "transaction_not_recognised"},
+		{wire.ErrConfirmationPending, 409, "confirmation_pending"},
+		{wire.ErrConfirmationNotFound, 404, "confirmation_not_found"},
+		{wire.ErrConfirmationClosed, 409, "confirmation_closed"},
+		{wire.ErrConfirmationMismatch, 409, "confirmation_mismatch"},
+		{wire.ErrHolderPIN, 403, "holder_pin_incorrect"},
+		{wire.ErrHolderLocked, 423, "holder_locked"},
+		{wire.ErrHolderNotEnrolled, 409, "holder_not_enrolled"},
+		{wire.ErrConfirmUnavailable, 503, "confirmation_unavailable"},
 	}
 	if len(tests) != len(api.ErrorTableCodes()) {
 		t.Fatalf("the test covers %d rows, the table has %d", len(tests), len(api.ErrorTableCodes()))
@@ -84,7 +84,7 @@ func TestReadyz(t *testing.T) {
 		t.Fatalf("readyz = %d %s", r.status, r.body)
 	}
 	e.be.mu.Lock()
-	e.be.ready = fmt.Errorf("pool: %w", keysvc.ErrTokenUnavailable)
+	e.be.ready = fmt.Errorf("pool: %w", wire.ErrTokenUnavailable)
 	e.be.mu.Unlock()
 	e.req("GET", "/readyz", "", "").expect(t, 503, "token_unavailable")
 

@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // MaxBatch is the most signatures one sign-batch request may ask for.
@@ -119,18 +120,18 @@ func (s *Server) recoverPanic(c *fiber.Ctx) (err error) {
 // errNoKey reports a Backend that returned neither a key nor an error.
 var errNoKey = errors.New("api: backend returned a nil key without an error")
 
-func view(k *keysvc.Key, err error) (keysvc.KeyView, error) {
+func view(k *keysvc.Key, err error) (wire.KeyView, error) {
 	if err != nil {
-		return keysvc.KeyView{}, err
+		return wire.KeyView{}, err
 	}
 	if k == nil {
-		return keysvc.KeyView{}, errNoKey
+		return wire.KeyView{}, errNoKey
 	}
 	return k.View(), nil // never the raw Key: it holds object labels and wrapped blobs
 }
 
 func (s *Server) createKey(r *call) (reply, error) {
-	var req keysvc.CreateKeyRequest
+	var req wire.CreateKeyRequest
 	if err := decodeBody(r.fc, &req, false); err != nil {
 		return reply{}, err
 	}
@@ -143,13 +144,6 @@ func (s *Server) createKey(r *call) (reply, error) {
 	}
 	r.name = v.Name
 	return reply{http.StatusCreated, v}, nil
-}
-
-// keyList is the body of GET /v1/keys.
-type keyList struct {
-	Keys []keysvc.KeyView `json:"keys"`
-	// Next is the "after" of the following page; absent on the last page.
-	Next string `json:"next,omitempty"`
 }
 
 func (s *Server) listKeys(r *call) (reply, error) {
@@ -171,7 +165,7 @@ func (s *Server) listKeys(r *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	out := keyList{Keys: make([]keysvc.KeyView, 0, len(keys)), Next: next}
+	out := wire.KeyList{Keys: make([]wire.KeyView, 0, len(keys)), Next: next}
 	for _, k := range keys {
 		v, err := view(k, nil)
 		if err != nil {
@@ -203,7 +197,7 @@ func (s *Server) rotate(r *call) (reply, error) {
 }
 
 func (s *Server) settings(r *call) (reply, error) {
-	var b keysvc.KeySettingsRequest
+	var b wire.KeySettingsRequest
 	if err := decodeBody(r.fc, &b, false); err != nil {
 		return reply{}, err
 	}
@@ -214,23 +208,12 @@ func (s *Server) settings(r *call) (reply, error) {
 	return ok(v)
 }
 
-// signBody is a keysvc.SignRequest on the wire.
-type signBody struct {
-	Message b64    `json:"message"`
-	Digest  b64    `json:"digest"`
-	Scheme  string `json:"scheme"`
-}
-
-func (b signBody) request() keysvc.SignRequest {
-	return keysvc.SignRequest{Message: b.Message, Digest: b.Digest, Scheme: b.Scheme}
-}
-
 func (s *Server) sign(r *call) (reply, error) {
-	var b signBody
+	var b wire.SignRequest
 	if err := decodeBody(r.fc, &b, false); err != nil {
 		return reply{}, err
 	}
-	res, err := s.backend.Sign(r.ctx, r.caller, r.name, b.request())
+	res, err := s.backend.Sign(r.ctx, r.caller, r.name, b)
 	if err != nil {
 		return reply{}, err
 	}
@@ -241,16 +224,8 @@ func (s *Server) sign(r *call) (reply, error) {
 	return ok(res)
 }
 
-type signBatchBody struct {
-	Items []signBody `json:"items"`
-}
-
-type signBatchReply struct {
-	Signatures []keysvc.SignResult `json:"signatures"`
-}
-
 func (s *Server) signBatch(r *call) (reply, error) {
-	var b signBatchBody
+	var b wire.SignBatchRequest
 	if err := decodeBody(r.fc, &b, false); err != nil {
 		return reply{}, err
 	}
@@ -260,10 +235,7 @@ func (s *Server) signBatch(r *call) (reply, error) {
 	case len(b.Items) > MaxBatch:
 		return reply{}, invalidArgument(`"items" holds more than 1000 sign requests; split the batch`)
 	}
-	reqs := make([]keysvc.SignRequest, len(b.Items))
-	for i, it := range b.Items {
-		reqs[i] = it.request()
-	}
+	reqs := b.Items
 	res, err := s.backend.SignBatch(r.ctx, r.caller, r.name, reqs)
 	if err != nil {
 		return reply{}, err
@@ -271,42 +243,23 @@ func (s *Server) signBatch(r *call) (reply, error) {
 	if len(res) != len(reqs) {
 		return reply{}, errors.New("api: backend returned a batch of the wrong length")
 	}
-	return ok(signBatchReply{Signatures: res})
-}
-
-type verifyBody struct {
-	Message   b64    `json:"message"`
-	Digest    b64    `json:"digest"`
-	Scheme    string `json:"scheme"`
-	Signature string `json:"signature"`
-}
-
-type verifyReply struct {
-	Valid bool `json:"valid"`
+	return ok(wire.SignBatchResult{Signatures: res})
 }
 
 func (s *Server) verify(r *call) (reply, error) {
-	var b verifyBody
+	var b wire.VerifyRequest
 	if err := decodeBody(r.fc, &b, false); err != nil {
 		return reply{}, err
 	}
-	valid, err := s.backend.Verify(r.ctx, r.caller, r.name,
-		keysvc.VerifyRequest{Message: b.Message, Digest: b.Digest, Scheme: b.Scheme, Signature: b.Signature})
+	valid, err := s.backend.Verify(r.ctx, r.caller, r.name, b)
 	if err != nil {
 		return reply{}, err
 	}
-	return ok(verifyReply{Valid: valid})
-}
-
-type macBody struct {
-	Message b64    `json:"message"`
-	MAC     string `json:"mac"`
+	return ok(wire.VerifyResult{Valid: valid})
 }
 
 func (s *Server) mac(r *call) (reply, error) {
-	var b struct {
-		Message b64 `json:"message"`
-	}
+	var b wire.MACRequest
 	if err := decodeBody(r.fc, &b, false); err != nil {
 		return reply{}, err
 	}
@@ -314,11 +267,11 @@ func (s *Server) mac(r *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	return ok(fiber.Map{"mac": mac, "version": version})
+	return ok(wire.MACResult{MAC: mac, Version: version})
 }
 
 func (s *Server) macVerify(r *call) (reply, error) {
-	var b macBody
+	var b wire.VerifyMACRequest
 	if err := decodeBody(r.fc, &b, false); err != nil {
 		return reply{}, err
 	}
@@ -326,21 +279,11 @@ func (s *Server) macVerify(r *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	return ok(verifyReply{Valid: valid})
-}
-
-type encryptBody struct {
-	Plaintext b64 `json:"plaintext"`
-	AAD       b64 `json:"aad"`
-}
-
-type encryptReply struct {
-	Ciphertext string `json:"ciphertext"`
-	Version    int    `json:"version"`
+	return ok(wire.VerifyResult{Valid: valid})
 }
 
 func (s *Server) encrypt(r *call) (reply, error) {
-	var b encryptBody
+	var b wire.EncryptRequest
 	if err := decodeBody(r.fc, &b, false); err != nil {
 		return reply{}, err
 	}
@@ -348,20 +291,11 @@ func (s *Server) encrypt(r *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	return ok(encryptReply{Ciphertext: ct, Version: ver})
-}
-
-type decryptBody struct {
-	Ciphertext string `json:"ciphertext"`
-	AAD        b64    `json:"aad"`
-}
-
-type decryptReply struct {
-	Plaintext []byte `json:"plaintext"`
+	return ok(wire.EncryptResult{Ciphertext: ct, Version: ver})
 }
 
 func (s *Server) decrypt(r *call) (reply, error) {
-	var b decryptBody
+	var b wire.DecryptRequest
 	if err := decodeBody(r.fc, &b, false); err != nil {
 		return reply{}, err
 	}
@@ -369,19 +303,14 @@ func (s *Server) decrypt(r *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	return ok(decryptReply{Plaintext: pt})
-}
-
-type dataKeyBody struct {
-	Size *int `json:"size"`
-	AAD  b64  `json:"aad"`
+	return ok(wire.DecryptResult{Plaintext: pt})
 }
 
 // defaultDataKeySize is the data key size when the request names none.
 const defaultDataKeySize = 32
 
 func (s *Server) dataKey(r *call) (reply, error) {
-	var b dataKeyBody
+	var b wire.DataKeyRequest
 	if err := decodeBody(r.fc, &b, true); err != nil {
 		return reply{}, err
 	}
@@ -404,16 +333,16 @@ func (s *Server) versionState(r *call) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	action := keysvc.VersionAction(r.fc.Params("action"))
+	action := wire.VersionAction(r.fc.Params("action"))
 	var delay time.Duration
 	switch action {
-	case keysvc.ActionDisable, keysvc.ActionEnable, keysvc.ActionCancelDestroy:
+	case wire.ActionDisable, wire.ActionEnable, wire.ActionCancelDestroy:
 		var none struct{}
 		if err := decodeBody(r.fc, &none, true); err != nil {
 			return reply{}, err
 		}
-	case keysvc.ActionScheduleDestroy:
-		var b keysvc.ScheduleDestroyRequest
+	case wire.ActionScheduleDestroy:
+		var b wire.ScheduleDestroyRequest
 		if err := decodeBody(r.fc, &b, true); err != nil {
 			return reply{}, err
 		}

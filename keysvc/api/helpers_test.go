@@ -19,6 +19,7 @@ import (
 
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // Bearer tokens of the test clients.
@@ -108,15 +109,15 @@ func (b *fakeBackend) last(t *testing.T) fakeCall {
 func testKey(name string) *keysvc.Key {
 	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	return &keysvc.Key{
-		Name: name, Purpose: keysvc.PurposeSign, Algorithm: keysvc.AlgECP256, Protection: keysvc.ProtectionWrapped,
+		Name: name, Purpose: wire.PurposeSign, Algorithm: wire.AlgECP256, Protection: wire.ProtectionWrapped,
 		Primary: 1, MinVersion: 1, LastRotated: at, CreatedAt: at,
-		Policy: keysvc.Policy{Grants: []keysvc.Grant{{Client: "alice", Ops: []keysvc.Op{keysvc.OpSign}}}},
-		Versions: []keysvc.Version{{Version: 1, State: keysvc.StateEnabled, CreatedAt: at,
+		Policy: wire.Policy{Grants: []wire.Grant{{Client: "alice", Ops: []wire.Op{wire.OpSign}}}},
+		Versions: []keysvc.Version{{Version: 1, State: wire.StateEnabled, CreatedAt: at,
 			PublicKey: []byte{1, 2, 3}, ObjectLabel: "SECRET-LABEL", Wrapped: []byte("SECRET-BLOB")}},
 	}
 }
 
-func (b *fakeBackend) CreateKey(_ context.Context, c keysvc.Caller, req keysvc.CreateKeyRequest) (*keysvc.Key, error) {
+func (b *fakeBackend) CreateKey(_ context.Context, c keysvc.Caller, req wire.CreateKeyRequest) (*keysvc.Key, error) {
 	if err := b.record("CreateKey", c, req.Name, req); err != nil {
 		return nil, err
 	}
@@ -144,34 +145,34 @@ func (b *fakeBackend) Rotate(_ context.Context, c keysvc.Caller, name string) (*
 	return testKey(name), nil
 }
 
-func (b *fakeBackend) UpdateSettings(_ context.Context, c keysvc.Caller, name string, req keysvc.KeySettingsRequest) (*keysvc.Key, error) {
+func (b *fakeBackend) UpdateSettings(_ context.Context, c keysvc.Caller, name string, req wire.KeySettingsRequest) (*keysvc.Key, error) {
 	if err := b.record("UpdateSettings", c, name); err != nil {
 		return nil, err
 	}
 	return testKey(name), nil
 }
 
-func (b *fakeBackend) SetVersionState(_ context.Context, c keysvc.Caller, name string, version int, action keysvc.VersionAction, delay time.Duration) (*keysvc.Key, error) {
+func (b *fakeBackend) SetVersionState(_ context.Context, c keysvc.Caller, name string, version int, action wire.VersionAction, delay time.Duration) (*keysvc.Key, error) {
 	if err := b.record("SetVersionState", c, name, version, action, delay); err != nil {
 		return nil, err
 	}
 	return testKey(name), nil
 }
 
-func (b *fakeBackend) Sign(_ context.Context, c keysvc.Caller, name string, req keysvc.SignRequest) (keysvc.SignResult, error) {
+func (b *fakeBackend) Sign(_ context.Context, c keysvc.Caller, name string, req wire.SignRequest) (wire.SignResult, error) {
 	if err := b.record("Sign", c, name, req); err != nil {
-		return keysvc.SignResult{}, err
+		return wire.SignResult{}, err
 	}
-	return keysvc.SignResult{Signature: "kw:v1:c2ln", Version: 1}, nil
+	return wire.SignResult{Signature: "kw:v1:c2ln", Version: 1}, nil
 }
 
-func (b *fakeBackend) SignBatch(_ context.Context, c keysvc.Caller, name string, reqs []keysvc.SignRequest) ([]keysvc.SignResult, error) {
+func (b *fakeBackend) SignBatch(_ context.Context, c keysvc.Caller, name string, reqs []wire.SignRequest) ([]wire.SignResult, error) {
 	if err := b.record("SignBatch", c, name, reqs); err != nil {
 		return nil, err
 	}
-	out := make([]keysvc.SignResult, len(reqs))
+	out := make([]wire.SignResult, len(reqs))
 	for i := range out {
-		out[i] = keysvc.SignResult{Signature: "kw:v1:c2ln", Version: 1}
+		out[i] = wire.SignResult{Signature: "kw:v1:c2ln", Version: 1}
 	}
 	return out, nil
 }
@@ -190,7 +191,7 @@ func (b *fakeBackend) VerifyMAC(_ context.Context, c keysvc.Caller, name string,
 	return mac == "kw:v1:bWFj", nil
 }
 
-func (b *fakeBackend) Verify(_ context.Context, c keysvc.Caller, name string, req keysvc.VerifyRequest) (bool, error) {
+func (b *fakeBackend) Verify(_ context.Context, c keysvc.Caller, name string, req wire.VerifyRequest) (bool, error) {
 	if err := b.record("Verify", c, name, req); err != nil {
 		return false, err
 	}
@@ -211,19 +212,19 @@ func (b *fakeBackend) Decrypt(_ context.Context, c keysvc.Caller, name string, c
 	return []byte("plain"), nil
 }
 
-func (b *fakeBackend) DataKey(_ context.Context, c keysvc.Caller, name string, size int, aad []byte) (keysvc.DataKey, error) {
+func (b *fakeBackend) DataKey(_ context.Context, c keysvc.Caller, name string, size int, aad []byte) (wire.DataKey, error) {
 	if err := b.record("DataKey", c, name, size, aad); err != nil {
-		return keysvc.DataKey{}, err
+		return wire.DataKey{}, err
 	}
-	return keysvc.DataKey{Plaintext: bytes.Repeat([]byte{7}, size), Ciphertext: "kw:v1:ZGs=", Version: 1}, nil
+	return wire.DataKey{Plaintext: bytes.Repeat([]byte{7}, size), Ciphertext: "kw:v1:ZGs=", Version: 1}, nil
 }
 
-func (b *fakeBackend) PublicKey(_ context.Context, c keysvc.Caller, name string, version int) (keysvc.PublicKeyResult, error) {
+func (b *fakeBackend) PublicKey(_ context.Context, c keysvc.Caller, name string, version int) (wire.PublicKeyResult, error) {
 	if err := b.record("PublicKey", c, name, version); err != nil {
-		return keysvc.PublicKeyResult{}, err
+		return wire.PublicKeyResult{}, err
 	}
-	return keysvc.PublicKeyResult{Version: max(version, 1), PEM: "-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n",
-		JWK: keysvc.JWK{Kty: "EC", Crv: "P-256", X: "x", Y: "y", Kid: name + "-1"}}, nil
+	return wire.PublicKeyResult{Version: max(version, 1), PEM: "-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n",
+		JWK: wire.JWK{Kty: "EC", Crv: "P-256", X: "x", Y: "y", Kid: name + "-1"}}, nil
 }
 
 func (b *fakeBackend) Ready(context.Context) error {
@@ -395,15 +396,15 @@ func (r response) expect(t *testing.T, status int, code string) {
 
 // Display-and-confirm methods: the fake has no confirmations; the real
 // flow is tested on SoftHSM (softhsm-tests/confirm_test.go).
-func (b *fakeBackend) Confirmation(context.Context, keysvc.Caller, string, time.Duration) (keysvc.ConfirmationView, error) {
-	return keysvc.ConfirmationView{}, keysvc.ErrConfirmationNotFound
+func (b *fakeBackend) Confirmation(context.Context, keysvc.Caller, string, time.Duration) (wire.ConfirmationView, error) {
+	return wire.ConfirmationView{}, wire.ErrConfirmationNotFound
 }
-func (b *fakeBackend) CancelConfirmation(context.Context, keysvc.Caller, string) (keysvc.ConfirmationView, error) {
-	return keysvc.ConfirmationView{}, keysvc.ErrConfirmationNotFound
+func (b *fakeBackend) CancelConfirmation(context.Context, keysvc.Caller, string) (wire.ConfirmationView, error) {
+	return wire.ConfirmationView{}, wire.ErrConfirmationNotFound
 }
 func (b *fakeBackend) UnlockHolder(context.Context, keysvc.Caller, string) (*keysvc.Key, error) {
-	return nil, keysvc.ErrForbidden
+	return nil, wire.ErrForbidden
 }
 func (b *fakeBackend) ResetHolder(context.Context, keysvc.Caller, string) (*keysvc.Key, error) {
-	return nil, keysvc.ErrForbidden
+	return nil, wire.ErrForbidden
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // scrape reads /metrics from the server's own metrics listener.
@@ -39,7 +40,7 @@ func TestMetrics(t *testing.T) {
 	e.req("POST", "/v1/keys/k1/sign", aliceToken, `{"digest":"AAAA"}`).expect(t, 200, "")
 	e.req("POST", "/v1/keys/k1/sign", aliceToken, `{"digest":"AAAA"}`).expect(t, 200, "")
 	e.req("POST", "/v1/keys/k1/sign", aliceToken, `{"digest":"AAAA","x":1}`).expect(t, 400, "unknown_field")
-	e.be.setErr("GetKey", keysvc.ErrKeyNotFound)
+	e.be.setErr("GetKey", wire.ErrKeyNotFound)
 	e.req("GET", "/v1/keys/ghost", aliceToken, "").expect(t, 404, "key_not_found")
 	e.req("GET", "/v1/keys", aliceToken, "").expect(t, 200, "")
 

@@ -8,14 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // TestRoutes calls every /v1 route with a valid request and checks what
 // the backend received and what the client got back.
 func TestRoutes(t *testing.T) {
 	e := newEnv(t)
-	sign := keysvc.SignRequest{Digest: []byte{0, 0, 0}, Scheme: "pss"}
+	sign := wire.SignRequest{Digest: []byte{0, 0, 0}, Scheme: "pss"}
 	tests := []struct {
 		method, path, body string
 		status             int
@@ -28,12 +28,12 @@ func TestRoutes(t *testing.T) {
 			`{"version":1,"pem":"-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n","jwk":{"kty":"EC","crv":"P-256","x":"x","y":"y","kid":"k1-1"}}`},
 		{"POST", "/v1/keys/k1/sign", `{"digest":"AAAA","scheme":"pss"}`, 200, "Sign", "k1", []any{sign},
 			`{"signature":"kw:v1:c2ln","version":1}`},
-		{"POST", "/v1/keys/k1/sign", `{"message":"aGVsbG8="}`, 200, "Sign", "k1", []any{keysvc.SignRequest{Message: []byte("hello")}},
+		{"POST", "/v1/keys/k1/sign", `{"message":"aGVsbG8="}`, 200, "Sign", "k1", []any{wire.SignRequest{Message: []byte("hello")}},
 			`{"signature":"kw:v1:c2ln","version":1}`},
 		{"POST", "/v1/keys/k1/sign-batch", `{"items":[{"digest":"AAAA","scheme":"pss"},{"digest":"AAAA","scheme":"pss"}]}`, 200, "SignBatch", "k1",
-			[]any{[]keysvc.SignRequest{sign, sign}}, `{"signatures":[{"signature":"kw:v1:c2ln","version":1},{"signature":"kw:v1:c2ln","version":1}]}`},
+			[]any{[]wire.SignRequest{sign, sign}}, `{"signatures":[{"signature":"kw:v1:c2ln","version":1},{"signature":"kw:v1:c2ln","version":1}]}`},
 		{"POST", "/v1/keys/k1/verify", `{"message":"aGk=","signature":"kw:v1:c2ln"}`, 200, "Verify", "k1",
-			[]any{keysvc.VerifyRequest{Message: []byte("hi"), Signature: "kw:v1:c2ln"}}, `{"valid":true}`},
+			[]any{wire.VerifyRequest{Message: []byte("hi"), Signature: "kw:v1:c2ln"}}, `{"valid":true}`},
 		{"POST", "/v1/keys/k1/encrypt", `{"plaintext":"cGxhaW4=","aad":"YWFk"}`, 200, "Encrypt", "k1",
 			[]any{[]byte("plain"), []byte("aad")}, `{"ciphertext":"kw:v1:Y3Q=","version":1}`},
 		{"POST", "/v1/keys/k1/encrypt", `{"plaintext":""}`, 200, "Encrypt", "k1",
@@ -121,8 +121,8 @@ func TestKeysAreViews(t *testing.T) {
 		if c.Method != "CreateKey" {
 			continue
 		}
-		req := c.Args[0].(keysvc.CreateKeyRequest)
-		if req.RotationPeriod != keysvc.Duration(720*time.Hour) || req.Protection != keysvc.ProtectionWrapped ||
+		req := c.Args[0].(wire.CreateKeyRequest)
+		if req.RotationPeriod != wire.Duration(720*time.Hour) || req.Protection != wire.ProtectionWrapped ||
 			len(req.Policy.Grants) != 1 || fmt.Sprint(req.Policy.Grants[0].Ops) != "[sign]" {
 			t.Errorf("create request = %+v", req)
 		}

@@ -40,6 +40,7 @@ import (
 
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/audit"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 var (
@@ -69,7 +70,7 @@ type Options struct {
 	// the previous group commits, so groups grow with the load.
 	MaxBatchSize int
 	// ReadOnly opens an existing store for reading only (`keysvc audit
-	// verify`); every write fails with keysvc.ErrStore. bbolt takes a
+	// verify`); every write fails with wire.ErrStore. bbolt takes a
 	// shared lock, so this too waits for a running service and gives up
 	// after 5 s.
 	ReadOnly bool
@@ -106,7 +107,7 @@ func Open(path string, opts Options) (*Store, error) {
 		// less I/O per audited operation (bbolt documents it as safe).
 		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
-		return nil, fmt.Errorf("%w: open %s: %w", keysvc.ErrStore, path, err)
+		return nil, fmt.Errorf("%w: open %s: %w", wire.ErrStore, path, err)
 	}
 	if opts.ReadOnly {
 		// Nothing can be created: the buckets must be there already.
@@ -120,7 +121,7 @@ func Open(path string, opts Options) (*Store, error) {
 		})
 		if err != nil {
 			db.Close()
-			return nil, fmt.Errorf("%w: open %s: %w", keysvc.ErrStore, path, err)
+			return nil, fmt.Errorf("%w: open %s: %w", wire.ErrStore, path, err)
 		}
 		return &Store{db: db, closing: make(chan struct{})}, nil
 	}
@@ -153,7 +154,7 @@ func New(db *bolt.DB) (*Store, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: prepare store: %w", keysvc.ErrStore, err)
+		return nil, fmt.Errorf("%w: prepare store: %w", wire.ErrStore, err)
 	}
 	s := &Store{db: db, appends: make(chan auditAppend, 4096), closing: make(chan struct{}), writerOut: make(chan struct{}), maxGroup: DefaultMaxBatchSize}
 	go s.auditWriter()
@@ -170,21 +171,21 @@ func (s *Store) Close() error {
 		<-s.writerOut
 	}
 	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("%w: close: %w", keysvc.ErrStore, err)
+		return fmt.Errorf("%w: close: %w", wire.ErrStore, err)
 	}
 	return nil
 }
 
 // CreateKey stores a new key and appends rec (when not nil) in the same
-// transaction. A taken name is refused with keysvc.ErrKeyExists. On
+// transaction. A taken name is refused with wire.ErrKeyExists. On
 // success rec holds its committed Seq, Prev and Hash.
 func (s *Store) CreateKey(k *keysvc.Key, rec *audit.Record) error {
 	if k == nil || k.Name == "" {
-		return fmt.Errorf("%w: a key needs a name", keysvc.ErrInvalidArgument)
+		return fmt.Errorf("%w: a key needs a name", wire.ErrInvalidArgument)
 	}
 	v, err := json.Marshal(k)
 	if err != nil {
-		return fmt.Errorf("%w: encode key %q: %w", keysvc.ErrStore, k.Name, err)
+		return fmt.Errorf("%w: encode key %q: %w", wire.ErrStore, k.Name, err)
 	}
 	var sealed audit.Record
 	if rec != nil {
@@ -194,7 +195,7 @@ func (s *Store) CreateKey(k *keysvc.Key, rec *audit.Record) error {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketKeys)
 		if b.Get([]byte(k.Name)) != nil {
-			refused = fmt.Errorf("%w: %q", keysvc.ErrKeyExists, k.Name)
+			refused = fmt.Errorf("%w: %q", wire.ErrKeyExists, k.Name)
 			return refused
 		}
 		if err := b.Put([]byte(k.Name), v); err != nil {
@@ -209,7 +210,7 @@ func (s *Store) CreateKey(k *keysvc.Key, rec *audit.Record) error {
 	case refused != nil:
 		return refused
 	case err != nil:
-		return fmt.Errorf("%w: create key %q: %w", keysvc.ErrStore, k.Name, err)
+		return fmt.Errorf("%w: create key %q: %w", wire.ErrStore, k.Name, err)
 	}
 	if rec != nil {
 		*rec = sealed
@@ -217,14 +218,14 @@ func (s *Store) CreateKey(k *keysvc.Key, rec *audit.Record) error {
 	return nil
 }
 
-// GetKey returns a fresh copy of the key; keysvc.ErrKeyNotFound if absent.
+// GetKey returns a fresh copy of the key; wire.ErrKeyNotFound if absent.
 func (s *Store) GetKey(name string) (*keysvc.Key, error) {
 	var k *keysvc.Key
 	var missing error
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketKeys).Get([]byte(name))
 		if v == nil {
-			missing = fmt.Errorf("%w: %q", keysvc.ErrKeyNotFound, name)
+			missing = fmt.Errorf("%w: %q", wire.ErrKeyNotFound, name)
 			return missing
 		}
 		var err error
@@ -235,7 +236,7 @@ func (s *Store) GetKey(name string) (*keysvc.Key, error) {
 	case missing != nil:
 		return nil, missing
 	case err != nil:
-		return nil, fmt.Errorf("%w: read key %q: %w", keysvc.ErrStore, name, err)
+		return nil, fmt.Errorf("%w: read key %q: %w", wire.ErrStore, name, err)
 	}
 	return k, nil
 }
@@ -265,7 +266,7 @@ func (s *Store) ListKeys(after string, limit int) ([]*keysvc.Key, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: list keys: %w", keysvc.ErrStore, err)
+		return nil, fmt.Errorf("%w: list keys: %w", wire.ErrStore, err)
 	}
 	return out, nil
 }
@@ -286,7 +287,7 @@ func (s *Store) UpdateKey(name string, fn func(k *keysvc.Key) error, rec *audit.
 		b := tx.Bucket(bucketKeys)
 		v := b.Get([]byte(name))
 		if v == nil {
-			appErr = fmt.Errorf("%w: %q", keysvc.ErrKeyNotFound, name)
+			appErr = fmt.Errorf("%w: %q", wire.ErrKeyNotFound, name)
 			return appErr
 		}
 		k, err := decodeKey(v)
@@ -298,7 +299,7 @@ func (s *Store) UpdateKey(name string, fn func(k *keysvc.Key) error, rec *audit.
 			return err
 		}
 		if k.Name != name {
-			appErr = fmt.Errorf("%w: an update of key %q must not rename it (to %q)", keysvc.ErrInvalidArgument, name, k.Name)
+			appErr = fmt.Errorf("%w: an update of key %q must not rename it (to %q)", wire.ErrInvalidArgument, name, k.Name)
 			return appErr
 		}
 		nv, err := json.Marshal(k)
@@ -319,14 +320,14 @@ func (s *Store) UpdateKey(name string, fn func(k *keysvc.Key) error, rec *audit.
 	case appErr != nil:
 		return nil, appErr
 	case err != nil:
-		return nil, fmt.Errorf("%w: update key %q: %w", keysvc.ErrStore, name, err)
+		return nil, fmt.Errorf("%w: update key %q: %w", wire.ErrStore, name, err)
 	}
 	if rec != nil {
 		*rec = sealed
 	}
 	k, err := decodeKey(stored)
 	if err != nil {
-		return nil, fmt.Errorf("%w: update key %q: %w", keysvc.ErrStore, name, err)
+		return nil, fmt.Errorf("%w: update key %q: %w", wire.ErrStore, name, err)
 	}
 	return k, nil
 }
@@ -338,12 +339,12 @@ func (s *Store) UpdateKey(name string, fn func(k *keysvc.Key) error, rec *audit.
 // untouched and the caller must fail its operation.
 func (s *Store) Audit(rec *audit.Record) error {
 	if rec == nil {
-		return fmt.Errorf("%w: nil audit record", keysvc.ErrInvalidArgument)
+		return fmt.Errorf("%w: nil audit record", wire.ErrInvalidArgument)
 	}
 	if s.appends == nil {
-		return fmt.Errorf("%w: %w", keysvc.ErrStore, bolt.ErrDatabaseReadOnly)
+		return fmt.Errorf("%w: %w", wire.ErrStore, bolt.ErrDatabaseReadOnly)
 	}
-	closed := fmt.Errorf("%w: %w", keysvc.ErrStore, bolt.ErrDatabaseNotOpen)
+	closed := fmt.Errorf("%w: %w", wire.ErrStore, bolt.ErrDatabaseNotOpen)
 	select {
 	case <-s.closing:
 		return closed
@@ -380,7 +381,7 @@ func (s *Store) auditWriter() {
 			for {
 				select {
 				case req := <-s.appends:
-					req.done <- fmt.Errorf("%w: %w", keysvc.ErrStore, bolt.ErrDatabaseNotOpen)
+					req.done <- fmt.Errorf("%w: %w", wire.ErrStore, bolt.ErrDatabaseNotOpen)
 				default:
 					return
 				}
@@ -416,7 +417,7 @@ func (s *Store) commitGroup(group []auditAppend) {
 	})
 	for i, req := range group {
 		if err != nil {
-			req.done <- fmt.Errorf("%w: append audit record: %w", keysvc.ErrStore, err)
+			req.done <- fmt.Errorf("%w: append audit record: %w", wire.ErrStore, err)
 			continue
 		}
 		*req.rec = sealed[i]
@@ -430,7 +431,7 @@ func (s *Store) commitGroup(group []auditAppend) {
 // outside any transaction (it may write to the store); records appended
 // during the walk are included. An error from fn stops the walk and is
 // returned as is. A record that does not decode is reported as
-// keysvc.ErrStore and audit.ErrTampered.
+// wire.ErrStore and audit.ErrTampered.
 func (s *Store) AuditRecords(from uint64, fn func(audit.Record) error) error {
 	next := max(from, 1)
 	for {
@@ -465,7 +466,7 @@ func (s *Store) AuditRecords(from uint64, fn func(audit.Record) error) error {
 			}
 		})
 		if err != nil {
-			return fmt.Errorf("%w: read audit log: %w", keysvc.ErrStore, err)
+			return fmt.Errorf("%w: read audit log: %w", wire.ErrStore, err)
 		}
 		for _, r := range chunk {
 			if err := fn(r); err != nil {
@@ -492,7 +493,7 @@ func (s *Store) LastAudit() (uint64, []byte, error) {
 		return err
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: read audit head: %w", keysvc.ErrStore, err)
+		return 0, nil, fmt.Errorf("%w: read audit head: %w", wire.ErrStore, err)
 	}
 	return seq, hash, nil
 }
@@ -500,13 +501,13 @@ func (s *Store) LastAudit() (uint64, []byte, error) {
 // AddCheckpoint stores a signed checkpoint. A checkpoint that does not name
 // a record of the log (Seq 0, beyond the newest record, or a hash other
 // than the record's) or does not follow the newest stored checkpoint
-// (audit.Checkpoint.Follows) is refused with keysvc.ErrInvalidArgument:
+// (audit.Checkpoint.Follows) is refused with wire.ErrInvalidArgument:
 // stored, it would make every later verification report tampering. The
 // signature is not checked here (the store does not know the audit key).
 func (s *Store) AddCheckpoint(c audit.Checkpoint) error {
 	v, err := json.Marshal(c)
 	if err != nil {
-		return fmt.Errorf("%w: encode checkpoint %d: %w", keysvc.ErrStore, c.Seq, err)
+		return fmt.Errorf("%w: encode checkpoint %d: %w", wire.ErrStore, c.Seq, err)
 	}
 	var refused error
 	err = s.db.Update(func(tx *bolt.Tx) error {
@@ -515,12 +516,12 @@ func (s *Store) AddCheckpoint(c audit.Checkpoint) error {
 			return err
 		}
 		if c.Seq == 0 || c.Seq > last {
-			refused = fmt.Errorf("%w: checkpoint names audit record %d but the log ends at %d", keysvc.ErrInvalidArgument, c.Seq, last)
+			refused = fmt.Errorf("%w: checkpoint names audit record %d but the log ends at %d", wire.ErrInvalidArgument, c.Seq, last)
 			return refused
 		}
 		raw := tx.Bucket(bucketAudit).Get(seqKey(c.Seq))
 		if raw == nil {
-			refused = fmt.Errorf("%w: checkpoint names audit record %d, which is missing", keysvc.ErrInvalidArgument, c.Seq)
+			refused = fmt.Errorf("%w: checkpoint names audit record %d, which is missing", wire.ErrInvalidArgument, c.Seq)
 			return refused
 		}
 		r, err := audit.Unmarshal(raw)
@@ -528,7 +529,7 @@ func (s *Store) AddCheckpoint(c audit.Checkpoint) error {
 			return fmt.Errorf("audit record %d: %w", c.Seq, err)
 		}
 		if !bytes.Equal(r.Hash, c.Hash) {
-			refused = fmt.Errorf("%w: checkpoint hash differs from that of audit record %d", keysvc.ErrInvalidArgument, c.Seq)
+			refused = fmt.Errorf("%w: checkpoint hash differs from that of audit record %d", wire.ErrInvalidArgument, c.Seq)
 			return refused
 		}
 		prev, err := newestCheckpoint(tx)
@@ -536,7 +537,7 @@ func (s *Store) AddCheckpoint(c audit.Checkpoint) error {
 			return err
 		}
 		if err := c.Follows(prev); err != nil {
-			refused = fmt.Errorf("%w: the checkpoint does not chain to the newest stored one: %w", keysvc.ErrInvalidArgument, err)
+			refused = fmt.Errorf("%w: the checkpoint does not chain to the newest stored one: %w", wire.ErrInvalidArgument, err)
 			return refused
 		}
 		return tx.Bucket(bucketCheckpoints).Put(seqKey(c.Seq), v)
@@ -545,7 +546,7 @@ func (s *Store) AddCheckpoint(c audit.Checkpoint) error {
 	case refused != nil:
 		return refused
 	case err != nil:
-		return fmt.Errorf("%w: add checkpoint %d: %w", keysvc.ErrStore, c.Seq, err)
+		return fmt.Errorf("%w: add checkpoint %d: %w", wire.ErrStore, c.Seq, err)
 	}
 	return nil
 }
@@ -564,7 +565,7 @@ func (s *Store) Checkpoints() ([]audit.Checkpoint, error) {
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: list checkpoints: %w", keysvc.ErrStore, err)
+		return nil, fmt.Errorf("%w: list checkpoints: %w", wire.ErrStore, err)
 	}
 	// Stored under their Seq already; sort by the decoded Seq in case the
 	// file was edited, as Verify expects that order.
@@ -594,7 +595,7 @@ func (s *Store) Writable() error {
 		return b.Delete(probeKey)
 	})
 	if err != nil {
-		return fmt.Errorf("%w: not writable: %w", keysvc.ErrStore, err)
+		return fmt.Errorf("%w: not writable: %w", wire.ErrStore, err)
 	}
 	return nil
 }
@@ -622,7 +623,7 @@ func (s *Store) AuditFormat() (int, error) {
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("%w: read audit format: %w", keysvc.ErrStore, err)
+		return 0, fmt.Errorf("%w: read audit format: %w", wire.ErrStore, err)
 	}
 	return f, nil
 }
@@ -645,7 +646,7 @@ func auditFormat(tx *bolt.Tx) (int, error) {
 // On any error nothing changes.
 func (s *Store) MigrateAudit(m keysvc.AuditMigration) error {
 	if m.Final == nil || m.Rekey == nil || m.Sign == nil {
-		return fmt.Errorf("%w: an audit migration needs Rekey, Final and Sign", keysvc.ErrInvalidArgument)
+		return fmt.Errorf("%w: an audit migration needs Rekey, Final and Sign", wire.ErrInvalidArgument)
 	}
 	final := *m.Final
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -691,7 +692,7 @@ func (s *Store) MigrateAudit(m keysvc.AuditMigration) error {
 		return tx.Bucket(bucketAuditMeta).Put(metaFormat, []byte(strconv.Itoa(keysvc.AuditFormat)))
 	})
 	if err != nil {
-		return fmt.Errorf("%w: migrate audit log: %w", keysvc.ErrStore, err)
+		return fmt.Errorf("%w: migrate audit log: %w", wire.ErrStore, err)
 	}
 	*m.Final = final
 	return nil

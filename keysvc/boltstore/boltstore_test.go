@@ -22,6 +22,7 @@ import (
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/boltstore"
 	"github.com/keyward/keyward/keysvc/boltstore/boltsurgeon"
+	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/token"
 )
 
@@ -44,21 +45,21 @@ func testKey(name string) *keysvc.Key {
 	destroyAt := t0.Add(48 * time.Hour)
 	return &keysvc.Key{
 		Name:           name,
-		Purpose:        keysvc.PurposeSign,
-		Algorithm:      keysvc.AlgECP256,
-		Protection:     keysvc.ProtectionWrapped,
+		Purpose:        wire.PurposeSign,
+		Algorithm:      wire.AlgECP256,
+		Protection:     wire.ProtectionWrapped,
 		Primary:        2,
 		MinVersion:     1,
-		RotationPeriod: keysvc.Duration(720 * time.Hour),
+		RotationPeriod: wire.Duration(720 * time.Hour),
 		LastRotated:    t0.Add(time.Hour),
-		Policy: keysvc.Policy{Grants: []keysvc.Grant{
-			{Client: "payments", Ops: []keysvc.Op{keysvc.OpSign, keysvc.OpVerify}},
-			{Client: "auditor", Ops: []keysvc.Op{keysvc.OpRead}},
+		Policy: wire.Policy{Grants: []wire.Grant{
+			{Client: "payments", Ops: []wire.Op{wire.OpSign, wire.OpVerify}},
+			{Client: "auditor", Ops: []wire.Op{wire.OpRead}},
 		}},
 		Versions: []keysvc.Version{
-			{Version: 1, State: keysvc.StateDestroyScheduled, CreatedAt: t0, DestroyAt: &destroyAt,
+			{Version: 1, State: wire.StateDestroyScheduled, CreatedAt: t0, DestroyAt: &destroyAt,
 				PublicKey: []byte{0x30, 0x59, 1, 2, 3}, Wrapped: []byte("blob-1")},
-			{Version: 2, State: keysvc.StateEnabled, CreatedAt: t0.Add(time.Hour),
+			{Version: 2, State: wire.StateEnabled, CreatedAt: t0.Add(time.Hour),
 				PublicKey: []byte{0x30, 0x59, 4, 5, 6}, Wrapped: []byte("blob-2")},
 		},
 		CreatedAt: t0,
@@ -193,7 +194,7 @@ func TestKeyRoundTrip(t *testing.T) {
 	if rec.Seq != 1 || len(rec.Hash) != 32 || len(rec.Prev) != 32 {
 		t.Fatalf("create record not filled: seq %d prev %x hash %x", rec.Seq, rec.Prev, rec.Hash)
 	}
-	k.Versions[0].State = keysvc.StateEnabled // the store must have its own copy
+	k.Versions[0].State = wire.StateEnabled // the store must have its own copy
 
 	got, err := s.GetKey("payments-sign")
 	if err != nil {
@@ -213,8 +214,8 @@ func TestKeyRoundTrip(t *testing.T) {
 	}
 
 	// Copies: editing what GetKey returned changes nothing.
-	got.Versions[1].State = keysvc.StateDisabled
-	got.Policy.Grants[0].Ops[0] = keysvc.OpManage
+	got.Versions[1].State = wire.StateDisabled
+	got.Policy.Grants[0].Ops[0] = wire.OpManage
 	again, _ := s.GetKey("payments-sign")
 	again.LastRotated = want.LastRotated
 	if !reflect.DeepEqual(again, want) {
@@ -225,12 +226,12 @@ func TestKeyRoundTrip(t *testing.T) {
 	rotated := t0.Add(30 * 24 * time.Hour)
 	urec := newRec("rotate", "payments-sign")
 	upd, err := s.UpdateKey("payments-sign", func(k *keysvc.Key) error {
-		k.Versions = append(k.Versions, keysvc.Version{Version: 3, State: keysvc.StateEnabled, CreatedAt: rotated})
+		k.Versions = append(k.Versions, keysvc.Version{Version: 3, State: wire.StateEnabled, CreatedAt: rotated})
 		k.Primary = 3
-		k.RotationPeriod = keysvc.Duration(90 * time.Minute)
+		k.RotationPeriod = wire.Duration(90 * time.Minute)
 		k.LastRotated = rotated
 		now := rotated.Add(time.Second)
-		k.Versions[0].State, k.Versions[0].DestroyedAt, k.Versions[0].Wrapped = keysvc.StateDestroyed, &now, nil
+		k.Versions[0].State, k.Versions[0].DestroyedAt, k.Versions[0].Wrapped = wire.StateDestroyed, &now, nil
 		return nil
 	}, urec)
 	if err != nil {
@@ -247,7 +248,7 @@ func TestKeyRoundTrip(t *testing.T) {
 		t.Fatalf("UpdateKey returned\n %+v\nstored\n %+v", upd, stored)
 	}
 	if stored.Primary != 3 || len(stored.Versions) != 3 || time.Duration(stored.RotationPeriod) != 90*time.Minute ||
-		!stored.LastRotated.Equal(rotated) || stored.Versions[0].State != keysvc.StateDestroyed ||
+		!stored.LastRotated.Equal(rotated) || stored.Versions[0].State != wire.StateDestroyed ||
 		stored.Versions[0].Wrapped != nil || !stored.Versions[0].DestroyedAt.Equal(rotated.Add(time.Second)) {
 		t.Fatalf("update not stored: %+v", stored)
 	}
@@ -327,9 +328,9 @@ func TestCreateKeyRefused(t *testing.T) {
 		want    error
 		inError string
 	}{
-		{"duplicate name", testKey("taken"), keysvc.ErrKeyExists, `"taken"`},
-		{"nil key", nil, keysvc.ErrInvalidArgument, ""},
-		{"empty name", testKey(""), keysvc.ErrInvalidArgument, ""},
+		{"duplicate name", testKey("taken"), wire.ErrKeyExists, `"taken"`},
+		{"nil key", nil, wire.ErrInvalidArgument, ""},
+		{"empty name", testKey(""), wire.ErrInvalidArgument, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -344,7 +345,7 @@ func TestCreateKeyRefused(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("CreateKey error %v, want %v", err, tt.want)
 			}
-			if errors.Is(err, keysvc.ErrStore) {
+			if errors.Is(err, wire.ErrStore) {
 				t.Errorf("refusal %v also wraps ErrStore", err)
 			}
 			if !strings.Contains(fmt.Sprint(err), tt.inError) {
@@ -384,7 +385,7 @@ func TestKeyNotFound(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.op()
-			if !errors.Is(err, keysvc.ErrKeyNotFound) || errors.Is(err, keysvc.ErrStore) {
+			if !errors.Is(err, wire.ErrKeyNotFound) || errors.Is(err, wire.ErrStore) {
 				t.Fatalf("error %v, want ErrKeyNotFound only", err)
 			}
 			if !strings.Contains(err.Error(), "absent") && tt.name != "GetKey empty name" {
@@ -402,7 +403,7 @@ func TestKeyNotFound(t *testing.T) {
 
 func TestUpdateKeyAborts(t *testing.T) {
 	errPlain := errors.New("policy says no")
-	errWrapped := fmt.Errorf("version 1 is destroyed: %w", keysvc.ErrIllegalTransition)
+	errWrapped := fmt.Errorf("version 1 is destroyed: %w", wire.ErrIllegalTransition)
 	tests := []struct {
 		name    string
 		fn      func(k *keysvc.Key) error
@@ -415,9 +416,9 @@ func TestUpdateKeyAborts(t *testing.T) {
 			k.Versions = nil
 			k.Policy.Grants = nil
 			return errWrapped
-		}, errWrapped, keysvc.ErrIllegalTransition},
-		{"sentinel of the store's own", func(k *keysvc.Key) error { return keysvc.ErrKeyNotFound }, keysvc.ErrKeyNotFound, keysvc.ErrKeyNotFound},
-		{"rename", func(k *keysvc.Key) error { k.Name = "other"; return nil }, nil, keysvc.ErrInvalidArgument},
+		}, errWrapped, wire.ErrIllegalTransition},
+		{"sentinel of the store's own", func(k *keysvc.Key) error { return wire.ErrKeyNotFound }, wire.ErrKeyNotFound, wire.ErrKeyNotFound},
+		{"rename", func(k *keysvc.Key) error { k.Name = "other"; return nil }, nil, wire.ErrInvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -437,13 +438,13 @@ func TestUpdateKeyAborts(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("error %v, want %v", err, tt.wantErr)
 			}
-			if errors.Is(err, keysvc.ErrStore) {
+			if errors.Is(err, wire.ErrStore) {
 				t.Errorf("fn's error %v wrapped in ErrStore", err)
 			}
 			if k, err := s.GetKey("k"); err != nil || !reflect.DeepEqual(k, testKey("k")) {
 				t.Errorf("aborted update stored something: %+v, %v", k, err)
 			}
-			if _, err := s.GetKey("other"); !errors.Is(err, keysvc.ErrKeyNotFound) {
+			if _, err := s.GetKey("other"); !errors.Is(err, wire.ErrKeyNotFound) {
 				t.Errorf("renamed key stored: %v", err)
 			}
 			seq, hash, _ := s.LastAudit()
@@ -475,7 +476,7 @@ func TestAuditEmpty(t *testing.T) {
 	if cps, err := s.Checkpoints(); err != nil || len(cps) != 0 {
 		t.Fatalf("Checkpoints = %v, %v", cps, err)
 	}
-	if err := s.Audit(nil); !errors.Is(err, keysvc.ErrInvalidArgument) {
+	if err := s.Audit(nil); !errors.Is(err, wire.ErrInvalidArgument) {
 		t.Fatalf("Audit(nil) = %v", err)
 	}
 	rep, err := verify(s, &newSigner(t).PublicKey)
@@ -589,7 +590,7 @@ func TestAuditChainMixesKeyChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	r3 := newRec("disable", "k")
-	if _, err := s.UpdateKey("k", func(k *keysvc.Key) error { k.Versions[1].State = keysvc.StateDisabled; return nil }, r3); err != nil {
+	if _, err := s.UpdateKey("k", func(k *keysvc.Key) error { k.Versions[1].State = wire.StateDisabled; return nil }, r3); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.UpdateKey("k", func(k *keysvc.Key) error { return nil }, nil); err != nil {
@@ -682,7 +683,7 @@ func TestAuditRecordsFrom(t *testing.T) {
 func TestAddCheckpoint(t *testing.T) {
 	s, _ := openStore(t, boltstore.Options{})
 	signer := newSigner(t)
-	if c, _ := audit.SignCheckpoint(signer, nil, 1, audit.Genesis, time.Now()); !errors.Is(s.AddCheckpoint(c), keysvc.ErrInvalidArgument) {
+	if c, _ := audit.SignCheckpoint(signer, nil, 1, audit.Genesis, time.Now()); !errors.Is(s.AddCheckpoint(c), wire.ErrInvalidArgument) {
 		t.Fatal("checkpoint on an empty log accepted")
 	}
 	appendConcurrently(t, s, 5, 5)
@@ -699,15 +700,15 @@ func TestAddCheckpoint(t *testing.T) {
 		v1      bool // a v1 (unchained, index 0) checkpoint
 		want    error
 	}{
-		{"seq 0", 0, audit.Genesis, false, false, keysvc.ErrInvalidArgument},
-		{"beyond the log", 6, stored[4].Hash, false, false, keysvc.ErrInvalidArgument},
-		{"far beyond the log", 1 << 40, stored[4].Hash, false, false, keysvc.ErrInvalidArgument},
-		{"wrong hash", 3, stored[2].Prev, false, false, keysvc.ErrInvalidArgument},
-		{"deleted record", 4, stored[3].Hash, false, false, keysvc.ErrInvalidArgument},
-		{"v1 checkpoint", 2, stored[1].Hash, false, true, keysvc.ErrInvalidArgument},
+		{"seq 0", 0, audit.Genesis, false, false, wire.ErrInvalidArgument},
+		{"beyond the log", 6, stored[4].Hash, false, false, wire.ErrInvalidArgument},
+		{"far beyond the log", 1 << 40, stored[4].Hash, false, false, wire.ErrInvalidArgument},
+		{"wrong hash", 3, stored[2].Prev, false, false, wire.ErrInvalidArgument},
+		{"deleted record", 4, stored[3].Hash, false, false, wire.ErrInvalidArgument},
+		{"v1 checkpoint", 2, stored[1].Hash, false, true, wire.ErrInvalidArgument},
 		{"first", 2, stored[1].Hash, false, false, nil},
-		{"same record again", 2, stored[1].Hash, false, false, keysvc.ErrInvalidArgument},
-		{"second, not chained", 5, stored[4].Hash, true, false, keysvc.ErrInvalidArgument},
+		{"same record again", 2, stored[1].Hash, false, false, wire.ErrInvalidArgument},
+		{"second, not chained", 5, stored[4].Hash, true, false, wire.ErrInvalidArgument},
 		{"second", 5, stored[4].Hash, false, false, nil},
 	}
 	for _, tt := range tests {
@@ -731,7 +732,7 @@ func TestAddCheckpoint(t *testing.T) {
 			if tt.v1 {
 				c.Index, c.Prev = 0, nil
 			}
-			if err := s.AddCheckpoint(c); !errors.Is(err, tt.want) || (tt.want != nil && errors.Is(err, keysvc.ErrStore)) {
+			if err := s.AddCheckpoint(c); !errors.Is(err, tt.want) || (tt.want != nil && errors.Is(err, wire.ErrStore)) {
 				t.Fatalf("AddCheckpoint = %v, want %v", err, tt.want)
 			}
 		})
@@ -1024,7 +1025,7 @@ func TestOpenLocked(t *testing.T) {
 		s2.Close()
 		t.Fatal("second Open of a locked file succeeded")
 	}
-	if !errors.Is(err, keysvc.ErrStore) || !errors.Is(err, bolt.ErrTimeout) {
+	if !errors.Is(err, wire.ErrStore) || !errors.Is(err, bolt.ErrTimeout) {
 		t.Fatalf("second Open = %v, want ErrStore and bolt.ErrTimeout", err)
 	}
 	if d := time.Since(start); d < 4*time.Second || d > 15*time.Second {
@@ -1121,7 +1122,7 @@ func TestWritableAndClosed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.op(); !errors.Is(err, keysvc.ErrStore) || !errors.Is(err, bolt.ErrDatabaseNotOpen) {
+			if err := tt.op(); !errors.Is(err, wire.ErrStore) || !errors.Is(err, bolt.ErrDatabaseNotOpen) {
 				t.Fatalf("%s after Close = %v, want ErrStore", tt.name, err)
 			}
 		})
@@ -1175,14 +1176,14 @@ func TestOpenReadOnly(t *testing.T) {
 	}
 	for _, tt := range writes {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.op(); !errors.Is(err, keysvc.ErrStore) || !errors.Is(err, bolt.ErrDatabaseReadOnly) {
+			if err := tt.op(); !errors.Is(err, wire.ErrStore) || !errors.Is(err, bolt.ErrDatabaseReadOnly) {
 				t.Fatalf("%s on a read-only store = %v, want ErrStore", tt.name, err)
 			}
 		})
 	}
 
 	// Read-only refuses files that are missing or hold no keysvc store.
-	if _, err := boltstore.Open(filepath.Join(dir, "absent.db"), boltstore.Options{ReadOnly: true}); !errors.Is(err, keysvc.ErrStore) {
+	if _, err := boltstore.Open(filepath.Join(dir, "absent.db"), boltstore.Options{ReadOnly: true}); !errors.Is(err, wire.ErrStore) {
 		t.Fatalf("read-only Open of a missing file = %v", err)
 	}
 	other := filepath.Join(dir, "other.db")
@@ -1191,7 +1192,7 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if _, err := boltstore.Open(other, boltstore.Options{ReadOnly: true}); !errors.Is(err, keysvc.ErrStore) {
+	if _, err := boltstore.Open(other, boltstore.Options{ReadOnly: true}); !errors.Is(err, wire.ErrStore) {
 		t.Fatalf("read-only Open of a foreign file = %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/audit"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 var (
@@ -32,7 +33,7 @@ func (s *Store) ServiceKeys() (*keysvc.ServiceKeyRecord, error) {
 		return json.Unmarshal(v, r)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: read the service-key record: %w", keysvc.ErrStore, err)
+		return nil, fmt.Errorf("%w: read the service-key record: %w", wire.ErrStore, err)
 	}
 	return r, nil
 }
@@ -42,7 +43,7 @@ func (s *Store) ServiceKeys() (*keysvc.ServiceKeyRecord, error) {
 func (s *Store) SetServiceKeys(r *keysvc.ServiceKeyRecord, rec *audit.Record) error {
 	v, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("%w: encode the service-key record: %w", keysvc.ErrStore, err)
+		return fmt.Errorf("%w: encode the service-key record: %w", wire.ErrStore, err)
 	}
 	var sealed audit.Record
 	if rec != nil {
@@ -62,7 +63,7 @@ func (s *Store) SetServiceKeys(r *keysvc.ServiceKeyRecord, rec *audit.Record) er
 		return appendRecord(tx, &sealed)
 	})
 	if err != nil {
-		return fmt.Errorf("%w: store the service-key record: %w", keysvc.ErrStore, err)
+		return fmt.Errorf("%w: store the service-key record: %w", wire.ErrStore, err)
 	}
 	if rec != nil {
 		*rec = sealed

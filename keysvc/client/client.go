@@ -2,11 +2,11 @@
 //
 //	c, err := client.New("https://keysvc.bank.internal:8443",
 //		client.WithHTTPClient(mtlsClient)) // or client.WithBearer(token)
-//	sig, err := c.Sign(ctx, "receipt-signer", keysvc.SignRequest{Message: receipt})
-//	if errors.Is(err, keysvc.ErrForbidden) { … }
+//	sig, err := c.Sign(ctx, "receipt-signer", wire.SignRequest{Message: receipt})
+//	if errors.Is(err, wire.ErrForbidden) { … }
 //
 // Server errors come back as *Error, whose Is matches the keysvc sentinel
-// of its code, so callers test errors.Is(err, keysvc.ErrKeyNotFound) as
+// of its code, so callers test errors.Is(err, wire.ErrKeyNotFound) as
 // they would against the Service itself.
 //
 // # Retries
@@ -65,7 +65,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // DefaultRetries is how many times an idempotent call is retried.
@@ -249,14 +249,14 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // CreateKey creates a key (admin clients only).
-func (c *Client) CreateKey(ctx context.Context, req keysvc.CreateKeyRequest) (keysvc.KeyView, error) {
-	var v keysvc.KeyView
+func (c *Client) CreateKey(ctx context.Context, req wire.CreateKeyRequest) (wire.KeyView, error) {
+	var v wire.KeyView
 	return v, c.do(ctx, call{method: "POST", path: "/v1/keys", in: req, out: &v})
 }
 
 // ListKeys lists every key the caller may read, following the pages.
-func (c *Client) ListKeys(ctx context.Context) ([]keysvc.KeyView, error) {
-	var all []keysvc.KeyView
+func (c *Client) ListKeys(ctx context.Context) ([]wire.KeyView, error) {
+	var all []wire.KeyView
 	after := ""
 	for {
 		page, next, err := c.ListKeysPage(ctx, after, 0)
@@ -274,11 +274,8 @@ func (c *Client) ListKeys(ctx context.Context) ([]keysvc.KeyView, error) {
 // ListKeysPage lists one page: keys named after after, at most limit (0:
 // the server's maximum, 1000). next is the after of the following page, ""
 // on the last.
-func (c *Client) ListKeysPage(ctx context.Context, after string, limit int) (keys []keysvc.KeyView, next string, err error) {
-	var l struct {
-		Keys []keysvc.KeyView `json:"keys"`
-		Next string           `json:"next"`
-	}
+func (c *Client) ListKeysPage(ctx context.Context, after string, limit int) (keys []wire.KeyView, next string, err error) {
+	var l wire.KeyList
 	q := url.Values{}
 	if after != "" {
 		q.Set("after", after)
@@ -295,32 +292,32 @@ func (c *Client) ListKeysPage(ctx context.Context, after string, limit int) (key
 }
 
 // GetKey reads a key's metadata.
-func (c *Client) GetKey(ctx context.Context, name string) (keysvc.KeyView, error) {
-	var v keysvc.KeyView
+func (c *Client) GetKey(ctx context.Context, name string) (wire.KeyView, error) {
+	var v wire.KeyView
 	return v, c.do(ctx, call{method: "GET", path: keyPath(name), out: &v, idempotent: true})
 }
 
 // Rotate makes a new primary version.
-func (c *Client) Rotate(ctx context.Context, name string) (keysvc.KeyView, error) {
-	var v keysvc.KeyView
+func (c *Client) Rotate(ctx context.Context, name string) (wire.KeyView, error) {
+	var v wire.KeyView
 	return v, c.do(ctx, call{method: "POST", path: keyPath(name, "/rotate"), out: &v})
 }
 
 // UpdateSettings changes the key's minimum version and rotation period.
-func (c *Client) UpdateSettings(ctx context.Context, name string, req keysvc.KeySettingsRequest) (keysvc.KeyView, error) {
-	var v keysvc.KeyView
+func (c *Client) UpdateSettings(ctx context.Context, name string, req wire.KeySettingsRequest) (wire.KeyView, error) {
+	var v wire.KeyView
 	return v, c.do(ctx, call{method: "POST", path: keyPath(name, "/settings"), in: req, out: &v})
 }
 
 // SetVersionState disables, enables, schedules the destruction of, or
 // cancels the destruction of one version. delay is used by
 // ActionScheduleDestroy only (0: the server's default).
-func (c *Client) SetVersionState(ctx context.Context, name string, version int, action keysvc.VersionAction, delay time.Duration) (keysvc.KeyView, error) {
+func (c *Client) SetVersionState(ctx context.Context, name string, version int, action wire.VersionAction, delay time.Duration) (wire.KeyView, error) {
 	var in any
-	if action == keysvc.ActionScheduleDestroy && delay != 0 {
-		in = keysvc.ScheduleDestroyRequest{Delay: keysvc.Duration(delay)}
+	if action == wire.ActionScheduleDestroy && delay != 0 {
+		in = wire.ScheduleDestroyRequest{Delay: wire.Duration(delay)}
 	}
-	var v keysvc.KeyView
+	var v wire.KeyView
 	path := keyPath(name, "/versions/", strconv.Itoa(version), "/", url.PathEscape(string(action)))
 	return v, c.do(ctx, call{method: "POST", path: path, in: in, out: &v})
 }
@@ -330,29 +327,23 @@ func (c *Client) SetVersionState(ctx context.Context, name string, version int, 
 // On a confirm-required key the server answers 202: the result has no
 // signature and Confirmation is set (pending). Collect the signature with
 // Confirmation, or use SignConfirmed.
-func (c *Client) Sign(ctx context.Context, name string, req keysvc.SignRequest) (keysvc.SignResult, error) {
-	var r keysvc.SignResult
+func (c *Client) Sign(ctx context.Context, name string, req wire.SignRequest) (wire.SignResult, error) {
+	var r wire.SignResult
 	return r, c.do(ctx, call{method: "POST", path: keyPath(name, "/sign"), in: req, out: &r})
 }
 
 // SignBatch signs up to 1000 messages or digests; results are in order.
-func (c *Client) SignBatch(ctx context.Context, name string, reqs []keysvc.SignRequest) ([]keysvc.SignResult, error) {
-	in := struct {
-		Items []keysvc.SignRequest `json:"items"`
-	}{reqs}
-	var out struct {
-		Signatures []keysvc.SignResult `json:"signatures"`
-	}
+func (c *Client) SignBatch(ctx context.Context, name string, reqs []wire.SignRequest) ([]wire.SignResult, error) {
+	in := wire.SignBatchRequest{Items: reqs}
+	var out wire.SignBatchResult
 	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/sign-batch"), in: in, out: &out})
 	return out.Signatures, err
 }
 
 // Verify checks a signature; a well-formed signature that does not match
 // is (false, nil).
-func (c *Client) Verify(ctx context.Context, name string, req keysvc.VerifyRequest) (bool, error) {
-	var out struct {
-		Valid bool `json:"valid"`
-	}
+func (c *Client) Verify(ctx context.Context, name string, req wire.VerifyRequest) (bool, error) {
+	var out wire.VerifyResult
 	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/verify"), in: req, out: &out, idempotent: true})
 	return out.Valid, err
 }
@@ -360,66 +351,51 @@ func (c *Client) Verify(ctx context.Context, name string, req keysvc.VerifyReque
 // MAC returns the HMAC-SM3 of message under the primary version of a mac
 // key, "kw:v<n>:…". Not retried.
 func (c *Client) MAC(ctx context.Context, name string, message []byte) (string, error) {
-	var out struct {
-		MAC string `json:"mac"`
-	}
-	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac"), in: map[string]any{"message": message}, out: &out})
+	var out wire.MACResult
+	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac"), in: wire.MACRequest{Message: message}, out: &out})
 	return out.MAC, err
 }
 
 // VerifyMAC checks a MAC made by MAC (constant-time on the server).
 func (c *Client) VerifyMAC(ctx context.Context, name string, message []byte, mac string) (bool, error) {
-	var out struct {
-		Valid bool `json:"valid"`
-	}
-	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac-verify"), in: map[string]any{"message": message, "mac": mac}, out: &out, idempotent: true})
+	var out wire.VerifyResult
+	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac-verify"), in: wire.VerifyMACRequest{Message: message, MAC: mac}, out: &out, idempotent: true})
 	return out.Valid, err
 }
 
 // Encrypt encrypts plaintext, bound to aad, with the primary version.
 func (c *Client) Encrypt(ctx context.Context, name string, plaintext, aad []byte) (ciphertext string, version int, err error) {
-	in := struct {
-		Plaintext []byte `json:"plaintext"`
-		AAD       []byte `json:"aad,omitempty"`
-	}{plaintext, aad}
-	var out struct {
-		Ciphertext string `json:"ciphertext"`
-		Version    int    `json:"version"`
-	}
+	in := wire.EncryptRequest{Plaintext: plaintext, AAD: aad}
+	var out wire.EncryptResult
 	err = c.do(ctx, call{method: "POST", path: keyPath(name, "/encrypt"), in: in, out: &out})
 	return out.Ciphertext, out.Version, err
 }
 
 // Decrypt decrypts a ciphertext from Encrypt with the same aad.
 func (c *Client) Decrypt(ctx context.Context, name string, ciphertext string, aad []byte) ([]byte, error) {
-	in := struct {
-		Ciphertext string `json:"ciphertext"`
-		AAD        []byte `json:"aad,omitempty"`
-	}{ciphertext, aad}
-	var out struct {
-		Plaintext []byte `json:"plaintext"`
-	}
+	in := wire.DecryptRequest{Ciphertext: ciphertext, AAD: aad}
+	var out wire.DecryptResult
 	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/decrypt"), in: in, out: &out})
 	return out.Plaintext, err
 }
 
 // DataKey generates a data key of size bytes (16, 24 or 32; 0 means 32).
-func (c *Client) DataKey(ctx context.Context, name string, size int, aad []byte) (keysvc.DataKey, error) {
-	in := struct {
-		Size int    `json:"size,omitempty"`
-		AAD  []byte `json:"aad,omitempty"`
-	}{size, aad}
-	var dk keysvc.DataKey
+func (c *Client) DataKey(ctx context.Context, name string, size int, aad []byte) (wire.DataKey, error) {
+	in := wire.DataKeyRequest{AAD: aad}
+	if size != 0 {
+		in.Size = &size
+	}
+	var dk wire.DataKey
 	return dk, c.do(ctx, call{method: "POST", path: keyPath(name, "/datakey"), in: in, out: &dk})
 }
 
 // PublicKey returns a version's public key (version 0: the primary).
-func (c *Client) PublicKey(ctx context.Context, name string, version int) (keysvc.PublicKeyResult, error) {
+func (c *Client) PublicKey(ctx context.Context, name string, version int) (wire.PublicKeyResult, error) {
 	path := keyPath(name, "/public")
 	if version != 0 {
 		path += "?version=" + strconv.Itoa(version)
 	}
-	var r keysvc.PublicKeyResult
+	var r wire.PublicKeyResult
 	return r, c.do(ctx, call{method: "GET", path: path, out: &r, idempotent: true})
 }
 

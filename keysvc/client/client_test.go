@@ -21,6 +21,7 @@ import (
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
 	"github.com/keyward/keyward/keysvc/client"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 const token = "client-test-token"
@@ -36,8 +37,8 @@ type fakeBackend struct {
 	// pending, when set, is what Sign answers (HTTP 202) instead of a
 	// signature; polls are Confirmation's answers in turn, the last one
 	// repeated once they run out.
-	pending *keysvc.ConfirmationView
-	polls   []keysvc.ConfirmationView
+	pending *wire.ConfirmationView
+	polls   []wire.ConfirmationView
 }
 
 func newFake() *fakeBackend {
@@ -52,7 +53,7 @@ func (b *fakeBackend) fail(method string, errs ...error) {
 
 // confirmations makes Sign answer pending (nil: sign at once) and
 // Confirmation answer polls in turn.
-func (b *fakeBackend) confirmations(pending *keysvc.ConfirmationView, polls ...keysvc.ConfirmationView) {
+func (b *fakeBackend) confirmations(pending *wire.ConfirmationView, polls ...wire.ConfirmationView) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.pending, b.polls = pending, polls
@@ -83,13 +84,13 @@ func (b *fakeBackend) rec(method string, args ...any) error {
 }
 
 func key(name string) *keysvc.Key {
-	return &keysvc.Key{Name: name, Purpose: keysvc.PurposeSign, Algorithm: keysvc.AlgECP256, Protection: keysvc.ProtectionHSM,
+	return &keysvc.Key{Name: name, Purpose: wire.PurposeSign, Algorithm: wire.AlgECP256, Protection: wire.ProtectionHSM,
 		Primary: 2, MinVersion: 1, Versions: []keysvc.Version{
-			{Version: 1, State: keysvc.StateDisabled, ObjectLabel: "label-1"},
-			{Version: 2, State: keysvc.StateEnabled, ObjectLabel: "label-2"}}}
+			{Version: 1, State: wire.StateDisabled, ObjectLabel: "label-1"},
+			{Version: 2, State: wire.StateEnabled, ObjectLabel: "label-2"}}}
 }
 
-func (b *fakeBackend) CreateKey(_ context.Context, _ keysvc.Caller, r keysvc.CreateKeyRequest) (*keysvc.Key, error) {
+func (b *fakeBackend) CreateKey(_ context.Context, _ keysvc.Caller, r wire.CreateKeyRequest) (*keysvc.Key, error) {
 	return key(r.Name), b.rec("CreateKey", r)
 }
 func (b *fakeBackend) GetKey(_ context.Context, _ keysvc.Caller, n string) (*keysvc.Key, error) {
@@ -105,30 +106,30 @@ func (b *fakeBackend) ListKeys(_ context.Context, _ keysvc.Caller, after string,
 func (b *fakeBackend) Rotate(_ context.Context, _ keysvc.Caller, n string) (*keysvc.Key, error) {
 	return key(n), b.rec("Rotate", n)
 }
-func (b *fakeBackend) UpdateSettings(_ context.Context, _ keysvc.Caller, n string, r keysvc.KeySettingsRequest) (*keysvc.Key, error) {
+func (b *fakeBackend) UpdateSettings(_ context.Context, _ keysvc.Caller, n string, r wire.KeySettingsRequest) (*keysvc.Key, error) {
 	return key(n), b.rec("UpdateSettings", n, r)
 }
-func (b *fakeBackend) SetVersionState(_ context.Context, _ keysvc.Caller, n string, v int, a keysvc.VersionAction, d time.Duration) (*keysvc.Key, error) {
+func (b *fakeBackend) SetVersionState(_ context.Context, _ keysvc.Caller, n string, v int, a wire.VersionAction, d time.Duration) (*keysvc.Key, error) {
 	return key(n), b.rec("SetVersionState", n, v, a, d)
 }
-func (b *fakeBackend) Sign(_ context.Context, _ keysvc.Caller, n string, r keysvc.SignRequest) (keysvc.SignResult, error) {
+func (b *fakeBackend) Sign(_ context.Context, _ keysvc.Caller, n string, r wire.SignRequest) (wire.SignResult, error) {
 	err := b.rec("Sign", n, r)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.pending != nil {
 		v := *b.pending
-		return keysvc.SignResult{Confirmation: &v}, err
+		return wire.SignResult{Confirmation: &v}, err
 	}
-	return keysvc.SignResult{Signature: "kw:v2:c2ln", Version: 2}, err
+	return wire.SignResult{Signature: "kw:v2:c2ln", Version: 2}, err
 }
-func (b *fakeBackend) SignBatch(_ context.Context, _ keysvc.Caller, n string, rs []keysvc.SignRequest) ([]keysvc.SignResult, error) {
-	out := make([]keysvc.SignResult, len(rs))
+func (b *fakeBackend) SignBatch(_ context.Context, _ keysvc.Caller, n string, rs []wire.SignRequest) ([]wire.SignResult, error) {
+	out := make([]wire.SignResult, len(rs))
 	for i := range out {
-		out[i] = keysvc.SignResult{Signature: fmt.Sprintf("kw:v2:%d", i), Version: 2}
+		out[i] = wire.SignResult{Signature: fmt.Sprintf("kw:v2:%d", i), Version: 2}
 	}
 	return out, b.rec("SignBatch", n, rs)
 }
-func (b *fakeBackend) Verify(_ context.Context, _ keysvc.Caller, n string, r keysvc.VerifyRequest) (bool, error) {
+func (b *fakeBackend) Verify(_ context.Context, _ keysvc.Caller, n string, r wire.VerifyRequest) (bool, error) {
 	return r.Signature == "kw:v2:c2ln", b.rec("Verify", n, r)
 }
 func (b *fakeBackend) MAC(_ context.Context, _ keysvc.Caller, n string, m []byte) (string, int, error) {
@@ -143,11 +144,11 @@ func (b *fakeBackend) Encrypt(_ context.Context, _ keysvc.Caller, n string, pt, 
 func (b *fakeBackend) Decrypt(_ context.Context, _ keysvc.Caller, n string, ct string, aad []byte) ([]byte, error) {
 	return []byte("plain:" + ct), b.rec("Decrypt", n, ct, aad)
 }
-func (b *fakeBackend) DataKey(_ context.Context, _ keysvc.Caller, n string, size int, aad []byte) (keysvc.DataKey, error) {
-	return keysvc.DataKey{Plaintext: make([]byte, size), Ciphertext: "kw:v2:dk", Version: 2}, b.rec("DataKey", n, size, aad)
+func (b *fakeBackend) DataKey(_ context.Context, _ keysvc.Caller, n string, size int, aad []byte) (wire.DataKey, error) {
+	return wire.DataKey{Plaintext: make([]byte, size), Ciphertext: "kw:v2:dk", Version: 2}, b.rec("DataKey", n, size, aad)
 }
-func (b *fakeBackend) PublicKey(_ context.Context, _ keysvc.Caller, n string, v int) (keysvc.PublicKeyResult, error) {
-	return keysvc.PublicKeyResult{Version: max(v, 2), PEM: "pem", JWK: keysvc.JWK{Kty: "EC", Kid: n}}, b.rec("PublicKey", n, v)
+func (b *fakeBackend) PublicKey(_ context.Context, _ keysvc.Caller, n string, v int) (wire.PublicKeyResult, error) {
+	return wire.PublicKeyResult{Version: max(v, 2), PEM: "pem", JWK: wire.JWK{Kty: "EC", Kid: n}}, b.rec("PublicKey", n, v)
 }
 func (b *fakeBackend) Ready(context.Context) error {
 	b.mu.Lock()
@@ -202,8 +203,8 @@ func TestRoundTrip(t *testing.T) {
 		}
 	}
 
-	cr := keysvc.CreateKeyRequest{Name: "k1", Purpose: keysvc.PurposeSign, Algorithm: keysvc.AlgECP256, Protection: keysvc.ProtectionHSM,
-		RotationPeriod: keysvc.Duration(720 * time.Hour), Policy: keysvc.Policy{Grants: []keysvc.Grant{{Client: "app", Ops: []keysvc.Op{keysvc.OpSign}}}}}
+	cr := wire.CreateKeyRequest{Name: "k1", Purpose: wire.PurposeSign, Algorithm: wire.AlgECP256, Protection: wire.ProtectionHSM,
+		RotationPeriod: wire.Duration(720 * time.Hour), Policy: wire.Policy{Grants: []wire.Grant{{Client: "app", Ops: []wire.Op{wire.OpSign}}}}}
 	v, err := c.CreateKey(ctx, cr)
 	if err != nil || v.Name != "k1" || len(v.Versions) != 2 || v.Primary != 2 {
 		t.Fatalf("CreateKey = %+v, %v", v, err)
@@ -220,26 +221,26 @@ func TestRoundTrip(t *testing.T) {
 	if v, err = c.Rotate(ctx, "k1"); err != nil || v.Name != "k1" {
 		t.Fatalf("Rotate = %+v, %v", v, err)
 	}
-	if _, err = c.SetVersionState(ctx, "k1", 1, keysvc.ActionScheduleDestroy, 48*time.Hour); err != nil {
+	if _, err = c.SetVersionState(ctx, "k1", 1, wire.ActionScheduleDestroy, 48*time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	check("SetVersionState", "k1", 1, keysvc.ActionScheduleDestroy, 48*time.Hour)
-	if _, err = c.SetVersionState(ctx, "k1", 2, keysvc.ActionDisable, 0); err != nil {
+	check("SetVersionState", "k1", 1, wire.ActionScheduleDestroy, 48*time.Hour)
+	if _, err = c.SetVersionState(ctx, "k1", 2, wire.ActionDisable, 0); err != nil {
 		t.Fatal(err)
 	}
-	check("SetVersionState", "k1", 2, keysvc.ActionDisable, time.Duration(0))
+	check("SetVersionState", "k1", 2, wire.ActionDisable, time.Duration(0))
 
-	sr := keysvc.SignRequest{Message: []byte("hello"), Scheme: "pss"}
+	sr := wire.SignRequest{Message: []byte("hello"), Scheme: "pss"}
 	sig, err := c.Sign(ctx, "k1", sr)
-	if err != nil || sig != (keysvc.SignResult{Signature: "kw:v2:c2ln", Version: 2}) {
+	if err != nil || sig != (wire.SignResult{Signature: "kw:v2:c2ln", Version: 2}) {
 		t.Fatalf("Sign = %+v, %v", sig, err)
 	}
 	check("Sign", "k1", sr)
-	sigs, err := c.SignBatch(ctx, "k1", []keysvc.SignRequest{sr, sr, sr})
+	sigs, err := c.SignBatch(ctx, "k1", []wire.SignRequest{sr, sr, sr})
 	if err != nil || len(sigs) != 3 || sigs[2].Signature != "kw:v2:2" {
 		t.Fatalf("SignBatch = %+v, %v", sigs, err)
 	}
-	vr := keysvc.VerifyRequest{Digest: bytes.Repeat([]byte{1}, 32), Signature: "kw:v2:c2ln"}
+	vr := wire.VerifyRequest{Digest: bytes.Repeat([]byte{1}, 32), Signature: "kw:v2:c2ln"}
 	if ok, err := c.Verify(ctx, "k1", vr); err != nil || !ok {
 		t.Fatalf("Verify = %v, %v", ok, err)
 	}
@@ -286,16 +287,16 @@ func TestErrorsIs(t *testing.T) {
 	base := serve(t, b)
 	c := newClient(t, base, client.WithRetries(0))
 	all := []error{
-		keysvc.ErrInvalidArgument, keysvc.ErrKeyNotFound, keysvc.ErrKeyExists, keysvc.ErrVersionNotFound,
-		keysvc.ErrIllegalTransition, keysvc.ErrVersionNotUsable, keysvc.ErrWrongPurpose, keysvc.ErrForbidden,
-		keysvc.ErrUnauthenticated, keysvc.ErrInvalidCiphertext, keysvc.ErrInvalidSignature, keysvc.ErrDecrypt,
-		keysvc.ErrTokenUnavailable, keysvc.ErrTokenLocked, keysvc.ErrAuditUnavailable, keysvc.ErrStore,
-		keysvc.ErrConfirmationRequired, keysvc.ErrTransactionNotRecognised, keysvc.ErrConfirmationPending,
-		keysvc.ErrConfirmationNotFound, keysvc.ErrConfirmationClosed, keysvc.ErrConfirmationMismatch,
-		keysvc.ErrHolderPIN, keysvc.ErrHolderLocked, keysvc.ErrHolderNotEnrolled, keysvc.ErrConfirmUnavailable,
+		wire.ErrInvalidArgument, wire.ErrKeyNotFound, wire.ErrKeyExists, wire.ErrVersionNotFound,
+		wire.ErrIllegalTransition, wire.ErrVersionNotUsable, wire.ErrWrongPurpose, wire.ErrForbidden,
+		wire.ErrUnauthenticated, wire.ErrInvalidCiphertext, wire.ErrInvalidSignature, wire.ErrDecrypt,
+		wire.ErrTokenUnavailable, wire.ErrTokenLocked, wire.ErrAuditUnavailable, wire.ErrStore,
+		wire.ErrConfirmationRequired, wire.ErrTransactionNotRecognised, wire.ErrConfirmationPending,
+		wire.ErrConfirmationNotFound, wire.ErrConfirmationClosed, wire.ErrConfirmationMismatch,
+		wire.ErrHolderPIN, wire.ErrHolderLocked, wire.ErrHolderNotEnrolled, wire.ErrConfirmUnavailable,
 	}
-	if len(all) != len(keysvc.SentinelCodes) {
-		t.Errorf("testing %d sentinels, keysvc.SentinelCodes has %d", len(all), len(keysvc.SentinelCodes))
+	if len(all) != len(wire.SentinelCodes) {
+		t.Errorf("testing %d sentinels, keysvc.SentinelCodes has %d", len(all), len(wire.SentinelCodes))
 	}
 	for _, sentinel := range all {
 		b.fail("GetKey", fmt.Errorf("k1: %w", sentinel))
@@ -317,7 +318,7 @@ func TestErrorsIs(t *testing.T) {
 
 	// An internal error is no sentinel and shows nothing.
 	b.fail("Sign", errors.New("CKR_GENERAL_ERROR"))
-	_, err := c.Sign(context.Background(), "k1", keysvc.SignRequest{Digest: []byte{1}})
+	_, err := c.Sign(context.Background(), "k1", wire.SignRequest{Digest: []byte{1}})
 	var ce *client.Error
 	if !errors.As(err, &ce) || ce.Status != 500 || ce.Code != "internal" {
 		t.Fatalf("internal: %v", err)
@@ -329,18 +330,18 @@ func TestErrorsIs(t *testing.T) {
 	}
 	// Client-side validation errors of the server are invalid arguments.
 	_, err = c.GetKey(context.Background(), "Not A Name")
-	if !errors.Is(err, keysvc.ErrInvalidArgument) {
+	if !errors.Is(err, wire.ErrInvalidArgument) {
 		t.Errorf("bad name: %v", err)
 	}
 	// A bad token is unauthenticated.
 	bad, _ := client.New(base, client.WithBearer("wrong"))
-	if _, err := bad.ListKeys(context.Background()); !errors.Is(err, keysvc.ErrUnauthenticated) {
+	if _, err := bad.ListKeys(context.Background()); !errors.Is(err, wire.ErrUnauthenticated) {
 		t.Errorf("bad token: %v", err)
 	}
 	b.mu.Lock()
-	b.ready = fmt.Errorf("x: %w", keysvc.ErrTokenLocked)
+	b.ready = fmt.Errorf("x: %w", wire.ErrTokenLocked)
 	b.mu.Unlock()
-	if err := c.Ready(context.Background()); !errors.Is(err, keysvc.ErrTokenLocked) {
+	if err := c.Ready(context.Background()); !errors.Is(err, wire.ErrTokenLocked) {
 		t.Errorf("Ready = %v", err)
 	}
 }
@@ -349,7 +350,7 @@ func TestRetries(t *testing.T) {
 	b := newFake()
 	c := newClient(t, serve(t, b), client.WithRetries(2))
 	ctx := context.Background()
-	unavailable := fmt.Errorf("pool: %w", keysvc.ErrTokenUnavailable)
+	unavailable := fmt.Errorf("pool: %w", wire.ErrTokenUnavailable)
 
 	// Idempotent calls are retried on 503, up to the limit.
 	b.fail("GetKey", unavailable, unavailable)
@@ -360,45 +361,45 @@ func TestRetries(t *testing.T) {
 		t.Errorf("GetKey calls = %d, want 3", n)
 	}
 	b.fail("ListKeys", unavailable, unavailable, unavailable)
-	if _, err := c.ListKeys(ctx); !errors.Is(err, keysvc.ErrTokenUnavailable) {
+	if _, err := c.ListKeys(ctx); !errors.Is(err, wire.ErrTokenUnavailable) {
 		t.Fatalf("ListKeys after three 503s: %v", err)
 	}
 	if n := b.count("ListKeys"); n != 3 {
 		t.Errorf("ListKeys calls = %d, want 3 (1 + 2 retries)", n)
 	}
 	b.fail("Verify", unavailable)
-	if _, err := c.Verify(ctx, "k1", keysvc.VerifyRequest{Digest: []byte{1}, Signature: "kw:v2:c2ln"}); err != nil || b.count("Verify") != 2 {
+	if _, err := c.Verify(ctx, "k1", wire.VerifyRequest{Digest: []byte{1}, Signature: "kw:v2:c2ln"}); err != nil || b.count("Verify") != 2 {
 		t.Errorf("Verify: %v after %d calls", err, b.count("Verify"))
 	}
 	b.fail("PublicKey", unavailable)
 	if _, err := c.PublicKey(ctx, "k1", 0); err != nil || b.count("PublicKey") != 2 {
 		t.Errorf("PublicKey: %v after %d calls", err, b.count("PublicKey"))
 	}
-	b.confirmations(nil, keysvc.ConfirmationView{ID: confID, Status: keysvc.ConfirmPending})
+	b.confirmations(nil, wire.ConfirmationView{ID: confID, Status: wire.ConfirmPending})
 	b.fail("Confirmation", unavailable)
 	if _, err := c.Confirmation(ctx, confID, 0); err != nil || b.count("Confirmation") != 2 {
 		t.Errorf("Confirmation: %v after %d calls", err, b.count("Confirmation"))
 	}
 	// Other errors are not retried, even on idempotent calls.
-	b.fail("GetKey", keysvc.ErrKeyNotFound, nil)
-	if _, err := c.GetKey(ctx, "k1"); !errors.Is(err, keysvc.ErrKeyNotFound) || b.count("GetKey") != 4 {
+	b.fail("GetKey", wire.ErrKeyNotFound, nil)
+	if _, err := c.GetKey(ctx, "k1"); !errors.Is(err, wire.ErrKeyNotFound) || b.count("GetKey") != 4 {
 		t.Errorf("GetKey 404: %v after %d calls", err, b.count("GetKey"))
 	}
 
 	// Nothing that changes state or uses a key is ever retried.
 	calls := map[string]func() error{
-		"Sign": func() error { _, err := c.Sign(ctx, "k1", keysvc.SignRequest{Digest: []byte{1}}); return err },
+		"Sign": func() error { _, err := c.Sign(ctx, "k1", wire.SignRequest{Digest: []byte{1}}); return err },
 		"SignBatch": func() error {
-			_, err := c.SignBatch(ctx, "k1", []keysvc.SignRequest{{Digest: []byte{1}}})
+			_, err := c.SignBatch(ctx, "k1", []wire.SignRequest{{Digest: []byte{1}}})
 			return err
 		},
 		"Encrypt":   func() error { _, _, err := c.Encrypt(ctx, "k1", []byte("x"), nil); return err },
 		"Decrypt":   func() error { _, err := c.Decrypt(ctx, "k1", "kw:v1:x", nil); return err },
 		"DataKey":   func() error { _, err := c.DataKey(ctx, "k1", 32, nil); return err },
 		"Rotate":    func() error { _, err := c.Rotate(ctx, "k1"); return err },
-		"CreateKey": func() error { _, err := c.CreateKey(ctx, keysvc.CreateKeyRequest{Name: "k2"}); return err },
+		"CreateKey": func() error { _, err := c.CreateKey(ctx, wire.CreateKeyRequest{Name: "k2"}); return err },
 		"SetVersionState": func() error {
-			_, err := c.SetVersionState(ctx, "k1", 1, keysvc.ActionDisable, 0)
+			_, err := c.SetVersionState(ctx, "k1", 1, wire.ActionDisable, 0)
 			return err
 		},
 		"CancelConfirmation": func() error { _, err := c.CancelConfirmation(ctx, confID); return err },
@@ -407,7 +408,7 @@ func TestRetries(t *testing.T) {
 	}
 	for method, f := range calls {
 		b.fail(method, unavailable, unavailable)
-		if err := f(); !errors.Is(err, keysvc.ErrTokenUnavailable) {
+		if err := f(); !errors.Is(err, wire.ErrTokenUnavailable) {
 			t.Errorf("%s: %v", method, err)
 		}
 		if n := b.count(method); n != 1 {
@@ -483,7 +484,7 @@ func TestRetryConnectionErrors(t *testing.T) {
 	// POST sign: a dropped connection is not retried.
 	f = newFlaky(t, "", ok)
 	c, _ = client.New("http://"+f.ln.Addr().String(), client.WithHTTPClient(hc), client.WithRetries(3))
-	if _, err := c.Sign(context.Background(), "k1", keysvc.SignRequest{Digest: []byte{1}}); err == nil {
+	if _, err := c.Sign(context.Background(), "k1", wire.SignRequest{Digest: []byte{1}}); err == nil {
 		t.Fatal("Sign succeeded on a dropped connection")
 	}
 	if n := f.requests.Load(); n != 1 {
@@ -521,21 +522,21 @@ func TestNew(t *testing.T) {
 // Display-and-confirm methods. Confirmation holds a pending answer for
 // the wait asked (or until ctx ends), like the Service's long poll; the
 // real flow is tested on SoftHSM (softhsm-tests/confirm_test.go).
-func (b *fakeBackend) Confirmation(ctx context.Context, _ keysvc.Caller, id string, wait time.Duration) (keysvc.ConfirmationView, error) {
+func (b *fakeBackend) Confirmation(ctx context.Context, _ keysvc.Caller, id string, wait time.Duration) (wire.ConfirmationView, error) {
 	if err := b.rec("Confirmation", id, wait); err != nil {
-		return keysvc.ConfirmationView{}, err
+		return wire.ConfirmationView{}, err
 	}
 	b.mu.Lock()
 	if len(b.polls) == 0 {
 		b.mu.Unlock()
-		return keysvc.ConfirmationView{}, fmt.Errorf("%w: %q", keysvc.ErrConfirmationNotFound, id)
+		return wire.ConfirmationView{}, fmt.Errorf("%w: %q", wire.ErrConfirmationNotFound, id)
 	}
 	v := b.polls[0]
 	if len(b.polls) > 1 {
 		b.polls = b.polls[1:]
 	}
 	b.mu.Unlock()
-	if v.Status == keysvc.ConfirmPending && wait > 0 {
+	if v.Status == wire.ConfirmPending && wait > 0 {
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		select {
@@ -545,12 +546,12 @@ func (b *fakeBackend) Confirmation(ctx context.Context, _ keysvc.Caller, id stri
 	}
 	return v, nil
 }
-func (b *fakeBackend) CancelConfirmation(_ context.Context, _ keysvc.Caller, id string) (keysvc.ConfirmationView, error) {
-	return keysvc.ConfirmationView{ID: id, Status: keysvc.ConfirmCancelled, Reason: "the requester cancelled it"}, b.rec("CancelConfirmation", id)
+func (b *fakeBackend) CancelConfirmation(_ context.Context, _ keysvc.Caller, id string) (wire.ConfirmationView, error) {
+	return wire.ConfirmationView{ID: id, Status: wire.ConfirmCancelled, Reason: "the requester cancelled it"}, b.rec("CancelConfirmation", id)
 }
 func holderKey(name string) *keysvc.Key {
 	k := key(name)
-	k.Confirm, k.Holder = keysvc.ConfirmRequired, &keysvc.Holder{PINHash: []byte{1}}
+	k.Confirm, k.Holder = wire.ConfirmRequired, &keysvc.Holder{PINHash: []byte{1}}
 	return k
 }
 func (b *fakeBackend) UnlockHolder(_ context.Context, _ keysvc.Caller, n string) (*keysvc.Key, error) {

@@ -7,7 +7,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // Long-poll bounds of GET /v1/confirmations/{id}?wait=...
@@ -33,7 +33,7 @@ var ErrNotConfirmed = errors.New("keysvc: not confirmed")
 // without a signature; errors.Is(err, ErrNotConfirmed) holds, and
 // errors.As gives the final confirmation (its Status and Reason).
 type NotConfirmedError struct {
-	Confirmation keysvc.ConfirmationView
+	Confirmation wire.ConfirmationView
 }
 
 func (e *NotConfirmedError) Error() string {
@@ -56,31 +56,31 @@ func confirmationPath(id string) string { return "/v1/confirmations/" + url.Path
 // again. Once approved it holds the signature and version. Retried like
 // every read (see "Retries"); the HTTP timeout is extended by wait (see
 // "Timeouts").
-func (c *Client) Confirmation(ctx context.Context, id string, wait time.Duration) (keysvc.ConfirmationView, error) {
+func (c *Client) Confirmation(ctx context.Context, id string, wait time.Duration) (wire.ConfirmationView, error) {
 	if wait < 0 || wait > MaxConfirmationWait {
-		return keysvc.ConfirmationView{}, fmt.Errorf("keysvc client: %w: wait %v must be from 0s to %v", keysvc.ErrInvalidArgument, wait, MaxConfirmationWait)
+		return wire.ConfirmationView{}, fmt.Errorf("keysvc client: %w: wait %v must be from 0s to %v", wire.ErrInvalidArgument, wait, MaxConfirmationWait)
 	}
 	path := confirmationPath(id)
 	if wait > 0 {
 		path += "?wait=" + url.QueryEscape(wait.String())
 	}
-	var v keysvc.ConfirmationView
+	var v wire.ConfirmationView
 	return v, c.do(ctx, call{method: "GET", path: path, out: &v, idempotent: true, hold: wait})
 }
 
 // CancelConfirmation withdraws a pending confirmation this client asked
 // for: nothing is signed and the key is free for the next request. One
-// that has ended answers keysvc.ErrConfirmationClosed. Not retried.
-func (c *Client) CancelConfirmation(ctx context.Context, id string) (keysvc.ConfirmationView, error) {
-	var v keysvc.ConfirmationView
+// that has ended answers wire.ErrConfirmationClosed. Not retried.
+func (c *Client) CancelConfirmation(ctx context.Context, id string) (wire.ConfirmationView, error) {
+	var v wire.ConfirmationView
 	return v, c.do(ctx, call{method: "DELETE", path: confirmationPath(id), out: &v})
 }
 
 // UnlockHolder clears the lock a confirm-required key's holder gets after
 // six wrong holder PINs; the holder keeps their PIN. Security officers
 // (admin clients) only. Not retried.
-func (c *Client) UnlockHolder(ctx context.Context, name string) (keysvc.KeyView, error) {
-	var v keysvc.KeyView
+func (c *Client) UnlockHolder(ctx context.Context, name string) (wire.KeyView, error) {
+	var v wire.KeyView
 	return v, c.do(ctx, call{method: "POST", path: keyPath(name, "/holder/unlock"), out: &v})
 }
 
@@ -88,8 +88,8 @@ func (c *Client) UnlockHolder(ctx context.Context, name string) (keysvc.KeyView,
 // one-time HolderSetupCode, shown only in this answer. Security officers
 // (admin clients) only. Never retried: a second reset would issue another
 // code and void this one.
-func (c *Client) ResetHolder(ctx context.Context, name string) (keysvc.KeyView, error) {
-	var v keysvc.KeyView
+func (c *Client) ResetHolder(ctx context.Context, name string) (wire.KeyView, error) {
+	var v wire.KeyView
 	return v, c.do(ctx, call{method: "POST", path: keyPath(name, "/holder/reset"), out: &v})
 }
 
@@ -111,22 +111,22 @@ func (c *Client) ResetHolder(ctx context.Context, name string) (keysvc.KeyView, 
 //
 // The sign request itself is sent once, never retried. Keys without
 // confirmation answer at once, as with Sign.
-func (c *Client) SignConfirmed(ctx context.Context, name string, req keysvc.SignRequest, poll time.Duration) (keysvc.SignResult, error) {
+func (c *Client) SignConfirmed(ctx context.Context, name string, req wire.SignRequest, poll time.Duration) (wire.SignResult, error) {
 	if poll == 0 {
 		poll = DefaultConfirmationWait
 	}
 	if poll < 0 || poll > MaxConfirmationWait {
-		return keysvc.SignResult{}, fmt.Errorf("keysvc client: %w: poll %v must be from 0s to %v", keysvc.ErrInvalidArgument, poll, MaxConfirmationWait)
+		return wire.SignResult{}, fmt.Errorf("keysvc client: %w: poll %v must be from 0s to %v", wire.ErrInvalidArgument, poll, MaxConfirmationWait)
 	}
 	res, err := c.Sign(ctx, name, req)
 	if err != nil || res.Confirmation == nil {
 		return res, err
 	}
 	v := *res.Confirmation
-	for v.Status == keysvc.ConfirmPending {
+	for v.Status == wire.ConfirmPending {
 		start := time.Now()
 		next, err := c.Confirmation(ctx, v.ID, poll)
-		if err == nil && next.Status == keysvc.ConfirmPending {
+		if err == nil && next.Status == wire.ConfirmPending {
 			// A server (or proxy) that answers before the wait is not
 			// asked again at once.
 			err = sleep(ctx, min(poll, time.Second)-time.Since(start))
@@ -135,17 +135,17 @@ func (c *Client) SignConfirmed(ctx context.Context, name string, req keysvc.Sign
 			if ctx.Err() != nil {
 				c.abandon(ctx, v.ID)
 			}
-			return keysvc.SignResult{}, fmt.Errorf("keysvc client: waiting for confirmation %s of key %q: %w", v.ID, name, err)
+			return wire.SignResult{}, fmt.Errorf("keysvc client: waiting for confirmation %s of key %q: %w", v.ID, name, err)
 		}
 		v = next
 	}
-	if v.Status != keysvc.ConfirmApproved {
-		return keysvc.SignResult{}, &NotConfirmedError{Confirmation: v}
+	if v.Status != wire.ConfirmApproved {
+		return wire.SignResult{}, &NotConfirmedError{Confirmation: v}
 	}
 	if v.Signature == "" {
-		return keysvc.SignResult{}, fmt.Errorf("keysvc client: confirmation %s of key %q is approved but holds no signature", v.ID, name)
+		return wire.SignResult{}, fmt.Errorf("keysvc client: confirmation %s of key %q is approved but holds no signature", v.ID, name)
 	}
-	return keysvc.SignResult{Signature: v.Signature, Version: v.Version, Confirmation: &v}, nil
+	return wire.SignResult{Signature: v.Signature, Version: v.Version, Confirmation: &v}, nil
 }
 
 // abandon cancels confirmation id after its waiter's ctx ended; a

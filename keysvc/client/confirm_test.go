@@ -9,31 +9,31 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/client"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // confID is a well-formed confirmation id (cf_ and 22 characters).
 const confID = "cf_AbCdEfGhIjKlMnOpQrStUv"
 
-func pendingView() *keysvc.ConfirmationView {
-	return &keysvc.ConfirmationView{ID: confID, Key: "k1", Status: keysvc.ConfirmPending, Format: "keyward.transfer.v1",
+func pendingView() *wire.ConfirmationView {
+	return &wire.ConfirmationView{ID: confID, Key: "k1", Status: wire.ConfirmPending, Format: "keyward.transfer.v1",
 		Display: []string{"Pay 10.00 EUR to Alice"}, Digest: strings.Repeat("ab", 32)}
 }
 
-func ended(status keysvc.ConfirmationStatus, reason string) keysvc.ConfirmationView {
+func ended(status wire.ConfirmationStatus, reason string) wire.ConfirmationView {
 	v := *pendingView()
 	v.Status, v.Reason = status, reason
 	return v
 }
 
-func approved() keysvc.ConfirmationView {
-	v := ended(keysvc.ConfirmApproved, "")
+func approved() wire.ConfirmationView {
+	v := ended(wire.ConfirmApproved, "")
 	v.Signature, v.Version = "kw:v2:Y29uZmlybWVk", 2
 	return v
 }
 
-var transfer = keysvc.SignRequest{Message: []byte(`{"type":"keyward.transfer.v1"}`)}
+var transfer = wire.SignRequest{Message: []byte(`{"type":"keyward.transfer.v1"}`)}
 
 func TestSignPending(t *testing.T) {
 	b := newFake()
@@ -46,7 +46,7 @@ func TestSignPending(t *testing.T) {
 	if res.Signature != "" || res.Version != 0 || res.Confirmation == nil {
 		t.Fatalf("Sign = %+v, want a pending confirmation and no signature", res)
 	}
-	if got := *res.Confirmation; got.ID != confID || got.Status != keysvc.ConfirmPending || got.Display[0] != "Pay 10.00 EUR to Alice" {
+	if got := *res.Confirmation; got.ID != confID || got.Status != wire.ConfirmPending || got.Display[0] != "Pay 10.00 EUR to Alice" {
 		t.Errorf("Confirmation = %+v", got)
 	}
 }
@@ -66,13 +66,13 @@ func TestSignConfirmedApproved(t *testing.T) {
 	// Pending twice, then approved; the first poll fails with a 503 and is
 	// retried.
 	b.confirmations(pendingView(), *pendingView(), *pendingView(), approved())
-	b.fail("Confirmation", fmt.Errorf("audit: %w", keysvc.ErrAuditUnavailable))
+	b.fail("Confirmation", fmt.Errorf("audit: %w", wire.ErrAuditUnavailable))
 	start := time.Now()
 	res, err = c.SignConfirmed(ctx, "k1", transfer, poll)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Signature != "kw:v2:Y29uZmlybWVk" || res.Version != 2 || res.Confirmation == nil || res.Confirmation.Status != keysvc.ConfirmApproved {
+	if res.Signature != "kw:v2:Y29uZmlybWVk" || res.Version != 2 || res.Confirmation == nil || res.Confirmation.Status != wire.ConfirmApproved {
 		t.Errorf("SignConfirmed = %+v", res)
 	}
 	if n := b.count("Confirmation"); n != 4 {
@@ -89,8 +89,8 @@ func TestSignConfirmedApproved(t *testing.T) {
 	}
 
 	// The sign request itself is never retried.
-	b.fail("Sign", fmt.Errorf("pool: %w", keysvc.ErrTokenUnavailable), nil)
-	if _, err := c.SignConfirmed(ctx, "k1", transfer, poll); !errors.Is(err, keysvc.ErrTokenUnavailable) {
+	b.fail("Sign", fmt.Errorf("pool: %w", wire.ErrTokenUnavailable), nil)
+	if _, err := c.SignConfirmed(ctx, "k1", transfer, poll); !errors.Is(err, wire.ErrTokenUnavailable) {
 		t.Errorf("SignConfirmed on a 503 = %v", err)
 	}
 	if n := b.count("Sign"); n != 3 {
@@ -102,13 +102,13 @@ func TestSignConfirmedNotConfirmed(t *testing.T) {
 	b := newFake()
 	c := newClient(t, serve(t, b))
 	for _, tc := range []struct {
-		status keysvc.ConfirmationStatus
+		status wire.ConfirmationStatus
 		reason string
 	}{
-		{keysvc.ConfirmRejected, "the holder rejected it"},
-		{keysvc.ConfirmExpired, "the holder did not answer in time; nothing was signed"},
-		{keysvc.ConfirmCancelled, "the requester cancelled it"},
-		{keysvc.ConfirmFailed, "the key could not sign: token_unavailable"},
+		{wire.ConfirmRejected, "the holder rejected it"},
+		{wire.ConfirmExpired, "the holder did not answer in time; nothing was signed"},
+		{wire.ConfirmCancelled, "the requester cancelled it"},
+		{wire.ConfirmFailed, "the key could not sign: token_unavailable"},
 	} {
 		b.confirmations(pendingView(), *pendingView(), ended(tc.status, tc.reason))
 		res, err := c.SignConfirmed(context.Background(), "k1", transfer, 20*time.Millisecond)
@@ -135,15 +135,15 @@ func TestConfirmationErrorCodes(t *testing.T) {
 	ctx := context.Background()
 
 	// A second request while one is pending: 409 confirmation_pending,
-	// which is keysvc.ErrConfirmationPending and not ErrNotConfirmed.
+	// which is wire.ErrConfirmationPending and not ErrNotConfirmed.
 	b.confirmations(pendingView(), *pendingView())
-	b.fail("Sign", fmt.Errorf(`%w: key "k1" already has a confirmation waiting`, keysvc.ErrConfirmationPending))
+	b.fail("Sign", fmt.Errorf(`%w: key "k1" already has a confirmation waiting`, wire.ErrConfirmationPending))
 	_, err := c.SignConfirmed(ctx, "k1", transfer, 20*time.Millisecond)
 	var ce *client.Error
-	if !errors.Is(err, keysvc.ErrConfirmationPending) || !errors.As(err, &ce) || ce.Status != http.StatusConflict || ce.Code != "confirmation_pending" {
+	if !errors.Is(err, wire.ErrConfirmationPending) || !errors.As(err, &ce) || ce.Status != http.StatusConflict || ce.Code != "confirmation_pending" {
 		t.Fatalf("SignConfirmed while pending = %v (%#v)", err, ce)
 	}
-	if errors.Is(err, client.ErrNotConfirmed) || errors.Is(err, keysvc.ErrConfirmationClosed) {
+	if errors.Is(err, client.ErrNotConfirmed) || errors.Is(err, wire.ErrConfirmationClosed) {
 		t.Errorf("%v matches another sentinel", err)
 	}
 	if n := b.count("Confirmation"); n != 0 {
@@ -152,15 +152,15 @@ func TestConfirmationErrorCodes(t *testing.T) {
 
 	// Unknown and ended confirmations.
 	b.confirmations(nil)
-	if _, err := c.Confirmation(ctx, confID, 0); !errors.Is(err, keysvc.ErrConfirmationNotFound) {
+	if _, err := c.Confirmation(ctx, confID, 0); !errors.Is(err, wire.ErrConfirmationNotFound) {
 		t.Errorf("Confirmation of an unknown id = %v", err)
 	}
-	b.fail("CancelConfirmation", fmt.Errorf("%w: this confirmation is approved", keysvc.ErrConfirmationClosed))
-	if _, err := c.CancelConfirmation(ctx, confID); !errors.Is(err, keysvc.ErrConfirmationClosed) {
+	b.fail("CancelConfirmation", fmt.Errorf("%w: this confirmation is approved", wire.ErrConfirmationClosed))
+	if _, err := c.CancelConfirmation(ctx, confID); !errors.Is(err, wire.ErrConfirmationClosed) {
 		t.Errorf("CancelConfirmation of an ended one = %v", err)
 	}
-	b.fail("Sign", fmt.Errorf("%w: holder", keysvc.ErrHolderLocked))
-	if _, err := c.Sign(ctx, "k1", transfer); !errors.Is(err, keysvc.ErrHolderLocked) || !errors.As(err, &ce) || ce.Status != http.StatusLocked {
+	b.fail("Sign", fmt.Errorf("%w: holder", wire.ErrHolderLocked))
+	if _, err := c.Sign(ctx, "k1", transfer); !errors.Is(err, wire.ErrHolderLocked) || !errors.As(err, &ce) || ce.Status != http.StatusLocked {
 		t.Errorf("Sign with a locked holder = %v", err)
 	}
 }
@@ -171,7 +171,7 @@ func TestConfirmationAndCancel(t *testing.T) {
 	ctx := context.Background()
 	b.confirmations(nil, approved())
 	v, err := c.Confirmation(ctx, confID, 1500*time.Millisecond)
-	if err != nil || v.Status != keysvc.ConfirmApproved || v.Signature != "kw:v2:Y29uZmlybWVk" {
+	if err != nil || v.Status != wire.ConfirmApproved || v.Signature != "kw:v2:Y29uZmlybWVk" {
 		t.Fatalf("Confirmation = %+v, %v", v, err)
 	}
 	if got := b.args("Confirmation"); got[0] != confID || got[1] != 1500*time.Millisecond {
@@ -181,10 +181,10 @@ func TestConfirmationAndCancel(t *testing.T) {
 		t.Errorf("Confirmation without wait: %v, asked %v", err, b.args("Confirmation"))
 	}
 	for _, w := range []time.Duration{-time.Second, client.MaxConfirmationWait + time.Millisecond} {
-		if _, err := c.Confirmation(ctx, confID, w); !errors.Is(err, keysvc.ErrInvalidArgument) {
+		if _, err := c.Confirmation(ctx, confID, w); !errors.Is(err, wire.ErrInvalidArgument) {
 			t.Errorf("Confirmation(wait %v) = %v", w, err)
 		}
-		if _, err := c.SignConfirmed(ctx, "k1", transfer, w); !errors.Is(err, keysvc.ErrInvalidArgument) {
+		if _, err := c.SignConfirmed(ctx, "k1", transfer, w); !errors.Is(err, wire.ErrInvalidArgument) {
 			t.Errorf("SignConfirmed(poll %v) = %v", w, err)
 		}
 	}
@@ -193,7 +193,7 @@ func TestConfirmationAndCancel(t *testing.T) {
 	}
 
 	v, err = c.CancelConfirmation(ctx, confID)
-	if err != nil || v.Status != keysvc.ConfirmCancelled || v.ID != confID {
+	if err != nil || v.Status != wire.ConfirmCancelled || v.ID != confID {
 		t.Errorf("CancelConfirmation = %+v, %v", v, err)
 	}
 }
@@ -228,7 +228,7 @@ func TestLongPollOutlivesHTTPTimeout(t *testing.T) {
 	b.confirmations(nil, *pendingView())
 	start := time.Now()
 	v, err := c.Confirmation(context.Background(), confID, time.Second)
-	if err != nil || v.Status != keysvc.ConfirmPending {
+	if err != nil || v.Status != wire.ConfirmPending {
 		t.Fatalf("long poll over a 300 ms HTTP timeout = %+v, %v", v, err)
 	}
 	if d := time.Since(start); d < time.Second {
@@ -250,7 +250,7 @@ func TestHolderOfficer(t *testing.T) {
 	c := newClient(t, serve(t, b))
 	ctx := context.Background()
 	v, err := c.UnlockHolder(ctx, "k1")
-	if err != nil || v.Name != "k1" || v.Confirm != keysvc.ConfirmRequired || v.Holder == nil || !v.Holder.Enrolled || v.Holder.Locked {
+	if err != nil || v.Name != "k1" || v.Confirm != wire.ConfirmRequired || v.Holder == nil || !v.Holder.Enrolled || v.Holder.Locked {
 		t.Fatalf("UnlockHolder = %+v, %v", v, err)
 	}
 	if got := b.args("UnlockHolder"); len(got) != 1 || got[0] != "k1" {
@@ -259,8 +259,8 @@ func TestHolderOfficer(t *testing.T) {
 	if v, err = c.ResetHolder(ctx, "k1"); err != nil || v.Holder == nil || v.Holder.Enrolled {
 		t.Fatalf("ResetHolder = %+v, %v", v, err)
 	}
-	b.fail("ResetHolder", fmt.Errorf("%w: admin only", keysvc.ErrForbidden))
-	if _, err := c.ResetHolder(ctx, "k1"); !errors.Is(err, keysvc.ErrForbidden) {
+	b.fail("ResetHolder", fmt.Errorf("%w: admin only", wire.ErrForbidden))
+	if _, err := c.ResetHolder(ctx, "k1"); !errors.Is(err, wire.ErrForbidden) {
 		t.Errorf("ResetHolder by a non-admin = %v", err)
 	}
 

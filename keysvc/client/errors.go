@@ -6,7 +6,7 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire"
 )
 
 // Error is an error answer from the server.
@@ -24,18 +24,18 @@ func (e *Error) Error() string {
 }
 
 // Is reports whether target is the keysvc sentinel of e's code, so that
-// errors.Is(err, keysvc.ErrKeyNotFound) works on server errors.
+// errors.Is(err, wire.ErrKeyNotFound) works on server errors.
 func (e *Error) Is(target error) bool {
 	s, ok := sentinels[e.Code]
 	return ok && s == target
 }
 
-// sentinels maps the server's codes (keysvc.SentinelCodes) back to keysvc's
+// sentinels maps the server's codes (wire.SentinelCodes) back to keysvc's
 // sentinels. The decoding codes invalid_json and unknown_field are invalid
 // arguments too.
 var sentinels = func() map[string]error {
-	m := map[string]error{"invalid_json": keysvc.ErrInvalidArgument, "unknown_field": keysvc.ErrInvalidArgument}
-	for _, e := range keysvc.SentinelCodes {
+	m := map[string]error{"invalid_json": wire.ErrInvalidArgument, "unknown_field": wire.ErrInvalidArgument}
+	for _, e := range wire.SentinelCodes {
 		m[e.Code] = e.Err
 	}
 	return m

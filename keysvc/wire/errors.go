@@ -1,4 +1,4 @@
-package keysvc
+package wire
 
 import "errors"
 
@@ -23,7 +23,7 @@ var (
 	ErrAuditUnavailable  = errors.New("audit log unavailable")
 	ErrStore             = errors.New("key store error")
 
-	// Display and confirm (confirm.go).
+	// Display and confirm (keysvc/confirm.go).
 	ErrConfirmationRequired     = errors.New("the key signs only what its holder confirms")
 	ErrTransactionNotRecognised = errors.New("transaction not recognised")
 	ErrConfirmationPending      = errors.New("a confirmation is already pending for this key")

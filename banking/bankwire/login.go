@@ -1,0 +1,20 @@
+package bankwire
+
+// LoginRequest is a login: the login name, the sealed password, and the
+// client's device id and OS (for step-up decisions).
+type LoginRequest struct {
+	Login    string `json:"login"`
+	Password Sealed `json:"password"`
+	Device   string `json:"device"`
+	OS       string `json:"os"`
+}
+
+// LoginResult is a new session. With StepUp the session can do nothing but
+// complete the SMS step-up (the code was sent to the registered phone).
+type LoginResult struct {
+	Session      string `json:"session"`
+	StepUp       bool   `json:"step_up"`
+	StepUpReason string `json:"step_up_reason,omitempty"`
+	AntiPhishing string `json:"anti_phishing"`
+	Customer     string `json:"customer"`
+}
