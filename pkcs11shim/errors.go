@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/miekg/pkcs11"
+
+	"github.com/keyward/keyward/token/pinsource"
 )
 
 // Sentinel errors a caller must act on. Every error returned by this package
@@ -170,3 +172,7 @@ func sessionBroken(err error) bool {
 func IsPINError(err error) bool {
 	return errors.Is(err, ErrPINIncorrect) || errors.Is(err, ErrPINLocked) || errors.Is(err, ErrPINInvalid)
 }
+
+// ErrPINSourceSyntax is matched by every error from the PIN-source grammar,
+// including a URI's refused pin-source= (it is pinsource.ErrSyntax).
+var ErrPINSourceSyntax = pinsource.ErrSyntax

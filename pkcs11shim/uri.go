@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/keyward/keyward/token/pinsource"
 )
 
 // ErrInvalidURI is wrapped by every error ParseURI returns, so callers can
@@ -186,7 +188,7 @@ func uriCharSet(extra string) *[256]bool {
 //   - pin-value, always (requirement R-TOK-4): use pin-source;
 //   - a pin-source that ParsePINSource refuses (the one PIN-source
 //     grammar: file:/abs/path, file:///abs/path, /abs/path, env:NAME,
-//     prompt, prompt:Label); its error also matches ErrPINSourceSyntax.
+//     prompt, prompt:Label); its error also matches ErrPINSourceSyntax (pinsource.ErrSyntax).
 func ParseURI(s string) (*URI, error) {
 	if len(s) < len(uriScheme) || !strings.EqualFold(s[:len(uriScheme)], uriScheme) {
 		return nil, uriErrorf("must start with %q, e.g. pkcs11:token=bank;object=receipt", uriScheme)
@@ -374,7 +376,7 @@ func (u *URI) uriSetQuery(name, v string) error {
 // PIN-source grammar (ParsePINSource). Its errors do not quote v: it may
 // be a PIN given where a source belongs.
 func uriCheckPINSource(v string) error {
-	if _, err := ParsePINSource(v); err != nil {
+	if _, err := pinsource.Parse(v); err != nil {
 		return fmt.Errorf("%w: pin-source: %w", ErrInvalidURI, err)
 	}
 	return nil

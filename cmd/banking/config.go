@@ -13,7 +13,7 @@ import (
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/cmd/internal/secretfile"
 	"github.com/keyward/keyward/cmd/internal/strictyaml"
-	"github.com/keyward/keyward/token"
+	"github.com/keyward/keyward/token/pinsource"
 )
 
 // Config is the banking binary's YAML configuration. In dev mode (no
@@ -142,7 +142,7 @@ func (c *Config) validate() error {
 		add("secrets.passphrase is set without secrets.file")
 	}
 	if p := c.Secrets.Passphrase; p != "" {
-		if _, err := token.ParsePINSource(p); err != nil {
+		if _, err := pinsource.Open(p); err != nil {
 			add("secrets.passphrase: %v", err)
 		}
 	}

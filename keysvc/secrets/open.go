@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/keyward/keyward/token"
+	"github.com/keyward/keyward/token/pinsource"
 	"github.com/keyward/keyward/token/tpm"
 )
 
 // OpenPath opens the secrets file at path as a service does at start: the
 // TPM slot with t (nil: no TPM), then the passphrase slot with the
-// passphrase read from passphraseSource (token.ParsePINSource syntax:
+// passphrase read from passphraseSource (pinsource syntax:
 // prompt, env:NAME, file:/abs; empty: none). A refusal says what the
 // operator can do about it (see Hint).
 func OpenPath(path string, t *tpm.TPM, passphraseSource string) (*File, Bundle, Opened, error) {
@@ -21,7 +21,7 @@ func OpenPath(path string, t *tpm.TPM, passphraseSource string) (*File, Bundle, 
 	}
 	u := Unlocker{TPM: t}
 	if passphraseSource != "" {
-		ps, err := token.ParsePINSource(passphraseSource)
+		ps, err := pinsource.Open(passphraseSource)
 		if err != nil {
 			return nil, nil, Opened{}, fmt.Errorf("secrets: the recovery passphrase's source: %w", err)
 		}
