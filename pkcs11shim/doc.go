@@ -20,8 +20,11 @@
 // (KeySpec, GenerateKey, FindKey), and the Pool's methods use it: Sign,
 // Verify, EncryptGCM, DecryptGCM, EncryptOAEP, DecryptOAEP, WrapKey, HMAC,
 // PublicKey. Signer makes a Key a crypto.Signer and crypto.Decrypter.
-// Module's InitToken, InitPIN and SetPIN, the officers' roster, trusted-KEK
-// backup and the ceremony functions serve cmd/ceremony.
+// Administration works on the Module with a Selector, outside the pool:
+// InitToken, InitPIN and SetPIN (token's Admin, cmd/ceremony), the
+// officers' roster (TrustedOfficers, EnrolOfficers, RetireOfficers) and
+// backup under a trusted KEK (WrapUnderTrustedKEK); the Pool's ceremony
+// functions (ListTokenObjects, DestroyAllObjects, …) serve cmd/ceremony.
 //
 // Every CKR value comes back as a *CKRError whose Is matches the sentinel
 // callers act on (ErrPINIncorrect, ErrPINLocked, ErrTokenNotPresent,
@@ -40,7 +43,8 @@
 //     Reauthenticate.
 //   - KeySpec's templates are the one place key attributes are chosen:
 //     private and secret keys are sensitive, non-extractable unless asked
-//     (and then only under a trusted key), not modifiable, not copyable.
+//     (an extractable token key leaves only under a trusted key), not
+//     modifiable, not copyable.
 //   - A session whose operation may still be active is closed, never lent
 //     again (R-TOK-3).
 //   - PINs never appear in errors or logs; a URI's pin-value is refused,
