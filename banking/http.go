@@ -2,7 +2,6 @@ package banking
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -20,8 +19,6 @@ import (
 
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/session"
-	"github.com/keyward/keyward/banking/bankwire"
-	"github.com/keyward/keyward/banking/ledger"
 )
 
 // ServerConfig configures the HTTP API.
@@ -67,6 +64,62 @@ type ServerConfig struct {
 // Sessions are "Authorization: Bearer <session>" with the device id in
 // "X-Device-Id". Errors are {"error":{"code","message"}} with stable codes.
 func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
+	cfg = cfg.withDefaults()
+	s := &server{bank: b}
+	app := fiber.New(fiber.Config{
+		DisableStartupMessage: true,
+		BodyLimit:             cfg.BodyLimit,
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		ErrorHandler:          b.errorHandler,
+		Immutable:             true,
+	})
+	app.Use(b.recoverPanic, securityHeaders, withSource)
+	app.Get("/healthz", healthz)
+	loginLimit := limiter.New(limiter.Config{Max: cfg.LoginPerMinute, Expiration: time.Minute, LimitReached: tooMany})
+	sessLimit := limiter.New(limiter.Config{Max: cfg.RequestsPerMinute, Expiration: time.Minute, LimitReached: tooMany,
+		KeyGenerator: func(c *fiber.Ctx) string { return "s:" + bearerHash(c) }})
+	keyLimit := limiter.New(limiter.Config{Max: cfg.KeyPerMinute, Expiration: time.Minute, LimitReached: tooMany})
+
+	v1 := app.Group("/v1")
+	// The public keys come from a cache (Config.PublicKeyTTL): a flood of
+	// these requests costs keysvc nothing.
+	v1.Get("/login/key", keyLimit, s.loginKey)
+	v1.Get("/receipt-key", keyLimit, s.receiptKey)
+	v1.Post("/login/challenge", loginLimit, s.challenge)
+	v1.Post("/login", loginLimit, s.login)
+
+	// Session routes. The step-up routes and logout accept a session whose
+	// step-up is still open (s.session); the rest need a ready one (s.ready).
+	v1.Post("/stepup/request", loginLimit, s.session(s.requestStepUp))
+	v1.Post("/stepup", loginLimit, s.session(s.stepUp))
+	v1.Post("/logout", s.session(s.logout))
+	sv := v1.Group("", sessLimit)
+	sv.Get("/me", s.ready(s.me))
+	sv.Get("/accounts", s.ready(s.accounts))
+	sv.Post("/limits", s.ready(s.setLimits))
+	sv.Post("/password", s.ready(s.changePassword))
+	sv.Post("/transfers/usb", s.ready(s.transferUSB))
+	sv.Post("/transfers/cloud", s.ready(s.transferCloud))
+	sv.Get("/transfers/cloud/:id", s.ready(s.pollCloud))
+	sv.Get("/receipts/:id", s.ready(s.receipt))
+	sv.Post("/corporate/orders", s.ready(s.enterCorpOrder))
+	sv.Get("/corporate/orders", s.ready(s.corpOrders))
+	sv.Post("/corporate/orders/:id/review", s.ready(s.reviewCorpOrder))
+	sv.Post("/corporate/orders/:id/authorise", s.ready(s.authoriseCorpOrder))
+
+	if cfg.StaffTokenSHA256 != "" {
+		staff := app.Group("/staff/v1", staffAuth(cfg.StaffTokenSHA256))
+		staff.Post("/customers", s.enrol)
+		staff.Post("/deposits", s.deposit)
+		staff.Get("/ledger/verify", s.verifyLedger)
+	}
+	return app
+}
+
+// withDefaults fills the zero values of cfg.
+func (cfg ServerConfig) withDefaults() ServerConfig {
 	if cfg.LoginPerMinute == 0 {
 		cfg.LoginPerMinute = 120
 	}
@@ -79,316 +132,40 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 	if cfg.BodyLimit == 0 {
 		cfg.BodyLimit = 256 << 10
 	}
-	app := fiber.New(fiber.Config{
-		DisableStartupMessage: true,
-		BodyLimit:             cfg.BodyLimit,
-		ReadTimeout:           10 * time.Second,
-		WriteTimeout:          10 * time.Second,
-		IdleTimeout:           60 * time.Second,
-		ErrorHandler:          b.errorHandler,
-		Immutable:             true,
-	})
-	app.Use(b.recoverPanic, securityHeaders, func(c *fiber.Ctx) error {
-		// The source address travels with the context, so alerts raised
-		// deep inside (OTP locks, guard locks) name it (R-AUTH-3).
-		c.SetUserContext(auth.WithSource(c.UserContext(), clientIP(c)))
-		return c.Next()
-	})
-	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
-	loginLimit := limiter.New(limiter.Config{Max: cfg.LoginPerMinute, Expiration: time.Minute, LimitReached: tooMany})
-	sessLimit := limiter.New(limiter.Config{Max: cfg.RequestsPerMinute, Expiration: time.Minute, LimitReached: tooMany,
-		KeyGenerator: func(c *fiber.Ctx) string { return "s:" + bearerHash(c) }})
-
-	keyLimit := limiter.New(limiter.Config{Max: cfg.KeyPerMinute, Expiration: time.Minute, LimitReached: tooMany})
-
-	v1 := app.Group("/v1")
-	// The public keys come from a cache (Config.PublicKeyTTL): a flood of
-	// these requests costs keysvc nothing.
-	v1.Get("/login/key", keyLimit, func(c *fiber.Ctx) error {
-		k, err := b.LoginKey(c.UserContext())
-		if err != nil {
-			return err
-		}
-		return c.JSON(k)
-	})
-	v1.Get("/receipt-key", keyLimit, func(c *fiber.Ctx) error {
-		pk, err := b.ReceiptKey(c.UserContext())
-		if err != nil {
-			return err
-		}
-		return c.JSON(fiber.Map{"pem": pk.PEM, "version": pk.Version})
-	})
-	v1.Post("/login/challenge", loginLimit, func(c *fiber.Ctx) error {
-		ch, err := b.Challenge(c.UserContext())
-		if err != nil {
-			return err
-		}
-		return c.JSON(fiber.Map{"challenge": ch.Value, "expires_at": ch.ExpiresAt})
-	})
-	v1.Post("/login", loginLimit, func(c *fiber.Ctx) error {
-		var req bankwire.LoginRequest
-		if err := decode(c, &req); err != nil {
-			return err
-		}
-		res, err := b.Login(c.UserContext(), req, clientIP(c))
-		if err != nil {
-			return err
-		}
-		return c.JSON(res)
-	})
-
-	// Session routes. stepup routes accept a session whose step-up is open.
-	v1.Post("/stepup/request", loginLimit, b.withSession(false, func(c *fiber.Ctx, sid string, s session.Session) error {
-		if err := b.RequestStepUp(c.UserContext(), s); err != nil {
-			return err
-		}
-		return c.JSON(fiber.Map{"sent": true})
-	}))
-	v1.Post("/stepup", loginLimit, b.withSession(false, func(c *fiber.Ctx, sid string, s session.Session) error {
-		var req struct {
-			Code string `json:"code"`
-			OS   string `json:"os"`
-		}
-		if err := decode(c, &req); err != nil {
-			return err
-		}
-		if err := b.StepUp(c.UserContext(), sid, s, req.Code, req.OS); err != nil {
-			return err
-		}
-		return c.JSON(fiber.Map{"stepped_up": true})
-	}))
-	v1.Post("/logout", b.withSession(false, func(c *fiber.Ctx, sid string, _ session.Session) error {
-		if err := b.Logout(c.UserContext(), sid); err != nil {
-			return err
-		}
-		return c.JSON(fiber.Map{"logged_out": true})
-	}))
-	s := v1.Group("", sessLimit)
-	s.Get("/me", b.withSession(true, func(c *fiber.Ctx, _ string, s session.Session) error {
-		cu, err := b.Customer(s.Customer)
-		if err != nil {
-			return err
-		}
-		return c.JSON(cu.View())
-	}))
-	s.Get("/accounts", b.withSession(true, func(c *fiber.Ctx, _ string, s session.Session) error {
-		cu, err := b.Customer(s.Customer)
-		if err != nil {
-			return err
-		}
-		as, err := b.Ledger.AccountsByOwner(c.UserContext(), owner(cu))
-		if err != nil {
-			return err
-		}
-		type view struct {
-			ID       string         `json:"id"`
-			Currency string         `json:"currency"`
-			Balance  string         `json:"balance"`
-			State    ledger.State   `json:"state"`
-			Limits   map[string]any `json:"limits"`
-		}
-		out := make([]view, 0, len(as))
-		for _, a := range as {
-			out = append(out, view{ID: a.ID, Currency: a.Currency, Balance: ledger.FormatAmount(a.Balance, a.Currency), State: a.State,
-				Limits: map[string]any{"per_transaction": ledger.FormatAmount(a.Limits.PerTransaction, a.Currency), "daily": ledger.FormatAmount(a.Limits.Daily, a.Currency)}})
-		}
-		return c.JSON(fiber.Map{"accounts": out})
-	}))
-	s.Post("/limits", b.withSession(true, func(c *fiber.Ctx, _ string, s session.Session) error {
-		var req struct {
-			Account        string `json:"account"`
-			PerTransaction string `json:"per_transaction"`
-			Daily          string `json:"daily"`
-		}
-		if err := decode(c, &req); err != nil {
-			return err
-		}
-		a, err := b.SetLimits(c.UserContext(), s, req.Account, req.PerTransaction, req.Daily)
-		if err != nil {
-			return err
-		}
-		return c.JSON(fiber.Map{"account": a.ID, "per_transaction": ledger.FormatAmount(a.Limits.PerTransaction, a.Currency), "daily": ledger.FormatAmount(a.Limits.Daily, a.Currency)})
-	}))
-	s.Post("/password", b.withSession(true, func(c *fiber.Ctx, sid string, s session.Session) error {
-		var req struct {
-			Password bankwire.Sealed `json:"password"`
-		}
-		if err := decode(c, &req); err != nil {
-			return err
-		}
-		if err := b.ChangePassword(c.UserContext(), sid, s, req.Password); err != nil {
-			return err
-		}
-		return c.JSON(fiber.Map{"changed": true})
-	}))
-	s.Post("/transfers/usb", b.withSession(true, func(c *fiber.Ctx, _ string, s session.Session) error {
-		var req bankwire.SignedOrder
-		if err := decode(c, &req); err != nil {
-			return err
-		}
-		res, err := b.TransferUSB(c.UserContext(), s, req)
-		if err != nil {
-			return err
-		}
-		return c.JSON(res)
-	}))
-	s.Post("/transfers/cloud", b.withSession(true, func(c *fiber.Ctx, _ string, s session.Session) error {
-		var req struct {
-			Order []byte `json:"order"`
-		}
-		if err := decode(c, &req); err != nil {
-			return err
-		}
-		p, err := b.TransferCloud(c.UserContext(), s, req.Order)
-		if err != nil {
-			return err
-		}
-		return c.Status(http.StatusAccepted).JSON(p)
-	}))
-	s.Get("/transfers/cloud/:id", b.withSession(true, func(c *fiber.Ctx, _ string, s session.Session) error {
-		var wait time.Duration
-		if w := c.Query("wait"); w != "" {
-			d, err := time.ParseDuration(w)
-			if err != nil || d < 0 || d > 30*time.Second {
-				return invalid(`"wait" must be a duration from 0s to 30s`)
-			}
-			wait = d
-		}
-		p, err := b.PollCloud(c.UserContext(), s, c.Params("id"), wait)
-		if err != nil {
-			return err
-		}
-		return c.JSON(p)
-	}))
-	s.Get("/receipts/:id", b.withSession(true, func(c *fiber.Ctx, _ string, s session.Session) error {
-		r, err := b.ReceiptOf(c.UserContext(), s, c.Params("id"))
-		if err != nil {
-			return err
-		}
-		return c.JSON(r)
-	}))
-	s.Post("/corporate/orders", b.withSession(true, func(c *fiber.Ctx, _ string, s session.Session) error {
-		var req struct {
-			Order []byte `json:"order"`
-		}
-		if err := decode(c, &req); err != nil {
-			return err
-		}
-		o, err := b.EnterCorpOrder(c.UserContext(), s, req.Order)
-		if err != nil {
-			return err
-		}
-		return c.Status(http.StatusCreated).JSON(o)
-	}))
-	s.Get("/corporate/orders", b.withSession(true, func(c *fiber.Ctx, _ string, s session.Session) error {
-		os, err := b.CorpOrders(s)
-		if err != nil {
-			return err
-		}
-		return c.JSON(fiber.Map{"orders": os})
-	}))
-	s.Post("/corporate/orders/:id/review", b.withSession(true, func(c *fiber.Ctx, _ string, s session.Session) error {
-		var req struct {
-			Approve bool `json:"approve"`
-		}
-		if err := decode(c, &req); err != nil {
-			return err
-		}
-		o, err := b.ReviewCorpOrder(c.UserContext(), s, c.Params("id"), req.Approve)
-		if err != nil {
-			return err
-		}
-		return c.JSON(o)
-	}))
-	s.Post("/corporate/orders/:id/authorise", b.withSession(true, func(c *fiber.Ctx, _ string, s session.Session) error {
-		var req struct {
-			Approve   bool   `json:"approve"`
-			Signature string `json:"signature"`
-		}
-		if err := decode(c, &req); err != nil {
-			return err
-		}
-		o, err := b.AuthoriseCorpOrder(c.UserContext(), s, c.Params("id"), req.Signature, req.Approve)
-		if err != nil {
-			return err
-		}
-		return c.JSON(o)
-	}))
-
-	if cfg.StaffTokenSHA256 != "" {
-		staff := app.Group("/staff/v1", staffAuth(cfg.StaffTokenSHA256))
-		staff.Post("/customers", func(c *fiber.Ctx) error {
-			var req bankwire.EnrolRequest
-			if err := decode(c, &req); err != nil {
-				return err
-			}
-			res, err := b.Enrol(c.UserContext(), req)
-			if err != nil {
-				return err
-			}
-			return c.Status(http.StatusCreated).JSON(res)
-		})
-		staff.Post("/deposits", func(c *fiber.Ctx) error {
-			var req struct {
-				Account        string `json:"account"`
-				Amount         string `json:"amount"`
-				Currency       string `json:"currency"`
-				IdempotencyKey string `json:"idempotency_key"`
-			}
-			if err := decode(c, &req); err != nil {
-				return err
-			}
-			amt, err := ledger.ParseAmount(req.Amount, req.Currency)
-			if err != nil {
-				return err
-			}
-			rc, err := b.Ledger.Deposit(c.UserContext(), ledger.CashRequest{IdempotencyKey: "staff:" + req.IdempotencyKey, Account: req.Account, Amount: amt, Currency: req.Currency, Memo: "deposit"})
-			if err != nil {
-				return err
-			}
-			return c.JSON(rc)
-		})
-		staff.Get("/ledger/verify", func(c *fiber.Ctx) error {
-			rep, err := b.Ledger.Verify(c.UserContext())
-			if err != nil {
-				return err
-			}
-			return c.JSON(rep)
-		})
-	}
-	return app
+	return cfg
 }
 
-// SetLimits changes an account's limits after a recent SMS step-up
-// (R-AUTH-6); a corporate account's only by its administrator (R-AUTH-10).
-func (b *Bank) SetLimits(ctx context.Context, s session.Session, account, perTx, daily string) (ledger.Account, error) {
-	c, err := b.Customer(s.Customer)
-	if err != nil {
-		return ledger.Account{}, err
-	}
-	if c.Corporate != "" && c.Role != bankwire.RoleAdmin {
-		return ledger.Account{}, fmt.Errorf("%w: only the corporate administrator changes the company's limits", ErrForbidden)
-	}
-	if err := b.sessions.RequireStepUp(s, session.LevelOTP, b.cfg.StepUpFor); err != nil {
-		return ledger.Account{}, err
-	}
-	a, err := b.Ledger.Account(ctx, account)
-	if err != nil || a.Owner != owner(c) {
-		return ledger.Account{}, fmt.Errorf("%w: account %s", ErrNotFound, account)
-	}
-	var lim ledger.Limits
-	if lim.PerTransaction, err = ledger.ParseAmount(perTx, a.Currency); err != nil {
-		return ledger.Account{}, err
-	}
-	if lim.Daily, err = ledger.ParseAmount(daily, a.Currency); err != nil {
-		return ledger.Account{}, err
-	}
-	return b.Ledger.SetLimits(ctx, account, lim)
+// server holds the HTTP handlers: one method per route, in http_*.go by
+// concern (auth, accounts, transfers, corporate, staff). Each decodes
+// the request, calls one Bank method and writes the answer; errors go to
+// errorHandler, which maps them with classify.
+type server struct {
+	bank *Bank
+}
+
+// sessionHandler is a handler behind session authentication: sid is the
+// bearer session, sess the session it names.
+type sessionHandler func(c *fiber.Ctx, sid string, sess session.Session) error
+
+// session admits a request with a valid bearer session, even one whose
+// step-up is still open.
+func (s *server) session(h sessionHandler) fiber.Handler { return s.bank.withSession(false, h) }
+
+// ready admits a request with a valid bearer session whose step-up is done.
+func (s *server) ready(h sessionHandler) fiber.Handler { return s.bank.withSession(true, h) }
+
+func healthz(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) }
+
+// withSource puts the source address in the request's context, so alerts
+// raised deep inside (OTP locks, guard locks) name it (R-AUTH-3).
+func withSource(c *fiber.Ctx) error {
+	c.SetUserContext(auth.WithSource(c.UserContext(), clientIP(c)))
+	return c.Next()
 }
 
 // withSession authenticates the bearer session; with ready, a session
 // whose step-up is still open is refused.
-func (b *Bank) withSession(ready bool, h func(c *fiber.Ctx, sid string, s session.Session) error) fiber.Handler {
+func (b *Bank) withSession(ready bool, h sessionHandler) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		sid, ok := bearer(c)
 		if !ok {
