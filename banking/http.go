@@ -149,10 +149,10 @@ type sessionHandler func(c *fiber.Ctx, sid string, sess session.Session) error
 
 // session admits a request with a valid bearer session, even one whose
 // step-up is still open.
-func (s *server) session(h sessionHandler) fiber.Handler { return s.bank.withSession(false, h) }
+func (s *server) session(h sessionHandler) fiber.Handler { return s.admit(false, h) }
 
 // ready admits a request with a valid bearer session whose step-up is done.
-func (s *server) ready(h sessionHandler) fiber.Handler { return s.bank.withSession(true, h) }
+func (s *server) ready(h sessionHandler) fiber.Handler { return s.admit(true, h) }
 
 func healthz(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) }
 
@@ -163,24 +163,24 @@ func withSource(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// withSession authenticates the bearer session; with ready, a session
-// whose step-up is still open is refused.
-func (b *Bank) withSession(ready bool, h sessionHandler) fiber.Handler {
+// admit authenticates the bearer session; with ready, a session whose
+// step-up is still open is refused.
+func (s *server) admit(ready bool, h sessionHandler) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		sid, ok := bearer(c)
 		if !ok {
 			return fmt.Errorf("%w: send Authorization: Bearer <session>", ErrUnauthenticated)
 		}
-		s, err := b.Authenticate(c.UserContext(), sid, c.Get("X-Device-Id"))
+		sess, err := s.bank.Authenticate(c.UserContext(), sid, c.Get("X-Device-Id"))
 		if err != nil {
 			return err
 		}
 		if ready {
-			if err := b.ready(s); err != nil {
+			if err := s.bank.ready(sess); err != nil {
 				return err
 			}
 		}
-		return h(c, sid, s)
+		return h(c, sid, sess)
 	}
 }
 
