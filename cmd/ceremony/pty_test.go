@@ -3,6 +3,8 @@
 package main
 
 import (
+	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -21,58 +23,7 @@ func TestInteractiveInit(t *testing.T) {
 	setup(t)
 	label := newLabel("tty")
 	f, out := ceremonyFile(t, "init-prompt.yaml", map[string]string{"LABEL": label})
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ptmx.Close()
-	cmd := exec.Command(binPath, append([]string{"token", "init", "-f", f}, approveFor(t, []string{"token", "init"}, f, "alice", "bob", "carol")...)...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tty.Close()
-	var mu sync.Mutex
-	var buf []byte
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		b := make([]byte, 4096)
-		for {
-			n, err := ptmx.Read(b)
-			mu.Lock()
-			buf = append(buf, b[:n]...)
-			mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	output := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return string(buf)
-	}
-	seen := 0 // output consumed by earlier expects
-	expect := func(s string) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for time.Now().Before(deadline) {
-			o := output()
-			if i := strings.Index(o[seen:], s); i >= 0 {
-				seen += i + len(s)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		cmd.Process.Kill()
-		t.Fatalf("no %q on the terminal; got:\n%s", s, output())
-	}
-	typeLine := func(s string) {
-		time.Sleep(50 * time.Millisecond) // the prompt is written just before echo is turned off
-		ptmx.Write([]byte(s + "\r"))
-	}
+	term := startTTY(t, append([]string{"token", "init", "-f", f}, approveFor(t, []string{"token", "init"}, f, "alice", "bob", "carol")...)...)
 	for _, step := range []struct{ prompt, answer string }{
 		{"New SO PIN part 1 of 2 (officer Alice Wong): ", soPart1},
 		{"Repeat New SO PIN part 1 of 2 (officer Alice Wong): ", soPart1},
@@ -82,24 +33,14 @@ func TestInteractiveInit(t *testing.T) {
 		{"Repeat New user PIN of token " + label + ": ", userPIN},
 		{`Type "yes" to continue: `, "yes"},
 	} {
-		expect(step.prompt)
-		typeLine(step.answer)
+		term.expect(step.prompt)
+		term.typeLine(step.answer)
 	}
-	expect("transcript signed by ceremony-audit")
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("ceremony: %v\n%s", err, output())
-		}
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("ceremony did not end:\n%s", output())
+	term.expect("transcript signed by ceremony-audit")
+	code, o := term.wait()
+	if code != 0 {
+		t.Fatalf("ceremony: exit %d\n%s", code, o)
 	}
-	ptmx.Close()
-	<-readDone
-	o := output()
 	for _, pin := range []string{soPart1, soPart2, userPIN} {
 		if strings.Contains(o, pin) {
 			t.Fatalf("a PIN was echoed:\n%s", o)
@@ -113,4 +54,100 @@ func TestInteractiveInit(t *testing.T) {
 	if err := checkSO(label, soPart1+soPart2); err != nil { // the SO PIN is part 1 then part 2
 		t.Fatalf("SO PIN: %v", err)
 	}
+}
+
+// ttySession is the binary running at a pseudo-terminal, as an officer
+// sees it: everything it writes is collected; expect waits for text,
+// typeLine answers a prompt.
+type ttySession struct {
+	t        *testing.T
+	cmd      *exec.Cmd
+	ptmx     *os.File
+	mu       sync.Mutex
+	buf      []byte
+	seen     int // output consumed by earlier expects
+	readDone chan struct{}
+}
+
+// startTTY starts the binary with args at a new pseudo-terminal.
+func startTTY(t *testing.T, args ...string) *ttySession {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ptmx.Close() })
+	s := &ttySession{t: t, cmd: exec.Command(binPath, args...), ptmx: ptmx, readDone: make(chan struct{})}
+	s.cmd.Stdin, s.cmd.Stdout, s.cmd.Stderr = tty, tty, tty
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	go func() {
+		defer close(s.readDone)
+		b := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(b)
+			s.mu.Lock()
+			s.buf = append(s.buf, b[:n]...)
+			s.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return s
+}
+
+func (s *ttySession) output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.buf)
+}
+
+// expect waits up to 20 s for text after what earlier expects consumed.
+func (s *ttySession) expect(text string) {
+	s.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		o := s.output()
+		if i := strings.Index(o[s.seen:], text); i >= 0 {
+			s.seen += i + len(text)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.cmd.Process.Kill()
+	s.t.Fatalf("no %q on the terminal; got:\n%s", text, s.output())
+}
+
+// typeLine types line and Enter.
+func (s *ttySession) typeLine(line string) {
+	time.Sleep(50 * time.Millisecond) // the prompt is written just before echo is turned off
+	s.ptmx.Write([]byte(line + "\r"))
+}
+
+// wait waits up to 20 s for the binary to end and returns its exit code
+// and everything the terminal showed.
+func (s *ttySession) wait() (int, string) {
+	s.t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	var code int
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			s.t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		s.t.Fatalf("ceremony did not end:\n%s", s.output())
+	}
+	s.ptmx.Close()
+	<-s.readDone
+	return code, s.output()
 }
