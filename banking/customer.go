@@ -20,8 +20,8 @@ import (
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/ledger"
-	"github.com/keyward/keyward/keysvc/smcrypto"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 var (

@@ -18,7 +18,7 @@ import (
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/ledger"
-	"github.com/keyward/keyward/keysvc/txformat"
+	"github.com/keyward/keyward/token/txformat"
 )
 
 // requestShapes are the bodies banking's routes decode (the exported

@@ -17,8 +17,8 @@ import (
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/ledger"
-	"github.com/keyward/keyward/keysvc/txformat"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/token/txformat"
 )
 
 var bucketReceipts = []byte("bank-receipts") // transfer id → receipt signature

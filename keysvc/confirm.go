@@ -51,8 +51,8 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/keysvc/audit"
-	"github.com/keyward/keyward/keysvc/txformat"
 	"github.com/keyward/keyward/token"
+	"github.com/keyward/keyward/token/txformat"
 
 	"github.com/keyward/keyward/keysvc/wire"
 )

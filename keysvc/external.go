@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/keyward/keyward/keysvc/smcrypto"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 // externalVersion is version 1 of an external key: the public key the

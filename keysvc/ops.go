@@ -14,9 +14,9 @@ import (
 	"runtime"
 	"strconv"
 
-	"github.com/keyward/keyward/keysvc/smcrypto"
 	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/pkcs11shim"
+	"github.com/keyward/keyward/token/smcrypto"
 	"golang.org/x/sync/errgroup"
 )
 

@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/keyward/keyward/keysvc/smcrypto"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 // National algorithms (R-TOK-6). SoftHSM and most open modules have no SM

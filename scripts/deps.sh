@@ -7,9 +7,9 @@
 # the sealing tests talk to over TCP; tpm2-abrmd, tpm2-tools and tpm2-pkcs11,
 # the second PKCS#11 module of the conformance suite, reached over a private
 # D-Bus session bus), the OpenSSL headers and Node.js with npm (the SM2
-# interop test of keysvc/smcrypto builds a small libcrypto client and runs
+# interop test of token/smcrypto builds a small libcrypto client and runs
 # the npm package sm-crypto, which this script installs with npm ci into
-# keysvc/smcrypto/testdata/sm-crypto/node_modules), and with the argument
+# token/smcrypto/testdata/sm-crypto/node_modules), and with the argument
 # "bench" wrk (the HTTP load generator of make bench).
 set -euo pipefail
 
@@ -55,7 +55,7 @@ install_packages() {
 [ ${#need[@]} -eq 0 ] || install_packages
 
 # The SM2 interop referee, pinned by its package-lock.json.
-referee="$(dirname "$0")/../keysvc/smcrypto/testdata/sm-crypto"
+referee="$(dirname "$0")/../token/smcrypto/testdata/sm-crypto"
 if [ ! -e "$referee/node_modules/sm-crypto/package.json" ]; then
   echo "deps: installing sm-crypto (npm) for the SM2 interop test" >&2
   if ! npm ci --prefix "$referee" --no-audit --no-fund --loglevel=error >/dev/null; then

@@ -64,7 +64,7 @@ import (
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/ledger"
-	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 func benchEnvInt(t *testing.T, name string, def int) int {

@@ -36,8 +36,8 @@ import (
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/blacklist"
 	"github.com/keyward/keyward/keysvc/client"
-	"github.com/keyward/keyward/keysvc/smcrypto"
-	"github.com/keyward/keyward/keysvc/txformat"
+	"github.com/keyward/keyward/token/smcrypto"
+	"github.com/keyward/keyward/token/txformat"
 )
 
 const staffToken = "staff-token-a8c3"

@@ -61,8 +61,8 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/banking"
-	"github.com/keyward/keyward/keysvc/smcrypto"
-	"github.com/keyward/keyward/keysvc/txformat"
+	"github.com/keyward/keyward/token/smcrypto"
+	"github.com/keyward/keyward/token/txformat"
 )
 
 const (

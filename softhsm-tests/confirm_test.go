@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/keysvc/audit"
-	"github.com/keyward/keyward/keysvc/txformat"
 	"github.com/keyward/keyward/token"
+	"github.com/keyward/keyward/token/txformat"
 )
 
 const holderPIN = "Kw-7391-safe"
@@ -117,7 +117,7 @@ func TestConfirmFlow(t *testing.T) {
 	for _, c := range []struct{ key, alg, prot string }{{"cust-1", "ec-p256", "wrapped"}, {"cust-sm2", "sm2", "wrapped"}, {"corp-hsm", "ec-p256", "hsm"}} {
 		t.Run(c.key, func(t *testing.T) {
 			e.confirmKey(t, c.key, c.alg, c.prot)
-			msg, err := os.ReadFile("../keysvc/txformat/testdata/pain001_sample.xml")
+			msg, err := os.ReadFile("../token/txformat/testdata/pain001_sample.xml")
 			if err != nil {
 				t.Fatal(err)
 			}

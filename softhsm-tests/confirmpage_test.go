@@ -22,7 +22,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/keyward/keyward/keysvc/txformat"
+	"github.com/keyward/keyward/token/txformat"
 )
 
 // pageHolderPIN is the holder PIN of the keys these tests create.
@@ -169,7 +169,7 @@ func pageWant(t *testing.T, what, got string, wants ...string) {
 func TestConfirmPageBrowser(t *testing.T) {
 	browser := pageBrowser(t)
 	e := newKeysvcEnv(t)
-	pain, err := os.ReadFile("../keysvc/txformat/testdata/pain001_sample.xml")
+	pain, err := os.ReadFile("../token/txformat/testdata/pain001_sample.xml")
 	if err != nil {
 		t.Fatal(err)
 	}

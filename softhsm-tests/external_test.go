@@ -10,7 +10,7 @@ import (
 	"encoding/pem"
 	"testing"
 
-	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 // TestExternalKeys: a customer registers the public key of their USB key;

@@ -23,8 +23,8 @@ import (
 
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/keysvc/client"
-	"github.com/keyward/keyward/keysvc/smcrypto"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 // keysvcCounter is banking's keysvc transport, counting requests by the

@@ -9,9 +9,9 @@ import (
 
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/boltstore"
-	"github.com/keyward/keyward/keysvc/smcrypto"
 	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/token"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 // BenchmarkSM2Sign compares SM2 signing through keysvc (Service.Sign: key

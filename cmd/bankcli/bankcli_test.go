@@ -18,7 +18,7 @@ import (
 
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/bankwire"
-	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 func newChallenge(t *testing.T) string {

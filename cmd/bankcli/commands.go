@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/banking/bankwire"
-	"github.com/keyward/keyward/keysvc/txformat"
+	"github.com/keyward/keyward/token/txformat"
 )
 
 func ctx() (context.Context, context.CancelFunc) {

@@ -13,7 +13,7 @@ import (
 	"os"
 
 	"github.com/keyward/keyward/banking/bankwire"
-	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 // writeNew creates path with data; an existing file is an error, never

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/keyward/keyward/banking/bankwire"
-	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 // readSecret returns a secret from the environment variable envName when

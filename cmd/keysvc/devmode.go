@@ -78,7 +78,7 @@ Display and confirm (a key that signs only what its holder confirms):
   CODE=$(kw -X POST https://%[1]s/v1/keys -d '{"name":"cust-1","purpose":"sign","algorithm":"ec-p256","protection":"wrapped","confirm":"required","policy":{"grants":[{"client":"dev","ops":["sign","verify"]}]}}' | grep -o '"holder_setup_code":"[A-Z0-9=]*"' | cut -d'"' -f4)
   open %[5]s/enrol in a browser (accept the dev CA), or:
   curl -sS --cacert %[3]s -H 'Content-Type: application/json' %[5]s/confirm/v1/enrol -d '{"key":"cust-1","setup_code":"'$CODE'","pin":"Kw-7391-safe"}'
-  kw -X POST https://%[1]s/v1/keys/cust-1/sign -d '{"message":"'$(base64 -w0 keysvc/txformat/testdata/pain001_sample.xml)'"}'
+  kw -X POST https://%[1]s/v1/keys/cust-1/sign -d '{"message":"'$(base64 -w0 token/txformat/testdata/pain001_sample.xml)'"}'
   → 202 with a confirmation id; the holder's link is printed here and kept in %[2]s/holder-notices.jsonl;
     open it, check the fields, type the PIN, Approve; then
   kw "https://%[1]s/v1/confirmations/<id>?wait=25s"

@@ -41,8 +41,8 @@ const (
 	wrongPIN = "Wr#0ng!pin"
 	keyLabel = "holder-sign"
 
-	painSample     = "../../keysvc/txformat/testdata/pain001_sample.xml"
-	transferSample = "../../keysvc/txformat/testdata/transfer_sample.json"
+	painSample     = "../../token/txformat/testdata/pain001_sample.xml"
+	transferSample = "../../token/txformat/testdata/transfer_sample.json"
 )
 
 var (

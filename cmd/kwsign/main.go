@@ -19,9 +19,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/keyward/keyward/keysvc/txformat"
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
+	"github.com/keyward/keyward/token/txformat"
 )
 
 // Exit codes; the package documentation lists them for the holder.

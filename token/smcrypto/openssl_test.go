@@ -37,7 +37,7 @@ import (
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 
-	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 // opensslPath returns the openssl binary or skips (fails under CI=true).

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyward/keyward/keysvc/txformat"
+	"github.com/keyward/keyward/token/txformat"
 )
 
 func TestRecogniseUnrecognised(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/sm4"
 
-	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 // unhex decodes a hex string that may contain spaces (as printed in the

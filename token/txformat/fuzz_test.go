@@ -9,7 +9,7 @@ import (
 	"testing"
 	"unicode"
 
-	"github.com/keyward/keyward/keysvc/txformat"
+	"github.com/keyward/keyward/token/txformat"
 )
 
 // Independent restatement of the rules the fuzz targets check against.

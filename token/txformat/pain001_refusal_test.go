@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keyward/keyward/keysvc/txformat"
+	"github.com/keyward/keyward/token/txformat"
 )
 
 // Exact fragments of testdata/pain001_sample.xml used by the mutations.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/emmansun/gmsm/sm4"
 
-	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 func randBytes(t testing.TB, n int) []byte {

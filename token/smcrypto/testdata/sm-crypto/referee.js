@@ -1,4 +1,4 @@
-// Referee for keysvc/smcrypto's SM2 interop test (sm2_interop_test.go):
+// Referee for token/smcrypto's SM2 interop test (sm2_interop_test.go):
 // decrypts and encrypts a batch of SM2 messages with the npm package
 // sm-crypto in one process.
 //

@@ -15,7 +15,7 @@ import (
 
 	"github.com/emmansun/gmsm/sm2"
 
-	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 // sm2N is the order n of the SM2 recommended curve (GB/T 32918.5).

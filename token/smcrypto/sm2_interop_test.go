@@ -45,7 +45,7 @@ import (
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/emmansun/gmsm/smx509"
 
-	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 const (
@@ -347,7 +347,7 @@ func runSMCrypto(t *testing.T, batch refereeBatch) refereeResult {
 		needReferee(t, "node not found (%v): install Node.js and run scripts/deps.sh for the sm-crypto referee", err)
 	}
 	if _, err := os.Stat("testdata/sm-crypto/node_modules/sm-crypto/package.json"); err != nil {
-		needReferee(t, "sm-crypto is not installed (%v): run scripts/deps.sh (npm ci --prefix keysvc/smcrypto/testdata/sm-crypto)", err)
+		needReferee(t, "sm-crypto is not installed (%v): run scripts/deps.sh (npm ci --prefix token/smcrypto/testdata/sm-crypto)", err)
 	}
 	in, err := json.Marshal(batch)
 	if err != nil {

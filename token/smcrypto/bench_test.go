@@ -3,7 +3,7 @@ package smcrypto_test
 import (
 	"testing"
 
-	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 var benchMsg = []byte("R-AUTH-1 login challenge 0123456789abcdef0123456789abcdef")

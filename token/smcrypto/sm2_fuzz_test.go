@@ -6,7 +6,7 @@ import (
 
 	"github.com/emmansun/gmsm/sm2"
 
-	"github.com/keyward/keyward/keysvc/smcrypto"
+	"github.com/keyward/keyward/token/smcrypto"
 )
 
 // FuzzSM2Decrypt feeds SM2Decrypt arbitrary ciphertexts, raw C1 ‖ C3 ‖ C2

@@ -2,7 +2,7 @@
  * sm2batch: many SM2 encryptions and decryptions with the system's OpenSSL
  * libcrypto (EVP_PKEY_encrypt / EVP_PKEY_decrypt, the calls behind
  * "openssl pkeyutl -encrypt/-decrypt") in one process, for the interop test
- * of keysvc/smcrypto (sm2_interop_test.go). One process per ciphertext with
+ * of token/smcrypto (sm2_interop_test.go). One process per ciphertext with
  * the openssl command costs ~20 ms; this costs well under 1 ms.
  *
  * Reads lines from stdin, answers one line per request on stdout:
