@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/bankwire"
+	"github.com/keyward/keyward/banking/internal/kv"
 )
 
 // CorpOrder is a corporate transfer order on its way through the roles.
@@ -170,7 +170,7 @@ func (b *Bank) CorpOrders(s session.Session) ([]CorpOrder, error) {
 	err = b.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketCorp).ForEach(func(_, v []byte) error {
 			var o CorpOrder
-			if err := json.Unmarshal(v, &o); err != nil {
+			if err := kv.Decode(v, &o); err != nil {
 				return err
 			}
 			if o.Corporate == c.Corporate {
@@ -189,7 +189,7 @@ func (b *Bank) corpOrder(id, corp string) (CorpOrder, error) {
 		if v == nil {
 			return fmt.Errorf("%w: order %s", ErrNotFound, id)
 		}
-		return json.Unmarshal(v, &o)
+		return kv.Decode(v, &o)
 	})
 	if err == nil && o.Corporate != corp {
 		return CorpOrder{}, fmt.Errorf("%w: order %s", ErrNotFound, id)
@@ -198,7 +198,7 @@ func (b *Bank) corpOrder(id, corp string) (CorpOrder, error) {
 }
 
 func (b *Bank) putCorp(o *CorpOrder) error {
-	v, err := json.Marshal(o)
+	v, err := kv.Encode(o)
 	if err != nil {
 		return err
 	}
@@ -211,13 +211,13 @@ func (b *Bank) updateCorp(id, corp string, fn func(o *CorpOrder) error) error {
 		bk := tx.Bucket(bucketCorp)
 		v := bk.Get([]byte(id))
 		var o CorpOrder
-		if v == nil || json.Unmarshal(v, &o) != nil || o.Corporate != corp {
+		if v == nil || kv.Decode(v, &o) != nil || o.Corporate != corp {
 			return fmt.Errorf("%w: order %s", ErrNotFound, id)
 		}
 		if err := fn(&o); err != nil {
 			return err
 		}
-		nv, err := json.Marshal(&o)
+		nv, err := kv.Encode(&o)
 		if err != nil {
 			return err
 		}

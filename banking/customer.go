@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -19,6 +18,7 @@ import (
 	"github.com/keyward/keyward/banking/auth/mask"
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/bankwire"
+	"github.com/keyward/keyward/banking/internal/kv"
 	"github.com/keyward/keyward/banking/ledger"
 	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/token/smcrypto"
@@ -206,7 +206,7 @@ func (b *Bank) decoyMAC() []byte {
 		var c struct {
 			PasswordMAC []byte `json:"password_mac"`
 		}
-		if v != nil && json.Unmarshal(v, &c) == nil {
+		if v != nil && kv.Decode(v, &c) == nil {
 			m = c.PasswordMAC
 		}
 		return nil
@@ -356,7 +356,7 @@ func (b *Bank) kmsClientName() string {
 
 // putCustomer stores c; with create, a taken login is ErrExists.
 func (b *Bank) putCustomer(c *Customer, create bool) error {
-	v, err := json.Marshal(c)
+	v, err := kv.Encode(c)
 	if err != nil {
 		return err
 	}
@@ -390,13 +390,13 @@ func (b *Bank) updateCustomer(id string, change func(*Customer) bool) error {
 			return fmt.Errorf("%w: customer", ErrNotFound)
 		}
 		var c Customer
-		if err := json.Unmarshal(v, &c); err != nil {
+		if err := kv.Decode(v, &c); err != nil {
 			return err
 		}
 		if !change(&c) {
 			return nil
 		}
-		out, err := json.Marshal(&c)
+		out, err := kv.Encode(&c)
 		if err != nil {
 			return err
 		}
@@ -432,7 +432,7 @@ func (b *Bank) loadCustomer(id string) (*Customer, error) {
 		if v == nil {
 			return fmt.Errorf("%w: customer", ErrNotFound)
 		}
-		return json.Unmarshal(v, &c)
+		return kv.Decode(v, &c)
 	})
 	if err != nil {
 		return nil, err

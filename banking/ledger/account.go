@@ -6,6 +6,8 @@ import (
 	"math/big"
 	"time"
 	"unicode/utf8"
+
+	"github.com/keyward/keyward/banking/internal/luhn"
 )
 
 // AccountIDLen is the length of a customer account number.
@@ -24,7 +26,7 @@ func ValidateAccountID(id string) error {
 	if id[0] == '0' {
 		return fmt.Errorf("%w: account number %q must not start with 0", ErrInvalidArgument, id)
 	}
-	if luhnDigit(id[:AccountIDLen-1]) != id[AccountIDLen-1] {
+	if luhn.CheckDigit(id[:AccountIDLen-1]) != id[AccountIDLen-1] {
 		return fmt.Errorf("%w: account number %q has a wrong check digit (mistyped?)", ErrInvalidArgument, id)
 	}
 	return nil
@@ -37,25 +39,7 @@ func AccountNumber(body string) (string, error) {
 		return "", fmt.Errorf("%w: account number body %q must be %d digits, not starting with 0",
 			ErrInvalidArgument, truncate(body, 24), AccountIDLen-1)
 	}
-	return body + string(luhnDigit(body)), nil
-}
-
-// luhnDigit is the check digit that makes body‖digit pass the Luhn test.
-func luhnDigit(body string) byte {
-	sum := 0
-	double := true // the digit left of the check digit is doubled
-	for i := len(body) - 1; i >= 0; i-- {
-		d := int(body[i] - '0')
-		if double {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
-	}
-	return byte('0' + (10-sum%10)%10)
+	return body + string(luhn.CheckDigit(body)), nil
 }
 
 // randomAccountNumber draws the digits after prefix from crypto/rand.

@@ -3,11 +3,12 @@ package ledger
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/keyward/keyward/banking/internal/kv"
 )
 
 // Storage helpers: records in the ledger's bbolt buckets (layout in the
@@ -23,17 +24,19 @@ func getAccount(tx *bolt.Tx, id string) (Account, error) {
 	return a, err
 }
 
+// putJSON and decodeJSON are banking/internal/kv's record codec with the
+// ledger's ErrCorrupt.
 func putJSON(b *bolt.Bucket, k []byte, v any) error {
-	buf, err := json.Marshal(v)
+	buf, err := kv.Encode(v)
 	if err != nil {
-		return fmt.Errorf("%w: encode %x: %w", ErrCorrupt, k, err)
+		return fmt.Errorf("%w: %x: %w", ErrCorrupt, k, err)
 	}
 	return b.Put(k, buf)
 }
 
 func decodeJSON(v []byte, dst any) error {
-	if err := json.Unmarshal(v, dst); err != nil {
-		return fmt.Errorf("%w: decode: %w", ErrCorrupt, err)
+	if err := kv.Decode(v, dst); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return nil
 }
@@ -80,7 +83,7 @@ func legOf(tx *bolt.Tx, seq uint64, id string) (Receipt, entryRecord, error) {
 	if v == nil {
 		return r, e, fmt.Errorf("no posting %d", seq)
 	}
-	if err := json.Unmarshal(v, &r); err != nil {
+	if err := kv.Decode(v, &r); err != nil {
 		return r, e, fmt.Errorf("posting %d: %w", seq, err)
 	}
 	leg := legDebit
@@ -95,7 +98,7 @@ func legOf(tx *bolt.Tx, seq uint64, id string) (Receipt, entryRecord, error) {
 	if ev == nil {
 		return r, e, fmt.Errorf("posting %d has no entry for %s", seq, id)
 	}
-	if err := json.Unmarshal(ev, &e); err != nil || e.Account != id {
+	if err := kv.Decode(ev, &e); err != nil || e.Account != id {
 		return r, e, fmt.Errorf("entry %d/%d is not %s's (%v)", seq, leg, id, err)
 	}
 	return r, e, nil

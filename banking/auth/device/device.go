@@ -56,7 +56,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/keyward/keyward/banking/auth/internal/kv"
+	"github.com/keyward/keyward/banking/internal/kv"
 )
 
 // DefaultMaxDevices is the number of devices kept per customer when

@@ -35,6 +35,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/keyward/keyward/banking/internal/luhn"
 )
 
 // Errors of the validators.
@@ -146,26 +148,9 @@ func ValidateCard(number string) error {
 }
 
 // Luhn reports whether a string of digits passes the Luhn check. It is
-// false for an empty string or any non-digit.
-func Luhn(digits string) bool {
-	if digits == "" || !allDigits(digits) {
-		return false
-	}
-	sum := 0
-	double := false
-	for i := len(digits) - 1; i >= 0; i-- {
-		d := int(digits[i] - '0')
-		if double {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
-	}
-	return sum%10 == 0
-}
+// false for an empty string or any non-digit. It is banking/internal/luhn's
+// check, the one the ledger's account numbers use too.
+func Luhn(digits string) bool { return luhn.Valid(digits) }
 
 func allDigits(s string) bool {
 	for i := 0; i < len(s); i++ {

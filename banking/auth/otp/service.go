@@ -13,7 +13,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/keyward/keyward/banking/auth"
-	"github.com/keyward/keyward/banking/auth/internal/kv"
+	"github.com/keyward/keyward/banking/internal/kv"
 	"github.com/keyward/keyward/banking/auth/mask"
 )
 

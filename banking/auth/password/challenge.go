@@ -15,7 +15,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/keyward/keyward/banking/auth/internal/kv"
+	"github.com/keyward/keyward/banking/internal/kv"
 )
 
 // ChallengeSize is the length of a login challenge in bytes (256 bits).

@@ -9,7 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/keyward/keyward/banking/auth/internal/kv"
+	"github.com/keyward/keyward/banking/internal/kv"
 )
 
 // Get checks the session without extending it: ErrNotFound (never existed,

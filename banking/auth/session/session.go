@@ -14,7 +14,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/keyward/keyward/banking/auth/internal/kv"
+	"github.com/keyward/keyward/banking/internal/kv"
 )
 
 // Defaults and limits.

@@ -1,5 +1,7 @@
-// Package kv holds the few bbolt and identifier helpers the banking/auth
-// packages share: identifier checks, composite keys and JSON records.
+// Package kv holds the few bbolt and identifier helpers the banking
+// packages share (banking, banking/auth/... and banking/ledger):
+// identifier checks, composite keys, and the one JSON form of a stored
+// record (Encode, Decode, and Get and Put over a bucket).
 package kv
 
 import (
@@ -72,21 +74,37 @@ func Ensure(db *bolt.DB, names ...[]byte) error {
 	})
 }
 
-// Get decodes the JSON record at key into v; found is false when absent.
+// Encode is the stored form of a record: its JSON. Every JSON record the
+// banking packages keep in bbolt goes through Encode and Decode (the
+// ledger's account records have a binary codec of their own, for speed).
+func Encode(v any) ([]byte, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode record: %w", err)
+	}
+	return raw, nil
+}
+
+// Decode reads a record Encode wrote into v.
+func Decode(raw []byte, v any) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("decode record: %w", err)
+	}
+	return nil
+}
+
+// Get decodes the record at key into v; found is false when absent.
 func Get(b *bolt.Bucket, key []byte, v any) (found bool, err error) {
 	raw := b.Get(key)
 	if raw == nil {
 		return false, nil
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return true, fmt.Errorf("decode record: %w", err)
-	}
-	return true, nil
+	return true, Decode(raw, v)
 }
 
-// Put stores v as JSON at key.
+// Put stores v at key in its Encode form.
 func Put(b *bolt.Bucket, key []byte, v any) error {
-	raw, err := json.Marshal(v)
+	raw, err := Encode(v)
 	if err != nil {
 		return err
 	}
