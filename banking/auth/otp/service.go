@@ -13,8 +13,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/keyward/keyward/banking/auth"
-	"github.com/keyward/keyward/banking/internal/kv"
 	"github.com/keyward/keyward/banking/auth/mask"
+	"github.com/keyward/keyward/banking/internal/kv"
 )
 
 // Issue creates a code for the customer and purpose (e.g. "login",
