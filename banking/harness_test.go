@@ -41,8 +41,8 @@ import (
 )
 
 const (
-	staffToken = "staff-token-unit"
-	kmsClient  = "bankapp" // Config.KMSName: the fake grants only this client
+	staffToken    = "staff-token-unit"
+	kmsClient     = "bankapp" // Config.KMSName: the fake grants only this client
 	password      = "Gl4cier-Walk-7q"
 	wrongPassword = "Wrong-Pass-99x"
 )
