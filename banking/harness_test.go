@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +56,8 @@ type unitBank struct {
 	url    string
 	outbox *otp.DevOutbox
 	log    *syncBuffer // everything the bank logged
+
+	skew atomic.Int64 // nanoseconds the bank's clock is ahead of time.Now
 
 	mu      sync.Mutex
 	alerts  []auth.Event
@@ -115,7 +118,8 @@ func newUnitBank(t *testing.T) *unitBank {
 		ub.alerts = append(ub.alerts, ev)
 		ub.mu.Unlock()
 	})
-	if ub.bank, err = banking.New(banking.Config{DB: db, KMS: ub.kms, KMSName: kmsClient, SMS: ub.outbox, Alerts: alerts, Logger: logger}); err != nil {
+	if ub.bank, err = banking.New(banking.Config{DB: db, KMS: ub.kms, KMSName: kmsClient, SMS: ub.outbox, Alerts: alerts, Logger: logger,
+		Now: func() time.Time { return time.Now().Add(time.Duration(ub.skew.Load())) }}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ub.bank.Close() })
@@ -131,6 +135,9 @@ func newUnitBank(t *testing.T) *unitBank {
 	t.Cleanup(func() { ub.checkLogs(t) })
 	return ub
 }
+
+// advance moves the bank's clock forward by d.
+func (ub *unitBank) advance(d time.Duration) { ub.skew.Add(int64(d)) }
 
 // checkLogs fails the test if the bank logged a password, a one-time code
 // or a session id the test saw.
