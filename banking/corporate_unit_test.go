@@ -89,14 +89,18 @@ func TestUnitCorpEveryRoleEveryRoute(t *testing.T) {
 			[]attempt{{"admin", 403, "forbidden"}, {"reviewer", 403, "forbidden"}, {"authoriser", 403, "forbidden"},
 				{"retail", 403, "forbidden"}, {"other maker", 422, "order_mismatch"}, {"maker", 201, ""}}},
 		{"POST /v1/corporate/orders/{id}/authorise before the review", orderPath("authorise"),
-			func(a actor) map[string]any { return map[string]any{"approve": true, "signature": usbSign(t, a.c, flow)} },
+			func(a actor) map[string]any {
+				return map[string]any{"approve": true, "signature": usbSign(t, a.c, flow)}
+			},
 			[]attempt{{"authoriser", 403, "forbidden"}}},
 		{"POST /v1/corporate/orders/{id}/review", orderPath("review"),
 			func(actor) map[string]any { return map[string]any{"approve": true} },
 			[]attempt{{"admin", 403, "forbidden"}, {"maker", 403, "forbidden"}, {"authoriser", 403, "forbidden"},
 				{"retail", 403, "forbidden"}, {"other reviewer", 404, "not_found"}, {"reviewer", 200, ""}}},
 		{"POST /v1/corporate/orders/{id}/authorise", orderPath("authorise"),
-			func(a actor) map[string]any { return map[string]any{"approve": true, "signature": usbSign(t, a.c, flow)} },
+			func(a actor) map[string]any {
+				return map[string]any{"approve": true, "signature": usbSign(t, a.c, flow)}
+			},
 			[]attempt{{"admin", 403, "forbidden"}, {"maker", 403, "forbidden"}, {"reviewer", 403, "forbidden"},
 				{"retail", 403, "forbidden"}, {"other authoriser", 404, "not_found"}, {"authoriser", 200, ""},
 				{"authoriser", 403, "forbidden"}}}, // executed once: a second authorisation is refused
