@@ -76,6 +76,7 @@ type KMS struct {
 	confirms map[string]*confirmation
 	calls    map[string]int
 	down     error
+	downOps  map[string]bool // nil: every operation is down
 }
 
 // New returns an empty fake keysvc as the client named client sees it
@@ -174,12 +175,19 @@ func (k *KMS) Primary(name string) (int, error) {
 	return ky.primary, nil
 }
 
-// SetDown makes every call of the client answer err (nil: up again), as
-// keysvc answers when its token or audit log is unavailable.
-func (k *KMS) SetDown(err error) {
+// SetDown makes the client's calls of ops (as Calls names them; none:
+// every operation) answer err, as keysvc answers when its token or audit
+// log is unavailable; SetDown(nil) brings everything up again.
+func (k *KMS) SetDown(err error, ops ...string) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.down = err
+	k.down, k.downOps = err, nil
+	if len(ops) > 0 {
+		k.downOps = map[string]bool{}
+		for _, op := range ops {
+			k.downOps[op] = true
+		}
+	}
 }
 
 // Calls returns how many calls of each operation ("decrypt", "mac",
@@ -275,6 +283,9 @@ func (k *KMS) end(cf *confirmation, ky *key, status wire.ConfirmationStatus, rea
 // begin counts a call of op and answers the injected outage, if any.
 func (k *KMS) begin(op string) error {
 	k.calls[op]++
+	if k.downOps != nil && !k.downOps[op] {
+		return nil
+	}
 	return k.down
 }
 

@@ -315,8 +315,8 @@ func TestConfirmRequired(t *testing.T) {
 	}
 }
 
-// TestDownAndCalls: an outage answers every call with its sentinel; Calls
-// counts by operation.
+// TestDownAndCalls: an outage answers every call, or the calls of the
+// operations named, with its sentinel; Calls counts by operation.
 func TestDownAndCalls(t *testing.T) {
 	k := bank(t)
 	k.Calls()
@@ -325,8 +325,13 @@ func TestDownAndCalls(t *testing.T) {
 	if _, err := k.MAC(ctx, "pwmac", []byte("x")); !errors.Is(err, wire.ErrTokenUnavailable) {
 		t.Errorf("MAC while down: %v", err)
 	}
+	k.SetDown(wire.ErrTokenUnavailable, "mac-verify")
+	if _, err := k.VerifyMAC(ctx, "pwmac", []byte("x"), "kw:v1:AAAA"); !errors.Is(err, wire.ErrTokenUnavailable) {
+		t.Errorf("mac-verify while it is down: %v", err)
+	}
+	must(k.MAC(ctx, "pwmac", []byte("x"))) // mac is up
 	k.SetDown(nil)
-	if n := k.Calls(); n["mac"] != 2 || len(n) != 1 {
-		t.Errorf("calls %v, want mac:2", n)
+	if n := k.Calls(); n["mac"] != 3 || n["mac-verify"] != 1 || len(n) != 2 {
+		t.Errorf("calls %v, want mac:3 mac-verify:1", n)
 	}
 }
