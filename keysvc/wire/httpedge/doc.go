@@ -82,7 +82,9 @@
 //
 // # Limitations
 //
-// Lines a service logs through its own logger, outside Logger(c), carry
+// A line logged from a middleware, before fiber has matched the route
+// (keysvc's /v1 admission, for example), names that middleware's pattern
+// (/v1), not the route's. Lines a service logs through its own logger, outside Logger(c), carry
 // no request id unless it passes RequestID(ctx) itself. Errors fiber
 // raises before any middleware runs (an oversize body) get the headers
 // and a fresh request id from the error handler, but their log lines (if
