@@ -109,7 +109,7 @@ func (s *ConfirmServer) render(c *fiber.Ctx, status int, name string, data any) 
 	c.Status(status)
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 	if err := pages.ExecuteTemplate(c.Response().BodyWriter(), name, data); err != nil {
-		s.log.Error("rendering a confirmation page", "page", name, "err", err)
+		httpedge.Logger(c).Error("rendering a confirmation page", "page", name, "err", err)
 		c.Response().ResetBody()
 		return c.Status(http.StatusInternalServerError).SendString(textInternal)
 	}

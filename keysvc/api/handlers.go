@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
 
 // MaxBatch is the most signatures one sign-batch request may ask for.
@@ -366,10 +367,10 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	}
 	_, code, message, internal := classify(err)
 	if internal {
-		s.log.Error("readiness check failed", "err", err)
+		httpedge.Logger(c).Error("readiness check failed", "err", err)
 		code, message = codeNotReady, "not ready"
 	} else {
-		s.log.Warn("not ready", "err", err)
+		httpedge.Logger(c).Warn("not ready", "err", err)
 	}
 	return c.Status(http.StatusServiceUnavailable).JSON(errorBody{Error: errorDetail{Code: code, Message: message}})
 }

@@ -80,13 +80,17 @@
 // request_id, method and route — the route pattern (/v1/keys/:name),
 // never the raw path, which can hold tokens.
 //
+// A service's own logger wrapped in ContextHandler adds the request id
+// to every line it logs with the request's context (log.WarnContext(ctx,
+// …)), however deep: banking's Bank does this.
+//
 // # Limitations
 //
 // A line logged from a middleware, before fiber has matched the route
-// (keysvc's /v1 admission, for example), names that middleware's pattern
-// (/v1), not the route's. Lines a service logs through its own logger, outside Logger(c), carry
-// no request id unless it passes RequestID(ctx) itself. Errors fiber
-// raises before any middleware runs (an oversize body) get the headers
-// and a fresh request id from the error handler, but their log lines (if
-// any) carry no request id.
+// (keysvc's /v1 admission, for example), names that middleware's
+// pattern (/v1), not the route's. Lines a service logs without the
+// request's context (keysvc's Service logs without it today) carry no
+// request id. Errors fiber raises before any middleware runs (an
+// oversize body) get the headers and a fresh request id from the error
+// handler, but their log lines (if any) carry no request id.
 package httpedge

@@ -318,3 +318,25 @@ func TestBodyTooLarge(t *testing.T) {
 		t.Fatalf("413 without the edge's headers: %v", resp.Header)
 	}
 }
+
+// TestContextHandler: a line logged deep inside a service with the
+// request's context carries the request id; one without it does not.
+func TestContextHandler(t *testing.T) {
+	var buf bytes.Buffer
+	deep := slog.New(httpedge.ContextHandler(slog.NewJSONHandler(&buf, nil))).With("part", "ledger")
+	app := httpedge.New(httpedge.Config{})
+	app.Get("/x", func(c *fiber.Ctx) error {
+		deep.WarnContext(c.UserContext(), "inside")
+		deep.Warn("outside")
+		return nil
+	})
+	req := httptest.NewRequest("GET", "/x", nil)
+	req.Header.Set(httpedge.HeaderRequestID, "deep-id-0001")
+	if _, err := app.Test(req, -1); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"part":"ledger","request_id":"deep-id-0001"`) || strings.Contains(lines[1], "request_id") {
+		t.Fatalf("log: %s", buf.String())
+	}
+}
