@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	json "github.com/go-json-experiment/json"
@@ -204,11 +205,33 @@ func explainSemantic(sem *json.SemanticError, err error) *DecodeError {
 		}
 		return &DecodeError{Kind: KindWrongType, Path: path, Err: err, Message: msg}
 	}
+	if !hasUnmarshaler(sem.GoType) {
+		// A library type refused the value (time.Time, for one): its
+		// error may quote the value, so only the expected shape is said.
+		return &DecodeError{Kind: KindInvalidValue, Path: path, Err: err,
+			Message: fmt.Sprintf("field %s%s must be %s", field(sem.JSONPointer), at(path), describe(sem.GoType))}
+	}
 	// The field type's own UnmarshalJSON refused the value; its message
 	// is written for clients (and, by this package's rule, quotes no
 	// value).
 	return &DecodeError{Kind: KindInvalidValue, Path: path, Err: err,
 		Message: fmt.Sprintf("field %s%s: %s", field(sem.JSONPointer), at(path), sem.Err.Error())}
+}
+
+var (
+	unmarshalerV1 = reflect.TypeFor[encjson.Unmarshaler]()
+	unmarshalerV2 = reflect.TypeFor[json.UnmarshalerFrom]()
+)
+
+// hasUnmarshaler reports whether t (or *t) has its own UnmarshalJSON or
+// UnmarshalJSONFrom: a type of the service's, whose errors are written
+// for clients. Library types with such methods (time.Time) are excluded.
+func hasUnmarshaler(t reflect.Type) bool {
+	if t == nil || t.PkgPath() == "time" {
+		return false
+	}
+	p := reflect.PointerTo(t)
+	return t.Implements(unmarshalerV1) || p.Implements(unmarshalerV1) || t.Implements(unmarshalerV2) || p.Implements(unmarshalerV2)
 }
 
 // field names the member at p, quoted and cut to 64 bytes (a name comes
@@ -253,6 +276,9 @@ func describe(t reflect.Type) string {
 	if t == nil {
 		return "a JSON value"
 	}
+	if t == reflect.TypeFor[time.Time]() {
+		return "an RFC 3339 time string"
+	}
 	if t.Implements(describerType) {
 		return reflect.Zero(t).Interface().(Describer).JSONDescription()
 	}
@@ -266,7 +292,7 @@ func describe(t reflect.Type) string {
 		return "a boolean"
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return "an integer in range"
+		return "an integer"
 	case reflect.Float32, reflect.Float64:
 		return "a number"
 	case reflect.Slice, reflect.Array:

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
@@ -39,6 +40,7 @@ type request struct {
 	Message  b64     `json:"message"`
 	Period   dur     `json:"period"`
 	Untagged string
+	At       time.Time `json:"at"`
 }
 
 // TestDecodeBytes: every refusal has its kind, JSON path, status, code
@@ -72,6 +74,7 @@ func TestDecodeBytes(t *testing.T) {
 		{"overflow", `{"size":1e400}`, httpedge.KindWrongType, "/size", "invalid_argument", "integer"},
 		{"nested wrong type", `{"grants":[{"client":"a","ops":"sign"}]}`, httpedge.KindWrongType, "/grants/0/ops", "invalid_argument", "an array"},
 		{"described type", `{"message":12}`, httpedge.KindWrongType, "/message", "invalid_argument", "base64 string (standard encoding, padded)"},
+		{"library type's refusal", `{"at":"` + secret + `"}`, httpedge.KindInvalidValue, "/at", "invalid_argument", `"at" (at /at) must be an RFC 3339 time string`},
 		{"type's own refusal", `{"period":"soon"}`, httpedge.KindInvalidValue, "/period", "invalid_argument", `"period" (at /period): duration must look like "720h"`},
 	}
 	for _, tc := range tests {
