@@ -53,7 +53,8 @@ TPM2_UP = d=$$(mktemp -d); trap 'scripts/tpm2-pkcs11.sh down "$$d" >/dev/null; r
 # Every fuzz target, as package:Target.
 FUZZ_TARGETS = ./pkcs11shim:FuzzParseURI ./token:FuzzPINSourceGrammar ./pkcs11shim:FuzzECDSADERToRaw \
                ./token/txformat:FuzzRecognise ./token/txformat:FuzzParsePain001 \
-               ./token/smcrypto:FuzzSM2Decrypt ./keysvc/wire:FuzzDecodeVersioned ./keysvc/api:FuzzDecodeRequest \
+               ./token/smcrypto:FuzzSM2Decrypt ./keysvc/wire:FuzzDecodeVersioned ./keysvc/wire/httpedge:FuzzDecode \
+               ./keysvc/api:FuzzDecodeRequest \
                ./keysvc/audit:FuzzUnmarshalRecord ./keysvc/audit:FuzzUnmarshalCheckpoint \
                ./keysvc/secrets:FuzzParse \
                ./cmd/ceremony:FuzzCeremonyConfig ./cmd/ceremony:FuzzParseShare \

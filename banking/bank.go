@@ -59,6 +59,7 @@ import (
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/ledger"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
 
 // KMS is what banking asks of keysvc; *keysvc/client.Client implements it.
@@ -158,7 +159,7 @@ func New(cfg Config) (*Bank, error) {
 	if cfg.PublicKeyTTL <= 0 {
 		cfg.PublicKeyTTL = DefaultPublicKeyTTL
 	}
-	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: cfg.Logger, now: cfg.Now, pending: newPendingTransfers(), customers: map[string]*Customer{}}
+	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: slog.New(httpedge.ContextHandler(cfg.Logger.Handler())), now: cfg.Now, pending: newPendingTransfers(), customers: map[string]*Customer{}}
 	if err := cfg.DB.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketCustomers, bucketLogins, bucketCorp, bucketReceipts, bucketStepUp} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -265,7 +266,7 @@ func (b *Bank) verifyMAC(ctx context.Context, domain string, msg, stored []byte)
 	case err == nil:
 		return ok, nil
 	case isClientError(err), errors.Is(err, wire.ErrInvalidSignature):
-		b.log.Warn("a stored keyed hash cannot be verified (its key version is retired, or it is malformed): treated as a mismatch", "domain", domain, "err", err)
+		b.log.WarnContext(ctx, "a stored keyed hash cannot be verified (its key version is retired, or it is malformed): treated as a mismatch", "domain", domain, "err", err)
 		return false, nil
 	}
 	return false, kmsErr(err)

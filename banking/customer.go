@@ -225,7 +225,7 @@ func (b *Bank) decoyMAC() []byte {
 func (b *Bank) upgradePasswordMAC(ctx context.Context, c *Customer, pw []byte) {
 	fresh, err := b.pwMAC(ctx, c.ID, pw)
 	if err != nil {
-		b.log.Warn("password hash not moved to the new key version", "customer", c.ID, "err", err)
+		b.log.WarnContext(ctx, "password hash not moved to the new key version", "customer", c.ID, "err", err)
 		return
 	}
 	if hmac.Equal(fresh, c.PasswordMAC) {
@@ -239,7 +239,7 @@ func (b *Bank) upgradePasswordMAC(ctx context.Context, c *Customer, pw []byte) {
 		return true
 	})
 	if err != nil {
-		b.log.Warn("password hash not moved to the new key version", "customer", c.ID, "err", err)
+		b.log.WarnContext(ctx, "password hash not moved to the new key version", "customer", c.ID, "err", err)
 		return
 	}
 	c.PasswordMAC = fresh
@@ -333,7 +333,7 @@ func (b *Bank) Enrol(ctx context.Context, req bankwire.EnrolRequest) (bankwire.E
 		return bankwire.EnrolResult{}, err
 	}
 	res.Customer = c.View()
-	b.log.Info("customer enrolled", "customer", id, "usb_key", c.USBKey != "", "cloud_key", c.CloudKey != "")
+	b.log.InfoContext(ctx, "customer enrolled", "customer", id, "usb_key", c.USBKey != "", "cloud_key", c.CloudKey != "")
 	return res, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/ledger"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
 
 // Sentinel errors of the banking layer. Messages wrapped around them are
@@ -34,80 +35,70 @@ var (
 	ErrUnavailable     = errors.New("service temporarily unavailable")
 )
 
-// errorRow maps a sentinel to its HTTP status and stable code.
-type errorRow struct {
-	err    error
-	status int
-	code   string
-}
-
 // errorTable is the one list of what clients see; the first match wins.
-var errorTable = []errorRow{
-	{ErrInvalid, http.StatusBadRequest, "invalid_request"},
-	{ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated"},
-	{session.ErrNotFound, http.StatusUnauthorized, "unauthenticated"},
-	{session.ErrExpired, http.StatusUnauthorized, "session_expired"},
-	{ErrLoginFailed, http.StatusUnauthorized, "login_failed"},
-	{bruteforce.ErrLocked, http.StatusTooManyRequests, "temporarily_locked"},
-	{password.ErrChallengeUsed, http.StatusBadRequest, "challenge_used"},
-	{password.ErrChallengeExpired, http.StatusBadRequest, "challenge_expired"},
-	{password.ErrChallengeUnknown, http.StatusBadRequest, "challenge_unknown"},
-	{password.ErrChallengeMismatch, http.StatusBadRequest, "challenge_mismatch"},
-	{ErrStepUp, http.StatusForbidden, "step_up_required"},
-	{session.ErrStepUpRequired, http.StatusForbidden, "step_up_required"},
-	{otp.ErrOTPInvalid, http.StatusForbidden, "otp_invalid"},
-	{otp.ErrOTPLocked, http.StatusForbidden, "otp_locked"},
-	{otp.ErrOTPExpired, http.StatusForbidden, "otp_expired"},
-	{otp.ErrOTPUsed, http.StatusForbidden, "otp_used"},
-	{otp.ErrOTPNotFound, http.StatusForbidden, "otp_not_found"},
-	{otp.ErrOTPFormat, http.StatusBadRequest, "otp_format"},
-	{otp.ErrRateLimited, http.StatusTooManyRequests, "otp_rate_limited"},
-	{ErrMakerChecker, http.StatusForbidden, "maker_checker_required"},
-	{ErrForbidden, http.StatusForbidden, "forbidden"},
-	{ErrNotFound, http.StatusNotFound, "not_found"},
-	{ErrExists, http.StatusConflict, "exists"},
-	{ErrOrderMismatch, http.StatusUnprocessableEntity, "order_mismatch"},
-	{ErrBadSignature, http.StatusUnprocessableEntity, "signature_invalid"},
-	{ErrCustomerBlocked, http.StatusForbidden, "customer_blocked"},
-	{ErrBlocked, http.StatusForbidden, "payee_blocked"},
-	{ledger.ErrBlocked, http.StatusForbidden, "payee_blocked"}, // its text names the list line: not shown, see classify
-	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
-}
+// Rows with a Message never show the error's own text (a screening
+// error's text names the list line).
+var errorTable = append(httpedge.Table{
+	{Err: ErrInvalid, Status: http.StatusBadRequest, Code: "invalid_request"},
+	{Err: ErrUnauthenticated, Status: http.StatusUnauthorized, Code: "unauthenticated"},
+	{Err: session.ErrNotFound, Status: http.StatusUnauthorized, Code: "unauthenticated"},
+	{Err: session.ErrExpired, Status: http.StatusUnauthorized, Code: "session_expired"},
+	{Err: ErrLoginFailed, Status: http.StatusUnauthorized, Code: "login_failed"},
+	{Err: bruteforce.ErrLocked, Status: http.StatusTooManyRequests, Code: "temporarily_locked"},
+	{Err: password.ErrChallengeUsed, Status: http.StatusBadRequest, Code: "challenge_used"},
+	{Err: password.ErrChallengeExpired, Status: http.StatusBadRequest, Code: "challenge_expired"},
+	{Err: password.ErrChallengeUnknown, Status: http.StatusBadRequest, Code: "challenge_unknown"},
+	{Err: password.ErrChallengeMismatch, Status: http.StatusBadRequest, Code: "challenge_mismatch"},
+	{Err: ErrStepUp, Status: http.StatusForbidden, Code: "step_up_required"},
+	{Err: session.ErrStepUpRequired, Status: http.StatusForbidden, Code: "step_up_required"},
+	{Err: otp.ErrOTPInvalid, Status: http.StatusForbidden, Code: "otp_invalid"},
+	{Err: otp.ErrOTPLocked, Status: http.StatusForbidden, Code: "otp_locked"},
+	{Err: otp.ErrOTPExpired, Status: http.StatusForbidden, Code: "otp_expired"},
+	{Err: otp.ErrOTPUsed, Status: http.StatusForbidden, Code: "otp_used"},
+	{Err: otp.ErrOTPNotFound, Status: http.StatusForbidden, Code: "otp_not_found"},
+	{Err: otp.ErrOTPFormat, Status: http.StatusBadRequest, Code: "otp_format"},
+	{Err: otp.ErrRateLimited, Status: http.StatusTooManyRequests, Code: "otp_rate_limited"},
+	{Err: ErrMakerChecker, Status: http.StatusForbidden, Code: "maker_checker_required"},
+	{Err: ErrForbidden, Status: http.StatusForbidden, Code: "forbidden"},
+	{Err: ErrNotFound, Status: http.StatusNotFound, Code: "not_found"},
+	{Err: ErrExists, Status: http.StatusConflict, Code: "exists"},
+	{Err: ErrOrderMismatch, Status: http.StatusUnprocessableEntity, Code: "order_mismatch"},
+	{Err: ErrBadSignature, Status: http.StatusUnprocessableEntity, Code: "signature_invalid"},
+	{Err: ErrCustomerBlocked, Status: http.StatusForbidden, Code: "customer_blocked", Message: msgCustomerBlocked},
+	{Err: ErrBlocked, Status: http.StatusForbidden, Code: "payee_blocked", Message: msgPayeeBlocked},
+	{Err: ledger.ErrBlocked, Status: http.StatusForbidden, Code: "payee_blocked", Message: msgPayeeBlocked},
+	{Err: ErrUnavailable, Status: http.StatusServiceUnavailable, Code: "unavailable"},
+}, ledgerRows()...)
+
+// Fixed texts of the screening refusals: never echo screening-list details.
+const (
+	msgPayeeBlocked    = "the transfer is refused: the payee or account is on the bank's screening list"
+	msgCustomerBlocked = "enrolment refused: the customer is on the bank's screening list"
+)
 
 // ledgerStatus is the HTTP status of each ledger code (ledger.ErrorCodes).
-var ledgerStatus = map[int][]error{
-	http.StatusUnprocessableEntity: {ledger.ErrInsufficientFunds, ledger.ErrLimitExceeded, ledger.ErrCurrencyMismatch, ledger.ErrSameAccount},
-	http.StatusConflict:            {ledger.ErrIdempotencyConflict, ledger.ErrAccountFrozen, ledger.ErrAccountClosed},
-	http.StatusNotFound:            {ledger.ErrAccountNotFound},
+var ledgerStatus = []struct {
+	status int
+	errs   []error
+}{
+	{http.StatusUnprocessableEntity, []error{ledger.ErrInsufficientFunds, ledger.ErrLimitExceeded, ledger.ErrCurrencyMismatch, ledger.ErrSameAccount}},
+	{http.StatusConflict, []error{ledger.ErrIdempotencyConflict, ledger.ErrAccountFrozen, ledger.ErrAccountClosed}},
+	{http.StatusNotFound, []error{ledger.ErrAccountNotFound}},
 }
 
-// classify returns what the client sees of err. internal is true when the
-// error is not for clients (it is logged; the client gets a fixed text).
-func classify(err error) (status int, code, message string, internal bool) {
-	for _, r := range errorTable {
-		if errors.Is(err, r.err) {
-			switch r.code { // never echo screening-list details
-			case "payee_blocked":
-				return r.status, r.code, "the transfer is refused: the payee or account is on the bank's screening list", false
-			case "customer_blocked":
-				return r.status, r.code, "enrolment refused: the customer is on the bank's screening list", false
-			}
-			return r.status, r.code, err.Error(), false
-		}
-	}
-	for st, errs := range ledgerStatus {
-		for _, e := range errs {
-			if errors.Is(err, e) {
-				return st, ledgerCode(err), err.Error(), false
-			}
+// ledgerRows are the ledger's refusals (with ledger.ErrorCodes' codes)
+// and the invalid arguments of the ledger and the password rules.
+func ledgerRows() httpedge.Table {
+	var rows httpedge.Table
+	for _, g := range ledgerStatus {
+		for _, e := range g.errs {
+			rows = append(rows, httpedge.Row{Err: e, Status: g.status, Code: ledgerCode(e)})
 		}
 	}
 	for _, e := range []error{ledger.ErrInvalidArgument, ledger.ErrInvalidAmount, ledger.ErrUnknownCurrency, password.ErrWeak} {
-		if errors.Is(err, e) {
-			return http.StatusBadRequest, "invalid_request", err.Error(), false
-		}
+		rows = append(rows, httpedge.Row{Err: e, Status: http.StatusBadRequest, Code: "invalid_request"})
 	}
-	return http.StatusInternalServerError, "internal", "internal error; the incident has been logged", true
+	return rows
 }
 
 func ledgerCode(err error) string {
@@ -117,6 +108,17 @@ func ledgerCode(err error) string {
 		}
 	}
 	return "ledger_refused"
+}
+
+// edge is banking's configuration of the shared HTTP edge's classifier:
+// banking's table, and one code, invalid_request, for every bad body.
+var edge = httpedge.Config{Errors: errorTable, InvalidCode: "invalid_request"}
+
+// classify returns what the client sees of err. internal is true when the
+// error is not for clients (it is logged; the client gets a fixed text).
+func classify(err error) (status int, code, message string, internal bool) {
+	p := edge.Classify(err)
+	return p.Status, p.Code, p.Message, p.Internal
 }
 
 // kmsErr turns a keysvc failure into what the customer can act on: keysvc

@@ -13,11 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/keysvc/wire/httpedge"
 	"github.com/keyward/keyward/token/txformat"
 )
 
@@ -62,10 +65,26 @@ var requestShapes = []func() any{
 	},
 }
 
+// fuzzApp is the edge banking's routes run on, for decodeBody.
+var fuzzApp = httpedge.New(httpedge.Config{BodyLimit: 256 << 10})
+
+// decodeBody runs banking's decode on a request with this content type
+// and body.
+func decodeBody(contentType string, body []byte, v any) error {
+	fctx := &fasthttp.RequestCtx{}
+	fctx.Request.Header.SetMethod(fiber.MethodPost)
+	fctx.Request.Header.SetContentType(contentType)
+	fctx.Request.SetBody(body)
+	c := fuzzApp.AcquireCtx(fctx)
+	defer fuzzApp.ReleaseCtx(c)
+	return decode(c, v)
+}
+
 // FuzzDecodeRequest: banking's strict JSON decoding of request bodies
-// never panics, refuses only with ErrInvalid (a 400 invalid_request that
-// names what to fix), accepts only one whole JSON object, and what it
-// accepts survives a round trip.
+// (the shared edge's) never panics, refuses a body only with 400
+// invalid_request (or a content type with 415 unsupported_media_type),
+// accepts only one whole JSON object, and what it accepts survives a
+// round trip.
 func FuzzDecodeRequest(f *testing.F) {
 	for _, s := range []string{
 		`{"login":"alice","password":{"challenge":"c","ciphertext":"AQ==","key_version":1},"device":"d","os":"Android 14"}`,
@@ -83,7 +102,10 @@ func FuzzDecodeRequest(f *testing.F) {
 		v := requestShapes[int(kind)%len(requestShapes)]()
 		err := decodeBody(contentType, body, v)
 		if err != nil {
-			if st, code, _, internal := classify(err); !errors.Is(err, ErrInvalid) || st != http.StatusBadRequest || code != "invalid_request" || internal {
+			var de *httpedge.DecodeError
+			st, code, _, internal := classify(err)
+			if !errors.As(err, &de) || internal || !(st == http.StatusBadRequest && code == "invalid_request" ||
+				st == http.StatusUnsupportedMediaType && code == "unsupported_media_type" && de.Kind == httpedge.KindMediaType) {
 				t.Fatalf("refusal %v is %d %s (internal %v), want 400 invalid_request", err, st, code, internal)
 			}
 			return

@@ -1,14 +1,10 @@
 package banking
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -19,6 +15,7 @@ import (
 
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
 
 // ServerConfig configures the HTTP API.
@@ -62,20 +59,21 @@ type ServerConfig struct {
 //	GET  /staff/v1/ledger/verify
 //
 // Sessions are "Authorization: Bearer <session>" with the device id in
-// "X-Device-Id". Errors are {"error":{"code","message"}} with stable codes.
+// "X-Device-Id". The app is the shared edge's (keysvc/wire/httpedge):
+// errors are {"error":{"code","message"}} with stable codes from
+// errorTable (every bad body: 400 invalid_request), panics are 500
+// internal, every answer carries X-Request-Id and the security headers.
 func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 	cfg = cfg.withDefaults()
 	s := &server{bank: b}
-	app := fiber.New(fiber.Config{
-		DisableStartupMessage: true,
-		BodyLimit:             cfg.BodyLimit,
-		ReadTimeout:           10 * time.Second,
-		WriteTimeout:          10 * time.Second,
-		IdleTimeout:           60 * time.Second,
-		ErrorHandler:          b.errorHandler,
-		Immutable:             true,
+	app := httpedge.New(httpedge.Config{
+		Logger:      b.log,
+		BodyLimit:   cfg.BodyLimit,
+		Errors:      errorTable,
+		Realm:       "keyward-bank",
+		InvalidCode: "invalid_request",
 	})
-	app.Use(b.recoverPanic, securityHeaders, withSource)
+	app.Use(withSource)
 	app.Get("/healthz", healthz)
 	loginLimit := limiter.New(limiter.Config{Max: cfg.LoginPerMinute, Expiration: time.Minute, LimitReached: tooMany})
 	sessLimit := limiter.New(limiter.Config{Max: cfg.RequestsPerMinute, Expiration: time.Minute, LimitReached: tooMany,
@@ -218,92 +216,12 @@ func clientIP(c *fiber.Ctx) netip.Addr {
 	return a.Unmap()
 }
 
-func tooMany(c *fiber.Ctx) error {
-	return c.Status(http.StatusTooManyRequests).JSON(errBody("rate_limited", "too many requests; slow down and try again in a minute"))
+func tooMany(*fiber.Ctx) error {
+	return httpedge.NewError(http.StatusTooManyRequests, "rate_limited", "too many requests; slow down and try again in a minute")
 }
 
-// decode reads a strict JSON body: one object, no unknown fields.
-func decode(c *fiber.Ctx, v any) error {
-	return decodeBody(c.Get(fiber.HeaderContentType), c.Body(), v)
-}
-
-// decodeBody is decode on a request's content type and body; every
-// refusal is ErrInvalid with a message naming what to fix.
-func decodeBody(contentType string, raw []byte, v any) error {
-	if !strings.HasPrefix(contentType, fiber.MIMEApplicationJSON) {
-		return invalid("send Content-Type: application/json")
-	}
-	body := bytes.TrimSpace(raw)
-	if len(body) == 0 || body[0] != '{' {
-		return invalid("the body must be a JSON object")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &se):
-			return invalid("malformed JSON at byte %d", se.Offset)
-		case errors.As(err, &te):
-			return invalid("field %q has the wrong type", te.Field)
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return invalid("unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
-		}
-		return invalid("malformed JSON")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return invalid("data after the JSON object")
-	}
-	return nil
-}
-
-func errBody(code, msg string) fiber.Map {
-	return fiber.Map{"error": fiber.Map{"code": code, "message": msg}}
-}
-
-func (b *Bank) errorHandler(c *fiber.Ctx, err error) error {
-	var fe *fiber.Error
-	if errors.As(err, &fe) {
-		code := "bad_request"
-		switch fe.Code {
-		case http.StatusNotFound:
-			code = "not_found"
-		case http.StatusMethodNotAllowed:
-			code = "method_not_allowed"
-		case http.StatusRequestEntityTooLarge:
-			code = "body_too_large"
-		}
-		return c.Status(fe.Code).JSON(errBody(code, http.StatusText(fe.Code)))
-	}
-	status, code, msg, internal := classify(err)
-	if internal {
-		b.log.Error("request failed", "method", c.Method(), "route", c.Route().Path, "err", err)
-	}
-	if status == http.StatusUnauthorized {
-		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="keyward-bank"`)
-	}
-	return c.Status(status).JSON(errBody(code, msg))
-}
-
-func (b *Bank) recoverPanic(c *fiber.Ctx) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			b.log.Error("panic serving request", "route", c.Route().Path, "panic", fmt.Sprint(r))
-			err = errors.New("panic")
-		}
-	}()
-	return c.Next()
-}
-
-// securityHeaders: an API that browsers must not frame, sniff, cache or
-// run scripts from; HSTS for a year (R-SRV-5).
-func securityHeaders(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderStrictTransportSecurity, "max-age=31536000; includeSubDomains")
-	c.Set(fiber.HeaderContentSecurityPolicy, "default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
-	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
-	c.Set(fiber.HeaderXFrameOptions, "DENY")
-	c.Set("Referrer-Policy", "no-referrer")
-	c.Set(fiber.HeaderCacheControl, "no-store")
-	return c.Next()
-}
+// decode reads a strict JSON body (httpedge.Decode): application/json in
+// UTF-8, one object; unknown, repeated or case-mismatched names, bad
+// UTF-8 and trailing data refused, with 400 invalid_request naming the
+// JSON path.
+func decode(c *fiber.Ctx, v any) error { return httpedge.Decode(c, v) }

@@ -59,7 +59,7 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 	}
 	att, err := b.guard.Begin(ctx, req.Login, ip)
 	if err != nil {
-		b.log.Warn("login refused: locked", "login", req.Login, "source", ip.String())
+		b.log.WarnContext(ctx, "login refused: locked", "login", req.Login, "source", ip.String())
 		return bankwire.LoginResult{}, err
 	}
 	pw, err := b.open(ctx, req.Password)
@@ -75,7 +75,7 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 	}
 	if c == nil {
 		_ = att.Failed(ctx)
-		b.log.Info("login failed", "login", req.Login, "source", ip.String())
+		b.log.InfoContext(ctx, "login failed", "login", req.Login, "source", ip.String())
 		return bankwire.LoginResult{}, ErrLoginFailed
 	}
 	if err := att.Succeeded(ctx); err != nil {

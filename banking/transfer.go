@@ -126,7 +126,7 @@ func (b *Bank) execute(ctx context.Context, co *checkedOrder) (bankwire.Transfer
 	res := bankwire.TransferResult{TransferID: rc.TransferID, Replayed: rc.Replayed}
 	if res.Receipt, err = b.receipt(ctx, rc); err != nil {
 		// The transfer is done; the receipt can be fetched again later.
-		b.log.Error("receipt not signed", "transfer", rc.TransferID, "err", err)
+		b.log.ErrorContext(ctx, "receipt not signed", "transfer", rc.TransferID, "err", err)
 		return res, nil
 	}
 	return res, nil
@@ -201,7 +201,7 @@ func (b *Bank) verifyUSB(ctx context.Context, c *Customer, order []byte, signatu
 	case err != nil:
 		return kmsErr(err)
 	case !ok:
-		b.log.Warn("order refused: bad USB-key signature", "customer", c.ID)
+		b.log.WarnContext(ctx, "order refused: bad USB-key signature", "customer", c.ID)
 		return bad
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
 
 // callerKey is the fiber Locals key under which admission stores the Caller.
@@ -90,7 +91,7 @@ func (r *registry) byBearer(token string) (Client, bool) {
 func (s *Server) admission(c *fiber.Ctx) error {
 	cl, err := s.authenticate(c)
 	if err != nil {
-		s.log.Info("request refused", "reason", err.message, "remote", c.IP(), "method", c.Method(), "path", c.Path())
+		httpedge.Logger(c).Info("request refused", "reason", err.Message, "remote", c.IP())
 		return err
 	}
 	if err := checkMediaType(c); err != nil {

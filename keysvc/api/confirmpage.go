@@ -31,6 +31,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/keysvc/wire/httpedge"
 	"github.com/keyward/keyward/token"
 )
 
@@ -108,7 +109,7 @@ func (s *ConfirmServer) render(c *fiber.Ctx, status int, name string, data any) 
 	c.Status(status)
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 	if err := pages.ExecuteTemplate(c.Response().BodyWriter(), name, data); err != nil {
-		s.log.Error("rendering a confirmation page", "page", name, "err", err)
+		httpedge.Logger(c).Error("rendering a confirmation page", "page", name, "err", err)
 		c.Response().ResetBody()
 		return c.Status(http.StatusInternalServerError).SendString(textInternal)
 	}
@@ -212,7 +213,7 @@ func (s *ConfirmServer) errorPage(c *fiber.Ctx, err error) error {
 	status, _, msg, internal := classify(err)
 	switch {
 	case internal:
-		s.log.Error("confirmation page request failed", "method", c.Method(), "err", err)
+		httpedge.Logger(c).Error("confirmation page request failed", "err", err)
 		return s.result(c, http.StatusInternalServerError, "refused", textInternal, "", "Try again in a moment; if it happens again, contact the bank.")
 	case errors.Is(err, wire.ErrConfirmationNotFound):
 		return s.notFoundPage(c)
@@ -231,10 +232,10 @@ func (s *ConfirmServer) formError(c *fiber.Ctx, err error) error {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		headline := textBadForm
-		if ae.status == http.StatusForbidden {
+		if ae.Status == http.StatusForbidden {
 			headline = textCrossSite
 		}
-		return s.result(c, ae.status, "refused", headline, ae.message, "")
+		return s.result(c, ae.Status, "refused", headline, ae.Message, "")
 	}
 	return s.errorPage(c, err)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/limiter"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/keysvc/wire/httpedge"
 	"github.com/keyward/keyward/token"
 )
 
@@ -68,18 +69,19 @@ func NewConfirmServer(cfg ConfirmConfig) (*ConfirmServer, error) {
 		cfg.EnrolPerMinute = 10
 	}
 	s.enrolLimit = limiter.New(limiter.Config{Max: cfg.EnrolPerMinute, Expiration: time.Minute, LimitReached: s.enrolLimited})
-	s.app = fiber.New(fiber.Config{
-		DisableStartupMessage: true,
-		BodyLimit:             64 << 10,
-		ReadTimeout:           DefaultReadTimeout,
-		WriteTimeout:          DefaultWriteTimeout,
-		IdleTimeout:           DefaultIdleTimeout,
-		ErrorHandler:          s.errorHandler,
-		Immutable:             true,
+	// Holder tokens travel in paths: the edge logs route patterns
+	// (/c/:token), never paths. The page is HTML: its CSP lets inline
+	// styles and same-origin forms through, and nothing else.
+	s.app = httpedge.New(httpedge.Config{
+		Logger:       s.log,
+		BodyLimit:    64 << 10,
+		ReadTimeout:  DefaultReadTimeout,
+		WriteTimeout: DefaultWriteTimeout,
+		IdleTimeout:  DefaultIdleTimeout,
+		Errors:       errorTable,
+		CSP:          confirmCSP,
 	})
-	s.app.Server().Logger = fasthttpLogger{s.log}
 	a := s.app
-	a.Use(s.recoverPanic, securityHeaders)
 	a.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
 	j := a.Group("/confirm/v1")
 	j.Get("/c/:token", s.jsonView)
@@ -100,36 +102,9 @@ func (s *ConfirmServer) enrolLimited(c *fiber.Ctx) error {
 	return s.render(c, http.StatusTooManyRequests, "enrol.html", enrolPage{Title: titleEnrol, Error: "Too many enrolment attempts from this address; wait a minute and try again."})
 }
 
-// securityHeaders: no caching, no referrer (tokens are in paths), no
-// framing, no scripts from anywhere.
-func securityHeaders(c *fiber.Ctx) error {
-	c.Set(fiber.HeaderCacheControl, "no-store")
-	c.Set("Referrer-Policy", "no-referrer")
-	c.Set(fiber.HeaderXFrameOptions, "DENY")
-	c.Set(fiber.HeaderXContentTypeOptions, "nosniff")
-	c.Set(fiber.HeaderContentSecurityPolicy, "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	return c.Next()
-}
-
-func (s *ConfirmServer) recoverPanic(c *fiber.Ctx) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("panic serving a confirmation request", "method", c.Method())
-			err = errPanic
-		}
-	}()
-	return c.Next()
-}
-
-// errorHandler renders JSON errors like the API's, and never logs the
-// path (it holds the holder token).
-func (s *ConfirmServer) errorHandler(c *fiber.Ctx, err error) error {
-	status, code, message, internal := classify(err)
-	if internal {
-		s.log.Error("confirmation request failed", "method", c.Method(), "err", err)
-	}
-	return c.Status(status).JSON(errorBody{Error: errorDetail{Code: code, Message: message}})
-}
+// confirmCSP: no scripts from anywhere, inline styles, forms to this
+// origin only, no framing.
+const confirmCSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // holderToken validates the :token parameter.
 func holderToken(c *fiber.Ctx) (string, error) {

@@ -1,6 +1,8 @@
 // Package api is keysvc's HTTP API: a fiber v2 server in front of a
 // Backend (the keysvc Service), with one admission control, one error
-// table, strict JSON decoding, Prometheus metrics and an OpenAPI document.
+// table, Prometheus metrics and an OpenAPI document. The fiber app, strict
+// JSON decoding, the error envelope, panic recovery, security headers and
+// request ids are keysvc/wire/httpedge's, shared with banking.
 //
 //	srv, err := api.New(api.Config{Backend: svc, Clients: clients})
 //	tlsCfg, err := api.TLSConfig("server.pem", "server.key", "clients-ca.pem")
@@ -65,8 +67,10 @@
 // internal with a fixed message, and the real error is logged (R-SRV-4).
 //
 //	status  code                    cause
-//	400     invalid_json            malformed JSON, empty body, data after the value, not an object
-//	400     unknown_field           a field the request type does not have (the message names it)
+//	400     invalid_json            malformed JSON, empty body, data after the value, not an object,
+//	                                a field name given twice, a string that is not UTF-8
+//	400     unknown_field           a field the request type does not have, or has in another case
+//	                                (names are case-sensitive; the message names the JSON path)
 //	400     invalid_argument        wrong JSON type, bad base64, bad key name, version or size, batch size;
 //	                                wire.ErrInvalidArgument
 //	400     wrong_purpose           wire.ErrWrongPurpose
@@ -100,6 +104,13 @@
 // other than identity is refused: fiber would inflate it past the limit).
 // Timeouts: read 10 s, write 10 s, idle 60 s by default. sign-batch: at most
 // MaxBatch (1000) items. /readyz bounds Backend.Ready to 5 s.
+//
+// Every answer carries X-Request-Id (the client's, if 8 to 64 characters
+// of [A-Za-z0-9._-], else a new one), X-Content-Type-Options: nosniff,
+// Cache-Control: no-store, X-Frame-Options: DENY, Referrer-Policy:
+// no-referrer, a Content-Security-Policy that allows nothing, and on TLS
+// Strict-Transport-Security; log lines for a request carry its
+// request_id and route pattern, never the raw path.
 //
 // Connections close lingeringly (FIN after the response, then up to 2 s of
 // reading and discarding), so a client still sending an oversize body

@@ -4,7 +4,7 @@ package api
 func ErrorTableCodes() map[error]string {
 	m := make(map[error]string, len(errorTable))
 	for _, r := range errorTable {
-		m[r.err] = r.code
+		m[r.Err] = r.Code
 	}
 	return m
 }

@@ -3,9 +3,7 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
-	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
 
 // MaxBatch is the most signatures one sign-batch request may ask for.
@@ -23,7 +22,6 @@ const readyTimeout = 5 * time.Second
 
 func (s *Server) routes() {
 	a := s.app
-	a.Use(s.recoverPanic)
 	// Unauthenticated: probes and the API description. The OpenAPI route
 	// is registered before the /v1 admission middleware, so it matches
 	// first and admission never runs for it. Metrics are not served here
@@ -100,21 +98,6 @@ func (s *Server) op(op string, keyed bool, h opHandler) fiber.Handler {
 		}
 		return c.Status(res.status).JSON(res.body)
 	}
-}
-
-// errPanic is what a client learns of a panic: 500 internal.
-var errPanic = errors.New("api: request handler panicked")
-
-// recoverPanic turns a panic in a handler or the Backend into a logged
-// 500, so one bad request cannot stop the service.
-func (s *Server) recoverPanic(c *fiber.Ctx) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("panic serving request", "method", c.Method(), "path", c.Path(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			err = errPanic
-		}
-	}()
-	return c.Next()
 }
 
 // errNoKey reports a Backend that returned neither a key nor an error.
@@ -384,10 +367,10 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	}
 	_, code, message, internal := classify(err)
 	if internal {
-		s.log.Error("readiness check failed", "err", err)
+		httpedge.Logger(c).Error("readiness check failed", "err", err)
 		code, message = codeNotReady, "not ready"
 	} else {
-		s.log.Warn("not ready", "err", err)
+		httpedge.Logger(c).Warn("not ready", "err", err)
 	}
 	return c.Status(http.StatusServiceUnavailable).JSON(errorBody{Error: errorDetail{Code: code, Message: message}})
 }

@@ -145,3 +145,43 @@ func TestMACRoutes(t *testing.T) {
 	}
 	e.req("POST", "/v1/keys/k1/mac", rootToken, `{"message":"eA==","extra":1}`).expect(t, 400, "unknown_field")
 }
+
+// TestEdge: every answer of the API, success or error, carries the edge's
+// headers and a request id; a client's well-formed id is kept and lands in
+// the log lines written for the request, with the route pattern.
+func TestEdge(t *testing.T) {
+	e := newEnv(t)
+	for _, r := range []response{
+		e.req("GET", "/v1/keys/k1", aliceToken, ""),
+		e.req("GET", "/v1/keys/k1", "", ""),
+		e.req("POST", "/v1/keys/k1/sign", aliceToken, `{"x":1}`),
+		e.req("GET", "/healthz", "", ""),
+	} {
+		for k, v := range map[string]string{"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "X-Frame-Options": "DENY",
+			"Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"} {
+			if got := r.header.Get(k); got != v {
+				t.Errorf("%d %s: %s = %q, want %q", r.status, r.code, k, got, v)
+			}
+		}
+		if len(r.header.Get("X-Request-Id")) != 32 {
+			t.Errorf("%d %s: X-Request-Id %q", r.status, r.code, r.header.Get("X-Request-Id"))
+		}
+	}
+	r := e.req("GET", "/v1/keys/k1", "wrong-token", "", "X-Request-Id", "trace-4f1c9a77")
+	r.expect(t, 401, "unauthenticated")
+	if r.header.Get("X-Request-Id") != "trace-4f1c9a77" {
+		t.Fatalf("client's request id not kept: %q", r.header.Get("X-Request-Id"))
+	}
+	logs := e.logs.String()
+	var line string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "request_id=trace-4f1c9a77") {
+			line = l
+		}
+	}
+	// Admission runs as the /v1 group's middleware, before the route is
+	// matched: its lines name the group's pattern.
+	if !strings.Contains(line, "request refused") || !strings.Contains(line, "route=/v1 ") || strings.Contains(line, "/v1/keys/k1") {
+		t.Fatalf("refusal log line %q: want the request id and the route pattern, not the path\n%s", line, logs)
+	}
+}

@@ -17,14 +17,16 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
 
 // Defaults for the zero values of Config.
 const (
-	DefaultBodyLimit    = 1 << 20 // 1 MiB
-	DefaultReadTimeout  = 10 * time.Second
-	DefaultWriteTimeout = 10 * time.Second
-	DefaultIdleTimeout  = 60 * time.Second
+	DefaultBodyLimit    = httpedge.DefaultBodyLimit // 1 MiB
+	DefaultReadTimeout  = httpedge.DefaultReadTimeout
+	DefaultWriteTimeout = httpedge.DefaultWriteTimeout
+	DefaultIdleTimeout  = httpedge.DefaultIdleTimeout
 )
 
 // Config configures a Server.
@@ -145,22 +147,15 @@ func New(cfg Config) (*Server, error) {
 	if s.metrics, err = newMetrics(reg, cfg.Backend); err != nil {
 		return nil, fmt.Errorf("api: registering metrics: %w", err)
 	}
-	s.app = fiber.New(fiber.Config{
-		DisableStartupMessage: true,
-		BodyLimit:             orDefault(cfg.BodyLimit, DefaultBodyLimit),
-		ReadTimeout:           orDefault(cfg.ReadTimeout, DefaultReadTimeout),
-		WriteTimeout:          orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
-		IdleTimeout:           orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
-		ErrorHandler:          errorHandler(s.log),
-		// Strings from the request (key names, headers) are copied, so a
-		// Backend may keep them after the handler returns.
-		Immutable: true,
-		// No Server header: nothing about the stack is advertised.
-		ServerHeader: "",
+	s.app = httpedge.New(httpedge.Config{
+		Logger:       s.log,
+		BodyLimit:    orDefault(cfg.BodyLimit, DefaultBodyLimit),
+		ReadTimeout:  orDefault(cfg.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout: orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:  orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
+		Errors:       errorTable,
+		Realm:        "keyward",
 	})
-	// fasthttp logs connection-level errors (failed TLS handshakes, for
-	// example) through its own logger; send them to slog.
-	s.app.Server().Logger = fasthttpLogger{s.log}
 	s.scrape = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slogPrinter{s.log}})
 	s.routes()
 	return s, nil
@@ -292,13 +287,6 @@ func (c *lingerConn) Close() error {
 		}()
 	})
 	return err
-}
-
-// fasthttpLogger adapts slog to fasthttp's Printf logger.
-type fasthttpLogger struct{ log *slog.Logger }
-
-func (l fasthttpLogger) Printf(format string, args ...any) {
-	l.log.Warn("http server", "detail", fmt.Sprintf(format, args...))
 }
 
 // slogPrinter adapts slog to promhttp's Println logger.

@@ -15,6 +15,10 @@ type Base64 []byte
 // Base64Type is the reflect.Type of Base64 in decoding errors.
 var Base64Type = reflect.TypeFor[Base64]()
 
+// JSONDescription says what a Base64 field takes, for strict decoders'
+// messages (keysvc/wire/httpedge.Describer).
+func (Base64) JSONDescription() string { return "a base64 string (standard encoding, padded)" }
+
 // UnmarshalJSON reads a base64 string or null.
 func (b *Base64) UnmarshalJSON(data []byte) error {
 	if string(data) == "null" {

@@ -140,7 +140,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil || v < 0 {
-		return fmt.Errorf("duration %q must look like \"720h\" or \"30m\"", s)
+		// The value is not quoted: decode errors name fields, not values.
+		return fmt.Errorf("duration must look like \"720h\" or \"30m\"")
 	}
 	*d = Duration(v)
 	return nil

@@ -49,10 +49,10 @@ func TestDurationUnmarshal(t *testing.T) {
 		{`720`, 0, `duration must be a string such as "720h"`},
 		{`true`, 0, `duration must be a string such as "720h"`},
 		{`{}`, 0, `duration must be a string such as "720h"`},
-		{`"720"`, 0, `duration "720" must look like "720h" or "30m"`},
-		{`"-1h"`, 0, `duration "-1h" must look like "720h" or "30m"`},
-		{`"soon"`, 0, `duration "soon" must look like "720h" or "30m"`},
-		{`"1d"`, 0, `duration "1d" must look like "720h" or "30m"`},
+		{`"720"`, 0, `duration must look like "720h" or "30m"`},
+		{`"-1h"`, 0, `duration must look like "720h" or "30m"`},
+		{`"soon"`, 0, `duration must look like "720h" or "30m"`},
+		{`"1d"`, 0, `duration must look like "720h" or "30m"`},
 	}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {
@@ -64,6 +64,10 @@ func TestDurationUnmarshal(t *testing.T) {
 			if c.msg != "" {
 				if err == nil || !strings.Contains(err.Error(), c.msg) {
 					t.Fatalf("err = %v, want %q", err, c.msg)
+				}
+				// Decode errors name fields, never values.
+				if strings.HasPrefix(c.in, `"`) && strings.Contains(err.Error(), c.in) {
+					t.Fatalf("err = %v quotes the value %s", err, c.in)
 				}
 				return
 			}
