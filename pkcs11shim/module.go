@@ -81,6 +81,8 @@ type Module struct {
 	MinReinitInterval time.Duration
 	reinitMu          sync.Mutex
 	lastReinit        time.Time
+	// now is the rate limit's clock: time.Now unless a test sets it.
+	now func() time.Time
 
 	refs int // guarded by modulesMu
 }
@@ -176,10 +178,14 @@ func (m *Module) Reinitialize(seen uint64) error {
 	if m.gen.Load() != seen {
 		return nil
 	}
-	if since := time.Since(m.lastReinit); since < m.MinReinitInterval {
+	now := time.Now
+	if m.now != nil {
+		now = m.now
+	}
+	if since := now().Sub(m.lastReinit); since < m.MinReinitInterval {
 		return fmt.Errorf("%w: module %s re-initialised %v ago; waiting before the next try", ErrTokenNotPresent, m.path, since.Round(time.Millisecond))
 	}
-	m.lastReinit = time.Now()
+	m.lastReinit = now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_ = m.ctx.Finalize() // may already be finalised under us; Initialize tells the truth

@@ -39,6 +39,10 @@ type fakeBackend struct {
 	// repeated once they run out.
 	pending *wire.ConfirmationView
 	polls   []wire.ConfirmationView
+	// hold, when set, is how long Confirmation holds a pending answer
+	// instead of the whole wait (a server answers a long poll early when
+	// the status changes).
+	hold time.Duration
 }
 
 func newFake() *fakeBackend {
@@ -534,6 +538,9 @@ func (b *fakeBackend) Confirmation(ctx context.Context, _ keysvc.Caller, id stri
 	v := b.polls[0]
 	if len(b.polls) > 1 {
 		b.polls = b.polls[1:]
+	}
+	if b.hold > 0 && b.hold < wait {
+		wait = b.hold
 	}
 	b.mu.Unlock()
 	if v.Status == wire.ConfirmPending && wait > 0 {

@@ -220,21 +220,26 @@ func TestSignConfirmedCancelsOnContextEnd(t *testing.T) {
 
 // TestLongPollOutlivesHTTPTimeout: a caller's HTTP client with a Timeout
 // shorter than the wait still gets its long poll's answer, and its
-// Timeout is left as it was for other requests.
+// Timeout is left as it was for other requests. The server answers after
+// three times the HTTP Timeout (a status change ends a long poll early),
+// far inside the 10 s wait, so the client's deadline (wait + Timeout) is
+// never what the test measures: only the Timeout that must not apply.
 func TestLongPollOutlivesHTTPTimeout(t *testing.T) {
 	b := newFake()
-	hc := &http.Client{Timeout: 300 * time.Millisecond}
+	const httpTimeout = 300 * time.Millisecond
+	b.hold = 3 * httpTimeout
+	hc := &http.Client{Timeout: httpTimeout}
 	c := newClient(t, serve(t, b), client.WithHTTPClient(hc), client.WithRetries(0))
 	b.confirmations(nil, *pendingView())
 	start := time.Now()
-	v, err := c.Confirmation(context.Background(), confID, time.Second)
+	v, err := c.Confirmation(context.Background(), confID, 10*time.Second)
 	if err != nil || v.Status != wire.ConfirmPending {
-		t.Fatalf("long poll over a 300 ms HTTP timeout = %+v, %v", v, err)
+		t.Fatalf("long poll held %v over a %v HTTP timeout = %+v, %v", b.hold, httpTimeout, v, err)
 	}
-	if d := time.Since(start); d < time.Second {
-		t.Errorf("long poll answered after %v, before its wait", d)
+	if d := time.Since(start); d < b.hold {
+		t.Errorf("long poll answered after %v, before the server's %v hold", d, b.hold)
 	}
-	if hc.Timeout != 300*time.Millisecond {
+	if hc.Timeout != httpTimeout {
 		t.Errorf("the caller's HTTP client Timeout became %v", hc.Timeout)
 	}
 	// The caller's ctx still bounds it.
