@@ -781,9 +781,11 @@ func TestPoolBoundsConcurrency(t *testing.T) {
 }
 
 // (3) When every session is busy beyond WaitTimeout, WithSession gives up.
+// wait is long enough that a loaded CI machine cannot blur "gave up at
+// WaitTimeout" with "gave up at the context's 5 ms deadline".
 func TestPoolTimeout(t *testing.T) {
 	const maxSessions = 2
-	const wait = 60 * time.Millisecond
+	const wait = time.Second
 	f := newFakeCtx()
 	p := newFakePool(t, newFakeModule(t, f, time.Hour), PoolConfig{MaxSessions: maxSessions, WaitTimeout: wait})
 
@@ -1109,9 +1111,10 @@ func TestPoolCloseWaitsForLentSessions(t *testing.T) {
 	}
 }
 
-// (6) After Close, WithSession fails at once with ErrPoolClosed.
+// (6) After Close, WithSession fails at once with ErrPoolClosed. wait is
+// only an upper bound (a wrong pool would wait it out), so it is long.
 func TestPoolWithSessionAfterClose(t *testing.T) {
-	const wait = 300 * time.Millisecond
+	const wait = 5 * time.Second
 	f := newFakeCtx()
 	auth := &fakeAuth{pin: fakePIN}
 	p := newFakePool(t, newFakeModule(t, f, time.Hour), PoolConfig{MaxSessions: 2, WaitTimeout: wait, Authenticate: auth.authenticate})
