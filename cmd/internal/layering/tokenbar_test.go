@@ -3,6 +3,7 @@ package layering
 import (
 	"bytes"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -42,6 +43,29 @@ func TestKeysvcReachesTokensOnlyThroughToken(t *testing.T) {
 		for _, imp := range imps {
 			if under(imp, mod+"/pkcs11shim") || under(imp, "github.com/miekg/pkcs11") {
 				t.Errorf("%s imports %s: keysvc reaches a token only through package token (keysvc.KeyStore)", p, imp)
+			}
+		}
+	}
+}
+
+// testOnly are packages for tests only: no command may link them.
+var testOnly = []string{mod + "/token/memtoken"}
+
+// TestCommandsLinkNoMemtoken: token/memtoken holds keys in clear in
+// memory, for unit tests; no binary may link it (nor anything else in
+// testOnly).
+func TestCommandsLinkNoMemtoken(t *testing.T) {
+	root := moduleRoot(t)
+	for _, p := range testOnly {
+		if len(imports(t, root, p)) != 1 {
+			t.Fatalf("go list %s: the package is not where this test looks; fix testOnly", p)
+		}
+	}
+	roots, graph := deps(t, root, "./cmd/...")
+	for _, r := range roots {
+		for p, ch := range walk(graph, r, map[[2]string]bool{}) {
+			if slices.Contains(testOnly, p) {
+				t.Errorf("%s links the test-only %s: %s", r, p, strings.Join(ch, " → "))
 			}
 		}
 	}
