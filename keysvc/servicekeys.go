@@ -109,9 +109,8 @@ func (s *Service) checkServiceKeys(ctx context.Context) (*ServiceKeyRecord, erro
 	if err != nil {
 		return nil, err
 	}
-	var info struct{ Label, Serial string }
-	info.Label, info.Serial = s.keys.Identity()
-	next := &ServiceKeyRecord{TokenLabel: info.Label, TokenSerial: info.Serial, RecordedAt: s.now().UTC()}
+	label, serial := s.keys.Identity()
+	next := &ServiceKeyRecord{TokenLabel: label, TokenSerial: serial, RecordedAt: s.now().UTC()}
 	var faults []string
 	var create []token.KeySpec // generated only once nothing is at fault
 	changed := old == nil
@@ -156,11 +155,11 @@ func (s *Service) checkServiceKeys(ctx context.Context) (*ServiceKeyRecord, erro
 			where = fmt.Sprintf("; the store's were recorded %s on token %q serial %s", old.RecordedAt.Format(time.RFC3339), old.TokenLabel, old.TokenSerial)
 		}
 		return nil, fmt.Errorf("%w: token %q (serial %s%s): %s. %s",
-			ErrServiceKeysChanged, info.Label, info.Serial, where, strings.Join(faults, "; "), serviceKeysHelp)
+			ErrServiceKeysChanged, label, serial, where, strings.Join(faults, "; "), serviceKeysHelp)
 	}
-	if old != nil && (old.TokenSerial != info.Serial || old.TokenLabel != info.Label) {
+	if old != nil && (old.TokenSerial != serial || old.TokenLabel != label) {
 		s.log.Warn("the token's label or serial differs from the recorded one, but it holds the recorded service keys",
-			"token", info.Label, "serial", info.Serial, "recorded_token", old.TokenLabel, "recorded_serial", old.TokenSerial)
+			"token", label, "serial", serial, "recorded_token", old.TokenLabel, "recorded_serial", old.TokenSerial)
 	}
 	for _, ks := range create {
 		s.log.Info("creating service key in the token", "label", ks.Label)
