@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/keyward/keyward/keysvc/audit"
-	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
 )
 
@@ -17,11 +16,11 @@ import (
 // process's memory, never on disk; one derivation at start keeps a token
 // call off every request (issue 12).
 func (s *Service) auditDigester(ctx context.Context) (*audit.Digester, error) {
-	k, err := s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyGenericSecret, Label: AuditDigestKeyLabel})
+	k, err := s.ensureKey(ctx, token.KeySpec{Type: token.KeyGenericSecret, Label: AuditDigestKeyLabel})
 	if err != nil {
 		return nil, err
 	}
-	sub, err := s.pool.HMAC(ctx, k, []byte(audit.DigestKeyLabel))
+	sub, err := s.hmac(ctx, k, []byte(audit.DigestKeyLabel))
 	if err != nil {
 		return nil, fmt.Errorf("keysvc: derive the audit digest key: %w", tokenErr(err))
 	}

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/keysvc/wire"
-	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
 )
 
@@ -56,7 +55,7 @@ func (s *Service) pinHash(ctx context.Context, key string, pin []byte) ([]byte, 
 	in := make([]byte, 0, 32+len(key)+len(pin))
 	in = append(append(append(append(in, "keyward-holder-pin-v1\x00"...), key...), 0), pin...)
 	defer token.Wipe(in)
-	mac, err := s.pool.HMAC(ctx, s.pinMAC, in)
+	mac, err := s.hmac(ctx, s.pinMAC, in)
 	return mac, tokenErr(err)
 }
 
@@ -214,6 +213,6 @@ func (s *Service) officerHolder(c Caller, key, op string, fn func(h *Holder) (*H
 }
 
 // ensurePINMAC finds or makes the token's HMAC key for holder PINs.
-func (s *Service) ensurePINMAC(ctx context.Context) (*pkcs11shim.Key, error) {
-	return s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyGenericSecret, Label: PINMACLabel})
+func (s *Service) ensurePINMAC(ctx context.Context) (token.KeyRef, error) {
+	return s.ensureKey(ctx, token.KeySpec{Type: token.KeyGenericSecret, Label: PINMACLabel})
 }

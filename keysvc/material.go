@@ -12,29 +12,29 @@ import (
 	"strconv"
 
 	"github.com/keyward/keyward/keysvc/wire"
-	"github.com/keyward/keyward/pkcs11shim"
+	"github.com/keyward/keyward/token"
 	"github.com/keyward/keyward/token/tpm"
 )
 
-var algKeyTypes = map[wire.Algorithm]pkcs11shim.KeyType{
-	wire.AlgECP256:  pkcs11shim.KeyECP256,
-	wire.AlgECP384:  pkcs11shim.KeyECP384,
-	wire.AlgRSA2048: pkcs11shim.KeyRSA2048,
-	wire.AlgRSA3072: pkcs11shim.KeyRSA3072,
-	wire.AlgAES256:  pkcs11shim.KeyAES256,
+var algKeyTypes = map[wire.Algorithm]token.KeyType{
+	wire.AlgECP256:  token.KeyECP256,
+	wire.AlgECP384:  token.KeyECP384,
+	wire.AlgRSA2048: token.KeyRSA2048,
+	wire.AlgRSA3072: token.KeyRSA3072,
+	wire.AlgAES256:  token.KeyAES256,
 }
 
 // objectLabel is the CKA_LABEL of an hsm version.
 func objectLabel(name string, version int) string { return "kw/" + name + "/v" + strconv.Itoa(version) }
 
 // spec is the token key spec of one version of k.
-func spec(k *Key, version int) pkcs11shim.KeySpec {
-	ks := pkcs11shim.KeySpec{Type: algKeyTypes[k.Algorithm], Label: objectLabel(k.Name, version)}
+func spec(k *Key, version int) token.KeySpec {
+	ks := token.KeySpec{Type: algKeyTypes[k.Algorithm], Label: objectLabel(k.Name, version)}
 	switch k.Purpose {
 	case wire.PurposeSign:
-		ks.Usage = pkcs11shim.UsageSign
+		ks.Usage = token.UsageSign
 	default: // encrypt and wrap keys both seal with AES-GCM / RSA-OAEP
-		ks.Usage = pkcs11shim.UsageEncrypt
+		ks.Usage = token.UsageEncrypt
 	}
 	return ks
 }
@@ -56,33 +56,24 @@ func (s *Service) newVersion(ctx context.Context, k *Key, n int) (Version, error
 			return v, err
 		}
 	case wire.ProtectionHSM:
-		tk, err := s.pool.GenerateKey(ctx, ks)
+		tk, err := s.keys.GenerateKey(ctx, ks)
 		if err != nil {
 			return v, fmt.Errorf("keysvc: generate %s: %w", ks.Label, tokenErr(err))
 		}
 		v.ObjectLabel = ks.Label
 		if ks.Type.IsPair() {
-			if pub, err = s.pool.PublicKey(ctx, tk); err != nil {
+			err := s.keys.Use(ctx, token.Material{Key: tk}, func(u token.KeyUse) error {
+				var err error
+				pub, err = u.PublicKey()
+				return err
+			})
+			if err != nil {
 				return v, tokenErr(err)
 			}
 		}
 	case wire.ProtectionWrapped:
-		ks.Session, ks.Extractable = true, true
-		err := s.pool.WithSession(ctx, func(ss *pkcs11shim.Session) error {
-			tk, err := ss.GenerateKey(ks)
-			if err != nil {
-				return err
-			}
-			defer ss.DestroyKey(tk)
-			if v.Wrapped, err = ss.WrapKey(s.kek, tk); err != nil {
-				return err
-			}
-			if ks.Type.IsPair() {
-				pub, err = ss.PublicKey(tk)
-			}
-			return err
-		})
-		if err != nil {
+		var err error
+		if v.Wrapped, pub, err = s.keys.GenerateWrapped(ctx, s.kek, ks); err != nil {
 			return v, fmt.Errorf("keysvc: generate wrapped %s: %w", ks.Label, tokenErr(err))
 		}
 	}
@@ -111,41 +102,33 @@ func (s *Service) oaepHash(ctx context.Context, k *Key, v *Version) string {
 	if err != nil {
 		return "sha256"
 	}
-	err = s.withMaterial(ctx, k, v, func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error {
-		_, err := ss.DecryptOAEP(tk, crypto.SHA256, nil, ct, nil)
+	err = s.withMaterial(ctx, k, v, func(u token.KeyUse) error {
+		_, err := u.DecryptOAEP(crypto.SHA256, ct)
 		return err
 	})
-	if errors.Is(err, pkcs11shim.ErrMechanismInvalid) {
+	if errors.Is(err, token.ErrMechanismInvalid) {
 		return "sha1"
 	}
 	return "sha256"
 }
 
-// withMaterial runs fn with version v's key usable in a session: the token
-// object for hsm keys, or the blob unwrapped into a session object that is
-// destroyed right after fn.
-func (s *Service) withMaterial(ctx context.Context, k *Key, v *Version, fn func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error) error {
+// withMaterial runs fn with version v's key usable: the token object for
+// hsm keys, or the blob unwrapped into a session object that is destroyed
+// right after fn. The key store retries a stale handle, so fn may run
+// twice: it only computes.
+func (s *Service) withMaterial(ctx context.Context, k *Key, v *Version, fn func(u token.KeyUse) error) error {
 	switch k.Protection {
 	case wire.ProtectionHSM:
-		tk, err := s.pool.FindKey(ctx, v.ObjectLabel)
+		tk, err := s.keys.FindKey(ctx, v.ObjectLabel)
 		if err != nil {
 			return tokenErr(err)
 		}
-		return tokenErr(s.pool.WithSession(ctx, func(ss *pkcs11shim.Session) error { return fn(ss, tk) }))
+		return tokenErr(s.keys.Use(ctx, token.Material{Key: tk}, fn))
 	case wire.ProtectionWrapped:
 		if len(v.Wrapped) == 0 {
 			return fmt.Errorf("%w: version %d of %q has no key material", wire.ErrVersionNotUsable, v.Version, k.Name)
 		}
-		ks := spec(k, v.Version)
-		ks.Session = true
-		return tokenErr(s.pool.WithSession(ctx, func(ss *pkcs11shim.Session) error {
-			tk, err := ss.UnwrapKey(s.kek, v.Wrapped, ks)
-			if err != nil {
-				return err
-			}
-			defer ss.DestroyKey(tk)
-			return fn(ss, tk)
-		}))
+		return tokenErr(s.keys.Use(ctx, token.Material{KEK: s.kek, Wrapped: v.Wrapped, Spec: spec(k, v.Version)}, fn))
 	}
 	if k.Protection == wire.ProtectionExternal {
 		return errExternal(k)
@@ -163,14 +146,14 @@ func (s *Service) destroyMaterial(ctx context.Context, k *Key, v *Version) error
 	if k.Protection != wire.ProtectionHSM {
 		return nil
 	}
-	tk, err := s.pool.FindKey(ctx, v.ObjectLabel)
-	if errors.Is(err, pkcs11shim.ErrKeyNotFound) {
+	tk, err := s.keys.FindKey(ctx, v.ObjectLabel)
+	if errors.Is(err, token.ErrKeyNotFound) {
 		return nil // already gone (a crash after destroying, before recording)
 	}
 	if err != nil {
 		return tokenErr(err)
 	}
-	if err := s.pool.DestroyKey(ctx, tk); err != nil && !errors.Is(err, pkcs11shim.ErrKeyNotFound) {
+	if err := s.keys.DestroyKey(ctx, tk); err != nil && !errors.Is(err, token.ErrKeyNotFound) {
 		return tokenErr(err)
 	}
 	return nil

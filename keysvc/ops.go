@@ -15,7 +15,7 @@ import (
 	"strconv"
 
 	"github.com/keyward/keyward/keysvc/wire"
-	"github.com/keyward/keyward/pkcs11shim"
+	"github.com/keyward/keyward/token"
 	"github.com/keyward/keyward/token/smcrypto"
 	"golang.org/x/sync/errgroup"
 )
@@ -194,9 +194,9 @@ func (s *Service) signWith(ctx context.Context, k *Key, v *Version, reqs []wire.
 		return out, nil
 	}
 	signRange := func(lo, hi int) error {
-		return s.withMaterial(ctx, k, v, func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error {
+		return s.withMaterial(ctx, k, v, func(u token.KeyUse) error {
 			for i := lo; i < hi; i++ {
-				sig, err := ss.Sign(tk, digests[i], opts[i], nil)
+				sig, err := u.Sign(digests[i], opts[i])
 				if err != nil {
 					return err
 				}
@@ -306,9 +306,9 @@ func (s *Service) encrypt(ctx context.Context, c Caller, name string, op wire.Op
 		return encodeVersioned(v.Version, ct), v.Version, nil
 	}
 	var sealed []byte
-	err = s.withMaterial(ctx, k, v, func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error {
+	err = s.withMaterial(ctx, k, v, func(u token.KeyUse) error {
 		var err error
-		sealed, err = ss.EncryptGCM(tk, plaintext, aad)
+		sealed, err = u.EncryptGCM(plaintext, aad)
 		return err
 	})
 	if err != nil {
@@ -352,12 +352,12 @@ func (s *Service) decrypt(ctx context.Context, c Caller, name, ciphertext string
 		return pt, n, err
 	}
 	var pt []byte
-	err = s.withMaterial(ctx, k, v, func(ss *pkcs11shim.Session, tk *pkcs11shim.Key) error {
+	err = s.withMaterial(ctx, k, v, func(u token.KeyUse) error {
 		var err error
 		if k.Algorithm == wire.AlgAES256 {
-			pt, err = ss.DecryptGCM(tk, ct, aad)
+			pt, err = u.DecryptGCM(ct, aad)
 		} else {
-			pt, err = ss.DecryptOAEP(tk, oaepHash(v), nil, ct, nil)
+			pt, err = u.DecryptOAEP(oaepHash(v), ct)
 		}
 		return err
 	})
@@ -391,7 +391,7 @@ func (s *Service) dataKey(ctx context.Context, c Caller, name string, size int, 
 	if k.Algorithm != wire.AlgAES256 && k.Algorithm != wire.AlgSM4 {
 		return wire.DataKey{}, fmt.Errorf("%w: data keys are sealed by aes-256 or sm4 keys", wire.ErrWrongPurpose)
 	}
-	pt, err := s.pool.GenerateRandom(ctx, size)
+	pt, err := s.keys.Random(ctx, size)
 	if err != nil {
 		return wire.DataKey{}, tokenErr(err)
 	}

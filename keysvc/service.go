@@ -41,7 +41,6 @@ import (
 
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/wire"
-	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
 	"github.com/keyward/keyward/token/tpm"
 )
@@ -71,7 +70,11 @@ var ErrAuditKeyChanged = errors.New("keysvc: audit key changed")
 
 // Config configures a Service.
 type Config struct {
+	// Token holds the keys; keysvc uses it as a KeyStore (token.Store).
 	Token *token.Token
+	// Keys, when set instead of Token, holds the keys (token/memtoken in
+	// unit tests).
+	Keys  KeyStore
 	Store Store
 	// DefaultDestroyDelay is the waiting period of schedule-destroy when
 	// the request gives none (default 24 h); MinDestroyDelay is the
@@ -114,15 +117,15 @@ type TPMKeys interface {
 // Service is the key registry and lifecycle.
 type Service struct {
 	cfg   Config
-	pool  *pkcs11shim.Pool
+	keys  KeyStore
 	store Store
 	log   *slog.Logger
 	now   func() time.Time
 
-	kek      *pkcs11shim.Key // wraps "wrapped" versions (CKM_AES_KEY_WRAP_PAD)
-	smKEK    *pkcs11shim.Key // seals SM material (AES-256-GCM)
+	kek      token.KeyRef    // wraps "wrapped" versions (CKM_AES_KEY_WRAP_PAD)
+	smKEK    token.KeyRef    // seals SM material (AES-256-GCM)
 	auditKey crypto.Signer   // the token's keysvc-audit key, or Config.AuditSigner
-	pinMAC   *pkcs11shim.Key // HMAC key for holder PINs (confirm.go)
+	pinMAC   token.KeyRef    // HMAC key for holder PINs (confirm.go)
 	digester *audit.Digester // keyed request digests of audit records
 
 	cpMu     sync.Mutex        // one checkpoint at a time
@@ -140,8 +143,11 @@ type Service struct {
 // service keys in the token and refuses a token whose service keys do not
 // match the store's record (ErrServiceKeysChanged, servicekeys.go).
 func New(ctx context.Context, cfg Config) (*Service, error) {
-	if cfg.Token == nil || cfg.Store == nil {
-		return nil, errors.New("keysvc: a token and a store are required")
+	if cfg.Keys == nil && cfg.Token != nil {
+		cfg.Keys = cfg.Token.Store()
+	}
+	if cfg.Keys == nil || cfg.Store == nil {
+		return nil, errors.New("keysvc: a token (or key store) and a store are required")
 	}
 	if cfg.DefaultDestroyDelay == 0 {
 		cfg.DefaultDestroyDelay = 24 * time.Hour
@@ -164,15 +170,15 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{cfg: cfg, pool: cfg.Token.Pool(), store: cfg.Store, log: cfg.Logger, now: cfg.Now, confirms: newConfirmations()}
+	s := &Service{cfg: cfg, keys: cfg.Keys, store: cfg.Store, log: cfg.Logger, now: cfg.Now, confirms: newConfirmations()}
 	pending, err := s.checkServiceKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if s.kek, err = s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: KEKLabel, Usage: pkcs11shim.UsageWrap}); err != nil {
+	if s.kek, err = s.ensureKey(ctx, token.KeySpec{Type: token.KeyAES256, Label: KEKLabel, Usage: token.UsageWrap}); err != nil {
 		return nil, err
 	}
-	if s.smKEK, err = s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyAES256, Label: SMKEKLabel, Usage: pkcs11shim.UsageEncrypt}); err != nil {
+	if s.smKEK, err = s.ensureKey(ctx, token.KeySpec{Type: token.KeyAES256, Label: SMKEKLabel, Usage: token.UsageEncrypt}); err != nil {
 		return nil, err
 	}
 	if s.pinMAC, err = s.ensurePINMAC(ctx); err != nil {
@@ -207,11 +213,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 func (s *Service) auditSigner(ctx context.Context) (crypto.Signer, error) {
 	signer := s.cfg.AuditSigner
 	if signer == nil {
-		ak, err := s.ensureKey(ctx, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: AuditKeyLabel})
+		ak, err := s.ensureKey(ctx, token.KeySpec{Type: token.KeyECP256, Label: AuditKeyLabel})
 		if err != nil {
 			return nil, err
 		}
-		ps, err := s.pool.NewSigner(ctx, ak)
+		ps, err := newRefSigner(ctx, s.keys, ak)
 		if err != nil {
 			return nil, tokenErr(err)
 		}
@@ -242,13 +248,13 @@ func auditKeyName(custom crypto.Signer) string {
 
 // ensureKey finds a service key by label (checkServiceKeys, which runs
 // first, generated it if that was allowed).
-func (s *Service) ensureKey(ctx context.Context, ks pkcs11shim.KeySpec) (*pkcs11shim.Key, error) {
-	k, err := s.pool.FindKey(ctx, ks.Label)
+func (s *Service) ensureKey(ctx context.Context, ks token.KeySpec) (token.KeyRef, error) {
+	k, err := s.keys.FindKey(ctx, ks.Label)
 	if err != nil {
 		return nil, fmt.Errorf("keysvc: service key %s: %w", ks.Label, tokenErr(err))
 	}
-	if k.Type != ks.Type {
-		return nil, fmt.Errorf("keysvc: token object %q is %v, want %v", ks.Label, k.Type, ks.Type)
+	if k.KeyType() != ks.Type {
+		return nil, fmt.Errorf("keysvc: token object %q is %v, want %v", ks.Label, k.KeyType(), ks.Type)
 	}
 	return k, nil
 }
@@ -353,14 +359,14 @@ func tokenErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, pkcs11shim.ErrPINLocked):
+	case errors.Is(err, token.ErrPINLocked):
 		return fmt.Errorf("%w: a security officer must unlock the token", wire.ErrTokenLocked)
-	case errors.Is(err, pkcs11shim.ErrTokenNotPresent), errors.Is(err, pkcs11shim.ErrSessionClosed),
-		errors.Is(err, pkcs11shim.ErrPoolTimeout), errors.Is(err, pkcs11shim.ErrPINIncorrect), errors.Is(err, pkcs11shim.ErrTokenBusy):
+	case errors.Is(err, token.ErrTokenNotPresent), errors.Is(err, token.ErrSessionClosed),
+		errors.Is(err, token.ErrPoolTimeout), errors.Is(err, token.ErrPINIncorrect), errors.Is(err, token.ErrTokenBusy):
 		return fmt.Errorf("%w: %w", wire.ErrTokenUnavailable, err)
-	case errors.Is(err, pkcs11shim.ErrDecrypt):
+	case errors.Is(err, token.ErrDecrypt):
 		return wire.ErrDecrypt
-	case errors.Is(err, pkcs11shim.ErrKeyNotFound):
+	case errors.Is(err, token.ErrKeyNotFound):
 		return fmt.Errorf("%w: the key material is missing from the token; a security officer must check the token", wire.ErrVersionNotUsable)
 	}
 	return err
@@ -368,17 +374,14 @@ func tokenErr(err error) error {
 
 // Stats reports pool and PIN state for metrics.
 func (s *Service) Stats() Stats {
-	ps := s.pool.Stats()
-	st := Stats{PoolInUse: ps.Lent, PoolMax: ps.MaxSessions, TokenHealthy: ps.Healthy, MissingTokenKeys: int(s.missingKeys.Load())}
-	if pin, err := s.cfg.Token.PINState(); err == nil {
-		st.PINFailures, st.PINLocked = pin.Failures, pin.Locked
-	}
-	return st
+	ks := s.keys.Stats()
+	return Stats{PoolInUse: ks.SessionsInUse, PoolMax: ks.MaxSessions, TokenHealthy: ks.Healthy, MissingTokenKeys: int(s.missingKeys.Load()),
+		PINFailures: ks.PINFailures, PINLocked: ks.PINLocked}
 }
 
 // Ready checks that the token answers and the store takes writes.
 func (s *Service) Ready(ctx context.Context) error {
-	if _, err := s.pool.RefreshInfo(ctx); err != nil {
+	if err := s.keys.Health(ctx); err != nil {
 		return tokenErr(err)
 	}
 	if err := s.store.Writable(); err != nil {

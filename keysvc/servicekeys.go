@@ -11,7 +11,7 @@ import (
 
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/wire"
-	"github.com/keyward/keyward/pkcs11shim"
+	"github.com/keyward/keyward/token"
 )
 
 // Service keys are keysvc's own keys in the token (the KEKs, the PIN MAC
@@ -45,8 +45,8 @@ var ServiceKeyLabels = []string{KEKLabel, SMKEKLabel, PINMACLabel, AuditDigestKe
 type ServiceKey struct {
 	Label string `json:"label"`
 	ID    []byte `json:"id"`   // CKA_ID
-	Type  string `json:"type"` // pkcs11shim.KeyType's name
-	// CheckMethod and Check are pkcs11shim.Pool.CheckValue: for pairs the
+	Type  string `json:"type"` // token.KeyType's name
+	// CheckMethod and Check are KeyStore.CheckValue (pkcs11shim.Pool.CheckValue on a token): for pairs the
 	// SHA-256 of the public key, for secret keys a value computed in the
 	// token with the key (it never leaves it).
 	CheckMethod string `json:"check_method"`
@@ -87,15 +87,15 @@ func (r *ServiceKeyRecord) keysNotIn(o *ServiceKeyRecord) []ServiceKey {
 }
 
 // serviceKeySpecs are the service keys this configuration uses.
-func (s *Service) serviceKeySpecs() []pkcs11shim.KeySpec {
-	specs := []pkcs11shim.KeySpec{
-		{Type: pkcs11shim.KeyAES256, Label: KEKLabel, Usage: pkcs11shim.UsageWrap},
-		{Type: pkcs11shim.KeyAES256, Label: SMKEKLabel, Usage: pkcs11shim.UsageEncrypt},
-		{Type: pkcs11shim.KeyGenericSecret, Label: PINMACLabel},
-		{Type: pkcs11shim.KeyGenericSecret, Label: AuditDigestKeyLabel},
+func (s *Service) serviceKeySpecs() []token.KeySpec {
+	specs := []token.KeySpec{
+		{Type: token.KeyAES256, Label: KEKLabel, Usage: token.UsageWrap},
+		{Type: token.KeyAES256, Label: SMKEKLabel, Usage: token.UsageEncrypt},
+		{Type: token.KeyGenericSecret, Label: PINMACLabel},
+		{Type: token.KeyGenericSecret, Label: AuditDigestKeyLabel},
 	}
 	if s.cfg.AuditSigner == nil {
-		specs = append(specs, pkcs11shim.KeySpec{Type: pkcs11shim.KeyECP256, Label: AuditKeyLabel})
+		specs = append(specs, token.KeySpec{Type: token.KeyECP256, Label: AuditKeyLabel})
 	}
 	return specs
 }
@@ -109,19 +109,19 @@ func (s *Service) checkServiceKeys(ctx context.Context) (*ServiceKeyRecord, erro
 	if err != nil {
 		return nil, err
 	}
-	info := s.pool.Info()
-	next := &ServiceKeyRecord{TokenLabel: info.Label, TokenSerial: info.Serial, RecordedAt: s.now().UTC()}
+	label, serial := s.keys.Identity()
+	next := &ServiceKeyRecord{TokenLabel: label, TokenSerial: serial, RecordedAt: s.now().UTC()}
 	var faults []string
-	var create []pkcs11shim.KeySpec // generated only once nothing is at fault
+	var create []token.KeySpec // generated only once nothing is at fault
 	changed := old == nil
 	for _, ks := range s.serviceKeySpecs() {
 		rec := old.key(ks.Label)
-		k, err := s.pool.FindKey(ctx, ks.Label)
+		k, err := s.keys.FindKey(ctx, ks.Label)
 		switch {
-		case errors.Is(err, pkcs11shim.ErrKeyNotFound) && rec != nil:
+		case errors.Is(err, token.ErrKeyNotFound) && rec != nil:
 			faults = append(faults, fmt.Sprintf("%s: missing from the token (recorded: %s, CKA_ID %x)", ks.Label, rec.Type, rec.ID))
 			continue
-		case errors.Is(err, pkcs11shim.ErrKeyNotFound):
+		case errors.Is(err, token.ErrKeyNotFound):
 			users, uerr := s.serviceKeyUsers(ks.Label)
 			if uerr != nil {
 				return nil, uerr
@@ -155,15 +155,15 @@ func (s *Service) checkServiceKeys(ctx context.Context) (*ServiceKeyRecord, erro
 			where = fmt.Sprintf("; the store's were recorded %s on token %q serial %s", old.RecordedAt.Format(time.RFC3339), old.TokenLabel, old.TokenSerial)
 		}
 		return nil, fmt.Errorf("%w: token %q (serial %s%s): %s. %s",
-			ErrServiceKeysChanged, info.Label, info.Serial, where, strings.Join(faults, "; "), serviceKeysHelp)
+			ErrServiceKeysChanged, label, serial, where, strings.Join(faults, "; "), serviceKeysHelp)
 	}
-	if old != nil && (old.TokenSerial != info.Serial || old.TokenLabel != info.Label) {
+	if old != nil && (old.TokenSerial != serial || old.TokenLabel != label) {
 		s.log.Warn("the token's label or serial differs from the recorded one, but it holds the recorded service keys",
-			"token", info.Label, "serial", info.Serial, "recorded_token", old.TokenLabel, "recorded_serial", old.TokenSerial)
+			"token", label, "serial", serial, "recorded_token", old.TokenLabel, "recorded_serial", old.TokenSerial)
 	}
 	for _, ks := range create {
 		s.log.Info("creating service key in the token", "label", ks.Label)
-		k, err := s.pool.GenerateKey(ctx, ks)
+		k, err := s.keys.GenerateKey(ctx, ks)
 		if err != nil {
 			return nil, fmt.Errorf("keysvc: service key %s: %w", ks.Label, tokenErr(err))
 		}
@@ -185,15 +185,15 @@ func (s *Service) checkServiceKeys(ctx context.Context) (*ServiceKeyRecord, erro
 
 // serviceKeyIdentity is what the record keeps of k; fault says why k
 // cannot be ks.
-func (s *Service) serviceKeyIdentity(ctx context.Context, ks pkcs11shim.KeySpec, k *pkcs11shim.Key) (cur ServiceKey, fault string, err error) {
-	if k.Type != ks.Type {
-		return cur, fmt.Sprintf("the token's key is %v, keysvc needs %v", k.Type, ks.Type), nil
+func (s *Service) serviceKeyIdentity(ctx context.Context, ks token.KeySpec, k token.KeyRef) (cur ServiceKey, fault string, err error) {
+	if k.KeyType() != ks.Type {
+		return cur, fmt.Sprintf("the token's key is %v, keysvc needs %v", k.KeyType(), ks.Type), nil
 	}
-	method, check, err := s.pool.CheckValue(ctx, k)
+	method, check, err := s.keys.CheckValue(ctx, k)
 	if err != nil {
 		return cur, "", fmt.Errorf("keysvc: service key %s: check value: %w", ks.Label, tokenErr(err))
 	}
-	return ServiceKey{Label: ks.Label, ID: k.ID, Type: k.Type.String(), CheckMethod: method, Check: check}, "", nil
+	return ServiceKey{Label: ks.Label, ID: k.ID(), Type: k.KeyType().String(), CheckMethod: method, Check: check}, "", nil
 }
 
 // differs says how cur differs from the recorded key ("" when it is the same key).
@@ -311,15 +311,13 @@ func (s *Service) recordServiceKeys(r *ServiceKeyRecord) error {
 // its other keys keep working and the affected versions fail on use with
 // version_not_usable; the count tells monitoring.
 func (s *Service) checkManagedKeys(ctx context.Context) error {
-	objs, err := s.pool.ListTokenObjects(ctx)
+	labels, err := s.keys.KeyLabels(ctx)
 	if err != nil {
 		return fmt.Errorf("keysvc: list the token's objects: %w", tokenErr(err))
 	}
-	onToken := make(map[string]bool, len(objs))
-	for _, o := range objs {
-		if o.IsKey() && o.ClassName() != "public-key" {
-			onToken[o.Label] = true
-		}
+	onToken := make(map[string]bool, len(labels))
+	for _, l := range labels {
+		onToken[l] = true
 	}
 	missing := 0
 	err = s.eachKey(func(k *Key) {

@@ -52,12 +52,12 @@ func (s *Service) newSMVersion(ctx context.Context, k *Key, v Version) (Version,
 			size = 32
 		}
 		var err error
-		if material, err = s.pool.GenerateRandom(ctx, size); err != nil { // the token's RNG
+		if material, err = s.keys.Random(ctx, size); err != nil { // the token's RNG
 			return v, tokenErr(err)
 		}
 	}
 	defer smcrypto.Wipe(material)
-	sealed, err := s.pool.EncryptGCM(ctx, s.smKEK, material, smAAD(k, v.Version))
+	sealed, err := s.sealGCM(ctx, s.smKEK, material, smAAD(k, v.Version))
 	if err != nil {
 		return v, fmt.Errorf("keysvc: seal %s material: %w", k.Algorithm, tokenErr(err))
 	}
@@ -71,7 +71,7 @@ func (s *Service) withSMMaterial(ctx context.Context, k *Key, v *Version, fn fun
 	if len(v.Wrapped) == 0 {
 		return fmt.Errorf("%w: version %d of %q has no key material", wire.ErrVersionNotUsable, v.Version, k.Name)
 	}
-	material, err := s.pool.DecryptGCM(ctx, s.smKEK, v.Wrapped, smAAD(k, v.Version))
+	material, err := s.openGCM(ctx, s.smKEK, v.Wrapped, smAAD(k, v.Version))
 	if err != nil {
 		return tokenErr(err)
 	}

@@ -243,7 +243,7 @@ func (p *Pool) DestroyAllObjects(ctx context.Context) (int, error) {
 // backup ceremony records it so a restored key gets the same uses.
 func (p *Pool) KeyUsage(ctx context.Context, k *Key) (Usage, error) {
 	var u Usage
-	err := p.withKey(ctx, k, func(s *Session) error {
+	err := p.WithKey(ctx, k, func(s *Session) error {
 		priv, pub, err := s.handles(k)
 		if err != nil {
 			return err
@@ -289,7 +289,7 @@ type WrapPolicy struct {
 // know and so read it in clear.
 func (p *Pool) KeyWrapPolicy(ctx context.Context, k *Key) (WrapPolicy, error) {
 	var wp WrapPolicy
-	err := p.withKey(ctx, k, func(s *Session) error {
+	err := p.WithKey(ctx, k, func(s *Session) error {
 		priv, _, err := s.handles(k)
 		if err != nil {
 			return err

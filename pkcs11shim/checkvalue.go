@@ -51,7 +51,7 @@ func (p *Pool) CheckValue(ctx context.Context, k *Key) (method string, value []b
 	if k.Type != KeyAES256 {
 		return "", nil, fmt.Errorf("%w: no check value for %v keys", ErrKeyMismatch, k.Type)
 	}
-	err = p.withKey(ctx, k, func(s *Session) error {
+	err = p.WithKey(ctx, k, func(s *Session) error {
 		priv, _, err := s.handles(k)
 		if err != nil {
 			return err

@@ -532,9 +532,11 @@ func (p *Pool) CountTokenObjects(ctx context.Context, limit int) (int, error) {
 }
 
 // DestroyKey destroys the key's objects on the token (C_DestroyObject),
-// private/secret first (R-TOK-7).
+// private/secret first (R-TOK-7). A stale handle is re-found and the destroy
+// tried once more (WithKey): a key that is there is never left behind
+// because its handle changed.
 func (p *Pool) DestroyKey(ctx context.Context, k *Key) error {
-	err := p.WithSession(ctx, func(s *Session) error { return s.DestroyKey(k) })
+	err := p.WithKey(ctx, k, func(s *Session) error { return s.DestroyKey(k) })
 	if err == nil || errors.Is(err, ErrKeyNotFound) {
 		p.forget(k)
 	}

@@ -24,10 +24,16 @@ const (
 	GCMTagSize   = 16
 )
 
-// withKey runs fn on a session; if the key's handle went stale
-// (CKR_OBJECT_HANDLE_INVALID / CKR_KEY_HANDLE_INVALID), the handles are found
-// again by label and CKA_ID and fn runs once more.
-func (p *Pool) withKey(ctx context.Context, k *Key, fn func(s *Session) error) error {
+// WithKey lends a session to fn for an operation with k. If the token says
+// k's handle is no longer valid (CKR_OBJECT_HANDLE_INVALID,
+// CKR_KEY_HANDLE_INVALID: the object was re-created, a restored or failed-over
+// HSM numbered it anew), k's handles are found again by label and CKA_ID and
+// fn runs once more: fn must be safe to run twice (it is, when it only
+// computes). A key that is really gone is ErrKeyNotFound after the second
+// run. Session keys (CKA_TOKEN false) die with their session and are never
+// re-found. Every key operation of this package and of package token goes
+// through WithKey.
+func (p *Pool) WithKey(ctx context.Context, k *Key, fn func(s *Session) error) error {
 	err := p.WithSession(ctx, fn)
 	if errors.Is(err, ErrKeyNotFound) && k.Token {
 		k.mu.Lock()
@@ -43,7 +49,7 @@ func (p *Pool) withKey(ctx context.Context, k *Key, fn func(s *Session) error) e
 // when opts is *rsa.PSSOptions. auth is needed for always-authenticate keys.
 func (p *Pool) Sign(ctx context.Context, k *Key, digest []byte, opts crypto.SignerOpts, auth ContextAuth) ([]byte, error) {
 	var sig []byte
-	err := p.withKey(ctx, k, func(s *Session) error {
+	err := p.WithKey(ctx, k, func(s *Session) error {
 		var err error
 		sig, err = s.Sign(k, digest, opts, auth)
 		return err
@@ -54,13 +60,13 @@ func (p *Pool) Sign(ctx context.Context, k *Key, digest []byte, opts crypto.Sign
 // Verify checks a signature made by Sign, inside the token with k's public
 // key. A bad signature is ErrSignatureInvalid.
 func (p *Pool) Verify(ctx context.Context, k *Key, digest, sig []byte, opts crypto.SignerOpts) error {
-	return p.withKey(ctx, k, func(s *Session) error { return s.Verify(k, digest, sig, opts) })
+	return p.WithKey(ctx, k, func(s *Session) error { return s.Verify(k, digest, sig, opts) })
 }
 
 // EncryptGCM encrypts with an AES key: nonce ‖ ciphertext ‖ tag.
 func (p *Pool) EncryptGCM(ctx context.Context, k *Key, plaintext, aad []byte) ([]byte, error) {
 	var out []byte
-	err := p.withKey(ctx, k, func(s *Session) error {
+	err := p.WithKey(ctx, k, func(s *Session) error {
 		var err error
 		out, err = s.EncryptGCM(k, plaintext, aad)
 		return err
@@ -71,7 +77,7 @@ func (p *Pool) EncryptGCM(ctx context.Context, k *Key, plaintext, aad []byte) ([
 // DecryptGCM reverses EncryptGCM. Any failure of authenticity is ErrDecrypt.
 func (p *Pool) DecryptGCM(ctx context.Context, k *Key, sealed, aad []byte) ([]byte, error) {
 	var out []byte
-	err := p.withKey(ctx, k, func(s *Session) error {
+	err := p.WithKey(ctx, k, func(s *Session) error {
 		var err error
 		out, err = s.DecryptGCM(k, sealed, aad)
 		return err
@@ -83,7 +89,7 @@ func (p *Pool) DecryptGCM(ctx context.Context, k *Key, sealed, aad []byte) ([]by
 // the same hash).
 func (p *Pool) EncryptOAEP(ctx context.Context, k *Key, hash crypto.Hash, label, plaintext []byte) ([]byte, error) {
 	var out []byte
-	err := p.withKey(ctx, k, func(s *Session) error {
+	err := p.WithKey(ctx, k, func(s *Session) error {
 		var err error
 		out, err = s.EncryptOAEP(k, hash, label, plaintext)
 		return err
@@ -94,7 +100,7 @@ func (p *Pool) EncryptOAEP(ctx context.Context, k *Key, hash crypto.Hash, label,
 // DecryptOAEP decrypts RSA-OAEP inside the token.
 func (p *Pool) DecryptOAEP(ctx context.Context, k *Key, hash crypto.Hash, label, ciphertext []byte, auth ContextAuth) ([]byte, error) {
 	var out []byte
-	err := p.withKey(ctx, k, func(s *Session) error {
+	err := p.WithKey(ctx, k, func(s *Session) error {
 		var err error
 		out, err = s.DecryptOAEP(k, hash, label, ciphertext, auth)
 		return err
@@ -118,7 +124,7 @@ func (p *Pool) WrapKey(ctx context.Context, kek, target *Key) ([]byte, error) {
 // PublicKey returns k's public key (*ecdsa.PublicKey or *rsa.PublicKey).
 func (p *Pool) PublicKey(ctx context.Context, k *Key) (crypto.PublicKey, error) {
 	var pub crypto.PublicKey
-	err := p.withKey(ctx, k, func(s *Session) error {
+	err := p.WithKey(ctx, k, func(s *Session) error {
 		var err error
 		pub, err = s.PublicKey(k)
 		return err
@@ -145,20 +151,31 @@ func (p *Pool) HMAC(ctx context.Context, k *Key, data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: HMAC needs a generic secret key, %q is %v", ErrKeyMismatch, k.Label, k.Type)
 	}
 	var out []byte
-	err := p.withKey(ctx, k, func(s *Session) error {
-		priv, _, err := s.handles(k)
-		if err != nil {
-			return err
-		}
-		if err := wrapErr("C_SignInit", s.ctx.SignInit(s.h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, priv)); err != nil {
-			return err
-		}
-		if out, err = s.ctx.Sign(s.h, data); err != nil {
-			return poisoned{wrapErr("C_Sign", err)}
-		}
-		return nil
+	err := p.WithKey(ctx, k, func(s *Session) error {
+		var err error
+		out, err = s.HMAC(k, data)
+		return err
 	})
 	return out, err
+}
+
+// HMAC computes HMAC-SHA256 of data with k in this session (see Pool.HMAC).
+func (s *Session) HMAC(k *Key, data []byte) ([]byte, error) {
+	if k.Type != KeyGenericSecret {
+		return nil, fmt.Errorf("%w: HMAC needs a generic secret key, %q is %v", ErrKeyMismatch, k.Label, k.Type)
+	}
+	priv, _, err := s.handles(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := wrapErr("C_SignInit", s.ctx.SignInit(s.h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}, priv)); err != nil {
+		return nil, err
+	}
+	out, err := s.ctx.Sign(s.h, data)
+	if err != nil {
+		return nil, poisoned{wrapErr("C_Sign", err)}
+	}
+	return out, nil
 }
 
 // --- session-level operations ---------------------------------------------

@@ -133,7 +133,7 @@ func (h *cerHost) keysvcLogin(t *testing.T, pin string) error {
 	t.Helper()
 	g, done := h.keysvcGuard(t)
 	defer done()
-	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: h.info.Label, PIN: token.HeldPIN(pin), Guard: g})
+	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: h.info.Label, PIN: token.HeldPIN(pin), PINGuard: g.Config()})
 	if err == nil {
 		tok.Close()
 	}

@@ -152,7 +152,7 @@ func confFindByURI(t *testing.T, m *confModule) {
 		t.Fatalf("FindToken(URI selector): %q, %v", got.Label, err)
 	}
 	g, _ := newGuard(t, filepath.Join(t.TempDir(), "g.db"), 0)
-	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, URI: uri, Guard: g})
+	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, URI: uri, PINGuard: g.Config()})
 	if err != nil {
 		t.Fatalf("token.Open by URI: %v", err)
 	}
@@ -160,7 +160,7 @@ func confFindByURI(t *testing.T, m *confModule) {
 	if _, err := tok.Pool().GenerateRandom(context.Background(), 16); err != nil {
 		t.Fatalf("using the token opened by URI: %v", err)
 	}
-	_, err = token.Open(context.Background(), token.Config{Kind: token.KindHSM, URI: uri, Label: "other", Guard: g})
+	_, err = token.Open(context.Background(), token.Config{Kind: token.KindHSM, URI: uri, Label: "other", PINGuard: g.Config()})
 	if err == nil || !strings.Contains(err.Error(), "conflicting token label") {
 		t.Fatalf("conflicting label: %v", err)
 	}

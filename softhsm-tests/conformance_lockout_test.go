@@ -111,7 +111,7 @@ func confLockout(t *testing.T, m *confModule) {
 		// An SO unlock during the TPM's lockout: refused as locked by the
 		// module, and not latched by Keyward — once the TPM recovers the
 		// same SO PIN works (below).
-		a, err := token.OpenAdmin(token.Config{Kind: token.KindHSM, Module: m.path, Label: label, Guard: g})
+		a, err := token.OpenAdmin(token.Config{Kind: token.KindHSM, Module: m.path, Label: label, PINGuard: g.Config()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +133,7 @@ func confLockout(t *testing.T, m *confModule) {
 	if !m.caps.InitToken {
 		return // no token of its own: leave the shared token's PIN alone
 	}
-	a, err := token.OpenAdmin(token.Config{Kind: token.KindHSM, Module: m.path, Label: label, Guard: g})
+	a, err := token.OpenAdmin(token.Config{Kind: token.KindHSM, Module: m.path, Label: label, PINGuard: g.Config()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -287,7 +287,7 @@ func confOpenWith(t *testing.T, m *confModule, g *token.Guard, pin token.PINSour
 
 func confOpenLabel(t *testing.T, m *confModule, label string, g *token.Guard, pin token.PINSource) (*token.Token, error) {
 	t.Helper()
-	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: m.path, Label: label, PIN: pin, Guard: g, WaitTimeout: 10 * time.Second})
+	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: m.path, Label: label, PIN: pin, PINGuard: g.Config(), WaitTimeout: 10 * time.Second})
 	if err == nil {
 		t.Cleanup(func() { tok.Close() })
 	}

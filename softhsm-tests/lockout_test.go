@@ -18,7 +18,7 @@ import (
 
 func openWith(t *testing.T, info pkcs11shim.TokenInfo, g *token.Guard, pin string) (*token.Token, error) {
 	t.Helper()
-	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, PIN: &switchablePIN{pin: pin}, Guard: g})
+	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, PIN: &switchablePIN{pin: pin}, PINGuard: g.Config()})
 	if err == nil {
 		t.Cleanup(func() { tok.Close() })
 	}
@@ -74,7 +74,7 @@ func TestLockoutSixWrongLocks(t *testing.T) {
 		}
 	}
 	right := &countingPIN{pin: userPIN}
-	_, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, PIN: right, Guard: g})
+	_, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, PIN: right, PINGuard: g.Config()})
 	if !errors.Is(err, token.ErrPINLocked) {
 		t.Fatalf("right PIN on locked token: got %v, want ErrPINLocked", err)
 	}
@@ -134,7 +134,7 @@ func TestLockoutSixWrongLocks(t *testing.T) {
 // user PIN cannot open a Token).
 func openUnlocker(t *testing.T, info pkcs11shim.TokenInfo, g *token.Guard) *token.Admin {
 	t.Helper()
-	a, err := token.OpenAdmin(token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, Guard: g})
+	a, err := token.OpenAdmin(token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, PINGuard: g.Config()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestChildStillLocked(t *testing.T) {
 	childOnly(t)
 	g, _ := newGuard(t, os.Getenv("KEYWARD_TEST_GUARD"), 0)
 	right := &countingPIN{pin: userPIN}
-	_, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: os.Getenv("KEYWARD_TEST_LABEL"), PIN: right, Guard: g})
+	_, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: os.Getenv("KEYWARD_TEST_LABEL"), PIN: right, PINGuard: g.Config()})
 	if !errors.Is(err, token.ErrPINLocked) || right.n.Load() != 0 {
 		t.Fatalf("fresh process: got %v after %d PIN reads, want ErrPINLocked and 0", err, right.n.Load())
 	}
@@ -166,7 +166,7 @@ func TestLockoutConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, PIN: wrong, Guard: g})
+			tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, PIN: wrong, PINGuard: g.Config()})
 			switch {
 			case err == nil:
 				tok.Close()

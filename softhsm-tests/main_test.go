@@ -174,7 +174,7 @@ func mustNewToken(t testing.TB, kind token.Kind) *tokenEnv {
 	info := newTokenLabel(t)
 	g, st := newGuard(t, filepath.Join(t.TempDir(), "guard.db"), 0)
 	pin := &switchablePIN{pin: userPIN}
-	tok, err := token.Open(context.Background(), token.Config{Kind: kind, Module: modulePath, Label: info.Label, PIN: pin, Guard: g, WaitTimeout: 10 * time.Second})
+	tok, err := token.Open(context.Background(), token.Config{Kind: kind, Module: modulePath, Label: info.Label, PIN: pin, PINGuard: g.Config(), WaitTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatalf("token.Open: %v", err)
 	}
@@ -204,7 +204,7 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 // mustOpenSecond opens a second token.Token (own pool, same guard) on env's token.
 func mustOpenSecond(t testing.TB, env *tokenEnv) *token.Token {
 	t.Helper()
-	tok, err := token.Open(context.Background(), token.Config{Kind: env.tok.Kind(), Module: modulePath, Serial: env.info.Serial, PIN: env.pin, Guard: env.guard})
+	tok, err := token.Open(context.Background(), token.Config{Kind: env.tok.Kind(), Module: modulePath, Serial: env.info.Serial, PIN: env.pin, PINGuard: env.guard.Config()})
 	if err != nil {
 		t.Fatalf("second token.Open: %v", err)
 	}

@@ -27,7 +27,7 @@ func TestOpenByURIPINSourceGrammar(t *testing.T) {
 	base := "pkcs11:token=" + info.Label + "?module-path=" + modulePath + "&pin-source="
 	ctx := context.Background()
 
-	tok, err := token.Open(ctx, token.Config{Kind: token.KindHSM, URI: base + "file://" + pinFile, Guard: g})
+	tok, err := token.Open(ctx, token.Config{Kind: token.KindHSM, URI: base + "file://" + pinFile, PINGuard: g.Config()})
 	if err != nil {
 		t.Fatalf("open with pin-source=file:///abs: %v", err)
 	}
@@ -38,7 +38,7 @@ func TestOpenByURIPINSourceGrammar(t *testing.T) {
 
 	// "file:/" + "/" + dir: a host part that, read as a path, is the PIN file.
 	hostForm := "file:/" + pinFile
-	_, err = token.Open(ctx, token.Config{Kind: token.KindHSM, URI: base + hostForm, Guard: g})
+	_, err = token.Open(ctx, token.Config{Kind: token.KindHSM, URI: base + hostForm, PINGuard: g.Config()})
 	if !errors.Is(err, pkcs11shim.ErrInvalidURI) || !errors.Is(err, pkcs11shim.ErrPINSourceSyntax) ||
 		!strings.Contains(err.Error(), "file:// names a host") {
 		t.Fatalf("pin-source=%s: %v; want a refusal naming the host part", hostForm, err)

@@ -282,7 +282,7 @@ clients:
 func objectsOn(t *testing.T, label string) []pkcs11shim.ObjectInfo {
 	t.Helper()
 	g, _ := newGuard(t, filepath.Join(t.TempDir(), "guard.db"), 0)
-	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: label, PIN: &switchablePIN{pin: userPIN}, Guard: g, WaitTimeout: 10 * time.Second})
+	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: label, PIN: &switchablePIN{pin: userPIN}, PINGuard: g.Config(), WaitTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

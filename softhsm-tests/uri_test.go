@@ -22,7 +22,7 @@ func TestOpenByURI(t *testing.T) {
 		t.Fatal(err)
 	}
 	uri := "pkcs11:token=" + info.Label + ";serial=" + info.Serial + "?module-path=" + modulePath + "&pin-source=file:" + pinFile
-	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, URI: uri, Guard: g})
+	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, URI: uri, PINGuard: g.Config()})
 	if err != nil {
 		t.Fatalf("open by URI: %v", err)
 	}
@@ -34,12 +34,12 @@ func TestOpenByURI(t *testing.T) {
 		cfg  token.Config
 		want string
 	}{
-		"label conflict":  {token.Config{Kind: token.KindHSM, URI: uri, Label: "other", Guard: g}, "conflicting token label"},
-		"slot-id only":    {token.Config{Kind: token.KindHSM, URI: "pkcs11:slot-id=0?module-path=" + modulePath + "&pin-source=file:" + pinFile, Guard: g}, "slot-id"},
-		"pin in URI":      {token.Config{Kind: token.KindHSM, URI: "pkcs11:token=" + info.Label + "?pin-value=" + userPIN, Module: modulePath, Guard: g}, "pin-source"},
-		"no such token":   {token.Config{Kind: token.KindHSM, URI: "pkcs11:token=nope?module-path=" + modulePath + "&pin-source=file:" + pinFile, Guard: g}, "no initialised token"},
-		"group-readable":  {token.Config{Kind: token.KindHSM, URI: "pkcs11:token=" + info.Label + "?module-path=" + modulePath + "&pin-source=file:" + worldReadable(t), Guard: g}, "chmod 600"},
-		"missing library": {token.Config{Kind: token.KindHSM, URI: "pkcs11:token=" + info.Label + "?module-path=/nonexistent/lib.so&pin-source=file:" + pinFile, Guard: g}, "apt-get install softhsm2"},
+		"label conflict":  {token.Config{Kind: token.KindHSM, URI: uri, Label: "other", PINGuard: g.Config()}, "conflicting token label"},
+		"slot-id only":    {token.Config{Kind: token.KindHSM, URI: "pkcs11:slot-id=0?module-path=" + modulePath + "&pin-source=file:" + pinFile, PINGuard: g.Config()}, "slot-id"},
+		"pin in URI":      {token.Config{Kind: token.KindHSM, URI: "pkcs11:token=" + info.Label + "?pin-value=" + userPIN, Module: modulePath, PINGuard: g.Config()}, "pin-source"},
+		"no such token":   {token.Config{Kind: token.KindHSM, URI: "pkcs11:token=nope?module-path=" + modulePath + "&pin-source=file:" + pinFile, PINGuard: g.Config()}, "no initialised token"},
+		"group-readable":  {token.Config{Kind: token.KindHSM, URI: "pkcs11:token=" + info.Label + "?module-path=" + modulePath + "&pin-source=file:" + worldReadable(t), PINGuard: g.Config()}, "chmod 600"},
+		"missing library": {token.Config{Kind: token.KindHSM, URI: "pkcs11:token=" + info.Label + "?module-path=/nonexistent/lib.so&pin-source=file:" + pinFile, PINGuard: g.Config()}, "apt-get install softhsm2"},
 	} {
 		tok, err := token.Open(context.Background(), c.cfg)
 		if err == nil {

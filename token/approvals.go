@@ -94,12 +94,12 @@ func (f FileStore) ConsumeApprovals(uses []ApprovalUse) error {
 // attempt like Unlock's, counted and refused without C_Login when the SO
 // PIN is locked (R-TOK-5).
 func (t *Admin) EnrolOfficers(soPIN []byte, officers []pkcs11shim.Officer, by string) error {
-	err := t.cfg.Guard.Attempt(t.soID(), func() error { return t.mod.EnrolOfficers(t.sel, soPIN, officers) })
+	err := t.guard.Attempt(t.soID(), func() error { return t.mod.EnrolOfficers(t.sel, soPIN, officers) })
 	if err != nil {
 		return err
 	}
 	for _, o := range officers {
-		_ = t.cfg.Guard.store.Record(Event{At: time.Now(), Token: t.soID(), Kind: "officer-enrolled", Detail: o.Name + " (by " + by + ")"})
+		_ = t.guard.store.Record(Event{At: time.Now(), Token: t.soID(), Kind: "officer-enrolled", Detail: o.Name + " (by " + by + ")"})
 	}
 	t.log.Info("officers enrolled by the security officer", "count", len(officers), "by", by)
 	return nil
@@ -111,12 +111,12 @@ func (t *Admin) TrustedOfficers() ([]pkcs11shim.Officer, error) { return t.mod.T
 // RetireOfficers removes officers from the token's trusted roster as the
 // security officer, a guarded SO login like EnrolOfficers'.
 func (t *Admin) RetireOfficers(soPIN []byte, names []string, by string) error {
-	err := t.cfg.Guard.Attempt(t.soID(), func() error { return t.mod.RetireOfficers(t.sel, soPIN, names) })
+	err := t.guard.Attempt(t.soID(), func() error { return t.mod.RetireOfficers(t.sel, soPIN, names) })
 	if err != nil {
 		return err
 	}
 	for _, n := range names {
-		_ = t.cfg.Guard.store.Record(Event{At: time.Now(), Token: t.soID(), Kind: "officer-retired", Detail: n + " (by " + by + ")"})
+		_ = t.guard.store.Record(Event{At: time.Now(), Token: t.soID(), Kind: "officer-retired", Detail: n + " (by " + by + ")"})
 	}
 	t.log.Info("officers retired by the security officer", "count", len(names), "by", by)
 	return nil

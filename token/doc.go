@@ -6,15 +6,20 @@
 // # Main types
 //
 // Config names a token (Kind, Module, URI and/or Label/Serial, PIN source,
-// Guard); conflicting selectors are refused by name. Open resolves it, opens
+// PINGuard: where the guard counts); conflicting selectors are refused by
+// name. Open resolves it, builds the PIN guard itself from PINGuard (a bbolt
+// file or store: there is no in-memory counter, so no caller opens a
+// logged-in pool without a guard whose count outlives the process), opens
 // the session pool and logs in through the guard: a Token, whose Pool is
-// used for key operations and whose ContextAuth re-authenticates each use of
-// a USB key's CKA_ALWAYS_AUTHENTICATE keys. OpenAdmin opens a token without a
+// used for key operations, whose Store is keysvc's key store (every
+// operation through pkcs11shim.Pool.WithKey, which re-finds a stale object
+// handle), and whose ContextAuth re-authenticates each use of a USB key's
+// CKA_ALWAYS_AUTHENTICATE keys. OpenAdmin opens a token without a
 // user login, as an Admin: PIN unlock (Unlock) and change (ChangePIN), live
 // token information, the officers' roster, backup under a trusted KEK
 // (WrapForBackup). It is how a locked token gets unlocked.
 //
-// Guard (NewGuard) counts PIN attempts (R-TOK-5) in a CounterStore:
+// Guard counts PIN attempts (R-TOK-5) in a CounterStore:
 // BoltStore, a bbolt file kept open for the process's life, or FileStore,
 // which opens that file per operation (cmd/ceremony counting in keysvc's
 // file). The same file keeps the ceremony's consumed approval nonces
@@ -24,7 +29,8 @@
 //
 // # Rules
 //
-//   - The PIN guard stands before every C_Login: under a per-PIN mutex it
+//   - The PIN guard stands before every C_Login: under a per-PIN mutex (the
+//     process's, shared by every Guard) it
 //     refuses a locked PIN without calling the token, durably counts one
 //     failure, logs in once, and resets on success; it locks at the limit
 //     (1–6, default 6) and on the module's own lock. The count is taken back

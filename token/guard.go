@@ -62,14 +62,18 @@ type CounterStore interface {
 // the failure and lock at the limit; on the module's own CKR_PIN_LOCKED lock;
 // on an answer that proves the PIN was never checked (token gone, session
 // closed) take the failure back. The state survives restarts in the store.
+// The per-PIN lock is the process's, not the Guard's: every Guard of the
+// process (token.Open builds one per open token) serialises attempts on
+// the same PIN.
 type Guard struct {
 	store CounterStore
 	limit int
 	now   func() time.Time
-
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex
 }
+
+// pinLocks are the process's per-PIN locks (PINID → *sync.Mutex), shared
+// by every Guard.
+var pinLocks sync.Map
 
 // NewGuard returns a guard with the given limit (0 means MaxPINAttempts).
 func NewGuard(store CounterStore, limit int) (*Guard, error) {
@@ -79,21 +83,15 @@ func NewGuard(store CounterStore, limit int) (*Guard, error) {
 	if limit < 1 || limit > MaxPINAttempts {
 		return nil, fmt.Errorf("%w (got %d)", ErrBadLimit, limit)
 	}
-	return &Guard{store: store, limit: limit, now: time.Now, locks: map[string]*sync.Mutex{}}, nil
+	return &Guard{store: store, limit: limit, now: time.Now}, nil
 }
 
 // Limit returns the configured attempt limit.
 func (g *Guard) Limit() int { return g.limit }
 
 func (g *Guard) lockFor(id string) *sync.Mutex {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	m, ok := g.locks[id]
-	if !ok {
-		m = new(sync.Mutex)
-		g.locks[id] = m
-	}
-	return m
+	m, _ := pinLocks.LoadOrStore(id, new(sync.Mutex))
+	return m.(*sync.Mutex)
 }
 
 // State returns the stored state for id.

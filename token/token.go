@@ -48,8 +48,11 @@ type Config struct {
 	Serial string
 	// PIN is the user PIN's source; a URI's pin-source may give it.
 	PIN PINSource
-	// Guard counts PIN attempts (R-TOK-5). Required.
-	Guard *Guard
+	// PINGuard is where the PIN guard counts attempts (R-TOK-5). Required:
+	// Open and OpenAdmin build the guard from it themselves, so no caller
+	// can log a pool in without one, nor with counts that end with the
+	// process.
+	PINGuard GuardConfig
 	// MaxSessions and WaitTimeout tune the session pool (see pkcs11shim).
 	MaxSessions int
 	WaitTimeout time.Duration
@@ -57,15 +60,63 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// GuardConfig says where the PIN guard of a token counts (R-TOK-5): a
+// bbolt file, durable across runs, so six wrong PINs lock the token for
+// every later run and every process that counts in the same file. Give
+// exactly one of Path and Store. There is no in-memory counter: a count
+// that ends with the process would give each run six fresh guesses.
+type GuardConfig struct {
+	// Path is the counter file, opened for each count and closed again
+	// (FileStore): for a process that must not hold the file, such as
+	// cmd/ceremony counting in keysvc's keysvc.db.
+	Path string
+	// Store is a counter store the caller holds open for its life
+	// (BoltStore over keysvc.db, kwsign's state file).
+	Store *BoltStore
+	// Limit is the attempt limit, 1–6; 0 means MaxPINAttempts.
+	Limit int
+}
+
+// Config is the GuardConfig that counts where g counts (its bbolt store or
+// file, and its limit), for opening a token that shares g's counters. A
+// guard over any other CounterStore gives the zero GuardConfig, which Open
+// refuses.
+func (g *Guard) Config() GuardConfig {
+	switch st := g.store.(type) {
+	case *BoltStore:
+		return GuardConfig{Store: st, Limit: g.limit}
+	case FileStore:
+		return GuardConfig{Path: st.Path, Limit: g.limit}
+	}
+	return GuardConfig{}
+}
+
+// guard builds the guard gc describes.
+func (gc GuardConfig) guard() (*Guard, error) {
+	switch {
+	case gc.Path == "" && gc.Store == nil:
+		return nil, errors.New("token: a PIN guard is required: give PINGuard.Path (a bbolt counter file) or PINGuard.Store")
+	case gc.Path != "" && gc.Store != nil:
+		return nil, errors.New("token: conflicting PIN guard stores: give PINGuard.Path or PINGuard.Store, not both")
+	case gc.Store != nil:
+		return NewGuard(gc.Store, gc.Limit)
+	}
+	if !filepath.IsAbs(gc.Path) {
+		return nil, fmt.Errorf("token: the PIN guard file %q must be an absolute path", gc.Path)
+	}
+	return NewGuard(FileStore{Path: gc.Path}, gc.Limit)
+}
+
 // Admin is a token opened for administration, without a user login: PIN
 // unlock and change, live information. A locked token can still be opened
 // this way (it is how it gets unlocked).
 type Admin struct {
-	cfg  Config
-	sel  pkcs11shim.Selector
-	mod  *pkcs11shim.Module
-	info pkcs11shim.TokenInfo // identity as found at open (serial is stable)
-	log  *slog.Logger
+	cfg   Config
+	guard *Guard // built from cfg.PINGuard
+	sel   pkcs11shim.Selector
+	mod   *pkcs11shim.Module
+	info  pkcs11shim.TokenInfo // identity as found at open (serial is stable)
+	log   *slog.Logger
 
 	closeOnce sync.Once
 	closeErr  error
@@ -124,8 +175,9 @@ func (c Config) resolve() (string, pkcs11shim.Selector, PINSource, error) {
 		return "", sel, nil, errors.New("token: no PKCS#11 module path (config module or URI module-path)")
 	case sel.Label == "" && sel.Serial == "":
 		return "", sel, nil, errors.New("token: name the token by label or serial (token= or serial= in a URI); slot ids move and are not accepted")
-	case c.Guard == nil:
-		return "", sel, nil, errors.New("token: a PIN guard is required")
+	}
+	if _, err := c.PINGuard.guard(); err != nil {
+		return "", sel, nil, err
 	}
 	return module, sel, pin, nil
 }
@@ -140,6 +192,10 @@ func OpenAdmin(cfg Config) (*Admin, error) {
 }
 
 func openAdmin(cfg Config, module string, sel pkcs11shim.Selector, pin PINSource) (*Admin, error) {
+	guard, err := cfg.PINGuard.guard()
+	if err != nil {
+		return nil, err
+	}
 	cfg.PIN = pin
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -153,7 +209,7 @@ func openAdmin(cfg Config, module string, sel pkcs11shim.Selector, pin PINSource
 		mod.Close()
 		return nil, err
 	}
-	return &Admin{cfg: cfg, sel: pkcs11shim.Selector{Label: info.Label, Serial: info.Serial}, mod: mod, info: info,
+	return &Admin{cfg: cfg, guard: guard, sel: pkcs11shim.Selector{Label: info.Label, Serial: info.Serial}, mod: mod, info: info,
 		log: cfg.Logger.With("token", info.Label, "serial", info.Serial)}, nil
 }
 
@@ -193,7 +249,7 @@ func (t *Admin) soID() string { return PINID(t.info, pkcs11shim.UserSO) }
 // authenticate is the pool's Authenticator: one guarded user login.
 func (t *Token) authenticate(_ context.Context, login pkcs11shim.LoginFunc) error {
 	if ti, err := t.liveInfo(); err == nil && ti.Flags.UserPINLocked {
-		if err := t.cfg.Guard.MarkLocked(t.userID(), "the module reports CKF_USER_PIN_LOCKED"); err != nil {
+		if err := t.guard.MarkLocked(t.userID(), "the module reports CKF_USER_PIN_LOCKED"); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: %s (module flag CKF_USER_PIN_LOCKED)", ErrPINLocked, t.userID())
@@ -213,7 +269,7 @@ func (t *Token) ContextAuth() pkcs11shim.ContextAuth {
 
 // guarded reads the PIN from the source and makes one counted attempt.
 func (t *Token) guarded(id string, try func(pin []byte) error) error {
-	return t.cfg.Guard.Attempt(id, func() error {
+	return t.guard.Attempt(id, func() error {
 		pin, err := t.cfg.PIN.PIN()
 		if err != nil {
 			return err
@@ -233,6 +289,9 @@ func (t *Admin) liveInfo() (pkcs11shim.TokenInfo, error) {
 	return t.mod.LookupToken(t.sel)
 }
 
+// Guard returns the PIN guard Open or OpenAdmin built from Config.PINGuard.
+func (t *Admin) Guard() *Guard { return t.guard }
+
 // Pool returns the session pool for key operations.
 func (t *Token) Pool() *pkcs11shim.Pool { return t.pool }
 
@@ -243,7 +302,7 @@ func (t *Admin) Kind() Kind { return t.cfg.Kind }
 func (t *Admin) Info() (pkcs11shim.TokenInfo, error) { return t.liveInfo() }
 
 // PINState returns the guard's state of the user PIN.
-func (t *Admin) PINState() (PINState, error) { return t.cfg.Guard.State(t.userID()) }
+func (t *Admin) PINState() (PINState, error) { return t.guard.State(t.userID()) }
 
 // Unlock sets a new user PIN with the security officer's PIN (C_InitPIN)
 // and clears the lockout (R-TOK-5). The SO PIN is itself guarded. The new
@@ -253,11 +312,11 @@ func (t *Admin) Unlock(soPIN, newUserPIN []byte, officer string) error {
 	if err := CheckPIN(newUserPIN, nil); err != nil {
 		return err
 	}
-	err := t.cfg.Guard.Attempt(t.soID(), func() error { return t.mod.InitPIN(t.sel, soPIN, newUserPIN) })
+	err := t.guard.Attempt(t.soID(), func() error { return t.mod.InitPIN(t.sel, soPIN, newUserPIN) })
 	if err != nil {
 		return err
 	}
-	if err := t.cfg.Guard.Reset(t.userID(), "user PIN reset by security officer "+officer); err != nil {
+	if err := t.guard.Reset(t.userID(), "user PIN reset by security officer "+officer); err != nil {
 		return err
 	}
 	t.log.Info("user PIN unlocked by security officer", "officer", officer)
@@ -270,11 +329,11 @@ func (t *Admin) ChangePIN(oldPIN, newPIN []byte) error {
 	if err := CheckPIN(newPIN, oldPIN); err != nil {
 		return err
 	}
-	err := t.cfg.Guard.Attempt(t.userID(), func() error {
+	err := t.guard.Attempt(t.userID(), func() error {
 		return t.mod.SetPIN(t.sel, pkcs11shim.UserNormal, oldPIN, newPIN)
 	})
 	if err == nil {
-		_ = t.cfg.Guard.store.Record(Event{At: time.Now(), Token: t.userID(), Kind: "pin-changed"})
+		_ = t.guard.store.Record(Event{At: time.Now(), Token: t.userID(), Kind: "pin-changed"})
 	}
 	return err
 }
@@ -304,10 +363,10 @@ func (t *Admin) Close() error {
 // PIN is tried). See pkcs11shim.WrapUnderTrustedKEK.
 func (t *Admin) WrapForBackup(soPIN, userPIN, kek []byte, labels []string) ([]pkcs11shim.WrappedKey, error) {
 	so := func(login pkcs11shim.LoginFunc) error {
-		return t.cfg.Guard.Attempt(t.soID(), func() error { return login(soPIN) })
+		return t.guard.Attempt(t.soID(), func() error { return login(soPIN) })
 	}
 	user := func(login pkcs11shim.LoginFunc) error {
-		return t.cfg.Guard.Attempt(t.userID(), func() error { return login(userPIN) })
+		return t.guard.Attempt(t.userID(), func() error { return login(userPIN) })
 	}
 	return t.mod.WrapUnderTrustedKEK(t.sel, kek, labels, so, user)
 }

@@ -495,6 +495,7 @@ func approveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&o.approve.keyPath, "key", "", "your officer key file (ceremony officer keygen; mode 0600 or 0400), or a pkcs11: URI of the key on your own token")
 	fs.StringVar(&o.approve.name, "name", "", "your officer name (required with a pkcs11: key; a key file names its officer)")
 	fs.StringVar(&o.approve.out, "out", "", "where to write the approval (never overwritten)")
+	fs.StringVar(&o.officerGuard, "pin-guard", officerGuardDefault(), "with a pkcs11: key: the file (bbolt) counting your token's PIN attempts; six wrong PINs lock it (R-TOK-5)")
 	fs.DurationVar(&o.approve.valid, "valid", 2*time.Hour, "how long the approval may be used (at most 24h)")
 	fs.BoolVar(&o.yes, "yes", false, "non-interactive: approve without typing \"approve\" (scripts)")
 	fs.Usage = func() {

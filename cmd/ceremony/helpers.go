@@ -15,6 +15,7 @@ import (
 
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
+	"path/filepath"
 )
 
 // readPIN reads a PIN from its source. A "prompt" source asks at the
@@ -122,7 +123,7 @@ func (l *lazyPIN) wipe() {
 // PIN locked. A wrong PIN is never retried.
 func (s *session) login(ctx context.Context, sel pkcs11shim.Selector, pin token.PINSource) (*pkcs11shim.Pool, error) {
 	t, err := token.Open(ctx, token.Config{Kind: token.KindHSM, Module: s.modPath, Label: sel.Label, Serial: sel.Serial,
-		PIN: pin, Guard: s.guard, MaxSessions: 2, Logger: quietLog})
+		PIN: pin, PINGuard: s.pinGuard(), MaxSessions: 2, Logger: quietLog})
 	if err != nil {
 		s.loginFailed(sel, err)
 		return nil, err
@@ -135,7 +136,7 @@ func (s *session) login(ctx context.Context, sel pkcs11shim.Selector, pin token.
 // operations of token.Admin (C_InitPIN by the SO).
 func (s *session) admin(sel pkcs11shim.Selector) (*token.Admin, error) {
 	a, err := token.OpenAdmin(token.Config{Kind: token.KindHSM, Module: s.modPath, Label: sel.Label, Serial: sel.Serial,
-		Guard: s.guard, Logger: quietLog})
+		PINGuard: s.pinGuard(), Logger: quietLog})
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +158,10 @@ func (s *session) adminToken(sel pkcs11shim.Selector, role string) (*token.Admin
 	s.rec.token(role, ti)
 	return admin, ti, nil
 }
+
+// pinGuard is where token.Open and OpenAdmin count this ceremony's logins:
+// the pin_guard file, opened for each count (token.FileStore).
+func (s *session) pinGuard() token.GuardConfig { return token.GuardConfig{Path: s.guardPath} }
 
 // quietLog drops token's operational log lines: the ceremony reports
 // every outcome itself, on stderr and in the transcript.
@@ -222,7 +227,10 @@ type session struct {
 	mod     *pkcs11shim.Module
 	modPath string
 	guard   *token.Guard // every user and SO login goes through it (R-TOK-5)
-	closers []func()
+	// guardPath is the pin_guard file (absolute) the guard counts in;
+	// token.Open builds its own guard over the same file (pinGuard).
+	guardPath string
+	closers   []func()
 
 	signRef *tokenRef        // the ceremony's own token, which signs unless transcript.signer names another
 	failed  map[string]error // logins that failed, by token: never tried again to sign
@@ -332,7 +340,11 @@ func start(o *options, name string, cfg validator, cm *common, plan func() []str
 		return nil, err
 	}
 	fmt.Fprintf(o.stdout, "ceremony %s — officers present: %s\n", name, strings.Join(cm.Officers, ", "))
-	s := &session{o: o, rec: newRecorder(name, raw, cm.Officers, o.stdout), guard: guard}
+	guardPath, err := filepath.Abs(cm.PINGuard)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{o: o, rec: newRecorder(name, raw, cm.Officers, o.stdout), guard: guard, guardPath: guardPath}
 	s.rec.warn = o.stderr
 	s.rec.step("validate ceremony file", "%s (SHA-256 %s)", o.file, s.rec.body.ConfigSHA256)
 	s.rec.step("PIN guard", "every login is counted in %s (R-TOK-5)", cm.PINGuard)

@@ -164,9 +164,12 @@ type options struct {
 	yes       bool
 	approvals approvalFlags   // --approval files (sensitive ceremonies)
 	approve   *approveRequest // set by `ceremony approve`: print the plan, sign an approval, run nothing
-	stdout    io.Writer
-	stderr    io.Writer
-	stdin     *os.File
+	// officerGuard is the PIN-attempt counter file of an officer's own
+	// token (-pin-guard of approve and officer keygen with a pkcs11: key).
+	officerGuard string
+	stdout       io.Writer
+	stderr       io.Writer
+	stdin        *os.File
 }
 
 func main() {

@@ -148,6 +148,7 @@ func officerKeygenCmd(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "", "the private key file to create (mode 0600; never overwritten): keep it where only you can reach it")
 	pub := fs.String("pub", "", "the public key PEM to create, for enrolment (token init enrol:, officer enrol)")
 	keyURI := fs.String("key", "", "instead of -out: generate the key on your own USB key or smart card, a pkcs11: URI with object= and module-path= (PIN asked, or pin-source=)")
+	pinGuard := fs.String("pin-guard", officerGuardDefault(), "with -key: the file (bbolt) counting your token's PIN attempts; six wrong PINs lock it (R-TOK-5)")
 	fs.Usage = func() {
 		fmt.Fprintf(stdout, "%s\n\nMakes an officer's personal approval key: ECDSA P-256, PKCS#8 PEM, readable by you only.\nGive the public key file to the officers who enrol you; keep the key file to yourself.\n\nFlags:\n", officerKeygenUsage)
 		fs.SetOutput(stdout)
@@ -177,7 +178,7 @@ func officerKeygenCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if *keyURI != "" {
-		ec, err := tokenOfficerKeygen(context.Background(), *keyURI, stdOptions(&options{stdout: stdout, stderr: stderr}))
+		ec, err := tokenOfficerKeygen(context.Background(), *keyURI, stdOptions(&options{stdout: stdout, stderr: stderr, officerGuard: *pinGuard}))
 		var fp string
 		var pubPEM []byte
 		if err == nil {

@@ -8,8 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
@@ -20,43 +20,39 @@ import (
 // (RFC 7512; pin-source=file:... in the URI, else the PIN is asked at the
 // terminal). The key is generated in the token (EC P-256, not
 // extractable) by officer keygen and signs approvals there; the officer's
-// name is given with -name, since the token stores none. The PIN is
-// tried once per run, through a guard kept in memory: the officer's
-// token counts its own retries, and the approver has no pin_guard file.
+// name is given with -name, since the token stores none. Each PIN attempt
+// is counted by token.Open's guard in the officer's own counter file
+// (-pin-guard, default officerGuardDefault: like kwsign's -state), so six
+// wrong PINs lock the officer's token for every later run (R-TOK-5), not
+// only until the process ends.
 
 func isTokenKey(s string) bool { return strings.HasPrefix(s, "pkcs11:") }
 
-// memCounter is a CounterStore in memory, for the officer's own token.
-type memCounter struct {
-	mu sync.Mutex
-	m  map[string]token.PINState
-}
-
-func (c *memCounter) Get(id string) (token.PINState, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[id], nil
-}
-
-func (c *memCounter) Update(id string, fn func(st *token.PINState) error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := c.m[id]
-	if err := fn(&st); err != nil {
-		return err
+// officerGuardDefault is the default -pin-guard of an officer's own token:
+// a file in the officer's configuration directory.
+func officerGuardDefault() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return ""
 	}
-	if c.m == nil {
-		c.m = map[string]token.PINState{}
-	}
-	c.m[id] = st
-	return nil
+	return filepath.Join(dir, "keyward", "officer-pin-guard.db")
 }
 
-func (c *memCounter) Record(token.Event) error             { return nil }
-func (c *memCounter) Events(string) ([]token.Event, error) { return nil, nil }
-func (c *memCounter) String() string                       { return "memory" }
-
-var _ token.CounterStore = (*memCounter)(nil)
+// officerGuard is the PIN guard of the officer's token: the -pin-guard
+// file, made absolute, its directory created (0700).
+func officerGuard(o *options) (token.GuardConfig, error) {
+	if o.officerGuard == "" {
+		return token.GuardConfig{}, errors.New("-pin-guard: give the file that counts your token's PIN attempts (no configuration directory to put it in)")
+	}
+	path, err := filepath.Abs(o.officerGuard)
+	if err != nil {
+		return token.GuardConfig{}, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return token.GuardConfig{}, fmt.Errorf("-pin-guard: %w", err)
+	}
+	return token.GuardConfig{Path: path}, nil
+}
 
 // openTokenKey opens the officer's token named by uri, logged in with the
 // PIN from the URI's pin-source or a prompt.
@@ -68,11 +64,11 @@ func openTokenKey(ctx context.Context, uri, prompt string, o *options) (*token.T
 	if u.Object == "" {
 		return nil, "", errors.New("the pkcs11: URI needs object=LABEL, the officer key's label on the token")
 	}
-	g, err := token.NewGuard(&memCounter{}, token.MaxPINAttempts)
+	g, err := officerGuard(o)
 	if err != nil {
 		return nil, "", err
 	}
-	cfg := token.Config{Kind: token.KindUSBKey, URI: uri, Guard: g, MaxSessions: 1, Logger: quietLog}
+	cfg := token.Config{Kind: token.KindUSBKey, URI: uri, PINGuard: g, MaxSessions: 1, Logger: quietLog}
 	if u.PINSource == "" {
 		cfg.PIN = &lazyPIN{read: func() ([]byte, error) {
 			return readPIN(o, "prompt", prompt, false)

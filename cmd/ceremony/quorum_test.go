@@ -633,10 +633,14 @@ func TestOfficerTokenKey(t *testing.T) {
 	mod.Close()
 	uri := fmt.Sprintf("pkcs11:token=%s;object=officer-approval?module-path=%s&pin-source=file:%s/user2", usb, modPath, pinDir)
 	dir := t.TempDir()
-	if r := runBin(t, "officer", "keygen", "-name", "Dan Usb", "-key", uri, "-pub", filepath.Join(dir, "dan.pub.pem")); r.code != 0 || !strings.Contains(r.stdout, "generated on your token") {
+	officerGuard := filepath.Join(dir, "officer", "pin-guard.db") // the officer's own counter file (token.Open's guard counts there)
+	if r := runBin(t, "officer", "keygen", "-name", "Dan Usb", "-key", uri, "-pin-guard", officerGuard, "-pub", filepath.Join(dir, "dan.pub.pem")); r.code != 0 || !strings.Contains(r.stdout, "generated on your token") {
 		t.Fatalf("officer keygen on a token: %v", r)
 	}
-	if r := runBin(t, "officer", "keygen", "-name", "Dan Usb", "-key", uri, "-pub", filepath.Join(dir, "again.pem")); r.code != exitFailed || !strings.Contains(r.stderr, "already exists") {
+	if _, err := os.Stat(officerGuard); err != nil {
+		t.Fatalf("the officer token's PIN attempt was not counted in -pin-guard: %v", err)
+	}
+	if r := runBin(t, "officer", "keygen", "-name", "Dan Usb", "-key", uri, "-pin-guard", officerGuard, "-pub", filepath.Join(dir, "again.pem")); r.code != exitFailed || !strings.Contains(r.stderr, "already exists") {
 		t.Fatalf("officer keygen replaced a token key: %v", r)
 	}
 	text := fmt.Sprintf(`module: %s
@@ -656,7 +660,7 @@ enrol:
 	os.WriteFile(f, []byte(text), 0o600)
 	tokenApproval := func(sub []string, file string) []string {
 		out := filepath.Join(t.TempDir(), "dan.approval")
-		if r := runBin(t, append(append(append([]string{"approve"}, sub...), "-f", file), "-key", uri, "-name", "Dan Usb", "-out", out, "--yes")...); r.code != 0 {
+		if r := runBin(t, append(append(append([]string{"approve"}, sub...), "-f", file), "-key", uri, "-pin-guard", officerGuard, "-name", "Dan Usb", "-out", out, "--yes")...); r.code != 0 {
 			t.Fatalf("approve %v with the token key: %v", sub, r)
 		}
 		return []string{"--approval", out}
@@ -666,7 +670,7 @@ enrol:
 	kf, kout := ceremonyFile(t, "keygen.yaml", map[string]string{"LABEL": src})
 	mustRun(t, []string{"keygen"}, kf, kout, append(approveFor(t, []string{"keygen"}, kf, "carol"), tokenApproval([]string{"keygen"}, kf)...)...)
 	// Without -name a token key cannot say whose it is.
-	if r := runBin(t, "approve", "keygen", "-f", kf, "-key", uri, "-out", filepath.Join(t.TempDir(), "x"), "--yes"); r.code != exitUsage || !strings.Contains(r.stderr, "-name") {
+	if r := runBin(t, "approve", "keygen", "-f", kf, "-key", uri, "-pin-guard", officerGuard, "-out", filepath.Join(t.TempDir(), "x"), "--yes"); r.code != exitUsage || !strings.Contains(r.stderr, "-name") {
 		t.Fatalf("a token key without -name: %v", r)
 	}
 }

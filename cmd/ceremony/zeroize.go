@@ -172,7 +172,7 @@ func (s *session) zeroizeInventory(ctx context.Context, c *zeroizeConfig) ([]zer
 	}}
 	defer pin.wipe()
 	t, err := token.Open(ctx, token.Config{Kind: token.KindHSM, Module: s.modPath, Label: c.Token.Label, Serial: c.Token.Serial,
-		PIN: pin, Guard: s.guard, MaxSessions: 2, Logger: quietLog})
+		PIN: pin, PINGuard: s.pinGuard(), MaxSessions: 2, Logger: quietLog})
 	if err != nil {
 		return nil, pkcs11shim.TokenInfo{}, fmt.Errorf("open token %s: %w", c.Token.Label, err)
 	}

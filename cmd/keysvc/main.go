@@ -112,10 +112,6 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	if err != nil {
 		return err
 	}
-	guard, err := token.NewGuard(pins, cfg.PINGuard.Limit)
-	if err != nil {
-		return err
-	}
 	host, err := openHostSecrets(cfg, log)
 	if err != nil {
 		return err
@@ -125,7 +121,7 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	if cfg.Token.Kind == "usb-key" {
 		kind = token.KindUSBKey
 	}
-	tok, err := token.Open(ctx, token.Config{Kind: kind, URI: cfg.Token.URI, Module: cfg.Token.Module, PIN: host.pin, Guard: guard,
+	tok, err := token.Open(ctx, token.Config{Kind: kind, URI: cfg.Token.URI, Module: cfg.Token.Module, PIN: host.pin, PINGuard: token.GuardConfig{Store: pins, Limit: cfg.PINGuard.Limit},
 		MaxSessions: cfg.Token.MaxSessions, WaitTimeout: cfg.Token.WaitTimeout, Logger: log})
 	if err != nil {
 		return err

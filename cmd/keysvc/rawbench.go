@@ -50,9 +50,7 @@ func rawBench(args []string) error {
 		return err
 	}
 	defer st.Close()
-	if cfg.Guard, err = token.NewGuard(st, 0); err != nil {
-		return err
-	}
+	cfg.PINGuard = token.GuardConfig{Store: st}
 	ctx := context.Background()
 	tok, err := token.Open(ctx, cfg)
 	if err != nil {

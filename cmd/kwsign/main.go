@@ -225,7 +225,7 @@ func sign(o options, stdin, stdout, stderr *os.File) error {
 		return err
 	}
 	defer store.Close()
-	cfg.Guard = guard
+	cfg.PINGuard = token.GuardConfig{Store: store} // token.Open builds its guard over the same counters
 	admin, info, failures, err := findUSBKey(cfg, guard)
 	if err != nil {
 		return err

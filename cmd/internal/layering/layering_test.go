@@ -2,8 +2,9 @@
 // the banking app, the customer's client bankcli and keysvc's Go client
 // talk to keysvc over HTTP only, so they link no PKCS#11 driver, no token
 // code, no TPM stack and none of keysvc's server side, and they build
-// without cgo. docs/ARCHITECTURE.md's package map states the rule; this
-// test enforces it.
+// without cgo. keysvc itself reaches a token only through package token
+// (tokenbar_test.go). docs/ARCHITECTURE.md's package map states the rules;
+// these tests enforce them.
 package layering
 
 import (
