@@ -94,7 +94,7 @@ func (s *Server) admission(c *fiber.Ctx) error {
 		httpedge.Logger(c).Info("request refused", "reason", err.Message, "remote", c.IP())
 		return err
 	}
-	if err := checkMediaType(c); err != nil {
+	if err := httpedge.CheckMediaType(c); err != nil {
 		return err
 	}
 	sum := sha256.Sum256(c.Request().Body())

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"regexp"
 	"time"
+
+	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
 
 // MaxConfirmationWait is the longest long poll of GET
@@ -55,7 +57,7 @@ func (s *Server) cancelConfirmation(r *call) (reply, error) {
 // holderUnlock is the security officer's unlock of a key's holder after
 // six wrong PINs (R-TOK-5); admin clients only.
 func (s *Server) holderUnlock(r *call) (reply, error) {
-	if err := decodeBody(r.fc, &struct{}{}, true); err != nil {
+	if err := httpedge.DecodeOptional(r.fc, &struct{}{}); err != nil {
 		return reply{}, err
 	}
 	v, err := view(s.backend.UnlockHolder(r.ctx, r.caller, r.name))
@@ -67,7 +69,7 @@ func (s *Server) holderUnlock(r *call) (reply, error) {
 
 // holderReset forgets the holder PIN and returns a new one-time setup code.
 func (s *Server) holderReset(r *call) (reply, error) {
-	if err := decodeBody(r.fc, &struct{}{}, true); err != nil {
+	if err := httpedge.DecodeOptional(r.fc, &struct{}{}); err != nil {
 		return reply{}, err
 	}
 	v, err := view(s.backend.ResetHolder(r.ctx, r.caller, r.name))

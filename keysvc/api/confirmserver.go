@@ -138,11 +138,11 @@ func (s *ConfirmServer) jsonApprove(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := checkMediaType(c); err != nil {
+	if err := httpedge.CheckMediaType(c); err != nil {
 		return err
 	}
 	var b approveBody
-	if err := decodeBody(c, &b, false); err != nil {
+	if err := httpedge.Decode(c, &b); err != nil {
 		return err
 	}
 	pin := []byte(b.PIN)
@@ -166,11 +166,11 @@ func (s *ConfirmServer) jsonReject(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := checkMediaType(c); err != nil {
+	if err := httpedge.CheckMediaType(c); err != nil {
 		return err
 	}
 	var b rejectBody
-	if err := decodeBody(c, &b, false); err != nil {
+	if err := httpedge.Decode(c, &b); err != nil {
 		return err
 	}
 	if b.Key == "" {
@@ -190,11 +190,11 @@ type enrolBody struct {
 }
 
 func (s *ConfirmServer) jsonEnrol(c *fiber.Ctx) error {
-	if err := checkMediaType(c); err != nil {
+	if err := httpedge.CheckMediaType(c); err != nil {
 		return err
 	}
 	var b enrolBody
-	if err := decodeBody(c, &b, false); err != nil {
+	if err := httpedge.Decode(c, &b); err != nil {
 		return err
 	}
 	pin := []byte(b.PIN)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
 
 // requestTypes are the body types the API and the confirmation endpoint
@@ -53,7 +54,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
 		mk := requestTypes[int(which)%len(requestTypes)]
 		v := mk()
-		err := decodeJSON(body, v, which&0x80 != 0)
+		err := httpedge.DecodeBytes(body, v, which&0x80 != 0)
 		if err != nil {
 			status, code, _, internal := classify(err)
 			if internal || status != http.StatusBadRequest || (code != codeInvalidJSON && code != codeUnknownField && code != "invalid_argument") {
@@ -66,7 +67,7 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("%T: re-encode: %v", v, err)
 		}
 		w := mk()
-		if err := decodeJSON(again, w, false); err != nil {
+		if err := httpedge.DecodeBytes(again, w, false); err != nil {
 			t.Fatalf("%T: %s decoded, its re-encoding %s does not: %v", v, body, again, err)
 		}
 		if !reflect.DeepEqual(v, w) {

@@ -115,7 +115,7 @@ func view(k *keysvc.Key, err error) (wire.KeyView, error) {
 
 func (s *Server) createKey(r *call) (reply, error) {
 	var req wire.CreateKeyRequest
-	if err := decodeBody(r.fc, &req, false); err != nil {
+	if err := httpedge.Decode(r.fc, &req); err != nil {
 		return reply{}, err
 	}
 	if err := validKeyName(req.Name); err != nil {
@@ -169,7 +169,7 @@ func (s *Server) getKey(r *call) (reply, error) {
 
 func (s *Server) rotate(r *call) (reply, error) {
 	var none struct{}
-	if err := decodeBody(r.fc, &none, true); err != nil {
+	if err := httpedge.DecodeOptional(r.fc, &none); err != nil {
 		return reply{}, err
 	}
 	v, err := view(s.backend.Rotate(r.ctx, r.caller, r.name))
@@ -181,7 +181,7 @@ func (s *Server) rotate(r *call) (reply, error) {
 
 func (s *Server) settings(r *call) (reply, error) {
 	var b wire.KeySettingsRequest
-	if err := decodeBody(r.fc, &b, false); err != nil {
+	if err := httpedge.Decode(r.fc, &b); err != nil {
 		return reply{}, err
 	}
 	v, err := view(s.backend.UpdateSettings(r.ctx, r.caller, r.name, b))
@@ -193,7 +193,7 @@ func (s *Server) settings(r *call) (reply, error) {
 
 func (s *Server) sign(r *call) (reply, error) {
 	var b wire.SignRequest
-	if err := decodeBody(r.fc, &b, false); err != nil {
+	if err := httpedge.Decode(r.fc, &b); err != nil {
 		return reply{}, err
 	}
 	res, err := s.backend.Sign(r.ctx, r.caller, r.name, b)
@@ -209,7 +209,7 @@ func (s *Server) sign(r *call) (reply, error) {
 
 func (s *Server) signBatch(r *call) (reply, error) {
 	var b wire.SignBatchRequest
-	if err := decodeBody(r.fc, &b, false); err != nil {
+	if err := httpedge.Decode(r.fc, &b); err != nil {
 		return reply{}, err
 	}
 	switch {
@@ -231,7 +231,7 @@ func (s *Server) signBatch(r *call) (reply, error) {
 
 func (s *Server) verify(r *call) (reply, error) {
 	var b wire.VerifyRequest
-	if err := decodeBody(r.fc, &b, false); err != nil {
+	if err := httpedge.Decode(r.fc, &b); err != nil {
 		return reply{}, err
 	}
 	valid, err := s.backend.Verify(r.ctx, r.caller, r.name, b)
@@ -243,7 +243,7 @@ func (s *Server) verify(r *call) (reply, error) {
 
 func (s *Server) mac(r *call) (reply, error) {
 	var b wire.MACRequest
-	if err := decodeBody(r.fc, &b, false); err != nil {
+	if err := httpedge.Decode(r.fc, &b); err != nil {
 		return reply{}, err
 	}
 	mac, version, err := s.backend.MAC(r.ctx, r.caller, r.name, b.Message)
@@ -255,7 +255,7 @@ func (s *Server) mac(r *call) (reply, error) {
 
 func (s *Server) macVerify(r *call) (reply, error) {
 	var b wire.VerifyMACRequest
-	if err := decodeBody(r.fc, &b, false); err != nil {
+	if err := httpedge.Decode(r.fc, &b); err != nil {
 		return reply{}, err
 	}
 	valid, err := s.backend.VerifyMAC(r.ctx, r.caller, r.name, b.Message, b.MAC)
@@ -267,7 +267,7 @@ func (s *Server) macVerify(r *call) (reply, error) {
 
 func (s *Server) encrypt(r *call) (reply, error) {
 	var b wire.EncryptRequest
-	if err := decodeBody(r.fc, &b, false); err != nil {
+	if err := httpedge.Decode(r.fc, &b); err != nil {
 		return reply{}, err
 	}
 	ct, ver, err := s.backend.Encrypt(r.ctx, r.caller, r.name, b.Plaintext, b.AAD)
@@ -279,7 +279,7 @@ func (s *Server) encrypt(r *call) (reply, error) {
 
 func (s *Server) decrypt(r *call) (reply, error) {
 	var b wire.DecryptRequest
-	if err := decodeBody(r.fc, &b, false); err != nil {
+	if err := httpedge.Decode(r.fc, &b); err != nil {
 		return reply{}, err
 	}
 	pt, err := s.backend.Decrypt(r.ctx, r.caller, r.name, b.Ciphertext, b.AAD)
@@ -294,7 +294,7 @@ const defaultDataKeySize = 32
 
 func (s *Server) dataKey(r *call) (reply, error) {
 	var b wire.DataKeyRequest
-	if err := decodeBody(r.fc, &b, true); err != nil {
+	if err := httpedge.DecodeOptional(r.fc, &b); err != nil {
 		return reply{}, err
 	}
 	size := defaultDataKeySize
@@ -321,12 +321,12 @@ func (s *Server) versionState(r *call) (reply, error) {
 	switch action {
 	case wire.ActionDisable, wire.ActionEnable, wire.ActionCancelDestroy:
 		var none struct{}
-		if err := decodeBody(r.fc, &none, true); err != nil {
+		if err := httpedge.DecodeOptional(r.fc, &none); err != nil {
 			return reply{}, err
 		}
 	case wire.ActionScheduleDestroy:
 		var b wire.ScheduleDestroyRequest
-		if err := decodeBody(r.fc, &b, true); err != nil {
+		if err := httpedge.DecodeOptional(r.fc, &b); err != nil {
 			return reply{}, err
 		}
 		delay = time.Duration(b.Delay)
