@@ -455,3 +455,24 @@ func (ub *unitBank) lockAlerts() []auth.Event {
 	}
 	return out
 }
+
+// TestContainsToken: the log check finds a secret written as a value and
+// ignores the same digits inside a longer identifier.
+func TestContainsToken(t *testing.T) {
+	for _, c := range []struct {
+		logs string
+		want bool
+	}{
+		{`msg=sent code=123456 phone=138****0000`, true},
+		{`otp="123456"`, true},
+		{`123456`, true},
+		{`customer=c912345678901 request_id=ab123456cd`, false},
+		{`request_id=123456abcdef request_id=fedcba123456`, false},
+		{`x=1234567`, false},
+		{`x=1234567 y=123456`, true},
+	} {
+		if got := containsToken(c.logs, "123456"); got != c.want {
+			t.Errorf("containsToken(%q) = %v, want %v", c.logs, got, c.want)
+		}
+	}
+}
