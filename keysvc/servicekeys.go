@@ -383,7 +383,7 @@ func CheckServiceKeysAgree(ctx context.Context, members []KeyStore, specs []Serv
 				}
 			}
 			if fault == "" && ref != nil {
-				if d := ref.differs(cur); d != "" {
+				if d := ref.differsAs(cur, refName+" has"); d != "" {
 					fault = "differs from " + refName + "'s: " + d
 				}
 			}
@@ -403,16 +403,20 @@ func CheckServiceKeysAgree(ctx context.Context, members []KeyStore, specs []Serv
 }
 
 // differs says how cur differs from the recorded key ("" when it is the same key).
-func (r *ServiceKey) differs(cur ServiceKey) string {
+func (r *ServiceKey) differs(cur ServiceKey) string { return r.differsAs(cur, "recorded") }
+
+// differsAs says how cur differs from r, which ref names ("recorded", or
+// another token's "token "A" (serial 1) has").
+func (r *ServiceKey) differsAs(cur ServiceKey, ref string) string {
 	switch {
 	case r.Type != cur.Type:
-		return fmt.Sprintf("the token's key is %s, recorded %s", cur.Type, r.Type)
+		return fmt.Sprintf("the token's key is %s, %s %s", cur.Type, ref, r.Type)
 	case !bytes.Equal(r.ID, cur.ID):
-		return fmt.Sprintf("CKA_ID %x on the token, recorded %x: another key under the same label", cur.ID, r.ID)
+		return fmt.Sprintf("CKA_ID %x on the token, %s %x: another key under the same label", cur.ID, ref, r.ID)
 	case r.CheckMethod != cur.CheckMethod:
-		return fmt.Sprintf("check method %s on the token, recorded %s (the key's usage changed)", cur.CheckMethod, r.CheckMethod)
+		return fmt.Sprintf("check method %s on the token, %s %s (the key's usage changed)", cur.CheckMethod, ref, r.CheckMethod)
 	case !bytes.Equal(r.Check, cur.Check):
-		return fmt.Sprintf("another key with the same label and CKA_ID (%s check value %s…, recorded %s…)", cur.CheckMethod, short(cur.Check), short(r.Check))
+		return fmt.Sprintf("another key with the same label and CKA_ID (%s check value %s…, %s %s…)", cur.CheckMethod, short(cur.Check), ref, short(r.Check))
 	}
 	return ""
 }
