@@ -181,3 +181,35 @@ func TestServiceKeysAgreeAfterCeremonyRestore(t *testing.T) {
 		t.Fatalf("missing key: %v, want %q", err, want)
 	}
 }
+
+// TestServiceKeyWrongUsageRefused: a service key under the right label and
+// type but with other usage attributes than keysvc needs (a keysvc-kek
+// that may encrypt but not unwrap, as a hand-written keygen entry could
+// make it) is refused at start, naming what it allows and what keysvc
+// needs; nothing is recorded.
+func TestServiceKeyWrongUsageRefused(t *testing.T) {
+	ctx := context.Background()
+	ti := newTokenLabel(t)
+	st := openTokenStore(t, ti.Label, userPIN)
+	for _, ks := range keysvc.ServiceKeySpecs() {
+		spec := ceremonyServiceKeySpec(ks)
+		if ks.Label == keysvc.KEKLabel {
+			spec.Usage = token.UsageWrap | token.UsageEncrypt | token.UsageExact
+		}
+		if _, err := st.GenerateKey(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bs, err := boltstore.Open(filepath.Join(t.TempDir(), "keysvc.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	_, err = keysvc.New(ctx, keysvc.Config{Keys: st, Store: bs, RequireServiceKeys: true, MinDestroyDelay: time.Hour})
+	if !errors.Is(err, keysvc.ErrServiceKeysChanged) || !strings.Contains(err.Error(), "keysvc-kek: the token's key allows encrypt, wrap, keysvc needs exactly wrap, unwrap") {
+		t.Fatalf("keysvc-kek with usage encrypt, wrap: %v", err)
+	}
+	if rec, err := bs.ServiceKeys(); err != nil || rec != nil {
+		t.Fatalf("refused start recorded %+v (%v)", rec, err)
+	}
+}
