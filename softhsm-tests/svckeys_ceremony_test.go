@@ -107,12 +107,23 @@ func openTokenStore(t *testing.T, label, pin string) *token.Store {
 	return tok.Store()
 }
 
+// memberSet stands in for token.Set (helper "set"): a key store that
+// serves from its first member and lists its members through Stores, the
+// ability keysvc.New looks for.
+type memberSet struct {
+	*token.Store
+	members []*token.Store
+}
+
+func (m memberSet) Stores() []*token.Store { return m.members }
+
 // TestServiceKeysAgreeAfterCeremonyRestore (issue 15 item 3): two tokens
 // whose service keys were restored from one ceremony backup agree
 // (keysvc.CheckServiceKeysAgree, also with the record keysvc made on the
-// first of them); a token whose keysvc-kek (and the rest) were generated
-// independently is refused, naming the key and that token's label and
-// serial; so is a token missing a key.
+// restored one, and keysvc.New on a key store listing both members); a
+// token whose keysvc-kek (and the rest) were generated independently is
+// refused, by both, naming the key and that token's label and serial; so
+// is a token missing a key.
 func TestServiceKeysAgreeAfterCeremonyRestore(t *testing.T) {
 	ctx := context.Background()
 	pins := cerPINs(t)
@@ -146,10 +157,27 @@ func TestServiceKeysAgreeAfterCeremonyRestore(t *testing.T) {
 		t.Fatalf("with the record: %v", err)
 	}
 
+	// keysvc.New on a key store that offers its members (as token.Set
+	// will): the restored pair starts.
+	st2, err := boltstore.Open(filepath.Join(dir, "keysvc-set.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	if svc, err := keysvc.New(ctx, keysvc.Config{Keys: memberSet{sa, []*token.Store{sa, sc}}, Store: st2, RequireServiceKeys: true, MinDestroyDelay: time.Hour}); err != nil {
+		t.Fatalf("keysvc on the restored pair: %v", err)
+	} else {
+		svc.Close()
+	}
+
 	// Independently generated service keys (as the ceremony preset makes
 	// them, on another token): refused, naming the key and the token.
 	bi := newServiceKeyToken(t)
 	sb := openTokenStore(t, bi.Label, userPIN)
+	if _, err := keysvc.New(ctx, keysvc.Config{Keys: memberSet{sa, []*token.Store{sa, sb}}, Store: st2, RequireServiceKeys: true, MinDestroyDelay: time.Hour}); !errors.Is(err, keysvc.ErrServiceKeysDiffer) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("keysvc-kek on token %q", bi.Label)) {
+		t.Fatalf("keysvc.New on a set with independent keys: %v, want ErrServiceKeysDiffer naming keysvc-kek and %s", err, bi.Label)
+	}
 	err = keysvc.CheckServiceKeysAgree(ctx, []keysvc.KeyStore{sa, sb}, specs, nil)
 	if !errors.Is(err, keysvc.ErrServiceKeysDiffer) {
 		t.Fatalf("independent keys: %v, want ErrServiceKeysDiffer", err)
