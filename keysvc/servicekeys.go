@@ -324,22 +324,45 @@ type memberStores interface {
 }
 
 // checkMembers runs CheckServiceKeysAgree over the members of a token set
-// (nothing for a single token).
+// that answer now (nothing for a single token). A member that does not
+// answer at start is logged and left out: it must not stop the service
+// (R-AV-4), and the set checks it when it re-admits it
+// (CheckMemberServiceKeys).
 func (s *Service) checkMembers(ctx context.Context) error {
 	ms, ok := s.keys.(memberStores)
 	if !ok {
 		return nil
 	}
-	stores := ms.Stores()
-	members := make([]KeyStore, len(stores))
-	for i, st := range stores {
-		members[i] = st
+	var members []KeyStore
+	for _, st := range ms.Stores() {
+		if err := st.Health(ctx); err != nil {
+			label, serial := st.Identity()
+			s.log.Warn("a token of the set does not answer at start: its service keys are checked when it is re-admitted",
+				"token", label, "serial", serial, "err", err)
+			continue
+		}
+		members = append(members, st)
 	}
 	rec, err := s.store.ServiceKeys()
 	if err != nil {
 		return err
 	}
 	return CheckServiceKeysAgree(ctx, members, s.serviceKeySpecs(), rec)
+}
+
+// CheckMemberServiceKeys checks one token against the store's record of the
+// service keys: a member of a token set before it is re-admitted, or a
+// token joining the set. It returns ErrServiceKeysDiffer naming the token
+// and the key when they differ (CheckServiceKeysAgree).
+func (s *Service) CheckMemberServiceKeys(ctx context.Context, member KeyStore) error {
+	rec, err := s.store.ServiceKeys()
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		return fmt.Errorf("%w: the store holds no record of the service keys yet", ErrServiceKeysDiffer)
+	}
+	return CheckServiceKeysAgree(ctx, []KeyStore{member}, s.serviceKeySpecs(), rec)
 }
 
 // CheckServiceKeysAgree compares the service keys (specs; ServiceKeySpecs

@@ -87,3 +87,35 @@ func TestCheckServiceKeysAgreeMem(t *testing.T) {
 		}
 	}
 }
+
+// CheckMemberServiceKeys (a member re-admitted to a set, a token joining
+// it) compares one store with the record New made: the token New started on
+// passes, another with its own keys is refused naming it.
+func TestCheckMemberServiceKeysMem(t *testing.T) {
+	ctx := context.Background()
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "keysvc.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	a, b := memtoken.New("hsm-a", "A1"), memtoken.New("hsm-b", "B2")
+	for _, tok := range []*memtoken.Token{a, b} {
+		for _, ks := range keysvc.ServiceKeySpecs() {
+			if _, err := tok.GenerateKey(ctx, ks.KeySpec()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	svc, err := keysvc.New(ctx, keysvc.Config{Keys: a, Store: st, RequireServiceKeys: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if err := svc.CheckMemberServiceKeys(ctx, a); err != nil {
+		t.Fatalf("the token keysvc started on: %v", err)
+	}
+	err = svc.CheckMemberServiceKeys(ctx, b)
+	if !errors.Is(err, keysvc.ErrServiceKeysDiffer) || !strings.Contains(err.Error(), `keysvc-kek on token "hsm-b" (serial B2): differs from the store's record`) {
+		t.Fatalf("another token: %v", err)
+	}
+}
