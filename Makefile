@@ -101,9 +101,11 @@ BENCHBANKDUR ?= 20s
 bench-banking: deps
 	scripts/bench-banking.sh $(BENCHBANKDUR)
 
-# The security officers' key-ceremony tool (cmd/ceremony).
+# The security officers' key-ceremony tool (cmd/ceremony), and keysvc, which
+# scripts/ceremony-rehearsal.sh starts on the restored DR token.
 ceremony: deps
 	$(GO) build -o bin/ceremony ./cmd/ceremony
+	$(GO) build -o bin/keysvc ./cmd/keysvc
 
 # The USB-key holder's signing command (cmd/kwsign).
 kwsign: deps

@@ -101,6 +101,17 @@ type Config struct {
 	// TPM holds the keys of protection "tpm" (nil: such keys are refused).
 	TPM TPMKeys
 
+	// RequireServiceKeys makes New refuse to start when a service key
+	// (ServiceKeySpecs) is missing from the token, instead of generating it
+	// (ErrServiceKeysMissing, naming each key, its type and usage and the
+	// ceremony that makes it). cmd/keysvc sets it whenever it runs from a
+	// config file (production); `keysvc -dev` and library users that leave
+	// it false get keys generated on first start, not extractable and so
+	// never backed up. It is an opt-in rather than the inverse so that the
+	// zero Config keeps working for tests and tools that start keysvc on
+	// an empty throwaway token; the one production caller sets it.
+	RequireServiceKeys bool
+
 	// AuditAnchors are record hashes known from outside the machine
 	// (audit.Anchor, from the checkpoint lines keysvc logs): New refuses
 	// to start unless the log holds each of them (issue 12).
@@ -139,9 +150,11 @@ type Service struct {
 	cache keyCache
 }
 
-// New prepares the service: it finds (or creates, on first start) its
-// service keys in the token and refuses a token whose service keys do not
-// match the store's record (ErrServiceKeysChanged, servicekeys.go).
+// New prepares the service: it finds its service keys in the token (or
+// creates them on first start, unless Config.RequireServiceKeys:
+// ErrServiceKeysMissing) and refuses a token whose service keys do not
+// match the store's record (ErrServiceKeysChanged), and a token set whose
+// members' service keys differ (ErrServiceKeysDiffer; servicekeys.go).
 func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Keys == nil && cfg.Token != nil {
 		cfg.Keys = cfg.Token.Store()
@@ -171,6 +184,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Service{cfg: cfg, keys: cfg.Keys, store: cfg.Store, log: cfg.Logger, now: cfg.Now, confirms: newConfirmations()}
+	if err := s.checkMembers(ctx); err != nil {
+		return nil, err
+	}
 	pending, err := s.checkServiceKeys(ctx)
 	if err != nil {
 		return nil, err

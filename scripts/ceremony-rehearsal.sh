@@ -9,12 +9,16 @@
 # answers the typed confirmations. Officers' keys, PIN files, tokens, shares
 # and transcripts all stay under DIR. Needs bin/ceremony (make ceremony) and
 # SoftHSM2 (apt-get install -y softhsm2). Exit 0 only if every step did what
-# the README says, including the refusals.
+# the README says, including the refusals. The last step starts bin/keysvc
+# (make ceremony builds it too) in production mode on the DR token, whose
+# service keys came from the backup, and stops it again.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cer=${CEREMONY:-$repo/bin/ceremony}
+keysvc=${KEYSVC:-$repo/bin/keysvc}
 [ -x "$cer" ] || { echo "rehearsal: $cer missing: run make ceremony" >&2; exit 2; }
+[ -x "$keysvc" ] || { echo "rehearsal: $keysvc missing: run make ceremony" >&2; exit 2; }
 module=""
 for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so; do
   [ -e "$p" ] && module=$p && break
@@ -95,12 +99,13 @@ EOF
   echo "token $t initialised; transcript key in out/ceremony-audit-$t.pem"
 done
 
-step "2. generate keys (backup-able ones wrap only under the SO's trusted KEK)"
+step "2. generate keys, keysvc's service keys included (backup-able ones wrap only under the SO's trusted KEK)"
 { common keygen; cat <<EOF
 token: {label: bank-hsm, user_pin: "file:$dir/pins/user"}
 keys:
   - {label: bank-kek, type: aes-256, usage: [wrap, unwrap], backup: true}
   - {label: receipt-signer, type: ec-p256, usage: [sign], backup: true, public_key_pem: out/receipt-signer.pem}
+service_keys: true
 EOF
 } > keygen.yaml
 step "2a. one officer alone is refused before any PIN is read"
@@ -108,13 +113,16 @@ step "2a. one officer alone is refused before any PIN is read"
 expect_fail 3 "not approved" "$cer" keygen -f keygen.yaml --approval out/alice-only.approval
 # shellcheck disable=SC2046
 "$cer" keygen -f keygen.yaml $(approve keygen keygen.yaml) > out/keygen.log
-echo "keys generated: bank-kek, receipt-signer"
+for k in keysvc-kek keysvc-sm-kek keysvc-pin-mac keysvc-audit-digest keysvc-audit; do
+  grep -qF "generate $k" out/keygen/transcript.md || { echo "rehearsal: keygen made no $k" >&2; exit 1; }
+done
+echo "keys generated: bank-kek, receipt-signer and keysvc's five service keys"
 
 step "3. back up 3-of-5 (both SO PIN parts: only the SO makes the trusted KEK)"
 { common backup; cat <<EOF
 token: {label: bank-hsm, user_pin: "file:$dir/pins/user"}
 $(so_parts)
-keys: [bank-kek, receipt-signer]
+keys: [bank-kek, receipt-signer, keysvc-kek, keysvc-sm-kek, keysvc-pin-mac, keysvc-audit-digest, keysvc-audit]
 threshold: 3
 custodians:
   - {name: Carol, share_file: media/carol/share-carol.txt}
@@ -152,6 +160,36 @@ sed 's/"label": "receipt-signer"/"label": "payments-root-signer"/' out/backup-ba
 sed -e 's#out/backup-bank-hsm.json#out/edited-backup.json#' -e 's#out/restore-dr#out/restore-edited#' restore.yaml > restore-edited.yaml
 # shellcheck disable=SC2046
 expect_fail 4 "was changed" "$cer" restore -f restore-edited.yaml $(approve restore restore-edited.yaml)
+
+step "7. keysvc in production mode on the DR token: it starts on the restored service keys"
+mkdir -p tls var-dr
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout tls/server-key.pem -out tls/server.pem 2>/dev/null
+officer_token=$(openssl rand -hex 16)
+port=$((20000 + RANDOM % 20000))
+cat > keysvc-dr.yaml <<EOF
+listen: 127.0.0.1:$port
+data_dir: $dir/var-dr
+tls: {cert: $dir/tls/server.pem, key: $dir/tls/server-key.pem}
+token:
+  uri: "pkcs11:token=bank-hsm-dr?module-path=$module&pin-source=file:$dir/pins/dr-user"
+clients:
+  - {name: officer, admin: true, token_sha256: $(printf %s "$officer_token" | sha256sum | cut -d' ' -f1)}
+EOF
+"$keysvc" serve -config keysvc-dr.yaml > out/keysvc-dr.log 2>&1 &
+ks_pid=$!
+ready=""
+for _ in $(seq 1 150); do
+  if curl -sf --cacert tls/server.pem "https://127.0.0.1:$port/readyz" >/dev/null; then ready=1; break; fi
+  kill -0 "$ks_pid" 2>/dev/null || break
+  sleep 0.2
+done
+kill -TERM "$ks_pid" 2>/dev/null || true
+wait "$ks_pid" || true
+if [ -z "$ready" ] || grep -q "creating service key" out/keysvc-dr.log || ! grep -q "service keys recorded" out/keysvc-dr.log; then
+  echo "rehearsal: keysvc did not start on the DR token's restored service keys:" >&2; cat out/keysvc-dr.log >&2; exit 1
+fi
+echo "keysvc served /readyz on bank-hsm-dr with the restored service keys, and stopped"
 
 echo
 echo "rehearsal passed: every step above did what the README says ($dir)"

@@ -277,7 +277,7 @@ func logTail(t testing.TB, name, path string) {
 func startKeysvc(t testing.TB, dir string, tt testTLS) *daemon {
 	t.Helper()
 	d := newDaemon(t, "keysvc", dir, tt)
-	ti := newTokenLabel(t)
+	ti := newServiceKeyToken(t)
 	pinFile := filepath.Join(dir, "user.pin")
 	conf := filepath.Join(dir, "keysvc.yaml")
 	writeFiles(t, pinFile, userPIN+"\n", conf, fmt.Sprintf(`listen: %q

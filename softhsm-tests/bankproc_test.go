@@ -634,7 +634,7 @@ func procStartEnv(t *testing.T) *procEnv {
 
 	// keysvc: a throwaway token, PIN from a file, TLS, the confirmation
 	// endpoint telling holders through a notify file.
-	ti := newTokenLabel(t)
+	ti := newServiceKeyToken(t)
 	pinFile := filepath.Join(dir, "user.pin")
 	procWrite(t, pinFile, userPIN+"\n")
 	addr, caddr := procFreeAddr(t), procFreeAddr(t)

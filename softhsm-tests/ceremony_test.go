@@ -285,14 +285,15 @@ func TestCerRotateScheduleDestroy(t *testing.T) {
 // two-officer walk-through (init of a production and a DR token with the
 // officers enrolled, a one-officer keygen refused, keygen, 3-of-5 backup,
 // restore at the DR site, pinned transcript checks, an edited backup
-// refused), with the binary built from this tree: the README's commands
-// stay true. The script keeps its own SoftHSM token directory.
+// refused, keysvc in production mode starting on the DR token's restored
+// service keys), with the binaries built from this tree: the README's
+// commands stay true. The script keeps its own SoftHSM token directory.
 func TestCeremonyRehearsal(t *testing.T) {
 	bin := cerBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "../scripts/ceremony-rehearsal.sh", t.TempDir())
-	cmd.Env = append(os.Environ(), "CEREMONY="+bin)
+	cmd.Env = append(os.Environ(), "CEREMONY="+bin, "KEYSVC="+builtCommand(t, "keysvc"))
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "rehearsal passed") {
 		t.Fatalf("ceremony-rehearsal.sh: %v\n%s", err, out)

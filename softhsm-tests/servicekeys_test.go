@@ -22,13 +22,52 @@ import (
 // (zeroized, re-initialised, another token) must refuse, not quietly make
 // new ones under a store whose blobs and audit log were made with the old.
 
-// serviceKeySpecs mirror keysvc's service keys (keysvc/servicekeys.go).
-var serviceKeySpecs = []pkcs11shim.KeySpec{
-	{Type: pkcs11shim.KeyAES256, Label: keysvc.KEKLabel, Usage: pkcs11shim.UsageWrap},
-	{Type: pkcs11shim.KeyAES256, Label: keysvc.SMKEKLabel, Usage: pkcs11shim.UsageEncrypt},
-	{Type: pkcs11shim.KeyGenericSecret, Label: keysvc.PINMACLabel},
-	{Type: pkcs11shim.KeyGenericSecret, Label: keysvc.AuditDigestKeyLabel},
-	{Type: pkcs11shim.KeyECP256, Label: keysvc.AuditKeyLabel},
+// serviceKeySpecs are keysvc's service keys as keysvc itself generates
+// them (dev mode), from the one exported list.
+var serviceKeySpecs = func() []pkcs11shim.KeySpec {
+	var specs []pkcs11shim.KeySpec
+	for _, ks := range keysvc.ServiceKeySpecs() {
+		specs = append(specs, ks.KeySpec())
+	}
+	return specs
+}()
+
+// ceremonyServiceKeySpec is ks as `ceremony keygen` makes it under the
+// service_keys preset (cmd/ceremony/tokens.go, keygen with backup: true):
+// backup-able (extractable, but only under the SO's trusted KEK: the
+// template adds CKA_WRAP_WITH_TRUSTED), and not destroyable with the user
+// PIN.
+func ceremonyServiceKeySpec(ks keysvc.ServiceKeySpec) pkcs11shim.KeySpec {
+	spec := ks.KeySpec()
+	spec.Extractable, spec.Undestroyable = true, true
+	return spec
+}
+
+// provisionServiceKeys makes keysvc's service keys on token label (user
+// PIN userPIN) the way the ceremony's service_keys preset does, so that a
+// production keysvc (a config file: RequireServiceKeys) starts on it.
+func provisionServiceKeys(t testing.TB, label string) {
+	t.Helper()
+	g, _ := newGuard(t, filepath.Join(t.TempDir(), "provision-guard.db"), 0)
+	tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: label, PIN: &switchablePIN{pin: userPIN}, PINGuard: g.Config(), WaitTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	for _, ks := range keysvc.ServiceKeySpecs() {
+		if _, err := tok.Pool().GenerateKey(context.Background(), ceremonyServiceKeySpec(ks)); err != nil {
+			t.Fatalf("provision %s on %s: %v", ks.Label, label, err)
+		}
+	}
+}
+
+// newServiceKeyToken is a fresh token holding keysvc's service keys as a
+// ceremony makes them (newTokenLabel, provisionServiceKeys).
+func newServiceKeyToken(t testing.TB) pkcs11shim.TokenInfo {
+	t.Helper()
+	ti := newTokenLabel(t)
+	provisionServiceKeys(t, ti.Label)
+	return ti
 }
 
 // tryStart is keysvc.New on e's store and token; it closes what it opened.
@@ -236,7 +275,7 @@ func TestServiceKeysKeysvcProcess(t *testing.T) {
 	dir := t.TempDir()
 	tt := newTestTLS(t, dir)
 	d := newDaemon(t, "keysvc", dir, tt)
-	ti := newTokenLabel(t)
+	ti := newServiceKeyToken(t)
 	pinFile, conf := filepath.Join(dir, "user.pin"), filepath.Join(dir, "keysvc.yaml")
 	writeFiles(t, pinFile, userPIN+"\n", conf, fmt.Sprintf(`listen: %q
 data_dir: %q
@@ -313,5 +352,65 @@ func TestManagedKeyMissingAtStart(t *testing.T) {
 	e.must(t, 200, bankingToken, "POST", "/v1/keys/b/sign", map[string]any{"message": b64("m")})
 	if code, out := e.call(t, bankingToken, "POST", "/v1/keys/a/sign", map[string]any{"message": b64("m")}); code == 200 {
 		t.Fatalf("sign with the missing version: %d %v", code, out)
+	}
+}
+
+// TestProductionKeysvcRequiresCeremonyServiceKeys (issue 15 item 1): the
+// real keysvc with a config file (production) on a token without service
+// keys exits 1 naming each missing key, its type and usage and the
+// ceremony that makes them, and creates nothing on the token; once the keys
+// are there as the ceremony's preset makes them (backup-able,
+// undestroyable), it starts and records them.
+func TestProductionKeysvcRequiresCeremonyServiceKeys(t *testing.T) {
+	dir := t.TempDir()
+	tt := newTestTLS(t, dir)
+	d := newDaemon(t, "keysvc", dir, tt)
+	ti := newTokenLabel(t)
+	pinFile, conf := filepath.Join(dir, "user.pin"), filepath.Join(dir, "keysvc.yaml")
+	writeFiles(t, pinFile, userPIN+"\n", conf, fmt.Sprintf(`listen: %q
+data_dir: %q
+tls: {cert: %q, key: %q}
+token:
+  uri: %q
+  wait_timeout: 10s
+destroy: {default_delay: 24h, min_delay: 1h}
+scheduler_interval: 1h
+clients:
+  - {name: officer, admin: true, token_sha256: %s}
+`, d.addr, filepath.Join(dir, "keysvc"), tt.cert, tt.key,
+		"pkcs11:token="+ti.Label+"?module-path="+modulePath+"&pin-source=file:"+pinFile, sha(officerToken)))
+	d.args = []string{"serve", "-config", conf}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, d.bin, d.args...).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("production keysvc on a token without service keys: %v\n%s", err, out)
+	}
+	t.Logf("keysvc refused:\n%s", out)
+	wants := []string{"service keys missing from the token", `token \"` + ti.Label + `\" (serial ` + ti.Serial + `)`,
+		"ceremony keygen", "service_keys: true", "ceremony backup", "ceremony restore"}
+	for _, ks := range keysvc.ServiceKeySpecs() {
+		wants = append(wants, fmt.Sprintf("%s (%v, usage %s", ks.Label, ks.Type, keysvc.UsageNames(ks.Usage)))
+	}
+	for _, want := range wants {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("keysvc's refusal does not say %q", want)
+		}
+	}
+	if objs := objectsOn(t, ti.Label); len(objs) != 0 {
+		t.Fatalf("the refused keysvc left objects on the token: %v", objs)
+	}
+	provisionServiceKeys(t, ti.Label)
+	d.start(t)
+	d.stop()
+	st, err := boltstore.Open(filepath.Join(dir, "keysvc", "keysvc.db"), boltstore.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rec, err := st.ServiceKeys()
+	if err != nil || rec == nil || len(rec.Keys) != len(keysvc.ServiceKeySpecs()) || rec.TokenSerial != ti.Serial {
+		t.Fatalf("record after the start on ceremony-made keys: %+v (%v)", rec, err)
 	}
 }

@@ -71,7 +71,7 @@ func sealRunFails(t *testing.T, d *daemon, args ...string) string {
 func TestSealedKeysvcStartsUnattended(t *testing.T) {
 	dir := t.TempDir()
 	tt := newTestTLS(t, dir)
-	ti := newTokenLabel(t)
+	ti := newServiceKeyToken(t)
 	spec := tpmtest.Start(t)
 
 	// The officers' seal ceremony, done here through the package: the
@@ -204,7 +204,7 @@ func verifySealedAudit(t *testing.T, dir string) {
 func TestSealedKeysvcWithoutTPM(t *testing.T) {
 	dir := t.TempDir()
 	tt := newTestTLS(t, dir)
-	ti := newTokenLabel(t)
+	ti := newServiceKeyToken(t)
 	file := filepath.Join(dir, "secrets.json")
 	f, err := secrets.Seal(secrets.Bundle{secrets.TokenPIN: []byte(userPIN)},
 		secrets.Options{Passphrase: []byte(sealPassphrase), KDF: sealTestKDF})

@@ -32,6 +32,10 @@ const (
 	UsageSign    = pkcs11shim.UsageSign
 	UsageEncrypt = pkcs11shim.UsageEncrypt
 	UsageWrap    = pkcs11shim.UsageWrap
+	UsageDecrypt = pkcs11shim.UsageDecrypt
+	UsageUnwrap  = pkcs11shim.UsageUnwrap
+	// UsageExact makes each usage bit one attribute (pkcs11shim.Usage).
+	UsageExact = pkcs11shim.UsageExact
 )
 
 // Errors a key store returns, the same sentinels pkcs11shim's (errors.Is
@@ -238,6 +242,17 @@ func (s *Store) CheckValue(ctx context.Context, ref KeyRef) (method string, valu
 		return "", nil, err
 	}
 	return s.pool.CheckValue(ctx, k)
+}
+
+// KeyUsage reads what the token lets the key do, as an exact Usage
+// (UsageExact set; pkcs11shim.Pool.KeyUsage). keysvc checks its service
+// keys' usages with it at start (an optional ability of a key store).
+func (s *Store) KeyUsage(ctx context.Context, ref KeyRef) (Usage, error) {
+	k, err := s.key(ref)
+	if err != nil {
+		return 0, err
+	}
+	return s.pool.KeyUsage(ctx, k)
 }
 
 // KeyLabels lists the labels of the private and secret keys on the token.

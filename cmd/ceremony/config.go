@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/cmd/internal/strictyaml"
+	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/pkcs11shim"
 	"github.com/keyward/keyward/token"
 )
@@ -341,6 +342,28 @@ type keygenConfig struct {
 	common `yaml:",inline"`
 	Token  tokenRef        `yaml:"token"`
 	Keys   []keySpecConfig `yaml:"keys"`
+	// ServiceKeys adds keysvc's service keys (keysvc.ServiceKeySpecs: the
+	// labels, types and exact usages keysvc checks at start), each with
+	// backup: true, after the listed keys (issue 15 item 1).
+	ServiceKeys bool `yaml:"service_keys"`
+
+	expanded bool // ServiceKeys' entries are in Keys
+}
+
+// serviceKeyConfigs are keysvc's service keys as keys[] entries: the
+// service_keys preset.
+func serviceKeyConfigs() []keySpecConfig {
+	var out []keySpecConfig
+	for _, ks := range keysvc.ServiceKeySpecs() {
+		var u []string
+		for _, name := range []string{"sign", "encrypt", "decrypt", "wrap", "unwrap"} {
+			if ks.Usage.Has(usages[name] | pkcs11shim.UsageExact) {
+				u = append(u, name)
+			}
+		}
+		out = append(out, keySpecConfig{Label: ks.Label, Type: ks.Type.String(), Usage: u, Backup: true})
+	}
+	return out
 }
 
 var keyTypes = map[string]pkcs11shim.KeyType{
@@ -375,8 +398,11 @@ func (c *keygenConfig) validate() error {
 	if err := c.Token.validate(&c.common, "token"); err != nil {
 		return err
 	}
+	if c.ServiceKeys && !c.expanded {
+		c.Keys, c.expanded = append(c.Keys, serviceKeyConfigs()...), true
+	}
 	if len(c.Keys) == 0 {
-		return cfgErr("keys", "required: at least one key")
+		return cfgErr("keys", "required: at least one key (or service_keys: true)")
 	}
 	labels := map[string]bool{auditKeyLabel: true}
 	outs := map[string]bool{}
@@ -387,6 +413,9 @@ func (c *keygenConfig) validate() error {
 			return cfgErr(p+".label", "required, 1 to 128 characters")
 		}
 		if labels[k.Label] {
+			if c.ServiceKeys && slices.Contains(keysvc.ServiceKeyLabels, k.Label) {
+				return cfgErr(p+".label", "%q is one of keysvc's service keys, which service_keys: true already makes: drop this entry", k.Label)
+			}
 			return cfgErr(p+".label", "%q is used twice (or is the reserved %s)", k.Label, auditKeyLabel)
 		}
 		labels[k.Label] = true

@@ -39,6 +39,11 @@ keys:
     public_key_pem: out/receipt-signer.pem
     certificate: {common_name: Keyward receipt signer, days: 825, out: out/receipt-signer.crt}
   - {label: login-decrypt, type: rsa-3072, usage: [decrypt], public_key_pem: out/login-decrypt.pem}   # senders encrypt with the PEM
+# keysvc's own keys, which production keysvc refuses to start without: keysvc-kek (aes-256 wrap, unwrap),
+# keysvc-sm-kek (aes-256 encrypt, decrypt), keysvc-pin-mac and keysvc-audit-digest (generic-secret sign),
+# keysvc-audit (ec-p256 sign), each backup: true. Back them up next (backup keys: [keysvc-kek, …]) and
+# restore that backup into every other HSM keysvc uses. keys: may then be left out.
+service_keys: true
 # Needs approvals from two officers enrolled on the token (quorum: raises it), each over this exact file:
 #   ceremony approve keygen -f keygen.yaml -key alice.key -out alice.approval   (Bob likewise)
 #   ceremony keygen -f keygen.yaml --approval alice.approval --approval bob.approval
@@ -113,8 +118,9 @@ so_pin:                                        # zeroize is C_InitToken: both SO
   - {officer: Bob Lee, pin: prompt}
 backups: [out/backup-bank-hsm/backup.json]     # backup files of this token: the keys they hold are not lost
 # Every key on the token that no backup holds, exactly (the dry run lists none; a run without them
-# stops, naming them, before anything is erased). keysvc's service keys are never backed up: after
-# zeroize keysvc refuses this token with its existing data directory.
+# stops, naming them, before anything is erased). keysvc's service keys made by keysvc -dev are never
+# backed up: after zeroize keysvc refuses this token with its existing data directory. Service keys made
+# with keygen's service_keys: true are held by their backup file: list it under backups: instead.
 acknowledge_unbacked: [ceremony-audit, keysvc-kek, keysvc-sm-kek, keysvc-pin-mac, keysvc-audit-digest, keysvc-audit]
 # confirmation: ZEROIZE bank-hsm   # only for --yes runs; at a terminal the officer types it
 # Needs approvals from two officers enrolled on the token (quorum: raises it), each over this exact file:

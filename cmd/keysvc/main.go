@@ -133,7 +133,9 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	}
 	svc, err := keysvc.New(ctx, keysvc.Config{Token: tok, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
 		MinDestroyDelay: cfg.Destroy.MinDelay, Logger: log, ConfirmTimeout: cfg.Confirm.Timeout, Notify: notify,
-		AuditSigner: host.audit, TPM: host.tpmKeys(), AuditAnchors: cfg.auditAnchors})
+		AuditSigner: host.audit, TPM: host.tpmKeys(), AuditAnchors: cfg.auditAnchors,
+		// Production's service keys come from a ceremony (README, "Several HSMs"); only -dev makes its own.
+		RequireServiceKeys: dev == nil})
 	if err != nil {
 		return err
 	}
