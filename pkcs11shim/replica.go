@@ -276,9 +276,13 @@ func (p *Pool) ImportReplica(ctx context.Context, r Replica) (*Key, error) {
 		}
 		h, err := s.ctx.UnwrapKey(s.h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}, w, r.Blob, replicaTemplate(ks))
 		if err != nil {
-			// A blob made under another replication key is ErrDecrypt
-			// (CKR_WRAPPED_KEY_INVALID); the CKR value says the rest.
-			return fmt.Errorf("unwrap %s under the replication key: %w", r.Label, wrapErr("C_UnwrapKey", err))
+			err = wrapErr("C_UnwrapKey", err)
+			if code, _ := ckrCode(err); code == pkcs11.CKR_GENERAL_ERROR || errors.Is(err, ErrDecrypt) {
+				// RFC 5649's integrity check failed (SoftHSM2 2.6.1 says
+				// CKR_GENERAL_ERROR): another replication key, or a damaged blob.
+				return fmt.Errorf("%w: %s does not unwrap under this token's replication key (installed from other shares? compare the check values) or the blob is damaged: %w", ErrDecrypt, r.Label, err)
+			}
+			return fmt.Errorf("unwrap %s under the replication key: %w", r.Label, err)
 		}
 		nk := &Key{Type: r.Type, Label: r.Label, ID: append([]byte(nil), r.ID...), Token: true, Always: r.Always, epoch: s.epoch, priv: h}
 		if r.Type.IsPair() {
