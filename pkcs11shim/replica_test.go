@@ -639,4 +639,18 @@ func TestReplicationKeyInstall(t *testing.T) {
 	if _, err := p3.ImportReplica(ctx, r); !errors.Is(err, ErrUntrustedReplicationKey) {
 		t.Fatalf("ImportReplica under a user-made key: %v, want ErrUntrustedReplicationKey", err)
 	}
+	// A private key with the label beside the real one (the SO could not
+	// see it at install): a new pool's lookup finds two and refuses.
+	if err := p.WithSession(ctx, func(s *Session) error {
+		_, err := s.createObject([]*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true), pkcs11.NewAttribute(pkcs11.CKA_LABEL, ReplicationKeyLabel),
+			pkcs11.NewAttribute(pkcs11.CKA_WRAP, true), pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true), pkcs11.NewAttribute(pkcs11.CKA_VALUE, value)})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := userPool(t, m, sel).ReplicationKey(ctx); !errors.Is(err, ErrDuplicateLabel) {
+		t.Fatalf("two keys labelled %s: %v, want ErrDuplicateLabel", ReplicationKeyLabel, err)
+	}
 }

@@ -111,6 +111,37 @@ func TestReplicationKeyCeremony(t *testing.T) {
 	setup(t)
 	a, shares, check := generateReplicationKey(t, "repA")
 
+	// The file is checked whole before anything opens (exit 2), and a dry
+	// run shows the plan.
+	good, _ := installFile(t, a, shares[:3], check)
+	raw, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ edit, want string }{
+		{"mode: install|mode: copy", "mode: must be generate or install"},
+		{"mode: install\n|", "mode: required: generate"},
+		{"check_value: |check_value: 00", "check_value: must be the 80 hexadecimal digits"},
+		{"shares: [|threshold: 3\nshares: [", "threshold and custodians belong to mode: generate"},
+		{"mode: install|mode: generate", "shares: shares and check_value belong to mode: install"},
+		{"  - {officer: Bob Lee, pin: \"file:" + pinDir + "/so-part2\"}\n|", "so_pin: needs exactly two parts"},
+	} {
+		from, to, _ := strings.Cut(tc.edit, "|")
+		if !strings.Contains(string(raw), from) {
+			t.Fatalf("edit %q: %q not in the file", tc.edit, from)
+		}
+		bad := filepath.Join(t.TempDir(), "bad.yaml")
+		if err := os.WriteFile(bad, []byte(strings.Replace(string(raw), from, to, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if r := runBin(t, "replication-key", "-f", bad, "--dry-run"); r.code != exitUsage || !strings.Contains(r.stderr, tc.want) {
+			t.Fatalf("edit %q: want exit 2 and %q, got %v", tc.edit, tc.want, r)
+		}
+	}
+	if r := runBin(t, "replication-key", "-f", good, "--dry-run"); r.code != 0 || !strings.Contains(r.stdout, "compare the rebuilt key's check value with check_value "+check) {
+		t.Fatalf("dry run: %v", r)
+	}
+
 	// A second generate on the same token is refused before any SO PIN.
 	f, _ := ceremonyFile(t, "replication-generate.yaml", map[string]string{"LABEL": a})
 	if r := runApproved(t, []string{"replication-key"}, f); r.code != exitFailed || !strings.Contains(r.stderr, "already holds a replication key") || !strings.Contains(r.stderr, check) {
