@@ -3,9 +3,12 @@ package pkcs11shim
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"fmt"
+	"math/big"
 
 	"github.com/miekg/pkcs11"
 )
@@ -290,6 +293,10 @@ func (p *Pool) ImportReplica(ctx context.Context, r Replica) (*Key, error) {
 				_ = s.ctx.DestroyObject(s.h, h)
 				return fmt.Errorf("public half of %s: %w", r.Label, err)
 			}
+			if err := s.pairMatches(nk, r.Public, r.Usage); err != nil {
+				_ = s.DestroyKey(nk)
+				return fmt.Errorf("replica %s: %w", r.Label, err)
+			}
 		}
 		k = nk
 		return nil
@@ -345,4 +352,40 @@ func (s *Session) kwpCheckValue(w pkcs11.ObjectHandle) ([]byte, error) {
 	defer s.ctx.DestroyObject(s.h, known) //nolint:errcheck // a session object: it dies with the session anyway
 	v, err := s.ctx.WrapKey(s.h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}, w, known)
 	return v, wrapErr("C_WrapKey", err)
+}
+
+// pairMatches checks that the unwrapped private key k belongs to pub, so a
+// replica never pairs a private key with another key's public half: an RSA
+// key's CKA_MODULUS (public, on the private object too) must be pub's; an
+// EC key that may sign signs a random digest that must verify under pub.
+// An EC key that may not sign is not checked (the token keeps no public
+// point on the private object).
+func (s *Session) pairMatches(k *Key, pub crypto.PublicKey, u Usage) error {
+	mismatch := fmt.Errorf("%w: the private key does not belong to the replica's public key", ErrKeyMismatch)
+	switch p := pub.(type) {
+	case *rsa.PublicKey:
+		a, err := s.ctx.GetAttributeValue(s.h, k.priv, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_MODULUS, nil)})
+		if err != nil {
+			return wrapErr("C_GetAttributeValue", err)
+		}
+		if new(big.Int).SetBytes(a[0].Value).Cmp(p.N) != 0 {
+			return mismatch
+		}
+	case *ecdsa.PublicKey:
+		if !u.Has(UsageSign) {
+			return nil
+		}
+		d := make([]byte, 32)
+		if _, err := rand.Read(d); err != nil {
+			return err
+		}
+		sig, err := s.Sign(k, d, crypto.SHA256, nil)
+		if err != nil {
+			return err
+		}
+		if !ecdsa.VerifyASN1(p, d, sig) {
+			return mismatch
+		}
+	}
+	return nil
 }

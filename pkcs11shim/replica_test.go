@@ -615,6 +615,31 @@ func TestReplicationKeyInstall(t *testing.T) {
 	if _, err := p.ExportReplica(ctx, ok); !errors.Is(err, ErrNotTrustedOnly) {
 		t.Fatalf("an extractable key without CKA_WRAP_WITH_TRUSTED: %v, want ErrNotTrustedOnly", err)
 	}
+	// A replica whose public half is another key's is refused, and leaves nothing behind.
+	other, err := p.GenerateKey(ctx, KeySpec{Type: KeyECP256, Label: "other-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPub, err := p.PublicKey(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m4, sel4 := freshToken(t)
+	if _, err := m4.InstallReplicationKey(sel4, value, so); err != nil {
+		t.Fatal(err)
+	}
+	p4 := userPool(t, m4, sel4)
+	swapped := r
+	swapped.Public = otherPub
+	if _, err := p4.ImportReplica(ctx, swapped); !errors.Is(err, ErrKeyMismatch) {
+		t.Fatalf("a replica with another key's public half: %v, want ErrKeyMismatch", err)
+	}
+	if objs, err := p4.ListTokenObjects(ctx); err != nil || len(objs) != 1 {
+		t.Fatalf("after the refused import: %v %v, want only the replication key", objs, err)
+	}
+	if _, err := p4.ImportReplica(ctx, r); err != nil {
+		t.Fatalf("the right replica after a refused one: %v", err)
+	}
 	// A replica with a missing part is refused before the token is asked.
 	if _, err := p2.ImportReplica(ctx, Replica{Label: "x", ID: []byte{1}, Type: KeyECP256, Usage: UsageSign, Blob: r.Blob}); !errors.Is(err, ErrInputInvalid) {
 		t.Fatalf("a pair's replica without its public key: %v, want ErrInputInvalid", err)
@@ -653,4 +678,71 @@ func TestReplicationKeyInstall(t *testing.T) {
 	if _, err := userPool(t, m, sel).ReplicationKey(ctx); !errors.Is(err, ErrDuplicateLabel) {
 		t.Fatalf("two keys labelled %s: %v, want ErrDuplicateLabel", ReplicationKeyLabel, err)
 	}
+}
+
+// BenchmarkReplicaCopy: one key copied from token A to token B (export,
+// import with its checks, then destroyed on B so the label is free again),
+// per key type, on SoftHSM2. Figures, not assertions.
+func BenchmarkReplicaCopy(b *testing.B) {
+	for _, kt := range []KeyType{KeyECP256, KeyRSA2048, KeyAES256} {
+		b.Run(kt.String(), func(b *testing.B) {
+			value := make([]byte, 32)
+			rand.Read(value)
+			pa, pb := benchPair(b, value)
+			ctx := context.Background()
+			k, err := pa.GenerateKey(ctx, KeySpec{Type: kt, Label: "bench-" + kt.String(), Extractable: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				r, err := pa.ExportReplica(ctx, k)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c, err := pb.ImportReplica(ctx, r)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if err := pb.DestroyKey(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+func benchPair(b *testing.B, value []byte) (*Pool, *Pool) {
+	b.Helper()
+	var pools []*Pool
+	for i := 0; i < 2; i++ {
+		m, err := OpenModule(softhsm(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { m.Close() })
+		id := make([]byte, 4)
+		rand.Read(id)
+		ti, err := m.InitToken("", []byte(trustedSOPIN), "bench-"+hex.EncodeToString(id))
+		if err != nil {
+			b.Fatal(err)
+		}
+		sel := Selector{Label: ti.Label, Serial: ti.Serial}
+		if err := m.InitPIN(sel, []byte(trustedSOPIN), []byte(trustedUserPIN)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.InstallReplicationKey(sel, value, func(login LoginFunc) error { return login([]byte(trustedSOPIN)) }); err != nil {
+			b.Fatal(err)
+		}
+		p, err := NewPool(context.Background(), m, PoolConfig{Selector: sel, MaxSessions: 2,
+			Authenticate: func(_ context.Context, login LoginFunc) error { return login([]byte(trustedUserPIN)) }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { p.Close() })
+		pools = append(pools, p)
+	}
+	return pools[0], pools[1]
 }
