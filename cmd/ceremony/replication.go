@@ -172,10 +172,10 @@ func runReplicationKey(ctx context.Context, o *options) error {
 
 func (s *session) replicationKey(ctx context.Context, c *replicationKeyConfig) error {
 	var value, id []byte
-	var threshold int
+	var threshold, total int
 	if c.Mode == replicationInstall {
 		var err error
-		value, id, threshold, err = s.rebuildReplicationKey(c)
+		value, id, threshold, total, err = s.rebuildReplicationKey(c)
 		if err != nil {
 			return err
 		}
@@ -216,7 +216,7 @@ func (s *session) replicationKey(ctx context.Context, c *replicationKeyConfig) e
 		if _, err := rand.Read(id); err != nil {
 			return err
 		}
-		threshold = c.Threshold
+		threshold, total = c.Threshold, len(c.Custodians)
 		s.rec.step("replication key value", "32 bytes from the token's RNG (C_GenerateRandom); replication key id %x", id)
 	}
 	want, err := kwpCheckValue(value)
@@ -267,7 +267,7 @@ func (s *session) replicationKey(ctx context.Context, c *replicationKeyConfig) e
 	s.rec.step("install", "SO login (counted in the PIN guard); %s created on %s: AES-256, CKA_TRUSTED, wrap and unwrap (KWP) only, unwrap template pinned, not modifiable, copyable nor destroyable; the user finds it trusted and computes the same check value",
 		token.ReplicationKeyLabel, info.Label)
 	s.rec.key(keyRecord{Label: rk.Label, ID: hex.EncodeToString(rk.ID), Type: rk.Type.String(), Token: info.Label,
-		Note: fmt.Sprintf("replication key %x (%d-of-N shares); check value (%s) %x", id, threshold, pkcs11shim.CheckAESKWPFixed, want)})
+		Note: fmt.Sprintf("replication key %x (%d-of-%d shares); check value (%s) %x", id, threshold, total, pkcs11shim.CheckAESKWPFixed, want)})
 	if c.Mode == replicationGenerate {
 		if err := s.splitReplicationKey(c, value, id); err != nil {
 			return err
@@ -284,7 +284,7 @@ func (s *session) replicationKey(ctx context.Context, c *replicationKeyConfig) e
 // rebuildReplicationKey reads install's share files, checks they make one
 // replication key's threshold, rebuilds the value and checks it against
 // check_value, all before a token is opened.
-func (s *session) rebuildReplicationKey(c *replicationKeyConfig) (value, id []byte, threshold int, err error) {
+func (s *session) rebuildReplicationKey(c *replicationKeyConfig) (value, id []byte, threshold, total int, err error) {
 	var parts [][]byte
 	defer func() {
 		for _, p := range parts {
@@ -296,53 +296,53 @@ func (s *session) rebuildReplicationKey(c *replicationKeyConfig) (value, id []by
 	for i, path := range c.Shares {
 		sh, err := readShare(path)
 		if err != nil {
-			return nil, nil, 0, err
+			return nil, nil, 0, 0, err
 		}
 		if sh.version != 2 {
-			return nil, nil, 0, fmt.Errorf("share file %s is a v1 backup share, not a replication key's", path)
+			return nil, nil, 0, 0, fmt.Errorf("share file %s is a v1 backup share, not a replication key's", path)
 		}
 		if i == 0 {
-			id, threshold = sh.backupID, sh.threshold
+			id, threshold, total = sh.backupID, sh.threshold, sh.total
 		} else if !bytes.Equal(sh.backupID, id) {
-			return nil, nil, 0, fmt.Errorf("share file %s belongs to replication key (or backup) %x, but %s to %x: the shares are of different keys", path, sh.backupID, c.Shares[0], id)
+			return nil, nil, 0, 0, fmt.Errorf("share file %s belongs to replication key (or backup) %x, but %s to %x: the shares are of different keys", path, sh.backupID, c.Shares[0], id)
 		}
 		if sh.threshold != threshold {
-			return nil, nil, 0, fmt.Errorf("share file %s says %d shares rebuild its key, %s says %d", path, sh.threshold, c.Shares[0], threshold)
+			return nil, nil, 0, 0, fmt.Errorf("share file %s says %d shares rebuild its key, %s says %d", path, sh.threshold, c.Shares[0], threshold)
 		}
 		if prev, dup := seenX[sh.x()]; dup {
-			return nil, nil, 0, fmt.Errorf("share files %s and %s hold the same share", prev, path)
+			return nil, nil, 0, 0, fmt.Errorf("share files %s and %s hold the same share", prev, path)
 		}
 		seenX[sh.x()] = path
 		parts = append(parts, append([]byte(nil), sh.value...))
 		custodians = append(custodians, fmt.Sprintf("%s (share %d of %d)", sh.custodian, sh.index, sh.total))
 	}
 	if len(parts) < threshold {
-		return nil, nil, 0, fmt.Errorf("%d shares given; replication key %x needs %d", len(parts), id, threshold)
+		return nil, nil, 0, 0, fmt.Errorf("%d shares given; replication key %x needs %d", len(parts), id, threshold)
 	}
 	s.rec.step("shares", "%d share files with good checksums for replication key %x (threshold %d): %s", len(parts), id, threshold, strings.Join(custodians, ", "))
 	value, err = shamir.Combine(parts)
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("shamir combine: %w", err)
+		return nil, nil, 0, 0, fmt.Errorf("shamir combine: %w", err)
 	}
 	if len(value) != 32 {
 		token.Wipe(value)
-		return nil, nil, 0, fmt.Errorf("the shares rebuild %d bytes, not a 32-byte replication key", len(value))
+		return nil, nil, 0, 0, fmt.Errorf("the shares rebuild %d bytes, not a 32-byte replication key", len(value))
 	}
 	cv, err := kwpCheckValue(value)
 	if err != nil {
 		token.Wipe(value)
-		return nil, nil, 0, err
+		return nil, nil, 0, 0, err
 	}
 	if c.CheckValue != "" {
 		if want, _ := hex.DecodeString(c.CheckValue); !hmac.Equal(cv, want) {
 			token.Wipe(value)
-			return nil, nil, 0, fmt.Errorf("%w: the shares rebuild a key whose check value is %x, not check_value %s: a share is of another replication key or was changed; nothing was installed", errVerify, cv, c.CheckValue)
+			return nil, nil, 0, 0, fmt.Errorf("%w: the shares rebuild a key whose check value is %x, not check_value %s: a share is of another replication key or was changed; nothing was installed", errVerify, cv, c.CheckValue)
 		}
 		s.rec.step("rebuild", "the rebuilt key's check value matches check_value %s", c.CheckValue)
 	} else {
 		s.rec.step("rebuild", "the rebuilt key's check value is %x (no check_value in the file to compare with)", cv)
 	}
-	return value, id, threshold, nil
+	return value, id, threshold, total, nil
 }
 
 // splitReplicationKey writes the custodians' share files of value and
