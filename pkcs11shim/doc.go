@@ -23,8 +23,17 @@
 // Administration works on the Module with a Selector, outside the pool:
 // InitToken, InitPIN and SetPIN (token's Admin, cmd/ceremony), the
 // officers' roster (TrustedOfficers, EnrolOfficers, RetireOfficers) and
-// backup under a trusted KEK (WrapUnderTrustedKEK); the Pool's ceremony
-// functions (ListTokenObjects, DestroyAllObjects, …) serve cmd/ceremony.
+// backup under a trusted KEK (WrapUnderTrustedKEK), the replication key
+// (InstallReplicationKey); the Pool's ceremony functions
+// (ListTokenObjects, DestroyAllObjects, …) serve cmd/ceremony.
+//
+// Replication (replica.go): ExportReplica wraps a replicable token key (made
+// with KeySpec.Extractable, so CKA_WRAP_WITH_TRUSTED) under the token's
+// replication key, a trusted key the SO installs with a
+// CKA_UNWRAP_TEMPLATE; ImportReplica unwraps the Replica in another token
+// with exactly the attributes KeySpec.templates gives such a key, which the
+// template requires. What SoftHSM2 2.6.1 enforces of this, and what it does
+// not, is proven with raw calls in replica_test.go.
 //
 // Every CKR value comes back as a *CKRError whose Is matches the sentinel
 // callers act on (ErrPINIncorrect, ErrPINLocked, ErrTokenNotPresent,
@@ -46,13 +55,17 @@
 //     (an extractable token key leaves only under a trusted key), not
 //     modifiable, not copyable.
 //   - A session whose operation may still be active is closed, never lent
-//     again (R-TOK-3).
+//     again (R-TOK-3). A session handle of an older module generation is
+//     dropped, never closed: after C_Initialize its number may name another
+//     pool's session.
 //   - PINs never appear in errors or logs; a URI's pin-value is refused,
 //     pin-source is read through token/pinsource.
 //
 // # Imports
 //
-// The standard library, github.com/miekg/pkcs11, golang.org/x/crypto
+// cgo in one file (nested.go: attribute-array attributes such as
+// CKA_UNWRAP_TEMPLATE, which the binding cannot express; Unix CK_ATTRIBUTE
+// layout). The standard library, github.com/miekg/pkcs11, golang.org/x/crypto
 // (cryptobyte, for DER signatures) and token/pinsource, the PIN-source
 // leaf. No other Keyward package.
 package pkcs11shim

@@ -96,6 +96,12 @@ type Pool struct {
 	info      TokenInfo
 	anchor    pkcs11.SessionHandle
 	hasAnchor bool
+	// anchorGen is the module generation the anchor (and every idle
+	// session: give keeps only those of p.gen, set with it) was opened in.
+	// After a re-initialisation handle numbers start again, so an older
+	// generation's handle may number another pool's session now: it is
+	// dropped, never closed.
+	anchorGen uint64
 	authErr   error // latched authentication failure
 	closed    bool
 	keys      map[keyCacheID]*Key
@@ -403,7 +409,7 @@ func (p *Pool) connect(gen uint64) (TokenInfo, error) {
 		if err != nil {
 			return wrapErr("C_OpenSession", err)
 		}
-		p.anchor, p.hasAnchor = h, true
+		p.anchor, p.hasAnchor, p.anchorGen = h, true, gen
 		return nil
 	})
 	return ti, err
@@ -436,7 +442,7 @@ func (p *Pool) Reauthenticate(ctx context.Context) error {
 
 func (p *Pool) closeAnchor() {
 	if p.hasAnchor {
-		_ = p.mod.call(func(c PKCtx) error { return c.CloseSession(p.anchor) })
+		p.closeOwn(p.anchor)
 		p.hasAnchor = false
 	}
 }
@@ -445,11 +451,24 @@ func (p *Pool) drainIdle() {
 	for {
 		select {
 		case h := <-p.idle:
-			_ = p.mod.call(func(c PKCtx) error { return c.CloseSession(h) })
+			p.closeOwn(h)
 		default:
 			return
 		}
 	}
+}
+
+// closeOwn closes h, a session of generation p.anchorGen, unless the module
+// was re-initialised since: then h is already gone, and its number may
+// belong to another pool's live session (closing it would log that pool
+// out of its token). Called with p.mu held.
+func (p *Pool) closeOwn(h pkcs11.SessionHandle) {
+	_ = p.mod.call(func(c PKCtx) error {
+		if p.mod.Generation() != p.anchorGen {
+			return nil
+		}
+		return c.CloseSession(h)
+	})
 }
 
 // Stats reports the pool's state, for metrics.

@@ -38,7 +38,7 @@ var (
 
 // softhsm returns the SoftHSM2 library with SOFTHSM2_CONF pointing at a
 // token directory of this test binary (set before the first C_Initialize).
-func softhsm(t *testing.T) string {
+func softhsm(t testing.TB) string {
 	t.Helper()
 	softhsmOnce.Do(func() {
 		lib := os.Getenv("KEYWARD_PKCS11_MODULE")

@@ -17,7 +17,18 @@
 // CKA_ALWAYS_AUTHENTICATE keys. OpenAdmin opens a token without a
 // user login, as an Admin: PIN unlock (Unlock) and change (ChangePIN), live
 // token information, the officers' roster, backup under a trusted KEK
-// (WrapForBackup). It is how a locked token gets unlocked.
+// (WrapForBackup), the replication key (InstallReplicationKey). It is how a
+// locked token gets unlocked.
+//
+// Replication (replica.go, issue 15): a Store copies a replicable key (one
+// made with KeySpec.Extractable) to another token of keysvc's set without
+// it ever being in clear outside a token: ExportReplica wraps it under the
+// token's replication key, which officers install as the SO in every token
+// (cmd/ceremony replication-key), and ImportReplica unwraps the Replica in
+// the other token, whose replication key's unwrap template keeps the copy
+// sensitive and trusted-only. Replicable says whether the token holds the
+// officers' replication key; ReplicationCheckValue identifies it (equal on
+// two tokens exactly when they hold the same one).
 //
 // Guard counts PIN attempts (R-TOK-5) in a CounterStore:
 // BoltStore, a bbolt file kept open for the process's life, or FileStore,

@@ -546,7 +546,7 @@ func approveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // signs and writes the approval.
 func approvePlan(o *options, name string, raw []byte, cm *common, q quorumed, plan func() []string) error {
 	if q == nil {
-		return fmt.Errorf("%w: a %s needs no officers' approval (sensitive ceremonies: token init, keygen, backup, restore, unlock, zeroize, officer enrol, officer retire)", errUsage, name)
+		return fmt.Errorf("%w: a %s needs no officers' approval (sensitive ceremonies: token init, keygen, backup, restore, replication-key, unlock, zeroize, officer enrol, officer retire)", errUsage, name)
 	}
 	t := q.approvalTarget()
 	h := sha256.Sum256(raw)

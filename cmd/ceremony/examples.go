@@ -192,3 +192,31 @@ pcrs: [7]                        # sealed to their values now (after the firmwar
 passphrase: prompt
 file: /var/lib/keyward/secrets.json
 `
+
+const exampleReplicationKey = `# The replication key: keysvc copies its hsm keys between the tokens of its set under it (issue 15).
+# mode: generate on the first token; then mode: install on every other token, from any 3 shares.
+module: /usr/lib/softhsm/libsofthsm2.so
+officers: [Alice Wong, Bob Lee]
+transcript:
+  dir: out/replication-key-bank-hsm
+pin_guard: /var/lib/keyward/keysvc.db   # keysvc's PIN guard: every login counted there (keysvc stopped)
+mode: generate
+token: {label: bank-hsm, user_pin: prompt}
+so_pin:                               # both parts: only the SO can make a CKA_TRUSTED key
+  - {officer: Alice Wong, pin: prompt}
+  - {officer: Bob Lee, pin: prompt}
+threshold: 3
+custodians:
+  - {name: Carol, share_file: /media/carol/replication-carol.txt}
+  - {name: Dave,  share_file: /media/dave/replication-dave.txt}
+  - {name: Erin,  share_file: /media/erin/replication-erin.txt}
+  - {name: Frank, share_file: /media/frank/replication-frank.txt}
+  - {name: Grace, share_file: /media/grace/replication-grace.txt}
+# On the second token (mode: install), instead of threshold and custodians:
+#   token: {label: bank-hsm-2, user_pin: prompt}
+#   shares: [/media/carol/replication-carol.txt, /media/erin/replication-erin.txt, /media/grace/replication-grace.txt]
+#   check_value: 9f3c…   # the 80 hex digits generate printed: a wrong share set is refused before the token is touched
+# Needs approvals from two officers enrolled on the token (quorum: raises it), the SO PIN part holders among them:
+#   ceremony approve replication-key -f replication-key.yaml -key alice.key -out alice.approval   (Bob likewise)
+#   ceremony replication-key -f replication-key.yaml --approval alice.approval --approval bob.approval
+`

@@ -27,6 +27,7 @@ var fuzzConfigs = []func() (validator, *common){
 	func() (validator, *common) { c := &resealConfig{}; return c, &c.common },
 	func() (validator, *common) { c := &officerEnrolConfig{}; return c, &c.common },
 	func() (validator, *common) { c := &officerRetireConfig{}; return c, &c.common },
+	func() (validator, *common) { c := &replicationKeyConfig{}; return c, &c.common },
 }
 
 // FuzzCeremonyConfig: any bytes, read as any ceremony's file, are either
@@ -35,7 +36,7 @@ var fuzzConfigs = []func() (validator, *common){
 // pin_guard (every login is counted somewhere).
 func FuzzCeremonyConfig(f *testing.F) {
 	for i, ex := range []string{exampleInit, exampleKeygen, exampleBackup, exampleRestore, exampleUnlock, exampleZeroize,
-		exampleRotate, exampleScheduleDestroy, exampleAuditVerify, exampleSeal, exampleReseal} {
+		exampleRotate, exampleScheduleDestroy, exampleAuditVerify, exampleSeal, exampleReseal, exampleReplicationKey} {
 		f.Add(uint8(i), []byte(ex))
 	}
 	for _, name := range []string{"init.yaml", "keygen.yaml", "backup.yaml", "unlock.yaml", "seal.yaml"} {

@@ -1,6 +1,7 @@
 // Command ceremony is the security officers' key-ceremony tool (R-CER-1,
-// R-CER-2, R-TOK-8, R-AV-3): token initialisation, key generation, M-of-N
-// backup and restore, unlock under dual control, emergency zeroize, key
+// R-CER-2, R-TOK-8, R-AV-3, R-AV-4): token initialisation, key generation, M-of-N
+// backup and restore, the replication key that copies keysvc's hsm keys
+// between its tokens, unlock under dual control, emergency zeroize, key
 // rotation and scheduled destruction through keysvc, and audit-chain checks.
 //
 // Each ceremony reads one strict YAML file, validates all of it (and refuses
@@ -22,7 +23,8 @@
 // # PIN guard
 //
 // Every login of every ceremony — the user PIN of each token it opens, the
-// SO PIN of unlock, of backup (the trusted KEK) and of token init (C_InitPIN, and C_InitToken over a
+// SO PIN of unlock, of backup (the trusted KEK), of replication-key (the
+// trusted replication key) and of token init (C_InitPIN, and C_InitToken over a
 // token already initialised, which checks the SO PIN) — goes through
 // Keyward's PIN guard (package token, R-TOK-5), counted in the file the
 // ceremony file's pin_guard names: keysvc's own <data_dir>/keysvc.db, under
@@ -60,7 +62,7 @@
 // login), not modifiable, not copyable, and CKA_TRUSTED, which only the SO
 // can set — token init writes them from its enrol: list, officer enrol adds
 // more; a user-PIN holder can create officer: objects but not trusted ones.
-// token init, keygen, backup, restore, unlock, zeroize and officer enrol run
+// token init, keygen, backup, restore, unlock, zeroize, replication-key and officer enrol run
 // only with --approval files from at least two (quorum: may raise it)
 // distinct enrolled officers, each made by ceremony approve over the exact
 // bytes of the ceremony file (config SHA-256), unexpired (24 h at most),
@@ -142,6 +144,8 @@ var subcommands = []subcommand{
 		exampleUnlock, runUnlock},
 	{"zeroize", "emergency: list the keys no backup holds, then re-initialise the token (C_InitToken) with both SO PIN parts",
 		exampleZeroize, runZeroize},
+	{"replication-key", "generate the key keysvc copies hsm keys between its tokens under (SO, both PIN parts; M-of-N shares), or install it into another token from the shares",
+		exampleReplicationKey, runReplicationKey},
 	{"officer enrol", "add officers to a token's trusted roster (SO PIN parts and a quorum of the enrolled officers)",
 		exampleOfficerEnrol, runOfficerEnrol},
 	{"officer retire", "remove officers from a token's trusted roster (SO PIN parts and a quorum of the officers who remain)",

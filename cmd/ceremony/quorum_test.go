@@ -73,7 +73,7 @@ func defaultApprovers(sub []string) []string {
 	switch strings.Join(sub, " ") {
 	case "token init":
 		return []string{"alice", "bob", "carol"}
-	case "keygen", "backup", "restore", "zeroize", "unlock", "officer enrol":
+	case "keygen", "backup", "restore", "zeroize", "unlock", "officer enrol", "replication-key":
 		return []string{"alice", "bob"}
 	}
 	return nil
