@@ -244,37 +244,44 @@ func (p *Pool) DestroyAllObjects(ctx context.Context) (int, error) {
 func (p *Pool) KeyUsage(ctx context.Context, k *Key) (Usage, error) {
 	var u Usage
 	err := p.WithKey(ctx, k, func(s *Session) error {
-		priv, pub, err := s.handles(k)
-		if err != nil {
-			return err
-		}
-		u = UsageExact
-		type flag struct {
-			attr uint
-			u    Usage
-		}
-		read := func(o pkcs11.ObjectHandle, flags []flag) {
-			for _, x := range flags {
-				a, err := s.ctx.GetAttributeValue(s.h, o, []*pkcs11.Attribute{pkcs11.NewAttribute(x.attr, nil)})
-				if err != nil {
-					continue // attribute not defined for this object class
-				}
-				if len(a[0].Value) == 1 && a[0].Value[0] == 1 {
-					u |= x.u
-				}
-			}
-		}
-		read(priv, []flag{{pkcs11.CKA_SIGN, UsageSign}, {pkcs11.CKA_DECRYPT, UsageDecrypt}, {pkcs11.CKA_UNWRAP, UsageUnwrap}})
-		pubFlags := []flag{{pkcs11.CKA_ENCRYPT, UsageEncrypt}, {pkcs11.CKA_WRAP, UsageWrap}}
-		switch {
-		case !k.Type.IsPair():
-			read(priv, pubFlags)
-		case pub != 0:
-			read(pub, pubFlags)
-		}
-		return nil
+		var err error
+		u, err = s.keyUsage(k)
+		return err
 	})
 	return u, err
+}
+
+// keyUsage reads k's exact usage in this session (see Pool.KeyUsage).
+func (s *Session) keyUsage(k *Key) (Usage, error) {
+	priv, pub, err := s.handles(k)
+	if err != nil {
+		return 0, err
+	}
+	u := UsageExact
+	type flag struct {
+		attr uint
+		u    Usage
+	}
+	read := func(o pkcs11.ObjectHandle, flags []flag) {
+		for _, x := range flags {
+			a, err := s.ctx.GetAttributeValue(s.h, o, []*pkcs11.Attribute{pkcs11.NewAttribute(x.attr, nil)})
+			if err != nil {
+				continue // attribute not defined for this object class
+			}
+			if len(a[0].Value) == 1 && a[0].Value[0] == 1 {
+				u |= x.u
+			}
+		}
+	}
+	read(priv, []flag{{pkcs11.CKA_SIGN, UsageSign}, {pkcs11.CKA_DECRYPT, UsageDecrypt}, {pkcs11.CKA_UNWRAP, UsageUnwrap}})
+	pubFlags := []flag{{pkcs11.CKA_ENCRYPT, UsageEncrypt}, {pkcs11.CKA_WRAP, UsageWrap}}
+	switch {
+	case !k.Type.IsPair():
+		read(priv, pubFlags)
+	case pub != 0:
+		read(pub, pubFlags)
+	}
+	return u, nil
 }
 
 // WrapPolicy is what a key's attributes say about wrapping it out.

@@ -70,21 +70,8 @@ func (p *Pool) CheckValue(ctx context.Context, k *Key) (method string, value []b
 			return fmt.Errorf("%w: AES key %q may neither encrypt nor wrap: no check value", ErrKeyMismatch, k.Label)
 		}
 		method = CheckAESKWPFixed
-		known, err := s.createObject([]*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),      // dies with the session
-			pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, false),  // a published constant, not a secret
-			pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true), // wrapped to make the check value
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, "keyward-check-value"),
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE, checkWrapValue[:]),
-		})
-		if err != nil {
-			return err
-		}
-		defer s.ctx.DestroyObject(s.h, known) //nolint:errcheck // a session object: it dies with the session anyway
-		value, err = s.ctx.WrapKey(s.h, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}, priv, known)
-		return wrapErr("C_WrapKey", err)
+		value, err = s.kwpCheckValue(priv)
+		return err
 	})
 	if err != nil {
 		return "", nil, err
