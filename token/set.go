@@ -128,6 +128,11 @@ type rewrapper interface {
 	Rewrap(ctx context.Context, from, to KeyRef, blob []byte, spec KeySpec) ([]byte, error)
 }
 
+var (
+	_ Member     = (*Store)(nil)
+	_ replicator = (*Store)(nil)
+)
+
 // SetMember is one token of a Set.
 type SetMember struct {
 	Name  string // the operator's name for it (config tokens[].name), in logs and metrics
@@ -436,7 +441,7 @@ func (s *Set) confirm(m *member, cause error) bool {
 	var err error
 	for i := 0; i < 3; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = m.st.Health(ctx)
+		err = s.health(ctx, m)
 		cancel()
 		if err == nil {
 			return true
@@ -448,6 +453,19 @@ func (s *Set) confirm(m *member, cause error) bool {
 	}
 	s.markDown(m, fmt.Errorf("%w (health: %w)", cause, err))
 	return false
+}
+
+// health asks whether m answers now (its Health) and, in a replicating
+// set, still holds the officers' replication key: a member that lost it
+// could take no copies, so it must not serve.
+func (s *Set) health(ctx context.Context, m *member) error {
+	if err := m.st.Health(ctx); err != nil {
+		return err
+	}
+	if s.replicate {
+		return replicable(ctx, m)
+	}
+	return nil
 }
 
 // markDown takes m out of service.
@@ -774,7 +792,7 @@ func (s *Set) Health(ctx context.Context) error {
 		if m.State() != MemberUp {
 			continue
 		}
-		if err := m.st.Health(ctx); err == nil || ctx.Err() != nil || s.confirm(m, err) {
+		if err := s.health(ctx, m); err == nil || ctx.Err() != nil || s.confirm(m, err) {
 			ok = true
 		}
 	}
@@ -837,7 +855,7 @@ func (s *Set) Probe(ctx context.Context) {
 	defer s.probeMu.Unlock()
 	for _, m := range s.members {
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := m.st.Health(hctx)
+		err := s.health(hctx, m)
 		cancel()
 		switch m.State() {
 		case MemberUp:

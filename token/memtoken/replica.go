@@ -44,7 +44,7 @@ func (t *Token) ExportReplica(_ context.Context, ref token.KeyRef) (token.Replic
 		return token.Replica{}, fmt.Errorf("%w: token %q has no replication key", token.ErrKeyNotFound, t.label)
 	}
 	if !k.extractable {
-		return token.Replica{}, fmt.Errorf("%w: %q is not extractable under a trusted key", token.ErrKeyMismatch, k.label)
+		return token.Replica{}, fmt.Errorf("%w: %q is not extractable under a trusted key", token.ErrKeyUnextractable, k.label)
 	}
 	raw, err := k.marshal()
 	if err != nil {
