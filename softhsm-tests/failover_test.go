@@ -376,6 +376,24 @@ func TestFailoverLoseTokenUnderLoad(t *testing.T) {
 	if len(during) == 0 || len(after) == 0 {
 		t.Errorf("no requests while B was away (%d) or after (%d)", len(during), len(after))
 	}
+	// What re-initialising the shared module (to bring B back, and at each
+	// probe while B is gone) did to A: its sessions died and its pool
+	// recovered; the set must never have taken A out for that.
+	logText, _ := os.ReadFile(e.ks.logPath)
+	downs := map[string]int{}
+	for _, line := range strings.Split(string(logText), "\n") {
+		if strings.Contains(line, "member DOWN") {
+			for _, name := range []string{"a", "b"} {
+				if strings.Contains(line, " member="+name+" ") {
+					downs[name]++
+				}
+			}
+		}
+	}
+	t.Logf("keysvc's log: member DOWN a=%d b=%d", downs["a"], downs["b"])
+	if downs["a"] != 0 || downs["b"] != 1 {
+		t.Errorf("member DOWN logged a=%d b=%d times, want 0 and 1", downs["a"], downs["b"])
+	}
 	if _, re, _ := e.tokenStates(); re["b"] != 1 || re["a"] != 0 {
 		t.Errorf("re-admissions a=%d b=%d, want 0 and 1 (a must never have been taken out)", re["a"], re["b"])
 	}
@@ -420,7 +438,8 @@ func TestFailoverCatchUp(t *testing.T) {
 	}
 	backB()
 	took := e.waitState(t, "b", "up", 30*time.Second)
-	t.Logf("B re-admitted %v after it was put back", took.Round(time.Millisecond))
+	t.Logf("B re-admitted %v after it was put back; keysvc's log on B:\n%s", took.Round(time.Millisecond),
+		strings.Join(logLines(e.ks.logPath, "member=b "), "\n"))
 	labels = tokenLabels(t, e.b)
 	if !slices.Contains(labels, "kw/fo-new/v1") {
 		t.Errorf("the key made while B was away is not on B after re-admission: %v", labels)
@@ -451,3 +470,15 @@ func TestFailoverCatchUp(t *testing.T) {
 }
 
 func cpus() int { return runtime.NumCPU() }
+
+// logLines returns the lines of a log file that contain sub.
+func logLines(path, sub string) []string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return out
+}

@@ -122,6 +122,12 @@ type replicator interface {
 	Replicable(ctx context.Context) (bool, error)
 }
 
+// replicationChecker is a member that tells its replication key's check
+// value (*Store: ReplicationCheckValue).
+type replicationChecker interface {
+	ReplicationCheckValue(ctx context.Context) ([]byte, error)
+}
+
 // rewrapper is a member that re-wraps a blob from one KEK to another
 // (helper kek's KeyStore.Rewrap).
 type rewrapper interface {
@@ -208,6 +214,19 @@ type member struct {
 	since        time.Time
 	cause        string
 	readmissions int
+	downGen      uint64 // its module's generation when it went down
+}
+
+// moduleMember is a member on a PKCS#11 module (*Store), which may be
+// shared with other members.
+type moduleMember interface {
+	moduleGeneration() uint64
+	reinitializeModule(seen uint64) error
+}
+
+func (s *Store) moduleGeneration() uint64 { return s.pool.Module().Generation() }
+func (s *Store) reinitializeModule(seen uint64) error {
+	return s.pool.Module().Reinitialize(seen)
 }
 
 func (m *member) State() MemberState {
@@ -261,6 +280,15 @@ func NewSet(ctx context.Context, cfg SetConfig) (*Set, error) {
 	if up == 0 {
 		return nil, fmt.Errorf("%w: none of the %d tokens answers at start", ErrNoMemberUp, len(s.members))
 	}
+	if s.replicate {
+		for _, m := range s.members {
+			if m.State() == MemberUp {
+				if err := s.sameReplicationKey(ctx, m); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	go s.prober()
 	return s, nil
 }
@@ -277,6 +305,36 @@ func replicable(ctx context.Context, m *member) error {
 	}
 	if !ok {
 		return fmt.Errorf("token: token set member %q (token %q, serial %s) has no replication key %q: security officers install it in every token of the set with `ceremony replication-key`", m.name, m.label, m.serial, ReplicationKeyLabel)
+	}
+	return nil
+}
+
+// sameReplicationKey checks that m holds the same replication key as the
+// first other up member (equal check values), when both can tell: a copy
+// made under one replication key does not unwrap under another.
+func (s *Set) sameReplicationKey(ctx context.Context, m *member) error {
+	mc, ok := m.st.(replicationChecker)
+	if !ok {
+		return nil
+	}
+	for _, o := range s.members {
+		oc, ok := o.st.(replicationChecker)
+		if o == m || !ok || o.State() != MemberUp {
+			continue
+		}
+		mine, err := mc.ReplicationCheckValue(ctx)
+		if err != nil {
+			return fmt.Errorf("token set member %q (token %q): replication key check value: %w", m.name, m.label, err)
+		}
+		theirs, err := oc.ReplicationCheckValue(ctx)
+		if err != nil {
+			return fmt.Errorf("token set member %q (token %q): replication key check value: %w", o.name, o.label, err)
+		}
+		if string(mine) != string(theirs) {
+			return fmt.Errorf("token: token set members %q (token %q, serial %s) and %q (token %q, serial %s) hold different replication keys (check values %x and %x): install the same one in both with `ceremony replication-key` (mode install, from the generate ceremony's shares)",
+				m.name, m.label, m.serial, o.name, o.label, o.serial, mine, theirs)
+		}
+		return nil
 	}
 	return nil
 }
@@ -390,8 +448,19 @@ func (s *Set) dispatch(ctx context.Context, fn func(m *member) error) error {
 		m.busy.Add(1)
 		err := fn(m)
 		m.busy.Add(-1)
-		if err == nil || ownError(err) || ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil {
 			return err
+		}
+		if ownError(err) {
+			// ErrDecrypt also stands for a C_UnwrapKey or C_Decrypt that
+			// failed with CKR_GENERAL_ERROR, which is what SoftHSM2 answers
+			// when the token vanishes mid-operation: ask the member.
+			if !errors.Is(err, ErrDecrypt) || s.confirm(m, err) {
+				return err
+			}
+			lastErr = err
+			attempts[m.idx] = 2
+			continue
 		}
 		lastErr = err
 		if errors.Is(err, ErrKeyNotFound) {
@@ -477,6 +546,9 @@ func (s *Set) markDown(m *member, cause error) {
 	}
 	was, upFor := m.state, time.Since(m.since)
 	m.state, m.since, m.cause = MemberDown, time.Now(), cause.Error()
+	if mm, ok := m.st.(moduleMember); ok {
+		m.downGen = mm.moduleGeneration()
+	}
 	m.epoch.Add(1)
 	m.mu.Unlock()
 	s.log.Error("token set: member DOWN; operations go to the other tokens, and it is probed every "+s.cfg.ProbeInterval.String(),
@@ -854,6 +926,9 @@ func (s *Set) Probe(ctx context.Context) {
 	s.probeMu.Lock()
 	defer s.probeMu.Unlock()
 	for _, m := range s.members {
+		if m.State() == MemberDown && !s.moduleRenewed(m) {
+			continue
+		}
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := s.health(hctx, m)
 		cancel()
@@ -865,8 +940,47 @@ func (s *Set) Probe(ctx context.Context) {
 		case MemberDown:
 			if err == nil {
 				s.readmit(ctx, m)
+			} else {
+				s.renewModuleNext(m)
 			}
 		}
+	}
+}
+
+// moduleRenewed makes sure m's module was re-initialised since m went
+// down, re-initialising it if not (rate-limited by the module): SoftHSM2
+// keeps a token whose files vanished marked invalid in memory, and only a
+// new C_Initialize reads it again when it is back (until then its objects
+// answer with their attributes gone, CKA_TRUSTED included). This ends every
+// session of the module's other tokens too; their pools recover on their
+// next call, and confirm never takes them out for it. A member on no
+// module (memtoken) needs nothing.
+func (s *Set) moduleRenewed(m *member) bool {
+	mm, ok := m.st.(moduleMember)
+	if !ok {
+		return true
+	}
+	m.mu.Lock()
+	seen := m.downGen
+	m.mu.Unlock()
+	if mm.moduleGeneration() != seen {
+		return true
+	}
+	if err := mm.reinitializeModule(seen); err != nil {
+		return false // rate-limited: the next probe tries again
+	}
+	return mm.moduleGeneration() != seen
+}
+
+// renewModuleNext asks for a module re-initialisation at m's next probe:
+// a down member that answers but fails its checks may be a SoftHSM2 token
+// that came back behind a stale in-memory copy.
+func (s *Set) renewModuleNext(m *member) {
+	if mm, ok := m.st.(moduleMember); ok {
+		g := mm.moduleGeneration()
+		m.mu.Lock()
+		m.downGen = g
+		m.mu.Unlock()
 	}
 }
 
@@ -905,10 +1019,15 @@ func (s *Set) readmit(ctx context.Context, m *member) {
 		m.mu.Lock()
 		m.state, m.cause = MemberDown, err.Error()
 		m.mu.Unlock()
+		s.renewModuleNext(m)
 		s.log.Error("token set: member answers again but cannot be re-admitted yet", "member", m.name, "token", m.label, "serial", m.serial, "err", err)
 	}
 	if s.replicate {
-		if err := replicable(ctx, m); err != nil {
+		err := replicable(ctx, m)
+		if err == nil {
+			err = s.sameReplicationKey(ctx, m)
+		}
+		if err != nil {
 			fail(err)
 			return
 		}
@@ -972,12 +1091,18 @@ func (s *Set) catchUp(ctx context.Context, m *member) (copied, destroyed int, er
 	}
 	for l := range want {
 		if have[l] {
-			if fresh[l] && !s.sameKey(ctx, m, l) {
-				if err := s.destroyOn(ctx, m, l); err != nil {
-					return copied, destroyed, err
-				}
-			} else {
+			if !fresh[l] {
 				continue
+			}
+			same, err := s.sameKey(ctx, m, l)
+			if err != nil {
+				return copied, destroyed, fmt.Errorf("compare %s with the other tokens: %w", l, err)
+			}
+			if same {
+				continue
+			}
+			if err := s.destroyOn(ctx, m, l); err != nil {
+				return copied, destroyed, err
 			}
 		}
 		ok, err := s.copyTo(ctx, m, l)
@@ -1027,29 +1152,36 @@ func (s *Set) copyTo(ctx context.Context, m *member, label string) (bool, error)
 }
 
 // sameKey reports whether m's key under label is the up members' (check
-// values agree); true when there is nothing to compare with.
-func (s *Set) sameKey(ctx context.Context, m *member, label string) bool {
+// values agree); true when no up member holds it to compare with. Any
+// failure to compute a check value is an error, never "different": only a
+// proven difference replaces m's key.
+func (s *Set) sameKey(ctx context.Context, m *member, label string) (bool, error) {
 	mine, err := m.st.FindKey(ctx, label)
 	if err != nil {
-		return false
+		return false, err
 	}
 	_, cv, err := m.st.CheckValue(ctx, mine)
 	if err != nil {
-		return false
+		return false, err
 	}
 	for _, o := range s.members {
 		if o == m || o.State() != MemberUp {
 			continue
 		}
 		k, err := o.st.FindKey(ctx, label)
-		if err != nil {
+		if errors.Is(err, ErrKeyNotFound) {
 			continue
 		}
-		if _, ov, err := o.st.CheckValue(ctx, k); err == nil {
-			return string(ov) == string(cv)
+		if err != nil {
+			return false, fmt.Errorf("on %s: %w", o.name, err)
 		}
+		_, ov, err := o.st.CheckValue(ctx, k)
+		if err != nil {
+			return false, fmt.Errorf("on %s: %w", o.name, err)
+		}
+		return string(ov) == string(cv), nil
 	}
-	return true
+	return true, nil
 }
 
 func (s *Set) destroyOn(ctx context.Context, m *member, label string) error {

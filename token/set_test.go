@@ -26,6 +26,7 @@ type flaky struct {
 	*memtoken.Token
 	importErr   atomic.Pointer[error]
 	useFailures atomic.Int32 // the next n Use calls fail with ErrSessionClosed
+	useErr      atomic.Pointer[error]
 }
 
 func (f *flaky) ImportReplica(ctx context.Context, r token.Replica) (token.KeyRef, error) {
@@ -38,6 +39,9 @@ func (f *flaky) ImportReplica(ctx context.Context, r token.Replica) (token.KeyRe
 func (f *flaky) Use(ctx context.Context, m token.Material, fn func(token.KeyUse) error) error {
 	if f.useFailures.Add(-1) >= 0 {
 		return fmt.Errorf("%w: module re-initialised", token.ErrSessionClosed)
+	}
+	if p := f.useErr.Load(); p != nil {
+		return *p
 	}
 	return f.Token.Use(ctx, m, fn)
 }
@@ -199,6 +203,35 @@ func TestSetOwnErrorNotRetried(t *testing.T) {
 	}
 	if e.state("a") != token.MemberUp || e.state("b") != token.MemberUp {
 		t.Fatal("an operation's own error marked a member down")
+	}
+}
+
+// ErrDecrypt from a member that no longer answers Health (SoftHSM2's
+// CKR_GENERAL_ERROR from C_UnwrapKey as its token vanishes) is the
+// member's failure: retried elsewhere. From a healthy member it stands.
+func TestSetDecryptErrorOfVanishingMember(t *testing.T) {
+	e := newSetEnv(t)
+	ctx := context.Background()
+	k, pub := e.generate(t, "kw/pay/v1")
+	dec := fmt.Errorf("%w: C_UnwrapKey: CKR_GENERAL_ERROR", token.ErrDecrypt)
+	e.a.useErr.Store(&dec)
+	e.b.useErr.Store(&dec)
+	if _, err := sign(ctx, e.set, k, "m"); !errors.Is(err, token.ErrDecrypt) {
+		t.Fatalf("ErrDecrypt from healthy members: %v", err)
+	}
+	if e.state("a") != token.MemberUp || e.state("b") != token.MemberUp {
+		t.Fatal("a healthy member's ErrDecrypt took it out")
+	}
+	e.a.useErr.Store(nil)
+	e.b.SetDown(errGone)
+	for i := 0; i < 4; i++ { // whichever member is picked first
+		sig, err := sign(ctx, e.set, k, "m")
+		if err != nil || !verify(pub, "m", sig) {
+			t.Fatalf("sign %d with b failing ErrDecrypt as it vanishes: %v", i, err)
+		}
+	}
+	if e.state("b") != token.MemberDown {
+		t.Fatal("b not taken out")
 	}
 }
 
@@ -382,6 +415,21 @@ func TestNewSetRefusesMemberWithoutReplicationKey(t *testing.T) {
 	_, err := token.NewSet(context.Background(), token.SetConfig{Members: []token.SetMember{{Name: "a", Store: a}, {Name: "b", Store: b}}})
 	if err == nil || !strings.Contains(err.Error(), `"b"`) || !strings.Contains(err.Error(), "ceremony replication-key") {
 		t.Fatalf("got %v, want a refusal naming b and the ceremony", err)
+	}
+}
+
+// Members whose replication keys differ are refused, naming both and the
+// ceremony: a copy made under one would not unwrap under the other.
+func TestNewSetRefusesDifferentReplicationKeys(t *testing.T) {
+	a, b := memtoken.New("hsm-a", "A1"), memtoken.New("hsm-b", "B1")
+	ka, kb := make([]byte, 32), make([]byte, 32)
+	rand.Read(ka)
+	rand.Read(kb)
+	a.InstallReplicationKey(ka)
+	b.InstallReplicationKey(kb)
+	_, err := token.NewSet(context.Background(), token.SetConfig{Members: []token.SetMember{{Name: "a", Store: a}, {Name: "b", Store: b}}})
+	if err == nil || !strings.Contains(err.Error(), "different replication keys") || !strings.Contains(err.Error(), `"hsm-b"`) || !strings.Contains(err.Error(), "ceremony replication-key") {
+		t.Fatalf("got %v, want a refusal naming both tokens and the ceremony", err)
 	}
 }
 

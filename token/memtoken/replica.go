@@ -2,6 +2,7 @@ package memtoken
 
 import (
 	"context"
+	"crypto/aes"
 	"fmt"
 	"slices"
 
@@ -89,4 +90,23 @@ func (t *Token) ImportReplica(_ context.Context, r token.Replica) (token.KeyRef,
 	}
 	t.keys[r.Label] = k
 	return k, nil
+}
+
+// ReplicationCheckValue identifies the replication key (AES of a zero
+// block), as token.Store's does: equal on two tokens exactly when they hold
+// the same key.
+func (t *Token) ReplicationCheckValue(context.Context) ([]byte, error) {
+	t.mu.Lock()
+	repl := t.repl
+	t.mu.Unlock()
+	if repl == nil {
+		return nil, fmt.Errorf("%w: token %q has no replication key", token.ErrKeyNotFound, t.label)
+	}
+	b, err := aes.NewCipher(repl)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, aes.BlockSize)
+	b.Encrypt(out, out)
+	return out, nil
 }
