@@ -40,6 +40,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/boltstore"
 	"github.com/keyward/keyward/keysvc/client"
 	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/pkcs11shim"
@@ -75,6 +77,7 @@ func startKeysvcOnTwoTokens(t *testing.T) *failoverEnv {
 	if !bytes.Equal(checks[0], checks[1]) {
 		t.Fatal("the two tokens' replication keys have different check values")
 	}
+	provisionServiceKeys(t, e.a, e.b)
 	e.ks = newDaemon(t, "keysvc", dir, tt)
 	pinFile, conf := filepath.Join(dir, "user.pin"), filepath.Join(dir, "keysvc.yaml")
 	uri := func(ti pkcs11shim.TokenInfo) string {
@@ -99,6 +102,43 @@ clients:
 	e.hc = &http.Client{Timeout: 30 * time.Second, Transport: tt.clientTransport(80)}
 	t.Cleanup(e.hc.CloseIdleConnections)
 	return e
+}
+
+// provisionServiceKeys puts keysvc's service keys into both tokens, the
+// same keys in each, before keysvc (production: it makes none itself)
+// starts: keysvc.New in this process on a token.Set of the two, with a
+// throwaway store, generates them on one token and copies them to the
+// other under the replication key (what the officers' keygen, backup and
+// restore ceremonies give a real pair of HSMs).
+func provisionServiceKeys(t *testing.T, tis ...pkcs11shim.TokenInfo) {
+	t.Helper()
+	ctx := context.Background()
+	g, _ := newGuard(t, filepath.Join(t.TempDir(), "guard.db"), 0)
+	var members []token.SetMember
+	for i, ti := range tis {
+		tok, err := token.Open(ctx, token.Config{Kind: token.KindHSM, Module: modulePath, Label: ti.Label,
+			PIN: &switchablePIN{pin: userPIN}, PINGuard: g.Config(), WaitTimeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tok.Close()
+		members = append(members, token.SetMember{Name: fmt.Sprint("m", i), Store: tok.Store()})
+	}
+	set, err := token.NewSet(ctx, token.SetConfig{Members: members, ProbeInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "provision.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	svc, err := keysvc.New(ctx, keysvc.Config{Keys: set, Store: st})
+	if err != nil {
+		t.Fatalf("provision the service keys: %v", err)
+	}
+	svc.Close()
 }
 
 // createKey makes a sign key the bankapp may use, and returns its public key.
@@ -390,7 +430,7 @@ func TestFailoverLoseTokenUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("keysvc's log: member DOWN a=%d b=%d", downs["a"], downs["b"])
+	t.Logf("keysvc's log: member DOWN a=%d b=%d; on b:\n%s", downs["a"], downs["b"], strings.Join(logLines(e.ks.logPath, "member=b "), "\n"))
 	if downs["a"] != 0 || downs["b"] != 1 {
 		t.Errorf("member DOWN logged a=%d b=%d times, want 0 and 1", downs["a"], downs["b"])
 	}

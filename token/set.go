@@ -154,7 +154,11 @@ type SetConfig struct {
 	// every member (keysvc.Service.ManagedLabels: its live hsm versions).
 	// Until it answers, no member is re-admitted (nor caught up).
 	Managed func(ctx context.Context) ([]string, error)
-	Logger  *slog.Logger
+	// Admit, when set, is asked about a member before it is re-admitted,
+	// after its catch-up (keysvc: the member's service keys against the
+	// store's record); an error keeps it out, logged, until a later probe.
+	Admit  func(ctx context.Context, m Member) error
+	Logger *slog.Logger
 }
 
 // DefaultProbeInterval is SetConfig.ProbeInterval's default.
@@ -845,6 +849,43 @@ func (s *Set) forgetRef(label string) {
 	s.refsMu.Unlock()
 }
 
+// Stores lists the members that are token Stores, in the configured order
+// (keysvc compares their service keys at start).
+func (s *Set) Stores() []*Store {
+	var out []*Store
+	for _, m := range s.members {
+		if st, ok := m.st.(*Store); ok {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// KeyUsage reads what a key may do, on any up member that can tell
+// (*Store's KeyUsage, an optional ability).
+func (s *Set) KeyUsage(ctx context.Context, ref KeyRef) (Usage, error) {
+	r, err := s.asRef(ref)
+	if err != nil {
+		return 0, err
+	}
+	var u Usage
+	err = s.dispatch(ctx, func(m *member) error {
+		ku, ok := m.st.(interface {
+			KeyUsage(context.Context, KeyRef) (Usage, error)
+		})
+		if !ok {
+			return fmt.Errorf("%w: token set member %q (%T) cannot read a key's usage", ErrMechanismInvalid, m.name, m.st)
+		}
+		k, err := s.resolve(ctx, m, r)
+		if err == nil {
+			u, err = ku.KeyUsage(ctx, k)
+		}
+		s.dropIfMissing(err, m, r)
+		return err
+	})
+	return u, err
+}
+
 // Random returns n bytes from any up member's RNG.
 func (s *Set) Random(ctx context.Context, n int) ([]byte, error) {
 	var out []byte
@@ -925,24 +966,40 @@ func (s *Set) prober() {
 func (s *Set) Probe(ctx context.Context) {
 	s.probeMu.Lock()
 	defer s.probeMu.Unlock()
+	// In three steps, because re-initialising a shared module leaves every
+	// other pool with session handles of the old generation, which it
+	// closes when it next recovers (pkcs11shim's closeAnchor and drainIdle
+	// do not look at the generation); SoftHSM2 numbers sessions afresh
+	// after C_Initialize, so such a close can end a session another pool
+	// just opened, its login anchor included, and that token then looks
+	// empty of private keys. So: (1) re-initialise for the down members
+	// that need it, (2) let every up member recover (Health), (3) only
+	// then open the down members again and catch them up.
+	var down []*member
 	for _, m := range s.members {
-		if m.State() == MemberDown && !s.moduleRenewed(m) {
+		if m.State() == MemberDown && s.moduleRenewed(m) {
+			down = append(down, m)
+		}
+	}
+	for _, m := range s.members {
+		if m.State() != MemberUp {
 			continue
 		}
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := s.health(hctx, m)
 		cancel()
-		switch m.State() {
-		case MemberUp:
-			if err != nil && ctx.Err() == nil {
-				s.confirm(m, err)
-			}
-		case MemberDown:
-			if err == nil {
-				s.readmit(ctx, m)
-			} else {
-				s.renewModuleNext(m)
-			}
+		if err != nil && ctx.Err() == nil {
+			s.confirm(m, err)
+		}
+	}
+	for _, m := range down {
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.health(hctx, m)
+		cancel()
+		if err == nil {
+			s.readmit(ctx, m)
+		} else {
+			s.renewModuleNext(m)
 		}
 	}
 }
@@ -1037,6 +1094,12 @@ func (s *Set) readmit(ctx context.Context, m *member) {
 		fail(err)
 		return
 	}
+	if s.cfg.Admit != nil {
+		if err := s.cfg.Admit(ctx, m.st); err != nil {
+			fail(err)
+			return
+		}
+	}
 	s.genMu.Lock()
 	c2, d2, err := s.catchUp(ctx, m) // what changed during the first pass
 	if err != nil {
@@ -1088,6 +1151,14 @@ func (s *Set) catchUp(ctx context.Context, m *member) (copied, destroyed int, er
 	have := map[string]bool{}
 	for _, l := range labels {
 		have[l] = true
+	}
+	if _, real := m.st.(moduleMember); real && !have[ReplicationKeyLabel] {
+		// The officers' replication key is on every member and never
+		// destroyed: a listing without it is a token whose objects cannot
+		// be read yet (SoftHSM2 right after its files came back), and
+		// copying into it could make a second object under a label it
+		// already holds.
+		return 0, 0, fmt.Errorf("its key list lacks the replication key %s: its objects are not readable yet", ReplicationKeyLabel)
 	}
 	for l := range want {
 		if have[l] {

@@ -503,3 +503,44 @@ func TestSetConcurrentUseDuringFailover(t *testing.T) {
 	}
 	t.Logf("%d signatures, none failed, across 10 losses of b", ops.Load())
 }
+
+// Admit (keysvc: the member's service keys) is asked before a re-admission;
+// its error keeps the member out, named in its state.
+func TestSetAdmitKeepsMemberOut(t *testing.T) {
+	repl := make([]byte, 32)
+	rand.Read(repl)
+	a, b := memtoken.New("hsm-a", "A1"), memtoken.New("hsm-b", "B1")
+	a.InstallReplicationKey(repl)
+	b.InstallReplicationKey(repl)
+	var refuse atomic.Bool
+	var asked atomic.Int32
+	set, err := token.NewSet(context.Background(), token.SetConfig{Members: []token.SetMember{{Name: "a", Store: a}, {Name: "b", Store: b}},
+		ProbeInterval: time.Hour, Managed: func(context.Context) ([]string, error) { return nil, nil },
+		Admit: func(_ context.Context, m token.Member) error {
+			asked.Add(1)
+			if l, _ := m.Identity(); refuse.Load() && l == "hsm-b" {
+				return errors.New("service key keysvc-kek differs")
+			}
+			return nil
+		},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	ctx := context.Background()
+	b.SetDown(errGone)
+	set.Probe(ctx)
+	b.SetDown(nil)
+	refuse.Store(true)
+	set.Probe(ctx)
+	st := set.Stats().Members[1]
+	if st.State != token.MemberDown || !strings.Contains(st.Cause, "keysvc-kek differs") || asked.Load() != 1 {
+		t.Fatalf("b = %v (%s), Admit asked %d times; want down naming Admit's reason", st.State, st.Cause, asked.Load())
+	}
+	refuse.Store(false)
+	set.Probe(ctx)
+	if st := set.Stats().Members[1]; st.State != token.MemberUp {
+		t.Fatalf("b = %v after Admit agreed", st.State)
+	}
+}

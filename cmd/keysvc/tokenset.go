@@ -35,7 +35,7 @@ func openTokenSet(ctx context.Context, cfg *Config, pin token.PINSource, pins *t
 		ts.toks = append(ts.toks, tok)
 		members = append(members, token.SetMember{Name: tc.Name, Store: tok.Store()})
 	}
-	set, err := token.NewSet(ctx, token.SetConfig{Members: members, ProbeInterval: cfg.ProbeInterval, Managed: ts.managed, Logger: log})
+	set, err := token.NewSet(ctx, token.SetConfig{Members: members, ProbeInterval: cfg.ProbeInterval, Managed: ts.managed, Admit: ts.admit, Logger: log})
 	if err != nil {
 		ts.close()
 		return nil, err
@@ -50,6 +50,30 @@ func (ts *tokenSet) managed(ctx context.Context) ([]string, error) {
 		return nil, errors.New("keysvc is still starting: its key records are not open yet")
 	}
 	return svc.ManagedLabels(ctx)
+}
+
+// memberChecker is keysvc's check of one token's service keys against the
+// store's record (Service.CheckMemberServiceKeys, where it exists).
+type memberChecker interface {
+	CheckMemberServiceKeys(ctx context.Context, member keysvc.KeyStore) error
+}
+
+// admit checks a token's service keys before the set re-admits it: a token
+// restored from another ceremony must not serve.
+func (ts *tokenSet) admit(ctx context.Context, m token.Member) error {
+	svc := ts.svc.Load()
+	if svc == nil {
+		return errors.New("keysvc is still starting: its service-key record is not open yet")
+	}
+	c, ok := any(svc).(memberChecker)
+	if !ok {
+		return nil
+	}
+	ks, ok := m.(keysvc.KeyStore)
+	if !ok {
+		return fmt.Errorf("token set member %T is not a key store keysvc can check", m)
+	}
+	return c.CheckMemberServiceKeys(ctx, ks)
 }
 
 // started hands the set the Service and brings every token that is up
