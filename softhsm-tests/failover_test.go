@@ -77,7 +77,7 @@ func startKeysvcOnTwoTokens(t *testing.T) *failoverEnv {
 	if !bytes.Equal(checks[0], checks[1]) {
 		t.Fatal("the two tokens' replication keys have different check values")
 	}
-	provisionServiceKeys(t, e.a, e.b)
+	provisionSetServiceKeys(t, e.a, e.b)
 	e.ks = newDaemon(t, "keysvc", dir, tt)
 	pinFile, conf := filepath.Join(dir, "user.pin"), filepath.Join(dir, "keysvc.yaml")
 	uri := func(ti pkcs11shim.TokenInfo) string {
@@ -104,13 +104,13 @@ clients:
 	return e
 }
 
-// provisionServiceKeys puts keysvc's service keys into both tokens, the
+// provisionSetServiceKeys puts keysvc's service keys into both tokens, the
 // same keys in each, before keysvc (production: it makes none itself)
 // starts: keysvc.New in this process on a token.Set of the two, with a
 // throwaway store, generates them on one token and copies them to the
 // other under the replication key (what the officers' keygen, backup and
 // restore ceremonies give a real pair of HSMs).
-func provisionServiceKeys(t *testing.T, tis ...pkcs11shim.TokenInfo) {
+func provisionSetServiceKeys(t *testing.T, tis ...pkcs11shim.TokenInfo) {
 	t.Helper()
 	ctx := context.Background()
 	g, _ := newGuard(t, filepath.Join(t.TempDir(), "guard.db"), 0)
