@@ -40,8 +40,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/keysvc"
-	"github.com/keyward/keyward/keysvc/boltstore"
 	"github.com/keyward/keyward/keysvc/client"
 	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/pkcs11shim"
@@ -104,41 +102,42 @@ clients:
 	return e
 }
 
-// provisionSetServiceKeys puts keysvc's service keys into both tokens, the
-// same keys in each, before keysvc (production: it makes none itself)
-// starts: keysvc.New in this process on a token.Set of the two, with a
-// throwaway store, generates them on one token and copies them to the
-// other under the replication key (what the officers' keygen, backup and
-// restore ceremonies give a real pair of HSMs).
+// provisionSetServiceKeys puts keysvc's service keys into every token,
+// the same keys in each, before keysvc (production: it makes none itself)
+// starts: generated in the first token backup-able (extractable only under
+// a trusted key, as the ceremony's service_keys preset makes them) and
+// copied into the others under the replication key (what the officers'
+// keygen, backup and restore ceremonies give a real set of HSMs).
 func provisionSetServiceKeys(t *testing.T, tis ...pkcs11shim.TokenInfo) {
 	t.Helper()
 	ctx := context.Background()
 	g, _ := newGuard(t, filepath.Join(t.TempDir(), "guard.db"), 0)
-	var members []token.SetMember
-	for i, ti := range tis {
+	var stores []*token.Store
+	for _, ti := range tis {
 		tok, err := token.Open(ctx, token.Config{Kind: token.KindHSM, Module: modulePath, Label: ti.Label,
 			PIN: &switchablePIN{pin: userPIN}, PINGuard: g.Config(), WaitTimeout: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer tok.Close()
-		members = append(members, token.SetMember{Name: fmt.Sprint("m", i), Store: tok.Store()})
+		stores = append(stores, tok.Store())
 	}
-	set, err := token.NewSet(ctx, token.SetConfig{Members: members, ProbeInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
+	for _, ks := range serviceKeySpecs {
+		ks.Extractable = true
+		k, err := stores[0].GenerateKey(ctx, ks)
+		if err != nil {
+			t.Fatalf("generate service key %s: %v", ks.Label, err)
+		}
+		rep, err := stores[0].ExportReplica(ctx, k)
+		if err != nil {
+			t.Fatalf("export %s: %v", ks.Label, err)
+		}
+		for _, st := range stores[1:] {
+			if _, err := st.ImportReplica(ctx, rep); err != nil {
+				t.Fatalf("copy %s: %v", ks.Label, err)
+			}
+		}
 	}
-	defer set.Close()
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "provision.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	svc, err := keysvc.New(ctx, keysvc.Config{Keys: set, Store: st})
-	if err != nil {
-		t.Fatalf("provision the service keys: %v", err)
-	}
-	svc.Close()
 }
 
 // createKey makes a sign key the bankapp may use, and returns its public key.
