@@ -392,7 +392,7 @@ func tokenErr(err error) error {
 func (s *Service) Stats() Stats {
 	ks := s.keys.Stats()
 	return Stats{PoolInUse: ks.SessionsInUse, PoolMax: ks.MaxSessions, TokenHealthy: ks.Healthy, MissingTokenKeys: int(s.missingKeys.Load()),
-		PINFailures: ks.PINFailures, PINLocked: ks.PINLocked}
+		PINFailures: ks.PINFailures, PINLocked: ks.PINLocked, Tokens: ks.Members}
 }
 
 // Ready checks that the token answers and the store takes writes.

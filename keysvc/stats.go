@@ -1,5 +1,7 @@
 package keysvc
 
+import "github.com/keyward/keyward/token"
+
 // Stats is a snapshot for metrics and health (R-AV-2).
 type Stats struct {
 	PoolInUse    int  // sessions lent right now
@@ -10,4 +12,7 @@ type Stats struct {
 	// MissingTokenKeys counts hsm key versions whose token object was
 	// missing at start (each logged by name).
 	MissingTokenKeys int
+	// Tokens lists each token of a token set (token.Set): state, since
+	// when, re-admissions. Nil with a single token.
+	Tokens []token.MemberStats
 }

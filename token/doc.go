@@ -30,6 +30,13 @@
 // officers' replication key; ReplicationCheckValue identifies it (equal on
 // two tokens exactly when they hold the same one).
 //
+// Set is a key store over several tokens that hold the same keys (HSM
+// partitions of one bank): it sends each operation to a token that is up,
+// retries on another when a token fails, probes the failed one and brings
+// it up to date (copies of hsm keys under the officers' replication key:
+// ExportReplica, ImportReplica) before it serves again. keysvc uses it with
+// `tokens:` in its configuration.
+//
 // Guard counts PIN attempts (R-TOK-5) in a CounterStore:
 // BoltStore, a bbolt file kept open for the process's life, or FileStore,
 // which opens that file per operation (cmd/ceremony counting in keysvc's

@@ -97,6 +97,8 @@ type StoreStats struct {
 	Healthy                    bool
 	PINFailures                int
 	PINLocked                  bool
+	// Members lists each token of a Set (nil for a single Store).
+	Members []MemberStats
 }
 
 // Store is a Token as a key store: every operation borrows a session

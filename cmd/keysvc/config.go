@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -35,7 +36,15 @@ type Config struct {
 		MaxSessions int           `yaml:"max_sessions"`
 		WaitTimeout time.Duration `yaml:"wait_timeout"`
 	} `yaml:"token"`
-	PINGuard struct {
+	// Tokens is a token set (token.Set, issue 15): several HSM partitions
+	// holding the same keys, each with its own session pool and PIN guard
+	// counter; operations go to a token that is up and fail over to
+	// another. Exactly one of token and tokens.
+	Tokens []TokenConfig `yaml:"tokens"`
+	// ProbeInterval is how often each token of a set is checked, and a
+	// token that is down probed to be caught up and re-admitted (default 2s).
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+	PINGuard      struct {
 		Limit int `yaml:"limit"` // 1..6, default 6
 	} `yaml:"pin_guard"`
 	Destroy struct {
@@ -89,7 +98,18 @@ type Config struct {
 	Clients           []ClientConfig `yaml:"clients"`
 }
 
-// loadConfig reads a strict YAML file: unknown fields are errors.
+// TokenConfig is one token of a token set (tokens:).
+type TokenConfig struct {
+	Name        string        `yaml:"name"`   // the operator's name for it: logs, /readyz, metrics label
+	URI         string        `yaml:"uri"`    // pkcs11:token=...?module-path=...&pin-source=file:...
+	Module      string        `yaml:"module"` // when the URI has no module-path
+	MaxSessions int           `yaml:"max_sessions"`
+	WaitTimeout time.Duration `yaml:"wait_timeout"`
+}
+
+// tokenNameRE is what a token's name may be (it is a metrics label value).
+var tokenNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,31}$`)
+
 // ClientConfig is one API client.
 type ClientConfig struct {
 	Name  string `yaml:"name"`
@@ -117,7 +137,7 @@ func (c *Config) defaults() {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:8443"
 	}
-	if c.Token.Kind == "" {
+	if c.Token.Kind == "" && len(c.Tokens) == 0 {
 		c.Token.Kind = "hsm"
 	}
 	if c.SchedulerInterval == 0 {
@@ -141,6 +161,11 @@ func (c *Config) validate() error {
 		if u, err := pkcs11shim.ParseURI(c.Token.URI); err == nil && u.PINSource != "" {
 			errs = append(errs, errors.New("token.uri: drop pin-source when secrets.file is set: the token PIN comes from the secrets file"))
 		}
+		for i, tc := range c.Tokens {
+			if u, err := pkcs11shim.ParseURI(tc.URI); err == nil && u.PINSource != "" {
+				errs = append(errs, fmt.Errorf("tokens[%d].uri: drop pin-source when secrets.file is set: every token's PIN comes from the secrets file", i))
+			}
+		}
 	} else if c.Secrets.Passphrase != "" {
 		errs = append(errs, errors.New("secrets.passphrase is set without secrets.file"))
 	}
@@ -161,11 +186,18 @@ func (c *Config) validate() error {
 	default:
 		errs = append(errs, errors.New("audit.signer must be token or tpm"))
 	}
-	if c.Token.Kind != "hsm" && c.Token.Kind != "usb-key" {
-		errs = append(errs, errors.New("token.kind must be hsm or usb-key"))
-	}
-	if c.Token.URI == "" {
-		errs = append(errs, errors.New("token.uri is required, e.g. pkcs11:token=bank?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/keyward/pin"))
+	if len(c.Tokens) > 0 {
+		errs = append(errs, c.validateTokens()...)
+	} else {
+		if c.Token.Kind != "hsm" && c.Token.Kind != "usb-key" {
+			errs = append(errs, errors.New("token.kind must be hsm or usb-key"))
+		}
+		if c.Token.URI == "" {
+			errs = append(errs, errors.New("token.uri is required (or tokens: for a set of tokens), e.g. pkcs11:token=bank?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/keyward/pin"))
+		}
+		if c.ProbeInterval != 0 {
+			errs = append(errs, errors.New("probe_interval is set without tokens: it applies to a token set only"))
+		}
 	}
 	if c.PINGuard.Limit < 0 || c.PINGuard.Limit > 6 {
 		errs = append(errs, errors.New("pin_guard.limit must be between 1 and 6"))
@@ -206,4 +238,40 @@ func (c *Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateTokens checks a token set (tokens:).
+func (c *Config) validateTokens() []error {
+	var errs []error
+	if c.Token != (Config{}).Token {
+		errs = append(errs, errors.New("token and tokens are both set: give exactly one (tokens: for several tokens)"))
+	}
+	if p := c.ProbeInterval; p != 0 && (p < 100*time.Millisecond || p > time.Minute) {
+		errs = append(errs, errors.New("probe_interval must be between 100ms and 1m (0: the default, 2s)"))
+	}
+	names, uris := map[string]bool{}, map[string]bool{}
+	for i, tc := range c.Tokens {
+		switch {
+		case !tokenNameRE.MatchString(tc.Name):
+			errs = append(errs, fmt.Errorf("tokens[%d].name must be 1-32 of a-z, 0-9, '.', '_', '-' (starting with a letter or digit): it names the token in logs and metrics", i))
+		case names[tc.Name]:
+			errs = append(errs, fmt.Errorf("tokens[%d].name %q is used by another token", i, tc.Name))
+		}
+		names[tc.Name] = true
+		if tc.URI == "" {
+			errs = append(errs, fmt.Errorf("tokens[%d].uri is required, e.g. pkcs11:token=bank-a?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/keyward/pin-a", i))
+		} else if _, err := pkcs11shim.ParseURI(tc.URI); err != nil {
+			errs = append(errs, fmt.Errorf("tokens[%d].uri: %w", i, err))
+		} else if uris[tc.URI] {
+			errs = append(errs, fmt.Errorf("tokens[%d].uri names the same token as another entry", i))
+		}
+		uris[tc.URI] = true
+		if tc.MaxSessions < 0 {
+			errs = append(errs, fmt.Errorf("tokens[%d].max_sessions must not be negative (0: the default)", i))
+		}
+		if tc.WaitTimeout < 0 {
+			errs = append(errs, fmt.Errorf("tokens[%d].wait_timeout must not be negative (0: the default)", i))
+		}
+	}
+	return errs
 }

@@ -235,6 +235,42 @@ func TestConfigValidateNamesPath(t *testing.T) {
 		{"confirm enrol_per_minute negative", func(m map[string]any) {
 			m["confirm"] = map[string]any{"listen": ":8444", "public_url": "https://c", "enrol_per_minute": -1, "notify": map[string]any{"file": "/tmp/n"}}
 		}, []string{"confirm.enrol_per_minute must be between 1 and 100000"}},
+		// Issue 15: a token set.
+		{"tokens", func(m map[string]any) { setTokens(m, "a", "b"); m["probe_interval"] = "500ms" }, nil},
+		{"token and tokens", func(m map[string]any) {
+			setTokens(m, "a", "b")
+			m["token"] = map[string]any{"uri": "pkcs11:token=t"}
+		}, []string{"token and tokens are both set"}},
+		{"tokens with token.kind alone", func(m map[string]any) {
+			setTokens(m, "a")
+			m["token"] = map[string]any{"kind": "hsm"}
+		}, []string{"token and tokens are both set"}},
+		{"tokens[1].name repeated", func(m map[string]any) { setTokens(m, "a", "a") }, []string{`tokens[1].name "a" is used by another token`, "tokens[1].uri names the same token"}},
+		{"tokens[0].name upper-case", func(m map[string]any) { setTokens(m, "HSM-A", "b") }, []string{"tokens[0].name must be 1-32 of a-z"}},
+		{"tokens[1].uri missing", func(m map[string]any) {
+			setTokens(m, "a", "b")
+			delete(m["tokens"].([]any)[1].(map[string]any), "uri")
+		}, []string{"tokens[1].uri is required"}},
+		{"tokens[1].uri bad", func(m map[string]any) {
+			setTokens(m, "a", "b")
+			m["tokens"].([]any)[1].(map[string]any)["uri"] = "pkcs11:token=b;pin-value=1234"
+		}, []string{"tokens[1].uri: "}},
+		{"tokens[1].uri same token", func(m map[string]any) {
+			setTokens(m, "a", "b")
+			m["tokens"].([]any)[1].(map[string]any)["uri"] = "pkcs11:token=a"
+		}, []string{"tokens[1].uri names the same token"}},
+		{"tokens[0].max_sessions negative", func(m map[string]any) {
+			setTokens(m, "a", "b")
+			m["tokens"].([]any)[0].(map[string]any)["max_sessions"] = -1
+		}, []string{"tokens[0].max_sessions must not be negative"}},
+		{"probe_interval 10ms", func(m map[string]any) { setTokens(m, "a", "b"); m["probe_interval"] = "10ms" }, []string{"probe_interval must be between 100ms and 1m"}},
+		{"probe_interval without tokens", func(m map[string]any) { m["probe_interval"] = "2s" }, []string{"probe_interval is set without tokens"}},
+		{"tokens with sealed secrets and a pin-source", func(m map[string]any) {
+			setTokens(m, "a", "b")
+			m["tpm"] = "/dev/tpmrm0"
+			m["secrets"] = map[string]any{"file": "/s.json"}
+			m["tokens"].([]any)[1].(map[string]any)["uri"] = "pkcs11:token=b?pin-source=file:/run/pin"
+		}, []string{"tokens[1].uri: drop pin-source"}},
 		// Issue 8: sealed secrets and the TPM audit key.
 		{"sealed secrets with TPM, no tls.key", func(m map[string]any) {
 			delete(sub(m, "tls"), "key")
@@ -474,5 +510,50 @@ func TestREADMEConfigLoads(t *testing.T) {
 	}
 	if cfg.Confirm.Listen == "" || cfg.Confirm.Notify.Webhook == "" {
 		t.Fatalf("README config lost its confirm block: %+v", cfg.Confirm)
+	}
+}
+
+// setTokens replaces token: with tokens: of the given names (token label =
+// name).
+func setTokens(m map[string]any, names ...string) {
+	delete(m, "token")
+	var ts []any
+	for _, n := range names {
+		ts = append(ts, map[string]any{"name": n, "uri": "pkcs11:token=" + n, "max_sessions": 8, "wait_timeout": "2s"})
+	}
+	m["tokens"] = ts
+}
+
+// TestLoadConfigTokens: a token set loads with its fields, and token.kind
+// gets no default beside it (so "both set" is never a false alarm).
+func TestLoadConfigTokens(t *testing.T) {
+	c, err := loadConfig(writeConfig(t, `
+data_dir: /d
+tls: {cert: c.pem, key: k.pem}
+tokens:
+  - {name: hsm-a, uri: "pkcs11:token=bank-a?pin-source=file:/run/kw/pin-a", max_sessions: 32, wait_timeout: 3s}
+  - {name: hsm-b, uri: "pkcs11:token=bank-b?pin-source=file:/run/kw/pin-b", module: /usr/lib/softhsm/libsofthsm2.so}
+probe_interval: 1s
+clients: [{name: a}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []TokenConfig{
+		{Name: "hsm-a", URI: "pkcs11:token=bank-a?pin-source=file:/run/kw/pin-a", MaxSessions: 32, WaitTimeout: 3 * time.Second},
+		{Name: "hsm-b", URI: "pkcs11:token=bank-b?pin-source=file:/run/kw/pin-b", Module: "/usr/lib/softhsm/libsofthsm2.so"},
+	}
+	if !reflect.DeepEqual(c.Tokens, want) || c.ProbeInterval != time.Second || c.Token.Kind != "" {
+		t.Fatalf("tokens = %+v, probe_interval %v, token.kind %q", c.Tokens, c.ProbeInterval, c.Token.Kind)
+	}
+	_, err = loadConfig(writeConfig(t, `
+data_dir: /d
+tls: {cert: c.pem, key: k.pem}
+tokens:
+  - {name: hsm-a, uri: "pkcs11:token=bank-a", pin: "1234"}
+clients: [{name: a}]
+`))
+	if err == nil || !strings.Contains(err.Error(), "pin") {
+		t.Fatalf("an unknown field in tokens[0]: %v", err)
 	}
 }

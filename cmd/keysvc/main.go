@@ -117,21 +117,32 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		return err
 	}
 	defer host.close()
-	kind := token.KindHSM
-	if cfg.Token.Kind == "usb-key" {
-		kind = token.KindUSBKey
+	var tok *token.Token
+	var keys keysvc.KeyStore
+	var set *tokenSet
+	if len(cfg.Tokens) > 0 {
+		if set, err = openTokenSet(ctx, cfg, host.pin, pins, log); err != nil {
+			return err
+		}
+		defer set.close()
+		keys = set.set
+	} else {
+		kind := token.KindHSM
+		if cfg.Token.Kind == "usb-key" {
+			kind = token.KindUSBKey
+		}
+		tok, err = token.Open(ctx, token.Config{Kind: kind, URI: cfg.Token.URI, Module: cfg.Token.Module, PIN: host.pin, PINGuard: token.GuardConfig{Store: pins, Limit: cfg.PINGuard.Limit},
+			MaxSessions: cfg.Token.MaxSessions, WaitTimeout: cfg.Token.WaitTimeout, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer tok.Close()
 	}
-	tok, err := token.Open(ctx, token.Config{Kind: kind, URI: cfg.Token.URI, Module: cfg.Token.Module, PIN: host.pin, PINGuard: token.GuardConfig{Store: pins, Limit: cfg.PINGuard.Limit},
-		MaxSessions: cfg.Token.MaxSessions, WaitTimeout: cfg.Token.WaitTimeout, Logger: log})
-	if err != nil {
-		return err
-	}
-	defer tok.Close()
 	notify, err := notifier(cfg, dev != nil)
 	if err != nil {
 		return err
 	}
-	svc, err := keysvc.New(ctx, keysvc.Config{Token: tok, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
+	svc, err := keysvc.New(ctx, keysvc.Config{Token: tok, Keys: keys, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
 		MinDestroyDelay: cfg.Destroy.MinDelay, Logger: log, ConfirmTimeout: cfg.Confirm.Timeout, Notify: notify,
 		AuditSigner: host.audit, TPM: host.tpmKeys(), AuditAnchors: cfg.auditAnchors,
 		// Production's service keys come from a ceremony (README, "Several HSMs"); only -dev makes its own.
@@ -140,6 +151,9 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		return err
 	}
 	defer svc.Close() // before the store closes: pending confirmations end, audited
+	if set != nil {
+		set.started(ctx, svc, log)
+	}
 	if err := writeAuditKey(cfg.DataDir, svc); err != nil {
 		return err
 	}
@@ -167,7 +181,11 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	go func() { defer close(schedDone); svc.Run(schedCtx, cfg.SchedulerInterval) }()
 	errc := make(chan error, 3)
 	go func() { errc <- srv.ServeTLS(ln, tlsCfg) }()
-	log.Info("keysvc listening", "addr", ln.Addr().String(), "token", cfg.Token.URI)
+	if set != nil {
+		log.Info("keysvc listening", "addr", ln.Addr().String(), "tokens", set.names(cfg))
+	} else {
+		log.Info("keysvc listening", "addr", ln.Addr().String(), "token", cfg.Token.URI)
+	}
 	var csrv *api.ConfirmServer
 	if cfg.Confirm.Listen != "" {
 		if csrv, err = serveConfirm(cfg, host, svc, log, errc); err != nil {

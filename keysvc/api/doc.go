@@ -32,7 +32,9 @@
 //	GET  /v1/keys/{name}/public?version=N          → PublicKeyResult (no version: the primary)
 //	GET  /v1/openapi.json                          the OpenAPI document (openapi.json, embedded)
 //	GET  /healthz                                  200 {"status":"ok"} while the process serves
-//	GET  /readyz                                   200 {"status":"ready"}, or 503 with an error code
+//	GET  /readyz                                   200 {"status":"ready"}, or 503 with an error code;
+//	                                               with a token set, also "tokens": each token's state
+//	                                               (ready while one is up)
 //
 // Keys are always returned as wire.KeyView: token object labels and
 // wrapped blobs never leave the service. Key names match

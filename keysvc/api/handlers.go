@@ -362,7 +362,11 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), readyTimeout)
 	defer cancel()
 	err := s.backend.Ready(ctx)
+	tokens := tokenViews(s.backend.Stats())
 	if err == nil {
+		if tokens != nil {
+			return c.JSON(fiber.Map{"status": "ready", "tokens": tokens})
+		}
 		return c.JSON(fiber.Map{"status": "ready"})
 	}
 	_, code, message, internal := classify(err)
@@ -371,6 +375,9 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		code, message = codeNotReady, "not ready"
 	} else {
 		httpedge.Logger(c).Warn("not ready", "err", err)
+	}
+	if tokens != nil {
+		return c.Status(http.StatusServiceUnavailable).JSON(fiber.Map{"error": errorDetail{Code: code, Message: message}, "tokens": tokens})
 	}
 	return c.Status(http.StatusServiceUnavailable).JSON(errorBody{Error: errorDetail{Code: code, Message: message}})
 }

@@ -51,6 +51,7 @@ func newMetrics(reg prometheus.Registerer, b Backend) (*metrics, error) {
 			func(s keysvc.Stats) float64 { return boolFloat(s.PINLocked) }),
 		gauge("keyward_token_keys_missing", "Key versions kept in the token (protection hsm) whose token object was missing at start.",
 			func(s keysvc.Stats) float64 { return float64(s.MissingTokenKeys) }),
+		newTokenSetCollector(b),
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

@@ -1,17 +1,21 @@
 package api_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/token"
 )
 
 // scrape reads /metrics from the server's own metrics listener.
@@ -127,5 +131,51 @@ func TestMetricsRegistry(t *testing.T) {
 	e := newEnv(t, func(c *api.Config) { c.Registry = nil })
 	if text := e.scrape(); !strings.Contains(text, "go_goroutines") {
 		t.Error("default registry lacks the Go collector")
+	}
+}
+
+// TestTokenSetInReadyzAndMetrics (issue 15 item 3): each token of a set in
+// /readyz's body and in /metrics, named by the operator's name.
+func TestTokenSetInReadyzAndMetrics(t *testing.T) {
+	e := newEnv(t)
+	since := time.Now().Add(-90 * time.Second)
+	e.be.mu.Lock()
+	e.be.stats = keysvc.Stats{TokenHealthy: true, Tokens: []token.MemberStats{
+		{Name: "hsm-a", TokenLabel: "bank-a", Serial: "11", State: token.MemberUp, Since: since},
+		{Name: "hsm-b", TokenLabel: "bank-b", Serial: "22", State: token.MemberDown, Since: since, Readmissions: 3},
+	}}
+	e.be.mu.Unlock()
+	r := e.req("GET", "/readyz", "", "")
+	var body struct {
+		Status string `json:"status"`
+		Tokens []struct {
+			Name, Label, Serial, State string
+			Readmissions               int
+		} `json:"tokens"`
+	}
+	if err := json.Unmarshal(r.body, &body); err != nil || r.status != 200 || body.Status != "ready" || len(body.Tokens) != 2 {
+		t.Fatalf("readyz = %d %s (%v)", r.status, r.body, err)
+	}
+	if b := body.Tokens[1]; b.Name != "hsm-b" || b.Label != "bank-b" || b.Serial != "22" || b.State != "down" || b.Readmissions != 3 {
+		t.Fatalf("token b in readyz: %+v", b)
+	}
+	text := e.scrape()
+	for _, want := range []string{
+		`keyward_token_member_up{token="hsm-a"} 1`,
+		`keyward_token_member_up{token="hsm-b"} 0`,
+		`keyward_token_member_readmissions_total{token="hsm-b"} 3`,
+		`keyward_token_member_state_seconds{token="hsm-a"} 90`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	e.be.mu.Lock()
+	e.be.ready = fmt.Errorf("pool: %w", wire.ErrTokenUnavailable)
+	e.be.mu.Unlock()
+	r = e.req("GET", "/readyz", "", "")
+	r.expect(t, 503, "token_unavailable")
+	if !strings.Contains(string(r.body), `"tokens"`) {
+		t.Fatalf("503 readyz lacks the tokens: %s", r.body)
 	}
 }

@@ -42,6 +42,7 @@ type Token struct {
 	mu      sync.Mutex
 	keys    map[string]*key // by label
 	down    error           // when set, every operation fails with it
+	repl    []byte          // the replication key (InstallReplicationKey)
 	uses    int             // Use calls, for tests
 	destroy int             // keys destroyed
 }
@@ -60,6 +61,9 @@ type key struct {
 	ec    *ecdsa.PrivateKey
 	rsa   *rsa.PrivateKey
 	sec   []byte // AES or generic secret
+	// extractable: it may leave wrapped under the replication key
+	// (KeySpec.Extractable, the token's CKA_WRAP_WITH_TRUSTED).
+	extractable bool
 }
 
 func (k *key) Label() string          { return k.label }
@@ -158,7 +162,7 @@ func (t *Token) GenerateKey(_ context.Context, ks token.KeySpec) (token.KeyRef, 
 }
 
 func newKey(ks token.KeySpec) (*key, error) {
-	k := &key{label: ks.Label, typ: ks.Type, id: slices.Clone(ks.ID), usage: ks.Usage}
+	k := &key{label: ks.Label, typ: ks.Type, id: slices.Clone(ks.ID), usage: ks.Usage, extractable: ks.Extractable}
 	if len(k.id) == 0 {
 		k.id = make([]byte, 16)
 		rand.Read(k.id)

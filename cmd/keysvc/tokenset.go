@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/token"
+)
+
+// tokenSet opens every token of cfg.Tokens (each with its own session pool;
+// one PIN guard store, whose counters are per token serial) and builds the
+// token set over them (token.Set, issue 15). The set learns which keys
+// every token must hold from the Service, once it exists: call started.
+// close stops the set's prober and closes the tokens.
+type tokenSet struct {
+	set  *token.Set
+	toks []*token.Token
+	svc  atomic.Pointer[keysvc.Service]
+}
+
+func openTokenSet(ctx context.Context, cfg *Config, pin token.PINSource, pins *token.BoltStore, log *slog.Logger) (*tokenSet, error) {
+	ts := &tokenSet{}
+	var members []token.SetMember
+	for i, tc := range cfg.Tokens {
+		tok, err := token.Open(ctx, token.Config{Kind: token.KindHSM, URI: tc.URI, Module: tc.Module, PIN: pin,
+			PINGuard: token.GuardConfig{Store: pins, Limit: cfg.PINGuard.Limit}, MaxSessions: tc.MaxSessions, WaitTimeout: tc.WaitTimeout, Logger: log})
+		if err != nil {
+			ts.close()
+			return nil, fmt.Errorf("tokens[%d] (%s): %w", i, tc.Name, err)
+		}
+		ts.toks = append(ts.toks, tok)
+		members = append(members, token.SetMember{Name: tc.Name, Store: tok.Store()})
+	}
+	set, err := token.NewSet(ctx, token.SetConfig{Members: members, ProbeInterval: cfg.ProbeInterval, Managed: ts.managed, Admit: ts.admit, Logger: log})
+	if err != nil {
+		ts.close()
+		return nil, err
+	}
+	ts.set = set
+	return ts, nil
+}
+
+func (ts *tokenSet) managed(ctx context.Context) ([]string, error) {
+	svc := ts.svc.Load()
+	if svc == nil {
+		return nil, errors.New("keysvc is still starting: its key records are not open yet")
+	}
+	return svc.ManagedLabels(ctx)
+}
+
+// memberChecker is keysvc's check of one token's service keys against the
+// store's record (Service.CheckMemberServiceKeys, where it exists).
+type memberChecker interface {
+	CheckMemberServiceKeys(ctx context.Context, member keysvc.KeyStore) error
+}
+
+// admit checks a token's service keys before the set re-admits it: a token
+// restored from another ceremony must not serve.
+func (ts *tokenSet) admit(ctx context.Context, m token.Member) error {
+	svc := ts.svc.Load()
+	if svc == nil {
+		return errors.New("keysvc is still starting: its service-key record is not open yet")
+	}
+	c, ok := any(svc).(memberChecker)
+	if !ok {
+		return nil
+	}
+	ks, ok := m.(keysvc.KeyStore)
+	if !ok {
+		return fmt.Errorf("token set member %T is not a key store keysvc can check", m)
+	}
+	return c.CheckMemberServiceKeys(ctx, ks)
+}
+
+// started hands the set the Service and brings every token that is up
+// level with keysvc's records (a token that missed changes while keysvc
+// was stopped).
+func (ts *tokenSet) started(ctx context.Context, svc *keysvc.Service, log *slog.Logger) {
+	ts.svc.Store(svc)
+	if err := ts.set.Sync(ctx); err != nil {
+		log.Error("token set: could not bring every token level at start; the prober keeps trying on re-admissions", "err", err)
+	}
+}
+
+func (ts *tokenSet) close() {
+	if ts.set != nil {
+		ts.set.Close()
+	}
+	for _, t := range ts.toks {
+		t.Close()
+	}
+}
+
+func (ts *tokenSet) names(cfg *Config) []string {
+	out := make([]string, 0, len(cfg.Tokens))
+	for _, tc := range cfg.Tokens {
+		out = append(out, tc.Name)
+	}
+	return out
+}
