@@ -1089,16 +1089,16 @@ func (s *Set) readmit(ctx context.Context, m *member) {
 			return
 		}
 	}
-	c1, d1, err := s.catchUp(ctx, m)
-	if err != nil {
-		fail(err)
-		return
-	}
-	if s.cfg.Admit != nil {
+	if s.cfg.Admit != nil { // before any key is copied into it: a token from another ceremony gets nothing
 		if err := s.cfg.Admit(ctx, m.st); err != nil {
 			fail(err)
 			return
 		}
+	}
+	c1, d1, err := s.catchUp(ctx, m)
+	if err != nil {
+		fail(err)
+		return
 	}
 	s.genMu.Lock()
 	c2, d2, err := s.catchUp(ctx, m) // what changed during the first pass
