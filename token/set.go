@@ -155,8 +155,9 @@ type SetConfig struct {
 	// Until it answers, no member is re-admitted (nor caught up).
 	Managed func(ctx context.Context) ([]string, error)
 	// Admit, when set, is asked about a member before it is re-admitted,
-	// after its catch-up (keysvc: the member's service keys against the
-	// store's record); an error keeps it out, logged, until a later probe.
+	// before its catch-up copies anything into it (keysvc: the member's
+	// service keys against the store's record); an error keeps it out,
+	// logged, until a later probe.
 	Admit  func(ctx context.Context, m Member) error
 	Logger *slog.Logger
 }
