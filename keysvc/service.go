@@ -101,6 +101,17 @@ type Config struct {
 	// TPM holds the keys of protection "tpm" (nil: such keys are refused).
 	TPM TPMKeys
 
+	// CreateKEKEpochs lets StartKEKRotation create the next epoch's KEKs
+	// itself when the token lacks them (development and tests). In
+	// production security officers generate them in a ceremony, so they
+	// are backed up (kekrotation.go).
+	CreateKEKEpochs bool
+	// KEKRewrapWorkers is how many keys a KEK rotation re-wraps at once
+	// (default DefaultKEKRewrapWorkers); KEKProgressEvery how many keys
+	// between progress lines in the log (default DefaultKEKProgressEvery).
+	KEKRewrapWorkers int
+	KEKProgressEvery int
+
 	// AuditAnchors are record hashes known from outside the machine
 	// (audit.Anchor, from the checkpoint lines keysvc logs): New refuses
 	// to start unless the log holds each of them (issue 12).
@@ -122,8 +133,8 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	kek      token.KeyRef    // wraps "wrapped" versions (CKM_AES_KEY_WRAP_PAD)
-	smKEK    token.KeyRef    // seals SM material (AES-256-GCM)
+	kekst    kekState        // KEK epochs: the KEKs that wrap "wrapped" versions and seal SM material (kekepoch.go)
+	rot      kekRotation     // the KEK rotation worker (kekrotation.go)
 	auditKey crypto.Signer   // the token's keysvc-audit key, or Config.AuditSigner
 	pinMAC   token.KeyRef    // HMAC key for holder PINs (confirm.go)
 	digester *audit.Digester // keyed request digests of audit records
@@ -170,15 +181,21 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.KEKRewrapWorkers <= 0 {
+		cfg.KEKRewrapWorkers = DefaultKEKRewrapWorkers
+	}
+	if cfg.KEKProgressEvery <= 0 {
+		cfg.KEKProgressEvery = DefaultKEKProgressEvery
+	}
 	s := &Service{cfg: cfg, keys: cfg.Keys, store: cfg.Store, log: cfg.Logger, now: cfg.Now, confirms: newConfirmations()}
+	if err := s.loadKEKEpochs(); err != nil {
+		return nil, err
+	}
 	pending, err := s.checkServiceKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if s.kek, err = s.ensureKey(ctx, token.KeySpec{Type: token.KeyAES256, Label: KEKLabel, Usage: token.UsageWrap}); err != nil {
-		return nil, err
-	}
-	if s.smKEK, err = s.ensureKey(ctx, token.KeySpec{Type: token.KeyAES256, Label: SMKEKLabel, Usage: token.UsageEncrypt}); err != nil {
+	if err := s.loadKEKs(ctx); err != nil {
 		return nil, err
 	}
 	if s.pinMAC, err = s.ensurePINMAC(ctx); err != nil {
@@ -202,6 +219,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err := s.checkManagedKeys(ctx); err != nil {
 		return nil, err
 	}
+	s.resumeKEKRotation()
 	return s, nil
 }
 
@@ -375,8 +393,10 @@ func tokenErr(err error) error {
 // Stats reports pool and PIN state for metrics.
 func (s *Service) Stats() Stats {
 	ks := s.keys.Stats()
-	return Stats{PoolInUse: ks.SessionsInUse, PoolMax: ks.MaxSessions, TokenHealthy: ks.Healthy, MissingTokenKeys: int(s.missingKeys.Load()),
+	st := Stats{PoolInUse: ks.SessionsInUse, PoolMax: ks.MaxSessions, TokenHealthy: ks.Healthy, MissingTokenKeys: int(s.missingKeys.Load()),
 		PINFailures: ks.PINFailures, PINLocked: ks.PINLocked}
+	s.kekStats(&st)
+	return st
 }
 
 // Ready checks that the token answers and the store takes writes.

@@ -88,12 +88,10 @@ func (r *ServiceKeyRecord) keysNotIn(o *ServiceKeyRecord) []ServiceKey {
 
 // serviceKeySpecs are the service keys this configuration uses.
 func (s *Service) serviceKeySpecs() []token.KeySpec {
-	specs := []token.KeySpec{
-		{Type: token.KeyAES256, Label: KEKLabel, Usage: token.UsageWrap},
-		{Type: token.KeyAES256, Label: SMKEKLabel, Usage: token.UsageEncrypt},
-		{Type: token.KeyGenericSecret, Label: PINMACLabel},
-		{Type: token.KeyGenericSecret, Label: AuditDigestKeyLabel},
-	}
+	specs := append(s.kekSpecs(), // the KEKs of the live epochs (kekepoch.go)
+		token.KeySpec{Type: token.KeyGenericSecret, Label: PINMACLabel},
+		token.KeySpec{Type: token.KeyGenericSecret, Label: AuditDigestKeyLabel},
+	)
 	if s.cfg.AuditSigner == nil {
 		specs = append(specs, token.KeySpec{Type: token.KeyECP256, Label: AuditKeyLabel})
 	}
@@ -235,15 +233,16 @@ func (s *Service) serviceKeyUsers(label string) (string, error) {
 		}
 		return fmt.Sprintf("the store holds %d audit records with request digests keyed by it", seq), nil
 	}
+	epoch, sm, isKEK := kekLabelEpoch(label)
 	n, first := 0, ""
 	err := s.eachKey(func(k *Key) {
 		uses := false
-		switch label {
-		case KEKLabel, SMKEKLabel:
+		switch {
+		case isKEK:
 			for _, v := range k.Versions {
-				uses = uses || (k.Protection == wire.ProtectionWrapped && len(v.Wrapped) > 0 && isSM(k.Algorithm) == (label == SMKEKLabel))
+				uses = uses || (k.Protection == wire.ProtectionWrapped && len(v.Wrapped) > 0 && isSM(k.Algorithm) == sm && v.epoch() == epoch)
 			}
-		case PINMACLabel:
+		case label == PINMACLabel:
 			uses = k.Holder != nil && len(k.Holder.PINHash) > 0
 		}
 		if uses {
@@ -256,7 +255,10 @@ func (s *Service) serviceKeyUsers(label string) (string, error) {
 	if err != nil || n == 0 {
 		return "", err
 	}
-	what := map[string]string{KEKLabel: "wrapped key(s)", SMKEKLabel: "sealed SM key(s)", PINMACLabel: "holder PIN hash(es)"}[label]
+	what := map[bool]string{false: "wrapped key(s)", true: "sealed SM key(s)"}[sm]
+	if !isKEK {
+		what = "holder PIN hash(es)"
+	}
 	return fmt.Sprintf("the store holds %d %s (key %q first) made with it", n, what, first), nil
 }
 

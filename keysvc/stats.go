@@ -10,4 +10,10 @@ type Stats struct {
 	// MissingTokenKeys counts hsm key versions whose token object was
 	// missing at start (each logged by name).
 	MissingTokenKeys int
+	// KEKEpoch is the KEK epoch in service; KEKRotating is true while a
+	// rotation re-wraps or retires; KEKRotationDone and KEKRotationTotal
+	// are its progress in keys (kekrotation.go).
+	KEKEpoch                          int
+	KEKRotating                       bool
+	KEKRotationDone, KEKRotationTotal int
 }
