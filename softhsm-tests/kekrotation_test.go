@@ -374,3 +374,81 @@ func backupBlob(t *testing.T, path, name string, v int) ([]byte, token.KeySpec) 
 	}
 	return ver.Wrapped, token.KeySpec{Type: token.KeyECP256, Label: fmt.Sprintf("kw/%s/v%d", name, v), Usage: token.UsageSign}
 }
+
+// TestCerKEKRotate: `ceremony keygen` makes epoch KEKs destroyable only
+// when asked (destroyable: true); `ceremony kek-rotate` starts keysvc's
+// rotation, follows it to its end and records the KEKs keysvc destroyed
+// in a transcript that verifies; run again with the same from_epoch it
+// refuses (the epoch moved on) and changes nothing.
+func TestCerKEKRotate(t *testing.T) {
+	ctx := context.Background()
+	pins := cerPINs(t)
+	signer, pubPEM := cerSignerToken(t, pins)
+
+	// keygen: destroyable: true gives CKA_DESTROYABLE true; the default
+	// keeps a ceremony key from any user-PIN holder's C_DestroyObject.
+	f, out := cerFile(t, "keygen-kek.yaml", pins, map[string]string{"LABEL": signer})
+	if r := cerRun(t, append([]string{"keygen", "-f", f}, cerApprovals(t, []string{"keygen"}, f)...)...); r.code != 0 {
+		t.Fatalf("keygen: %v", r)
+	}
+	if md := cerVerifyTranscript(t, out, pubPEM, "keygen"); !strings.Contains(md, "destroyable with the user PIN (destroyable: true)") {
+		t.Fatalf("keygen transcript does not say the epoch KEKs are destroyable:\n%s", md)
+	}
+	g, _ := newGuard(t, filepath.Join(t.TempDir(), "guard.db"), 0)
+	tok, err := token.Open(ctx, token.Config{Kind: token.KindHSM, Module: modulePath, Label: signer, PIN: token.HeldPIN("Cer#4410!k"), PINGuard: g.Config()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	for label, destroyable := range map[string]bool{"keysvc-kek-e2": true, "keysvc-sm-kek-e2": true, "kept-kek": false} {
+		ref, err := tok.Store().FindKey(ctx, label)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = tok.Store().DestroyKey(ctx, ref)
+		if destroyable != (err == nil) {
+			t.Errorf("destroy %s (destroyable: %v): %v", label, destroyable, err)
+		}
+	}
+
+	// kek-rotate against a keysvc with wrapped keys and epoch 2's KEKs.
+	e := newKeysvcEnv(t)
+	e.createKey(t, "w-ec", "sign", "ec-p256", "wrapped", "sign", "verify")
+	e.createKey(t, "w-sm4", "encrypt", "sm4", "wrapped", "encrypt", "decrypt")
+	for _, ks := range []pkcs11shim.KeySpec{
+		{Type: pkcs11shim.KeyAES256, Label: keysvc.KEKLabelFor(2), Usage: pkcs11shim.UsageWrap, Extractable: true},
+		{Type: pkcs11shim.KeyAES256, Label: keysvc.SMKEKLabelFor(2), Usage: pkcs11shim.UsageEncrypt, Extractable: true},
+	} {
+		if _, err := e.tok.pool.GenerateKey(ctx, ks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, out = cerFile(t, "kek-rotate.yaml", pins, map[string]string{"SIGNER": signer, "URL": e.url})
+	r := cerRun(t, "kek-rotate", "-f", f, "--yes")
+	if r.code != 0 || !strings.Contains(r.stdout, "epoch 2 in service; destroyed keysvc-kek, keysvc-sm-kek") {
+		t.Fatalf("kek-rotate: %v", r)
+	}
+	md := cerVerifyTranscript(t, out, pubPEM, "kek-rotate")
+	for _, want := range []string{"epoch 1 to 2 started", "every live blob re-wrapped to epoch 2 (2 keys", "keysvc-kek (epoch 1)", "keysvc-sm-kek (epoch 1)", "destroy every backup file and share of keysvc-kek and keysvc-sm-kek"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("kek-rotate transcript lacks %q:\n%s", want, md)
+		}
+	}
+	st := e.must(t, 200, officerToken, "GET", "/v1/admin/kek-rotation", nil)
+	if st["current"] != 2.0 || st["state"] != wire.KEKIdle {
+		t.Fatalf("keysvc after the ceremony: %v", st)
+	}
+	if n := cerAudit(t, e, "kek_rotation_start", "", 0, "ok"); n != 1 {
+		t.Errorf("%d kek_rotation_start records by the officer, want 1", n)
+	}
+	e.must(t, 200, bankingToken, "POST", "/v1/keys/w-ec/sign", map[string]any{"message": base64.StdEncoding.EncodeToString([]byte("after"))})
+
+	// The same file again: epoch 2 is in service, not 1.
+	f, _ = cerFile(t, "kek-rotate.yaml", pins, map[string]string{"SIGNER": signer, "URL": e.url})
+	if r := cerRun(t, "kek-rotate", "-f", f, "--yes"); r.code != 1 || !strings.Contains(r.stderr, "keysvc's KEK epoch is 2, this ceremony's from_epoch 1") {
+		t.Fatalf("kek-rotate run twice: want exit 1 naming the epochs; %v", r)
+	}
+	if st := e.must(t, 200, officerToken, "GET", "/v1/admin/kek-rotation", nil); st["current"] != 2.0 || st["state"] != wire.KEKIdle {
+		t.Fatalf("keysvc after the refused second run: %v", st)
+	}
+}
