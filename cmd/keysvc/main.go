@@ -133,7 +133,8 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	}
 	svc, err := keysvc.New(ctx, keysvc.Config{Token: tok, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
 		MinDestroyDelay: cfg.Destroy.MinDelay, Logger: log, ConfirmTimeout: cfg.Confirm.Timeout, Notify: notify,
-		AuditSigner: host.audit, TPM: host.tpmKeys(), AuditAnchors: cfg.auditAnchors})
+		AuditSigner: host.audit, TPM: host.tpmKeys(), AuditAnchors: cfg.auditAnchors,
+		CreateKEKEpochs: dev != nil}) // dev mode makes the next epoch's KEKs itself; in production officers generate them (ceremony keygen)
 	if err != nil {
 		return err
 	}
