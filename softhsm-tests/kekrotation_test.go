@@ -452,3 +452,122 @@ func TestCerKEKRotate(t *testing.T) {
 		t.Fatalf("keysvc after the refused second run: %v", st)
 	}
 }
+
+// TestKEKRotationResumes: keysvc stopped in the middle of a rotation on
+// SoftHSM2 starts again with both epochs' KEKs checked, resumes from what
+// the store says is left, and finishes: every blob under epoch 2, the old
+// KEKs destroyed, every key working.
+func TestKEKRotationResumes(t *testing.T) {
+	n := 1500
+	if testing.Short() {
+		n = 600
+	}
+	e := newKeysvcEnv(t)
+	ctx := context.Background()
+	officer := keysvc.Caller{Name: "officer", Admin: true}
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				alg, purpose := wire.AlgECP256, wire.PurposeSign
+				if i%2 == 1 {
+					alg, purpose = wire.AlgSM4, wire.PurposeEncrypt
+				}
+				if _, err := e.svc.CreateKey(ctx, officer, wire.CreateKeyRequest{Name: fmt.Sprintf("r-%05d", i), Purpose: purpose, Algorithm: alg, Protection: wire.ProtectionWrapped,
+					Policy: wire.Policy{Grants: []wire.Grant{{Client: "banking", Ops: []wire.Op{wire.OpSign, wire.OpEncrypt, wire.OpDecrypt}}}}}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, ks := range []pkcs11shim.KeySpec{
+		{Type: pkcs11shim.KeyAES256, Label: keysvc.KEKLabelFor(2), Usage: pkcs11shim.UsageWrap, Extractable: true},
+		{Type: pkcs11shim.KeyAES256, Label: keysvc.SMKEKLabelFor(2), Usage: pkcs11shim.UsageEncrypt, Extractable: true},
+	} {
+		if _, err := e.tok.pool.GenerateKey(ctx, ks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.svc.StartKEKRotation(ctx, officer); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		st, err := e.svc.KEKRotation(ctx, officer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State != wire.KEKRewrapping {
+			t.Fatalf("the rotation of %d keys ended before the test could stop it: %+v", n, st)
+		}
+		if st.Done >= n/10 {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	e.stop()
+	epochs := func() map[int]int {
+		st, err := boltstore.Open(e.dbPath, boltstore.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		ks, err := st.ListKeys("", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[int]int{}
+		for _, k := range ks {
+			for _, v := range k.Versions {
+				if len(v.Wrapped) > 0 {
+					out[max(v.KEKEpoch, 1)]++
+				}
+			}
+		}
+		return out
+	}
+	if got := epochs(); got[1] == 0 || got[2] == 0 || got[1]+got[2] != n {
+		t.Fatalf("blobs by epoch after stopping mid-rotation: %v; want some under each, %d in all", got, n)
+	}
+	e.start(t) // checks keysvc-kek, keysvc-sm-kek, keysvc-kek-e2 and keysvc-sm-kek-e2, then resumes
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		st := e.must(t, 200, officerToken, "GET", "/v1/admin/kek-rotation", nil)
+		if st["state"] == wire.KEKIdle {
+			if st["current"] != 2.0 || fmt.Sprint(st["destroyed_keks"]) != "[keysvc-kek keysvc-sm-kek]" {
+				t.Fatalf("status after the resumed rotation: %v", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the resumed rotation has not finished: %v", st)
+		}
+	}
+	e.stop()
+	if got := epochs(); len(got) != 1 || got[2] != n {
+		t.Fatalf("blobs by epoch after the resumed rotation: %v, want %d under epoch 2", got, n)
+	}
+	e.start(t) // a start after the rotation checks epoch 2's KEKs only
+	c := kekHTTP{base: e.url, hc: &http.Client{Timeout: 30 * time.Second}}
+	for i := 0; i < n; i += 97 {
+		k := &kekKey{name: fmt.Sprintf("r-%05d", i), sign: i%2 == 0}
+		if !k.sign {
+			k.pt = "after"
+			out, err := c.post("/v1/keys/"+k.name+"/encrypt", bankingToken, map[string]any{"plaintext": base64.StdEncoding.EncodeToString([]byte(k.pt))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			k.ct = fmt.Sprint(out["ciphertext"])
+		}
+		if _, err := c.post("/v1/keys/"+k.name+"/"+map[bool]string{true: "sign", false: "decrypt"}[k.sign], bankingToken,
+			map[bool]map[string]any{true: {"message": "YWZ0ZXI="}, false: {"ciphertext": k.ct}}[k.sign]); err != nil {
+			t.Errorf("%s after the resumed rotation: %v", k.name, err)
+		}
+	}
+}
