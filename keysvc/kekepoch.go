@@ -267,3 +267,11 @@ func (s *Service) freshVersion(k *Key, v *Version) (*Key, *Version, bool) {
 	}
 	return fk, fv, true
 }
+
+// IsServiceKeyLabel reports whether label names one of keysvc's service
+// keys: one of ServiceKeyLabels, or a KEK of any epoch (keysvc-kek-e<n>,
+// keysvc-sm-kek-e<n>).
+func IsServiceKeyLabel(label string) bool {
+	_, _, kek := kekLabelEpoch(label)
+	return kek || slices.Contains(ServiceKeyLabels, label)
+}

@@ -216,6 +216,12 @@ func TestMemKEKEpochLabels(t *testing.T) {
 			t.Errorf("epoch %d: labels %v, want %v", epoch, got, want)
 		}
 	}
+	for label, want := range map[string]bool{"keysvc-kek": true, "keysvc-sm-kek-e3": true, "keysvc-kek-e12": true, "keysvc-pin-mac": true,
+		"keysvc-kek-e1": false, "keysvc-kek-e02": false, "keysvc-kek-ex": false, "keysvc-kek2": false, "kw/keysvc-kek/v1": false} {
+		if got := keysvc.IsServiceKeyLabel(label); got != want {
+			t.Errorf("IsServiceKeyLabel(%q) = %v, want %v", label, got, want)
+		}
+	}
 	e := newKEKEnv(t)
 	e.create("w", wire.PurposeSign, wire.AlgECP256, wire.ProtectionWrapped, wire.OpSign)
 	e.create("s", wire.PurposeEncrypt, wire.AlgSM4, wire.ProtectionWrapped, wire.OpEncrypt)
