@@ -18,6 +18,15 @@
 // with a waiting period and carried out by the scheduler (Tick), which
 // catches up after downtime (R-TOK-7, R-TOK-8).
 //
+// # Key-encryption keys
+//
+// Wrapped and SM blobs record the KEK epoch that sealed them;
+// StartKEKRotation moves every live blob to the next epoch in the
+// background while the Service serves, then destroys the old epoch's KEKs,
+// after which a destroyed version's blob in any copy of the store opens
+// nowhere (kekepoch.go, kekrotation.go). New resumes a rotation the store
+// records as running; Close stops it.
+//
 // # Concurrency
 //
 // A Service is safe for concurrent use. Lifecycle changes to one key are
