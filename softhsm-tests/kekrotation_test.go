@@ -12,6 +12,9 @@ package softhsmtests
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -569,5 +572,57 @@ func TestKEKRotationResumes(t *testing.T) {
 			map[bool]map[string]any{true: {"message": "YWZ0ZXI="}, false: {"ciphertext": k.ct}}[k.sign]); err != nil {
 			t.Errorf("%s after the resumed rotation: %v", k.name, err)
 		}
+	}
+}
+
+// TestStoreRewrap: token.Store.Rewrap moves a blob from one KEK to another
+// inside SoftHSM2: the new blob opens under the new KEK only and is the
+// same key (same public key); a blob given with the wrong KEK is
+// ErrDecrypt and yields nothing.
+func TestStoreRewrap(t *testing.T) {
+	ctx := context.Background()
+	te := mustNewToken(t, token.KindHSM)
+	st := te.tok.Store()
+	var keks []token.KeyRef
+	for _, l := range []string{"rw-a", "rw-b"} {
+		k, err := st.GenerateKey(ctx, token.KeySpec{Type: token.KeyAES256, Label: l, Usage: token.UsageWrap})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keks = append(keks, k)
+	}
+	spec := token.KeySpec{Type: token.KeyECP256, Label: "kw/rw/v1", Usage: token.UsageSign}
+	blob, pub, err := st.GenerateWrapped(ctx, keks[0], spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved, err := st.Rewrap(ctx, keks[0], keks[1], blob, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(moved, blob) {
+		t.Fatal("Rewrap returned the blob unchanged")
+	}
+	digest := sha256.Sum256([]byte("rewrap"))
+	opens := func(kek token.KeyRef, b []byte) (sig []byte, err error) {
+		err = st.Use(ctx, token.Material{KEK: kek, Wrapped: b, Spec: spec}, func(u token.KeyUse) error {
+			var err error
+			sig, err = u.Sign(digest[:], crypto.SHA256)
+			return err
+		})
+		return sig, err
+	}
+	sig, err := opens(keks[1], moved)
+	if err != nil {
+		t.Fatalf("the re-wrapped blob under the new KEK: %v", err)
+	}
+	if !ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), digest[:], sig) {
+		t.Fatal("the re-wrapped key is not the generated key: its signature does not verify with the generated public key")
+	}
+	if _, err := opens(keks[0], moved); err == nil {
+		t.Fatal("the re-wrapped blob opens under the old KEK")
+	}
+	if out, err := st.Rewrap(ctx, keks[1], keks[0], blob, spec); !errors.Is(err, token.ErrDecrypt) || out != nil {
+		t.Fatalf("Rewrap under the wrong KEK: %d bytes, %v; want nothing and ErrDecrypt", len(out), err)
 	}
 }
