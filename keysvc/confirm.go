@@ -487,10 +487,12 @@ func (s *Service) CancelConfirmation(_ context.Context, c Caller, id string) (wi
 	return view, s.audit2(rec, nil)
 }
 
-// Close ends every pending confirmation that no approval is processing
+// Close stops the KEK rotation worker, if one runs (a later start
+// resumes it), and ends every pending confirmation that no approval is processing
 // (nothing is signed; requesters see "expired"), for a clean shutdown
 // before the store closes. Pending confirmations do not survive a restart.
 func (s *Service) Close() {
+	s.stopKEKRotation()
 	cs := s.confirms
 	cs.mu.Lock()
 	var ended []*pendingConf

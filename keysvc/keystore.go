@@ -34,6 +34,9 @@ type KeyStore interface {
 	// for the call). fn may run twice (a stale handle re-found), so it must
 	// only compute.
 	Use(ctx context.Context, m token.Material, fn func(token.KeyUse) error) error
+	// Rewrap moves a wrapped blob from KEK from to KEK to without the key
+	// leaving the store in clear (the KEK rotation, kekrotation.go).
+	Rewrap(ctx context.Context, from, to token.KeyRef, blob []byte, spec token.KeySpec) ([]byte, error)
 	// CheckValue identifies a key without revealing it.
 	CheckValue(ctx context.Context, ref token.KeyRef) (method string, value []byte, err error)
 	// KeyLabels lists the labels of the private and secret keys held.

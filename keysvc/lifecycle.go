@@ -99,6 +99,7 @@ func (s *Service) createKey(ctx context.Context, c Caller, req wire.CreateKeyReq
 		return nil, fmt.Errorf("%w: this keysvc has no TPM (set tpm in its configuration) for protection tpm", wire.ErrInvalidArgument)
 	}
 	defer s.lock(req.Name)()
+	defer s.holdSealEpoch()() // until the version is stored (kekepoch.go)
 	if _, err := s.store.GetKey(req.Name); err == nil {
 		return nil, fmt.Errorf("%w: %q", wire.ErrKeyExists, req.Name)
 	}
@@ -221,6 +222,7 @@ func (s *Service) rotate(ctx context.Context, c Caller, name string, check func(
 		return nil, fmt.Errorf("%w: external key %q has no material to rotate; register the holder's new public key as a new key", wire.ErrInvalidArgument, name)
 	}
 	n := len(cur.Versions) + 1
+	defer s.holdSealEpoch()() // until the version is stored (kekepoch.go)
 	v, err := s.newVersion(ctx, cur, n)
 	if err != nil {
 		return nil, err

@@ -72,8 +72,13 @@ func (s *Service) newVersion(ctx context.Context, k *Key, n int) (Version, error
 			}
 		}
 	case wire.ProtectionWrapped:
-		var err error
-		if v.Wrapped, pub, err = s.keys.GenerateWrapped(ctx, s.kek, ks); err != nil {
+		err := s.sealKEK(false, func(epoch int, kek token.KeyRef) error {
+			var err error
+			v.Wrapped, pub, err = s.keys.GenerateWrapped(ctx, kek, ks)
+			v.KEKEpoch = epoch
+			return err
+		})
+		if err != nil {
 			return v, fmt.Errorf("keysvc: generate wrapped %s: %w", ks.Label, tokenErr(err))
 		}
 	}
@@ -128,7 +133,13 @@ func (s *Service) withMaterial(ctx context.Context, k *Key, v *Version, fn func(
 		if len(v.Wrapped) == 0 {
 			return fmt.Errorf("%w: version %d of %q has no key material", wire.ErrVersionNotUsable, v.Version, k.Name)
 		}
-		return tokenErr(s.keys.Use(ctx, token.Material{KEK: s.kek, Wrapped: v.Wrapped, Spec: spec(k, v.Version)}, fn))
+		err := s.useWrapped(ctx, k, v, fn)
+		if errors.Is(err, errEpochGone) {
+			if fk, fv, ok := s.freshVersion(k, v); ok && len(fv.Wrapped) > 0 {
+				return s.useWrapped(ctx, fk, fv, fn)
+			}
+		}
+		return err
 	}
 	if k.Protection == wire.ProtectionExternal {
 		return errExternal(k)
@@ -137,6 +148,13 @@ func (s *Service) withMaterial(ctx context.Context, k *Key, v *Version, fn func(
 		return fmt.Errorf("%w: key %q is in the TPM and signs only", wire.ErrWrongPurpose, k.Name)
 	}
 	return fmt.Errorf("keysvc: unknown protection %q", k.Protection)
+}
+
+// useWrapped unwraps v's blob under the KEK of its epoch for fn.
+func (s *Service) useWrapped(ctx context.Context, k *Key, v *Version, fn func(u token.KeyUse) error) error {
+	return s.withKEK(k, v, false, func(kek token.KeyRef) error {
+		return tokenErr(s.keys.Use(ctx, token.Material{KEK: kek, Wrapped: v.Wrapped, Spec: spec(k, v.Version)}, fn))
+	})
 }
 
 // destroyMaterial removes a version's material from the token (R-TOK-7).

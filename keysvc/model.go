@@ -27,6 +27,9 @@ type Version struct {
 	// Where the material is; never shown to API clients.
 	ObjectLabel string `json:"object_label,omitempty"` // hsm: CKA_LABEL in the token
 	Wrapped     []byte `json:"wrapped,omitempty"`      // wrapped: blob under the KEK; emptied on destruction
+	// KEKEpoch is the KEK epoch that sealed Wrapped (kekepoch.go); 0 is
+	// epoch 1, what every blob made before epochs is.
+	KEKEpoch int `json:"kek_epoch,omitempty"`
 	// tpm: the key's TPM blob (only that TPM can load it); emptied on destruction.
 	TPMKey *tpm.KeyBlob `json:"tpm_key,omitempty"`
 }

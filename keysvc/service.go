@@ -18,6 +18,15 @@
 // with a waiting period and carried out by the scheduler (Tick), which
 // catches up after downtime (R-TOK-7, R-TOK-8).
 //
+// # Key-encryption keys
+//
+// Wrapped and SM blobs record the KEK epoch that sealed them;
+// StartKEKRotation moves every live blob to the next epoch in the
+// background while the Service serves, then destroys the old epoch's KEKs,
+// after which a destroyed version's blob in any copy of the store opens
+// nowhere (kekepoch.go, kekrotation.go). New resumes a rotation the store
+// records as running; Close stops it.
+//
 // # Concurrency
 //
 // A Service is safe for concurrent use. Lifecycle changes to one key are
@@ -111,6 +120,16 @@ type Config struct {
 	// zero Config keeps working for tests and tools that start keysvc on
 	// an empty throwaway token; the one production caller sets it.
 	RequireServiceKeys bool
+	// CreateKEKEpochs lets StartKEKRotation create the next epoch's KEKs
+	// itself when the token lacks them (development and tests). In
+	// production security officers generate them in a ceremony, so they
+	// are backed up (kekrotation.go).
+	CreateKEKEpochs bool
+	// KEKRewrapWorkers is how many keys a KEK rotation re-wraps at once
+	// (default DefaultKEKRewrapWorkers); KEKProgressEvery how many keys
+	// between progress lines in the log (default DefaultKEKProgressEvery).
+	KEKRewrapWorkers int
+	KEKProgressEvery int
 
 	// AuditAnchors are record hashes known from outside the machine
 	// (audit.Anchor, from the checkpoint lines keysvc logs): New refuses
@@ -133,8 +152,8 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	kek      token.KeyRef    // wraps "wrapped" versions (CKM_AES_KEY_WRAP_PAD)
-	smKEK    token.KeyRef    // seals SM material (AES-256-GCM)
+	kekst    kekState        // KEK epochs: the KEKs that wrap "wrapped" versions and seal SM material (kekepoch.go)
+	rot      kekRotation     // the KEK rotation worker (kekrotation.go)
 	auditKey crypto.Signer   // the token's keysvc-audit key, or Config.AuditSigner
 	pinMAC   token.KeyRef    // HMAC key for holder PINs (confirm.go)
 	digester *audit.Digester // keyed request digests of audit records
@@ -183,7 +202,16 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.KEKRewrapWorkers <= 0 {
+		cfg.KEKRewrapWorkers = DefaultKEKRewrapWorkers
+	}
+	if cfg.KEKProgressEvery <= 0 {
+		cfg.KEKProgressEvery = DefaultKEKProgressEvery
+	}
 	s := &Service{cfg: cfg, keys: cfg.Keys, store: cfg.Store, log: cfg.Logger, now: cfg.Now, confirms: newConfirmations()}
+	if err := s.loadKEKEpochs(); err != nil { // first: the live epochs say which KEKs are service keys
+		return nil, err
+	}
 	if err := s.checkMembers(ctx); err != nil {
 		return nil, err
 	}
@@ -191,10 +219,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.kek, err = s.ensureKey(ctx, token.KeySpec{Type: token.KeyAES256, Label: KEKLabel, Usage: token.UsageWrap}); err != nil {
-		return nil, err
-	}
-	if s.smKEK, err = s.ensureKey(ctx, token.KeySpec{Type: token.KeyAES256, Label: SMKEKLabel, Usage: token.UsageEncrypt}); err != nil {
+	if err := s.loadKEKs(ctx); err != nil {
 		return nil, err
 	}
 	if s.pinMAC, err = s.ensurePINMAC(ctx); err != nil {
@@ -218,6 +243,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err := s.checkManagedKeys(ctx); err != nil {
 		return nil, err
 	}
+	s.resumeKEKRotation()
 	return s, nil
 }
 
@@ -391,8 +417,10 @@ func tokenErr(err error) error {
 // Stats reports pool and PIN state for metrics.
 func (s *Service) Stats() Stats {
 	ks := s.keys.Stats()
-	return Stats{PoolInUse: ks.SessionsInUse, PoolMax: ks.MaxSessions, TokenHealthy: ks.Healthy, MissingTokenKeys: int(s.missingKeys.Load()),
+	st := Stats{PoolInUse: ks.SessionsInUse, PoolMax: ks.MaxSessions, TokenHealthy: ks.Healthy, MissingTokenKeys: int(s.missingKeys.Load()),
 		PINFailures: ks.PINFailures, PINLocked: ks.PINLocked, Tokens: ks.Members}
+	s.kekStats(&st)
+	return st
 }
 
 // Ready checks that the token answers and the store takes writes.

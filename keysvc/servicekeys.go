@@ -185,9 +185,12 @@ func (r *ServiceKeyRecord) keysNotIn(o *ServiceKeyRecord) []ServiceKey {
 
 // serviceKeySpecs are the service keys this configuration uses.
 func (s *Service) serviceKeySpecs() []ServiceKeySpec {
-	var specs []ServiceKeySpec
+	specs := s.kekSpecs() // the KEKs of the live epochs (kekepoch.go)
 	for _, ks := range ServiceKeySpecs() {
-		if ks.Label == AuditKeyLabel && s.cfg.AuditSigner != nil {
+		switch {
+		case ks.Label == KEKLabel || ks.Label == SMKEKLabel: // by epoch, above
+			continue
+		case ks.Label == AuditKeyLabel && s.cfg.AuditSigner != nil:
 			continue
 		}
 		specs = append(specs, ks)
@@ -475,15 +478,16 @@ func (s *Service) serviceKeyUsers(label string) (string, error) {
 		}
 		return fmt.Sprintf("the store holds %d audit records with request digests keyed by it", seq), nil
 	}
+	epoch, sm, isKEK := kekLabelEpoch(label)
 	n, first := 0, ""
 	err := s.eachKey(func(k *Key) {
 		uses := false
-		switch label {
-		case KEKLabel, SMKEKLabel:
+		switch {
+		case isKEK:
 			for _, v := range k.Versions {
-				uses = uses || (k.Protection == wire.ProtectionWrapped && len(v.Wrapped) > 0 && isSM(k.Algorithm) == (label == SMKEKLabel))
+				uses = uses || (k.Protection == wire.ProtectionWrapped && len(v.Wrapped) > 0 && isSM(k.Algorithm) == sm && v.epoch() == epoch)
 			}
-		case PINMACLabel:
+		case label == PINMACLabel:
 			uses = k.Holder != nil && len(k.Holder.PINHash) > 0
 		}
 		if uses {
@@ -496,7 +500,10 @@ func (s *Service) serviceKeyUsers(label string) (string, error) {
 	if err != nil || n == 0 {
 		return "", err
 	}
-	what := map[string]string{KEKLabel: "wrapped key(s)", SMKEKLabel: "sealed SM key(s)", PINMACLabel: "holder PIN hash(es)"}[label]
+	what := map[bool]string{false: "wrapped key(s)", true: "sealed SM key(s)"}[sm]
+	if !isKEK {
+		what = "holder PIN hash(es)"
+	}
 	return fmt.Sprintf("the store holds %d %s (key %q first) made with it", n, what, first), nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/token"
 	"github.com/keyward/keyward/token/smcrypto"
 )
 
@@ -57,7 +58,13 @@ func (s *Service) newSMVersion(ctx context.Context, k *Key, v Version) (Version,
 		}
 	}
 	defer smcrypto.Wipe(material)
-	sealed, err := s.sealGCM(ctx, s.smKEK, material, smAAD(k, v.Version))
+	var sealed []byte
+	err := s.sealKEK(true, func(epoch int, kek token.KeyRef) error {
+		var err error
+		sealed, err = s.sealGCM(ctx, kek, material, smAAD(k, v.Version))
+		v.KEKEpoch = epoch
+		return err
+	})
 	if err != nil {
 		return v, fmt.Errorf("keysvc: seal %s material: %w", k.Algorithm, tokenErr(err))
 	}
@@ -71,12 +78,28 @@ func (s *Service) withSMMaterial(ctx context.Context, k *Key, v *Version, fn fun
 	if len(v.Wrapped) == 0 {
 		return fmt.Errorf("%w: version %d of %q has no key material", wire.ErrVersionNotUsable, v.Version, k.Name)
 	}
-	material, err := s.openGCM(ctx, s.smKEK, v.Wrapped, smAAD(k, v.Version))
+	material, err := s.openSM(ctx, k, v)
+	if errors.Is(err, errEpochGone) {
+		if fk, fv, ok := s.freshVersion(k, v); ok && len(fv.Wrapped) > 0 {
+			material, err = s.openSM(ctx, fk, fv)
+		}
+	}
 	if err != nil {
-		return tokenErr(err)
+		return err
 	}
 	defer smcrypto.Wipe(material)
 	return fn(material)
+}
+
+// openSM unseals v's SM material under the SM KEK of its epoch.
+func (s *Service) openSM(ctx context.Context, k *Key, v *Version) ([]byte, error) {
+	var material []byte
+	err := s.withKEK(k, v, true, func(kek token.KeyRef) error {
+		var err error
+		material, err = s.openGCM(ctx, kek, v.Wrapped, smAAD(k, v.Version))
+		return tokenErr(err)
+	})
+	return material, err
 }
 
 // sm2UID is the key's distinguishing ID.

@@ -15,4 +15,10 @@ type Stats struct {
 	// Tokens lists each token of a token set (token.Set): state, since
 	// when, re-admissions. Nil with a single token.
 	Tokens []token.MemberStats
+	// KEKEpoch is the KEK epoch in service; KEKRotating is true while a
+	// rotation re-wraps or retires; KEKRotationDone and KEKRotationTotal
+	// are its progress in keys (kekrotation.go).
+	KEKEpoch                          int
+	KEKRotating                       bool
+	KEKRotationDone, KEKRotationTotal int
 }

@@ -68,6 +68,12 @@ type Store interface {
 	// the record and appends rec in the same transaction.
 	ServiceKeys() (*ServiceKeyRecord, error)
 	SetServiceKeys(r *ServiceKeyRecord, rec *audit.Record) error
+	// KEKEpochs returns the KEK epoch record (nil before the first
+	// rotation: every blob is under epoch 1). SetKEKEpochs replaces it,
+	// and the service-key record too when sk is not nil, and appends rec,
+	// all in one transaction (kekepoch.go).
+	KEKEpochs() (*KEKEpochs, error)
+	SetKEKEpochs(e *KEKEpochs, sk *ServiceKeyRecord, rec *audit.Record) error
 	// Writable checks that a write transaction commits (readiness).
 	Writable() error
 	Close() error

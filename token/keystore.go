@@ -189,6 +189,43 @@ func (s *Store) GenerateWrapped(ctx context.Context, kek KeyRef, ks KeySpec) (bl
 	return blob, pub, err
 }
 
+// Rewrap moves a wrapped blob from one KEK to another inside the token:
+// C_UnwrapKey under from into an extractable, sensitive session object,
+// C_WrapKey under to (CKM_AES_KEY_WRAP_PAD both ways), and the session
+// object destroyed. The key is never in clear outside the token. spec is
+// the blob's key (type, label, usage), as for Use. keysvc's KEK rotation
+// (issue 15) re-wraps every live blob this way before the old KEK is
+// destroyed.
+func (s *Store) Rewrap(ctx context.Context, from, to KeyRef, blob []byte, ks KeySpec) ([]byte, error) {
+	fk, err := s.key(from)
+	if err != nil {
+		return nil, err
+	}
+	tk, err := s.key(to)
+	if err != nil {
+		return nil, err
+	}
+	if len(blob) == 0 {
+		return nil, fmt.Errorf("%w: no blob to re-wrap", ErrInputInvalid)
+	}
+	ks.Session, ks.Extractable = true, true
+	var out []byte
+	err = s.pool.WithKey(ctx, fk, func(ss *pkcs11shim.Session) error {
+		out = nil
+		k, err := ss.UnwrapKey(fk, blob, ks)
+		if err != nil {
+			return err
+		}
+		defer ss.DestroyKey(k)
+		out, err = ss.WrapKey(tk, k)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Use runs fn with m's key usable: a token key as it is, a wrapped blob
 // unwrapped into a session object that is destroyed right after fn. Both go
 // through WithKey (the token key's, or the KEK's), so fn may run twice

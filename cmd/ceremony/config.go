@@ -326,7 +326,12 @@ type keySpecConfig struct {
 	Usage []string `yaml:"usage"`
 	// Backup makes the key extractable (still sensitive: it leaves the
 	// token only wrapped, by the backup ceremony).
-	Backup       bool   `yaml:"backup"`
+	Backup bool `yaml:"backup"`
+	// Destroyable lets a user-PIN holder destroy the key (CKA_DESTROYABLE
+	// true). Default false: a ceremony key is removed only by zeroize.
+	// keysvc's KEKs of an epoch (keysvc-kek-e<n>, keysvc-sm-kek-e<n>) need
+	// it: a KEK rotation ends by destroying the old epoch's KEKs.
+	Destroyable  bool   `yaml:"destroyable"`
 	PublicKeyPEM string `yaml:"public_key_pem"`
 	Certificate  *struct {
 		CommonName string `yaml:"common_name"`

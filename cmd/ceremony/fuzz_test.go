@@ -22,6 +22,7 @@ var fuzzConfigs = []func() (validator, *common){
 	func() (validator, *common) { c := &zeroizeConfig{}; return c, &c.common },
 	func() (validator, *common) { c := &rotateConfig{}; return c, &c.common },
 	func() (validator, *common) { c := &scheduleDestroyConfig{}; return c, &c.common },
+	func() (validator, *common) { c := &kekRotateConfig{}; return c, &c.common },
 	func() (validator, *common) { c := &auditVerifyConfig{}; return c, &c.common },
 	func() (validator, *common) { c := &sealConfig{}; return c, &c.common },
 	func() (validator, *common) { c := &resealConfig{}; return c, &c.common },

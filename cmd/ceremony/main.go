@@ -154,6 +154,8 @@ var subcommands = []subcommand{
 		exampleRotate, runRotate},
 	{"schedule-destroy", "schedule the destruction of key versions through keysvc's admin API",
 		exampleScheduleDestroy, runScheduleDestroy},
+	{"kek-rotate", "rotate keysvc's key-encryption keys: start the re-wrap of every wrapped key under the next epoch's KEKs, follow it, record the old KEKs destroyed",
+		exampleKEKRotate, runKEKRotate},
 	{"audit verify", "verify keysvc's audit chain and signed checkpoints",
 		exampleAuditVerify, runAuditVerify},
 	{"seal", "seal keysvc's own secrets (token PIN, TLS key) into a file bound to the host TPM, with a recovery passphrase",

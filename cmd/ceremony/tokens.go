@@ -198,8 +198,8 @@ func runKeygen(ctx context.Context, o *options) error {
 	s, err := start(o, "keygen", &c, &c.common, func() []string {
 		plan := []string{fmt.Sprintf("open token %s and log in as user", c.Token.Label), "check no key label exists yet"}
 		for _, k := range c.Keys {
-			l := fmt.Sprintf("generate %s (%s, usage %s, %s; not destroyable with the user PIN)", k.Label, k.Type, usageText(k.kt, k.usage),
-				map[bool]string{true: "backup-able: wrappable only under the SO's trusted KEK", false: "not extractable"}[k.Backup])
+			l := fmt.Sprintf("generate %s (%s, usage %s, %s; %s)", k.Label, k.Type, usageText(k.kt, k.usage),
+				map[bool]string{true: "backup-able: wrappable only under the SO's trusted KEK", false: "not extractable"}[k.Backup], destroyText(k.Destroyable))
 			if k.PublicKeyPEM != "" {
 				l += ", public key to " + k.PublicKeyPEM
 			}
@@ -238,8 +238,10 @@ func (s *session) keygen(ctx context.Context, c *keygenConfig) error {
 		if kc.kt == pkcs11shim.KeyRSA3072 || kc.kt == pkcs11shim.KeyRSA4096 {
 			stop = progress(s.o, "generating "+kc.Type)
 		}
-		// Undestroyable: a ceremony key is removed only by zeroize (the SO).
-		k, err := p.GenerateKey(ctx, pkcs11shim.KeySpec{Type: kc.kt, Label: kc.Label, Usage: kc.usage, Extractable: kc.Backup, Undestroyable: true})
+		// Undestroyable unless asked: a ceremony key is removed only by
+		// zeroize (the SO); keysvc's epoch KEKs are destroyed by keysvc at
+		// the end of a KEK rotation.
+		k, err := p.GenerateKey(ctx, pkcs11shim.KeySpec{Type: kc.kt, Label: kc.Label, Usage: kc.usage, Extractable: kc.Backup, Undestroyable: !kc.Destroyable})
 		stop()
 		if err != nil {
 			return fmt.Errorf("generate %s: %w", kc.Label, err)
@@ -248,7 +250,7 @@ func (s *session) keygen(ctx context.Context, c *keygenConfig) error {
 		if kc.Backup {
 			note = "backup-able (CKA_WRAP_WITH_TRUSTED: wrappable only under the SO's trusted KEK; sensitive)"
 		}
-		note += "; usage " + usageText(kc.kt, kc.usage) + "; not destroyable with the user PIN"
+		note += "; usage " + usageText(kc.kt, kc.usage) + "; " + destroyText(kc.Destroyable)
 		rec, pemBytes, err := describeKey(ctx, p, k, note)
 		if err != nil {
 			return err
@@ -281,6 +283,14 @@ func (s *session) keygen(ctx context.Context, c *keygenConfig) error {
 		}
 	}
 	return nil
+}
+
+// destroyText says who may destroy a generated key.
+func destroyText(destroyable bool) string {
+	if destroyable {
+		return "destroyable with the user PIN (destroyable: true)"
+	}
+	return "not destroyable with the user PIN"
 }
 
 // usageText names the usages u grants a key of type kt, as keys[].usage

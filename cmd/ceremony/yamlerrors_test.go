@@ -30,7 +30,7 @@ func TestYAMLErrorsForOfficers(t *testing.T) {
 		{"unknown field", fuzzConfigs[0], head + "colour: blue\n",
 			[]string{"line 5: colour: unknown field; allowed here: module, officers, transcript, pin_guard, quorum, token, so_pin, user_pin, enrol, audit_public_key_out"}},
 		{"unknown nested field", fuzzConfigs[1], head + "keys:\n  - {label: k, type: aes-256, usages: [wrap]}\n",
-			[]string{"line 6: keys[0].usages: unknown field; allowed here: label, type, usage, backup, public_key_pem, certificate"}},
+			[]string{"line 6: keys[0].usages: unknown field; allowed here: label, type, usage, backup, destroyable, public_key_pem, certificate"}},
 		{"signer misspelt", fuzzConfigs[5], "transcript: {dir: out, signr: {label: x}}\n",
 			[]string{"transcript.signr: unknown field; allowed here: dir, signer"}},
 	} {

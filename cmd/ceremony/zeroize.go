@@ -234,7 +234,7 @@ func (s *session) zeroizeInventory(ctx context.Context, c *zeroizeConfig) ([]zer
 // unbackedNote says what losing a key with this label means.
 func unbackedNote(label string) string {
 	switch {
-	case slices.Contains(keysvc.ServiceKeyLabels, label):
+	case keysvc.IsServiceKeyLabel(label):
 		return "keysvc service key: keysvc will refuse to start on this token with its existing data directory"
 	case strings.HasPrefix(label, "kw/"):
 		return "a key version keysvc keeps in the token (protection hsm)"

@@ -145,8 +145,9 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	svc, err := keysvc.New(ctx, keysvc.Config{Token: tok, Keys: keys, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
 		MinDestroyDelay: cfg.Destroy.MinDelay, Logger: log, ConfirmTimeout: cfg.Confirm.Timeout, Notify: notify,
 		AuditSigner: host.audit, TPM: host.tpmKeys(), AuditAnchors: cfg.auditAnchors,
-		// Production's service keys come from a ceremony (README, "Several HSMs"); only -dev makes its own.
-		RequireServiceKeys: dev == nil})
+		// Production's service keys come from a ceremony (README, "Several HSMs"); only -dev makes its own,
+		// and the next epoch's KEKs (in production officers generate them: ceremony keygen).
+		RequireServiceKeys: dev == nil, CreateKEKEpochs: dev != nil})
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,8 @@
 //	POST /v1/keys/{name}/versions/{v}/{action}     action: disable | enable | schedule-destroy | cancel-destroy → KeyView
 //	                                               (schedule-destroy takes an optional ScheduleDestroyRequest)
 //	GET  /v1/keys/{name}/public?version=N          → PublicKeyResult (no version: the primary)
+//	POST /v1/admin/kek-rotation                    (no body or {}) → KEKRotationStatus (202): start the KEK rotation (admin only)
+//	GET  /v1/admin/kek-rotation                    → KEKRotationStatus: KEK epochs and rotation progress (admin only)
 //	GET  /v1/openapi.json                          the OpenAPI document (openapi.json, embedded)
 //	GET  /healthz                                  200 {"status":"ok"} while the process serves
 //	GET  /readyz                                   200 {"status":"ready"}, or 503 with an error code;
@@ -128,6 +130,8 @@
 //	keyward_operation_duration_seconds{op}      buckets 0.1 ms … 1 s
 //	keyward_pool_sessions_in_use, keyward_pool_sessions_max, keyward_token_healthy,
 //	keyward_pin_failures, keyward_pin_locked    read from Backend.Stats at scrape time
+//	keyward_kek_epoch, keyward_kek_rotation_active, keyward_kek_rotation_done, keyward_kek_rotation_total
+//	                                            the KEK epoch and a rotation's progress in keys
 //
 // No label names a key: key names are customer ids, and per-key activity
 // belongs in the audit log.

@@ -50,6 +50,8 @@ func (s *Server) routes() {
 	v1.Post("/keys/:name/holder/reset", s.op("holder_reset", true, s.holderReset))
 	v1.Get("/confirmations/:id", s.op("confirmation", false, s.confirmation))
 	v1.Delete("/confirmations/:id", s.op("confirmation_cancel", false, s.cancelConfirmation))
+	v1.Post("/admin/kek-rotation", s.op("kek_rotation_start", false, s.startKEKRotation))
+	v1.Get("/admin/kek-rotation", s.op("kek_rotation", false, s.kekRotation))
 }
 
 // call is one admitted API request.

@@ -408,3 +408,17 @@ func (b *fakeBackend) UnlockHolder(context.Context, keysvc.Caller, string) (*key
 func (b *fakeBackend) ResetHolder(context.Context, keysvc.Caller, string) (*keysvc.Key, error) {
 	return nil, wire.ErrForbidden
 }
+
+func (b *fakeBackend) StartKEKRotation(_ context.Context, c keysvc.Caller) (wire.KEKRotationStatus, error) {
+	if err := b.record("StartKEKRotation", c, ""); err != nil {
+		return wire.KEKRotationStatus{}, err
+	}
+	return wire.KEKRotationStatus{Current: 1, Target: 2, State: wire.KEKRewrapping}, nil
+}
+
+func (b *fakeBackend) KEKRotation(_ context.Context, c keysvc.Caller) (wire.KEKRotationStatus, error) {
+	if err := b.record("KEKRotation", c, ""); err != nil {
+		return wire.KEKRotationStatus{}, err
+	}
+	return wire.KEKRotationStatus{Current: 1, Target: 2, State: wire.KEKRewrapping, Done: 3, Total: 10}, nil
+}

@@ -52,6 +52,14 @@ func newMetrics(reg prometheus.Registerer, b Backend) (*metrics, error) {
 		gauge("keyward_token_keys_missing", "Key versions kept in the token (protection hsm) whose token object was missing at start.",
 			func(s keysvc.Stats) float64 { return float64(s.MissingTokenKeys) }),
 		newTokenSetCollector(b),
+		gauge("keyward_kek_epoch", "The key-encryption-key epoch in service (issue 15).",
+			func(s keysvc.Stats) float64 { return float64(s.KEKEpoch) }),
+		gauge("keyward_kek_rotation_active", "1 while a KEK rotation re-wraps blobs or destroys the old KEKs.",
+			func(s keysvc.Stats) float64 { return boolFloat(s.KEKRotating) }),
+		gauge("keyward_kek_rotation_done", "Keys re-wrapped by this process in the running (or last) KEK rotation.",
+			func(s keysvc.Stats) float64 { return float64(s.KEKRotationDone) }),
+		gauge("keyward_kek_rotation_total", "Keys the running (or last) KEK rotation has to re-wrap: done plus those left at its last pass.",
+			func(s keysvc.Stats) float64 { return float64(s.KEKRotationTotal) }),
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

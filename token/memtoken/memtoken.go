@@ -281,6 +281,32 @@ func (t *Token) Use(_ context.Context, m token.Material, fn func(token.KeyUse) e
 	return fn(use{k})
 }
 
+// Rewrap unwraps blob under from and wraps the key under to (AES key
+// wrap with padding both ways), as token.Store.Rewrap does in a token.
+func (t *Token) Rewrap(_ context.Context, from, to token.KeyRef, blob []byte, ks token.KeySpec) ([]byte, error) {
+	f, err := t.held(from)
+	if err != nil {
+		return nil, err
+	}
+	w, err := t.held(to)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range []*key{f, w} {
+		if k.typ != token.KeyAES256 || !k.usage.Has(token.UsageWrap) {
+			return nil, fmt.Errorf("%w: %q is not a wrapping key", token.ErrKeyMismatch, k.label)
+		}
+	}
+	raw, err := unwrapKWP(f.sec, blob)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := unmarshalKey(raw, ks); err != nil {
+		return nil, err
+	}
+	return wrapKWP(w.sec, raw)
+}
+
 // Uses counts Use calls (a test can check that an operation reached the store).
 func (t *Token) Uses() int {
 	t.mu.Lock()
