@@ -329,6 +329,8 @@ type memberStores interface {
 	Stores() []*token.Store
 }
 
+var _ memberStores = (*token.Set)(nil)
+
 // checkMembers runs CheckServiceKeysAgree over the members of a token set
 // that answer now (nothing for a single token). A member that does not
 // answer at start is logged and left out: it must not stop the service

@@ -107,9 +107,11 @@ func openTokenStore(t *testing.T, label, pin string) *token.Store {
 	return tok.Store()
 }
 
-// memberSet stands in for token.Set (helper "set"): a key store that
-// serves from its first member and lists its members through Stores, the
-// ability keysvc.New looks for.
+// memberSet is the least a key store needs for keysvc.New to compare its
+// members (Stores, which *token.Set has: keysvc asserts it at compile
+// time): these ceremony-made tokens hold no replication key, which a real
+// token.Set of two members would demand first. failover_test.go runs keysvc
+// on a real token.Set.
 type memberSet struct {
 	*token.Store
 	members []*token.Store

@@ -129,7 +129,7 @@ type replicationChecker interface {
 }
 
 // rewrapper is a member that re-wraps a blob from one KEK to another
-// (helper kek's KeyStore.Rewrap).
+// (keysvc.KeyStore's Rewrap, for KEK rotation).
 type rewrapper interface {
 	Rewrap(ctx context.Context, from, to KeyRef, blob []byte, spec KeySpec) ([]byte, error)
 }
