@@ -137,6 +137,9 @@ func (s *Service) startKEKRotation(ctx context.Context, c Caller) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkNextKEKsAgree(ctx, n); err != nil { // on a token set: the same KEKs in every token that is up
+		return err
+	}
 	if err := s.checkNextKEKs(ctx, e.Current, p); err != nil {
 		return err
 	}
