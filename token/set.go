@@ -55,7 +55,10 @@ import (
 // The last pass runs with key generation and destruction held off, so no
 // key made meanwhile is missed. Every state change is logged with the
 // member's name, token label and serial, the cause, how long it was down
-// and how many keys were copied and destroyed.
+// and how many keys were copied and destroyed, and reported to
+// SetConfig.OnEvent (keysvc audits it). SetConfig.Admit is asked before a
+// member is caught up and re-admitted (keysvc: destroy the KEKs of retired
+// epochs on it, then compare its service keys with the store's record).
 //
 // # Keys
 //
@@ -205,7 +208,7 @@ type SetEvent struct {
 	Member            string // the operator's name for it
 	TokenLabel        string
 	Serial            string
-	Cause             string        // SetMemberDown: why
+	Cause             string        // why it went down (SetMemberDown, SetMemberReadmitted)
 	DownFor           time.Duration // SetMemberReadmitted: how long it was out
 	Copied, Destroyed int           // keys its catch-up copied into it and destroyed on it
 }
