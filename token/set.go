@@ -164,9 +164,10 @@ type SetConfig struct {
 	Admit func(ctx context.Context, m Member) error
 	// OnEvent, when set, is told of every change of a member's state and of
 	// every catch-up at start that changed a token (keysvc writes each to
-	// its audit log). It is called synchronously, without the set's locks,
-	// from the goroutine that made the change (a request's, or the
-	// prober's): it must not call back into the set, and should be quick.
+	// its audit log). It is called synchronously from the goroutine that
+	// made the change (a request's, the prober's, Sync's caller), possibly
+	// while that goroutine holds the set's internal locks: it must not call
+	// back into the set, and should be quick.
 	OnEvent func(SetEvent)
 	Logger  *slog.Logger
 }
