@@ -43,8 +43,10 @@ import (
 //  3. Retire: when a pass finds nothing live left under epoch n, the
 //     epoch is marked retiring (its KEKs leave the service-key record),
 //     keysvc stops holding its KEKs once every operation still using them
-//     has finished, and destroys them in the token (KeyStore.DestroyKey),
-//     one audit record each; then the rotation is recorded finished.
+//     has finished, and destroys them in the token (KeyStore.DestroyKey;
+//     on a token set, in every member that is up — a member that is down
+//     loses them before it is re-admitted, kekmembers.go), one audit
+//     record each; then the rotation is recorded finished.
 //
 // The work is "live blobs whose epoch is below the target", read from the
 // store on every pass, so a restart simply continues: New resumes a

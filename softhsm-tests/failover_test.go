@@ -145,7 +145,7 @@ func provisionSetKeys(t *testing.T, specs []pkcs11shim.KeySpec, tis ...pkcs11shi
 		ks.Extractable = true
 		k, err := stores[0].GenerateKey(ctx, ks)
 		if err != nil {
-			t.Fatalf("generate service key %s: %v", ks.Label, err)
+			t.Fatalf("generate %s: %v", ks.Label, err)
 		}
 		rep, err := stores[0].ExportReplica(ctx, k)
 		if err != nil {
