@@ -156,7 +156,8 @@ var ErrKEKMissing = errors.New("keysvc: a key-encryption key of a live epoch is 
 // kekSpecs are the KEK service keys of the live epochs (serviceKeySpecs).
 func (s *Service) kekSpecs() []ServiceKeySpec {
 	var out []ServiceKeySpec
-	for _, e := range s.kekst.epochs.live() {
+	e := s.epochsNow() // under the lock: the set's re-admission check runs beside the rotation
+	for _, e := range e.live() {
 		out = append(out, epochKEKSpecs(e)...)
 	}
 	return out

@@ -43,8 +43,10 @@ import (
 //  3. Retire: when a pass finds nothing live left under epoch n, the
 //     epoch is marked retiring (its KEKs leave the service-key record),
 //     keysvc stops holding its KEKs once every operation still using them
-//     has finished, and destroys them in the token (KeyStore.DestroyKey),
-//     one audit record each; then the rotation is recorded finished.
+//     has finished, and destroys them in the token (KeyStore.DestroyKey;
+//     on a token set, in every member that is up — a member that is down
+//     loses them before it is re-admitted, kekmembers.go), one audit
+//     record each; then the rotation is recorded finished.
 //
 // The work is "live blobs whose epoch is below the target", read from the
 // store on every pass, so a restart simply continues: New resumes a
@@ -135,6 +137,9 @@ func (s *Service) startKEKRotation(ctx context.Context, c Caller) error {
 	n := e.Current + 1
 	p, err := s.nextKEKs(ctx, n)
 	if err != nil {
+		return err
+	}
+	if err := s.checkNextKEKsAgree(ctx, n); err != nil { // on a token set: the same KEKs in every token that is up
 		return err
 	}
 	if err := s.checkNextKEKs(ctx, e.Current, p); err != nil {

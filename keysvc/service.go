@@ -154,6 +154,7 @@ type Service struct {
 
 	kekst    kekState        // KEK epochs: the KEKs that wrap "wrapped" versions and seal SM material (kekepoch.go)
 	rot      kekRotation     // the KEK rotation worker (kekrotation.go)
+	retired  retiredSeen     // tokens refused for holding only retired KEKs (kekmembers.go)
 	auditKey crypto.Signer   // the token's keysvc-audit key, or Config.AuditSigner
 	pinMAC   token.KeyRef    // HMAC key for holder PINs (confirm.go)
 	digester *audit.Digester // keyed request digests of audit records
@@ -238,6 +239,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	if err := s.recordServiceKeys(pending); err != nil {
+		return nil, err
+	}
+	if err := s.destroyRetiredKEKsAtStart(ctx); err != nil { // the audit log takes appends from here
 		return nil, err
 	}
 	if err := s.checkManagedKeys(ctx); err != nil {

@@ -389,10 +389,26 @@ func CheckServiceKeysAgree(ctx context.Context, members []KeyStore, specs []Serv
 	if len(members) == 0 {
 		return fmt.Errorf("%w: no tokens", ErrServiceKeysDiffer)
 	}
-	name := func(m KeyStore) string {
-		label, serial := m.Identity()
-		return fmt.Sprintf("token %q (serial %s)", label, serial)
+	faults, err := serviceKeyFaults(ctx, members, specs, rec)
+	if err != nil {
+		return err
 	}
+	if len(faults) > 0 {
+		return fmt.Errorf("%w: %s. %s", ErrServiceKeysDiffer, strings.Join(faults, "; "), serviceKeysDifferHelp)
+	}
+	return nil
+}
+
+// tokenName names a key store's token for messages: its label and serial.
+func tokenName(m KeyStore) string {
+	label, serial := m.Identity()
+	return fmt.Sprintf("token %q (serial %s)", label, serial)
+}
+
+// serviceKeyFaults is CheckServiceKeysAgree's work: one line per key
+// missing from a member or differing, naming the key and the token.
+func serviceKeyFaults(ctx context.Context, members []KeyStore, specs []ServiceKeySpec, rec *ServiceKeyRecord) ([]string, error) {
+	name := tokenName
 	var faults []string
 	for _, ks := range specs {
 		var ref *ServiceKey // the first member's key, the others' reference
@@ -404,11 +420,11 @@ func CheckServiceKeysAgree(ctx context.Context, members []KeyStore, specs []Serv
 				faults = append(faults, fmt.Sprintf("%s: missing from %s", ks.Label, name(m)))
 				continue
 			case err != nil:
-				return fmt.Errorf("keysvc: service key %s on %s: %w", ks.Label, name(m), tokenErr(err))
+				return nil, fmt.Errorf("keysvc: service key %s on %s: %w", ks.Label, name(m), tokenErr(err))
 			}
 			cur, fault, err := serviceKeyIdentity(ctx, m, ks, k)
 			if err != nil {
-				return fmt.Errorf("%s: %w", name(m), err)
+				return nil, fmt.Errorf("%s: %w", name(m), err)
 			}
 			if fault == "" {
 				if r := rec.key(ks.Label); r != nil {
@@ -431,10 +447,7 @@ func CheckServiceKeysAgree(ctx context.Context, members []KeyStore, specs []Serv
 			}
 		}
 	}
-	if len(faults) > 0 {
-		return fmt.Errorf("%w: %s. %s", ErrServiceKeysDiffer, strings.Join(faults, "; "), serviceKeysDifferHelp)
-	}
-	return nil
+	return faults, nil
 }
 
 // differs says how cur differs from the recorded key ("" when it is the same key).

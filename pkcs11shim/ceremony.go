@@ -288,9 +288,13 @@ func (s *Session) keyUsage(k *Key) (Usage, error) {
 type WrapPolicy struct {
 	Extractable     bool // CKA_EXTRACTABLE
 	WrapWithTrusted bool // CKA_WRAP_WITH_TRUSTED: only a CKA_TRUSTED key may wrap it
+	Destroyable     bool // CKA_DESTROYABLE: C_DestroyObject is allowed (the backup records it, restore keeps it)
 }
 
-// KeyWrapPolicy reads k's CKA_EXTRACTABLE and CKA_WRAP_WITH_TRUSTED. The
+// KeyWrapPolicy reads k's CKA_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED and
+// CKA_DESTROYABLE (a module that does not know CKA_DESTROYABLE, a v2.40
+// attribute, gives Destroyable false: the backup then restores the key
+// undestroyable, as every restore did before the backup recorded it). The
 // backup ceremony refuses a key that is extractable without
 // CKA_WRAP_WITH_TRUSTED: any user-PIN holder can wrap it under a key they
 // know and so read it in clear.
@@ -314,5 +318,11 @@ func (s *Session) wrapPolicy(o pkcs11.ObjectHandle) (WrapPolicy, error) {
 		return WrapPolicy{}, wrapErr("C_GetAttributeValue", err)
 	}
 	isTrue := func(v []byte) bool { return len(v) == 1 && v[0] == 1 }
-	return WrapPolicy{Extractable: isTrue(a[0].Value), WrapWithTrusted: isTrue(a[1].Value)}, nil
+	wp := WrapPolicy{Extractable: isTrue(a[0].Value), WrapWithTrusted: isTrue(a[1].Value)}
+	// Asked on its own: a module without CKA_DESTROYABLE answers
+	// CKR_ATTRIBUTE_TYPE_INVALID, which must not hide the two above.
+	if d, err := s.ctx.GetAttributeValue(s.h, o, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_DESTROYABLE, nil)}); err == nil && len(d) == 1 {
+		wp.Destroyable = isTrue(d[0].Value)
+	}
+	return wp, nil
 }

@@ -52,11 +52,19 @@ type failoverEnv struct {
 	a, b    pkcs11shim.TokenInfo
 	officer *client.Client
 	hc      *http.Client
+	dataDir string // keysvc's data_dir (keysvc.db)
 }
 
 // startKeysvcOnTwoTokens makes two tokens with one replication key and
 // runs cmd/keysvc on both (tokens:, probe_interval 1s).
 func startKeysvcOnTwoTokens(t *testing.T) *failoverEnv {
+	t.Helper()
+	return startKeysvcOnTwoTokensWith(t, nil)
+}
+
+// startKeysvcOnTwoTokensWith is startKeysvcOnTwoTokens with more keys put
+// into the tokens (provision) before keysvc starts.
+func startKeysvcOnTwoTokensWith(t *testing.T, provision func(a, b pkcs11shim.TokenInfo)) *failoverEnv {
 	t.Helper()
 	dir := t.TempDir()
 	tt := newTestTLS(t, dir)
@@ -76,6 +84,10 @@ func startKeysvcOnTwoTokens(t *testing.T) *failoverEnv {
 		t.Fatal("the two tokens' replication keys have different check values")
 	}
 	provisionSetServiceKeys(t, e.a, e.b)
+	if provision != nil {
+		provision(e.a, e.b)
+	}
+	e.dataDir = filepath.Join(dir, "keysvc")
 	e.ks = newDaemon(t, "keysvc", dir, tt)
 	pinFile, conf := filepath.Join(dir, "user.pin"), filepath.Join(dir, "keysvc.yaml")
 	uri := func(ti pkcs11shim.TokenInfo) string {
@@ -110,6 +122,13 @@ clients:
 // keygen, backup and restore ceremonies give a real set of HSMs).
 func provisionSetServiceKeys(t *testing.T, tis ...pkcs11shim.TokenInfo) {
 	t.Helper()
+	provisionSetKeys(t, serviceKeySpecs, tis...)
+}
+
+// provisionSetKeys generates specs in the first token, backup-able, and
+// copies them into the others under the replication key.
+func provisionSetKeys(t *testing.T, specs []pkcs11shim.KeySpec, tis ...pkcs11shim.TokenInfo) {
+	t.Helper()
 	ctx := context.Background()
 	g, _ := newGuard(t, filepath.Join(t.TempDir(), "guard.db"), 0)
 	var stores []*token.Store
@@ -122,11 +141,11 @@ func provisionSetServiceKeys(t *testing.T, tis ...pkcs11shim.TokenInfo) {
 		defer tok.Close()
 		stores = append(stores, tok.Store())
 	}
-	for _, ks := range serviceKeySpecs {
+	for _, ks := range specs {
 		ks.Extractable = true
 		k, err := stores[0].GenerateKey(ctx, ks)
 		if err != nil {
-			t.Fatalf("generate service key %s: %v", ks.Label, err)
+			t.Fatalf("generate %s: %v", ks.Label, err)
 		}
 		rep, err := stores[0].ExportReplica(ctx, k)
 		if err != nil {

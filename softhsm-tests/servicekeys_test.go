@@ -36,10 +36,11 @@ var serviceKeySpecs = func() []pkcs11shim.KeySpec {
 // service_keys preset (cmd/ceremony/tokens.go, keygen with backup: true):
 // backup-able (extractable, but only under the SO's trusted KEK: the
 // template adds CKA_WRAP_WITH_TRUSTED), and not destroyable with the user
-// PIN.
+// PIN — except epoch 1's KEKs, which the first KEK rotation destroys.
 func ceremonyServiceKeySpec(ks keysvc.ServiceKeySpec) pkcs11shim.KeySpec {
 	spec := ks.KeySpec()
-	spec.Extractable, spec.Undestroyable = true, true
+	spec.Extractable = true
+	spec.Undestroyable = ks.Label != keysvc.KEKLabel && ks.Label != keysvc.SMKEKLabel
 	return spec
 }
 

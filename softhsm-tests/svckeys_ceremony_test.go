@@ -138,6 +138,26 @@ func TestServiceKeysAgreeAfterCeremonyRestore(t *testing.T) {
 	if err := keysvc.CheckServiceKeysAgree(ctx, []keysvc.KeyStore{sa, sc}, specs, nil); err != nil {
 		t.Fatalf("tokens restored from one backup: %v", err)
 	}
+	// Epoch 1's KEKs come back destroyable (the preset makes them so, the
+	// backup records CKA_DESTROYABLE, restore keeps it), so keysvc's first
+	// KEK rotation can retire them in this token too; no other service key
+	// is destroyable.
+	g, _ := newGuard(t, filepath.Join(t.TempDir(), "guard.db"), 0)
+	ctok, err := token.Open(ctx, token.Config{Kind: token.KindHSM, Module: modulePath, Label: c, PIN: &switchablePIN{pin: pin}, PINGuard: g.Config(), WaitTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ks := range specs {
+		k, err := ctok.Pool().FindKey(ctx, ks.Label)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wp, err := ctok.Pool().KeyWrapPolicy(ctx, k)
+		if want := ks.Label == keysvc.KEKLabel || ks.Label == keysvc.SMKEKLabel; err != nil || wp.Destroyable != want || wp.Extractable {
+			t.Errorf("restored %s: %+v %v; want destroyable %v, not extractable", ks.Label, wp, err, want)
+		}
+	}
+	ctok.Close()
 	// keysvc in production mode starts on the restored token and records
 	// its keys; the original token agrees with that record too.
 	dir := t.TempDir()

@@ -55,7 +55,10 @@ import (
 // The last pass runs with key generation and destruction held off, so no
 // key made meanwhile is missed. Every state change is logged with the
 // member's name, token label and serial, the cause, how long it was down
-// and how many keys were copied and destroyed.
+// and how many keys were copied and destroyed, and reported to
+// SetConfig.OnEvent (keysvc audits it). SetConfig.Admit is asked before a
+// member is caught up and re-admitted (keysvc: destroy the KEKs of retired
+// epochs on it, then compare its service keys with the store's record).
 //
 // # Keys
 //
@@ -158,8 +161,70 @@ type SetConfig struct {
 	// before its catch-up copies anything into it (keysvc: the member's
 	// service keys against the store's record); an error keeps it out,
 	// logged, until a later probe.
-	Admit  func(ctx context.Context, m Member) error
-	Logger *slog.Logger
+	Admit func(ctx context.Context, m Member) error
+	// OnEvent, when set, is told of every change of a member's state and of
+	// every catch-up at start that changed a token (keysvc writes each to
+	// its audit log). It is called synchronously from the goroutine that
+	// made the change (a request's, the prober's, Sync's caller), possibly
+	// while that goroutine holds the set's internal locks: it must not call
+	// back into the set, and should be quick.
+	OnEvent func(SetEvent)
+	Logger  *slog.Logger
+}
+
+// SetEventKind says what a SetEvent reports.
+type SetEventKind int
+
+// Set event kinds.
+const (
+	// SetMemberDown: a member was taken out of service (or did not
+	// answer at start); Cause says why.
+	SetMemberDown SetEventKind = iota + 1
+	// SetMemberReadmitted: a member was caught up and put back in
+	// service; Copied and Destroyed count the keys its catch-up changed,
+	// DownFor how long it was out.
+	SetMemberReadmitted
+	// SetMemberSynced: Sync (keysvc's start) brought an up member level
+	// with keysvc's records; only reported when it changed something.
+	SetMemberSynced
+)
+
+func (k SetEventKind) String() string {
+	switch k {
+	case SetMemberDown:
+		return "member-down"
+	case SetMemberReadmitted:
+		return "member-readmitted"
+	case SetMemberSynced:
+		return "member-synced"
+	}
+	return "unknown"
+}
+
+// SetEvent is one change in a Set, for SetConfig.OnEvent. It names the
+// member and its token; it never holds key material or a PIN.
+type SetEvent struct {
+	Kind              SetEventKind
+	Time              time.Time
+	Member            string // the operator's name for it
+	TokenLabel        string
+	Serial            string
+	Cause             string        // why it went down (SetMemberDown, SetMemberReadmitted)
+	DownFor           time.Duration // SetMemberReadmitted: how long it was out
+	Copied, Destroyed int           // keys its catch-up copied into it and destroyed on it
+}
+
+// emit reports ev to SetConfig.OnEvent.
+func (s *Set) emit(ev SetEvent) {
+	if s.cfg.OnEvent == nil {
+		return
+	}
+	ev.Time = time.Now()
+	s.cfg.OnEvent(ev)
+}
+
+func (s *Set) event(kind SetEventKind, m *member) SetEvent {
+	return SetEvent{Kind: kind, Member: m.name, TokenLabel: m.label, Serial: m.serial}
 }
 
 // DefaultProbeInterval is SetConfig.ProbeInterval's default.
@@ -273,6 +338,9 @@ func NewSet(ctx context.Context, cfg SetConfig) (*Set, error) {
 			m.state, m.cause = MemberDown, err.Error()
 			s.log.Warn("token set: member does not answer at start; it stays out until it answers and is caught up",
 				"member", m.name, "token", label, "serial", serial, "err", err)
+			ev := s.event(SetMemberDown, m)
+			ev.Cause = "does not answer at start: " + err.Error()
+			s.emit(ev)
 			continue
 		}
 		if s.replicate {
@@ -558,6 +626,9 @@ func (s *Set) markDown(m *member, cause error) {
 	m.mu.Unlock()
 	s.log.Error("token set: member DOWN; operations go to the other tokens, and it is probed every "+s.cfg.ProbeInterval.String(),
 		"member", m.name, "token", m.label, "serial", m.serial, "was", was.String(), "for", upFor.Round(time.Millisecond).String(), "cause", cause)
+	ev := s.event(SetMemberDown, m)
+	ev.Cause = cause.Error()
+	s.emit(ev)
 }
 
 // ---- keysvc.KeyStore ----
@@ -862,6 +933,19 @@ func (s *Set) Stores() []*Store {
 	return out
 }
 
+// UpMembers lists the members in service now, in the configured order
+// (keysvc checks that the next KEK epoch's keys agree on all of them
+// before a KEK rotation, and destroys retired KEKs on them at start).
+func (s *Set) UpMembers() []Member {
+	var out []Member
+	for _, m := range s.members {
+		if m.State() == MemberUp {
+			out = append(out, m.st)
+		}
+	}
+	return out
+}
+
 // KeyUsage reads what a key may do, on any up member that can tell
 // (*Store's KeyUsage, an optional ability).
 func (s *Set) KeyUsage(ctx context.Context, ref KeyRef) (Usage, error) {
@@ -1062,6 +1146,9 @@ func (s *Set) Sync(ctx context.Context) error {
 		if copied+destroyed > 0 {
 			s.log.Warn("token set: member brought up to date at start", "member", m.name, "token", m.label, "serial", m.serial,
 				"keys_copied", copied, "keys_destroyed", destroyed)
+			ev := s.event(SetMemberSynced, m)
+			ev.Copied, ev.Destroyed = copied, destroyed
+			s.emit(ev)
 		}
 	}
 	return nil
@@ -1114,8 +1201,12 @@ func (s *Set) readmit(ctx context.Context, m *member) {
 	m.epoch.Add(1)
 	m.mu.Unlock()
 	s.genMu.Unlock()
+	downFor := time.Since(downSince)
 	s.log.Info("token set: member UP again (re-admitted after catch-up)", "member", m.name, "token", m.label, "serial", m.serial,
-		"down_for", time.Since(downSince).Round(time.Millisecond).String(), "down_cause", cause, "keys_copied", c1+c2, "keys_destroyed", d1+d2)
+		"down_for", downFor.Round(time.Millisecond).String(), "down_cause", cause, "keys_copied", c1+c2, "keys_destroyed", d1+d2)
+	ev := s.event(SetMemberReadmitted, m)
+	ev.DownFor, ev.Copied, ev.Destroyed, ev.Cause = downFor, c1+c2, d1+d2, cause
+	s.emit(ev)
 }
 
 // catchUp copies to m every wanted label it lacks and destroys every "kw/"

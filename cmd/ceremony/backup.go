@@ -48,6 +48,12 @@ type backupKey struct {
 	PublicKeyPEM string `json:"public_key_pem,omitempty"`
 	PublicSHA    string `json:"public_key_sha256,omitempty"`
 	Wrapped      string `json:"wrapped"` // base64, CKM_AES_KEY_WRAP_PAD under the backup KEK
+	// Destroyable records the key's CKA_DESTROYABLE (keygen's destroyable:
+	// true, which a KEK epoch needs: keysvc destroys it at the end of a KEK
+	// rotation); restore gives the copy the same. Omitted when false, so a
+	// file made before this field existed has the same canonical encoding,
+	// its MAC still verifies, and its keys restore undestroyable as then.
+	Destroyable bool `json:"destroyable,omitempty"`
 }
 
 type backupFile struct {
@@ -139,7 +145,7 @@ func (s *session) backup(ctx context.Context, c *backupConfig) error {
 		if err != nil {
 			return err
 		}
-		bk := backupKey{Label: k.Label, ID: hex.EncodeToString(k.ID), Type: k.Type.String(), Usage: uint(usage)}
+		bk := backupKey{Label: k.Label, ID: hex.EncodeToString(k.ID), Type: k.Type.String(), Usage: uint(usage), Destroyable: wp.Destroyable}
 		if k.Type.IsPair() {
 			pub, err := p.PublicKey(ctx, k)
 			if err != nil {
@@ -216,7 +222,7 @@ func (s *session) backup(ctx context.Context, c *backupConfig) error {
 	}
 	s.rec.step("trusted wrap", "SO login (counted in the PIN guard), trusted wrap-only session KEK created, SO logged out; user login; %d keys wrapped; KEK destroyed", len(wrapped))
 	for _, bk := range bf.Keys {
-		s.rec.key(keyRecord{Label: bk.Label, ID: bk.ID, Type: bk.Type, Token: info.Label, PublicSHA: bk.PublicSHA, Note: "wrapped into the backup under the SO's trusted KEK"})
+		s.rec.key(keyRecord{Label: bk.Label, ID: bk.ID, Type: bk.Type, Token: info.Label, PublicSHA: bk.PublicSHA, Note: "wrapped into the backup under the SO's trusted KEK; " + destroyText(bk.Destroyable)})
 	}
 
 	parts, err := shamir.Split(kek, len(c.Custodians), c.Threshold)
@@ -286,7 +292,7 @@ func runRestore(ctx context.Context, o *options) error {
 			"read the backup file " + c.BackupFile,
 			fmt.Sprintf("read %d share files, check their checksums and backup id; rebuild the KEK and check it", len(c.Shares)),
 			fmt.Sprintf("open the target token %s; import the KEK as an unwrap-only session key (not modifiable, not copyable)", c.Token.Label),
-			"unwrap each key as a token key, not extractable, not copyable, not destroyable with the user PIN; create its public key object",
+			"unwrap each key as a token key, not extractable, not copyable, destroyable with the user PIN only if the backup says the original was (keygen destroyable: true); create its public key object",
 			"check each restored key against the backed-up public key; destroy the session KEK",
 		}
 	})
@@ -403,8 +409,10 @@ func (s *session) restore(ctx context.Context, c *restoreConfig) error {
 				return fmt.Errorf("key %s: bad wrapped value", bk.Label)
 			}
 			// Restored keys are never extractable again: the backup is the only copy that can leave.
-			// Like keygen's keys they are removed only by zeroize.
-			k, err := ss.UnwrapKey(w, blob, pkcs11shim.KeySpec{Type: kt, Label: bk.Label, ID: kid, Usage: pkcs11shim.Usage(bk.Usage), Undestroyable: true})
+			// Like keygen's keys they are removed only by zeroize, unless the original was made
+			// destroyable (a KEK epoch, which keysvc destroys when its rotation retires it in
+			// every token): the backup records CKA_DESTROYABLE and the copy keeps it.
+			k, err := ss.UnwrapKey(w, blob, pkcs11shim.KeySpec{Type: kt, Label: bk.Label, ID: kid, Usage: pkcs11shim.Usage(bk.Usage), Undestroyable: !bk.Destroyable})
 			if err != nil {
 				return fmt.Errorf("unwrap %s: %w", bk.Label, err)
 			}
@@ -417,7 +425,7 @@ func (s *session) restore(ctx context.Context, c *restoreConfig) error {
 				if pub, err = x509.ParsePKIXPublicKey(blk.Bytes); err != nil {
 					return fmt.Errorf("key %s: %w", bk.Label, err)
 				}
-				if err := ss.ImportPublicKey(k, pub, pkcs11shim.Usage(bk.Usage), true); err != nil {
+				if err := ss.ImportPublicKey(k, pub, pkcs11shim.Usage(bk.Usage), !bk.Destroyable); err != nil {
 					return fmt.Errorf("public key of %s: %w", bk.Label, err)
 				}
 			}
@@ -429,7 +437,13 @@ func (s *session) restore(ctx context.Context, c *restoreConfig) error {
 	if err != nil {
 		return err
 	}
-	s.rec.step("unwrap keys", "%d keys unwrapped into token %s as token objects, not extractable, not copyable, not destroyable with the user PIN; the unwrap-only session KEK was destroyed", len(done), p.Info().Label)
+	var destroyable []string
+	for _, r := range done {
+		if r.bk.Destroyable {
+			destroyable = append(destroyable, r.bk.Label)
+		}
+	}
+	s.rec.step("unwrap keys", "%d keys unwrapped into token %s as token objects, not extractable, not copyable; %s; the unwrap-only session KEK was destroyed", len(done), p.Info().Label, destroyableText(destroyable))
 	for _, r := range done {
 		k, err := p.FindKey(ctx, r.bk.Label)
 		if err != nil {
@@ -439,8 +453,16 @@ func (s *session) restore(ctx context.Context, c *restoreConfig) error {
 		if err != nil {
 			return fmt.Errorf("%w: restored key %s: %v", errVerify, r.bk.Label, err)
 		}
-		s.rec.key(keyRecord{Label: r.bk.Label, ID: r.bk.ID, Type: r.bk.Type, Token: p.Info().Label, PublicSHA: r.bk.PublicSHA, Note: "restored; " + checked})
+		s.rec.key(keyRecord{Label: r.bk.Label, ID: r.bk.ID, Type: r.bk.Type, Token: p.Info().Label, PublicSHA: r.bk.PublicSHA, Note: "restored; " + destroyText(r.bk.Destroyable) + "; " + checked})
 		s.rec.step("check "+r.bk.Label, "%s%s", checked, fpText(r.bk.PublicSHA))
 	}
 	return nil
+}
+
+// destroyableText says which restored keys a user-PIN holder may destroy.
+func destroyableText(labels []string) string {
+	if len(labels) == 0 {
+		return "none destroyable with the user PIN"
+	}
+	return "destroyable with the user PIN as their originals were: " + strings.Join(labels, ", ") + "; every other key not destroyable"
 }

@@ -18,7 +18,9 @@ import (
 // canonical encoding of everything else in the file — backup id, created,
 // source token, threshold, share count, custodians and each custodian's
 // share x coordinate, mechanism, KEK check value, and every key's label,
-// id, type, usage, public key and wrapped blob, in order. The canonical
+// id, type, usage, public key, wrapped blob and destroyable flag, in order
+// (the flag is omitted when false, so files made before it was recorded
+// keep their canonical encoding and MAC). The canonical
 // encoding is Go's encoding/json of the decoded file with mac empty: the
 // struct fixes the field order and holds no maps, so it is deterministic,
 // and it covers exactly the values restore acts on (and any field added to

@@ -349,7 +349,10 @@ type keygenConfig struct {
 	Keys   []keySpecConfig `yaml:"keys"`
 	// ServiceKeys adds keysvc's service keys (keysvc.ServiceKeySpecs: the
 	// labels, types and exact usages keysvc checks at start), each with
-	// backup: true, after the listed keys (issue 15 item 1).
+	// backup: true, after the listed keys (issue 15 item 1). The two KEKs
+	// (keysvc-kek, keysvc-sm-kek: KEK epoch 1) are also destroyable: true,
+	// as every later epoch's are, because keysvc's first KEK rotation ends
+	// by destroying them in every token; the others are not destroyable.
 	ServiceKeys bool `yaml:"service_keys"`
 
 	expanded bool // ServiceKeys' entries are in Keys
@@ -366,7 +369,8 @@ func serviceKeyConfigs() []keySpecConfig {
 				u = append(u, name)
 			}
 		}
-		out = append(out, keySpecConfig{Label: ks.Label, Type: ks.Type.String(), Usage: u, Backup: true})
+		kek := ks.Label == keysvc.KEKLabel || ks.Label == keysvc.SMKEKLabel // epoch 1: retired by the first KEK rotation
+		out = append(out, keySpecConfig{Label: ks.Label, Type: ks.Type.String(), Usage: u, Backup: true, Destroyable: kek})
 	}
 	return out
 }

@@ -34,6 +34,11 @@ func TestKeygenServiceKeysPreset(t *testing.T) {
 		if !k.usage.Has(pkcs11shim.UsageExact) {
 			t.Errorf("%s: usage not exact", k.Label)
 		}
+		// Epoch 1's KEKs must be destroyable, or the first KEK rotation
+		// stops at retirement; nothing else is.
+		if want := ks.Label == keysvc.KEKLabel || ks.Label == keysvc.SMKEKLabel; k.Destroyable != want {
+			t.Errorf("%s: destroyable %v, want %v", k.Label, k.Destroyable, want)
+		}
 	}
 	var only keygenConfig
 	only.lax = true

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/keyward/keyward/keysvc"
@@ -15,15 +16,21 @@ import (
 // one PIN guard store, whose counters are per token serial) and builds the
 // token set over them (token.Set, issue 15). The set learns which keys
 // every token must hold from the Service, once it exists: call started.
+// The set's events (a member down, re-admitted, brought level at start)
+// go to keysvc's audit log; those before started are kept until then.
 // close stops the set's prober and closes the tokens.
 type tokenSet struct {
 	set  *token.Set
 	toks []*token.Token
 	svc  atomic.Pointer[keysvc.Service]
+	log  *slog.Logger
+
+	evMu    sync.Mutex
+	pending []token.SetEvent // events before the Service exists
 }
 
 func openTokenSet(ctx context.Context, cfg *Config, pin token.PINSource, pins *token.BoltStore, log *slog.Logger) (*tokenSet, error) {
-	ts := &tokenSet{}
+	ts := &tokenSet{log: log}
 	var members []token.SetMember
 	for i, tc := range cfg.Tokens {
 		tok, err := token.Open(ctx, token.Config{Kind: token.KindHSM, URI: tc.URI, Module: tc.Module, PIN: pin,
@@ -35,7 +42,7 @@ func openTokenSet(ctx context.Context, cfg *Config, pin token.PINSource, pins *t
 		ts.toks = append(ts.toks, tok)
 		members = append(members, token.SetMember{Name: tc.Name, Store: tok.Store()})
 	}
-	set, err := token.NewSet(ctx, token.SetConfig{Members: members, ProbeInterval: cfg.ProbeInterval, Managed: ts.managed, Admit: ts.admit, Logger: log})
+	set, err := token.NewSet(ctx, token.SetConfig{Members: members, ProbeInterval: cfg.ProbeInterval, Managed: ts.managed, Admit: ts.admit, OnEvent: ts.onEvent, Logger: log})
 	if err != nil {
 		ts.close()
 		return nil, err
@@ -52,35 +59,54 @@ func (ts *tokenSet) managed(ctx context.Context) ([]string, error) {
 	return svc.ManagedLabels(ctx)
 }
 
-// memberChecker is keysvc's check of one token's service keys against the
-// store's record (Service.CheckMemberServiceKeys, where it exists).
-type memberChecker interface {
-	CheckMemberServiceKeys(ctx context.Context, member keysvc.KeyStore) error
-}
-
-// admit checks a token's service keys before the set re-admits it: a token
-// restored from another ceremony must not serve.
+// admit is keysvc's say before the set re-admits a token: the KEKs of
+// retired epochs on it are destroyed (audited), and its service keys must
+// match the store's record (Service.AdmitMember): a token restored from
+// another ceremony, or one that missed a whole KEK rotation, must not serve.
 func (ts *tokenSet) admit(ctx context.Context, m token.Member) error {
 	svc := ts.svc.Load()
 	if svc == nil {
 		return errors.New("keysvc is still starting: its service-key record is not open yet")
 	}
-	c, ok := any(svc).(memberChecker)
-	if !ok {
-		return nil
-	}
 	ks, ok := m.(keysvc.KeyStore)
 	if !ok {
 		return fmt.Errorf("token set member %T is not a key store keysvc can check", m)
 	}
-	return c.CheckMemberServiceKeys(ctx, ks)
+	return svc.AdmitMember(ctx, ks)
+}
+
+// onEvent writes a set event to keysvc's audit log, or keeps it until the
+// Service exists (a member down at start).
+func (ts *tokenSet) onEvent(ev token.SetEvent) {
+	ts.evMu.Lock()
+	svc := ts.svc.Load()
+	if svc == nil {
+		ts.pending = append(ts.pending, ev)
+		ts.evMu.Unlock()
+		return
+	}
+	ts.evMu.Unlock()
+	ts.record(svc, ev)
+}
+
+func (ts *tokenSet) record(svc *keysvc.Service, ev token.SetEvent) {
+	if err := svc.RecordTokenSetEvent(ev); err != nil {
+		ts.log.Error("token set: the event could not be written to the audit log", "event", ev.Kind.String(), "member", ev.Member, "err", err)
+	}
 }
 
 // started hands the set the Service and brings every token that is up
 // level with keysvc's records (a token that missed changes while keysvc
 // was stopped).
 func (ts *tokenSet) started(ctx context.Context, svc *keysvc.Service, log *slog.Logger) {
+	ts.evMu.Lock()
 	ts.svc.Store(svc)
+	pending := ts.pending
+	ts.pending = nil
+	ts.evMu.Unlock()
+	for _, ev := range pending {
+		ts.record(svc, ev)
+	}
 	if err := ts.set.Sync(ctx); err != nil {
 		log.Error("token set: could not bring every token level at start; the prober keeps trying on re-admissions", "err", err)
 	}
