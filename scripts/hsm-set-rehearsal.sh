@@ -292,6 +292,70 @@ on_token c kw/pay-signer/v1 2>/dev/null && fail "bank-hsm-c still holds kw/pay-s
 start_keysvc
 sign >/dev/null || fail "pay-signer does not sign after hsm-c left"
 [ -z "$(member_up hsm-c)" ] || fail "/metrics still lists hsm-c"
+
+# The KEK rotation step needs restore to keep CKA_DESTROYABLE (helper
+# hardening's fix): HSM_SET_KEK=1 runs it.
+if [ "${HSM_SET_KEK:-}" = 1 ]; then
+step "11. KEK rotation: epoch 2's KEKs by keygen, backed up, restored into bank-hsm-b; kek-rotate"
+kw -X POST "https://127.0.0.1:$port/v1/keys" -d '{"name":"cloud-1","purpose":"sign","algorithm":"ec-p256","protection":"wrapped","policy":{"grants":[{"client":"officer","ops":["sign","verify","public"]}]}}' > out/create-wrapped.json
+grep -q '"cloud-1"' out/create-wrapped.json || fail "create cloud-1: $(cat out/create-wrapped.json)"
+stop_keysvc
+{ common keygen-kek-e2; cat <<EOF
+token: {label: bank-hsm-a, user_pin: "file:$dir/pins/hsm-a"}
+keys:
+  - {label: keysvc-kek-e2, type: aes-256, usage: [wrap, unwrap], backup: true, destroyable: true}
+  - {label: keysvc-sm-kek-e2, type: aes-256, usage: [encrypt, decrypt], backup: true, destroyable: true}
+EOF
+} > keygen-kek-e2.yaml
+run keygen keygen-kek-e2.yaml
+{ common backup-kek-e2; so_parts; cat <<EOF
+token: {label: bank-hsm-a, user_pin: "file:$dir/pins/hsm-a"}
+keys: [keysvc-kek-e2, keysvc-sm-kek-e2]
+threshold: 3
+custodians:
+  - {name: Carol, share_file: media/carol/share-kek-e2-carol.txt}
+  - {name: Dave,  share_file: media/dave/share-kek-e2-dave.txt}
+  - {name: Erin,  share_file: media/erin/share-kek-e2-erin.txt}
+  - {name: Frank, share_file: media/frank/share-kek-e2-frank.txt}
+  - {name: Grace, share_file: media/grace/share-kek-e2-grace.txt}
+output: out/backup-kek-e2.json
+EOF
+} > backup-kek-e2.yaml
+run backup backup-kek-e2.yaml
+{ common restore-kek-e2-bank-hsm-b; cat <<EOF
+token: {label: bank-hsm-b, user_pin: "file:$dir/pins/hsm-b"}
+backup_file: out/backup-kek-e2.json
+shares: [media/carol/share-kek-e2-carol.txt, media/dave/share-kek-e2-dave.txt, media/erin/share-kek-e2-erin.txt]
+EOF
+} > restore-kek-e2-bank-hsm-b.yaml
+run restore restore-kek-e2-bank-hsm-b.yaml
+start_keysvc
+# kek-rotate runs from the officers' workstation, beside keysvc: its own PIN
+# guard file and its own token (ceremony-officers) to sign the transcript.
+printf 'officers-token-pin-%s\n' "$(openssl rand -hex 4)" > pins/officers
+{ sed "s#^pin_guard: .*#pin_guard: $dir/officers/workstation-guard.db#" <(common init-ceremony-officers); cat <<EOF
+token: {label: ceremony-officers}
+$(so_parts)
+user_pin: "file:$dir/pins/officers"
+enrol:
+  - {name: Alice Wong, public_key: officers/alice.pub.pem}
+  - {name: Bob Lee, public_key: officers/bob.pub.pem}
+audit_public_key_out: out/ceremony-audit-ceremony-officers.pem
+EOF
+} > init-ceremony-officers.yaml
+run token init init-ceremony-officers.yaml
+cat > kek-rotate-e2.yaml <<EOF
+module: $module
+officers: [Alice Wong, Bob Lee]
+transcript: {dir: out/kek-rotate-e2, signer: {label: ceremony-officers, user_pin: "file:$dir/pins/officers"}}
+pin_guard: $dir/officers/workstation-guard.db
+keysvc: {url: "https://127.0.0.1:$port", ca_file: tls/server.pem, bearer_token_file: pins/officer.token}
+from_epoch: 1
+poll_interval: 500ms
+EOF
+timeout 60 "$cer" kek-rotate -f kek-rotate-e2.yaml --yes > out/kek-rotate-e2.log 2>&1 || { cat out/kek-rotate-e2.log >&2; fail "kek-rotate failed"; }
+cat out/kek-rotate-e2.log
+fi
 stop_keysvc
 
 echo

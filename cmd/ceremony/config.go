@@ -356,7 +356,12 @@ type keygenConfig struct {
 }
 
 // serviceKeyConfigs are keysvc's service keys as keys[] entries: the
-// service_keys preset.
+// service_keys preset. The two KEKs (epoch 1's keysvc-kek and
+// keysvc-sm-kek) are destroyable: the first KEK rotation (ceremony
+// kek-rotate) ends with keysvc destroying them in every token, which a
+// token refuses for a CKA_DESTROYABLE false key, and the rotation would
+// stay stuck in its retirement. The other service keys are never rotated
+// away and stay undestroyable.
 func serviceKeyConfigs() []keySpecConfig {
 	var out []keySpecConfig
 	for _, ks := range keysvc.ServiceKeySpecs() {
@@ -366,7 +371,8 @@ func serviceKeyConfigs() []keySpecConfig {
 				u = append(u, name)
 			}
 		}
-		out = append(out, keySpecConfig{Label: ks.Label, Type: ks.Type.String(), Usage: u, Backup: true})
+		kek := ks.Label == keysvc.KEKLabelFor(1) || ks.Label == keysvc.SMKEKLabelFor(1)
+		out = append(out, keySpecConfig{Label: ks.Label, Type: ks.Type.String(), Usage: u, Backup: true, Destroyable: kek})
 	}
 	return out
 }
