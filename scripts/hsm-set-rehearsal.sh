@@ -239,6 +239,11 @@ on_token() {
   KW_PIN=$(cat "pins/hsm-$1") pkcs11-tool --module "$module" --token-label "bank-hsm-$1" --login --pin env:KW_PIN -O 2>/dev/null |
     grep -A1 '^Private Key Object' | grep -qxF "  label:      $2"
 }
+# has_object LETTER LABEL: any object LABEL on bank-hsm-LETTER (keys, secret keys included)?
+has_object() {
+  KW_PIN=$(cat "pins/hsm-$1") pkcs11-tool --module "$module" --token-label "bank-hsm-$1" --login --pin env:KW_PIN -O 2>/dev/null |
+    grep -qxF "  label:      $2"
+}
 for t in a b; do
   on_token $t kw/pay-signer/v1 || fail "kw/pay-signer/v1 is not on bank-hsm-$t"
 done
@@ -274,6 +279,9 @@ start_keysvc
 grep "brought up to date at start" "$ks_log" | grep -q 'member=hsm-c.*keys_copied=1' || fail "keysvc did not log copying the hsm key into hsm-c at start"
 echo "keysvc: $(grep "brought up to date at start" "$ks_log" | cut -c1-220)"
 on_token c kw/pay-signer/v1 || fail "kw/pay-signer/v1 was not copied into bank-hsm-c"
+# A joining token lacks the hsm keys until keysvc copies them: that is no lost key.
+grep -q "token object is missing" "$ks_log" && fail "keysvc reported an hsm key lost while copying it into the joining token"
+curl -s "http://127.0.0.1:$mport/metrics" | grep -qx 'keyward_token_keys_missing 0' || fail "/metrics: keyward_token_keys_missing is not 0 after hsm-c joined"
 [ "$(member_up hsm-c)" = 1 ] || fail "/metrics: hsm-c is not up"
 sign >/dev/null || fail "pay-signer does not sign on three tokens"
 stop_keysvc
@@ -355,6 +363,13 @@ poll_interval: 500ms
 EOF
 timeout 60 "$cer" kek-rotate -f kek-rotate-e2.yaml --yes > out/kek-rotate-e2.log 2>&1 || { cat out/kek-rotate-e2.log >&2; fail "kek-rotate failed"; }
 cat out/kek-rotate-e2.log
+grep -q "epoch 2 in service; destroyed keysvc-kek, keysvc-sm-kek" out/kek-rotate-e2.log || fail "kek-rotate did not report epoch 2 in service with epoch 1's KEKs destroyed"
+for t in a b; do
+  has_object $t keysvc-kek && fail "keysvc-kek is still on bank-hsm-$t after the rotation"
+  has_object $t keysvc-kek-e2 || fail "keysvc-kek-e2 is not on bank-hsm-$t"
+done
+kw -X POST "https://127.0.0.1:$port/v1/keys/cloud-1/sign" -d '{"message":"aGVsbG8="}' | grep -q 'kw:v1:' || fail "cloud-1 (wrapped, re-wrapped to epoch 2) does not sign"
+echo "epoch 1's KEKs are gone from bank-hsm-a and bank-hsm-b; cloud-1 signs under epoch 2"
 fi
 stop_keysvc
 
