@@ -99,14 +99,18 @@ EOF
   } > init-bank-hsm-$1.yaml
   run token init init-bank-hsm-$1.yaml
 }
-restore_service_keys() { # restore_service_keys b|c
-  { common restore-service-keys-bank-hsm-$1; cat <<EOF
+restore_backup() { # restore_backup LETTER NAME SHARE-PREFIX: out/backup-NAME.json into bank-hsm-LETTER, shares of Carol, Erin, Grace
+  { common restore-$2-bank-hsm-$1; cat <<EOF
 token: {label: bank-hsm-$1, user_pin: "file:$dir/pins/hsm-$1"}
-backup_file: out/backup-service-keys.json
-shares: [media/carol/share-carol.txt, media/erin/share-erin.txt, media/grace/share-grace.txt]
+backup_file: out/backup-$2.json
+shares: [media/carol/$3-carol.txt, media/erin/$3-erin.txt, media/grace/$3-grace.txt]
 EOF
-  } > restore-service-keys-bank-hsm-$1.yaml
-  run restore restore-service-keys-bank-hsm-$1.yaml
+  } > restore-$2-bank-hsm-$1.yaml
+  run restore restore-$2-bank-hsm-$1.yaml
+}
+restore_service_keys() { # restore_service_keys b|c: both service-key backups
+  restore_backup "$1" service-keks keks
+  restore_backup "$1" service-keys service-keys
 }
 install_replication_key() { # install_replication_key b|c
   { common replication-key-bank-hsm-$1; cat <<EOF
@@ -136,21 +140,26 @@ for k in keysvc-kek keysvc-sm-kek keysvc-pin-mac keysvc-audit-digest keysvc-audi
   grep -qF "generate $k" out/keygen-service-keys/transcript.md || fail "keygen made no $k"
 done
 
-step "3. back the service keys up 3-of-5"
-{ common backup-service-keys; so_parts; cat <<EOF
+step "3. back the service keys up 3-of-5: the KEKs in a file of their own, the other three in another"
+backup() { # backup NAME SHARE-PREFIX KEY...: bank-hsm-a's KEYs 3-of-5 to out/backup-NAME.json
+  local name=$1 pre=$2; shift 2
+  { common backup-$name; so_parts; cat <<EOF
 token: {label: bank-hsm-a, user_pin: "file:$dir/pins/hsm-a"}
-keys: [keysvc-kek, keysvc-sm-kek, keysvc-pin-mac, keysvc-audit-digest, keysvc-audit]
+keys: [$(IFS=,; echo "$*" | sed 's/,/, /g')]
 threshold: 3
 custodians:
-  - {name: Carol, share_file: media/carol/share-carol.txt}
-  - {name: Dave,  share_file: media/dave/share-dave.txt}
-  - {name: Erin,  share_file: media/erin/share-erin.txt}
-  - {name: Frank, share_file: media/frank/share-frank.txt}
-  - {name: Grace, share_file: media/grace/share-grace.txt}
-output: out/backup-service-keys.json
+  - {name: Carol, share_file: media/carol/$pre-carol.txt}
+  - {name: Dave,  share_file: media/dave/$pre-dave.txt}
+  - {name: Erin,  share_file: media/erin/$pre-erin.txt}
+  - {name: Frank, share_file: media/frank/$pre-frank.txt}
+  - {name: Grace, share_file: media/grace/$pre-grace.txt}
+output: out/backup-$name.json
 EOF
-} > backup-service-keys.yaml
-run backup backup-service-keys.yaml
+  } > backup-$name.yaml
+  run backup backup-$name.yaml
+}
+backup service-keks keks keysvc-kek keysvc-sm-kek
+backup service-keys service-keys keysvc-pin-mac keysvc-audit-digest keysvc-audit
 
 step "4. restore them into bank-hsm-b with Carol's, Erin's and Grace's shares"
 restore_service_keys b
@@ -290,7 +299,6 @@ step "10. bank-hsm-c leaves: removed from tokens:, then zeroized"
 write_config a b
 { common zeroize-bank-hsm-c | sed "s#^transcript: .*#transcript: {dir: out/zeroize-bank-hsm-c, signer: {label: bank-hsm-a, user_pin: \"file:$dir/pins/hsm-a\"}}#"; so_parts; cat <<EOF
 token: {label: bank-hsm-c, user_pin: "file:$dir/pins/hsm-c"}
-backups: [out/backup-service-keys.json]
 acknowledge_unbacked: [ceremony-audit, keysvc-kek, keysvc-sm-kek, keysvc-pin-mac, keysvc-audit-digest, keysvc-audit, keysvc-replication, kw/pay-signer/v1]
 confirmation: ZEROIZE bank-hsm-c
 EOF
@@ -316,27 +324,8 @@ keys:
 EOF
 } > keygen-kek-e2.yaml
 run keygen keygen-kek-e2.yaml
-{ common backup-kek-e2; so_parts; cat <<EOF
-token: {label: bank-hsm-a, user_pin: "file:$dir/pins/hsm-a"}
-keys: [keysvc-kek-e2, keysvc-sm-kek-e2]
-threshold: 3
-custodians:
-  - {name: Carol, share_file: media/carol/share-kek-e2-carol.txt}
-  - {name: Dave,  share_file: media/dave/share-kek-e2-dave.txt}
-  - {name: Erin,  share_file: media/erin/share-kek-e2-erin.txt}
-  - {name: Frank, share_file: media/frank/share-kek-e2-frank.txt}
-  - {name: Grace, share_file: media/grace/share-kek-e2-grace.txt}
-output: out/backup-kek-e2.json
-EOF
-} > backup-kek-e2.yaml
-run backup backup-kek-e2.yaml
-{ common restore-kek-e2-bank-hsm-b; cat <<EOF
-token: {label: bank-hsm-b, user_pin: "file:$dir/pins/hsm-b"}
-backup_file: out/backup-kek-e2.json
-shares: [media/carol/share-kek-e2-carol.txt, media/dave/share-kek-e2-dave.txt, media/erin/share-kek-e2-erin.txt]
-EOF
-} > restore-kek-e2-bank-hsm-b.yaml
-run restore restore-kek-e2-bank-hsm-b.yaml
+backup kek-e2 kek-e2 keysvc-kek-e2 keysvc-sm-kek-e2
+restore_backup b kek-e2 kek-e2
 start_keysvc
 # kek-rotate runs from the officers' workstation, beside keysvc: its own PIN
 # guard file and its own token (ceremony-officers) to sign the transcript.
@@ -370,6 +359,10 @@ for t in a b; do
 done
 kw -X POST "https://127.0.0.1:$port/v1/keys/cloud-1/sign" -d '{"message":"aGVsbG8="}' | grep -q 'kw:v1:' || fail "cloud-1 (wrapped, re-wrapped to epoch 2) does not sign"
 echo "epoch 1's KEKs are gone from bank-hsm-a and bank-hsm-b; cloud-1 signs under epoch 2"
+# The officers' last step: epoch 1's KEK backup and its shares go.
+shred -u out/backup-service-keks.json media/*/keks-*.txt
+ls media/*/keks-*.txt out/backup-service-keks.json 2>/dev/null && fail "epoch 1's KEK backup or a share is still there"
+echo "epoch 1's KEK backup file and its five shares destroyed"
 fi
 stop_keysvc
 
