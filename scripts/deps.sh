@@ -30,6 +30,7 @@ done
 # pkcs11-tool, with which an operator (and scripts/hsm-set-rehearsal.sh) sees
 # which keys a token holds.
 command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
+command -v curl >/dev/null 2>&1 || need+=(curl)   # the walk-throughs call keysvc with it
 command -v swtpm >/dev/null 2>&1 || need+=(swtpm swtpm-tools)
 command -v tpm2_startup >/dev/null 2>&1 || need+=(tpm2-tools)
 { command -v tpm2-abrmd || [ -x /usr/sbin/tpm2-abrmd ]; } >/dev/null 2>&1 || need+=(tpm2-abrmd)
