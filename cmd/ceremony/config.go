@@ -349,19 +349,17 @@ type keygenConfig struct {
 	Keys   []keySpecConfig `yaml:"keys"`
 	// ServiceKeys adds keysvc's service keys (keysvc.ServiceKeySpecs: the
 	// labels, types and exact usages keysvc checks at start), each with
-	// backup: true, after the listed keys (issue 15 item 1).
+	// backup: true, after the listed keys (issue 15 item 1). The two KEKs
+	// (keysvc-kek, keysvc-sm-kek: KEK epoch 1) are also destroyable: true,
+	// as every later epoch's are, because keysvc's first KEK rotation ends
+	// by destroying them in every token; the others are not destroyable.
 	ServiceKeys bool `yaml:"service_keys"`
 
 	expanded bool // ServiceKeys' entries are in Keys
 }
 
 // serviceKeyConfigs are keysvc's service keys as keys[] entries: the
-// service_keys preset. The two KEKs (epoch 1's keysvc-kek and
-// keysvc-sm-kek) are destroyable: the first KEK rotation (ceremony
-// kek-rotate) ends with keysvc destroying them in every token, which a
-// token refuses for a CKA_DESTROYABLE false key, and the rotation would
-// stay stuck in its retirement. The other service keys are never rotated
-// away and stay undestroyable.
+// service_keys preset.
 func serviceKeyConfigs() []keySpecConfig {
 	var out []keySpecConfig
 	for _, ks := range keysvc.ServiceKeySpecs() {
@@ -371,7 +369,7 @@ func serviceKeyConfigs() []keySpecConfig {
 				u = append(u, name)
 			}
 		}
-		kek := ks.Label == keysvc.KEKLabelFor(1) || ks.Label == keysvc.SMKEKLabelFor(1)
+		kek := ks.Label == keysvc.KEKLabel || ks.Label == keysvc.SMKEKLabel // epoch 1: retired by the first KEK rotation
 		out = append(out, keySpecConfig{Label: ks.Label, Type: ks.Type.String(), Usage: u, Backup: true, Destroyable: kek})
 	}
 	return out
