@@ -4,20 +4,25 @@
 #
 #   scripts/hsm-set-rehearsal.sh [DIR]      (DIR: created if missing; default: a new temporary one)
 #
-# Every command is the one the README shows, with two differences a rehearsal
-# needs: PINs come from files (mode 0600) instead of `prompt`, and --yes
-# answers the typed confirmations. Steps: init bank-hsm-a and bank-hsm-b;
-# keysvc's service keys by keygen's service_keys preset on A, backed up 3-of-5
-# and restored into B; the replication key generated on A and installed on B
-# from three shares with its check value; keysvc with `tokens:` on both; an
-# hsm key created through keysvc's API, found on both tokens with pkcs11-tool
-# and signing; B lost (its token directory moved away) and coming back; a new
-# HSM bank-hsm-c joining (init, restore, install, added to tokens:, keysvc
-# copies the hsm key into it at start); C leaving (removed from tokens:,
-# zeroized with its unbacked keys acknowledged). Needs bin/ceremony and
-# bin/keysvc (make ceremony), SoftHSM2, pkcs11-tool (opensc), openssl and
-# curl (scripts/deps.sh installs them). Exit 0 only if every step did what
-# the README says.
+# It runs the same ceremonies, with the same files, and the same keysvc
+# calls as the walk-through, PINs from 0600 files and --yes answering the
+# typed confirmations as the README's drill does with YES=--yes. Steps:
+# init bank-hsm-a and bank-hsm-b; keysvc's service keys by keygen's
+# service_keys preset on A, backed up 3-of-5 (the KEKs in a file of their
+# own) and restored into B; the replication key generated on A and installed
+# on B from three shares with its check value; keysvc with `tokens:` on
+# both; an hsm key created through keysvc's API, found on both tokens with
+# pkcs11-tool and signing; B lost (its token directory moved away: /readyz,
+# /metrics, the log) and coming back; a new HSM bank-hsm-c joining (init,
+# restore, install, added to tokens:; keysvc copies the hsm key into it at
+# start and reports no key missing); C leaving (removed from tokens:,
+# zeroized with its unbacked keys acknowledged). With HSM_SET_KEK=1, also
+# the KEK rotation (epoch 2's KEKs by keygen, backup, restore into B,
+# ceremony kek-rotate; epoch 1's KEKs gone from both tokens; their backup
+# shredded), which on two tokens needs `ceremony restore` to keep
+# CKA_DESTROYABLE. Needs bin/ceremony and bin/keysvc (make ceremony),
+# SoftHSM2, pkcs11-tool (opensc), openssl and curl (scripts/deps.sh
+# installs them). Exit 0 only if every step did what the README says.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
