@@ -125,6 +125,13 @@ type Config struct {
 	// production security officers generate them in a ceremony, so they
 	// are backed up (kekrotation.go).
 	CreateKEKEpochs bool
+	// LevelledAfterStart says Keys is a token set that copies hsm keys
+	// into its members that lack them only after New returns (cmd/keysvc:
+	// token.Set.Sync, once the set can ask the Service which keys it
+	// manages). New then does not report hsm versions missing from a
+	// member as lost (a token that just joined lacks every one of them);
+	// the caller calls CheckManagedKeysAfterSync once the set is level.
+	LevelledAfterStart bool
 	// KEKRewrapWorkers is how many keys a KEK rotation re-wraps at once
 	// (default DefaultKEKRewrapWorkers); KEKProgressEvery how many keys
 	// between progress lines in the log (default DefaultKEKProgressEvery).
@@ -164,6 +171,7 @@ type Service struct {
 	confirms *confirmations
 
 	missingKeys atomic.Int64 // hsm versions whose token object was missing at start (checkManagedKeys)
+	levelled    atomic.Bool  // Config.LevelledAfterStart: the set has been brought level (CheckManagedKeysAfterSync)
 
 	locks [64]sync.Mutex // lifecycle changes, striped by key name
 	tpmMu sync.Mutex     // one tpm-protected key loaded at a time (a TPM holds few objects)

@@ -573,6 +573,9 @@ func (s *Service) recordServiceKeys(r *ServiceKeyRecord) error {
 // its other keys keep working and the affected versions fail on use with
 // version_not_usable; the count tells monitoring.
 func (s *Service) checkManagedKeys(ctx context.Context) error {
+	if s.cfg.LevelledAfterStart && !s.levelled.Load() {
+		return nil // the token set copies what a member lacks first (CheckManagedKeysAfterSync)
+	}
 	labels, err := s.keys.KeyLabels(ctx)
 	if err != nil {
 		return fmt.Errorf("keysvc: list the token's objects: %w", tokenErr(err))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Keyward's build and tests need on Debian/Ubuntu when missing:
 # a C compiler for cgo (miekg/pkcs11), SoftHSM2 (the PKCS#11 module the tests
-# run against), the openssl CLI (tests verify signatures with it), Chromium
+# run against) and OpenSC's pkcs11-tool (lists a token's objects), the openssl CLI (tests verify signatures with it), Chromium
 # (the confirmation page's browser test drives it headless; under CI=true a
 # missing browser fails that test), the TPM stack (swtpm, a software TPM that
 # the sealing tests talk to over TCP; tpm2-abrmd, tpm2-tools and tpm2-pkcs11,
@@ -27,6 +27,10 @@ for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libso
   [ -e "$p" ] && softhsm="$p" && break
 done
 [ -n "$softhsm" ] || need+=(softhsm2)
+# pkcs11-tool, with which an operator (and scripts/hsm-set-rehearsal.sh) sees
+# which keys a token holds.
+command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
+command -v curl >/dev/null 2>&1 || need+=(curl)   # the walk-throughs call keysvc with it
 command -v swtpm >/dev/null 2>&1 || need+=(swtpm swtpm-tools)
 command -v tpm2_startup >/dev/null 2>&1 || need+=(tpm2-tools)
 { command -v tpm2-abrmd || [ -x /usr/sbin/tpm2-abrmd ]; } >/dev/null 2>&1 || need+=(tpm2-abrmd)

@@ -41,7 +41,8 @@ keys:
   - {label: login-decrypt, type: rsa-3072, usage: [decrypt], public_key_pem: out/login-decrypt.pem}   # senders encrypt with the PEM
 # keysvc's own keys, which production keysvc refuses to start without: keysvc-kek (aes-256 wrap, unwrap),
 # keysvc-sm-kek (aes-256 encrypt, decrypt), keysvc-pin-mac and keysvc-audit-digest (generic-secret sign),
-# keysvc-audit (ec-p256 sign), each backup: true. Back them up next (backup keys: [keysvc-kek, …]) and
+# keysvc-audit (ec-p256 sign), each backup: true; the two KEKs destroyable: true, since the first
+# KEK rotation (kek-rotate) destroys them. Back them up next (backup keys: [keysvc-kek, …]) and
 # restore that backup into every other HSM keysvc uses. keys: may then be left out.
 service_keys: true
 # Needs approvals from two officers enrolled on the token (quorum: raises it), each over this exact file:

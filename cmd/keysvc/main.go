@@ -147,13 +147,18 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		AuditSigner: host.audit, TPM: host.tpmKeys(), AuditAnchors: cfg.auditAnchors,
 		// Production's service keys come from a ceremony (README, "Several HSMs"); only -dev makes its own,
 		// and the next epoch's KEKs (in production officers generate them: ceremony keygen).
-		RequireServiceKeys: dev == nil, CreateKEKEpochs: dev != nil})
+		RequireServiceKeys: dev == nil, CreateKEKEpochs: dev != nil,
+		// On a token set, hsm keys are checked once the set has copied them into a token that lacks them.
+		LevelledAfterStart: set != nil})
 	if err != nil {
 		return err
 	}
 	defer svc.Close() // before the store closes: pending confirmations end, audited
 	if set != nil {
 		set.started(ctx, svc, log)
+		if err := svc.CheckManagedKeysAfterSync(ctx); err != nil {
+			return err
+		}
 	}
 	if err := writeAuditKey(cfg.DataDir, svc); err != nil {
 		return err
