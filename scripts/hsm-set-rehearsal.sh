@@ -16,11 +16,10 @@
 # /metrics, the log) and coming back; a new HSM bank-hsm-c joining (init,
 # restore, install, added to tokens:; keysvc copies the hsm key into it at
 # start and reports no key missing); C leaving (removed from tokens:,
-# zeroized with its unbacked keys acknowledged). With HSM_SET_KEK=1, also
-# the KEK rotation (epoch 2's KEKs by keygen, backup, restore into B,
-# ceremony kek-rotate; epoch 1's KEKs gone from both tokens; their backup
-# shredded), which on two tokens needs `ceremony restore` to keep
-# CKA_DESTROYABLE. Needs bin/ceremony and bin/keysvc (make ceremony),
+# zeroized with its unbacked keys acknowledged); the KEK rotation (epoch 2's
+# KEKs by keygen, backup, restore into B, ceremony kek-rotate; epoch 1's
+# KEKs gone from both tokens; their backup shredded). HSM_SET_KEK=0 skips
+# the rotation. Needs bin/ceremony and bin/keysvc (make ceremony),
 # SoftHSM2, pkcs11-tool (opensc), openssl and curl (scripts/deps.sh
 # installs them). Exit 0 only if every step did what the README says.
 set -euo pipefail
@@ -314,9 +313,8 @@ start_keysvc
 sign >/dev/null || fail "pay-signer does not sign after hsm-c left"
 [ -z "$(member_up hsm-c)" ] || fail "/metrics still lists hsm-c"
 
-# The KEK rotation step needs restore to keep CKA_DESTROYABLE (helper
-# hardening's fix): HSM_SET_KEK=1 runs it.
-if [ "${HSM_SET_KEK:-}" = 1 ]; then
+# The KEK rotation (HSM_SET_KEK=0 skips it).
+if [ "${HSM_SET_KEK:-1}" = 1 ]; then
 step "11. KEK rotation: epoch 2's KEKs by keygen, backed up, restored into bank-hsm-b; kek-rotate"
 kw -X POST "https://127.0.0.1:$port/v1/keys" -d '{"name":"cloud-1","purpose":"sign","algorithm":"ec-p256","protection":"wrapped","policy":{"grants":[{"client":"officer","ops":["sign","verify","public"]}]}}' > out/create-wrapped.json
 grep -q '"cloud-1"' out/create-wrapped.json || fail "create cloud-1: $(cat out/create-wrapped.json)"
