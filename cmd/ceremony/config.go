@@ -214,6 +214,39 @@ func validDir(path, file string) error {
 }
 
 // output checks an output path: given, not existing, in an existing directory.
+// validCustodians checks an M-of-N share split (backup, replication-key):
+// 2 to 255 custodians with distinct valid names and share files that do
+// not exist yet, and a threshold between 2 and their number.
+func validCustodians(c *common, custodians []custodian, threshold int) error {
+	n := len(custodians)
+	if n < 2 || n > 255 {
+		return cfgErr("custodians", "needs 2 to 255 custodians")
+	}
+	if threshold < 2 || threshold > n {
+		return cfgErr("threshold", "must be between 2 and the number of custodians (%d)", n)
+	}
+	names, files := map[string]bool{}, map[string]bool{}
+	for i := range custodians {
+		cu := &custodians[i]
+		p := fmt.Sprintf("custodians[%d]", i)
+		if cu.Name == "" || names[cu.Name] {
+			return cfgErr(p+".name", "empty or repeated custodian name")
+		}
+		if err := validCustodianName(p+".name", cu.Name); err != nil {
+			return err
+		}
+		names[cu.Name] = true
+		if err := c.output(p+".share_file", &cu.ShareFile); err != nil {
+			return err
+		}
+		if files[cu.ShareFile] {
+			return cfgErr(p+".share_file", "two custodians share one file")
+		}
+		files[cu.ShareFile] = true
+	}
+	return nil
+}
+
 func (c *common) output(path string, p *string) error {
 	if *p == "" {
 		return cfgErr(path, "required")
@@ -530,31 +563,8 @@ func (c *backupConfig) validate() error {
 		}
 		seen[k] = true
 	}
-	n := len(c.Custodians)
-	if n < 2 || n > 255 {
-		return cfgErr("custodians", "needs 2 to 255 custodians")
-	}
-	if c.Threshold < 2 || c.Threshold > n {
-		return cfgErr("threshold", "must be between 2 and the number of custodians (%d)", n)
-	}
-	names, files := map[string]bool{}, map[string]bool{}
-	for i := range c.Custodians {
-		cu := &c.Custodians[i]
-		p := fmt.Sprintf("custodians[%d]", i)
-		if cu.Name == "" || names[cu.Name] {
-			return cfgErr(p+".name", "empty or repeated custodian name")
-		}
-		if err := validCustodianName(p+".name", cu.Name); err != nil {
-			return err
-		}
-		names[cu.Name] = true
-		if err := c.output(p+".share_file", &cu.ShareFile); err != nil {
-			return err
-		}
-		if files[cu.ShareFile] {
-			return cfgErr(p+".share_file", "two custodians share one file")
-		}
-		files[cu.ShareFile] = true
+	if err := validCustodians(&c.common, c.Custodians, c.Threshold); err != nil {
+		return err
 	}
 	return c.output("output", &c.Output)
 }

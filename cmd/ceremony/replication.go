@@ -85,7 +85,7 @@ func (c *replicationKeyConfig) validate() error {
 		if len(c.Shares) > 0 || c.CheckValue != "" {
 			return cfgErr("shares", "shares and check_value belong to mode: install")
 		}
-		return c.validCustodians()
+		return validCustodians(&c.common, c.Custodians, c.Threshold)
 	case replicationInstall:
 		if c.Threshold != 0 || len(c.Custodians) > 0 {
 			return cfgErr("custodians", "threshold and custodians belong to mode: generate (install reads the threshold from the shares)")
@@ -110,35 +110,6 @@ func (c *replicationKeyConfig) validate() error {
 	return cfgErr("mode", "must be %s or %s", replicationGenerate, replicationInstall)
 }
 
-func (c *replicationKeyConfig) validCustodians() error {
-	n := len(c.Custodians)
-	if n < 2 || n > 255 {
-		return cfgErr("custodians", "needs 2 to 255 custodians")
-	}
-	if c.Threshold < 2 || c.Threshold > n {
-		return cfgErr("threshold", "must be between 2 and the number of custodians (%d)", n)
-	}
-	names, files := map[string]bool{}, map[string]bool{}
-	for i := range c.Custodians {
-		cu := &c.Custodians[i]
-		p := fmt.Sprintf("custodians[%d]", i)
-		if cu.Name == "" || names[cu.Name] {
-			return cfgErr(p+".name", "empty or repeated custodian name")
-		}
-		if err := validCustodianName(p+".name", cu.Name); err != nil {
-			return err
-		}
-		names[cu.Name] = true
-		if err := c.output(p+".share_file", &cu.ShareFile); err != nil {
-			return err
-		}
-		if files[cu.ShareFile] {
-			return cfgErr(p+".share_file", "two custodians share one file")
-		}
-		files[cu.ShareFile] = true
-	}
-	return nil
-}
 
 func (c *replicationKeyConfig) approvalTarget() approvalTarget {
 	return approvalTarget{token: c.Token.Label, sel: c.Token.selector(), parts: c.SOPIN, quorum: c.quorum()}
