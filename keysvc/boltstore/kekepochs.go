@@ -19,23 +19,7 @@ var kekEpochsRecord = []byte("kek-epochs")
 // KEKEpochs returns the KEK epoch record, or nil when none is stored
 // (keysvc.Store).
 func (s *Store) KEKEpochs() (*keysvc.KEKEpochs, error) {
-	var e *keysvc.KEKEpochs
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketServiceKeys)
-		if b == nil {
-			return nil
-		}
-		v := b.Get(kekEpochsRecord)
-		if v == nil {
-			return nil
-		}
-		e = new(keysvc.KEKEpochs)
-		return json.Unmarshal(v, e)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: read the KEK epoch record: %w", wire.ErrStore, err)
-	}
-	return e, nil
+	return readServiceRecord[keysvc.KEKEpochs](s, kekEpochsRecord, "the KEK epoch record")
 }
 
 // SetKEKEpochs stores e, and sk as the service-key record when not nil,

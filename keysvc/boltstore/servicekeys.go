@@ -19,21 +19,27 @@ var (
 // ServiceKeys returns the recorded identities of keysvc's service keys,
 // or nil when none are recorded yet (keysvc.Store).
 func (s *Store) ServiceKeys() (*keysvc.ServiceKeyRecord, error) {
-	var r *keysvc.ServiceKeyRecord
+	return readServiceRecord[keysvc.ServiceKeyRecord](s, serviceKeysRecord, "the service-key record")
+}
+
+// readServiceRecord reads one JSON record of the service-keys bucket (nil
+// when it is not there); what names it in errors.
+func readServiceRecord[T any](s *Store, key []byte, what string) (*T, error) {
+	var r *T
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketServiceKeys)
 		if b == nil {
 			return nil
 		}
-		v := b.Get(serviceKeysRecord)
+		v := b.Get(key)
 		if v == nil {
 			return nil
 		}
-		r = new(keysvc.ServiceKeyRecord)
+		r = new(T)
 		return json.Unmarshal(v, r)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: read the service-key record: %w", wire.ErrStore, err)
+		return nil, fmt.Errorf("%w: read %s: %w", wire.ErrStore, what, err)
 	}
 	return r, nil
 }
