@@ -91,18 +91,11 @@ func (m *Module) InstallReplicationKey(sel Selector, value []byte, soLogin func(
 		return nil, err
 	}
 	err = m.call(func(c PKCtx) error {
-		h, err := c.OpenSession(ti.SlotID, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+		h, err := openForSO(c, ti)
 		if err != nil {
-			return wrapErr("C_OpenSession", err)
+			return err
 		}
 		defer c.CloseSession(h)
-		si, err := c.GetSessionInfo(h)
-		if err != nil {
-			return wrapErr("C_GetSessionInfo", err)
-		}
-		if si.State != pkcs11.CKS_RW_PUBLIC_SESSION {
-			return fmt.Errorf("%w (session state %d): close every pool on token %s before the SO logs in", ErrLoggedIn, si.State, ti.Label)
-		}
 		s := &Session{ctx: c, h: h, slot: ti.SlotID, gen: m.Generation(), epoch: ^uint64(0)}
 		if err := soLogin(func(pin []byte) error { return wrapErr("C_Login", c.Login(h, uint(UserSO), string(pin))) }); err != nil {
 			return fmt.Errorf("SO login: %w", err)

@@ -64,18 +64,11 @@ func (m *Module) WrapUnderTrustedKEK(sel Selector, kek []byte, labels []string, 
 	}
 	var out []WrappedKey
 	err = m.call(func(c PKCtx) error {
-		h, err := c.OpenSession(ti.SlotID, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+		h, err := openForSO(c, ti)
 		if err != nil {
-			return wrapErr("C_OpenSession", err)
+			return err
 		}
 		defer c.CloseSession(h)
-		si, err := c.GetSessionInfo(h)
-		if err != nil {
-			return wrapErr("C_GetSessionInfo", err)
-		}
-		if si.State != pkcs11.CKS_RW_PUBLIC_SESSION {
-			return fmt.Errorf("%w (session state %d): close every pool on token %s before the SO logs in", ErrLoggedIn, si.State, ti.Label)
-		}
 		s := &Session{ctx: c, h: h, slot: ti.SlotID, gen: m.Generation(), epoch: ^uint64(0)}
 		login := func(ut UserType) LoginFunc {
 			return func(pin []byte) error { return wrapErr("C_Login", c.Login(h, uint(ut), string(pin))) }
@@ -147,6 +140,27 @@ func (m *Module) WrapUnderTrustedKEK(sel Selector, kek []byte, labels []string, 
 		return nil, err
 	}
 	return out, nil
+}
+
+// openForSO opens a read-write session of its own on ti for an SO login,
+// refusing (ErrLoggedIn, before any PIN is tried) when the application is
+// logged in already: login state belongs to the application, so the SO
+// could not log in. The caller closes the session.
+func openForSO(c PKCtx, ti TokenInfo) (pkcs11.SessionHandle, error) {
+	h, err := c.OpenSession(ti.SlotID, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		return 0, wrapErr("C_OpenSession", err)
+	}
+	si, err := c.GetSessionInfo(h)
+	if err != nil {
+		c.CloseSession(h)
+		return 0, wrapErr("C_GetSessionInfo", err)
+	}
+	if si.State != pkcs11.CKS_RW_PUBLIC_SESSION {
+		c.CloseSession(h)
+		return 0, fmt.Errorf("%w (session state %d): close every pool on token %s before the SO logs in", ErrLoggedIn, si.State, ti.Label)
+	}
+	return h, nil
 }
 
 // createTrustedKEK creates the backup KEK from kek in this session, which
