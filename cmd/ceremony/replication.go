@@ -110,7 +110,6 @@ func (c *replicationKeyConfig) validate() error {
 	return cfgErr("mode", "must be %s or %s", replicationGenerate, replicationInstall)
 }
 
-
 func (c *replicationKeyConfig) approvalTarget() approvalTarget {
 	return approvalTarget{token: c.Token.Label, sel: c.Token.selector(), parts: c.SOPIN, quorum: c.quorum()}
 }
