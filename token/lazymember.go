@@ -93,7 +93,7 @@ func (l *lazyMember) tryOpen(ctx context.Context) error {
 			return fatal
 		}
 		if IsAway(err) {
-			return fmt.Errorf("%s is still away: %w", l.name(), err)
+			return fmt.Errorf("%w: %s is still away: %w", ErrTokenNotPresent, l.name(), err)
 		}
 		return fmt.Errorf("%w: %s could not be opened yet: %w", ErrTokenNotPresent, l.name(), err)
 	}

@@ -57,8 +57,6 @@ func openTokenSet(ctx context.Context, cfg *Config, pin token.PINSource, pins *t
 				ts.close()
 				return nil, fmt.Errorf("tokens[%d] (%s): %w", i, tc.Name, lerr)
 			}
-			log.Warn("token set: a token is away at start; keysvc starts without it and opens it when it answers (if it stays down, check that the URI names it)",
-				"member", tc.Name, "err", err)
 			ts.later = append(ts.later, ls)
 			members = append(members, token.SetMember{Name: tc.Name, Store: ls})
 			away = append(away, fmt.Sprintf("tokens[%d] (%s): %v", i, tc.Name, err))
@@ -74,6 +72,10 @@ func openTokenSet(ctx context.Context, cfg *Config, pin token.PINSource, pins *t
 	if len(ts.toks) == 0 {
 		ts.close()
 		return nil, fmt.Errorf("%w: none of the %d tokens of the set could be opened: %s", token.ErrNoMemberUp, len(cfg.Tokens), strings.Join(away, "; "))
+	}
+	for _, a := range away {
+		log.Warn("token set: a token is away at start; keysvc starts without it and opens it when it answers (if it stays down, check that its URI names it)",
+			"token", a)
 	}
 	set, err := token.NewSet(ctx, token.SetConfig{Members: members, ProbeInterval: cfg.ProbeInterval, Managed: ts.managed, Admit: ts.admit, OnEvent: ts.onEvent, Logger: log})
 	if err != nil {
