@@ -296,7 +296,10 @@ type keyUsager interface {
 	KeyUsage(ctx context.Context, ref token.KeyRef) (token.Usage, error)
 }
 
-var _ keyUsager = (*token.Store)(nil)
+var (
+	_ keyUsager = (*token.Store)(nil)
+	_ keyUsager = (*token.LazyStore)(nil) // a token of a set opened after keysvc started
+)
 
 // serviceKeyIdentity is what the record keeps of k, read from keys; fault
 // says why k cannot be ks (its type, or its usage where keys can read it).

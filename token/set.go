@@ -922,12 +922,18 @@ func (s *Set) forgetRef(label string) {
 }
 
 // Stores lists the members that are token Stores, in the configured order
-// (keysvc compares their service keys at start).
+// (keysvc compares their service keys at start): a LazyStore only once it
+// is open (a member opened later is checked by SetConfig.Admit).
 func (s *Set) Stores() []*Store {
 	var out []*Store
 	for _, m := range s.members {
-		if st, ok := m.st.(*Store); ok {
+		switch st := m.st.(type) {
+		case *Store:
 			out = append(out, st)
+		case *LazyStore:
+			if o := st.Opened(); o != nil {
+				out = append(out, o)
+			}
 		}
 	}
 	return out

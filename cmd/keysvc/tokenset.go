@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -14,33 +15,67 @@ import (
 
 // tokenSet opens every token of cfg.Tokens (each with its own session pool;
 // one PIN guard store, whose counters are per token serial) and builds the
-// token set over them (token.Set, issue 15). The set learns which keys
+// token set over them (token.Set, issue 15). A token that is away at start
+// (token.IsAway: not found, not present) joins the set DOWN as a
+// token.LazyStore, opened by the set's prober when it answers; any other
+// error (a bad URI, a module that does not load, an unreadable PIN source,
+// a PIN refused or locked) stops the start, and so does a set none of
+// whose tokens opens. The set learns which keys
 // every token must hold from the Service, once it exists: call started.
 // The set's events (a member down, re-admitted, brought level at start)
 // go to keysvc's audit log; those before started are kept until then.
 // close stops the set's prober and closes the tokens.
 type tokenSet struct {
-	set  *token.Set
-	toks []*token.Token
-	svc  atomic.Pointer[keysvc.Service]
-	log  *slog.Logger
+	set   *token.Set
+	toks  []*token.Token
+	later []*token.LazyStore // tokens away at start (opened by the set's prober)
+	svc   atomic.Pointer[keysvc.Service]
+	log   *slog.Logger
 
 	evMu    sync.Mutex
 	pending []token.SetEvent // events before the Service exists
 }
 
+// A token away at start is a token.LazyStore in the set: admit and
+// keysvc's KEK and service-key checks take it as a keysvc.KeyStore.
+var _ keysvc.KeyStore = (*token.LazyStore)(nil)
+
 func openTokenSet(ctx context.Context, cfg *Config, pin token.PINSource, pins *token.BoltStore, log *slog.Logger) (*tokenSet, error) {
 	ts := &tokenSet{log: log}
 	var members []token.SetMember
+	var away []string
 	for i, tc := range cfg.Tokens {
-		tok, err := token.Open(ctx, token.Config{Kind: token.KindHSM, URI: tc.URI, Module: tc.Module, PIN: pin,
-			PINGuard: token.GuardConfig{Store: pins, Limit: cfg.PINGuard.Limit}, MaxSessions: tc.MaxSessions, WaitTimeout: tc.WaitTimeout, Logger: log})
+		tcfg := token.Config{Kind: token.KindHSM, URI: tc.URI, Module: tc.Module, PIN: pin,
+			PINGuard: token.GuardConfig{Store: pins, Limit: cfg.PINGuard.Limit}, MaxSessions: tc.MaxSessions, WaitTimeout: tc.WaitTimeout, Logger: log}
+		tok, err := token.Open(ctx, tcfg)
+		if err != nil && token.IsAway(err) {
+			// R-AV-4: a restart during one HSM's outage starts on the
+			// others; this one joins the set down and is opened, checked
+			// and caught up when it answers (token.LazyStore).
+			ls, lerr := token.OpenLater(tcfg)
+			if lerr != nil {
+				ts.close()
+				return nil, fmt.Errorf("tokens[%d] (%s): %w", i, tc.Name, lerr)
+			}
+			ts.later = append(ts.later, ls)
+			members = append(members, token.SetMember{Name: tc.Name, Store: ls})
+			away = append(away, fmt.Sprintf("tokens[%d] (%s): %v", i, tc.Name, err))
+			continue
+		}
 		if err != nil {
 			ts.close()
 			return nil, fmt.Errorf("tokens[%d] (%s): %w", i, tc.Name, err)
 		}
 		ts.toks = append(ts.toks, tok)
 		members = append(members, token.SetMember{Name: tc.Name, Store: tok.Store()})
+	}
+	if len(ts.toks) == 0 {
+		ts.close()
+		return nil, fmt.Errorf("%w: none of the %d tokens of the set could be opened: %s", token.ErrNoMemberUp, len(cfg.Tokens), strings.Join(away, "; "))
+	}
+	for _, a := range away {
+		log.Warn("token set: a token is away at start; keysvc starts without it and opens it when it answers (if it stays down, check that its URI names it)",
+			"token", a)
 	}
 	set, err := token.NewSet(ctx, token.SetConfig{Members: members, ProbeInterval: cfg.ProbeInterval, Managed: ts.managed, Admit: ts.admit, OnEvent: ts.onEvent, Logger: log})
 	if err != nil {
@@ -118,6 +153,9 @@ func (ts *tokenSet) close() {
 	}
 	for _, t := range ts.toks {
 		t.Close()
+	}
+	for _, l := range ts.later {
+		l.Close()
 	}
 }
 
