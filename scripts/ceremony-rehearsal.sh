@@ -166,7 +166,24 @@ mkdir -p tls var-dr
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
   -addext subjectAltName=IP:127.0.0.1 -keyout tls/server-key.pem -out tls/server.pem 2>/dev/null
 officer_token=$(openssl rand -hex 16)
-port=$((20000 + RANDOM % 20000))
+# free_port: a port for keysvc's listener (and the next one, for metrics)
+# that nothing uses, chosen below the kernel's ephemeral range: ports there
+# are handed to port-0 listeners and to outgoing connections (other tests'
+# clients on the same machine), so a fixed pick in it can collide.
+free_port() {
+  local lo p
+  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  for _ in $(seq 50); do
+    p=$((10000 + RANDOM % (lo - 10002)))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 1))") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  echo "no free port below $lo" >&2
+  return 1
+}
+port=$(free_port)
 cat > keysvc-dr.yaml <<EOF
 listen: 127.0.0.1:$port
 data_dir: $dir/var-dr
