@@ -47,21 +47,41 @@ func readServiceRecord[T any](s *Store, key []byte, what string) (*T, error) {
 // SetServiceKeys stores r as the service-key record and appends rec (when
 // not nil) in the same transaction (keysvc.Store).
 func (s *Store) SetServiceKeys(r *keysvc.ServiceKeyRecord, rec *audit.Record) error {
-	v, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("%w: encode the service-key record: %w", wire.ErrStore, err)
+	return s.putServiceRecords("the service-key record", rec, serviceRecord{serviceKeysRecord, r, "the service-key record"})
+}
+
+// serviceRecord is one JSON record of the service-keys bucket to store;
+// what names it in errors.
+type serviceRecord struct {
+	key   []byte
+	value any
+	what  string
+}
+
+// putServiceRecords stores records in the service-keys bucket and appends
+// rec (when not nil) in one transaction; what names the write in errors.
+func (s *Store) putServiceRecords(what string, rec *audit.Record, records ...serviceRecord) error {
+	vals := make([][]byte, len(records))
+	for i, r := range records {
+		v, err := json.Marshal(r.value)
+		if err != nil {
+			return fmt.Errorf("%w: encode %s: %w", wire.ErrStore, r.what, err)
+		}
+		vals[i] = v
 	}
 	var sealed audit.Record
 	if rec != nil {
 		sealed = *rec
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketServiceKeys)
 		if err != nil {
 			return err
 		}
-		if err := b.Put(serviceKeysRecord, v); err != nil {
-			return err
+		for i, r := range records {
+			if err := b.Put(r.key, vals[i]); err != nil {
+				return err
+			}
 		}
 		if rec == nil {
 			return nil
@@ -69,7 +89,7 @@ func (s *Store) SetServiceKeys(r *keysvc.ServiceKeyRecord, rec *audit.Record) er
 		return appendRecord(tx, &sealed)
 	})
 	if err != nil {
-		return fmt.Errorf("%w: store the service-key record: %w", wire.ErrStore, err)
+		return fmt.Errorf("%w: store %s: %w", wire.ErrStore, what, err)
 	}
 	if rec != nil {
 		*rec = sealed
