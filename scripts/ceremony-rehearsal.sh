@@ -19,11 +19,8 @@ cer=${CEREMONY:-$repo/bin/ceremony}
 keysvc=${KEYSVC:-$repo/bin/keysvc}
 [ -x "$cer" ] || { echo "rehearsal: $cer missing: run make ceremony" >&2; exit 2; }
 [ -x "$keysvc" ] || { echo "rehearsal: $keysvc missing: run make ceremony" >&2; exit 2; }
-module=""
-for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so; do
-  [ -e "$p" ] && module=$p && break
-done
-[ -n "$module" ] || { echo "rehearsal: SoftHSM2 not found: apt-get install -y softhsm2" >&2; exit 2; }
+. "$repo/scripts/rehearsal-lib.sh"
+find_softhsm "rehearsal"
 
 dir=${1:-$(mktemp -d /tmp/keyward-ceremony.XXXXXX)}
 mkdir -p "$dir" && cd "$dir"
@@ -55,21 +52,6 @@ step "0. each officer makes a personal approval key (on their own machine or USB
 "$cer" officer keygen -name "Bob Lee" -out officers/bob.key -pub officers/bob.pub.pem
 
 guard=$dir/var/keysvc.db # keysvc's <data_dir>/keysvc.db; token init creates it where keysvc never ran
-common() { # common TRANSCRIPT-DIR
-  cat <<EOF
-module: $module
-officers: [Alice Wong, Bob Lee]
-transcript: {dir: out/$1}
-pin_guard: $guard
-EOF
-}
-so_parts() {
-  cat <<EOF
-so_pin:
-  - {officer: Alice Wong, pin: "file:$dir/pins/alice-so"}
-  - {officer: Bob Lee, pin: "file:$dir/pins/bob-so"}
-EOF
-}
 # approve SUB... FILE: Alice and Bob each approve FILE for ceremony SUB;
 # prints the --approval flags.
 approve() {
@@ -166,23 +148,6 @@ mkdir -p tls var-dr
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
   -addext subjectAltName=IP:127.0.0.1 -keyout tls/server-key.pem -out tls/server.pem 2>/dev/null
 officer_token=$(openssl rand -hex 16)
-# free_port: a port for keysvc's listener (and the next one, for metrics)
-# that nothing uses, chosen below the kernel's ephemeral range: ports there
-# are handed to port-0 listeners and to outgoing connections (other tests'
-# clients on the same machine), so a fixed pick in it can collide.
-free_port() {
-  local lo p
-  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-  for _ in $(seq 50); do
-    p=$((10000 + RANDOM % (lo - 10002)))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 1))") 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  done
-  echo "no free port below $lo" >&2
-  return 1
-}
 port=$(free_port)
 cat > keysvc-dr.yaml <<EOF
 listen: 127.0.0.1:$port

@@ -30,11 +30,8 @@ keysvc=${KEYSVC:-$repo/bin/keysvc}
 [ -x "$cer" ] || { echo "hsm-set rehearsal: $cer missing: run make ceremony" >&2; exit 2; }
 [ -x "$keysvc" ] || { echo "hsm-set rehearsal: $keysvc missing: run make ceremony" >&2; exit 2; }
 command -v pkcs11-tool >/dev/null || { echo "hsm-set rehearsal: pkcs11-tool missing: apt-get install -y opensc (scripts/deps.sh)" >&2; exit 2; }
-module=""
-for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so; do
-  [ -e "$p" ] && module=$p && break
-done
-[ -n "$module" ] || { echo "hsm-set rehearsal: SoftHSM2 not found: apt-get install -y softhsm2" >&2; exit 2; }
+. "$repo/scripts/rehearsal-lib.sh"
+find_softhsm "hsm-set rehearsal"
 
 dir=${1:-$(mktemp -d /tmp/keyward-hsm-set.XXXXXX)}
 mkdir -p "$dir" && cd "$dir"
@@ -62,21 +59,6 @@ step "0. each officer makes a personal approval key"
 "$cer" officer keygen -name "Bob Lee" -out officers/bob.key -pub officers/bob.pub.pem >/dev/null
 
 guard=$dir/var/keysvc.db # keysvc's <data_dir>/keysvc.db: every ceremony counts its logins there (keysvc stopped)
-common() { # common TRANSCRIPT-DIR
-  cat <<EOF
-module: $module
-officers: [Alice Wong, Bob Lee]
-transcript: {dir: out/$1}
-pin_guard: $guard
-EOF
-}
-so_parts() {
-  cat <<EOF
-so_pin:
-  - {officer: Alice Wong, pin: "file:$dir/pins/alice-so"}
-  - {officer: Bob Lee, pin: "file:$dir/pins/bob-so"}
-EOF
-}
 # run SUB... FILE: Alice and Bob approve FILE for ceremony SUB, then it runs
 # with both approvals and --yes; output in out/<file>.log.
 run() {
@@ -192,23 +174,6 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
   -addext subjectAltName=IP:127.0.0.1 -keyout tls/server-key.pem -out tls/server.pem 2>/dev/null
 officer_token=$(openssl rand -hex 16)
 printf '%s' "$officer_token" > pins/officer.token
-# free_port: a port for keysvc's listener (and the next one, for metrics)
-# that nothing uses, chosen below the kernel's ephemeral range: ports there
-# are handed to port-0 listeners and to outgoing connections (other tests'
-# clients on the same machine), so a fixed pick in it can collide.
-free_port() {
-  local lo p
-  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-  for _ in $(seq 50); do
-    p=$((10000 + RANDOM % (lo - 10002)))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 1))") 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  done
-  echo "no free port below $lo" >&2
-  return 1
-}
 port=$(free_port); mport=$((port + 1))
 write_config() { # write_config MEMBER...: keysvc.yaml naming these tokens
   {
