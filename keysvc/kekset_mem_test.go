@@ -2,7 +2,6 @@ package keysvc_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -39,11 +38,8 @@ type kekSetEnv struct {
 
 func newKEKSetEnv(t *testing.T) *kekSetEnv {
 	ctx := context.Background()
-	e := &kekSetEnv{t: t, a: memtoken.New("hsm-a", "A1"), b: memtoken.New("hsm-b", "B1"), path: filepath.Join(t.TempDir(), "keysvc.db")}
-	repl := make([]byte, 32)
-	rand.Read(repl)
-	e.a.InstallReplicationKey(repl)
-	e.b.InstallReplicationKey(repl)
+	e := &kekSetEnv{t: t, path: filepath.Join(t.TempDir(), "keysvc.db")}
+	e.a, e.b = memTokenPair()
 	var err error
 	e.set, err = token.NewSet(ctx, token.SetConfig{
 		Members:       []token.SetMember{{Name: "a", Store: e.a}, {Name: "b", Store: e.b}},

@@ -2,7 +2,6 @@ package keysvc_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,11 +27,7 @@ import (
 // A version on no token of the set is still counted after the Sync.
 func TestMemManagedKeysCheckedAfterSync(t *testing.T) {
 	ctx := context.Background()
-	repl := make([]byte, 32)
-	rand.Read(repl)
-	a, b := memtoken.New("hsm-a", "A1"), memtoken.New("hsm-b", "B1")
-	a.InstallReplicationKey(repl)
-	b.InstallReplicationKey(repl)
+	a, b := memTokenPair()
 	path := filepath.Join(t.TempDir(), "keysvc.db")
 	// start opens keysvc on the set {a, b} as cmd/keysvc does when
 	// levelled, and returns it with the set and a stop function.

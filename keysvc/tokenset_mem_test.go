@@ -19,6 +19,17 @@ import (
 	"github.com/keyward/keyward/token/memtoken"
 )
 
+// memTokenPair is two in-memory tokens, hsm-a and hsm-b, holding one
+// replication key, as a token set of two needs.
+func memTokenPair() (a, b *memtoken.Token) {
+	repl := make([]byte, 32)
+	rand.Read(repl)
+	a, b = memtoken.New("hsm-a", "A1"), memtoken.New("hsm-b", "B1")
+	a.InstallReplicationKey(repl)
+	b.InstallReplicationKey(repl)
+	return a, b
+}
+
 // TestMemServiceOnTokenSet (issue 15 items 3 and 4): keysvc.Service on a
 // token.Set of two in-memory tokens, wired as cmd/keysvc wires it
 // (Managed = Service.ManagedLabels). hsm keys are on both tokens; with b
@@ -26,11 +37,7 @@ import (
 // is away are settled on b before it is re-admitted; then b serves alone.
 func TestMemServiceOnTokenSet(t *testing.T) {
 	ctx := context.Background()
-	repl := make([]byte, 32)
-	rand.Read(repl)
-	a, b := memtoken.New("hsm-a", "A1"), memtoken.New("hsm-b", "B1")
-	a.InstallReplicationKey(repl)
-	b.InstallReplicationKey(repl)
+	a, b := memTokenPair()
 	var svcp atomic.Pointer[keysvc.Service]
 	set, err := token.NewSet(ctx, token.SetConfig{
 		Members:       []token.SetMember{{Name: "a", Store: a}, {Name: "b", Store: b}},
