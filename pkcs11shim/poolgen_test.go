@@ -14,8 +14,8 @@ import (
 // (B's next private-object operation: CKR_USER_NOT_LOGGED_IN). Found
 // copying keys between two tokens of one process (issue 15).
 func TestRecoveryClosesOnlyItsOwnGeneration(t *testing.T) {
-	ma, sa := freshToken(t)
-	_, sb := freshToken(t)
+	ma, sa := freshToken(t, "replica-")
+	_, sb := freshToken(t, "replica-")
 	ma.MinReinitInterval = time.Millisecond
 	reinit := func() {
 		time.Sleep(2 * time.Millisecond)

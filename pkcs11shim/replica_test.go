@@ -26,7 +26,7 @@ func replicaPair(t *testing.T, valueA, valueB []byte) (pa, pb *Pool, checkA, che
 	t.Helper()
 	so := func(login LoginFunc) error { return login([]byte(trustedSOPIN)) }
 	install := func(value []byte) (*Pool, []byte) {
-		m, sel := freshToken(t)
+		m, sel := freshToken(t, "replica-")
 		check, err := m.InstallReplicationKey(sel, value, so)
 		if err != nil {
 			t.Fatalf("install the replication key: %v", err)
@@ -38,8 +38,9 @@ func replicaPair(t *testing.T, valueA, valueB []byte) (pa, pb *Pool, checkA, che
 	return pa, pb, checkA, checkB
 }
 
-// freshToken makes a token (C_InitToken, C_InitPIN) with no pool on it.
-func freshToken(t *testing.T) (*Module, Selector) {
+// freshToken makes a token labelled prefix and 8 random hex digits
+// (C_InitToken, C_InitPIN) with no pool on it.
+func freshToken(t *testing.T, prefix string) (*Module, Selector) {
 	t.Helper()
 	m, err := OpenModule(softhsm(t))
 	if err != nil {
@@ -48,7 +49,7 @@ func freshToken(t *testing.T) (*Module, Selector) {
 	t.Cleanup(func() { m.Close() })
 	b := make([]byte, 4)
 	rand.Read(b)
-	ti, err := m.InitToken("", []byte(trustedSOPIN), "replica-"+hex.EncodeToString(b))
+	ti, err := m.InitToken("", []byte(trustedSOPIN), prefix+hex.EncodeToString(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,7 +533,7 @@ func TestReplicationKeyInstall(t *testing.T) {
 	ctx := context.Background()
 	var calls int
 	so := func(login LoginFunc) error { calls++; return login([]byte(trustedSOPIN)) }
-	m, sel := freshToken(t)
+	m, sel := freshToken(t, "replica-")
 	if _, err := m.InstallReplicationKey(sel, make([]byte, 16), so); !errors.Is(err, ErrInputInvalid) || calls != 0 {
 		t.Fatalf("a 16-byte value: %v (SO logins %d), want ErrInputInvalid before any login", err, calls)
 	}
@@ -568,7 +569,7 @@ func TestReplicationKeyInstall(t *testing.T) {
 	}
 	// Another token with another value: another check value, and its blobs
 	// do not unwrap here.
-	m2, sel2 := freshToken(t)
+	m2, sel2 := freshToken(t, "replica-")
 	check2, err := m2.InstallReplicationKey(sel2, randomKey(t), so)
 	if err != nil {
 		t.Fatal(err)
@@ -624,7 +625,7 @@ func TestReplicationKeyInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m4, sel4 := freshToken(t)
+	m4, sel4 := freshToken(t, "replica-")
 	if _, err := m4.InstallReplicationKey(sel4, value, so); err != nil {
 		t.Fatal(err)
 	}
@@ -646,7 +647,7 @@ func TestReplicationKeyInstall(t *testing.T) {
 	}
 	// A user's own key labelled keysvc-replication, on a token without the
 	// real one: not trusted, so not used.
-	m3, sel3 := freshToken(t)
+	m3, sel3 := freshToken(t, "replica-")
 	p3 := userPool(t, m3, sel3)
 	if err := p3.WithSession(ctx, func(s *Session) error {
 		_, err := s.createObject([]*pkcs11.Attribute{

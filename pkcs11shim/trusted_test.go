@@ -78,21 +78,7 @@ func softhsm(t testing.TB) string {
 // module, its selector and a user pool on it.
 func trustedToken(t *testing.T) (*Module, Selector, *Pool) {
 	t.Helper()
-	m, err := OpenModule(softhsm(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	b := make([]byte, 4)
-	rand.Read(b)
-	ti, err := m.InitToken("", []byte(trustedSOPIN), "trusted-"+hex.EncodeToString(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sel := Selector{Label: ti.Label, Serial: ti.Serial}
-	if err := m.InitPIN(sel, []byte(trustedSOPIN), []byte(trustedUserPIN)); err != nil {
-		t.Fatal(err)
-	}
+	m, sel := freshToken(t, "trusted-")
 	return m, sel, userPool(t, m, sel)
 }
 
