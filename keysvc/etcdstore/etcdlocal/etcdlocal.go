@@ -42,6 +42,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // Version is the etcd server version go.mod pins; Binary builds it.
@@ -443,4 +446,69 @@ func (c *Cluster) makeTLS() error {
 
 func writePEM(path, typ string, der []byte) error {
 	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+}
+
+// Leader returns the member that leads the cluster now (asking the running
+// members in turn).
+func (c *Cluster) Leader(ctx context.Context) (*Member, error) {
+	cfg, err := c.ClientTLS()
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range c.Members {
+		if !m.Running() {
+			continue
+		}
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, TLS: cfg, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := cli.Status(sctx, m.ClientURL)
+		cancel()
+		cli.Close()
+		if err != nil || st.Leader == 0 {
+			continue
+		}
+		if st.Leader == st.Header.MemberId {
+			return m, nil
+		}
+		for _, o := range c.Members { // ask the leader itself, so the answer is its own
+			if o != m && o.Running() {
+				if id, err := memberID(ctx, o, cfg); err == nil && id == st.Leader {
+					return o, nil
+				}
+			}
+		}
+	}
+	return nil, errors.New("etcdlocal: no member reports a leader")
+}
+
+func memberID(ctx context.Context, m *Member, cfg *tls.Config) (uint64, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{m.ClientURL}, TLS: cfg, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return 0, err
+	}
+	defer cli.Close()
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := cli.Status(sctx, m.ClientURL)
+	if err != nil {
+		return 0, err
+	}
+	return st.Header.MemberId, nil
+}
+
+// Follower returns a running member that does not lead the cluster.
+func (c *Cluster) Follower(ctx context.Context) (*Member, error) {
+	l, err := c.Leader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range c.Members {
+		if m != l && m.Running() {
+			return m, nil
+		}
+	}
+	return nil, errors.New("etcdlocal: no running follower")
 }
