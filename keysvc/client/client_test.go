@@ -390,20 +390,39 @@ func TestRetries(t *testing.T) {
 		t.Errorf("GetKey 404: %v after %d calls", err, b.count("GetKey"))
 	}
 
-	// Nothing that changes state or uses a key is ever retried.
-	calls := map[string]func() error{
+	// Sign, SignBatch, MAC, Decrypt, Encrypt and DataKey are safe to
+	// repeat (see the package doc): retried on a 503 like reads.
+	safe := map[string]func() error{
 		"Sign": func() error { _, err := c.Sign(ctx, "k1", wire.SignRequest{Digest: []byte{1}}); return err },
 		"SignBatch": func() error {
 			_, err := c.SignBatch(ctx, "k1", []wire.SignRequest{{Digest: []byte{1}}})
 			return err
 		},
-		"Encrypt":   func() error { _, _, err := c.Encrypt(ctx, "k1", []byte("x"), nil); return err },
-		"Decrypt":   func() error { _, err := c.Decrypt(ctx, "k1", "kw:v1:x", nil); return err },
-		"DataKey":   func() error { _, err := c.DataKey(ctx, "k1", 32, nil); return err },
+		"MAC":     func() error { _, err := c.MAC(ctx, "k1", []byte("m")); return err },
+		"Encrypt": func() error { _, _, err := c.Encrypt(ctx, "k1", []byte("x"), nil); return err },
+		"Decrypt": func() error { _, err := c.Decrypt(ctx, "k1", "kw:v1:x", nil); return err },
+		"DataKey": func() error { _, err := c.DataKey(ctx, "k1", 32, nil); return err },
+	}
+	for method, f := range safe {
+		b.fail(method, unavailable, unavailable)
+		if err := f(); err != nil {
+			t.Errorf("%s after two 503s: %v", method, err)
+		}
+		if n := b.count(method); n != 3 {
+			t.Errorf("%s called %d times after two 503s, want 3", method, n)
+		}
+	}
+
+	// Nothing that changes state is ever retried.
+	calls := map[string]func() error{
 		"Rotate":    func() error { _, err := c.Rotate(ctx, "k1"); return err },
 		"CreateKey": func() error { _, err := c.CreateKey(ctx, wire.CreateKeyRequest{Name: "k2"}); return err },
 		"SetVersionState": func() error {
 			_, err := c.SetVersionState(ctx, "k1", 1, wire.ActionDisable, 0)
+			return err
+		},
+		"UpdateSettings": func() error {
+			_, err := c.UpdateSettings(ctx, "k1", wire.KeySettingsRequest{})
 			return err
 		},
 		"CancelConfirmation": func() error { _, err := c.CancelConfirmation(ctx, confID); return err },
@@ -412,7 +431,9 @@ func TestRetries(t *testing.T) {
 	}
 	for method, f := range calls {
 		b.fail(method, unavailable, unavailable)
-		if err := f(); !errors.Is(err, wire.ErrTokenUnavailable) {
+		err := f()
+		var ue *client.UnavailableError
+		if !errors.Is(err, wire.ErrTokenUnavailable) || !errors.As(err, &ue) || ue.Repeatable || ue.Attempts != 1 {
 			t.Errorf("%s: %v", method, err)
 		}
 		if n := b.count(method); n != 1 {
@@ -485,14 +506,14 @@ func TestRetryConnectionErrors(t *testing.T) {
 		t.Errorf("requests = %d, want 2", n)
 	}
 
-	// POST sign: a dropped connection is not retried.
+	// POST rotate: a dropped connection is not retried.
 	f = newFlaky(t, "", ok)
 	c, _ = client.New("http://"+f.ln.Addr().String(), client.WithHTTPClient(hc), client.WithRetries(3))
-	if _, err := c.Sign(context.Background(), "k1", wire.SignRequest{Digest: []byte{1}}); err == nil {
-		t.Fatal("Sign succeeded on a dropped connection")
+	if _, err := c.Rotate(context.Background(), "k1"); err == nil {
+		t.Fatal("Rotate succeeded on a dropped connection")
 	}
 	if n := f.requests.Load(); n != 1 {
-		t.Errorf("Sign sent %d times, want 1", n)
+		t.Errorf("Rotate sent %d times, want 1", n)
 	}
 
 	// A cancelled context stops the retries.
