@@ -286,7 +286,8 @@ func (c *Client) once(ctx context.Context, ep *endpoint, cl call, body []byte) (
 		if ctx.Err() != nil {
 			return answered, fmt.Errorf("keysvc client: %s %s: %w", cl.method, cl.path, ctx.Err())
 		}
-		err = fmt.Errorf("keysvc client: %s %s: %w", cl.method, cl.path, err)
+		// No prefix: do wraps every failure in an *UnavailableError,
+		// which names the call.
 		if certificateError(err) {
 			return certFailed, err
 		}
@@ -315,9 +316,8 @@ func (c *Client) once(ctx context.Context, ep *endpoint, cl call, body []byte) (
 		if ctx.Err() != nil {
 			return answered, fmt.Errorf("keysvc client: %s %s: reading the response: %w", cl.method, cl.path, ctx.Err())
 		}
-		// As a *url.Error, like every other transport failure.
-		return failed, fmt.Errorf("keysvc client: %s %s: reading the response: %w", cl.method, cl.path,
-			&url.Error{Op: cl.method, URL: ep.base + cl.path, Err: err})
+		// A *url.Error, like every other transport failure.
+		return failed, &url.Error{Op: cl.method, URL: ep.base + cl.path, Err: fmt.Errorf("reading the response: %w", err)}
 	}
 	if err := json.Unmarshal(b, cl.out); err != nil {
 		return answered, fmt.Errorf("keysvc client: %s %s: decoding the response: %w", cl.method, cl.path, err)

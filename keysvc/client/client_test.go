@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -43,10 +44,13 @@ type fakeBackend struct {
 	// instead of the whole wait (a server answers a long poll early when
 	// the status changes).
 	hold time.Duration
+	// delays, per method, is how long a call takes after it has been
+	// recorded (done): an answer that comes too late to be read.
+	delays map[string]time.Duration
 }
 
 func newFake() *fakeBackend {
-	return &fakeBackend{errs: map[string][]error{}, calls: map[string]int{}, last: map[string][]any{}}
+	return &fakeBackend{errs: map[string][]error{}, calls: map[string]int{}, last: map[string][]any{}, delays: map[string]time.Duration{}}
 }
 
 func (b *fakeBackend) fail(method string, errs ...error) {
@@ -77,14 +81,23 @@ func (b *fakeBackend) args(method string) []any {
 
 func (b *fakeBackend) rec(method string, args ...any) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.calls[method]++
 	b.last[method] = args
+	delay := b.delays[method]
+	var err error
 	if q := b.errs[method]; len(q) > 0 {
-		b.errs[method] = q[1:]
-		return q[0]
+		b.errs[method], err = q[1:], q[0]
 	}
-	return nil
+	b.mu.Unlock()
+	time.Sleep(delay)
+	return err
+}
+
+// delay makes method take d after it is done (0: at once).
+func (b *fakeBackend) delay(method string, d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.delays[method] = d
 }
 
 func key(name string) *keysvc.Key {
@@ -504,6 +517,22 @@ func TestRetryConnectionErrors(t *testing.T) {
 	}
 	if n := f.requests.Load(); n != 2 {
 		t.Errorf("requests = %d, want 2", n)
+	}
+
+	// An answer cut off mid-body (the server acted, its answer was lost):
+	// a read is repeated, a write is not, and the error is a transport
+	// error (*url.Error), not a decoding one.
+	cut := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(okBody), okBody[:20])
+	f = newFlaky(t, cut, ok)
+	c, _ = client.New("http://"+f.ln.Addr().String(), client.WithHTTPClient(hc), client.WithRetries(3))
+	if v, err := c.GetKey(context.Background(), "k1"); err != nil || v.Name != "k1" || f.requests.Load() != 2 {
+		t.Errorf("GetKey after a cut answer = %+v, %v (%d requests)", v, err, f.requests.Load())
+	}
+	f = newFlaky(t, cut, ok)
+	c, _ = client.New("http://"+f.ln.Addr().String(), client.WithHTTPClient(hc), client.WithRetries(3))
+	var ue *url.Error
+	if _, err := c.Rotate(context.Background(), "k1"); !errors.As(err, &ue) || !errors.Is(err, io.ErrUnexpectedEOF) || f.requests.Load() != 1 {
+		t.Errorf("Rotate with a cut answer = %v (%d requests)", err, f.requests.Load())
 	}
 
 	// POST rotate: a dropped connection is not retried.

@@ -184,7 +184,7 @@ type UnavailableError struct {
 
 func (e *UnavailableError) Error() string {
 	if !e.Repeatable {
-		return fmt.Sprintf("keysvc client: %s %s: not retried (not safe to repeat; the server may have acted): %v", e.Method, e.Path, e.Last)
+		return fmt.Sprintf("keysvc client: %s %s: not retried on another endpoint (not safe to repeat): %v", e.Method, e.Path, e.Last)
 	}
 	return fmt.Sprintf("keysvc client: %s %s: no endpoint answered (%d of %d endpoints tried, %d attempts): %v",
 		e.Method, e.Path, e.Tried, e.Endpoints, e.Attempts, e.Last)
