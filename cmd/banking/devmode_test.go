@@ -184,6 +184,27 @@ func TestKMSClientMutualTLS(t *testing.T) {
 		t.Fatalf("server saw client certificate %q", seenCN)
 	}
 
+	// keysvc.urls: a dead node first, then the live one; the same mTLS
+	// client reaches keysvc through the second.
+	dead := httptest.NewUnstartedServer(http.NotFoundHandler())
+	deadURL := "https://" + dead.Listener.Addr().String()
+	dead.Listener.Close()
+	c.KeySvc.URL, c.KeySvc.URLs = "", []string{deadURL, srv.URL}
+	kc, err = newKMSClient(c, &credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // spread: one of the two calls goes to the dead node first
+		seenCN = ""
+		if err := kc.Ready(context.Background()); err != nil || seenCN != "banking" {
+			t.Fatalf("ready over mTLS with a dead node: %v (client certificate %q)", err, seenCN)
+		}
+	}
+	if eps := kc.Endpoints(); len(eps) != 2 || eps[0].URL != deadURL || !eps[0].Down || eps[1].Down || kc.Stats().Failovers != 1 {
+		t.Fatalf("endpoints %+v, %+v", eps, kc.Stats())
+	}
+	c.KeySvc.URL, c.KeySvc.URLs = srv.URL, nil
+
 	// A CA that did not sign the server certificate is refused.
 	c.KeySvc.CA = write("other-ca.pem", "CERTIFICATE", caDER)
 	kc, err = newKMSClient(c, &credentials{})
