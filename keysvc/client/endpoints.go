@@ -156,7 +156,7 @@ func (c *Client) order() []*endpoint {
 	if c.balance == Spread && len(up) > 1 {
 		// Rotate over the healthy ones only, so the neighbour of a down
 		// endpoint does not get its share as well.
-		k := int(c.cursor.Add(1) % uint64(len(up)))
+		k := int((c.cursor.Add(1) - 1) % uint64(len(up)))
 		up = append(up[k:], up[:k]...)
 	}
 	slices.SortFunc(down, func(a, b *endpoint) int { return cmp.Compare(a.downUntil.Load(), b.downUntil.Load()) })
