@@ -107,9 +107,27 @@
 // own shorter Timeout (WithHTTPClient) cannot cut a long poll short. An
 // HTTP client without a Timeout relies on ctx alone, as before.
 //
+// A node whose host is gone (no answer at all, not even a refusal) costs
+// the request that finds it its dial: give the HTTP client's Transport a
+// dial timeout of a few seconds (net.Dialer.Timeout), as cmd/banking does,
+// or that request waits for the whole Timeout before it fails over.
+//
 // # Concurrency
 //
 // A Client is safe for concurrent use.
+//
+// # Limitations
+//
+//   - The endpoints must be nodes of one cluster: the client cannot tell
+//     independent keysvc instances apart, and would spread one key's
+//     requests over stores that do not share it.
+//   - A write whose connection was refused before anything was sent is
+//     not sent elsewhere either, although it could be: the rule stays
+//     simple (a write is sent once, whatever failed); the next call
+//     avoids the node.
+//   - Health is learnt from requests only; there is no background probe,
+//     so a node that comes back is found by the first request after its
+//     down time (one failed dial per down time while it stays away).
 package client
 
 import (
