@@ -157,7 +157,7 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		creds.wipe()
 		return err
 	}
-	kc, err := newKMSClient(cfg, creds)
+	kc, err := newKMSClient(cfg, creds, log)
 	creds.wipe() // parsed into the TLS configurations and the client
 	if err != nil {
 		return err
@@ -245,7 +245,7 @@ func serverTLS(certFile, keyFile string, keyPEM []byte) (*tls.Config, error) {
 // client certificate, or (development) a bearer token from a file. The
 // transport keeps many idle connections to keysvc: every login, transfer
 // and receipt is a keysvc call.
-func newKMSClient(cfg *Config, creds *credentials) (*client.Client, error) {
+func newKMSClient(cfg *Config, creds *credentials, log *slog.Logger) (*client.Client, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.KeySvc.CA != "" {
 		pem, err := os.ReadFile(cfg.KeySvc.CA)
@@ -286,7 +286,15 @@ func newKMSClient(cfg *Config, creds *credentials) (*client.Client, error) {
 		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, DialContext: dialer.DialContext}
 	opts = append(opts, client.WithHTTPClient(&http.Client{Transport: tr, Timeout: cfg.KeySvc.Timeout}))
 	// Spread (the client's default): every keysvc node signs with its own
-	// token sessions, and every pool stays warm for a failover.
+	// token sessions, and every pool stays warm for a failover. A node
+	// that fails, and its return, are logged once each.
+	opts = append(opts, client.WithEndpointEvents(func(url string, up bool, err error) {
+		if up {
+			log.Info("keysvc endpoint answers again", "endpoint", url)
+			return
+		}
+		log.Warn("keysvc endpoint failed; requests safe to repeat go to the other endpoints until it answers", "endpoint", url, "err", err)
+	}))
 	return client.NewMulti(cfg.KeySvc.endpoints(), opts...)
 }
 

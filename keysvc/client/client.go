@@ -40,7 +40,8 @@
 //
 // Stats counts failovers (requests sent again to another endpoint),
 // retries and calls that no endpoint answered; Endpoints shows each
-// endpoint's state and last failure.
+// endpoint's state and last failure; WithEndpointEvents reports an
+// endpoint that fails and its return, once each, for a log.
 //
 // # Retries
 //
@@ -174,6 +175,7 @@ type Client struct {
 	downTime time.Duration
 
 	cursor                        atomic.Uint64 // Spread's round robin
+	onChange                      func(url string, up bool, err error)
 	failovers, retried, exhausted atomic.Uint64 // Stats
 }
 
@@ -261,7 +263,8 @@ func keyPath(name string, rest ...string) string {
 type outcome int
 
 const (
-	answered   outcome = iota // an answer (or the caller's ctx ended): return err as it is
+	answered   outcome = iota // an answer from the endpoint: return err as it is
+	stopped                   // the caller's ctx ended, or the request could not be built: return err, the endpoint unjudged
 	failed                    // the endpoint failed: connection error, timeout, 502, 503, 504
 	certFailed                // the endpoint's certificate was refused
 )
@@ -290,7 +293,7 @@ func (c *Client) once(ctx context.Context, ep *endpoint, cl call, body []byte) (
 	}
 	req, err := http.NewRequestWithContext(rctx, cl.method, ep.base+cl.path, rd)
 	if err != nil {
-		return answered, fmt.Errorf("keysvc client: %w", err)
+		return stopped, fmt.Errorf("keysvc client: %w", err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -302,7 +305,7 @@ func (c *Client) once(ctx context.Context, ep *endpoint, cl call, body []byte) (
 	resp, err := hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return answered, fmt.Errorf("keysvc client: %s %s: %w", cl.method, cl.path, ctx.Err())
+			return stopped, fmt.Errorf("keysvc client: %s %s: %w", cl.method, cl.path, ctx.Err())
 		}
 		// No prefix: do wraps every failure in an *UnavailableError,
 		// which names the call.
@@ -332,7 +335,7 @@ func (c *Client) once(ctx context.Context, ep *endpoint, cl call, body []byte) (
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
 		if ctx.Err() != nil {
-			return answered, fmt.Errorf("keysvc client: %s %s: reading the response: %w", cl.method, cl.path, ctx.Err())
+			return stopped, fmt.Errorf("keysvc client: %s %s: reading the response: %w", cl.method, cl.path, ctx.Err())
 		}
 		// A *url.Error, like every other transport failure.
 		return failed, &url.Error{Op: cl.method, URL: ep.base + cl.path, Err: fmt.Errorf("reading the response: %w", err)}

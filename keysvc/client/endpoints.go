@@ -49,10 +49,21 @@ func WithBalance(b Balance) Option { return func(c *Client) { c.balance = b } }
 // (default DefaultDownTime; at least 1 ms).
 func WithDownTime(d time.Duration) Option { return func(c *Client) { c.downTime = d } }
 
+// WithEndpointEvents calls f when an endpoint that answered fails (up
+// false, with the failure) and when one that had failed answers again (up
+// true, err nil): once per change, not per request, so a caller may log
+// each call (cmd/banking does). f runs on the request's goroutine and must
+// return quickly. err never holds a request header, so never a bearer
+// token.
+func WithEndpointEvents(f func(url string, up bool, err error)) Option {
+	return func(c *Client) { c.onChange = f }
+}
+
 // endpoint is one keysvc node and what the client knows of its health.
 type endpoint struct {
 	base      string       // scheme://host[:port][/prefix], no trailing slash
 	downUntil atomic.Int64 // unix nanoseconds; passed over until then
+	failing   atomic.Bool  // its last attempt failed (WithEndpointEvents)
 
 	mu       sync.Mutex
 	failures uint64
@@ -238,12 +249,20 @@ func (c *Client) do(ctx context.Context, cl call) error {
 			attempts++
 			res, err := c.once(ctx, ep, cl, body)
 			switch res {
+			case stopped:
+				return err
 			case answered:
+				if ep.failing.Swap(false) && c.onChange != nil {
+					c.onChange(ep.base, true, nil)
+				}
 				return err
 			case certFailed:
 				barred[ep] = true
 			}
 			ep.markDown(c.downTime, err)
+			if !ep.failing.Swap(true) && c.onChange != nil {
+				c.onChange(ep.base, false, err)
+			}
 			last = err
 			if !cl.repeat {
 				c.exhausted.Add(1)

@@ -317,7 +317,18 @@ func safeCalls(c *client.Client) map[string]func(context.Context) error {
 // lands on the others while it is down; back on its address, it is used
 // again.
 func TestFailoverKilledNode(t *testing.T) {
-	nodes, c := cluster(t, 3)
+	var (
+		evMu   sync.Mutex
+		events = map[string][]bool{}
+	)
+	nodes, c := cluster(t, 3, client.WithEndpointEvents(func(url string, up bool, err error) {
+		if up != (err == nil) {
+			t.Errorf("event for %s: up %v with error %v", url, up, err)
+		}
+		evMu.Lock()
+		events[url] = append(events[url], up)
+		evMu.Unlock()
+	}))
 	ctx := context.Background()
 
 	// Spread: round robin over the three.
@@ -421,6 +432,24 @@ func TestFailoverKilledNode(t *testing.T) {
 	}
 	if c.Endpoints()[1].Down {
 		t.Error("b is back and still marked down")
+	}
+
+	// Events: b went down and came back (once each, unless a request
+	// answered on b just before the kill was read after the first
+	// failure); a and c never changed.
+	evMu.Lock()
+	defer evMu.Unlock()
+	eb := events[nodes[1].url]
+	if len(eb) < 2 || len(eb)%2 != 0 || eb[0] || !eb[len(eb)-1] {
+		t.Errorf("b's events %v, want down, up", eb)
+	}
+	for i := 1; i < len(eb); i++ {
+		if eb[i] == eb[i-1] {
+			t.Errorf("b's events %v repeat a state", eb)
+		}
+	}
+	if len(events[nodes[0].url])+len(events[nodes[2].url]) != 0 {
+		t.Errorf("events for nodes that never failed: %v", events)
 	}
 }
 
