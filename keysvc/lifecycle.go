@@ -228,6 +228,9 @@ func (s *Service) rotate(ctx context.Context, c Caller, name string, check func(
 		return nil, err
 	}
 	k, err := s.updateKey(name, func(k *Key) error {
+		if err := check(k); err != nil { // again, on the committed key: another node may have rotated it
+			return err
+		}
 		if len(k.Versions) != n-1 {
 			return fmt.Errorf("%w: key %q changed during rotation; try again", wire.ErrIllegalTransition, name)
 		}
@@ -350,8 +353,8 @@ func transition(k *Key, v *Version, action wire.VersionAction, now time.Time, de
 var schedulerCaller = Caller{Name: "scheduler"}
 
 // Tick does the scheduler's work once: destroy versions whose time has
-// come, rotate keys whose rotation period has passed, and checkpoint the
-// audit log. Run it at start-up (to catch up after downtime) and then
+// come, rotate keys whose rotation period has passed, end confirmations
+// whose time is up (sweepConfirmations), and checkpoint the audit log. Run it at start-up (to catch up after downtime) and then
 // periodically (Run).
 func (s *Service) Tick(ctx context.Context) error {
 	keys, err := s.store.ListKeys("", 0)
@@ -380,28 +383,13 @@ func (s *Service) Tick(ctx context.Context) error {
 			}
 		}
 	}
+	if err := s.sweepConfirmations(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.Checkpoint(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-var errNotDue = errors.New("not due")
-
-// Run calls Tick every interval until ctx ends.
-func (s *Service) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if err := s.Tick(ctx); err != nil {
-			s.log.Error("scheduler", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // destroyVersion destroys a due version's material (the token object, or
@@ -424,10 +412,16 @@ func (s *Service) destroyVersion(ctx context.Context, name string, version int) 
 	_, err = s.updateKey(name, func(k *Key) error {
 		v := k.Version(version)
 		at := s.now()
+		if v == nil || v.State != wire.StateDestroyScheduled || v.DestroyAt == nil || v.DestroyAt.After(at) {
+			return errNotDue // another node destroyed it, or it was cancelled, meanwhile
+		}
 		v.State, v.DestroyedAt, v.Wrapped, v.TPMKey, v.StateBeforeDestroy = wire.StateDestroyed, &at, nil, nil, ""
 		return nil
 	}, rec)
-	if err == nil {
+	switch {
+	case errors.Is(err, errNotDue):
+		return nil
+	case err == nil:
 		s.log.Info("key version destroyed", "key", name, "version", version)
 	}
 	return err
