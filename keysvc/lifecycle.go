@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/token"
 )
 
 var keyNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -225,6 +226,11 @@ func (s *Service) rotate(ctx context.Context, c Caller, name string, check func(
 	defer s.holdSealEpoch()() // until the version is stored (kekepoch.go)
 	v, err := s.newVersion(ctx, cur, n)
 	if err != nil {
+		if errors.Is(err, token.ErrDuplicateLabel) {
+			if cerr := s.madeElsewhere(name, check); cerr != nil {
+				return nil, cerr
+			}
+		}
 		return nil, err
 	}
 	k, err := s.updateKey(name, func(k *Key) error {
@@ -245,6 +251,24 @@ func (s *Service) rotate(ctx context.Context, c Caller, name string, check func(
 	}
 	s.log.Info("key rotated", "key", name, "version", n, "client", c.Name)
 	return k, nil
+}
+
+// madeElsewhere is rotate's answer to a token that already holds the new
+// version's object: another node (sharing the store and the token) is
+// rotating the key and commits in a moment. It re-reads the key for up to
+// two seconds and returns check's error once the key changed so that check
+// fails (for the scheduler, errNotDue); nil if it never did (an orphan
+// object from a crash: the caller reports the duplicate label).
+func (s *Service) madeElsewhere(name string, check func(*Key) error) error {
+	for i := 0; i < 20; i++ {
+		if k, err := s.store.GetKey(name); err == nil {
+			if cerr := check(k); cerr != nil {
+				return cerr
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
 }
 
 // UpdateSettings changes the key's minimum version and rotation period

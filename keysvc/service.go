@@ -510,6 +510,9 @@ func (s *Service) Checkpoint(ctx context.Context) error {
 		return tokenErr(err)
 	}
 	if err := s.store.AddCheckpoint(cp); err != nil {
+		if s.lostCheckpointRace(prev) {
+			return nil // another node checkpointed first (two leaders for a moment)
+		}
 		return err
 	}
 	s.lastCP = &cp
@@ -536,6 +539,43 @@ func (s *Service) othersCheckpointed(cps []audit.Checkpoint) bool {
 		}
 	}
 	return cps[len(cps)-1].VerifySignature(s.AuditPublicKey()) == nil // it vouches for every earlier one
+}
+
+// lostCheckpointRace reports whether, on a shared store, AddCheckpoint
+// failed because another node stored the checkpoint after prev first: the
+// newest stored checkpoint now follows prev and verifies. It becomes the
+// one this process last checked.
+func (s *Service) lostCheckpointRace(prev *audit.Checkpoint) bool {
+	if _, ok := s.store.(Elector); !ok {
+		return false
+	}
+	cps, err := s.store.Checkpoints()
+	if err != nil || len(cps) == 0 {
+		return false
+	}
+	i := len(cps) - 1
+	if prev != nil {
+		i = slices.IndexFunc(cps, func(c audit.Checkpoint) bool { return bytes.Equal(c.Digest(), prev.Digest()) })
+		if i < 0 || i == len(cps)-1 {
+			return false
+		}
+		i++
+	} else if cps[0].Follows(nil) != nil {
+		return false
+	} else {
+		i = 0
+	}
+	for j := i + 1; j < len(cps); j++ {
+		if cps[j].Follows(&cps[j-1]) != nil {
+			return false
+		}
+	}
+	if (prev != nil && cps[i].Follows(prev) != nil) || cps[len(cps)-1].VerifySignature(s.AuditPublicKey()) != nil {
+		return false
+	}
+	newest := cps[len(cps)-1]
+	s.lastCP = &newest
+	return true
 }
 
 // logCheckpoint logs a checkpoint with the anchor officers keep.
