@@ -87,12 +87,33 @@ func (f *fakeFeed) reset() {
 	}
 }
 
-// bothLead is an Elector that tells every node it leads at once.
-type bothLead struct{ leads atomic.Int32 }
+// bothLead is an Elector that tells every node it leads at once; the
+// test takes leadership away with depose.
+type bothLead struct {
+	leads   atomic.Int32
+	resigns atomic.Int32
+	mu      sync.Mutex
+	cancels []context.CancelFunc
+}
 
 func (e *bothLead) Lead(ctx context.Context, node string) (context.Context, func(), error) {
 	e.leads.Add(1)
-	return ctx, func() {}, nil
+	leading, cancel := context.WithCancel(ctx)
+	e.mu.Lock()
+	e.cancels = append(e.cancels, cancel)
+	e.mu.Unlock()
+	return leading, func() { e.resigns.Add(1); cancel() }, nil
+}
+
+// depose ends every leadership granted so far (sessions expired).
+func (e *bothLead) depose() {
+	e.mu.Lock()
+	cs := e.cancels
+	e.cancels = nil
+	e.mu.Unlock()
+	for _, c := range cs {
+		c()
+	}
 }
 
 // recordingConfirms is a ConfirmStore that keeps every record written to
@@ -584,5 +605,35 @@ func TestClusterConfirmSweep(t *testing.T) {
 		return r.Op == "confirm-fail" && strings.HasPrefix(r.Detail, "confirmation="+view2.ID)
 	}); n != 1 {
 		t.Fatalf("%d confirm-fail records, want 1", n)
+	}
+}
+
+// TestClusterRunStepsDown: Run ticks only while it leads; when leadership
+// is lost it steps down (resign, SchedulerLeader false) and campaigns
+// again; when ctx ends it gives leadership up.
+func TestClusterRunStepsDown(t *testing.T) {
+	c := newCluster(t, 1, true)
+	svc, el := c.nodes[0], c.st.elect
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); svc.Run(ctx, 10*time.Millisecond) }()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting until %s", what)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	waitFor("the node leads", func() bool { return el.leads.Load() == 1 && svc.Stats().SchedulerLeader })
+	el.depose()
+	waitFor("it stepped down and campaigned again", func() bool { return el.resigns.Load() >= 1 && el.leads.Load() == 2 })
+	waitFor("it leads again", func() bool { return svc.Stats().SchedulerLeader })
+	stop()
+	<-done
+	if svc.Stats().SchedulerLeader || el.resigns.Load() != 2 {
+		t.Fatalf("after Run returned: leader %v, %d resignations; want false, 2", svc.Stats().SchedulerLeader, el.resigns.Load())
 	}
 }

@@ -505,6 +505,9 @@ func (s *Service) Approve(ctx context.Context, holderToken string, req wire.Appr
 		return nil
 	})
 	switch {
+	case err != nil && !errors.Is(err, errConfEnded) && !errors.Is(err, errConfBusy): // the store failed
+		err = storeErr(err)
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, found, ""), err)
 	case r == nil && err == nil: // gone meanwhile
 		err = errNoConfirmationLink
 		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, found, ""), err)
@@ -516,9 +519,6 @@ func (s *Service) Approve(ctx context.Context, holderToken string, req wire.Appr
 			_ = s.audit(&audit.Record{Time: s.now(), Client: HolderClient, Key: key, Op: "confirm-expire", Result: "ok", Detail: "confirmation=" + id})
 		}
 		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", refusal, found, extra), refusal)
-	case err != nil:
-		err = storeErr(err)
-		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, found, ""), err)
 	}
 	mine := func(c *ConfirmRecord) bool {
 		return c.Pending() && c.BusyNode == s.node && c.BusyUntil.Equal(busyUntil)
