@@ -227,6 +227,11 @@ func (c *Config) validateStore() []error {
 	default:
 		return append(errs, errors.New("store.backend must be bbolt or etcd"))
 	}
+	if c.Audit.Signer == "tpm" {
+		// Whichever node leads signs the cluster's checkpoints: they must
+		// all sign with one key, the token's keysvc-audit.
+		errs = append(errs, errors.New("audit.signer tpm is one host's key; with store.backend etcd every node signs the cluster's checkpoints, so use audit.signer token (the shared token's keysvc-audit)"))
+	}
 	if len(e.Endpoints) == 0 {
 		errs = append(errs, errors.New("store.etcd.endpoints is required with store.backend etcd, e.g. [https://10.0.0.1:2379, https://10.0.0.2:2379, https://10.0.0.3:2379]"))
 	}

@@ -91,6 +91,7 @@ func TestStoreConfigRefuses(t *testing.T) {
 		{"etcd section on bbolt", "  backend: etcd", "  backend: bbolt", "store.etcd is set but store.backend is not etcd"},
 		{"etcd section without a backend", "  backend: etcd", "", "store.etcd is set but store.backend is not etcd"},
 		{"bad node name", "node: keysvc-1", "node: \"" + secretish + " x\"", "node must be 1-63 of"},
+		{"tpm audit signer", "clients: [{name: a}]", "clients: [{name: a}]\ntpm: /dev/tpmrm0\naudit: {signer: tpm}", "audit.signer tpm is one host's key"},
 		{"no data_dir", "data_dir: /var/lib/keyward", "", "data_dir is required (with store.backend etcd it holds node-local files only)"},
 	}
 	for _, c := range cases {

@@ -512,3 +512,14 @@ func (c *Cluster) Follower(ctx context.Context) (*Member, error) {
 	}
 	return nil, errors.New("etcdlocal: no running follower")
 }
+
+// PID is the member's process id, 0 when it is not running (make
+// run-cluster writes it for an operator's kill -STOP / kill -9).
+func (m *Member) PID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
