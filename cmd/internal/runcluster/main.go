@@ -23,6 +23,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -70,11 +71,14 @@ func main() {
 // cluster is what run starts.
 type cluster struct {
 	dir, bin, caPath, tokenPath string
+	tokenURI, bearerSum         string
 	etcd                        *etcdlocal.Cluster
 	nodes                       []*node
+	gone                        map[string]bool // reported as exited
 }
 
 type node struct {
+	i                              int
 	name, conf, addr, metrics, log string
 	cmd                            *exec.Cmd
 	exited                         chan struct{}
@@ -94,7 +98,7 @@ func run(dataDir, bin string) error {
 	if err != nil {
 		return err
 	}
-	c := &cluster{dir: dir, bin: bin}
+	c := &cluster{dir: dir, bin: bin, gone: map[string]bool{}}
 	for _, d := range []string{dir, filepath.Join(dir, "run")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
@@ -120,23 +124,121 @@ func run(dataDir, bin string) error {
 		return err
 	}
 	defer c.stopNodes()
+	c.tokenURI, c.bearerSum = tokenURI, bearerSum
 	for i := range keysvcPorts {
-		n, err := c.startNode(ctx, i, tokenURI, bearerSum)
-		if err != nil {
+		n := c.newNode(i)
+		c.nodes = append(c.nodes, n)
+		if err := c.startNode(ctx, n); err != nil {
 			return err
 		}
-		c.nodes = append(c.nodes, n)
 	}
 	c.print()
+	c.status(ctx)
+	lines := make(chan struct{})
+	go func() { // Enter in this terminal: start again what was killed
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			lines <- struct{}{}
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			fmt.Println("\nstopping the keysvc nodes, then etcd ...")
 			return nil
+		case <-lines:
+			if err := c.restartKilled(ctx); err != nil {
+				fmt.Println("run-cluster:", err)
+			}
+			c.status(ctx)
 		case <-time.After(time.Second):
 		}
-		c.reapNodes()
+		c.reap()
 	}
+}
+
+// restartKilled starts again every etcd member and keysvc node that is
+// not running (killed in the walk-through).
+func (c *cluster) restartKilled(ctx context.Context) error {
+	for _, m := range c.etcd.Members {
+		if !m.Running() {
+			fmt.Printf("starting %s again ...\n", m.Name)
+			if err := m.Start(); err != nil {
+				return err
+			}
+			delete(c.gone, m.Name)
+		}
+	}
+	c.writeEtcdPIDs()
+	for _, n := range c.nodes {
+		if n.cmd == nil {
+			delete(c.gone, n.name)
+			if err := c.startNode(ctx, n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// status prints each etcd member (running, leader) and each keysvc node
+// (/readyz, scheduler leadership).
+func (c *cluster) status(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	leader, _ := c.etcd.Leader(lctx)
+	var b strings.Builder
+	b.WriteString("status:  etcd")
+	for _, m := range c.etcd.Members {
+		st := "up"
+		switch {
+		case !m.Running():
+			st = "down"
+		case m == leader:
+			st = "up, leader"
+		}
+		fmt.Fprintf(&b, "  %s (%s)", m.Name, st)
+	}
+	b.WriteString("\n         keysvc")
+	hc, err := c.client()
+	for _, n := range c.nodes {
+		st := "down"
+		if n.cmd != nil && err == nil {
+			st = "readyz " + c.get(hc, "https://"+n.addr+"/readyz")
+			if v := c.metric(hc, "http://"+n.metrics+"/metrics", "keyward_scheduler_leader"); v != "" {
+				st += ", scheduler_leader " + v
+			}
+		}
+		fmt.Fprintf(&b, "  %s (%s)", n.name, st)
+	}
+	b.WriteString("\n         (press Enter here to start again whatever was killed, and to see this again)\n")
+	fmt.Print(b.String())
+}
+
+// get is the status of a GET (or the transport error, short).
+func (c *cluster) get(hc *http.Client, url string) string {
+	resp, err := hc.Get(url)
+	if err != nil {
+		return "no answer"
+	}
+	resp.Body.Close()
+	return strconv.Itoa(resp.StatusCode)
+}
+
+// metric is the value of the first sample of name on a /metrics page, or "".
+func (c *cluster) metric(hc *http.Client, url, name string) string {
+	resp, err := hc.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, name+" ") || strings.HasPrefix(l, name+"{") {
+			return l[strings.LastIndexByte(l, ' ')+1:]
+		}
+	}
+	return ""
 }
 
 // prepareToken makes the dev token (token.EnsureDevToken: SOFTHSM2_CONF is
@@ -237,35 +339,39 @@ clients:
 `, i+1, keysvcPorts[i], c.dir, tokenURI, eps, ca, cert, key, metricsPorts[i], bearerSum)
 }
 
-// startNode writes node i's config and starts it, and waits until its
-// /readyz answers 200 (30 s at most).
-func (c *cluster) startNode(ctx context.Context, i int, tokenURI, bearerSum string) (*node, error) {
-	n := &node{name: fmt.Sprintf("keysvc-%d", i+1), conf: filepath.Join(c.dir, fmt.Sprintf("node%d.yaml", i+1)),
+// newNode is node i (not started).
+func (c *cluster) newNode(i int) *node {
+	return &node{i: i, name: fmt.Sprintf("keysvc-%d", i+1), conf: filepath.Join(c.dir, fmt.Sprintf("node%d.yaml", i+1)),
 		addr: fmt.Sprintf("127.0.0.1:%d", keysvcPorts[i]), metrics: fmt.Sprintf("127.0.0.1:%d", metricsPorts[i]),
 		log: filepath.Join(c.dir, fmt.Sprintf("node%d.log", i+1))}
-	if err := os.WriteFile(n.conf, []byte(c.nodeConfig(i, tokenURI, bearerSum)), 0o600); err != nil {
-		return nil, err
+}
+
+// startNode writes n's config and starts it, and waits until its /readyz
+// answers 200 (30 s at most).
+func (c *cluster) startNode(ctx context.Context, n *node) error {
+	if err := os.WriteFile(n.conf, []byte(c.nodeConfig(n.i, c.tokenURI, c.bearerSum)), 0o600); err != nil {
+		return err
 	}
 	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	n.cmd = exec.Command(c.bin, "serve", "-config", n.conf)
-	n.cmd.Stdout, n.cmd.Stderr = logf, logf
-	n.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := n.cmd.Start(); err != nil {
+	cmd := exec.Command(c.bin, "serve", "-config", n.conf)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
 		logf.Close()
-		return nil, err
+		return err
 	}
-	n.exited = make(chan struct{})
-	go func() { _ = n.cmd.Wait(); logf.Close(); close(n.exited) }()
-	if err := os.WriteFile(c.pidPath(n.name), []byte(strconv.Itoa(n.cmd.Process.Pid)+"\n"), 0o600); err != nil {
-		return nil, err
+	n.cmd, n.exited = cmd, make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); logf.Close(); close(done) }(n.exited)
+	if err := os.WriteFile(c.pidPath(n.name), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600); err != nil {
+		return err
 	}
 	fmt.Printf("starting %s on https://%s (log %s) ...\n", n.name, n.addr, n.log)
 	hc, err := c.client()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer hc.CloseIdleConnections()
 	deadline := time.Now().Add(30 * time.Second)
@@ -273,18 +379,20 @@ func (c *cluster) startNode(ctx context.Context, i int, tokenURI, bearerSum stri
 		if resp, err := hc.Get("https://" + n.addr + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return n, nil
+				return nil
 			}
 		}
 		select {
 		case <-n.exited:
-			return nil, fmt.Errorf("%s exited during start-up: %v (see %s)", n.name, n.cmd.ProcessState, n.log)
+			st := n.cmd.ProcessState
+			n.cmd = nil
+			return fmt.Errorf("%s exited during start-up: %v (see %s)", n.name, st, n.log)
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%s not ready after 30 s (see %s)", n.name, n.log)
+			return fmt.Errorf("%s not ready after 30 s (see %s)", n.name, n.log)
 		}
 	}
 }
@@ -310,17 +418,25 @@ func (c *cluster) writeEtcdPIDs() {
 	}
 }
 
-// reapNodes reports a node that has exited (killed in the walk-through).
-func (c *cluster) reapNodes() {
+// reap reports an etcd member or keysvc node that has exited (killed in
+// the walk-through), once.
+func (c *cluster) reap() {
+	for _, m := range c.etcd.Members {
+		if !m.Running() && !c.gone[m.Name] {
+			c.gone[m.Name] = true
+			_ = os.Remove(c.pidPath(m.Name))
+			fmt.Printf("%s exited; press Enter here to start it again\n", m.Name)
+		}
+	}
 	for _, n := range c.nodes {
 		if n.cmd == nil {
 			continue
 		}
 		select {
 		case <-n.exited:
-			fmt.Printf("%s exited (%v). Start it again in another terminal with:\n  SOFTHSM2_CONF=%s %s serve -config %s\n",
-				n.name, n.cmd.ProcessState, os.Getenv("SOFTHSM2_CONF"), c.bin, n.conf)
+			fmt.Printf("%s exited (%v); press Enter here to start it again\n", n.name, n.cmd.ProcessState)
 			n.cmd = nil
+			c.gone[n.name] = true
 			_ = os.Remove(c.pidPath(n.name))
 		default:
 		}
@@ -365,14 +481,14 @@ Call any node with the dev admin token and the dev CA:
   SIG=$(kw -X POST https://127.0.0.1:8452/v1/keys/demo/sign -d '{"message":"aGVsbG8="}' | grep -o 'kw:v[0-9]*:[^"]*')
   kw -X POST https://127.0.0.1:8453/v1/keys/demo/verify -d '{"message":"aGVsbG8=","signature":"'$SIG'"}'
 
-Which node runs the scheduler:  curl -s http://127.0.0.1:947{1,2,3}/metrics | grep '^keyward_scheduler_leader'
+Which node runs the scheduler:  for p in 9471 9472 9473; do curl -s http://127.0.0.1:$p/metrics | grep '^keyward_scheduler_leader'; done
 
-Take things away (README, "Running a keysvc cluster"):
-  kill -9 $(cat %[1]s/run/keysvc-2.pid)            a keysvc node dies: the other two carry on
-  kill -STOP $(cat %[1]s/run/etcd2.pid)            one etcd member stops answering: nothing changes
-  kill -STOP $(cat %[1]s/run/etcd3.pid)            a second one: quorum lost, 503 store_unavailable, /readyz false
-  kill -CONT $(cat %[1]s/run/etcd2.pid) $(cat %[1]s/run/etcd3.pid)   back by itself, no keysvc restart
-  bin/keysvc audit verify -config %[1]s/node1.yaml the cluster's one audit chain, read from etcd
+Take things away (README, "Running a keysvc cluster"); the status line below names the etcd leader:
+  kill -9 $(cat %[1]s/run/keysvc-2.pid)   a keysvc node dies: the other two carry on
+  kill -9 $(cat %[1]s/run/etcd3.pid)      one etcd member (a follower) dies: nothing changes
+  kill -9 $(cat %[1]s/run/etcd2.pid)      a second one: quorum lost, 503 on every node, /readyz false
+  press Enter in this terminal             what was killed starts again; no keysvc restart needed for etcd
+  bin/keysvc audit verify -config %[1]s/node1.yaml   the cluster's one audit chain, read from etcd
 
 Stop everything with Ctrl-C.
 
