@@ -322,7 +322,9 @@ func (s *Store) retry(ctx context.Context, op func(ctx context.Context) error) e
 	sleep := retryFirstSleep
 	var last error
 	for {
-		err := op(ctx)
+		actx, acancel := context.WithTimeout(ctx, s.attemptTimeout())
+		err := op(actx)
+		acancel()
 		if err == nil {
 			return nil
 		}
@@ -346,6 +348,14 @@ func (s *Store) retry(ctx context.Context, op func(ctx context.Context) error) e
 		return ErrClosed
 	}
 	return last
+}
+
+// attemptTimeout bounds one request to etcd inside RequestTimeout: a
+// write forwarded to a leader that dies is lost without an answer (the
+// member answers only after its own request timeout, ~7 s), so a request
+// is cut and its outcome resolved well before the caller's deadline.
+func (s *Store) attemptTimeout() time.Duration {
+	return min(max(s.cfg.RequestTimeout/3, 500*time.Millisecond), 2*time.Second)
 }
 
 // permanentError marks an error retry must not retry (a decoding fault,

@@ -234,6 +234,8 @@ func (s *Store) commit(h *head, batch []*job) {
 			}
 		}
 		ctx, cancel := context.WithDeadline(s.ctx, latest)
+		ctx, cancel2 := context.WithTimeout(ctx, s.attemptTimeout())
+		cancel = func(c1, c2 context.CancelFunc) context.CancelFunc { return func() { c2(); c1() } }(cancel, cancel2)
 
 		if !h.known {
 			ob, err := s.observe(ctx, unresolved)
