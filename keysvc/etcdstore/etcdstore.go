@@ -233,6 +233,9 @@ func (s *Store) Close() error {
 	if !first {
 		return nil
 	}
+	// The flusher's request in flight ends now (its callers are answered
+	// wire.ErrStore), as do key feeds and confirmation waits.
+	s.cancel()
 	<-s.flusherOut
 	s.sessMu.Lock()
 	hs := make([]*sessionHandle, 0, len(s.sessions))
@@ -243,7 +246,6 @@ func (s *Store) Close() error {
 	for _, h := range hs {
 		h.close()
 	}
-	s.cancel()
 	if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%w: close etcd client: %w", wire.ErrStore, err)
 	}
