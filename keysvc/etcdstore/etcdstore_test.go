@@ -697,3 +697,40 @@ func TestCloseDuringAppends(t *testing.T) {
 		t.Fatal("appends hang after Close")
 	}
 }
+
+// The cluster interfaces of a closed Store fail with wire.ErrStore (or
+// return, for the feed) without hanging.
+func TestClosedClusterCalls(t *testing.T) {
+	c := cluster(t)
+	s := open(t, c, "node-a", freshPrefix(), 0)
+	s.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx := context.Background()
+		cs := s.Confirmations()
+		calls := map[string]error{}
+		_, calls["Confirm.Open"] = cs.Open(ctx, &keysvc.ConfirmRecord{View: wire.ConfirmationView{ID: "x", Key: "k"}}, time.Second)
+		_, calls["Confirm.Get"] = cs.Get(ctx, "x")
+		_, calls["Confirm.ByHolder"] = cs.ByHolder(ctx, "h")
+		_, calls["Confirm.Update"] = cs.Update(ctx, "x", func(*keysvc.ConfirmRecord) error { return nil })
+		calls["Confirm.Wait"] = cs.Wait(ctx, "x")
+		_, calls["Confirm.Pending"] = cs.Pending(ctx)
+		_, calls["PIN.Get"] = s.PINCounters().Get("id")
+		calls["PIN.Update"] = s.PINCounters().Update("id", func(*token.PINState) error { return nil })
+		calls["PIN.Record"] = s.PINCounters().Record(token.Event{Token: "id", Kind: "locked"})
+		_, calls["PIN.Events"] = s.PINCounters().Events("id")
+		_, _, calls["Lead"] = s.Lead(ctx, "node-a")
+		for name, err := range calls {
+			if !errors.Is(err, wire.ErrStore) {
+				t.Errorf("%s on a closed store = %v, want wire.ErrStore", name, err)
+			}
+		}
+		s.WatchKeys(ctx, func(*keysvc.Key) {}, func() {}) // returns at once
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("calls on a closed store hang")
+	}
+}
