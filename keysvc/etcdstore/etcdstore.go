@@ -145,6 +145,8 @@ type Store struct {
 
 	sessMu   sync.Mutex
 	sessions map[*sessionHandle]struct{}
+
+	keyLocks sync.Map // key name → *sync.Mutex: UpdateKey's per-key lock on this node
 }
 
 var (

@@ -191,7 +191,7 @@ func TestCluster(t *testing.T) {
 		if err := st[0].CreateKey(storetest.Key("k"), storetest.Rec("create", "k")); err != nil {
 			t.Fatal(err)
 		}
-		const per = 8 // goroutines per node
+		const per = 4 // goroutines per node
 		const each = 5
 		var wg sync.WaitGroup
 		var calls atomic.Int64
