@@ -12,7 +12,7 @@ FUZZTIME ?= 200000x
 FUZZMINIMIZE ?= 1s
 PKGS      = ./...
 
-.PHONY: all deps build test conformance vet fmt-check fuzz-short fuzz bench scale run run-cluster kwsign ceremony bench-banking clean run-banking bankcli
+.PHONY: all deps build etcd-bin test conformance vet fmt-check fuzz-short fuzz bench scale run run-cluster kwsign ceremony bench-banking clean run-banking bankcli
 
 all: build
 
@@ -34,9 +34,16 @@ vet: deps
 # tests (softhsm-tests/) and short fuzz runs. The token conformance suite
 # also runs on tpm2-pkcs11: TPM2_UP brings swtpm, a private D-Bus bus and
 # tpm2-abrmd up in a temporary directory and tears them down on any exit.
-test: deps fmt-check vet
-	$(TPM2_UP); $(GO) test -race -count=1 -timeout 20m $(PKGS)
+test: deps fmt-check vet etcd-bin
+	$(TPM2_UP); export KEYWARD_ETCD_BIN=$(ETCD_BIN); $(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory fuzz-short
+
+# The etcd server the cluster tests start (keysvc/etcdstore/etcdlocal): the
+# real one, go.etcd.io/etcd/server/v3 at the version go.mod pins (a tool
+# line), built once before the tests so test packages don't each build it.
+ETCD_BIN ?= $(CURDIR)/bin/etcd
+etcd-bin: deps
+	$(GO) build -o $(ETCD_BIN) go.etcd.io/etcd/server/v3
 
 # Only the conformance suite, on SoftHSM2 and tpm2-pkcs11.
 conformance: deps
