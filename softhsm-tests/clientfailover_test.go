@@ -208,7 +208,7 @@ func TestClientFailoverRealKeysvc(t *testing.T) {
 		if !firstBack.IsZero() {
 			back = "+" + firstBack.Sub(killed).Round(time.Millisecond).String()
 		}
-		t.Logf("%s: %d signatures, %d failed (all *UnavailableError), first success started after the kill ended at %s, max latency %v; %+v",
+		t.Logf("%s: %d signatures, %d failed (each an *UnavailableError), the first success among calls started after the kill ended at %s, max latency %v; %+v",
 			name, len(ss), failed, back, maxLat.Round(time.Millisecond), clientStats(name, pair, single, patient))
 		if failed > 0 {
 			t.Logf("%s: a failure reads: %v", name, firstErr)
