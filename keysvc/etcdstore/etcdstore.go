@@ -84,9 +84,10 @@
 // # Limitations
 //
 //   - Appends from several nodes contend on audit/head: a conflict costs a
-//     round trip and a reseal. On one loopback cluster sharing two cores,
-//     three nodes append about a quarter of what one node appends at 64
-//     concurrent callers (ARCHITECTURE.md, "The etcd store", has figures).
+//     round trip and a reseal, and only one node's batch commits per raft
+//     round: three nodes append about a third of what one node appends
+//     with the same callers (ARCHITECTURE.md, "The etcd store", has
+//     figures).
 //   - A request that timed out while its write's outcome was unknown may
 //     still land when quorum returns (its error says so).
 //   - An unaudited UpdateKey (rec nil) whose write's outcome was unknown
@@ -111,6 +112,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -171,6 +173,8 @@ type Store struct {
 	sessions map[*sessionHandle]struct{}
 
 	keyLocks sync.Map // key name → *sync.Mutex: UpdateKey's per-key lock on this node
+
+	watchedHead atomic.Pointer[head] // the newest audit/head the head watch saw (a hint)
 }
 
 var (
@@ -246,6 +250,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("%w: etcd %s: prepare store: %w", wire.ErrStore, strings.Join(cfg.Endpoints, ","), err)
 	}
 	go s.flusher()
+	go s.watchHead()
 	log.Info("etcd store open", "endpoints", strings.Join(cfg.Endpoints, ","), "prefix", cfg.Prefix)
 	return s, nil
 }
