@@ -12,7 +12,7 @@ FUZZTIME ?= 200000x
 FUZZMINIMIZE ?= 1s
 PKGS      = ./...
 
-.PHONY: all deps build test conformance vet fmt-check fuzz-short fuzz bench scale run kwsign ceremony bench-banking clean run-banking bankcli
+.PHONY: all deps build test conformance vet fmt-check fuzz-short fuzz bench scale run run-cluster kwsign ceremony bench-banking clean run-banking bankcli
 
 all: build
 
@@ -118,6 +118,17 @@ kwsign: deps
 run: deps
 	$(GO) build -o bin/keysvc ./cmd/keysvc
 	./bin/keysvc -dev -data-dir $(DATA_DIR)
+
+# keysvc as a cluster (issue 16): three etcd members (the real etcd server,
+# built once into ~/.cache/keyward, mutual TLS, client ports 12379, 12479,
+# 12579) and three keysvc nodes on https://127.0.0.1:8451-8453 sharing one
+# SoftHSM2 token, everything under $(DATA_DIR)/cluster
+# (cmd/internal/runcluster; README, "Running a keysvc cluster"). Ctrl-C
+# stops it all.
+run-cluster: deps
+	$(GO) build -o bin/keysvc ./cmd/keysvc
+	$(GO) build -o bin/runcluster ./cmd/internal/runcluster
+	./bin/runcluster -data-dir $(DATA_DIR) -keysvc bin/keysvc
 
 # The internet-banking API (cmd/banking) in dev mode, on keysvc's dev mode
 # (make run, in another terminal): https://127.0.0.1:8445, data under

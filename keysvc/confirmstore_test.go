@@ -10,5 +10,5 @@ import (
 // TestMemConfirmStore runs the ConfirmStore conformance suite on the
 // in-memory store keysvc uses beside bbolt.
 func TestMemConfirmStore(t *testing.T) {
-	confirmtest.Run(t, func(*testing.T) keysvc.ConfirmStore { return keysvc.NewMemConfirmStoreForTest() })
+	confirmtest.Run(t, func(*testing.T) keysvc.ConfirmStore { return keysvc.NewMemConfirmStoreForTest(nil) })
 }

@@ -61,7 +61,7 @@ type Config struct {
 }
 
 // GuardConfig says where the PIN guard of a token counts (R-TOK-5): a
-// bbolt file, durable across runs, so six wrong PINs lock the token for
+// bbolt file (or keysvc's etcd cluster), durable across runs, so six wrong PINs lock the token for
 // every later run and every process that counts in the same file. Give
 // exactly one of Path and Store. There is no in-memory counter: a count
 // that ends with the process would give each run six fresh guesses.
@@ -71,8 +71,10 @@ type GuardConfig struct {
 	// cmd/ceremony counting in keysvc's keysvc.db.
 	Path string
 	// Store is a counter store the caller holds open for its life
-	// (BoltStore over keysvc.db, kwsign's state file).
-	Store *BoltStore
+	// (BoltStore over keysvc.db, kwsign's state file; a clustered keysvc's
+	// counters in etcd, etcdstore.Store.PINCounters, shared by every node).
+	// It must be durable: never a count that ends with the process.
+	Store CounterStore
 	// Limit is the attempt limit, 1–6; 0 means MaxPINAttempts.
 	Limit int
 }

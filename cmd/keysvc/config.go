@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -22,9 +23,21 @@ type Config struct {
 	// auditAnchors come from serve's -audit-expect flags, not the file.
 	auditAnchors []audit.Anchor
 
-	Listen  string `yaml:"listen"`   // host:port, default 127.0.0.1:8443
-	DataDir string `yaml:"data_dir"` // bbolt store (keys, audit, PIN guard)
-	TLS     struct {
+	Listen string `yaml:"listen"` // host:port, default 127.0.0.1:8443
+	// DataDir holds the bbolt store (keys, audit, PIN guard) with store
+	// backend bbolt, and node-local files with either backend (the audit
+	// public key, a TPM audit key blob).
+	DataDir string `yaml:"data_dir"`
+	// Node is this node's name among the keysvc nodes that share an etcd
+	// store (the scheduler's election, audit records, logs). Default: the
+	// host name.
+	Node string `yaml:"node"`
+	// Store says where keysvc keeps its key records, audit chain, PIN guard
+	// counters and pending confirmations: bbolt (the default,
+	// data_dir/keysvc.db, one node) or etcd (a cluster of keysvc nodes,
+	// issue 16).
+	Store StoreConfig `yaml:"store"`
+	TLS   struct {
 		Cert     string `yaml:"cert"`
 		Key      string `yaml:"key"`
 		ClientCA string `yaml:"client_ca"` // CA of client certificates (mutual TLS); empty: bearer tokens only
@@ -98,6 +111,37 @@ type Config struct {
 	Clients           []ClientConfig `yaml:"clients"`
 }
 
+// StoreConfig is the store: section.
+type StoreConfig struct {
+	Backend string `yaml:"backend"` // bbolt (default) or etcd
+	Etcd    struct {
+		// Endpoints are the etcd members' client URLs, https:// only.
+		Endpoints []string `yaml:"endpoints"`
+		CA        string   `yaml:"ca"`   // PEM CA of the members' server certificates
+		Cert      string   `yaml:"cert"` // PEM client certificate (etcd runs with --client-cert-auth)
+		// Key is the client certificate's PEM private key. It may be left
+		// out when secrets.file holds an etcd-client-key (sealed by
+		// `ceremony seal` with files: [{name: etcd-client-key, ...}]).
+		Key            string        `yaml:"key"`
+		Prefix         string        `yaml:"prefix"`          // key prefix in etcd, default /keyward/
+		RequestTimeout time.Duration `yaml:"request_timeout"` // default 5s
+		DialTimeout    time.Duration `yaml:"dial_timeout"`    // default 5s
+	} `yaml:"etcd"`
+}
+
+// Store backends.
+const (
+	backendBolt = "bbolt"
+	backendEtcd = "etcd"
+)
+
+// etcdKeySecret is the name of the etcd client key in a sealed secrets
+// file (store.etcd.key left out).
+const etcdKeySecret = "etcd-client-key"
+
+// nodeNameRE is what a node's name may be (a host name, or a label).
+var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
 // TokenConfig is one token of a token set (tokens:).
 type TokenConfig struct {
 	Name        string        `yaml:"name"`   // the operator's name for it: logs, /readyz, metrics label
@@ -143,14 +187,93 @@ func (c *Config) defaults() {
 	if c.SchedulerInterval == 0 {
 		c.SchedulerInterval = time.Minute
 	}
+	if c.Store.Backend == "" {
+		c.Store.Backend = backendBolt
+	}
+	if c.Node == "" {
+		if h, err := os.Hostname(); err == nil {
+			c.Node = h
+		}
+	}
+	if e := &c.Store.Etcd; c.Store.Backend == backendEtcd {
+		if e.Prefix == "" {
+			e.Prefix = "/keyward/"
+		}
+		if e.RequestTimeout == 0 {
+			e.RequestTimeout = 5 * time.Second
+		}
+		if e.DialTimeout == 0 {
+			e.DialTimeout = 5 * time.Second
+		}
+	}
+}
+
+// validateStore checks node: and store:. etcd is reached over https with
+// mutual TLS only: a plain-text etcd would carry key records, audit
+// records and PIN counters in clear, and accept anyone's writes.
+func (c *Config) validateStore() []error {
+	var errs []error
+	if !nodeNameRE.MatchString(c.Node) {
+		errs = append(errs, errors.New("node must be 1-63 of A-Z, a-z, 0-9, '.', '_', '-' (starting with a letter or digit); default: the host name"))
+	}
+	e := c.Store.Etcd
+	switch c.Store.Backend {
+	case backendBolt:
+		if len(e.Endpoints) > 0 || e.CA != "" || e.Cert != "" || e.Key != "" || e.Prefix != "" || e.RequestTimeout != 0 || e.DialTimeout != 0 {
+			errs = append(errs, errors.New("store.etcd is set but store.backend is not etcd: set store.backend: etcd, or drop store.etcd"))
+		}
+		return errs
+	case backendEtcd:
+	default:
+		return append(errs, errors.New("store.backend must be bbolt or etcd"))
+	}
+	if c.Audit.Signer == "tpm" {
+		// Whichever node leads signs the cluster's checkpoints: they must
+		// all sign with one key, the token's keysvc-audit.
+		errs = append(errs, errors.New("audit.signer tpm is one host's key; with store.backend etcd every node signs the cluster's checkpoints, so use audit.signer token (the shared token's keysvc-audit)"))
+	}
+	if len(e.Endpoints) == 0 {
+		errs = append(errs, errors.New("store.etcd.endpoints is required with store.backend etcd, e.g. [https://10.0.0.1:2379, https://10.0.0.2:2379, https://10.0.0.3:2379]"))
+	}
+	seen := map[string]bool{}
+	for i, ep := range e.Endpoints {
+		u, err := url.Parse(ep)
+		switch {
+		case err != nil || u.Scheme != "https" || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "":
+			errs = append(errs, fmt.Errorf("store.etcd.endpoints[%d] must be https://host:port (mutual TLS to etcd; there is no plain-text mode)", i))
+		case seen[ep]:
+			errs = append(errs, fmt.Errorf("store.etcd.endpoints[%d] repeats another endpoint", i))
+		}
+		seen[ep] = true
+	}
+	if e.CA == "" {
+		errs = append(errs, errors.New("store.etcd.ca is required: the PEM CA of the etcd members' certificates"))
+	}
+	if e.Cert == "" {
+		errs = append(errs, errors.New("store.etcd.cert is required: keysvc's PEM client certificate (etcd must run with --client-cert-auth)"))
+	}
+	if e.Key == "" && c.Secrets.File == "" {
+		errs = append(errs, errors.New("store.etcd.key is required (or secrets.file holding an "+etcdKeySecret+")"))
+	}
+	if p := e.Prefix; !strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/") || len(p) < 2 {
+		errs = append(errs, errors.New("store.etcd.prefix must start and end with '/', e.g. /keyward/"))
+	}
+	if d := e.RequestTimeout; d < 100*time.Millisecond || d > time.Minute {
+		errs = append(errs, errors.New("store.etcd.request_timeout must be between 100ms and 1m (0: the default, 5s)"))
+	}
+	if d := e.DialTimeout; d < 100*time.Millisecond || d > time.Minute {
+		errs = append(errs, errors.New("store.etcd.dial_timeout must be between 100ms and 1m (0: the default, 5s)"))
+	}
+	return errs
 }
 
 // validate names the YAML path to fix.
 func (c *Config) validate() error {
 	var errs []error
 	if c.DataDir == "" {
-		errs = append(errs, errors.New("data_dir is required"))
+		errs = append(errs, errors.New("data_dir is required (with store.backend etcd it holds node-local files only)"))
 	}
+	errs = append(errs, c.validateStore()...)
 	if c.TLS.Cert == "" || (c.TLS.Key == "" && c.Secrets.File == "") {
 		errs = append(errs, errors.New("tls.cert and tls.key are required (TLS 1.2 minimum; there is no plain-HTTP mode); tls.key may be left out when secrets.file holds a tls-key"))
 	}

@@ -2,7 +2,7 @@
 //
 //	keysvc [serve] -config file [-audit-expect seq:hash]  run the service
 //	keysvc [serve] -dev [-data-dir dir]                   run a local development instance
-//	keysvc audit verify [-data-dir dir] [-pubkey pem] [-expect seq:hash]  check the audit chain
+//	keysvc audit verify [-config file | -data-dir dir] [-pubkey pem] [-expect seq:hash]  check the audit chain
 //	keysvc rawbench -dev -label kw/<key>/v1 [-goroutines n] the token's raw C_Sign rate
 //
 // keysvc needs a config file (-config, or KEYWARD_CONFIG). Only with -dev
@@ -13,6 +13,12 @@
 // (seed 6.5.4 a, R-SRV-9): a production binary never makes dev
 // credentials by accident. PINs come from files or the environment, never
 // argv.
+//
+// With store.backend etcd in the config (issue 16) several keysvc nodes
+// share one etcd cluster: key records, the one audit chain, the PIN guard
+// counters and pending confirmations live there, and data_dir keeps only
+// node-local files. `keysvc audit verify -config` then checks the cluster's
+// chain in etcd.
 //
 // Shutdown on SIGINT/SIGTERM is graceful: in-flight requests finish, the
 // audit log gets a final signed checkpoint, the store is closed and the
@@ -103,20 +109,17 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
-	store, err := boltstore.Open(filepath.Join(cfg.DataDir, "keysvc.db"), boltstore.Options{})
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	pins, err := token.NewBoltStore(store.DB())
-	if err != nil {
-		return err
-	}
-	host, err := openHostSecrets(cfg, log)
+	host, err := openHostSecrets(cfg, log) // first: the etcd client key may be sealed
 	if err != nil {
 		return err
 	}
 	defer host.close()
+	opened, err := openStore(ctx, cfg, host, log)
+	if err != nil {
+		return err
+	}
+	defer opened.close()
+	store, pins := opened.store, opened.pins
 	var tok *token.Token
 	var keys keysvc.KeyStore
 	var set *tokenSet
@@ -142,7 +145,7 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	if err != nil {
 		return err
 	}
-	svc, err := keysvc.New(ctx, keysvc.Config{Token: tok, Keys: keys, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
+	svc, err := keysvc.New(ctx, keysvc.Config{Node: cfg.Node, Token: tok, Keys: keys, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
 		MinDestroyDelay: cfg.Destroy.MinDelay, Logger: log, ConfirmTimeout: cfg.Confirm.Timeout, Notify: notify,
 		AuditSigner: host.audit, TPM: host.tpmKeys(), AuditAnchors: cfg.auditAnchors,
 		// Production's service keys come from a ceremony (README, "Several HSMs"); only -dev makes its own,
@@ -328,28 +331,34 @@ func anchorFlag(into *[]audit.Anchor) func(string) error {
 
 func auditCmd(args []string) error {
 	if len(args) == 0 || args[0] != "verify" {
-		return errors.New("usage: keysvc audit verify [-data-dir dir] [-pubkey audit-key.pem] [-expect seq:hash]...")
+		return errors.New("usage: keysvc audit verify [-config file | -data-dir dir] [-pubkey audit-key.pem] [-expect seq:hash]...")
 	}
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	dataDir := fs.String("data-dir", envOr("KEYWARD_DATA_DIR", "var"), "data directory holding keysvc.db")
+	configPath := fs.String("config", "", "keysvc's YAML config: verify the store it names (with store.backend etcd: the cluster's one chain, read from etcd while keysvc runs)")
+	dataDir := fs.String("data-dir", envOr("KEYWARD_DATA_DIR", "var"), "without -config: data directory holding keysvc.db")
 	pubPath := fs.String("pubkey", "", "audit public key PEM (default <data-dir>/audit-key.pem; better: your own copy)")
 	var anchors []audit.Anchor
 	fs.Func("expect", "fail unless the chain holds this record `seq:hash` (from a checkpoint line or transcript the officers kept; repeatable)", anchorFlag(&anchors))
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
+	dataDirSet := false
+	fs.Visit(func(f *flag.Flag) { dataDirSet = dataDirSet || f.Name == "data-dir" })
+	if *configPath != "" && dataDirSet {
+		return errors.New("audit verify: give -config or -data-dir, not both (the config's data_dir is used)")
+	}
+	store, dir, err := openAuditStore(*configPath, *dataDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
 	if *pubPath == "" {
-		*pubPath = filepath.Join(*dataDir, "audit-key.pem")
+		*pubPath = filepath.Join(dir, "audit-key.pem")
 	}
 	pub, err := readECPublicKey(*pubPath)
 	if err != nil {
 		return err
 	}
-	store, err := boltstore.Open(filepath.Join(*dataDir, "keysvc.db"), boltstore.Options{ReadOnly: true})
-	if err != nil {
-		return fmt.Errorf("open store (is keysvc running? stop it or verify a copy): %w", err)
-	}
-	defer store.Close()
 	rep, err := keysvc.VerifyAudit(store, pub, anchors...)
 	if err != nil {
 		return err
@@ -363,6 +372,47 @@ func auditCmd(args []string) error {
 		fmt.Printf("note: the newest %d records are not yet covered by a signed checkpoint (one is made every scheduler interval and at shutdown)\n", rep.Unsigned)
 	}
 	return nil
+}
+
+// openAuditStore opens the store audit verify reads: the config's (bbolt
+// read-only in its data_dir, or etcd), or dataDir's keysvc.db without a
+// config. It returns the data directory that holds audit-key.pem.
+func openAuditStore(configPath, dataDir string) (keysvc.Store, string, error) {
+	if configPath == "" {
+		st, err := boltstore.Open(filepath.Join(dataDir, "keysvc.db"), boltstore.Options{ReadOnly: true})
+		if err != nil {
+			return nil, "", fmt.Errorf("open store (is keysvc running? stop it or verify a copy): %w", err)
+		}
+		return st, dataDir, nil
+	}
+	cfg, err := loadConfig(configPath)
+	if err != nil {
+		return nil, "", err
+	}
+	if cfg.Store.Backend != backendEtcd {
+		st, err := boltstore.Open(filepath.Join(cfg.DataDir, "keysvc.db"), boltstore.Options{ReadOnly: true})
+		if err != nil {
+			return nil, "", fmt.Errorf("open store (is keysvc running? stop it or verify a copy): %w", err)
+		}
+		return st, cfg.DataDir, nil
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var key []byte
+	if cfg.Store.Etcd.Key == "" { // the etcd client key is sealed: open the secrets file as serve does
+		host, err := openHostSecrets(cfg, log)
+		if err != nil {
+			return nil, "", err
+		}
+		defer host.close()
+		key = host.etcdKey
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Store.Etcd.DialTimeout+cfg.Store.Etcd.RequestTimeout)
+	defer cancel()
+	st, err := openEtcd(ctx, cfg, key, log)
+	if err != nil {
+		return nil, "", err
+	}
+	return st, cfg.DataDir, nil
 }
 
 func envOr(name, def string) string {

@@ -23,8 +23,11 @@ type hostSecrets struct {
 	tpm    *tpm.TPM        // nil without cfg.TPM
 	pin    token.PINSource // nil: the token URI's pin-source
 	tlsKey []byte          // nil: tls.key
-	audit  crypto.Signer   // nil: the token's keysvc-audit key
-	bundle secrets.Bundle
+	// etcdKey is the etcd client key (PEM) from the secrets file; nil:
+	// store.etcd.key.
+	etcdKey []byte
+	audit   crypto.Signer // nil: the token's keysvc-audit key
+	bundle  secrets.Bundle
 }
 
 // close wipes the secrets and releases the TPM.
@@ -91,6 +94,14 @@ func (h *hostSecrets) unseal(cfg *Config, log *slog.Logger) error {
 		h.tlsKey = key
 	} else if cfg.TLS.Key == "" {
 		return fmt.Errorf("tls.key is empty and the secrets file %s holds no %s", cfg.Secrets.File, secrets.TLSKey)
+	}
+	if key, ok := b[etcdKeySecret]; ok && cfg.Store.Backend == backendEtcd {
+		if cfg.Store.Etcd.Key != "" {
+			return fmt.Errorf("store.etcd.key is set and the secrets file %s holds an %s too: drop store.etcd.key (and shred the clear file)", cfg.Secrets.File, etcdKeySecret)
+		}
+		h.etcdKey = key
+	} else if cfg.Store.Backend == backendEtcd && cfg.Store.Etcd.Key == "" {
+		return fmt.Errorf("store.etcd.key is empty and the secrets file %s holds no %s; seal one with `ceremony seal` (files: [{name: %s, file: ...}])", cfg.Secrets.File, etcdKeySecret, etcdKeySecret)
 	}
 	return nil
 }

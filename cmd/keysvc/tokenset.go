@@ -40,7 +40,7 @@ type tokenSet struct {
 // keysvc's KEK and service-key checks take it as a keysvc.KeyStore.
 var _ keysvc.KeyStore = (*token.LazyStore)(nil)
 
-func openTokenSet(ctx context.Context, cfg *Config, pin token.PINSource, pins *token.BoltStore, log *slog.Logger) (*tokenSet, error) {
+func openTokenSet(ctx context.Context, cfg *Config, pin token.PINSource, pins token.CounterStore, log *slog.Logger) (*tokenSet, error) {
 	ts := &tokenSet{log: log}
 	var members []token.SetMember
 	var away []string

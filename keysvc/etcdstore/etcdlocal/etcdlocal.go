@@ -246,7 +246,7 @@ func (c *Cluster) initialCluster() string {
 func (m *Member) Start() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cmd != nil {
+	if m.aliveLocked() {
 		return fmt.Errorf("etcdlocal: %s is running", m.Name)
 	}
 	if err := os.MkdirAll(m.dir, 0o700); err != nil {
@@ -307,7 +307,23 @@ func (m *Member) Stop() { m.signal(syscall.SIGTERM, 5*time.Second) }
 func (m *Member) Running() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.cmd != nil
+	return m.aliveLocked()
+}
+
+// aliveLocked reports whether the process runs, forgetting one that has
+// exited by itself or was killed from outside (make run-cluster's
+// walk-through kills members with kill -9), so Start can start it again.
+func (m *Member) aliveLocked() bool {
+	if m.cmd == nil {
+		return false
+	}
+	select {
+	case <-m.exited:
+		m.cmd = nil
+		return false
+	default:
+		return true
+	}
 }
 
 func (m *Member) signal(sig syscall.Signal, grace time.Duration) {
@@ -511,4 +527,15 @@ func (c *Cluster) Follower(ctx context.Context) (*Member, error) {
 		}
 	}
 	return nil, errors.New("etcdlocal: no running follower")
+}
+
+// PID is the member's process id, 0 when it is not running (make
+// run-cluster writes it for an operator's kill -STOP / kill -9).
+func (m *Member) PID() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.aliveLocked() {
+		return 0
+	}
+	return m.cmd.Process.Pid
 }
