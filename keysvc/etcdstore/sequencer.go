@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -144,54 +145,96 @@ func (s *Store) chainLoop(ctx context.Context, chained chan<- []chainedKey, firs
 			return err
 		}
 	}
-	var pending []inboxEvent
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
-	wch := s.cli.Watch(wctx, s.k(keyInbox), clientv3.WithPrefix(), clientv3.WithRev(h.Cursor+1))
+	f := s.followInbox(wctx, h.Cursor+1)
 	for {
-		// Take what the watch has: block when nothing is pending.
-	recv:
-		for {
-			var wr clientv3.WatchResponse
-			var ok bool
-			if len(pending) == 0 {
-				select {
-				case wr, ok = <-wch:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			} else {
-				select {
-				case wr, ok = <-wch:
-				default:
-					break recv
-				}
+		select {
+		case <-f.ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		evs, compacted, err := f.take()
+		// Chain what came before a fault: those entries are whole revisions.
+		for len(evs) > 0 {
+			n := batchEnd(evs)
+			if err := s.chain(ctx, &h, evs[:n], chained); err != nil {
+				return err
 			}
-			if !ok {
-				return errors.New("inbox watch closed")
-			}
+			evs = evs[n:]
+		}
+		switch {
+		case compacted:
+			// The cursor's history is gone: read the inbox instead.
+			return s.catchUp(ctx, &h, chained)
+		case err != nil:
+			return err
+		}
+	}
+}
+
+// inboxFollower collects the inbox watch's entries as fast as the watch
+// delivers them, so each chaining transaction takes everything that
+// arrived while the previous one was in flight (reading the watch only
+// between transactions would chain one revision per transaction and let a
+// backlog grow in the client).
+type inboxFollower struct {
+	mu        sync.Mutex
+	evs       []inboxEvent
+	compacted bool
+	err       error
+	ready     chan struct{} // one token: something to take
+}
+
+// followInbox watches the inbox from revision from until ctx ends or the
+// watch fails.
+func (s *Store) followInbox(ctx context.Context, from int64) *inboxFollower {
+	f := &inboxFollower{ready: make(chan struct{}, 1)}
+	wch := s.cli.Watch(ctx, s.k(keyInbox), clientv3.WithPrefix(), clientv3.WithRev(from))
+	go func() {
+		var end error = errors.New("inbox watch closed")
+		compacted := false
+		for wr := range wch {
 			if wr.CompactRevision != 0 || errors.Is(wr.Err(), rpctypes.ErrCompacted) {
-				// The cursor's history is gone: read the inbox instead.
-				return s.catchUp(ctx, &h, chained)
+				compacted = true
+				break
 			}
 			if err := wr.Err(); err != nil {
-				return err
+				end = err
+				break
 			}
+			f.mu.Lock()
 			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypePut && ev.Kv.ModRevision > h.Cursor {
-					pending = append(pending, inboxEvent{string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision})
+				if ev.Type == clientv3.EventTypePut && ev.Kv.ModRevision >= from {
+					f.evs = append(f.evs, inboxEvent{string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision})
 				}
 			}
+			f.mu.Unlock()
+			f.signal()
 		}
-		for len(pending) > 0 {
-			n := batchEnd(pending)
-			if err := s.chain(ctx, &h, pending[:n], chained); err != nil {
-				return err
-			}
-			pending = pending[n:]
-		}
-		pending = nil
+		f.mu.Lock()
+		f.compacted, f.err = compacted, end
+		f.mu.Unlock()
+		f.signal()
+	}()
+	return f
+}
+
+func (f *inboxFollower) signal() {
+	select {
+	case f.ready <- struct{}{}:
+	default:
 	}
+}
+
+// take returns the entries collected so far, and how the watch ended (if
+// it did).
+func (f *inboxFollower) take() ([]inboxEvent, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	evs := f.evs
+	f.evs = nil
+	return evs, f.compacted, f.err
 }
 
 // batchEnd returns how many of pending (in revision order) the next
