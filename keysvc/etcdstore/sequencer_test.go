@@ -121,7 +121,8 @@ func TestInboxCleanup(t *testing.T) {
 		}
 		return g.Count
 	}
-	if n := count(); n == 0 {
+	n0 := count()
+	if n0 == 0 {
 		t.Fatal("no inbox entry right after the appends: entries are deleted before they are a second old")
 	}
 	deadline := time.Now().Add(15 * time.Second)
@@ -132,11 +133,11 @@ func TestInboxCleanup(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	deleted := etcdstore.InboxDeleted(st[0]) + etcdstore.InboxDeleted(st[1])
-	if deleted != int64(len(ok)) {
-		t.Fatalf("the sequencers deleted %d inbox entries, %d were appended", deleted, len(ok))
+	if deleted < n0 {
+		t.Fatalf("the sequencers deleted %d inbox entries, %d were there after the appends", deleted, n0)
 	}
 	if n := checkLog(t, st[1], ok); n != len(ok) {
 		t.Fatalf("the log holds %d records after the clean-up, want %d", n, len(ok))
 	}
-	t.Logf("%d inbox entries chained and deleted; the chain verifies", deleted)
+	t.Logf("%d records in %d inbox entries (one per node transaction) chained and deleted; the chain verifies", len(ok), deleted)
 }
