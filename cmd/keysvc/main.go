@@ -331,7 +331,7 @@ func anchorFlag(into *[]audit.Anchor) func(string) error {
 
 func auditCmd(args []string) error {
 	if len(args) == 0 || args[0] != "verify" {
-		return errors.New("usage: keysvc audit verify [-config file | -data-dir dir] [-pubkey audit-key.pem] [-expect seq:hash]... [-sync-wait 15s]")
+		return errors.New("usage: keysvc audit verify [-config file | -data-dir dir] [-pubkey audit-key.pem] [-expect seq:hash]...")
 	}
 	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
 	configPath := fs.String("config", "", "keysvc's YAML config: verify the store it names (with store.backend etcd: the cluster's one chain, read from etcd while keysvc runs)")
@@ -339,7 +339,6 @@ func auditCmd(args []string) error {
 	pubPath := fs.String("pubkey", "", "audit public key PEM (default <data-dir>/audit-key.pem; better: your own copy)")
 	var anchors []audit.Anchor
 	fs.Func("expect", "fail unless the chain holds this record `seq:hash` (from a checkpoint line or transcript the officers kept; repeatable)", anchorFlag(&anchors))
-	syncWait := fs.Duration("sync-wait", 15*time.Second, "with store.backend etcd: how long to wait for records the nodes acknowledged to be chained before verifying")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -360,18 +359,15 @@ func auditCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	// A cluster's store acknowledges a record before it is chained (each
-	// node's inbox, chained by the elected node; after a lost quorum the
-	// election takes a few seconds): wait up to -sync-wait for what was
-	// acknowledged before this command, so the count covers it.
+	// A cluster store chains acknowledged records a moment later (its
+	// sequencer): wait until every record acknowledged so far is chained,
+	// so the verification covers every request that was answered.
 	if sy, ok := store.(keysvc.AuditSyncer); ok {
-		deadline := time.Now().Add(*syncWait)
-		err := sy.SyncAudit(context.Background())
-		for err != nil && time.Now().Before(deadline) {
-			err = sy.SyncAudit(context.Background())
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := sy.SyncAudit(ctx)
+		cancel()
 		if err != nil {
-			fmt.Printf("note: records acknowledged to keysvc nodes are not all chained after %v (%v); verifying the chain as it stands\n", *syncWait, err)
+			return fmt.Errorf("audit verify: acknowledged records are not all chained yet, so the chain cannot be checked for them (is etcd healthy? retry): %w", err)
 		}
 	}
 	rep, err := keysvc.VerifyAudit(store, pub, anchors...)

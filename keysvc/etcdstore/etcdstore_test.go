@@ -140,6 +140,9 @@ func appendAll(stores []*etcdstore.Store, appenders, n int, stop <-chan struct{}
 					ok[r.Detail] = r.Seq
 				}
 				mu.Unlock()
+				if errors.Is(err, etcdstore.ErrClosed) {
+					return // this appender's node was closed
+				}
 			}
 		}()
 	}

@@ -27,9 +27,7 @@ type job struct {
 	done    chan error     // buffered: nil, errConflict or a wire.ErrStore error
 	dl      time.Time      // the caller's deadline
 	state   jobState
-	in      []string // the records' inbox keys (set once, kept across attempts)
-	inVals  []string // the records' inbox values
-	unknown bool     // an attempt's outcome was unknown
+	unknown bool // an attempt's outcome was unknown
 }
 
 type jobState int
@@ -159,44 +157,28 @@ func fill(carry []*job, queue chan *job) (batch, rest []*job) {
 	return batch, rest
 }
 
-// inboxEntry is the value of audit/in/<node>/<id>: the record unsealed,
-// and when the node first tried to commit it (for operators).
+// inboxEntry is the value of audit/in/<node>/<id>: the records of one
+// flusher transaction, unsealed, in the order their calls queued, and
+// when the node first tried to commit them (for operators).
 type inboxEntry struct {
-	Rec  audit.Record `json:"rec"`
-	Node string       `json:"node"`
-	At   time.Time    `json:"at"`
+	Recs []audit.Record `json:"recs"`
+	Node string         `json:"node"`
+	At   time.Time      `json:"at"`
 }
 
-// prepare gives j's records their inbox keys and values, once: every
-// attempt of j puts the same keys, so an attempt whose outcome was unknown
-// is recognised by its first key (module doc).
-func (s *Store) prepare(j *job) error {
-	if j.in != nil {
-		return nil
-	}
-	now := time.Now().UTC()
-	for _, r := range j.tmpl {
-		r.Seq, r.Prev, r.Hash = 0, nil, nil
-		v, err := json.Marshal(inboxEntry{Rec: r, Node: s.cfg.Node, At: now})
-		if err != nil {
-			return fmt.Errorf("encode audit record: %w", err)
-		}
-		j.in = append(j.in, s.inboxKey(nonce()))
-		j.inVals = append(j.inVals, string(v))
-	}
-	return nil
-}
-
-// commit puts batch's records into this node's inbox and the jobs' own
-// changes in one transaction, retrying on unknown outcomes until every job
-// is answered. Each job compares its first inbox key absent, so a retry of
-// a transaction that had landed fails that compare and the Else branch
-// shows the key: landed. No compare on the audit head: nodes never
-// conflict over the chain.
+// commit puts batch's records into this node's inbox — one inbox key for
+// the whole batch — with the jobs' own changes in one transaction,
+// retrying on unknown outcomes until every job is answered. The
+// transaction compares the inbox key absent, so a retry of a transaction
+// that had landed fails that compare and the Else branch shows the key:
+// landed. No compare on the audit head: nodes never conflict over the
+// chain.
 func (s *Store) commit(batch []*job) {
 	var (
 		lastErr error
 		sleep   = retryFirstSleep
+		key     = s.inboxKey(nonce())
+		at      = time.Now().UTC()
 	)
 	pause := func() {
 		t := time.NewTimer(sleep)
@@ -206,11 +188,6 @@ func (s *Store) commit(batch []*job) {
 			t.Stop()
 		}
 		sleep = min(2*sleep, retryMaxSleep)
-	}
-	for _, j := range batch {
-		if err := s.prepare(j); err != nil { // never for a Record
-			j.answer(fmt.Errorf("%w: %s: %w", wire.ErrStore, j.what, err))
-		}
 	}
 	for {
 		// Answer the jobs whose deadline passed, and the rest if closing.
@@ -238,32 +215,43 @@ func (s *Store) commit(batch []*job) {
 				latest = j.dl
 			}
 		}
-		var cmps []clientv3.Cmp
-		var then, els []clientv3.Op
+		// The jobs still live: a retry after a conflict carries fewer
+		// records under the same key (nothing had landed).
+		e := inboxEntry{Node: s.cfg.Node, At: at}
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
+		var then []clientv3.Op
+		els := []clientv3.Op{clientv3.OpGet(key, clientv3.WithKeysOnly())}
 		for _, j := range batch {
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(j.in[0]), "=", 0))
-			cmps = append(cmps, j.cmps...)
-			for i := range j.in {
-				then = append(then, clientv3.OpPut(j.in[i], j.inVals[i]))
+			for _, r := range j.tmpl {
+				r.Seq, r.Prev, r.Hash = 0, nil, nil
+				e.Recs = append(e.Recs, r)
 			}
+			cmps = append(cmps, j.cmps...)
 			then = append(then, j.ops...)
-			els = append(els, clientv3.OpGet(j.in[0], clientv3.WithKeysOnly()))
 			for _, w := range j.watch {
 				els = append(els, clientv3.OpGet(w.key, clientv3.WithKeysOnly()))
 			}
 		}
+		v, err := json.Marshal(e)
+		if err != nil { // never for Records
+			for _, j := range batch {
+				j.answer(fmt.Errorf("%w: %s: encode audit records: %w", wire.ErrStore, j.what, err))
+			}
+			return
+		}
+		then = append(then, clientv3.OpPut(key, string(v)))
 		ctx, cancel := context.WithDeadline(s.ctx, latest)
 		ctx, cancel2 := context.WithTimeout(ctx, s.attemptTimeout())
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
 		cancel2()
 		cancel()
 		if err != nil {
-			// Unknown outcome: the same transaction again tells.
+			// Unknown outcome: the same key again tells.
 			for _, j := range batch {
 				j.unknown = true
 			}
 			lastErr = err
-			s.log.Debug("audit append: outcome unknown, retrying the same inbox keys", "err", err)
+			s.log.Debug("audit append: outcome unknown, retrying under the same inbox key", "err", err)
 			pause()
 			continue
 		}
@@ -275,27 +263,27 @@ func (s *Store) commit(batch []*job) {
 			}
 			return
 		}
-		found, landed := settle(resp.Responses, batch)
-		if landed > 0 {
-			s.log.Debug("audit append: the attempt of unknown outcome had landed", "jobs", landed)
+		if len(resp.Responses[0].GetResponseRange().Kvs) == 1 {
+			s.log.Debug("audit append: the attempt of unknown outcome had landed", "jobs", len(batch))
+			for _, j := range batch {
+				j.answer(nil)
+			}
+			return
 		}
-		if !found { // a compare failed that no read explains: never spin
+		if !settle(resp.Responses[1:], batch) { // a compare failed that no read explains: never spin
 			s.log.Warn("audit append: transaction refused with no visible change, retrying")
 			pause()
 		}
 	}
 }
 
-// settle answers, from a refused transaction's Else reads (in batch
-// order: each job's first inbox key, then its compared keys), every job
-// whose inbox key is present (an earlier attempt landed: nil) or whose
-// compared key changed (errConflict); it reports whether any was, and how
-// many had landed.
-func settle(rs []*etcdserverpb.ResponseOp, batch []*job) (found bool, landed int) {
+// settle answers errConflict, from a refused transaction's Else reads of
+// the compared keys (in batch order), to every job whose compared key
+// changed; it reports whether any did.
+func settle(rs []*etcdserverpb.ResponseOp, batch []*job) bool {
+	found := false
 	idx := 0
 	for _, j := range batch {
-		in := len(rs[idx].GetResponseRange().Kvs) == 1
-		idx++
 		conflict := false
 		for _, w := range j.watch {
 			kvs := rs[idx].GetResponseRange().Kvs
@@ -308,17 +296,12 @@ func settle(rs []*etcdserverpb.ResponseOp, batch []*job) (found bool, landed int
 				conflict = true
 			}
 		}
-		switch {
-		case in:
-			j.answer(nil)
-			found = true
-			landed++
-		case conflict:
+		if conflict {
 			j.answer(errConflict)
 			found = true
 		}
 	}
-	return found, landed
+	return found
 }
 
 func (s *Store) timeoutErr(j *job, last error, unknown bool) error {

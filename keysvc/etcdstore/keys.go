@@ -23,9 +23,9 @@ const listPage = 500
 
 func (s *Store) keyKey(name string) string { return s.k(keyKeysPrefix + name) }
 
-// CreateKey stores a new key and appends rec (when not nil) in the same
-// transaction. A taken name is refused with wire.ErrKeyExists. On success
-// rec holds its committed Seq, Prev and Hash.
+// CreateKey stores a new key and puts rec (when not nil) into the node's
+// audit inbox in the same transaction (the sequencer chains it; rec is
+// not changed). A taken name is refused with wire.ErrKeyExists.
 func (s *Store) CreateKey(k *keysvc.Key, rec *audit.Record) error {
 	if k == nil || k.Name == "" {
 		return fmt.Errorf("%w: a key needs a name", wire.ErrInvalidArgument)
@@ -186,10 +186,11 @@ func (s *Store) ListKeys(after string, limit int) ([]*keysvc.Key, error) {
 
 // UpdateKey runs fn on a copy of the key and stores the result with rec
 // (when not nil) in one transaction that compares the key's ModRevision
-// (and the audit head): when another node changed the key meanwhile, it
-// reads the key again and runs fn again, so fn may run more than once. An
-// error from fn stores nothing and is returned as is. fn must not rename
-// the key. On success rec holds its committed Seq, Prev and Hash.
+// (and nothing else: the record goes to the node's audit inbox, chained
+// later by the sequencer; rec is not changed): when another node changed
+// the key meanwhile, it reads the key again and runs fn again, so fn may
+// run more than once. An error from fn stores nothing and is returned as
+// is. fn must not rename the key.
 func (s *Store) UpdateKey(name string, fn func(k *keysvc.Key) error, rec *audit.Record) (*keysvc.Key, error) {
 	dl := time.Now().Add(s.cfg.RequestTimeout)
 	// This node's updates of one key go one at a time: concurrent ones

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -120,11 +121,28 @@ type chainedKey struct {
 	at  time.Time // when it was known chained
 }
 
-// inboxEvent is one inbox entry to chain.
+// inboxEvent is one inbox entry to chain: one node transaction's records.
 type inboxEvent struct {
-	key string
-	val []byte
-	rev int64
+	key  string
+	rev  int64
+	recs []audit.Record
+}
+
+// decodeInbox decodes an inbox entry. One that does not decode (only a
+// hand-written one) becomes one record saying so, so that the loss is
+// visible in the chain rather than silent.
+func (s *Store) decodeInbox(key string, rev int64, val []byte) inboxEvent {
+	var e inboxEntry
+	err := json.Unmarshal(val, &e)
+	if err == nil && len(e.Recs) == 0 {
+		err = errors.New("no records")
+	}
+	if err != nil {
+		s.log.Error("audit sequencer: an inbox entry does not decode; chaining a record of the fault instead", "key", key, "err", err)
+		e.Recs = []audit.Record{{Time: time.Now(), Client: "sequencer", Op: "audit-inbox-fault", Result: "undecodable",
+			Detail: fmt.Sprintf("inbox entry %s (revision %d) does not decode", key, rev)}}
+	}
+	return inboxEvent{key: key, rev: rev, recs: e.Recs}
 }
 
 var errLostHead = errors.New("the audit head moved under the sequencer (another sequencer chained)")
@@ -144,71 +162,115 @@ func (s *Store) chainLoop(ctx context.Context, chained chan<- []chainedKey, firs
 			return err
 		}
 	}
-	var pending []inboxEvent
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
-	wch := s.cli.Watch(wctx, s.k(keyInbox), clientv3.WithPrefix(), clientv3.WithRev(h.Cursor+1))
+	f := s.followInbox(wctx, h.Cursor+1)
 	for {
-		// Take what the watch has: block when nothing is pending.
-	recv:
-		for {
-			var wr clientv3.WatchResponse
-			var ok bool
-			if len(pending) == 0 {
-				select {
-				case wr, ok = <-wch:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			} else {
-				select {
-				case wr, ok = <-wch:
-				default:
-					break recv
-				}
-			}
-			if !ok {
-				return errors.New("inbox watch closed")
-			}
-			if wr.CompactRevision != 0 || errors.Is(wr.Err(), rpctypes.ErrCompacted) {
-				// The cursor's history is gone: read the inbox instead.
-				return s.catchUp(ctx, &h, chained)
-			}
-			if err := wr.Err(); err != nil {
+		select {
+		case <-f.ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		evs, compacted, err := f.take()
+		// Chain what came before a fault: those entries are whole revisions.
+		for len(evs) > 0 {
+			n := batchEnd(evs)
+			if err := s.chain(ctx, &h, evs[:n], chained); err != nil {
 				return err
 			}
-			for _, ev := range wr.Events {
-				if ev.Type == clientv3.EventTypePut && ev.Kv.ModRevision > h.Cursor {
-					pending = append(pending, inboxEvent{string(ev.Kv.Key), ev.Kv.Value, ev.Kv.ModRevision})
-				}
-			}
+			evs = evs[n:]
 		}
-		for len(pending) > 0 {
-			n := batchEnd(pending)
-			if err := s.chain(ctx, &h, pending[:n], chained); err != nil {
-				return err
-			}
-			pending = pending[n:]
+		switch {
+		case compacted:
+			// The cursor's history is gone: read the inbox instead.
+			return s.catchUp(ctx, &h, chained)
+		case err != nil:
+			return err
 		}
-		pending = nil
 	}
 }
 
-// batchEnd returns how many of pending (in revision order) the next
-// chaining transaction takes: whole revisions only (the cursor names a
-// revision), at most maxChain records unless one revision alone is more.
-func batchEnd(pending []inboxEvent) int {
-	n := 0
-	for n < len(pending) {
-		r := pending[n].rev
-		e := n
-		for e < len(pending) && pending[e].rev == r {
+// inboxFollower collects the inbox watch's entries as fast as the watch
+// delivers them, so each chaining transaction takes everything that
+// arrived while the previous one was in flight (reading the watch only
+// between transactions would chain one revision per transaction and let a
+// backlog grow in the client).
+type inboxFollower struct {
+	mu        sync.Mutex
+	evs       []inboxEvent
+	compacted bool
+	err       error
+	ready     chan struct{} // one token: something to take
+}
+
+// followInbox watches the inbox from revision from until ctx ends or the
+// watch fails.
+func (s *Store) followInbox(ctx context.Context, from int64) *inboxFollower {
+	f := &inboxFollower{ready: make(chan struct{}, 1)}
+	wch := s.cli.Watch(ctx, s.k(keyInbox), clientv3.WithPrefix(), clientv3.WithRev(from))
+	go func() {
+		var end error = errors.New("inbox watch closed")
+		compacted := false
+		for wr := range wch {
+			if wr.CompactRevision != 0 || errors.Is(wr.Err(), rpctypes.ErrCompacted) {
+				compacted = true
+				break
+			}
+			if err := wr.Err(); err != nil {
+				end = err
+				break
+			}
+			f.mu.Lock()
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypePut && ev.Kv.ModRevision >= from {
+					f.evs = append(f.evs, s.decodeInbox(string(ev.Kv.Key), ev.Kv.ModRevision, ev.Kv.Value))
+				}
+			}
+			f.mu.Unlock()
+			f.signal()
+		}
+		f.mu.Lock()
+		f.compacted, f.err = compacted, end
+		f.mu.Unlock()
+		f.signal()
+	}()
+	return f
+}
+
+func (f *inboxFollower) signal() {
+	select {
+	case f.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the entries collected so far, and how the watch ended (if
+// it did).
+func (f *inboxFollower) take() ([]inboxEvent, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	evs := f.evs
+	f.evs = nil
+	return evs, f.compacted, f.err
+}
+
+// batchEnd returns how many of evs (in revision order) the next chaining
+// transaction takes: whole revisions only (the cursor names a revision),
+// at most maxChain records unless one revision alone is more (never: a
+// node's transaction holds at most maxBatchOps records).
+func batchEnd(evs []inboxEvent) int {
+	n, recs := 0, 0
+	for n < len(evs) {
+		r := evs[n].rev
+		e, add := n, 0
+		for e < len(evs) && evs[e].rev == r {
+			add += len(evs[e].recs)
 			e++
 		}
-		if n > 0 && e > maxChain {
+		if n > 0 && recs+add > maxChain {
 			break
 		}
-		n = e
+		n, recs = e, recs+add
 	}
 	return n
 }
@@ -240,24 +302,17 @@ func (s *Store) chain(ctx context.Context, h *head, evs []inboxEvent, chained ch
 	if seq == 0 {
 		prev = audit.Genesis
 	}
-	ops := make([]clientv3.Op, 0, len(evs)+1)
+	var ops []clientv3.Op
 	for _, ev := range evs {
-		var e inboxEntry
-		if err := json.Unmarshal(ev.val, &e); err != nil {
-			// Only a hand-written entry: chain a record saying so, so the
-			// loss is visible in the log rather than silent.
-			s.log.Error("audit sequencer: an inbox entry does not decode; chaining a record of the fault instead", "key", ev.key, "err", err)
-			e = inboxEntry{Rec: audit.Record{Time: time.Now(), Client: "sequencer", Op: "audit-inbox-fault", Result: "undecodable",
-				Detail: fmt.Sprintf("inbox entry %s (revision %d) does not decode", ev.key, ev.rev)}}
+		for _, rec := range ev.recs {
+			rec.Seal(seq, prev)
+			seq, prev = rec.Seq, rec.Hash
+			v, err := rec.Marshal()
+			if err != nil {
+				return permanent(err)
+			}
+			ops = append(ops, clientv3.OpPut(recKey(s.p, rec.Seq), string(v)))
 		}
-		rec := e.Rec
-		rec.Seal(seq, prev)
-		seq, prev = rec.Seq, rec.Hash
-		v, err := rec.Marshal()
-		if err != nil {
-			return permanent(err)
-		}
-		ops = append(ops, clientv3.OpPut(recKey(s.p, rec.Seq), string(v)))
 	}
 	nh := headValue{Seq: seq, Hash: prev, Node: s.cfg.Node, Cursor: evs[len(evs)-1].rev}
 	hv, err := json.Marshal(nh)
@@ -303,7 +358,7 @@ func (s *Store) catchUp(ctx context.Context, h *head, chained chan<- []chainedKe
 	}
 	evs := make([]inboxEvent, 0, len(g.Kvs))
 	for _, kv := range g.Kvs {
-		evs = append(evs, inboxEvent{string(kv.Key), kv.Value, kv.ModRevision})
+		evs = append(evs, s.decodeInbox(string(kv.Key), kv.ModRevision, kv.Value))
 	}
 	s.log.Warn("audit sequencer: inbox history compacted, chaining from a read", "entries", len(evs), "cursor", h.Cursor)
 	for len(evs) > 0 {
