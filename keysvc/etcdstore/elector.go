@@ -2,10 +2,12 @@ package etcdstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -38,8 +40,13 @@ func (h *sessionHandle) close() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		// Revoke the lease, so another node leads at once rather than
-		// after SessionTTL.
-		_, _ = h.s.cli.Revoke(ctx, h.sess.Lease())
+		// after SessionTTL. Without quorum the revoke fails, and the
+		// election key would stay until the lease expires — which etcd
+		// postpones when it elects a leader again: keep revoking in the
+		// background, so the election moves as soon as quorum returns.
+		if _, err := h.s.cli.Revoke(ctx, h.sess.Lease()); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			go h.s.revokeLater(h.sess.Lease())
+		}
 		h.sess.Orphan()
 		h.cancel()
 		h.s.sessMu.Lock()
@@ -79,6 +86,7 @@ func (s *Store) Lead(ctx context.Context, node string) (context.Context, func(),
 // campaign runs one election campaign on the election prefix (the
 // scheduler's, or the audit sequencer's).
 func (s *Store) campaign(ctx context.Context, election, node string) (context.Context, func(), error) {
+
 	gctx, gcancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	lease, err := s.cli.Grant(gctx, int64(SessionTTL/time.Second))
 	gcancel()
@@ -139,4 +147,19 @@ func (s *Store) campaign(ctx context.Context, election, node string) (context.Co
 		h.close()
 	}
 	return leading, resign, nil
+}
+
+// revokeLater revokes lease once etcd answers (or the store closes).
+func (s *Store) revokeLater(lease clientv3.LeaseID) {
+	sleep := 200 * time.Millisecond
+	for s.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(s.ctx, s.attemptTimeout())
+		_, err := s.cli.Revoke(ctx, lease)
+		cancel()
+		if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return
+		}
+		sleepCtx(s.ctx, sleep)
+		sleep = min(2*sleep, time.Second)
+	}
 }

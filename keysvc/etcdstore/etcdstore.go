@@ -14,8 +14,9 @@
 //	audit/head                 JSON {seq, hash, node, cursor}: the chain's newest record and
 //	                           the highest inbox revision chained
 //	audit/rec/<seq>            JSON of audit.Record; seq is 20 decimal digits, zero-padded
-//	audit/in/<node>/<id>       JSON {rec, node, at}: an acknowledged record not yet chained
-//	                           (or chained less than a minute ago); id is 24 random hex digits
+//	audit/in/<node>/<id>       JSON {recs, node, at}: the records of one node transaction,
+//	                           acknowledged, not yet chained (or chained less than a minute
+//	                           ago); id is 24 random hex digits
 //	audit/format               the log format in decimal ("2" = keysvc.AuditFormat)
 //	audit/checkpoint/<seq>     JSON of audit.Checkpoint (chained)
 //	audit/checkpoint-last      the seq of the newest checkpoint (what AddCheckpoint compares on)
@@ -39,11 +40,11 @@
 // UpdateKey, SetServiceKeys, SetKEKEpochs, Audit) goes through one flusher
 // goroutine per Store, which commits whatever has queued (up to 100 etcd
 // operations, under etcd's default max-txn-ops of 128) in ONE transaction
-// into this node's inbox:
+// into this node's inbox, all its records under ONE new inbox key:
 //
-//	If(CreateRevision(each job's first inbox key) == 0, <each change's own compares>)
-//	Then(put audit/in/<node>/<id> per record, put the changes)
-//	Else(get each job's first inbox key, get each compared key)
+//	If(CreateRevision(audit/in/<node>/<id>) == 0, <each change's own compares>)
+//	Then(put audit/in/<node>/<id> {recs…}, put the changes)
+//	Else(get the inbox key, get each compared key)
 //
 // No compare on audit/head: a node's appends conflict with nobody, and a
 // key change conflicts only with changes of the same key (its caller then
@@ -56,8 +57,8 @@
 // election, in which every open Store campaigns — is the sequencer. It
 // reads the head (whose cursor is the highest inbox ModRevision chained),
 // watches the inbox from cursor+1 (a watch delivers every commit from that
-// revision on, in commit order: nothing is skipped), seals the entries
-// (audit.Record.Seal) in ModRevision order and commits, per batch of whole
+// revision on, in commit order: nothing is skipped), seals the entries'
+// records (audit.Record.Seal) in ModRevision order, each entry's in order, and commits, per batch of whole
 // revisions (at most 120 records):
 //
 //	If(ModRevision(audit/head) == cached)
@@ -86,8 +87,8 @@
 //
 // Writes of unknown outcome (the member died under it: Unavailable or EOF;
 // a deadline) are never simply retried as new writes: the flusher sends
-// the same transaction again — same inbox keys — until it is answered.
-// If the earlier attempt had landed, the compare on the first inbox key
+// the same transaction again — same inbox key — until it is answered.
+// If the earlier attempt had landed, the compare on the inbox key
 // fails and the Else branch shows the key: landed, answered success; if
 // not, the retry applies. Since a job retries only within its
 // RequestTimeout and an inbox entry lives at least a minute after it is
@@ -134,7 +135,7 @@
 //     chained as an "audit-inbox-fault" record naming its key, so the
 //     loss shows in the log.
 //   - Chained inbox entries are deleted one key per operation (etcd has no
-//     delete-by-revision): one delete operation per record, in batches of
+//     delete-by-revision): one delete per node transaction, in batches of
 //     120, a minute after it is chained.
 //   - Every append costs two raft rounds (inbox, then chain); the second is
 //     shared by up to 120 records of all nodes.

@@ -677,6 +677,8 @@ func TestLoseQuorum(t *testing.T) {
 		t.Fatalf("Writable after quorum returned: %v", err)
 	}
 	t.Logf("appends resumed %v after the members answered healthy", time.Since(back).Round(time.Millisecond))
+	storetest.Sync(t, s) // the sequencer's election recovers too (its stale lease revoked)
+	t.Logf("every acknowledged record chained %v after the members answered healthy", time.Since(back).Round(time.Millisecond))
 	// A new leader is elected once the old session's lease has lapsed.
 	lctx, lcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer lcancel()

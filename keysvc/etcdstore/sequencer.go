@@ -537,14 +537,19 @@ func (s *Store) ResetChainLag() {
 // SyncAudit returns once every record acknowledged (in any node's inbox)
 // before the call is chained (keysvc.AuditSyncer): it reads the newest
 // inbox entry's revision, then waits until the head's cursor covers it.
-// It fails with wire.ErrStore when that takes longer than RequestTimeout
-// or ctx ends (no node sequencing: every open Store campaigns, so this
+// It fails with wire.ErrStore when ctx ends first (a ctx without a
+// deadline is given RequestTimeout) (no node sequencing: every open Store campaigns, so this
 // means etcd has no quorum or this node cannot reach it).
 func (s *Store) SyncAudit(ctx context.Context) error {
 	if err := s.closedErr(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		defer cancel()
+	}
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(s.ctx, cancel)
 	defer stop()
@@ -590,7 +595,7 @@ func (s *Store) SyncAudit(ctx context.Context) error {
 			if h := s.watchedHead.Load(); h != nil {
 				cur = h.Cursor
 			}
-			return fmt.Errorf("%w: wait for the audit chain: records acknowledged up to etcd revision %d are not chained after %s (chained up to %d): no node is sequencing (etcd quorum?)", wire.ErrStore, target, s.cfg.RequestTimeout, cur)
+			return fmt.Errorf("%w: wait for the audit chain: records acknowledged up to etcd revision %d are not chained yet (chained up to %d): no node is sequencing (etcd quorum?)", wire.ErrStore, target, cur)
 		}
 	}
 }
