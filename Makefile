@@ -83,7 +83,9 @@ fuzz:
 # commit; (3) keysvc's HTTP sign and sign-batch endpoints driven by wrk over
 # TLS at 1, 64 and 1000 connections beside the raw C_Sign rate of the same
 # token (scripts/bench-keysvc.sh); (4) TPM seal, unseal and sign on swtpm and
-# opening the sealed secrets file. Figures: docs/PERFORMANCE.md.
+# opening the sealed secrets file; (5) three keysvc nodes on etcd beside one
+# on bbolt, sign at 64 connections, and the etcd audit append
+# (scripts/bench-cluster.sh). Figures: docs/PERFORMANCE.md.
 BENCHCOUNT ?= 3
 BENCHDUR   ?= 10s
 bench: deps
@@ -93,6 +95,7 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3s ./banking/ledger
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./token/tpm ./keysvc/secrets ./keysvc/audit
 	scripts/bench-keysvc.sh $(BENCHDUR)
+	scripts/bench-cluster.sh $(BENCHDUR)
 
 # Customer keys at bank scale: enrol SCALE_CUSTOMERS confirm-required
 # wrapped keys (EC P-256 and SM2), check the token's object count does not

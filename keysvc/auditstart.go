@@ -103,7 +103,17 @@ func (s *Service) checkAuditAtStart() error {
 		return fmt.Errorf("%w: %w; %s", ErrAuditBroken, err, auditBrokenHelp)
 	}
 	v.From(from)
-	rep, err := s.walkAudit(from, head, v)
+	// The head is checked against the record stored at its seq, not
+	// against the last record read: on a clustered store the other nodes
+	// append between LastAudit and the walk, so the walk may read past the
+	// head (every record it reads is verified all the same).
+	var atHead []byte
+	rep, err := s.walkAudit(from, head, func(r audit.Record) error {
+		if r.Seq == head {
+			atHead = r.Hash
+		}
+		return v.Add(r)
+	}, v)
 	switch {
 	case errors.Is(err, audit.ErrNoCheckpoint):
 		if head > 0 {
@@ -111,8 +121,10 @@ func (s *Service) checkAuditAtStart() error {
 		}
 	case err != nil:
 		return fmt.Errorf("%w: %w; %s", ErrAuditBroken, err, auditBrokenHelp)
-	case head > 0 && (rep.LastSeq != head || !bytes.Equal(rep.LastHash, headHash)):
-		return fmt.Errorf("%w: the chain head in audit-meta (record %d) is not the last stored record (%d): records were deleted from the end; %s", ErrAuditBroken, head, rep.LastSeq, auditBrokenHelp)
+	case head > 0 && rep.LastSeq < head:
+		return fmt.Errorf("%w: the chain head in audit-meta (record %d) is past the last stored record (%d): records were deleted from the end; %s", ErrAuditBroken, head, rep.LastSeq, auditBrokenHelp)
+	case head > 0 && !bytes.Equal(atHead, headHash):
+		return fmt.Errorf("%w: the chain head in audit-meta names a hash that stored record %d does not have: the end of the log was rewritten; %s", ErrAuditBroken, head, auditBrokenHelp)
 	}
 	if n := len(cps); n > 0 {
 		s.lastCP = &cps[n-1]
@@ -121,10 +133,11 @@ func (s *Service) checkAuditAtStart() error {
 	return nil
 }
 
-// walkAudit feeds records from..head to v; from beyond head feeds none.
-func (s *Service) walkAudit(from, head uint64, v *audit.Verifier) (audit.Report, error) {
+// walkAudit feeds the records from seq from on to add (which feeds v),
+// and returns v's report; from beyond head feeds none.
+func (s *Service) walkAudit(from, head uint64, add func(audit.Record) error, v *audit.Verifier) (audit.Report, error) {
 	if from <= head {
-		if err := s.store.AuditRecords(from, v.Add); err != nil {
+		if err := s.store.AuditRecords(from, add); err != nil {
 			return audit.Report{}, err
 		}
 	}

@@ -359,6 +359,17 @@ func auditCmd(args []string) error {
 	if err != nil {
 		return err
 	}
+	// A cluster store chains acknowledged records a moment later (its
+	// sequencer): wait until every record acknowledged so far is chained,
+	// so the verification covers every request that was answered.
+	if sy, ok := store.(keysvc.AuditSyncer); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := sy.SyncAudit(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("audit verify: acknowledged records are not all chained yet, so the chain cannot be checked for them (is etcd healthy? retry): %w", err)
+		}
+	}
 	rep, err := keysvc.VerifyAudit(store, pub, anchors...)
 	if err != nil {
 		return err

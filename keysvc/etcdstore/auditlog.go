@@ -21,23 +21,24 @@ import (
 // auditChunk is how many records AuditRecords reads per range request.
 const auditChunk = 1000
 
-// Audit appends rec durably, group-committed with this node's concurrent
-// appends by the flusher (package doc). On success rec holds its committed
-// Seq, Prev and Hash; on failure (wire.ErrStore, after RequestTimeout at
-// most) rec is untouched and the caller must fail its operation.
+// Audit appends rec durably: it is group-committed with this node's
+// concurrent appends into the node's inbox by the flusher, and chained a
+// moment later by the cluster's sequencer (package doc). rec is never
+// changed: its Seq, Prev and Hash are decided by the sequencer
+// (SyncAudit, then AuditRecords, shows them). On failure (wire.ErrStore,
+// after RequestTimeout at most) the caller must fail its operation.
 func (s *Store) Audit(rec *audit.Record) error {
 	if rec == nil {
 		return fmt.Errorf("%w: nil audit record", wire.ErrInvalidArgument)
 	}
 	return s.submit(&job{
 		tmpl: []audit.Record{*rec},
-		out:  []*audit.Record{rec},
 		what: "append audit record",
 		dl:   time.Now().Add(s.cfg.RequestTimeout),
 	})
 }
 
-// AuditRecords calls fn for each record in order, from seq from (0 and 1
+// AuditRecords calls fn for each chained record in order, from seq from (0 and 1
 // both mean the whole log), reading auditChunk records per request; fn
 // runs between requests, and records appended during the walk are
 // included. An error from fn stops the walk and is returned as is. A
@@ -83,8 +84,10 @@ func (s *Store) AuditRecords(from uint64, fn func(audit.Record) error) error {
 	}
 }
 
-// LastAudit returns the sequence number and hash of the newest record (0
-// and audit.Genesis when the log is empty), by a linearizable read.
+// LastAudit returns the sequence number and hash of the newest chained
+// record (0 and audit.Genesis when the log is empty), by a linearizable
+// read. Records acknowledged but not yet chained are not covered: call
+// SyncAudit first for that.
 func (s *Store) LastAudit() (uint64, []byte, error) {
 	if err := s.closedErr(); err != nil {
 		return 0, nil, err

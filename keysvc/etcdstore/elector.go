@@ -2,10 +2,12 @@ package etcdstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -38,8 +40,13 @@ func (h *sessionHandle) close() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		// Revoke the lease, so another node leads at once rather than
-		// after SessionTTL.
-		_, _ = h.s.cli.Revoke(ctx, h.sess.Lease())
+		// after SessionTTL. Without quorum the revoke fails, and the
+		// election key would stay until the lease expires — which etcd
+		// postpones when it elects a leader again: keep revoking in the
+		// background, so the election moves as soon as quorum returns.
+		if _, err := h.s.cli.Revoke(ctx, h.sess.Lease()); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			go h.s.revokeLater(h.sess.Lease())
+		}
 		h.sess.Orphan()
 		h.cancel()
 		h.s.sessMu.Lock()
@@ -63,7 +70,7 @@ func (s *Store) Lead(ctx context.Context, node string) (context.Context, func(),
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
-		leading, resign, err := s.campaign(ctx, node)
+		leading, resign, err := s.campaign(ctx, keyElection, node)
 		if err == nil {
 			return leading, resign, nil
 		}
@@ -76,7 +83,10 @@ func (s *Store) Lead(ctx context.Context, node string) (context.Context, func(),
 	}
 }
 
-func (s *Store) campaign(ctx context.Context, node string) (context.Context, func(), error) {
+// campaign runs one election campaign on the election prefix (the
+// scheduler's, or the audit sequencer's).
+func (s *Store) campaign(ctx context.Context, election, node string) (context.Context, func(), error) {
+
 	gctx, gcancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	lease, err := s.cli.Grant(gctx, int64(SessionTTL/time.Second))
 	gcancel()
@@ -97,7 +107,7 @@ func (s *Store) campaign(ctx context.Context, node string) (context.Context, fun
 		h.close()
 		return nil, nil, s.closedErr()
 	}
-	e := concurrency.NewElection(sess, s.k(keyElection))
+	e := concurrency.NewElection(sess, s.k(election))
 	// Campaign ends with ctx, or when the session ends (it then fails).
 	cctx, ccancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(sctx, ccancel)
@@ -128,7 +138,7 @@ func (s *Store) campaign(ctx context.Context, node string) (context.Context, fun
 		}
 		lcancel()
 	}()
-	s.log.Info("election: leading", "as", node)
+	s.log.Info("election: leading", "election", election, "as", node)
 	resign := func() {
 		lcancel() // stop leading before another node can win
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -137,4 +147,19 @@ func (s *Store) campaign(ctx context.Context, node string) (context.Context, fun
 		h.close()
 	}
 	return leading, resign, nil
+}
+
+// revokeLater revokes lease once etcd answers (or the store closes).
+func (s *Store) revokeLater(lease clientv3.LeaseID) {
+	sleep := 200 * time.Millisecond
+	for s.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(s.ctx, s.attemptTimeout())
+		_, err := s.cli.Revoke(ctx, lease)
+		cancel()
+		if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return
+		}
+		sleepCtx(s.ctx, sleep)
+		sleep = min(2*sleep, time.Second)
+	}
 }

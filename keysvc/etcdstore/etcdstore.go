@@ -11,8 +11,12 @@
 // Every key lives under Config.Prefix (default "/keyward/"):
 //
 //	keys/<name>                JSON of keysvc.Key, one etcd key per key record
-//	audit/head                 JSON {seq, hash, batch, node}: the chain's newest record
+//	audit/head                 JSON {seq, hash, node, cursor}: the chain's newest record and
+//	                           the highest inbox revision chained
 //	audit/rec/<seq>            JSON of audit.Record; seq is 20 decimal digits, zero-padded
+//	audit/in/<node>/<id>       JSON {recs, node, at}: the records of one node transaction,
+//	                           acknowledged, not yet chained (or chained less than a minute
+//	                           ago); id is 24 random hex digits
 //	audit/format               the log format in decimal ("2" = keysvc.AuditFormat)
 //	audit/checkpoint/<seq>     JSON of audit.Checkpoint (chained)
 //	audit/checkpoint-last      the seq of the newest checkpoint (what AddCheckpoint compares on)
@@ -20,6 +24,7 @@
 //	service/kek-epochs         JSON of keysvc.KEKEpochs
 //	probe/<node>               what Writable writes
 //	election/…                 the scheduler's election (concurrency.Election; leased)
+//	election-audit/…           the audit sequencer's election (leased)
 //	confirm/id/<id>            JSON of keysvc.ConfirmRecord (leased: ExpiresAt + keep)
 //	confirm/holder/<hex>       → id (leased like the record)
 //	confirm/key/<key>          → id of the pending confirmation holding the key (leased: ExpiresAt)
@@ -28,32 +33,69 @@
 //
 // # The audit chain
 //
-// One chain for the whole cluster. Every change that carries an audit
-// record (CreateKey, UpdateKey, SetServiceKeys, SetKEKEpochs, Audit) goes
-// through one flusher goroutine per Store, which commits whatever has
-// queued (up to ~100 etcd operations, under etcd's default max-txn-ops of
-// 128) in ONE transaction:
+// One chain for the whole cluster, written in two steps so that nodes
+// never contend for it.
 //
-//	If(ModRevision(audit/head) == cached, <each change's own compares>)
-//	Then(put records, put changes, put audit/head)
-//	Else(get audit/head, get each compared key, get the records of unresolved attempts)
+// Acknowledging. Every change that carries an audit record (CreateKey,
+// UpdateKey, SetServiceKeys, SetKEKEpochs, Audit) goes through one flusher
+// goroutine per Store, which commits whatever has queued (up to 100 etcd
+// operations, under etcd's default max-txn-ops of 128) in ONE transaction
+// into this node's inbox, all its records under ONE new inbox key:
 //
-// Records are sealed (audit.Record.Seal) from the cached head before the
-// transaction. When another node appended meanwhile, the compare fails:
-// the flusher adopts the head the Else branch returned, reseals the batch
-// and retries at once. A change whose own compare failed (a key updated by
-// another node) goes back to its caller, which reads the key again and
-// runs its function again.
+//	If(CreateRevision(audit/in/<node>/<id>) == 0, <each change's own compares>)
+//	Then(put audit/in/<node>/<id> {recs…}, put the changes)
+//	Else(get the inbox key, get each compared key)
 //
-// A write whose outcome is unknown (the member died under it: Unavailable
-// or EOF; a deadline) is never simply retried: the batch is frozen (same
-// records) and recorded as an unresolved attempt. Every attempt compares
-// the head revision it read, so of all attempts made on one head at most
-// one applies; and once the head has moved, an unresolved attempt landed
-// if and only if the record at its first seq carries its first record's
-// hash. The flusher resolves every unresolved attempt before it reseals,
-// so a record is never appended twice and never lost. etcd's client never
-// retries a write by itself; this is where it is done.
+// No compare on audit/head: a node's appends conflict with nobody, and a
+// key change conflicts only with changes of the same key (its caller then
+// reads the key again and runs its function again). When the transaction
+// commits, the record is durable (replicated by etcd's raft, as a bbolt
+// fsync is on one node) and the call returns — with the record's Seq,
+// Prev and Hash left zero: they are not known yet.
+//
+// Chaining. One node at a time — the leader of the election-audit/
+// election, in which every open Store campaigns — is the sequencer. It
+// reads the head (whose cursor is the highest inbox ModRevision chained),
+// watches the inbox from cursor+1 (a watch delivers every commit from that
+// revision on, in commit order: nothing is skipped), seals the entries'
+// records (audit.Record.Seal) in ModRevision order, each entry's in order, and commits, per batch of whole
+// revisions (at most 120 records):
+//
+//	If(ModRevision(audit/head) == cached)
+//	Then(put audit/rec/<seq>…, put audit/head {seq, hash, node, cursor})
+//
+// Any failure — the compare refused (another sequencer chained:
+// leadership moved), an outcome unknown, the watch lost or compacted —
+// starts again from a fresh read of the head: its cursor says exactly
+// what is chained, so an entry is never chained twice nor skipped, with
+// or without the election (which only spares the contention). A
+// sequencer that finds its history compacted reads the inbox (entries
+// above the cursor, by ModRevision) instead of watching.
+//
+// The window. Between its inbox commit and its chaining a record is
+// durable but not yet tamper-evident, and readers (AuditRecords,
+// LastAudit, checkpoints) do not see it; ChainLag reports the window as
+// this node sees it (milliseconds under load: ARCHITECTURE.md, "The etcd
+// store"). SyncAudit (keysvc.AuditSyncer) waits until every record
+// acknowledged before the call is chained: the Service calls it before
+// signing a checkpoint, audit verify before reading.
+//
+// Clean-up. The sequencer deletes chained inbox entries once they have
+// been chained for DefaultInboxKeep (a minute, or 4×RequestTimeout if
+// more), in transactions of up to 120 deletes; a new sequencer adopts the
+// chained entries its predecessor left.
+//
+// Writes of unknown outcome (the member died under it: Unavailable or EOF;
+// a deadline) are never simply retried as new writes: the flusher sends
+// the same transaction again — same inbox key — until it is answered.
+// If the earlier attempt had landed, the compare on the inbox key
+// fails and the Else branch shows the key: landed, answered success; if
+// not, the retry applies. Since a job retries only within its
+// RequestTimeout and an inbox entry lives at least a minute after it is
+// chained, the key is always still there to be found. For a key change
+// carrying a record, the same check tells whether the whole transaction
+// (the key with its record) landed. etcd's client never retries a write
+// by itself; this is where it is done.
 //
 // A caller's request fails (wire.ErrStore) only when Config.RequestTimeout
 // passed without success. Killing one etcd member, even the leader (writes
@@ -66,7 +108,7 @@
 //
 // # Leases
 //
-// The election key (session TTL 5 s), and each confirmation: its key lock
+// The election keys (session TTL 5 s), and each confirmation: its key lock
 // lives until the confirmation's ExpiresAt, its record and holder index
 // until ExpiresAt + keep, so a dead node's confirmation frees its key
 // cluster-wide by itself. Nothing else is leased.
@@ -78,15 +120,25 @@
 // node, the flusher batches appends (one transaction per batch) and
 // UpdateKey takes a per-key lock (the node's own updates of a key would
 // only conflict with each other); across nodes, compares on ModRevision
-// decide, and the loser reads again. A function passed to UpdateKey,
+// decide, and the loser reads again. Appends of different nodes never
+// conflict (the inbox); one sequencer chains. A function passed to UpdateKey,
 // ConfirmStore.Update or a PIN counter's Update may run more than once.
 //
 // # Limitations
 //
-//   - Appends from several nodes contend on audit/head: a conflict costs a
-//     round trip and a reseal. On one loopback cluster sharing two cores,
-//     three nodes append about a quarter of what one node appends at 64
-//     concurrent callers (ARCHITECTURE.md, "The etcd store", has figures).
+//   - A record is acknowledged before it is chained: Audit and the other
+//     appends hand back no Seq, Prev or Hash, and readers see a record
+//     only once the sequencer chained it (SyncAudit waits for that). If
+//     no node can sequence (no quorum), acknowledged records wait in the
+//     inbox, durable, until one can.
+//   - An inbox entry that does not decode (only a hand-written one) is
+//     chained as an "audit-inbox-fault" record naming its key, so the
+//     loss shows in the log.
+//   - Chained inbox entries are deleted one key per operation (etcd has no
+//     delete-by-revision): one delete per node transaction, in batches of
+//     120, a minute after it is chained.
+//   - Every append costs two raft rounds (inbox, then chain); the second is
+//     shared by up to 120 records of all nodes.
 //   - A request that timed out while its write's outcome was unknown may
 //     still land when quorum returns (its error says so).
 //   - An unaudited UpdateKey (rec nil) whose write's outcome was unknown
@@ -96,7 +148,8 @@
 //   - WatchKeys skips deletions (keysvc never deletes a key record).
 //
 // Files: etcdstore.go (config, open, close, retries), flusher.go (the
-// group commit), keys.go (keys and the key feed), auditlog.go (reading the
+// group commit into the inbox), sequencer.go (the chaining, its election,
+// clean-up, SyncAudit, ChainLag), keys.go (keys and the key feed), auditlog.go (reading the
 // chain, checkpoints, format), service.go (service-key and KEK-epoch
 // records), elector.go, confirm.go, pincounters.go.
 package etcdstore
@@ -111,6 +164,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -171,6 +225,17 @@ type Store struct {
 	sessions map[*sessionHandle]struct{}
 
 	keyLocks sync.Map // key name → *sync.Mutex: UpdateKey's per-key lock on this node
+
+	seqOut       chan struct{} // closed when the sequencer goroutine ended
+	inboxKeep    atomic.Int64  // time.Duration: how long chained inbox entries stay
+	inboxDeleted atomic.Int64  // chained inbox entries this node's sequencer deleted
+
+	watchedHead atomic.Pointer[head] // the newest audit/head this node saw
+	lagMu       sync.Mutex
+	headMoved   chan struct{}   // closed and replaced when watchedHead moves
+	lags        []time.Duration // ring of ChainLag samples
+	lagNext     int
+	lagPending  []lagMark // this node's inbox commits not yet seen chained
 }
 
 var (
@@ -230,7 +295,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Store{cli: cli, cfg: cfg, log: log, p: cfg.Prefix, closing: make(chan struct{}), ctx: sctx, cancel: cancel,
-		jobs: make(chan *job, 4096), flusherOut: make(chan struct{}), sessions: map[*sessionHandle]struct{}{}}
+		jobs: make(chan *job, 4096), flusherOut: make(chan struct{}), sessions: map[*sessionHandle]struct{}{},
+		seqOut: make(chan struct{}), headMoved: make(chan struct{}), lags: make([]time.Duration, 8192)}
+	s.inboxKeep.Store(int64(max(DefaultInboxKeep, 4*cfg.RequestTimeout)))
 	// A log with no head and no format starts in the current format (as
 	// boltstore): one transaction, so two nodes starting together agree.
 	err = s.retry(ctx, func(ctx context.Context) error {
@@ -246,6 +313,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("%w: etcd %s: prepare store: %w", wire.ErrStore, strings.Join(cfg.Endpoints, ","), err)
 	}
 	go s.flusher()
+	go s.watchHead()
+	go s.sequencer()
 	log.Info("etcd store open", "endpoints", strings.Join(cfg.Endpoints, ","), "prefix", cfg.Prefix)
 	return s, nil
 }
@@ -263,6 +332,7 @@ func (s *Store) Close() error {
 	// wire.ErrStore), as do key feeds and confirmation waits.
 	s.cancel()
 	<-s.flusherOut
+	<-s.seqOut
 	s.sessMu.Lock()
 	hs := make([]*sessionHandle, 0, len(s.sessions))
 	for h := range s.sessions {
@@ -302,23 +372,25 @@ func (s *Store) Writable() error {
 
 // Key names under the prefix.
 const (
-	keyHead         = "audit/head"
-	keyFormat       = "audit/format"
-	keyRecPrefix    = "audit/rec/"
-	keyCPPrefix     = "audit/checkpoint/"
-	keyCPLast       = "audit/checkpoint-last"
-	keyKeysPrefix   = "keys/"
-	keyServiceKeys  = "service/keys"
-	keyKEKEpochs    = "service/kek-epochs"
-	keyElection     = "election/"
-	keyConfirmID    = "confirm/id/"
-	keyConfirmHold  = "confirm/holder/"
-	keyConfirmKey   = "confirm/key/"
-	keyPINState     = "pin/state/"
-	keyPINEvents    = "pin/events/"
-	seqDigits       = 20
-	retryFirstSleep = 20 * time.Millisecond
-	retryMaxSleep   = 250 * time.Millisecond
+	keyHead          = "audit/head"
+	keyFormat        = "audit/format"
+	keyRecPrefix     = "audit/rec/"
+	keyCPPrefix      = "audit/checkpoint/"
+	keyCPLast        = "audit/checkpoint-last"
+	keyKeysPrefix    = "keys/"
+	keyServiceKeys   = "service/keys"
+	keyKEKEpochs     = "service/kek-epochs"
+	keyElection      = "election/"
+	keyElectionAudit = "election-audit/"
+	keyInbox         = "audit/in/"
+	keyConfirmID     = "confirm/id/"
+	keyConfirmHold   = "confirm/holder/"
+	keyConfirmKey    = "confirm/key/"
+	keyPINState      = "pin/state/"
+	keyPINEvents     = "pin/events/"
+	seqDigits        = 20
+	retryFirstSleep  = 20 * time.Millisecond
+	retryMaxSleep    = 250 * time.Millisecond
 )
 
 // k returns the full etcd key of name.

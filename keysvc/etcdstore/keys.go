@@ -23,9 +23,9 @@ const listPage = 500
 
 func (s *Store) keyKey(name string) string { return s.k(keyKeysPrefix + name) }
 
-// CreateKey stores a new key and appends rec (when not nil) in the same
-// transaction. A taken name is refused with wire.ErrKeyExists. On success
-// rec holds its committed Seq, Prev and Hash.
+// CreateKey stores a new key and puts rec (when not nil) into the node's
+// audit inbox in the same transaction (the sequencer chains it; rec is
+// not changed). A taken name is refused with wire.ErrKeyExists.
 func (s *Store) CreateKey(k *keysvc.Key, rec *audit.Record) error {
 	if k == nil || k.Name == "" {
 		return fmt.Errorf("%w: a key needs a name", wire.ErrInvalidArgument)
@@ -44,7 +44,6 @@ func (s *Store) CreateKey(k *keysvc.Key, rec *audit.Record) error {
 	}
 	j := &job{
 		tmpl:  []audit.Record{*rec},
-		out:   []*audit.Record{rec},
 		cmps:  []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)},
 		watch: []watchKey{{key, 0}},
 		ops:   []clientv3.Op{clientv3.OpPut(key, string(v))},
@@ -187,10 +186,11 @@ func (s *Store) ListKeys(after string, limit int) ([]*keysvc.Key, error) {
 
 // UpdateKey runs fn on a copy of the key and stores the result with rec
 // (when not nil) in one transaction that compares the key's ModRevision
-// (and the audit head): when another node changed the key meanwhile, it
-// reads the key again and runs fn again, so fn may run more than once. An
-// error from fn stores nothing and is returned as is. fn must not rename
-// the key. On success rec holds its committed Seq, Prev and Hash.
+// (and nothing else: the record goes to the node's audit inbox, chained
+// later by the sequencer; rec is not changed): when another node changed
+// the key meanwhile, it reads the key again and runs fn again, so fn may
+// run more than once. An error from fn stores nothing and is returned as
+// is. fn must not rename the key.
 func (s *Store) UpdateKey(name string, fn func(k *keysvc.Key) error, rec *audit.Record) (*keysvc.Key, error) {
 	dl := time.Now().Add(s.cfg.RequestTimeout)
 	// This node's updates of one key go one at a time: concurrent ones
@@ -219,7 +219,6 @@ func (s *Store) UpdateKey(name string, fn func(k *keysvc.Key) error, rec *audit.
 		} else {
 			err = s.submit(&job{
 				tmpl:  []audit.Record{*rec}, // after fn, which may fill in the record's result
-				out:   []*audit.Record{rec},
 				cmps:  []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)},
 				watch: []watchKey{{key, rev}},
 				ops:   []clientv3.Op{clientv3.OpPut(key, string(v))},
@@ -251,12 +250,14 @@ func decodeKey(v []byte) (*keysvc.Key, error) {
 
 // WatchKeys calls put with every key record committed after the call, by
 // any node, in commit order, until ctx ends (keysvc.KeyFeed). It watches
-// the keys prefix from the revision after a consistent read; a broken
-// watch resumes from the revision after the last event it delivered (so
-// nothing is missed and reset is not called); a compacted history, or a
-// record that does not decode, calls reset and starts again from a new
-// consistent read. Deleted key records (keysvc never deletes one) are
-// skipped.
+// the keys prefix from the revision after a consistent read, and calls
+// reset right after that read (before the first put): every change
+// committed after the read is delivered, so the caller may cache from
+// then on. A broken watch resumes from the revision after the last event
+// it delivered (so nothing is missed and reset is not called); a
+// compacted history starts again from a new consistent read, followed by
+// reset; a record that does not decode calls reset. Deleted key records
+// (keysvc never deletes one) are skipped.
 func (s *Store) WatchKeys(ctx context.Context, put func(*keysvc.Key), reset func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -277,14 +278,16 @@ func (s *Store) WatchKeys(ctx context.Context, put func(*keysvc.Key), reset func
 				continue
 			}
 			next = g.Header.Revision + 1
+			// The watch's start is fixed: every put after the read is
+			// delivered, so the caller may cache from now on.
+			reset()
 		}
 		wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(next))
 		lost := false
 		for wr := range wch {
 			if wr.CompactRevision != 0 || errors.Is(wr.Err(), rpctypes.ErrCompacted) {
 				s.log.Warn("key feed: history compacted, the key cache starts again", "compact_revision", wr.CompactRevision)
-				reset()
-				next = 0
+				next = 0 // reset follows the next consistent read
 				lost = true
 				break
 			}

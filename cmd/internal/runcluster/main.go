@@ -61,7 +61,13 @@ var (
 func main() {
 	dataDir := flag.String("data-dir", "var", "data directory; the cluster lives in <data-dir>/cluster")
 	keysvcBin := flag.String("keysvc", "bin/keysvc", "the keysvc binary")
+	offset := flag.Int("port-offset", 0, "add this to every fixed port (scripts/bench-cluster.sh runs beside a make run-cluster; the printed walk-through keeps the default ports)")
 	flag.Parse()
+	for _, ports := range [][]int{etcdPorts, keysvcPorts, metricsPorts} {
+		for i := range ports {
+			ports[i] += *offset
+		}
+	}
 	if err := run(*dataDir, *keysvcBin); err != nil {
 		fmt.Fprintln(os.Stderr, "run-cluster:", err)
 		os.Exit(1)
