@@ -21,9 +21,12 @@ import (
 // cache alone: they changed nothing, and a caller must not be able to
 // evict entries (and force store reads) on demand.
 //
-// It assumes this Service is the store's only writer, which bbolt's file
-// lock guarantees. A clustered store (R-AV-4) must invalidate it from the
-// store's change feed.
+// With bbolt this Service is the store's only writer (its file lock
+// guarantees it), so its own updates keep the cache true. With a shared
+// store (R-AV-4) other nodes write too: the store's KeyFeed delivers every
+// committed key record, and put installs it by the same revision rule
+// (clusternode.go); a feed reset empties the cache (clear). Until the feed
+// delivers another node's change, this node uses what it cached.
 type keyCache struct {
 	mu sync.RWMutex
 	m  map[string]*Key
@@ -57,6 +60,13 @@ func (c *keyCache) put(k *Key) *Key {
 	}
 	c.m[k.Name] = k
 	return k
+}
+
+// clear forgets every entry: the next use of each key reads the store.
+func (c *keyCache) clear() {
+	c.mu.Lock()
+	c.m = nil
+	c.mu.Unlock()
 }
 
 // updateKey is store.UpdateKey that keeps the cache true: it increments

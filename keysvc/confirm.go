@@ -34,8 +34,23 @@ package keysvc
 //   - A confirmed signature is released only once its "sign" record is
 //     in the audit log: if the record cannot be written, the signature is
 //     discarded and the confirmation ends "failed" (R-SRV-3).
-//   - Pending confirmations live in memory: a restart ends them (the
-//     requester's poll answers confirmation_not_found); nothing is signed.
+//   - Confirmations live in a ConfirmStore (cluster.go). Beside bbolt it
+//     is in this process's memory: a restart ends them (the requester's
+//     poll answers confirmation_not_found); nothing is signed. A clustered
+//     store (etcd) shares them between nodes: a holder's approval and a
+//     requester's poll reach whichever node holds the request, and a
+//     confirmation frees its key cluster-wide at its timeout even if its
+//     node died.
+//   - The transaction bytes are kept only sealed (AES-256-GCM under the SM
+//     KEK, a token key, the confirmation id as additional data), opened at
+//     signing time; ending a confirmation drops them. A clustered store
+//     keeps history until compaction, so clear bytes never reach it.
+//   - The node that took the request ends it at its timeout ("expired",
+//     audited); the scheduler's sweep (Tick, on the elected node) ends
+//     those whose node is gone, and those whose approving node died while
+//     busy ("failed": an approval holds a confirmation busy for at most
+//     ConfirmBusyBound). Whichever update ends a confirmation audits it;
+//     the others see it ended, so each end is recorded once.
 
 import (
 	"context"
@@ -43,6 +58,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -83,31 +99,6 @@ type HolderNotice struct {
 // refuses the sign request (nothing is left pending).
 type Notifier func(ctx context.Context, n HolderNotice) error
 
-// pendingConf is one confirmation. Fields after mu are guarded by
-// confirmations.mu.
-type pendingConf struct {
-	view      wire.ConfirmationView
-	requester string
-	holder    string // hex SHA-256 of the holder token
-	scheme    string
-	message   []byte // the exact bytes; wiped when the confirmation ends
-	digest    [32]byte
-	busy      bool // an approval is being checked or signed
-	done      chan struct{}
-	timer     *time.Timer
-}
-
-type confirmations struct {
-	mu       sync.Mutex
-	byID     map[string]*pendingConf
-	byHolder map[string]*pendingConf
-	byKey    map[string]*pendingConf // pending ones only
-}
-
-func newConfirmations() *confirmations {
-	return &confirmations{byID: map[string]*pendingConf{}, byHolder: map[string]*pendingConf{}, byKey: map[string]*pendingConf{}}
-}
-
 // randomText returns n random bytes as unpadded base64url.
 func randomText(n int) (string, error) {
 	b := make([]byte, n)
@@ -120,6 +111,77 @@ func randomText(n int) (string, error) {
 func holderKey(tok string) string {
 	h := sha256.Sum256([]byte(tok))
 	return hex.EncodeToString(h[:])
+}
+
+// ConfirmBusyBound is how long an approval may hold a confirmation busy
+// (checking the holder PIN, signing, auditing) before the scheduler's sweep
+// takes the node doing it for dead and ends the confirmation "failed".
+const ConfirmBusyBound = 30 * time.Second
+
+// Reasons a confirmation ends with, as its requester reads them.
+const (
+	reasonExpired    = "the holder did not answer in time; nothing was signed"
+	reasonBusyLapsed = "the keysvc node processing the approval stopped answering; nothing was released"
+)
+
+// errConfEnded and errConfBusy abort an Update that would end a
+// confirmation another request ended or holds.
+var (
+	errConfEnded = errors.New("confirmation ended")
+	errConfBusy  = errors.New("confirmation busy")
+)
+
+// confirmState is the Service's view of its ConfirmStore.
+type confirmState struct {
+	store  ConfirmStore
+	shared bool // the Store's own (clustered): other nodes serve its records too
+	mu     sync.Mutex
+	timers map[string]*time.Timer // this node's timeout timers, by confirmation id
+}
+
+func newConfirmState(st Store, now func() time.Time) *confirmState {
+	cs := &confirmState{timers: map[string]*time.Timer{}}
+	if cst, ok := st.(ConfirmStorer); ok {
+		cs.store, cs.shared = cst.Confirmations(), true
+	} else {
+		cs.store = newMemConfirmStore(now)
+	}
+	return cs
+}
+
+// confirmAAD is the additional data sealing a confirmation's bytes: its id.
+func confirmAAD(id string) []byte { return []byte(id) }
+
+// sealConfirm seals a transaction's bytes under the SM KEK new blobs are
+// sealed under, as epoch (4 bytes, big-endian) ‖ AES-GCM: a clustered store
+// keeps history until compaction, so clear bytes are never written to it.
+func (s *Service) sealConfirm(ctx context.Context, id string, msg []byte) ([]byte, error) {
+	var out []byte
+	err := s.sealKEK(true, func(epoch int, kek token.KeyRef) error {
+		sealed, err := s.sealGCM(ctx, kek, msg, confirmAAD(id))
+		if err != nil {
+			return tokenErr(err)
+		}
+		out = binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(sealed)), uint32(epoch))
+		out = append(out, sealed...)
+		return nil
+	})
+	return out, err
+}
+
+// openConfirm opens what sealConfirm sealed.
+func (s *Service) openConfirm(ctx context.Context, id string, sealed []byte) ([]byte, error) {
+	if len(sealed) < 4 {
+		return nil, fmt.Errorf("%w: the confirmation holds no transaction", wire.ErrConfirmationMismatch)
+	}
+	v := &Version{KEKEpoch: int(binary.BigEndian.Uint32(sealed))}
+	var msg []byte
+	err := s.withKEK(&Key{Name: "confirmation " + id}, v, true, func(kek token.KeyRef) error {
+		var err error
+		msg, err = s.openGCM(ctx, kek, sealed[4:], confirmAAD(id))
+		return tokenErr(err)
+	})
+	return msg, err
 }
 
 // requestConfirmation turns a sign request on a confirm-required key into
@@ -153,34 +215,179 @@ func (s *Service) requestConfirmation(ctx context.Context, c Caller, k *Key, req
 	if err != nil {
 		return wire.ConfirmationView{}, v.Version, err
 	}
+	id = "cf_" + id
 	tok, err := randomText(32)
 	if err != nil {
 		return wire.ConfirmationView{}, v.Version, err
 	}
-	now := s.now()
-	p := &pendingConf{
-		view: wire.ConfirmationView{ID: "cf_" + id, Key: k.Name, Status: wire.ConfirmPending, Format: string(doc.Format),
-			Display: doc.DisplayLines(), CreatedAt: now, ExpiresAt: now.Add(s.cfg.ConfirmTimeout)},
-		requester: c.Name, holder: holderKey(tok), scheme: req.Scheme,
-		message: append([]byte(nil), req.Message...), digest: sha256.Sum256(req.Message), done: make(chan struct{}),
+	sealed, err := s.sealConfirm(ctx, id, req.Message)
+	if err != nil {
+		return wire.ConfirmationView{}, v.Version, err
 	}
-	p.view.Digest = hex.EncodeToString(p.digest[:])
-	cs := s.confirms
-	cs.mu.Lock()
-	if other, ok := cs.byKey[k.Name]; ok {
-		until := other.view.ExpiresAt
-		cs.mu.Unlock()
-		return wire.ConfirmationView{}, v.Version, fmt.Errorf("%w: key %q already has a confirmation waiting for its holder (until %s); wait for it to end or cancel it", wire.ErrConfirmationPending, k.Name, until.UTC().Format(time.RFC3339))
+	now := s.now().UTC()
+	digest := sha256.Sum256(req.Message)
+	rec := &ConfirmRecord{
+		View: wire.ConfirmationView{ID: id, Key: k.Name, Status: wire.ConfirmPending, Format: string(doc.Format),
+			Display: doc.DisplayLines(), Digest: hex.EncodeToString(digest[:]), CreatedAt: now, ExpiresAt: now.Add(s.cfg.ConfirmTimeout)},
+		Requester: c.Name, Holder: holderKey(tok), Scheme: req.Scheme, Sealed: sealed, Digest: digest[:],
 	}
-	cs.byID[p.view.ID], cs.byHolder[p.holder], cs.byKey[k.Name] = p, p, p
-	view := p.view
-	cs.mu.Unlock()
-	p.timer = time.AfterFunc(s.cfg.ConfirmTimeout, func() { s.expire(p) })
-	if err := s.cfg.Notify(ctx, HolderNotice{Key: k.Name, ConfirmationID: view.ID, HolderToken: tok, Display: view.Display, ExpiresAt: view.ExpiresAt}); err != nil {
-		s.end(p, wire.ConfirmFailed, "the holder could not be notified")
+	other, err := s.confirms.store.Open(ctx, rec, s.cfg.ConfirmResultTTL)
+	if err != nil {
+		return wire.ConfirmationView{}, v.Version, storeErr(err)
+	}
+	if other != nil {
+		return wire.ConfirmationView{}, v.Version, fmt.Errorf("%w: key %q already has a confirmation waiting for its holder (until %s); wait for it to end or cancel it", wire.ErrConfirmationPending, k.Name, other.View.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	s.armConfirmTimer(id, s.cfg.ConfirmTimeout)
+	if err := s.cfg.Notify(ctx, HolderNotice{Key: k.Name, ConfirmationID: id, HolderToken: tok, Display: rec.View.Display, ExpiresAt: rec.View.ExpiresAt}); err != nil {
+		_, _, _ = s.endConfirm(context.WithoutCancel(ctx), id, wire.ConfirmFailed, "the holder could not be notified", false)
 		return wire.ConfirmationView{}, v.Version, fmt.Errorf("%w: the holder could not be notified", wire.ErrConfirmUnavailable)
 	}
-	return view, v.Version, nil
+	return rec.View, v.Version, nil
+}
+
+// storeErr marks a ConfirmStore failure as a store failure (503).
+func storeErr(err error) error {
+	if err == nil || errors.Is(err, wire.ErrStore) {
+		return err
+	}
+	return fmt.Errorf("%w: confirmations: %w", wire.ErrStore, err)
+}
+
+// armConfirmTimer ends confirmation id at its timeout, from this node (the
+// one that holds the request). In a cluster the scheduler's sweep ends it
+// too if this node is gone; whichever Update ends it audits it.
+func (s *Service) armConfirmTimer(id string, after time.Duration) {
+	cs := s.confirms
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if old := cs.timers[id]; old != nil {
+		old.Stop()
+	}
+	cs.timers[id] = time.AfterFunc(after, func() {
+		cs.mu.Lock()
+		delete(cs.timers, id)
+		cs.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r, err := cs.store.Get(ctx, id)
+		if err != nil || r == nil {
+			return // the sweep ends it if this node could not
+		}
+		if r.Pending() && r.Busy(s.now()) { // an approval in time: it ends it, or the sweep after BusyUntil
+			s.armConfirmTimer(id, r.BusyUntil.Sub(s.now())+time.Second)
+			return
+		}
+		s.sweepOne(ctx, r, true)
+	})
+}
+
+func (s *Service) stopConfirmTimer(id string) {
+	cs := s.confirms
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if t := cs.timers[id]; t != nil {
+		t.Stop()
+		delete(cs.timers, id)
+	}
+}
+
+// endConfirm ends confirmation id with st and reason, wiping its sealed
+// bytes, unless it ended already (errConfEnded) or an approval holds it
+// (errConfBusy; unless force). It returns the record as stored afterwards
+// and whether this call ended it.
+func (s *Service) endConfirm(ctx context.Context, id string, st wire.ConfirmationStatus, reason string, force bool) (*ConfirmRecord, bool, error) {
+	r, err := s.confirms.store.Update(ctx, id, func(r *ConfirmRecord) error {
+		switch {
+		case !r.Pending():
+			return errConfEnded
+		case !force && r.Busy(s.now()):
+			return errConfBusy
+		}
+		endRecord(r, st, reason)
+		return nil
+	})
+	switch {
+	case errors.Is(err, errConfEnded), errors.Is(err, errConfBusy):
+		cur, gerr := s.confirms.store.Get(ctx, id)
+		if gerr != nil {
+			return nil, false, storeErr(gerr)
+		}
+		return cur, false, err
+	case err != nil:
+		return nil, false, storeErr(err)
+	case r == nil:
+		return nil, false, errConfEnded // gone
+	}
+	s.stopConfirmTimer(id)
+	return r, true, nil
+}
+
+// endRecord makes r final: status, reason, no sealed bytes, not busy.
+func endRecord(r *ConfirmRecord, st wire.ConfirmationStatus, reason string) {
+	r.View.Status, r.View.Reason = st, reason
+	r.Sealed = nil
+	r.BusyUntil, r.BusyNode = time.Time{}, ""
+}
+
+// sweepOne ends r if its time is up: "expired" past ExpiresAt (or when
+// timedOut: this node's timer for it fired) when no approval holds it,
+// "failed" when the approval's BusyUntil lapsed (its node died). The call
+// that ends it audits it; the others see it ended.
+func (s *Service) sweepOne(ctx context.Context, r *ConfirmRecord, timedOut bool) {
+	now := s.now()
+	var st wire.ConfirmationStatus
+	var reason, detail string
+	switch {
+	case !r.Pending():
+		return
+	case !r.BusyUntil.IsZero() && !now.Before(r.BusyUntil):
+		st, reason, detail = wire.ConfirmFailed, reasonBusyLapsed, " busy-lapsed node="+quoteKey(r.BusyNode)
+	case r.Busy(now) || (!timedOut && now.Before(r.View.ExpiresAt)):
+		return
+	default:
+		st, reason = wire.ConfirmExpired, reasonExpired
+	}
+	busyUntil := r.BusyUntil
+	ended, err := s.confirms.store.Update(ctx, r.View.ID, func(c *ConfirmRecord) error {
+		now := s.now()
+		switch {
+		case !c.Pending():
+			return errConfEnded
+		case st == wire.ConfirmFailed && !c.BusyUntil.Equal(busyUntil): // another approval took it meanwhile
+			return errConfBusy
+		case st == wire.ConfirmExpired && (c.Busy(now) || (!timedOut && now.Before(c.View.ExpiresAt))):
+			return errConfBusy
+		}
+		endRecord(c, st, reason)
+		return nil
+	})
+	if err != nil || ended == nil {
+		if err != nil && !errors.Is(err, errConfEnded) && !errors.Is(err, errConfBusy) {
+			s.log.Error("confirmation sweep", "confirmation", r.View.ID, "err", err)
+		}
+		return
+	}
+	s.stopConfirmTimer(r.View.ID)
+	op := "confirm-expire"
+	if st == wire.ConfirmFailed {
+		op = "confirm-fail"
+	}
+	_ = s.audit(&audit.Record{Time: s.now(), Client: HolderClient, Key: r.View.Key, Op: op, Result: "ok", Detail: "confirmation=" + r.View.ID + detail})
+}
+
+// sweepConfirmations ends the pending confirmations whose time is up
+// (sweepOne). The scheduler runs it (Tick), on the leader in a cluster: it
+// ends those whose requesting node died.
+func (s *Service) sweepConfirmations(ctx context.Context) error {
+	list, err := s.confirms.store.Pending(ctx)
+	if err != nil {
+		return storeErr(err)
+	}
+	for _, r := range list {
+		s.sweepOne(ctx, r, false)
+	}
+	return nil
 }
 
 // signRequest is Sign on a confirm-required key: it opens a pending
@@ -194,11 +401,7 @@ func (s *Service) signRequest(ctx context.Context, c Caller, k *Key, req wire.Si
 	}
 	if aerr := s.audit(rec); aerr != nil {
 		if err == nil {
-			s.confirms.mu.Lock()
-			if p := s.confirms.byID[view.ID]; p != nil {
-				s.endLocked(p, wire.ConfirmFailed, "audit unavailable")
-			}
-			s.confirms.mu.Unlock()
+			_, _, _ = s.endConfirm(context.WithoutCancel(ctx), view.ID, wire.ConfirmFailed, "audit unavailable", false)
 		}
 		return wire.SignResult{}, aerr
 	}
@@ -208,60 +411,11 @@ func (s *Service) signRequest(ctx context.Context, c Caller, k *Key, req wire.Si
 	return wire.SignResult{Confirmation: &view}, nil
 }
 
-// end makes p final (if it is still pending), wipes its bytes and frees
-// the key. It reports whether it changed p.
-func (s *Service) end(p *pendingConf, st wire.ConfirmationStatus, reason string) bool {
-	cs := s.confirms
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	return s.endLocked(p, st, reason)
-}
-
-func (s *Service) endLocked(p *pendingConf, st wire.ConfirmationStatus, reason string) bool {
-	cs := s.confirms
-	if p.view.Status != wire.ConfirmPending {
-		return false
-	}
-	p.view.Status, p.view.Reason = st, reason
-	token.Wipe(p.message)
-	p.message = nil
-	if cs.byKey[p.view.Key] == p {
-		delete(cs.byKey, p.view.Key)
-	}
-	if p.timer != nil {
-		p.timer.Stop()
-	}
-	close(p.done)
-	time.AfterFunc(s.cfg.ConfirmResultTTL, func() {
-		cs.mu.Lock()
-		defer cs.mu.Unlock()
-		delete(cs.byID, p.view.ID)
-		delete(cs.byHolder, p.holder)
-	})
-	return true
-}
-
-// expire ends p at its timeout, unless an approval is being checked (that
-// approval arrived in time; it ends p itself).
-func (s *Service) expire(p *pendingConf) {
-	cs := s.confirms
-	cs.mu.Lock()
-	if p.busy || p.view.Status != wire.ConfirmPending {
-		cs.mu.Unlock()
-		return
-	}
-	s.endLocked(p, wire.ConfirmExpired, "the holder did not answer in time; nothing was signed")
-	id, key := p.view.ID, p.view.Key
-	cs.mu.Unlock()
-	rec := &audit.Record{Time: s.now(), Client: HolderClient, Key: key, Op: "confirm-expire", Result: "ok", Detail: "confirmation=" + id}
-	_ = s.audit(rec)
-}
-
 // confirmRecord is an audit record of the holder channel.
-func (s *Service) confirmRecord(key string, op string, err error, p *pendingConf, extra string) *audit.Record {
+func (s *Service) confirmRecord(key string, op string, err error, r *ConfirmRecord, extra string) *audit.Record {
 	rec := s.record(Caller{Name: HolderClient}, key, 0, op, err)
-	if p != nil {
-		rec.Detail = "confirmation=" + p.view.ID + " digest=" + p.view.Digest
+	if r != nil {
+		rec.Detail = "confirmation=" + r.View.ID + " digest=" + r.View.Digest
 	}
 	if extra != "" {
 		if rec.Detail != "" {
@@ -273,27 +427,23 @@ func (s *Service) confirmRecord(key string, op string, err error, p *pendingConf
 }
 
 // byHolderToken finds a confirmation by its holder token.
-func (s *Service) byHolderToken(tok string) *pendingConf {
-	cs := s.confirms
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	return cs.byHolder[holderKey(tok)]
+func (s *Service) byHolderToken(ctx context.Context, tok string) (*ConfirmRecord, error) {
+	r, err := s.confirms.store.ByHolder(ctx, holderKey(tok))
+	return r, storeErr(err)
 }
 
-func (s *Service) viewOf(p *pendingConf) wire.ConfirmationView {
-	s.confirms.mu.Lock()
-	defer s.confirms.mu.Unlock()
-	return p.view
-}
+var errNoConfirmationLink = fmt.Errorf("%w: no confirmation for this link; it may have expired", wire.ErrConfirmationNotFound)
 
 // HolderConfirmation returns what the holder is asked to confirm.
-func (s *Service) HolderConfirmation(_ context.Context, holderToken string) (wire.ConfirmationView, error) {
-	p := s.byHolderToken(holderToken)
-	if p == nil {
-		err := fmt.Errorf("%w: no confirmation for this link; it may have expired", wire.ErrConfirmationNotFound)
+func (s *Service) HolderConfirmation(ctx context.Context, holderToken string) (wire.ConfirmationView, error) {
+	r, err := s.byHolderToken(ctx, holderToken)
+	if err == nil && r == nil {
+		err = errNoConfirmationLink
+	}
+	if err != nil {
 		return wire.ConfirmationView{}, s.audit2(s.confirmRecord("", "confirm-view", err, nil, ""), err)
 	}
-	v := s.viewOf(p)
+	v := r.View
 	v.Signature = "" // the holder approves; the requester collects
 	return v, nil
 }
@@ -311,74 +461,124 @@ func (s *Service) audit2(rec *audit.Record, err error) error {
 // is used once); it is for the key the holder names; the digest the holder
 // was shown is the digest of the bytes held; the holder PIN (counted, six
 // wrong lock). Then it signs exactly the held bytes.
+//
+// The confirmation is marked busy (BusyUntil, BusyNode) in the store from
+// the PIN check to the release, so no other node's approval, rejection,
+// cancellation or expiry ends it meanwhile.
 func (s *Service) Approve(ctx context.Context, holderToken string, req wire.ApproveRequest) (wire.ConfirmationView, error) {
 	defer token.Wipe(req.PIN)
-	p := s.byHolderToken(holderToken)
-	if p == nil {
-		err := fmt.Errorf("%w: no confirmation for this link; it may have expired", wire.ErrConfirmationNotFound)
+	found, err := s.byHolderToken(ctx, holderToken)
+	if err == nil && found == nil {
+		err = errNoConfirmationLink
+	}
+	if err != nil {
 		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(req.Key, "confirm-approve", err, nil, ""), err)
 	}
-	cs := s.confirms
-	cs.mu.Lock()
-	key := p.view.Key
+	id, key := found.View.ID, found.View.Key
+	var refusal error
+	var extra string
+	var expired bool
+	busyUntil := s.now().Add(ConfirmBusyBound).UTC()
+	r, err := s.confirms.store.Update(ctx, id, func(r *ConfirmRecord) error {
+		refusal, extra, expired = nil, "", false
+		now := s.now()
+		switch {
+		case !r.Pending() || r.Busy(now):
+			refusal, extra = fmt.Errorf("%w: this confirmation is %s; an approval is used once", wire.ErrConfirmationClosed, r.View.Status), "replay"
+			if r.Pending() {
+				refusal = fmt.Errorf("%w: an approval of this confirmation is already being processed", wire.ErrConfirmationClosed)
+			}
+			return errConfEnded
+		case req.Key != key:
+			refusal, extra = fmt.Errorf("%w: this confirmation is for another key than %q", wire.ErrConfirmationMismatch, req.Key), "claimed-key="+quoteKey(req.Key)
+			return errConfBusy
+		case !hmac.Equal([]byte(req.Digest), []byte(r.View.Digest)):
+			refusal, extra = fmt.Errorf("%w: the approved digest is not the digest of the transaction held; the confirmation is cancelled", wire.ErrConfirmationMismatch), "bytes-changed"
+			endRecord(r, wire.ConfirmRejected, "the approval was for other bytes than those displayed")
+			return nil
+		case !now.Before(r.View.ExpiresAt):
+			refusal, extra, expired = fmt.Errorf("%w: this confirmation is expired; an approval is used once", wire.ErrConfirmationClosed), "expired", true
+			endRecord(r, wire.ConfirmExpired, reasonExpired)
+			return nil
+		}
+		r.BusyUntil, r.BusyNode = busyUntil, s.node
+		return nil
+	})
 	switch {
-	case p.view.Status != wire.ConfirmPending || p.busy:
-		st := p.view.Status
-		cs.mu.Unlock()
-		err := fmt.Errorf("%w: this confirmation is %s; an approval is used once", wire.ErrConfirmationClosed, st)
-		if st == wire.ConfirmPending {
-			err = fmt.Errorf("%w: an approval of this confirmation is already being processed", wire.ErrConfirmationClosed)
+	case err != nil && !errors.Is(err, errConfEnded) && !errors.Is(err, errConfBusy): // the store failed
+		err = storeErr(err)
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, found, ""), err)
+	case r == nil && err == nil: // gone meanwhile
+		err = errNoConfirmationLink
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, found, ""), err)
+	case refusal != nil:
+		if err == nil { // this refusal ended it
+			s.stopConfirmTimer(id)
 		}
-		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, p, "replay"), err)
-	case req.Key != key:
-		cs.mu.Unlock()
-		err := fmt.Errorf("%w: this confirmation is for another key than %q", wire.ErrConfirmationMismatch, req.Key)
-		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, p, "claimed-key="+quoteKey(req.Key)), err)
-	case !hmac.Equal([]byte(req.Digest), []byte(p.view.Digest)):
-		s.endLocked(p, wire.ConfirmRejected, "the approval was for other bytes than those displayed")
-		cs.mu.Unlock()
-		err := fmt.Errorf("%w: the approved digest is not the digest of the transaction held; the confirmation is cancelled", wire.ErrConfirmationMismatch)
-		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", err, p, "bytes-changed"), err)
+		if expired {
+			_ = s.audit(&audit.Record{Time: s.now(), Client: HolderClient, Key: key, Op: "confirm-expire", Result: "ok", Detail: "confirmation=" + id})
+		}
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-approve", refusal, found, extra), refusal)
 	}
-	p.busy = true
-	cs.mu.Unlock()
-
-	if err := s.checkHolderPIN(ctx, key, req.PIN, p); err != nil {
-		cs.mu.Lock()
-		p.busy = false
-		if errors.Is(err, wire.ErrHolderLocked) {
-			s.endLocked(p, wire.ConfirmRejected, "the holder is locked")
-		} else if !s.now().Before(p.view.ExpiresAt) {
-			s.endLocked(p, wire.ConfirmExpired, "the holder did not answer in time; nothing was signed")
-		}
-		cs.mu.Unlock()
+	mine := func(c *ConfirmRecord) bool {
+		return c.Pending() && c.BusyNode == s.node && c.BusyUntil.Equal(busyUntil)
+	}
+	// From here, this approval holds r: it must end it (or leave it to
+	// lapse, if this node dies).
+	bg := context.WithoutCancel(ctx)
+	if err := s.checkHolderPIN(ctx, key, req.PIN, r); err != nil {
+		_, _ = s.confirms.store.Update(bg, id, func(c *ConfirmRecord) error {
+			if !mine(c) {
+				return errConfEnded
+			}
+			c.BusyUntil, c.BusyNode = time.Time{}, ""
+			if errors.Is(err, wire.ErrHolderLocked) {
+				endRecord(c, wire.ConfirmRejected, "the holder is locked")
+			} else if !s.now().Before(c.View.ExpiresAt) {
+				endRecord(c, wire.ConfirmExpired, reasonExpired)
+			}
+			return nil
+		})
 		return wire.ConfirmationView{}, err
 	}
 
-	res, version, err := s.signConfirmed(ctx, p)
+	res, version, err := s.signConfirmed(ctx, r)
 	// Audit first, release after (R-SRV-3): the requester can collect
 	// only a signature whose "sign" record is in the log. The record
-	// names the requester, for whom the signature is made. p stays busy
-	// meanwhile, so the timeout cannot end it under the audit append.
-	rec := s.record(Caller{Name: p.requester}, key, version, "sign", err)
-	rec.Detail = "confirmation=" + p.view.ID + " digest=" + p.view.Digest + " confirmed-by=holder"
+	// names the requester, for whom the signature is made. r stays busy
+	// meanwhile, so no timeout or sweep ends it under the audit append.
+	rec := s.record(Caller{Name: r.Requester}, key, version, "sign", err)
+	rec.Detail = "confirmation=" + id + " digest=" + r.View.Digest + " confirmed-by=holder"
 	aerr := s.audit(rec)
-	cs.mu.Lock()
-	p.busy = false
+	done, uerr := s.confirms.store.Update(bg, id, func(c *ConfirmRecord) error {
+		if !mine(c) {
+			return errConfEnded
+		}
+		switch {
+		case aerr != nil:
+			endRecord(c, wire.ConfirmFailed, "the signature could not be recorded in the audit log, so it was discarded")
+		case err != nil:
+			endRecord(c, wire.ConfirmFailed, "the key could not sign: "+ResultCode(err))
+		default:
+			endRecord(c, wire.ConfirmApproved, "")
+			c.View.Signature, c.View.Version = res.Signature, res.Version
+		}
+		return nil
+	})
+	s.stopConfirmTimer(id)
 	switch {
 	case aerr != nil:
-		s.endLocked(p, wire.ConfirmFailed, "the signature could not be recorded in the audit log, so it was discarded")
-	case err != nil:
-		s.endLocked(p, wire.ConfirmFailed, "the key could not sign: "+ResultCode(err))
-	default:
-		p.view.Signature, p.view.Version = res.Signature, res.Version
-		s.endLocked(p, wire.ConfirmApproved, "")
-	}
-	view := p.view
-	cs.mu.Unlock()
-	if aerr != nil {
 		return wire.ConfirmationView{}, aerr
+	case uerr != nil || done == nil:
+		// The busy bound lapsed and the sweep ended it "failed", or the
+		// store is down: the signature is discarded, never released.
+		s.log.Error("confirmed signature discarded: its confirmation could not be completed", "confirmation", id, "key", key, "err", uerr)
+		if uerr == nil || errors.Is(uerr, errConfEnded) {
+			return wire.ConfirmationView{}, fmt.Errorf("%w: the approval took longer than %v and was abandoned; the signature was discarded", wire.ErrConfirmationClosed, ConfirmBusyBound)
+		}
+		return wire.ConfirmationView{}, storeErr(uerr)
 	}
+	view := done.View
 	view.Signature = ""
 	return view, err
 }
@@ -390,16 +590,19 @@ func quoteKey(k string) string {
 	return strconv.Quote(k)
 }
 
-// signConfirmed signs the held bytes with the key's primary version, after
-// checking they still hash to the digest displayed (R-DC-3).
-func (s *Service) signConfirmed(ctx context.Context, p *pendingConf) (wire.SignResult, int, error) {
-	s.confirms.mu.Lock()
-	msg := p.message
-	s.confirms.mu.Unlock()
-	if sha256.Sum256(msg) != p.digest {
+// signConfirmed opens the held bytes and signs them with the key's primary
+// version, after checking they still hash to the digest displayed
+// (R-DC-3).
+func (s *Service) signConfirmed(ctx context.Context, r *ConfirmRecord) (wire.SignResult, int, error) {
+	msg, err := s.openConfirm(ctx, r.View.ID, r.Sealed)
+	if err != nil {
+		return wire.SignResult{}, 0, err
+	}
+	defer token.Wipe(msg)
+	if sum := sha256.Sum256(msg); !hmac.Equal(sum[:], r.Digest) || hex.EncodeToString(sum[:]) != r.View.Digest {
 		return wire.SignResult{}, 0, fmt.Errorf("%w: the held transaction no longer matches its digest", wire.ErrConfirmationMismatch)
 	}
-	k, err := s.cachedKey(p.view.Key)
+	k, err := s.cachedKey(r.View.Key)
 	if err != nil {
 		return wire.SignResult{}, 0, err
 	}
@@ -407,7 +610,7 @@ func (s *Service) signConfirmed(ctx context.Context, p *pendingConf) (wire.SignR
 	if err != nil {
 		return wire.SignResult{}, 0, err
 	}
-	out, err := s.signWith(ctx, k, v, []wire.SignRequest{{Message: msg, Scheme: p.scheme}})
+	out, err := s.signWith(ctx, k, v, []wire.SignRequest{{Message: msg, Scheme: r.Scheme}})
 	if err != nil {
 		return wire.SignResult{}, v.Version, err
 	}
@@ -416,96 +619,114 @@ func (s *Service) signConfirmed(ctx context.Context, p *pendingConf) (wire.SignR
 
 // Reject is the holder's refusal; it needs no PIN (refusing is always
 // safe), only the holder token.
-func (s *Service) Reject(_ context.Context, holderToken, key string) (wire.ConfirmationView, error) {
-	p := s.byHolderToken(holderToken)
-	if p == nil {
-		err := fmt.Errorf("%w: no confirmation for this link; it may have expired", wire.ErrConfirmationNotFound)
+func (s *Service) Reject(ctx context.Context, holderToken, key string) (wire.ConfirmationView, error) {
+	r, err := s.byHolderToken(ctx, holderToken)
+	if err == nil && r == nil {
+		err = errNoConfirmationLink
+	}
+	if err != nil {
 		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-reject", err, nil, ""), err)
 	}
-	cs := s.confirms
-	cs.mu.Lock()
-	if p.view.Key != key {
-		cs.mu.Unlock()
+	if r.View.Key != key {
 		err := fmt.Errorf("%w: this confirmation is for another key than %q", wire.ErrConfirmationMismatch, key)
-		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(p.view.Key, "confirm-reject", err, p, "claimed-key="+quoteKey(key)), err)
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(r.View.Key, "confirm-reject", err, r, "claimed-key="+quoteKey(key)), err)
 	}
-	if p.busy || !s.endLocked(p, wire.ConfirmRejected, "the holder rejected it") {
-		st := p.view.Status
-		cs.mu.Unlock()
-		err := fmt.Errorf("%w: this confirmation is %s", wire.ErrConfirmationClosed, st)
-		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-reject", err, p, ""), err)
+	ended, ok, err := s.endConfirm(ctx, r.View.ID, wire.ConfirmRejected, "the holder rejected it", false)
+	if !ok {
+		if err == nil || errors.Is(err, errConfEnded) || errors.Is(err, errConfBusy) {
+			st := wire.ConfirmationStatus("gone")
+			if ended != nil {
+				st = ended.View.Status
+			}
+			err = fmt.Errorf("%w: this confirmation is %s", wire.ErrConfirmationClosed, st)
+		}
+		return wire.ConfirmationView{}, s.audit2(s.confirmRecord(key, "confirm-reject", err, r, ""), err)
 	}
-	view := p.view
-	cs.mu.Unlock()
-	return view, s.audit2(s.confirmRecord(key, "confirm-reject", nil, p, ""), nil)
+	return ended.View, s.audit2(s.confirmRecord(key, "confirm-reject", nil, r, ""), nil)
 }
 
 // Confirmation returns a confirmation to its requester, waiting up to wait
-// for it to end (long poll). Other clients get ErrConfirmationNotFound.
+// for it to end (long poll, ConfirmStore.Wait: the end may come from any
+// node). Other clients get ErrConfirmationNotFound.
 func (s *Service) Confirmation(ctx context.Context, c Caller, id string, wait time.Duration) (wire.ConfirmationView, error) {
-	cs := s.confirms
-	cs.mu.Lock()
-	p, ok := cs.byID[id]
-	cs.mu.Unlock()
-	if !ok || p.requester != c.Name {
+	r, err := s.confirms.store.Get(ctx, id)
+	if err != nil {
+		return wire.ConfirmationView{}, storeErr(err)
+	}
+	if r == nil || r.Requester != c.Name {
 		err := fmt.Errorf("%w: %q", wire.ErrConfirmationNotFound, id)
-		if ok { // somebody else's: worth a record
-			return wire.ConfirmationView{}, s.audit2(s.record(c, p.view.Key, 0, "confirm-poll", err), err)
+		if r != nil { // somebody else's: worth a record
+			return wire.ConfirmationView{}, s.audit2(s.record(c, r.View.Key, 0, "confirm-poll", err), err)
 		}
 		return wire.ConfirmationView{}, err
 	}
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		select {
-		case <-p.done:
-		case <-t.C:
-		case <-ctx.Done():
+	if wait > 0 && r.Pending() {
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		werr := s.confirms.store.Wait(wctx, id)
+		cancel()
+		if werr == nil || ctx.Err() == nil {
+			if nr, err := s.confirms.store.Get(ctx, id); err == nil && nr != nil {
+				r = nr
+			}
 		}
 	}
-	return s.viewOf(p), nil
+	return r.View, nil
 }
 
 // CancelConfirmation lets the requester withdraw its pending request.
-func (s *Service) CancelConfirmation(_ context.Context, c Caller, id string) (wire.ConfirmationView, error) {
-	cs := s.confirms
-	cs.mu.Lock()
-	p, ok := cs.byID[id]
-	if !ok || p.requester != c.Name {
-		cs.mu.Unlock()
+func (s *Service) CancelConfirmation(ctx context.Context, c Caller, id string) (wire.ConfirmationView, error) {
+	r, err := s.confirms.store.Get(ctx, id)
+	if err != nil {
+		return wire.ConfirmationView{}, storeErr(err)
+	}
+	if r == nil || r.Requester != c.Name {
 		return wire.ConfirmationView{}, fmt.Errorf("%w: %q", wire.ErrConfirmationNotFound, id)
 	}
-	if p.busy || !s.endLocked(p, wire.ConfirmCancelled, "the requester cancelled it") {
-		st := p.view.Status
-		cs.mu.Unlock()
-		return wire.ConfirmationView{}, fmt.Errorf("%w: this confirmation is %s", wire.ErrConfirmationClosed, st)
+	ended, ok, err := s.endConfirm(ctx, id, wire.ConfirmCancelled, "the requester cancelled it", false)
+	if !ok {
+		if err == nil || errors.Is(err, errConfEnded) || errors.Is(err, errConfBusy) {
+			st := r.View.Status
+			if ended != nil {
+				st = ended.View.Status
+			}
+			err = fmt.Errorf("%w: this confirmation is %s", wire.ErrConfirmationClosed, st)
+		}
+		return wire.ConfirmationView{}, err
 	}
-	view := p.view
-	cs.mu.Unlock()
-	rec := s.record(c, view.Key, 0, "confirm-cancel", nil)
-	rec.Detail = "confirmation=" + view.ID
-	return view, s.audit2(rec, nil)
+	rec := s.record(c, ended.View.Key, 0, "confirm-cancel", nil)
+	rec.Detail = "confirmation=" + id
+	return ended.View, s.audit2(rec, nil)
 }
 
-// Close stops the KEK rotation worker, if one runs (a later start
-// resumes it), and ends every pending confirmation that no approval is processing
-// (nothing is signed; requesters see "expired"), for a clean shutdown
-// before the store closes. Pending confirmations do not survive a restart.
+// Close stops the KEK rotation worker, if one runs (a later start resumes
+// it), the key feed and the confirmation timers. With the in-memory
+// ConfirmStore it also ends every pending confirmation that no approval is
+// processing (nothing is signed; requesters see "expired"), for a clean
+// shutdown before the store closes: they would not survive the restart.
+// With a clustered store it leaves them: another node serves their
+// approval and poll, and the leader's sweep ends them at their timeout.
 func (s *Service) Close() {
 	s.stopKEKRotation()
+	s.stopCluster()
 	cs := s.confirms
 	cs.mu.Lock()
-	var ended []*pendingConf
-	for _, p := range cs.byKey {
-		if !p.busy {
-			ended = append(ended, p)
-		}
-	}
-	for _, p := range ended {
-		s.endLocked(p, wire.ConfirmExpired, "keysvc stopped; nothing was signed")
+	for id, t := range cs.timers {
+		t.Stop()
+		delete(cs.timers, id)
 	}
 	cs.mu.Unlock()
-	for _, p := range ended {
-		_ = s.audit(&audit.Record{Time: s.now(), Client: HolderClient, Key: p.view.Key, Op: "confirm-expire", Result: "ok", Detail: "confirmation=" + p.view.ID + " shutdown"})
+	if cs.shared {
+		return
+	}
+	ctx := context.Background()
+	list, err := cs.store.Pending(ctx)
+	if err != nil {
+		return
+	}
+	for _, r := range list {
+		ended, ok, _ := s.endConfirm(ctx, r.View.ID, wire.ConfirmExpired, "keysvc stopped; nothing was signed", false)
+		if ok {
+			_ = s.audit(&audit.Record{Time: s.now(), Client: HolderClient, Key: ended.View.Key, Op: "confirm-expire", Result: "ok", Detail: "confirmation=" + ended.View.ID + " shutdown"})
+		}
 	}
 }

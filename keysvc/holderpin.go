@@ -65,7 +65,7 @@ var errNoChange = errors.New("no change")
 // checkHolderPIN checks pin against the key's holder PIN, counting a wrong
 // one in the same transaction that records it (R-TOK-5). It audits the
 // outcome.
-func (s *Service) checkHolderPIN(ctx context.Context, key string, pin []byte, p *pendingConf) error {
+func (s *Service) checkHolderPIN(ctx context.Context, key string, pin []byte, p *ConfirmRecord) error {
 	mac, err := s.pinHash(ctx, key, pin)
 	if err != nil {
 		return s.audit2(s.confirmRecord(key, "holder-pin", err, p, ""), err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/wire"
+	"github.com/keyward/keyward/token"
 )
 
 var keyNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -225,9 +226,17 @@ func (s *Service) rotate(ctx context.Context, c Caller, name string, check func(
 	defer s.holdSealEpoch()() // until the version is stored (kekepoch.go)
 	v, err := s.newVersion(ctx, cur, n)
 	if err != nil {
+		if errors.Is(err, token.ErrDuplicateLabel) {
+			if cerr := s.madeElsewhere(name, check); cerr != nil {
+				return nil, cerr
+			}
+		}
 		return nil, err
 	}
 	k, err := s.updateKey(name, func(k *Key) error {
+		if err := check(k); err != nil { // again, on the committed key: another node may have rotated it
+			return err
+		}
 		if len(k.Versions) != n-1 {
 			return fmt.Errorf("%w: key %q changed during rotation; try again", wire.ErrIllegalTransition, name)
 		}
@@ -242,6 +251,24 @@ func (s *Service) rotate(ctx context.Context, c Caller, name string, check func(
 	}
 	s.log.Info("key rotated", "key", name, "version", n, "client", c.Name)
 	return k, nil
+}
+
+// madeElsewhere is rotate's answer to a token that already holds the new
+// version's object: another node (sharing the store and the token) is
+// rotating the key and commits in a moment. It re-reads the key for up to
+// two seconds and returns check's error once the key changed so that check
+// fails (for the scheduler, errNotDue); nil if it never did (an orphan
+// object from a crash: the caller reports the duplicate label).
+func (s *Service) madeElsewhere(name string, check func(*Key) error) error {
+	for i := 0; i < 20; i++ {
+		if k, err := s.store.GetKey(name); err == nil {
+			if cerr := check(k); cerr != nil {
+				return cerr
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
 }
 
 // UpdateSettings changes the key's minimum version and rotation period
@@ -350,8 +377,8 @@ func transition(k *Key, v *Version, action wire.VersionAction, now time.Time, de
 var schedulerCaller = Caller{Name: "scheduler"}
 
 // Tick does the scheduler's work once: destroy versions whose time has
-// come, rotate keys whose rotation period has passed, and checkpoint the
-// audit log. Run it at start-up (to catch up after downtime) and then
+// come, rotate keys whose rotation period has passed, end confirmations
+// whose time is up (sweepConfirmations), and checkpoint the audit log. Run it at start-up (to catch up after downtime) and then
 // periodically (Run).
 func (s *Service) Tick(ctx context.Context) error {
 	keys, err := s.store.ListKeys("", 0)
@@ -380,28 +407,13 @@ func (s *Service) Tick(ctx context.Context) error {
 			}
 		}
 	}
+	if err := s.sweepConfirmations(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.Checkpoint(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-var errNotDue = errors.New("not due")
-
-// Run calls Tick every interval until ctx ends.
-func (s *Service) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if err := s.Tick(ctx); err != nil {
-			s.log.Error("scheduler", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // destroyVersion destroys a due version's material (the token object, or
@@ -424,10 +436,16 @@ func (s *Service) destroyVersion(ctx context.Context, name string, version int) 
 	_, err = s.updateKey(name, func(k *Key) error {
 		v := k.Version(version)
 		at := s.now()
+		if v == nil || v.State != wire.StateDestroyScheduled || v.DestroyAt == nil || v.DestroyAt.After(at) {
+			return errNotDue // another node destroyed it, or it was cancelled, meanwhile
+		}
 		v.State, v.DestroyedAt, v.Wrapped, v.TPMKey, v.StateBeforeDestroy = wire.StateDestroyed, &at, nil, nil, ""
 		return nil
 	}, rec)
-	if err == nil {
+	switch {
+	case errors.Is(err, errNotDue):
+		return nil
+	case err == nil:
 		s.log.Info("key version destroyed", "key", name, "version", version)
 	}
 	return err

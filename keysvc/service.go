@@ -31,7 +31,9 @@
 //
 // A Service is safe for concurrent use. Lifecycle changes to one key are
 // serialised in-process; the store makes each change atomic with its audit
-// record.
+// record. Several nodes may share a clustered store ("Several nodes",
+// cluster.go and clusternode.go): every change re-checks its precondition
+// inside the store's update, so two nodes doing the same change do it once.
 package keysvc
 
 import (
@@ -44,6 +46,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,6 +142,12 @@ type Config struct {
 	KEKRewrapWorkers int
 	KEKProgressEvery int
 
+	// Node names this keysvc node in a cluster (default: the host name):
+	// the scheduler's election (Elector.Lead) and the approvals it holds
+	// busy (ConfirmRecord.BusyNode) name it. Give each node sharing a
+	// store its own.
+	Node string
+
 	// AuditAnchors are record hashes known from outside the machine
 	// (audit.Anchor, from the checkpoint lines keysvc logs): New refuses
 	// to start unless the log holds each of them (issue 12).
@@ -168,7 +178,10 @@ type Service struct {
 
 	cpMu     sync.Mutex        // one checkpoint at a time
 	lastCP   *audit.Checkpoint // the newest checkpoint this process checked or signed
-	confirms *confirmations
+	confirms *confirmState
+	node     string      // Config.Node
+	feed     clusterFeed // the key feed's watcher (clusternode.go)
+	leading  atomic.Bool // the scheduler runs here (Run; always, without an Elector)
 
 	missingKeys atomic.Int64 // hsm versions whose token object was missing at start (checkManagedKeys)
 	levelled    atomic.Bool  // Config.LevelledAfterStart: the set has been brought level (CheckManagedKeysAfterSync)
@@ -217,7 +230,17 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.KEKProgressEvery <= 0 {
 		cfg.KEKProgressEvery = DefaultKEKProgressEvery
 	}
-	s := &Service{cfg: cfg, keys: cfg.Keys, store: cfg.Store, log: cfg.Logger, now: cfg.Now, confirms: newConfirmations()}
+	if cfg.Node == "" {
+		cfg.Node, _ = os.Hostname()
+	}
+	s := &Service{cfg: cfg, keys: cfg.Keys, store: cfg.Store, log: cfg.Logger, now: cfg.Now, confirms: newConfirmState(cfg.Store, cfg.Now), node: cfg.Node}
+	s.startFeed() // first: nothing is cached before the feed watches
+	ok := false
+	defer func() {
+		if !ok {
+			s.stopCluster()
+		}
+	}()
 	if err := s.loadKEKEpochs(); err != nil { // first: the live epochs say which KEKs are service keys
 		return nil, err
 	}
@@ -256,6 +279,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.resumeKEKRotation()
+	ok = true
 	return s, nil
 }
 
@@ -430,7 +454,7 @@ func tokenErr(err error) error {
 func (s *Service) Stats() Stats {
 	ks := s.keys.Stats()
 	st := Stats{PoolInUse: ks.SessionsInUse, PoolMax: ks.MaxSessions, TokenHealthy: ks.Healthy, MissingTokenKeys: int(s.missingKeys.Load()),
-		PINFailures: ks.PINFailures, PINLocked: ks.PINLocked, Tokens: ks.Members}
+		PINFailures: ks.PINFailures, PINLocked: ks.PINLocked, Tokens: ks.Members, SchedulerLeader: s.leading.Load()}
 	s.kekStats(&st)
 	return st
 }
@@ -470,6 +494,9 @@ func (s *Service) Checkpoint(ctx context.Context) error {
 	if n := len(cps); n > 0 {
 		prev = &cps[n-1]
 	}
+	if s.lastCP != nil && prev != nil && s.othersCheckpointed(cps) {
+		s.lastCP = prev // another node, leader before this one, signed after it
+	}
 	if s.lastCP != nil && (prev == nil || !bytes.Equal(prev.Digest(), s.lastCP.Digest())) {
 		err := fmt.Errorf("%w: the newest stored checkpoint is not checkpoint %d (record %d) that this process signed or checked last; %s", ErrAuditBroken, s.lastCP.Index, s.lastCP.Seq, auditBrokenHelp)
 		s.log.Error("audit checkpoint refused", "err", err)
@@ -483,11 +510,72 @@ func (s *Service) Checkpoint(ctx context.Context) error {
 		return tokenErr(err)
 	}
 	if err := s.store.AddCheckpoint(cp); err != nil {
+		if s.lostCheckpointRace(prev) {
+			return nil // another node checkpointed first (two leaders for a moment)
+		}
 		return err
 	}
 	s.lastCP = &cp
 	s.logCheckpoint("audit checkpoint", cp)
 	return nil
+}
+
+// othersCheckpointed reports whether, on a shared store, the checkpoints
+// after the one this process signed or checked last are other nodes'
+// work: that one is still in cps, and each later one chains to it and
+// verifies with the audit key all nodes share. A log cut back under it
+// fails this (the one it signed is gone, or the chain does not hold).
+func (s *Service) othersCheckpointed(cps []audit.Checkpoint) bool {
+	if _, ok := s.store.(Elector); !ok {
+		return false
+	}
+	i := slices.IndexFunc(cps, func(c audit.Checkpoint) bool { return bytes.Equal(c.Digest(), s.lastCP.Digest()) })
+	if i < 0 {
+		return false
+	}
+	for j := i + 1; j < len(cps); j++ {
+		if cps[j].Follows(&cps[j-1]) != nil {
+			return false
+		}
+	}
+	return cps[len(cps)-1].VerifySignature(s.AuditPublicKey()) == nil // it vouches for every earlier one
+}
+
+// lostCheckpointRace reports whether, on a shared store, AddCheckpoint
+// failed because another node stored the checkpoint after prev first: the
+// newest stored checkpoint now follows prev and verifies. It becomes the
+// one this process last checked.
+func (s *Service) lostCheckpointRace(prev *audit.Checkpoint) bool {
+	if _, ok := s.store.(Elector); !ok {
+		return false
+	}
+	cps, err := s.store.Checkpoints()
+	if err != nil || len(cps) == 0 {
+		return false
+	}
+	i := len(cps) - 1
+	if prev != nil {
+		i = slices.IndexFunc(cps, func(c audit.Checkpoint) bool { return bytes.Equal(c.Digest(), prev.Digest()) })
+		if i < 0 || i == len(cps)-1 {
+			return false
+		}
+		i++
+	} else if cps[0].Follows(nil) != nil {
+		return false
+	} else {
+		i = 0
+	}
+	for j := i + 1; j < len(cps); j++ {
+		if cps[j].Follows(&cps[j-1]) != nil {
+			return false
+		}
+	}
+	if (prev != nil && cps[i].Follows(prev) != nil) || cps[len(cps)-1].VerifySignature(s.AuditPublicKey()) != nil {
+		return false
+	}
+	newest := cps[len(cps)-1]
+	s.lastCP = &newest
+	return true
 }
 
 // logCheckpoint logs a checkpoint with the anchor officers keep.

@@ -21,4 +21,7 @@ type Stats struct {
 	KEKEpoch                          int
 	KEKRotating                       bool
 	KEKRotationDone, KEKRotationTotal int
+	// SchedulerLeader is true while this node runs the scheduler (Run):
+	// the elected node in a cluster, any node running Run otherwise.
+	SchedulerLeader bool
 }

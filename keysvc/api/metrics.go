@@ -58,6 +58,8 @@ func newMetrics(reg prometheus.Registerer, b Backend) (*metrics, error) {
 			func(s keysvc.Stats) float64 { return boolFloat(s.KEKRotating) }),
 		gauge("keyward_kek_rotation_done", "Keys re-wrapped by this process in the running (or last) KEK rotation.",
 			func(s keysvc.Stats) float64 { return float64(s.KEKRotationDone) }),
+		gauge("keyward_scheduler_leader", "1 while this node runs the scheduler (rotation, destruction, checkpoints, the confirmation sweep): the elected node of a cluster, or a single node running it.",
+			func(s keysvc.Stats) float64 { return boolFloat(s.SchedulerLeader) }),
 		gauge("keyward_kek_rotation_total", "Keys the running (or last) KEK rotation has to re-wrap: done plus those left at its last pass.",
 			func(s keysvc.Stats) float64 { return float64(s.KEKRotationTotal) }),
 	}

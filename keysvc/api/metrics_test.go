@@ -62,6 +62,7 @@ func TestMetrics(t *testing.T) {
 		"keyward_token_healthy 1",
 		"keyward_pin_failures 2",
 		"keyward_pin_locked 0",
+		"keyward_scheduler_leader 0",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics lack %q", want)
@@ -70,10 +71,10 @@ func TestMetrics(t *testing.T) {
 
 	// Gauges are read at scrape time.
 	e.be.mu.Lock()
-	e.be.stats.PINLocked, e.be.stats.TokenHealthy = true, false
+	e.be.stats.PINLocked, e.be.stats.TokenHealthy, e.be.stats.SchedulerLeader = true, false, true
 	e.be.mu.Unlock()
 	text = e.scrape()
-	if !strings.Contains(text, "keyward_pin_locked 1") || !strings.Contains(text, "keyward_token_healthy 0") {
+	if !strings.Contains(text, "keyward_pin_locked 1") || !strings.Contains(text, "keyward_token_healthy 0") || !strings.Contains(text, "keyward_scheduler_leader 1") {
 		t.Error("gauges not refreshed at scrape time")
 	}
 }
