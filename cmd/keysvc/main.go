@@ -145,7 +145,7 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	if err != nil {
 		return err
 	}
-	svc, err := keysvc.New(ctx, keysvc.Config{Token: tok, Keys: keys, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
+	svc, err := keysvc.New(ctx, keysvc.Config{Node: cfg.Node, Token: tok, Keys: keys, Store: store, DefaultDestroyDelay: cfg.Destroy.DefaultDelay,
 		MinDestroyDelay: cfg.Destroy.MinDelay, Logger: log, ConfirmTimeout: cfg.Confirm.Timeout, Notify: notify,
 		AuditSigner: host.audit, TPM: host.tpmKeys(), AuditAnchors: cfg.auditAnchors,
 		// Production's service keys come from a ceremony (README, "Several HSMs"); only -dev makes its own,

@@ -18,14 +18,23 @@ const SessionTTL = 5 * time.Second
 
 // sessionHandle is one Lead call's session, ended by resign or Close.
 type sessionHandle struct {
-	once   sync.Once
-	sess   *concurrency.Session
-	cancel context.CancelFunc
-	s      *Store
+	once    sync.Once
+	sess    *concurrency.Session
+	cancel  context.CancelFunc
+	s       *Store
+	mu      sync.Mutex
+	lcancel context.CancelFunc // ends the leading context (nil before leading)
 }
 
 func (h *sessionHandle) close() {
 	h.once.Do(func() {
+		// Stop leading first, then let the others in: the leading context
+		// ends before another node can win.
+		h.mu.Lock()
+		if h.lcancel != nil {
+			h.lcancel()
+		}
+		h.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		// Revoke the lease, so another node leads at once rather than
@@ -107,6 +116,9 @@ func (s *Store) campaign(ctx context.Context, node string) (context.Context, fun
 		return nil, nil, fmt.Errorf("%w: election: campaign: %w", wire.ErrStore, err)
 	}
 	leading, lcancel := context.WithCancel(ctx)
+	h.mu.Lock()
+	h.lcancel = lcancel
+	h.mu.Unlock()
 	go func() {
 		defer ccancel()
 		select {
@@ -118,10 +130,10 @@ func (s *Store) campaign(ctx context.Context, node string) (context.Context, fun
 	}()
 	s.log.Info("election: leading", "as", node)
 	resign := func() {
+		lcancel() // stop leading before another node can win
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = e.Resign(rctx)
 		cancel()
-		lcancel()
 		h.close()
 	}
 	return leading, resign, nil

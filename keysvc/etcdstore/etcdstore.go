@@ -233,6 +233,9 @@ func (s *Store) Close() error {
 	if !first {
 		return nil
 	}
+	// The flusher's request in flight ends now (its callers are answered
+	// wire.ErrStore), as do key feeds and confirmation waits.
+	s.cancel()
 	<-s.flusherOut
 	s.sessMu.Lock()
 	hs := make([]*sessionHandle, 0, len(s.sessions))
@@ -243,7 +246,6 @@ func (s *Store) Close() error {
 	for _, h := range hs {
 		h.close()
 	}
-	s.cancel()
 	if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%w: close etcd client: %w", wire.ErrStore, err)
 	}
@@ -322,7 +324,9 @@ func (s *Store) retry(ctx context.Context, op func(ctx context.Context) error) e
 	sleep := retryFirstSleep
 	var last error
 	for {
-		err := op(ctx)
+		actx, acancel := context.WithTimeout(ctx, s.attemptTimeout())
+		err := op(actx)
+		acancel()
 		if err == nil {
 			return nil
 		}
@@ -346,6 +350,14 @@ func (s *Store) retry(ctx context.Context, op func(ctx context.Context) error) e
 		return ErrClosed
 	}
 	return last
+}
+
+// attemptTimeout bounds one request to etcd inside RequestTimeout: a
+// write forwarded to a leader that dies is lost without an answer (the
+// member answers only after its own request timeout, ~7 s), so a request
+// is cut and its outcome resolved well before the caller's deadline.
+func (s *Store) attemptTimeout() time.Duration {
+	return min(max(s.cfg.RequestTimeout/3, 500*time.Millisecond), 2*time.Second)
 }
 
 // permanentError marks an error retry must not retry (a decoding fault,

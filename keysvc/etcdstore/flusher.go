@@ -234,6 +234,8 @@ func (s *Store) commit(h *head, batch []*job) {
 			}
 		}
 		ctx, cancel := context.WithDeadline(s.ctx, latest)
+		ctx, cancel2 := context.WithTimeout(ctx, s.attemptTimeout())
+		cancel = func(c1, c2 context.CancelFunc) context.CancelFunc { return func() { c2(); c1() } }(cancel, cancel2)
 
 		if !h.known {
 			ob, err := s.observe(ctx, unresolved)
@@ -248,6 +250,7 @@ func (s *Store) commit(h *head, batch []*job) {
 			landed, unresolved = resolve(unresolved, h.rev, ob.recs)
 			if landed != nil {
 				cancel()
+				s.log.Debug("audit append: the attempt of unknown outcome had landed", "last_seq", landed.lastSeq)
 				deliver(landed)
 				return
 			}
@@ -325,6 +328,7 @@ func (s *Store) commit(h *head, batch []*job) {
 			pause()
 			continue
 		}
+		moved := hd.rev != h.rev
 		*h = hd
 		recs := map[uint64][]byte{}
 		for i, a := range unresolved {
@@ -335,6 +339,7 @@ func (s *Store) commit(h *head, batch []*job) {
 		var landed *attempt
 		landed, unresolved = resolve(unresolved, h.rev, recs)
 		if landed != nil {
+			s.log.Debug("audit append: the attempt of unknown outcome had landed", "last_seq", landed.lastSeq)
 			deliver(landed)
 			return
 		}
@@ -354,7 +359,12 @@ func (s *Store) commit(h *head, batch []*job) {
 			}
 			if conflict {
 				j.answer(errConflict)
+				moved = true
 			}
+		}
+		if !moved { // a compare failed that no read explains: never spin
+			s.log.Warn("audit append: transaction refused with no visible change, retrying")
+			pause()
 		}
 	}
 }

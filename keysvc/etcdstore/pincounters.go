@@ -3,7 +3,6 @@ package etcdstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"time"
@@ -100,7 +99,9 @@ func (p pinCounters) Update(id string, fn func(st *token.PINState) error) error 
 			cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
 		}
 		ctx, cancel = context.WithDeadline(p.s.ctx, dl)
+		ctx, cancel2 := context.WithTimeout(ctx, p.s.attemptTimeout())
 		resp, err := p.s.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, string(v))).Commit()
+		cancel2()
 		cancel()
 		switch {
 		case err != nil:
@@ -108,7 +109,7 @@ func (p pinCounters) Update(id string, fn func(st *token.PINState) error) error 
 			if p.s.closedErr() != nil {
 				return p.s.closedErr()
 			}
-			if errors.Is(err, context.DeadlineExceeded) || time.Now().After(dl) {
+			if time.Now().After(dl) {
 				return fmt.Errorf("%w: update PIN state: %w", wire.ErrStore, err)
 			}
 			time.Sleep(retryFirstSleep)
