@@ -154,7 +154,7 @@ func (n *behNode) confirmCall(t testing.TB, hc *http.Client, method, path string
 // confirmKeyOn creates a confirm-required ec-p256 key through create (the
 // officer is its only client) and enrols its holder with holderPIN through
 // enrol's confirmation endpoint.
-func confirmKeyOn(t testing.TB, e *clusterEnv, create, enrol *behNode, name string) {
+func confirmKeyOn(t testing.TB, e *clusterEnv, create, enrol *behNode, name string) time.Time {
 	t.Helper()
 	st, out := create.call(t, e.hc, "POST", "/v1/keys", map[string]any{"name": name, "purpose": "sign", "algorithm": "ec-p256", "protection": "wrapped",
 		"confirm": "required", "policy": map[string]any{"grants": []any{map[string]any{"client": "officer", "ops": []string{"sign", "verify", "public"}}}}})
@@ -168,6 +168,7 @@ func confirmKeyOn(t testing.TB, e *clusterEnv, create, enrol *behNode, name stri
 	if st, out := enrol.confirmCall(t, e.hc, "POST", "/confirm/v1/enrol", map[string]any{"key": name, "setup_code": code, "pin": holderPIN}); st != http.StatusOK {
 		t.Fatalf("enrol %s through %s: %d %v", name, enrol.node, st, out)
 	}
+	return time.Now()
 }
 
 // requestSign asks n to sign msg with key; the answer must be 202 with a
@@ -184,6 +185,35 @@ func requestSign(t testing.TB, e *clusterEnv, n *behNode, key string, msg []byte
 		t.Fatalf("sign %s on %s: bad pending confirmation %v", key, n.node, out)
 	}
 	return id
+}
+
+// requestSignAfter is requestSign right after a holder change made
+// through another node (an enrolment, an unlock): until the key feed
+// brings that change, n still answers from its cache with stale (the
+// code of the state before: holder_not_enrolled, holder_locked). That is
+// the feed's lag, logged; past revocationBound it is a failure.
+func requestSignAfter(t testing.TB, e *clusterEnv, n *behNode, key string, msg []byte, stale string, changedAt time.Time) string {
+	t.Helper()
+	for {
+		st, out := n.call(t, e.hc, "POST", "/v1/keys/"+key+"/sign", map[string]any{"message": msg})
+		if st == http.StatusAccepted {
+			if d := time.Since(changedAt); d > 50*time.Millisecond || errCode(out) != "" {
+				t.Logf("%s took the holder change made through another node %v later", n.node, d.Round(time.Millisecond))
+			}
+			c, _ := out["confirmation"].(map[string]any)
+			id, _ := c["id"].(string)
+			if id == "" || c["status"] != "pending" || c["digest"] != digestHex(msg) {
+				t.Fatalf("sign %s on %s: bad pending confirmation %v", key, n.node, out)
+			}
+			return id
+		}
+		if errCode(out) != stale || time.Since(changedAt) > revocationBound {
+			t.Fatalf("sign %s on %s %v after a holder change made through another node: %d %v, want 202 (or %s while the feed brings the change, at most %v)",
+				key, n.node, time.Since(changedAt).Round(time.Millisecond), st, out, stale, revocationBound)
+		}
+		t.Logf("sign %s on %s %v after a holder change through another node: still %s (the feed has not brought it yet)", key, n.node, time.Since(changedAt).Round(time.Millisecond), stale)
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // holderTokenFor finds the holder token of confirmation id in the nodes'
@@ -277,7 +307,8 @@ func TestClusterPINLockout(t *testing.T) {
 
 		// The guard's state, as any node reads it from etcd.
 		st := openTestStore(t, e, "pin-checker")
-		g, err := token.NewGuard(st.PINCounters(), 0)
+		gc := token.GuardConfig{Store: st.PINCounters()}
+		g, err := token.NewGuard(gc.Store, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -288,13 +319,13 @@ func TestClusterPINLockout(t *testing.T) {
 		// The right PIN, from this fourth process: refused without a
 		// C_Login.
 		right := &countingPIN{pin: userPIN}
-		_, err = token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, PIN: right, PINGuard: g.Config()})
+		_, err = token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, PIN: right, PINGuard: gc})
 		if !errors.Is(err, token.ErrPINLocked) || right.n.Load() != 0 {
 			t.Fatalf("right PIN on the cluster-locked token: %v after %d PIN reads, want ErrPINLocked and 0", err, right.n.Load())
 		}
 		// The security officer's unlock (a new user PIN) clears the
 		// cluster-wide lock and is recorded in etcd.
-		a, err := token.OpenAdmin(token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, PINGuard: g.Config()})
+		a, err := token.OpenAdmin(token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, PINGuard: gc})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -312,7 +343,7 @@ func TestClusterPINLockout(t *testing.T) {
 			t.Fatalf("guard events in etcd: %v %+v, want locked ... unlocked by officer-a", err, evs)
 		}
 		t.Logf("guard events in etcd: %d (%d locked records: each process that saw the limit reached wrote one)", len(evs), len(evs)-1)
-		tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, PIN: &switchablePIN{pin: newPIN}, PINGuard: g.Config()})
+		tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: info.Label, PIN: &switchablePIN{pin: newPIN}, PINGuard: gc})
 		if err != nil {
 			t.Fatalf("login with the new PIN after the unlock: %v", err)
 		}
@@ -322,9 +353,9 @@ func TestClusterPINLockout(t *testing.T) {
 	t.Run("holder PIN over three nodes' confirmation endpoints", func(t *testing.T) {
 		ns := e.behNodes(t, nil)
 		const key = "cl-holder"
-		confirmKeyOn(t, e, ns[0], ns[1], key)
+		enrolled := confirmKeyOn(t, e, ns[0], ns[1], key)
 		msg := transferJSON(t, "Li Lei", "42.00", "cl-holder-1")
-		id := requestSign(t, e, ns[2], key, msg)
+		id := requestSignAfter(t, e, ns[2], key, msg, "holder_not_enrolled", enrolled)
 		tok := holderTokenFor(t, ns, key, id)
 		// Six wrong PINs, one node after another: the tries left count
 		// down across nodes (one counter, in the key record in etcd).
@@ -370,8 +401,9 @@ func TestClusterPINLockout(t *testing.T) {
 		if st, out := ns[2].call(t, e.hc, "POST", "/v1/keys/"+key+"/holder/unlock", nil); st != http.StatusOK {
 			t.Fatalf("officer unlock: %d %v", st, out)
 		}
+		unlocked := time.Now()
 		msg2 := transferJSON(t, "Li Lei", "43.00", "cl-holder-2")
-		id2 := requestSign(t, e, ns[0], key, msg2)
+		id2 := requestSignAfter(t, e, ns[0], key, msg2, "holder_locked", unlocked)
 		tok2 := holderTokenFor(t, ns, key, id2)
 		var checked, lockedAns, unchecked, other atomic.Int64
 		var wg sync.WaitGroup
@@ -460,10 +492,9 @@ func TestClusterPINLockoutChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	g, err := token.NewGuard(st.PINCounters(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The counters in etcd, as a clustered keysvc node counts (cmd/keysvc
+	// gives token.Open the same GuardConfig).
+	gc := token.GuardConfig{Store: st.PINCounters()}
 	n, _ := strconv.Atoi(os.Getenv(envPINAttempts))
 	startNs, _ := strconv.ParseInt(os.Getenv(envPINStart), 10, 64)
 	label := os.Getenv(envPINLabel)
@@ -480,7 +511,7 @@ func TestClusterPINLockoutChild(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: label, PIN: wrong, PINGuard: g.Config()})
+			tok, err := token.Open(context.Background(), token.Config{Kind: token.KindHSM, Module: modulePath, Label: label, PIN: wrong, PINGuard: gc})
 			switch {
 			case err == nil:
 				tok.Close()
@@ -514,10 +545,10 @@ func TestClusterConfirmAcrossNodes(t *testing.T) {
 	ns := e.behNodes(t, nil)
 	a, b, c := ns[0], ns[1], ns[2]
 	const key = "cl-confirm"
-	confirmKeyOn(t, e, a, c, key)
+	enrolled := confirmKeyOn(t, e, a, c, key)
 
 	msg := transferJSON(t, "Han Meimei", "1250.00", "cl-across-1")
-	id := requestSign(t, e, a, key, msg)
+	id := requestSignAfter(t, e, a, key, msg, "holder_not_enrolled", enrolled)
 	for _, n := range []*behNode{b, c} {
 		st, out := n.call(t, e.hc, "POST", "/v1/keys/"+key+"/sign", map[string]any{"message": transferJSON(t, "Mallory", "9.00", "cl-across-x")})
 		if st != http.StatusConflict || errCode(out) != "confirmation_pending" {
@@ -525,7 +556,7 @@ func TestClusterConfirmAcrossNodes(t *testing.T) {
 		}
 	}
 	tok := holderTokenFor(t, ns, key, id)
-	if st, view := b.confirmCall(t, e.hc, "GET", "/confirm/v1/c/"+tok, nil); st != http.StatusOK || view["digest"] != digestHex(msg) || !strings.Contains(fmt.Sprint(view["display"]), "1250.00") {
+	if st, view := b.confirmCall(t, e.hc, "GET", "/confirm/v1/c/"+tok, nil); st != http.StatusOK || view["digest"] != digestHex(msg) || !strings.Contains(fmt.Sprint(view["display"]), "1,250.00 CNY") {
 		t.Fatalf("holder view on %s of %s's request: %d %v", b.node, a.node, st, view)
 	}
 	// C long-polls while B approves.
@@ -897,6 +928,33 @@ func TestClusterSchedulerOnce(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("scheduler leader: %s", leader.node)
+	// Sample every node's gauge every 100 ms for the rest of the test:
+	// never two nodes leading at once.
+	var samples, doubles atomic.Int64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if ls, _ := leaders(mc, ns); len(ls) > 1 {
+				doubles.Add(1)
+			}
+			samples.Add(1)
+		}
+	}()
+	defer func() {
+		close(stopSampling)
+		<-sampled
+		t.Logf("leader gauge sampled %d times on every node: %d samples with two or more nodes leading", samples.Load(), doubles.Load())
+		if doubles.Load() > 0 {
+			t.Errorf("%d samples saw two or more nodes leading", doubles.Load())
+		}
+	}()
 
 	type work struct{ destroy, rotate []string }
 	// prepare creates, through the nodes in turn, keys whose version 1
@@ -1014,6 +1072,10 @@ func TestClusterSchedulerOnce(t *testing.T) {
 			_, k := n.call(t, e.hc, "GET", "/v1/keys/"+name, nil)
 			if vs, _ := k["versions"].([]any); len(vs) != 2 || k["primary"] != float64(2) {
 				t.Errorf("%s after its due rotation: primary %v, %d versions, want 2 and 2", name, k["primary"], len(vs))
+			}
+			// The new version is real: it signs.
+			if s, out := n.call(t, e.hc, "POST", "/v1/keys/"+name+"/sign", map[string]any{"message": b64("after rotation")}); s != http.StatusOK || !strings.HasPrefix(fmt.Sprint(out["signature"]), "kw:v2:") {
+				t.Errorf("%s signs after its due rotation: %d %v, want a kw:v2: signature", name, s, out)
 			}
 		}
 		if len(other) > 0 {
