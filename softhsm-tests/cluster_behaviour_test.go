@@ -260,8 +260,38 @@ func TestClusterPINLockout(t *testing.T) {
 	e := newClusterEnv(t)
 
 	t.Run("token PIN, 100 wrong logins from three processes", func(t *testing.T) {
-		// A token of its own: the nodes' token must keep its PIN.
+		// A token of its own (the nodes' token must keep its PIN), and a
+		// copy of it for each child process: same serial, label and PIN,
+		// so the same PIN id and the same counters in etcd, as three HSMs
+		// holding one replicated partition. Not one token directory
+		// shared by four processes: SoftHSM 2.6.1 rewrites the token file
+		// on every wrong C_Login (CKF_USER_PIN_COUNT_LOW), and another
+		// process re-reading it at that moment can find no initialised
+		// token and drop it (seen in 2 of 3 runs before the copies).
+		tokensDir := filepath.Join(confDir, "tokens")
+		before, err := os.ReadDir(tokensDir)
+		if err != nil {
+			t.Fatal(err)
+		}
 		info := newTokenLabel(t)
+		after, err := os.ReadDir(tokensDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var made []string
+		for _, d := range after {
+			if !slices.ContainsFunc(before, func(b os.DirEntry) bool { return b.Name() == d.Name() }) {
+				made = append(made, d.Name())
+			}
+		}
+		if len(made) != 1 {
+			t.Fatalf("token %s: %d new directories in %s, want 1: %v", info.Label, len(made), tokensDir, made)
+		}
+		childConf := make([]string, 3)
+		for i := range childConf {
+			childConf[i] = t.TempDir()
+			copyTree(t, filepath.Join(tokensDir, made[0]), filepath.Join(childConf[i], "tokens", made[0]))
+		}
 		ca, cert, key := e.etcd.TLSFiles()
 		start := time.Now().Add(4 * time.Second) // the children start, connect and wait for this
 		attempts := []int{33, 33, 34}
@@ -275,7 +305,7 @@ func TestClusterPINLockout(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				out, err := runChild(t, "TestClusterPINLockoutChild",
+				out, err := runChild(t, "TestClusterPINLockoutChild", envConfDir+"="+childConf[i],
 					envPINEtcd+"="+strings.Join(e.etcd.Endpoints(), ","), envPINTLS+"="+ca+","+cert+","+key,
 					envPINLabel+"="+info.Label, envPINAttempts+"="+strconv.Itoa(n),
 					envPINStart+"="+strconv.FormatInt(start.UnixNano(), 10), envPINNode+"="+fmt.Sprintf("pin-node-%d", i+1))
@@ -442,6 +472,33 @@ func TestClusterPINLockout(t *testing.T) {
 			t.Fatalf("the holder counter (%v, locked %v) does not match the %d PIN checks answered (%d locked), or exceeds 6", failures, h["locked"], got, lockedAns.Load())
 		}
 	})
+}
+
+// copyTree copies the directory src (regular files and directories) to
+// dst.
+func copyTree(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o700)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, b, 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // openTestStore opens the cluster's etcd store from the test process
