@@ -11,7 +11,9 @@ package softhsmtests
 // start, kill -9 and restart nodes and etcd members through it:
 //
 //	e := newClusterEnv(t)               // etcd + token + TLS
-//	n1 := e.addNode(t, "keysvc-1", "") // started, /healthz 200
+//	n1 := e.addNode(t, "keysvc-1", "") // config written, started, /healthz 200
+//	n3 := e.newNode(t, "keysvc-3", "metrics: {listen: 127.0.0.1:9999}\n") // written only; n3.start(t)
+//	c := n1.kmsClient(t, officerToken, 10*time.Second, 64)   // keysvc/client over TLS
 //	st, out := n1.call(t, e.hc, "POST", "/v1/keys/k/sign", body)
 //	n1.kill9(t); n1.restart(t)
 //	e.etcd.Members[1].Kill(); e.etcd.Members[1].Start()
@@ -129,9 +131,10 @@ clients:
 		strings.Join(e.etcd.Endpoints(), ", "), ca, cert, key, sha(officerToken), sha(bankappToken), extra)
 }
 
-// addNode writes node's config (nodeConfig with extra) and starts it; it
-// returns once /healthz answers. Nodes start one after another.
-func (e *clusterEnv) addNode(t testing.TB, node, extra string) *clusterNode {
+// newNode prepares node: its directory, a free loopback address and its
+// config (nodeConfig with extra), written; it does not start it (start,
+// or addNode). The process is stopped at cleanup.
+func (e *clusterEnv) newNode(t testing.TB, node, extra string) *clusterNode {
 	t.Helper()
 	dir := filepath.Join(e.dir, node)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -140,8 +143,16 @@ func (e *clusterEnv) addNode(t testing.TB, node, extra string) *clusterNode {
 	n := &clusterNode{daemon: newDaemon(t, "keysvc", dir, e.tls), node: node, conf: filepath.Join(dir, "keysvc.yaml"), dataDir: filepath.Join(dir, "data")}
 	writeFiles(t, n.conf, e.nodeConfig(node, n.addr, n.dataDir, extra))
 	n.args = []string{"serve", "-config", n.conf}
-	n.start(t)
 	e.nodes = append(e.nodes, n)
+	return n
+}
+
+// addNode is newNode and start: it returns once /healthz answers. Nodes
+// start one after another.
+func (e *clusterEnv) addNode(t testing.TB, node, extra string) *clusterNode {
+	t.Helper()
+	n := e.newNode(t, node, extra)
+	n.start(t)
 	return n
 }
 

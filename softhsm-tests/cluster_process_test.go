@@ -18,7 +18,12 @@ package softhsmtests
 //     keysvc restart), and the chain still verifies.
 
 import (
+	"context"
+	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -171,4 +176,57 @@ func verifyCluster(t *testing.T, e *clusterEnv, n *clusterNode) int {
 	t.Logf("keysvc audit verify -config (node %s): %s", n.node, m[0])
 	recs, _ := strconv.Atoi(m[1])
 	return recs
+}
+
+// TestClusterPINGuardAcrossNodes: the token's PIN guard counts in etcd,
+// so wrong PINs add up across nodes (R-TOK-5: six in total, not six per
+// node). Two nodes, each with its own data_dir, start with a wrong PIN
+// three times each (each start is refused); then a third node with the
+// right PIN is refused as locked. With per-node counters (bbolt in each
+// data_dir) neither node would have reached six, and the third would
+// start.
+func TestClusterPINGuardAcrossNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an etcd cluster and keysvc processes")
+	}
+	e := newClusterEnv(t)
+	wrong := filepath.Join(e.dir, "wrong.pin")
+	writeFiles(t, wrong, "000000\n")
+	for i := 0; i < 6; i++ {
+		node := fmt.Sprintf("wrong-%d", i%2)
+		out, err := e.runNodeOnce(t, node, wrong)
+		if err == nil || !strings.Contains(out, "PIN incorrect") {
+			t.Fatalf("start %d of %s with a wrong PIN: err %v, want a refusal naming the incorrect PIN:\n%s", i+1, node, err, out)
+		}
+	}
+	out, err := e.runNodeOnce(t, "right", e.pinFile)
+	if err == nil || !strings.Contains(out, "PIN locked") || !strings.Contains(out, "after 6 failed attempts") {
+		t.Fatalf("start with the right PIN after 6 wrong ones on two other nodes: err %v, want a refusal: locked after 6 failed attempts:\n%s", err, out)
+	}
+	if strings.Contains(out, userPIN) || strings.Contains(out, "000000") {
+		t.Fatalf("a PIN reached keysvc's output:\n%s", out)
+	}
+}
+
+// runNodeOnce runs `keysvc serve -config` for node with the token PIN
+// from pinFile and waits (30 s at most) for it to exit; it returns the
+// output and the exit error. It fails t if the process is still running
+// (started) after 30 s.
+func (e *clusterEnv) runNodeOnce(t *testing.T, node, pinFile string) (string, error) {
+	t.Helper()
+	dir := filepath.Join(e.dir, node)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "keysvc.yaml")
+	text := strings.Replace(e.nodeConfig(node, freeAddr(t), filepath.Join(dir, "data"), ""), "pin-source=file:"+e.pinFile, "pin-source=file:"+pinFile, 1)
+	writeFiles(t, conf, text)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, builtCommand(t, "keysvc"), "serve", "-config", conf)
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("keysvc %s did not exit within 30 s (it started?):\n%s", node, out)
+	}
+	return string(out), err
 }

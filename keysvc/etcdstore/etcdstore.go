@@ -71,6 +71,30 @@
 // until ExpiresAt + keep, so a dead node's confirmation frees its key
 // cluster-wide by itself. Nothing else is leased.
 //
+// # Concurrency
+//
+// Every method is safe for concurrent use by many goroutines and by many
+// nodes (Stores, each with its own etcd client) on one prefix. Within a
+// node, the flusher batches appends (one transaction per batch) and
+// UpdateKey takes a per-key lock (the node's own updates of a key would
+// only conflict with each other); across nodes, compares on ModRevision
+// decide, and the loser reads again. A function passed to UpdateKey,
+// ConfirmStore.Update or a PIN counter's Update may run more than once.
+//
+// # Limitations
+//
+//   - Appends from several nodes contend on audit/head: a conflict costs a
+//     round trip and a reseal. On one loopback cluster sharing two cores,
+//     three nodes append about a quarter of what one node appends at 64
+//     concurrent callers (ARCHITECTURE.md, "The etcd store", has figures).
+//   - A request that timed out while its write's outcome was unknown may
+//     still land when quorum returns (its error says so).
+//   - An unaudited UpdateKey (rec nil) whose write's outcome was unknown
+//     takes our bytes back at the key as proof it landed: a function that
+//     writes the very bytes another node wrote meanwhile is taken as landed.
+//   - MigrateAudit refuses: a cluster log is born in keysvc.AuditFormat.
+//   - WatchKeys skips deletions (keysvc never deletes a key record).
+//
 // Files: etcdstore.go (config, open, close, retries), flusher.go (the
 // group commit), keys.go (keys and the key feed), auditlog.go (reading the
 // chain, checkpoints, format), service.go (service-key and KEK-epoch
@@ -145,6 +169,8 @@ type Store struct {
 
 	sessMu   sync.Mutex
 	sessions map[*sessionHandle]struct{}
+
+	keyLocks sync.Map // key name → *sync.Mutex: UpdateKey's per-key lock on this node
 }
 
 var (

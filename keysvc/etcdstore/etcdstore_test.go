@@ -2,6 +2,9 @@ package etcdstore_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/keysvc"
+	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/confirmtest"
 	"github.com/keyward/keyward/keysvc/etcdstore"
 	"github.com/keyward/keyward/keysvc/etcdstore/etcdlocal"
@@ -191,7 +195,7 @@ func TestCluster(t *testing.T) {
 		if err := st[0].CreateKey(storetest.Key("k"), storetest.Rec("create", "k")); err != nil {
 			t.Fatal(err)
 		}
-		const per = 8 // goroutines per node
+		const per = 4 // goroutines per node
 		const each = 5
 		var wg sync.WaitGroup
 		var calls atomic.Int64
@@ -431,6 +435,59 @@ func TestCluster(t *testing.T) {
 		stt, _ := st[0].PINCounters().Get(id)
 		if allowed.Load() != token.MaxPINAttempts || stt.Failures != token.MaxPINAttempts {
 			t.Fatalf("96 racing check-and-counts from 3 nodes let %d through (state %d), want exactly %d", allowed.Load(), stt.Failures, token.MaxPINAttempts)
+		}
+	})
+
+	t.Run("CheckpointRace", func(t *testing.T) {
+		st := nodes(t, c, 3, 0)
+		signer, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			if err := st[0].Audit(storetest.Rec("sign", "k")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seq, hash, err := st[1].LastAudit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each node's scheduler signs a checkpoint of the same head at once.
+		cps := make([]audit.Checkpoint, 3)
+		for i := range cps {
+			if cps[i], err = audit.SignCheckpoint(signer, nil, seq, hash, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		errs := make([]error, 3)
+		var wg sync.WaitGroup
+		for i, s := range st {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = s.AddCheckpoint(cps[i]) }()
+		}
+		wg.Wait()
+		stored := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && stored == -1:
+				stored = i
+			case err == nil:
+				t.Fatalf("two different checkpoints of record %d were both accepted", seq)
+			case !errors.Is(err, wire.ErrInvalidArgument):
+				t.Fatalf("the losing checkpoint = %v, want wire.ErrInvalidArgument", err)
+			}
+		}
+		if stored == -1 {
+			t.Fatalf("no checkpoint stored: %v", errs)
+		}
+		// The same checkpoint again (a retry, another node's copy) is ignored.
+		if err := st[(stored+1)%3].AddCheckpoint(cps[stored]); err != nil {
+			t.Fatalf("AddCheckpoint(the stored one again) = %v, want nil", err)
+		}
+		got, err := st[2].Checkpoints()
+		if err != nil || len(got) != 1 || string(got[0].Signature) != string(cps[stored].Signature) {
+			t.Fatalf("Checkpoints = %+v, %v; want the one stored", got, err)
 		}
 	})
 
@@ -695,5 +752,42 @@ func TestCloseDuringAppends(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("appends hang after Close")
+	}
+}
+
+// The cluster interfaces of a closed Store fail with wire.ErrStore (or
+// return, for the feed) without hanging.
+func TestClosedClusterCalls(t *testing.T) {
+	c := cluster(t)
+	s := open(t, c, "node-a", freshPrefix(), 0)
+	s.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx := context.Background()
+		cs := s.Confirmations()
+		calls := map[string]error{}
+		_, calls["Confirm.Open"] = cs.Open(ctx, &keysvc.ConfirmRecord{View: wire.ConfirmationView{ID: "x", Key: "k"}}, time.Second)
+		_, calls["Confirm.Get"] = cs.Get(ctx, "x")
+		_, calls["Confirm.ByHolder"] = cs.ByHolder(ctx, "h")
+		_, calls["Confirm.Update"] = cs.Update(ctx, "x", func(*keysvc.ConfirmRecord) error { return nil })
+		calls["Confirm.Wait"] = cs.Wait(ctx, "x")
+		_, calls["Confirm.Pending"] = cs.Pending(ctx)
+		_, calls["PIN.Get"] = s.PINCounters().Get("id")
+		calls["PIN.Update"] = s.PINCounters().Update("id", func(*token.PINState) error { return nil })
+		calls["PIN.Record"] = s.PINCounters().Record(token.Event{Token: "id", Kind: "locked"})
+		_, calls["PIN.Events"] = s.PINCounters().Events("id")
+		_, _, calls["Lead"] = s.Lead(ctx, "node-a")
+		for name, err := range calls {
+			if !errors.Is(err, wire.ErrStore) {
+				t.Errorf("%s on a closed store = %v, want wire.ErrStore", name, err)
+			}
+		}
+		s.WatchKeys(ctx, func(*keysvc.Key) {}, func() {}) // returns at once
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("calls on a closed store hang")
 	}
 }

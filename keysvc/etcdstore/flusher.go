@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -256,57 +257,20 @@ func (s *Store) commit(h *head, batch []*job) {
 			}
 		}
 
-		// Seal the batch after the cached head.
-		sealed := make([][]audit.Record, len(batch))
-		seq, prev := h.Seq, h.Hash
-		if seq == 0 {
-			prev = audit.Genesis
-		}
-		var then []clientv3.Op
-		cmps := []clientv3.Cmp{headCmp(s.k(keyHead), h.rev)}
-		var encErr error
-		for i, j := range batch {
-			sealed[i] = make([]audit.Record, len(j.tmpl))
-			for r := range j.tmpl {
-				rec := j.tmpl[r]
-				rec.Seal(seq, prev)
-				seq, prev = rec.Seq, rec.Hash
-				v, err := rec.Marshal()
-				if err != nil {
-					encErr = err
-				}
-				sealed[i][r] = rec
-				then = append(then, clientv3.OpPut(recKey(s.p, rec.Seq), string(v)))
-			}
-			then = append(then, j.ops...)
-			cmps = append(cmps, j.cmps...)
-		}
-		if encErr != nil { // never for a Record; answer rather than loop
+		t, err := s.sealBatch(h, batch, unresolved)
+		if err != nil { // never for a Record; answer rather than loop
 			cancel()
 			for _, j := range batch {
-				j.answer(fmt.Errorf("%w: %s: encode audit record: %w", wire.ErrStore, j.what, encErr))
+				j.answer(fmt.Errorf("%w: %s: %w", wire.ErrStore, j.what, err))
 			}
 			return
 		}
-		nh := headValue{Seq: seq, Hash: prev, Node: s.cfg.Node}
-		hv, _ := json.Marshal(nh)
-		then = append(then, clientv3.OpPut(s.k(keyHead), string(hv)))
-		els := []clientv3.Op{clientv3.OpGet(s.k(keyHead))}
-		for _, a := range unresolved {
-			els = append(els, clientv3.OpGet(recKey(s.p, a.lastSeq)))
-		}
-		for _, j := range batch {
-			for _, w := range j.watch {
-				els = append(els, clientv3.OpGet(w.key))
-			}
-		}
-
 		nUnres := len(unresolved)
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
+		resp, err := s.cli.Txn(ctx).If(t.cmps...).Then(t.then...).Else(t.els...).Commit()
 		cancel()
 		if err != nil {
 			// Unknown outcome: remember the attempt, read the head again.
-			unresolved = append(unresolved, attempt{headRev: h.rev, lastSeq: seq, lastHash: prev, jobs: append([]*job(nil), batch...), sealed: sealed})
+			unresolved = append(unresolved, attempt{headRev: h.rev, lastSeq: t.nh.Seq, lastHash: t.nh.Hash, jobs: append([]*job(nil), batch...), sealed: t.sealed})
 			h.known = false
 			lastErr = err
 			s.log.Debug("audit append: outcome unknown, re-reading the head", "err", err)
@@ -315,8 +279,8 @@ func (s *Store) commit(h *head, batch []*job) {
 		}
 		sleep = retryFirstSleep
 		if resp.Succeeded {
-			*h = head{headValue: nh, rev: resp.Header.Revision, known: true}
-			deliver(&attempt{jobs: batch, sealed: sealed})
+			*h = head{headValue: t.nh, rev: resp.Header.Revision, known: true}
+			deliver(&attempt{jobs: batch, sealed: t.sealed})
 			return
 		}
 		// Another node appended (or a compared key changed).
@@ -343,30 +307,94 @@ func (s *Store) commit(h *head, batch []*job) {
 			deliver(landed)
 			return
 		}
-		idx := 1 + nUnres // the watched keys follow the head and the records
-		for _, j := range batch {
-			conflict := false
-			for _, w := range j.watch {
-				kvs := rs[idx].GetResponseRange().Kvs
-				idx++
-				var rev int64
-				if len(kvs) == 1 {
-					rev = kvs[0].ModRevision
-				}
-				if rev != w.rev {
-					conflict = true
-				}
-			}
-			if conflict {
-				j.answer(errConflict)
-				moved = true
-			}
+		if markConflicts(rs[1+nUnres:], batch) { // the watched keys follow the head and the records
+			moved = true
 		}
 		if !moved { // a compare failed that no read explains: never spin
 			s.log.Warn("audit append: transaction refused with no visible change, retrying")
 			pause()
 		}
 	}
+}
+
+// batchTxn is one attempt's transaction: the batch sealed after a head.
+type batchTxn struct {
+	cmps   []clientv3.Cmp
+	then   []clientv3.Op
+	els    []clientv3.Op
+	sealed [][]audit.Record // per job
+	nh     headValue        // the head after the batch
+}
+
+// sealBatch seals batch's records after h (on copies) and builds the
+// transaction: If(head unchanged, the jobs' compares) Then(records, the
+// jobs' puts, head) Else(head, the unresolved attempts' last records, the
+// jobs' compared keys).
+func (s *Store) sealBatch(h *head, batch []*job, unresolved []attempt) (batchTxn, error) {
+	t := batchTxn{sealed: make([][]audit.Record, len(batch)), cmps: []clientv3.Cmp{headCmp(s.k(keyHead), h.rev)}}
+	seq, prev := h.Seq, h.Hash
+	if seq == 0 {
+		prev = audit.Genesis
+	}
+	for i, j := range batch {
+		t.sealed[i] = make([]audit.Record, len(j.tmpl))
+		for r := range j.tmpl {
+			rec := j.tmpl[r]
+			rec.Seal(seq, prev)
+			seq, prev = rec.Seq, rec.Hash
+			v, err := rec.Marshal()
+			if err != nil {
+				return batchTxn{}, fmt.Errorf("encode audit record: %w", err)
+			}
+			t.sealed[i][r] = rec
+			t.then = append(t.then, clientv3.OpPut(recKey(s.p, rec.Seq), string(v)))
+		}
+		t.then = append(t.then, j.ops...)
+		t.cmps = append(t.cmps, j.cmps...)
+	}
+	t.nh = headValue{Seq: seq, Hash: prev, Node: s.cfg.Node}
+	hv, err := json.Marshal(t.nh)
+	if err != nil {
+		return batchTxn{}, fmt.Errorf("encode audit head: %w", err)
+	}
+	t.then = append(t.then, clientv3.OpPut(s.k(keyHead), string(hv)))
+	t.els = []clientv3.Op{clientv3.OpGet(s.k(keyHead))}
+	for _, a := range unresolved {
+		t.els = append(t.els, clientv3.OpGet(recKey(s.p, a.lastSeq)))
+	}
+	for _, j := range batch {
+		for _, w := range j.watch {
+			t.els = append(t.els, clientv3.OpGet(w.key))
+		}
+	}
+	return t, nil
+}
+
+// markConflicts answers errConflict to each job of batch whose compared key
+// changed, given the Else branch's reads of those keys (in batch order); it
+// reports whether any did.
+func markConflicts(rs []*etcdserverpb.ResponseOp, batch []*job) bool {
+	found := false
+	idx := 0
+	for _, j := range batch {
+		conflict := false
+		for _, w := range j.watch {
+			kvs := rs[idx].GetResponseRange().Kvs
+			idx++
+			var rev int64
+			if len(kvs) == 1 {
+				rev = kvs[0].ModRevision
+			}
+			if rev != w.rev {
+				conflict = true
+			}
+		}
+		if conflict {
+			j.answer(errConflict)
+			found = true
+		}
+	}
+	return found
 }
 
 func inAttempts(as []attempt, j *job) bool {
@@ -382,9 +410,12 @@ func inAttempts(as []attempt, j *job) bool {
 
 func (s *Store) timeoutErr(j *job, last error, unknown bool) error {
 	if unknown {
-		return fmt.Errorf("%w: %s: etcd did not confirm the write within %s (it may still be applied when the cluster recovers): %v", wire.ErrStore, j.what, s.cfg.RequestTimeout, last)
+		return fmt.Errorf("%w: %s: etcd did not confirm the write within %s (it may still be applied when the cluster recovers): %w", wire.ErrStore, j.what, s.cfg.RequestTimeout, last)
 	}
-	return fmt.Errorf("%w: %s: etcd did not answer within %s (no quorum?): %v", wire.ErrStore, j.what, s.cfg.RequestTimeout, last)
+	if last == nil {
+		return fmt.Errorf("%w: %s: no commit within %s (etcd slow, or the key kept changing under other nodes)", wire.ErrStore, j.what, s.cfg.RequestTimeout)
+	}
+	return fmt.Errorf("%w: %s: etcd did not answer within %s (no quorum?): %w", wire.ErrStore, j.what, s.cfg.RequestTimeout, last)
 }
 
 // resolve looks for a landed attempt among unresolved, given the head's

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -192,6 +193,11 @@ func (s *Store) ListKeys(after string, limit int) ([]*keysvc.Key, error) {
 // the key. On success rec holds its committed Seq, Prev and Hash.
 func (s *Store) UpdateKey(name string, fn func(k *keysvc.Key) error, rec *audit.Record) (*keysvc.Key, error) {
 	dl := time.Now().Add(s.cfg.RequestTimeout)
+	// This node's updates of one key go one at a time: concurrent ones
+	// would only conflict with each other. Other nodes' still may.
+	l, _ := s.keyLocks.LoadOrStore(name, new(sync.Mutex))
+	l.(*sync.Mutex).Lock()
+	defer l.(*sync.Mutex).Unlock()
 	for {
 		k, rev, err := s.getKey(name)
 		if err != nil {
