@@ -111,6 +111,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -171,6 +172,8 @@ type Store struct {
 	sessions map[*sessionHandle]struct{}
 
 	keyLocks sync.Map // key name → *sync.Mutex: UpdateKey's per-key lock on this node
+
+	watchedHead atomic.Pointer[head] // the newest audit/head the head watch saw (a hint)
 }
 
 var (
@@ -246,6 +249,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("%w: etcd %s: prepare store: %w", wire.ErrStore, strings.Join(cfg.Endpoints, ","), err)
 	}
 	go s.flusher()
+	go s.watchHead()
 	log.Info("etcd store open", "endpoints", strings.Join(cfg.Endpoints, ","), "prefix", cfg.Prefix)
 	return s, nil
 }

@@ -601,8 +601,13 @@ func TestLoseQuorum(t *testing.T) {
 	if err := s.Audit(storetest.Rec("sign", "before")); err != nil {
 		t.Fatal(err)
 	}
+	leading, _, err := st[1].Lead(context.Background(), "node-b")
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.Members[0].Kill()
 	c.Members[1].Kill()
+	lost := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	start := time.Now()
@@ -633,6 +638,13 @@ func TestLoseQuorum(t *testing.T) {
 	if _, err := s.GetKey("k"); !errors.Is(err, wire.ErrStore) {
 		t.Fatalf("GetKey without quorum = %v, want wire.ErrStore", err)
 	}
+	// The scheduler's leader stops leading: its session cannot be kept alive.
+	select {
+	case <-leading.Done():
+		t.Logf("the leader stopped leading %v after quorum was lost (session TTL %v)", time.Since(lost).Round(time.Millisecond), etcdstore.SessionTTL)
+	case <-time.After(etcdstore.SessionTTL + 10*time.Second):
+		t.Fatalf("node-b still leads %v after quorum was lost", time.Since(lost))
+	}
 	for _, m := range c.Members[:2] {
 		if err := m.Start(); err != nil {
 			t.Fatal(err)
@@ -656,6 +668,15 @@ func TestLoseQuorum(t *testing.T) {
 		t.Fatalf("Writable after quorum returned: %v", err)
 	}
 	t.Logf("appends resumed %v after the members answered healthy", time.Since(back).Round(time.Millisecond))
+	// A new leader is elected once the old session's lease has lapsed.
+	lctx, lcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer lcancel()
+	if _, resign, err := st[0].Lead(lctx, "node-a"); err != nil {
+		t.Fatalf("Lead after quorum returned: %v", err)
+	} else {
+		t.Logf("node-a leads %v after the members answered healthy", time.Since(back).Round(time.Millisecond))
+		resign()
+	}
 	n := checkLog(t, s, nil) // verifies, and no record stored twice
 	var during int
 	for _, r := range storetest.All(t, s) {

@@ -238,6 +238,13 @@ func (s *Store) commit(h *head, batch []*job) {
 		ctx, cancel2 := context.WithTimeout(ctx, s.attemptTimeout())
 		cancel = func(c1, c2 context.CancelFunc) context.CancelFunc { return func() { c2(); c1() } }(cancel, cancel2)
 
+		if len(unresolved) == 0 {
+			// Another node's append, seen by the head watch, saves the
+			// first attempt's conflict.
+			if w := s.watchedHead.Load(); w != nil && h.known && w.rev > h.rev {
+				*h = *w
+			}
+		}
 		if !h.known {
 			ob, err := s.observe(ctx, unresolved)
 			if err != nil {
@@ -502,4 +509,31 @@ func headCmp(key string, rev int64) clientv3.Cmp {
 		return clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
 	}
 	return clientv3.Compare(clientv3.ModRevision(key), "=", rev)
+}
+
+// watchHead keeps watchedHead at the newest audit/head any node wrote, so
+// the flusher seals on it rather than learning it from a failed attempt.
+// It is only a hint: every attempt still compares the head's revision.
+func (s *Store) watchHead() {
+	ctx := clientv3.WithRequireLeader(s.ctx)
+	for s.ctx.Err() == nil {
+		for wr := range s.cli.Watch(ctx, s.k(keyHead)) {
+			if wr.Err() != nil {
+				break
+			}
+			for _, ev := range wr.Events {
+				if ev.Type != clientv3.EventTypePut {
+					continue
+				}
+				h, err := parseHead([]*mvccpb.KeyValue{ev.Kv})
+				if err != nil {
+					continue
+				}
+				if old := s.watchedHead.Load(); old == nil || h.rev > old.rev {
+					s.watchedHead.Store(&h)
+				}
+			}
+		}
+		sleepCtx(s.ctx, 100*time.Millisecond)
+	}
 }
