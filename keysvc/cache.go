@@ -27,14 +27,38 @@ import (
 // committed key record, and put installs it by the same revision rule
 // (clusternode.go); a feed reset empties the cache (clear). Until the feed
 // delivers another node's change, this node uses what it cached.
+//
+// Two rules keep a shared store's cache from holding a record the feed
+// will never correct:
+//   - Nothing is cached before the feed watches (waitFeed is set until its
+//     first reset, which a KeyFeed sends once its watch has started): a
+//     record read earlier could predate a change the watch starts after.
+//     Until then every use reads the store.
+//   - A record read from the store (a miss, or an update's own result) is
+//     installed only if no reset happened since the read began (gen): a
+//     reset means the feed restarts after a gap, and a record read before
+//     the gap could be older than a change inside it.
 type keyCache struct {
-	mu sync.RWMutex
-	m  map[string]*Key
+	mu  sync.RWMutex
+	m   map[string]*Key
+	gen uint64 // incremented by clear
+	// waitFeed: a KeyFeed's watch has not started yet, install nothing
+	// (set by startFeed, ended by the feed's first reset).
+	waitFeed bool
+}
+
+// at returns the cache's generation: what a store read about to begin
+// must present to putAt.
+func (c *keyCache) at() uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.gen
 }
 
 func (s *Service) cachedKey(name string) (*Key, error) {
 	s.cache.mu.RLock()
 	k, ok := s.cache.m[name]
+	gen := s.cache.gen
 	s.cache.mu.RUnlock()
 	if ok {
 		return k, nil
@@ -43,15 +67,34 @@ func (s *Service) cachedKey(name string) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.cache.put(k), nil
+	return s.cache.putAt(k, gen), nil
 }
 
-// put installs k unless the cache holds the same or a newer revision of
-// the key, and returns the entry the cache holds afterwards: k, or the
-// newer key that beat it.
+// put installs k (a record the feed delivers, current when delivered)
+// unless the cache holds the same or a newer revision of the key, and
+// returns the entry the cache holds afterwards: k, or the newer key that
+// beat it. While waitFeed it installs nothing.
 func (c *keyCache) put(k *Key) *Key {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.installLocked(k)
+}
+
+// putAt is put for a record read from the store when the cache was at
+// generation gen: after a reset since then it installs nothing.
+func (c *keyCache) putAt(k *Key, gen uint64) *Key {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		return k
+	}
+	return c.installLocked(k)
+}
+
+func (c *keyCache) installLocked(k *Key) *Key {
+	if c.waitFeed {
+		return k
+	}
 	if c.m == nil {
 		c.m = map[string]*Key{}
 	}
@@ -62,10 +105,14 @@ func (c *keyCache) put(k *Key) *Key {
 	return k
 }
 
-// clear forgets every entry: the next use of each key reads the store.
+// clear forgets every entry (the next use of each key reads the store),
+// starts a new generation and ends waitFeed: a KeyFeed resets once its
+// watch has started, and after each gap.
 func (c *keyCache) clear() {
 	c.mu.Lock()
 	c.m = nil
+	c.gen++
+	c.waitFeed = false
 	c.mu.Unlock()
 }
 
@@ -73,6 +120,7 @@ func (c *keyCache) clear() {
 // the key's Revision in the same transaction as fn's change and installs
 // the committed key in the cache.
 func (s *Service) updateKey(name string, fn func(k *Key) error, rec *audit.Record) (*Key, error) {
+	gen := s.cache.at()
 	k, err := s.store.UpdateKey(name, func(k *Key) error {
 		if err := fn(k); err != nil {
 			return err
@@ -83,16 +131,17 @@ func (s *Service) updateKey(name string, fn func(k *Key) error, rec *audit.Recor
 	if err != nil {
 		return nil, err // nothing was stored: the cached entry is still true
 	}
-	s.cache.put(k.Clone())
+	s.cache.putAt(k.Clone(), gen)
 	return k, nil
 }
 
 // createKeyRecord is store.CreateKey that keeps the cache true.
 func (s *Service) createKeyRecord(k *Key, rec *audit.Record) error {
 	k.Revision = 1
+	gen := s.cache.at()
 	if err := s.store.CreateKey(k, rec); err != nil {
 		return err
 	}
-	s.cache.put(k.Clone())
+	s.cache.putAt(k.Clone(), gen)
 	return nil
 }

@@ -38,3 +38,31 @@ func TestKeyCacheNeverGoesBack(t *testing.T) {
 		t.Fatal("revision 1 did not replace a pre-revision record")
 	}
 }
+
+// TestKeyCacheFeedGaps (issue 16): with a shared store, a record read
+// before the feed watches, or before a feed reset, is never installed —
+// it could predate a change the feed will not deliver; one read after the
+// reset is.
+func TestKeyCacheFeedGaps(t *testing.T) {
+	k := func(rev uint64) *Key { return &Key{Name: "k", Primary: 1, Revision: rev} }
+	c := keyCache{waitFeed: true}
+	gen := c.at()
+	if got := c.putAt(k(3), gen); got.Revision != 3 || c.m["k"] != nil {
+		t.Fatal("a record was cached before the feed's watch started")
+	}
+	if c.put(k(3)); c.m["k"] != nil {
+		t.Fatal("a feed put was cached before the feed's first reset")
+	}
+	c.clear() // the feed's watch has started
+	readBefore := c.at()
+	c.clear() // a gap: the feed lost its watch and restarted
+	if c.putAt(k(7), readBefore); c.m["k"] != nil {
+		t.Fatal("a record read before a feed reset was installed after it")
+	}
+	if got := c.putAt(k(7), c.at()); c.m["k"] != got || got.Revision != 7 {
+		t.Fatal("a record read after the reset was not installed")
+	}
+	if c.put(k(8)); c.m["k"].Revision != 8 {
+		t.Fatal("the feed's newer record was not installed")
+	}
+}

@@ -30,10 +30,12 @@ import (
 type KeyFeed interface {
 	// WatchKeys calls put with every key record committed after the call
 	// (by any node, this one included), in commit order, until ctx ends.
-	// When it cannot guarantee that nothing was missed (the watch was
-	// lost, or the history it needs was compacted) it calls reset before
-	// the next put: the caller forgets what it cached. It returns when ctx
-	// ends; it never gives up on its own.
+	// It calls reset once its watch has started (before the first put:
+	// the caller caches nothing until then), and again whenever it cannot
+	// guarantee that nothing was missed (the watch was lost, or the
+	// history it needs was compacted), before the next put: the caller
+	// forgets what it cached. It returns when ctx ends; it never gives up
+	// on its own.
 	WatchKeys(ctx context.Context, put func(*Key), reset func())
 }
 

@@ -48,6 +48,7 @@ func (f *fakeFeed) WatchKeys(ctx context.Context, put func(*keysvc.Key), reset f
 	f.mu.Lock()
 	f.subs = append(f.subs, feedSub{put, reset})
 	f.mu.Unlock()
+	reset() // the watch has started (KeyFeed's contract)
 	f.joined <- struct{}{}
 	<-ctx.Done()
 }

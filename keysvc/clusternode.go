@@ -4,7 +4,8 @@ package keysvc
 // (cluster.go). Each piece is found by type assertion on Config.Store, so
 // a Service over bbolt runs exactly as before.
 //
-//   - KeyFeed: New starts WatchKeys before anything is cached; every key
+//   - KeyFeed: New starts WatchKeys, and nothing is cached until the
+//     feed's first reset says its watch has started (cache.go); every key
 //     record any node commits goes through keyCache.put (which keeps only
 //     a higher revision, so the cache never goes backwards) and a reset
 //     empties the cache (the next use reads the store). A version disabled
@@ -45,6 +46,9 @@ func (s *Service) startFeed() {
 	if !ok {
 		return
 	}
+	s.cache.mu.Lock()
+	s.cache.waitFeed = true // nothing cached until the watch has started (cache.go)
+	s.cache.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	s.feed.mu.Lock()
@@ -52,8 +56,14 @@ func (s *Service) startFeed() {
 	s.feed.mu.Unlock()
 	go func() {
 		defer close(done)
+		started := false
 		kf.WatchKeys(ctx, func(k *Key) { s.cache.put(k) }, func() {
 			s.cache.clear()
+			if !started {
+				started = true
+				s.log.Info("key feed watching: the key cache follows every node's changes")
+				return
+			}
 			s.log.Warn("key feed reset: the key cache was emptied and refills from the store")
 		})
 	}()

@@ -363,6 +363,12 @@ func transition(k *Key, v *Version, action wire.VersionAction, now time.Time, de
 		if v.State != wire.StateDestroyScheduled {
 			return illegal("")
 		}
+		if v.DestroyAt != nil && !v.DestroyAt.After(now) {
+			// Due: the scheduler (on whichever node leads) may be
+			// destroying the material now; a cancel recorded after that
+			// would say "restored" of material that is gone.
+			return illegal(" and due since " + v.DestroyAt.UTC().Format(time.RFC3339) + ": a due destruction cannot be cancelled")
+		}
 		v.State, v.StateBeforeDestroy, v.DestroyAt = v.StateBeforeDestroy, "", nil
 		if v.State == "" {
 			v.State = wire.StateDisabled

@@ -60,6 +60,7 @@ func TestTransition(t *testing.T) {
 		{"scheduled schedule", 2, Version{State: wire.StateDestroyScheduled, StateBeforeDestroy: wire.StateEnabled, DestroyAt: &at}, wire.ActionScheduleDestroy, nil, "it is destroy-scheduled"},
 		{"scheduled cancel, was enabled", 2, Version{State: wire.StateDestroyScheduled, StateBeforeDestroy: wire.StateEnabled, DestroyAt: &at}, wire.ActionCancelDestroy, &want{state: wire.StateEnabled}, ""},
 		{"scheduled cancel, was disabled", 2, Version{State: wire.StateDestroyScheduled, StateBeforeDestroy: wire.StateDisabled, DestroyAt: &at}, wire.ActionCancelDestroy, &want{state: wire.StateDisabled}, ""},
+		{"scheduled cancel, due", 2, Version{State: wire.StateDestroyScheduled, StateBeforeDestroy: wire.StateEnabled, DestroyAt: &lcNow}, wire.ActionCancelDestroy, nil, "a due destruction cannot be cancelled"},
 		{"scheduled cancel, no record of before", 2, Version{State: wire.StateDestroyScheduled, DestroyAt: &at}, wire.ActionCancelDestroy, &want{state: wire.StateDisabled}, ""},
 
 		{"destroyed disable", 2, Version{State: wire.StateDestroyed}, wire.ActionDisable, nil, "it is destroyed"},

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/keyward/keyward/banking/auth/otp"
@@ -25,17 +27,7 @@ type Config struct {
 		Cert string `yaml:"cert"` // the bank's own HTTPS certificate (PEM chain)
 		Key  string `yaml:"key"`
 	} `yaml:"tls"`
-	KeySvc struct {
-		URL string `yaml:"url"` // https://keysvc.bank.internal:8443
-		CA  string `yaml:"ca"`  // PEM CA of keysvc's server certificate; empty: system roots
-		// mTLS: a client certificate whose CommonName is kms_name.
-		ClientCert string `yaml:"client_cert"`
-		ClientKey  string `yaml:"client_key"`
-		// Development: a file holding a bearer token keysvc knows by its
-		// SHA-256. Exactly one of client_cert/client_key and this.
-		BearerTokenFile string        `yaml:"bearer_token_file"`
-		Timeout         time.Duration `yaml:"timeout"` // per request, default 30s
-	} `yaml:"keysvc"`
+	KeySvc keysvcConfig `yaml:"keysvc"`
 	// KMSName is the client name keysvc knows banking by; customer keys
 	// created at enrolment grant it sign, verify and public.
 	KMSName string `yaml:"kms_name"`
@@ -80,6 +72,24 @@ type Config struct {
 		File       string `yaml:"file"`
 		Passphrase string `yaml:"passphrase"` // recovery passphrase's source (prompt, env:NAME, file:/abs); empty: TPM only
 	} `yaml:"secrets"`
+}
+
+// keysvcConfig is the keysvc section: where keysvc is and how banking
+// authenticates to it.
+type keysvcConfig struct {
+	URL string `yaml:"url"` // https://keysvc.bank.internal:8443
+	// URLs: the nodes of a keysvc cluster, instead of url. Requests are
+	// spread over them and fail over between them (keysvc/client's
+	// "Endpoints and failover").
+	URLs []string `yaml:"urls"`
+	CA   string   `yaml:"ca"` // PEM CA of keysvc's server certificate; empty: system roots
+	// mTLS: a client certificate whose CommonName is kms_name.
+	ClientCert string `yaml:"client_cert"`
+	ClientKey  string `yaml:"client_key"`
+	// Development: a file holding a bearer token keysvc knows by its
+	// SHA-256. Exactly one of client_cert/client_key and this.
+	BearerTokenFile string        `yaml:"bearer_token_file"`
+	Timeout         time.Duration `yaml:"timeout"` // per request, default 30s
 }
 
 // loadConfig reads a strict YAML file: unknown fields are errors, and
@@ -146,8 +156,19 @@ func (c *Config) validate() error {
 			add("secrets.passphrase: %v", err)
 		}
 	}
-	if u, err := url.Parse(c.KeySvc.URL); c.KeySvc.URL == "" || err != nil || u.Scheme != "https" || u.Host == "" {
-		add("keysvc.url is required and must be https://host:port")
+	switch {
+	case c.KeySvc.URL != "" && len(c.KeySvc.URLs) > 0:
+		add("keysvc: give either url (one keysvc) or urls (the nodes of a keysvc cluster), not both")
+	case len(c.KeySvc.URLs) > 0:
+		for i, u := range c.KeySvc.URLs {
+			if !httpsURL(u) {
+				add("keysvc.urls[%d] must be https://host:port", i)
+			} else if j := slices.IndexFunc(c.KeySvc.URLs[:i], func(v string) bool { return sameURL(u, v) }); j >= 0 {
+				add("keysvc.urls[%d] repeats keysvc.urls[%d]", i, j)
+			}
+		}
+	case !httpsURL(c.KeySvc.URL):
+		add("keysvc.url is required and must be https://host:port (or keysvc.urls: a list, for the nodes of a keysvc cluster)")
 	}
 	// With a secrets file, client_key or the bearer token may be sealed
 	// in it instead (checked when it is opened).
@@ -206,6 +227,24 @@ func (c *Config) validate() error {
 		add("shutdown_timeout must be between 1s and 10m")
 	}
 	return errors.Join(errs...)
+}
+
+// httpsURL reports whether s is https://host[:port][/prefix], with no
+// credentials, query or fragment.
+func httpsURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil && u.RawQuery == "" && u.Fragment == "" && !u.ForceQuery
+}
+
+// sameURL reports whether two valid keysvc URLs name the same endpoint.
+func sameURL(a, b string) bool { return strings.TrimSuffix(a, "/") == strings.TrimSuffix(b, "/") }
+
+// endpoints is keysvc.urls, or keysvc.url alone.
+func (k *keysvcConfig) endpoints() []string {
+	if len(k.URLs) > 0 {
+		return k.URLs
+	}
+	return []string{k.URL}
 }
 
 // readSecretFile: see secretfile.Read.

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -157,5 +158,46 @@ func TestLoadConfigSealed(t *testing.T) {
 	}
 	if c.TLS.Key != "" || c.KeySvc.ClientKey != "" || c.Secrets.File == "" || c.TPM != "/dev/tpmrm0" {
 		t.Fatalf("parsed %+v", c)
+	}
+}
+
+// keysvc.urls: the nodes of a keysvc cluster (issue 16), instead of url.
+func TestLoadConfigKeysvcURLs(t *testing.T) {
+	const one = "  url: https://keysvc.bank.internal:8443\n"
+	body := strings.Replace(validYAML, one, "  urls: [https://keysvc-a.bank.internal:8443, \"https://keysvc-b.bank.internal:8443/\",\n    https://10.0.0.3:8443]\n", 1)
+	c, err := loadConfig(writeConfig(t, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"https://keysvc-a.bank.internal:8443", "https://keysvc-b.bank.internal:8443/", "https://10.0.0.3:8443"}
+	if got := c.KeySvc.endpoints(); !slices.Equal(got, want) || c.KeySvc.URL != "" {
+		t.Fatalf("endpoints %q, want %q", got, want)
+	}
+	c, err = loadConfig(writeConfig(t, validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.KeySvc.endpoints(); !slices.Equal(got, []string{"https://keysvc.bank.internal:8443"}) {
+		t.Fatalf("endpoints of url alone: %q", got)
+	}
+
+	for _, tc := range []struct{ name, urls, want string }{
+		{"url and urls", one + "  urls: [https://a:1, https://b:1]\n", "keysvc: give either url (one keysvc) or urls (the nodes of a keysvc cluster), not both"},
+		{"plain http", "  urls: [https://a:1, http://b:1]\n", "keysvc.urls[1] must be https://host:port"},
+		{"no host", "  urls: [\"https://\"]\n", "keysvc.urls[0] must be https://host:port"},
+		{"credentials", "  urls: [https://a:1, \"https://bank:hunter2@b:1\"]\n", "keysvc.urls[1] must be https://host:port"},
+		{"query", "  urls: [\"https://a:1/?k=hunter2\"]\n", "keysvc.urls[0] must be https://host:port"},
+		{"repeat", "  urls: [https://a:1, https://b:1, \"https://a:1/\"]\n", "keysvc.urls[2] repeats keysvc.urls[0]"},
+		{"empty list", "  urls: []\n", "keysvc.url is required and must be https://host:port (or keysvc.urls"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadConfig(writeConfig(t, strings.Replace(validYAML, one, tc.urls, 1)))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want %q, got %v", tc.want, err)
+			}
+			if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "b:1") {
+				t.Errorf("the error repeats a value: %v", err)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -138,6 +140,8 @@ func TestDevConfigRefusesOpenFiles(t *testing.T) {
 // configured client certificate and trusts only the configured CA.
 func TestKMSClientMutualTLS(t *testing.T) {
 	dir := t.TempDir()
+	var logBuf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logBuf, nil))
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "clients CA"}, NotBefore: time.Now().Add(-time.Hour),
 		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
@@ -173,7 +177,7 @@ func TestKMSClientMutualTLS(t *testing.T) {
 	c.KeySvc.ClientCert = write("banking.pem", "CERTIFICATE", cliDER)
 	c.KeySvc.ClientKey = write("banking-key.pem", "PRIVATE KEY", cliKeyDER)
 	c.KeySvc.Timeout = 5 * time.Second
-	kc, err := newKMSClient(c, &credentials{})
+	kc, err := newKMSClient(c, &credentials{}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,9 +188,34 @@ func TestKMSClientMutualTLS(t *testing.T) {
 		t.Fatalf("server saw client certificate %q", seenCN)
 	}
 
+	// keysvc.urls: a dead node first, then the live one; the same mTLS
+	// client reaches keysvc through the second.
+	dead := httptest.NewUnstartedServer(http.NotFoundHandler())
+	deadURL := "https://" + dead.Listener.Addr().String()
+	dead.Listener.Close()
+	c.KeySvc.URL, c.KeySvc.URLs = "", []string{deadURL, srv.URL}
+	kc, err = newKMSClient(c, &credentials{}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // spread: one of the two calls goes to the dead node first
+		seenCN = ""
+		if err := kc.Ready(context.Background()); err != nil || seenCN != "banking" {
+			t.Fatalf("ready over mTLS with a dead node: %v (client certificate %q)", err, seenCN)
+		}
+	}
+	if eps := kc.Endpoints(); len(eps) != 2 || eps[0].URL != deadURL || !eps[0].Down || eps[1].Down || kc.Stats().Failovers != 1 {
+		t.Fatalf("endpoints %+v, %+v", eps, kc.Stats())
+	}
+	// The dead node is logged once, by URL.
+	if l := logBuf.String(); strings.Count(l, "keysvc endpoint failed") != 1 || !strings.Contains(l, "endpoint="+deadURL) {
+		t.Errorf("log:\n%s", l)
+	}
+	c.KeySvc.URL, c.KeySvc.URLs = srv.URL, nil
+
 	// A CA that did not sign the server certificate is refused.
 	c.KeySvc.CA = write("other-ca.pem", "CERTIFICATE", caDER)
-	kc, err = newKMSClient(c, &credentials{})
+	kc, err = newKMSClient(c, &credentials{}, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

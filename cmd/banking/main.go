@@ -17,6 +17,7 @@
 //	tls: {cert: /etc/keyward/bank/tls.pem, key: /etc/keyward/bank/tls-key.pem}
 //	keysvc:
 //	  url: https://keysvc.bank.internal:8443
+//	  # urls: [https://keysvc-a.bank.internal:8443, https://keysvc-b.bank.internal:8443]   (a cluster, instead of url)
 //	  ca: /etc/keyward/bank/keysvc-ca.pem      # CA of keysvc's server certificate
 //	  client_cert: /etc/keyward/bank/banking.pem   # mutual TLS, CommonName = kms_name
 //	  client_key: /etc/keyward/bank/banking-key.pem
@@ -28,6 +29,14 @@
 //	ledger: {max_batch_size: 128, max_batch_delay: 2ms, account_prefix: "62999"}
 //	http: {login_per_minute: 120, requests_per_minute: 6000, body_limit: 262144}
 //	shutdown_timeout: 30s
+//
+// keysvc.urls names the nodes of one keysvc cluster (issue 16) instead of
+// keysvc.url: requests are spread over the nodes, and a node that refuses
+// connections, drops them or answers 503 is passed over for 2 s while
+// signatures, verifications, decryptions, MACs and reads are repeated on
+// another (keysvc/client, "Endpoints and failover"). Each URL must be
+// https://; every node must present a certificate the one keysvc.ca
+// trusts, for its own host name.
 //
 // Secrets never come from argv: keysvc's bearer token is read from a 0600
 // file, the staff token is configured only as its SHA-256, and the TLS
@@ -148,7 +157,7 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		creds.wipe()
 		return err
 	}
-	kc, err := newKMSClient(cfg, creds)
+	kc, err := newKMSClient(cfg, creds, log)
 	creds.wipe() // parsed into the TLS configurations and the client
 	if err != nil {
 		return err
@@ -205,7 +214,7 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- app.Listener(tls.NewListener(ln, srvTLS)) }()
-	log.Info("banking listening", "addr", ln.Addr().String(), "keysvc", cfg.KeySvc.URL, "kms_name", cfg.KMSName)
+	log.Info("banking listening", "addr", ln.Addr().String(), "keysvc", cfg.KeySvc.endpoints(), "kms_name", cfg.KMSName)
 	if dev != nil {
 		dev.print(ln.Addr().String())
 	}
@@ -236,7 +245,7 @@ func serverTLS(certFile, keyFile string, keyPEM []byte) (*tls.Config, error) {
 // client certificate, or (development) a bearer token from a file. The
 // transport keeps many idle connections to keysvc: every login, transfer
 // and receipt is a keysvc call.
-func newKMSClient(cfg *Config, creds *credentials) (*client.Client, error) {
+func newKMSClient(cfg *Config, creds *credentials, log *slog.Logger) (*client.Client, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.KeySvc.CA != "" {
 		pem, err := os.ReadFile(cfg.KeySvc.CA)
@@ -268,10 +277,25 @@ func newKMSClient(cfg *Config, creds *credentials) (*client.Client, error) {
 	// MaxConnsPerHost bounds the connections to keysvc: beyond it requests
 	// queue for a connection instead of opening new TLS sessions (with
 	// 1,000 clients, fresh handshakes cost 16 % of banking's CPU).
+	// The limits are per keysvc node: the Transport keeps one pool per
+	// endpoint. A node whose host is gone costs a request its dial, so the
+	// dial is bounded well under keysvc.timeout before the client fails
+	// over to the next node.
+	dialer := &net.Dialer{Timeout: min(5*time.Second, cfg.KeySvc.Timeout/2), KeepAlive: 30 * time.Second}
 	tr := &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true, MaxIdleConns: 512, MaxIdleConnsPerHost: 512, MaxConnsPerHost: 128,
-		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second}
+		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, DialContext: dialer.DialContext}
 	opts = append(opts, client.WithHTTPClient(&http.Client{Transport: tr, Timeout: cfg.KeySvc.Timeout}))
-	return client.New(cfg.KeySvc.URL, opts...)
+	// Spread (the client's default): every keysvc node signs with its own
+	// token sessions, and every pool stays warm for a failover. A node
+	// that fails, and its return, are logged once each.
+	opts = append(opts, client.WithEndpointEvents(func(url string, up bool, err error) {
+		if up {
+			log.Info("keysvc endpoint answers again", "endpoint", url)
+			return
+		}
+		log.Warn("keysvc endpoint failed; requests safe to repeat go to the other endpoints until it answers", "endpoint", url, "err", err)
+	}))
+	return client.NewMulti(cfg.KeySvc.endpoints(), opts...)
 }
 
 // checkBankKeys asks keysvc for the login and receipt public keys, so a

@@ -9,18 +9,82 @@
 // of its code, so callers test errors.Is(err, wire.ErrKeyNotFound) as
 // they would against the Service itself.
 //
+// # Endpoints and failover
+//
+// NewMulti takes the URLs of several nodes of one keysvc cluster (nodes
+// that share one store, issue 16: never independent keysvc instances,
+// whose keys and confirmations differ); New is NewMulti with one URL.
+//
+//	c, err := client.NewMulti([]string{"https://keysvc-a:8443", "https://keysvc-b:8443",
+//		"https://keysvc-c:8443"}, client.WithHTTPClient(mtlsClient))
+//
+// An endpoint fails when the connection does (refused, reset, closed
+// before or during the answer, a TLS certificate refused), when a request
+// times out (the HTTP client's Timeout, not the caller's ctx), or when it
+// answers 502, 503 or 504 (a node without its store quorum or its token
+// answers 503). A failed endpoint is passed over for a down time
+// (WithDownTime, default 2 s), then tried again by the next request; if
+// every endpoint is down, requests still try them, the soonest back first,
+// so a client never refuses to call on its own.
+//
+// Requests are spread over the healthy endpoints by default (Spread:
+// round robin). That is what banking wants: every node has its own token
+// sessions, so spreading uses the cluster's capacity instead of one node's;
+// the HTTP Transport keeps one connection pool per endpoint, so every pool
+// stays warm and a failover lands on open connections; and a node killed
+// under load takes down only its share of the requests in flight, which
+// are then repeated on the others when safe. WithBalance(Sticky) sends
+// everything to the first healthy endpoint in the order given and goes
+// back to it once its down time has passed: a primary site with standbys
+// listed after it.
+//
+// Stats counts failovers (requests sent again to another endpoint),
+// retries and calls that no endpoint answered; Endpoints shows each
+// endpoint's state and last failure; WithEndpointEvents reports an
+// endpoint that fails and its return, once each, for a log.
+//
 // # Retries
 //
-// Only idempotent calls are retried: GetKey, ListKeys, Verify, VerifyMAC,
-// PublicKey and Confirmation (a poll), on a connection error or a 502, 503
-// or 504, with a small exponential backoff (50 ms, 100 ms, 200 ms … at most
-// 1 s, with jitter). Sign, SignBatch, MAC, Encrypt, Decrypt, DataKey,
-// Rotate, CreateKey, UpdateSettings, SetVersionState, CancelConfirmation,
-// UnlockHolder and ResetHolder are never retried: a request that reached
-// the token may have been done (and audited) even when its answer was
-// lost, and a retry would sign, rotate or destroy twice, ask the holder a
-// second time, or issue a second setup code and lose the first. Callers
-// decide for those.
+// A call that is safe to repeat goes to the next endpoint as soon as one
+// fails, with no wait; once every endpoint has failed it makes up to
+// WithRetries more rounds (default 2) after a small exponential backoff
+// (50 ms, 100 ms, 200 ms … at most 1 s, with jitter). Safe to repeat,
+// even when the first answer was lost after the server acted:
+//
+//   - reads: GetKey, ListKeys, PublicKey, KEKRotation, Confirmation (a
+//     poll; a confirmation lives in the cluster's store, so any node
+//     answers it);
+//   - deterministic answers: Verify, VerifyMAC, MAC, Decrypt;
+//   - Sign and SignBatch: signing the same bytes twice harms nobody: the
+//     signature is as valid as the first, the first one was never seen by
+//     anyone, and each is audited, so the audit log shows two signatures
+//     for one request that was repeated. On a key created with confirm
+//     "required", a repeat after a lost 202 finds the first request still
+//     pending (its id was lost with the answer) and gets 409
+//     wire.ErrConfirmationPending, which the caller sees; the first
+//     request expires unless the holder approves it, and its signature is
+//     then never collected;
+//   - Encrypt and DataKey: each attempt draws a fresh nonce or data key,
+//     so a repeat gives a second, equally good answer; the first, lost in
+//     transit inside TLS, was never used. The cost is one more audit
+//     record and one more use of the key's nonce space per repeat,
+//     negligible beside its bounds.
+//
+// Never repeated, on any endpoint: CreateKey, Rotate, UpdateSettings,
+// SetVersionState, CancelConfirmation, UnlockHolder, ResetHolder and
+// StartKEKRotation. A request that reached a node may have been done (and
+// audited) even when its answer was lost, and a repeat would create,
+// rotate or destroy twice, get a confusing "already closed", or issue a
+// second setup code and void the first. The endpoint that failed is still
+// passed over by the next call, and the error (*UnavailableError, not
+// repeatable) says the call was not retried; callers decide.
+//
+// 4xx answers are never retried (the request is wrong, or not allowed,
+// on every node alike), nor are 500s, answers that are not JSON, or a
+// caller's ctx that ended. A call that gets no usable answer returns an
+// *UnavailableError (errors.Is(err, ErrUnavailable)) naming how many
+// endpoints it tried, with the last failure in its chain, so
+// errors.Is(err, wire.ErrTokenUnavailable) still holds for a 503.
 //
 // # Display and confirm
 //
@@ -44,9 +108,27 @@
 // own shorter Timeout (WithHTTPClient) cannot cut a long poll short. An
 // HTTP client without a Timeout relies on ctx alone, as before.
 //
+// A node whose host is gone (no answer at all, not even a refusal) costs
+// the request that finds it its dial: give the HTTP client's Transport a
+// dial timeout of a few seconds (net.Dialer.Timeout), as cmd/banking does,
+// or that request waits for the whole Timeout before it fails over.
+//
 // # Concurrency
 //
 // A Client is safe for concurrent use.
+//
+// # Limitations
+//
+//   - The endpoints must be nodes of one cluster: the client cannot tell
+//     independent keysvc instances apart, and would spread one key's
+//     requests over stores that do not share it.
+//   - A write whose connection was refused before anything was sent is
+//     not sent elsewhere either, although it could be: the rule stays
+//     simple (a write is sent once, whatever failed); the next call
+//     avoids the node.
+//   - Health is learnt from requests only; there is no background probe,
+//     so a node that comes back is found by the first request after its
+//     down time (one failed dial per down time while it stays away).
 package client
 
 import (
@@ -61,14 +143,17 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyward/keyward/keysvc/wire"
 )
 
-// DefaultRetries is how many times an idempotent call is retried.
+// DefaultRetries is how many more rounds over the endpoints a call that
+// is safe to repeat makes once every endpoint has failed.
 const DefaultRetries = 2
 
 // Backoff bounds between retries.
@@ -80,12 +165,18 @@ const (
 // maxErrorBody bounds how much of an error response is read.
 const maxErrorBody = 64 << 10
 
-// Client calls one keysvc server.
+// Client calls keysvc: one server, or several nodes of one cluster.
 type Client struct {
-	base    string // scheme://host[:port][/prefix], no trailing slash
-	hc      *http.Client
-	bearer  string
-	retries int
+	eps      []*endpoint
+	hc       *http.Client
+	bearer   string
+	retries  int
+	balance  Balance
+	downTime time.Duration
+
+	cursor                        atomic.Uint64 // Spread's round robin
+	onChange                      func(url string, up bool, err error)
+	failovers, retried, exhausted atomic.Uint64 // Stats
 }
 
 // Option configures a Client.
@@ -97,28 +188,60 @@ func WithBearer(token string) Option { return func(c *Client) { c.bearer = token
 
 // WithHTTPClient sets the HTTP client, for example one with a client
 // certificate for mutual TLS. The default has a 30 s timeout; long polls
-// get their wait on top of the Timeout (see "Timeouts").
+// get their wait on top of the Timeout (see "Timeouts"). Its Transport
+// keeps one connection pool per endpoint.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
-// WithRetries sets how many times idempotent calls are retried (default
-// DefaultRetries; 0 disables retries).
+// WithRetries sets how many more rounds over the endpoints a call that is
+// safe to repeat makes, after a backoff, once every endpoint has failed
+// (default DefaultRetries; 0: each endpoint is tried once).
 func WithRetries(n int) Option { return func(c *Client) { c.retries = max(n, 0) } }
 
 // New returns a client for the server at baseURL (http or https).
 func New(baseURL string, opts ...Option) (*Client, error) {
-	u, err := url.Parse(baseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("keysvc client: base URL %q must be http(s)://host[:port]", baseURL)
+	base, err := parseEndpoint(baseURL, "base URL")
+	if err != nil {
+		return nil, err
 	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("keysvc client: base URL %q must not hold credentials, a query or a fragment", baseURL)
+	return newClient([]string{base}, opts)
+}
+
+// NewMulti returns a client for the nodes of one keysvc cluster, each
+// URL as New takes it (at least one; no repeats). Requests are spread
+// over them and fail over between them (see "Endpoints and failover").
+func NewMulti(urls []string, opts ...Option) (*Client, error) {
+	if len(urls) == 0 {
+		return nil, errors.New("keysvc client: no endpoint URL given")
 	}
-	c := &Client{base: strings.TrimSuffix(u.String(), "/"), hc: &http.Client{Timeout: 30 * time.Second}, retries: DefaultRetries}
+	bases := make([]string, len(urls))
+	for i, raw := range urls {
+		b, err := parseEndpoint(raw, fmt.Sprintf("endpoint URL %d", i+1))
+		if err != nil {
+			return nil, err
+		}
+		if j := slices.Index(bases[:i], b); j >= 0 {
+			return nil, fmt.Errorf("keysvc client: endpoint URL %d repeats endpoint URL %d", i+1, j+1)
+		}
+		bases[i] = b
+	}
+	return newClient(bases, opts)
+}
+
+func newClient(bases []string, opts []Option) (*Client, error) {
+	c := &Client{hc: &http.Client{Timeout: 30 * time.Second}, retries: DefaultRetries, balance: Spread, downTime: DefaultDownTime}
+	for _, b := range bases {
+		c.eps = append(c.eps, &endpoint{base: b})
+	}
 	for _, o := range opts {
 		o(c)
 	}
-	if c.hc == nil {
+	switch {
+	case c.hc == nil:
 		return nil, errors.New("keysvc client: WithHTTPClient(nil)")
+	case c.balance != Spread && c.balance != Sticky:
+		return nil, fmt.Errorf("keysvc client: WithBalance(%v): must be Spread or Sticky", c.balance)
+	case c.downTime < time.Millisecond:
+		return nil, fmt.Errorf("keysvc client: WithDownTime(%v): must be at least 1ms", c.downTime)
 	}
 	return c, nil
 }
@@ -127,45 +250,31 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 type call struct {
 	method, path string
 	in, out      any
-	idempotent   bool          // may be retried
+	repeat       bool          // safe to send again, to the same or another endpoint
 	hold         time.Duration // how long the server may hold the request before answering (long poll)
+	probe        bool          // one round over the endpoints, no backoff retries
 }
 
 func keyPath(name string, rest ...string) string {
 	return "/v1/keys/" + url.PathEscape(name) + strings.Join(rest, "")
 }
 
-// do sends c, retrying idempotent calls, and decodes the answer into out.
-func (c *Client) do(ctx context.Context, cl call) error {
-	var body []byte
-	if cl.in != nil {
-		var err error
-		if body, err = json.Marshal(cl.in); err != nil {
-			return fmt.Errorf("keysvc client: encoding the request: %w", err)
-		}
-	}
-	attempts := 1
-	if cl.idempotent {
-		attempts += c.retries
-	}
-	var err error
-	for i := range attempts {
-		if i > 0 {
-			if werr := sleep(ctx, backoff(i)); werr != nil {
-				return fmt.Errorf("keysvc client: %s %s: %w (after %v)", cl.method, cl.path, werr, err)
-			}
-		}
-		var retry bool
-		retry, err = c.once(ctx, cl, body)
-		if err == nil || !retry {
-			return err
-		}
-	}
-	return err
-}
+// outcome is what one attempt tells do.
+type outcome int
 
-// once sends one attempt; retry says whether a failure may be retried.
-func (c *Client) once(ctx context.Context, cl call, body []byte) (retry bool, err error) {
+const (
+	answered   outcome = iota // an answer from the endpoint: return err as it is
+	stopped                   // the caller's ctx ended, or the request could not be built: return err, the endpoint unjudged
+	failed                    // the endpoint failed: connection error, timeout, 502, 503, 504
+	certFailed                // the endpoint's certificate was refused
+)
+
+// maxBody bounds a success answer (a page of 1,000 keys, a batch of
+// 1,000 signatures).
+const maxBody = 64 << 20
+
+// once sends one attempt to ep.
+func (c *Client) once(ctx context.Context, ep *endpoint, cl call, body []byte) (outcome, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -182,9 +291,9 @@ func (c *Client) once(ctx context.Context, cl call, body []byte) (retry bool, er
 		defer cancel()
 		hc = &lp
 	}
-	req, err := http.NewRequestWithContext(rctx, cl.method, c.base+cl.path, rd)
+	req, err := http.NewRequestWithContext(rctx, cl.method, ep.base+cl.path, rd)
 	if err != nil {
-		return false, fmt.Errorf("keysvc client: %w", err)
+		return stopped, fmt.Errorf("keysvc client: %w", err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -196,9 +305,14 @@ func (c *Client) once(ctx context.Context, cl call, body []byte) (retry bool, er
 	resp, err := hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return false, fmt.Errorf("keysvc client: %s %s: %w", cl.method, cl.path, ctx.Err())
+			return stopped, fmt.Errorf("keysvc client: %s %s: %w", cl.method, cl.path, ctx.Err())
 		}
-		return cl.idempotent && !certificateError(err), fmt.Errorf("keysvc client: %s %s: %w", cl.method, cl.path, err)
+		// No prefix: do wraps every failure in an *UnavailableError,
+		// which names the call.
+		if certificateError(err) {
+			return certFailed, err
+		}
+		return failed, err
 	}
 	defer func() {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody)) // lets the connection be reused
@@ -208,17 +322,28 @@ func (c *Client) once(ctx context.Context, cl call, body []byte) (retry bool, er
 		e := decodeError(resp)
 		switch resp.StatusCode {
 		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			return cl.idempotent, e
+			return failed, e
 		}
-		return false, e
+		return answered, e
 	}
 	if cl.out == nil {
-		return false, nil
+		return answered, nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(cl.out); err != nil {
-		return false, fmt.Errorf("keysvc client: %s %s: decoding the response: %w", cl.method, cl.path, err)
+	// The whole body first: a connection lost mid-answer is the
+	// endpoint's failure (the server may have acted: repeated only when
+	// safe), a body that is not JSON is not.
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		if ctx.Err() != nil {
+			return stopped, fmt.Errorf("keysvc client: %s %s: reading the response: %w", cl.method, cl.path, ctx.Err())
+		}
+		// A *url.Error, like every other transport failure.
+		return failed, &url.Error{Op: cl.method, URL: ep.base + cl.path, Err: fmt.Errorf("reading the response: %w", err)}
 	}
-	return false, nil
+	if err := json.Unmarshal(b, cl.out); err != nil {
+		return answered, fmt.Errorf("keysvc client: %s %s: decoding the response: %w", cl.method, cl.path, err)
+	}
+	return answered, nil
 }
 
 // certificateError reports a TLS verification failure, which a retry
@@ -287,14 +412,14 @@ func (c *Client) ListKeysPage(ctx context.Context, after string, limit int) (key
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	err = c.do(ctx, call{method: "GET", path: path, out: &l, idempotent: true})
+	err = c.do(ctx, call{method: "GET", path: path, out: &l, repeat: true})
 	return l.Keys, l.Next, err
 }
 
 // GetKey reads a key's metadata.
 func (c *Client) GetKey(ctx context.Context, name string) (wire.KeyView, error) {
 	var v wire.KeyView
-	return v, c.do(ctx, call{method: "GET", path: keyPath(name), out: &v, idempotent: true})
+	return v, c.do(ctx, call{method: "GET", path: keyPath(name), out: &v, repeat: true})
 }
 
 // Rotate makes a new primary version.
@@ -329,14 +454,14 @@ func (c *Client) SetVersionState(ctx context.Context, name string, version int, 
 // Confirmation, or use SignConfirmed.
 func (c *Client) Sign(ctx context.Context, name string, req wire.SignRequest) (wire.SignResult, error) {
 	var r wire.SignResult
-	return r, c.do(ctx, call{method: "POST", path: keyPath(name, "/sign"), in: req, out: &r})
+	return r, c.do(ctx, call{method: "POST", path: keyPath(name, "/sign"), in: req, out: &r, repeat: true})
 }
 
 // SignBatch signs up to 1000 messages or digests; results are in order.
 func (c *Client) SignBatch(ctx context.Context, name string, reqs []wire.SignRequest) ([]wire.SignResult, error) {
 	in := wire.SignBatchRequest{Items: reqs}
 	var out wire.SignBatchResult
-	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/sign-batch"), in: in, out: &out})
+	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/sign-batch"), in: in, out: &out, repeat: true})
 	return out.Signatures, err
 }
 
@@ -344,22 +469,22 @@ func (c *Client) SignBatch(ctx context.Context, name string, reqs []wire.SignReq
 // is (false, nil).
 func (c *Client) Verify(ctx context.Context, name string, req wire.VerifyRequest) (bool, error) {
 	var out wire.VerifyResult
-	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/verify"), in: req, out: &out, idempotent: true})
+	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/verify"), in: req, out: &out, repeat: true})
 	return out.Valid, err
 }
 
 // MAC returns the HMAC-SM3 of message under the primary version of a mac
-// key, "kw:v<n>:…". Not retried.
+// key, "kw:v<n>:…".
 func (c *Client) MAC(ctx context.Context, name string, message []byte) (string, error) {
 	var out wire.MACResult
-	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac"), in: wire.MACRequest{Message: message}, out: &out})
+	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac"), in: wire.MACRequest{Message: message}, out: &out, repeat: true})
 	return out.MAC, err
 }
 
 // VerifyMAC checks a MAC made by MAC (constant-time on the server).
 func (c *Client) VerifyMAC(ctx context.Context, name string, message []byte, mac string) (bool, error) {
 	var out wire.VerifyResult
-	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac-verify"), in: wire.VerifyMACRequest{Message: message, MAC: mac}, out: &out, idempotent: true})
+	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/mac-verify"), in: wire.VerifyMACRequest{Message: message, MAC: mac}, out: &out, repeat: true})
 	return out.Valid, err
 }
 
@@ -367,7 +492,7 @@ func (c *Client) VerifyMAC(ctx context.Context, name string, message []byte, mac
 func (c *Client) Encrypt(ctx context.Context, name string, plaintext, aad []byte) (ciphertext string, version int, err error) {
 	in := wire.EncryptRequest{Plaintext: plaintext, AAD: aad}
 	var out wire.EncryptResult
-	err = c.do(ctx, call{method: "POST", path: keyPath(name, "/encrypt"), in: in, out: &out})
+	err = c.do(ctx, call{method: "POST", path: keyPath(name, "/encrypt"), in: in, out: &out, repeat: true})
 	return out.Ciphertext, out.Version, err
 }
 
@@ -375,7 +500,7 @@ func (c *Client) Encrypt(ctx context.Context, name string, plaintext, aad []byte
 func (c *Client) Decrypt(ctx context.Context, name string, ciphertext string, aad []byte) ([]byte, error) {
 	in := wire.DecryptRequest{Ciphertext: ciphertext, AAD: aad}
 	var out wire.DecryptResult
-	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/decrypt"), in: in, out: &out})
+	err := c.do(ctx, call{method: "POST", path: keyPath(name, "/decrypt"), in: in, out: &out, repeat: true})
 	return out.Plaintext, err
 }
 
@@ -386,7 +511,7 @@ func (c *Client) DataKey(ctx context.Context, name string, size int, aad []byte)
 		in.Size = &size
 	}
 	var dk wire.DataKey
-	return dk, c.do(ctx, call{method: "POST", path: keyPath(name, "/datakey"), in: in, out: &dk})
+	return dk, c.do(ctx, call{method: "POST", path: keyPath(name, "/datakey"), in: in, out: &dk, repeat: true})
 }
 
 // PublicKey returns a version's public key (version 0: the primary).
@@ -396,11 +521,13 @@ func (c *Client) PublicKey(ctx context.Context, name string, version int) (wire.
 		path += "?version=" + strconv.Itoa(version)
 	}
 	var r wire.PublicKeyResult
-	return r, c.do(ctx, call{method: "GET", path: path, out: &r, idempotent: true})
+	return r, c.do(ctx, call{method: "GET", path: path, out: &r, repeat: true})
 }
 
-// Ready asks the server's readiness probe once (no retries: a probe that
-// fails is the answer).
+// Ready asks the readiness probe of the endpoints in turn and returns
+// nil at the first that answers ready: the service can be called. No
+// backoff rounds: a probe that fails everywhere is the answer, an
+// *UnavailableError holding the last endpoint's.
 func (c *Client) Ready(ctx context.Context) error {
-	return c.do(ctx, call{method: "GET", path: "/readyz"})
+	return c.do(ctx, call{method: "GET", path: "/readyz", repeat: true, probe: true})
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -43,10 +44,13 @@ type fakeBackend struct {
 	// instead of the whole wait (a server answers a long poll early when
 	// the status changes).
 	hold time.Duration
+	// delays, per method, is how long a call takes after it has been
+	// recorded (done): an answer that comes too late to be read.
+	delays map[string]time.Duration
 }
 
 func newFake() *fakeBackend {
-	return &fakeBackend{errs: map[string][]error{}, calls: map[string]int{}, last: map[string][]any{}}
+	return &fakeBackend{errs: map[string][]error{}, calls: map[string]int{}, last: map[string][]any{}, delays: map[string]time.Duration{}}
 }
 
 func (b *fakeBackend) fail(method string, errs ...error) {
@@ -77,14 +81,23 @@ func (b *fakeBackend) args(method string) []any {
 
 func (b *fakeBackend) rec(method string, args ...any) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.calls[method]++
 	b.last[method] = args
+	delay := b.delays[method]
+	var err error
 	if q := b.errs[method]; len(q) > 0 {
-		b.errs[method] = q[1:]
-		return q[0]
+		b.errs[method], err = q[1:], q[0]
 	}
-	return nil
+	b.mu.Unlock()
+	time.Sleep(delay)
+	return err
+}
+
+// delay makes method take d after it is done (0: at once).
+func (b *fakeBackend) delay(method string, d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.delays[method] = d
 }
 
 func key(name string) *keysvc.Key {
@@ -390,20 +403,39 @@ func TestRetries(t *testing.T) {
 		t.Errorf("GetKey 404: %v after %d calls", err, b.count("GetKey"))
 	}
 
-	// Nothing that changes state or uses a key is ever retried.
-	calls := map[string]func() error{
+	// Sign, SignBatch, MAC, Decrypt, Encrypt and DataKey are safe to
+	// repeat (see the package doc): retried on a 503 like reads.
+	safe := map[string]func() error{
 		"Sign": func() error { _, err := c.Sign(ctx, "k1", wire.SignRequest{Digest: []byte{1}}); return err },
 		"SignBatch": func() error {
 			_, err := c.SignBatch(ctx, "k1", []wire.SignRequest{{Digest: []byte{1}}})
 			return err
 		},
-		"Encrypt":   func() error { _, _, err := c.Encrypt(ctx, "k1", []byte("x"), nil); return err },
-		"Decrypt":   func() error { _, err := c.Decrypt(ctx, "k1", "kw:v1:x", nil); return err },
-		"DataKey":   func() error { _, err := c.DataKey(ctx, "k1", 32, nil); return err },
+		"MAC":     func() error { _, err := c.MAC(ctx, "k1", []byte("m")); return err },
+		"Encrypt": func() error { _, _, err := c.Encrypt(ctx, "k1", []byte("x"), nil); return err },
+		"Decrypt": func() error { _, err := c.Decrypt(ctx, "k1", "kw:v1:x", nil); return err },
+		"DataKey": func() error { _, err := c.DataKey(ctx, "k1", 32, nil); return err },
+	}
+	for method, f := range safe {
+		b.fail(method, unavailable, unavailable)
+		if err := f(); err != nil {
+			t.Errorf("%s after two 503s: %v", method, err)
+		}
+		if n := b.count(method); n != 3 {
+			t.Errorf("%s called %d times after two 503s, want 3", method, n)
+		}
+	}
+
+	// Nothing that changes state is ever retried.
+	calls := map[string]func() error{
 		"Rotate":    func() error { _, err := c.Rotate(ctx, "k1"); return err },
 		"CreateKey": func() error { _, err := c.CreateKey(ctx, wire.CreateKeyRequest{Name: "k2"}); return err },
 		"SetVersionState": func() error {
 			_, err := c.SetVersionState(ctx, "k1", 1, wire.ActionDisable, 0)
+			return err
+		},
+		"UpdateSettings": func() error {
+			_, err := c.UpdateSettings(ctx, "k1", wire.KeySettingsRequest{})
 			return err
 		},
 		"CancelConfirmation": func() error { _, err := c.CancelConfirmation(ctx, confID); return err },
@@ -412,7 +444,9 @@ func TestRetries(t *testing.T) {
 	}
 	for method, f := range calls {
 		b.fail(method, unavailable, unavailable)
-		if err := f(); !errors.Is(err, wire.ErrTokenUnavailable) {
+		err := f()
+		var ue *client.UnavailableError
+		if !errors.Is(err, wire.ErrTokenUnavailable) || !errors.As(err, &ue) || ue.Repeatable || ue.Attempts != 1 {
 			t.Errorf("%s: %v", method, err)
 		}
 		if n := b.count(method); n != 1 {
@@ -485,14 +519,30 @@ func TestRetryConnectionErrors(t *testing.T) {
 		t.Errorf("requests = %d, want 2", n)
 	}
 
-	// POST sign: a dropped connection is not retried.
+	// An answer cut off mid-body (the server acted, its answer was lost):
+	// a read is repeated, a write is not, and the error is a transport
+	// error (*url.Error), not a decoding one.
+	cut := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(okBody), okBody[:20])
+	f = newFlaky(t, cut, ok)
+	c, _ = client.New("http://"+f.ln.Addr().String(), client.WithHTTPClient(hc), client.WithRetries(3))
+	if v, err := c.GetKey(context.Background(), "k1"); err != nil || v.Name != "k1" || f.requests.Load() != 2 {
+		t.Errorf("GetKey after a cut answer = %+v, %v (%d requests)", v, err, f.requests.Load())
+	}
+	f = newFlaky(t, cut, ok)
+	c, _ = client.New("http://"+f.ln.Addr().String(), client.WithHTTPClient(hc), client.WithRetries(3))
+	var ue *url.Error
+	if _, err := c.Rotate(context.Background(), "k1"); !errors.As(err, &ue) || !errors.Is(err, io.ErrUnexpectedEOF) || f.requests.Load() != 1 {
+		t.Errorf("Rotate with a cut answer = %v (%d requests)", err, f.requests.Load())
+	}
+
+	// POST rotate: a dropped connection is not retried.
 	f = newFlaky(t, "", ok)
 	c, _ = client.New("http://"+f.ln.Addr().String(), client.WithHTTPClient(hc), client.WithRetries(3))
-	if _, err := c.Sign(context.Background(), "k1", wire.SignRequest{Digest: []byte{1}}); err == nil {
-		t.Fatal("Sign succeeded on a dropped connection")
+	if _, err := c.Rotate(context.Background(), "k1"); err == nil {
+		t.Fatal("Rotate succeeded on a dropped connection")
 	}
 	if n := f.requests.Load(); n != 1 {
-		t.Errorf("Sign sent %d times, want 1", n)
+		t.Errorf("Rotate sent %d times, want 1", n)
 	}
 
 	// A cancelled context stops the retries.

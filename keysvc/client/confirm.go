@@ -53,8 +53,8 @@ func confirmationPath(id string) string { return "/v1/confirmations/" + url.Path
 // Confirmation reads a confirmation this client asked for. With wait > 0
 // (at most MaxConfirmationWait) the server answers when the confirmation
 // ends or wait has passed, whichever is first; status pending means ask
-// again. Once approved it holds the signature and version. Retried like
-// every read (see "Retries"); the HTTP timeout is extended by wait (see
+// again. Once approved it holds the signature and version. Repeated on
+// failure like every read, on any endpoint (see "Retries"); the HTTP timeout is extended by wait (see
 // "Timeouts").
 func (c *Client) Confirmation(ctx context.Context, id string, wait time.Duration) (wire.ConfirmationView, error) {
 	if wait < 0 || wait > MaxConfirmationWait {
@@ -65,7 +65,7 @@ func (c *Client) Confirmation(ctx context.Context, id string, wait time.Duration
 		path += "?wait=" + url.QueryEscape(wait.String())
 	}
 	var v wire.ConfirmationView
-	return v, c.do(ctx, call{method: "GET", path: path, out: &v, idempotent: true, hold: wait})
+	return v, c.do(ctx, call{method: "GET", path: path, out: &v, repeat: true, hold: wait})
 }
 
 // CancelConfirmation withdraws a pending confirmation this client asked
@@ -109,7 +109,8 @@ func (c *Client) ResetHolder(ctx context.Context, name string) (wire.KeyView, er
 //     collect, and the key is free for the next request; ctx's error is
 //     returned.
 //
-// The sign request itself is sent once, never retried. Keys without
+// The sign request is repeated as Sign is: a repeat after a lost 202
+// gets wire.ErrConfirmationPending (see "Retries"). Keys without
 // confirmation answer at once, as with Sign.
 func (c *Client) SignConfirmed(ctx context.Context, name string, req wire.SignRequest, poll time.Duration) (wire.SignResult, error) {
 	if poll == 0 {

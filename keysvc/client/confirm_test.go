@@ -88,13 +88,22 @@ func TestSignConfirmedApproved(t *testing.T) {
 		t.Errorf("Sign calls = %d, want 2", n)
 	}
 
-	// The sign request itself is never retried.
-	b.fail("Sign", fmt.Errorf("pool: %w", wire.ErrTokenUnavailable), nil)
-	if _, err := c.SignConfirmed(ctx, "k1", transfer, poll); !errors.Is(err, wire.ErrTokenUnavailable) {
-		t.Errorf("SignConfirmed on a 503 = %v", err)
+	// The sign request is repeated after a 503, as Sign is; a 409
+	// confirmation_pending (what a repeat after a lost 202 meets) is not.
+	b.confirmations(nil)
+	b.fail("Sign", fmt.Errorf("pool: %w", wire.ErrTokenUnavailable))
+	if res, err := c.SignConfirmed(ctx, "k1", transfer, poll); err != nil || res.Signature != "kw:v2:c2ln" {
+		t.Errorf("SignConfirmed after a 503 = %+v, %v", res, err)
 	}
-	if n := b.count("Sign"); n != 3 {
-		t.Errorf("Sign calls = %d after a 503, want 3 (no retry)", n)
+	if n := b.count("Sign"); n != 4 {
+		t.Errorf("Sign calls = %d after a 503, want 4 (one retry)", n)
+	}
+	b.fail("Sign", fmt.Errorf("k1: %w", wire.ErrConfirmationPending))
+	if _, err := c.SignConfirmed(ctx, "k1", transfer, poll); !errors.Is(err, wire.ErrConfirmationPending) {
+		t.Errorf("SignConfirmed on a 409 = %v", err)
+	}
+	if n := b.count("Sign"); n != 5 {
+		t.Errorf("Sign calls = %d after a 409, want 5 (no retry)", n)
 	}
 }
 

@@ -21,5 +21,5 @@ func (c *Client) StartKEKRotation(ctx context.Context) (wire.KEKRotationStatus, 
 // KEKRotation reads the KEK epochs and a rotation's progress.
 func (c *Client) KEKRotation(ctx context.Context) (wire.KEKRotationStatus, error) {
 	var st wire.KEKRotationStatus
-	return st, c.do(ctx, call{method: "GET", path: kekRotationPath, out: &st, idempotent: true})
+	return st, c.do(ctx, call{method: "GET", path: kekRotationPath, out: &st, repeat: true})
 }

@@ -84,9 +84,10 @@
 // # Limitations
 //
 //   - Appends from several nodes contend on audit/head: a conflict costs a
-//     round trip and a reseal. On one loopback cluster sharing two cores,
-//     three nodes append about a quarter of what one node appends at 64
-//     concurrent callers (ARCHITECTURE.md, "The etcd store", has figures).
+//     round trip and a reseal, and only one node's batch commits per raft
+//     round: three nodes append about a third of what one node appends
+//     with the same callers (ARCHITECTURE.md, "The etcd store", has
+//     figures).
 //   - A request that timed out while its write's outcome was unknown may
 //     still land when quorum returns (its error says so).
 //   - An unaudited UpdateKey (rec nil) whose write's outcome was unknown

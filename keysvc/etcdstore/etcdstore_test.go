@@ -812,3 +812,86 @@ func TestClosedClusterCalls(t *testing.T) {
 		t.Fatal("calls on a closed store hang")
 	}
 }
+
+// TestWatchKeysCompacted: node B's key feed loses its member while node A
+// changes a key and compacts etcd's history past what B saw; when B's
+// member returns, the feed cannot resume, so it calls reset and follows
+// the key again from a new consistent read.
+func TestWatchKeysCompacted(t *testing.T) {
+	c := cluster(t)
+	p := freshPrefix()
+	tlsCfg, err := c.ClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A talks to members 1 and 2; B only to member 0.
+	a, err := etcdstore.Open(context.Background(), etcdstore.Config{Endpoints: []string{c.Members[1].ClientURL, c.Members[2].ClientURL},
+		TLS: tlsCfg.Clone(), Prefix: p, Node: "node-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := etcdstore.Open(context.Background(), etcdstore.Config{Endpoints: []string{c.Members[0].ClientURL}, TLS: tlsCfg.Clone(), Prefix: p, Node: "node-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := a.CreateKey(storetest.Key("w"), storetest.Rec("create", "w")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan uint64, 100)
+	var resets atomic.Int64
+	go b.WatchKeys(ctx, func(k *keysvc.Key) { got <- k.Revision }, func() { resets.Add(1) })
+	time.Sleep(300 * time.Millisecond)
+	bump := func() uint64 {
+		t.Helper()
+		k, err := a.UpdateKey("w", func(k *keysvc.Key) error { k.Revision++; return nil }, storetest.Rec("update", "w"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Revision
+	}
+	if r := bump(); <-got != r {
+		t.Fatal("the feed missed an update with no fault")
+	}
+	c.Members[0].Kill()
+	for range 5 {
+		bump()
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	resp, err := a.Client().Get(cctx, "compact-me")
+	if err == nil {
+		_, err = a.Client().Compact(cctx, resp.Header.Revision)
+	}
+	ccancel()
+	if err != nil {
+		t.Fatalf("compact: %v", err)
+	}
+	if err := c.Members[0].Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for resets.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the feed did not reset after its history was compacted")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Drain what it delivered meanwhile, then it must follow again.
+	time.Sleep(500 * time.Millisecond)
+	for len(got) > 0 {
+		<-got
+	}
+	want := bump()
+	select {
+	case r := <-got:
+		if r != want {
+			t.Fatalf("after the reset the feed delivered revision %d, want %d", r, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the feed did not follow the key after its reset")
+	}
+	t.Logf("the feed reset %d time(s) and follows again", resets.Load())
+}
