@@ -482,6 +482,13 @@ func (s *Service) Ready(ctx context.Context) error {
 func (s *Service) Checkpoint(ctx context.Context) error {
 	s.cpMu.Lock()
 	defer s.cpMu.Unlock()
+	// A store that chains after acknowledging (etcdstore's sequencer):
+	// cover every record acknowledged so far.
+	if sy, ok := s.store.(AuditSyncer); ok {
+		if err := sy.SyncAudit(ctx); err != nil {
+			return err
+		}
+	}
 	seq, hash, err := s.store.LastAudit()
 	if err != nil || seq == 0 {
 		return err

@@ -1,6 +1,10 @@
 package keysvc
 
-import "github.com/keyward/keyward/keysvc/audit"
+import (
+	"context"
+
+	"github.com/keyward/keyward/keysvc/audit"
+)
 
 // AuditFormat is the current audit log format: keyed request digests
 // (audit.DigestScheme) and chained checkpoints.
@@ -24,6 +28,18 @@ type AuditMigration struct {
 	Rekey    func(old string) (string, error)
 	Final    *audit.Record
 	Sign     func(seq uint64, hash []byte) (audit.Checkpoint, error)
+}
+
+// AuditSyncer is implemented by a Store whose appends are durable before
+// they are chained: etcdstore's nodes put records into an inbox and one
+// elected sequencer seals them onto the chain a moment later, so Audit
+// (and the other appends) leave the record's Seq, Prev and Hash zero.
+// SyncAudit returns once every record acknowledged before the call is
+// chained (readable by AuditRecords and covered by LastAudit), or fails
+// with wire.ErrStore when ctx ends first. The Service calls it before it signs
+// a checkpoint; readers of the log (audit verify) call it before reading.
+type AuditSyncer interface {
+	SyncAudit(ctx context.Context) error
 }
 
 // Store keeps keys and the audit log. The bbolt implementation

@@ -31,7 +31,6 @@ func (s *Store) Audit(rec *audit.Record) error {
 	}
 	return s.submit(&job{
 		tmpl: []audit.Record{*rec},
-		out:  []*audit.Record{rec},
 		what: "append audit record",
 		dl:   time.Now().Add(s.cfg.RequestTimeout),
 	})

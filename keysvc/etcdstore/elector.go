@@ -63,7 +63,7 @@ func (s *Store) Lead(ctx context.Context, node string) (context.Context, func(),
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
-		leading, resign, err := s.campaign(ctx, node)
+		leading, resign, err := s.campaign(ctx, keyElection, node)
 		if err == nil {
 			return leading, resign, nil
 		}
@@ -76,7 +76,9 @@ func (s *Store) Lead(ctx context.Context, node string) (context.Context, func(),
 	}
 }
 
-func (s *Store) campaign(ctx context.Context, node string) (context.Context, func(), error) {
+// campaign runs one election campaign on the election prefix (the
+// scheduler's, or the audit sequencer's).
+func (s *Store) campaign(ctx context.Context, election, node string) (context.Context, func(), error) {
 	gctx, gcancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	lease, err := s.cli.Grant(gctx, int64(SessionTTL/time.Second))
 	gcancel()
@@ -97,7 +99,7 @@ func (s *Store) campaign(ctx context.Context, node string) (context.Context, fun
 		h.close()
 		return nil, nil, s.closedErr()
 	}
-	e := concurrency.NewElection(sess, s.k(keyElection))
+	e := concurrency.NewElection(sess, s.k(election))
 	// Campaign ends with ctx, or when the session ends (it then fails).
 	cctx, ccancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(sctx, ccancel)
@@ -128,7 +130,7 @@ func (s *Store) campaign(ctx context.Context, node string) (context.Context, fun
 		}
 		lcancel()
 	}()
-	s.log.Info("election: leading", "as", node)
+	s.log.Info("election: leading", "election", election, "as", node)
 	resign := func() {
 		lcancel() // stop leading before another node can win
 		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -174,7 +174,16 @@ type Store struct {
 
 	keyLocks sync.Map // key name → *sync.Mutex: UpdateKey's per-key lock on this node
 
-	watchedHead atomic.Pointer[head] // the newest audit/head the head watch saw (a hint)
+	seqOut       chan struct{} // closed when the sequencer goroutine ended
+	inboxKeep    atomic.Int64  // time.Duration: how long chained inbox entries stay
+	inboxDeleted atomic.Int64  // chained inbox entries this node's sequencer deleted
+
+	watchedHead atomic.Pointer[head] // the newest audit/head this node saw
+	lagMu       sync.Mutex
+	headMoved   chan struct{}   // closed and replaced when watchedHead moves
+	lags        []time.Duration // ring of ChainLag samples
+	lagNext     int
+	lagPending  []lagMark // this node's inbox commits not yet seen chained
 }
 
 var (
@@ -234,7 +243,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	s := &Store{cli: cli, cfg: cfg, log: log, p: cfg.Prefix, closing: make(chan struct{}), ctx: sctx, cancel: cancel,
-		jobs: make(chan *job, 4096), flusherOut: make(chan struct{}), sessions: map[*sessionHandle]struct{}{}}
+		jobs: make(chan *job, 4096), flusherOut: make(chan struct{}), sessions: map[*sessionHandle]struct{}{},
+		seqOut: make(chan struct{}), headMoved: make(chan struct{}), lags: make([]time.Duration, 8192)}
+	s.inboxKeep.Store(int64(max(DefaultInboxKeep, 4*cfg.RequestTimeout)))
 	// A log with no head and no format starts in the current format (as
 	// boltstore): one transaction, so two nodes starting together agree.
 	err = s.retry(ctx, func(ctx context.Context) error {
@@ -251,6 +262,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	go s.flusher()
 	go s.watchHead()
+	go s.sequencer()
 	log.Info("etcd store open", "endpoints", strings.Join(cfg.Endpoints, ","), "prefix", cfg.Prefix)
 	return s, nil
 }
@@ -268,6 +280,7 @@ func (s *Store) Close() error {
 	// wire.ErrStore), as do key feeds and confirmation waits.
 	s.cancel()
 	<-s.flusherOut
+	<-s.seqOut
 	s.sessMu.Lock()
 	hs := make([]*sessionHandle, 0, len(s.sessions))
 	for h := range s.sessions {
@@ -307,23 +320,25 @@ func (s *Store) Writable() error {
 
 // Key names under the prefix.
 const (
-	keyHead         = "audit/head"
-	keyFormat       = "audit/format"
-	keyRecPrefix    = "audit/rec/"
-	keyCPPrefix     = "audit/checkpoint/"
-	keyCPLast       = "audit/checkpoint-last"
-	keyKeysPrefix   = "keys/"
-	keyServiceKeys  = "service/keys"
-	keyKEKEpochs    = "service/kek-epochs"
-	keyElection     = "election/"
-	keyConfirmID    = "confirm/id/"
-	keyConfirmHold  = "confirm/holder/"
-	keyConfirmKey   = "confirm/key/"
-	keyPINState     = "pin/state/"
-	keyPINEvents    = "pin/events/"
-	seqDigits       = 20
-	retryFirstSleep = 20 * time.Millisecond
-	retryMaxSleep   = 250 * time.Millisecond
+	keyHead          = "audit/head"
+	keyFormat        = "audit/format"
+	keyRecPrefix     = "audit/rec/"
+	keyCPPrefix      = "audit/checkpoint/"
+	keyCPLast        = "audit/checkpoint-last"
+	keyKeysPrefix    = "keys/"
+	keyServiceKeys   = "service/keys"
+	keyKEKEpochs     = "service/kek-epochs"
+	keyElection      = "election/"
+	keyElectionAudit = "election-audit/"
+	keyInbox         = "audit/in/"
+	keyConfirmID     = "confirm/id/"
+	keyConfirmHold   = "confirm/holder/"
+	keyConfirmKey    = "confirm/key/"
+	keyPINState      = "pin/state/"
+	keyPINEvents     = "pin/events/"
+	seqDigits        = 20
+	retryFirstSleep  = 20 * time.Millisecond
+	retryMaxSleep    = 250 * time.Millisecond
 )
 
 // k returns the full etcd key of name.

@@ -1,7 +1,6 @@
 package etcdstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,27 +8,28 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/keysvc/wire"
 )
 
-// job is one change for the flusher: audit records to seal and append,
-// and the change's own puts and compares, all committed in one
-// transaction with the rest of its batch.
+// job is one change for the flusher: audit records to put into this
+// node's inbox, and the change's own puts and compares, all committed in
+// one transaction with the rest of its batch.
 type job struct {
-	tmpl  []audit.Record  // the records, unsealed (copies)
-	out   []*audit.Record // the caller's records: the sealed copies go there on success
-	cmps  []clientv3.Cmp  // the change's own compares
-	watch []watchKey      // the keys compared: a different ModRevision in Else is a conflict
-	ops   []clientv3.Op   // the change's puts
-	keys  []string        // the keys ops write: two jobs writing one key never share a batch
-	what  string          // names the change in errors
-	done  chan error      // buffered: nil, errConflict or a wire.ErrStore error
-	dl    time.Time       // the caller's deadline
-	state jobState
+	tmpl    []audit.Record // the records, unsealed (copies)
+	cmps    []clientv3.Cmp // the change's own compares
+	watch   []watchKey     // the keys compared: a different ModRevision in Else is a conflict
+	ops     []clientv3.Op  // the change's puts
+	keys    []string       // the keys ops write: two jobs writing one key never share a batch
+	what    string         // names the change in errors
+	done    chan error     // buffered: nil, errConflict or a wire.ErrStore error
+	dl      time.Time      // the caller's deadline
+	state   jobState
+	in      []string // the records' inbox keys (set once, kept across attempts)
+	inVals  []string // the records' inbox values
+	unknown bool     // an attempt's outcome was unknown
 }
 
 type jobState int
@@ -55,32 +55,6 @@ func (j *job) answer(err error) {
 		j.state = jobAnswered
 		j.done <- err
 	}
-}
-
-// headValue is what audit/head holds.
-type headValue struct {
-	Seq  uint64 `json:"seq"`
-	Hash []byte `json:"hash"`
-	Node string `json:"node,omitempty"` // the node that appended it (for operators)
-}
-
-// head is the flusher's cached chain head.
-type head struct {
-	headValue
-	rev   int64 // ModRevision of audit/head (0: no record yet)
-	known bool
-}
-
-// attempt is a transaction whose outcome is unknown. Every attempt compares
-// the head revision it read, so at most one attempt per head revision
-// applies; once the head has moved past headRev, the attempt landed iff the
-// record at lastSeq has lastHash (a hash covers its whole chain).
-type attempt struct {
-	headRev  int64
-	lastSeq  uint64
-	lastHash []byte
-	jobs     []*job
-	sealed   [][]audit.Record
 }
 
 // submit queues j and waits for its answer.
@@ -110,10 +84,7 @@ func (s *Store) submit(j *job) error {
 // flusher commits queued jobs in batches until Close.
 func (s *Store) flusher() {
 	defer close(s.flusherOut)
-	var (
-		h     head
-		carry []*job
-	)
+	var carry []*job
 	closed := fmt.Errorf("%w: %w", wire.ErrStore, ErrClosed)
 	for {
 		if len(carry) == 0 {
@@ -138,7 +109,7 @@ func (s *Store) flusher() {
 		}
 		var batch []*job
 		batch, carry = fill(carry, s.jobs)
-		s.commit(&h, batch)
+		s.commit(batch)
 	}
 }
 
@@ -188,13 +159,44 @@ func fill(carry []*job, queue chan *job) (batch, rest []*job) {
 	return batch, rest
 }
 
-// commit appends batch in one transaction, retrying on conflicts and
-// unknown outcomes until every job is answered (module doc).
-func (s *Store) commit(h *head, batch []*job) {
+// inboxEntry is the value of audit/in/<node>/<id>: the record unsealed,
+// and when the node first tried to commit it (for operators).
+type inboxEntry struct {
+	Rec  audit.Record `json:"rec"`
+	Node string       `json:"node"`
+	At   time.Time    `json:"at"`
+}
+
+// prepare gives j's records their inbox keys and values, once: every
+// attempt of j puts the same keys, so an attempt whose outcome was unknown
+// is recognised by its first key (module doc).
+func (s *Store) prepare(j *job) error {
+	if j.in != nil {
+		return nil
+	}
+	now := time.Now().UTC()
+	for _, r := range j.tmpl {
+		r.Seq, r.Prev, r.Hash = 0, nil, nil
+		v, err := json.Marshal(inboxEntry{Rec: r, Node: s.cfg.Node, At: now})
+		if err != nil {
+			return fmt.Errorf("encode audit record: %w", err)
+		}
+		j.in = append(j.in, s.inboxKey(nonce()))
+		j.inVals = append(j.inVals, string(v))
+	}
+	return nil
+}
+
+// commit puts batch's records into this node's inbox and the jobs' own
+// changes in one transaction, retrying on unknown outcomes until every job
+// is answered. Each job compares its first inbox key absent, so a retry of
+// a transaction that had landed fails that compare and the Else branch
+// shows the key: landed. No compare on the audit head: nodes never
+// conflict over the chain.
+func (s *Store) commit(batch []*job) {
 	var (
-		unresolved []attempt
-		lastErr    error
-		sleep      = retryFirstSleep
+		lastErr error
+		sleep   = retryFirstSleep
 	)
 	pause := func() {
 		t := time.NewTimer(sleep)
@@ -204,6 +206,11 @@ func (s *Store) commit(h *head, batch []*job) {
 			t.Stop()
 		}
 		sleep = min(2*sleep, retryMaxSleep)
+	}
+	for _, j := range batch {
+		if err := s.prepare(j); err != nil { // never for a Record
+			j.answer(fmt.Errorf("%w: %s: %w", wire.ErrStore, j.what, err))
+		}
 	}
 	for {
 		// Answer the jobs whose deadline passed, and the rest if closing.
@@ -216,16 +223,13 @@ func (s *Store) commit(h *head, batch []*job) {
 			case closing:
 				j.answer(fmt.Errorf("%w: %s: %w", wire.ErrStore, j.what, ErrClosed))
 			case !now.Before(j.dl):
-				j.answer(s.timeoutErr(j, lastErr, inAttempts(unresolved, j)))
+				j.answer(s.timeoutErr(j, lastErr, j.unknown))
 			default:
 				live = append(live, j)
 			}
 		}
 		batch = live
 		if len(batch) == 0 {
-			if len(unresolved) > 0 {
-				h.known = false // an attempt may still land: read the head again next time
-			}
 			return
 		}
 		latest := batch[0].dl
@@ -234,156 +238,64 @@ func (s *Store) commit(h *head, batch []*job) {
 				latest = j.dl
 			}
 		}
+		var cmps []clientv3.Cmp
+		var then, els []clientv3.Op
+		for _, j := range batch {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(j.in[0]), "=", 0))
+			cmps = append(cmps, j.cmps...)
+			for i := range j.in {
+				then = append(then, clientv3.OpPut(j.in[i], j.inVals[i]))
+			}
+			then = append(then, j.ops...)
+			els = append(els, clientv3.OpGet(j.in[0], clientv3.WithKeysOnly()))
+			for _, w := range j.watch {
+				els = append(els, clientv3.OpGet(w.key, clientv3.WithKeysOnly()))
+			}
+		}
 		ctx, cancel := context.WithDeadline(s.ctx, latest)
 		ctx, cancel2 := context.WithTimeout(ctx, s.attemptTimeout())
-		cancel = func(c1, c2 context.CancelFunc) context.CancelFunc { return func() { c2(); c1() } }(cancel, cancel2)
-
-		if len(unresolved) == 0 {
-			// Another node's append, seen by the head watch, saves the
-			// first attempt's conflict.
-			if w := s.watchedHead.Load(); w != nil && h.known && w.rev > h.rev {
-				*h = *w
-			}
-		}
-		if !h.known {
-			ob, err := s.observe(ctx, unresolved)
-			if err != nil {
-				cancel()
-				lastErr = err
-				pause()
-				continue
-			}
-			*h = ob.h
-			var landed *attempt
-			landed, unresolved = resolve(unresolved, h.rev, ob.recs)
-			if landed != nil {
-				cancel()
-				s.log.Debug("audit append: the attempt of unknown outcome had landed", "last_seq", landed.lastSeq)
-				deliver(landed)
-				return
-			}
-		}
-
-		t, err := s.sealBatch(h, batch, unresolved)
-		if err != nil { // never for a Record; answer rather than loop
-			cancel()
-			for _, j := range batch {
-				j.answer(fmt.Errorf("%w: %s: %w", wire.ErrStore, j.what, err))
-			}
-			return
-		}
-		nUnres := len(unresolved)
-		resp, err := s.cli.Txn(ctx).If(t.cmps...).Then(t.then...).Else(t.els...).Commit()
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
+		cancel2()
 		cancel()
 		if err != nil {
-			// Unknown outcome: remember the attempt, read the head again.
-			unresolved = append(unresolved, attempt{headRev: h.rev, lastSeq: t.nh.Seq, lastHash: t.nh.Hash, jobs: append([]*job(nil), batch...), sealed: t.sealed})
-			h.known = false
+			// Unknown outcome: the same transaction again tells.
+			for _, j := range batch {
+				j.unknown = true
+			}
 			lastErr = err
-			s.log.Debug("audit append: outcome unknown, re-reading the head", "err", err)
+			s.log.Debug("audit append: outcome unknown, retrying the same inbox keys", "err", err)
 			pause()
 			continue
 		}
 		sleep = retryFirstSleep
 		if resp.Succeeded {
-			*h = head{headValue: t.nh, rev: resp.Header.Revision, known: true}
-			deliver(&attempt{jobs: batch, sealed: t.sealed})
-			return
-		}
-		// Another node appended (or a compared key changed).
-		rs := resp.Responses
-		hd, err := parseHead(rs[0].GetResponseRange().Kvs)
-		if err != nil {
-			h.known = false
-			lastErr = err
-			pause()
-			continue
-		}
-		moved := hd.rev != h.rev
-		*h = hd
-		recs := map[uint64][]byte{}
-		for i, a := range unresolved {
-			if kvs := rs[1+i].GetResponseRange().Kvs; len(kvs) == 1 {
-				recs[a.lastSeq] = kvs[0].Value
+			s.noteInbox(resp.Header.Revision)
+			for _, j := range batch {
+				j.answer(nil)
 			}
-		}
-		var landed *attempt
-		landed, unresolved = resolve(unresolved, h.rev, recs)
-		if landed != nil {
-			s.log.Debug("audit append: the attempt of unknown outcome had landed", "last_seq", landed.lastSeq)
-			deliver(landed)
 			return
 		}
-		if markConflicts(rs[1+nUnres:], batch) { // the watched keys follow the head and the records
-			moved = true
+		found, landed := settle(resp.Responses, batch)
+		if landed > 0 {
+			s.log.Debug("audit append: the attempt of unknown outcome had landed", "jobs", landed)
 		}
-		if !moved { // a compare failed that no read explains: never spin
+		if !found { // a compare failed that no read explains: never spin
 			s.log.Warn("audit append: transaction refused with no visible change, retrying")
 			pause()
 		}
 	}
 }
 
-// batchTxn is one attempt's transaction: the batch sealed after a head.
-type batchTxn struct {
-	cmps   []clientv3.Cmp
-	then   []clientv3.Op
-	els    []clientv3.Op
-	sealed [][]audit.Record // per job
-	nh     headValue        // the head after the batch
-}
-
-// sealBatch seals batch's records after h (on copies) and builds the
-// transaction: If(head unchanged, the jobs' compares) Then(records, the
-// jobs' puts, head) Else(head, the unresolved attempts' last records, the
-// jobs' compared keys).
-func (s *Store) sealBatch(h *head, batch []*job, unresolved []attempt) (batchTxn, error) {
-	t := batchTxn{sealed: make([][]audit.Record, len(batch)), cmps: []clientv3.Cmp{headCmp(s.k(keyHead), h.rev)}}
-	seq, prev := h.Seq, h.Hash
-	if seq == 0 {
-		prev = audit.Genesis
-	}
-	for i, j := range batch {
-		t.sealed[i] = make([]audit.Record, len(j.tmpl))
-		for r := range j.tmpl {
-			rec := j.tmpl[r]
-			rec.Seal(seq, prev)
-			seq, prev = rec.Seq, rec.Hash
-			v, err := rec.Marshal()
-			if err != nil {
-				return batchTxn{}, fmt.Errorf("encode audit record: %w", err)
-			}
-			t.sealed[i][r] = rec
-			t.then = append(t.then, clientv3.OpPut(recKey(s.p, rec.Seq), string(v)))
-		}
-		t.then = append(t.then, j.ops...)
-		t.cmps = append(t.cmps, j.cmps...)
-	}
-	t.nh = headValue{Seq: seq, Hash: prev, Node: s.cfg.Node}
-	hv, err := json.Marshal(t.nh)
-	if err != nil {
-		return batchTxn{}, fmt.Errorf("encode audit head: %w", err)
-	}
-	t.then = append(t.then, clientv3.OpPut(s.k(keyHead), string(hv)))
-	t.els = []clientv3.Op{clientv3.OpGet(s.k(keyHead))}
-	for _, a := range unresolved {
-		t.els = append(t.els, clientv3.OpGet(recKey(s.p, a.lastSeq)))
-	}
-	for _, j := range batch {
-		for _, w := range j.watch {
-			t.els = append(t.els, clientv3.OpGet(w.key))
-		}
-	}
-	return t, nil
-}
-
-// markConflicts answers errConflict to each job of batch whose compared key
-// changed, given the Else branch's reads of those keys (in batch order); it
-// reports whether any did.
-func markConflicts(rs []*etcdserverpb.ResponseOp, batch []*job) bool {
-	found := false
+// settle answers, from a refused transaction's Else reads (in batch
+// order: each job's first inbox key, then its compared keys), every job
+// whose inbox key is present (an earlier attempt landed: nil) or whose
+// compared key changed (errConflict); it reports whether any was, and how
+// many had landed.
+func settle(rs []*etcdserverpb.ResponseOp, batch []*job) (found bool, landed int) {
 	idx := 0
 	for _, j := range batch {
+		in := len(rs[idx].GetResponseRange().Kvs) == 1
+		idx++
 		conflict := false
 		for _, w := range j.watch {
 			kvs := rs[idx].GetResponseRange().Kvs
@@ -396,23 +308,17 @@ func markConflicts(rs []*etcdserverpb.ResponseOp, batch []*job) bool {
 				conflict = true
 			}
 		}
-		if conflict {
+		switch {
+		case in:
+			j.answer(nil)
+			found = true
+			landed++
+		case conflict:
 			j.answer(errConflict)
 			found = true
 		}
 	}
-	return found
-}
-
-func inAttempts(as []attempt, j *job) bool {
-	for _, a := range as {
-		for _, x := range a.jobs {
-			if x == j {
-				return true
-			}
-		}
-	}
-	return false
+	return found, landed
 }
 
 func (s *Store) timeoutErr(j *job, last error, unknown bool) error {
@@ -423,117 +329,4 @@ func (s *Store) timeoutErr(j *job, last error, unknown bool) error {
 		return fmt.Errorf("%w: %s: no commit within %s (etcd slow, or the key kept changing under other nodes)", wire.ErrStore, j.what, s.cfg.RequestTimeout)
 	}
 	return fmt.Errorf("%w: %s: etcd did not answer within %s (no quorum?): %w", wire.ErrStore, j.what, s.cfg.RequestTimeout, last)
-}
-
-// resolve looks for a landed attempt among unresolved, given the head's
-// revision now and the records read at the attempts' last seqs; it returns
-// the landed one, or the attempts that may still apply (made on the
-// current head).
-func resolve(unresolved []attempt, headRev int64, recs map[uint64][]byte) (*attempt, []attempt) {
-	var still []attempt
-	for i := range unresolved {
-		a := &unresolved[i]
-		if a.headRev == headRev {
-			still = append(still, *a) // not applied (it would have moved the head), may still apply
-			continue
-		}
-		if v, ok := recs[a.lastSeq]; ok {
-			if r, err := audit.Unmarshal(v); err == nil && r.Seq == a.lastSeq && bytes.Equal(r.Hash, a.lastHash) {
-				return a, nil
-			}
-		}
-		// The head moved and the record is not ours: it never applied, and never will.
-	}
-	return nil, still
-}
-
-// deliver hands a committed attempt's sealed records to its callers.
-func deliver(a *attempt) {
-	for i, j := range a.jobs {
-		if j.state != jobLive {
-			continue
-		}
-		for r := range j.out {
-			if j.out[r] != nil {
-				*j.out[r] = a.sealed[i][r]
-			}
-		}
-		j.answer(nil)
-	}
-}
-
-// observation is the head and the records at the unresolved attempts' last seqs.
-type observation struct {
-	h    head
-	recs map[uint64][]byte
-}
-
-// observe reads the head and the records of the unresolved attempts in one
-// read (a linearizable read-only transaction).
-func (s *Store) observe(ctx context.Context, unresolved []attempt) (observation, error) {
-	ops := []clientv3.Op{clientv3.OpGet(s.k(keyHead))}
-	for _, a := range unresolved {
-		ops = append(ops, clientv3.OpGet(recKey(s.p, a.lastSeq)))
-	}
-	resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
-	if err != nil {
-		return observation{}, err
-	}
-	h, err := parseHead(resp.Responses[0].GetResponseRange().Kvs)
-	if err != nil {
-		return observation{}, err
-	}
-	ob := observation{h: h, recs: map[uint64][]byte{}}
-	for i, a := range unresolved {
-		if kvs := resp.Responses[1+i].GetResponseRange().Kvs; len(kvs) == 1 {
-			ob.recs[a.lastSeq] = kvs[0].Value
-		}
-	}
-	return ob, nil
-}
-
-func parseHead(kvs []*mvccpb.KeyValue) (head, error) {
-	if len(kvs) == 0 {
-		return head{headValue: headValue{Hash: audit.Genesis}, known: true}, nil
-	}
-	var hv headValue
-	if err := json.Unmarshal(kvs[0].Value, &hv); err != nil || hv.Seq == 0 || len(hv.Hash) == 0 {
-		return head{}, fmt.Errorf("%w: audit/head does not decode (%d bytes)", audit.ErrTampered, len(kvs[0].Value))
-	}
-	return head{headValue: hv, rev: kvs[0].ModRevision, known: true}, nil
-}
-
-// headCmp compares audit/head's revision with rev (0: absent).
-func headCmp(key string, rev int64) clientv3.Cmp {
-	if rev == 0 {
-		return clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
-	}
-	return clientv3.Compare(clientv3.ModRevision(key), "=", rev)
-}
-
-// watchHead keeps watchedHead at the newest audit/head any node wrote, so
-// the flusher seals on it rather than learning it from a failed attempt.
-// It is only a hint: every attempt still compares the head's revision.
-func (s *Store) watchHead() {
-	ctx := clientv3.WithRequireLeader(s.ctx)
-	for s.ctx.Err() == nil {
-		for wr := range s.cli.Watch(ctx, s.k(keyHead)) {
-			if wr.Err() != nil {
-				break
-			}
-			for _, ev := range wr.Events {
-				if ev.Type != clientv3.EventTypePut {
-					continue
-				}
-				h, err := parseHead([]*mvccpb.KeyValue{ev.Kv})
-				if err != nil {
-					continue
-				}
-				if old := s.watchedHead.Load(); old == nil || h.rev > old.rev {
-					s.watchedHead.Store(&h)
-				}
-			}
-		}
-		sleepCtx(s.ctx, 100*time.Millisecond)
-	}
 }

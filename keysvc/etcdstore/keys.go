@@ -44,7 +44,6 @@ func (s *Store) CreateKey(k *keysvc.Key, rec *audit.Record) error {
 	}
 	j := &job{
 		tmpl:  []audit.Record{*rec},
-		out:   []*audit.Record{rec},
 		cmps:  []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)},
 		watch: []watchKey{{key, 0}},
 		ops:   []clientv3.Op{clientv3.OpPut(key, string(v))},
@@ -219,7 +218,6 @@ func (s *Store) UpdateKey(name string, fn func(k *keysvc.Key) error, rec *audit.
 		} else {
 			err = s.submit(&job{
 				tmpl:  []audit.Record{*rec}, // after fn, which may fill in the record's result
-				out:   []*audit.Record{rec},
 				cmps:  []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)},
 				watch: []watchKey{{key, rev}},
 				ops:   []clientv3.Op{clientv3.OpPut(key, string(v))},
@@ -251,12 +249,14 @@ func decodeKey(v []byte) (*keysvc.Key, error) {
 
 // WatchKeys calls put with every key record committed after the call, by
 // any node, in commit order, until ctx ends (keysvc.KeyFeed). It watches
-// the keys prefix from the revision after a consistent read; a broken
-// watch resumes from the revision after the last event it delivered (so
-// nothing is missed and reset is not called); a compacted history, or a
-// record that does not decode, calls reset and starts again from a new
-// consistent read. Deleted key records (keysvc never deletes one) are
-// skipped.
+// the keys prefix from the revision after a consistent read, and calls
+// reset right after that read (before the first put): every change
+// committed after the read is delivered, so the caller may cache from
+// then on. A broken watch resumes from the revision after the last event
+// it delivered (so nothing is missed and reset is not called); a
+// compacted history starts again from a new consistent read, followed by
+// reset; a record that does not decode calls reset. Deleted key records
+// (keysvc never deletes one) are skipped.
 func (s *Store) WatchKeys(ctx context.Context, put func(*keysvc.Key), reset func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -277,14 +277,16 @@ func (s *Store) WatchKeys(ctx context.Context, put func(*keysvc.Key), reset func
 				continue
 			}
 			next = g.Header.Revision + 1
+			// The watch's start is fixed: every put after the read is
+			// delivered, so the caller may cache from now on.
+			reset()
 		}
 		wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(next))
 		lost := false
 		for wr := range wch {
 			if wr.CompactRevision != 0 || errors.Is(wr.Err(), rpctypes.ErrCompacted) {
 				s.log.Warn("key feed: history compacted, the key cache starts again", "compact_revision", wr.CompactRevision)
-				reset()
-				next = 0
+				next = 0 // reset follows the next consistent read
 				lost = true
 				break
 			}

@@ -100,7 +100,6 @@ func (s *Store) putRecords(what string, rec *audit.Record, vals ...namedValue) e
 	}
 	return s.submit(&job{
 		tmpl: []audit.Record{*rec},
-		out:  []*audit.Record{rec},
 		ops:  ops,
 		keys: keys,
 		what: "store " + what,
