@@ -232,3 +232,21 @@ func (n *clusterNode) readyz(hc *http.Client) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// addNodeEdited is addNode with the node's YAML passed through edit
+// before it is written: a test that needs another value of a field
+// nodeConfig already sets (destroy:, scheduler_interval:) replaces it
+// there, as a second top-level key of the same name is refused.
+func (e *clusterEnv) addNodeEdited(t testing.TB, node, extra string, edit func(yaml string) string) *clusterNode {
+	t.Helper()
+	dir := filepath.Join(e.dir, node)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	n := &clusterNode{daemon: newDaemon(t, "keysvc", dir, e.tls), node: node, conf: filepath.Join(dir, "keysvc.yaml"), dataDir: filepath.Join(dir, "data")}
+	writeFiles(t, n.conf, edit(e.nodeConfig(node, n.addr, n.dataDir, extra)))
+	n.args = []string{"serve", "-config", n.conf}
+	n.start(t)
+	e.nodes = append(e.nodes, n)
+	return n
+}
