@@ -145,3 +145,25 @@ func (s *Service) createKeyRecord(k *Key, rec *audit.Record) error {
 	s.cache.putAt(k.Clone(), gen)
 	return nil
 }
+
+// sharedStore reports whether other keysvc nodes write to the store too
+// (it has a KeyFeed): what this node cached may lag their changes.
+func (s *Service) sharedStore() bool {
+	_, ok := s.store.(KeyFeed)
+	return ok
+}
+
+// freshKey reads k's record from the store and returns the newer of it
+// and what the cache holds (installing it by the cache's rules); on a
+// store error it returns k.
+func (s *Service) freshKey(k *Key) *Key {
+	gen := s.cache.at()
+	f, err := s.store.GetKey(k.Name)
+	if err != nil {
+		return k
+	}
+	if f = s.cache.putAt(f, gen); f.Revision > k.Revision {
+		return f
+	}
+	return k
+}

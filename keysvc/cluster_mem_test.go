@@ -638,3 +638,32 @@ func TestClusterRunStepsDown(t *testing.T) {
 		t.Fatalf("after Run returned: leader %v, %d resignations; want false, 2", svc.Stats().SchedulerLeader, el.resigns.Load())
 	}
 }
+
+// TestClusterEnrolThenSignElsewhere: a holder enrols through node A and the
+// bank's first payment reaches node B before the feed has delivered the
+// enrolment (banking's client spreads requests over the nodes): B checks
+// its cached "not enrolled" against the store and opens the confirmation.
+// A holder that has really not enrolled is still refused.
+func TestClusterEnrolThenSignElsewhere(t *testing.T) {
+	c := newCluster(t, 2, false)
+	a, b := c.nodes[0], c.nodes[1]
+	ctx := context.Background()
+	k, err := a.CreateKey(ctx, officer, wire.CreateKeyRequest{Name: "cust-e", Purpose: wire.PurposeSign, Algorithm: wire.AlgECP256,
+		Protection: wire.ProtectionWrapped, Confirm: wire.ConfirmRequired, Policy: wire.Policy{Grants: []wire.Grant{{Client: bank.Name, Ops: []wire.Op{wire.OpSign}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.st.feed.deliver()
+	msg := wire.Base64(transfer(t, "first-payment-0001"))
+	if _, err := b.Sign(ctx, bank, "cust-e", wire.SignRequest{Message: msg}); !errors.Is(err, wire.ErrHolderNotEnrolled) {
+		t.Fatalf("B before any enrolment: %v, want holder_not_enrolled", err) // and B has now cached "not enrolled"
+	}
+	if err := a.Enrol(ctx, "cust-e", k.SetupCode(), []byte(memHolderPIN)); err != nil {
+		t.Fatal(err)
+	}
+	c.st.feed.drop() // the feed has not brought the enrolment to B
+	res, err := b.Sign(ctx, bank, "cust-e", wire.SignRequest{Message: msg})
+	if err != nil || res.Confirmation == nil || res.Confirmation.Status != wire.ConfirmPending {
+		t.Fatalf("B right after A's enrolment: %+v, %v; want a pending confirmation", res, err)
+	}
+}

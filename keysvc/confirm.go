@@ -198,6 +198,19 @@ func (s *Service) requestConfirmation(ctx context.Context, c Caller, k *Key, req
 		return wire.ConfirmationView{}, v.Version, err
 	}
 	h := k.Holder
+	if (h == nil || len(h.PINHash) == 0 || h.Locked) && s.sharedStore() {
+		// On a cluster the holder may have enrolled, or an officer
+		// unlocked it, through another node a moment ago, before the feed
+		// brought the record here (banking's client spreads a customer's
+		// enrolment and first payment over the nodes): a refusal is
+		// checked against the store first.
+		if f := s.freshKey(k); f.Revision > k.Revision {
+			if v, err = primary(f); err != nil {
+				return wire.ConfirmationView{}, 0, err
+			}
+			k, h = f, f.Holder
+		}
+	}
 	switch {
 	case h == nil || len(h.PINHash) == 0:
 		return wire.ConfirmationView{}, v.Version, fmt.Errorf("%w: the holder of %q has not set a PIN yet", wire.ErrHolderNotEnrolled, k.Name)
