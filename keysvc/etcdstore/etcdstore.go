@@ -54,7 +54,10 @@
 // Prev and Hash left zero: they are not known yet.
 //
 // Chaining. One node at a time — the leader of the election-audit/
-// election, in which every open Store campaigns — is the sequencer. It
+// election, in which every open Store campaigns (a tool's too, such as
+// keysvc audit verify: it then chains what is waiting if no keysvc node
+// does, which changes nothing, since the inbox's commit order decides the
+// chain) — is the sequencer. It
 // reads the head (whose cursor is the highest inbox ModRevision chained),
 // watches the inbox from cursor+1 (a watch delivers every commit from that
 // revision on, in commit order: nothing is skipped), seals the entries'
