@@ -439,6 +439,17 @@ func (s *Store) cleaner(ctx context.Context, chained <-chan []chainedKey) {
 			due++
 		}
 		for due > 0 && ctx.Err() == nil {
+			// Keep taking what the sequencer hands over: it must not wait
+			// for deletes.
+		drain:
+			for {
+				select {
+				case ks := <-chained:
+					queue = append(queue, ks...)
+				default:
+					break drain
+				}
+			}
 			n := min(due, maxChain)
 			ops := make([]clientv3.Op, n)
 			for i := range n {
@@ -529,7 +540,7 @@ type lagMark struct {
 // (up to) 8192 inbox transactions: their count, median, 99th percentile
 // and maximum. Until then a record is durable (replicated by etcd) but not
 // yet tamper-evident.
-func (s *Store) ChainLag() (n int, p50, p99, max time.Duration) {
+func (s *Store) ChainLag() (n int, p50, p99, longest time.Duration) {
 	s.lagMu.Lock()
 	n = min(s.lagNext, len(s.lags))
 	ls := slices.Clone(s.lags[:n])
