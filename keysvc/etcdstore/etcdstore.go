@@ -142,6 +142,10 @@
 //     120, a minute after it is chained.
 //   - Every append costs two raft rounds (inbox, then chain); the second is
 //     shared by up to 120 records of all nodes.
+//   - The clean-up's keep time follows the sequencer's RequestTimeout
+//     (at least a minute, 4×RequestTimeout if more): a node whose own
+//     RequestTimeout is far longer than the sequencer's could retry after
+//     its entry was deleted. Give every node the same RequestTimeout.
 //   - A request that timed out while its write's outcome was unknown may
 //     still land when quorum returns (its error says so).
 //   - An unaudited UpdateKey (rec nil) whose write's outcome was unknown
