@@ -54,7 +54,10 @@
 // Prev and Hash left zero: they are not known yet.
 //
 // Chaining. One node at a time — the leader of the election-audit/
-// election, in which every open Store campaigns — is the sequencer. It
+// election, in which every open Store campaigns (a tool's too, such as
+// keysvc audit verify: it then chains what is waiting if no keysvc node
+// does, which changes nothing, since the inbox's commit order decides the
+// chain) — is the sequencer. It
 // reads the head (whose cursor is the highest inbox ModRevision chained),
 // watches the inbox from cursor+1 (a watch delivers every commit from that
 // revision on, in commit order: nothing is skipped), seals the entries'
@@ -139,6 +142,10 @@
 //     120, a minute after it is chained.
 //   - Every append costs two raft rounds (inbox, then chain); the second is
 //     shared by up to 120 records of all nodes.
+//   - The clean-up's keep time follows the sequencer's RequestTimeout
+//     (at least a minute, 4×RequestTimeout if more): a node whose own
+//     RequestTimeout is far longer than the sequencer's could retry after
+//     its entry was deleted. Give every node the same RequestTimeout.
 //   - A request that timed out while its write's outcome was unknown may
 //     still land when quorum returns (its error says so).
 //   - An unaudited UpdateKey (rec nil) whose write's outcome was unknown

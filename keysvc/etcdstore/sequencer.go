@@ -162,30 +162,44 @@ func (s *Store) chainLoop(ctx context.Context, chained chan<- []chainedKey, firs
 			return err
 		}
 	}
+	from := h.Cursor + 1
+	for {
+		compacted, err := s.follow(ctx, &h, from, chained)
+		if !compacted {
+			return err
+		}
+		// The history from the cursor is gone: read the inbox instead,
+		// then watch from after that read (the cursor may stay behind it
+		// when nothing was waiting).
+		if from, err = s.catchUp(ctx, &h, chained); err != nil {
+			return err
+		}
+	}
+}
+
+// follow watches the inbox from revision from and chains what it delivers
+// until the watch fails (compacted: its history is gone) or ctx ends.
+func (s *Store) follow(ctx context.Context, h *head, from int64, chained chan<- []chainedKey) (compacted bool, err error) {
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
-	f := s.followInbox(wctx, h.Cursor+1)
+	f := s.followInbox(wctx, from)
 	for {
 		select {
 		case <-f.ready:
 		case <-ctx.Done():
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 		evs, compacted, err := f.take()
 		// Chain what came before a fault: those entries are whole revisions.
 		for len(evs) > 0 {
 			n := batchEnd(evs)
-			if err := s.chain(ctx, &h, evs[:n], chained); err != nil {
-				return err
+			if err := s.chain(ctx, h, evs[:n], chained); err != nil {
+				return false, err
 			}
 			evs = evs[n:]
 		}
-		switch {
-		case compacted:
-			// The cursor's history is gone: read the inbox instead.
-			return s.catchUp(ctx, &h, chained)
-		case err != nil:
-			return err
+		if compacted || err != nil {
+			return compacted, err
 		}
 	}
 }
@@ -343,9 +357,9 @@ func (s *Store) chain(ctx context.Context, h *head, evs []inboxEvent, chained ch
 }
 
 // catchUp chains, after a compacted watch, every inbox entry above h's
-// cursor from one range read, then returns (chainLoop watches again from
-// the new cursor, whose history is the newest).
-func (s *Store) catchUp(ctx context.Context, h *head, chained chan<- []chainedKey) error {
+// cursor from one range read, and returns the revision to watch from next
+// (the one after the read's).
+func (s *Store) catchUp(ctx context.Context, h *head, chained chan<- []chainedKey) (int64, error) {
 	var g *clientv3.GetResponse
 	err := s.retry(ctx, func(ctx context.Context) error {
 		var err error
@@ -354,7 +368,7 @@ func (s *Store) catchUp(ctx context.Context, h *head, chained chan<- []chainedKe
 		return err
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	evs := make([]inboxEvent, 0, len(g.Kvs))
 	for _, kv := range g.Kvs {
@@ -364,11 +378,11 @@ func (s *Store) catchUp(ctx context.Context, h *head, chained chan<- []chainedKe
 	for len(evs) > 0 {
 		n := batchEnd(evs)
 		if err := s.chain(ctx, h, evs[:n], chained); err != nil {
-			return err
+			return 0, err
 		}
 		evs = evs[n:]
 	}
-	return errors.New("caught up after compaction") // watch again from the new cursor
+	return g.Header.Revision + 1, nil
 }
 
 // adoptChained hands the cleaner the inbox entries an earlier sequencer
@@ -425,6 +439,17 @@ func (s *Store) cleaner(ctx context.Context, chained <-chan []chainedKey) {
 			due++
 		}
 		for due > 0 && ctx.Err() == nil {
+			// Keep taking what the sequencer hands over: it must not wait
+			// for deletes.
+		drain:
+			for {
+				select {
+				case ks := <-chained:
+					queue = append(queue, ks...)
+				default:
+					break drain
+				}
+			}
 			n := min(due, maxChain)
 			ops := make([]clientv3.Op, n)
 			for i := range n {
@@ -515,7 +540,7 @@ type lagMark struct {
 // (up to) 8192 inbox transactions: their count, median, 99th percentile
 // and maximum. Until then a record is durable (replicated by etcd) but not
 // yet tamper-evident.
-func (s *Store) ChainLag() (n int, p50, p99, max time.Duration) {
+func (s *Store) ChainLag() (n int, p50, p99, longest time.Duration) {
 	s.lagMu.Lock()
 	n = min(s.lagNext, len(s.lags))
 	ls := slices.Clone(s.lags[:n])
