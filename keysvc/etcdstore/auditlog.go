@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -156,19 +155,15 @@ func (s *Store) AddCheckpoint(c audit.Checkpoint) error {
 			}
 			return refuse("audit record %d has a checkpoint already (another node's)", c.Seq)
 		}
-		if c.Seq == 0 || c.Seq > h.Seq {
-			return refuse("checkpoint names audit record %d but the log ends at %d", c.Seq, h.Seq)
+		var rec []byte
+		if recs := rs[1].GetResponseRange().Kvs; len(recs) == 1 {
+			rec = append([]byte{}, recs[0].Value...) // never nil: nil means missing
 		}
-		recs := rs[1].GetResponseRange().Kvs
-		if len(recs) == 0 {
-			return refuse("checkpoint names audit record %d, which is missing", c.Seq)
-		}
-		r, err := audit.Unmarshal(recs[0].Value)
-		if err != nil {
-			return permanent(fmt.Errorf("audit record %d: %w", c.Seq, err))
-		}
-		if !bytes.Equal(r.Hash, c.Hash) {
-			return refuse("checkpoint hash differs from that of audit record %d", c.Seq)
+		if no, err := c.NamesRecord(h.Seq, rec); no != nil || err != nil {
+			if no != nil {
+				return refuse("%w", no)
+			}
+			return permanent(err)
 		}
 		var prev *audit.Checkpoint
 		var lastRev int64
@@ -245,15 +240,7 @@ func (s *Store) Checkpoints() ([]audit.Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: list checkpoints: %w", wire.ErrStore, err)
 	}
-	slices.SortStableFunc(out, func(a, b audit.Checkpoint) int {
-		switch {
-		case a.Seq < b.Seq:
-			return -1
-		case a.Seq > b.Seq:
-			return 1
-		}
-		return 0
-	})
+	audit.SortCheckpoints(out)
 	return out, nil
 }
 
