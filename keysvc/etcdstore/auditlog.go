@@ -91,18 +91,7 @@ func (s *Store) LastAudit() (uint64, []byte, error) {
 	if err := s.closedErr(); err != nil {
 		return 0, nil, err
 	}
-	var h head
-	err := s.retry(context.Background(), func(ctx context.Context) error {
-		g, err := s.cli.Get(ctx, s.k(keyHead))
-		if err != nil {
-			return err
-		}
-		h, err = parseHead(g.Kvs)
-		if err != nil {
-			return permanent(err)
-		}
-		return nil
-	})
+	h, err := s.readHead(context.Background())
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: read audit head: %w", wire.ErrStore, err)
 	}

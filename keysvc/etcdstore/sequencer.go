@@ -153,6 +153,7 @@ var errLostHead = errors.New("the audit head moved under the sequencer (another 
 func (s *Store) chainLoop(ctx context.Context, chained chan<- []chainedKey, first bool) error {
 	h, err := s.readHead(ctx)
 	if err != nil {
+		s.log.Warn("audit sequencer: cannot read the head", "err", err)
 		return err
 	}
 	if first {
@@ -289,7 +290,8 @@ func batchEnd(evs []inboxEvent) int {
 	return n
 }
 
-// readHead reads audit/head (linearizable), retrying until ctx ends.
+// readHead reads audit/head (linearizable), retrying until ctx ends
+// (LastAudit's read, and the sequencer's at each start).
 func (s *Store) readHead(ctx context.Context) (head, error) {
 	var h head
 	err := s.retry(ctx, func(ctx context.Context) error {
@@ -303,9 +305,6 @@ func (s *Store) readHead(ctx context.Context) (head, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		s.log.Warn("audit sequencer: cannot read the head", "err", err)
-	}
 	return h, err
 }
 
