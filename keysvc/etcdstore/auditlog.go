@@ -178,11 +178,7 @@ func (s *Store) AddCheckpoint(c audit.Checkpoint) error {
 		if err := c.Follows(prev); err != nil {
 			return refuse("the checkpoint does not chain to the newest stored one: %w", err)
 		}
-		cmpLast := clientv3.Compare(clientv3.ModRevision(s.k(keyCPLast)), "=", lastRev)
-		if lastRev == 0 {
-			cmpLast = clientv3.Compare(clientv3.CreateRevision(s.k(keyCPLast)), "=", 0)
-		}
-		t, err := s.cli.Txn(ctx).If(cmpLast, clientv3.Compare(clientv3.CreateRevision(cpKey(s.p, c.Seq)), "=", 0)).
+		t, err := s.cli.Txn(ctx).If(revCmp(s.k(keyCPLast), lastRev), clientv3.Compare(clientv3.CreateRevision(cpKey(s.p, c.Seq)), "=", 0)).
 			Then(clientv3.OpPut(cpKey(s.p, c.Seq), string(v)), clientv3.OpPut(s.k(keyCPLast), strconv.FormatUint(c.Seq, 10))).Commit()
 		if err != nil {
 			return err // unknown outcome: the next run finds it stored (identical) or not

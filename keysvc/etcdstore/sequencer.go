@@ -56,8 +56,11 @@ func parseHead(kvs []*mvccpb.KeyValue) (head, error) {
 	return head{headValue: hv, rev: kvs[0].ModRevision}, nil
 }
 
-// headCmp compares audit/head's revision with rev (0: absent).
-func headCmp(key string, rev int64) clientv3.Cmp {
+// revCmp compares key's ModRevision with rev, 0 meaning the key is absent
+// (CreateRevision 0): the compare of every read-then-write compare-and-
+// swap in this package (the audit head, checkpoint-last, casPut, PIN
+// state).
+func revCmp(key string, rev int64) clientv3.Cmp {
 	if rev == 0 {
 		return clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
 	}
@@ -334,7 +337,7 @@ func (s *Store) chain(ctx context.Context, h *head, evs []inboxEvent, chained ch
 	}
 	ops = append(ops, clientv3.OpPut(s.k(keyHead), string(hv)))
 	actx, cancel := context.WithTimeout(ctx, s.attemptTimeout())
-	resp, err := s.cli.Txn(actx).If(headCmp(s.k(keyHead), h.rev)).Then(ops...).Commit()
+	resp, err := s.cli.Txn(actx).If(revCmp(s.k(keyHead), h.rev)).Then(ops...).Commit()
 	cancel()
 	if err != nil {
 		return err // unknown outcome: the head read next says
