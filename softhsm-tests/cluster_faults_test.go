@@ -341,18 +341,7 @@ func parseECPublicPEM(t *testing.T, p string) *ecdsa.PublicKey {
 // client of etcd over mutual TLS), closed at the end of t.
 func openChain(t *testing.T, e *clusterEnv) *etcdstore.Store {
 	t.Helper()
-	cfg, err := e.etcd.ClientTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	st, err := etcdstore.Open(ctx, etcdstore.Config{Endpoints: e.etcd.Endpoints(), TLS: cfg, Node: "test-reader"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
+	return openTestStore(t, e, "test-reader")
 }
 
 // syncChain waits until every audit record acknowledged so far (held in a
@@ -440,9 +429,7 @@ func TestClusterKillKeysvcNodeUnderLoad(t *testing.T) {
 		t.Skip("starts an etcd cluster and three keysvc processes")
 	}
 	e := newClusterEnv(t)
-	for i := 1; i <= 3; i++ {
-		e.addNode(t, fmt.Sprintf("keysvc-%d", i), "")
-	}
+	e.addNodes(t, 3)
 	victim := e.nodes[1]
 	const total, killAt, restartAt = 12 * time.Second, 4 * time.Second, 8 * time.Second
 
@@ -488,9 +475,7 @@ func TestClusterKillEtcdMembersUnderLoad(t *testing.T) {
 		t.Skip("starts an etcd cluster and three keysvc processes")
 	}
 	e := newClusterEnv(t)
-	for i := 1; i <= 3; i++ {
-		e.addNode(t, fmt.Sprintf("keysvc-%d", i), "")
-	}
+	e.addNodes(t, 3)
 	n1 := e.nodes[0]
 	// A key to rotate while quorum is lost (a write refused, never
 	// repeated by anyone).

@@ -205,6 +205,17 @@ func (n *clusterNode) readyz(hc *http.Client) int {
 	return resp.StatusCode
 }
 
+// addNodes adds n nodes, keysvc-1 to keysvc-n, with no extra YAML
+// (addNode each); e.nodes holds them in that order.
+func (e *clusterEnv) addNodes(t testing.TB, n int) []*clusterNode {
+	t.Helper()
+	var ns []*clusterNode
+	for i := 1; i <= n; i++ {
+		ns = append(ns, e.addNode(t, fmt.Sprintf("keysvc-%d", i), ""))
+	}
+	return ns
+}
+
 // addNodeEdited is addNode with the node's YAML passed through edit
 // before it is written: a test that needs another value of a field
 // nodeConfig already sets (destroy:, scheduler_interval:) replaces it
