@@ -65,6 +65,15 @@ wait_healthy() {
 }
 # wrkrun OUTFILE THREADS CONNS DURATION URL: wrk on the sign endpoint.
 wrkrun() { wrk -t"$2" -c"$3" -d"$4" --timeout 10s --latency -s "$DIR/sign.lua" "$5/v1/keys/bench/sign" >"$1"; }
+# wrk3 NAME DURATION: wrk on the three nodes at once (22+21+21
+# connections), into $DIR/NAME1.txt, NAME2.txt, NAME3.txt.
+wrk3() {
+  local w1 w2 w3
+  wrkrun "$DIR/${1}1.txt" 1 22 "$2" "https://127.0.0.1:$K1" & w1=$!
+  wrkrun "$DIR/${1}2.txt" 1 21 "$2" "https://127.0.0.1:$K2" & w2=$!
+  wrkrun "$DIR/${1}3.txt" 1 21 "$2" "https://127.0.0.1:$K3" & w3=$!
+  wait $w1 $w2 $w3
+}
 rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
 p50() { ms "$(awk '$1=="50%" {print $2}' "$1")"; }
 p99() { ms "$(awk '$1=="99%" {print $2}' "$1")"; }
@@ -118,16 +127,10 @@ curl -skf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' 
 for n in $K1 $K2 $K3; do
   curl -skf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -X POST "https://127.0.0.1:$n/v1/keys/bench/sign" -d '{"message":"aGVsbG8gYmFuaw=="}' >/dev/null
 done
-wrkrun "$DIR/warm1.txt" 1 22 "$WARMUP" https://127.0.0.1:$K1 & w1=$!
-wrkrun "$DIR/warm2.txt" 1 21 "$WARMUP" https://127.0.0.1:$K2 & w2=$!
-wrkrun "$DIR/warm3.txt" 1 21 "$WARMUP" https://127.0.0.1:$K3 & w3=$!
-wait $w1 $w2 $w3
+wrk3 warm "$WARMUP"
 cpu >"$DIR/cpu0.txt"
 rev >"$DIR/rev0.txt"
-wrkrun "$DIR/n1.txt" 1 22 "$DUR" https://127.0.0.1:$K1 & w1=$!
-wrkrun "$DIR/n2.txt" 1 21 "$DUR" https://127.0.0.1:$K2 & w2=$!
-wrkrun "$DIR/n3.txt" 1 21 "$DUR" https://127.0.0.1:$K3 & w3=$!
-wait $w1 $w2 $w3
+wrk3 n "$DUR"
 cpu >"$DIR/cpu1.txt"
 rev >"$DIR/rev1.txt"
 kill "$CPID"; wait "$CPID" 2>/dev/null || true; CPID=
