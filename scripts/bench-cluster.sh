@@ -20,6 +20,7 @@
 #      plus OFFSET, so beside a `make run-cluster`: keysvc 9451-9453, etcd
 #      13379-13580, metrics 10471-10473).
 set -euo pipefail
+. "$(dirname "$0")/bench-lib.sh"
 DUR=${1:-10s}
 PORT=${PORT:-18443}
 WARMUP=${WARMUP:-2s}
@@ -45,17 +46,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$DIR/sign.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"message":"aGVsbG8gYmFuaw=="}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
-LUA
-KEY='{"name":"bench","purpose":"sign","algorithm":"ec-p256","protection":"hsm","policy":{"grants":[{"client":"dev","ops":["sign"]}]}}'
+write_sign_lua "$DIR/sign.lua"
 export TOKEN
 
-# ms converts wrk's "1.23ms" / "456.00us" / "1.20s" to milliseconds.
-ms() { awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v+0} else {sub(/s$/,"",v); print v*1000} }'; }
 # wait_healthy URL SECONDS
 wait_healthy() {
   local i
@@ -105,7 +98,7 @@ PID=$!
 URL="https://127.0.0.1:$PORT"
 wait_healthy "$URL" 30
 TOKEN=$(cat "$DIR/single/dev-admin.token")
-curl -skf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -X POST "$URL/v1/keys" -d "$KEY" >/dev/null
+create_bench_key "$URL"
 wrkrun "$DIR/warm.txt" 2 64 "$WARMUP" "$URL"
 cpu "$PID" >"$DIR/scpu0.txt"
 wrkrun "$DIR/single.txt" 2 64 "$DUR" "$URL"
@@ -121,7 +114,7 @@ for n in $K1 $K2 $K3; do
   wait_healthy "https://127.0.0.1:$n" 180 || { tail -20 "$DIR/runcluster.log" >&2; exit 1; }
 done
 TOKEN=$(cat "$DIR/c/cluster/dev-admin.token")
-curl -skf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -X POST "https://127.0.0.1:$K1/v1/keys" -d "$KEY" >/dev/null
+create_bench_key "https://127.0.0.1:$K1"
 # Every node signs once (each finds the key the first node made) before
 # the clock starts, then the same warm-up as the single node.
 for n in $K1 $K2 $K3; do
