@@ -182,6 +182,21 @@ func appendInBackground(stores []*etcdstore.Store, appenders int) (stop func() (
 	}
 }
 
+// compactAll compacts etcd's history up to the current revision (through
+// s's client): a watch from an older revision then fails as compacted.
+func compactAll(t *testing.T, s *etcdstore.Store) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := s.Client().Get(ctx, "compact-me")
+	if err == nil {
+		_, err = s.Client().Compact(ctx, resp.Header.Revision)
+	}
+	if err != nil {
+		t.Fatalf("compact: %v", err)
+	}
+}
+
 // checkLog waits until every acknowledged record is chained (SyncAudit),
 // verifies the chain and that every successful append is in it exactly
 // once; it returns the record count.
@@ -884,15 +899,7 @@ func TestWatchKeysCompacted(t *testing.T) {
 	for range 5 {
 		bump()
 	}
-	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-	resp, err := a.Client().Get(cctx, "compact-me")
-	if err == nil {
-		_, err = a.Client().Compact(cctx, resp.Header.Revision)
-	}
-	ccancel()
-	if err != nil {
-		t.Fatalf("compact: %v", err)
-	}
+	compactAll(t, a)
 	if err := c.Members[0].Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -187,15 +187,7 @@ func TestSequencerCompacted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-	resp, err := a.Client().Get(cctx, "compact-me")
-	if err == nil {
-		_, err = a.Client().Compact(cctx, resp.Header.Revision)
-	}
-	ccancel()
-	if err != nil {
-		t.Fatalf("compact: %v", err)
-	}
+	compactAll(t, a)
 	if err := c.Members[0].Start(); err != nil {
 		t.Fatal(err)
 	}
