@@ -20,6 +20,7 @@
 #      plus OFFSET, so beside a `make run-cluster`: keysvc 9451-9453, etcd
 #      13379-13580, metrics 10471-10473).
 set -euo pipefail
+. "$(dirname "$0")/bench-lib.sh"
 DUR=${1:-10s}
 PORT=${PORT:-18443}
 WARMUP=${WARMUP:-2s}
@@ -45,17 +46,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$DIR/sign.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"message":"aGVsbG8gYmFuaw=="}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
-LUA
-KEY='{"name":"bench","purpose":"sign","algorithm":"ec-p256","protection":"hsm","policy":{"grants":[{"client":"dev","ops":["sign"]}]}}'
+write_sign_lua "$DIR/sign.lua"
 export TOKEN
 
-# ms converts wrk's "1.23ms" / "456.00us" / "1.20s" to milliseconds.
-ms() { awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v+0} else {sub(/s$/,"",v); print v*1000} }'; }
 # wait_healthy URL SECONDS
 wait_healthy() {
   local i
@@ -65,6 +58,15 @@ wait_healthy() {
 }
 # wrkrun OUTFILE THREADS CONNS DURATION URL: wrk on the sign endpoint.
 wrkrun() { wrk -t"$2" -c"$3" -d"$4" --timeout 10s --latency -s "$DIR/sign.lua" "$5/v1/keys/bench/sign" >"$1"; }
+# wrk3 NAME DURATION: wrk on the three nodes at once (22+21+21
+# connections), into $DIR/NAME1.txt, NAME2.txt, NAME3.txt.
+wrk3() {
+  local w1 w2 w3
+  wrkrun "$DIR/${1}1.txt" 1 22 "$2" "https://127.0.0.1:$K1" & w1=$!
+  wrkrun "$DIR/${1}2.txt" 1 21 "$2" "https://127.0.0.1:$K2" & w2=$!
+  wrkrun "$DIR/${1}3.txt" 1 21 "$2" "https://127.0.0.1:$K3" & w3=$!
+  wait $w1 $w2 $w3
+}
 rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
 p50() { ms "$(awk '$1=="50%" {print $2}' "$1")"; }
 p99() { ms "$(awk '$1=="99%" {print $2}' "$1")"; }
@@ -96,7 +98,7 @@ PID=$!
 URL="https://127.0.0.1:$PORT"
 wait_healthy "$URL" 30
 TOKEN=$(cat "$DIR/single/dev-admin.token")
-curl -skf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -X POST "$URL/v1/keys" -d "$KEY" >/dev/null
+create_bench_key "$URL"
 wrkrun "$DIR/warm.txt" 2 64 "$WARMUP" "$URL"
 cpu "$PID" >"$DIR/scpu0.txt"
 wrkrun "$DIR/single.txt" 2 64 "$DUR" "$URL"
@@ -112,22 +114,16 @@ for n in $K1 $K2 $K3; do
   wait_healthy "https://127.0.0.1:$n" 180 || { tail -20 "$DIR/runcluster.log" >&2; exit 1; }
 done
 TOKEN=$(cat "$DIR/c/cluster/dev-admin.token")
-curl -skf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -X POST "https://127.0.0.1:$K1/v1/keys" -d "$KEY" >/dev/null
+create_bench_key "https://127.0.0.1:$K1"
 # Every node signs once (each finds the key the first node made) before
 # the clock starts, then the same warm-up as the single node.
 for n in $K1 $K2 $K3; do
   curl -skf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -X POST "https://127.0.0.1:$n/v1/keys/bench/sign" -d '{"message":"aGVsbG8gYmFuaw=="}' >/dev/null
 done
-wrkrun "$DIR/warm1.txt" 1 22 "$WARMUP" https://127.0.0.1:$K1 & w1=$!
-wrkrun "$DIR/warm2.txt" 1 21 "$WARMUP" https://127.0.0.1:$K2 & w2=$!
-wrkrun "$DIR/warm3.txt" 1 21 "$WARMUP" https://127.0.0.1:$K3 & w3=$!
-wait $w1 $w2 $w3
+wrk3 warm "$WARMUP"
 cpu >"$DIR/cpu0.txt"
 rev >"$DIR/rev0.txt"
-wrkrun "$DIR/n1.txt" 1 22 "$DUR" https://127.0.0.1:$K1 & w1=$!
-wrkrun "$DIR/n2.txt" 1 21 "$DUR" https://127.0.0.1:$K2 & w2=$!
-wrkrun "$DIR/n3.txt" 1 21 "$DUR" https://127.0.0.1:$K3 & w3=$!
-wait $w1 $w2 $w3
+wrk3 n "$DUR"
 cpu >"$DIR/cpu1.txt"
 rev >"$DIR/rev1.txt"
 kill "$CPID"; wait "$CPID" 2>/dev/null || true; CPID=

@@ -4,6 +4,7 @@
 # of the same SoftHSM token in the same run (keysvc rawbench). Prints ops/s,
 # p50/p99 and the ratios to raw. Usage: scripts/bench-keysvc.sh [duration]
 set -euo pipefail
+. "$(dirname "$0")/bench-lib.sh"
 DUR=${1:-10s}
 PORT=${PORT:-18443}
 BATCH=${BATCH:-50}
@@ -19,15 +20,9 @@ URL="https://127.0.0.1:$PORT"
 for _ in $(seq 1 100); do curl -skf "$URL/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 export TOKEN
 TOKEN=$(cat "$DIR/data/dev-admin.token")
-curl -skf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -X POST "$URL/v1/keys" \
-  -d '{"name":"bench","purpose":"sign","algorithm":"ec-p256","protection":"hsm","policy":{"grants":[{"client":"dev","ops":["sign"]}]}}' >/dev/null
+create_bench_key "$URL"
 
-cat >"$DIR/sign.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"message":"aGVsbG8gYmFuaw=="}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
-LUA
+write_sign_lua "$DIR/sign.lua"
 items=$(printf '{"message":"aGVsbG8gYmFuaw=="},%.0s' $(seq 1 "$BATCH")); items=${items%,}
 cat >"$DIR/batch.lua" <<LUA
 wrk.method = "POST"
@@ -40,8 +35,6 @@ raw1=$("$DIR/keysvc" rawbench -dev -data-dir "$DIR/data" -label kw/bench/v1 -gor
 raw2=$("$DIR/keysvc" rawbench -dev -data-dir "$DIR/data" -label kw/bench/v1 -goroutines 2 -duration 5s | awk '{print $(NF-1)}')
 raw=$(awk -v a="$raw1" -v b="$raw2" 'BEGIN{print (a>b)?a:b}')
 
-# ms converts wrk's "1.23ms" / "456.00us" / "1.20s" to milliseconds.
-ms() { awk -v v="$1" 'BEGIN{ if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v+0} else {sub(/s$/,"",v); print v*1000} }'; }
 run() { # name script conns per-request-ops
   local out rps p50 p99 errs threads=2
   [ "$3" -lt 2 ] && threads=1

@@ -445,13 +445,7 @@ func doJSON(t testing.TB, req *http.Request) (int, map[string]any) {
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if len(raw) > 0 && json.Unmarshal(raw, &out) != nil {
-		t.Fatalf("%s %s: non-JSON answer %d: %s", req.Method, req.URL.Path, resp.StatusCode, raw)
-	}
-	return resp.StatusCode, out
+	return resp.StatusCode, readJSON(t, resp, req.Method+" "+req.URL.Path)
 }
 
 func TestBankingCorporate(t *testing.T) {

@@ -20,11 +20,8 @@ package softhsmtests
 //	out, err := e.auditVerify(t, n1)   // keysvc audit verify -config, over etcd
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -181,36 +178,11 @@ func (n *clusterNode) running() bool {
 // under "transport": a dead node is a result, not a test failure.
 func (n *clusterNode) call(t testing.TB, hc *http.Client, method, path string, body any) (int, map[string]any) {
 	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, _ := json.Marshal(b)
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, n.url+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+officerToken)
-	resp, err := hc.Do(req)
+	resp, err := hc.Do(jsonRequest(t, method, n.url+path, officerToken, body))
 	if err != nil {
 		return 0, map[string]any{"transport": err.Error()}
 	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if len(raw) > 0 && json.Unmarshal(raw, &out) != nil {
-		t.Fatalf("%s %s on %s: non-JSON answer %d: %s", method, path, n.node, resp.StatusCode, raw)
-	}
-	return resp.StatusCode, out
+	return resp.StatusCode, readJSON(t, resp, method+" "+path+" on "+n.node)
 }
 
 // auditVerify runs `keysvc audit verify -config <n's config>` (the
@@ -231,6 +203,17 @@ func (n *clusterNode) readyz(hc *http.Client) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// addNodes adds n nodes, keysvc-1 to keysvc-n, with no extra YAML
+// (addNode each); e.nodes holds them in that order.
+func (e *clusterEnv) addNodes(t testing.TB, n int) []*clusterNode {
+	t.Helper()
+	var ns []*clusterNode
+	for i := 1; i <= n; i++ {
+		ns = append(ns, e.addNode(t, fmt.Sprintf("keysvc-%d", i), ""))
+	}
+	return ns
 }
 
 // addNodeEdited is addNode with the node's YAML passed through edit

@@ -190,6 +190,14 @@ func (e *keysvcEnv) call(t *testing.T, bearer, method, path string, body any) (i
 // callAt is call against any server (the confirmation endpoint, say).
 func callAt(t testing.TB, base, bearer, method, path string, body any) (int, map[string]any) {
 	t.Helper()
+	return doJSON(t, jsonRequest(t, method, base+path, bearer, body))
+}
+
+// jsonRequest builds a request to url whose body is nil, a string, []byte
+// or a value to marshal (with Content-Type application/json when there is
+// a body), carrying bearer as its Authorization unless empty.
+func jsonRequest(t testing.TB, method, url, bearer string, body any) *http.Request {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -201,24 +209,31 @@ func callAt(t testing.TB, base, bearer, method, path string, body any) (int, map
 		j, _ := json.Marshal(b)
 		rd = bytes.NewReader(j)
 	}
-	req, _ := http.NewRequest(method, base+path, rd)
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
+	return req
+}
+
+// readJSON reads and closes resp's body, a JSON object or nothing (nil),
+// and fails the test on anything else; what names the call in that
+// failure.
+func readJSON(t testing.TB, resp *http.Response, what string) map[string]any {
+	t.Helper()
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	var out map[string]any
 	if len(raw) > 0 && json.Unmarshal(raw, &out) != nil {
-		t.Fatalf("%s %s: non-JSON answer %d: %s", method, path, resp.StatusCode, raw)
+		t.Fatalf("%s: non-JSON answer %d: %s", what, resp.StatusCode, raw)
 	}
-	return resp.StatusCode, out
+	return out
 }
 
 // must calls and fails the test unless the status is want.

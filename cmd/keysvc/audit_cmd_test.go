@@ -28,30 +28,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := boltstore.Open(filepath.Join(dir, "keysvc.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 5; i++ {
-		if err := store.Audit(&audit.Record{Time: time.Now(), Client: "banking", Key: "k", Version: 1, Op: "sign", Result: "ok"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	seq, hash, err := store.LastAudit()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, err := audit.SignCheckpoint(key, nil, seq, hash, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.AddCheckpoint(cp); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	pubPath := filepath.Join(dir, "audit-key.pem")
-	os.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
+	pubPath, _ := auditStore(t, dir, key, 5, 5)
 
 	if err := auditCmd([]string{"verify", "-data-dir", dir, "-pubkey", pubPath}); err != nil {
 		t.Fatalf("clean log: %v", err)
@@ -68,7 +45,7 @@ func TestAuditVerifyCommand(t *testing.T) {
 		t.Fatalf("wrong audit key: %v, want ErrTampered", err)
 	}
 	// Someone with the file edits record 2.
-	store, err = boltstore.Open(filepath.Join(dir, "keysvc.db"), boltstore.Options{})
+	store, err := boltstore.Open(filepath.Join(dir, "keysvc.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

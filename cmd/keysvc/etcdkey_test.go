@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/keysvc/audit"
-	"github.com/keyward/keyward/keysvc/boltstore"
 	"github.com/keyward/keyward/keysvc/secrets"
 )
 
@@ -145,26 +143,7 @@ func TestAuditVerifyConfigBolt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := boltstore.Open(filepath.Join(dir, "keysvc.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 3; i++ {
-		if err := store.Audit(&audit.Record{Time: time.Now(), Client: "banking", Key: "k", Version: 1, Op: "sign", Result: "ok"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	seq, hash, _ := store.LastAudit()
-	cp, err := audit.SignCheckpoint(key, nil, seq, hash, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.AddCheckpoint(cp); err != nil {
-		t.Fatal(err)
-	}
-	store.Close()
-	der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	os.WriteFile(filepath.Join(dir, "audit-key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
+	pubPath, _ := auditStore(t, dir, key, 3, 3)
 	conf := writeConfig(t, "data_dir: "+dir+"\ntls: {cert: c.pem, key: k.pem}\ntoken: {uri: \"pkcs11:token=t\"}\nclients: [{name: a}]\n")
 	if err := auditCmd([]string{"verify", "-config", conf}); err != nil {
 		t.Fatalf("audit verify -config (bbolt): %v", err)
@@ -174,7 +153,7 @@ func TestAuditVerifyConfigBolt(t *testing.T) {
 	}
 	empty := t.TempDir()
 	conf2 := writeConfig(t, "data_dir: "+empty+"\ntls: {cert: c.pem, key: k.pem}\ntoken: {uri: \"pkcs11:token=t\"}\nclients: [{name: a}]\n")
-	if err := auditCmd([]string{"verify", "-config", conf2, "-pubkey", filepath.Join(dir, "audit-key.pem")}); err == nil {
+	if err := auditCmd([]string{"verify", "-config", conf2, "-pubkey", pubPath}); err == nil {
 		t.Fatal("audit verify -config read a store that is not in the config's data_dir")
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -163,5 +165,54 @@ func TestVerifyRefusesUnkeyedDigests(t *testing.T) {
 	}
 	if rep, err := v.Run(iter(recs)); err != nil || rep.Checkpoints != 1 {
 		t.Fatalf("v1 verifier: %+v %v", rep, err)
+	}
+}
+
+// TestCheckpointNamesRecord: the store-side check refuses a checkpoint
+// beyond the log, at record 0, on a missing record or with another hash,
+// and tells a record that does not decode apart from a refusal.
+func TestCheckpointNamesRecord(t *testing.T) {
+	recs := sealedChain(t, 5)
+	raw, err := json.Marshal(recs[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := audit.Checkpoint{Seq: 3, Hash: recs[2].Hash}
+	if no, err := good.NamesRecord(5, raw); no != nil || err != nil {
+		t.Fatalf("NamesRecord(good) = %v, %v", no, err)
+	}
+	other := audit.Checkpoint{Seq: 3, Hash: recs[1].Hash}
+	for _, tc := range []struct {
+		name string
+		c    audit.Checkpoint
+		last uint64
+		rec  []byte
+		want string
+	}{
+		{"beyond", audit.Checkpoint{Seq: 6, Hash: recs[2].Hash}, 5, raw, "names audit record 6 but the log ends at 5"},
+		{"zero", audit.Checkpoint{Seq: 0}, 5, raw, "names audit record 0 but the log ends at 5"},
+		{"missing", good, 5, nil, "audit record 3, which is missing"},
+		{"other hash", other, 5, raw, "hash differs from that of audit record 3"},
+	} {
+		no, err := tc.c.NamesRecord(tc.last, tc.rec)
+		if err != nil || no == nil || !strings.Contains(no.Error(), tc.want) {
+			t.Errorf("%s: NamesRecord = %v, %v; want a refusal %q", tc.name, no, err, tc.want)
+		}
+	}
+	if no, err := good.NamesRecord(5, []byte("{not json")); no != nil || err == nil {
+		t.Fatalf("NamesRecord(undecodable record) = %v, %v; want an error, not a refusal", no, err)
+	}
+}
+
+// TestSortCheckpoints: by Seq, stable.
+func TestSortCheckpoints(t *testing.T) {
+	cps := []audit.Checkpoint{{Seq: 9, Index: 1}, {Seq: 2, Index: 2}, {Seq: 9, Index: 3}, {Seq: 5, Index: 4}}
+	audit.SortCheckpoints(cps)
+	var got []uint64
+	for _, c := range cps {
+		got = append(got, c.Seq*10+c.Index)
+	}
+	if want := []uint64{22, 54, 91, 93}; !slices.Equal(got, want) {
+		t.Fatalf("SortCheckpoints: seq*10+index = %v, want %v", got, want)
 	}
 }

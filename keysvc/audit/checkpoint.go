@@ -115,6 +115,37 @@ func (c *Checkpoint) Follows(prev *Checkpoint) error {
 	return nil
 }
 
+// NamesRecord checks, before c is stored, that it names a record of a log
+// whose newest record is last: Seq between 1 and last, rec (the stored
+// record at Seq, nil when there is none) present, and its hash c.Hash.
+// refusal says why c would not fit (a store returns it as an invalid
+// argument: stored, c would make every later verification report
+// tampering); err is a stored record that does not decode. The two
+// stores check this, then c.Follows(newest stored checkpoint), in the
+// same order, so they refuse the same checkpoints with the same words.
+func (c *Checkpoint) NamesRecord(last uint64, rec []byte) (refusal, err error) {
+	switch {
+	case c.Seq == 0 || c.Seq > last:
+		return fmt.Errorf("checkpoint names audit record %d but the log ends at %d", c.Seq, last), nil
+	case rec == nil:
+		return fmt.Errorf("checkpoint names audit record %d, which is missing", c.Seq), nil
+	}
+	r, err := Unmarshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("audit record %d: %w", c.Seq, err)
+	}
+	if !bytes.Equal(r.Hash, c.Hash) {
+		return fmt.Errorf("checkpoint hash differs from that of audit record %d", c.Seq), nil
+	}
+	return nil, nil
+}
+
+// SortCheckpoints sorts cps by Seq (stable), the order Verify and
+// VerifyChain expect; stores list checkpoints through it.
+func SortCheckpoints(cps []Checkpoint) {
+	slices.SortStableFunc(cps, func(a, b Checkpoint) int { return cmpSeq(a.Seq, b.Seq) })
+}
+
 // VerifyChain checks that checkpoints (sorted by Seq) form one unbroken
 // chain from the first and that the newest carries a valid signature by
 // pub. As each Digest covers Prev, the newest signature vouches for every
@@ -273,7 +304,7 @@ func newVerifier(checkpoints []Checkpoint, pub *ecdsa.PublicKey) (*Verifier, err
 		return nil, errors.New("audit: checkpoints present but no audit public key to check them")
 	}
 	cps := slices.Clone(checkpoints)
-	slices.SortStableFunc(cps, func(a, b Checkpoint) int { return cmpSeq(a.Seq, b.Seq) })
+	SortCheckpoints(cps)
 	if len(cps) > 0 && cps[0].Seq == 0 {
 		return nil, fmt.Errorf("%w: a checkpoint names record 0", ErrTampered)
 	}

@@ -1,10 +1,8 @@
 package boltstore
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -29,22 +27,16 @@ func (s *Store) AddCheckpoint(c audit.Checkpoint) error {
 		if err != nil {
 			return err
 		}
-		if c.Seq == 0 || c.Seq > last {
-			refused = fmt.Errorf("%w: checkpoint names audit record %d but the log ends at %d", wire.ErrInvalidArgument, c.Seq, last)
-			return refused
+		var raw []byte
+		if c.Seq != 0 && c.Seq <= last {
+			raw = tx.Bucket(bucketAudit).Get(seqKey(c.Seq))
 		}
-		raw := tx.Bucket(bucketAudit).Get(seqKey(c.Seq))
-		if raw == nil {
-			refused = fmt.Errorf("%w: checkpoint names audit record %d, which is missing", wire.ErrInvalidArgument, c.Seq)
-			return refused
-		}
-		r, err := audit.Unmarshal(raw)
-		if err != nil {
-			return fmt.Errorf("audit record %d: %w", c.Seq, err)
-		}
-		if !bytes.Equal(r.Hash, c.Hash) {
-			refused = fmt.Errorf("%w: checkpoint hash differs from that of audit record %d", wire.ErrInvalidArgument, c.Seq)
-			return refused
+		if no, err := c.NamesRecord(last, raw); no != nil || err != nil {
+			if no != nil {
+				refused = fmt.Errorf("%w: %w", wire.ErrInvalidArgument, no)
+				return refused
+			}
+			return err
 		}
 		prev, err := newestCheckpoint(tx)
 		if err != nil {
@@ -83,15 +75,7 @@ func (s *Store) Checkpoints() ([]audit.Checkpoint, error) {
 	}
 	// Stored under their Seq already; sort by the decoded Seq in case the
 	// file was edited, as Verify expects that order.
-	slices.SortStableFunc(out, func(a, b audit.Checkpoint) int {
-		switch {
-		case a.Seq < b.Seq:
-			return -1
-		case a.Seq > b.Seq:
-			return 1
-		}
-		return 0
-	})
+	audit.SortCheckpoints(out)
 	return out, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -92,18 +91,7 @@ func (s *Store) LastAudit() (uint64, []byte, error) {
 	if err := s.closedErr(); err != nil {
 		return 0, nil, err
 	}
-	var h head
-	err := s.retry(context.Background(), func(ctx context.Context) error {
-		g, err := s.cli.Get(ctx, s.k(keyHead))
-		if err != nil {
-			return err
-		}
-		h, err = parseHead(g.Kvs)
-		if err != nil {
-			return permanent(err)
-		}
-		return nil
-	})
+	h, err := s.readHead(context.Background())
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: read audit head: %w", wire.ErrStore, err)
 	}
@@ -156,19 +144,15 @@ func (s *Store) AddCheckpoint(c audit.Checkpoint) error {
 			}
 			return refuse("audit record %d has a checkpoint already (another node's)", c.Seq)
 		}
-		if c.Seq == 0 || c.Seq > h.Seq {
-			return refuse("checkpoint names audit record %d but the log ends at %d", c.Seq, h.Seq)
+		var rec []byte
+		if recs := rs[1].GetResponseRange().Kvs; len(recs) == 1 {
+			rec = append([]byte{}, recs[0].Value...) // never nil: nil means missing
 		}
-		recs := rs[1].GetResponseRange().Kvs
-		if len(recs) == 0 {
-			return refuse("checkpoint names audit record %d, which is missing", c.Seq)
-		}
-		r, err := audit.Unmarshal(recs[0].Value)
-		if err != nil {
-			return permanent(fmt.Errorf("audit record %d: %w", c.Seq, err))
-		}
-		if !bytes.Equal(r.Hash, c.Hash) {
-			return refuse("checkpoint hash differs from that of audit record %d", c.Seq)
+		if no, err := c.NamesRecord(h.Seq, rec); no != nil || err != nil {
+			if no != nil {
+				return refuse("%w", no)
+			}
+			return permanent(err)
 		}
 		var prev *audit.Checkpoint
 		var lastRev int64
@@ -194,11 +178,7 @@ func (s *Store) AddCheckpoint(c audit.Checkpoint) error {
 		if err := c.Follows(prev); err != nil {
 			return refuse("the checkpoint does not chain to the newest stored one: %w", err)
 		}
-		cmpLast := clientv3.Compare(clientv3.ModRevision(s.k(keyCPLast)), "=", lastRev)
-		if lastRev == 0 {
-			cmpLast = clientv3.Compare(clientv3.CreateRevision(s.k(keyCPLast)), "=", 0)
-		}
-		t, err := s.cli.Txn(ctx).If(cmpLast, clientv3.Compare(clientv3.CreateRevision(cpKey(s.p, c.Seq)), "=", 0)).
+		t, err := s.cli.Txn(ctx).If(revCmp(s.k(keyCPLast), lastRev), clientv3.Compare(clientv3.CreateRevision(cpKey(s.p, c.Seq)), "=", 0)).
 			Then(clientv3.OpPut(cpKey(s.p, c.Seq), string(v)), clientv3.OpPut(s.k(keyCPLast), strconv.FormatUint(c.Seq, 10))).Commit()
 		if err != nil {
 			return err // unknown outcome: the next run finds it stored (identical) or not
@@ -245,15 +225,7 @@ func (s *Store) Checkpoints() ([]audit.Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: list checkpoints: %w", wire.ErrStore, err)
 	}
-	slices.SortStableFunc(out, func(a, b audit.Checkpoint) int {
-		switch {
-		case a.Seq < b.Seq:
-			return -1
-		case a.Seq > b.Seq:
-			return 1
-		}
-		return 0
-	})
+	audit.SortCheckpoints(out)
 	return out, nil
 }
 

@@ -126,7 +126,7 @@ func TestUnknownOutcomeLanded(t *testing.T) {
 	p0 := freshPrefix()
 	open := func() *etcdstore.Store {
 		s, err := etcdstore.Open(context.Background(), etcdstore.Config{Endpoints: []string{p.url()}, TLS: tlsCfg.Clone(),
-			Prefix: p0, Node: "node-a", Logger: slog.New(countHandler{&unknown, &landed})})
+			Prefix: p0, Node: "node-a", Logger: unknownLanded(&unknown, &landed)})
 		if err != nil {
 			t.Fatal(err)
 		}

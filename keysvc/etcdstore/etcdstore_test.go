@@ -54,11 +54,16 @@ func freshPrefix() string { return fmt.Sprintf("/keyward-test-%d/", prefixes.Add
 // open opens a Store ("node") on c with its own etcd client.
 func open(t testing.TB, c *etcdlocal.Cluster, node, prefix string, timeout time.Duration) *etcdstore.Store {
 	t.Helper()
-	return openLog(t, c, node, prefix, timeout, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	return openLog(t, c, node, prefix, timeout, nil)
 }
 
+// openLog is open with the store's log going to log (nil: warnings and
+// errors to stderr).
 func openLog(t testing.TB, c *etcdlocal.Cluster, node, prefix string, timeout time.Duration, log *slog.Logger) *etcdstore.Store {
 	t.Helper()
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	tlsCfg, err := c.ClientTLS()
 	if err != nil {
 		t.Fatal(err)
@@ -72,12 +77,18 @@ func openLog(t testing.TB, c *etcdlocal.Cluster, node, prefix string, timeout ti
 	return s
 }
 
-// nodes opens n Stores on one prefix: n keysvc nodes of one cluster.
+// nodes opens n Stores on one fresh prefix: n keysvc nodes of one cluster.
 func nodes(t testing.TB, c *etcdlocal.Cluster, n int, timeout time.Duration) []*etcdstore.Store {
-	p := freshPrefix()
+	return nodesOn(t, c, freshPrefix(), n, timeout, nil)
+}
+
+// nodesOn opens n Stores, node-a, node-b…, on prefix, each logging to log
+// (openLog).
+func nodesOn(t testing.TB, c *etcdlocal.Cluster, prefix string, n int, timeout time.Duration, log *slog.Logger) []*etcdstore.Store {
+	t.Helper()
 	var out []*etcdstore.Store
 	for i := range n {
-		out = append(out, open(t, c, fmt.Sprintf("node-%c", 'a'+i), p, timeout))
+		out = append(out, openLog(t, c, fmt.Sprintf("node-%c", 'a'+i), prefix, timeout, log))
 	}
 	return out
 }
@@ -148,6 +159,42 @@ func appendAll(stores []*etcdstore.Store, appenders, n int, stop <-chan struct{}
 	}
 	wg.Wait()
 	return ok, errs
+}
+
+// appendInBackground runs appendAll(stores, appenders, 0, …) while the
+// test does something to the cluster; the returned stop ends the appends
+// and returns what appendAll did.
+func appendInBackground(stores []*etcdstore.Store, appenders int) (stop func() (ok map[string]uint64, errs []error)) {
+	quit := make(chan struct{})
+	type result struct {
+		ok   map[string]uint64
+		errs []error
+	}
+	done := make(chan result)
+	go func() {
+		ok, errs := appendAll(stores, appenders, 0, quit)
+		done <- result{ok, errs}
+	}()
+	return func() (map[string]uint64, []error) {
+		close(quit)
+		r := <-done
+		return r.ok, r.errs
+	}
+}
+
+// compactAll compacts etcd's history up to the current revision (through
+// s's client): a watch from an older revision then fails as compacted.
+func compactAll(t *testing.T, s *etcdstore.Store) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := s.Client().Get(ctx, "compact-me")
+	if err == nil {
+		_, err = s.Client().Compact(ctx, resp.Header.Revision)
+	}
+	if err != nil {
+		t.Fatalf("compact: %v", err)
+	}
 }
 
 // checkLog waits until every acknowledged record is chained (SyncAudit),
@@ -533,43 +580,37 @@ func TestCluster(t *testing.T) {
 	})
 }
 
-// countHandler counts the store's "outcome unknown" debug messages (the
-// appends whose transaction died with the member that carried it).
-type countHandler struct{ unknown, landed *atomic.Int64 }
+// countMsgs is a log handler that counts the store's messages (any
+// level) containing each of its texts, e.g. "outcome unknown" (an append
+// whose transaction died with the member that carried it) and "had
+// landed".
+type countMsgs map[string]*atomic.Int64
 
-func (h countHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h countHandler) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, "outcome unknown") {
-		h.unknown.Add(1)
-	}
-	if strings.Contains(r.Message, "had landed") {
-		h.landed.Add(1)
+func (h countMsgs) Enabled(context.Context, slog.Level) bool { return true }
+func (h countMsgs) Handle(_ context.Context, r slog.Record) error {
+	for text, n := range h {
+		if strings.Contains(r.Message, text) {
+			n.Add(1)
+		}
 	}
 	return nil
 }
-func (h countHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h countHandler) WithGroup(string) slog.Handler      { return h }
+func (h countMsgs) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countMsgs) WithGroup(string) slog.Handler      { return h }
+
+// unknownLanded counts the store's unknown outcomes and, of those, the
+// ones that had landed.
+func unknownLanded(unknown, landed *atomic.Int64) *slog.Logger {
+	return slog.New(countMsgs{"outcome unknown": unknown, "had landed": landed})
+}
 
 // TestKillLeader kills the etcd leader during concurrent appends from three
 // nodes: no append fails, the chain verifies, nothing is stored twice.
 func TestKillLeader(t *testing.T) {
 	c := cluster(t)
 	var unknown, landed atomic.Int64
-	p := freshPrefix()
-	var st []*etcdstore.Store
-	for _, n := range []string{"node-a", "node-b", "node-c"} {
-		st = append(st, openLog(t, c, n, p, 0, slog.New(countHandler{&unknown, &landed})))
-	}
-	stop := make(chan struct{})
-	type result struct {
-		ok   map[string]uint64
-		errs []error
-	}
-	done := make(chan result)
-	go func() {
-		ok, errs := appendAll(st, 24, 0, stop)
-		done <- result{ok, errs}
-	}()
+	st := nodesOn(t, c, freshPrefix(), 3, 0, unknownLanded(&unknown, &landed))
+	stop := appendInBackground(st, 24)
 	time.Sleep(time.Second)
 	l, err := c.Leader(context.Background())
 	if err != nil {
@@ -580,17 +621,16 @@ func TestKillLeader(t *testing.T) {
 	l.Kill()
 	t.Logf("killed the etcd leader %s", l.Name)
 	time.Sleep(4 * time.Second) // the election and some appends after it
-	close(stop)
-	r := <-done
-	for _, err := range r.errs {
+	ok, errs := stop()
+	for _, err := range errs {
 		t.Error(err)
 	}
 	if t.Failed() {
 		t.FailNow()
 	}
-	n := checkLog(t, st[0], r.ok)
-	if n != len(r.ok) {
-		t.Fatalf("the log holds %d records, %d appends succeeded (none failed)", n, len(r.ok))
+	n := checkLog(t, st[0], ok)
+	if n != len(ok) {
+		t.Fatalf("the log holds %d records, %d appends succeeded (none failed)", n, len(ok))
 	}
 	t.Logf("%d appends from 3 nodes across the leader kill (%v ago), none failed; chain verifies, no duplicate; %d transactions of unknown outcome resolved (%d had landed); slowest append %v",
 		n, time.Since(killed).Round(time.Millisecond), unknown.Load(), landed.Load(), time.Duration(slowest.Load()).Round(time.Millisecond))
@@ -705,21 +745,8 @@ func TestLoseQuorum(t *testing.T) {
 func TestMemberChurn(t *testing.T) {
 	c := cluster(t)
 	var unknown, landed atomic.Int64
-	p := freshPrefix()
-	var st []*etcdstore.Store
-	for _, n := range []string{"node-a", "node-b", "node-c"} {
-		st = append(st, openLog(t, c, n, p, 0, slog.New(countHandler{&unknown, &landed})))
-	}
-	stop := make(chan struct{})
-	type result struct {
-		ok   map[string]uint64
-		errs []error
-	}
-	done := make(chan result)
-	go func() {
-		ok, errs := appendAll(st, 24, 0, stop)
-		done <- result{ok, errs}
-	}()
+	st := nodesOn(t, c, freshPrefix(), 3, 0, unknownLanded(&unknown, &landed))
+	stop := appendInBackground(st, 24)
 	ctx := context.Background()
 	for round := range 3 {
 		time.Sleep(500 * time.Millisecond)
@@ -747,19 +774,18 @@ func TestMemberChurn(t *testing.T) {
 		t.Logf("round %d: killed and restarted %s", round, m.Name)
 	}
 	time.Sleep(time.Second)
-	close(stop)
-	r := <-done
-	for _, err := range r.errs {
+	ok, errs := stop()
+	for _, err := range errs {
 		t.Error(err)
 	}
 	if t.Failed() {
 		t.FailNow()
 	}
-	if n := checkLog(t, st[1], r.ok); n != len(r.ok) {
-		t.Fatalf("the log holds %d records, %d appends succeeded (none failed)", n, len(r.ok))
+	if n := checkLog(t, st[1], ok); n != len(ok) {
+		t.Fatalf("the log holds %d records, %d appends succeeded (none failed)", n, len(ok))
 	}
 	t.Logf("%d appends from 3 nodes across 3 member kills (2 leaders), none failed, chain verifies, no duplicate; %d transactions of unknown outcome resolved (%d of them had landed)",
-		len(r.ok), unknown.Load(), landed.Load())
+		len(ok), unknown.Load(), landed.Load())
 }
 
 // Closing a Store mid-append answers every caller; nothing hangs.
@@ -873,15 +899,7 @@ func TestWatchKeysCompacted(t *testing.T) {
 	for range 5 {
 		bump()
 	}
-	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-	resp, err := a.Client().Get(cctx, "compact-me")
-	if err == nil {
-		_, err = a.Client().Compact(cctx, resp.Header.Revision)
-	}
-	ccancel()
-	if err != nil {
-		t.Fatalf("compact: %v", err)
-	}
+	compactAll(t, a)
 	if err := c.Members[0].Start(); err != nil {
 		t.Fatal(err)
 	}

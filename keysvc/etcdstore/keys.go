@@ -76,11 +76,7 @@ func (s *Store) casPut(key string, rev int64, v []byte, refused error, what stri
 			}
 		}
 		tried = true
-		cmp := clientv3.Compare(clientv3.ModRevision(key), "=", rev)
-		if rev == 0 {
-			cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
-		}
-		resp, err := s.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, string(v))).Commit()
+		resp, err := s.cli.Txn(ctx).If(revCmp(key, rev)).Then(clientv3.OpPut(key, string(v))).Commit()
 		if err != nil {
 			return err
 		}

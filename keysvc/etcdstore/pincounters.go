@@ -94,13 +94,9 @@ func (p pinCounters) Update(id string, fn func(st *token.PINState) error) error 
 		if err != nil {
 			return fmt.Errorf("%w: encode PIN state: %w", wire.ErrStore, err)
 		}
-		cmp := clientv3.Compare(clientv3.ModRevision(key), "=", rev)
-		if rev == 0 {
-			cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
-		}
 		ctx, cancel = context.WithDeadline(p.s.ctx, dl)
 		ctx, cancel2 := context.WithTimeout(ctx, p.s.attemptTimeout())
-		resp, err := p.s.cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, string(v))).Commit()
+		resp, err := p.s.cli.Txn(ctx).If(revCmp(key, rev)).Then(clientv3.OpPut(key, string(v))).Commit()
 		cancel2()
 		cancel()
 		switch {

@@ -56,8 +56,11 @@ func parseHead(kvs []*mvccpb.KeyValue) (head, error) {
 	return head{headValue: hv, rev: kvs[0].ModRevision}, nil
 }
 
-// headCmp compares audit/head's revision with rev (0: absent).
-func headCmp(key string, rev int64) clientv3.Cmp {
+// revCmp compares key's ModRevision with rev, 0 meaning the key is absent
+// (CreateRevision 0): the compare of every read-then-write compare-and-
+// swap in this package (the audit head, checkpoint-last, casPut, PIN
+// state).
+func revCmp(key string, rev int64) clientv3.Cmp {
 	if rev == 0 {
 		return clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
 	}
@@ -153,6 +156,7 @@ var errLostHead = errors.New("the audit head moved under the sequencer (another 
 func (s *Store) chainLoop(ctx context.Context, chained chan<- []chainedKey, first bool) error {
 	h, err := s.readHead(ctx)
 	if err != nil {
+		s.log.Warn("audit sequencer: cannot read the head", "err", err)
 		return err
 	}
 	if first {
@@ -289,7 +293,8 @@ func batchEnd(evs []inboxEvent) int {
 	return n
 }
 
-// readHead reads audit/head (linearizable), retrying until ctx ends.
+// readHead reads audit/head (linearizable), retrying until ctx ends
+// (LastAudit's read, and the sequencer's at each start).
 func (s *Store) readHead(ctx context.Context) (head, error) {
 	var h head
 	err := s.retry(ctx, func(ctx context.Context) error {
@@ -303,9 +308,6 @@ func (s *Store) readHead(ctx context.Context) (head, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		s.log.Warn("audit sequencer: cannot read the head", "err", err)
-	}
 	return h, err
 }
 
@@ -335,7 +337,7 @@ func (s *Store) chain(ctx context.Context, h *head, evs []inboxEvent, chained ch
 	}
 	ops = append(ops, clientv3.OpPut(s.k(keyHead), string(hv)))
 	actx, cancel := context.WithTimeout(ctx, s.attemptTimeout())
-	resp, err := s.cli.Txn(actx).If(headCmp(s.k(keyHead), h.rev)).Then(ops...).Commit()
+	resp, err := s.cli.Txn(actx).If(revCmp(s.k(keyHead), h.rev)).Then(ops...).Commit()
 	cancel()
 	if err != nil {
 		return err // unknown outcome: the head read next says

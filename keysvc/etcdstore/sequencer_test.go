@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,10 +40,7 @@ func headNode(t *testing.T, s *etcdstore.Store, prefix string) string {
 func TestSequencerFailover(t *testing.T) {
 	c := cluster(t)
 	p := freshPrefix()
-	var st []*etcdstore.Store
-	for _, n := range []string{"node-a", "node-b", "node-c"} {
-		st = append(st, open(t, c, n, p, 0))
-	}
+	st := nodesOn(t, c, p, 3, 0, nil)
 	if err := st[0].Audit(storetest.Rec("sign", "first")); err != nil {
 		t.Fatal(err)
 	}
@@ -62,25 +58,15 @@ func TestSequencerFailover(t *testing.T) {
 	if victim == nil {
 		t.Fatalf("no store is named %q, the node in audit/head", seqNode)
 	}
-	stop := make(chan struct{})
-	type result struct {
-		ok   map[string]uint64
-		errs []error
-	}
-	done := make(chan result)
-	go func() {
-		ok, errs := appendAll(st, 24, 0, stop)
-		done <- result{ok, errs}
-	}()
+	stop := appendInBackground(st, 24)
 	time.Sleep(time.Second)
 	closed := time.Now()
 	if err := victim.Close(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second)
-	close(stop)
-	r := <-done
-	for _, err := range r.errs {
+	ok, errs := stop()
+	for _, err := range errs {
 		// Only the closed node's own callers may fail, and only as closed.
 		if !errors.Is(err, etcdstore.ErrClosed) || !errors.Is(err, wire.ErrStore) {
 			t.Errorf("append failed other than on the closed node: %v", err)
@@ -89,15 +75,15 @@ func TestSequencerFailover(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	n := checkLog(t, rest[0], r.ok) // SyncAudit: the new sequencer chained everything
+	n := checkLog(t, rest[0], ok) // SyncAudit: the new sequencer chained everything
 	if now := headNode(t, rest[0], p); now == seqNode {
 		t.Fatalf("the head is still chained by %s, which was closed", now)
 	} else {
 		t.Logf("sequencer %s closed under appends; %s took over; %d records chained (%d acknowledged, %d refused as closed), no gap, no duplicate; %v from the close to the end",
-			seqNode, now, n, len(r.ok), len(r.errs), time.Since(closed).Round(time.Millisecond))
+			seqNode, now, n, len(ok), len(errs), time.Since(closed).Round(time.Millisecond))
 	}
-	if n < len(r.ok) {
-		t.Fatalf("%d records chained, %d acknowledged", n, len(r.ok))
+	if n < len(ok) {
+		t.Fatalf("%d records chained, %d acknowledged", n, len(ok))
 	}
 }
 
@@ -147,21 +133,6 @@ func TestInboxCleanup(t *testing.T) {
 }
 
 // countMsg counts log messages containing a text.
-type countMsg struct {
-	text string
-	n    *atomic.Int64
-}
-
-func (h countMsg) Enabled(context.Context, slog.Level) bool { return true }
-func (h countMsg) Handle(_ context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, h.text) {
-		h.n.Add(1)
-	}
-	return nil
-}
-func (h countMsg) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h countMsg) WithGroup(string) slog.Handler      { return h }
-
 // TestSequencerCompacted: the sequencer's member is killed while another
 // node appends and etcd's history is compacted past the sequencer's
 // cursor; when the member returns, the sequencer's watch cannot resume, so
@@ -177,7 +148,7 @@ func TestSequencerCompacted(t *testing.T) {
 	}
 	var compactions atomic.Int64
 	seq, err := etcdstore.Open(context.Background(), etcdstore.Config{Endpoints: []string{c.Members[0].ClientURL}, TLS: tlsCfg.Clone(),
-		Prefix: p, Node: "node-seq", Logger: slog.New(countMsg{"history compacted", &compactions})})
+		Prefix: p, Node: "node-seq", Logger: slog.New(countMsgs{"history compacted": &compactions})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,15 +187,7 @@ func TestSequencerCompacted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-	resp, err := a.Client().Get(cctx, "compact-me")
-	if err == nil {
-		_, err = a.Client().Compact(cctx, resp.Header.Revision)
-	}
-	ccancel()
-	if err != nil {
-		t.Fatalf("compact: %v", err)
-	}
+	compactAll(t, a)
 	if err := c.Members[0].Start(); err != nil {
 		t.Fatal(err)
 	}
