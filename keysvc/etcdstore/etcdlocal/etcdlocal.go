@@ -138,10 +138,25 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
+	// Ports picked here may be taken by another process between the pick
+	// and a member's bind (tests of several packages start clusters and
+	// servers at once): a member that exits on "address already in use"
+	// makes Start try again on new ports, twice at most.
+	for attempt := 1; ; attempt++ {
+		c, err := start(ctx, opts, bin)
+		if err == nil || opts.Ports != nil || attempt == 3 || !errors.Is(err, errPortTaken) {
+			return c, err
+		}
+	}
+}
+
+var errPortTaken = errors.New("etcdlocal: a member's port was taken")
+
+func start(ctx context.Context, opts Options, bin string) (*Cluster, error) {
 	ports := opts.Ports
 	if ports == nil {
 		var err error
-		if ports, err = freePorts(2 * opts.Members); err != nil {
+		if ports, err = pickPorts(2 * opts.Members); err != nil {
 			return nil, err
 		}
 	}
@@ -165,11 +180,55 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := c.WaitHealthy(wctx); err != nil {
+	if err := c.waitAllHealthy(wctx); err != nil {
 		c.Stop()
+		if errors.Is(err, errPortTaken) {
+			for _, m := range c.Members { // a fresh cluster on the next ports
+				os.RemoveAll(m.dir)
+				os.Remove(filepath.Join(c.Dir, m.Name+".log"))
+			}
+		}
 		return nil, err
 	}
 	return c, nil
+}
+
+// waitAllHealthy returns when every member answers /health true (a
+// cluster started with a member missing would lose its quorum at the first
+// member a test kills), or fails when a member exits.
+func (c *Cluster) waitAllHealthy(ctx context.Context) error {
+	cfg, err := c.ClientTLS()
+	if err != nil {
+		return err
+	}
+	for {
+		up := 0
+		for _, m := range c.Members {
+			m.mu.Lock()
+			exited := m.exited
+			m.mu.Unlock()
+			select {
+			case <-exited:
+				log, _ := os.ReadFile(filepath.Join(c.Dir, m.Name+".log"))
+				if strings.Contains(string(log), "address already in use") {
+					return fmt.Errorf("%w: %s (%s, %s)", errPortTaken, m.Name, m.ClientURL, m.PeerURL)
+				}
+				return fmt.Errorf("etcdlocal: %s exited at start (log: %s)", m.Name, filepath.Join(c.Dir, m.Name+".log"))
+			default:
+			}
+			if m.healthy(ctx, cfg) {
+				up++
+			}
+		}
+		if up == len(c.Members) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("etcdlocal: %d of %d members healthy (logs under %s): %w", up, len(c.Members), c.Dir, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Endpoints are the members' client URLs.
@@ -373,6 +432,9 @@ func readAll(c net.Conn, buf []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// pickPorts is freePorts (a test replaces it).
+var pickPorts = freePorts
 
 // freePorts picks n free loopback ports below the ephemeral range (so a
 // client's outgoing connection cannot take one between here and the
