@@ -579,7 +579,14 @@ func (s *Set) noMember() error {
 // confirm asks m's Health after cause; it marks m down and reports false
 // when m does not answer. Health answering only ErrSessionClosed (the
 // module was just re-initialised for another token) is asked again.
+//
+// The member's state may change while Health is asked (the prober
+// re-admits it): m is marked down only if its epoch has not moved since
+// this check began, so a failure seen before a re-admission never takes
+// out the member the re-admission just put back (its own checks were
+// newer).
 func (s *Set) confirm(m *member, cause error) bool {
+	epoch := m.epoch.Load()
 	var err error
 	for i := 0; i < 3; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -593,7 +600,7 @@ func (s *Set) confirm(m *member, cause error) bool {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	s.markDown(m, fmt.Errorf("%w (health: %w)", cause, err))
+	s.markDownAt(m, epoch, fmt.Errorf("%w (health: %w)", cause, err))
 	return false
 }
 
@@ -610,10 +617,11 @@ func (s *Set) health(ctx context.Context, m *member) error {
 	return nil
 }
 
-// markDown takes m out of service.
-func (s *Set) markDown(m *member, cause error) {
+// markDownAt takes m out of service, unless its state changed since
+// epoch (m.epoch when the failure was confirmed began).
+func (s *Set) markDownAt(m *member, epoch uint64, cause error) {
 	m.mu.Lock()
-	if m.state == MemberDown {
+	if m.state == MemberDown || m.epoch.Load() != epoch {
 		m.mu.Unlock()
 		return
 	}
