@@ -22,8 +22,12 @@ import (
 // config file) devConfig fills it; see the package doc for an example.
 type Config struct {
 	Listen  string `yaml:"listen"`   // host:port, default 127.0.0.1:8445
-	DataDir string `yaml:"data_dir"` // bank.db (customers, ledger, sessions, codes)
-	TLS     struct {
+	DataDir string `yaml:"data_dir"` // bank.db (customers, ledger, sessions, codes) when store.backend is bbolt
+	// Store is where banking keeps its records: bbolt (default: one file,
+	// data_dir/bank.db, one banking process) or PostgreSQL (several
+	// stateless banking processes sharing one database; issue 17).
+	Store storeConfig `yaml:"store"`
+	TLS   struct {
 		Cert string `yaml:"cert"` // the bank's own HTTPS certificate (PEM chain)
 		Key  string `yaml:"key"`
 	} `yaml:"tls"`
@@ -72,6 +76,24 @@ type Config struct {
 		File       string `yaml:"file"`
 		Passphrase string `yaml:"passphrase"` // recovery passphrase's source (prompt, env:NAME, file:/abs); empty: TPM only
 	} `yaml:"secrets"`
+}
+
+// storeConfig is the store section.
+type storeConfig struct {
+	Backend  string `yaml:"backend"` // bbolt (default) or postgres
+	Postgres struct {
+		// URL is a libpq connection URL without a password, e.g.
+		// postgres://banking@db-a:5432,db-b:5432/keyward?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=/etc/keyward/bank/pg-ca.pem
+		// Several hosts and target_session_attrs=read-write find the
+		// writable primary after a failover.
+		URL string `yaml:"url"`
+		// PasswordFile holds the database password (0600); empty: none
+		// (certificate or peer authentication), or sealed in secrets.file
+		// as pg-password.
+		PasswordFile string        `yaml:"password_file"`
+		MaxConns     int           `yaml:"max_conns"`  // pool size, default 32
+		TxTimeout    time.Duration `yaml:"tx_timeout"` // per transaction attempt, default 5s
+	} `yaml:"postgres"`
 }
 
 // keysvcConfig is the keysvc section: where keysvc is and how banking
@@ -123,6 +145,15 @@ func (c *Config) defaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
+	if c.Store.Backend == "" {
+		c.Store.Backend = "bbolt"
+	}
+	if c.Store.Postgres.MaxConns == 0 {
+		c.Store.Postgres.MaxConns = 32
+	}
+	if c.Store.Postgres.TxTimeout == 0 {
+		c.Store.Postgres.TxTimeout = 5 * time.Second
+	}
 }
 
 var (
@@ -138,8 +169,26 @@ func (c *Config) validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		add("listen must be host:port, e.g. 0.0.0.0:8445")
 	}
-	if c.DataDir == "" {
-		add("data_dir is required (bank.db is kept there)")
+	switch c.Store.Backend {
+	case "bbolt":
+		if c.DataDir == "" {
+			add("data_dir is required (bank.db is kept there)")
+		}
+		if c.Store.Postgres.URL != "" || c.Store.Postgres.PasswordFile != "" {
+			add("store.postgres is set but store.backend is bbolt: set store.backend: postgres, or remove store.postgres")
+		}
+	case "postgres":
+		if err := checkPostgresURL(c.Store.Postgres.URL); err != nil {
+			add("store.postgres.url: %v", err)
+		}
+		if n := c.Store.Postgres.MaxConns; n < 2 || n > 1000 {
+			add("store.postgres.max_conns must be between 2 and 1000")
+		}
+		if d := c.Store.Postgres.TxTimeout; d < 100*time.Millisecond || d > time.Minute {
+			add("store.postgres.tx_timeout must be between 100ms and 1m")
+		}
+	default:
+		add("store.backend must be bbolt (one file in data_dir) or postgres (store.postgres.url)")
 	}
 	sealed := c.Secrets.File != ""
 	if c.TLS.Cert == "" || (c.TLS.Key == "" && !sealed) {
@@ -227,6 +276,31 @@ func (c *Config) validate() error {
 		add("shutdown_timeout must be between 1s and 10m")
 	}
 	return errors.Join(errs...)
+}
+
+// checkPostgresURL accepts a postgres:// or postgresql:// URL that names a
+// database and carries no password: the password comes from
+// store.postgres.password_file or the sealed secrets file, never from the
+// config (it would show in every copy of the file and in ps for tools that
+// take the URL as an argument). The error never repeats the URL.
+func checkPostgresURL(s string) error {
+	if s == "" {
+		return errors.New("required when store.backend is postgres, e.g. postgres://banking@db-a:5432,db-b:5432/keyward?target_session_attrs=read-write")
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		return errors.New("must be postgres://user@host:port[,host:port...]/database[?parameters]")
+	}
+	if _, has := u.User.Password(); has || u.Query().Has("password") {
+		return errors.New("must not hold a password: put it in store.postgres.password_file or seal it in secrets.file as pg-password")
+	}
+	if strings.Trim(u.Path, "/") == "" {
+		return errors.New("must name the database, e.g. .../keyward")
+	}
+	if h := u.Query().Get("target_session_attrs"); strings.Contains(u.Host, ",") && h != "read-write" && h != "primary" {
+		return errors.New("names several hosts: add target_session_attrs=read-write so banking finds the writable primary after a failover")
+	}
+	return nil
 }
 
 // httpsURL reports whether s is https://host[:port][/prefix], with no

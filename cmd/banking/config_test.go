@@ -201,3 +201,54 @@ func TestLoadConfigKeysvcURLs(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadConfigStore: store.backend postgres needs a URL naming a database,
+// with no password in it; several hosts need target_session_attrs; bbolt
+// stays the default and needs data_dir. No error repeats the URL.
+func TestLoadConfigStore(t *testing.T) {
+	c, err := loadConfig(writeConfig(t, validYAML))
+	if err != nil || c.Store.Backend != "bbolt" {
+		t.Fatalf("default backend: %+v, %v", c.Store, err)
+	}
+	pg := strings.Replace(validYAML, "data_dir: /var/lib/keyward-bank\n",
+		"store:\n  backend: postgres\n  postgres: {url: \"postgres://banking@db-a:5432,db-b:5433/keyward?target_session_attrs=read-write\", password_file: /run/keyward/pg.pw}\n", 1)
+	c, err = loadConfig(writeConfig(t, pg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.Postgres.MaxConns != 32 || c.Store.Postgres.TxTimeout != 5*time.Second || c.Store.Postgres.PasswordFile != "/run/keyward/pg.pw" {
+		t.Fatalf("postgres defaults: %+v", c.Store.Postgres)
+	}
+	for _, r := range []struct{ name, url, want string }{
+		{"password in URL", "postgres://banking:s3cretPW@db-a/keyward", "must not hold a password"},
+		{"password parameter", "postgres://banking@db-a/keyward?password=s3cretPW", "must not hold a password"},
+		{"no database", "postgres://banking@db-a:5432", "must name the database"},
+		{"several hosts, any session", "postgres://banking@db-a,db-b/keyward", "target_session_attrs=read-write"},
+		{"not postgres", "mysql://banking@db-a/keyward", "must be postgres://"},
+	} {
+		t.Run(r.name, func(t *testing.T) {
+			body := strings.Replace(validYAML, "data_dir: /var/lib/keyward-bank\n",
+				"store:\n  backend: postgres\n  postgres: {url: \""+r.url+"\"}\n", 1)
+			_, err := loadConfig(writeConfig(t, body))
+			if err == nil || !strings.Contains(err.Error(), r.want) {
+				t.Fatalf("want %q, got %v", r.want, err)
+			}
+			if strings.Contains(err.Error(), "s3cretPW") || strings.Contains(err.Error(), "db-a") {
+				t.Fatalf("the error repeats the URL: %v", err)
+			}
+		})
+	}
+	for _, r := range []struct{ name, edit, want string }{
+		{"unknown backend", "store: {backend: sqlite}\n", "store.backend must be bbolt"},
+		{"postgres section on bbolt", "store: {postgres: {url: \"postgres://b@h/k\"}}\ndata_dir: /x\n", "store.postgres is set but store.backend is bbolt"},
+		{"no url", "store: {backend: postgres}\n", "store.postgres.url: required"},
+	} {
+		t.Run(r.name, func(t *testing.T) {
+			body := strings.Replace(validYAML, "data_dir: /var/lib/keyward-bank\n", r.edit, 1)
+			_, err := loadConfig(writeConfig(t, body))
+			if err == nil || !strings.Contains(err.Error(), r.want) {
+				t.Fatalf("want %q, got %v", r.want, err)
+			}
+		})
+	}
+}
