@@ -49,7 +49,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
 
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/bruteforce"
@@ -93,7 +93,7 @@ const (
 
 // Config configures a Bank.
 type Config struct {
-	DB     *bolt.DB // one file: customers, ledger, sessions, codes, counters
+	DB     store.DB // one file: customers, ledger, sessions, codes, counters
 	KMS    KMS
 	Screen Screen // nil: nothing is screened (tests only)
 	// SMS delivers one-time codes; otp.DevOutbox in dev mode.
@@ -118,7 +118,7 @@ type Config struct {
 // Bank is the banking application.
 type Bank struct {
 	cfg        Config
-	db         *bolt.DB
+	db         store.DB
 	kms        KMS
 	log        *slog.Logger
 	now        func() time.Time
@@ -160,14 +160,7 @@ func New(cfg Config) (*Bank, error) {
 		cfg.PublicKeyTTL = DefaultPublicKeyTTL
 	}
 	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: slog.New(httpedge.ContextHandler(cfg.Logger.Handler())), now: cfg.Now, pending: newPendingTransfers(), customers: map[string]*Customer{}}
-	if err := cfg.DB.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketCustomers, bucketLogins, bucketCorp, bucketReceipts, bucketStepUp} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
+	if err := cfg.DB.Ensure(bucketCustomers, bucketLogins, bucketCorp, bucketReceipts, bucketStepUp); err != nil {
 		return nil, fmt.Errorf("banking: buckets: %w", err)
 	}
 	lopts := cfg.Ledger

@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
 
 	"github.com/keyward/keyward/banking/auth/mask"
 	"github.com/keyward/keyward/banking/auth/password"
@@ -201,7 +201,7 @@ func (b *Bank) decoyMAC() []byte {
 		return *m
 	}
 	var m []byte
-	_ = b.db.View(func(tx *bolt.Tx) error {
+	_ = b.db.View(func(tx store.Tx) error {
 		_, v := tx.Bucket(bucketCustomers).Cursor().First()
 		var c struct {
 			PasswordMAC []byte `json:"password_mac"`
@@ -363,7 +363,7 @@ func (b *Bank) putCustomer(c *Customer, create bool) error {
 	b.custMu.Lock()
 	defer b.custMu.Unlock()
 	delete(b.customers, c.ID) // read afresh after any change
-	return b.db.Update(func(tx *bolt.Tx) error {
+	return b.db.Update(func(tx store.Tx) error {
 		logins := tx.Bucket(bucketLogins)
 		if create {
 			if logins.Get([]byte(c.Login)) != nil {
@@ -383,7 +383,7 @@ func (b *Bank) updateCustomer(id string, change func(*Customer) bool) error {
 	b.custMu.Lock()
 	defer b.custMu.Unlock()
 	delete(b.customers, id)
-	return b.db.Update(func(tx *bolt.Tx) error {
+	return b.db.Update(func(tx store.Tx) error {
 		bk := tx.Bucket(bucketCustomers)
 		v := bk.Get([]byte(id))
 		if v == nil {
@@ -427,7 +427,7 @@ func (b *Bank) Customer(id string) (*Customer, error) {
 
 func (b *Bank) loadCustomer(id string) (*Customer, error) {
 	var c Customer
-	err := b.db.View(func(tx *bolt.Tx) error {
+	err := b.db.View(func(tx store.Tx) error {
 		v := tx.Bucket(bucketCustomers).Get([]byte(id))
 		if v == nil {
 			return fmt.Errorf("%w: customer", ErrNotFound)
@@ -442,7 +442,7 @@ func (b *Bank) loadCustomer(id string) (*Customer, error) {
 
 func (b *Bank) customerByLogin(login string) (*Customer, error) {
 	var id []byte
-	_ = b.db.View(func(tx *bolt.Tx) error {
+	_ = b.db.View(func(tx store.Tx) error {
 		id = append(id, tx.Bucket(bucketLogins).Get([]byte(login))...)
 		return nil
 	})

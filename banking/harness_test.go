@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +28,7 @@ import (
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store/dbtest"
 
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/auth"
@@ -107,11 +106,8 @@ func newUnitBank(t *testing.T) *unitBank {
 	t.Helper()
 	ub := &unitBank{kms: fakekms.New(kmsClient, "usb-", "cust-"), outbox: otp.NewDevOutbox(), log: &syncBuffer{}}
 	provision(t, ub.kms)
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "bank.db"), 0o600, &bolt.Options{Timeout: time.Second, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := dbtest.New(t).Open()
+	var err error
 	logger := slog.New(slog.NewTextHandler(ub.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	alerts := auth.AlertsFunc(func(_ context.Context, ev auth.Event) {
 		ub.mu.Lock()

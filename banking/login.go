@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
 
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
@@ -137,7 +137,7 @@ func (b *Bank) StepUp(ctx context.Context, sid string, s session.Session, code, 
 var bucketStepUp = []byte("bank-stepup-pending") // session ref → "1" while the login's step-up is open
 
 func (b *Bank) setStepUpPending(ref string, pending bool) error {
-	return b.db.Update(func(tx *bolt.Tx) error {
+	return b.db.Update(func(tx store.Tx) error {
 		bk := tx.Bucket(bucketStepUp)
 		if pending {
 			return bk.Put([]byte(ref), []byte{1})
@@ -166,7 +166,7 @@ func (b *Bank) Authenticate(ctx context.Context, sid, dev string) (session.Sessi
 // been completed: it may only complete the step-up (R-AUTH-9).
 func (b *Bank) ready(s session.Session) error {
 	var pending bool
-	_ = b.db.View(func(tx *bolt.Tx) error {
+	_ = b.db.View(func(tx store.Tx) error {
 		pending = tx.Bucket(bucketStepUp).Get([]byte(s.Ref)) != nil
 		return nil
 	})

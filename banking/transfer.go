@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
 
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/bankwire"
@@ -216,7 +216,7 @@ func (b *Bank) receipt(ctx context.Context, rc ledger.Receipt) (bankwire.Receipt
 		return bankwire.Receipt{}, err
 	}
 	var sig []byte
-	_ = b.db.View(func(tx *bolt.Tx) error {
+	_ = b.db.View(func(tx store.Tx) error {
 		if bk := tx.Bucket(bucketReceipts); bk != nil {
 			sig = append(sig, bk.Get([]byte(rc.TransferID))...)
 		}
@@ -227,19 +227,21 @@ func (b *Bank) receipt(ctx context.Context, rc ledger.Receipt) (bankwire.Receipt
 		if err != nil {
 			return bankwire.Receipt{}, err // already mapped (kmsErr) by the signer
 		}
-		sig = []byte(stripVersion(s))
-		// Batch: concurrent transfers share one commit (the function may
-		// run twice; it only stores the first signature).
-		if err := b.db.Batch(func(tx *bolt.Tx) error {
-			bk, err := tx.CreateBucketIfNotExists(bucketReceipts)
-			if err != nil {
-				return err
+		mine := []byte(stripVersion(s))
+		// Batch: concurrent transfers share one commit. The function may
+		// run more than once; it only assigns sig and stores the first
+		// signature.
+		if err := b.db.Batch(func(tx store.Tx) error {
+			bk := tx.Bucket(bucketReceipts)
+			if bk == nil {
+				return fmt.Errorf("%w: receipts", store.ErrBucketMissing)
 			}
-			if old := bk.Get([]byte(rc.TransferID)); old != nil { // a concurrent request signed first
+			if old := bk.Get([]byte(rc.TransferID)); old != nil { // a concurrent request (maybe on another node) signed first
 				sig = append([]byte(nil), old...)
 				return nil
 			}
-			return bk.Put([]byte(rc.TransferID), sig)
+			sig = mine
+			return bk.Put([]byte(rc.TransferID), mine)
 		}); err != nil {
 			return bankwire.Receipt{}, err
 		}

@@ -31,7 +31,7 @@ func OpenBolt(path string, timeout time.Duration) (DB, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout,
 		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("%w: open %s: locked by another process for %v (is another banking or ledger process using this file?)", ErrBackend, path, timeout)
+		return nil, fmt.Errorf("%w: open %s: locked by another process for %v (is banking already running on it?)", ErrBackend, path, timeout)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrBackend, path, err)
@@ -116,3 +116,16 @@ func (c boltCursor) Seek(s []byte) ([]byte, []byte) { return c.c.Seek(s) }
 func (c boltCursor) Next() ([]byte, []byte)         { return c.c.Next() }
 func (c boltCursor) Prev() ([]byte, []byte)         { return c.c.Prev() }
 func (c boltCursor) Delete() error                  { return c.c.Delete() }
+
+// AppendOnly is an optional ability of a Bucket (bbolt's): the caller
+// promises its writes in this transaction go at the bucket's end, so
+// pages are packed full instead of split half empty (bbolt's FillPercent
+// = 1). Backends without pages do not offer it; callers check with a type
+// assertion and carry on without it.
+type AppendOnly interface {
+	AppendOnly()
+}
+
+var _ AppendOnly = boltBucket{}
+
+func (b boltBucket) AppendOnly() { b.b.FillPercent = 1.0 }

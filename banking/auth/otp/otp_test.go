@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
 
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/internal/authtest"
@@ -27,7 +27,7 @@ type env struct {
 	box    *otp.DevOutbox
 	clk    *authtest.Clock
 	alerts *authtest.Alerts
-	db     *bolt.DB
+	db     store.DB
 }
 
 func newEnv(t *testing.T, mod func(*otp.Config)) *env {
@@ -324,7 +324,7 @@ func TestStoredOnlyAsKeyedHash(t *testing.T) {
 	e := newEnv(t, nil)
 	code := e.issue(t, "c1", "login")
 	var raw []byte
-	e.db.View(func(tx *bolt.Tx) error {
+	e.db.View(func(tx store.Tx) error {
 		raw = append(raw, tx.Bucket([]byte("auth-otp")).Get([]byte("c1\x00login"))...)
 		return nil
 	})

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
 
 	"github.com/keyward/keyward/banking/internal/kv"
 )
@@ -49,7 +49,7 @@ func (m *Manager) lookup(ctx context.Context, id string, touch bool) (Session, e
 		// (gen unchanged), so a Logout racing this read cannot be undone.
 		var rec record
 		var found bool
-		err := m.cfg.DB.View(func(tx *bolt.Tx) (err error) {
+		err := m.cfg.DB.View(func(tx store.Tx) (err error) {
 			found, err = kv.Get(tx.Bucket(bucketSessions), h[:], &rec)
 			return err
 		})
@@ -111,7 +111,7 @@ func (m *Manager) StepUp(ctx context.Context, id string, level Level) (Session, 
 	h, _ := parseID(id)
 	now := m.cfg.Now()
 	var rec record
-	err = m.mutate(func(tx *bolt.Tx) error {
+	err = m.mutate(func(tx store.Tx) error {
 		b := tx.Bucket(bucketSessions)
 		found, err := kv.Get(b, h[:], &rec)
 		if err != nil || !found {
@@ -158,7 +158,7 @@ func (m *Manager) RequireStepUp(s Session, level Level, within time.Duration) er
 // mutate runs fn in a committed (fsync'd) transaction, then, under the
 // cache lock, bumps the generation and runs after. Every change to an
 // existing session goes through here.
-func (m *Manager) mutate(fn func(tx *bolt.Tx) error, after func()) error {
+func (m *Manager) mutate(fn func(tx store.Tx) error, after func()) error {
 	if err := m.cfg.DB.Batch(fn); err != nil {
 		if err == ErrNotFound {
 			return err
@@ -184,12 +184,12 @@ func (m *Manager) Logout(ctx context.Context, id string) error {
 	if err := m.open(ctx); err != nil {
 		return err
 	}
-	return m.mutate(func(tx *bolt.Tx) error {
+	return m.mutate(func(tx store.Tx) error {
 		return deleteSession(tx, h)
 	}, func() { delete(m.cache, h) })
 }
 
-func deleteSession(tx *bolt.Tx, h hash) error {
+func deleteSession(tx store.Tx, h hash) error {
 	b := tx.Bucket(bucketSessions)
 	var rec record
 	found, err := kv.Get(b, h[:], &rec)
@@ -228,7 +228,7 @@ func (m *Manager) logoutCustomer(ctx context.Context, customer string, keep *has
 		return 0, err
 	}
 	var ended []hash
-	err := m.mutate(func(tx *bolt.Tx) error {
+	err := m.mutate(func(tx store.Tx) error {
 		ended = ended[:0]
 		prefix := kv.Prefix(customer)
 		c := tx.Bucket(bucketByCustomer).Cursor()
@@ -270,7 +270,7 @@ func (m *Manager) List(ctx context.Context, customer string) ([]Session, error) 
 		rec record
 	}
 	var items []item
-	err := m.cfg.DB.View(func(tx *bolt.Tx) error {
+	err := m.cfg.DB.View(func(tx store.Tx) error {
 		prefix := kv.Prefix(customer)
 		c := tx.Bucket(bucketByCustomer).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
@@ -311,7 +311,7 @@ func (m *Manager) LogoutRef(ctx context.Context, customer, ref string) error {
 	}
 	var h hash
 	var found bool
-	return m.mutate(func(tx *bolt.Tx) error {
+	return m.mutate(func(tx store.Tx) error {
 		found = false
 		prefix := kv.Prefix(customer)
 		c := tx.Bucket(bucketByCustomer).Cursor()
@@ -358,7 +358,7 @@ func (m *Manager) flush() error {
 	}
 	// One transaction, one fsync, for all of them. A record deleted
 	// meanwhile (logout) is skipped, never re-created.
-	err := m.cfg.DB.Update(func(tx *bolt.Tx) error {
+	err := m.cfg.DB.Update(func(tx store.Tx) error {
 		b := tx.Bucket(bucketSessions)
 		for _, it := range items {
 			var rec record
@@ -406,7 +406,7 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	// after checking again inside the write transaction, against the
 	// newest last-seen (the cache's, if it has one).
 	var cands []hash
-	err := m.cfg.DB.View(func(tx *bolt.Tx) error {
+	err := m.cfg.DB.View(func(tx store.Tx) error {
 		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
 			var rec record
 			if json.Unmarshal(v, &rec) != nil || !now.Before(m.expiry(&rec)) {
@@ -421,7 +421,7 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
-	err = m.mutate(func(tx *bolt.Tx) error {
+	err = m.mutate(func(tx store.Tx) error {
 		n = 0
 		b := tx.Bucket(bucketSessions)
 		for _, h := range cands {
