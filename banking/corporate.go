@@ -9,11 +9,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/keyward/keyward/banking/store"
-
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // CorpOrder is a corporate transfer order on its way through the roles.

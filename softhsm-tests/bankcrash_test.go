@@ -46,11 +46,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/banking/store"
-
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/keysvc/client"
 	"github.com/keyward/keyward/keysvc/wire"
 )

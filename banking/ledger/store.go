@@ -6,9 +6,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/keyward/keyward/banking/store"
-
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Storage helpers: records in the ledger's bbolt buckets (layout in the

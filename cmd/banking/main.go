@@ -92,11 +92,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/keyward/keyward/banking/store"
-
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/blacklist"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/cmd/internal/startmode"
 	"github.com/keyward/keyward/keysvc/client"
 	"github.com/keyward/keyward/keysvc/wire"

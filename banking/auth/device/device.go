@@ -54,9 +54,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyward/keyward/banking/store"
-
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // DefaultMaxDevices is the number of devices kept per customer when

@@ -11,10 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/banking/store"
-
 	"github.com/keyward/keyward/banking/auth/device"
 	"github.com/keyward/keyward/banking/auth/internal/authtest"
+	"github.com/keyward/keyward/banking/store"
 )
 
 func ip(s string) netip.Addr { return netip.MustParseAddr(s) }

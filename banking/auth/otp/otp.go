@@ -11,10 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyward/keyward/banking/store"
-
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Limits (R-AUTH-8).

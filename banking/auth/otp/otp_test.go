@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/banking/store"
-
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/internal/authtest"
 	"github.com/keyward/keyward/banking/auth/otp"
+	"github.com/keyward/keyward/banking/store"
 )
 
 const phone = "13812345678"

@@ -10,11 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyward/keyward/banking/store"
-
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/mask"
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Issue creates a code for the customer and purpose (e.g. "login",
@@ -108,6 +107,7 @@ func (s *Service) refuse(ctx context.Context, customerID string, now time.Time) 
 	alert := false
 	var count int
 	err := s.cfg.DB.Update(func(tx store.Tx) error {
+		retry, alert, count = 0, false, 0 // fn may run again (store contract)
 		b := tx.Bucket(bucketIssues)
 		var log issues
 		if _, err := kv.Get(b, []byte(customerID), &log); err != nil {
@@ -241,7 +241,7 @@ func (s *Service) settle(ctx context.Context, customerID string, key, nonce []by
 	var rec record
 	lockedNow := false
 	err = s.cfg.DB.Update(func(tx store.Tx) error {
-		lockedNow = false
+		rec, lockedNow = record{}, false // fn may run again (store contract)
 		b := tx.Bucket(bucketCodes)
 		found, err := kv.Get(b, key, &rec)
 		switch {

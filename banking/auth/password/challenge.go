@@ -13,9 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keyward/keyward/banking/store"
-
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // ChallengeSize is the length of a login challenge in bytes (256 bits).

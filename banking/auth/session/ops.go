@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/keyward/keyward/banking/store"
-
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Get checks the session without extending it: ErrNotFound (never existed,
@@ -43,8 +42,11 @@ func (m *Manager) lookup(ctx context.Context, id string, touch bool) (Session, e
 	g := m.gen
 	m.mu.Unlock()
 
+	if m.cfg.DB.Shared() {
+		return m.lookupShared(h, touch)
+	}
 	if e == nil {
-		// Cache miss (after a restart): one bbolt Get. The result is cached
+		// Cache miss (after a restart): one Get. The result is cached
 		// only if no change to an existing session was committed meanwhile
 		// (gen unchanged), so a Logout racing this read cannot be undone.
 		var rec record
@@ -81,6 +83,51 @@ func (m *Manager) lookup(ctx context.Context, id string, touch bool) (Session, e
 	}
 	if s, err := m.check(h, e.rec, now); err != nil {
 		delete(m.cache, h) // expired: the sweeper deletes the record
+		return s, err
+	}
+	if touch && now.After(e.rec.LastSeen) {
+		e.rec.LastSeen = now
+		e.dirty = true
+	}
+	return m.view(h, e.rec), nil
+}
+
+// lookupShared is lookup on a store other banking nodes share: the record
+// is read on every call, since another node may have ended the session or
+// stepped it up; the cache only keeps this node's newer last-seen time
+// (written behind, as on a store of its own) and merges it in. A session
+// another node ended is ErrNotFound here as soon as its deletion commits.
+func (m *Manager) lookupShared(h hash, touch bool) (Session, error) {
+	var rec record
+	var found bool
+	err := m.cfg.DB.View(func(tx store.Tx) (err error) {
+		rec = record{}
+		found, err = kv.Get(tx.Bucket(bucketSessions), h[:], &rec)
+		return err
+	})
+	if err != nil {
+		return Session{}, fmt.Errorf("session: %w", err)
+	}
+	now := m.cfg.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !found {
+		delete(m.cache, h)
+		return Session{}, ErrNotFound
+	}
+	e := m.cache[h]
+	if e == nil {
+		e = &entry{rec: rec}
+		m.cache[h] = e
+	} else {
+		seen := e.rec.LastSeen
+		e.rec = rec
+		if seen.After(rec.LastSeen) {
+			e.rec.LastSeen = seen
+		}
+	}
+	if s, err := m.check(h, e.rec, now); err != nil {
+		delete(m.cache, h)
 		return s, err
 	}
 	if touch && now.After(e.rec.LastSeen) {
@@ -271,6 +318,7 @@ func (m *Manager) List(ctx context.Context, customer string) ([]Session, error) 
 	}
 	var items []item
 	err := m.cfg.DB.View(func(tx store.Tx) error {
+		items = items[:0]
 		prefix := kv.Prefix(customer)
 		c := tx.Bucket(bucketByCustomer).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
@@ -289,9 +337,14 @@ func (m *Manager) List(ctx context.Context, customer string) ([]Session, error) 
 	var out []Session
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	shared := m.cfg.DB.Shared()
 	for _, it := range items {
 		if e := m.cache[it.h]; e != nil {
-			it.rec = e.rec
+			if !shared {
+				it.rec = e.rec // this Manager is the only writer: its cache is the truth
+			} else if e.rec.LastSeen.After(it.rec.LastSeen) {
+				it.rec.LastSeen = e.rec.LastSeen // only this node's unwritten last-seen
+			}
 		}
 		if s, err := m.check(it.h, it.rec, now); err == nil {
 			out = append(out, s)

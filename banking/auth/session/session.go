@@ -12,9 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keyward/keyward/banking/store"
-
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Defaults and limits.

@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/banking/store"
-
 	"github.com/keyward/keyward/banking/auth/internal/authtest"
 	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/banking/store"
 )
 
 type env struct {

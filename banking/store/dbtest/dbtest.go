@@ -95,6 +95,41 @@ func (h *Handle) Open() store.DB {
 	return db
 }
 
+// Nodes opens n handles on the test's store, as n banking nodes sharing
+// it would hold (issue 17, stateless nodes). On PostgreSQL each is a store
+// of its own (its own connections), closed by t.Cleanup. On bbolt, which
+// one process owns, they are the one open file, each reporting Shared()
+// true so that the code takes its shared-store paths (read-through caches,
+// records another node may change): a test of that logic in one process,
+// not of two processes; their Close does nothing (t.Cleanup closes the
+// file).
+func (h *Handle) Nodes(n int) []store.DB {
+	h.t.Helper()
+	out := make([]store.DB, n)
+	if h.Path == "" {
+		for i := range out {
+			db, err := h.open()
+			if err != nil {
+				h.t.Fatalf("open node %d's store: %v", i, err)
+			}
+			h.t.Cleanup(func() { db.Close() })
+			out[i] = db
+		}
+		return out
+	}
+	db := h.Open()
+	for i := range out {
+		out[i] = sharedNode{db}
+	}
+	return out
+}
+
+// sharedNode is one node's view of a bbolt store posing as shared.
+type sharedNode struct{ store.DB }
+
+func (sharedNode) Shared() bool { return true }
+func (sharedNode) Close() error { return nil }
+
 // Backend is the backend this test runs on: "bbolt" or "postgres".
 func Backend() string {
 	if os.Getenv(EnvBackend) == "postgres" {
