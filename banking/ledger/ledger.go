@@ -36,15 +36,15 @@ var DefaultMaxLimits = map[string]Limits{"CNY": {PerTransaction: 1_000_000_00, D
 
 // Options tune a ledger. Zero values take the defaults.
 type Options struct {
-	// MaxBatchSize is the most transfers group-committed by one bbolt
-	// transaction (db.MaxBatchSize); set it near the number of concurrent
+	// MaxBatchSize is the most transfers group-committed by one store
+	// transaction (store.DB.SetBatchLimits); set it near the number of concurrent
 	// callers. A batch commits when it is full or MaxBatchDelay after its
 	// first transfer: with fewer callers than MaxBatchSize every commit
 	// waits for the timer; with more, full batches queue behind each
 	// other, which is fine. Default 64.
 	MaxBatchSize int
 	// MaxBatchDelay is how long a transfer waits for others to share its
-	// commit (db.MaxBatchDelay). Default 2 ms.
+	// commit (store.DB.SetBatchLimits). Default 2 ms.
 	MaxBatchDelay time.Duration
 	// Location decides where a day ends for daily limits. Default
 	// Asia/Shanghai (UTC+8 when the system has no zone database).
@@ -72,7 +72,7 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Ledger is a double-entry ledger in one bbolt database. All its methods
+// Ledger is a double-entry ledger in one banking store. All its methods
 // are safe for concurrent use.
 type Ledger struct {
 	db        store.DB

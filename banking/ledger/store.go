@@ -10,7 +10,7 @@ import (
 	"github.com/keyward/keyward/banking/store"
 )
 
-// Storage helpers: records in the ledger's bbolt buckets (layout in the
+// Storage helpers: records in the ledger's buckets (layout in the
 // package documentation).
 
 func getAccount(tx store.Tx, id string) (Account, error) {
@@ -104,7 +104,7 @@ func legOf(tx store.Tx, seq uint64, id string) (Receipt, entryRecord, error) {
 }
 
 // storeErr leaves the ledger's own errors and context errors as they are
-// and marks anything else (bbolt, I/O) ErrStore.
+// and marks anything else (the store's faults, I/O) ErrStore.
 func storeErr(op string, err error) error {
 	if err == nil {
 		return nil

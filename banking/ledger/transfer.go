@@ -188,8 +188,9 @@ func (l *Ledger) Withdraw(ctx context.Context, req CashRequest) (Receipt, error)
 		amount: req.Amount, currency: req.Currency, memo: req.Memo, reference: req.Reference})
 }
 
-// post writes one posting through db.Batch. bbolt may run the function more
-// than once (a batch whose other member failed is retried), so it reads
+// post writes one posting through db.Batch. The store may run the function
+// more than once (bbolt retries a batch whose other member failed,
+// PostgreSQL a serialisation conflict), so it reads
 // every input inside its transaction, writes nothing outside it, and
 // reports a refusal through the variables it resets on entry, returning nil
 // so that a refusal never rolls back the other members of its batch.

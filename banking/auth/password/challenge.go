@@ -52,7 +52,7 @@ type ChallengeConfig struct {
 //
 // # Concurrency
 //
-// Consume is one bbolt transaction (through DB.Batch, so concurrent logins
+// Consume is one store transaction (through DB.Batch, so concurrent logins
 // share an fsync): of any number of concurrent consumers of one challenge,
 // exactly one succeeds and the others get ErrChallengeUsed.
 //
