@@ -10,6 +10,7 @@ import (
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
@@ -68,12 +69,18 @@ var errorTable = append(httpedge.Table{
 	{Err: ErrBlocked, Status: http.StatusForbidden, Code: "payee_blocked", Message: msgPayeeBlocked},
 	{Err: ledger.ErrBlocked, Status: http.StatusForbidden, Code: "payee_blocked", Message: msgPayeeBlocked},
 	{Err: ErrUnavailable, Status: http.StatusServiceUnavailable, Code: "unavailable"},
+	// The database is down or failing over (store.ErrBackend, also under
+	// ledger.ErrStore): nothing was stored, or — for a commit whose outcome
+	// was lost with the connection — send the same request again with the
+	// same idempotency key to learn which.
+	{Err: store.ErrBackend, Status: http.StatusServiceUnavailable, Code: "unavailable", Message: msgStoreUnavailable},
 }, ledgerRows()...)
 
 // Fixed texts of the screening refusals: never echo screening-list details.
 const (
-	msgPayeeBlocked    = "the transfer is refused: the payee or account is on the bank's screening list"
-	msgCustomerBlocked = "enrolment refused: the customer is on the bank's screening list"
+	msgStoreUnavailable = "the bank's records cannot be reached just now; try again shortly (a transfer sent again with the same order is never applied twice)"
+	msgPayeeBlocked     = "the transfer is refused: the payee or account is on the bank's screening list"
+	msgCustomerBlocked  = "enrolment refused: the customer is on the bank's screening list"
 )
 
 // ledgerStatus is the HTTP status of each ledger code (ledger.ErrorCodes).
