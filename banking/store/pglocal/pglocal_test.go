@@ -41,7 +41,7 @@ func connect(t *testing.T, ctx context.Context, dsn string) *pgx.Conn {
 	return conn
 }
 
-func exec(t *testing.T, ctx context.Context, conn *pgx.Conn, sql string, args ...any) {
+func mustExec(t *testing.T, ctx context.Context, conn *pgx.Conn, sql string, args ...any) {
 	t.Helper()
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
@@ -81,8 +81,8 @@ func TestSingleServer(t *testing.T) {
 	}
 
 	conn := connect(t, ctx, c.DSN("bank"))
-	exec(t, ctx, conn, "CREATE TABLE t (id int PRIMARY KEY)")
-	exec(t, ctx, conn, "INSERT INTO t SELECT generate_series(1, 100)")
+	mustExec(t, ctx, conn, "CREATE TABLE t (id int PRIMARY KEY)")
+	mustExec(t, ctx, conn, "INSERT INTO t SELECT generate_series(1, 100)")
 	var fsync, user string
 	if err := conn.QueryRow(ctx, "SELECT current_setting('fsync'), current_user").Scan(&fsync, &user); err != nil {
 		t.Fatal(err)
@@ -131,7 +131,7 @@ func TestSynchronousStandbyRPO0(t *testing.T) {
 		t.Fatal(err)
 	}
 	primary := connect(t, ctx, c.Primary.DSN("bank"))
-	exec(t, ctx, primary, "CREATE TABLE t (writer int, seq int, PRIMARY KEY (writer, seq))")
+	mustExec(t, ctx, primary, "CREATE TABLE t (writer int, seq int, PRIMARY KEY (writer, seq))")
 	var names string
 	if err := primary.QueryRow(ctx, "SELECT current_setting('synchronous_standby_names')").Scan(&names); err != nil {
 		t.Fatal(err)
@@ -205,5 +205,5 @@ func TestSynchronousStandbyRPO0(t *testing.T) {
 	if lost != 0 {
 		t.Fatalf("%d acknowledged commits lost in the failover (RPO must be 0)", lost)
 	}
-	exec(t, ctx, conn, "INSERT INTO t VALUES (-1, 1)") // writable
+	mustExec(t, ctx, conn, "INSERT INTO t VALUES (-1, 1)") // writable
 }
