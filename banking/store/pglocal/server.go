@@ -227,6 +227,11 @@ func (s *Server) Stop() {
 // Promote makes a standby a primary (pg_ctl promote) and returns when it
 // accepts writes: pg_is_in_recovery() is false. This is what an operator,
 // or a failover manager such as Patroni, does after losing the primary.
+//
+// The old primary must not be started again as it is: it would be a
+// second writable server on a diverged history, and a multi-host DSN
+// naming it first would reach it. Rebuild it as a standby of the new
+// primary (pg_basebackup, or pg_rewind) instead.
 func (s *Server) Promote(ctx context.Context) error {
 	bin, err := Bin("pg_ctl")
 	if err != nil {
