@@ -36,6 +36,20 @@
 // failover (target_session_attrs=read-write); Server.Promote is the
 // failover an operator does.
 //
+// # What a client sees
+//
+// With the standby down, a commit on the primary waits: it is not
+// acknowledged and no other session sees it (TestCommitWaitsForStandby),
+// and it completes when the standby is back. A wait that is cancelled —
+// pg_cancel_backend, or the cancel request a client sends when its context
+// ends (pgx does) — ends with the transaction committed on the primary
+// and visible to everyone, not on the standby, and with success (and a
+// WARNING) or the client's own context error as the answer
+// (TestCancelledSyncWaitCommitsLocally; PostgreSQL documents it).
+// statement_timeout does not end the wait. So a store on this cluster
+// must not cancel a COMMIT because a request's deadline passed, and must
+// treat an error from COMMIT as an unknown outcome, never as "not done".
+//
 // With Options.ArchiveDir, the primary archives every completed WAL
 // segment there (archive_mode = on; an atomic, fsynced copy that refuses
 // to overwrite a different segment of the same name; archive_timeout 5 s),

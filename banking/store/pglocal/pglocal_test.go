@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/keyward/keyward/banking/store/pglocal"
 )
@@ -283,5 +284,56 @@ func TestCommitWaitsForStandby(t *testing.T) {
 	standby := connect(t, ctx, c.Standby.DSN("postgres"))
 	if n := count(t, ctx, standby, "SELECT count(*) FROM t"); n != 1 {
 		t.Fatalf("standby has %d rows, want 1", n)
+	}
+}
+
+// TestCancelledSyncWaitCommitsLocally pins down a PostgreSQL behaviour
+// that banking's store must allow for (package doc, "What a client
+// sees"): a commit waiting for the synchronous standby that is cancelled
+// (here pg_cancel_backend; a client's cancel request, which pgx sends when
+// a context ends, is the same) is already committed on the primary: it
+// returns success with only a WARNING, and every session sees the row,
+// although the standby does not have it.
+func TestCancelledSyncWaitCommitsLocally(t *testing.T) {
+	requirePostgres(t)
+	ctx := testContext(t)
+	c, err := pglocal.Start(ctx, pglocal.Options{Dir: t.TempDir(), Standby: true, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	conn := connect(t, ctx, c.Primary.DSN("postgres"))
+	mustExec(t, ctx, conn, "CREATE TABLE t (n int)")
+	c.Standby.Kill()
+
+	cfg, err := pgx.ParseConfig(c.Primary.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	warnings := make(chan string, 4)
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { warnings <- n.Severity + ": " + n.Message }
+	writer, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { writer.Close(context.Background()) })
+	done := make(chan error, 1)
+	go func() { _, err := writer.Exec(ctx, "INSERT INTO t VALUES (1)"); done <- err }()
+	for cancelled := 0; cancelled == 0; {
+		select {
+		case err := <-done:
+			t.Fatalf("commit returned (%v) before the standby came back or the wait was cancelled", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		cancelled = count(t, ctx, conn, "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("a cancelled synchronous-replication wait returned %v; PostgreSQL 15 returns success", err)
+	}
+	if w := <-warnings; !strings.Contains(w, "synchronous replication") {
+		t.Fatalf("warning %q", w)
+	}
+	if n := count(t, ctx, conn, "SELECT count(*) FROM t"); n != 1 {
+		t.Fatalf("%d rows visible on the primary after the cancelled wait, want 1 (committed locally)", n)
 	}
 }
