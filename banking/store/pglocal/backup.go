@@ -61,10 +61,16 @@ func (s *Server) BaseBackup(ctx context.Context, dir string) error {
 // before the call is in the archive. A server archives on its own every
 // archive_timeout (5 s) too; tests and drills call this to not wait.
 func (s *Server) ArchiveWAL(ctx context.Context) error {
-	var segment string
+	var segment, mode string
 	err := s.withConn(ctx, func(conn *pgx.Conn) error {
+		if err := conn.QueryRow(ctx, "SELECT current_setting('archive_mode')").Scan(&mode); err != nil || mode == "off" {
+			return err
+		}
 		return conn.QueryRow(ctx, "SELECT pg_walfile_name(pg_switch_wal())").Scan(&segment)
 	})
+	if err == nil && mode == "off" {
+		return fmt.Errorf("pglocal: %s does not archive WAL (start the cluster with Options.ArchiveDir)", s.Name)
+	}
 	if err != nil {
 		return fmt.Errorf("pglocal: %s: switching WAL segment: %w", s.Name, err)
 	}

@@ -110,6 +110,9 @@ func TestSingleServer(t *testing.T) {
 		t.Fatalf("fsync = %s, user = %s; want on, %s", fsync, user, pglocal.User)
 	}
 	conn.Close(ctx)
+	if err := c.Primary.ArchiveWAL(ctx); err == nil || !strings.Contains(err.Error(), "does not archive") {
+		t.Fatalf("ArchiveWAL without an archive: %v", err)
+	}
 
 	pid := c.Primary.PID()
 	if uid := processUID(t, pid); os.Geteuid() == 0 && uid == "0" {
