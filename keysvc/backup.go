@@ -84,13 +84,26 @@ func (s *Service) BeginBackup(c Caller) (*Backup, error) {
 	return &Backup{s: s, c: c, b: b}, nil
 }
 
-// Run writes the copy to w, hashing it on the way, and appends one audit
-// record: op "backup", result ok and detail "bytes=<n> sha256=<hex>", or
-// the failure's code and the bytes written before it. It releases the
-// slot. A failed audit append fails the backup (wire.ErrAuditUnavailable):
-// a copy whose taking is not on the chain must not be trusted as one.
+// Run first signs a checkpoint over the log as it stands (Checkpoint), so
+// that the copy carries one covering nearly all its records and `keysvc
+// audit verify` on the copy alone vouches for them (only the records
+// appended between that checkpoint and the copy stay unsigned, as between
+// any two checkpoints; without it, a store whose scheduler had not yet
+// checkpointed would give a copy no verify accepts). A checkpoint that
+// fails (the token away) is logged and the copy taken all the same: a
+// backup now is worth more than a perfectly covered one later.
+//
+// It then writes the copy to w, hashing it on the way, and appends one
+// audit record: op "backup", result ok and detail "bytes=<n>
+// sha256=<hex>", or the failure's code and the bytes written before it.
+// It releases the slot. A failed audit append fails the backup
+// (wire.ErrAuditUnavailable): a copy whose taking is not on the chain must
+// not be trusted as one.
 func (b *Backup) Run(ctx context.Context, w io.Writer) (BackupResult, error) {
 	defer b.release()
+	if err := b.s.Checkpoint(ctx); err != nil {
+		b.s.log.Warn("backup: no checkpoint before the copy; its newest records are covered by the last checkpoint there is", "err", err)
+	}
 	h := sha256.New()
 	n, err := b.b.Backup(ctx, io.MultiWriter(h, w))
 	if err == nil && n <= 0 {
