@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/keyward/keyward/keysvc/wire"
 )
@@ -45,6 +46,10 @@ type BackupResult struct {
 
 // BackupOp is the audit op of a backup.
 const BackupOp = "backup"
+
+// backupCheckpointTimeout bounds the checkpoint Run signs before copying
+// (a clustered store waits for its chain there).
+const backupCheckpointTimeout = 30 * time.Second
 
 // backupSlot allows one backup at a time per Service: a copy of a large
 // store takes a while, and two at once would only double the I/O.
@@ -101,7 +106,10 @@ func (s *Service) BeginBackup(c Caller) (*Backup, error) {
 // not be trusted as one.
 func (b *Backup) Run(ctx context.Context, w io.Writer) (BackupResult, error) {
 	defer b.release()
-	if err := b.s.Checkpoint(ctx); err != nil {
+	cctx, cancel := context.WithTimeout(ctx, backupCheckpointTimeout)
+	err := b.s.Checkpoint(cctx)
+	cancel()
+	if err != nil {
 		b.s.log.Warn("backup: no checkpoint before the copy; its newest records are covered by the last checkpoint there is", "err", err)
 	}
 	h := sha256.New()

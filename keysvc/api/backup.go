@@ -78,11 +78,12 @@ type backupBody struct {
 	timeout time.Duration
 	start   time.Time
 
-	pr   *io.PipeReader
-	done chan struct{}
-	res  keysvc.BackupResult
-	err  error
-	ends bool // metrics observed
+	pr     *io.PipeReader
+	cancel context.CancelFunc // ends the copy's context (Close)
+	done   chan struct{}
+	res    keysvc.BackupResult
+	err    error
+	ends   bool // metrics observed
 }
 
 // errClientGone ends the copy when fasthttp stops reading (the client went
@@ -92,10 +93,11 @@ var errClientGone = errors.New("api: the backup's client stopped reading")
 func (r *backupBody) Read(p []byte) (int, error) {
 	if r.pr == nil {
 		pr, pw := io.Pipe()
-		r.pr, r.done = pr, make(chan struct{})
+		ctx, cancel := context.WithCancel(context.Background())
+		r.pr, r.cancel, r.done = pr, cancel, make(chan struct{})
 		go func() {
 			defer close(r.done)
-			r.res, r.err = r.b.Run(context.Background(), pw)
+			r.res, r.err = r.b.Run(ctx, pw)
 			pw.CloseWithError(r.err) // nil: EOF
 		}()
 	}
@@ -122,6 +124,7 @@ func (r *backupBody) Close() error {
 		return nil
 	}
 	r.pr.CloseWithError(errClientGone)
+	r.cancel()
 	<-r.done
 	r.observe()
 	return nil

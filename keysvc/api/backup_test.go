@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward/keysvc"
 	"github.com/keyward/keyward/keysvc/api"
@@ -139,3 +141,68 @@ func TestBackupRouteFailureCut(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// endlessStore's copy never ends by itself: it writes until a write fails
+// or ctx ends.
+type endlessStore struct{ *boltstore.Store }
+
+func (e endlessStore) Backup(ctx context.Context, w io.Writer) (int64, error) {
+	var n int64
+	chunk := make([]byte, 64<<10)
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		m, err := w.Write(chunk)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// TestBackupRouteClientGone: a client that goes away mid-copy ends the
+// copy on the server: the slot is free again and the record says failed.
+func TestBackupRouteClientGone(t *testing.T) {
+	base, svc, st := backupServer(t, func(bs *boltstore.Store) keysvc.Store { return endlessStore{bs} })
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan error, 1)
+	w := &cancelAfter{n: 1 << 20, cancel: cancel}
+	go func() { _, err := newClient(t, base, rootToken).Backup(ctx, w); got <- err }()
+	if err := <-got; err == nil {
+		t.Fatal("a backup cut by its client succeeded")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := svc.BeginBackup(keysvc.Caller{Name: "root", Admin: true})
+		if err == nil {
+			b.Abandon()
+			break
+		}
+		if !errors.Is(err, wire.ErrIllegalTransition) || time.Now().After(deadline) {
+			t.Fatalf("the slot of a backup whose client left is still taken after 20 s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	found := false
+	if err := st.AuditRecords(1, func(r audit.Record) error {
+		found = found || (r.Op == keysvc.BackupOp && r.Client == "root" && r.Result != "ok" && strings.HasSuffix(r.Detail, " failed"))
+		return nil
+	}); err != nil || !found {
+		t.Fatalf("no failed backup record (%v)", err)
+	}
+}
+
+// cancelAfter cancels once n bytes were written to it.
+type cancelAfter struct {
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	c.n -= len(p)
+	if c.n <= 0 {
+		c.cancel()
+	}
+	return len(p), nil
+}
