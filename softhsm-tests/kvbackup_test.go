@@ -47,6 +47,7 @@ const backupSigners = 16
 // until end; it counts what was answered and what failed.
 type signLoad struct {
 	ok, failed atomic.Int64
+	worst      atomic.Int64 // the slowest signature, ns
 	mu         sync.Mutex
 	first      error
 	stop       chan struct{}
@@ -67,7 +68,14 @@ func startSignLoad(cl *client.Client, names []string) *signLoad {
 				default:
 				}
 				name := names[(w+i)%len(names)]
+				t0 := time.Now()
 				_, err := cl.Sign(context.Background(), name, wire.SignRequest{Message: wire.Base64(fmt.Sprintf("load %d %d", w, i))})
+				for d := int64(time.Since(t0)); ; {
+					old := l.worst.Load()
+					if d <= old || l.worst.CompareAndSwap(old, d) {
+						break
+					}
+				}
 				if err != nil {
 					l.failed.Add(1)
 					l.mu.Lock()
@@ -91,6 +99,9 @@ func (l *signLoad) end() (perSec float64, ok, failed int64, first error) {
 	d := time.Since(l.start).Seconds()
 	return float64(l.ok.Load()) / d, l.ok.Load(), l.failed.Load(), l.first
 }
+
+// slowest is the longest signature of the load (for the report).
+func (l *signLoad) slowest() time.Duration { return time.Duration(l.worst.Load()) }
 
 // backupKeys creates an hsm and a wrapped EC P-256 signing key (bankapp
 // signs, officer reads the public key) and returns their public keys.
@@ -174,6 +185,7 @@ func backupsUnderLoad(t *testing.T, bin, conf, tokenFile, dir string, bank *clie
 	l := startSignLoad(bank, names)
 	time.Sleep(3 * time.Second)
 	base, baseOK, failed, first := l.end()
+	baseWorst := l.slowest()
 	if failed > 0 {
 		t.Fatalf("%d of %d signatures failed without a backup: %v", failed, baseOK+failed, first)
 	}
@@ -209,11 +221,12 @@ func backupsUnderLoad(t *testing.T, bin, conf, tokenFile, dir string, bank *clie
 		last, size, sum = out, n, s
 	}
 	during, duringOK, failed, first := l.end()
+	duringWorst := l.slowest()
 	if failed > 0 {
 		t.Fatalf("%d of %d signatures failed while backups ran: %v", failed, duringOK+failed, first)
 	}
-	t.Logf("signing (%d clients, %d keys): %.0f/s without a backup (%d), %.0f/s while %d backups ran back to back for %s (%d); backup size %d bytes, each %v (the keysvc backup command, start to end)",
-		backupSigners, len(names), base, baseOK, during, len(took), time.Since(backupStart).Round(time.Millisecond), duringOK, size, took)
+	t.Logf("signing (%d clients, %d keys): %.0f/s without a backup (%d, slowest %s), %.0f/s while %d backups ran back to back for %s (%d, slowest %s); backup size %d bytes, each %v (the keysvc backup command, start to end)",
+		backupSigners, len(names), base, baseOK, baseWorst.Round(time.Millisecond), during, len(took), time.Since(backupStart).Round(time.Millisecond), duringOK, duringWorst.Round(time.Millisecond), size, took)
 	return last, size, sum
 }
 
