@@ -35,15 +35,19 @@ vet: deps
 # also runs on tpm2-pkcs11: TPM2_UP brings swtpm, a private D-Bus bus and
 # tpm2-abrmd up in a temporary directory and tears them down on any exit.
 test: deps fmt-check vet etcd-bin
-	$(TPM2_UP); export KEYWARD_ETCD_BIN=$(ETCD_BIN); $(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(TPM2_UP); export KEYWARD_ETCD_BIN=$(ETCD_BIN) KEYWARD_ETCDUTL_BIN=$(ETCDUTL_BIN); $(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory fuzz-short
 
 # The etcd server the cluster tests start (keysvc/etcdstore/etcdlocal): the
 # real one, go.etcd.io/etcd/server/v3 at the version go.mod pins (a tool
 # line), built once before the tests so test packages don't each build it.
+# etcdutl (the same version, also a tool line) restores etcd snapshots:
+# keysvc backups of an etcd store, etcdlocal.RestoreSnapshot.
 ETCD_BIN ?= $(CURDIR)/bin/etcd
+ETCDUTL_BIN ?= $(CURDIR)/bin/etcdutl
 etcd-bin: deps
 	$(GO) build -o $(ETCD_BIN) go.etcd.io/etcd/server/v3
+	$(GO) build -o $(ETCDUTL_BIN) go.etcd.io/etcd/etcdutl/v3
 
 # Only the conformance suite, on SoftHSM2 and tpm2-pkcs11.
 conformance: deps

@@ -189,6 +189,8 @@ type Service struct {
 	locks [64]sync.Mutex // lifecycle changes, striped by key name
 	tpmMu sync.Mutex     // one tpm-protected key loaded at a time (a TPM holds few objects)
 	cache keyCache
+
+	backups backupSlot // one hot backup at a time (backup.go)
 }
 
 // New prepares the service: it finds its service keys in the token (or

@@ -3,6 +3,7 @@
 //	keysvc [serve] -config file [-audit-expect seq:hash]  run the service
 //	keysvc [serve] -dev [-data-dir dir]                   run a local development instance
 //	keysvc audit verify [-config file | -data-dir dir] [-pubkey pem] [-expect seq:hash]  check the audit chain
+//	keysvc backup -config file -token-file admin.token -out FILE  a hot copy of the running keysvc's store
 //	keysvc rawbench -dev -label kw/<key>/v1 [-goroutines n] the token's raw C_Sign rate
 //
 // keysvc needs a config file (-config, or KEYWARD_CONFIG). Only with -dev
@@ -53,7 +54,7 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	args := os.Args[1:]
 	cmd := "serve"
-	if len(args) > 0 && (args[0] == "serve" || args[0] == "audit" || args[0] == "rawbench") {
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "audit" || args[0] == "rawbench" || args[0] == "backup") {
 		cmd, args = args[0], args[1:]
 	}
 	var err error
@@ -64,6 +65,8 @@ func main() {
 		err = auditCmd(args)
 	case "rawbench":
 		err = rawBench(args)
+	case "backup":
+		err = backupCmd(args)
 	}
 	if err != nil {
 		log.Error("keysvc", "err", err)

@@ -32,6 +32,7 @@
 //	GET  /v1/keys/{name}/public?version=N          → PublicKeyResult (no version: the primary)
 //	POST /v1/admin/kek-rotation                    (no body or {}) → KEKRotationStatus (202): start the KEK rotation (admin only)
 //	GET  /v1/admin/kek-rotation                    → KEKRotationStatus: KEK epochs and rotation progress (admin only)
+//	GET  /v1/admin/backup                          → the store's hot copy, streamed; SHA-256 and size in trailers (admin only; 409 while one runs)
 //	GET  /v1/openapi.json                          the OpenAPI document (openapi.json, embedded)
 //	GET  /healthz                                  200 {"status":"ok"} while the process serves
 //	GET  /readyz                                   200 {"status":"ready"}, or 503 with an error code;

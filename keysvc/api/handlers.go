@@ -52,6 +52,7 @@ func (s *Server) routes() {
 	v1.Delete("/confirmations/:id", s.op("confirmation_cancel", false, s.cancelConfirmation))
 	v1.Post("/admin/kek-rotation", s.op("kek_rotation_start", false, s.startKEKRotation))
 	v1.Get("/admin/kek-rotation", s.op("kek_rotation", false, s.kekRotation))
+	v1.Get("/admin/backup", s.backup) // streamed, not JSON: its own metrics (backup.go)
 }
 
 // call is one admitted API request.

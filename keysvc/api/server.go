@@ -72,6 +72,9 @@ type Server struct {
 	metrics *metrics
 	scrape  http.Handler // the registry's exposition, see MetricsHandler
 	log     *slog.Logger
+	// writeTimeout is Config.WriteTimeout: a backup's stream pushes the
+	// connection's write deadline on by it as it goes (backup.go).
+	writeTimeout time.Duration
 }
 
 // serving is the listening part shared by Server and ConfirmServer: the
@@ -136,7 +139,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{backend: cfg.Backend, clients: clients, log: cfg.Logger}
+	s := &Server{backend: cfg.Backend, clients: clients, log: cfg.Logger, writeTimeout: orDefault(cfg.WriteTimeout, DefaultWriteTimeout)}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

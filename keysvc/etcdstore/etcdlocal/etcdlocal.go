@@ -57,7 +57,21 @@ var buildMu sync.Mutex
 // in go.mod) built once into the user's cache directory. moduleDir is a
 // directory inside the Keyward module (where `go build` runs).
 func Binary(moduleDir string) (string, error) {
-	if p := os.Getenv("KEYWARD_ETCD_BIN"); p != "" {
+	return tool(moduleDir, "KEYWARD_ETCD_BIN", "etcd", "go.etcd.io/etcd/server/v3")
+}
+
+// UtilBinary returns the path of etcdutl, etcd's offline tool (snapshot
+// restore): KEYWARD_ETCDUTL_BIN if set, else go.etcd.io/etcd/etcdutl/v3 at
+// the version go.mod pins (a `tool` line, as the server) built once into
+// the user's cache directory (`make etcd-bin` builds bin/etcdutl).
+func UtilBinary(moduleDir string) (string, error) {
+	return tool(moduleDir, "KEYWARD_ETCDUTL_BIN", "etcdutl", "go.etcd.io/etcd/etcdutl/v3")
+}
+
+// tool is env's binary if set, else pkg built once into the user cache as
+// name-Version.
+func tool(moduleDir, env, name, pkg string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		return p, nil
 	}
 	buildMu.Lock()
@@ -67,7 +81,7 @@ func Binary(moduleDir string) (string, error) {
 		cache = os.TempDir()
 	}
 	dir := filepath.Join(cache, "keyward")
-	out := filepath.Join(dir, "etcd-"+Version)
+	out := filepath.Join(dir, name+"-"+Version)
 	if st, err := os.Stat(out); err == nil && st.Mode().IsRegular() {
 		return out, nil
 	}
@@ -75,10 +89,10 @@ func Binary(moduleDir string) (string, error) {
 		return "", err
 	}
 	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
-	cmd := exec.Command("go", "build", "-o", tmp, "go.etcd.io/etcd/server/v3")
+	cmd := exec.Command("go", "build", "-o", tmp, pkg)
 	cmd.Dir = moduleDir
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("etcdlocal: building the etcd server (go build go.etcd.io/etcd/server/v3): %v: %s", err, b)
+		return "", fmt.Errorf("etcdlocal: building %s (go build %s): %v: %s", name, pkg, err, b)
 	}
 	return out, os.Rename(tmp, out) // atomic: a concurrent builder's rename is as good as ours
 }
@@ -142,8 +156,15 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	// and a member's bind (tests of several packages start clusters and
 	// servers at once): a member that exits on "address already in use"
 	// makes Start try again on new ports, twice at most.
+	return startWith(ctx, opts, bin, nil)
+}
+
+// startWith is Start with the binary chosen; prepare, when not nil, runs
+// after the members' names, ports and TLS files are known and before any
+// starts (RestoreSnapshot fills their data directories there).
+func startWith(ctx context.Context, opts Options, bin string, prepare func(c *Cluster) error) (*Cluster, error) {
 	for attempt := 1; ; attempt++ {
-		c, err := start(ctx, opts, bin)
+		c, err := start(ctx, opts, bin, prepare)
 		if err == nil || opts.Ports != nil || attempt == 3 || !errors.Is(err, errPortTaken) {
 			return c, err
 		}
@@ -152,7 +173,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 
 var errPortTaken = errors.New("etcdlocal: a member's port was taken")
 
-func start(ctx context.Context, opts Options, bin string) (*Cluster, error) {
+func start(ctx context.Context, opts Options, bin string, prepare func(c *Cluster) error) (*Cluster, error) {
 	ports := opts.Ports
 	if ports == nil {
 		var err error
@@ -171,6 +192,11 @@ func start(ctx context.Context, opts Options, bin string) (*Cluster, error) {
 	}
 	if err := c.makeTLS(); err != nil {
 		return nil, err
+	}
+	if prepare != nil {
+		if err := prepare(c); err != nil {
+			return nil, err
+		}
 	}
 	for _, m := range c.Members {
 		if err := m.Start(); err != nil {
