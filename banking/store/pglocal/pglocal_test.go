@@ -1,0 +1,209 @@
+package pglocal_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keyward/keyward/banking/store/pglocal"
+)
+
+// requirePostgres skips the test when PostgreSQL's server programs are not
+// installed, except under CI=true, where their absence is a failure.
+func requirePostgres(t testing.TB) {
+	t.Helper()
+	for _, name := range []string{"initdb", "postgres", "pg_basebackup"} {
+		if _, err := pglocal.Bin(name); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("CI=true and PostgreSQL is missing (scripts/deps.sh installs it): %v", err)
+			}
+			t.Skipf("PostgreSQL not installed: %v", err)
+		}
+	}
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func connect(t *testing.T, ctx context.Context, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect %s: %v", dsn, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func exec(t *testing.T, ctx context.Context, conn *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func count(t *testing.T, ctx context.Context, conn *pgx.Conn, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// TestSingleServer starts one server, writes to a database of its own,
+// crashes the server (SIGKILL) and restarts it: the committed rows are
+// there after crash recovery, and the server answers on the same port.
+func TestSingleServer(t *testing.T) {
+	requirePostgres(t)
+	ctx := testContext(t)
+	start := time.Now()
+	c, err := pglocal.Start(ctx, pglocal.Options{Dir: t.TempDir(), Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	t.Logf("primary started in %v", time.Since(start).Round(time.Millisecond))
+	if c.Standby != nil {
+		t.Fatal("a standby without Options.Standby")
+	}
+	if err := c.CreateDatabase(ctx, "bank"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateDatabase(ctx, "bank"); err == nil {
+		t.Fatal("creating an existing database succeeded")
+	}
+
+	conn := connect(t, ctx, c.DSN("bank"))
+	exec(t, ctx, conn, "CREATE TABLE t (id int PRIMARY KEY)")
+	exec(t, ctx, conn, "INSERT INTO t SELECT generate_series(1, 100)")
+	var fsync, user string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('fsync'), current_user").Scan(&fsync, &user); err != nil {
+		t.Fatal(err)
+	}
+	if fsync != "on" || user != pglocal.User {
+		t.Fatalf("fsync = %s, user = %s; want on, %s", fsync, user, pglocal.User)
+	}
+	conn.Close(ctx)
+
+	pid := c.Primary.PID()
+	c.Primary.Kill()
+	if c.Primary.Running() {
+		t.Fatal("running after Kill")
+	}
+	if _, err := pgx.Connect(ctx, c.Primary.DSN("bank")); err == nil {
+		t.Fatal("connected to a killed server")
+	}
+	if err := c.Primary.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.Primary.PID() == pid {
+		t.Fatal("same postmaster after a restart")
+	}
+	conn = connect(t, ctx, c.Primary.DSN("bank"))
+	if n := count(t, ctx, conn, "SELECT count(*) FROM t"); n != 100 {
+		t.Fatalf("after crash recovery %d rows, want 100", n)
+	}
+}
+
+// TestSynchronousStandbyRPO0: with a synchronous standby, every commit the
+// primary acknowledged survives the primary's crash. Writers commit rows
+// as fast as they can; the primary is killed (SIGKILL of every server
+// process) in the middle; the standby is promoted; every acknowledged row
+// is on it, and the cluster's multi-host DSN now reaches it for writes.
+func TestSynchronousStandbyRPO0(t *testing.T) {
+	requirePostgres(t)
+	ctx := testContext(t)
+	start := time.Now()
+	c, err := pglocal.Start(ctx, pglocal.Options{Dir: t.TempDir(), Standby: true, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	t.Logf("primary + synchronous standby started in %v", time.Since(start).Round(time.Millisecond))
+	if err := c.CreateDatabase(ctx, "bank"); err != nil {
+		t.Fatal(err)
+	}
+	primary := connect(t, ctx, c.Primary.DSN("bank"))
+	exec(t, ctx, primary, "CREATE TABLE t (writer int, seq int, PRIMARY KEY (writer, seq))")
+	var names string
+	if err := primary.QueryRow(ctx, "SELECT current_setting('synchronous_standby_names')").Scan(&names); err != nil {
+		t.Fatal(err)
+	}
+	if names != "FIRST 1 (standby1)" {
+		t.Fatalf("synchronous_standby_names = %q", names)
+	}
+	standby := connect(t, ctx, c.Standby.DSN("postgres"))
+	var inRecovery bool
+	if err := standby.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&inRecovery); err != nil || !inRecovery {
+		t.Fatalf("standby in recovery = %v, %v", inRecovery, err)
+	}
+	standby.Close(ctx)
+
+	const writers = 8
+	acked := make([][]int, writers)
+	done := make(chan struct{})
+	for w := range writers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			conn, err := pgx.Connect(ctx, c.Primary.DSN("bank"))
+			if err != nil {
+				t.Errorf("writer %d: %v", w, err)
+				return
+			}
+			defer conn.Close(context.Background())
+			for seq := 1; ; seq++ {
+				if _, err := conn.Exec(ctx, "INSERT INTO t VALUES ($1, $2)", w, seq); err != nil {
+					return // the primary is gone: this row was not acknowledged
+				}
+				acked[w] = append(acked[w], seq)
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	c.Primary.Kill()
+	for range writers {
+		<-done
+	}
+	total := 0
+	for _, a := range acked {
+		total += len(a)
+	}
+	if total < writers {
+		t.Fatalf("only %d commits acknowledged before the kill: the test proved nothing", total)
+	}
+
+	promoteStart := time.Now()
+	if err := c.Standby.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d commits acknowledged before the kill; promotion took %v", total, time.Since(promoteStart).Round(time.Millisecond))
+	conn := connect(t, ctx, c.DSN("bank")) // finds the promoted standby
+	var port int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('port')::int").Scan(&port); err != nil {
+		t.Fatal(err)
+	}
+	if port != c.Standby.Port {
+		t.Fatalf("multi-host DSN reached port %d, want the promoted standby's %d", port, c.Standby.Port)
+	}
+	lost := 0
+	for w, seqs := range acked {
+		if len(seqs) == 0 {
+			continue
+		}
+		// The rows 1..n of a writer were acknowledged in order: all must be
+		// there (one more, unacknowledged, may be too).
+		n := count(t, ctx, conn, "SELECT count(*) FROM t WHERE writer = $1 AND seq <= $2", w, seqs[len(seqs)-1])
+		lost += len(seqs) - n
+	}
+	if lost != 0 {
+		t.Fatalf("%d acknowledged commits lost in the failover (RPO must be 0)", lost)
+	}
+	exec(t, ctx, conn, "INSERT INTO t VALUES (-1, 1)") // writable
+}
