@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/keyward/keyward/banking/store"
@@ -105,11 +106,14 @@ func classify(op string, err error, commitSent bool, ctx context.Context) *Error
 	}
 	out := &Error{Op: op, Err: err}
 	var pgErr *pgconn.PgError
-	switch {
-	case errors.As(err, &pgErr):
-		// The server answered: the transaction is aborted, COMMIT (if it
-		// was sent) was skipped or refused, nothing was stored.
+	if errors.As(err, &pgErr) {
 		out.SQLState = pgErr.Code
+	}
+	switch {
+	case !connLost(err):
+		// The server refused a statement: the transaction is aborted,
+		// COMMIT (if it was sent) was skipped or refused, nothing was
+		// stored.
 		switch pgErr.Code {
 		case sqlSerializationFailure, sqlDeadlockDetected, sqlUniqueViolation:
 			out.retry = true
@@ -127,9 +131,24 @@ func classify(op string, err error, commitSent bool, ctx context.Context) *Error
 	return out
 }
 
-// connLost reports whether err means the connection itself failed (as
-// opposed to the server refusing a statement).
+// connLost reports whether err means the session itself ended: a network
+// error, or the server ending the session (FATAL or PANIC, class 08
+// connection exception, class 57 operator intervention: a shutdown, a
+// terminated backend, a server still starting), as opposed to the server
+// refusing one statement.
 func connLost(err error) bool {
+	if err == nil {
+		return false
+	}
 	var pgErr *pgconn.PgError
-	return err != nil && !errors.As(err, &pgErr)
+	if !errors.As(err, &pgErr) {
+		return true
+	}
+	switch {
+	case pgErr.Severity == "FATAL" || pgErr.Severity == "PANIC":
+		return true
+	case strings.HasPrefix(pgErr.Code, "08"), strings.HasPrefix(pgErr.Code, "57P"):
+		return true
+	}
+	return false
 }
