@@ -49,11 +49,11 @@ import (
 )
 
 var (
-	mu      sync.Mutex
-	cluster *pglocal.Cluster
-	dir     string
+	mu       sync.Mutex
+	cluster  *pglocal.Cluster
+	dir      string
 	startErr error
-	seq     atomic.Int64
+	seq      atomic.Int64
 )
 
 // Main runs the tests and then Stop, and exits with their code.
