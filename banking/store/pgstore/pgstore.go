@@ -70,6 +70,12 @@ type DB struct {
 	maxBatchSize  int
 	maxBatchDelay time.Duration
 
+	// gate lets writing attempts run side by side (read-locked) until one
+	// loses a serialisation race: its next attempt takes the write lock,
+	// so it runs alone on this node and is not beaten again by its
+	// neighbours (optimistic first, pessimistic after a conflict).
+	gate sync.RWMutex
+
 	closed atomic.Bool
 	stats  struct{ retries, conflicts, connLost, commitUnknown, exhausted atomic.Uint64 }
 }
@@ -166,34 +172,36 @@ func migrateUp(ctx context.Context, cc *pgx.ConnConfig, log *slog.Logger) error 
 		return &Error{Op: "open", Err: err}
 	}
 	defer m.Close()
-	check := func() (uint, error) {
-		v, dirty, err := m.Version()
+	// Too new is checked before Up (a version only grows, so a check
+	// outside the lock is sound); dirty only under the lock, by Up itself:
+	// outside it, another node's migration in progress looks dirty.
+	tooNew := func() error {
+		v, _, err := m.Version()
 		switch {
 		case errors.Is(err, migrate.ErrNilVersion):
-			return 0, nil
+			return nil
 		case err != nil:
-			return 0, &Error{Op: "open", Err: err}
-		case dirty:
-			return v, fmt.Errorf("%w: version %d in table %s; repair the schema by hand, then set dirty=false", ErrSchemaDirty, v, MigrationsTable)
+			return &Error{Op: "open", Err: err}
 		case v > known:
-			return v, fmt.Errorf("%w: the database is at schema version %d, this program knows up to %d; run a Keyward as new as the one that migrated it", ErrSchemaTooNew, v, known)
+			return fmt.Errorf("%w: the database is at schema version %d, this program knows up to %d; run a Keyward as new as the one that migrated it", ErrSchemaTooNew, v, known)
 		}
-		return v, nil
+		return nil
 	}
-	before, err := check()
-	if err != nil {
+	if err := tooNew(); err != nil {
 		return err
 	}
+	var dirty migrate.ErrDirty
 	switch err := m.Up(); {
 	case errors.Is(err, migrate.ErrNoChange):
+	case errors.As(err, &dirty):
+		return fmt.Errorf("%w: version %d in table %s; repair the schema by hand, then set dirty=false", ErrSchemaDirty, dirty.Version, MigrationsTable)
 	case err != nil:
-		// A newer node may have migrated between the check and Up.
-		if _, cerr := check(); cerr != nil {
-			return cerr
+		if terr := tooNew(); terr != nil { // a newer node migrated meanwhile
+			return terr
 		}
 		return &Error{Op: "open", Err: fmt.Errorf("applying schema migrations: %w", err)}
 	default:
-		log.Info("pgstore: schema migrated", "from", before, "to", known)
+		log.Info("pgstore: schema migrated", "to", known)
 	}
 	return nil
 }
@@ -263,8 +271,9 @@ func (db *DB) run(op string, writable bool, fn func(*tx) error) error {
 	if db.closed.Load() {
 		return &Error{Op: op, Err: ErrClosed}
 	}
+	alone := false
 	for attempt := 1; ; attempt++ {
-		err, own := db.attempt(op, writable, fn)
+		err, own := db.gated(op, writable, alone, fn)
 		if own {
 			return err // fn's own error: the transaction was rolled back
 		}
@@ -281,6 +290,7 @@ func (db *DB) run(op string, writable bool, fn func(*tx) error) error {
 		}
 		if e.SQLState != "" {
 			db.stats.conflicts.Add(1)
+			alone = true
 		}
 		if attempt >= MaxAttempts || db.closed.Load() {
 			e.Attempts = attempt
@@ -300,6 +310,21 @@ func backoff(attempt int) time.Duration {
 	ceil := time.Millisecond << min(attempt-1, 7)
 	ceil = min(ceil, 100*time.Millisecond)
 	return ceil/2 + rand.N(ceil/2+1)
+}
+
+// gated runs one attempt through the gate: writers share it, a writer
+// that lost a race holds it alone, readers never wait for it.
+func (db *DB) gated(op string, writable, alone bool, fn func(*tx) error) (error, bool) {
+	switch {
+	case !writable:
+	case alone:
+		db.gate.Lock()
+		defer db.gate.Unlock()
+	default:
+		db.gate.RLock()
+		defer db.gate.RUnlock()
+	}
+	return db.attempt(op, writable, fn)
 }
 
 // attempt runs fn once; own reports that err is fn's own error.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +18,12 @@ import (
 	"github.com/keyward/keyward/banking/store/storetest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	stopBench()
+	pgtest.Stop()
+	os.Exit(code)
+}
 
 func open(t testing.TB, dsn string, mod ...func(*pgstore.Config)) *pgstore.DB {
 	t.Helper()
