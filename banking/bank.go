@@ -49,8 +49,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/bruteforce"
 	"github.com/keyward/keyward/banking/auth/device"
@@ -58,6 +56,7 @@ import (
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
@@ -93,7 +92,7 @@ const (
 
 // Config configures a Bank.
 type Config struct {
-	DB     *bolt.DB // one file: customers, ledger, sessions, codes, counters
+	DB     store.DB // one file: customers, ledger, sessions, codes, counters
 	KMS    KMS
 	Screen Screen // nil: nothing is screened (tests only)
 	// SMS delivers one-time codes; otp.DevOutbox in dev mode.
@@ -118,7 +117,7 @@ type Config struct {
 // Bank is the banking application.
 type Bank struct {
 	cfg        Config
-	db         *bolt.DB
+	db         store.DB
 	kms        KMS
 	log        *slog.Logger
 	now        func() time.Time
@@ -128,13 +127,13 @@ type Bank struct {
 	sessions   *session.Manager
 	otps       *otp.Service
 	devices    *device.Registry
-	pending    *pendingTransfers
 	receipts   *receiptSigner
 	pubKeys    *pubKeyCache
 	decoy      atomic.Pointer[[]byte] // see decoyMAC
 	// custMu guards customers, the cache of customer records: readers
 	// hold it shared while they read the store and fill the cache, so a
-	// putCustomer (exclusive) can never be overtaken by a stale fill.
+	// putCustomer (exclusive) can never be overtaken by a stale fill. The
+	// cache is not used on a shared store (see Customer).
 	custMu    sync.RWMutex
 	customers map[string]*Customer
 }
@@ -159,15 +158,8 @@ func New(cfg Config) (*Bank, error) {
 	if cfg.PublicKeyTTL <= 0 {
 		cfg.PublicKeyTTL = DefaultPublicKeyTTL
 	}
-	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: slog.New(httpedge.ContextHandler(cfg.Logger.Handler())), now: cfg.Now, pending: newPendingTransfers(), customers: map[string]*Customer{}}
-	if err := cfg.DB.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketCustomers, bucketLogins, bucketCorp, bucketReceipts, bucketStepUp} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
+	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: slog.New(httpedge.ContextHandler(cfg.Logger.Handler())), now: cfg.Now, customers: map[string]*Customer{}}
+	if err := cfg.DB.Ensure(bucketCustomers, bucketLogins, bucketCorp, bucketReceipts, bucketStepUp, bucketPending); err != nil {
 		return nil, fmt.Errorf("banking: buckets: %w", err)
 	}
 	lopts := cfg.Ledger
@@ -199,11 +191,13 @@ func New(cfg Config) (*Bank, error) {
 	return b, nil
 }
 
-// Sweep removes expired challenges, one-time codes, guard counters and
-// sessions; cmd/banking runs it every minute (RunSweeper).
+// Sweep removes expired challenges, one-time codes, guard counters,
+// sessions and pending cloud transfers; cmd/banking runs it every minute
+// (RunSweeper). Every node may run it: each sweeper deletes in one
+// transaction what is expired then.
 func (b *Bank) Sweep(ctx context.Context) error {
 	var errs []error
-	for _, sw := range []func(context.Context) (int, error){b.challenges.Sweep, b.otps.Sweep, b.guard.Sweep, b.sessions.Sweep} {
+	for _, sw := range []func(context.Context) (int, error){b.challenges.Sweep, b.otps.Sweep, b.guard.Sweep, b.sessions.Sweep, b.sweepPending} {
 		if _, err := sw(ctx); err != nil {
 			errs = append(errs, err)
 		}

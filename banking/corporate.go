@@ -9,11 +9,10 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // CorpOrder is a corporate transfer order on its way through the roles.
@@ -167,7 +166,7 @@ func (b *Bank) CorpOrders(s session.Session) ([]CorpOrder, error) {
 		return nil, fmt.Errorf("%w: corporate operators only", ErrForbidden)
 	}
 	var out []CorpOrder
-	err = b.db.View(func(tx *bolt.Tx) error {
+	err = b.db.View(func(tx store.Tx) error {
 		return tx.Bucket(bucketCorp).ForEach(func(_, v []byte) error {
 			var o CorpOrder
 			if err := kv.Decode(v, &o); err != nil {
@@ -184,7 +183,7 @@ func (b *Bank) CorpOrders(s session.Session) ([]CorpOrder, error) {
 
 func (b *Bank) corpOrder(id, corp string) (CorpOrder, error) {
 	var o CorpOrder
-	err := b.db.View(func(tx *bolt.Tx) error {
+	err := b.db.View(func(tx store.Tx) error {
 		v := tx.Bucket(bucketCorp).Get([]byte(id))
 		if v == nil {
 			return fmt.Errorf("%w: order %s", ErrNotFound, id)
@@ -202,12 +201,12 @@ func (b *Bank) putCorp(o *CorpOrder) error {
 	if err != nil {
 		return err
 	}
-	return b.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketCorp).Put([]byte(o.ID), v) })
+	return b.db.Update(func(tx store.Tx) error { return tx.Bucket(bucketCorp).Put([]byte(o.ID), v) })
 }
 
 // updateCorp changes one order of corp in one transaction.
 func (b *Bank) updateCorp(id, corp string, fn func(o *CorpOrder) error) error {
-	return b.db.Update(func(tx *bolt.Tx) error {
+	return b.db.Update(func(tx store.Tx) error {
 		bk := tx.Bucket(bucketCorp)
 		v := bk.Get([]byte(id))
 		var o CorpOrder

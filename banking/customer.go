@@ -13,13 +13,12 @@ import (
 	"time"
 	"unicode/utf8"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/auth/mask"
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/internal/kv"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/token/smcrypto"
 )
@@ -177,6 +176,9 @@ var noCustomerMAC = []byte("kw:v1:" + base64.StdEncoding.EncodeToString(make([]b
 // the answer is the same: nothing tells whether the login exists.
 func (b *Bank) checkPassword(ctx context.Context, login string, pw []byte) (*Customer, error) {
 	c, cerr := b.customerByLogin(login)
+	if cerr != nil && !errors.Is(cerr, ErrNotFound) {
+		return nil, cerr // the store failed: not a wrong password
+	}
 	id, stored := decoyID, b.decoyMAC()
 	if cerr == nil {
 		id, stored = c.ID, c.PasswordMAC
@@ -201,7 +203,7 @@ func (b *Bank) decoyMAC() []byte {
 		return *m
 	}
 	var m []byte
-	_ = b.db.View(func(tx *bolt.Tx) error {
+	_ = b.db.View(func(tx store.Tx) error {
 		_, v := tx.Bucket(bucketCustomers).Cursor().First()
 		var c struct {
 			PasswordMAC []byte `json:"password_mac"`
@@ -363,7 +365,7 @@ func (b *Bank) putCustomer(c *Customer, create bool) error {
 	b.custMu.Lock()
 	defer b.custMu.Unlock()
 	delete(b.customers, c.ID) // read afresh after any change
-	return b.db.Update(func(tx *bolt.Tx) error {
+	return b.db.Update(func(tx store.Tx) error {
 		logins := tx.Bucket(bucketLogins)
 		if create {
 			if logins.Get([]byte(c.Login)) != nil {
@@ -383,7 +385,7 @@ func (b *Bank) updateCustomer(id string, change func(*Customer) bool) error {
 	b.custMu.Lock()
 	defer b.custMu.Unlock()
 	delete(b.customers, id)
-	return b.db.Update(func(tx *bolt.Tx) error {
+	return b.db.Update(func(tx store.Tx) error {
 		bk := tx.Bucket(bucketCustomers)
 		v := bk.Get([]byte(id))
 		if v == nil {
@@ -404,9 +406,16 @@ func (b *Bank) updateCustomer(id string, change func(*Customer) bool) error {
 	})
 }
 
-// Customer returns a stored customer (a copy; from a cache, since every
-// request reads it and only putCustomer changes it).
+// Customer returns a stored customer (a copy). On a store of its own
+// (bbolt) it comes from a cache, since every request reads it and only
+// this process's putCustomer and updateCustomer change it. On a shared
+// store (PostgreSQL, several banking nodes) another node may change the
+// record at any time (a password change, a new key), so every call reads
+// the store: one indexed read, and never a stale record.
 func (b *Bank) Customer(id string) (*Customer, error) {
+	if b.db.Shared() {
+		return b.loadCustomer(id)
+	}
 	b.custMu.RLock()
 	v, ok := b.customers[id]
 	b.custMu.RUnlock()
@@ -427,7 +436,7 @@ func (b *Bank) Customer(id string) (*Customer, error) {
 
 func (b *Bank) loadCustomer(id string) (*Customer, error) {
 	var c Customer
-	err := b.db.View(func(tx *bolt.Tx) error {
+	err := b.db.View(func(tx store.Tx) error {
 		v := tx.Bucket(bucketCustomers).Get([]byte(id))
 		if v == nil {
 			return fmt.Errorf("%w: customer", ErrNotFound)
@@ -442,10 +451,13 @@ func (b *Bank) loadCustomer(id string) (*Customer, error) {
 
 func (b *Bank) customerByLogin(login string) (*Customer, error) {
 	var id []byte
-	_ = b.db.View(func(tx *bolt.Tx) error {
-		id = append(id, tx.Bucket(bucketLogins).Get([]byte(login))...)
+	err := b.db.View(func(tx store.Tx) error {
+		id = append(id[:0], tx.Bucket(bucketLogins).Get([]byte(login))...)
 		return nil
 	})
+	if err != nil { // the store's fault, never "no such login"
+		return nil, fmt.Errorf("banking: look up login: %w", err)
+	}
 	if len(id) == 0 {
 		return nil, fmt.Errorf("%w: customer", ErrNotFound)
 	}

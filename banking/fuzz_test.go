@@ -11,11 +11,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/keyward/keyward/banking/store/dbtest"
 	"github.com/valyala/fasthttp"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/bankwire"
@@ -134,11 +133,8 @@ type nopKMS struct{ KMS }
 // an account) and Acme's admin (the company's account), for checkOrder.
 func orderBank(t testing.TB) (b *Bank, alice, acme *Customer, accounts map[string]string) {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "bank.db"), 0o600, &bolt.Options{Timeout: time.Second, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := dbtest.New(t).Open()
+	var err error
 	if b, err = New(Config{DB: db, KMS: nopKMS{}, SMS: otp.NewDevOutbox()}); err != nil {
 		t.Fatal(err)
 	}

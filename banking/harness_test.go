@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +28,8 @@ import (
 	"time"
 
 	"github.com/emmansun/gmsm/sm2"
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
+	"github.com/keyward/keyward/banking/store/dbtest"
 
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/auth"
@@ -107,11 +107,29 @@ func newUnitBank(t *testing.T) *unitBank {
 	t.Helper()
 	ub := &unitBank{kms: fakekms.New(kmsClient, "usb-", "cust-"), outbox: otp.NewDevOutbox(), log: &syncBuffer{}}
 	provision(t, ub.kms)
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "bank.db"), 0o600, &bolt.Options{Timeout: time.Second, NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	ub.start(t, dbtest.New(t).Open())
+	return ub
+}
+
+// newUnitNodes starts two banks on one shared store (dbtest's Nodes) and
+// one fake keysvc, as two stateless banking nodes behind a load balancer:
+// the same SMS outbox and log, each its own HTTP listener, caches and
+// background work.
+func newUnitNodes(t *testing.T) (a, b *unitBank) {
+	t.Helper()
+	dbs := dbtest.New(t).Nodes(2)
+	a = &unitBank{kms: fakekms.New(kmsClient, "usb-", "cust-"), outbox: otp.NewDevOutbox(), log: &syncBuffer{}}
+	provision(t, a.kms)
+	a.start(t, dbs[0])
+	b = &unitBank{kms: a.kms, outbox: a.outbox, log: a.log}
+	b.start(t, dbs[1])
+	return a, b
+}
+
+// start opens ub's bank on db and serves its API on loopback.
+func (ub *unitBank) start(t *testing.T, db store.DB) {
+	t.Helper()
+	var err error
 	logger := slog.New(slog.NewTextHandler(ub.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	alerts := auth.AlertsFunc(func(_ context.Context, ev auth.Event) {
 		ub.mu.Lock()
@@ -133,7 +151,6 @@ func newUnitBank(t *testing.T) *unitBank {
 	t.Cleanup(func() { app.Shutdown() })
 	ub.url = "http://" + ln.Addr().String()
 	t.Cleanup(func() { ub.checkLogs(t) })
-	return ub
 }
 
 // advance moves the bank's clock forward by d.

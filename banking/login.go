@@ -6,11 +6,10 @@ import (
 	"net/netip"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/bankwire"
+	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/keysvc/wire"
 )
 
@@ -137,7 +136,7 @@ func (b *Bank) StepUp(ctx context.Context, sid string, s session.Session, code, 
 var bucketStepUp = []byte("bank-stepup-pending") // session ref → "1" while the login's step-up is open
 
 func (b *Bank) setStepUpPending(ref string, pending bool) error {
-	return b.db.Update(func(tx *bolt.Tx) error {
+	return b.db.Update(func(tx store.Tx) error {
 		bk := tx.Bucket(bucketStepUp)
 		if pending {
 			return bk.Put([]byte(ref), []byte{1})
@@ -166,10 +165,13 @@ func (b *Bank) Authenticate(ctx context.Context, sid, dev string) (session.Sessi
 // been completed: it may only complete the step-up (R-AUTH-9).
 func (b *Bank) ready(s session.Session) error {
 	var pending bool
-	_ = b.db.View(func(tx *bolt.Tx) error {
+	err := b.db.View(func(tx store.Tx) error {
 		pending = tx.Bucket(bucketStepUp).Get([]byte(s.Ref)) != nil
 		return nil
 	})
+	if err != nil { // fail closed: an unreadable step-up state is not "none open"
+		return fmt.Errorf("banking: step-up state: %w", err)
+	}
 	if pending {
 		return fmt.Errorf("%w: this login is from a new device or network; enter the SMS code first", ErrStepUp)
 	}
@@ -194,10 +196,13 @@ func (b *Bank) ChangePassword(ctx context.Context, sid string, s session.Session
 	if err := password.Check(pw, c.Login, c.Phone); err != nil {
 		return err
 	}
-	if c.PasswordMAC, err = b.pwMAC(ctx, c.ID, pw); err != nil {
+	mac, err := b.pwMAC(ctx, c.ID, pw)
+	if err != nil {
 		return err
 	}
-	if err := b.putCustomer(c, false); err != nil {
+	// Only the MAC changes, read and written in one transaction: a change
+	// another node made to the record meanwhile is kept.
+	if err := b.updateCustomer(c.ID, func(cur *Customer) bool { cur.PasswordMAC = mac; return true }); err != nil {
 		return err
 	}
 	_, err = b.sessions.LogoutOthers(ctx, c.ID, sid)

@@ -1,6 +1,7 @@
 package banking
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,14 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/bankwire"
+	"github.com/keyward/keyward/banking/internal/kv"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/token/txformat"
 )
@@ -216,7 +216,7 @@ func (b *Bank) receipt(ctx context.Context, rc ledger.Receipt) (bankwire.Receipt
 		return bankwire.Receipt{}, err
 	}
 	var sig []byte
-	_ = b.db.View(func(tx *bolt.Tx) error {
+	_ = b.db.View(func(tx store.Tx) error {
 		if bk := tx.Bucket(bucketReceipts); bk != nil {
 			sig = append(sig, bk.Get([]byte(rc.TransferID))...)
 		}
@@ -227,19 +227,21 @@ func (b *Bank) receipt(ctx context.Context, rc ledger.Receipt) (bankwire.Receipt
 		if err != nil {
 			return bankwire.Receipt{}, err // already mapped (kmsErr) by the signer
 		}
-		sig = []byte(stripVersion(s))
-		// Batch: concurrent transfers share one commit (the function may
-		// run twice; it only stores the first signature).
-		if err := b.db.Batch(func(tx *bolt.Tx) error {
-			bk, err := tx.CreateBucketIfNotExists(bucketReceipts)
-			if err != nil {
-				return err
+		mine := []byte(stripVersion(s))
+		// Batch: concurrent transfers share one commit. The function may
+		// run more than once; it only assigns sig and stores the first
+		// signature.
+		if err := b.db.Batch(func(tx store.Tx) error {
+			bk := tx.Bucket(bucketReceipts)
+			if bk == nil {
+				return fmt.Errorf("%w: receipts", store.ErrBucketMissing)
 			}
-			if old := bk.Get([]byte(rc.TransferID)); old != nil { // a concurrent request signed first
+			if old := bk.Get([]byte(rc.TransferID)); old != nil { // a concurrent request (maybe on another node) signed first
 				sig = append([]byte(nil), old...)
 				return nil
 			}
-			return bk.Put([]byte(rc.TransferID), sig)
+			sig = mine
+			return bk.Put([]byte(rc.TransferID), mine)
 		}); err != nil {
 			return bankwire.Receipt{}, err
 		}
@@ -279,22 +281,61 @@ func (b *Bank) ReceiptOf(ctx context.Context, s session.Session, transferID stri
 
 // --- cloud key: signed in keysvc after the customer's confirmation -------
 
-type pendingTransfers struct {
-	mu sync.Mutex
-	m  map[string]*pendingOrder
-}
+// bucketPending holds the cloud transfers banking sent to keysvc for the
+// customer's confirmation (confirmation id → pendingRecord JSON), in the
+// store rather than in memory, so that a transfer started on one banking
+// node can be polled and executed on another (issue 17, stateless nodes).
+var bucketPending = []byte("bank-cloud-pending")
 
-type pendingOrder struct {
-	co      *checkedOrder
-	order   []byte
-	expires time.Time
+// pendingRecord is what PollCloud needs to finish a cloud transfer: whose
+// it is and the exact order bytes keysvc was asked to sign. The order is
+// checked again (checkOrder) when it executes, against the bank's data as
+// it is then.
+type pendingRecord struct {
+	Customer string    `json:"customer"`
+	Order    []byte    `json:"order"`
+	Expires  time.Time `json:"expires"`
 }
 
 // pendingKeep is how long banking remembers a cloud transfer it sent to
 // keysvc (by its own clock): longer than any confirmation timeout.
 const pendingKeep = 20 * time.Minute
 
-func newPendingTransfers() *pendingTransfers { return &pendingTransfers{m: map[string]*pendingOrder{}} }
+// sweepPending deletes pending cloud transfers past their expiry; Sweep
+// runs it with the other sweepers.
+func (b *Bank) sweepPending(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := b.now()
+	n := 0
+	err := b.db.Update(func(tx store.Tx) error {
+		n = 0
+		bk := tx.Bucket(bucketPending)
+		var dead [][]byte
+		err := bk.ForEach(func(k, v []byte) error {
+			var p pendingRecord
+			if kv.Decode(v, &p) != nil || now.After(p.Expires) {
+				dead = append(dead, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range dead {
+			if err := bk.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(dead)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("banking: sweep pending cloud transfers: %w", err)
+	}
+	return n, nil
+}
 
 // TransferCloud checks the order and asks keysvc to sign it with the
 // customer's cloud key: keysvc shows it to the customer on the second
@@ -311,8 +352,9 @@ func (b *Bank) TransferCloud(ctx context.Context, s session.Session, order []byt
 	if c.CloudKey == "" {
 		return bankwire.PendingTransfer{}, fmt.Errorf("%w: you have no cloud signing key", ErrForbidden)
 	}
-	co, err := b.checkOrder(ctx, c, order)
-	if err != nil {
+	// Checked now, so that a wrong order is refused before keysvc shows it
+	// to the customer, and again by PollCloud when it executes.
+	if _, err := b.checkOrder(ctx, c, order); err != nil {
 		return bankwire.PendingTransfer{}, err
 	}
 	res, err := b.kms.Sign(ctx, c.CloudKey, wire.SignRequest{Message: order})
@@ -327,14 +369,15 @@ func (b *Bank) TransferCloud(ctx context.Context, s session.Session, order []byt
 		return bankwire.PendingTransfer{}, fmt.Errorf("banking: cloud key %s signed without confirmation; refusing", c.CloudKey)
 	}
 	cv := res.Confirmation
-	b.pending.mu.Lock()
-	b.pending.m[cv.ID] = &pendingOrder{co: co, order: append([]byte(nil), order...), expires: b.now().Add(pendingKeep)}
-	for id, p := range b.pending.m {
-		if b.now().After(p.expires) {
-			delete(b.pending.m, id)
-		}
+	rec, err := kv.Encode(&pendingRecord{Customer: c.ID, Order: order, Expires: b.now().Add(pendingKeep)})
+	if err != nil {
+		return bankwire.PendingTransfer{}, err
 	}
-	b.pending.mu.Unlock()
+	if err := b.db.Update(func(tx store.Tx) error { return tx.Bucket(bucketPending).Put([]byte(cv.ID), rec) }); err != nil {
+		// keysvc shows the customer a transfer no node can finish; it
+		// expires there unconfirmed or, confirmed, is never executed.
+		return bankwire.PendingTransfer{}, fmt.Errorf("banking: record pending cloud transfer %s: %w", cv.ID, err)
+	}
 	return bankwire.PendingTransfer{ID: cv.ID, Status: string(cv.Status), Digest: cv.Digest, ExpiresAt: cv.ExpiresAt}, nil
 }
 
@@ -342,10 +385,16 @@ func (b *Bank) TransferCloud(ctx context.Context, s session.Session, order []byt
 // signed, the signature is checked against the order and the transfer
 // executed (idempotently: polling again returns the same receipt).
 func (b *Bank) PollCloud(ctx context.Context, s session.Session, id string, wait time.Duration) (bankwire.PendingTransfer, error) {
-	b.pending.mu.Lock()
-	p, ok := b.pending.m[id]
-	b.pending.mu.Unlock()
-	if !ok || p.co.customer.ID != s.Customer {
+	var p pendingRecord
+	var found bool
+	err := b.db.View(func(tx store.Tx) (err error) {
+		found, err = kv.Get(tx.Bucket(bucketPending), []byte(id), &p)
+		return err
+	})
+	if err != nil {
+		return bankwire.PendingTransfer{}, fmt.Errorf("banking: pending cloud transfer: %w", err)
+	}
+	if !found || p.Customer != s.Customer || b.now().After(p.Expires) {
 		return bankwire.PendingTransfer{}, fmt.Errorf("%w: pending transfer %q", ErrNotFound, id)
 	}
 	cv, err := b.kms.Confirmation(ctx, id, wait)
@@ -356,18 +405,28 @@ func (b *Bank) PollCloud(ctx context.Context, s session.Session, id string, wait
 	if cv.Status != wire.ConfirmApproved {
 		return out, nil
 	}
-	sum := sha256.Sum256(p.order)
+	sum := sha256.Sum256(p.Order)
 	if cv.Digest != hex.EncodeToString(sum[:]) {
 		return bankwire.PendingTransfer{}, fmt.Errorf("%w: keysvc signed other bytes than the order", ErrOrderMismatch)
 	}
-	ok, err = b.kms.Verify(ctx, p.co.customer.CloudKey, wire.VerifyRequest{Message: p.order, Signature: cv.Signature})
+	// This node may not be the one that started the transfer: the customer
+	// and the order are read again and checked against the bank's data now.
+	c, err := b.Customer(p.Customer)
+	if err != nil {
+		return bankwire.PendingTransfer{}, err
+	}
+	co, err := b.checkOrder(ctx, c, p.Order)
+	if err != nil {
+		return bankwire.PendingTransfer{}, err
+	}
+	ok, err := b.kms.Verify(ctx, c.CloudKey, wire.VerifyRequest{Message: p.Order, Signature: cv.Signature})
 	if err != nil {
 		return bankwire.PendingTransfer{}, kmsErr(err)
 	}
 	if !ok {
 		return bankwire.PendingTransfer{}, fmt.Errorf("%w: the cloud signature does not verify", ErrBadSignature)
 	}
-	res, err := b.execute(ctx, p.co)
+	res, err := b.execute(ctx, co)
 	if err != nil {
 		return bankwire.PendingTransfer{}, err
 	}

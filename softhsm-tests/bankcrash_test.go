@@ -46,11 +46,10 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/keysvc/client"
 	"github.com/keyward/keyward/keysvc/wire"
 )
@@ -378,7 +377,9 @@ func provisionBankKeysWith(t testing.TB, officer *client.Client) {
 // process may open it.
 func openBank(t testing.TB, kms banking.KMS, dbPath string) (*bankEnv, func()) {
 	t.Helper()
-	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	// bbolt: the file is cmd/banking's data (bank.db), which a banking
+	// process opens after this one.
+	db, err := store.OpenBolt(dbPath, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -827,7 +828,7 @@ func crashSetup(t *testing.T, kms banking.KMS, dbPath string) ([]crashParty, led
 func crashCheckFile(t *testing.T, dbPath string, ps []crashParty, ords []crashOrder) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := store.OpenBolt(dbPath, 5*time.Second) // the killed cmd/banking's bbolt file
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store/dbtest"
 
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/auth/otp"
@@ -103,11 +103,7 @@ func newBankEnv(t *testing.T) *bankEnv {
 	ks := newKeysvcEnv(t)
 	provisionBankKeys(t, ks)
 	dir := t.TempDir()
-	db, err := bolt.Open(filepath.Join(dir, "bank.db"), 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := dbtest.New(t).Open() // bbolt, or PostgreSQL under KEYWARD_BANKING_STORE=postgres
 	list := filepath.Join(dir, "blacklist.txt")
 	os.WriteFile(list, []byte("account:6299900000000000001\nname:Mallory Fraud\nend:2\n"), 0o600)
 	w, err := blacklist.Open(list, blacklist.Options{Interval: 50 * time.Millisecond})

@@ -1,5 +1,6 @@
 // Package auth is the home of the banking app's authentication primitives
-// (issue 6): pure Go over one bbolt database, no HTTP. The sub-packages do
+// (issue 6): pure Go over one banking store (banking/store: bbolt, or
+// PostgreSQL shared by several banking nodes), no HTTP. The sub-packages do
 // the work; this package holds what they share — security events (Event,
 // Alerts, LogAlerts) and the request's source address in a context
 // (WithSource).
@@ -50,18 +51,21 @@
 //
 // # Storage
 //
-// Everything persistent lives in the bbolt handle the app passes in, in
+// Everything persistent lives in the store the app passes in, in
 // buckets named "auth-…": auth-challenges, auth-guard-accounts,
 // auth-guard-ips, auth-sessions, auth-sessions-by-customer, auth-otp,
 // auth-otp-issues, auth-devices. Secrets are stored only as hashes:
 // challenges and session ids as SHA-256 (they are 256-bit random values, so
 // an unkeyed hash is enough), OTP codes as a keyed hash (6 digits are too
-// few for an unkeyed one), device ids as SHA-256. The database must not be
+// few for an unkeyed one), device ids as SHA-256. A bbolt store must not be
 // opened with NoSync: creation, logout and failure counts rely on bbolt's
-// fsync at commit. Challenges, the brute-force guard and sessions write
-// through DB.Batch, so concurrent logins share one fsync; a lone write
-// waits up to the handle's MaxBatchDelay (bbolt's default is 10 ms) for
-// company.
+// fsync at commit (on PostgreSQL, on its synchronous commit). Challenges,
+// the brute-force guard and sessions write through DB.Batch, so concurrent
+// logins share one commit; a lone write waits up to the store's batch
+// delay (bbolt's default is 10 ms) for company. Every function given to
+// Update or Batch may run more than once (the store contract): each
+// resets its results on entry and has no effect outside the transaction;
+// alerts are raised after the commit.
 //
 // Every component takes a Now func() time.Time for tests, and has a Sweep
 // method deleting what has expired; the session Manager sweeps by itself,

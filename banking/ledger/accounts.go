@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // OpenAccountRequest opens a customer account.
@@ -56,7 +56,7 @@ func (l *Ledger) OpenAccount(ctx context.Context, req OpenAccountRequest) (Accou
 	}
 	acc := Account{ID: req.ID, Owner: req.Owner, Currency: req.Currency, State: StateOpen,
 		Created: l.now().UTC(), Limits: lim}
-	err := l.db.Update(func(tx *bolt.Tx) error {
+	err := l.db.Update(func(tx store.Tx) error {
 		b := tx.Bucket(bucketAccounts)
 		if req.ID != "" {
 			if b.Get([]byte(req.ID)) != nil {
@@ -107,7 +107,7 @@ func (l *Ledger) Account(ctx context.Context, id string) (Account, error) {
 		return Account{}, err
 	}
 	var acc Account
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.db.View(func(tx store.Tx) error {
 		a, err := getAccount(tx, id)
 		acc = a
 		return err
@@ -125,7 +125,7 @@ func (l *Ledger) AccountsByOwner(ctx context.Context, owner string) ([]Account, 
 	}
 	var out []Account
 	prefix := ownerKey(owner, "")
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.db.View(func(tx store.Tx) error {
 		c := tx.Bucket(bucketOwners).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			a, err := getAccount(tx, string(k[len(prefix):]))
@@ -187,7 +187,7 @@ func (l *Ledger) updateAccount(ctx context.Context, id string, fn func(*Account)
 		return Account{}, err
 	}
 	var acc Account
-	err := l.db.Update(func(tx *bolt.Tx) error {
+	err := l.db.Update(func(tx store.Tx) error {
 		a, err := getAccount(tx, id)
 		if err != nil {
 			return err

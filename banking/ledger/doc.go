@@ -1,5 +1,7 @@
 // Package ledger keeps the banking app's accounts as a double-entry ledger
-// in one bbolt file: balances, intra-bank transfers with idempotency keys,
+// in the banking store (banking/store: its own bbolt file through Open, or
+// a store shared with banking's other records through New, bbolt or
+// PostgreSQL): balances, intra-bank transfers with idempotency keys,
 // per-transaction and daily limits (R-SRV-7), deposits and withdrawals
 // against the bank's cash account, and Verify, which proves the books
 // balance (issue 6 item 4, crash safety item 8, throughput item 9).
@@ -33,7 +35,7 @@
 //
 // # Postings
 //
-// Transfer, Deposit and Withdraw each write one posting in one bbolt
+// Transfer, Deposit and Withdraw each write one posting in one store
 // transaction: the journal record (which is the Receipt), a debit entry on
 // the payer and a credit entry on the payee, both account records with
 // their new balances, and the idempotency record. Either all of that is
@@ -100,14 +102,17 @@
 // transaction after waiting at most Options.MaxBatchDelay, so one fsync
 // serves many transfers. Set MaxBatchSize near the expected number of
 // concurrent callers. A lone transfer waits MaxBatchDelay for company, so
-// an idle ledger answers in about 2 ms plus one commit. bbolt may run a batched function twice (when another
-// member of its batch fails, the rest are retried); the posting function
+// an idle ledger answers in about 2 ms plus one commit. The store may run a batched function
+// more than once (bbolt when another member of its batch fails, PostgreSQL
+// on a serialisation conflict); the posting function
 // reads everything inside its transaction and has no effect outside it,
 // and a refusal is reported beside the transaction rather than as its
 // error, so one refused transfer never rolls back its neighbours. Account
 // changes (open, state, limits) are plain transactions.
 //
-// bbolt holds an exclusive lock on the file: one process owns the ledger.
+// On bbolt, the file is locked: one process owns the ledger. On a shared
+// store (PostgreSQL) several banking nodes post to one ledger; the
+// store's serialisable transactions keep the same invariants.
 // A request whose context ends after it joined a group commit is committed
 // or refused regardless; repeat it with the same key to learn which.
 //
@@ -124,7 +129,8 @@
 //
 // # Limitations
 //
-//   - One bbolt file on one machine: replication (R-AV-4) is not here.
+//   - On bbolt, one file on one machine: replication (R-AV-4) needs the
+//     PostgreSQL store (banking/store/pgstore).
 //   - Transfers are intra-bank and single-currency; no FX, no clearing.
 //   - Idempotency records are kept for ever (about 60 bytes a posting).
 //   - Verify reads the whole file; it is an audit, not a per-request check.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Buckets; see the package documentation for their layout.
@@ -36,15 +36,15 @@ var DefaultMaxLimits = map[string]Limits{"CNY": {PerTransaction: 1_000_000_00, D
 
 // Options tune a ledger. Zero values take the defaults.
 type Options struct {
-	// MaxBatchSize is the most transfers group-committed by one bbolt
-	// transaction (db.MaxBatchSize); set it near the number of concurrent
+	// MaxBatchSize is the most transfers group-committed by one store
+	// transaction (store.DB.SetBatchLimits); set it near the number of concurrent
 	// callers. A batch commits when it is full or MaxBatchDelay after its
 	// first transfer: with fewer callers than MaxBatchSize every commit
 	// waits for the timer; with more, full batches queue behind each
 	// other, which is fine. Default 64.
 	MaxBatchSize int
 	// MaxBatchDelay is how long a transfer waits for others to share its
-	// commit (db.MaxBatchDelay). Default 2 ms.
+	// commit (store.DB.SetBatchLimits). Default 2 ms.
 	MaxBatchDelay time.Duration
 	// Location decides where a day ends for daily limits. Default
 	// Asia/Shanghai (UTC+8 when the system has no zone database).
@@ -72,10 +72,10 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Ledger is a double-entry ledger in one bbolt database. All its methods
+// Ledger is a double-entry ledger in one banking store. All its methods
 // are safe for concurrent use.
 type Ledger struct {
-	db        *bolt.DB
+	db        store.DB
 	ownsDB    bool
 	loc       *time.Location
 	now       func() time.Time
@@ -85,19 +85,13 @@ type Ledger struct {
 	prefix    string
 }
 
-// Open opens (or creates, mode 0600) the ledger file at path. bbolt locks
-// the file: a second process waits Options.Timeout and fails.
+// Open opens (or creates, mode 0600) the ledger's own bbolt file at path
+// (store.OpenBolt). bbolt locks the file: a second process waits
+// Options.Timeout (default 5 s) and fails. Close closes it.
 func Open(path string, opts Options) (*Ledger, error) {
-	timeout := opts.Timeout
-	if timeout == 0 {
-		timeout = 5 * time.Second
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout,
-		// The freelist is rebuilt at open instead of written by every
-		// commit: less I/O per group commit (bbolt documents it as safe).
-		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	db, err := store.OpenBolt(path, opts.Timeout)
 	if err != nil {
-		return nil, fmt.Errorf("%w: open %s: %w", ErrStore, path, err)
+		return nil, fmt.Errorf("%w: %w", ErrStore, err)
 	}
 	l, err := New(db, opts)
 	if err != nil {
@@ -109,9 +103,9 @@ func Open(path string, opts Options) (*Ledger, error) {
 }
 
 // New uses an already open database (shared with other stores), creating
-// the ledger's buckets. It sets db.MaxBatchSize and db.MaxBatchDelay, which
-// are per database. Close does not close a database given to New.
-func New(db *bolt.DB, opts Options) (*Ledger, error) {
+// the ledger's buckets. It sets the store's batch limits (SetBatchLimits),
+// which are per database. Close does not close a database given to New.
+func New(db store.DB, opts Options) (*Ledger, error) {
 	l := &Ledger{db: db, loc: opts.Location, now: opts.Now, screen: opts.Screen,
 		defLimits: opts.DefaultLimits, maxLimits: opts.MaxLimits, prefix: opts.AccountPrefix}
 	if l.loc == nil {
@@ -144,23 +138,15 @@ func New(db *bolt.DB, opts Options) (*Ledger, error) {
 			return nil, fmt.Errorf("default limits for %s: %w", cur, err)
 		}
 	}
-	db.MaxBatchSize = DefaultMaxBatchSize
+	size, delay := DefaultMaxBatchSize, DefaultMaxBatchDelay
 	if opts.MaxBatchSize > 0 {
-		db.MaxBatchSize = opts.MaxBatchSize
+		size = opts.MaxBatchSize
 	}
-	db.MaxBatchDelay = DefaultMaxBatchDelay
 	if opts.MaxBatchDelay > 0 {
-		db.MaxBatchDelay = opts.MaxBatchDelay
+		delay = opts.MaxBatchDelay
 	}
-	err := db.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("bucket %s: %w", name, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	db.SetBatchLimits(size, delay)
+	if err := db.Ensure(allBuckets...); err != nil {
 		return nil, fmt.Errorf("%w: prepare ledger: %w", ErrStore, err)
 	}
 	return l, nil

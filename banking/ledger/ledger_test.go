@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
+	"github.com/keyward/keyward/banking/store/dbtest"
 
 	"github.com/keyward/keyward/banking/ledger"
 )
@@ -24,16 +24,18 @@ func newClock(t time.Time) *clock { c := &clock{}; c.ns.Store(t.UnixNano()); ret
 func (c *clock) Now() time.Time   { return time.Unix(0, c.ns.Load()) }
 func (c *clock) Set(t time.Time)  { c.ns.Store(t.UnixNano()) }
 
-// newLedger opens a ledger in a temporary file, closed by t.Cleanup.
-func newLedger(t testing.TB, opts ledger.Options) (*ledger.Ledger, string) {
+// newLedger opens a ledger on the test's store (dbtest: a bbolt file, or
+// PostgreSQL under KEYWARD_BANKING_STORE=postgres), closed by t.Cleanup.
+// It also returns the store, for tests that look under the ledger.
+func newLedger(t testing.TB, opts ledger.Options) (*ledger.Ledger, store.DB) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "ledger.db")
-	l, err := ledger.Open(path, opts)
+	db := dbtest.New(t).Open()
+	l, err := ledger.New(db, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	return l, path
+	return l, db
 }
 
 var keySeq atomic.Int64
@@ -429,10 +431,10 @@ func TestVerifyFindsTampering(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name   string
-		tamper func(tx *bolt.Tx, a, b string) error
+		tamper func(tx store.Tx, a, b string) error
 		want   string
 	}{
-		{"account records swapped", func(tx *bolt.Tx, a, b string) error {
+		{"account records swapped", func(tx store.Tx, a, b string) error {
 			bk := tx.Bucket([]byte("ledger-accounts"))
 			va, vb := slices.Clone(bk.Get([]byte(a))), slices.Clone(bk.Get([]byte(b)))
 			if err := bk.Put([]byte(a), vb); err != nil {
@@ -440,60 +442,52 @@ func TestVerifyFindsTampering(t *testing.T) {
 			}
 			return bk.Put([]byte(b), va)
 		}, "entries sum to"},
-		{"entry amount edited", func(tx *bolt.Tx, _, _ string) error {
+		{"entry amount edited", func(tx store.Tx, _, _ string) error {
 			bk := tx.Bucket([]byte("ledger-entries"))
 			k := []byte{0, 0, 0, 0, 0, 0, 0, 2, 1}
 			v := strings.Replace(string(bk.Get(k)), `"amount":2500`, `"amount":2600`, 1)
 			return bk.Put(k, []byte(v))
 		}, "does not match posting"},
-		{"account record garbled", func(tx *bolt.Tx, a, _ string) error {
+		{"account record garbled", func(tx store.Tx, a, _ string) error {
 			bk := tx.Bucket([]byte("ledger-accounts"))
 			v := slices.Clone(bk.Get([]byte(a)))
 			return bk.Put([]byte(a), v[:len(v)-1])
 		}, "does not decode"},
-		{"entry deleted", func(tx *bolt.Tx, _, _ string) error {
+		{"entry deleted", func(tx store.Tx, _, _ string) error {
 			return tx.Bucket([]byte("ledger-entries")).Delete([]byte{0, 0, 0, 0, 0, 0, 0, 2, 1})
 		}, "half applied"},
-		{"entry chain broken", func(tx *bolt.Tx, _, _ string) error {
+		{"entry chain broken", func(tx store.Tx, _, _ string) error {
 			bk := tx.Bucket([]byte("ledger-entries"))
 			k := []byte{0, 0, 0, 0, 0, 0, 0, 2, 0}
 			v := strings.Replace(string(bk.Get(k)), `"prev":1`, `"prev":0`, 1)
 			return bk.Put(k, []byte(v))
 		}, "previous entry"},
-		{"posting deleted", func(tx *bolt.Tx, _, _ string) error {
+		{"posting deleted", func(tx store.Tx, _, _ string) error {
 			return tx.Bucket([]byte("ledger-journal")).Delete([]byte{0, 0, 0, 0, 0, 0, 0, 2})
 		}, "holds 1 postings"},
-		{"posting amount edited", func(tx *bolt.Tx, _, _ string) error {
+		{"posting amount edited", func(tx store.Tx, _, _ string) error {
 			bk := tx.Bucket([]byte("ledger-journal"))
 			k := []byte{0, 0, 0, 0, 0, 0, 0, 2}
 			v := strings.Replace(string(bk.Get(k)), `"amount":2500`, `"amount":2600`, 1)
 			return bk.Put(k, []byte(v))
 		}, "does not match posting"},
-		{"idempotency record dropped", func(tx *bolt.Tx, _, _ string) error {
+		{"idempotency record dropped", func(tx store.Tx, _, _ string) error {
 			return tx.Bucket([]byte("ledger-idempotency")).Delete([]byte("t1"))
 		}, "idempotency record"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			db, err := bolt.Open(filepath.Join(t.TempDir(), "l.db"), 0o600, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			l, err := ledger.New(db, ledger.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			l, db := newLedger(t, ledger.Options{})
 			a := mustAccount(t, l, "c1", 100_00, nil)
 			b := mustAccount(t, l, "c2", 0, nil)
 			if _, err := l.Transfer(ctx, ledger.TransferRequest{IdempotencyKey: "t1", From: a, To: b, Amount: 25_00, Currency: "CNY"}); err != nil {
 				t.Fatal(err)
 			}
 			mustVerify(t, l)
-			if err := db.Update(func(tx *bolt.Tx) error { return tc.tamper(tx, a, b) }); err != nil {
+			if err := db.Update(func(tx store.Tx) error { return tc.tamper(tx, a, b) }); err != nil {
 				t.Fatal(err)
 			}
-			_, err = l.Verify(ctx)
+			_, err := l.Verify(ctx)
 			if !errors.Is(err, ledger.ErrCorrupt) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Verify = %v, want ErrCorrupt mentioning %q", err, tc.want)
 			}

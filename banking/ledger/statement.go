@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Kind is what a posting is.
@@ -74,7 +74,7 @@ func (l *Ledger) Statement(ctx context.Context, id string, before uint64, limit 
 		return nil, fmt.Errorf("%w: statement limit must be 1 to 1000", ErrInvalidArgument)
 	}
 	var out []Entry
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.db.View(func(tx store.Tx) error {
 		a, err := getAccount(tx, id)
 		if err != nil {
 			return err
@@ -115,7 +115,7 @@ func (l *Ledger) Posting(ctx context.Context, transferID string) (Receipt, error
 		return Receipt{}, fmt.Errorf("%w: %q", ErrTransferNotFound, truncate(transferID, 32))
 	}
 	var r Receipt
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.db.View(func(tx store.Tx) error {
 		v := tx.Bucket(bucketJournal).Get(u64(seq))
 		if v == nil {
 			return fmt.Errorf("%w: %s", ErrTransferNotFound, transferID)

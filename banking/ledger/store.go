@@ -6,15 +6,14 @@ import (
 	"errors"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
-// Storage helpers: records in the ledger's bbolt buckets (layout in the
+// Storage helpers: records in the ledger's buckets (layout in the
 // package documentation).
 
-func getAccount(tx *bolt.Tx, id string) (Account, error) {
+func getAccount(tx store.Tx, id string) (Account, error) {
 	var a Account
 	v := tx.Bucket(bucketAccounts).Get([]byte(id))
 	if v == nil {
@@ -26,7 +25,7 @@ func getAccount(tx *bolt.Tx, id string) (Account, error) {
 
 // putJSON and decodeJSON are banking/internal/kv's record codec with the
 // ledger's ErrCorrupt.
-func putJSON(b *bolt.Bucket, k []byte, v any) error {
+func putJSON(b store.Bucket, k []byte, v any) error {
 	buf, err := kv.Encode(v)
 	if err != nil {
 		return fmt.Errorf("%w: %x: %w", ErrCorrupt, k, err)
@@ -76,7 +75,7 @@ func entryKey(seq uint64, leg byte) []byte {
 
 // legOf reads posting seq and the entry of account id in it. The errors
 // carry no sentinel; callers decide whether a miss is corruption.
-func legOf(tx *bolt.Tx, seq uint64, id string) (Receipt, entryRecord, error) {
+func legOf(tx store.Tx, seq uint64, id string) (Receipt, entryRecord, error) {
 	var r Receipt
 	var e entryRecord
 	v := tx.Bucket(bucketJournal).Get(u64(seq))
@@ -105,7 +104,7 @@ func legOf(tx *bolt.Tx, seq uint64, id string) (Receipt, entryRecord, error) {
 }
 
 // storeErr leaves the ledger's own errors and context errors as they are
-// and marks anything else (bbolt, I/O) ErrStore.
+// and marks anything else (the store's faults, I/O) ErrStore.
 func storeErr(op string, err error) error {
 	if err == nil {
 		return nil
@@ -119,4 +118,12 @@ func storeErr(op string, err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %s: %w", ErrStore, op, err)
+}
+
+// appendOnly tells a bbolt bucket that this transaction writes only at
+// its end (pack pages full); other backends have no pages to pack.
+func appendOnly(b store.Bucket) {
+	if a, ok := b.(store.AppendOnly); ok {
+		a.AppendOnly()
+	}
 }

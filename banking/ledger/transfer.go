@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Receipt is the result of a posting, as stored in the journal.
@@ -188,8 +188,9 @@ func (l *Ledger) Withdraw(ctx context.Context, req CashRequest) (Receipt, error)
 		amount: req.Amount, currency: req.Currency, memo: req.Memo, reference: req.Reference})
 }
 
-// post writes one posting through db.Batch. bbolt may run the function more
-// than once (a batch whose other member failed is retried), so it reads
+// post writes one posting through db.Batch. The store may run the function
+// more than once (bbolt retries a batch whose other member failed,
+// PostgreSQL a serialisation conflict), so it reads
 // every input inside its transaction, writes nothing outside it, and
 // reports a refusal through the variables it resets on entry, returning nil
 // so that a refusal never rolls back the other members of its batch.
@@ -207,7 +208,7 @@ func (l *Ledger) post(ctx context.Context, p posting) (Receipt, error) {
 
 	var res Receipt
 	var refused error
-	err := l.db.Batch(func(tx *bolt.Tx) error {
+	err := l.db.Batch(func(tx store.Tx) error {
 		res, refused = Receipt{}, nil
 		if v := tx.Bucket(bucketIdem).Get([]byte(p.key)); v != nil {
 			r, err := replay(tx, v, fp, p.key)
@@ -250,7 +251,7 @@ func (l *Ledger) post(ctx context.Context, p posting) (Receipt, error) {
 }
 
 // replay returns the stored receipt of an idempotency record v.
-func replay(tx *bolt.Tx, v []byte, fp [32]byte, key string) (Receipt, error) {
+func replay(tx store.Tx, v []byte, fp [32]byte, key string) (Receipt, error) {
 	var r Receipt
 	if len(v) != 40 {
 		return r, fmt.Errorf("%w: idempotency record %q has %d bytes", ErrCorrupt, key, len(v))
@@ -279,7 +280,7 @@ func isRefusal(err error) bool {
 
 // loadParties reads both accounts inside tx; a missing cash account is
 // made (in memory; apply stores it).
-func (l *Ledger) loadParties(tx *bolt.Tx, p *posting, now time.Time) (from, to Account, err error) {
+func (l *Ledger) loadParties(tx store.Tx, p *posting, now time.Time) (from, to Account, err error) {
 	load := func(id string) (Account, error) {
 		a, err := getAccount(tx, id)
 		if err != nil && id == CashAccount(p.currency) && ErrorCode(err) == "account_not_found" {
@@ -332,7 +333,7 @@ func (l *Ledger) check(p *posting, from, to *Account, day string, dayEnd time.Ti
 
 // apply writes the posting: journal record, two entries, both accounts
 // and the idempotency record.
-func apply(tx *bolt.Tx, p *posting, fp [32]byte, from, to *Account, day string, now time.Time) (Receipt, error) {
+func apply(tx store.Tx, p *posting, fp [32]byte, from, to *Account, day string, now time.Time) (Receipt, error) {
 	journal := tx.Bucket(bucketJournal)
 	seq, err := journal.NextSequence()
 	if err != nil {
@@ -351,12 +352,12 @@ func apply(tx *bolt.Tx, p *posting, fp [32]byte, from, to *Account, day string, 
 		FromBalance: from.Balance, ToBalance: to.Balance}
 	// The journal and the entries only ever grow at their end: pack pages
 	// full instead of splitting them half empty.
-	journal.FillPercent = 1.0
+	appendOnly(journal)
 	if err := putJSON(journal, u64(seq), &r); err != nil {
 		return Receipt{}, err
 	}
 	entries := tx.Bucket(bucketEntries)
-	entries.FillPercent = 1.0
+	appendOnly(entries)
 	if err := putJSON(entries, entryKey(seq, legDebit), &debit); err != nil {
 		return Receipt{}, err
 	}

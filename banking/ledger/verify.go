@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Report is what Verify counted.
@@ -62,7 +62,7 @@ func (l *Ledger) Verify(ctx context.Context) (Report, error) {
 			problems = append(problems, "…")
 		}
 	}
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.db.View(func(tx store.Tx) error {
 		if err := verifyJournal(ctx, tx, &rep, bad); err != nil {
 			return err
 		}
@@ -87,7 +87,7 @@ type entrySum struct {
 // verifyJournal walks the journal in order with each posting's two entries
 // and idempotency record, re-summing every account, then compares the sums
 // with the accounts.
-func verifyJournal(ctx context.Context, tx *bolt.Tx, rep *Report, bad func(string, ...any)) error {
+func verifyJournal(ctx context.Context, tx store.Tx, rep *Report, bad func(string, ...any)) error {
 	journal, entries, idem := tx.Bucket(bucketJournal), tx.Bucket(bucketEntries), tx.Bucket(bucketIdem)
 	sums := map[string]*entrySum{}
 	var want uint64 = 1
@@ -163,11 +163,11 @@ func verifyJournal(ctx context.Context, tx *bolt.Tx, rep *Report, bad func(strin
 	if n := journal.Sequence(); n != rep.Postings {
 		bad("journal sequence is %d but it holds %d postings", n, rep.Postings)
 	}
-	rep.Entries = entries.Stats().KeyN
+	rep.Entries = entries.KeyN()
 	if uint64(rep.Entries) != 2*rep.Postings {
 		bad("%d entries for %d postings (each has exactly two)", rep.Entries, rep.Postings)
 	}
-	rep.IdempotencyKeys = idem.Stats().KeyN
+	rep.IdempotencyKeys = idem.KeyN()
 	if uint64(rep.IdempotencyKeys) != rep.Postings {
 		bad("%d idempotency records for %d postings", rep.IdempotencyKeys, rep.Postings)
 	}
@@ -196,7 +196,7 @@ func verifyJournal(ctx context.Context, tx *bolt.Tx, rep *Report, bad func(strin
 	return nil
 }
 
-func verifyAccounts(tx *bolt.Tx, rep *Report, bad func(string, ...any)) error {
+func verifyAccounts(tx store.Tx, rep *Report, bad func(string, ...any)) error {
 	owners := tx.Bucket(bucketOwners)
 	err := tx.Bucket(bucketAccounts).ForEach(func(k, v []byte) error {
 		var a Account

@@ -53,7 +53,7 @@ type Config struct {
 		devOutbox string
 	} `yaml:"sms"`
 	Ledger struct {
-		MaxBatchSize  int           `yaml:"max_batch_size"`  // transfers per bbolt commit, default 128
+		MaxBatchSize  int           `yaml:"max_batch_size"`  // transfers per store commit, default 128
 		MaxBatchDelay time.Duration `yaml:"max_batch_delay"` // default 2ms
 		AccountPrefix string        `yaml:"account_prefix"`  // 1-12 digits, default 62999
 	} `yaml:"ledger"`

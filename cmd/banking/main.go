@@ -92,11 +92,10 @@ import (
 	"syscall"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/blacklist"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/cmd/internal/startmode"
 	"github.com/keyward/keyward/keysvc/client"
 	"github.com/keyward/keyward/keysvc/wire"
@@ -174,12 +173,9 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		return err
 	}
 	dbPath := filepath.Join(cfg.DataDir, "bank.db")
-	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := store.OpenBolt(dbPath, 5*time.Second) // a lock timeout names the file and asks whether banking already runs
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return fmt.Errorf("open %s: locked by another process (is banking already running?)", dbPath)
-		}
-		return fmt.Errorf("open %s: %w", dbPath, err)
+		return err
 	}
 	defer db.Close()
 	screen, err := blacklist.Open(cfg.Blacklist.File, blacklist.Options{Interval: cfg.Blacklist.Interval,

@@ -43,7 +43,7 @@
 //
 // Begin refuses when the account or the source is locked *or at its limit*,
 // and otherwise records the attempt as a failure right away, durably (a
-// bbolt transaction committed with fsync, shared with concurrent attempts
+// store transaction, committed durably, shared with concurrent attempts
 // through DB.Batch). Succeeded and Abandon take it back. So attempts in
 // flight count: of 50 concurrent attempts on one account, exactly 5 reach
 // the password check, and a crash in the middle of an attempt leaves it
@@ -52,8 +52,9 @@
 //
 // # Concurrency
 //
-// A Guard is safe for concurrent use; all counting happens inside bbolt
-// write transactions, which are serialised. An Attempt settles once;
+// A Guard is safe for concurrent use, also by several banking nodes on one
+// shared store; all counting happens inside the store's write
+// transactions, which are serialisable. An Attempt settles once;
 // settling it again is ErrAttemptSettled.
 //
 // # Limitations

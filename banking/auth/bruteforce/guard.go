@@ -10,10 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Defaults (R-AUTH-3).
@@ -65,7 +64,7 @@ func (e *LockedError) Is(target error) bool {
 
 // Config configures a Guard. Zero values mean the defaults.
 type Config struct {
-	DB *bolt.DB // buckets "auth-guard-accounts" and "auth-guard-ips"
+	DB store.DB // buckets "auth-guard-accounts" and "auth-guard-ips"
 
 	AccountLimit  int           // failures before the account locks (5)
 	AccountLock   time.Duration // how long it stays locked (15 min)
@@ -218,7 +217,7 @@ func (g *Guard) Begin(ctx context.Context, account string, ip netip.Addr) (*Atte
 		epoch   uint64
 		now     = g.cfg.Now()
 	)
-	err = g.cfg.DB.Batch(func(tx *bolt.Tx) error {
+	err = g.cfg.DB.Batch(func(tx store.Tx) error {
 		refused, events = nil, nil
 		ab, ib := tx.Bucket(bucketAccounts), tx.Bucket(bucketIPs)
 		var as accountState
@@ -301,7 +300,7 @@ func (a *Attempt) settle(ctx context.Context, how int) error {
 	g := a.g
 	now := g.cfg.Now()
 	var events []auth.Event
-	err := g.cfg.DB.Batch(func(tx *bolt.Tx) error {
+	err := g.cfg.DB.Batch(func(tx store.Tx) error {
 		events = nil
 		ab, ib := tx.Bucket(bucketAccounts), tx.Bucket(bucketIPs)
 		var as accountState
@@ -372,7 +371,7 @@ type Status struct {
 // AccountStatus returns the account's current count and lock.
 func (g *Guard) AccountStatus(account string) (Status, error) {
 	var as accountState
-	err := g.cfg.DB.View(func(tx *bolt.Tx) error {
+	err := g.cfg.DB.View(func(tx store.Tx) error {
 		_, err := kv.Get(tx.Bucket(bucketAccounts), []byte(account), &as)
 		return err
 	})
@@ -386,7 +385,7 @@ func (g *Guard) AccountStatus(account string) (Status, error) {
 // UnlockAccount clears an account's count and lock (an officer's action,
 // after verifying the customer; audit it in the caller).
 func (g *Guard) UnlockAccount(ctx context.Context, account string) error {
-	return g.cfg.DB.Update(func(tx *bolt.Tx) error {
+	return g.cfg.DB.Update(func(tx store.Tx) error {
 		b := tx.Bucket(bucketAccounts)
 		var as accountState
 		if _, err := kv.Get(b, []byte(account), &as); err != nil {
@@ -402,7 +401,7 @@ func (g *Guard) UnlockSource(ctx context.Context, ip netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	return g.cfg.DB.Update(func(tx *bolt.Tx) error {
+	return g.cfg.DB.Update(func(tx store.Tx) error {
 		return tx.Bucket(bucketIPs).Delete([]byte(key))
 	})
 }
@@ -419,7 +418,7 @@ func (g *Guard) Sweep(ctx context.Context) (int, error) {
 	}
 	now := g.cfg.Now()
 	n := 0
-	err := g.cfg.DB.Update(func(tx *bolt.Tx) error {
+	err := g.cfg.DB.Update(func(tx store.Tx) error {
 		n = 0
 		a, err := sweepBucket(tx.Bucket(bucketAccounts), func(v []byte) bool {
 			var as accountState
@@ -449,7 +448,7 @@ func (g *Guard) Sweep(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func sweepBucket(b *bolt.Bucket, idle func(v []byte) bool) (int, error) {
+func sweepBucket(b store.Bucket, idle func(v []byte) bool) (int, error) {
 	var dead [][]byte
 	if err := b.ForEach(func(k, v []byte) error {
 		if idle(v) {

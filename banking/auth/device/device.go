@@ -54,9 +54,8 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // DefaultMaxDevices is the number of devices kept per customer when
@@ -82,7 +81,7 @@ var (
 
 // Config configures a Registry.
 type Config struct {
-	DB         *bolt.DB         // bucket "auth-devices"
+	DB         store.DB         // bucket "auth-devices"
 	MaxDevices int              // 0: DefaultMaxDevices; 1..100
 	Now        func() time.Time // nil: time.Now
 }
@@ -184,7 +183,7 @@ func (r *Registry) Assess(ctx context.Context, customer, device, os string, ip n
 	}
 	var rec record
 	var found bool
-	err = r.cfg.DB.View(func(tx *bolt.Tx) (err error) {
+	err = r.cfg.DB.View(func(tx store.Tx) (err error) {
 		found, err = kv.Get(tx.Bucket(bucketDevices), deviceKey(customer, device), &rec)
 		return err
 	})
@@ -219,7 +218,7 @@ func (r *Registry) Remember(ctx context.Context, customer, device, os string, ip
 	}
 	now := r.cfg.Now()
 	key := deviceKey(customer, device)
-	err = r.cfg.DB.Update(func(tx *bolt.Tx) error {
+	err = r.cfg.DB.Update(func(tx store.Tx) error {
 		b := tx.Bucket(bucketDevices)
 		var rec record
 		found, err := kv.Get(b, key, &rec)
@@ -242,7 +241,7 @@ func (r *Registry) Remember(ctx context.Context, customer, device, os string, ip
 }
 
 // trim forgets the least recently seen devices beyond MaxDevices.
-func (r *Registry) trim(b *bolt.Bucket, customer string) error {
+func (r *Registry) trim(b store.Bucket, customer string) error {
 	type item struct {
 		key  []byte
 		seen time.Time
@@ -273,7 +272,7 @@ func (r *Registry) List(ctx context.Context, customer string) ([]Device, error) 
 		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
 	}
 	var out []Device
-	err := r.cfg.DB.View(func(tx *bolt.Tx) error {
+	err := r.cfg.DB.View(func(tx store.Tx) error {
 		b := tx.Bucket(bucketDevices)
 		prefix := kv.Prefix(customer)
 		c := b.Cursor()
@@ -303,7 +302,7 @@ func (r *Registry) Forget(ctx context.Context, customer, ref string) error {
 	if len(ref) != 16 {
 		return ErrNotFound
 	}
-	return r.cfg.DB.Update(func(tx *bolt.Tx) error {
+	return r.cfg.DB.Update(func(tx store.Tx) error {
 		b := tx.Bucket(bucketDevices)
 		prefix := append(kv.Prefix(customer), ref...)
 		c := b.Cursor()
@@ -321,7 +320,7 @@ func (r *Registry) ForgetAll(ctx context.Context, customer string) (int, error) 
 		return 0, fmt.Errorf("%w: %v", ErrBadInput, err)
 	}
 	n := 0
-	err := r.cfg.DB.Update(func(tx *bolt.Tx) error {
+	err := r.cfg.DB.Update(func(tx store.Tx) error {
 		n = 0
 		b := tx.Bucket(bucketDevices)
 		prefix := kv.Prefix(customer)

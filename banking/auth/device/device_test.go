@@ -11,15 +11,14 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/auth/device"
 	"github.com/keyward/keyward/banking/auth/internal/authtest"
+	"github.com/keyward/keyward/banking/store"
 )
 
 func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
 
-func newRegistry(t *testing.T, max int) (*device.Registry, *authtest.Clock, *bolt.DB) {
+func newRegistry(t *testing.T, max int) (*device.Registry, *authtest.Clock, store.DB) {
 	t.Helper()
 	clk := authtest.NewClock()
 	db := authtest.MustOpenDB(t)
@@ -93,7 +92,7 @@ func TestDeviceIDStoredHashed(t *testing.T) {
 	const id = "install-7f3a9c-secret-ish"
 	r.Remember(ctx, "c1", id, "Windows 11", ip("192.0.2.1"))
 	h := sha256.Sum256([]byte(id))
-	db.View(func(tx *bolt.Tx) error {
+	db.View(func(tx store.Tx) error {
 		return tx.Bucket([]byte("auth-devices")).ForEach(func(k, v []byte) error {
 			if strings.Contains(string(k)+string(v), id) {
 				t.Errorf("device id stored in clear")

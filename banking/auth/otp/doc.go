@@ -27,7 +27,7 @@
 //     the code, Issue returns the bare ErrSend instead.
 //   - Codes are compared in constant time: by the Hasher when it is a
 //     Verifier (keysvc's mac-verify), else hmac.Equal on the keyed hashes;
-//     and every wrong guess is counted inside one bbolt write transaction,
+//     and every wrong guess is counted inside one write transaction,
 //     so concurrent guesses cannot exceed the limit and a right code cannot
 //     be used twice.
 //

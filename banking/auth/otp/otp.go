@@ -11,10 +11,9 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Limits (R-AUTH-8).
@@ -113,7 +112,7 @@ type Gateway interface {
 
 // Config configures a Service. DB, Hasher, Gateway and Phone are required.
 type Config struct {
-	DB      *bolt.DB // buckets "auth-otp" and "auth-otp-issues"
+	DB      store.DB // buckets "auth-otp" and "auth-otp-issues"
 	Hasher  Hasher
 	Gateway Gateway
 	// Phone returns the customer's registered mobile number. It comes from

@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/internal/authtest"
 	"github.com/keyward/keyward/banking/auth/otp"
+	"github.com/keyward/keyward/banking/store"
 )
 
 const phone = "13812345678"
@@ -27,7 +26,7 @@ type env struct {
 	box    *otp.DevOutbox
 	clk    *authtest.Clock
 	alerts *authtest.Alerts
-	db     *bolt.DB
+	db     store.DB
 }
 
 func newEnv(t *testing.T, mod func(*otp.Config)) *env {
@@ -324,7 +323,7 @@ func TestStoredOnlyAsKeyedHash(t *testing.T) {
 	e := newEnv(t, nil)
 	code := e.issue(t, "c1", "login")
 	var raw []byte
-	e.db.View(func(tx *bolt.Tx) error {
+	e.db.View(func(tx store.Tx) error {
 		raw = append(raw, tx.Bucket([]byte("auth-otp")).Get([]byte("c1\x00login"))...)
 		return nil
 	})

@@ -10,11 +10,10 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/mask"
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Issue creates a code for the customer and purpose (e.g. "login",
@@ -31,7 +30,7 @@ func (s *Service) Issue(ctx context.Context, customerID, purpose string) (Sent, 
 	now := s.cfg.Now()
 	// Cheap refusal first: no phone lookup, no keyed hash, no write.
 	var log issues
-	err := s.cfg.DB.View(func(tx *bolt.Tx) error {
+	err := s.cfg.DB.View(func(tx store.Tx) error {
 		_, err := kv.Get(tx.Bucket(bucketIssues), []byte(customerID), &log)
 		return err
 	})
@@ -66,7 +65,7 @@ func (s *Service) Issue(ctx context.Context, customerID, purpose string) (Sent, 
 	rec := record{Nonce: nonce, MAC: mac, IssuedAt: now, ExpiresAt: now.Add(s.cfg.TTL)}
 	key := kv.Key(customerID, purpose)
 	limited := false
-	err = s.cfg.DB.Update(func(tx *bolt.Tx) error {
+	err = s.cfg.DB.Update(func(tx store.Tx) error {
 		var log issues
 		if _, err := kv.Get(tx.Bucket(bucketIssues), []byte(customerID), &log); err != nil {
 			return err
@@ -107,7 +106,8 @@ func (s *Service) refuse(ctx context.Context, customerID string, now time.Time) 
 	var retry time.Duration
 	alert := false
 	var count int
-	err := s.cfg.DB.Update(func(tx *bolt.Tx) error {
+	err := s.cfg.DB.Update(func(tx store.Tx) error {
+		retry, alert, count = 0, false, 0 // fn may run again (store contract)
 		b := tx.Bucket(bucketIssues)
 		var log issues
 		if _, err := kv.Get(b, []byte(customerID), &log); err != nil {
@@ -137,7 +137,7 @@ func (s *Service) refuse(ctx context.Context, customerID string, now time.Time) 
 
 // cancelCode deletes the record if it is still the one issued with nonce.
 func (s *Service) cancelCode(key, nonce []byte) {
-	_ = s.cfg.DB.Update(func(tx *bolt.Tx) error {
+	_ = s.cfg.DB.Update(func(tx store.Tx) error {
 		b := tx.Bucket(bucketCodes)
 		var rec record
 		if found, err := kv.Get(b, key, &rec); err != nil || !found || !bytes.Equal(rec.Nonce, nonce) {
@@ -169,7 +169,7 @@ func (s *Service) Verify(ctx context.Context, customerID, purpose, code string) 
 	for range 3 {
 		var rec record
 		var found bool
-		err := s.cfg.DB.View(func(tx *bolt.Tx) (err error) {
+		err := s.cfg.DB.View(func(tx store.Tx) (err error) {
 			found, err = kv.Get(tx.Bucket(bucketCodes), key, &rec)
 			return err
 		})
@@ -240,8 +240,8 @@ func (s *Service) settle(ctx context.Context, customerID string, key, nonce []by
 	now := s.cfg.Now()
 	var rec record
 	lockedNow := false
-	err = s.cfg.DB.Update(func(tx *bolt.Tx) error {
-		lockedNow = false
+	err = s.cfg.DB.Update(func(tx store.Tx) error {
+		rec, lockedNow = record{}, false // fn may run again (store contract)
 		b := tx.Bucket(bucketCodes)
 		found, err := kv.Get(b, key, &rec)
 		switch {
@@ -290,7 +290,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	}
 	now := s.cfg.Now()
 	n := 0
-	err := s.cfg.DB.Update(func(tx *bolt.Tx) error {
+	err := s.cfg.DB.Update(func(tx store.Tx) error {
 		n = 0
 		codes := tx.Bucket(bucketCodes)
 		var dead [][]byte

@@ -13,9 +13,8 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // ChallengeSize is the length of a login challenge in bytes (256 bits).
@@ -42,7 +41,7 @@ var bucketChallenges = []byte("auth-challenges")
 
 // ChallengeConfig configures Challenges.
 type ChallengeConfig struct {
-	DB  *bolt.DB         // required; the bucket "auth-challenges" is created
+	DB  store.DB         // required; the bucket "auth-challenges" is created
 	TTL time.Duration    // 0 means DefaultChallengeTTL; at most MaxChallengeTTL
 	Now func() time.Time // nil means time.Now
 }
@@ -53,7 +52,7 @@ type ChallengeConfig struct {
 //
 // # Concurrency
 //
-// Consume is one bbolt transaction (through DB.Batch, so concurrent logins
+// Consume is one store transaction (through DB.Batch, so concurrent logins
 // share an fsync): of any number of concurrent consumers of one challenge,
 // exactly one succeeds and the others get ErrChallengeUsed.
 //
@@ -63,7 +62,7 @@ type ChallengeConfig struct {
 // told apart from a guess. Expired records are deleted by Sweep, which New
 // also runs by itself at most once per TTL.
 type Challenges struct {
-	db  *bolt.DB
+	db  store.DB
 	ttl time.Duration
 	now func() time.Time
 
@@ -111,7 +110,7 @@ func (c *Challenges) New(ctx context.Context) (Challenge, error) {
 	now := c.now()
 	exp := now.Add(c.ttl)
 	h := sha256.Sum256(raw[:])
-	err := c.db.Batch(func(tx *bolt.Tx) error {
+	err := c.db.Batch(func(tx store.Tx) error {
 		return tx.Bucket(bucketChallenges).Put(h[:], encodeRecord(exp, false))
 	})
 	if err != nil {
@@ -136,7 +135,7 @@ func (c *Challenges) Consume(ctx context.Context, value string) error {
 	h := sha256.Sum256(raw)
 	now := c.now()
 	var result error
-	err := c.db.Batch(func(tx *bolt.Tx) error {
+	err := c.db.Batch(func(tx store.Tx) error {
 		b := tx.Bucket(bucketChallenges)
 		exp, used, found := decodeRecord(b.Get(h[:]))
 		switch {
@@ -209,7 +208,7 @@ func (c *Challenges) Sweep(ctx context.Context) (int, error) {
 	}
 	now := c.now()
 	n := 0
-	err := c.db.Update(func(tx *bolt.Tx) error {
+	err := c.db.Update(func(tx store.Tx) error {
 		b := tx.Bucket(bucketChallenges)
 		var dead [][]byte
 		err := b.ForEach(func(k, v []byte) error {

@@ -37,8 +37,8 @@
 // # Write-behind of last-seen, and what is durable
 //
 // Creation, StepUp and every kind of logout are committed (fsync'd) before
-// they return. Lookups are one bbolt Get, or none at all: live sessions
-// are cached in memory, so Touch on the request path costs a map lookup
+// they return. Lookups are one Get, or none at all on a store of its own:
+// live sessions are cached in memory, so Touch on the request path costs a map lookup
 // under a mutex and no disk write. The new last-seen time is written
 // behind, every Config.FlushInterval (default 15 s), all dirty sessions in
 // one transaction — one fsync per interval instead of one per request.
@@ -49,11 +49,22 @@
 // most a re-login; an fsync per request would cost every request a disk
 // flush (milliseconds) and throughput under load.
 //
-// The cache is kept true because the Manager is the only writer: use one
-// Manager per database. A logout racing a cache miss is handled with a
+// On a store of its own (bbolt) the cache is kept true because the Manager
+// is the only writer: use one Manager per database. A logout racing a cache miss is handled with a
 // generation counter, so a session read from disk just before its deletion
 // is never put back into the cache; once Logout has returned, no Get or
 // Touch succeeds. Flush never re-creates a deleted record.
+//
+// # Several banking nodes on one store
+//
+// On a shared store (store.DB.Shared: PostgreSQL, several banking nodes)
+// another node's Manager may end, step up or sweep any session, so the
+// cache is not trusted: Get and Touch read the record on every call (one
+// indexed read) and take from the cache only this node's newer, not yet
+// written last-seen time. A Logout on any node is seen by every node once
+// it has returned. The write-behind is as above, per node: a session used
+// only on node A looks up to FlushInterval older to node B, so B may find
+// it idle-expired up to FlushInterval early — never late.
 //
 // # Concurrency
 //

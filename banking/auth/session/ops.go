@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Get checks the session without extending it: ErrNotFound (never existed,
@@ -43,13 +42,16 @@ func (m *Manager) lookup(ctx context.Context, id string, touch bool) (Session, e
 	g := m.gen
 	m.mu.Unlock()
 
+	if m.cfg.DB.Shared() {
+		return m.lookupShared(h, touch)
+	}
 	if e == nil {
-		// Cache miss (after a restart): one bbolt Get. The result is cached
+		// Cache miss (after a restart): one Get. The result is cached
 		// only if no change to an existing session was committed meanwhile
 		// (gen unchanged), so a Logout racing this read cannot be undone.
 		var rec record
 		var found bool
-		err := m.cfg.DB.View(func(tx *bolt.Tx) (err error) {
+		err := m.cfg.DB.View(func(tx store.Tx) (err error) {
 			found, err = kv.Get(tx.Bucket(bucketSessions), h[:], &rec)
 			return err
 		})
@@ -90,6 +92,51 @@ func (m *Manager) lookup(ctx context.Context, id string, touch bool) (Session, e
 	return m.view(h, e.rec), nil
 }
 
+// lookupShared is lookup on a store other banking nodes share: the record
+// is read on every call, since another node may have ended the session or
+// stepped it up; the cache only keeps this node's newer last-seen time
+// (written behind, as on a store of its own) and merges it in. A session
+// another node ended is ErrNotFound here as soon as its deletion commits.
+func (m *Manager) lookupShared(h hash, touch bool) (Session, error) {
+	var rec record
+	var found bool
+	err := m.cfg.DB.View(func(tx store.Tx) (err error) {
+		rec = record{}
+		found, err = kv.Get(tx.Bucket(bucketSessions), h[:], &rec)
+		return err
+	})
+	if err != nil {
+		return Session{}, fmt.Errorf("session: %w", err)
+	}
+	now := m.cfg.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !found {
+		delete(m.cache, h)
+		return Session{}, ErrNotFound
+	}
+	e := m.cache[h]
+	if e == nil {
+		e = &entry{rec: rec}
+		m.cache[h] = e
+	} else {
+		seen := e.rec.LastSeen
+		e.rec = rec
+		if seen.After(rec.LastSeen) {
+			e.rec.LastSeen = seen
+		}
+	}
+	if s, err := m.check(h, e.rec, now); err != nil {
+		delete(m.cache, h)
+		return s, err
+	}
+	if touch && now.After(e.rec.LastSeen) {
+		e.rec.LastSeen = now
+		e.dirty = true
+	}
+	return m.view(h, e.rec), nil
+}
+
 func (m *Manager) check(h hash, rec record, now time.Time) (Session, error) {
 	if !now.Before(m.expiry(&rec)) {
 		return Session{}, ErrExpired
@@ -111,7 +158,7 @@ func (m *Manager) StepUp(ctx context.Context, id string, level Level) (Session, 
 	h, _ := parseID(id)
 	now := m.cfg.Now()
 	var rec record
-	err = m.mutate(func(tx *bolt.Tx) error {
+	err = m.mutate(func(tx store.Tx) error {
 		b := tx.Bucket(bucketSessions)
 		found, err := kv.Get(b, h[:], &rec)
 		if err != nil || !found {
@@ -158,7 +205,7 @@ func (m *Manager) RequireStepUp(s Session, level Level, within time.Duration) er
 // mutate runs fn in a committed (fsync'd) transaction, then, under the
 // cache lock, bumps the generation and runs after. Every change to an
 // existing session goes through here.
-func (m *Manager) mutate(fn func(tx *bolt.Tx) error, after func()) error {
+func (m *Manager) mutate(fn func(tx store.Tx) error, after func()) error {
 	if err := m.cfg.DB.Batch(fn); err != nil {
 		if err == ErrNotFound {
 			return err
@@ -184,12 +231,12 @@ func (m *Manager) Logout(ctx context.Context, id string) error {
 	if err := m.open(ctx); err != nil {
 		return err
 	}
-	return m.mutate(func(tx *bolt.Tx) error {
+	return m.mutate(func(tx store.Tx) error {
 		return deleteSession(tx, h)
 	}, func() { delete(m.cache, h) })
 }
 
-func deleteSession(tx *bolt.Tx, h hash) error {
+func deleteSession(tx store.Tx, h hash) error {
 	b := tx.Bucket(bucketSessions)
 	var rec record
 	found, err := kv.Get(b, h[:], &rec)
@@ -228,7 +275,7 @@ func (m *Manager) logoutCustomer(ctx context.Context, customer string, keep *has
 		return 0, err
 	}
 	var ended []hash
-	err := m.mutate(func(tx *bolt.Tx) error {
+	err := m.mutate(func(tx store.Tx) error {
 		ended = ended[:0]
 		prefix := kv.Prefix(customer)
 		c := tx.Bucket(bucketByCustomer).Cursor()
@@ -270,7 +317,8 @@ func (m *Manager) List(ctx context.Context, customer string) ([]Session, error) 
 		rec record
 	}
 	var items []item
-	err := m.cfg.DB.View(func(tx *bolt.Tx) error {
+	err := m.cfg.DB.View(func(tx store.Tx) error {
+		items = items[:0]
 		prefix := kv.Prefix(customer)
 		c := tx.Bucket(bucketByCustomer).Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
@@ -289,9 +337,14 @@ func (m *Manager) List(ctx context.Context, customer string) ([]Session, error) 
 	var out []Session
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	shared := m.cfg.DB.Shared()
 	for _, it := range items {
 		if e := m.cache[it.h]; e != nil {
-			it.rec = e.rec
+			if !shared {
+				it.rec = e.rec // this Manager is the only writer: its cache is the truth
+			} else if e.rec.LastSeen.After(it.rec.LastSeen) {
+				it.rec.LastSeen = e.rec.LastSeen // only this node's unwritten last-seen
+			}
 		}
 		if s, err := m.check(it.h, it.rec, now); err == nil {
 			out = append(out, s)
@@ -311,7 +364,7 @@ func (m *Manager) LogoutRef(ctx context.Context, customer, ref string) error {
 	}
 	var h hash
 	var found bool
-	return m.mutate(func(tx *bolt.Tx) error {
+	return m.mutate(func(tx store.Tx) error {
 		found = false
 		prefix := kv.Prefix(customer)
 		c := tx.Bucket(bucketByCustomer).Cursor()
@@ -358,7 +411,7 @@ func (m *Manager) flush() error {
 	}
 	// One transaction, one fsync, for all of them. A record deleted
 	// meanwhile (logout) is skipped, never re-created.
-	err := m.cfg.DB.Update(func(tx *bolt.Tx) error {
+	err := m.cfg.DB.Update(func(tx store.Tx) error {
 		b := tx.Bucket(bucketSessions)
 		for _, it := range items {
 			var rec record
@@ -406,7 +459,7 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 	// after checking again inside the write transaction, against the
 	// newest last-seen (the cache's, if it has one).
 	var cands []hash
-	err := m.cfg.DB.View(func(tx *bolt.Tx) error {
+	err := m.cfg.DB.View(func(tx store.Tx) error {
 		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
 			var rec record
 			if json.Unmarshal(v, &rec) != nil || !now.Before(m.expiry(&rec)) {
@@ -421,7 +474,7 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
-	err = m.mutate(func(tx *bolt.Tx) error {
+	err = m.mutate(func(tx store.Tx) error {
 		n = 0
 		b := tx.Bucket(bucketSessions)
 		for _, h := range cands {

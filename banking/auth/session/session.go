@@ -12,9 +12,8 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/internal/kv"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // Defaults and limits.
@@ -62,7 +61,7 @@ var (
 
 // Config configures a Manager. Zero durations mean the defaults.
 type Config struct {
-	DB              *bolt.DB      // buckets "auth-sessions" and "auth-sessions-by-customer"
+	DB              store.DB      // buckets "auth-sessions" and "auth-sessions-by-customer"
 	IdleTimeout     time.Duration // ends a session not touched for this long (10 min)
 	AbsoluteTimeout time.Duration // ends every session this long after creation (12 h)
 	// FlushInterval is how often last-seen times kept in memory are
@@ -235,7 +234,7 @@ func (m *Manager) Create(ctx context.Context, p Params) (string, Session, error)
 	if p.Level == LevelOTP {
 		rec.SteppedUpAt = now
 	}
-	err := m.cfg.DB.Batch(func(tx *bolt.Tx) error {
+	err := m.cfg.DB.Batch(func(tx store.Tx) error {
 		b := tx.Bucket(bucketSessions)
 		if b.Get(h[:]) != nil { // 2^-256; refuse rather than overwrite
 			return errors.New("session id collision")

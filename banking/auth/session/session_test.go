@@ -12,15 +12,14 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/keyward/keyward/banking/auth/internal/authtest"
 	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/banking/store"
 )
 
 type env struct {
 	m   *session.Manager
-	db  *bolt.DB
+	db  store.DB
 	clk *authtest.Clock
 }
 
@@ -82,9 +81,9 @@ func TestOnlyTheHashIsStored(t *testing.T) {
 	raw, _ := base64.RawURLEncoding.DecodeString(id)
 	want := sha256.Sum256(raw)
 	var keys int
-	e.db.View(func(tx *bolt.Tx) error {
-		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			return b.ForEach(func(k, v []byte) error {
+	e.db.View(func(tx store.Tx) error {
+		for _, name := range [][]byte{[]byte("auth-sessions"), []byte("auth-sessions-by-customer")} {
+			err := tx.Bucket(name).ForEach(func(k, v []byte) error {
 				if strings.Contains(string(k)+string(v), id) || strings.Contains(string(k)+string(v), string(raw)) {
 					t.Errorf("bucket %s holds the id", name)
 				}
@@ -93,7 +92,11 @@ func TestOnlyTheHashIsStored(t *testing.T) {
 				}
 				return nil
 			})
-		})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if keys != 1 {
 		t.Fatalf("no record under SHA-256(id)")

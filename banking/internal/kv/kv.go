@@ -1,4 +1,4 @@
-// Package kv holds the few bbolt and identifier helpers the banking
+// Package kv holds the few store and identifier helpers the banking
 // packages share (banking, banking/auth/... and banking/ledger):
 // identifier checks, composite keys, and the one JSON form of a stored
 // record (Encode, Decode, and Get and Put over a bucket).
@@ -11,7 +11,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
 )
 
 // MaxIDLen is the longest customer id, purpose, account name or device id
@@ -63,19 +63,15 @@ func Key(parts ...string) []byte {
 func Prefix(parts ...string) []byte { return append(Key(parts...), 0) }
 
 // Ensure creates the buckets if missing.
-func Ensure(db *bolt.DB, names ...[]byte) error {
-	return db.Update(func(tx *bolt.Tx) error {
-		for _, n := range names {
-			if _, err := tx.CreateBucketIfNotExists(n); err != nil {
-				return fmt.Errorf("bucket %s: %w", n, err)
-			}
-		}
-		return nil
-	})
+func Ensure(db store.DB, names ...[]byte) error {
+	if err := db.Ensure(names...); err != nil {
+		return fmt.Errorf("create buckets: %w", err)
+	}
+	return nil
 }
 
 // Encode is the stored form of a record: its JSON. Every JSON record the
-// banking packages keep in bbolt goes through Encode and Decode (the
+// banking packages keep in the store (banking/store) goes through Encode and Decode (the
 // ledger's account records have a binary codec of their own, for speed).
 func Encode(v any) ([]byte, error) {
 	raw, err := json.Marshal(v)
@@ -94,7 +90,7 @@ func Decode(raw []byte, v any) error {
 }
 
 // Get decodes the record at key into v; found is false when absent.
-func Get(b *bolt.Bucket, key []byte, v any) (found bool, err error) {
+func Get(b store.Bucket, key []byte, v any) (found bool, err error) {
 	raw := b.Get(key)
 	if raw == nil {
 		return false, nil
@@ -103,7 +99,7 @@ func Get(b *bolt.Bucket, key []byte, v any) (found bool, err error) {
 }
 
 // Put stores v at key in its Encode form.
-func Put(b *bolt.Bucket, key []byte, v any) error {
+func Put(b store.Bucket, key []byte, v any) error {
 	raw, err := Encode(v)
 	if err != nil {
 		return err

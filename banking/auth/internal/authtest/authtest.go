@@ -1,29 +1,26 @@
 // Package authtest has helpers for the banking/auth tests: a throwaway
-// bbolt file, a settable clock and an alert recorder.
+// store (banking/store/dbtest), a settable clock and an alert recorder.
 package authtest
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/keyward/keyward/banking/store"
+	"github.com/keyward/keyward/banking/store/dbtest"
 
 	"github.com/keyward/keyward/banking/auth"
 )
 
-// MustOpenDB opens a bbolt file in t.TempDir, closed by t.Cleanup.
-func MustOpenDB(t testing.TB) *bolt.DB {
+// MustOpenDB opens the test's store (dbtest: a bbolt file in t.TempDir,
+// or PostgreSQL under KEYWARD_BANKING_STORE=postgres), closed by t.Cleanup.
+func MustOpenDB(t testing.TB) store.DB {
 	t.Helper()
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "auth.db"), 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := dbtest.New(t).Open()
 	// Keep batched tests fast; the default 10 ms delay only adds latency.
-	db.MaxBatchDelay = time.Millisecond
-	t.Cleanup(func() { db.Close() })
+	db.SetBatchLimits(0, time.Millisecond)
 	return db
 }
 
