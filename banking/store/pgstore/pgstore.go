@@ -102,6 +102,15 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("pgstore: the DSN is not a valid PostgreSQL connection string (check its syntax; the value is not shown because it may hold a password)")
 	}
 	pcfg.MaxConns = cfg.MaxConns
+	rp := pcfg.ConnConfig.RuntimeParams
+	if rp["application_name"] == "" {
+		rp["application_name"] = "keyward-banking" // what a DBA sees in pg_stat_activity
+	}
+	if rp["idle_in_transaction_session_timeout"] == "" {
+		// A transaction abandoned by a node that died mid-request holds
+		// its locks until the server ends it.
+		rp["idle_in_transaction_session_timeout"] = fmt.Sprint((2 * cfg.TxTimeout).Milliseconds())
+	}
 	if err := migrateUp(ctx, pcfg.ConnConfig, cfg.Logger); err != nil {
 		return nil, err
 	}
@@ -346,7 +355,8 @@ func (db *DB) attempt(op string, writable bool, fn func(*tx) error) (err error, 
 	return nil, false
 }
 
-// Ensure creates the named buckets if missing.
+// Ensure creates the named buckets if missing. It is idempotent, so it is
+// re-run (at most MaxAttempts times) on any fault but a timeout.
 func (db *DB) Ensure(names ...[]byte) error {
 	if db.closed.Load() {
 		return &Error{Op: "ensure", Err: ErrClosed}
@@ -356,8 +366,31 @@ func (db *DB) Ensure(names ...[]byte) error {
 			return ErrBucketName
 		}
 	}
+	for attempt := 1; ; attempt++ {
+		err := db.ensure(names)
+		var e *Error
+		if !errors.As(err, &e) || !e.retry || attempt >= MaxAttempts || db.closed.Load() {
+			if e != nil {
+				e.Attempts, e.retry = attempt, false
+			}
+			return err
+		}
+		db.stats.retries.Add(1)
+		time.Sleep(backoff(attempt))
+	}
+}
+
+func (db *DB) ensure(names [][]byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), db.txTimeout)
 	defer cancel()
+	fail := func(err error) error {
+		e := classify("ensure", err, false, ctx)
+		if connLost(err) && ctx.Err() == nil {
+			db.stats.connLost.Add(1)
+			db.pool.Reset()
+		}
+		return e
+	}
 	b := &pgx.Batch{}
 	for _, n := range names {
 		b.Queue(`INSERT INTO kw_buckets (name) VALUES ($1) ON CONFLICT (name) DO NOTHING`, n)
@@ -367,23 +400,23 @@ func (db *DB) Ensure(names ...[]byte) error {
 	defer br.Close()
 	for range names {
 		if _, err := br.Exec(); err != nil {
-			return classify("ensure", err, false, ctx)
+			return fail(err)
 		}
 	}
 	rows, err := br.Query()
 	if err != nil {
-		return classify("ensure", err, false, ctx)
+		return fail(err)
 	}
 	for rows.Next() {
 		var id int32
 		var name []byte
 		if err := rows.Scan(&id, &name); err != nil {
-			return classify("ensure", err, false, ctx)
+			return fail(err)
 		}
 		db.bucketIDs.Store(string(name), id)
 	}
 	if err := rows.Err(); err != nil {
-		return classify("ensure", err, false, ctx)
+		return fail(err)
 	}
 	return nil
 }

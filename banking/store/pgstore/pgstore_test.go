@@ -317,3 +317,48 @@ func TestKeyLimits(t *testing.T) {
 		t.Fatalf("Put of a %d-byte key and a 1 MiB value: %v", pgstore.MaxKeySize, err)
 	}
 }
+
+// pgtest.Opener (dbtest's Postgres hook): re-opening finds the records.
+func TestOpenerReopens(t *testing.T) {
+	openFn := pgtest.Opener(t)
+	db, err := openFn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Ensure([]byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx store.Tx) error { return tx.Bucket([]byte("b")).Put([]byte("k"), []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = openFn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var got string
+	db.View(func(tx store.Tx) error { got = string(tx.Bucket([]byte("b")).Get([]byte("k"))); return nil })
+	if got != "v" || db.Backend() != "postgres" || !db.Shared() {
+		t.Fatalf("after reopen k=%q backend %q shared %v", got, db.Backend(), db.Shared())
+	}
+}
+
+// What a DBA sees in pg_stat_activity: the store's sessions by name.
+func TestSessionsNamedForTheDBA(t *testing.T) {
+	dsn := pgtest.Fresh(t)
+	db := open(t, dsn)
+	db.Ensure([]byte("b"))
+	if err := db.View(func(tx store.Tx) error { tx.Bucket([]byte("b")).Get([]byte("x")); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	err := sqlConn(t, dsn).QueryRow(context.Background(),
+		"SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'keyward-banking'").Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("no session named keyward-banking: the pool's idle connection should be one")
+	}
+}

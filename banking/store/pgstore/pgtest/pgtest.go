@@ -45,7 +45,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/banking/store/pglocal"
+	"github.com/keyward/keyward/banking/store/pgstore"
 )
 
 var (
@@ -121,6 +123,23 @@ func Server(t testing.TB) *pglocal.Server {
 		t.Fatalf("pgtest: starting PostgreSQL: %v", startErr)
 	}
 	return cluster.Primary
+}
+
+// Opener matches banking/store/dbtest's Postgres hook: it makes a fresh
+// database for t and returns how to open (and re-open) a pgstore on it.
+// Wire it with `dbtest.Postgres = pgtest.Opener` in a test file.
+func Opener(t testing.TB) func() (store.DB, error) {
+	t.Helper()
+	dsn := Fresh(t)
+	return func() (store.DB, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		db, err := pgstore.Open(ctx, pgstore.Config{DSN: dsn})
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return db, nil
+	}
 }
 
 // Fresh returns the DSN (a libpq URL) of a new, empty database on the
