@@ -10,7 +10,11 @@
 # interop test of token/smcrypto builds a small libcrypto client and runs
 # the npm package sm-crypto, which this script installs with npm ci into
 # token/smcrypto/testdata/sm-crypto/node_modules), and with the argument
-# "bench" wrk (the HTTP load generator of make bench).
+# "bench" wrk (the HTTP load generator of make bench), and Debian's PostgreSQL
+# server (initdb, postgres, pg_basebackup, pg_verifybackup, pg_archivecleanup
+# under /usr/lib/postgresql/<N>/bin: banking's PostgreSQL tests start their
+# own servers with banking/store/pglocal; the system cluster is neither
+# created nor started).
 set -euo pipefail
 
 need=()
@@ -30,6 +34,13 @@ done
 # pkcs11-tool, with which an operator (and scripts/hsm-set-rehearsal.sh) sees
 # which keys a token holds.
 command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
+# PostgreSQL: the server programs (postgresql-<N>) and the client ones
+# (pg_basebackup, pg_verifybackup: postgresql-client-<N>, a dependency).
+# KEYWARD_PG_BIN names another installation and skips this.
+pg_missing=""
+if [ -z "${KEYWARD_PG_BIN:-}" ] && ! compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null; then
+  need+=(postgresql); pg_missing=1
+fi
 command -v curl >/dev/null 2>&1 || need+=(curl)   # the walk-throughs call keysvc with it
 command -v swtpm >/dev/null 2>&1 || need+=(swtpm swtpm-tools)
 command -v tpm2_startup >/dev/null 2>&1 || need+=(tpm2-tools)
@@ -53,6 +64,13 @@ install_packages() {
     exit 1
   fi
   echo "deps: installing ${need[*]}" >&2
+  if [ -n "$pg_missing" ]; then
+    # Debian's postgresql package creates and starts a "main" cluster on
+    # install unless told not to: the tests start their own servers, and a
+    # system cluster would only hold port 5432 and memory.
+    $sudo mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.d/keyward-no-main-cluster.conf >/dev/null
+  fi
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 }

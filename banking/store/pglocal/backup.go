@@ -133,8 +133,8 @@ func Restore(ctx context.Context, opts RestoreOptions) (*Server, error) {
 	if _, err := os.Stat(filepath.Join(opts.BaseBackup, "backup_label")); err != nil {
 		return nil, fmt.Errorf("pglocal: %s is not a plain-format base backup (no backup_label): %w", opts.BaseBackup, err)
 	}
-	if strings.ContainsAny(opts.ArchiveDir, "'\"\\ $`%\n") {
-		return nil, fmt.Errorf("pglocal: archive directory %q: use a path without quotes, spaces, %%, $ or backslashes (it goes into a shell command)", opts.ArchiveDir)
+	if err := shellSafe(opts.ArchiveDir); err != nil {
+		return nil, err
 	}
 	acct, err := serverAccount()
 	if err != nil {

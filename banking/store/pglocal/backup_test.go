@@ -44,7 +44,7 @@ func TestPointInTimeRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := connect(t, ctx, c.Primary.DSN("bank"))
-	exec(t, ctx, conn, "CREATE TABLE t (phase int, n int)")
+	mustExec(t, ctx, conn, "CREATE TABLE t (phase int, n int)")
 
 	backup := filepath.Join(root, "backups", "base1")
 	start := time.Now()
@@ -53,11 +53,11 @@ func TestPointInTimeRestore(t *testing.T) {
 	}
 	t.Logf("base backup took %v", time.Since(start).Round(time.Millisecond))
 
-	exec(t, ctx, conn, "INSERT INTO t SELECT 1, generate_series(1, 50)")
-	exec(t, ctx, conn, "INSERT INTO t SELECT 1, generate_series(51, 100)")
+	mustExec(t, ctx, conn, "INSERT INTO t SELECT 1, generate_series(1, 50)")
+	mustExec(t, ctx, conn, "INSERT INTO t SELECT 1, generate_series(51, 100)")
 	t1 := serverNow(t, ctx, conn)
 	time.Sleep(20 * time.Millisecond)
-	exec(t, ctx, conn, "INSERT INTO t SELECT 2, generate_series(1, 70)")
+	mustExec(t, ctx, conn, "INSERT INTO t SELECT 2, generate_series(1, 70)")
 	if err := c.Primary.ArchiveWAL(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestPointInTimeRestore(t *testing.T) {
 		if p1 != tc.phase1 || p2 != tc.phase2 {
 			t.Errorf("restore %s: %d rows of T1, %d of T2; want %d, %d", tc.name, p1, p2, tc.phase1, tc.phase2)
 		}
-		exec(t, ctx, rc, "INSERT INTO t VALUES (3, 1)") // promoted: writable, no synchronous standby awaited
+		mustExec(t, ctx, rc, "INSERT INTO t VALUES (3, 1)") // promoted: writable, no synchronous standby awaited
 		rc.Close(ctx)
 		s.Stop()
 	}
@@ -138,9 +138,9 @@ func TestRetain(t *testing.T) {
 		t.Fatal("Retain keeping 0 backups succeeded")
 	}
 	conn := connect(t, ctx, c.Primary.DSN("postgres"))
-	exec(t, ctx, conn, "CREATE TABLE t (week int, n int)")
+	mustExec(t, ctx, conn, "CREATE TABLE t (week int, n int)")
 	for week := 1; week <= 3; week++ {
-		exec(t, ctx, conn, "INSERT INTO t SELECT $1, generate_series(1, 1000)", week)
+		mustExec(t, ctx, conn, "INSERT INTO t SELECT $1, generate_series(1, 1000)", week)
 		if err := c.Primary.ArchiveWAL(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +148,7 @@ func TestRetain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	exec(t, ctx, conn, "INSERT INTO t SELECT 4, generate_series(1, 1000)")
+	mustExec(t, ctx, conn, "INSERT INTO t SELECT 4, generate_series(1, 1000)")
 	if err := c.Primary.ArchiveWAL(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -263,10 +263,22 @@ func (c *Cluster) initdb(ctx context.Context, s *Server) error {
 // file (a retry after a crash between copy and the server's bookkeeping),
 // never by overwriting.
 func archiveCommand(dir string) (string, error) {
-	if strings.ContainsAny(dir, "'\"\\ $`%\n") {
-		return "", fmt.Errorf("pglocal: archive directory %q: use a path without quotes, spaces, %%, $ or backslashes (it goes into a shell command)", dir)
+	if err := shellSafe(dir); err != nil {
+		return "", err
 	}
 	return fmt.Sprintf(`if test -f %[1]s/%%f; then cmp -s %%p %[1]s/%%f; else cp %%p %[1]s/%%f.tmp && sync %[1]s/%%f.tmp && mv %[1]s/%%f.tmp %[1]s/%%f; fi`, dir), nil
+}
+
+// shellSafe refuses an archive directory whose path would need quoting in
+// the shell commands archive_command and restore_command are: letters,
+// digits and / . _ + - only.
+func shellSafe(dir string) error {
+	for _, r := range dir {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._+-", r)) {
+			return fmt.Errorf("pglocal: archive directory %q: it goes into a shell command, so only letters, digits and / . _ + - are allowed (not %q)", dir, r)
+		}
+	}
+	return nil
 }
 
 func appendFile(path, text string) error {

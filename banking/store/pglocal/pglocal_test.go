@@ -3,6 +3,8 @@ package pglocal_test
 import (
 	"context"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +27,22 @@ func requirePostgres(t testing.TB) {
 	}
 }
 
+// processUID is the real uid of a running process.
+func processUID(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
+			return f[1]
+		}
+	}
+	t.Fatalf("no Uid in /proc/%d/status", pid)
+	return ""
+}
+
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
@@ -41,7 +59,7 @@ func connect(t *testing.T, ctx context.Context, dsn string) *pgx.Conn {
 	return conn
 }
 
-func exec(t *testing.T, ctx context.Context, conn *pgx.Conn, sql string, args ...any) {
+func mustExec(t *testing.T, ctx context.Context, conn *pgx.Conn, sql string, args ...any) {
 	t.Helper()
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
@@ -81,8 +99,8 @@ func TestSingleServer(t *testing.T) {
 	}
 
 	conn := connect(t, ctx, c.DSN("bank"))
-	exec(t, ctx, conn, "CREATE TABLE t (id int PRIMARY KEY)")
-	exec(t, ctx, conn, "INSERT INTO t SELECT generate_series(1, 100)")
+	mustExec(t, ctx, conn, "CREATE TABLE t (id int PRIMARY KEY)")
+	mustExec(t, ctx, conn, "INSERT INTO t SELECT generate_series(1, 100)")
 	var fsync, user string
 	if err := conn.QueryRow(ctx, "SELECT current_setting('fsync'), current_user").Scan(&fsync, &user); err != nil {
 		t.Fatal(err)
@@ -93,6 +111,11 @@ func TestSingleServer(t *testing.T) {
 	conn.Close(ctx)
 
 	pid := c.Primary.PID()
+	if uid := processUID(t, pid); os.Geteuid() == 0 && uid == "0" {
+		t.Fatal("the postmaster runs as root")
+	} else if os.Geteuid() != 0 && uid != strconv.Itoa(os.Geteuid()) {
+		t.Fatalf("the postmaster runs as uid %s, not as the current user", uid)
+	}
 	c.Primary.Kill()
 	if c.Primary.Running() {
 		t.Fatal("running after Kill")
@@ -131,7 +154,7 @@ func TestSynchronousStandbyRPO0(t *testing.T) {
 		t.Fatal(err)
 	}
 	primary := connect(t, ctx, c.Primary.DSN("bank"))
-	exec(t, ctx, primary, "CREATE TABLE t (writer int, seq int, PRIMARY KEY (writer, seq))")
+	mustExec(t, ctx, primary, "CREATE TABLE t (writer int, seq int, PRIMARY KEY (writer, seq))")
 	var names string
 	if err := primary.QueryRow(ctx, "SELECT current_setting('synchronous_standby_names')").Scan(&names); err != nil {
 		t.Fatal(err)
@@ -205,5 +228,60 @@ func TestSynchronousStandbyRPO0(t *testing.T) {
 	if lost != 0 {
 		t.Fatalf("%d acknowledged commits lost in the failover (RPO must be 0)", lost)
 	}
-	exec(t, ctx, conn, "INSERT INTO t VALUES (-1, 1)") // writable
+	mustExec(t, ctx, conn, "INSERT INTO t VALUES (-1, 1)") // writable
+}
+
+// TestCommitWaitsForStandby: with the synchronous standby down, a commit
+// on the primary is not acknowledged, and no other session sees it; once
+// the standby is back (Kill, then Start on its data: it resumes streaming
+// through its slot) the commit returns and the row is on the standby.
+func TestCommitWaitsForStandby(t *testing.T) {
+	requirePostgres(t)
+	ctx := testContext(t)
+	c, err := pglocal.Start(ctx, pglocal.Options{Dir: t.TempDir(), Standby: true, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	conn := connect(t, ctx, c.Primary.DSN("postgres"))
+	mustExec(t, ctx, conn, "CREATE TABLE t (n int)")
+	c.Standby.Kill()
+
+	committed := make(chan error, 1)
+	go func() {
+		writer, err := pgx.Connect(ctx, c.Primary.DSN("postgres"))
+		if err != nil {
+			committed <- err
+			return
+		}
+		defer writer.Close(context.Background())
+		_, err = writer.Exec(ctx, "INSERT INTO t VALUES (1)")
+		committed <- err
+	}()
+	// The commit record is written locally at once; the acknowledgement
+	// waits. Give it ample time to (wrongly) return.
+	select {
+	case err := <-committed:
+		t.Fatalf("commit acknowledged with the synchronous standby down (err %v)", err)
+	case <-time.After(2 * time.Second):
+	}
+	if n := count(t, ctx, conn, "SELECT count(*) FROM t"); n != 0 {
+		t.Fatalf("another session sees %d rows of an unacknowledged commit", n)
+	}
+
+	if err := c.Standby.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-committed:
+		if err != nil {
+			t.Fatalf("commit after the standby came back: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("commit still waiting after the standby came back")
+	}
+	standby := connect(t, ctx, c.Standby.DSN("postgres"))
+	if n := count(t, ctx, standby, "SELECT count(*) FROM t"); n != 1 {
+		t.Fatalf("standby has %d rows, want 1", n)
+	}
 }

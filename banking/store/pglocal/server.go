@@ -80,9 +80,9 @@ func (s *Server) startLocked(ctx context.Context) error {
 	defer logf.Close() // the child has its own descriptor
 	fmt.Fprintf(logf, "---- pglocal: starting %s on port %d at %s\n", s.Name, s.Port, time.Now().UTC().Format(time.RFC3339Nano))
 	// postgres directly, not pg_ctl: the postmaster is our child, in a
-	// process group of its own (Kill takes the whole server down at once,
-	// as a machine crash would), and dies with the test process
-	// (Pdeathsig) instead of lingering as an orphan.
+	// process group of its own (a ^C at the terminal reaches the test, not
+	// the server), and dies with the test process (Pdeathsig) instead of
+	// lingering as an orphan; its backends exit when it dies.
 	cmd := exec.Command(bin, "-D", s.DataDir, "-p", strconv.Itoa(s.Port), "-k", s.SocketDir)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = serverEnv()
@@ -184,9 +184,9 @@ func (s *Server) PID() int {
 	return s.cmd.Process.Pid
 }
 
-// Kill crashes the server: SIGKILL to the postmaster and every backend
-// (its process group) at once, with no shutdown checkpoint, as a power
-// loss or kernel panic of its machine would. What a client saw
+// Kill crashes the server: SIGKILL to the postmaster and every process it
+// started, at once, with no shutdown checkpoint, as a power loss or kernel
+// panic of its machine would. What a client saw
 // acknowledged is on disk (fsync is on); Start runs crash recovery.
 func (s *Server) Kill() {
 	s.mu.Lock()
@@ -198,26 +198,10 @@ func (s *Server) killLocked() {
 	if s.cmd == nil {
 		return
 	}
-	pgid := s.cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	killTree(s.cmd.Process.Pid, 10*time.Second)
 	<-s.done
-	waitGroupGone(pgid, 5*time.Second)
 	s.cmd, s.done = nil, nil
 	s.logf("pglocal: %s killed (SIGKILL)", s.Name)
-}
-
-// waitGroupGone waits until no process of group pgid is left (backends
-// are reparented on the postmaster's death; a restart on the same data
-// directory is refused while one still holds its shared memory).
-func waitGroupGone(pgid int, limit time.Duration) {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-			return
-		}
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // Stop shuts the server down cleanly (SIGINT: PostgreSQL's fast
@@ -231,8 +215,7 @@ func (s *Server) Stop() {
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGINT)
 	select {
-	case <-s.done:
-		waitGroupGone(s.cmd.Process.Pid, 5*time.Second)
+	case <-s.done: // the postmaster exits after every other server process
 		s.cmd, s.done = nil, nil
 		s.logf("pglocal: %s stopped", s.Name)
 	case <-time.After(30 * time.Second):
@@ -244,6 +227,11 @@ func (s *Server) Stop() {
 // Promote makes a standby a primary (pg_ctl promote) and returns when it
 // accepts writes: pg_is_in_recovery() is false. This is what an operator,
 // or a failover manager such as Patroni, does after losing the primary.
+//
+// The old primary must not be started again as it is: it would be a
+// second writable server on a diverged history, and a multi-host DSN
+// naming it first would reach it. Rebuild it as a standby of the new
+// primary (pg_basebackup, or pg_rewind) instead.
 func (s *Server) Promote(ctx context.Context) error {
 	bin, err := Bin("pg_ctl")
 	if err != nil {
