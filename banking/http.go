@@ -28,7 +28,11 @@ type ServerConfig struct {
 	// request per session (default 6000); KeyPerMinute bounds the public
 	// key routes (/v1/login/key, /v1/receipt-key) per source address
 	// (default LoginPerMinute: a client fetches the key once per login).
-	// Past a limit the answer is 429 "rate_limited".
+	// Past a limit the answer is 429 "rate_limited". The counts are kept
+	// in this process: behind a load balancer each banking node counts
+	// alone, so N nodes let up to N times as much through. They are a
+	// throttle; the bound on password guesses is the brute-force guard,
+	// which counts in the store on every node alike.
 	LoginPerMinute, RequestsPerMinute, KeyPerMinute int
 	// BodyLimit in bytes (default 256 KiB: a pain.001 order fits).
 	BodyLimit int

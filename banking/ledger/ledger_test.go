@@ -29,7 +29,9 @@ func (c *clock) Set(t time.Time)  { c.ns.Store(t.UnixNano()) }
 // It also returns the store, for tests that look under the ledger.
 func newLedger(t testing.TB, opts ledger.Options) (*ledger.Ledger, store.DB) {
 	t.Helper()
-	db := dbtest.New(t).Open()
+	h := dbtest.New(t)
+	_, h.Sync = t.(*testing.B) // benchmarks commit as production does (fsync)
+	db := h.Open()
 	l, err := ledger.New(db, opts)
 	if err != nil {
 		t.Fatal(err)

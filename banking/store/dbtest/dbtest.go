@@ -10,8 +10,8 @@
 // The backend is chosen by the environment variable KEYWARD_BANKING_STORE:
 //
 //   - unset or "bbolt": a bbolt file in t.TempDir(), opened with NoSync
-//     (a test's temporary file need not survive power loss; a killed
-//     process loses nothing bbolt wrote, fsync or not);
+//     unless Handle.Sync (a test's temporary file need not survive power
+//     loss; a killed process loses nothing bbolt wrote, fsync or not);
 //   - "postgres": Postgres(t) gives the open function of a fresh store for
 //     the test. Postgres is a variable the PostgreSQL backend's test wiring
 //     sets (it lives beside pgstore, so this package does not link
@@ -49,6 +49,9 @@ type Handle struct {
 	last store.DB
 	// Path is the bbolt file, "" on PostgreSQL.
 	Path string
+	// Sync, set before Open, makes a bbolt store fsync every commit as in
+	// production (benchmarks); PostgreSQL stores always commit durably.
+	Sync bool
 }
 
 // New picks the test's store from KEYWARD_BANKING_STORE (see the package
@@ -60,7 +63,7 @@ func New(t testing.TB) *Handle {
 	case "", "bbolt":
 		h.Path = filepath.Join(t.TempDir(), "bank.db")
 		h.open = func() (store.DB, error) {
-			db, err := bolt.Open(h.Path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: true,
+			db, err := bolt.Open(h.Path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: !h.Sync,
 				NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 			if err != nil {
 				return nil, err
