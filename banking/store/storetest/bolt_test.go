@@ -21,3 +21,16 @@ func TestBolt(t *testing.T) {
 		return db
 	})
 }
+
+// BenchmarkBoltLedger: BenchLedger on bbolt with fsync on every commit (as
+// production), beside pgstore's BenchmarkLedgerTxn.
+func BenchmarkBoltLedger(b *testing.B) {
+	storetest.BenchLedger(b, func(b *testing.B) store.DB {
+		db, err := store.OpenBolt(filepath.Join(b.TempDir(), "store.db"), time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+		return db
+	})
+}
