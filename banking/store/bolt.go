@@ -106,7 +106,22 @@ func (b boltBucket) Cursor() Cursor                           { return boltCurso
 func (b boltBucket) ForEach(fn func(k, v []byte) error) error { return b.b.ForEach(fn) }
 func (b boltBucket) NextSequence() (uint64, error)            { return b.b.NextSequence() }
 func (b boltBucket) Sequence() uint64                         { return b.b.Sequence() }
-func (b boltBucket) KeyN() int                                { return b.b.Stats().KeyN }
+
+// KeyN counts the keys. bbolt's Stats().KeyN reads the pages as committed
+// and misses this transaction's own writes, so a writable transaction
+// counts with a cursor (the contract: a transaction sees its own writes;
+// storetest's KeyN test found it).
+func (b boltBucket) KeyN() int {
+	if !b.b.Tx().Writable() {
+		return b.b.Stats().KeyN
+	}
+	n := 0
+	c := b.b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n++
+	}
+	return n
+}
 
 type boltCursor struct{ c *bolt.Cursor }
 

@@ -1,0 +1,2 @@
+DROP TABLE kw_kv;
+DROP TABLE kw_buckets;
