@@ -34,6 +34,11 @@ package softhsmtests
 //	KEYWARD_BENCH_BATCH       cmd/banking ledger.max_batch_size (0: its default)
 //	KEYWARD_BENCH_BATCH_DELAY cmd/banking ledger.max_batch_delay (0: its default)
 //	KEYWARD_BENCH_PERF        a directory: `perf record -g` of banking and keysvc during the measured part goes there
+//	KEYWARD_BENCH_STORE       bbolt (default: one file) or postgres (issue 17: a PostgreSQL 15 primary with a
+//	                          synchronous standby on this machine, started by banking/store/pglocal)
+//	KEYWARD_BENCH_FAILOVER    1 (postgres only): half-way through the measured part the primary is killed (SIGKILL)
+//	                          and the standby promoted 1 s later, as an operator would; the run reports the
+//	                          failed requests and the worst latency
 
 import (
 	"context"
@@ -64,6 +69,7 @@ import (
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/bankwire"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/banking/store/pglocal"
 	"github.com/keyward/keyward/token/smcrypto"
 )
 
@@ -114,9 +120,9 @@ type benchParty struct {
 // process on dbPath (8 at a time: more logins in flight from one address
 // would trip the brute-force guard's per-source limit of 20), funds each
 // with 100,000.00 and logs each in with the SMS step-up.
-func benchSetup(t *testing.T, kms banking.KMS, dbPath string, n int) []benchParty {
+func benchSetup(t *testing.T, kms banking.KMS, st *bankStore, n int) []benchParty {
 	t.Helper()
-	be, closeBank := openBank(t, kms, dbPath)
+	be, closeBank := openBankStore(t, kms, st)
 	defer closeBank()
 	ctx := context.Background()
 	b := be.bank
@@ -386,12 +392,24 @@ func TestBenchBanking(t *testing.T) {
 	t0 := time.Now()
 	ks := startKeysvc(t, dir, newTestTLS(t, dir))
 	provisionBankKeysWith(t, ks.kmsClient(t, officerToken, 10*time.Second, 2))
-	ps := benchSetup(t, ks.kmsClient(t, bankappToken, 30*time.Second, 64), filepath.Join(dataDir, "bank.db"), customers)
+	st, storeDesc := boltBankStore(dataDir), "bbolt, one file (fsync per group commit)"
+	failover := os.Getenv("KEYWARD_BENCH_FAILOVER") == "1"
+	switch kind := os.Getenv("KEYWARD_BENCH_STORE"); kind {
+	case "", "bbolt":
+		if failover {
+			t.Fatal("KEYWARD_BENCH_FAILOVER needs KEYWARD_BENCH_STORE=postgres")
+		}
+	case "postgres":
+		st, storeDesc = pgBankStore(t, dir, pglocal.Options{Standby: true}), "PostgreSQL 15, primary + synchronous standby (synchronous_commit on), one machine"
+	default:
+		t.Fatalf("KEYWARD_BENCH_STORE=%q: want bbolt or postgres", kind)
+	}
+	ps := benchSetup(t, ks.kmsClient(t, bankappToken, 30*time.Second, 64), st, customers)
 	t.Logf("setup: %d customers enrolled, funded and logged in (%v)", customers, time.Since(t0).Round(time.Millisecond))
 	t0 = time.Now()
 	orders := benchOrders(t, ps, clients, perClient)
 	t.Logf("setup: %d orders signed (%v)", clients*perClient, time.Since(t0).Round(time.Millisecond))
-	bk := startBanking(t, dir, dataDir, ks, opts)
+	bk := startBankingNode(t, dir, "banking", ks, st, opts)
 
 	tr := ks.tls.clientTransport(clients + 16)
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: tr}
@@ -405,11 +423,28 @@ func TestBenchBanking(t *testing.T) {
 	cpu0 := make(chan [3]time.Duration, 1)
 	mach0 := make(chan [8]int64, 1)
 	stopPerf := make(chan func(), 1)
+	pg0 := make(chan time.Duration, 1)
 	time.AfterFunc(warmup, func() {
+		pg0 <- postgresCPU()
 		cpu0 <- [3]time.Duration{procCPU(bk.cmd.Process.Pid), procCPU(ks.cmd.Process.Pid), selfCPU()}
 		mach0 <- machineCPU()
 		stopPerf <- startPerf(t, os.Getenv("KEYWARD_BENCH_PERF"), bk, ks)
 	})
+	var killedAt, promotedAt time.Time
+	var promoteErr error
+	failoverDone := make(chan struct{})
+	if failover {
+		time.AfterFunc(warmup+dur/2, func() {
+			defer close(failoverDone)
+			killedAt = time.Now()
+			st.pg.Primary.Kill()
+			time.Sleep(time.Second)
+			promoteErr = st.pg.Standby.Promote(context.Background())
+			promotedAt = time.Now()
+		})
+	} else {
+		close(failoverDone)
+	}
 	var wg sync.WaitGroup
 	for i := range clients {
 		wg.Go(func() {
@@ -418,6 +453,11 @@ func TestBenchBanking(t *testing.T) {
 	}
 	wg.Wait()
 	cpu := [3]time.Duration{procCPU(bk.cmd.Process.Pid), procCPU(ks.cmd.Process.Pid), selfCPU()}
+	pgCPU := postgresCPU() - <-pg0
+	<-failoverDone
+	if promoteErr != nil {
+		t.Fatalf("promote the standby: %v", promoteErr)
+	}
 	m1 := machineCPU()
 	elapsed := time.Since(measured)
 	(<-stopPerf)()
@@ -426,7 +466,20 @@ func TestBenchBanking(t *testing.T) {
 		cpu[i] -= c0[i]
 	}
 	mach := machineShare(<-mach0, m1, cpu[0]+cpu[1]+cpu[2], elapsed)
-	after := ledgerReport(t, hc, bk.url)
+	var after ledger.Report
+	if failover { // the answer may come from a node still reconnecting
+		procEventually(t, "the ledger report after the failover", 30*time.Second, func() bool {
+			req, _ := http.NewRequest("GET", bk.url+"/staff/v1/ledger/verify", nil)
+			req.Header.Set("Authorization", "Bearer "+staffToken)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		})
+	}
+	after = ledgerReport(t, hc, bk.url)
 
 	mode := "closed loop: each client sends its next order when the last is answered"
 	if rate > 0 {
@@ -436,16 +489,49 @@ func TestBenchBanking(t *testing.T) {
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), mode)
 	fmt.Printf("  path: driver -TLS-> cmd/banking -TLS-> cmd/keysvc -> SoftHSM; cmd/banking ledger.max_batch_size=%s max_batch_delay=%s, http defaults (6000 requests/min per session)\n",
 		orDefault(opts.maxBatchSize), orDefault(opts.maxBatchDelay))
+	fmt.Printf("  store: %s\n", storeDesc)
+	if failover {
+		fmt.Printf("  failover: primary killed at +%v of the measured part, standby promoted %v later (promotion included)\n",
+			killedAt.Sub(measured).Round(time.Millisecond), promotedAt.Sub(killedAt).Round(time.Millisecond))
+	}
 	fmt.Print(benchSummary(stats, dur, elapsed, cpu))
+	if st.pg != nil {
+		fmt.Printf("  CPU of the PostgreSQL processes (primary and standby): %.2f cores\n", pgCPU.Seconds()/elapsed.Seconds())
+	}
 	fmt.Printf("  machine: %s\n", mach)
 	posted, ok := after.ByKind[ledger.KindTransfer]-before.ByKind[ledger.KindTransfer], 0
 	for _, st := range stats {
 		ok += st.ok
 	}
 	fmt.Printf("  ledger: %d transfers posted in the run, %d answered 200; verify ok, %d postings in all\n", posted, ok, after.Postings)
-	if posted != uint64(ok) {
+	switch {
+	case !failover && posted != uint64(ok):
 		t.Errorf("the ledger posted %d transfers, clients got %d OKs", posted, ok)
+	case failover && posted < uint64(ok):
+		// A failover may commit a transfer whose answer was lost (a 503 or
+		// a dropped connection); it never loses one that was answered.
+		t.Errorf("the ledger posted %d transfers, clients got %d OKs: an acknowledged transfer was lost", posted, ok)
 	}
+}
+
+// postgresCPU is the CPU time of every process named postgres on this
+// machine (the bench's primary and standby: their backends live as long as
+// banking's pool holds its connections).
+func postgresCPU() time.Duration {
+	var total time.Duration
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join("/proc", d.Name(), "comm"))
+		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+			continue
+		}
+		total += procCPU(pid)
+	}
+	return total
 }
 
 // benchConnect opens one connection per client, checking its session,

@@ -47,7 +47,6 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/banking"
-	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/ledger"
 	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/keysvc/client"
@@ -319,24 +318,7 @@ type bankingOptions struct {
 // file), with an empty screening list and an SMS outbox file.
 func startBanking(t testing.TB, dir, dataDir string, ks *daemon, o bankingOptions) *daemon {
 	t.Helper()
-	d := newDaemon(t, "banking", dir, ks.tls)
-	tokenFile, list, conf := filepath.Join(dir, "bankapp.token"), filepath.Join(dir, "blacklist.txt"), filepath.Join(dir, "banking.yaml")
-	writeFiles(t, tokenFile, bankappToken+"\n", list, "end:0\n", conf, fmt.Sprintf(`listen: %q
-data_dir: %q
-tls: {cert: %q, key: %q}
-keysvc: {url: %q, ca: %q, bearer_token_file: %q, timeout: 10s}
-kms_name: bankapp
-staff_token_sha256: %s
-blacklist: {file: %q}
-sms: {gateway_url: %q}
-ledger: {max_batch_size: %d, max_batch_delay: %s}
-http: {login_per_minute: %d}
-shutdown_timeout: 10s
-`, d.addr, dataDir, ks.tls.cert, ks.tls.key, ks.url, ks.tls.ca, tokenFile, sha(staffToken), list, smsRelay(t, filepath.Join(dir, "sms-outbox.jsonl")),
-		o.maxBatchSize, o.maxBatchDelay, o.loginPerMinute))
-	d.args = []string{"-config", conf}
-	d.start(t)
-	return d
+	return startBankingNode(t, dir, "banking", ks, boltBankStore(dataDir), o)
 }
 
 // writeFiles writes path, content pairs with mode 0600.
@@ -379,34 +361,7 @@ func openBank(t testing.TB, kms banking.KMS, dbPath string) (*bankEnv, func()) {
 	t.Helper()
 	// bbolt: the file is cmd/banking's data (bank.db), which a banking
 	// process opens after this one.
-	db, err := store.OpenBolt(dbPath, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	be := &bankEnv{outbox: otp.NewDevOutbox()}
-	if be.bank, err = banking.New(banking.Config{DB: db, KMS: kms, KMSName: "bankapp", SMS: be.outbox}); err != nil {
-		db.Close()
-		t.Fatal(err)
-	}
-	app := be.bank.NewServer(banking.ServerConfig{StaffTokenSHA256: sha(staffToken)})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	be.url = "http://" + ln.Addr().String()
-	served := make(chan struct{})
-	go func() { defer close(served); app.Listener(ln) }()
-	var once sync.Once
-	closeBank := func() {
-		once.Do(func() {
-			app.Shutdown()
-			<-served
-			be.bank.Close()
-			db.Close()
-		})
-	}
-	t.Cleanup(closeBank)
-	return be, closeBank
+	return openBankStore(t, kms, &bankStore{path: dbPath})
 }
 
 // --- USB-key transfers over HTTP ------------------------------------------
@@ -802,25 +757,7 @@ func TestBankCrashBanking(t *testing.T) {
 // process, funds them with 100,000.00 each and logs them in; the file is
 // closed on return.
 func crashSetup(t *testing.T, kms banking.KMS, dbPath string) ([]crashParty, ledger.Report) {
-	be, closeBank := openBank(t, kms, dbPath)
-	defer closeBank()
-	var ps []crashParty
-	for i, p := range []struct{ login, name, phone, id string }{
-		{"alice", "Alice Wang", "13800001111", "11010519491231002X"},
-		{"bobli", "Bob Li", "13800002222", "110101199003070011"},
-		{"carol", "Carol Zhao", "13800003333", "110101198001010010"},
-		{"david", "David Sun", "13800004444", "11010519491231002X"},
-	} {
-		c := be.enrol(t, p.login, p.name, p.phone, p.id, true, false, "", "")
-		be.deposit(t, c.account, "100000.00")
-		dev := fmt.Sprintf("crash-dev-%d", i)
-		ps = append(ps, crashParty{c: c, sess: be.login(t, c, dev), dev: dev})
-	}
-	start, err := be.bank.Ledger.Verify(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ps, start
+	return crashSetupStore(t, kms, &bankStore{path: dbPath})
 }
 
 // crashCheckFile opens the bank's file: it verifies, each order is in the

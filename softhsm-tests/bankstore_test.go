@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -172,7 +173,10 @@ func startBankingNode(t testing.TB, dir, name string, ks *daemon, st *bankStore,
 			logTail(t, name, d.logPath)
 		}
 	})
-	dataDir := filepath.Join(dir, name+"-data")
+	dataDir := filepath.Dir(st.path) // bbolt: dataDir/bank.db
+	if st.pg != nil {
+		dataDir = filepath.Join(dir, name+"-data")
+	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +191,7 @@ sms: {gateway_url: %q}
 ledger: {max_batch_size: %d, max_batch_delay: %s}
 http: {login_per_minute: %d}
 shutdown_timeout: 10s
-`, d.addr, st.yaml(dataDir), ks.tls.cert, ks.tls.key, ks.url, ks.tls.ca, tokenFile, sha(staffToken), list, smsRelay(t, filepath.Join(dir, name+"-sms-outbox.jsonl")),
+`, d.addr, st.yaml(dataDir), ks.tls.cert, ks.tls.key, ks.url, ks.tls.ca, tokenFile, sha(staffToken), list, smsRelay(t, filepath.Join(dir, strings.TrimPrefix(name+"-", "banking-")+"sms-outbox.jsonl")),
 		o.maxBatchSize, o.maxBatchDelay, o.loginPerMinute))
 	d.args = []string{"-config", conf}
 	d.start(t)

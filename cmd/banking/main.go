@@ -96,6 +96,7 @@ import (
 	"github.com/keyward/keyward/banking/blacklist"
 	"github.com/keyward/keyward/banking/ledger"
 	"github.com/keyward/keyward/banking/store"
+	"github.com/keyward/keyward/banking/store/pgstore"
 	"github.com/keyward/keyward/cmd/internal/startmode"
 	"github.com/keyward/keyward/keysvc/client"
 	"github.com/keyward/keyward/keysvc/wire"
@@ -157,7 +158,8 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		return err
 	}
 	kc, err := newKMSClient(cfg, creds, log)
-	creds.wipe() // parsed into the TLS configurations and the client
+	pgPass := string(creds.pgPass) // pgx keeps a string; the sealed bytes are wiped
+	creds.wipe()                   // parsed into the TLS configurations and the client
 	if err != nil {
 		return err
 	}
@@ -172,8 +174,7 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	if err := checkBankKeys(ctx, kc, log); err != nil {
 		return err
 	}
-	dbPath := filepath.Join(cfg.DataDir, "bank.db")
-	db, err := store.OpenBolt(dbPath, 5*time.Second) // a lock timeout names the file and asks whether banking already runs
+	db, err := openStore(ctx, cfg, pgPass, log)
 	if err != nil {
 		return err
 	}
@@ -225,6 +226,34 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		err = serr
 	}
 	return err
+}
+
+// openStore opens banking's store: bbolt's data_dir/bank.db (one banking
+// process), or PostgreSQL at store.postgres.url, shared by every banking
+// node. The password comes from the sealed secrets file (pg-password) or
+// store.postgres.password_file, never from the URL.
+func openStore(ctx context.Context, cfg *Config, sealedPass string, log *slog.Logger) (store.DB, error) {
+	if cfg.Store.Backend != "postgres" {
+		dbPath := filepath.Join(cfg.DataDir, "bank.db")
+		return store.OpenBolt(dbPath, 5*time.Second) // a lock timeout names the file and asks whether banking already runs
+	}
+	pass := sealedPass
+	if f := cfg.Store.Postgres.PasswordFile; f != "" {
+		b, err := readSecretFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("store.postgres.password_file: %w", err)
+		}
+		pass = b // secretfile.Read: 0600, trimmed
+	}
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	db, err := pgstore.Open(octx, pgstore.Config{DSN: cfg.Store.Postgres.URL, Password: pass,
+		MaxConns: int32(cfg.Store.Postgres.MaxConns), TxTimeout: cfg.Store.Postgres.TxTimeout, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("store.postgres: %w", err)
+	}
+	log.Info("store: PostgreSQL", "schema", pgstore.SchemaVersion(), "max_conns", cfg.Store.Postgres.MaxConns)
+	return db, nil
 }
 
 // serverTLS loads the bank's own HTTPS certificate, its key from keyFile

@@ -13,6 +13,7 @@ type credentials struct {
 	tlsKey    []byte // PEM; nil: tls.key
 	clientKey []byte // PEM; nil: keysvc.client_key
 	bearer    []byte // nil: keysvc.bearer_token_file
+	pgPass    []byte // nil: store.postgres.password_file, or no password
 }
 
 // wipe clears what the sealed file gave.
@@ -20,6 +21,7 @@ func (c *credentials) wipe() {
 	clear(c.tlsKey)
 	clear(c.clientKey)
 	clear(c.bearer)
+	clear(c.pgPass)
 }
 
 // openCredentials unseals cfg.Secrets.File (the TPM slot first, then the
@@ -44,6 +46,7 @@ func openCredentials(cfg *Config, log *slog.Logger) (*credentials, error) {
 	defer b.Wipe()
 	secrets.LogOpened(log, cfg.Secrets.File, f, how)
 	c.tlsKey, c.clientKey, c.bearer = b.Take(secrets.TLSKey), b.Take(secrets.KeysvcClientKey), b.Take(secrets.KeysvcBearer)
+	c.pgPass = b.Take(secrets.PGPassword)
 	one := func(what string, sealed []byte, file string) error {
 		switch {
 		case sealed != nil && file != "":
@@ -64,6 +67,12 @@ func openCredentials(cfg *Config, log *slog.Logger) (*credentials, error) {
 		if err == nil && c.clientKey != nil {
 			err = fmt.Errorf("the secrets file %s holds a %s but keysvc.client_cert is not set", cfg.Secrets.File, secrets.KeysvcClientKey)
 		}
+	}
+	if err == nil && c.pgPass != nil && cfg.Store.Backend != "postgres" {
+		err = fmt.Errorf("the secrets file %s holds a %s but store.backend is not postgres", cfg.Secrets.File, secrets.PGPassword)
+	}
+	if err == nil && c.pgPass != nil && cfg.Store.Postgres.PasswordFile != "" {
+		err = fmt.Errorf("store.postgres.password_file is set and the secrets file %s holds a %s too: drop password_file (and shred the clear file)", cfg.Secrets.File, secrets.PGPassword)
 	}
 	if err != nil {
 		c.wipe()

@@ -70,6 +70,7 @@ const (
 const (
 	KeysvcClientKey = "keysvc-client-key" // PEM private key of its mutual-TLS client certificate
 	KeysvcBearer    = "keysvc-bearer"     // development: its bearer token
+	PGPassword      = "pg-password"       // its PostgreSQL password (store.backend: postgres)
 )
 
 // Slot types.

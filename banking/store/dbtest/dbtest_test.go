@@ -85,7 +85,7 @@ func TestBackendChoiceRefusals(t *testing.T) {
 		{"postgres", `dbtest.Postgres is not set`},
 	} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestBackendChoiceRefusals$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "DBTEST_CHILD=1", dbtest.EnvBackend+"="+c.env)
+		cmd.Env = append(os.Environ(), "DBTEST_CHILD=1", "DBTEST_UNWIRED=1", dbtest.EnvBackend+"="+c.env)
 		out, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(out), c.want) {
 			t.Errorf("%s=%s: err %v, output %s; want a failure saying %q", dbtest.EnvBackend, c.env, err, out, c.want)

@@ -46,6 +46,10 @@ type Config struct {
 	// target_session_attrs=read-write so that a new connection finds the
 	// writable one after a failover.
 	DSN string
+	// Password, when set, is the database password (cmd/banking reads it
+	// from store.postgres.password_file or the sealed secrets file), so the
+	// DSN — which appears in configs and logs — need not carry it.
+	Password string
 	// MaxConns caps the pool (default 4×GOMAXPROCS, at least 8).
 	MaxConns int32
 	// TxTimeout bounds one attempt of one transaction, pool wait included
@@ -102,6 +106,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("pgstore: the DSN is not a valid PostgreSQL connection string (check its syntax; the value is not shown because it may hold a password)")
 	}
 	pcfg.MaxConns = cfg.MaxConns
+	if cfg.Password != "" {
+		pcfg.ConnConfig.Password = cfg.Password // every host of a multi-host DSN
+	}
 	rp := pcfg.ConnConfig.RuntimeParams
 	if rp["application_name"] == "" {
 		rp["application_name"] = "keyward-banking" // what a DBA sees in pg_stat_activity
