@@ -65,12 +65,16 @@ func (b *Bank) checkOrder(ctx context.Context, c *Customer, order []byte) (*chec
 	}
 	tr := doc.Transfers[0]
 	co := &checkedOrder{doc: doc, tr: tr, customer: c}
-	if co.payer, err = b.Ledger.Account(ctx, strings.ReplaceAll(tr.PayerAccount, " ", "")); err != nil || co.payer.Owner != owner(c) {
+	accs, errs, err := b.Ledger.Accounts(ctx, strings.ReplaceAll(tr.PayerAccount, " ", ""), strings.ReplaceAll(tr.PayeeAccount, " ", ""))
+	if err != nil {
+		return nil, err // the store, not the order: 503
+	}
+	if co.payer = accs[0]; errs[0] != nil || co.payer.Owner != owner(c) {
 		return nil, fmt.Errorf("%w: the payer account is not one of yours", ErrOrderMismatch)
 	}
 	// A missing payee account and a wrong holder name are one answer, so
 	// the check tells no one which accounts exist or whose they are.
-	if co.payee, err = b.Ledger.Account(ctx, strings.ReplaceAll(tr.PayeeAccount, " ", "")); err != nil {
+	if co.payee = accs[1]; errs[1] != nil {
 		return nil, errPayeeMismatch
 	}
 	if b.cfg.Screen != nil {
@@ -124,7 +128,7 @@ func (b *Bank) execute(ctx context.Context, co *checkedOrder) (bankwire.Transfer
 		return bankwire.TransferResult{}, err
 	}
 	res := bankwire.TransferResult{TransferID: rc.TransferID, Replayed: rc.Replayed}
-	if res.Receipt, err = b.receipt(ctx, rc); err != nil {
+	if res.Receipt, err = b.receipt(ctx, rc, !rc.Replayed); err != nil {
 		// The transfer is done; the receipt can be fetched again later.
 		b.log.ErrorContext(ctx, "receipt not signed", "transfer", rc.TransferID, "err", err)
 		return res, nil
@@ -209,19 +213,24 @@ func (b *Bank) verifyUSB(ctx context.Context, c *Customer, order []byte, signatu
 
 // receipt returns the signed receipt of a posting, signing it through
 // keysvc the first time (the signature is kept, so a receipt is stable).
-func (b *Bank) receipt(ctx context.Context, rc ledger.Receipt) (bankwire.Receipt, error) {
+//
+// fresh says rc was posted by the caller's own request just now (not a
+// replay, not a lookup): no receipt can exist yet, so none is looked for.
+func (b *Bank) receipt(ctx context.Context, rc ledger.Receipt, fresh bool) (bankwire.Receipt, error) {
 	body, err := json.Marshal(receiptBody{Type: "keyward.receipt.v1", TransferID: rc.TransferID, Time: rc.Time.UTC().Format(time.RFC3339Nano),
 		Payer: rc.From, Payee: rc.To, Amount: ledger.FormatAmount(rc.Amount, rc.Currency), Currency: rc.Currency, Reference: rc.Reference, Memo: rc.Memo})
 	if err != nil {
 		return bankwire.Receipt{}, err
 	}
 	var sig []byte
-	_ = b.db.View(func(tx store.Tx) error {
-		if bk := tx.Bucket(bucketReceipts); bk != nil {
-			sig = append(sig, bk.Get([]byte(rc.TransferID))...)
-		}
-		return nil
-	})
+	if !fresh { // a posting made by this very request has no receipt yet
+		_ = b.db.View(func(tx store.Tx) error {
+			if bk := tx.Bucket(bucketReceipts); bk != nil {
+				sig = append(sig, bk.Get([]byte(rc.TransferID))...)
+			}
+			return nil
+		})
+	}
 	if len(sig) == 0 {
 		s, err := b.receipts.sign(ctx, body)
 		if err != nil {
@@ -276,7 +285,7 @@ func (b *Bank) ReceiptOf(ctx context.Context, s session.Session, transferID stri
 	if !mine {
 		return bankwire.Receipt{}, fmt.Errorf("%w: transfer %s", ErrNotFound, transferID)
 	}
-	return b.receipt(ctx, rc)
+	return b.receipt(ctx, rc, false)
 }
 
 // --- cloud key: signed in keysvc after the customer's confirmation -------

@@ -497,6 +497,15 @@ func TestBenchBanking(t *testing.T) {
 	fmt.Print(benchSummary(stats, dur, elapsed, cpu))
 	if st.pg != nil {
 		fmt.Printf("  CPU of the PostgreSQL processes (primary and standby): %.2f cores\n", pgCPU.Seconds()/elapsed.Seconds())
+		fmt.Printf("  PostgreSQL log (the whole run): %s\n", pgLogErrors(st.pg.Primary.LogFile))
+		bk.stop() // banking logs its store's figures as it stops
+		if b, err := os.ReadFile(bk.logPath); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if i := strings.Index(line, "pgstore stats"); i >= 0 {
+					fmt.Printf("  banking's store, whole run: %s\n", line[i+len("pgstore stats "):])
+				}
+			}
+		}
 	}
 	fmt.Printf("  machine: %s\n", mach)
 	posted, ok := after.ByKind[ledger.KindTransfer]-before.ByKind[ledger.KindTransfer], 0
@@ -512,6 +521,35 @@ func TestBenchBanking(t *testing.T) {
 		// a dropped connection); it never loses one that was answered.
 		t.Errorf("the ledger posted %d transfers, clients got %d OKs: an acknowledged transfer was lost", posted, ok)
 	}
+}
+
+// pgLogErrors counts the ERROR lines of a PostgreSQL log by message, the
+// most frequent first: serialisation failures are the retries the store
+// made (banking/store/pgstore re-runs such a transaction).
+func pgLogErrors(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	counts := map[string]int{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if i := strings.Index(line, "ERROR:  "); i >= 0 {
+			msg := line[i+8:]
+			if j := strings.IndexAny(msg, "\"("); j > 0 {
+				msg = msg[:j]
+			}
+			counts[strings.TrimSpace(msg)]++
+		}
+	}
+	if len(counts) == 0 {
+		return "no ERROR lines"
+	}
+	keys := slices.SortedFunc(maps.Keys(counts), func(a, b string) int { return counts[b] - counts[a] })
+	var parts []string
+	for _, k := range keys[:min(4, len(keys))] {
+		parts = append(parts, fmt.Sprintf("%d × %s", counts[k], k))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // postgresCPU is the CPU time of every process named postgres on this

@@ -115,6 +115,27 @@ func (l *Ledger) Account(ctx context.Context, id string) (Account, error) {
 	return acc, storeErr("read account", err)
 }
 
+// Accounts reads several accounts in one store transaction (one snapshot,
+// one round of the store instead of one per account: a transfer check reads
+// payer and payee). errs[i] is ids[i]'s own error (ErrAccountNotFound, a
+// corrupt record); err is a store fault, and then nothing was read.
+func (l *Ledger) Accounts(ctx context.Context, ids ...string) (accs []Account, errs []error, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	accs, errs = make([]Account, len(ids)), make([]error, len(ids))
+	err = l.db.View(func(tx store.Tx) error {
+		for i, id := range ids {
+			accs[i], errs[i] = getAccount(tx, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, storeErr("read accounts", err)
+	}
+	return accs, errs, nil
+}
+
 // AccountsByOwner returns the accounts of a customer, by account number.
 func (l *Ledger) AccountsByOwner(ctx context.Context, owner string) ([]Account, error) {
 	if err := ctx.Err(); err != nil {

@@ -179,6 +179,9 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		return err
 	}
 	defer db.Close()
+	if pg, ok := db.(*pgstore.DB); ok {
+		defer logStoreStats(log, pg) // after bank.Close (deferred later, run earlier)
+	}
 	screen, err := blacklist.Open(cfg.Blacklist.File, blacklist.Options{Interval: cfg.Blacklist.Interval,
 		OnError: func(err error) {
 			log.Error("screening list not reloaded; the previous list stays in force", "file", cfg.Blacklist.File, "err", err)
@@ -226,6 +229,16 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		err = serr
 	}
 	return err
+}
+
+// logStoreStats logs what the PostgreSQL store did while banking ran:
+// retries and conflicts (serialisation failures re-run), lost connections
+// (a failover), commits of unknown outcome, and group-commit figures.
+func logStoreStats(log *slog.Logger, db *pgstore.DB) {
+	s := db.Stats()
+	log.Info("pgstore stats", "retries", s.Retries, "conflicts", s.Conflicts, "conn_lost", s.ConnLost,
+		"commit_unknown", s.CommitUnknown, "exhausted", s.Exhausted, "views", s.Views, "updates", s.Updates, "batches", s.Batches,
+		"batched_calls", s.BatchedCalls, "batch_time", s.BatchTime.Round(time.Millisecond))
 }
 
 // openStore opens banking's store: bbolt's data_dir/bank.db (one banking

@@ -70,6 +70,7 @@ type DB struct {
 	bucketIDs sync.Map // string(name) → int32; buckets are never dropped
 
 	batchMu       sync.Mutex
+	batchRun      sync.Mutex // held by the running batch: one at a time per node
 	batch         *batch
 	maxBatchSize  int
 	maxBatchDelay time.Duration
@@ -81,7 +82,10 @@ type DB struct {
 	gate sync.RWMutex
 
 	closed atomic.Bool
-	stats  struct{ retries, conflicts, connLost, commitUnknown, exhausted atomic.Uint64 }
+	stats  struct {
+		retries, conflicts, connLost, commitUnknown, exhausted atomic.Uint64
+		views, updates, batches, batchedCalls, batchNanos      atomic.Uint64
+	}
 }
 
 var _ store.DB = (*DB)(nil)
@@ -252,11 +256,16 @@ func (db *DB) Close() error {
 
 // Stats counts what happened to transactions since Open.
 type Stats struct {
-	Retries       uint64 // attempts run again
-	Conflicts     uint64 // serialisation failures, deadlocks, racing inserts seen
-	ConnLost      uint64 // connections lost (the pool was reset each time)
-	CommitUnknown uint64 // commits whose outcome was unknown
-	Exhausted     uint64 // transactions given up after MaxAttempts
+	Retries       uint64        // attempts run again
+	Conflicts     uint64        // serialisation failures, deadlocks, racing inserts seen
+	ConnLost      uint64        // connections lost (the pool was reset each time)
+	CommitUnknown uint64        // commits whose outcome was unknown
+	Exhausted     uint64        // transactions given up after MaxAttempts
+	Views         uint64        // View calls
+	Updates       uint64        // Update calls (a batch function re-run alone counts here)
+	Batches       uint64        // Batch transactions committed or failed (attempts not counted)
+	BatchedCalls  uint64        // functions those batches carried
+	BatchTime     time.Duration // time batches spent running, retries included
 }
 
 // Stats returns the counters.
@@ -267,17 +276,24 @@ func (db *DB) Stats() Stats {
 		ConnLost:      db.stats.connLost.Load(),
 		CommitUnknown: db.stats.commitUnknown.Load(),
 		Exhausted:     db.stats.exhausted.Load(),
+		Views:         db.stats.views.Load(),
+		Updates:       db.stats.updates.Load(),
+		Batches:       db.stats.batches.Load(),
+		BatchedCalls:  db.stats.batchedCalls.Load(),
+		BatchTime:     time.Duration(db.stats.batchNanos.Load()),
 	}
 }
 
 // View runs fn in a REPEATABLE READ READ ONLY transaction: one snapshot.
 func (db *DB) View(fn func(store.Tx) error) error {
+	db.stats.views.Add(1)
 	return db.run("view", false, func(t *tx) error { return fn(t) })
 }
 
 // Update runs fn in a SERIALIZABLE transaction, re-running it (at most
 // MaxAttempts times) when it loses a serialisation race.
 func (db *DB) Update(fn func(store.Tx) error) error {
+	db.stats.updates.Add(1)
 	return db.run("update", true, func(t *tx) error { return fn(t) })
 }
 

@@ -362,3 +362,42 @@ func TestSessionsNamedForTheDBA(t *testing.T) {
 		t.Fatal("no session named keyward-banking: the pool's idle connection should be one")
 	}
 }
+
+// TestBatchesOfOneNodeDoNotRace: a node runs one batch at a time, so 200
+// goroutines (batches of at most 16) incrementing one hot counter (as every ledger posting takes
+// the journal's next sequence) through Batch never lose a serialisation
+// race to each other: no conflict, no retry; and calls that arrive while a
+// batch runs gather into the next one instead of queueing one by one.
+func TestBatchesOfOneNodeDoNotRace(t *testing.T) {
+	db := open(t, pgtest.Fresh(t))
+	db.SetBatchLimits(16, time.Millisecond)
+	bkt := []byte("hot")
+	if err := db.Ensure(bkt); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 200, 5
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				if err := db.Batch(func(tx store.Tx) error {
+					_, err := tx.Bucket(bkt).NextSequence()
+					return err
+				}); err != nil {
+					t.Errorf("batch: %v", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var seq uint64
+	db.View(func(tx store.Tx) error { seq = tx.Bucket(bkt).Sequence(); return nil })
+	s := db.Stats()
+	if seq != workers*each || s.Conflicts != 0 || s.Retries != 0 {
+		t.Fatalf("sequence %d (want %d), %d conflicts, %d retries: batches of one node raced", seq, workers*each, s.Conflicts, s.Retries)
+	}
+	if s.BatchedCalls != workers*each || s.Batches*4 > s.BatchedCalls {
+		t.Fatalf("%d calls in %d batches: want every call batched, several per batch", s.BatchedCalls, s.Batches)
+	}
+	t.Logf("%d calls in %d batches (%.1f per batch), %v in batches", s.BatchedCalls, s.Batches, float64(s.BatchedCalls)/float64(s.Batches), s.BatchTime.Round(time.Millisecond))
+}
