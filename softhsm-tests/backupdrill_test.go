@@ -25,8 +25,11 @@ package softhsmtests
 // section come from here.
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -160,7 +163,20 @@ func TestBackupDrill(t *testing.T) {
 				t.Errorf("restore %s: order %d (day %d) present=%v", name, i, 1+i/n, in)
 			}
 		}
-		t.Logf("restore %s: %d postings, books verify, balances as expected (%v)", name, rep.Postings, took.Round(time.Millisecond))
+		// What the operator runs on the restored database before anyone
+		// uses it: banking -verify-ledger with the bank's config, pointed at it.
+		conf, err := os.ReadFile(filepath.Join(dir, "banking.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rconf := filepath.Join(dir, "banking-restore-"+name+".yaml")
+		writeFiles(t, rconf, strings.Replace(string(conf), st.url(), srv.DSN(st.dbname), 1))
+		out, err := exec.Command(bk.bin, "-config", rconf, "-verify-ledger").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "ledger ok (postgres store") || !strings.Contains(string(out), fmt.Sprintf("%d postings", rep.Postings)) {
+			t.Fatalf("restore %s: banking -verify-ledger: %v\n%s", name, err, out)
+		}
+		t.Logf("restore %s: %d postings, books verify, balances as expected (%v); banking -verify-ledger: %s", name, rep.Postings, took.Round(time.Millisecond),
+			strings.SplitN(string(out[bytes.Index(out, []byte("ledger ok")):]), "\n", 2)[0])
 		return took
 	}
 	pitrTook := check("t1", t1, atT1, false)
