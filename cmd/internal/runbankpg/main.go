@@ -362,10 +362,17 @@ func serverRole(ctx context.Context, s *pglocal.Server) string {
 }
 
 // replication is what a primary's pg_stat_replication says of its
-// standbys: "standby1 streaming sync", or "no standby connected".
+// standbys ("standby1 streaming sync") and, with none connected, whether
+// commits wait for one (synchronous_standby_names set, as on the first
+// primary) or are acknowledged by this server alone (a promoted standby:
+// RPO 0 no longer holds until a new standby follows it).
 func replication(ctx context.Context, s *pglocal.Server) string {
 	var rows []string
+	var syncNames string
 	err := query(ctx, s, func(c *pgx.Conn) error {
+		if err := c.QueryRow(ctx, "SHOW synchronous_standby_names").Scan(&syncNames); err != nil {
+			return err
+		}
 		r, err := c.Query(ctx, "SELECT application_name, state, sync_state FROM pg_stat_replication ORDER BY application_name")
 		if err != nil {
 			return err
@@ -383,8 +390,10 @@ func replication(ctx context.Context, s *pglocal.Server) string {
 	switch {
 	case err != nil:
 		return "unknown (" + err.Error() + ")"
+	case len(rows) == 0 && syncNames != "":
+		return "no standby connected: commits wait for one (synchronous_standby_names = '" + syncNames + "')"
 	case len(rows) == 0:
-		return "no standby connected: commits wait for one"
+		return "no standby: commits are acknowledged by this server alone (no synchronous_standby_names; RPO 0 needs a new standby)"
 	}
 	return strings.Join(rows, ", ")
 }
@@ -542,11 +551,11 @@ Use bankcli as in the README's "Internet banking (banking)" walk-through (node-a
 add -url https://127.0.0.1:%[4]d to any command to send it to node-b. SMS codes appear here.
 
 A failover:
-  kill -9 $(cat %[8]s/primary.pid)     the primary dies: transfers fail (503) until a primary is back
-  press Enter here                       promotes the standby (or, from another terminal:
-                                           %[9]s)
+  kill -9 $(cat %[8]s/primary.pid)       the primary dies: transfers fail (503) until a primary is back
+  press Enter here                            promotes the standby (or, from another terminal:
+                                                %[9]s)
   then transfers go through again: the nodes' multi-host URL finds the new primary.
-  kill -9 $(cat %[8]s/node-a.pid)      a banking node dies: node-b serves the same sessions; Enter starts node-a again
+  kill -9 $(cat %[8]s/node-a.pid)        a banking node dies: node-b serves the same sessions; Enter starts node-a again
 
 Stop everything with Ctrl-C (the database goes with it: the next start is fresh).
 

@@ -140,7 +140,7 @@ func TestStartDBStatusAndPromote(t *testing.T) {
 		t.Errorf("status after the kill:\n%s", st)
 	}
 	e.enter(ctx)
-	if st := e.status(ctx); !strings.Contains(st, "standby1 :"+strconv.Itoa(e.db.Standby.Port)+" (primary)") {
+	if st := e.status(ctx); !strings.Contains(st, "standby1 :"+strconv.Itoa(e.db.Standby.Port)+" (primary)") || !strings.Contains(st, "acknowledged by this server alone") {
 		t.Errorf("status after Enter:\n%s", st)
 	}
 }
