@@ -12,7 +12,7 @@ FUZZTIME ?= 200000x
 FUZZMINIMIZE ?= 1s
 PKGS      = ./...
 
-.PHONY: all deps build etcd-bin test backup-drill conformance vet fmt-check fuzz-short fuzz bench scale run run-cluster kwsign ceremony bench-banking clean run-banking bankcli
+.PHONY: all deps build etcd-bin test backup-drill conformance vet fmt-check fuzz-short fuzz bench scale run run-cluster kwsign ceremony bench-banking clean run-banking run-banking-pg bankcli
 
 all: build
 
@@ -167,6 +167,16 @@ run-cluster: deps
 run-banking: deps
 	$(GO) build -o bin/banking ./cmd/banking
 	./bin/banking -dev -keysvc-dir $(DATA_DIR) -data-dir $(DATA_DIR)/bank
+
+# banking on PostgreSQL (issue 17), on keysvc's dev mode (make run, in
+# another terminal): a fresh primary + synchronous standby + WAL archive
+# under $(DATA_DIR)/pg (wiped at each start) and two banking -dev nodes on
+# it, https://127.0.0.1:8445 and :8446, sharing $(DATA_DIR)/bank
+# (cmd/internal/runbankpg; README, "banking on PostgreSQL (issue 17)").
+run-banking-pg: deps
+	$(GO) build -o bin/banking ./cmd/banking
+	$(GO) build -o bin/runbankpg ./cmd/internal/runbankpg
+	./bin/runbankpg -data-dir $(DATA_DIR) -banking bin/banking
 
 # The customer and teller client of the banking API (cmd/bankcli).
 bankcli: deps

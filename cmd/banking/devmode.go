@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/keyward/keyward/banking"
@@ -26,6 +28,34 @@ const devClientName = "dev"
 // devInfo is what dev mode prints so a developer can call the bank.
 type devInfo struct {
 	dataDir, caPath, staffTokenPath, outboxPath, keysvcDir string
+	storeURL                                               string // -store-url, "" for bank.db
+}
+
+// errStoreURLWithConfig refuses -store-url beside -config.
+var errStoreURLWithConfig = errors.New("banking: -store-url is for dev mode only; with -config the store section of the YAML file says where the records are (store.backend: postgres, store.postgres.url)")
+
+// devOnPostgres points a dev configuration at the PostgreSQL database
+// storeURL (-store-url) instead of bank.db, and gives this node its own SMS
+// outbox, named after its listen port: sms-outbox-<port>.jsonl. A
+// DevOutbox rewrites its file whole from its own memory, so two nodes on
+// one file would each erase the other's codes.
+func devOnPostgres(c *Config, dev *devInfo, storeURL string) error {
+	if dev == nil {
+		return errStoreURLWithConfig
+	}
+	c.Store.Backend, c.Store.Postgres.URL = "postgres", storeURL
+	if err := c.validate(); err != nil { // the URL (no password in argv) and the listen address
+		return fmt.Errorf("-store-url: %w", err)
+	}
+	_, port, _ := net.SplitHostPort(c.Listen)
+	outboxPath := filepath.Join(dev.dataDir, "sms-outbox-"+port+".jsonl")
+	ob, err := otp.OpenDevOutbox(outboxPath)
+	if err != nil {
+		return err
+	}
+	ob.Close()
+	c.SMS.devOutbox, dev.outboxPath, dev.storeURL = outboxPath, outboxPath, storeURL
+	return nil
 }
 
 // devConfig builds the dev configuration: keysvc's dev mode under
@@ -43,6 +73,13 @@ func devConfig(dataDir, keysvcDir, keysvcURL string) (*Config, *devInfo, error) 
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, nil, err
 	}
+	// Several dev nodes may share dataDir (-store-url): one makes the
+	// files at a time, and the next finds them whole.
+	unlock, err := lockFile(filepath.Join(dataDir, ".dev-setup.lock"))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
 	tlsDir := filepath.Join(dataDir, "tls")
 	if err := ensureDevTLS(tlsDir); err != nil {
 		return nil, nil, err
@@ -73,6 +110,9 @@ func devConfig(dataDir, keysvcDir, keysvcURL string) (*Config, *devInfo, error) 
 }
 
 func (d *devInfo) print(addr string) {
+	if d.storeURL != "" {
+		fmt.Printf("\nRecords in PostgreSQL: %s (files below are shared with the other dev nodes on it)", d.storeURL)
+	}
 	fmt.Printf(`
 Keyward banking (dev mode) on https://%[1]s — data in %[2]s, keys in keysvc (client "dev")
 Staff token: %[4]s   SMS codes: %[5]s   CA: %[3]s
@@ -170,14 +210,20 @@ func provisionBankKeys(ctx context.Context, kc *client.Client, clientName string
 
 func provisionKey(ctx context.Context, kc *client.Client, clientName string, k bankKey, log *slog.Logger) error {
 	v, err := kc.GetKey(ctx, k.name)
-	switch {
-	case errors.Is(err, wire.ErrKeyNotFound):
+	if errors.Is(err, wire.ErrKeyNotFound) {
 		_, err = kc.CreateKey(ctx, wire.CreateKeyRequest{Name: k.name, Purpose: k.purpose, Algorithm: k.alg, Protection: k.protection,
 			Policy: wire.Policy{Grants: []wire.Grant{{Client: clientName, Ops: k.ops}}}})
 		if err == nil {
 			log.Info("dev mode: created bank key in keysvc", "key", k.name, "algorithm", k.alg)
+			return nil
 		}
-		return err
+		if !errors.Is(err, wire.ErrKeyExists) {
+			return err
+		}
+		// Another dev node created it since GetKey: check it as found.
+		v, err = kc.GetKey(ctx, k.name)
+	}
+	switch {
 	case err != nil:
 		return fmt.Errorf("is keysvc's dev mode running? %w", err)
 	case v.Purpose != k.purpose || v.Algorithm != k.alg || v.Protection != k.protection:
@@ -193,6 +239,20 @@ func provisionKey(ctx context.Context, kc *client.Client, clientName string, k b
 
 // ensureSecretFile: see secretfile.Ensure.
 var ensureSecretFile = secretfile.Ensure
+
+// lockFile takes an exclusive flock(2) on path (created 0600), waiting for
+// another process that holds it; the returned func releases it.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil // closing the descriptor releases the lock
+}
 
 // ensureFile creates path (0600) with content unless it exists.
 func ensureFile(path, content string) error {

@@ -2,7 +2,7 @@
 // over HTTPS, in front of keysvc.
 //
 //	banking -config file [-listen addr]
-//	banking -dev [-data-dir var/bank] [-keysvc-dir var] [-keysvc-url https://127.0.0.1:8443]   dev mode
+//	banking -dev [-data-dir var/bank] [-keysvc-dir var] [-keysvc-url https://127.0.0.1:8443] [-listen addr] [-store-url URL]   dev mode
 //
 // Without -config (or KEYWARD_BANK_CONFIG) and without -dev, banking
 // refuses to start and creates nothing (seed 6.5.4 a, R-SRV-9).
@@ -61,6 +61,19 @@
 // until it is used or expires) and bank.db. Only dev mode opens an outbox:
 // with a config file, codes go to sms.gateway_url and are kept nowhere. It listens on https://127.0.0.1:8445 and prints
 // how to call it.
+//
+// With -store-url (dev mode only: with -config the YAML's store section
+// rules, and the flag is refused), the records go to that PostgreSQL
+// database instead of bank.db: the URL is store.postgres.url, without a
+// password (argv is no place for one; a dev server trusts loopback).
+// Several dev nodes may then share one database and one -data-dir, each
+// on its own -listen address (make run-banking-pg starts two): the dev
+// files are created once, under an exclusive lock on
+// <data-dir>/.dev-setup.lock, so a node started beside another finds them
+// whole; each node keeps its own SMS outbox, sms-outbox-<port>.jsonl (an
+// outbox is rewritten whole from its node's memory, so two nodes on one
+// file would erase each other's codes); and a bank key created by one
+// node while another looks for it is taken as found.
 //
 // # Shutdown
 //
@@ -122,6 +135,7 @@ func serve(log *slog.Logger, args []string) error {
 	keysvcURL := fs.String("keysvc-url", "https://127.0.0.1:8443", "dev mode: keysvc's URL")
 	listen := fs.String("listen", "", "override the listen address")
 	verifyLedger := fs.Bool("verify-ledger", false, "with -config: open the store (bbolt file or PostgreSQL), verify the ledger (double entry, every idempotency key once, balances re-summed), print the report and exit; for a restored database, before anyone uses it")
+	storeURL := fs.String("store-url", "", "dev mode: keep the bank's records in this PostgreSQL database (postgres://user@host:port,host:port/db?target_session_attrs=read-write, no password) instead of <data-dir>/bank.db; several nodes may share it and the data dir")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -130,6 +144,9 @@ func serve(log *slog.Logger, args []string) error {
 	}
 	if err := startmode.Check("banking", "KEYWARD_BANK_CONFIG", "on keysvc's dev mode, as make run-banking does; it creates dev credentials under -data-dir", *configPath, *devMode); err != nil {
 		return err
+	}
+	if *storeURL != "" && *configPath != "" {
+		return errStoreURLWithConfig
 	}
 	var cfg *Config
 	var dev *devInfo
@@ -150,6 +167,11 @@ func serve(log *slog.Logger, args []string) error {
 			return errors.New("-verify-ledger needs -config: the store of the deployment to check")
 		}
 		return runVerifyLedger(log, cfg, os.Stdout)
+	}
+	if *storeURL != "" {
+		if err := devOnPostgres(cfg, dev, *storeURL); err != nil {
+			return err
+		}
 	}
 	return run(log, cfg, dev)
 }
