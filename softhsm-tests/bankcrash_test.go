@@ -12,7 +12,8 @@ package softhsmtests
 //     token, and the ledger must hold exactly the transfers it confirmed.
 //   - TestBankCrashBanking runs banking as cmd/banking and keysvc as
 //     cmd/keysvc, TLS between them, and kills banking with SIGKILL
-//     mid-burst; restarted on the same bbolt file, the bank must verify,
+//     mid-burst; restarted on the same store (its bbolt file, or its
+//     PostgreSQL database: both are run), the bank must verify,
 //     hold the starting total, and every order sent again must either
 //     replay its stored receipt or apply once.
 //
@@ -48,7 +49,7 @@ import (
 
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/ledger"
-	"github.com/keyward/keyward/banking/store"
+	"github.com/keyward/keyward/banking/store/pglocal"
 	"github.com/keyward/keyward/keysvc/client"
 	"github.com/keyward/keyward/keysvc/wire"
 )
@@ -674,26 +675,38 @@ func crashOrders(t *testing.T, ps []crashParty, n int) []crashOrder {
 }
 
 // TestBankCrashBanking: kill -9 banking (cmd/banking) during a burst of
-// USB-key transfers among four customers, restart it on the same bbolt
-// file; keysvc runs as cmd/keysvc, both over TLS.
+// USB-key transfers among four customers, restart it on the same store
+// (bbolt file, PostgreSQL database); keysvc runs as cmd/keysvc, both over
+// TLS.
 func TestBankCrashBanking(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds, runs and kills keysvc and banking")
 	}
+	// One test, both stores (issue 17): the bbolt file cmd/banking keeps,
+	// and a PostgreSQL database (the process dies, the database lives on).
+	t.Run("bbolt", func(t *testing.T) { bankCrashBanking(t, false) })
+	t.Run("postgres", func(t *testing.T) { bankCrashBanking(t, true) })
+}
+
+func bankCrashBanking(t *testing.T, pg bool) {
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "bank")
 	if err := os.Mkdir(dataDir, 0o700); err != nil {
 		t.Fatal(err)
+	}
+	st := boltBankStore(dataDir)
+	if pg {
+		st = pgBankStore(t, dir, pglocal.Options{})
 	}
 	ks := startKeysvc(t, dir, newTestTLS(t, dir))
 	provisionBankKeysWith(t, ks.kmsClient(t, officerToken, 10*time.Second, 2))
 
 	// Customers, money and sessions are set up by a bank in this process on
 	// the file cmd/banking then opens: sessions are durable.
-	ps, start := crashSetup(t, ks.kmsClient(t, bankappToken, 10*time.Second, 8), filepath.Join(dataDir, "bank.db"))
+	ps, start := crashSetupStore(t, ks.kmsClient(t, bankappToken, 10*time.Second, 8), st)
 	n, killAfter, workers := crashSizes()
 	ords := crashOrders(t, ps, n)
-	bk := startBanking(t, dir, dataDir, ks, bankingOptions{})
+	bk := startBankingNode(t, dir, "banking", ks, st, bankingOptions{})
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: ks.tls.clientTransport(workers)}
 	defer hc.CloseIdleConnections()
 	send := func(i int) usbResult {
@@ -750,25 +763,15 @@ func TestBankCrashBanking(t *testing.T) {
 	t.Logf("after restart: %d of the burst had committed (%d acknowledged), %d applied on resending", committed, acked, uint64(n)-committed)
 
 	bk.kill(t) // once more, and read the file itself
-	crashCheckFile(t, filepath.Join(dataDir, "bank.db"), ps, ords)
+	crashCheckStore(t, st, ps, ords)
 }
 
-// crashSetup enrols four customers with USB keys on a bank in this
-// process, funds them with 100,000.00 each and logs them in; the file is
-// closed on return.
-func crashSetup(t *testing.T, kms banking.KMS, dbPath string) ([]crashParty, ledger.Report) {
-	return crashSetupStore(t, kms, &bankStore{path: dbPath})
-}
-
-// crashCheckFile opens the bank's file: it verifies, each order is in the
+// crashCheckStore opens the bank's store: it verifies, each order is in the
 // journal exactly once, and every balance is what the orders say.
-func crashCheckFile(t *testing.T, dbPath string, ps []crashParty, ords []crashOrder) {
+func crashCheckStore(t *testing.T, st *bankStore, ps []crashParty, ords []crashOrder) {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.OpenBolt(dbPath, 5*time.Second) // the killed cmd/banking's bbolt file
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := st.open(t) // the killed cmd/banking's bbolt file, or its database
 	defer db.Close()
 	l, err := ledger.New(db, ledger.Options{})
 	if err != nil {
