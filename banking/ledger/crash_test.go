@@ -18,13 +18,18 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/banking/store/dbtest"
+	"github.com/keyward/keyward/banking/store/pgstore"
+	"github.com/keyward/keyward/banking/store/pgstore/pgtest"
 )
 
 // The crash test runs a burst of transfers in a child process (this test
 // binary again, running TestCrashChild with crashEnv set), kills it with
 // SIGKILL mid-burst, and checks the file in the parent (issue 6 item 8).
+// On PostgreSQL (KEYWARD_BANKING_STORE=postgres) the child gets a
+// database's DSN instead of the file's path.
 const (
-	crashEnv      = "KEYWARD_LEDGER_CRASH_CHILD" // the ledger file
+	crashEnv      = "KEYWARD_LEDGER_CRASH_CHILD" // the ledger file, or a PostgreSQL DSN
 	crashRoundEnv = "KEYWARD_LEDGER_CRASH_ROUND"
 	crashAccounts = 20
 	crashWorkers  = 64
@@ -60,7 +65,7 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("the crash test's child process")
 	}
 	round, _ := strconv.Atoi(os.Getenv(crashRoundEnv))
-	l, err := ledger.Open(path, ledger.Options{MaxBatchSize: crashWorkers / 2})
+	l, _, err := openCrashLedger(path, ledger.Options{MaxBatchSize: crashWorkers / 2})
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(2)
@@ -155,29 +160,33 @@ func TestCrashSafety(t *testing.T) {
 		t.Skip("starts and kills child processes")
 	}
 	ctx := context.Background()
-	// bbolt only: the children open the ledger file by path (ledger.Open).
+	// Both stores: the children open the ledger by a bbolt path or, when
+	// the suite runs on PostgreSQL, a database's DSN.
 	path := filepath.Join(t.TempDir(), "ledger.db")
-	l, err := ledger.Open(path, ledger.Options{})
+	if dbtest.Backend() == "postgres" {
+		path = pgtest.Fresh(t)
+	}
+	l, closeLedger, err := openCrashLedger(path, ledger.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range crashAccounts {
 		mustAccount(t, l, "crash", crashStart, crashLimits)
 	}
-	if err := l.Close(); err != nil {
+	if err := closeLedger(); err != nil {
 		t.Fatal(err)
 	}
 	for round := 1; round <= 3; round++ {
 		killAfter := 100 + rand.IntN(900)
 		acked := runCrashChild(t, path, round, killAfter)
 
-		l, err := ledger.Open(path, ledger.Options{MaxBatchSize: crashWorkers / 2})
+		l, closeLedger, err := openCrashLedger(path, ledger.Options{MaxBatchSize: crashWorkers / 2})
 		if err != nil {
 			t.Fatal(err)
 		}
 		rep, err := l.Verify(ctx)
 		if err != nil {
-			l.Close()
+			closeLedger()
 			t.Fatalf("round %d: Verify after SIGKILL: %v", round, err)
 		}
 		if rep.CustomerTotals["CNY"] != crashAccounts*crashStart {
@@ -227,10 +236,34 @@ func TestCrashSafety(t *testing.T) {
 		}
 		t.Logf("round %d: killed after %d acks; %d committed (acked %d), resent %d keys: %d replayed, %d applied now",
 			round, killAfter, len(committed), len(acked), burst, replayed.Load(), applied.Load())
-		if err := l.Close(); err != nil {
+		if err := closeLedger(); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// openCrashLedger opens the crash test's ledger: a bbolt file by path, or a
+// PostgreSQL database by DSN; Close releases either.
+func openCrashLedger(spec string, opts ledger.Options) (*ledger.Ledger, func() error, error) {
+	if !strings.HasPrefix(spec, "postgres") {
+		l, err := ledger.Open(spec, opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		return l, l.Close, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := pgstore.Open(ctx, pgstore.Config{DSN: spec})
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := ledger.New(db, opts)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return l, db.Close, nil
 }
 
 // crashCommitted lists the burst indices of round in the journal, by
