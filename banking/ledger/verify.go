@@ -91,6 +91,23 @@ func verifyJournal(ctx context.Context, tx store.Tx, rep *Report, bad func(strin
 	journal, entries, idem := tx.Bucket(bucketJournal), tx.Bucket(bucketEntries), tx.Bucket(bucketIdem)
 	sums := map[string]*entrySum{}
 	var want uint64 = 1
+	// Entries are keyed seq ‖ leg, in journal order: one cursor walks them
+	// beside the journal's (a page of rows per round trip on PostgreSQL,
+	// not one Get per entry). Entries it steps over belong to no posting;
+	// the count below reports them.
+	ec := entries.Cursor()
+	ek, ev := ec.First()
+	entryAt := func(want []byte) []byte {
+		for ek != nil && bytes.Compare(ek, want) < 0 {
+			ek, ev = ec.Next()
+		}
+		if ek == nil || !bytes.Equal(ek, want) {
+			return nil
+		}
+		v := ev
+		ek, ev = ec.Next()
+		return v
+	}
 	c := journal.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if want%4096 == 0 && ctx.Err() != nil {
@@ -128,7 +145,7 @@ func verifyJournal(ctx context.Context, tx store.Tx, rep *Report, bad func(strin
 			amount  int64
 			balance int64
 		}{{legDebit, r.From, -r.Amount, r.FromBalance}, {legCredit, r.To, r.Amount, r.ToBalance}} {
-			ev := entries.Get(entryKey(seq, leg.leg))
+			ev := entryAt(entryKey(seq, leg.leg))
 			if ev == nil {
 				bad("posting %s is half applied: no entry on %s", r.TransferID, leg.account)
 				continue

@@ -64,7 +64,8 @@
 //
 // A DBA sees: sessions of user keyward in state "idle in transaction" for
 // the length of one banking request at most (TxTimeout, 5 s by default,
-// bounds every attempt); serialisation failures in the server log at ERROR
+// bounds every attempt of a write; ViewTimeout, 10 min, a read, which only
+// a scan of the whole store such as the ledger's verification comes near); serialisation failures in the server log at ERROR
 // ("could not serialize access …"), which are expected under contention
 // and re-run here (Stats counts them); rows in kw_kv updated in place
 // (HOT updates when the page has room) and deleted rows left to autovacuum.

@@ -32,6 +32,7 @@ const MigrationsTable = "kw_schema_migrations"
 // Defaults of Config.
 const (
 	DefaultTxTimeout     = 5 * time.Second
+	DefaultViewTimeout   = 10 * time.Minute
 	DefaultMaxBatchSize  = 1000 // as bbolt
 	DefaultMaxBatchDelay = 10 * time.Millisecond
 	// MaxAttempts bounds how many times one transaction runs when it loses
@@ -55,6 +56,11 @@ type Config struct {
 	// TxTimeout bounds one attempt of one transaction, pool wait included
 	// (default 5 s).
 	TxTimeout time.Duration
+	// ViewTimeout bounds one View (default DefaultViewTimeout). Reads wait
+	// for no lock and no standby, so a View runs long only when it scans
+	// the whole store — the ledger's verification over millions of
+	// postings — which TxTimeout, sized for a request, would cut short.
+	ViewTimeout time.Duration
 	// Logger receives retries given up, lost connections, commits of
 	// unknown outcome and migrations (never a key or a value). Default:
 	// discard.
@@ -63,9 +69,10 @@ type Config struct {
 
 // DB is a banking store on PostgreSQL; it implements store.DB.
 type DB struct {
-	pool      *pgxpool.Pool
-	txTimeout time.Duration
-	log       *slog.Logger
+	pool        *pgxpool.Pool
+	txTimeout   time.Duration
+	viewTimeout time.Duration
+	log         *slog.Logger
 
 	bucketIDs sync.Map // string(name) → int32; buckets are never dropped
 
@@ -97,6 +104,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.TxTimeout <= 0 {
 		cfg.TxTimeout = DefaultTxTimeout
 	}
+	if cfg.ViewTimeout <= 0 {
+		cfg.ViewTimeout = DefaultViewTimeout
+	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = int32(max(8, 4*runtime.GOMAXPROCS(0)))
 	}
@@ -119,8 +129,10 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	if rp["idle_in_transaction_session_timeout"] == "" {
 		// A transaction abandoned by a node that died mid-request holds
-		// its locks until the server ends it.
-		rp["idle_in_transaction_session_timeout"] = fmt.Sprint((2 * cfg.TxTimeout).Milliseconds())
+		// its locks until the server ends it (a node that died closes its
+		// connections, so this is for partitions). At least 10 s: a View's
+		// caller may pause between reads longer than a write may last.
+		rp["idle_in_transaction_session_timeout"] = fmt.Sprint(max(2*cfg.TxTimeout, 10*time.Second).Milliseconds())
 	}
 	if err := migrateUp(ctx, pcfg.ConnConfig, cfg.Logger); err != nil {
 		return nil, err
@@ -132,6 +144,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	return &DB{
 		pool:          pool,
 		txTimeout:     cfg.TxTimeout,
+		viewTimeout:   cfg.ViewTimeout,
 		log:           cfg.Logger,
 		maxBatchSize:  DefaultMaxBatchSize,
 		maxBatchDelay: DefaultMaxBatchDelay,
@@ -361,7 +374,11 @@ func (db *DB) gated(op string, writable, alone bool, fn func(*tx) error) (error,
 
 // attempt runs fn once; own reports that err is fn's own error.
 func (db *DB) attempt(op string, writable bool, fn func(*tx) error) (err error, own bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), db.txTimeout)
+	timeout := db.txTimeout
+	if !writable {
+		timeout = db.viewTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	t := &tx{db: db, ctx: ctx, op: op, writable: writable}
 	defer t.end() // rolls back unless committed, panics included

@@ -401,3 +401,39 @@ func TestBatchesOfOneNodeDoNotRace(t *testing.T) {
 	}
 	t.Logf("%d calls in %d batches (%.1f per batch), %v in batches", s.BatchedCalls, s.Batches, float64(s.BatchedCalls)/float64(s.Batches), s.BatchTime.Round(time.Millisecond))
 }
+
+// TestViewOutlivesTxTimeout: a View is bounded by ViewTimeout, not the
+// request-sized TxTimeout, so a scan of the whole store (the ledger's
+// verification) is not cut short; a write still is, and its fault is
+// ErrBackend; a View past ViewTimeout is too.
+func TestViewOutlivesTxTimeout(t *testing.T) {
+	db := open(t, pgtest.Fresh(t), func(c *pgstore.Config) { c.TxTimeout, c.ViewTimeout = 300*time.Millisecond, 3*time.Second })
+	bkt := []byte("b")
+	if err := db.Ensure(bkt); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx store.Tx) error { return tx.Bucket(bkt).Put([]byte("k"), []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	slowRead := func(pause time.Duration) func(tx store.Tx) error {
+		return func(tx store.Tx) error {
+			if tx.Bucket(bkt).Get([]byte("k")) == nil {
+				return errors.New("first read: nothing")
+			}
+			time.Sleep(pause)
+			if tx.Bucket(bkt).Get([]byte("k2")) != nil || tx.Bucket(bkt).KeyN() != 1 {
+				return errors.New("second read: wrong")
+			}
+			return nil
+		}
+	}
+	if err := db.View(slowRead(time.Second)); err != nil {
+		t.Fatalf("a View longer than TxTimeout: %v", err)
+	}
+	if err := db.Update(slowRead(time.Second)); !errors.Is(err, store.ErrBackend) {
+		t.Fatalf("an Update longer than TxTimeout: %v, want ErrBackend", err)
+	}
+	if err := db.View(slowRead(3500 * time.Millisecond)); !errors.Is(err, store.ErrBackend) {
+		t.Fatalf("a View longer than ViewTimeout: %v, want ErrBackend", err)
+	}
+}

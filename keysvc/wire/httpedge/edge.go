@@ -109,8 +109,13 @@ func New(cfg Config) *fiber.App {
 // every error fiber or fasthttp raise, ends here.
 func (cfg Config) handleError(c *fiber.Ctx, err error) error {
 	p := cfg.Classify(err)
-	if p.Internal {
+	switch {
+	case p.Internal:
 		Logger(c).Error("request failed", "err", err)
+	case p.Status >= 500:
+		// A server-side refusal the client is told to retry (503: a
+		// database or key service away): the operator needs the cause.
+		Logger(c).Warn("request refused", "status", p.Status, "code", p.Code, "err", err)
 	}
 	return cfg.write(c, p)
 }

@@ -340,3 +340,32 @@ func TestContextHandler(t *testing.T) {
 		t.Fatalf("log: %s", buf.String())
 	}
 }
+
+// TestServerRefusalLogged: a 5xx the table maps (a 503: a database or a key
+// service away) is not internal — the client gets its row's message — but
+// the operator gets the cause in the log, at warning, once; a 4xx is not
+// logged.
+func TestServerRefusalLogged(t *testing.T) {
+	errAway := errors.New("store away")
+	app, logs := newApp(t, func(c *httpedge.Config) {
+		c.Errors = append(c.Errors, httpedge.Row{Err: errAway, Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "try again shortly"})
+	})
+	app.Get("/away", func(*fiber.Ctx) error { return fmt.Errorf("ledger: %w: dial tcp 10.0.0.5:5432: refused", errAway) })
+	a := do(t, app, "GET", "/away", "")
+	if a.status != 503 || a.code != "unavailable" || a.msg != "try again shortly" {
+		t.Fatalf("got %d %s %q", a.status, a.code, a.msg)
+	}
+	do(t, app, "GET", "/missing", "")
+	var warned int
+	for _, l := range logs.lines(t) {
+		if l["msg"] == "request refused" {
+			warned++
+			if l["level"] != "WARN" || l["status"] != float64(503) || !strings.Contains(fmt.Sprint(l["err"]), "10.0.0.5:5432") {
+				t.Fatalf("log line %v", l)
+			}
+		}
+	}
+	if warned != 1 || strings.Contains(logs.String(), "no such thing") {
+		t.Fatalf("want the 503 logged once and the 404 not at all:\n%s", logs.String())
+	}
+}
