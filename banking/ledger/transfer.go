@@ -210,6 +210,10 @@ func (l *Ledger) post(ctx context.Context, p posting) (Receipt, error) {
 	var refused error
 	err := l.db.Batch(func(tx store.Tx) error {
 		res, refused = Receipt{}, nil
+		if pf, ok := tx.(store.Prefetcher); ok { // one round trip for what follows (PostgreSQL)
+			pf.Prefetch(store.Keys{Bucket: bucketIdem, Keys: [][]byte{[]byte(p.key)}},
+				store.Keys{Bucket: bucketAccounts, Keys: [][]byte{[]byte(p.from), []byte(p.to)}})
+		}
 		if v := tx.Bucket(bucketIdem).Get([]byte(p.key)); v != nil {
 			r, err := replay(tx, v, fp, p.key)
 			if err != nil {

@@ -111,3 +111,20 @@ type Cursor interface {
 	// Delete removes the pair the cursor is on.
 	Delete() error
 }
+
+// Keys names keys of one bucket (Prefetcher).
+type Keys struct {
+	Bucket []byte
+	Keys   [][]byte
+}
+
+// Prefetcher is implemented by transactions whose reads each cost a round
+// trip to a server (PostgreSQL): Prefetch reads the named keys of one or
+// more buckets in one round trip, and the Gets that follow are answered
+// from the transaction. It is a hint and changes no result: a Get of a key
+// not prefetched still reads it, a key the transaction wrote keeps its
+// written value, and a backend without it (bbolt, whose reads are memory
+// reads) is simply not asked. A fault is sticky as for Get.
+type Prefetcher interface {
+	Prefetch(keys ...Keys)
+}

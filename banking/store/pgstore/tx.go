@@ -19,6 +19,7 @@ const (
 	qGet    = `SELECT v FROM kw_kv WHERE bucket = $1 AND k = $2`
 	qSeq    = `SELECT seq FROM kw_buckets WHERE id = $1`
 	qCount  = `SELECT count(*) FROM kw_kv WHERE bucket = $1`
+	qGetAny = `SELECT k, v FROM kw_kv WHERE bucket = $1 AND k = ANY($2::bytea[])`
 	qUpsert = `INSERT INTO kw_kv (bucket, k, v) SELECT * FROM unnest($1::integer[], $2::bytea[], $3::bytea[])
 		ON CONFLICT (bucket, k) DO UPDATE SET v = EXCLUDED.v`
 	qDelete = `DELETE FROM kw_kv USING unnest($1::integer[], $2::bytea[]) AS d(b, k)
@@ -51,7 +52,79 @@ type tx struct {
 	order   []*bucket // in first-use order, for a deterministic flush
 }
 
-var _ store.Tx = (*tx)(nil)
+var (
+	_ store.Tx         = (*tx)(nil)
+	_ store.Prefetcher = (*tx)(nil)
+)
+
+// Prefetch reads keys of several buckets in one round trip into the
+// transaction's read cache (store.Prefetcher). Keys this transaction wrote
+// or already read are not asked for.
+func (t *tx) Prefetch(keys ...store.Keys) {
+	type ask struct {
+		b    *bucket
+		keys [][]byte
+	}
+	var asks []ask
+	for _, k := range keys {
+		b := t.bucket(k.Bucket)
+		if b == nil || t.err != nil {
+			return // a missing bucket: its Gets say so; a fault is sticky
+		}
+		var want [][]byte
+		for _, key := range k.Keys {
+			if _, ok := b.over[string(key)]; ok {
+				continue
+			}
+			if _, ok := b.reads[string(key)]; ok {
+				continue
+			}
+			want = append(want, key)
+		}
+		if len(want) > 0 {
+			asks = append(asks, ask{b, want})
+		}
+	}
+	if len(asks) == 0 {
+		return
+	}
+	t.roundTrip(func(q *pgx.Batch) {
+		for _, a := range asks {
+			q.Queue(qGetAny, a.b.id, a.keys)
+		}
+	}, func(br pgx.BatchResults) error {
+		for _, a := range asks {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			got := map[string][]byte{}
+			for rows.Next() {
+				var k, v []byte
+				if err := rows.Scan(&k, &v); err != nil {
+					rows.Close()
+					return err
+				}
+				if v == nil {
+					v = []byte{} // an empty value is present, not absent
+				}
+				got[string(k)] = v
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if a.b.reads == nil {
+				a.b.reads = make(map[string]cached)
+			}
+			for _, key := range a.keys {
+				v, found := got[string(key)]
+				a.b.reads[string(key)] = cached{v: v, found: found}
+			}
+		}
+		return nil
+	})
+}
 
 func (t *tx) Writable() bool { return t.writable }
 

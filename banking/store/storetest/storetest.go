@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) store.DB) {
 		{"NoLostUpdates", func(t *testing.T, db store.DB) { testCounter(t, db, db.Update) }},
 		{"NoLostUpdatesBatch", func(t *testing.T, db store.DB) { testCounter(t, db, db.Batch) }},
 		{"BatchOneFails", testBatchOneFails},
+		{"PrefetchChangesNothing", testPrefetch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -773,4 +774,57 @@ func testBatchOneFails(t *testing.T, db store.DB) {
 		}
 	}
 	eq(t, "keys stored by the batch", keys, want)
+}
+
+// testPrefetch: where a transaction is a store.Prefetcher, prefetching keys
+// of two buckets — present, absent, empty, written earlier in the
+// transaction — changes no Get, in a View and in an Update.
+func testPrefetch(t *testing.T, db store.DB) {
+	must(t, db.Ensure(bA, bB))
+	put(t, db, bA, "a1", "one")
+	put(t, db, bA, "empty", "")
+	put(t, db, bB, "b1", "bee")
+	var isPF bool
+	must(t, db.View(func(tx store.Tx) error { _, isPF = tx.(store.Prefetcher); return nil }))
+	if !isPF {
+		t.Skip("this backend's transactions are no Prefetcher")
+	}
+	check := func(tx store.Tx) error {
+		pf := tx.(store.Prefetcher)
+		if tx.Writable() {
+			tx.Bucket(bA).Put([]byte("a1"), []byte("mine"))
+			tx.Bucket(bB).Delete([]byte("b1"))
+		}
+		pf.Prefetch(store.Keys{Bucket: bA, Keys: [][]byte{[]byte("a1"), []byte("empty"), []byte("absent")}},
+			store.Keys{Bucket: bB, Keys: [][]byte{[]byte("b1"), []byte("b2")}})
+		a, b := tx.Bucket(bA), tx.Bucket(bB)
+		wantA1, wantB1 := "one", "bee"
+		if tx.Writable() {
+			wantA1, wantB1 = "mine", ""
+		}
+		if got := string(a.Get([]byte("a1"))); got != wantA1 {
+			t.Errorf("a1 = %q, want %q", got, wantA1)
+		}
+		if v := a.Get([]byte("empty")); v == nil || len(v) != 0 {
+			t.Errorf("empty = %v, want present and empty", v)
+		}
+		if v := a.Get([]byte("absent")); v != nil {
+			t.Errorf("absent = %q", v)
+		}
+		if v := b.Get([]byte("b1")); string(v) != wantB1 || (wantB1 == "" && v != nil) {
+			t.Errorf("b1 = %q, want %q", v, wantB1)
+		}
+		if v := b.Get([]byte("b2")); v != nil {
+			t.Errorf("b2 = %q", v)
+		}
+		if got := string(a.Get([]byte("a2-not-prefetched"))); got != "" {
+			t.Errorf("a key not prefetched = %q", got)
+		}
+		return nil
+	}
+	must(t, db.View(check))
+	must(t, db.Update(check))
+	if got := string(get(t, db, bA, []byte("a1"))); got != "mine" {
+		t.Errorf("after the Update a1 = %q", got)
+	}
 }
