@@ -173,14 +173,15 @@ func (s *server) admit(ready bool, h sessionHandler) fiber.Handler {
 		if !ok {
 			return fmt.Errorf("%w: send Authorization: Bearer <session>", ErrUnauthenticated)
 		}
-		sess, err := s.bank.Authenticate(c.UserContext(), sid, c.Get("X-Device-Id"))
+		var sess session.Session
+		var err error
+		if ready {
+			sess, err = s.bank.authenticateReady(c.UserContext(), sid, c.Get("X-Device-Id"))
+		} else {
+			sess, err = s.bank.Authenticate(c.UserContext(), sid, c.Get("X-Device-Id"))
+		}
 		if err != nil {
 			return err
-		}
-		if ready {
-			if err := s.bank.ready(sess); err != nil {
-				return err
-			}
 		}
 		return h(c, sid, sess)
 	}

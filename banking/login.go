@@ -161,21 +161,24 @@ func (b *Bank) Authenticate(ctx context.Context, sid, dev string) (session.Sessi
 	return s, nil
 }
 
-// ready refuses a session whose login asked for a step-up that has not
-// been completed: it may only complete the step-up (R-AUTH-9).
-func (b *Bank) ready(s session.Session) error {
+// authenticateReady is Authenticate for routes a session may use only
+// once any step-up its login asked for is done (R-AUTH-9): the step-up
+// state is read with the session's record (one store transaction).
+func (b *Bank) authenticateReady(ctx context.Context, sid, dev string) (session.Session, error) {
 	var pending bool
-	err := b.db.View(func(tx store.Tx) error {
-		pending = tx.Bucket(bucketStepUp).Get([]byte(s.Ref)) != nil
-		return nil
+	s, err := b.sessions.TouchWith(ctx, sid, func(tx store.Tx, ref string) {
+		pending = tx.Bucket(bucketStepUp).Get([]byte(ref)) != nil
 	})
-	if err != nil { // fail closed: an unreadable step-up state is not "none open"
-		return fmt.Errorf("banking: step-up state: %w", err)
+	if err != nil {
+		return session.Session{}, err // a store fault fails closed: never "no step-up open"
+	}
+	if dev != s.Device {
+		return session.Session{}, fmt.Errorf("%w: this session belongs to another device", ErrUnauthenticated)
 	}
 	if pending {
-		return fmt.Errorf("%w: this login is from a new device or network; enter the SMS code first", ErrStepUp)
+		return session.Session{}, fmt.Errorf("%w: this login is from a new device or network; enter the SMS code first", ErrStepUp)
 	}
-	return nil
+	return s, nil
 }
 
 // ChangePassword sets a new password; it needs a recent step-up

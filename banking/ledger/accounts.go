@@ -116,24 +116,41 @@ func (l *Ledger) Account(ctx context.Context, id string) (Account, error) {
 }
 
 // Accounts reads several accounts in one store transaction (one snapshot,
-// one round of the store instead of one per account: a transfer check reads
-// payer and payee). errs[i] is ids[i]'s own error (ErrAccountNotFound, a
-// corrupt record); err is a store fault, and then nothing was read.
+// one round of the store instead of one per account). errs[i] is ids[i]'s
+// own error (ErrAccountNotFound, a corrupt record); err is a store fault,
+// and then nothing was read.
 func (l *Ledger) Accounts(ctx context.Context, ids ...string) (accs []Account, errs []error, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	accs, errs = make([]Account, len(ids)), make([]error, len(ids))
 	err = l.db.View(func(tx store.Tx) error {
-		for i, id := range ids {
-			accs[i], errs[i] = getAccount(tx, id)
-		}
+		accs, errs = ReadAccounts(tx, ids...)
 		return nil
 	})
 	if err != nil {
 		return nil, nil, storeErr("read accounts", err)
 	}
 	return accs, errs, nil
+}
+
+// ReadAccounts reads accounts inside a caller's transaction on the
+// ledger's store, so a caller that needs accounts and records of its own
+// reads them in one snapshot and one round (banking's order check reads
+// payer, payee and the payee's customer record together). errs as in
+// Accounts; a store fault is the transaction's (sticky).
+func ReadAccounts(tx store.Tx, ids ...string) (accs []Account, errs []error) {
+	accs, errs = make([]Account, len(ids)), make([]error, len(ids))
+	if pf, ok := tx.(store.Prefetcher); ok {
+		keys := make([][]byte, len(ids))
+		for i, id := range ids {
+			keys[i] = []byte(id)
+		}
+		pf.Prefetch(store.Keys{Bucket: bucketAccounts, Keys: keys})
+	}
+	for i, id := range ids {
+		accs[i], errs[i] = getAccount(tx, id)
+	}
+	return accs, errs
 }
 
 // AccountsByOwner returns the accounts of a customer, by account number.

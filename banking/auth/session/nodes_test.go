@@ -8,6 +8,7 @@ import (
 
 	"github.com/keyward/keyward/banking/auth/internal/authtest"
 	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/banking/store/dbtest"
 )
 
@@ -62,5 +63,56 @@ func TestSharedStoreTwoManagers(t *testing.T) {
 	}
 	if _, err := a.Touch(ctx, id); !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("A after B's Logout: %v, want ErrNotFound", err)
+	}
+}
+
+// TestTouchWith: also runs with the session's Ref and reads the caller's
+// records in the store, on a store of its own (after the session checks
+// out) and on a shared one (in the read of the session's record); a
+// session that is gone answers ErrNotFound whatever also would have read.
+func TestTouchWith(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		t.Run(map[bool]string{false: "own store", true: "shared store"}[shared], func(t *testing.T) {
+			ctx := context.Background()
+			h := dbtest.New(t)
+			var db store.DB
+			if shared {
+				db = h.Nodes(1)[0] // Shared() true on either backend
+			} else {
+				db = h.Open()
+			}
+			bkt := []byte("caller-records")
+			if err := db.Ensure(bkt); err != nil {
+				t.Fatal(err)
+			}
+			m, err := session.Open(session.Config{DB: db, Now: authtest.NewClock().Now, SweepInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { m.Close() })
+			id, s0, err := m.Create(ctx, params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Update(func(tx store.Tx) error { return tx.Bucket(bkt).Put([]byte(s0.Ref), []byte("pending")) }); err != nil {
+				t.Fatal(err)
+			}
+			var got string
+			var calls int
+			also := func(tx store.Tx, ref string) {
+				calls++
+				got = string(tx.Bucket(bkt).Get([]byte(ref)))
+			}
+			s, err := m.TouchWith(ctx, id, also)
+			if err != nil || s.Ref != s0.Ref || got != "pending" || calls < 1 {
+				t.Fatalf("TouchWith: %+v, %v; also read %q in %d calls", s, err, got, calls)
+			}
+			if err := m.Logout(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.TouchWith(ctx, id, also); !errors.Is(err, session.ErrNotFound) {
+				t.Fatalf("TouchWith after logout: %v", err)
+			}
+		})
 	}
 }

@@ -14,7 +14,7 @@ import (
 // Get checks the session without extending it: ErrNotFound (never existed,
 // logged out, malformed id) or ErrExpired (idle or absolute timeout).
 func (m *Manager) Get(ctx context.Context, id string) (Session, error) {
-	return m.lookup(ctx, id, false)
+	return m.lookup(ctx, id, false, nil)
 }
 
 // Touch checks the session and, when it is live, records activity: the
@@ -22,10 +22,21 @@ func (m *Manager) Get(ctx context.Context, id string) (Session, error) {
 // The new last-seen time is kept in memory and written within
 // FlushInterval (see "Write-behind" in the package documentation).
 func (m *Manager) Touch(ctx context.Context, id string) (Session, error) {
-	return m.lookup(ctx, id, true)
+	return m.lookup(ctx, id, true, nil)
 }
 
-func (m *Manager) lookup(ctx context.Context, id string, touch bool) (Session, error) {
+// TouchWith is Touch that also runs also(tx, ref) — reads of the caller's
+// own records about this session, by its Ref — in a read transaction of
+// the store: on a shared store the same one that reads the session's
+// record (one transaction per request instead of two; banking reads the
+// login's step-up state this way), else a View of its own once the
+// session checks out. also must only read and assign; a store fault in
+// it fails TouchWith like one reading the session.
+func (m *Manager) TouchWith(ctx context.Context, id string, also func(tx store.Tx, ref string)) (Session, error) {
+	return m.lookup(ctx, id, true, also)
+}
+
+func (m *Manager) lookup(ctx context.Context, id string, touch bool, also func(tx store.Tx, ref string)) (Session, error) {
 	h, err := parseID(id)
 	if err != nil {
 		return Session{}, err
@@ -43,7 +54,17 @@ func (m *Manager) lookup(ctx context.Context, id string, touch bool) (Session, e
 	m.mu.Unlock()
 
 	if m.cfg.DB.Shared() {
-		return m.lookupShared(h, touch)
+		return m.lookupShared(h, touch, also)
+	}
+	if also != nil {
+		s, err := m.lookup(ctx, id, touch, nil)
+		if err != nil {
+			return s, err
+		}
+		if err := m.cfg.DB.View(func(tx store.Tx) error { also(tx, s.Ref); return nil }); err != nil {
+			return Session{}, fmt.Errorf("session: %w", err)
+		}
+		return s, nil
 	}
 	if e == nil {
 		// Cache miss (after a restart): one Get. The result is cached
@@ -97,12 +118,14 @@ func (m *Manager) lookup(ctx context.Context, id string, touch bool) (Session, e
 // stepped it up; the cache only keeps this node's newer last-seen time
 // (written behind, as on a store of its own) and merges it in. A session
 // another node ended is ErrNotFound here as soon as its deletion commits.
-func (m *Manager) lookupShared(h hash, touch bool) (Session, error) {
+func (m *Manager) lookupShared(h hash, touch bool, also func(tx store.Tx, ref string)) (Session, error) {
 	var rec record
 	var found bool
 	err := m.cfg.DB.View(func(tx store.Tx) (err error) {
 		rec = record{}
-		found, err = kv.Get(tx.Bucket(bucketSessions), h[:], &rec)
+		if found, err = kv.Get(tx.Bucket(bucketSessions), h[:], &rec); err == nil && found && also != nil {
+			also(tx, m.view(h, rec).Ref)
+		}
 		return err
 	})
 	if err != nil {
