@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pg-backup.sh — backups of banking's PostgreSQL database (issue 17, R-AV-3),
-# for an operator's cron or systemd timers. docs/BACKUPS.md says what runs
-# when and how to restore; this header is the reference.
+# for an operator's cron or systemd timers. the README's "Backups and the restore
+# drill" says what runs when and how to restore; this header is the reference.
 #
 # The scheme: a full base backup every week, every WAL segment archived as it
 # completes (the daily incremental, in fact continuous), and retention that
@@ -45,7 +45,7 @@
 # highest /usr/lib/postgresql/<N>/bin, else PATH); libpq's PGHOST, PGPORT,
 # PGUSER, PGPASSFILE for the connection (never a password in argv).
 #
-# Suggested timers (docs/BACKUPS.md): full every Sunday 01:00; retain 5 right
+# Suggested timers (README, "Backups and the restore drill"): full every Sunday 01:00; retain 5 right
 # after it (five weekly fulls: a month of point-in-time recovery); the archive
 # runs continuously inside the server. Test a restore every week
 # (make backup-drill does it in CI).

@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// The backup scheme (docs/BACKUPS.md): a full base backup every week
+// The backup scheme (the README's "Backups and the restore drill"): a full base backup every week
 // (BaseBackup), every WAL segment archived as it completes (the daily —
 // in fact continuous — incremental: Options.ArchiveDir), Retain to keep the
 // newest base backups and the WAL they need, Restore to bring a base

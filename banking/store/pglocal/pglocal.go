@@ -2,7 +2,7 @@
 // directory of the caller's: for the tests of banking's PostgreSQL store
 // (banking/store/pgstore), its failover and restore drills, and a
 // developer's machine. It is not how a bank runs PostgreSQL (its DBAs run
-// their own, docs/BACKUPS.md); it is how a test gets a primary, a
+// their own, the README's "Backups and the restore drill"); it is how a test gets a primary, a
 // synchronous standby and a WAL archive in seconds, with the server
 // programs the bank runs (Debian's PostgreSQL 15 here).
 //
@@ -54,7 +54,7 @@
 // segment there (archive_mode = on; an atomic, fsynced copy that refuses
 // to overwrite a different segment of the same name; archive_timeout 5 s),
 // and BaseBackup, Restore and Retain give the weekly-full plus
-// continuous-WAL backup scheme of docs/BACKUPS.md, with point-in-time
+// continuous-WAL backup scheme of the README's "Backups and the restore drill", with point-in-time
 // recovery.
 //
 // # Running as root
