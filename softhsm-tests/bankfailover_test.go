@@ -91,33 +91,90 @@ func (r usbResult) answered() bool { return r.err == nil && r.status == http.Sta
 // refused reports a definite refusal: a 4xx, which stores nothing.
 func (r usbResult) refused() bool { return r.err == nil && r.status >= 400 && r.status < 500 }
 
+// pgFailoverEnv is what both tests run: keysvc on SoftHSM2, a PostgreSQL
+// cluster (pg), four customers with USB keys and sessions, two cmd/banking
+// nodes on it, a steady load's orders and client.
+type pgFailoverEnv struct {
+	st      *bankStore
+	ps      []crashParty
+	start   ledger.Report
+	nodes   []*daemon
+	urls    []string
+	ords    []crashOrder
+	hc      *http.Client
+	workers int
+	period  time.Duration
+}
+
+// newPGFailover starts it all; period is one worker's pace (doubled, with
+// half the workers, under the race detector).
+func newPGFailover(t *testing.T, pg pglocal.Options, period time.Duration) *pgFailoverEnv {
+	t.Helper()
+	dir := t.TempDir()
+	ks := startKeysvc(t, dir, newTestTLS(t, dir))
+	provisionBankKeysWith(t, ks.kmsClient(t, officerToken, 10*time.Second, 2))
+	e := &pgFailoverEnv{st: pgBankStore(t, dir, pg), workers: 16, period: period}
+	e.ps, e.start = crashSetupStore(t, ks.kmsClient(t, bankappToken, 10*time.Second, 8), e.st)
+	for _, name := range []string{"banking-a", "banking-b"} {
+		n := startBankingNode(t, dir, name, ks, e.st, bankingOptions{})
+		e.nodes, e.urls = append(e.nodes, n), append(e.urls, n.url)
+	}
+	if raceEnabled() {
+		e.workers, e.period = 8, 2*period
+	}
+	e.ords = crashOrders(t, e.ps, 20000)
+	e.hc = &http.Client{Timeout: 15 * time.Second, Transport: ks.tls.clientTransport(2 * e.workers)}
+	t.Cleanup(e.hc.CloseIdleConnections)
+	return e
+}
+
+// load starts the steady load; the function it returns stops it and
+// returns what was sent.
+func (e *pgFailoverEnv) load(sticky bool) func() []failoverSent {
+	stop := make(chan struct{})
+	done := make(chan []failoverSent, 1)
+	go func() { done <- steadyLoad(e.hc, e.urls, e.ps, e.ords, e.workers, e.period, stop, sticky) }()
+	return func() []failoverSent { close(stop); return <-done }
+}
+
+// books opens the database at dsn: the ledger verifies, customers hold what
+// they held at the start, and it returns the orders posted (idempotency
+// key → transfer id; an order posted twice fails the test).
+func (e *pgFailoverEnv) books(t *testing.T, dsn string) (ledger.Report, map[string]string) {
+	t.Helper()
+	l, err := ledger.New(e.st.openAt(t, dsn), ledger.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := l.Verify(context.Background())
+	if err != nil {
+		t.Fatalf("ledger: %v", err)
+	}
+	if rep.CustomerTotals["CNY"] != e.start.CustomerTotals["CNY"] || rep.Totals["CNY"] != 0 {
+		t.Fatalf("customers hold %d (before %d), all balances sum to %d", rep.CustomerTotals["CNY"], e.start.CustomerTotals["CNY"], rep.Totals["CNY"])
+	}
+	var accounts []string
+	for _, p := range e.ps {
+		accounts = append(accounts, p.c.account)
+	}
+	return rep, ledgerKeys(t, l, accounts...)
+}
+
+// posted reports order i's transfer id in posted.
+func (e *pgFailoverEnv) posted(posted map[string]string, i int) (string, bool) {
+	o := e.ords[i]
+	tid, in := posted[e.ps[o.from].c.id+":"+o.nonce]
+	return tid, in
+}
+
 func TestBankPostgresFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs PostgreSQL, keysvc and two banking processes")
 	}
 	ctx := context.Background()
-	dir := t.TempDir()
-	ks := startKeysvc(t, dir, newTestTLS(t, dir))
-	provisionBankKeysWith(t, ks.kmsClient(t, officerToken, 10*time.Second, 2))
-	st := pgBankStore(t, dir, pglocal.Options{Standby: true})
-	ps, start := crashSetupStore(t, ks.kmsClient(t, bankappToken, 10*time.Second, 8), st)
-	nodes := []*daemon{
-		startBankingNode(t, dir, "banking-a", ks, st, bankingOptions{}),
-		startBankingNode(t, dir, "banking-b", ks, st, bankingOptions{}),
-	}
-	urls := []string{nodes[0].url, nodes[1].url}
-
-	workers, period := 16, 25*time.Millisecond
-	if raceEnabled() {
-		workers, period = 8, 50*time.Millisecond
-	}
-	ords := crashOrders(t, ps, 20000)
-	hc := &http.Client{Timeout: 15 * time.Second, Transport: ks.tls.clientTransport(2 * workers)}
-	defer hc.CloseIdleConnections()
-
-	stop := make(chan struct{})
-	done := make(chan []failoverSent, 1)
-	go func() { done <- steadyLoad(hc, urls, ps, ords, workers, period, stop, false) }()
+	e := newPGFailover(t, pglocal.Options{Standby: true}, 25*time.Millisecond)
+	st, ps := e.st, e.ps
+	stopLoad := e.load(false)
 	time.Sleep(3 * time.Second)
 	killedAt := time.Now()
 	st.pg.Primary.Kill()
@@ -126,14 +183,12 @@ func TestBankPostgresFailover(t *testing.T) {
 	time.Sleep(time.Second)
 	promoteAt := time.Now()
 	if err := st.pg.Standby.Promote(ctx); err != nil {
-		close(stop)
-		<-done
+		stopLoad()
 		t.Fatalf("promote the standby: %v", err)
 	}
 	promoted := time.Since(promoteAt)
 	time.Sleep(5 * time.Second)
-	close(stop)
-	sent := <-done
+	sent := stopLoad()
 
 	// The tally, and the RTO: kill to the first 200 of a request sent
 	// after the kill.
@@ -173,7 +228,7 @@ func TestBankPostgresFailover(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("load: %d workers, one order each per %v, through 2 banking nodes; %d requests (%d sent before the kill, %d answered 200)", workers, period, len(sent), before, beforeOK)
+	t.Logf("load: %d workers, one order each per %v, through 2 banking nodes; %d requests (%d sent before the kill, %d answered 200)", e.workers, e.period, len(sent), before, beforeOK)
 	t.Logf("primary killed at +3 s, standby promoted 1 s later (promotion took %v); after the kill: %d requests, %d answered 200, %d refused, %d failed %v; worst latency %v",
 		promoted.Round(time.Millisecond), during, okAfter, refused, failed, failures, worst.Round(time.Millisecond))
 	if rto == 0 {
@@ -187,27 +242,11 @@ func TestBankPostgresFailover(t *testing.T) {
 	// The promoted database, read directly: every transfer answered 200 is
 	// there exactly once with the id it was answered with, no refused one
 	// is, the books verify and customers hold what they held.
-	db := st.openAt(t, st.pg.Standby.DSN(st.dbname))
-	l, err := ledger.New(db, ledger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := l.Verify(ctx)
-	if err != nil {
-		t.Fatalf("ledger on the promoted standby: %v", err)
-	}
-	if rep.CustomerTotals["CNY"] != start.CustomerTotals["CNY"] || rep.Totals["CNY"] != 0 {
-		t.Fatalf("customers hold %d (before %d), all balances sum to %d", rep.CustomerTotals["CNY"], start.CustomerTotals["CNY"], rep.Totals["CNY"])
-	}
-	var accounts []string
-	for _, p := range ps {
-		accounts = append(accounts, p.c.account)
-	}
-	posted := ledgerKeys(t, l, accounts...) // fails on an order posted twice
+	rep, posted := e.books(t, st.pg.Standby.DSN(st.dbname))
 	var unknownIn, unknown int
 	for _, s := range sent {
-		o, r := ords[s.order], s.result
-		tid, in := posted[ps[o.from].c.id+":"+o.nonce]
+		r := s.result
+		tid, in := e.posted(posted, s.order)
 		switch {
 		case r.answered() && (!in || tid != r.tid):
 			t.Errorf("order %d answered 200 %s (sent %v after the kill) is not in the promoted database (%q)", s.order, r.tid, s.at.Sub(killedAt).Round(time.Millisecond), tid)
@@ -220,15 +259,15 @@ func TestBankPostgresFailover(t *testing.T) {
 			}
 		}
 	}
-	if got := rep.ByKind[ledger.KindTransfer] - start.ByKind[ledger.KindTransfer]; got != uint64(len(posted)) {
+	if got := rep.ByKind[ledger.KindTransfer] - e.start.ByKind[ledger.KindTransfer]; got != uint64(len(posted)) {
 		t.Errorf("%d transfers in the journal, %d of them the test's orders", got, len(posted))
 	}
 	t.Logf("promoted database: %d transfers, every one of %d answered 200 present once; %d requests without a definite answer, %d of them committed; verify ok", len(posted), beforeOK+okAfter, unknown, unknownIn)
 
 	// Both nodes serve on the new primary without a restart.
-	for i, u := range urls {
+	for i, u := range e.urls {
 		p := ps[i]
-		r := postUSB(hc, u, p.sess, p.dev, usbBody(p.c, transferOrder(t, p.c.account, ps[(i+1)%len(ps)].c.account, ps[(i+1)%len(ps)].c.name, "1.00", fmt.Sprintf("after-failover-%d", i))))
+		r := postUSB(e.hc, u, p.sess, p.dev, usbBody(p.c, transferOrder(t, p.c.account, ps[(i+1)%len(ps)].c.account, ps[(i+1)%len(ps)].c.name, "1.00", fmt.Sprintf("after-failover-%d", i))))
 		if !r.answered() || r.replayed {
 			t.Errorf("node %d after the failover: %v", i, r)
 		}
@@ -239,32 +278,14 @@ func TestBankNodeKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs PostgreSQL, keysvc and two banking processes")
 	}
-	ctx := context.Background()
-	dir := t.TempDir()
-	ks := startKeysvc(t, dir, newTestTLS(t, dir))
-	provisionBankKeysWith(t, ks.kmsClient(t, officerToken, 10*time.Second, 2))
-	st := pgBankStore(t, dir, pglocal.Options{})
-	ps, start := crashSetupStore(t, ks.kmsClient(t, bankappToken, 10*time.Second, 8), st)
-	a := startBankingNode(t, dir, "banking-a", ks, st, bankingOptions{})
-	b := startBankingNode(t, dir, "banking-b", ks, st, bankingOptions{})
-	urls := []string{a.url, b.url}
-
-	workers, period := 16, 20*time.Millisecond
-	if raceEnabled() {
-		workers, period = 8, 40*time.Millisecond
-	}
-	ords := crashOrders(t, ps, 20000)
-	hc := &http.Client{Timeout: 15 * time.Second, Transport: ks.tls.clientTransport(2 * workers)}
-	defer hc.CloseIdleConnections()
-	stop := make(chan struct{})
-	done := make(chan []failoverSent, 1)
-	go func() { done <- steadyLoad(hc, urls, ps, ords, workers, period, stop, true) }()
+	e := newPGFailover(t, pglocal.Options{}, 20*time.Millisecond)
+	st, ps, ords, a, b := e.st, e.ps, e.ords, e.nodes[0], e.nodes[1]
+	stopLoad := e.load(true)
 	time.Sleep(2 * time.Second)
 	killedAt := time.Now()
 	a.kill(t)
 	time.Sleep(3 * time.Second)
-	close(stop)
-	sent := <-done
+	sent := stopLoad()
 
 	var okA, okB, lost, other, movedOK int
 	moved := map[int]bool{} // workers' sessions that reached b after a died
@@ -298,7 +319,7 @@ func TestBankNodeKill(t *testing.T) {
 	for _, s := range sent {
 		if s.result.err != nil {
 			p := ps[ords[s.order].from]
-			resent = append(resent, failoverSent{order: s.order, node: 1, result: postUSB(hc, b.url, p.sess, p.dev, ords[s.order].body)})
+			resent = append(resent, failoverSent{order: s.order, node: 1, result: postUSB(e.hc, b.url, p.sess, p.dev, ords[s.order].body)})
 		}
 	}
 	for _, s := range resent {
@@ -306,23 +327,9 @@ func TestBankNodeKill(t *testing.T) {
 			t.Errorf("order %d sent again to b: %v", s.order, s.result)
 		}
 	}
-	db := st.openAt(t, st.pg.Primary.DSN(st.dbname))
-	l, err := ledger.New(db, ledger.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := l.Verify(ctx)
-	if err != nil || rep.CustomerTotals["CNY"] != start.CustomerTotals["CNY"] {
-		t.Fatalf("ledger: %v; customers hold %d (before %d)", err, rep.CustomerTotals["CNY"], start.CustomerTotals["CNY"])
-	}
-	var accounts []string
-	for _, p := range ps {
-		accounts = append(accounts, p.c.account)
-	}
-	posted := ledgerKeys(t, l, accounts...)
+	_, posted := e.books(t, st.pg.Primary.DSN(st.dbname))
 	for _, s := range sent {
-		o := ords[s.order]
-		if tid, in := posted[ps[o.from].c.id+":"+o.nonce]; s.result.answered() && tid != s.result.tid || !in {
+		if tid, in := e.posted(posted, s.order); s.result.answered() && tid != s.result.tid || !in {
 			t.Errorf("order %d (%v) is in the ledger as %q", s.order, s.result, tid)
 		}
 	}
