@@ -36,7 +36,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -47,7 +46,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"os/user"
 	"path/filepath"
@@ -60,6 +58,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keyward/keyward/banking/store/pglocal"
+	"github.com/keyward/keyward/cmd/internal/devproc"
 )
 
 // The banking nodes' fixed ports, so the printed commands stay right.
@@ -88,9 +87,8 @@ type env struct {
 }
 
 type node struct {
-	name, addr, log string
-	cmd             *exec.Cmd
-	exited          chan struct{}
+	devproc.Node
+	addr string
 }
 
 func run(dataDir, bin string) error {
@@ -125,13 +123,7 @@ func run(dataDir, bin string) error {
 	e.print(os.Stdout)
 	last := e.status(ctx)
 	fmt.Println(last)
-	lines := make(chan struct{})
-	go func() { // Enter: promote the standby when the primary is down; restart killed nodes
-		sc := bufio.NewScanner(os.Stdin)
-		for sc.Scan() {
-			lines <- struct{}{}
-		}
-	}()
+	lines := devproc.Lines(os.Stdin) // Enter: promote the standby when the primary is down; restart killed nodes
 	for {
 		select {
 		case <-ctx.Done():
@@ -221,7 +213,7 @@ func (e *env) startDB(ctx context.Context, out io.Writer) error {
 	}
 	e.db, e.dsn = c, c.DSN(dbName)
 	for _, s := range []*pglocal.Server{c.Primary, c.Standby} {
-		if err := writePID(e.pidPath(s.Name), s.PID()); err != nil {
+		if err := devproc.WritePID(e.pidPath(s.Name), s.PID(), 0o644); err != nil {
 			c.Stop()
 			return err
 		}
@@ -231,14 +223,14 @@ func (e *env) startDB(ctx context.Context, out io.Writer) error {
 
 func (e *env) pidPath(name string) string { return filepath.Join(e.runDir, name+".pid") }
 
-func writePID(path string, pid int) error {
-	return os.WriteFile(path, []byte(strconv.Itoa(pid)+"\n"), 0o644)
-}
-
 // newNode is banking node i (not started).
 func (e *env) newNode(i int) *node {
 	name := "node-" + string(rune('a'+i))
-	return &node{name: name, addr: "127.0.0.1:" + strconv.Itoa(nodePorts[i]), log: filepath.Join(e.runDir, name+".log")}
+	// Its own process group: a ^C here reaches run-banking-pg, which stops
+	// the nodes before PostgreSQL (Pdeathsig: no orphan if it dies).
+	return &node{addr: "127.0.0.1:" + strconv.Itoa(nodePorts[i]), Node: devproc.Node{Name: name, Log: filepath.Join(e.runDir, name+".log"),
+		PIDFile: e.pidPath(name), PIDMode: 0o644, Setpgid: true,
+		Stdout: func(log io.Writer) io.Writer { return &smsTee{log: log, out: os.Stdout, prefix: name + ": "} }}}
 }
 
 // nodeArgs is node n's command line: dev mode on keysvc's dev instance,
@@ -250,45 +242,23 @@ func (e *env) nodeArgs(n *node) []string {
 // startNode starts n and waits until its /healthz answers 200 (60 s at
 // most: the first node may create the bank keys in keysvc).
 func (e *env) startNode(ctx context.Context, n *node) error {
-	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
+	if err := n.Start(e.bin, e.nodeArgs(n)...); err != nil {
 		return err
 	}
-	cmd := exec.Command(e.bin, e.nodeArgs(n)...)
-	cmd.Stdout = &smsTee{log: logf, out: os.Stdout, prefix: n.name + ": "}
-	cmd.Stderr = logf
-	// Its own process group: a ^C here reaches run-banking-pg, which stops
-	// the nodes before PostgreSQL; Pdeathsig: no orphan if it dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return err
-	}
-	n.cmd, n.exited = cmd, make(chan struct{})
-	go func(done chan struct{}) { _ = cmd.Wait(); logf.Close(); close(done) }(n.exited)
-	if err := writePID(e.pidPath(n.name), cmd.Process.Pid); err != nil {
-		return err
-	}
-	fmt.Printf("starting banking %s on https://%s (log %s) ...\n", n.name, n.addr, n.log)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	fmt.Printf("starting banking %s on https://%s (log %s) ...\n", n.Name, n.addr, n.Log)
+	err := n.WaitReady(ctx, 200*time.Millisecond, 60*time.Second, func() bool {
 		// The first node makes the bank's dev CA: read it once it is there.
-		if hc, err := e.client(); err == nil && healthz(hc, n.addr) == "200" {
-			return nil
-		}
-		select {
-		case <-n.exited:
-			st := n.cmd.ProcessState
-			n.cmd = nil
-			return fmt.Errorf("banking %s exited during start-up: %v (see %s; is `make run` running?)", n.name, st, n.log)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("banking %s not answering after 60 s (see %s)", n.name, n.log)
-		}
+		hc, err := e.client()
+		return err == nil && healthz(hc, n.addr) == "200"
+	})
+	var exit *devproc.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return fmt.Errorf("banking %w (see %s; is `make run` running?)", err, n.Log)
+	case errors.Is(err, devproc.ErrNotReady):
+		return fmt.Errorf("banking %s not answering after 60 s (see %s)", n.Name, n.Log)
 	}
+	return err
 }
 
 // smsTee writes a node's standard output to its log and repeats the dev
@@ -431,10 +401,10 @@ func (e *env) status(ctx context.Context) string {
 	hc, err := e.client()
 	for _, n := range e.nodes {
 		st := "down"
-		if n.cmd != nil && err == nil {
+		if n.Running() && err == nil {
 			st = "healthz " + healthz(hc, n.addr)
 		}
-		fmt.Fprintf(&b, "  %s https://%s (%s)", n.name, n.addr, st)
+		fmt.Fprintf(&b, "  %s https://%s (%s)", n.Name, n.addr, st)
 	}
 	return b.String()
 }
@@ -456,7 +426,7 @@ func (e *env) enter(ctx context.Context) {
 		}
 	}
 	for _, n := range e.nodes {
-		if n.cmd == nil {
+		if !n.Running() {
 			if err := e.startNode(ctx, n); err != nil {
 				fmt.Println("run-banking-pg:", err)
 			}
@@ -468,15 +438,8 @@ func (e *env) enter(ctx context.Context) {
 // walk-through) and removes its pid file.
 func (e *env) reap() {
 	for _, n := range e.nodes {
-		if n.cmd == nil {
-			continue
-		}
-		select {
-		case <-n.exited:
-			fmt.Printf("banking %s exited (%v); press Enter here to start it again\n", n.name, n.cmd.ProcessState)
-			n.cmd = nil
-			_ = os.Remove(e.pidPath(n.name))
-		default:
+		if st, ok := n.Reap(); ok {
+			fmt.Printf("banking %s exited (%v); press Enter here to start it again\n", n.Name, st)
 		}
 	}
 	for _, s := range []*pglocal.Server{e.db.Primary, e.db.Standby} {
@@ -489,25 +452,13 @@ func (e *env) reap() {
 }
 
 // stopNodes stops the nodes (SIGTERM: graceful, sessions flushed), and
-// kills one that is still there after 15 s.
+// kills one that is still there after 15 s (devproc.StopAll).
 func (e *env) stopNodes() {
-	for _, n := range e.nodes {
-		if n.cmd != nil {
-			_ = n.cmd.Process.Signal(syscall.SIGTERM)
-		}
+	nodes := make([]*devproc.Node, len(e.nodes))
+	for i, n := range e.nodes {
+		nodes[i] = &n.Node
 	}
-	for _, n := range e.nodes {
-		if n.cmd == nil {
-			continue
-		}
-		select {
-		case <-n.exited:
-		case <-time.After(15 * time.Second):
-			_ = n.cmd.Process.Kill()
-			<-n.exited
-		}
-		_ = os.Remove(e.pidPath(n.name))
-	}
+	devproc.StopAll(nodes, devproc.Grace)
 }
 
 // promoteCommand is the pg_ctl command line that promotes the standby

@@ -34,7 +34,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -42,6 +41,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keyward/keyward/cmd/internal/devproc"
 	"github.com/keyward/keyward/cmd/internal/devtls"
 	"github.com/keyward/keyward/cmd/internal/secretfile"
 	"github.com/keyward/keyward/keysvc"
@@ -84,10 +84,9 @@ type cluster struct {
 }
 
 type node struct {
-	i                              int
-	name, conf, addr, metrics, log string
-	cmd                            *exec.Cmd
-	exited                         chan struct{}
+	devproc.Node
+	i                   int
+	conf, addr, metrics string
 }
 
 func run(dataDir, bin string) error {
@@ -140,13 +139,7 @@ func run(dataDir, bin string) error {
 	}
 	c.print()
 	c.status(ctx)
-	lines := make(chan struct{})
-	go func() { // Enter in this terminal: start again what was killed
-		sc := bufio.NewScanner(os.Stdin)
-		for sc.Scan() {
-			lines <- struct{}{}
-		}
-	}()
+	lines := devproc.Lines(os.Stdin) // Enter in this terminal: start again what was killed
 	for {
 		select {
 		case <-ctx.Done():
@@ -177,8 +170,8 @@ func (c *cluster) restartKilled(ctx context.Context) error {
 	}
 	c.writeEtcdPIDs()
 	for _, n := range c.nodes {
-		if n.cmd == nil {
-			delete(c.gone, n.name)
+		if !n.Running() {
+			delete(c.gone, n.Name)
 			if err := c.startNode(ctx, n); err != nil {
 				return err
 			}
@@ -209,13 +202,13 @@ func (c *cluster) status(ctx context.Context) {
 	hc, err := c.client()
 	for _, n := range c.nodes {
 		st := "down"
-		if n.cmd != nil && err == nil {
+		if n.Running() && err == nil {
 			st = "readyz " + c.get(hc, "https://"+n.addr+"/readyz")
 			if v := c.metric(hc, "http://"+n.metrics+"/metrics", "keyward_scheduler_leader"); v != "" {
 				st += ", scheduler_leader " + v
 			}
 		}
-		fmt.Fprintf(&b, "  %s (%s)", n.name, st)
+		fmt.Fprintf(&b, "  %s (%s)", n.Name, st)
 	}
 	b.WriteString("\n         (press Enter here to start again whatever was killed, and to see this again)\n")
 	fmt.Print(b.String())
@@ -347,9 +340,10 @@ clients:
 
 // newNode is node i (not started).
 func (c *cluster) newNode(i int) *node {
-	return &node{i: i, name: fmt.Sprintf("keysvc-%d", i+1), conf: filepath.Join(c.dir, fmt.Sprintf("node%d.yaml", i+1)),
+	name := fmt.Sprintf("keysvc-%d", i+1)
+	return &node{i: i, conf: filepath.Join(c.dir, fmt.Sprintf("node%d.yaml", i+1)),
 		addr: fmt.Sprintf("127.0.0.1:%d", keysvcPorts[i]), metrics: fmt.Sprintf("127.0.0.1:%d", metricsPorts[i]),
-		log: filepath.Join(c.dir, fmt.Sprintf("node%d.log", i+1))}
+		Node: devproc.Node{Name: name, Log: filepath.Join(c.dir, fmt.Sprintf("node%d.log", i+1)), PIDFile: c.pidPath(name)}}
 }
 
 // startNode writes n's config and starts it, and waits until its /readyz
@@ -358,49 +352,31 @@ func (c *cluster) startNode(ctx context.Context, n *node) error {
 	if err := os.WriteFile(n.conf, []byte(c.nodeConfig(n.i, c.tokenURI, c.bearerSum)), 0o600); err != nil {
 		return err
 	}
-	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
+	if err := n.Start(c.bin, "serve", "-config", n.conf); err != nil {
 		return err
 	}
-	cmd := exec.Command(c.bin, "serve", "-config", n.conf)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return err
-	}
-	n.cmd, n.exited = cmd, make(chan struct{})
-	go func(done chan struct{}) { _ = cmd.Wait(); logf.Close(); close(done) }(n.exited)
-	if err := os.WriteFile(c.pidPath(n.name), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600); err != nil {
-		return err
-	}
-	fmt.Printf("starting %s on https://%s (log %s) ...\n", n.name, n.addr, n.log)
+	fmt.Printf("starting %s on https://%s (log %s) ...\n", n.Name, n.addr, n.Log)
 	hc, err := c.client()
 	if err != nil {
 		return err
 	}
 	defer hc.CloseIdleConnections()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := hc.Get("https://" + n.addr + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+	err = n.WaitReady(ctx, 100*time.Millisecond, 30*time.Second, func() bool {
+		resp, err := hc.Get("https://" + n.addr + "/readyz")
+		if err != nil {
+			return false
 		}
-		select {
-		case <-n.exited:
-			st := n.cmd.ProcessState
-			n.cmd = nil
-			return fmt.Errorf("%s exited during start-up: %v (see %s)", n.name, st, n.log)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after 30 s (see %s)", n.name, n.log)
-		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	var exit *devproc.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return fmt.Errorf("%w (see %s)", err, n.Log)
+	case errors.Is(err, devproc.ErrNotReady):
+		return fmt.Errorf("%s not ready after 30 s (see %s)", n.Name, n.Log)
 	}
+	return err
 }
 
 func (c *cluster) client() (*http.Client, error) {
@@ -419,7 +395,7 @@ func (c *cluster) pidPath(name string) string { return filepath.Join(c.dir, "run
 func (c *cluster) writeEtcdPIDs() {
 	for _, m := range c.etcd.Members {
 		if pid := m.PID(); pid > 0 {
-			_ = os.WriteFile(c.pidPath(m.Name), []byte(strconv.Itoa(pid)+"\n"), 0o600)
+			_ = devproc.WritePID(c.pidPath(m.Name), pid, 0o600)
 		}
 	}
 }
@@ -435,40 +411,21 @@ func (c *cluster) reap() {
 		}
 	}
 	for _, n := range c.nodes {
-		if n.cmd == nil {
-			continue
-		}
-		select {
-		case <-n.exited:
-			fmt.Printf("%s exited (%v); press Enter here to start it again\n", n.name, n.cmd.ProcessState)
-			n.cmd = nil
-			c.gone[n.name] = true
-			_ = os.Remove(c.pidPath(n.name))
-		default:
+		if st, ok := n.Reap(); ok {
+			fmt.Printf("%s exited (%v); press Enter here to start it again\n", n.Name, st)
+			c.gone[n.Name] = true
 		}
 	}
 }
 
 // stopNodes stops the nodes this process started (SIGTERM: graceful, a
-// final audit checkpoint), SIGKILL after 15 s.
+// final audit checkpoint), SIGKILL after 15 s (devproc.StopAll).
 func (c *cluster) stopNodes() {
-	for _, n := range c.nodes {
-		if n.cmd != nil {
-			_ = n.cmd.Process.Signal(syscall.SIGTERM)
-		}
+	nodes := make([]*devproc.Node, len(c.nodes))
+	for i, n := range c.nodes {
+		nodes[i] = &n.Node
 	}
-	for _, n := range c.nodes {
-		if n.cmd == nil {
-			continue
-		}
-		select {
-		case <-n.exited:
-		case <-time.After(15 * time.Second):
-			_ = n.cmd.Process.Kill()
-			<-n.exited
-		}
-		_ = os.Remove(c.pidPath(n.name))
-	}
+	devproc.StopAll(nodes, devproc.Grace)
 }
 
 func (c *cluster) print() {
