@@ -4,7 +4,8 @@ package softhsmtests
 
 // Crash safety of banking + keysvc (issue 6 item 8):
 //
-//   - TestBankCrashKeysvc runs keysvc as a real process (the cmd/keysvc
+//   - TestBankCrashKeysvc (on both stores: a bbolt file and PostgreSQL)
+//     runs keysvc as a real process (the cmd/keysvc
 //     binary, TLS, bearer tokens, a throwaway SoftHSM token, PIN from a
 //     file) and banking in this process. Mid-burst of USB-key transfers it
 //     kills keysvc with SIGKILL: banking must answer 503 "unavailable" (no
@@ -522,11 +523,21 @@ func TestBankCrashKeysvc(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds, runs and kills keysvc")
 	}
+	// One test, both stores the bank may keep its books in (issue 17).
+	t.Run("bbolt", func(t *testing.T) { bankCrashKeysvc(t, false) })
+	t.Run("postgres", func(t *testing.T) { bankCrashKeysvc(t, true) })
+}
+
+func bankCrashKeysvc(t *testing.T, pg bool) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	ks := startKeysvc(t, dir, newTestTLS(t, dir))
 	provisionBankKeysWith(t, ks.kmsClient(t, officerToken, 10*time.Second, 2))
-	be, _ := openBank(t, ks.kmsClient(t, bankappToken, 5*time.Second, 64), filepath.Join(dir, "bank.db"))
+	st := &bankStore{path: filepath.Join(dir, "bank.db")}
+	if pg {
+		st = pgBankStore(t, dir, pglocal.Options{})
+	}
+	be, _ := openBankStore(t, ks.kmsClient(t, bankappToken, 5*time.Second, 64), st)
 	alice := be.enrol(t, "alice", "Alice Wang", "13800001111", "11010519491231002X", true, false, "", "")
 	bob := be.enrol(t, "bobli", "Bob Li", "13800002222", "110101199003070011", true, false, "", "")
 	be.deposit(t, alice.account, "100000.00")
