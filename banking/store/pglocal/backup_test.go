@@ -35,11 +35,7 @@ func TestPointInTimeRestore(t *testing.T) {
 	ctx := testContext(t)
 	root := t.TempDir()
 	archive := filepath.Join(root, "archive")
-	c, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(root, "pg"), ArchiveDir: archive, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
+	c := startCluster(t, ctx, pglocal.Options{Dir: filepath.Join(root, "pg"), ArchiveDir: archive})
 	if err := c.CreateDatabase(ctx, "bank"); err != nil {
 		t.Fatal(err)
 	}
@@ -126,11 +122,7 @@ func TestRetain(t *testing.T) {
 	root := t.TempDir()
 	archive := filepath.Join(root, "archive")
 	backups := filepath.Join(root, "backups")
-	c, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(root, "pg"), ArchiveDir: archive, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
+	c := startCluster(t, ctx, pglocal.Options{Dir: filepath.Join(root, "pg"), ArchiveDir: archive})
 	if err := pglocal.Retain(archive, t.TempDir(), 2); !errors.Is(err, pglocal.ErrNoBackup) {
 		t.Fatalf("Retain with no backup: %v, want ErrNoBackup", err)
 	}

@@ -44,6 +44,19 @@ func processUID(t *testing.T, pid int) string {
 	return ""
 }
 
+// startCluster starts a cluster for the test (its log lines in the test's
+// log), stopped at cleanup.
+func startCluster(t *testing.T, ctx context.Context, opts pglocal.Options) *pglocal.Cluster {
+	t.Helper()
+	opts.Logf = t.Logf
+	c, err := pglocal.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	return c
+}
+
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
@@ -83,11 +96,7 @@ func TestSingleServer(t *testing.T) {
 	requirePostgres(t)
 	ctx := testContext(t)
 	start := time.Now()
-	c, err := pglocal.Start(ctx, pglocal.Options{Dir: t.TempDir(), Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
+	c := startCluster(t, ctx, pglocal.Options{Dir: t.TempDir()})
 	t.Logf("primary started in %v", time.Since(start).Round(time.Millisecond))
 	if c.Standby != nil {
 		t.Fatal("a standby without Options.Standby")
@@ -148,11 +157,7 @@ func TestSynchronousStandbyRPO0(t *testing.T) {
 	requirePostgres(t)
 	ctx := testContext(t)
 	start := time.Now()
-	c, err := pglocal.Start(ctx, pglocal.Options{Dir: t.TempDir(), Standby: true, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
+	c := startCluster(t, ctx, pglocal.Options{Dir: t.TempDir(), Standby: true})
 	t.Logf("primary + synchronous standby started in %v", time.Since(start).Round(time.Millisecond))
 	if err := c.CreateDatabase(ctx, "bank"); err != nil {
 		t.Fatal(err)
@@ -242,11 +247,7 @@ func TestSynchronousStandbyRPO0(t *testing.T) {
 func TestCommitWaitsForStandby(t *testing.T) {
 	requirePostgres(t)
 	ctx := testContext(t)
-	c, err := pglocal.Start(ctx, pglocal.Options{Dir: t.TempDir(), Standby: true, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
+	c := startCluster(t, ctx, pglocal.Options{Dir: t.TempDir(), Standby: true})
 	conn := connect(t, ctx, c.Primary.DSN("postgres"))
 	mustExec(t, ctx, conn, "CREATE TABLE t (n int)")
 	c.Standby.Kill()
@@ -300,11 +301,7 @@ func TestCommitWaitsForStandby(t *testing.T) {
 func TestCancelledSyncWaitCommitsLocally(t *testing.T) {
 	requirePostgres(t)
 	ctx := testContext(t)
-	c, err := pglocal.Start(ctx, pglocal.Options{Dir: t.TempDir(), Standby: true, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
+	c := startCluster(t, ctx, pglocal.Options{Dir: t.TempDir(), Standby: true})
 	conn := connect(t, ctx, c.Primary.DSN("postgres"))
 	mustExec(t, ctx, conn, "CREATE TABLE t (n int)")
 	c.Standby.Kill()

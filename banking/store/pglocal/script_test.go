@@ -75,11 +75,7 @@ func TestBackupScriptFullRetainRestore(t *testing.T) {
 	root := t.TempDir()
 	backupDir := filepath.Join(root, "backup")
 	archive := filepath.Join(backupDir, "wal")
-	c, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(root, "pg"), ArchiveDir: archive, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
+	c := startCluster(t, ctx, pglocal.Options{Dir: filepath.Join(root, "pg"), ArchiveDir: archive})
 	env := []string{"BACKUP_DIR=" + backupDir, "PGHOST=127.0.0.1", fmt.Sprintf("PGPORT=%d", c.Primary.Port), "PGUSER=" + pglocal.User}
 
 	if out, err := runScript(ctx, env, "retain", "1"); err == nil || !strings.Contains(out, "no complete base backup") {
