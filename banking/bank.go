@@ -112,6 +112,9 @@ type Config struct {
 	// served from memory (default DefaultPublicKeyTTL); a rotation seen in
 	// use refreshes them sooner.
 	PublicKeyTTL time.Duration
+	// OnAudit, when set, is called with every event Bank.audit records,
+	// after it is recorded (tests assert attribution through it).
+	OnAudit func(ctx context.Context, ev Event)
 }
 
 // Bank is the banking application.

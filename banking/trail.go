@@ -39,4 +39,7 @@ func (b *Bank) audit(ctx context.Context, ev Event) {
 		ev.Source = auth.Source(ctx)
 	}
 	b.log.InfoContext(ctx, "audit", "op", ev.Op, "actor", ev.Actor, "subject", ev.Subject, "result", ev.Result, "detail", ev.Detail, "source", ev.Source)
+	if b.cfg.OnAudit != nil {
+		b.cfg.OnAudit(ctx, ev)
+	}
 }
