@@ -52,7 +52,24 @@ func validateLogin(r *bankwire.LoginRequest) error {
 // (R-AUTH-3) and opens a session (R-AUTH-5); a new device, OS or network
 // asks for SMS step-up (R-AUTH-9). A known and an unknown login cost
 // keysvc the same calls until the password is found right (checkPassword).
-func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Addr) (bankwire.LoginResult, error) {
+//
+// Every attempt is audited as "login": an unknown login and a wrong
+// password alike as login:<name> with result login_failed, a success as
+// customer:<id>.
+func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Addr) (res bankwire.LoginResult, err error) {
+	defer func() {
+		ev := Event{Op: "login", Actor: "login:" + req.Login, Result: resultOf(err), Source: ip.String()}
+		if validateLogin(&req) != nil {
+			ev.Actor = "login:?" // a malformed name is not repeated
+		} else {
+			ev.Detail = "device=" + req.Device
+		}
+		if err == nil {
+			ev.Actor = "customer:" + res.Customer
+			ev.Detail += fmt.Sprintf(" stepup=%t", res.StepUp)
+		}
+		b.audit(ctx, ev)
+	}()
 	if err := validateLogin(&req); err != nil {
 		return bankwire.LoginResult{}, err
 	}
@@ -89,7 +106,7 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 		return bankwire.LoginResult{}, err
 	}
 	sref := sess.Ref
-	res := bankwire.LoginResult{Session: id, AntiPhishing: c.AntiPhishing, Customer: c.ID}
+	res = bankwire.LoginResult{Session: id, AntiPhishing: c.AntiPhishing, Customer: c.ID}
 	if a.StepUp {
 		if err := b.setStepUpPending(sref, true); err != nil {
 			return bankwire.LoginResult{}, err
@@ -100,10 +117,9 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 			rs[i] = string(r)
 		}
 		res.StepUpReason = strings.Join(rs, ", ")
-		if _, err := b.otps.Issue(ctx, c.ID, "stepup"); err != nil {
-			return res, err
-		}
-		return res, nil
+		_, err := b.otps.Issue(ctx, c.ID, "stepup")
+		b.audit(ctx, Event{Op: "otp.send", Actor: "customer:" + c.ID, Result: resultOf(err), Detail: "purpose=stepup"})
+		return res, err
 	}
 	return res, b.devices.Remember(ctx, c.ID, req.Device, req.OS, ip)
 }
@@ -111,12 +127,14 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 // RequestStepUp sends a fresh SMS code for the session's customer.
 func (b *Bank) RequestStepUp(ctx context.Context, s session.Session) error {
 	_, err := b.otps.Issue(ctx, s.Customer, "stepup")
+	b.audit(ctx, Event{Op: "otp.send", Actor: "customer:" + s.Customer, Result: resultOf(err), Detail: "purpose=stepup"})
 	return err
 }
 
 // StepUp verifies an SMS code and raises the session to LevelOTP; the
 // device becomes known.
-func (b *Bank) StepUp(ctx context.Context, sid string, s session.Session, code, os string) error {
+func (b *Bank) StepUp(ctx context.Context, sid string, s session.Session, code, os string) (err error) {
+	defer func() { b.audit(ctx, Event{Op: "stepup", Actor: "customer:" + s.Customer, Result: resultOf(err)}) }()
 	if err := b.otps.Verify(ctx, s.Customer, "stepup", code); err != nil {
 		return err
 	}
@@ -183,7 +201,10 @@ func (b *Bank) authenticateReady(ctx context.Context, sid, dev string) (session.
 
 // ChangePassword sets a new password; it needs a recent step-up
 // (R-AUTH-6) and ends the customer's other sessions.
-func (b *Bank) ChangePassword(ctx context.Context, sid string, s session.Session, newPW bankwire.Sealed) error {
+func (b *Bank) ChangePassword(ctx context.Context, sid string, s session.Session, newPW bankwire.Sealed) (err error) {
+	defer func() {
+		b.audit(ctx, Event{Op: "password.change", Actor: "customer:" + s.Customer, Result: resultOf(err)})
+	}()
 	if err := b.sessions.RequireStepUp(s, session.LevelOTP, b.cfg.StepUpFor); err != nil {
 		return err
 	}

@@ -401,10 +401,10 @@ func (b *Bank) TransferCloud(ctx context.Context, s session.Session, order []byt
 // PollCloud waits up to wait for the customer's decision; once keysvc has
 // signed, the signature is checked against the order and the transfer
 // executed (idempotently: polling again returns the same receipt).
-func (b *Bank) PollCloud(ctx context.Context, s session.Session, id string, wait time.Duration) (bankwire.PendingTransfer, error) {
+func (b *Bank) PollCloud(ctx context.Context, s session.Session, id string, wait time.Duration) (_ bankwire.PendingTransfer, err error) {
 	var p pendingRecord
 	var found bool
-	err := b.db.View(func(tx store.Tx) (err error) {
+	err = b.db.View(func(tx store.Tx) (err error) {
 		found, err = kv.Get(tx.Bucket(bucketPending), []byte(id), &p)
 		return err
 	})
@@ -420,8 +420,14 @@ func (b *Bank) PollCloud(ctx context.Context, s session.Session, id string, wait
 	}
 	out := bankwire.PendingTransfer{ID: id, Status: string(cv.Status), Digest: cv.Digest, ExpiresAt: cv.ExpiresAt, Reason: cv.Reason}
 	if cv.Status != wire.ConfirmApproved {
+		if cv.Status != wire.ConfirmPending {
+			b.audit(ctx, Event{Op: "transfer.cloud.confirm", Actor: "customer:" + s.Customer, Subject: id, Result: "ok", Detail: "status=" + string(cv.Status)})
+		}
 		return out, nil
 	}
+	defer func() {
+		b.audit(ctx, Event{Op: "transfer.cloud.confirm", Actor: "customer:" + s.Customer, Subject: id, Result: resultOf(err), Detail: "status=approved"})
+	}()
 	sum := sha256.Sum256(p.Order)
 	if cv.Digest != hex.EncodeToString(sum[:]) {
 		return bankwire.PendingTransfer{}, fmt.Errorf("%w: keysvc signed other bytes than the order", ErrOrderMismatch)
