@@ -92,6 +92,7 @@ func provisionBankKeys(t testing.TB, e *keysvcEnv) {
 		{"name": banking.KeyPwMAC, "purpose": "mac", "algorithm": "hmac-sm3", "protection": "wrapped", "policy": grant("mac")},
 		{"name": banking.KeyPII, "purpose": "encrypt", "algorithm": "sm4", "protection": "wrapped", "policy": grant("datakey")},
 		{"name": banking.KeyReceipt, "purpose": "sign", "algorithm": "ec-p256", "protection": "hsm", "policy": grant("sign", "verify", "public")},
+		{"name": banking.KeyAudit, "purpose": "sign", "algorithm": "ec-p256", "protection": "hsm", "policy": grant("sign", "public")},
 	} {
 		if st, out := callAt(t, e.url, officerToken, "POST", "/v1/keys", k); st != 201 {
 			t.Fatalf("provision %v: %d %v", k["name"], st, out)

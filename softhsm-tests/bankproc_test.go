@@ -12,7 +12,7 @@ package softhsmtests
 //   - keysvc: a throwaway token whose PIN is read from a 0600 file, the
 //     officer (admin) and banking (not an admin: enrol_prefixes usb-, cust-)
 //     as bearer clients, the confirmation endpoint with a notify file.
-//   - The officer provisions the four bank keys over HTTPS, granted to
+//   - The officer provisions the five bank keys over HTTPS, granted to
 //     banking; banking itself cannot create any other key.
 //   - bankcli: enrol with an openssl USB key and a cloud key, deposit,
 //     login from a new device (step-up with the SMS code read from the
@@ -682,6 +682,7 @@ clients:
 		{"name": banking.KeyPwMAC, "purpose": "mac", "algorithm": "hmac-sm3", "protection": "wrapped", "policy": grant("mac")},
 		{"name": banking.KeyPII, "purpose": "encrypt", "algorithm": "sm4", "protection": "wrapped", "policy": grant("datakey")},
 		{"name": banking.KeyReceipt, "purpose": "sign", "algorithm": "ec-p256", "protection": "hsm", "policy": grant("sign", "verify", "public")},
+		{"name": banking.KeyAudit, "purpose": "sign", "algorithm": "ec-p256", "protection": "hsm", "policy": grant("sign", "public")},
 	} {
 		if st, out := procCall(t, e.hc, "POST", e.keysvcURL+"/v1/keys", procOfficerToken, "", k); st != 201 {
 			t.Fatalf("officer provisions %v: %d %v", k["name"], st, out)

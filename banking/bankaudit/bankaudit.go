@@ -99,6 +99,9 @@ const (
 var (
 	// ErrStore: the store failed; the record was not written.
 	ErrStore = errors.New("bankaudit: store failure")
+	// ErrNoTrail: the store holds no audit trail (banking never ran on it
+	// with one).
+	ErrNoTrail = errors.New("bankaudit: this store holds no banking audit trail")
 	// ErrNoSigner: checkpoints need Config.Signer.
 	ErrNoSigner = errors.New("bankaudit: no checkpoint signer configured")
 )
@@ -265,8 +268,8 @@ func decodeHead(b []byte) (uint64, []byte, error) {
 func Head(db store.DB) (seq uint64, hash []byte, err error) {
 	err = db.View(func(tx store.Tx) error {
 		b := tx.Bucket(bucketMeta)
-		if b == nil {
-			return store.ErrBucketMissing
+		if b == nil || tx.Bucket(bucketRecords) == nil || tx.Bucket(bucketCheckpoints) == nil {
+			return ErrNoTrail
 		}
 		seq, hash, err = decodeHead(b.Get(keyHead))
 		hash = append([]byte(nil), hash...)
@@ -429,7 +432,11 @@ func Checkpoints(db store.DB) ([]audit.Checkpoint, error) {
 	var out []audit.Checkpoint
 	err := db.View(func(tx store.Tx) error {
 		out = out[:0]
-		return tx.Bucket(bucketCheckpoints).ForEach(func(k, v []byte) error {
+		b, err := bucket(tx, bucketCheckpoints)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
 			c, err := audit.UnmarshalCheckpoint(v)
 			if err != nil {
 				return fmt.Errorf("%w: checkpoint %x: %w", audit.ErrTampered, k, err)
@@ -455,7 +462,11 @@ func Records(db store.DB, from uint64, fn func(audit.Record) error) error {
 		var more bool
 		err := db.View(func(tx store.Tx) error {
 			batch, more = batch[:0], false
-			c := tx.Bucket(bucketRecords).Cursor()
+			b, err := bucket(tx, bucketRecords)
+			if err != nil {
+				return err
+			}
+			c := b.Cursor()
 			for k, v := c.Seek(next); k != nil; k, v = c.Next() {
 				if len(batch) == chunk {
 					next, more = append([]byte(nil), k...), true
@@ -488,7 +499,11 @@ func Tail(db store.DB, n int) ([]audit.Record, error) {
 	var out []audit.Record
 	err := db.View(func(tx store.Tx) error {
 		out = out[:0]
-		c := tx.Bucket(bucketRecords).Cursor()
+		b, err := bucket(tx, bucketRecords)
+		if err != nil {
+			return err
+		}
+		c := b.Cursor()
 		for k, v := c.Last(); k != nil && len(out) < n; k, v = c.Prev() {
 			r, err := audit.Unmarshal(v)
 			if err != nil {
@@ -512,4 +527,12 @@ func PublicKeyFromPKIX(pub crypto.PublicKey) (*ecdsa.PublicKey, error) {
 		return nil, fmt.Errorf("bankaudit: the audit public key is %T, want an ECDSA (P-256) key", pub)
 	}
 	return k, nil
+}
+
+// bucket returns the named trail bucket or ErrNoTrail.
+func bucket(tx store.Tx, name []byte) (store.Bucket, error) {
+	if b := tx.Bucket(name); b != nil {
+		return b, nil
+	}
+	return nil, ErrNoTrail
 }

@@ -146,9 +146,9 @@ func baseVerifier(base *audit.Checkpoint, cps []audit.Checkpoint, pub *ecdsa.Pub
 func readBase(db store.DB) (*audit.Checkpoint, error) {
 	var base *audit.Checkpoint
 	err := db.View(func(tx store.Tx) error {
-		b := tx.Bucket(bucketMeta)
-		if b == nil {
-			return store.ErrBucketMissing
+		b, err := bucket(tx, bucketMeta)
+		if err != nil {
+			return err
 		}
 		raw := b.Get(keyBase)
 		if raw == nil {

@@ -42,9 +42,9 @@
 // file, the staff token is configured only as its SHA-256, and the TLS
 // keys are files.
 //
-// The four bank keys listed in package banking's doc must exist in keysvc
-// and grant kms_name their operations; banking checks the login and
-// receipt keys at start and refuses to run when they are missing or not
+// The five bank keys listed in package banking's doc must exist in keysvc
+// and grant kms_name their operations; banking checks the login, receipt
+// and audit keys at start and refuses to run when they are missing or not
 // granted. Customer keys are created at enrolment, so kms_name must be a
 // keysvc client with enrol_prefixes [usb-, cust-] (or an admin, as in dev
 // mode).
@@ -53,7 +53,7 @@
 //
 // With -dev and no config file, banking expects keysvc's dev mode (make run) on
 // https://127.0.0.1:8443 with its data in ./var. It authenticates with
-// keysvc's dev admin token (client "dev"), creates the four bank keys if
+// keysvc's dev admin token (client "dev"), creates the five bank keys if
 // they are missing, and keeps its own files under ./var/bank: a dev CA and
 // a server certificate for 127.0.0.1 (tls/), the staff token (staff.token,
 // 0600), an empty screening list (blacklist.txt, "end:0"), the SMS outbox
@@ -402,11 +402,11 @@ func newKMSClient(cfg *Config, creds *credentials, log *slog.Logger) (*client.Cl
 	return client.NewMulti(cfg.KeySvc.endpoints(), opts...)
 }
 
-// checkBankKeys asks keysvc for the login and receipt public keys, so a
+// checkBankKeys asks keysvc for the login, receipt and audit public keys, so a
 // missing key or grant stops the start with a clear message. keysvc being
 // unreachable is only logged: banking answers 503 until it is back.
 func checkBankKeys(ctx context.Context, kc *client.Client, log *slog.Logger) error {
-	for _, name := range []string{banking.KeyLogin, banking.KeyReceipt} {
+	for _, name := range []string{banking.KeyLogin, banking.KeyReceipt, banking.KeyAudit} {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := kc.PublicKey(cctx, name, 0)
 		cancel()
