@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/banking/bankaudit"
+	"github.com/keyward/keyward/banking/store"
+	"github.com/keyward/keyward/keysvc/audit"
+)
+
+type testSigner struct{ k *ecdsa.PrivateKey }
+
+func (s testSigner) SignDigest(_ context.Context, d []byte) ([]byte, error) {
+	return ecdsa.SignASN1(rand.Reader, s.k, d)
+}
+
+// auditFixture writes a bank.db holding a trail of 12 records with a
+// checkpoint at record 10, the bank-audit public key as PEM and a config
+// naming them; it returns the config, the key file and the checkpoint's
+// anchor.
+func auditFixture(t *testing.T) (conf, pubFile string, anchor audit.Anchor) {
+	t.Helper()
+	dir := t.TempDir()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	pubFile = filepath.Join(dir, "bank-audit.pem")
+	if err := os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.OpenBolt(filepath.Join(dir, "bank.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := bankaudit.Open(bankaudit.Config{DB: db, Signer: testSigner{k}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		ev := bankaudit.Event{Actor: "login:ana.li", Op: "login", Result: "login_failed", Detail: fmt.Sprintf("device=d%d", i), Source: "198.51.100.4"}
+		if _, err := tr.Append(ev); err != nil {
+			t.Fatal(err)
+		}
+		if i == 9 {
+			cp, err := tr.Checkpoint(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			anchor = audit.Anchor{Seq: cp.Seq, Hash: cp.Hash}
+		}
+	}
+	db.Close()
+	return writeConfig(t, strings.Replace(validYAML, "data_dir: /var/lib/keyward-bank", "data_dir: "+dir, 1)), pubFile, anchor
+}
+
+// bankingProc runs this test binary as the banking command.
+func bankingProc(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), envRunMain+"=1")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestAuditVerifyProcess: `banking audit verify` as a process on a bbolt
+// file exits 0 on an intact trail (with the anchor it printed), non-zero
+// with a wrong anchor, and non-zero naming the record after one record
+// was edited through the store.
+func TestAuditVerifyProcess(t *testing.T) {
+	conf, pub, anchor := auditFixture(t)
+	out, err := bankingProc(t, "audit", "verify", "-config", conf, "-pubkey", pub, "-expect", anchor.String())
+	if err != nil {
+		t.Fatalf("verify of an intact trail: %v\n%s", err, out)
+	}
+	t.Logf("banking audit verify:\n%s", out)
+	for _, want := range []string{"intact (bbolt store", "12 records (1..12)", "1 signed checkpoints, 1 anchors matched", "expect=" + anchor.String(), "2 records after it"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify output lacks %q:\n%s", want, out)
+		}
+	}
+	wrong := audit.Anchor{Seq: 5, Hash: anchor.Hash}
+	if out, err := bankingProc(t, "audit", "verify", "-config", conf, "-pubkey", pub, "-expect", wrong.String()); err == nil || !strings.Contains(out, "at record 5") {
+		t.Errorf("a wrong anchor: %v\n%s", err, out)
+	}
+	out, err = bankingProc(t, "audit", "tail", "-config", conf, "-n", "2")
+	if err != nil {
+		t.Fatalf("tail: %v\n%s", err, out)
+	}
+	t.Logf("banking audit tail -n 2:\n%s", out)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "11 ") || !strings.Contains(lines[2], "login:ana.li") || !strings.Contains(lines[2], "198.51.100.4") ||
+		!strings.Contains(lines[2], "login_failed") || !strings.Contains(lines[2], "device=d11") {
+		t.Errorf("tail:\n%s", out)
+	}
+
+	// One record edited in the file's store.
+	dir := filepath.Dir(pub)
+	db, err := store.OpenBolt(filepath.Join(dir, "bank.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx store.Tx) error {
+		b := tx.Bucket([]byte("bank-audit-records"))
+		k := binary.BigEndian.AppendUint64(nil, 3)
+		return b.Put(k, []byte(strings.Replace(string(b.Get(k)), "login_failed", "ok", 1)))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	out, err = bankingProc(t, "audit", "verify", "-config", conf, "-pubkey", pub)
+	if err == nil || !strings.Contains(out, "FAILED") || !strings.Contains(out, "at record 3: contents do not match its hash") {
+		t.Fatalf("verify of an edited trail: %v\n%s", err, out)
+	}
+	t.Logf("banking audit verify, edited record 3:\n%s", out)
+}
+
+func TestAuditConfig(t *testing.T) {
+	c, err := loadConfig(writeConfig(t, validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(c.Audit.Retention) != 180*24*time.Hour || c.Alerts.Webhook.URL != "" {
+		t.Fatalf("defaults: %+v %+v", c.Audit, c.Alerts)
+	}
+	c, err = loadConfig(writeConfig(t, validYAML+"audit: {retention: 400d, checkpoint_every: 500, checkpoint_interval: 30s}\nalerts: {webhook: {url: https://soc.bank.internal/hooks/keyward, ca_file: /etc/keyward/bank/soc-ca.pem, timeout: 3s}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Duration(c.Audit.Retention) != 400*24*time.Hour || c.Audit.CheckpointEvery != 500 || c.Alerts.Webhook.Timeout != 3*time.Second {
+		t.Fatalf("parsed %+v %+v", c.Audit, c.Alerts)
+	}
+	for body, want := range map[string]string{
+		"audit: {retention: 90d}\n":                   "audit.retention must be at least 180d",
+		"audit: {retention: 2160h}\n":                 "audit.retention must be at least 180d",
+		"audit: {retention: six months}\n":            "want a number of days",
+		"alerts: {webhook: {url: http://soc/hook}}\n": "alerts.webhook.url must be https://",
+		"alerts: {webhook: {ca_file: /etc/x.pem}}\n":  "ca_file is set without alerts.webhook.url",
+		"audit: {checkpoint_interval: 10ms}\n":        "audit.checkpoint_interval",
+	} {
+		if _, err := loadConfig(writeConfig(t, validYAML+body)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", body, err, want)
+		}
+	}
+}
