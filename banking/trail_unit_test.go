@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/emmansun/gmsm/sm3"
@@ -254,4 +255,39 @@ func TestUnitAuditTrailCorporate(t *testing.T) {
 	}
 	ub.checkTrailSecrets(t, sm, sr, sa)
 	ub.verifyTrail(t)
+}
+
+// TestUnitAuditTrailTwoNodes: two banks on one store (two PostgreSQL
+// stores on one database under KEYWARD_BANKING_STORE=postgres) record
+// into one chain: logins and failures on both nodes at once, one
+// verification, every record once.
+func TestUnitAuditTrailTwoNodes(t *testing.T) {
+	a, b := newUnitNodes(t)
+	ana := a.enrol(t, enrolment{login: "ana.li", name: "Ana Li", phone: "13800001111"})
+	ben := b.enrol(t, enrolment{login: "ben.wu", name: "Ben Wu", phone: "13800002222"})
+	var wg sync.WaitGroup
+	for _, n := range []*unitBank{a, b} {
+		for _, c := range []customer{ana, ben} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 2 { // 4 per login: under the guard's limit
+					n.loginTry(t, c.login, wrongPassword, "dev-x")
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if _, err := b.bank.Trail().Checkpoint(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a.login(t, ana, "ana-phone")
+	rep := a.verifyTrail(t) // a's checkpoint follows b's
+	recs := a.trail(t)
+	if len(recs) != 2+8+3 || rep.Records != uint64(len(recs)) || rep.Checkpoints != 2 {
+		t.Fatalf("%d records, report %+v", len(recs), rep.Report)
+	}
+	if n := len(find(recs, "login", "", "login_failed")); n != 8 {
+		t.Errorf("%d failed logins recorded, want 8", n)
+	}
 }
