@@ -30,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/banking/store/dbtest"
 
 	"github.com/keyward/keyward/banking"
@@ -51,6 +52,8 @@ type bankEnv struct {
 	dir    string // banking's data directory (bank.db, blacklist)
 	// kmsBodies records the body of every request banking sends keysvc.
 	kmsBodies *bodyRecorder
+	db        store.DB // banking's store (its audit trail is read from it)
+	kms       *client.Client
 }
 
 // bodyRecorder is an http.RoundTripper that keeps every request body.
@@ -117,7 +120,7 @@ func newBankEnv(t *testing.T) *bankEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := &bankEnv{ks: ks, outbox: otp.NewDevOutbox(), list: list, dir: dir, kmsBodies: rec}
+	be := &bankEnv{ks: ks, outbox: otp.NewDevOutbox(), list: list, dir: dir, kmsBodies: rec, db: db, kms: kc}
 	if be.bank, err = banking.New(banking.Config{DB: db, KMS: kc, KMSName: "bankapp", Screen: w, SMS: be.outbox}); err != nil {
 		t.Fatal(err)
 	}
@@ -403,6 +406,7 @@ func TestBankingEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ledger: %v %+v", err, rep)
 	}
+	checkBankTrail(t, be, "Gl4cier-Walk-7q", sess, code, good)
 }
 
 func signed(c customer, ord []byte) map[string]any {

@@ -1,0 +1,60 @@
+package softhsmtests
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/keyward/keyward/banking"
+	"github.com/keyward/keyward/banking/bankaudit"
+	"github.com/keyward/keyward/banking/store"
+	"github.com/keyward/keyward/keysvc/audit"
+)
+
+// checkBankTrail checkpoints banking's audit trail through the real
+// keysvc (bank-audit, an ec-p256 key in SoftHSM, signing the checkpoint's
+// digest), verifies the trail with the public key keysvc serves, checks
+// that the flow's logins, step-ups, the dead code and the logout are in
+// it, and that no stored record holds one of secrets.
+func checkBankTrail(t *testing.T, be *bankEnv, secrets ...string) {
+	t.Helper()
+	ctx := context.Background()
+	cp, err := be.bank.Trail().Checkpoint(ctx)
+	if err != nil {
+		t.Fatalf("checkpoint signed by keysvc's %s: %v", banking.KeyAudit, err)
+	}
+	pk, err := be.kms.PublicKey(ctx, banking.KeyAudit, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := bankaudit.ParsePublicKeyPEM([]byte(pk.PEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := bankaudit.Verify(be.db, pub, audit.Anchor{Seq: cp.Seq, Hash: cp.Hash})
+	if err != nil {
+		t.Fatalf("banking's trail does not verify with keysvc's key: %v", err)
+	}
+	ops := map[string]int{}
+	if err := bankaudit.Records(be.db, 0, func(r audit.Record) error { ops[r.Op+" "+r.Result]++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"customer.enrol ok", "login ok", "otp.send ok", "stepup ok", "stepup otp_invalid", "alert.otp-locked otp_locked", "logout ok"} {
+		if ops[want] == 0 {
+			t.Errorf("no %q record in banking's trail: %v", want, ops)
+		}
+	}
+	if err := be.db.View(func(tx store.Tx) error {
+		return tx.Bucket([]byte("bank-audit-records")).ForEach(func(_, v []byte) error {
+			for _, s := range secrets {
+				if s != "" && bytes.Contains(v, []byte(s)) {
+					t.Errorf("an audit record holds a secret (%d characters)", len(s))
+				}
+			}
+			return nil
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("banking trail: %d records, %d checkpoints (signed in SoftHSM through keysvc)", rep.Records, rep.Checkpoints)
+}
