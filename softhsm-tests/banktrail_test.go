@@ -3,6 +3,8 @@ package softhsmtests
 import (
 	"bytes"
 	"context"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/keyward/keyward/banking"
@@ -57,4 +59,24 @@ func checkBankTrail(t *testing.T, be *bankEnv, secrets ...string) {
 		t.Fatal(err)
 	}
 	t.Logf("banking trail: %d records, %d checkpoints (signed in SoftHSM through keysvc)", rep.Records, rep.Checkpoints)
+}
+
+// procAuditVerify runs `banking audit verify` and `banking audit tail` as
+// processes on the stopped banking's bbolt file, the bank-audit public
+// key asked of the running keysvc through the config's keysvc section:
+// the trail is intact, every record signed (banking checkpointed at
+// shutdown), and the tail shows the last action, the logout.
+func procAuditVerify(t *testing.T, e *procEnv) {
+	t.Helper()
+	_, bankingBin, _ := procBinaries(t)
+	out, err := exec.Command(bankingBin, "audit", "verify", "-config", e.bankingConf).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "banking audit trail intact (bbolt store") || strings.Contains(string(out), "not yet signed") {
+		t.Fatalf("banking audit verify: %v\n%s", err, out)
+	}
+	t.Logf("banking audit verify:\n%s", out)
+	out, err = exec.Command(bankingBin, "audit", "tail", "-config", e.bankingConf, "-n", "3").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), " logout ") {
+		t.Fatalf("banking audit tail: %v\n%s", err, out)
+	}
+	t.Logf("banking audit tail -n 3:\n%s", out)
 }

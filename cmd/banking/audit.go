@@ -212,7 +212,7 @@ func auditTail(log *slog.Logger, cfg *Config, n int, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "%-7s %-19s %-9s %-24s %-22s %-16s %-20s %-15s %s\n", "SEQ", "BEIJING (UTC+8)", "UTC", "ACTOR", "OP", "SUBJECT", "RESULT", "SOURCE", "DETAIL")
+	fmt.Fprintf(out, "%-7s %-19s %-9s %-24s %-22s %-20s %-20s %-15s %s\n", "SEQ", "BEIJING (UTC+8)", "UTC", "ACTOR", "OP", "SUBJECT", "RESULT", "SOURCE", "DETAIL")
 	for _, r := range recs {
 		detail, source := r.Detail, "-"
 		if i := strings.LastIndex(detail, "source="); i >= 0 && !strings.Contains(detail[i:], " ") {
@@ -222,7 +222,7 @@ func auditTail(log *slog.Logger, cfg *Config, n int, out io.Writer) error {
 		if subject == "" {
 			subject = "-"
 		}
-		fmt.Fprintf(out, "%-7d %-19s %-9s %-24s %-22s %-16s %-20s %-15s %s\n", r.Seq, r.Time.In(shanghai).Format(time.DateTime),
+		fmt.Fprintf(out, "%-7d %-19s %-9s %-24s %-22s %-20s %-20s %-15s %s\n", r.Seq, r.Time.In(shanghai).Format(time.DateTime),
 			r.Time.UTC().Format("15:04:05Z"), r.Client, r.Op, subject, r.Result, source, detail)
 	}
 	return nil
