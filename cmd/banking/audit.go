@@ -78,16 +78,28 @@ func runAudit(log *slog.Logger, args []string, out io.Writer) error {
 	})
 	n := fs.Int("n", 20, "tail: how many of the newest records")
 	before := fs.String("before", "", "prune: delete records before this date (YYYY-MM-DD, UTC), up to a signed checkpoint")
+	devMode := fs.Bool("dev", false, "without -config: the dev bank's store (-data-dir) and keysvc's dev mode (stop banking -dev first: it holds bank.db)")
+	dataDir := fs.String("data-dir", "var/bank", "dev mode: the bank's data directory")
+	keysvcDir := fs.String("keysvc-dir", "var", "dev mode: keysvc's dev data directory")
+	keysvcURL := fs.String("keysvc-url", "https://127.0.0.1:8443", "dev mode: keysvc's URL")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("banking audit %s: unexpected argument %q", cmd, fs.Arg(0))
 	}
-	if *configPath == "" {
-		return fmt.Errorf("banking audit %s needs -config: the deployment's YAML, whose store holds the trail", cmd)
+	var cfg *Config
+	var err error
+	switch {
+	case *configPath != "" && *devMode:
+		return errors.New("give -config or -dev, not both")
+	case *configPath != "":
+		cfg, err = loadConfig(*configPath)
+	case *devMode:
+		cfg, _, err = devConfig(*dataDir, *keysvcDir, *keysvcURL)
+	default:
+		return fmt.Errorf("banking audit %s needs -config (the deployment's YAML, whose store holds the trail) or -dev", cmd)
 	}
-	cfg, err := loadConfig(*configPath)
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,8 @@
 // over HTTPS, in front of keysvc.
 //
 //	banking -config file [-listen addr]
-//	banking audit verify -config file [-pubkey bank-audit.pem] [-expect SEQ:HASH]...
-//	banking audit tail   -config file [-n 20]
+//	banking audit verify -config file|-dev [-pubkey bank-audit.pem] [-expect SEQ:HASH]...
+//	banking audit tail   -config file|-dev [-n 20]
 //	banking audit prune  -config file -before 2026-01-31 [-pubkey bank-audit.pem]
 //	banking -dev [-data-dir var/bank] [-keysvc-dir var] [-keysvc-url https://127.0.0.1:8443] [-listen addr] [-store-url URL]   dev mode
 //
