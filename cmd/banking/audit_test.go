@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +10,10 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/bankaudit"
 	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/keysvc/audit"
@@ -155,5 +161,43 @@ func TestAuditConfig(t *testing.T) {
 		if _, err := loadConfig(writeConfig(t, validYAML+body)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", body, err, want)
 		}
+	}
+}
+
+// TestAlertsWebhookWiring: alerts.webhook with ca_file posts an alert to
+// a loopback HTTPS receiver whose certificate that CA file holds, and the
+// log still gets it.
+func TestAlertsWebhookWiring(t *testing.T) {
+	got := make(chan []byte, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- b
+	}))
+	defer srv.Close()
+	ca := filepath.Join(t.TempDir(), "soc-ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(writeConfig(t, validYAML+fmt.Sprintf("alerts: {webhook: {url: %q, ca_file: %q}}\n", srv.URL+"/hook", ca)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	alerts, closeAlerts, err := alertsFor(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts.Alert(context.Background(), auth.Event{Kind: auth.KindIPLocked, IP: "203.0.113.9", Count: 20, Time: time.Now(), Until: time.Now().Add(15 * time.Minute)})
+	closeAlerts()
+	select {
+	case b := <-got:
+		if !strings.Contains(string(b), `"kind":"ip-locked"`) || !strings.Contains(string(b), `"source":"203.0.113.9"`) {
+			t.Errorf("posted %s", b)
+		}
+	default:
+		t.Fatal("nothing posted to the webhook")
+	}
+	if l := logs.String(); !strings.Contains(l, "security alert") || !strings.Contains(l, "sent=1") {
+		t.Errorf("log: %s", l)
 	}
 }
