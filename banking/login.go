@@ -64,7 +64,7 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 		} else {
 			ev.Detail = "device=" + req.Device
 		}
-		if err == nil {
+		if res.Customer != "" { // the password was right (a later step may still have failed)
 			ev.Actor = "customer:" + res.Customer
 			ev.Detail += fmt.Sprintf(" stepup=%t", res.StepUp)
 		}
