@@ -113,7 +113,7 @@ bench: deps
 	@scripts/deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count $(BENCHCOUNT) ./softhsm-tests
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./keysvc/boltstore
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./banking/ledger
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./banking/ledger ./banking/bankaudit
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./token/tpm ./keysvc/secrets ./keysvc/audit
 	scripts/bench-keysvc.sh $(BENCHDUR)
 	scripts/bench-cluster.sh $(BENCHDUR)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/keyward/keyward/banking/bankaudit"
 	"github.com/keyward/keyward/banking/store/dbtest"
+	"github.com/keyward/keyward/banking/store/pgstore"
 )
 
 // BenchmarkAppendTwoNodes: two Trails on one store (two banking nodes on
@@ -32,4 +33,15 @@ func BenchmarkAppendTwoNodes(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(t0).Seconds(), "appends/s")
+	var conflicts, batches uint64
+	for _, db := range dbs {
+		if pg, ok := db.(*pgstore.DB); ok {
+			s := pg.Stats()
+			conflicts, batches = conflicts+s.Conflicts, batches+s.Batches
+		}
+	}
+	if batches > 0 { // PostgreSQL: serialisation conflicts between the two nodes, re-run by the store
+		b.ReportMetric(float64(conflicts)/float64(b.N), "conflicts/append")
+		b.ReportMetric(float64(b.N)/float64(batches), "appends/commit")
+	}
 }
