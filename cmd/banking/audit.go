@@ -82,6 +82,7 @@ func runAudit(log *slog.Logger, args []string, out io.Writer) error {
 	dataDir := fs.String("data-dir", "var/bank", "dev mode: the bank's data directory")
 	keysvcDir := fs.String("keysvc-dir", "var", "dev mode: keysvc's dev data directory")
 	keysvcURL := fs.String("keysvc-url", "https://127.0.0.1:8443", "dev mode: keysvc's URL")
+	storeURL := fs.String("store-url", "", "dev mode: the dev nodes' PostgreSQL database (as banking -dev -store-url) instead of <data-dir>/bank.db")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,10 +94,15 @@ func runAudit(log *slog.Logger, args []string, out io.Writer) error {
 	switch {
 	case *configPath != "" && *devMode:
 		return errors.New("give -config or -dev, not both")
+	case *storeURL != "" && !*devMode:
+		return errStoreURLWithConfig
 	case *configPath != "":
 		cfg, err = loadConfig(*configPath)
 	case *devMode:
-		cfg, _, err = devConfig(*dataDir, *keysvcDir, *keysvcURL)
+		var dev *devInfo
+		if cfg, dev, err = devConfig(*dataDir, *keysvcDir, *keysvcURL); err == nil && *storeURL != "" {
+			err = devOnPostgres(cfg, dev, *storeURL)
+		}
 	default:
 		return fmt.Errorf("banking audit %s needs -config (the deployment's YAML, whose store holds the trail) or -dev", cmd)
 	}

@@ -24,6 +24,8 @@ import (
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/bankaudit"
 	"github.com/keyward/keyward/banking/store"
+	"github.com/keyward/keyward/banking/store/pgstore"
+	"github.com/keyward/keyward/banking/store/pgstore/pgtest"
 	"github.com/keyward/keyward/keysvc/audit"
 )
 
@@ -199,5 +201,54 @@ func TestAlertsWebhookWiring(t *testing.T) {
 	}
 	if l := logs.String(); !strings.Contains(l, "security alert") || !strings.Contains(l, "sent=1") {
 		t.Errorf("log: %s", l)
+	}
+}
+
+// TestAuditVerifyProcessPostgres: `banking audit verify` as a process on
+// a PostgreSQL store (store.backend: postgres), as it runs beside live
+// nodes; an edited record fails it.
+func TestAuditVerifyProcessPostgres(t *testing.T) {
+	pgtest.Require(t)
+	t.Cleanup(pgtest.Stop) // registered first: runs after the database is dropped
+	dsn := pgtest.Fresh(t)
+	ctx := context.Background()
+	db, err := pgstore.Open(ctx, pgstore.Config{DSN: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tr, err := bankaudit.Open(bankaudit.Config{DB: db, Signer: testSigner{k}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := tr.Append(bankaudit.Event{Actor: "staff:t1", Op: "customer.enrol", Result: "ok", Subject: fmt.Sprintf("c%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tr.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	pub := filepath.Join(t.TempDir(), "bank-audit.pem")
+	if err := os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Replace(validYAML, "data_dir: /var/lib/keyward-bank\n", fmt.Sprintf("data_dir: /var/lib/keyward-bank\nstore: {backend: postgres, postgres: {url: %q}}\n", dsn), 1)
+	conf := writeConfig(t, body)
+	out, err := bankingProc(t, "audit", "verify", "-config", conf, "-pubkey", pub)
+	if err != nil || !strings.Contains(out, "intact (postgres store") || !strings.Contains(out, "5 records (1..5)") {
+		t.Fatalf("verify on PostgreSQL: %v\n%s", err, out)
+	}
+	if err := db.Update(func(tx store.Tx) error {
+		b := tx.Bucket([]byte("bank-audit-records"))
+		key := binary.BigEndian.AppendUint64(nil, 2)
+		return b.Put(key, []byte(strings.Replace(string(b.Get(key)), "staff:t1", "staff:t2", 1)))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := bankingProc(t, "audit", "verify", "-config", conf, "-pubkey", pub); err == nil || !strings.Contains(out, "at record 2") {
+		t.Fatalf("verify of an edited record on PostgreSQL: %v\n%s", err, out)
 	}
 }
