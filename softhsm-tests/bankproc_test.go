@@ -850,7 +850,7 @@ func TestProcBankingEndToEnd(t *testing.T) {
 		t.Errorf("the session after logout: %d %v, want 401", st, out)
 	}
 	corpNoSMSText(t, filepath.Join(e.dir, "bank"), filepath.Join(e.dir, "banking.log")) // codes went to the SMS relay only
-	e.banking.afterStop = func(t *testing.T) { procAuditVerify(t, e) } // banking's last checkpoint is made at shutdown
+	e.banking.afterStop = func(t *testing.T) { procAuditVerify(t, e) }                  // banking's last checkpoint is made at shutdown
 	t.Logf("scenario done in %v; the servers stop next (SIGTERM, exit 0)", time.Since(start).Round(time.Millisecond))
 }
 
