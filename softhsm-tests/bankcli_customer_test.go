@@ -89,7 +89,7 @@ func TestProcBankcliCustomerFunctions(t *testing.T) {
 	cli.ok(t, []string{"PROC_SMS_CODE=" + codes[len(codes)-1]}, "stepup", "-code-env", "PROC_SMS_CODE", "-session-file", laptop)
 	out = cli.ok(t, nil, "payee-add", "-account", bob.account, "-name", "王小明", "-nickname", "表哥", "-bank", "Keyward Bank", "-session-file", laptop)
 	t.Logf("bankcli payee-add after the step-up:\n%s", out)
-	pid := regexp.MustCompile(`Saved payee (p[0-9a-f]{16}): 王小明, account `+bob.account).FindStringSubmatch(out)
+	pid := regexp.MustCompile(`Saved payee (p[0-9a-f]{16}): 王小明, account ` + bob.account).FindStringSubmatch(out)
 	if pid == nil {
 		t.Fatalf("payee-add: %s", out)
 	}
