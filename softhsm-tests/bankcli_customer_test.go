@@ -22,8 +22,9 @@ import (
 func TestProcBankcliCustomerFunctions(t *testing.T) {
 	e := procStartEnv(t)
 	cli := e.cli
+	alicePriv, alicePub := procUSBKey(t, cli.dir, "alice-usb")
 	alice := e.enrol(t, procAlicePW, "-login", "alice", "-name", "Alice Wang", "-phone", procAlicePhone, "-id-card", "11010519491231002X",
-		"-card", "6222020200112233446", "-anti-phishing", "蓝色海豚")
+		"-card", "6222020200112233446", "-anti-phishing", "蓝色海豚", "-usb-key-pem", alicePub)
 	bob := e.enrol(t, procBobPW, "-login", "wangxm", "-name", "王小明", "-phone", "13800002222", "-id-card", "110101199003070011",
 		"-card", "6222020200112233453", "-anti-phishing", "green tea")
 	const deposits = 23
@@ -62,6 +63,18 @@ func TestProcBankcliCustomerFunctions(t *testing.T) {
 	}
 	if _, errOut, code := cli.run(t, nil, "history", "-account", bob.account, "-session-file", laptop); code != 1 || !strings.Contains(errOut, "not_found, HTTP 404") {
 		t.Fatalf("alice reads bob's account: exit %d: %s", code, errOut)
+	}
+	// A transfer with a Chinese purpose, signed with the USB key: both
+	// statements show it with the other side's name and masked account.
+	cli.ok(t, nil, "order", "-from", alice.account, "-to", bob.account, "-payee", "王小明", "-amount", "1234.50", "-purpose", "十二月房租", "-out", "rent.json")
+	procOpenSSL(t, cli.dir, "dgst", "-sha256", "-sign", alicePriv, "-out", "rent.sig", "rent.json")
+	tid := procTransferID(t, cli.ok(t, nil, "transfer-usb", "-order", "rent.json", "-signature", "rent.sig", "-session-file", laptop))
+	out = cli.ok(t, nil, "history", "-account", alice.account, "-limit", "2", "-session-file", laptop)
+	t.Logf("bankcli history -limit 2 after a transfer:\n%s", out)
+	maskedBob := bob.account[:4] + " **** **** " + bob.account[15:]
+	if rows := procHistoryRows(out); len(rows) != 2 || !strings.Contains(rows[0], tid) || !strings.Contains(rows[0], "-1,234.50") ||
+		!strings.Contains(rows[0], "274,768.26") || !strings.Contains(rows[0], "王小明 "+maskedBob) || !strings.Contains(rows[0], "十二月房租") {
+		t.Fatalf("alice's history after the transfer (want %s to 王小明 %s):\n%s", tid, maskedBob, out)
 	}
 
 	// A second login from the same laptop asks for no code: the session's
