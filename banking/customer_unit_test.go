@@ -4,6 +4,7 @@ package banking_test
 // history with paging, saved payees, devices, the anti-phishing message.
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/keyward/keyward/banking/auth/device"
 	"github.com/keyward/keyward/banking/internal/luhn"
+	"github.com/keyward/keyward/banking/ledger"
 	"github.com/keyward/keyward/token/txformat"
 )
 
@@ -432,5 +434,34 @@ func TestUnitDevicesRevokeAcrossNodes(t *testing.T) {
 	if st, out := a.call(t, "", "", "POST", "/v1/login", map[string]any{"login": ana.login, "password": a.seal(t, password), "device": "x-1", "os": "iOS 17",
 		"device_name": strings.Repeat("机", 33)}); st != 400 {
 		t.Fatalf("33-character device name: %d %v", st, out)
+	}
+}
+
+// TestUnitAccountsListsEveryAccount: GET /v1/accounts lists every account
+// the customer owns with its balance (a second account opened later
+// included, none of another customer's), and each one's history is the
+// customer's to read.
+func TestUnitAccountsListsEveryAccount(t *testing.T) {
+	ub := newUnitBank(t)
+	ana := ub.enrol(t, enrolment{login: "ana.li", name: "Ana Li", phone: "13800001111"})
+	ub.enrol(t, enrolment{login: "ben.wu", name: "Ben Wu", phone: "13800002222"})
+	second, err := ub.bank.Ledger.OpenAccount(context.Background(), ledger.OpenAccountRequest{Owner: ana.id, Currency: "CNY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ub.deposit(t, ana.account, "10.00")
+	ub.deposit(t, second.ID, "1234567.80")
+	sess := ub.login(t, ana, "ana-phone")
+	st, out := ub.call(t, sess, "ana-phone", "GET", "/v1/accounts", nil)
+	got := map[string]string{}
+	for _, a := range out["accounts"].([]any) {
+		m := a.(map[string]any)
+		got[m["id"].(string)] = m["balance"].(string)
+	}
+	if st != 200 || len(got) != 2 || got[ana.account] != "10.00" || got[second.ID] != "1234567.80" {
+		t.Fatalf("accounts: %d %v", st, out)
+	}
+	if h := ub.history(t, sess, "ana-phone", second.ID, ""); h.status != 200 || len(h.entries) != 1 || h.entries[0]["balance_after"] != "1234567.80" {
+		t.Fatalf("second account's history: %+v", h)
 	}
 }

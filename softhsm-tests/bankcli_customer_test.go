@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestProcBankcliCustomerFunctions (issue 18 item 5): the customer's own
@@ -109,6 +110,16 @@ func TestProcBankcliCustomerFunctions(t *testing.T) {
 	// Screened: a listed name is refused, whatever the account.
 	if _, errOut, code := cli.run(t, nil, "payee-add", "-account", "6222020200112233461", "-name", "Mallory Fraud", "-session-file", laptop); code != 1 || !strings.Contains(errOut, "payee_blocked") {
 		t.Fatalf("screened payee: exit %d\n%s", code, errOut)
+	}
+	// An account put on the list is refused too, under any name.
+	const reloaded = `msg="screening list reloaded"`
+	reloads := strings.Count(e.banking.log(), reloaded)
+	procReplace(t, e.blacklist, "# test screening list\nname:Mallory Fraud\naccount:6222020200112233479\nend:2\n")
+	procEventually(t, "banking to reload the screening list", 15*time.Second, func() bool {
+		return strings.Count(e.banking.log(), reloaded) > reloads
+	})
+	if _, errOut, code := cli.run(t, nil, "payee-add", "-account", "6222020200112233479", "-name", "Innocent Name", "-session-file", laptop); code != 1 || !strings.Contains(errOut, "payee_blocked") {
+		t.Fatalf("screened account: exit %d\n%s", code, errOut)
 	}
 	cli.ok(t, nil, "payee-add", "-account", "6222 0202 0011 2233 461", "-name", "Bob Li", "-session-file", laptop)
 	out = cli.ok(t, nil, "payees", "-session-file", laptop)
