@@ -34,6 +34,14 @@
 // update and ask for a code each time. It is compared exactly after
 // trimming spaces.
 //
+// # Names and refs
+//
+// A device is listed by its Ref (RefOf: the first 8 bytes of SHA-256 of
+// its id, in hex), which Forget takes and which cannot be turned back into
+// an id. RememberNamed also keeps the name the client gave the device
+// ("小王的手机"; CheckName: at most 32 characters, no control or
+// formatting characters), so a customer can tell devices apart.
+//
 // # Limitations
 //
 // A customer keeps at most Config.MaxDevices (default 10) devices; Remember
