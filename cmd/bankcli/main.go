@@ -9,9 +9,16 @@
 //	                 -card 6222020200112233446 -anti-phishing 蓝色海豚 [-usb-key-pem alice-usb.pub.pem]
 //	                 [-cloud-key] -staff-token-file var/bank/staff.token
 //	bankcli deposit  -account 6299… -amount 10000.00 -staff-token-file var/bank/staff.token
-//	bankcli login    -login alice -device laptop-1 -os "Debian 12"
+//	bankcli login    -login alice -device laptop-1 -os "Debian 12" [-device-name 办公室电脑]
 //	bankcli stepup   [-resend]                  finish an SMS step-up the login left open
 //	bankcli accounts
+//	bankcli history  -account 6299… [-limit 20] [-before CURSOR] [-all]
+//	bankcli payees
+//	bankcli payee-add -account 6222… -name 王小明 [-bank 中国工商银行] [-nickname 房东]   (a recent step-up)
+//	bankcli payee-rm -id p…
+//	bankcli devices
+//	bankcli device-rm -ref 3f2a…                forget a device; its sessions end
+//	bankcli anti-phishing -message 绿茶        (a recent step-up)
 //	bankcli order    -from 6299… -to 6299… -payee "Bob Li" -amount 12.00 -out order.json
 //	bankcli transfer-usb   -order order.json -signature order.sig [-out receipt.json -sig receipt.sig -key bank-receipt.pem]
 //	bankcli transfer-cloud -order order.json [-out receipt.json -sig receipt.sig -key bank-receipt.pem]
@@ -24,6 +31,12 @@
 // the session, its device id, URL and CA are kept in a 0600 file,
 // -session-file (default ~/.config/keyward/bankcli.session); later
 // subcommands use them unless -url or -ca is given.
+//
+// Amounts are shown with thousands grouping and times in Asia/Shanghai;
+// tables line up Chinese text by its display width. A change the bank
+// refuses for want of a recent SMS step-up (payee-add, anti-phishing)
+// says so and names the fix: bankcli stepup -resend, then the command
+// again.
 //
 // # Secrets
 //
@@ -86,6 +99,13 @@ var commands = map[string]command{
 	"login":          {cmdLogin, "log in; asks for the SMS code on a new device"},
 	"stepup":         {cmdStepUp, "finish the SMS step-up of the saved session"},
 	"accounts":       {cmdAccounts, "list your accounts and balances"},
+	"history":        {cmdHistory, "an account's transactions, newest first, page by page"},
+	"payees":         {cmdPayees, "list your saved payees"},
+	"payee-add":      {cmdPayeeAdd, "save a payee (needs a recent SMS step-up)"},
+	"payee-rm":       {cmdPayeeRemove, "remove a saved payee"},
+	"devices":        {cmdDevices, "list the devices the bank knows for you"},
+	"device-rm":      {cmdDeviceRemove, "forget a device and end its sessions"},
+	"anti-phishing":  {cmdAntiPhishing, "change your anti-phishing message (needs a recent SMS step-up)"},
 	"order":          {cmdOrder, "write a canonical transfer order to sign"},
 	"transfer-usb":   {cmdTransferUSB, "send an order signed with your USB key"},
 	"transfer-cloud": {cmdTransferCloud, "send an order for your cloud key; confirm it on keysvc's page"},
