@@ -65,7 +65,7 @@ func (s *server) runStaff(c *fiber.Ctx, role staff.Role, h staffHandler, ev *Eve
 	m, err := s.staff.Authenticate(tok)
 	if err != nil {
 		var ee *staff.ExpiredError
-		if asExpired(err, &ee) {
+		if errors.As(err, &ee) { // the token is someone's: name them
 			ev.Actor = "staff:" + ee.ID
 		}
 		return err
@@ -208,8 +208,6 @@ func (s *server) overrideLimits(c *fiber.Ctx, _ staff.Member, ev *Event) error {
 	}
 	return c.JSON(fiber.Map{"account": a.ID, "per_transaction": ledger.FormatAmount(a.Limits.PerTransaction, a.Currency), "daily": ledger.FormatAmount(a.Limits.Daily, a.Currency)})
 }
-
-func asExpired(err error, ee **staff.ExpiredError) bool { return errors.As(err, ee) }
 
 // noteRefused fills the record of a request refused before its handler
 // ran with what its body was about (its "account", or the "login" an
