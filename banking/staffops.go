@@ -143,7 +143,8 @@ func (b *Bank) ChangePhone(ctx context.Context, customerID, phone, identityCheck
 		{phone, phoneNoticeNew(res.OldPhone, at)},
 	} {
 		if err := b.otps.Notify(ctx, n.phone, n.text); err != nil {
-			b.log.WarnContext(ctx, "phone change: the security notice was not sent", "customer", customerID, "phone", mask.Phone(n.phone), "err", err)
+			by, _ := staffFrom(ctx)
+			b.log.WarnContext(ctx, "phone change: the security notice was not sent; tell the customer in person", "customer", customerID, "phone", mask.Phone(n.phone), "staff", by.ID, "err", err)
 			res.NoticeFailed = append(res.NoticeFailed, mask.Phone(n.phone))
 			continue
 		}

@@ -107,7 +107,11 @@ func logStaff(log *slog.Logger, cfg *Config, dev *devInfo) {
 		for i, r := range m.Roles {
 			roles[i] = string(r)
 		}
-		log.Info("staff member", "id", m.ID, "roles", strings.Join(roles, ","), "expires", m.Expires)
+		attrs := []any{"id", m.ID, "roles", strings.Join(roles, ",")}
+		if !m.Expires.IsZero() {
+			attrs = append(attrs, "expires", m.Expires.UTC())
+		}
+		log.Info("staff member", attrs...)
 	}
 	if dev != nil {
 		log.Info("dev staff tokens", "teller1", dev.tellerToken, "supervisor1", dev.supervisorToken)
