@@ -2,7 +2,6 @@ package banking
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -15,14 +14,15 @@ import (
 
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/banking/staff"
 	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
 
 // ServerConfig configures the HTTP API.
 type ServerConfig struct {
-	// StaffTokenSHA256 is the hex SHA-256 of the tellers' bearer token for
-	// /staff/v1 (enrolment, deposits, ledger check). Empty: no staff API.
-	StaffTokenSHA256 string
+	// Staff is who may use /staff/v1, each person with a personal token
+	// and roles (banking/staff). nil: no staff API.
+	Staff *staff.Registry
 	// LoginPerMinute bounds challenge, login and step-up requests per
 	// source address (default 120); RequestsPerMinute bounds every other
 	// request per session (default 6000); KeyPerMinute bounds the public
@@ -63,9 +63,19 @@ type ServerConfig struct {
 //	GET  /v1/corporate/orders                                      (operators)
 //	POST /v1/corporate/orders/{id}/review     {approve}            (reviewer)
 //	POST /v1/corporate/orders/{id}/authorise  {approve, signature} (authoriser)
-//	POST /staff/v1/customers           enrolment                   (staff token)
-//	POST /staff/v1/deposits            {account, amount, currency, idempotency_key}
-//	GET  /staff/v1/ledger/verify
+//	GET  /staff/v1/whoami              {id, name, roles}           (any staff member)
+//	POST /staff/v1/customers           enrolment                   (role enrol)
+//	POST /staff/v1/deposits            {account, amount, currency, idempotency_key} (deposit)
+//	GET  /staff/v1/ledger/verify                                   (ledger-verify)
+//	POST /staff/v1/customers/{id}/unlock                           (unlock)
+//	POST /staff/v1/customers/{id}/phone  {phone, identity_checked} (phone-change)
+//	POST /staff/v1/limits              {account, per_transaction, daily, reason} (limit-override)
+//
+// Staff routes take "Authorization: Bearer kwst_…", a person's own token
+// (ServerConfig.Staff); a route the person has no role for is 403
+// staff_role_required. Every staff request, accepted or refused, is one
+// record of banking's audit trail naming the person ("staff:<id>", or
+// "staff:?" for a token no one holds).
 //
 // Sessions are "Authorization: Bearer <session>" with the device id in
 // "X-Device-Id". The app is the shared edge's (keysvc/wire/httpedge):
@@ -123,11 +133,16 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 	sv.Post("/corporate/orders/:id/review", s.ready(s.reviewCorpOrder))
 	sv.Post("/corporate/orders/:id/authorise", s.ready(s.authoriseCorpOrder))
 
-	if cfg.StaffTokenSHA256 != "" {
-		staff := app.Group("/staff/v1", staffAuth(cfg.StaffTokenSHA256))
-		staff.Post("/customers", s.enrol)
-		staff.Post("/deposits", s.deposit)
-		staff.Get("/ledger/verify", s.verifyLedger)
+	if cfg.Staff != nil {
+		s.staff = cfg.Staff
+		st := app.Group("/staff/v1")
+		st.Get("/whoami", s.staffAct("whoami", "", s.whoami))
+		st.Post("/customers", s.staffAct("enrol", staff.RoleEnrol, s.enrol))
+		st.Post("/deposits", s.staffAct("deposit", staff.RoleDeposit, s.deposit))
+		st.Get("/ledger/verify", s.staffAct("ledger-verify", staff.RoleLedgerVerify, s.verifyLedger))
+		st.Post("/customers/:id/unlock", s.staffAct("unlock", staff.RoleUnlock, s.unlockCustomer))
+		st.Post("/customers/:id/phone", s.staffAct("phone-change", staff.RolePhoneChange, s.changePhone))
+		st.Post("/limits", s.staffAct("limit-override", staff.RoleLimitOverride, s.overrideLimits))
 	}
 	return app
 }
@@ -154,7 +169,8 @@ func (cfg ServerConfig) withDefaults() ServerConfig {
 // the request, calls one Bank method and writes the answer; errors go to
 // errorHandler, which maps them with classify.
 type server struct {
-	bank *Bank
+	bank  *Bank
+	staff *staff.Registry // nil: no staff routes
 }
 
 // sessionHandler is a handler behind session authentication: sid is the
@@ -211,18 +227,6 @@ func bearerHash(c *fiber.Ctx) string {
 	t, _ := bearer(c)
 	h := sha256.Sum256([]byte(t))
 	return hex.EncodeToString(h[:8])
-}
-
-func staffAuth(wantHex string) fiber.Handler {
-	want, _ := hex.DecodeString(wantHex)
-	return func(c *fiber.Ctx) error {
-		t, ok := bearer(c)
-		sum := sha256.Sum256([]byte(t))
-		if !ok || len(want) != len(sum) || subtle.ConstantTimeCompare(sum[:], want) != 1 {
-			return fmt.Errorf("%w: staff token required", ErrUnauthenticated)
-		}
-		return c.Next()
-	}
 }
 
 func clientIP(c *fiber.Ctx) netip.Addr {

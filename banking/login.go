@@ -63,7 +63,7 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 	att, err := b.guard.Begin(ctx, req.Login, ip)
 	if err != nil {
 		b.log.WarnContext(ctx, "login refused: locked", "login", req.Login, "source", ip.String())
-		return bankwire.LoginResult{}, err
+		return bankwire.LoginResult{}, b.lockedErr(err)
 	}
 	pw, err := b.open(ctx, req.Password)
 	if err != nil {

@@ -47,7 +47,7 @@ func cmdEnrol(args []string) error {
 	f.fs.StringVar(&req.Corporate, "corporate", "", "corporate id, for corporate operators")
 	f.fs.StringVar((*string)(&req.Role), "role", "", "corporate role: admin, maker, reviewer or authoriser")
 	f.fs.StringVar(&req.Currency, "currency", "", "currency of the first account (default CNY)")
-	f.fs.StringVar(&staffFile, "staff-token-file", "", "file holding the tellers' bearer token (dev: var/bank/staff.token)")
+	f.fs.StringVar(&staffFile, "staff-token-file", "", staffFlagHelp)
 	f.fs.StringVar(&pwEnv, "password-env", "", "read the new password from this environment variable instead of the terminal")
 	if err := f.parse(args); err != nil {
 		return err
@@ -115,7 +115,7 @@ func cmdDeposit(args []string) error {
 	f.fs.StringVar(&amount, "amount", "", "amount, e.g. 10000.00")
 	f.fs.StringVar(&currency, "currency", "CNY", "currency")
 	f.fs.StringVar(&key, "idempotency-key", "", "repeat a deposit's key to make sure it is booked once (default: a new random key)")
-	f.fs.StringVar(&staffFile, "staff-token-file", "", "file holding the tellers' bearer token (dev: var/bank/staff.token)")
+	f.fs.StringVar(&staffFile, "staff-token-file", "", staffFlagHelp)
 	if err := f.parse(args); err != nil {
 		return err
 	}

@@ -7,8 +7,12 @@
 //
 //	bankcli enrol    -login alice -name "Alice Wang" -phone 13800001111 -id-card 11010519491231002X
 //	                 -card 6222020200112233446 -anti-phishing 蓝色海豚 [-usb-key-pem alice-usb.pub.pem]
-//	                 [-cloud-key] -staff-token-file var/bank/staff.token
-//	bankcli deposit  -account 6299… -amount 10000.00 -staff-token-file var/bank/staff.token
+//	                 [-cloud-key] -staff-token-file var/bank/staff/teller1.token
+//	bankcli deposit  -account 6299… -amount 10000.00 -staff-token-file var/bank/staff/teller1.token
+//	bankcli whoami   -staff-token-file FILE      who a staff token is, and its roles
+//	bankcli unlock   -customer c… -staff-token-file var/bank/staff/supervisor1.token
+//	bankcli phone    -customer c… -phone 13900002222 -identity-checked "resident ID card ending 002X" -staff-token-file var/bank/staff/teller1.token
+//	bankcli limit-override -account 6299… -per-transaction 2000000.00 -daily 6000000.00 -reason "…" -staff-token-file var/bank/staff/supervisor1.token
 //	bankcli login    -login alice -device laptop-1 -os "Debian 12" [-device-name 办公室电脑]
 //	bankcli stepup   [-resend]                  finish an SMS step-up the login left open
 //	bankcli accounts
@@ -42,8 +46,12 @@
 //
 // Passwords and SMS codes are typed at the terminal without echo, or read
 // from an environment variable whose name a flag gives (-password-env
-// NAME, -code-env NAME), never from argv. The staff token is read from a
-// file (-staff-token-file). Output files are created with O_EXCL: bankcli
+// NAME, -code-env NAME), never from argv. A teller's or supervisor's
+// personal staff token is read from a file (-staff-token-file); the bank
+// records every staff act under that person's id, and refuses an act
+// their roles do not cover (staff_role_required: enrol, deposit and
+// phone belong to tellers, unlock and limit-override to supervisors in
+// dev mode). Output files are created with O_EXCL: bankcli
 // never overwrites one.
 //
 // # Transfers
@@ -94,8 +102,12 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"enrol":          {cmdEnrol, "enrol a customer (teller; staff token)"},
-	"deposit":        {cmdDeposit, "pay cash into an account (teller; staff token)"},
+	"enrol":          {cmdEnrol, "enrol a customer (staff role enrol)"},
+	"deposit":        {cmdDeposit, "pay cash into an account (staff role deposit)"},
+	"whoami":         {cmdWhoami, "show who a staff token is and its roles"},
+	"unlock":         {cmdUnlock, "lift a customer's login lock after checking identity (staff role unlock)"},
+	"phone":          {cmdPhone, "change a customer's registered phone at the counter (staff role phone-change)"},
+	"limit-override": {cmdLimitOverride, "set an account's limits beyond the customer's ceiling (staff role limit-override)"},
 	"login":          {cmdLogin, "log in; asks for the SMS code on a new device"},
 	"stepup":         {cmdStepUp, "finish the SMS step-up of the saved session"},
 	"accounts":       {cmdAccounts, "list your accounts and balances"},
