@@ -1,7 +1,8 @@
 package softhsmtests
 
 // The confirmation page in Chinese, in a real browser (issue 18 item 1):
-// headless Chromium asking for zh-CN reads a transfer to a Chinese payee
+// headless Chromium asking for zh-CN sets the holder PIN on the Chinese
+// enrolment page, then reads a transfer to a Chinese payee
 // with a Chinese purpose; the Chinese texts are in the DOM, and each node
 // holding Han characters was laid out with a CJK font that drew at least
 // as many glyphs as the node has Han characters (DevTools
@@ -111,7 +112,30 @@ func TestConfirmPageChineseBrowser(t *testing.T) {
 	browser := pageBrowser(t)
 	e := newKeysvcEnv(t)
 	const key = "page-zh"
-	e.pageEnrolJSON(t, key, e.pageKey(t, key))
+	code := e.pageKey(t, key)
+
+	// The holder sets the PIN on the Chinese enrolment page.
+	ctx := pageTabIn(t, browser, "zh-CN,zh;q=0.9")
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.confirmURL+"/enrol")); err != nil {
+		t.Fatal(err)
+	}
+	if title, _ := chromedp.Run(ctx, chromedp.Title()); title != "设置持有人 PIN" {
+		t.Errorf("enrolment page title %q", title)
+	}
+	cjkGlyphs(ctx, t, "label")
+	if err := chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.ID("key"), key),
+		chromedp.SendKeys(chromedp.ID("setup_code"), code),
+		chromedp.SendKeys(chromedp.ID("pin"), pageHolderPIN),
+		chromedp.SendKeys(chromedp.ID("pin2"), pageHolderPIN),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if st := pageSubmit(ctx, t, "enrol"); st != 200 {
+		t.Errorf("enrolment page: status %d", st)
+	}
+	pageWant(t, "#result", pageText(ctx, t, "result"), "您的持有人 PIN 已设置", "密钥 "+key+" 今后签署前将要求输入此 PIN。")
+
 	msg, err := txformat.CanonicalJSON(txformat.Transfer{PayerAccount: "6222 0202 0011 2233 445", PayeeAccount: "6222 0200 1234 5678",
 		PayeeName: "李雷", PayeeBank: "中国工商银行北京分行", Amount: "1234.50", Currency: "CNY", Purpose: "货款 发票号 20260215"},
 		"2026-11-28T17:00:00+08:00", "zhPageNonce00001")
@@ -119,7 +143,6 @@ func TestConfirmPageChineseBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, tok := e.pageSign(t, key, msg)
-	ctx := pageTabIn(t, browser, "zh-CN,zh;q=0.9")
 	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(e.confirmURL+"/c/"+tok))
 	if err != nil || resp.Status != 200 {
 		t.Fatalf("opening the page: %v %v", resp, err)
