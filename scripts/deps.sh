@@ -3,7 +3,7 @@
 # a C compiler for cgo (miekg/pkcs11), SoftHSM2 (the PKCS#11 module the tests
 # run against) and OpenSC's pkcs11-tool (lists a token's objects), the openssl CLI (tests verify signatures with it), Chromium
 # (the confirmation page's browser test drives it headless; under CI=true a
-# missing browser fails that test), the TPM stack (swtpm, a software TPM that
+# missing browser fails that test) and fonts-noto-cjk (the Chinese page's glyphs), the TPM stack (swtpm, a software TPM that
 # the sealing tests talk to over TCP; tpm2-abrmd, tpm2-tools and tpm2-pkcs11,
 # the second PKCS#11 module of the conformance suite, reached over a private
 # D-Bus session bus), the OpenSSL headers and Node.js with npm (the SM2
@@ -42,6 +42,9 @@ if [ -n "$tests" ]; then
   command -v node >/dev/null 2>&1 || need+=(nodejs)
   command -v npm >/dev/null 2>&1 || need+=(npm)
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  # The Chinese confirmation page's browser test needs real CJK glyphs (under
+  # CI=true a missing Noto CJK font fails it): Debian's Noto Sans/Serif CJK.
+  fc-list :lang=zh family 2>/dev/null | grep 'Noto.*CJK' >/dev/null || need+=(fonts-noto-cjk)
 fi
 softhsm=""
 for p in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so /usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so; do
