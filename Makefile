@@ -12,7 +12,7 @@ FUZZTIME ?= 200000x
 FUZZMINIMIZE ?= 1s
 PKGS      = ./...
 
-.PHONY: all deps build etcd-bin test backup-drill conformance vet fmt-check fuzz-short fuzz bench scale run run-cluster kwsign ceremony bench-banking clean run-banking run-banking-pg bankcli
+.PHONY: all deps deps-run deps-run-pg build etcd-bin test backup-drill conformance vet fmt-check fuzz-short fuzz bench scale run run-cluster kwsign ceremony bench-banking clean run-banking run-banking-pg bankcli
 
 all: build
 
@@ -20,7 +20,17 @@ deps:
 	@scripts/deps.sh
 	@$(GO) mod download
 
-build: deps
+# What running needs and no more (make run and the binaries): no browser,
+# TPM stack, Node.js, fonts or PostgreSQL (run-banking-pg adds it).
+deps-run:
+	@scripts/deps.sh run
+	@$(GO) mod download
+
+deps-run-pg:
+	@scripts/deps.sh run-pg
+	@$(GO) mod download
+
+build: deps-run
 	$(GO) build $(PKGS)
 
 fmt-check:
@@ -138,15 +148,15 @@ bench-banking: deps
 
 # The security officers' key-ceremony tool (cmd/ceremony), and keysvc, which
 # scripts/ceremony-rehearsal.sh starts on the restored DR token.
-ceremony: deps
+ceremony: deps-run
 	$(GO) build -o bin/ceremony ./cmd/ceremony
 	$(GO) build -o bin/keysvc ./cmd/keysvc
 
 # The USB-key holder's signing command (cmd/kwsign).
-kwsign: deps
+kwsign: deps-run
 	$(GO) build -o bin/kwsign ./cmd/kwsign
 
-run: deps
+run: deps-run
 	$(GO) build -o bin/keysvc ./cmd/keysvc
 	./bin/keysvc -dev -data-dir $(DATA_DIR)
 
@@ -156,7 +166,7 @@ run: deps
 # SoftHSM2 token, everything under $(DATA_DIR)/cluster
 # (cmd/internal/runcluster; README, "Running a keysvc cluster"). Ctrl-C
 # stops it all.
-run-cluster: deps
+run-cluster: deps-run
 	$(GO) build -o bin/keysvc ./cmd/keysvc
 	$(GO) build -o bin/runcluster ./cmd/internal/runcluster
 	./bin/runcluster -data-dir $(DATA_DIR) -keysvc bin/keysvc
@@ -164,7 +174,7 @@ run-cluster: deps
 # The internet-banking API (cmd/banking) in dev mode, on keysvc's dev mode
 # (make run, in another terminal): https://127.0.0.1:8445, data under
 # $(DATA_DIR)/bank.
-run-banking: deps
+run-banking: deps-run
 	$(GO) build -o bin/banking ./cmd/banking
 	./bin/banking -dev -keysvc-dir $(DATA_DIR) -data-dir $(DATA_DIR)/bank
 
@@ -173,13 +183,13 @@ run-banking: deps
 # under $(DATA_DIR)/pg (wiped at each start) and two banking -dev nodes on
 # it, https://127.0.0.1:8445 and :8446, sharing $(DATA_DIR)/bank
 # (cmd/internal/runbankpg; README, "banking on PostgreSQL (issue 17)").
-run-banking-pg: deps
+run-banking-pg: deps-run-pg
 	$(GO) build -o bin/banking ./cmd/banking
 	$(GO) build -o bin/runbankpg ./cmd/internal/runbankpg
 	./bin/runbankpg -data-dir $(DATA_DIR) -banking bin/banking
 
 # The customer and teller client of the banking API (cmd/bankcli).
-bankcli: deps
+bankcli: deps-run
 	$(GO) build -o bin/bankcli ./cmd/bankcli
 
 clean:

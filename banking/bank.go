@@ -62,6 +62,7 @@ import (
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/bankaudit"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/banking/payee"
 	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/keysvc/wire/httpedge"
@@ -139,6 +140,7 @@ type Bank struct {
 	sessions   *session.Manager
 	otps       *otp.Service
 	devices    *device.Registry
+	payees     *payee.Book
 	receipts   *receiptSigner
 	pubKeys    *pubKeyCache
 	decoy      atomic.Pointer[[]byte] // see decoyMAC
@@ -208,6 +210,9 @@ func New(cfg Config) (*Bank, error) {
 		return nil, err
 	}
 	if b.devices, err = device.New(device.Config{DB: cfg.DB, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	if b.payees, err = payee.New(payee.Config{DB: cfg.DB, Now: cfg.Now}); err != nil {
 		return nil, err
 	}
 	if b.otps, err = otp.New(otp.Config{DB: cfg.DB, Hasher: otpHasher{b}, Gateway: cfg.SMS, Alerts: alerts, Now: cfg.Now,

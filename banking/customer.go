@@ -249,19 +249,7 @@ func (b *Bank) upgradePasswordMAC(ctx context.Context, c *Customer, pw []byte) {
 
 // Enrol creates a customer with its first account, its keys in keysvc and
 // its sealed identity numbers (R-AUTH-1, R-AUTH-2, R-AUTH-7, R-SRV-6).
-//
-// Audited as "customer.enrol" by the staff actor in ctx (WithActor): the
-// login, corporate, role and which keys; never the ID-card or card number,
-// the phone or the password.
-func (b *Bank) Enrol(ctx context.Context, req bankwire.EnrolRequest) (res bankwire.EnrolResult, err error) {
-	defer func() {
-		ev := Event{Op: "customer.enrol", Actor: actorFrom(ctx, "staff"), Subject: res.Customer.ID, Result: resultOf(err)}
-		if loginRE.MatchString(req.Login) {
-			ev.Detail = "login=" + req.Login
-		}
-		ev.Detail += fmt.Sprintf(" corporate=%.32q role=%.16q usb_key=%t cloud_key=%t", req.Corporate, req.Role, req.USBPublicKey != "", req.CloudKey)
-		b.audit(ctx, ev)
-	}()
+func (b *Bank) Enrol(ctx context.Context, req bankwire.EnrolRequest) (bankwire.EnrolResult, error) {
 	if err := validateEnrol(&req); err != nil {
 		return bankwire.EnrolResult{}, err
 	}
@@ -305,6 +293,7 @@ func (b *Bank) Enrol(ctx context.Context, req bankwire.EnrolRequest) (res bankwi
 	if err != nil {
 		return bankwire.EnrolResult{}, err
 	}
+	var res bankwire.EnrolResult
 	grants := wire.Policy{Grants: []wire.Grant{{Client: b.kmsClientName(), Ops: []wire.Op{wire.OpSign, wire.OpVerify, wire.OpPublic}}}}
 	if req.USBPublicKey != "" {
 		alg := wire.AlgECP256

@@ -10,6 +10,7 @@ import (
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/banking/staff"
 	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/keysvc/wire/httpedge"
@@ -45,6 +46,9 @@ var errorTable = append(httpedge.Table{
 	{Err: session.ErrNotFound, Status: http.StatusUnauthorized, Code: "unauthenticated"},
 	{Err: session.ErrExpired, Status: http.StatusUnauthorized, Code: "session_expired"},
 	{Err: ErrLoginFailed, Status: http.StatusUnauthorized, Code: "login_failed"},
+	{Err: staff.ErrUnknownToken, Status: http.StatusUnauthorized, Code: "unauthenticated", Message: msgStaffToken},
+	{Err: staff.ErrExpired, Status: http.StatusUnauthorized, Code: "staff_credential_expired"},
+	{Err: staff.ErrRoleRequired, Status: http.StatusForbidden, Code: "staff_role_required"},
 	{Err: bruteforce.ErrLocked, Status: http.StatusTooManyRequests, Code: "temporarily_locked"},
 	{Err: password.ErrChallengeUsed, Status: http.StatusBadRequest, Code: "challenge_used"},
 	{Err: password.ErrChallengeExpired, Status: http.StatusBadRequest, Code: "challenge_expired"},
@@ -81,6 +85,7 @@ const (
 	msgStoreUnavailable = "the bank's records cannot be reached just now; try again shortly (a transfer sent again with the same order is never applied twice)"
 	msgPayeeBlocked     = "the transfer is refused: the payee or account is on the bank's screening list"
 	msgCustomerBlocked  = "enrolment refused: the customer is on the bank's screening list"
+	msgStaffToken       = "this staff token is not known; send your own personal token (kwst_…) as Authorization: Bearer"
 )
 
 // ledgerStatus is the HTTP status of each ledger code (ledger.ErrorCodes).

@@ -16,7 +16,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -36,13 +35,48 @@ import (
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/internal/fakekms"
 	"github.com/keyward/keyward/banking/ledger"
+	"github.com/keyward/keyward/banking/staff"
 	"github.com/keyward/keyward/keysvc/wire"
 	"github.com/keyward/keyward/token/smcrypto"
 	"github.com/keyward/keyward/token/txformat"
 )
 
+// The bank's two staff members in every unit bank: a teller and a
+// supervisor with personal tokens and the roles cmd/banking's dev mode
+// gives them.
+var (
+	tellerToken, tellerSum         = mustStaffToken()
+	supervisorToken, supervisorSum = mustStaffToken()
+	retiredToken, retiredSum       = mustStaffToken() // retired1's credential expired in 2026-01
+	// staffToken is the token the helpers (enrol, deposit) act with: the teller's.
+	staffToken = tellerToken
+)
+
+func mustStaffToken() (string, [32]byte) {
+	tok, sum, err := staff.NewToken()
+	if err != nil {
+		panic(err)
+	}
+	return tok, sum
+}
+
+// staffRegistry is teller1 (enrol, deposit, phone-change), supervisor1
+// (unlock, limit-override, ledger-verify) and retired1, whose credential
+// has expired.
+func staffRegistry(t testing.TB) *staff.Registry {
+	t.Helper()
+	reg, err := staff.New([]staff.Member{
+		{ID: "teller1", Name: "Teller One", Roles: []staff.Role{staff.RoleEnrol, staff.RoleDeposit, staff.RolePhoneChange}, TokenSHA256: tellerSum},
+		{ID: "supervisor1", Name: "Supervisor One", Roles: []staff.Role{staff.RoleUnlock, staff.RoleLimitOverride, staff.RoleLedgerVerify}, TokenSHA256: supervisorSum},
+		{ID: "retired1", Name: "Retired One", Roles: []staff.Role{staff.RoleEnrol, staff.RoleDeposit}, TokenSHA256: retiredSum, Expires: time.Date(2026, 1, 31, 0, 0, 0, 0, time.UTC)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
 const (
-	staffToken    = "staff-token-unit"
 	kmsClient     = "bankapp" // Config.KMSName: the fake grants only this client
 	password      = "Gl4cier-Walk-7q"
 	wrongPassword = "Wrong-Pass-99x"
@@ -62,7 +96,8 @@ type unitBank struct {
 
 	mu      sync.Mutex
 	alerts  []auth.Event
-	secrets []string // one-time codes and sessions seen: never to be logged
+	audits  []banking.Event // every event the bank recorded (Config.OnAudit)
+	secrets []string        // one-time codes and sessions seen: never to be logged
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
@@ -139,13 +174,17 @@ func (ub *unitBank) start(t *testing.T, db store.DB) {
 		ub.alerts = append(ub.alerts, ev)
 		ub.mu.Unlock()
 	})
+	onAudit := func(_ context.Context, ev banking.Event) {
+		ub.mu.Lock()
+		ub.audits = append(ub.audits, ev)
+		ub.mu.Unlock()
+	}
 	if ub.bank, err = banking.New(banking.Config{DB: db, KMS: ub.kms, KMSName: kmsClient, SMS: ub.outbox, Alerts: alerts, Logger: logger,
-		Now: func() time.Time { return time.Now().Add(time.Duration(ub.skew.Load())) }}); err != nil {
+		Now: func() time.Time { return time.Now().Add(time.Duration(ub.skew.Load())) }, OnAudit: onAudit}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ub.bank.Close() })
-	sum := sha256.Sum256([]byte(staffToken))
-	app := ub.bank.NewServer(banking.ServerConfig{StaffTokenSHA256: fmt.Sprintf("%x", sum), LoginPerMinute: 100000, KeyPerMinute: 100000})
+	app := ub.bank.NewServer(banking.ServerConfig{Staff: staffRegistry(t), LoginPerMinute: 100000, KeyPerMinute: 100000})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +204,7 @@ func (ub *unitBank) checkLogs(t *testing.T) {
 	logs := ub.log.String()
 	ub.mu.Lock()
 	defer ub.mu.Unlock()
-	for _, s := range append([]string{password, wrongPassword}, ub.secrets...) {
+	for _, s := range append([]string{password, wrongPassword, tellerToken, supervisorToken, retiredToken}, ub.secrets...) {
 		if containsToken(logs, s) {
 			t.Errorf("the bank's log holds a secret (%d characters)", len(s))
 		}

@@ -2,7 +2,6 @@ package banking
 
 import (
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -15,14 +14,15 @@ import (
 
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/banking/staff"
 	"github.com/keyward/keyward/keysvc/wire/httpedge"
 )
 
 // ServerConfig configures the HTTP API.
 type ServerConfig struct {
-	// StaffTokenSHA256 is the hex SHA-256 of the tellers' bearer token for
-	// /staff/v1 (enrolment, deposits, ledger check). Empty: no staff API.
-	StaffTokenSHA256 string
+	// Staff is who may use /staff/v1, each person with a personal token
+	// and roles (banking/staff). nil: no staff API.
+	Staff *staff.Registry
 	// LoginPerMinute bounds challenge, login and step-up requests per
 	// source address (default 120); RequestsPerMinute bounds every other
 	// request per session (default 6000); KeyPerMinute bounds the public
@@ -47,6 +47,11 @@ type ServerConfig struct {
 //	POST /v1/stepup                    {code, os}                  (session)
 //	POST /v1/logout                                                (session)
 //	GET  /v1/me, /v1/accounts                                      (session)
+//	GET  /v1/accounts/{account}/transactions?limit=20&before=      (the account's owner; a company's: its operators)
+//	GET  /v1/payees, POST /v1/payees {account, name, bank?, nickname?} (adding: recent step-up)
+//	DELETE /v1/payees/{id}
+//	GET  /v1/devices, DELETE /v1/devices/{ref}                     (forgetting one ends its sessions)
+//	POST /v1/anti-phishing             {message}                   (recent step-up)
 //	POST /v1/limits                    {account, per_transaction, daily} (recent step-up; a company's: its admin)
 //	POST /v1/password                  {password: Sealed}          (recent step-up)
 //	POST /v1/transfers/usb             {order, signature}          (personal customers)
@@ -58,9 +63,19 @@ type ServerConfig struct {
 //	GET  /v1/corporate/orders                                      (operators)
 //	POST /v1/corporate/orders/{id}/review     {approve}            (reviewer)
 //	POST /v1/corporate/orders/{id}/authorise  {approve, signature} (authoriser)
-//	POST /staff/v1/customers           enrolment                   (staff token)
-//	POST /staff/v1/deposits            {account, amount, currency, idempotency_key}
-//	GET  /staff/v1/ledger/verify
+//	GET  /staff/v1/whoami              {id, name, roles}           (any staff member)
+//	POST /staff/v1/customers           enrolment                   (role enrol)
+//	POST /staff/v1/deposits            {account, amount, currency, idempotency_key} (deposit)
+//	GET  /staff/v1/ledger/verify                                   (ledger-verify)
+//	POST /staff/v1/customers/{id}/unlock                           (unlock)
+//	POST /staff/v1/customers/{id}/phone  {phone, identity_checked} (phone-change)
+//	POST /staff/v1/limits              {account, per_transaction, daily, reason} (limit-override)
+//
+// Staff routes take "Authorization: Bearer kwst_…", a person's own token
+// (ServerConfig.Staff); a route the person has no role for is 403
+// staff_role_required. Every staff request, accepted or refused, is one
+// record of banking's audit trail naming the person ("staff:<id>", or
+// "staff:?" for a token no one holds).
 //
 // Sessions are "Authorization: Bearer <session>" with the device id in
 // "X-Device-Id". The app is the shared edge's (keysvc/wire/httpedge):
@@ -100,6 +115,13 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 	sv := v1.Group("", sessLimit)
 	sv.Get("/me", s.ready(s.me))
 	sv.Get("/accounts", s.ready(s.accounts))
+	sv.Get("/accounts/:account/transactions", s.ready(s.transactions))
+	sv.Get("/payees", s.ready(s.listPayees))
+	sv.Post("/payees", s.ready(s.addPayee))
+	sv.Delete("/payees/:id", s.ready(s.removePayee))
+	sv.Get("/devices", s.ready(s.listDevices))
+	sv.Delete("/devices/:ref", s.ready(s.forgetDevice))
+	sv.Post("/anti-phishing", s.ready(s.setAntiPhishing))
 	sv.Post("/limits", s.ready(s.setLimits))
 	sv.Post("/password", s.ready(s.changePassword))
 	sv.Post("/transfers/usb", s.ready(s.transferUSB))
@@ -111,11 +133,16 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 	sv.Post("/corporate/orders/:id/review", s.ready(s.reviewCorpOrder))
 	sv.Post("/corporate/orders/:id/authorise", s.ready(s.authoriseCorpOrder))
 
-	if cfg.StaffTokenSHA256 != "" {
-		staff := app.Group("/staff/v1", staffAuth(cfg.StaffTokenSHA256))
-		staff.Post("/customers", s.enrol)
-		staff.Post("/deposits", s.deposit)
-		staff.Get("/ledger/verify", s.verifyLedger)
+	if cfg.Staff != nil {
+		s.staff = cfg.Staff
+		st := app.Group("/staff/v1")
+		st.Get("/whoami", s.staffAct("whoami", "", s.whoami))
+		st.Post("/customers", s.staffAct("enrol", staff.RoleEnrol, s.enrol))
+		st.Post("/deposits", s.staffAct("deposit", staff.RoleDeposit, s.deposit))
+		st.Get("/ledger/verify", s.staffAct("ledger-verify", staff.RoleLedgerVerify, s.verifyLedger))
+		st.Post("/customers/:id/unlock", s.staffAct("unlock", staff.RoleUnlock, s.unlockCustomer))
+		st.Post("/customers/:id/phone", s.staffAct("phone-change", staff.RolePhoneChange, s.changePhone))
+		st.Post("/limits", s.staffAct("limit-override", staff.RoleLimitOverride, s.overrideLimits))
 	}
 	return app
 }
@@ -142,7 +169,8 @@ func (cfg ServerConfig) withDefaults() ServerConfig {
 // the request, calls one Bank method and writes the answer; errors go to
 // errorHandler, which maps them with classify.
 type server struct {
-	bank *Bank
+	bank  *Bank
+	staff *staff.Registry // nil: no staff routes
 }
 
 // sessionHandler is a handler behind session authentication: sid is the
@@ -199,18 +227,6 @@ func bearerHash(c *fiber.Ctx) string {
 	t, _ := bearer(c)
 	h := sha256.Sum256([]byte(t))
 	return hex.EncodeToString(h[:8])
-}
-
-func staffAuth(wantHex string) fiber.Handler {
-	want, _ := hex.DecodeString(wantHex)
-	return func(c *fiber.Ctx) error {
-		t, ok := bearer(c)
-		sum := sha256.Sum256([]byte(t))
-		if !ok || len(want) != len(sum) || subtle.ConstantTimeCompare(sum[:], want) != 1 {
-			return fmt.Errorf("%w: staff token required", ErrUnauthenticated)
-		}
-		return c.Next()
-	}
 }
 
 func clientIP(c *fiber.Ctx) netip.Addr {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/keyward/keyward/banking/auth/device"
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/bankwire"
@@ -45,6 +46,9 @@ func validateLogin(r *bankwire.LoginRequest) error {
 	if !loginRE.MatchString(r.Login) || r.Device == "" || len(r.Device) > 64 || r.OS == "" || len(r.OS) > 64 {
 		return invalid("login, device (≤64) and os (≤64) are required")
 	}
+	if device.CheckName(r.DeviceName) != nil {
+		return invalid("device_name is at most %d characters, without control characters", device.MaxNameLen)
+	}
 	return nil
 }
 
@@ -76,7 +80,7 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 	att, err := b.guard.Begin(ctx, req.Login, ip)
 	if err != nil {
 		b.log.WarnContext(ctx, "login refused: locked", "login", req.Login, "source", ip.String())
-		return bankwire.LoginResult{}, err
+		return bankwire.LoginResult{}, b.lockedErr(err)
 	}
 	pw, err := b.open(ctx, req.Password)
 	if err != nil {
@@ -101,7 +105,7 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 	if err != nil {
 		return bankwire.LoginResult{}, err
 	}
-	id, sess, err := b.sessions.Create(ctx, session.Params{Customer: c.ID, Device: req.Device, IP: ip, Level: session.LevelPassword})
+	id, sess, err := b.sessions.Create(ctx, session.Params{Customer: c.ID, Device: req.Device, DeviceName: req.DeviceName, IP: ip, Level: session.LevelPassword})
 	if err != nil {
 		return bankwire.LoginResult{}, err
 	}
@@ -121,7 +125,7 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 		b.audit(ctx, Event{Op: "otp.send", Actor: "customer:" + c.ID, Result: resultOf(err), Detail: "purpose=stepup"})
 		return res, err
 	}
-	return res, b.devices.Remember(ctx, c.ID, req.Device, req.OS, ip)
+	return res, b.devices.RememberNamed(ctx, c.ID, req.Device, req.DeviceName, req.OS, ip)
 }
 
 // RequestStepUp sends a fresh SMS code for the session's customer.
@@ -148,7 +152,7 @@ func (b *Bank) StepUp(ctx context.Context, sid string, s session.Session, code, 
 	if os == "" || err != nil {
 		return nil
 	}
-	return b.devices.Remember(ctx, s.Customer, s.Device, os, ip)
+	return b.devices.RememberNamed(ctx, s.Customer, s.Device, s.DeviceName, os, ip)
 }
 
 var bucketStepUp = []byte("bank-stepup-pending") // session ref → "1" while the login's step-up is open

@@ -36,7 +36,10 @@ type TrailConfig struct {
 //	logout                 customer:<id>
 //	password.change        customer:<id>
 //	limits.change          customer:<id>; account; per_transaction, daily
-//	customer.enrol         the staff actor (WithActor), "staff" when none; customer id; login, corporate, role, keys
+//	payee.add, payee.remove, device.forget, antiphishing.change
+//	                       customer:<id>; the payee, device or nothing (selfservice.go)
+//	staff.<act>            staff:<id> ("staff:?" for a token no one holds); whoami, enrol, deposit,
+//	                       ledger-verify, unlock, phone-change, limit-override (http_staff.go)
 //	corporate.enter        customer:<id>; order id; corporate
 //	corporate.review       customer:<id>; order id; decision approve|reject
 //	corporate.authorise    customer:<id>; order id; decision approve|reject
@@ -101,23 +104,6 @@ func resultOf(err error) string {
 	}
 	_, code, _, _ := classify(err)
 	return code
-}
-
-type actorKey struct{}
-
-// WithActor returns ctx naming who acts for the staff routes
-// ("staff:<id>"), as the staff authentication sets it; events of actions
-// without a customer session take their Actor from it.
-func WithActor(ctx context.Context, actor string) context.Context {
-	return context.WithValue(ctx, actorKey{}, actor)
-}
-
-// actorFrom is the actor WithActor set, else fallback.
-func actorFrom(ctx context.Context, fallback string) string {
-	if a, ok := ctx.Value(actorKey{}).(string); ok && a != "" {
-		return a
-	}
-	return fallback
 }
 
 // auditAlert records a security event of the auth packages (a lock, a

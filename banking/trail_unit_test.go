@@ -114,10 +114,10 @@ func TestUnitAuditTrail(t *testing.T) {
 	ana := ub.enrol(t, enrolment{login: "ana.li", name: "Ana Li", phone: "13800001111"})
 	ben := ub.enrol(t, enrolment{login: "ben.wu", name: "Ben Wu", phone: "13800002222"})
 	recs := ub.trail(t)
-	if n := len(find(recs, "customer.enrol", "staff", "ok")); n != 2 {
+	if n := len(find(recs, "staff.enrol", "staff:teller1", "ok")); n != 2 {
 		t.Fatalf("%d enrolment records, want 2", n)
 	}
-	enrol := find(recs, "customer.enrol", "staff", "ok")[0]
+	enrol := find(recs, "staff.enrol", "staff:teller1", "ok")[0]
 	if enrol.Key != ana.id || !strings.Contains(enrol.Detail, "login=ana.li") || strings.Contains(enrol.Detail, ana.phone) {
 		t.Errorf("enrolment record %+v", enrol)
 	}

@@ -68,6 +68,7 @@ import (
 
 	"github.com/keyward/keyward/keysvc/audit"
 	"github.com/keyward/keyward/token"
+	"github.com/keyward/keyward/token/l10n"
 	"github.com/keyward/keyward/token/txformat"
 
 	"github.com/keyward/keyward/keysvc/wire"
@@ -241,7 +242,7 @@ func (s *Service) requestConfirmation(ctx context.Context, c Caller, k *Key, req
 	digest := sha256.Sum256(req.Message)
 	rec := &ConfirmRecord{
 		View: wire.ConfirmationView{ID: id, Key: k.Name, Status: wire.ConfirmPending, Format: string(doc.Format),
-			Display: doc.DisplayLines(), Digest: hex.EncodeToString(digest[:]), CreatedAt: now, ExpiresAt: now.Add(s.cfg.ConfirmTimeout)},
+			Display: doc.DisplayLines(), DisplayZH: doc.DisplayLinesIn(l10n.Chinese), Digest: hex.EncodeToString(digest[:]), CreatedAt: now, ExpiresAt: now.Add(s.cfg.ConfirmTimeout)},
 		Requester: c.Name, Holder: holderKey(tok), Scheme: req.Scheme, Sealed: sealed, Digest: digest[:],
 	}
 	other, err := s.confirms.store.Open(ctx, rec, s.cfg.ConfirmResultTTL)

@@ -47,6 +47,7 @@ func newMemConfirmStore(now func() time.Time) *memConfirmStore {
 func copyRecord(r *ConfirmRecord) *ConfirmRecord {
 	c := *r
 	c.View.Display = slices.Clone(r.View.Display)
+	c.View.DisplayZH = slices.Clone(r.View.DisplayZH)
 	c.Sealed = slices.Clone(r.Sealed)
 	c.Digest = slices.Clone(r.Digest)
 	return &c

@@ -92,7 +92,7 @@ func (s *Service) checkHolderPIN(ctx context.Context, key string, pin []byte, p 
 			h.Locked, h.LockedAt = true, &now
 			verdict = fmt.Errorf("%w: %d wrong PINs; the holder of %q is now locked and a security officer must unlock it", wire.ErrHolderLocked, h.Failures, key)
 		} else {
-			verdict = fmt.Errorf("%w: %d of %d tries left before the holder is locked", wire.ErrHolderPIN, HolderPINLimit-h.Failures, HolderPINLimit)
+			verdict = fmt.Errorf("%w: %w before the holder is locked", wire.ErrHolderPIN, &wire.TriesLeft{Left: HolderPINLimit - h.Failures, Limit: HolderPINLimit})
 		}
 		rec.Result = ResultCode(verdict)
 		return nil
@@ -132,7 +132,7 @@ func (s *Service) Enrol(ctx context.Context, key, setupCode string, pin []byte) 
 // enrol reports whether its outcome was audited with the store update.
 func (s *Service) enrol(ctx context.Context, key, setupCode string, pin []byte) (audited bool, _ error) {
 	if err := token.CheckPIN(pin, nil); err != nil {
-		return false, fmt.Errorf("%w: %v", wire.ErrInvalidArgument, err)
+		return false, fmt.Errorf("%w: %w", wire.ErrInvalidArgument, err) // the token rule stays in the chain: the enrolment page names it in the reader's language
 	}
 	mac, err := s.pinHash(ctx, key, pin)
 	if err != nil {
@@ -156,7 +156,7 @@ func (s *Service) enrol(ctx context.Context, key, setupCode string, pin []byte) 
 			return nil
 		}
 		h.Failures++
-		verdict = fmt.Errorf("%w: wrong setup code; %d of %d tries left", wire.ErrHolderPIN, HolderPINLimit-h.Failures, HolderPINLimit)
+		verdict = fmt.Errorf("%w: wrong setup code; %w", wire.ErrHolderPIN, &wire.TriesLeft{Left: HolderPINLimit - h.Failures, Limit: HolderPINLimit})
 		if h.Failures >= HolderPINLimit {
 			now := s.now()
 			h.Locked, h.LockedAt = true, &now

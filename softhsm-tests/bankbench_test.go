@@ -470,7 +470,7 @@ func TestBenchBanking(t *testing.T) {
 	if failover { // the answer may come from a node still reconnecting
 		procEventually(t, "the ledger report after the failover", 30*time.Second, func() bool {
 			req, _ := http.NewRequest("GET", bk.url+"/staff/v1/ledger/verify", nil)
-			req.Header.Set("Authorization", "Bearer "+staffToken)
+			req.Header.Set("Authorization", "Bearer "+supervisorToken) // ledger-verify is the supervisor's
 			resp, err := hc.Do(req)
 			if err != nil {
 				return false

@@ -644,7 +644,7 @@ func bankCrashKeysvc(t *testing.T, pg bool) {
 func ledgerReport(t *testing.T, hc *http.Client, url string) ledger.Report {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url+"/staff/v1/ledger/verify", nil)
-	req.Header.Set("Authorization", "Bearer "+staffToken)
+	req.Header.Set("Authorization", "Bearer "+supervisorToken) // ledger-verify is the supervisor's
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -36,12 +36,48 @@ import (
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/blacklist"
+	"github.com/keyward/keyward/banking/staff"
 	"github.com/keyward/keyward/keysvc/client"
 	"github.com/keyward/keyward/token/smcrypto"
 	"github.com/keyward/keyward/token/txformat"
 )
 
-const staffToken = "staff-token-a8c3"
+// The staff of the banks these tests run (issue 18: no shared staff
+// token): teller1 holds staffToken (enrol, deposit, phone-change),
+// supervisor1 supervisorToken (unlock, limit-override, ledger-verify).
+var (
+	staffToken, staffSum           = newStaffToken()
+	supervisorToken, supervisorSum = newStaffToken()
+)
+
+func newStaffToken() (string, [32]byte) {
+	tok, sum, err := staff.NewToken()
+	if err != nil {
+		panic(err)
+	}
+	return tok, sum
+}
+
+// testStaff is the registry of teller1 and supervisor1, for banks served
+// in the test process.
+func testStaff(t testing.TB) *staff.Registry {
+	t.Helper()
+	reg, err := staff.New([]staff.Member{
+		{ID: "teller1", Name: "Teller One", Roles: []staff.Role{staff.RoleEnrol, staff.RoleDeposit, staff.RolePhoneChange}, TokenSHA256: staffSum},
+		{ID: "supervisor1", Name: "Supervisor One", Roles: []staff.Role{staff.RoleUnlock, staff.RoleLimitOverride, staff.RoleLedgerVerify}, TokenSHA256: supervisorSum},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// staffYAML is the staff: section of a cmd/banking config for the same
+// two people.
+func staffYAML() string {
+	return fmt.Sprintf("staff:\n  - {id: teller1, name: Teller One, roles: [enrol, deposit, phone-change], token_sha256: %x}\n"+
+		"  - {id: supervisor1, name: Supervisor One, roles: [unlock, limit-override, ledger-verify], token_sha256: %x}\n", staffSum, supervisorSum)
+}
 
 type bankEnv struct {
 	ks     *keysvcEnv
@@ -125,8 +161,7 @@ func newBankEnv(t *testing.T) *bankEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { be.bank.Close() })
-	sum := sha256.Sum256([]byte(staffToken))
-	app := be.bank.NewServer(banking.ServerConfig{StaffTokenSHA256: fmt.Sprintf("%x", sum)})
+	app := be.bank.NewServer(banking.ServerConfig{Staff: testStaff(t)})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -68,7 +68,6 @@ import (
 const (
 	procOfficerToken = "proc-officer-token-3c9e0d"
 	procBankingToken = "proc-banking-token-71d4aa"
-	procStaffToken   = "proc-staff-token-b05a17"
 	procAlicePW      = "Gl4cier-Walk-7q"
 	procBobPW        = "Sunny-Harbour-42"
 	procCorpPW       = "Harbour-Light-93"
@@ -615,7 +614,8 @@ type procEnv struct {
 	bankURL                 string
 	notifyFile              string
 	outbox, blacklist       string
-	staffTokenFile          string
+	staffTokenFile          string // teller1's personal token (enrol, deposit, phone-change)
+	supervisorTokenFile     string // supervisor1's (unlock, limit-override, ledger-verify)
 	keysvc, banking         *procDaemon
 	cli                     procCLI
 	keysvcConf, bankingConf string
@@ -694,12 +694,15 @@ clients:
 		t.Fatalf("banking creates a key outside usb-/cust-: %d %v, want 403", st, out)
 	}
 
-	// banking: keysvc over TLS with a bearer token file, the staff token
-	// by its hash, a screening list with one name, the SMS outbox file.
+	// banking: keysvc over TLS with a bearer token file, a teller and a
+	// supervisor with their own tokens (by their hashes), a screening list
+	// with one name, the SMS outbox file.
 	tokenFile := filepath.Join(dir, "banking-keysvc.token")
 	procWrite(t, tokenFile, procBankingToken+"\n")
 	e.staffTokenFile = filepath.Join(dir, "staff.token")
-	procWrite(t, e.staffTokenFile, procStaffToken+"\n")
+	procWrite(t, e.staffTokenFile, staffToken+"\n")
+	e.supervisorTokenFile = filepath.Join(dir, "supervisor1.token")
+	procWrite(t, e.supervisorTokenFile, supervisorToken+"\n")
 	e.blacklist = filepath.Join(dir, "blacklist.txt")
 	procWrite(t, e.blacklist, "# test screening list\nname:Mallory Fraud\nend:1\n")
 	e.outbox = filepath.Join(dir, "sms-outbox.jsonl")
@@ -711,11 +714,10 @@ data_dir: %q
 tls: {cert: %q, key: %q}
 keysvc: {url: %q, ca: %q, bearer_token_file: %q, timeout: 20s}
 kms_name: banking
-staff_token_sha256: %s
-blacklist: {file: %q, interval: 100ms}
+%sblacklist: {file: %q, interval: 100ms}
 sms: {gateway_url: %q}
 shutdown_timeout: 10s
-`, baddr, filepath.Join(dir, "bank"), e.tls.cert, e.tls.key, e.keysvcURL, e.tls.ca, tokenFile, procSHA(procStaffToken), e.blacklist, smsRelay(t, e.outbox)))
+`, baddr, filepath.Join(dir, "bank"), e.tls.cert, e.tls.key, e.keysvcURL, e.tls.ca, tokenFile, staffYAML(), e.blacklist, smsRelay(t, e.outbox)))
 	e.banking = procStart(t, "banking", bankingBin, filepath.Join(dir, "banking.log"), env, "-config", e.bankingConf)
 	e.banking.waitOK(t, e.hc, e.bankURL+"/healthz")
 	t.Cleanup(e.hc.CloseIdleConnections) // runs before the servers stop
@@ -834,13 +836,14 @@ func TestProcBankingEndToEnd(t *testing.T) {
 	s.screening(t)
 	s.loginRefusals(t)
 	s.corporate(t)
+	s.staffDuties(t)
 
 	// Nothing refused moved money; the ledger verifies; logout ends the
 	// session at once.
 	if got := e.balance(t, s.aliceSess, s.alice.account); got != "9888.00" {
 		t.Errorf("alice's balance after the refusals: %s, want 9888.00", got)
 	}
-	if st, out := procCall(t, e.hc, "GET", e.bankURL+"/staff/v1/ledger/verify", procStaffToken, "", nil); st != 200 {
+	if st, out := procCall(t, e.hc, "GET", e.bankURL+"/staff/v1/ledger/verify", supervisorToken, "", nil); st != 200 {
 		t.Errorf("ledger verify: %d %v", st, out)
 	}
 	if out := e.cli.ok(t, nil, "logout", "-session-file", s.aliceSess); !strings.Contains(out, "Logged out.") {
@@ -1072,6 +1075,97 @@ func (s *procScenario) loginRefusals(t *testing.T) {
 	}
 	if st, out := procCall(t, e.hc, "POST", e.bankURL+"/v1/stepup", s.as.Session, s.as.Device, map[string]any{"code": good, "os": "Debian 12"}); st != 403 || procErrCode(out) != "otp_locked" {
 		t.Errorf("the right code after the lock: %d %v, want 403 otp_locked", st, out)
+	}
+}
+
+// staffDuties (issue 18 item 2): the teller and the supervisor of the
+// configured banking process each act with their own token through
+// bankcli. Bob locks his login with five wrong passwords and is told until
+// when and who can lift it; the teller's unlock is refused for the role
+// and the supervisor's lifts it, so Bob logs in at once; the supervisor
+// overrides Bob's limits and the teller may not; the teller changes Bob's
+// phone and both numbers get a notice. banking's log holds one audit
+// record per staff request, naming the person.
+func (s *procScenario) staffDuties(t *testing.T) {
+	e, bob := s.e, s.bob
+	if out := e.cli.ok(t, nil, "whoami", "-staff-token-file", e.staffTokenFile); !strings.Contains(out, "id:    teller1") || !strings.Contains(out, "roles: enrol, deposit, phone-change") {
+		t.Fatalf("whoami teller: %s", out)
+	}
+	if out := e.cli.ok(t, nil, "whoami", "-staff-token-file", e.supervisorTokenFile); !strings.Contains(out, "id:    supervisor1") {
+		t.Fatalf("whoami supervisor: %s", out)
+	}
+	for i := range 5 {
+		if _, errOut, code := e.cli.run(t, []string{"PROC_PW=Wr0ng-Password-1"}, "login", "-login", "bobli", "-device", "bob-phone", "-os", "Android 14",
+			"-password-env", "PROC_PW", "-session-file", filepath.Join(s.work, "bob-wrong.session")); code != 1 || !strings.Contains(errOut, "login_failed, HTTP 401") {
+			t.Fatalf("bob's wrong password %d: exit %d %s", i+1, code, errOut)
+		}
+	}
+	bobLogin := func() (int, map[string]any) {
+		req := map[string]any{"login": "bobli", "password": procSeal(t, e.hc, e.bankURL, procBobPW), "device": "bob-phone", "os": "Android 14"}
+		return procCall(t, e.hc, "POST", e.bankURL+"/v1/login", "", "", req)
+	}
+	st, out := bobLogin()
+	msg := fmt.Sprint(out["error"])
+	if st != 429 || procErrCode(out) != "temporarily_locked" || !strings.Contains(msg, "China time (") || !strings.Contains(msg, "UTC)") || !strings.Contains(msg, "teller at any branch can lift") {
+		t.Fatalf("bob's locked login: %d %v", st, out)
+	}
+	if _, errOut, code := e.cli.run(t, nil, "unlock", "-customer", bob.id, "-staff-token-file", e.staffTokenFile); code != 1 || !strings.Contains(errOut, "staff_role_required, HTTP 403") || !strings.Contains(errOut, `"unlock"`) {
+		t.Fatalf("the teller's unlock: exit %d %s", code, errOut)
+	}
+	if st, out := bobLogin(); st != 429 {
+		t.Fatalf("bob after the refused unlock: %d %v, want still locked", st, out)
+	}
+	if out := e.cli.ok(t, nil, "unlock", "-customer", bob.id, "-staff-token-file", e.supervisorTokenFile); !strings.Contains(out, "unlocked "+bob.id) || !strings.Contains(out, "5 failed logins cleared") {
+		t.Fatalf("the supervisor's unlock: %s", out)
+	}
+	if st, out := bobLogin(); st != 200 {
+		t.Fatalf("bob right after the unlock: %d %v", st, out)
+	}
+
+	override := []string{"limit-override", "-account", bob.account, "-per-transaction", "2000000.00", "-daily", "6000000.00", "-reason", "house purchase, contract seen"}
+	if _, errOut, code := e.cli.run(t, nil, append(override, "-staff-token-file", e.staffTokenFile)...); code != 1 || !strings.Contains(errOut, "staff_role_required, HTTP 403") {
+		t.Fatalf("the teller's limit override: exit %d %s", code, errOut)
+	}
+	if out := e.cli.ok(t, nil, append(override, "-staff-token-file", e.supervisorTokenFile)...); !strings.Contains(out, "2000000.00 per transaction, 6000000.00 a day") {
+		t.Fatalf("the supervisor's limit override: %s", out)
+	}
+
+	const bobNew = "13900009999"
+	phoneOut := e.cli.ok(t, nil, "phone", "-customer", bob.id, "-phone", bobNew, "-identity-checked", "resident ID card ending 0011", "-staff-token-file", e.staffTokenFile)
+	if !strings.Contains(phoneOut, "138****2222 → 139****9999") || !strings.Contains(phoneOut, "notice sent to: 138****2222, 139****9999") {
+		t.Fatalf("the teller's phone change: %s", phoneOut)
+	}
+	raw, err := os.ReadFile(e.outbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"13800002222", bobNew} {
+		if !strings.Contains(string(raw), `"phone":"`+p+`","text":"[Keyward Bank] Security notice`) {
+			t.Errorf("no security notice to %s in the SMS relay's file", p)
+		}
+	}
+
+	// The audit records in banking's log: every staff request names its person.
+	logb, err := os.ReadFile(filepath.Join(e.dir, "banking.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"op=staff.unlock actor=staff:teller1 subject=" + bob.id + " result=staff_role_required",
+		"op=staff.unlock actor=staff:supervisor1 subject=" + bob.id + " result=ok",
+		"op=staff.limit-override actor=staff:teller1 subject=" + bob.account + " result=staff_role_required",
+		"op=staff.limit-override actor=staff:supervisor1 subject=" + bob.account + " result=ok",
+		"op=staff.phone-change actor=staff:teller1 subject=" + bob.id + " result=ok",
+		"op=staff.enrol actor=staff:teller1 subject=" + bob.id + " result=ok",
+	} {
+		if !strings.Contains(string(logb), want) {
+			t.Errorf("banking's log has no audit record %q", want)
+		}
+	}
+	for _, tok := range []string{staffToken, supervisorToken} {
+		if strings.Contains(string(logb), tok) {
+			t.Error("banking's log holds a staff token")
+		}
 	}
 }
 

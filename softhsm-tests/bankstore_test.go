@@ -113,7 +113,7 @@ func openBankStore(t testing.TB, kms banking.KMS, st *bankStore) (*bankEnv, func
 		db.Close()
 		t.Fatal(err)
 	}
-	app := be.bank.NewServer(banking.ServerConfig{StaffTokenSHA256: sha(staffToken)})
+	app := be.bank.NewServer(banking.ServerConfig{Staff: testStaff(t)})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -185,13 +185,12 @@ func startBankingNode(t testing.TB, dir, name string, ks *daemon, st *bankStore,
 %stls: {cert: %q, key: %q}
 keysvc: {url: %q, ca: %q, bearer_token_file: %q, timeout: 10s}
 kms_name: bankapp
-staff_token_sha256: %s
-blacklist: {file: %q}
+%sblacklist: {file: %q}
 sms: {gateway_url: %q}
 ledger: {max_batch_size: %d, max_batch_delay: %s}
 http: {login_per_minute: %d}
 shutdown_timeout: 10s
-`, d.addr, st.yaml(dataDir), ks.tls.cert, ks.tls.key, ks.url, ks.tls.ca, tokenFile, sha(staffToken), list, smsRelay(t, filepath.Join(dir, strings.TrimPrefix(name+"-", "banking-")+"sms-outbox.jsonl")),
+`, d.addr, st.yaml(dataDir), ks.tls.cert, ks.tls.key, ks.url, ks.tls.ca, tokenFile, staffYAML(), list, smsRelay(t, filepath.Join(dir, strings.TrimPrefix(name+"-", "banking-")+"sms-outbox.jsonl")),
 		o.maxBatchSize, o.maxBatchDelay, o.loginPerMinute))
 	d.args = []string{"-config", conf}
 	d.start(t)

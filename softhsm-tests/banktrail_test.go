@@ -41,7 +41,7 @@ func checkBankTrail(t *testing.T, be *bankEnv, secrets ...string) {
 	if err := bankaudit.Records(be.db, 0, func(r audit.Record) error { ops[r.Op+" "+r.Result]++; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"customer.enrol ok", "login ok", "otp.send ok", "stepup ok", "stepup otp_invalid", "alert.otp-locked otp_locked", "logout ok"} {
+	for _, want := range []string{"staff.enrol ok", "login ok", "otp.send ok", "stepup ok", "stepup otp_invalid", "alert.otp-locked otp_locked", "logout ok"} {
 		if ops[want] == 0 {
 			t.Errorf("no %q record in banking's trail: %v", want, ops)
 		}

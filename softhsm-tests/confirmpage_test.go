@@ -5,7 +5,9 @@ package softhsmtests
 // gets "tries left" for a wrong PIN, approves with the right one, and the
 // requester collects a signature that verifies; a rejection signs
 // nothing; a payee name with markup stays text and runs no script. The
-// service underneath is real keysvc on SoftHSM.
+// service underneath is real keysvc on SoftHSM. These cases ask for the
+// English page (Accept-Language en-US); the page is Chinese by default,
+// and confirmpage_zh_test.go renders it so, with CJK fonts.
 //
 // Chromium comes from the Debian package chromium (scripts/deps.sh
 // installs it). Under CI=true a missing browser fails the test, so a CI
@@ -20,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/keyward/keyward/token/txformat"
@@ -77,8 +80,16 @@ func pageBrowser(t *testing.T) context.Context {
 	return ctx
 }
 
-// pageTab opens a tab whose actions must all finish within caseLimit.
+// pageTab opens a tab whose actions must all finish within caseLimit;
+// it asks for English pages (Accept-Language), as the English cases
+// assert English texts: the pages are Chinese by default.
 func pageTab(t *testing.T, browser context.Context) context.Context {
+	t.Helper()
+	return pageTabIn(t, browser, "en-US,en;q=0.9")
+}
+
+// pageTabIn opens a tab that sends acceptLanguage with every request.
+func pageTabIn(t *testing.T, browser context.Context, acceptLanguage string) context.Context {
 	t.Helper()
 	tab, cancel := chromedp.NewContext(browser)
 	t.Cleanup(cancel)
@@ -87,6 +98,10 @@ func pageTab(t *testing.T, browser context.Context) context.Context {
 	}
 	ctx, cancelT := context.WithTimeout(tab, caseLimit)
 	t.Cleanup(cancelT)
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
+		Headers: network.Headers{"Accept-Language": acceptLanguage}}); err != nil {
+		t.Fatalf("setting Accept-Language: %v", err)
+	}
 	return ctx
 }
 

@@ -7,6 +7,10 @@ type LoginRequest struct {
 	Password Sealed `json:"password"`
 	Device   string `json:"device"`
 	OS       string `json:"os"`
+	// DeviceName is what the customer calls this device ("Ana's phone",
+	// "办公室电脑"; optional, at most 32 characters), shown in GET
+	// /v1/devices once the device is known.
+	DeviceName string `json:"device_name,omitempty"`
 }
 
 // LoginResult is a new session. With StepUp the session can do nothing but

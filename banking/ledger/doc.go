@@ -71,9 +71,11 @@
 // transfer, 200,000.00 a day); SetLimits changes them within the bank's
 // ceiling Options.MaxLimits (CNY: 1,000,000.00 / 5,000,000.00). The HTTP
 // layer must re-authenticate the customer before calling SetLimits
-// (R-AUTH-6). A transfer beyond a limit is a *LimitError (errors.Is
-// ErrLimitExceeded) whose message says how much may still be sent and when
-// the day resets. Only Transfer counts: deposits and withdrawals are teller
+// (R-AUTH-6). OverrideLimits is the supervisor's way beyond the ceiling
+// (banking's audited limit-override role); the customer can then lower
+// such limits but not raise them. A transfer beyond a limit is a
+// *LimitError (errors.Is ErrLimitExceeded) whose message says how much may
+// still be sent and when the day resets. Only Transfer counts: deposits and withdrawals are teller
 // operations outside the customer's limits.
 //
 // # Screening

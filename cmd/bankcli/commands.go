@@ -47,7 +47,7 @@ func cmdEnrol(args []string) error {
 	f.fs.StringVar(&req.Corporate, "corporate", "", "corporate id, for corporate operators")
 	f.fs.StringVar((*string)(&req.Role), "role", "", "corporate role: admin, maker, reviewer or authoriser")
 	f.fs.StringVar(&req.Currency, "currency", "", "currency of the first account (default CNY)")
-	f.fs.StringVar(&staffFile, "staff-token-file", "", "file holding the tellers' bearer token (dev: var/bank/staff.token)")
+	f.fs.StringVar(&staffFile, "staff-token-file", "", staffFlagHelp)
 	f.fs.StringVar(&pwEnv, "password-env", "", "read the new password from this environment variable instead of the terminal")
 	if err := f.parse(args); err != nil {
 		return err
@@ -115,7 +115,7 @@ func cmdDeposit(args []string) error {
 	f.fs.StringVar(&amount, "amount", "", "amount, e.g. 10000.00")
 	f.fs.StringVar(&currency, "currency", "CNY", "currency")
 	f.fs.StringVar(&key, "idempotency-key", "", "repeat a deposit's key to make sure it is booked once (default: a new random key)")
-	f.fs.StringVar(&staffFile, "staff-token-file", "", "file holding the tellers' bearer token (dev: var/bank/staff.token)")
+	f.fs.StringVar(&staffFile, "staff-token-file", "", staffFlagHelp)
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -154,9 +154,10 @@ func cmdDeposit(args []string) error {
 
 func cmdLogin(args []string) error {
 	f := newFlags("login")
-	var login, device, osName, pwEnv, codeEnv string
+	var login, device, deviceName, osName, pwEnv, codeEnv string
 	f.fs.StringVar(&login, "login", "", "login name")
 	f.fs.StringVar(&device, "device", "", "this device's id (a new one asks for an SMS code)")
+	f.fs.StringVar(&deviceName, "device-name", "", "what to call this device in bankcli devices, e.g. \"办公室电脑\" (optional)")
 	f.fs.StringVar(&osName, "os", "", "this device's operating system, e.g. \"Debian 12\"")
 	f.fs.StringVar(&pwEnv, "password-env", "", "read the password from this environment variable instead of the terminal")
 	f.fs.StringVar(&codeEnv, "code-env", "", "read the SMS code from this environment variable (it must be set before the code is sent: mostly for stepup)")
@@ -182,7 +183,7 @@ func cmdLogin(args []string) error {
 		return err
 	}
 	var res bankwire.LoginResult
-	if _, err := b.call(c, "POST", "/v1/login", bankwire.LoginRequest{Login: login, Password: sealed, Device: device, OS: osName}, &res); err != nil {
+	if _, err := b.call(c, "POST", "/v1/login", bankwire.LoginRequest{Login: login, Password: sealed, Device: device, OS: osName, DeviceName: deviceName}, &res); err != nil {
 		return err
 	}
 	fmt.Printf("Your anti-phishing message: %s\n", res.AntiPhishing)

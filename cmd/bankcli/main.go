@@ -7,11 +7,22 @@
 //
 //	bankcli enrol    -login alice -name "Alice Wang" -phone 13800001111 -id-card 11010519491231002X
 //	                 -card 6222020200112233446 -anti-phishing 蓝色海豚 [-usb-key-pem alice-usb.pub.pem]
-//	                 [-cloud-key] -staff-token-file var/bank/staff.token
-//	bankcli deposit  -account 6299… -amount 10000.00 -staff-token-file var/bank/staff.token
-//	bankcli login    -login alice -device laptop-1 -os "Debian 12"
+//	                 [-cloud-key] -staff-token-file var/bank/staff/teller1.token
+//	bankcli deposit  -account 6299… -amount 10000.00 -staff-token-file var/bank/staff/teller1.token
+//	bankcli whoami   -staff-token-file FILE      who a staff token is, and its roles
+//	bankcli unlock   -customer c… -staff-token-file var/bank/staff/supervisor1.token
+//	bankcli phone    -customer c… -phone 13900002222 -identity-checked "resident ID card ending 002X" -staff-token-file var/bank/staff/teller1.token
+//	bankcli limit-override -account 6299… -per-transaction 2000000.00 -daily 6000000.00 -reason "…" -staff-token-file var/bank/staff/supervisor1.token
+//	bankcli login    -login alice -device laptop-1 -os "Debian 12" [-device-name 办公室电脑]
 //	bankcli stepup   [-resend]                  finish an SMS step-up the login left open
 //	bankcli accounts
+//	bankcli history  -account 6299… [-limit 20] [-before CURSOR] [-all]
+//	bankcli payees
+//	bankcli payee-add -account 6222… -name 王小明 [-bank 中国工商银行] [-nickname 房东]   (a recent step-up)
+//	bankcli payee-rm -id p…
+//	bankcli devices
+//	bankcli device-rm -ref 3f2a…                forget a device; its sessions end
+//	bankcli anti-phishing -message 绿茶        (a recent step-up)
 //	bankcli order    -from 6299… -to 6299… -payee "Bob Li" -amount 12.00 -out order.json
 //	bankcli transfer-usb   -order order.json -signature order.sig [-out receipt.json -sig receipt.sig -key bank-receipt.pem]
 //	bankcli transfer-cloud -order order.json [-out receipt.json -sig receipt.sig -key bank-receipt.pem]
@@ -25,12 +36,22 @@
 // -session-file (default ~/.config/keyward/bankcli.session); later
 // subcommands use them unless -url or -ca is given.
 //
+// Amounts are shown with thousands grouping and times in Asia/Shanghai;
+// tables line up Chinese text by its display width. A change the bank
+// refuses for want of a recent SMS step-up (payee-add, anti-phishing)
+// says so and names the fix: bankcli stepup -resend, then the command
+// again.
+//
 // # Secrets
 //
 // Passwords and SMS codes are typed at the terminal without echo, or read
 // from an environment variable whose name a flag gives (-password-env
-// NAME, -code-env NAME), never from argv. The staff token is read from a
-// file (-staff-token-file). Output files are created with O_EXCL: bankcli
+// NAME, -code-env NAME), never from argv. A teller's or supervisor's
+// personal staff token is read from a file (-staff-token-file); the bank
+// records every staff act under that person's id, and refuses an act
+// their roles do not cover (staff_role_required: enrol, deposit and
+// phone belong to tellers, unlock and limit-override to supervisors in
+// dev mode). Output files are created with O_EXCL: bankcli
 // never overwrites one.
 //
 // # Transfers
@@ -81,11 +102,22 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"enrol":          {cmdEnrol, "enrol a customer (teller; staff token)"},
-	"deposit":        {cmdDeposit, "pay cash into an account (teller; staff token)"},
+	"enrol":          {cmdEnrol, "enrol a customer (staff role enrol)"},
+	"deposit":        {cmdDeposit, "pay cash into an account (staff role deposit)"},
+	"whoami":         {cmdWhoami, "show who a staff token is and its roles"},
+	"unlock":         {cmdUnlock, "lift a customer's login lock after checking identity (staff role unlock)"},
+	"phone":          {cmdPhone, "change a customer's registered phone at the counter (staff role phone-change)"},
+	"limit-override": {cmdLimitOverride, "set an account's limits beyond the customer's ceiling (staff role limit-override)"},
 	"login":          {cmdLogin, "log in; asks for the SMS code on a new device"},
 	"stepup":         {cmdStepUp, "finish the SMS step-up of the saved session"},
 	"accounts":       {cmdAccounts, "list your accounts and balances"},
+	"history":        {cmdHistory, "an account's transactions, newest first, page by page"},
+	"payees":         {cmdPayees, "list your saved payees"},
+	"payee-add":      {cmdPayeeAdd, "save a payee (needs a recent SMS step-up)"},
+	"payee-rm":       {cmdPayeeRemove, "remove a saved payee"},
+	"devices":        {cmdDevices, "list the devices the bank knows for you"},
+	"device-rm":      {cmdDeviceRemove, "forget a device and end its sessions"},
+	"anti-phishing":  {cmdAntiPhishing, "change your anti-phishing message (needs a recent SMS step-up)"},
 	"order":          {cmdOrder, "write a canonical transfer order to sign"},
 	"transfer-usb":   {cmdTransferUSB, "send an order signed with your USB key"},
 	"transfer-cloud": {cmdTransferCloud, "send an order for your cloud key; confirm it on keysvc's page"},

@@ -41,10 +41,10 @@ func readSecret(prompt, envName string) ([]byte, error) {
 	return b, nil
 }
 
-// readStaffToken reads the tellers' bearer token from a file.
+// readStaffToken reads a person's staff token from a file.
 func readStaffToken(path string) (string, error) {
 	if path == "" {
-		return "", usageErr("-staff-token-file is required (banking's dev mode writes var/bank/staff.token)")
+		return "", usageErr("-staff-token-file is required: the file holding your personal staff token (banking's dev mode writes var/bank/staff/teller1.token and supervisor1.token)")
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -223,7 +223,7 @@ func TestAuditVerifyProcessPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		if _, err := tr.Append(bankaudit.Event{Actor: "staff:t1", Op: "customer.enrol", Result: "ok", Subject: fmt.Sprintf("c%d", i)}); err != nil {
+		if _, err := tr.Append(bankaudit.Event{Actor: "staff:t1", Op: "staff.enrol", Result: "ok", Subject: fmt.Sprintf("c%d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}

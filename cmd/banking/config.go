@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/bankaudit"
+	"github.com/keyward/keyward/banking/staff"
 	"github.com/keyward/keyward/cmd/internal/secretfile"
 	"github.com/keyward/keyward/cmd/internal/strictyaml"
 	"github.com/keyward/keyward/token/pinsource"
@@ -37,10 +37,16 @@ type Config struct {
 	// KMSName is the client name keysvc knows banking by; customer keys
 	// created at enrolment grant it sign, verify and public.
 	KMSName string `yaml:"kms_name"`
-	// StaffTokenSHA256 is the hex SHA-256 of the tellers' bearer token for
-	// /staff/v1; empty turns the staff API off.
+	// Staff lists the people who may use /staff/v1, each with a personal
+	// token (kept here only as its SHA-256) and roles (package
+	// banking/staff). Empty: no staff API.
+	Staff []staffConfig `yaml:"staff"`
+	// StaffTokenSHA256 is refused: the one shared staff token is gone
+	// (issue 18); validate says what to write instead.
 	StaffTokenSHA256 string `yaml:"staff_token_sha256"`
-	Blacklist        struct {
+	// staff is the registry built from Staff by validate.
+	staff     *staff.Registry
+	Blacklist struct {
 		File     string        `yaml:"file"`     // fraud/terror list (banking/blacklist format), required
 		Interval time.Duration `yaml:"interval"` // how often the file is looked at, default 10s
 	} `yaml:"blacklist"`
@@ -143,6 +149,69 @@ type storeConfig struct {
 		MaxConns     int           `yaml:"max_conns"`  // pool size, default 32
 		TxTimeout    time.Duration `yaml:"tx_timeout"` // per transaction attempt, default 5s
 	} `yaml:"postgres"`
+}
+
+// staffConfig is one person of the staff list:
+//
+//	staff:
+//	  - id: teller1                      # ^[a-z][a-z0-9_-]{1,31}$, what the audit trail names
+//	    name: Li Na
+//	    roles: [enrol, deposit, phone-change]
+//	    token_sha256: 9f2c…              # printed by: banking staff-token -out teller1.token
+//	    expires: 2027-06-30              # optional: a date (UTC midnight) or RFC 3339 time
+type staffConfig struct {
+	ID          string   `yaml:"id"`
+	Name        string   `yaml:"name"`
+	Roles       []string `yaml:"roles"`
+	TokenSHA256 string   `yaml:"token_sha256"`
+	Expires     string   `yaml:"expires"`
+}
+
+// staffMigration is the refusal of the old shared token, with the form
+// that replaces it.
+const staffMigration = `staff_token_sha256 is no longer accepted: there is no shared staff token. Give each person their own token and roles, e.g.
+  staff:
+    - {id: teller1, name: "Li Na", roles: [enrol, deposit, phone-change], token_sha256: <64 hex digits>}
+    - {id: supervisor1, name: "Wang Wei", roles: [unlock, limit-override, ledger-verify], token_sha256: <64 hex digits>}
+  (banking staff-token -out FILE writes a person's token to FILE and prints its token_sha256 line)`
+
+// staffRegistry checks the staff list and builds its registry; each
+// problem names its YAML path.
+func (c *Config) staffRegistry() (*staff.Registry, []error) {
+	var errs []error
+	members := make([]staff.Member, 0, len(c.Staff))
+	for i, e := range c.Staff {
+		m := staff.Member{ID: e.ID, Name: e.Name}
+		for _, r := range e.Roles {
+			m.Roles = append(m.Roles, staff.Role(r))
+		}
+		d, err := staff.ParseDigest(e.TokenSHA256)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("staff[%d].token_sha256 must be 64 hex digits (banking staff-token -out FILE prints the line)", i))
+		}
+		m.TokenSHA256 = d
+		if e.Expires != "" {
+			if m.Expires, err = parseExpiry(e.Expires); err != nil {
+				errs = append(errs, fmt.Errorf("staff[%d].expires must be a date (2027-06-30) or an RFC 3339 time", i))
+			}
+		}
+		members = append(members, m)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	reg, err := staff.New(members)
+	if err != nil {
+		return nil, []error{err}
+	}
+	return reg, nil
+}
+
+func parseExpiry(s string) (time.Time, error) {
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	return time.Parse(time.RFC3339, s)
 }
 
 // keysvcConfig is the keysvc section: where keysvc is and how banking
@@ -291,10 +360,13 @@ func (c *Config) validate() error {
 	if !kmsNameRE.MatchString(c.KMSName) {
 		add("kms_name is required: the client name keysvc knows banking by (its certificate's CommonName)")
 	}
-	if s := c.StaffTokenSHA256; s != "" {
-		if _, err := hex.DecodeString(s); len(s) != 64 || err != nil {
-			add("staff_token_sha256 must be 64 hex digits (sha256sum of the token)")
-		}
+	if c.StaffTokenSHA256 != "" {
+		add("%s", staffMigration)
+	}
+	if reg, serrs := c.staffRegistry(); len(serrs) > 0 {
+		errs = append(errs, serrs...)
+	} else if len(c.Staff) > 0 {
+		c.staff = reg
 	}
 	if c.Blacklist.File == "" {
 		add("blacklist.file is required: the bank must not run unscreened (an empty list is a file holding end:0)")

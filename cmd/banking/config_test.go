@@ -1,12 +1,15 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/banking/staff"
 )
 
 const validYAML = `
@@ -19,7 +22,12 @@ keysvc:
   client_cert: /etc/keyward/bank/banking.pem
   client_key: /etc/keyward/bank/banking-key.pem
 kms_name: banking
-staff_token_sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
+staff:
+  - id: teller1
+    name: Li Na
+    roles: [enrol, deposit, phone-change]
+    token_sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
+  - {id: supervisor1, name: "Wang Wei", roles: [unlock, limit-override, ledger-verify], token_sha256: 6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b, expires: 2027-06-30}
 blacklist: {file: /etc/keyward/bank/blacklist.txt}
 sms: {gateway_url: https://sms-relay.bank.internal/send}
 ledger: {max_batch_size: 256, max_batch_delay: 3ms, account_prefix: "62888"}
@@ -96,7 +104,13 @@ func TestLoadConfigRefusals(t *testing.T) {
 		{"plain http keysvc", "url: https://keysvc", "url: http://keysvc", "keysvc.url is required and must be https://"},
 		{"half a client pair", "  client_key: /etc/keyward/bank/banking-key.pem\n", "", "keysvc.client_cert and keysvc.client_key go together"},
 		{"pair and bearer", "kms_name:", "  bearer_token_file: /x\nkms_name:", "either client_cert/client_key (mutual TLS) or bearer_token_file"},
-		{"short staff hash", "staff_token_sha256: 5e88", "staff_token_sha256: 5e", "staff_token_sha256 must be 64 hex digits"},
+		{"short staff hash", "token_sha256: 5e88", "token_sha256: 5e", "staff[0].token_sha256 must be 64 hex digits"},
+		{"unknown role", "roles: [enrol, deposit, phone-change]", "roles: [enrol, admin]", `staff[0] (teller1): unknown role "admin"`},
+		{"no roles", "    roles: [enrol, deposit, phone-change]\n", "", "staff[0] (teller1): roles must list at least one of"},
+		{"same id twice", "id: supervisor1", "id: teller1", "staff[1] (teller1): id repeats staff[0]"},
+		{"same token twice", "6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b", "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8", "token_sha256 is the same as staff[0]'s"},
+		{"bad expiry", "expires: 2027-06-30", "expires: next June", "staff[1].expires must be a date"},
+		{"bad staff id", "id: teller1", "id: Teller 1", "staff[0] (Teller 1): id must be"},
 		{"bad listen", "listen: 0.0.0.0:9445", "listen: nowhere", "listen must be host:port"},
 		{"bad prefix", `account_prefix: "62888"`, `account_prefix: "62a"`, "ledger.account_prefix must be 1 to 12 digits"},
 		{"bad kms name", "kms_name: banking", "kms_name: \"bank ing\"", "kms_name is required"},
@@ -250,5 +264,87 @@ func TestLoadConfigStore(t *testing.T) {
 				t.Fatalf("want %q, got %v", r.want, err)
 			}
 		})
+	}
+}
+
+func TestLoadConfigStaff(t *testing.T) {
+	c, err := loadConfig(writeConfig(t, validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.staff == nil || c.staff.Len() != 2 {
+		t.Fatalf("staff registry %+v", c.Staff)
+	}
+	ms := c.staff.Members()
+	if ms[0].ID != "teller1" || ms[0].Name != "Li Na" || !ms[0].Can(staff.RolePhoneChange) || ms[0].Can(staff.RoleUnlock) || !ms[0].Expires.IsZero() {
+		t.Fatalf("teller1: %+v", ms[0])
+	}
+	if ms[1].ID != "supervisor1" || !ms[1].Can(staff.RoleUnlock) || !ms[1].Expires.Equal(time.Date(2027, 6, 30, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("supervisor1: %+v", ms[1])
+	}
+	// No staff list: no staff API, and no error.
+	i := strings.Index(validYAML, "staff:")
+	j := strings.Index(validYAML, "blacklist:")
+	c, err = loadConfig(writeConfig(t, validYAML[:i]+validYAML[j:]))
+	if err != nil || c.staff != nil {
+		t.Fatalf("without staff: %v %v", c, err)
+	}
+}
+
+// TestLoadConfigRefusesSharedStaffToken: the old shared token is refused
+// with the form that replaces it, and its value is not repeated.
+func TestLoadConfigRefusesSharedStaffToken(t *testing.T) {
+	const old = "staff_token_sha256: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n"
+	_, err := loadConfig(writeConfig(t, validYAML+old))
+	if err == nil {
+		t.Fatal("accepted staff_token_sha256")
+	}
+	for _, want := range []string{"staff_token_sha256 is no longer accepted", "staff:", "- {id: teller1", "roles: [enrol, deposit, phone-change]", "banking staff-token -out FILE"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal does not say %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "2cf24dba") {
+		t.Errorf("the refusal repeats the old digest: %v", err)
+	}
+}
+
+// TestStaffTokenCommand: the token goes to the file (0600) only; stdout
+// has its token_sha256 line, which a staff entry accepts and whose
+// registry knows the token; an existing file is never overwritten.
+func TestStaffTokenCommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "teller9.token")
+	var out strings.Builder
+	if err := staffTokenCmd([]string{"-out", path}, &out); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := readSecretFile(path)
+	if err != nil || !staff.ValidTokenFormat(tok) {
+		t.Fatalf("token file: %v", err)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode %v", st.Mode().Perm())
+	}
+	line := strings.TrimSpace(out.String())
+	if strings.Contains(out.String(), tok) || !strings.HasPrefix(line, "token_sha256: ") || strings.Count(out.String(), "\n") != 1 {
+		t.Fatalf("stdout %q: want only the token_sha256 line", out.String())
+	}
+	body := strings.Replace(validYAML, "token_sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8", line, 1)
+	c, err := loadConfig(writeConfig(t, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := c.staff.Authenticate(tok); err != nil || m.ID != "teller1" {
+		t.Fatalf("the printed line does not admit the token: %+v %v", m, err)
+	}
+	before, _ := os.ReadFile(path)
+	if err := staffTokenCmd([]string{"-out", path}, &out); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("over an existing file: %v", err)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(before) {
+		t.Fatal("the existing token file was changed")
+	}
+	if err := staffTokenCmd(nil, &out); err == nil || !strings.Contains(err.Error(), "-out FILE is required") {
+		t.Fatalf("without -out: %v", err)
 	}
 }

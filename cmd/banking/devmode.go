@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,8 +25,9 @@ const devClientName = "dev"
 
 // devInfo is what dev mode prints so a developer can call the bank.
 type devInfo struct {
-	dataDir, caPath, staffTokenPath, outboxPath, keysvcDir string
-	storeURL                                               string // -store-url, "" for bank.db
+	dataDir, caPath, outboxPath, keysvcDir string
+	tellerToken, supervisorToken           string // the dev staff's personal tokens
+	storeURL                               string // -store-url, "" for bank.db
 }
 
 // errStoreURLWithConfig refuses -store-url beside -config.
@@ -60,7 +59,8 @@ func devOnPostgres(c *Config, dev *devInfo, storeURL string) error {
 
 // devConfig builds the dev configuration: keysvc's dev mode under
 // keysvcDir (its admin token and CA), and the bank's own files under
-// dataDir — a dev CA and server certificate, the staff token, an empty
+// dataDir — a dev CA and server certificate, two staff members' tokens
+// (ensureDevStaff), an empty
 // screening list and the SMS outbox, each created once. Not for
 // production.
 func devConfig(dataDir, keysvcDir, keysvcURL string) (*Config, *devInfo, error) {
@@ -84,8 +84,8 @@ func devConfig(dataDir, keysvcDir, keysvcURL string) (*Config, *devInfo, error) 
 	if err := ensureDevTLS(tlsDir); err != nil {
 		return nil, nil, err
 	}
-	staffPath := filepath.Join(dataDir, "staff.token")
-	staff, err := ensureSecretFile(staffPath)
+	staffDir := filepath.Join(dataDir, "staff")
+	members, err := ensureDevStaff(staffDir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -99,14 +99,14 @@ func devConfig(dataDir, keysvcDir, keysvcURL string) (*Config, *devInfo, error) 
 		return nil, nil, err
 	}
 	ob.Close()
-	sum := sha256.Sum256([]byte(staff))
-	c := &Config{DataDir: dataDir, KMSName: devClientName, StaffTokenSHA256: hex.EncodeToString(sum[:])}
+	c := &Config{DataDir: dataDir, KMSName: devClientName, Staff: members}
 	c.TLS.Cert, c.TLS.Key = filepath.Join(tlsDir, "server.pem"), filepath.Join(tlsDir, "server-key.pem")
 	c.KeySvc.URL, c.KeySvc.CA, c.KeySvc.BearerTokenFile = keysvcURL, caPath, tokenPath
 	c.Blacklist.File, c.Blacklist.Interval = listPath, 2*time.Second
 	c.SMS.devOutbox = outboxPath // the dev wiring alone turns the outbox on
 	c.defaults()
-	return c, &devInfo{dataDir: dataDir, caPath: filepath.Join(tlsDir, "ca.pem"), staffTokenPath: staffPath, outboxPath: outboxPath, keysvcDir: keysvcDir}, c.validate()
+	return c, &devInfo{dataDir: dataDir, caPath: filepath.Join(tlsDir, "ca.pem"), tellerToken: filepath.Join(staffDir, "teller1.token"),
+		supervisorToken: filepath.Join(staffDir, "supervisor1.token"), outboxPath: outboxPath, keysvcDir: keysvcDir}, c.validate()
 }
 
 func (d *devInfo) print(addr string) {
@@ -115,7 +115,7 @@ func (d *devInfo) print(addr string) {
 	}
 	fmt.Printf(`
 Keyward banking (dev mode) on https://%[1]s — data in %[2]s, keys in keysvc (client "dev")
-Staff token: %[4]s   SMS codes: %[5]s   CA: %[3]s
+Staff tokens: teller %[4]s, supervisor %[7]s   SMS codes: %[5]s   CA: %[3]s
 
   make bankcli        # bin/bankcli, the customer and teller client (go doc ./cmd/bankcli)
   bin/bankcli enrol -login alice -name "Alice Wang" -phone 13800001111 -id-card 11010519491231002X \
@@ -127,7 +127,7 @@ Staff token: %[4]s   SMS codes: %[5]s   CA: %[3]s
   Cloud-key confirmations are shown by keysvc (its terminal, %[6]s/holder-notices.jsonl).
   Stop with Ctrl-C.
 
-`, addr, d.dataDir, d.caPath, d.staffTokenPath, d.outboxPath, d.keysvcDir)
+`, addr, d.dataDir, d.caPath, d.tellerToken, d.outboxPath, d.keysvcDir, d.supervisorToken)
 }
 
 // consoleSMS is dev mode's SMS gateway: the outbox file (each code kept

@@ -6,11 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"log/slog"
@@ -19,12 +17,15 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/blacklist"
+	"github.com/keyward/keyward/banking/staff"
 )
 
 // fakeKeysvcDevDir lays out what keysvc's dev mode leaves in its data
@@ -57,25 +58,41 @@ func TestDevConfigCreatesFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"staff.token", "sms-outbox.jsonl", "blacklist.txt", "tls/server-key.pem"} {
+	for _, f := range []string{"staff/teller1.token", "staff/supervisor1.token", "sms-outbox.jsonl", "blacklist.txt", "tls/server-key.pem"} {
 		if m := mode(t, filepath.Join(data, f)); m != 0o600 {
 			t.Errorf("%s has mode %v, want 0600", f, m)
 		}
 	}
-	if m := mode(t, data); m != 0o700 {
-		t.Errorf("data dir has mode %v, want 0700", m)
+	for _, d := range []string{data, filepath.Join(data, "staff")} {
+		if m := mode(t, d); m != 0o700 {
+			t.Errorf("%s has mode %v, want 0700", d, m)
+		}
 	}
 	// The config points at those files and keysvc's dev admin.
 	if c.KMSName != "dev" || c.KeySvc.BearerTokenFile != filepath.Join(ks, "dev-admin.token") || c.KeySvc.CA != filepath.Join(ks, "tls", "ca.pem") ||
 		c.Listen != "127.0.0.1:8445" || c.SMS.devOutbox != dev.outboxPath {
 		t.Fatalf("dev config %+v", c)
 	}
-	staff, err := readSecretFile(filepath.Join(data, "staff.token"))
-	if err != nil {
-		t.Fatal(err)
+	// Two people with their own tokens and the dev roles; the registry
+	// knows each token.
+	if c.staff == nil || c.staff.Len() != 2 {
+		t.Fatalf("dev staff: %+v", c.Staff)
 	}
-	if sum := sha256.Sum256([]byte(staff)); c.StaffTokenSHA256 != hex.EncodeToString(sum[:]) || len(staff) != 64 {
-		t.Fatalf("staff token %q does not match its configured hash", staff)
+	for _, want := range []struct {
+		id, path string
+		roles    []staff.Role
+	}{
+		{"teller1", dev.tellerToken, []staff.Role{staff.RoleEnrol, staff.RoleDeposit, staff.RolePhoneChange}},
+		{"supervisor1", dev.supervisorToken, []staff.Role{staff.RoleUnlock, staff.RoleLimitOverride, staff.RoleLedgerVerify}},
+	} {
+		tok, err := readSecretFile(want.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := c.staff.Authenticate(tok)
+		if err != nil || m.ID != want.id || !slices.Equal(m.Roles, want.roles) {
+			t.Fatalf("%s's token: %+v %v", want.id, m, err)
+		}
 	}
 	// The empty list loads: the bank never runs unscreened.
 	w, err := blacklist.Open(c.Blacklist.File, blacklist.Options{Interval: -1})
@@ -101,8 +118,8 @@ func TestDevConfigCreatesFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c2.StaffTokenSHA256 != c.StaffTokenSHA256 {
-		t.Fatal("the staff token changed on restart")
+	if !reflect.DeepEqual(c2.Staff, c.Staff) {
+		t.Fatal("the staff tokens changed on restart")
 	}
 	if caPEM2, _ := os.ReadFile(dev.caPath); string(caPEM2) != string(caPEM) {
 		t.Fatal("the dev CA changed on restart")
@@ -126,13 +143,23 @@ func TestDevConfigRefusesOpenFiles(t *testing.T) {
 	if _, _, err := devConfig(data, ks, "https://127.0.0.1:8443"); !errors.Is(err, otp.ErrOutboxMode) {
 		t.Fatalf("0644 outbox: %v", err)
 	}
-	// Nor is a staff token with open permissions silently replaced.
+	// Nor is a staff token with open permissions silently replaced, nor a
+	// file that holds something else.
 	data = t.TempDir()
-	if err := os.WriteFile(filepath.Join(data, "staff.token"), []byte("0123\n"), 0o644); err != nil {
+	if err := os.MkdirAll(filepath.Join(data, "staff"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "staff", "teller1.token"), []byte("0123\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := devConfig(data, ks, "https://127.0.0.1:8443"); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Fatalf("0644 staff token: %v", err)
+	}
+	if err := os.Chmod(filepath.Join(data, "staff", "teller1.token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := devConfig(data, ks, "https://127.0.0.1:8443"); err == nil || !strings.Contains(err.Error(), "does not hold a staff token") {
+		t.Fatalf("a teller1.token that is no token: %v", err)
 	}
 }
 

@@ -5,6 +5,7 @@
 //	banking audit verify -config file|-dev [-pubkey bank-audit.pem] [-expect SEQ:HASH]...
 //	banking audit tail   -config file|-dev [-n 20]
 //	banking audit prune  -config file -before 2026-01-31 [-pubkey bank-audit.pem]
+//	banking staff-token -out FILE      a person's new staff token in FILE (0600); prints its token_sha256 line
 //	banking -dev [-data-dir var/bank] [-keysvc-dir var] [-keysvc-url https://127.0.0.1:8443] [-listen addr] [-store-url URL]   dev mode
 //
 // Without -config (or KEYWARD_BANK_CONFIG) and without -dev, banking
@@ -26,7 +27,9 @@
 //	  client_key: /etc/keyward/bank/banking-key.pem
 //	  # bearer_token_file: /run/keyward/bank-keysvc.token   (development, instead of the pair)
 //	kms_name: banking
-//	staff_token_sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
+//	staff:                                      # each person their own token and roles (banking/staff)
+//	  - {id: teller1, name: Li Na, roles: [enrol, deposit, phone-change], token_sha256: 9f2c…}
+//	  - {id: supervisor1, name: Wang Wei, roles: [unlock, limit-override, ledger-verify], token_sha256: 41be…, expires: 2027-06-30}
 //	blacklist: {file: /etc/keyward/bank/blacklist.txt, interval: 10s}
 //	sms: {gateway_url: https://sms-relay.bank.internal/send, token_file: /run/keyward/bank-sms.token}
 //	ledger: {max_batch_size: 128, max_batch_delay: 2ms, account_prefix: "62999"}
@@ -44,8 +47,25 @@
 // trusts, for its own host name.
 //
 // Secrets never come from argv: keysvc's bearer token is read from a 0600
-// file, the staff token is configured only as its SHA-256, and the TLS
-// keys are files.
+// file, each person's staff token is configured only as its SHA-256, and
+// the TLS keys are files.
+//
+// # Staff
+//
+// There is no shared staff token: staff_token_sha256 is refused with the
+// form that replaces it. Every teller and supervisor is one entry of
+// staff: with a personal token and roles — enrol, deposit, unlock,
+// limit-override, phone-change, ledger-verify — and every request they
+// make on /staff/v1, refused or done, is recorded in banking's audit
+// trail under their id. To issue a token:
+//
+//	banking staff-token -out /secure/teller1.token
+//	token_sha256: 9f2c…        ← paste into the person's staff: entry
+//
+// The token (kwst_…) is written to the file only (0600, never over an
+// existing file), never to the terminal or argv; hand the file to the
+// person. To withdraw a token, remove the entry (or set expires) and
+// restart.
 //
 // The five bank keys listed in package banking's doc must exist in keysvc
 // and grant kms_name their operations; banking checks the login, receipt
@@ -92,8 +112,10 @@
 // https://127.0.0.1:8443 with its data in ./var. It authenticates with
 // keysvc's dev admin token (client "dev"), creates the five bank keys if
 // they are missing, and keeps its own files under ./var/bank: a dev CA and
-// a server certificate for 127.0.0.1 (tls/), the staff token (staff.token,
-// 0600), an empty screening list (blacklist.txt, "end:0"), the SMS outbox
+// a server certificate for 127.0.0.1 (tls/), two staff members' personal
+// tokens (staff/teller1.token: enrol, deposit, phone-change;
+// staff/supervisor1.token: unlock, limit-override, ledger-verify; 0600,
+// their paths logged at start), an empty screening list (blacklist.txt, "end:0"), the SMS outbox
 // (sms-outbox.jsonl, 0600: each one-time code is there and on the console
 // until it is used or expires) and bank.db. Only dev mode opens an outbox:
 // with a config file, codes go to sms.gateway_url and are kept nowhere. It listens on https://127.0.0.1:8445 and prints
@@ -164,6 +186,9 @@ func main() {
 }
 
 func serve(log *slog.Logger, args []string) error {
+	if len(args) > 0 && args[0] == "staff-token" {
+		return staffTokenCmd(args[1:], os.Stdout)
+	}
 	fs := flag.NewFlagSet("banking", flag.ContinueOnError)
 	configPath := fs.String("config", os.Getenv("KEYWARD_BANK_CONFIG"), "YAML config file (env KEYWARD_BANK_CONFIG)")
 	devMode := fs.Bool("dev", false, "without -config: a development instance on keysvc's dev mode, with dev credentials under -data-dir")
@@ -284,7 +309,8 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
 	go bank.RunSweeper(sweepCtx, time.Minute) // expired codes, challenges, counters, sessions
-	app := bank.NewServer(banking.ServerConfig{StaffTokenSHA256: cfg.StaffTokenSHA256, LoginPerMinute: cfg.HTTP.LoginPerMinute,
+	logStaff(log, cfg, dev)
+	app := bank.NewServer(banking.ServerConfig{Staff: cfg.staff, LoginPerMinute: cfg.HTTP.LoginPerMinute,
 		RequestsPerMinute: cfg.HTTP.RequestsPerMinute, BodyLimit: cfg.HTTP.BodyLimit})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

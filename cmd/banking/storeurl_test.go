@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/keyward/keyward/banking/staff"
 )
 
 const devPGURL = "postgres://keyward@127.0.0.1:5432,127.0.0.1:5433/bank?sslmode=disable&target_session_attrs=read-write"
@@ -71,7 +74,7 @@ func TestDevOnPostgresRefusesBadURL(t *testing.T) {
 }
 
 // TestDevConfigSharedDataDir: dev nodes started together on one data dir
-// (make run-banking-pg) all get the same staff token and one whole TLS
+// (make run-banking-pg) all get the same staff tokens and one whole TLS
 // key pair: the files are made once, under the setup lock.
 func TestDevConfigSharedDataDir(t *testing.T) {
 	ks := fakeKeysvcDevDir(t)
@@ -91,13 +94,15 @@ func TestDevConfigSharedDataDir(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("node %d: %v", i, errs[i])
 		}
-		if cfgs[i].StaffTokenSHA256 != cfgs[0].StaffTokenSHA256 {
-			t.Fatalf("node %d has another staff token than node 0", i)
+		if !reflect.DeepEqual(cfgs[i].Staff, cfgs[0].Staff) {
+			t.Fatalf("node %d has other staff tokens than node 0", i)
 		}
 	}
-	staff, err := readSecretFile(filepath.Join(data, "staff.token"))
-	if err != nil || len(staff) != 64 {
-		t.Fatalf("staff token: %v (length %d)", err, len(staff))
+	for _, id := range []string{"teller1", "supervisor1"} {
+		tok, err := readSecretFile(filepath.Join(data, "staff", id+".token"))
+		if err != nil || !staff.ValidTokenFormat(tok) {
+			t.Fatalf("%s's token: %v (length %d)", id, err, len(tok))
+		}
 	}
 	if _, err := tls.LoadX509KeyPair(cfgs[0].TLS.Cert, cfgs[0].TLS.Key); err != nil {
 		t.Fatalf("the TLS files made by concurrent nodes do not pair: %v", err)

@@ -35,10 +35,40 @@
 //	Signed 2559 bytes (SHA-256 589ea8cb…) with key "holder-sign" on USB key "alice" (serial "3f907b2e252acfea").
 //	Signature (DER ECDSA) written to "pay.sig".
 //
-// Every line between the header and the hash is txformat's DisplayLines,
-// in full. Only the word yes (surrounding spaces ignored, lower case)
-// signs; anything else, an empty line, end of input or Ctrl-C refuses, and
-// nothing is signed (R-DC-4). Input typed before a question appears is
+// Every line between the header and the hash is txformat's display, in
+// full. Only the word yes (surrounding spaces ignored, lower case) signs;
+// anything else, an empty line, end of input or Ctrl-C refuses, and
+// nothing is signed (R-DC-4).
+//
+// # Language
+//
+// kwsign speaks the holder's language, read from the locale like any
+// terminal program (LC_ALL, then LC_MESSAGES, then LANG; package
+// token/l10n): Chinese (the bank's default) unless the locale names
+// another language, then English. "LANG=zh_CN.UTF-8", "C", "POSIX" or no
+// locale at all give Chinese; "LANG=en_US.UTF-8" gives English. The
+// display, the question, the PIN prompt, the summary and every refusal
+// follow it; flags, exit codes and the flag help do not. In Chinese the
+// display is txformat's Chinese one, with every CNY amount also in Chinese
+// capitals (大写金额) so the holder checks it two ways:
+//
+//	待签署的交易："pay.xml"，2559 字节，pain.001.001.09
+//
+//	    共 2 笔转账，合计 人民币 6,234.50
+//	    合计大写：陆仟贰佰叁拾肆元伍角整
+//	    …
+//	    第 1/2 笔：向 李雷（6222 0200 1234 5678，ICBC Beijing）支付 人民币 1,234.50
+//	    第 1/2 笔：大写：壹仟贰佰叁拾肆元伍角整
+//	    …
+//
+//	确认签署以上内容吗？输入“是”（或 y）签署，其他任何输入均为拒绝（限时 1m0s）：是
+//	USB 密钥 PIN（输入时不显示）：
+//
+// and the answers that sign are 是, y or yes (typing 是 needs an input
+// method, so a Latin answer works too); anything else refuses, as in
+// English. Names, banks and purposes are shown as written in the file.
+// Messages that carry a library's error (a PKCS#11 return value, a file
+// system error) keep that part in English. Input typed before a question appears is
 // discarded, so an answer is always given to what is on the screen. The
 // PIN is asked for only after the yes, typed without echo, and never read
 // from argv, the environment or a file.

@@ -174,13 +174,36 @@ type session struct {
 	readDone, exited chan struct{}
 }
 
+// english is the locale of the tests that assert English texts; kwsign
+// speaks Chinese when the locale names no language (the bank's default).
+const english = "en_US.UTF-8"
+
+// start runs kwsign in English (LANG=en_US.UTF-8); startIn in locale.
 func start(t *testing.T, args ...string) *session {
+	t.Helper()
+	return startIn(t, english, args...)
+}
+
+// withLocale is the test's environment with the locale variables set to
+// locale only (LC_ALL and LC_MESSAGES emptied, so LANG decides).
+func withLocale(locale string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "LANG=") && !strings.HasPrefix(kv, "LC_ALL=") && !strings.HasPrefix(kv, "LC_MESSAGES=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "LANG="+locale)
+}
+
+func startIn(t *testing.T, locale string, args ...string) *session {
 	t.Helper()
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(binPath, args...)
+	cmd.Env = withLocale(locale)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
 	s := &session{t: t, cmd: cmd, ptmx: ptmx, tty: tty, started: time.Now(), readDone: make(chan struct{}), exited: make(chan struct{})}
@@ -584,6 +607,7 @@ func TestUsage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(binPath, tc.args...) // stdin: /dev/null
+			cmd.Env = withLocale(english)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != exitUsage || !strings.Contains(string(out), tc.want) {

@@ -52,8 +52,10 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.msg }
 
+// exitf's format is a key of texts: the message is in the holder's
+// language.
 func exitf(code int, format string, args ...any) error {
-	return &exitError{code: code, msg: fmt.Sprintf(format, args...)}
+	return &exitError{code: code, msg: texts.Sprintf(lang, format, args...)}
 }
 
 const nothingSigned = "nothing was signed"
@@ -63,6 +65,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 // run is the whole command; it returns the exit code after every deferred
 // clean-up (terminal restored, bytes and PIN wiped, token closed) has run.
 func run(args []string, stdin, stdout, stderr *os.File) int {
+	setLang()
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitUsage
@@ -78,7 +81,7 @@ func run(args []string, stdin, stdout, stderr *os.File) int {
 		fmt.Fprintln(stderr, "kwsign: "+ee.msg)
 		return ee.code
 	default:
-		fmt.Fprintf(stderr, "kwsign: %v; %s\n", err, nothingSigned)
+		fmt.Fprintln(stderr, "kwsign: "+tf("%v; %s", err, ns()))
 		return exitFailure
 	}
 }
@@ -199,7 +202,7 @@ func sign(o options, stdin, stdout, stderr *os.File) error {
 	}
 	tty, err := openTerminal(stdin, stderr)
 	if err != nil {
-		return exitf(exitUsage, "%v: run kwsign at a terminal, a confirmation needs a person; %s", err, nothingSigned)
+		return exitf(exitUsage, "%s: run kwsign at a terminal, a confirmation needs a person; %s", txt(err.Error()), ns())
 	}
 	defer tty.restore()
 
@@ -212,12 +215,12 @@ func sign(o options, stdin, stdout, stderr *os.File) error {
 
 	data, err := readTransaction(o.in)
 	if err != nil {
-		return exitf(exitFailure, "%v; %s", err, nothingSigned)
+		return exitf(exitFailure, "%v; %s", err, ns())
 	}
 	defer token.Wipe(data) // the pending bytes go, whatever happens (R-DC-4)
 	doc, err := txformat.Recognise(data)
 	if err != nil {
-		return exitf(exitRefused, "refused %q: it is not a transaction kwsign can show (%v); %s", o.in, err, nothingSigned)
+		return exitf(exitRefused, "refused %q: it is not a transaction kwsign can show (%v); %s", o.in, err, ns())
 	}
 
 	store, guard, err := openGuard(o.state)
@@ -260,10 +263,10 @@ func checkOut(path string) error {
 		return nil
 	}
 	if _, err := os.Lstat(path); err == nil {
-		return exitf(exitUsage, "%s already exists: kwsign never overwrites a file; %s", path, nothingSigned)
+		return exitf(exitUsage, "%s already exists: kwsign never overwrites a file; %s", path, ns())
 	}
 	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
-		return exitf(exitUsage, "-out: directory %s does not exist; %s", filepath.Dir(path), nothingSigned)
+		return exitf(exitUsage, "-out: directory %s does not exist; %s", filepath.Dir(path), ns())
 	}
 	return nil
 }
@@ -288,11 +291,11 @@ func readTransaction(path string) ([]byte, error) {
 // PINs in a row lock the key, across runs.
 func openGuard(path string) (*token.BoltStore, *token.Guard, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, nil, exitf(exitFailure, "PIN-attempt counter: %v; %s", err, nothingSigned)
+		return nil, nil, exitf(exitFailure, "PIN-attempt counter: %v; %s", err, ns())
 	}
 	store, err := token.OpenBoltStore(path)
 	if err != nil {
-		return nil, nil, exitf(exitFailure, "%v (is another kwsign running?); %s", err, nothingSigned)
+		return nil, nil, exitf(exitFailure, "%v (is another kwsign running?); %s", err, ns())
 	}
 	guard, err := token.NewGuard(store, token.MaxPINAttempts)
 	if err != nil {
@@ -309,24 +312,24 @@ func findUSBKey(cfg token.Config, guard *token.Guard) (*token.Admin, pkcs11shim.
 	var info pkcs11shim.TokenInfo
 	admin, err := token.OpenAdmin(cfg)
 	if errors.Is(err, pkcs11shim.ErrTokenNotFound) {
-		return nil, info, 0, exitf(exitFailure, "USB key %s not found: insert it and run kwsign again; %s", describeSelector(cfg), nothingSigned)
+		return nil, info, 0, exitf(exitFailure, "USB key %s not found: insert it and run kwsign again; %s", describeSelector(cfg), ns())
 	}
 	if err != nil {
-		return nil, info, 0, exitf(exitFailure, "%v; %s", err, nothingSigned)
+		return nil, info, 0, exitf(exitFailure, "%v; %s", err, ns())
 	}
 	fail := func(err error) (*token.Admin, pkcs11shim.TokenInfo, int, error) {
 		admin.Close()
 		return nil, info, 0, err
 	}
 	if info, err = admin.Info(); err != nil {
-		return fail(exitf(exitFailure, "USB key %s: %v; %s", describeSelector(cfg), err, nothingSigned))
+		return fail(exitf(exitFailure, "USB key %s: %v; %s", describeSelector(cfg), err, ns()))
 	}
 	if !info.Flags.Removable {
-		return fail(exitf(exitFailure, "token %q is not a removable device: kwsign signs with a personal USB key, not a server HSM; %s", info.Label, nothingSigned))
+		return fail(exitf(exitFailure, "token %q is not a removable device: kwsign signs with a personal USB key, not a server HSM; %s", info.Label, ns()))
 	}
 	st, err := admin.PINState()
 	if err != nil {
-		return fail(exitf(exitFailure, "PIN-attempt counter: %v; %s", err, nothingSigned))
+		return fail(exitf(exitFailure, "PIN-attempt counter: %v; %s", err, ns()))
 	}
 	if st.Locked || st.Failures >= guard.Limit() || info.Flags.UserPINLocked {
 		return fail(lockedError(info))
@@ -336,7 +339,7 @@ func findUSBKey(cfg token.Config, guard *token.Guard) (*token.Admin, pkcs11shim.
 
 func lockedError(info pkcs11shim.TokenInfo) error {
 	return exitf(exitLocked, "the PIN of USB key %q (serial %s) is locked after too many wrong PINs; a bank security officer must unlock it; %s",
-		info.Label, info.Serial, nothingSigned)
+		info.Label, info.Serial, ns())
 }
 
 func describeSelector(cfg token.Config) string {
@@ -344,7 +347,7 @@ func describeSelector(cfg token.Config) string {
 	case cfg.URI != "":
 		return fmt.Sprintf("%q", cfg.URI)
 	case cfg.Serial != "":
-		return "with serial " + fmt.Sprintf("%q", cfg.Serial)
+		return tf("with serial %q", cfg.Serial)
 	}
 	return fmt.Sprintf("%q", cfg.Label)
 }
@@ -355,14 +358,14 @@ func describeSelector(cfg token.Config) string {
 // token and key labels) are quoted so they cannot spoof the display.
 func show(tty *terminal, o options, doc *txformat.Document, data, digest []byte, info pkcs11shim.TokenInfo, keyLabel string, failures, limit int) {
 	w := tty.out
-	fmt.Fprintf(w, "\nTransaction to sign: %q, %d bytes, %s\n\n", o.in, len(data), doc.Format)
-	for _, l := range doc.DisplayLines() {
+	fmt.Fprint(w, tf("\nTransaction to sign: %q, %d bytes, %s\n\n", o.in, len(data), doc.Format))
+	for _, l := range doc.DisplayLinesIn(lang) {
 		fmt.Fprintf(w, "    %s\n", l)
 	}
-	fmt.Fprintf(w, "\nSHA-256 of the file: %s\n", hex.EncodeToString(digest))
-	fmt.Fprintf(w, "Signing key:         %q on USB key %q (serial %q)\n", keyLabel, info.Label, info.Serial)
+	fmt.Fprint(w, tf("\nSHA-256 of the file: %s\n", hex.EncodeToString(digest)))
+	fmt.Fprint(w, tf("Signing key:         %q on USB key %q (serial %q)\n", keyLabel, info.Label, info.Serial))
 	if failures > 0 {
-		fmt.Fprintf(w, "Warning: %d wrong PIN(s) in a row so far; the key locks after %d.\n", failures, limit)
+		fmt.Fprint(w, tf("Warning: %d wrong PIN(s) in a row so far; the key locks after %d.\n", failures, limit))
 	}
 	fmt.Fprintln(w)
 }
@@ -371,13 +374,13 @@ func show(tty *terminal, o options, doc *txformat.Document, data, digest []byte,
 // or end of input refuses.
 func confirm(ctx context.Context, tty *terminal, timeout time.Duration) error {
 	buf := make([]byte, 64)
-	prompt := fmt.Sprintf("Sign exactly this? Type yes to sign, anything else refuses (%v to answer): ", timeout)
+	prompt := tf("Sign exactly this? Type yes to sign, anything else refuses (%v to answer): ", timeout)
 	n, err := tty.readLine(ctx, prompt, true, buf)
 	if err := readError(ctx, err); err != nil {
 		return err
 	}
-	if strings.TrimSpace(string(buf[:n])) != "yes" {
-		return exitf(exitDeclined, "refused by the holder; %s", nothingSigned)
+	if !yes(strings.TrimSpace(string(buf[:n]))) {
+		return exitf(exitDeclined, "refused by the holder; %s", ns())
 	}
 	return nil
 }
@@ -395,14 +398,14 @@ func (p *heldPIN) wipe() { token.Wipe(p.buf) }
 // readPIN reads the PIN without echo (R-TOK-4: never argv, never shown).
 func readPIN(ctx context.Context, tty *terminal) (*heldPIN, error) {
 	buf := make([]byte, pinBufLen)
-	n, err := tty.readLine(ctx, "USB key PIN (not shown): ", false, buf)
+	n, err := tty.readLine(ctx, tf("USB key PIN (not shown): "), false, buf)
 	if err := readError(ctx, err); err != nil {
 		token.Wipe(buf)
 		return nil, err
 	}
 	if n == 0 {
 		token.Wipe(buf)
-		return nil, exitf(exitDeclined, "no PIN entered; %s", nothingSigned)
+		return nil, exitf(exitDeclined, "no PIN entered; %s", ns())
 	}
 	return &heldPIN{HeldPIN: token.HeldPIN(buf[:n]), buf: buf}, nil
 }
@@ -415,20 +418,20 @@ func readError(ctx context.Context, err error) error {
 	case ctx.Err() != nil:
 		return interrupted(ctx)
 	case errors.Is(err, io.EOF):
-		return exitf(exitDeclined, "no answer (end of input); %s", nothingSigned)
+		return exitf(exitDeclined, "no answer (end of input); %s", ns())
 	case errors.Is(err, errLineTooLong):
-		return exitf(exitDeclined, "answer too long; %s", nothingSigned)
+		return exitf(exitDeclined, "answer too long; %s", ns())
 	}
-	return exitf(exitFailure, "terminal: %v; %s", err, nothingSigned)
+	return exitf(exitFailure, "terminal: %v; %s", err, ns())
 }
 
 // interrupted reports a timeout or interruption as the holder's exit.
 func interrupted(ctx context.Context) error {
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		return exitf(exitTimeout, "timed out; %s", nothingSigned)
+		return exitf(exitTimeout, "timed out; %s", ns())
 	case ctx.Err() != nil:
-		return exitf(exitDeclined, "interrupted; %s", nothingSigned)
+		return exitf(exitDeclined, "interrupted; %s", ns())
 	}
 	return nil
 }
@@ -449,13 +452,13 @@ func signDigest(ctx context.Context, cfg token.Config, info pkcs11shim.TokenInfo
 	pool := tok.Pool()
 	k, err := pool.FindKey(ctx, keyLabel)
 	if errors.Is(err, pkcs11shim.ErrKeyNotFound) {
-		return nil, exitf(exitFailure, "no key labelled %q on this USB key; %s", keyLabel, nothingSigned)
+		return nil, exitf(exitFailure, "no key labelled %q on this USB key; %s", keyLabel, ns())
 	}
 	if err != nil {
 		return nil, err
 	}
 	if !k.Type.IsEC() {
-		return nil, exitf(exitFailure, "key %q is %v: kwsign signs with ECDSA keys only; %s", keyLabel, k.Type, nothingSigned)
+		return nil, exitf(exitFailure, "key %q is %v: kwsign signs with ECDSA keys only; %s", keyLabel, k.Type, ns())
 	}
 	pub, err := pool.PublicKey(ctx, k)
 	if err != nil {
@@ -481,7 +484,7 @@ func signDigest(ctx context.Context, cfg token.Config, info pkcs11shim.TokenInfo
 func pinError(err error, cfg token.Config, info pkcs11shim.TokenInfo, guard *token.Guard) error {
 	switch {
 	case errors.Is(err, token.ErrPINLocked) && errors.Is(err, token.ErrPINIncorrect):
-		return exitf(exitLocked, "wrong PIN, %d in a row: the USB key is now locked; a bank security officer must unlock it; %s", guard.Limit(), nothingSigned)
+		return exitf(exitLocked, "wrong PIN, %d in a row: the USB key is now locked; a bank security officer must unlock it; %s", guard.Limit(), ns())
 	case errors.Is(err, token.ErrPINLocked):
 		return lockedError(info)
 	case errors.Is(err, token.ErrPINIncorrect):
@@ -489,20 +492,20 @@ func pinError(err error, cfg token.Config, info pkcs11shim.TokenInfo, guard *tok
 		if st, serr := guard.State(token.PINID(info, pkcs11shim.UserNormal)); serr == nil {
 			left = fmt.Sprint(guard.Limit() - st.Failures)
 		}
-		return exitf(exitWrongPIN, "wrong PIN: %s attempt(s) left before the USB key locks; %s", left, nothingSigned)
+		return exitf(exitWrongPIN, "wrong PIN: %s attempt(s) left before the USB key locks; %s", left, ns())
 	case errors.Is(err, pkcs11shim.ErrTokenNotPresent), errors.Is(err, pkcs11shim.ErrTokenNotFound):
-		return exitf(exitFailure, "the USB key %s was removed; %s", describeSelector(cfg), nothingSigned)
+		return exitf(exitFailure, "the USB key %s was removed; %s", describeSelector(cfg), ns())
 	}
-	return exitf(exitFailure, "%v; %s", err, nothingSigned)
+	return exitf(exitFailure, "%v; %s", err, ns())
 }
 
 // writeSignature writes the DER signature to a new -out file (O_EXCL) or
 // as base64 to standard output, then the summary to the terminal.
 func writeSignature(o options, stdout, stderr io.Writer, sig []byte, n int, digest []byte, info pkcs11shim.TokenInfo, keyLabel string) error {
-	fmt.Fprintf(stderr, "Signed %d bytes (SHA-256 %s) with key %q on USB key %q (serial %q).\n",
-		n, hex.EncodeToString(digest), keyLabel, info.Label, info.Serial)
+	fmt.Fprint(stderr, tf("Signed %d bytes (SHA-256 %s) with key %q on USB key %q (serial %q).\n",
+		n, hex.EncodeToString(digest), keyLabel, info.Label, info.Serial))
 	if o.out == "" {
-		fmt.Fprintln(stderr, "Signature (DER ECDSA, base64):")
+		fmt.Fprint(stderr, tf("Signature (DER ECDSA, base64):\n"))
 		if _, err := fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(sig)); err != nil {
 			return exitf(exitFailure, "the transaction was signed but the signature cannot be written: %v", err)
 		}
@@ -521,6 +524,6 @@ func writeSignature(o options, stdout, stderr io.Writer, sig []byte, n int, dige
 		os.Remove(o.out)
 		return exitf(exitFailure, "the transaction was signed but the signature cannot be written: %v", err)
 	}
-	fmt.Fprintf(stderr, "Signature (DER ECDSA) written to %q.\n", o.out)
+	fmt.Fprint(stderr, tf("Signature (DER ECDSA) written to %q.\n", o.out))
 	return nil
 }

@@ -43,8 +43,9 @@ type fakeConfirm struct {
 func newFakeConfirm() *fakeConfirm {
 	return &fakeConfirm{view: wire.ConfirmationView{
 		ID: "cf_0123456789abcdefghijkl", Key: "corp-7", Status: wire.ConfirmPending, Format: "keyward.transfer.v1",
-		Display: []string{`Pay 10.00 CNY to <script>alert(1)</script> & "Co" (6222 0200 1234 5678) at ICBC`, "From account 6222 0202 0011 2233 445"},
-		Digest:  pageDigest, ExpiresAt: time.Date(2026, 11, 28, 9, 1, 0, 0, time.UTC),
+		Display:   []string{`Pay 10.00 CNY to <script>alert(1)</script> & "Co" (6222 0200 1234 5678) at ICBC`, "From account 6222 0202 0011 2233 445"},
+		DisplayZH: []string{`向 <script>alert(1)</script> & "Co"（6222 0200 1234 5678，ICBC）支付 人民币 10.00`, "大写：壹拾元整", "付款账户 6222 0202 0011 2233 445"},
+		Digest:    pageDigest, ExpiresAt: time.Date(2026, 11, 28, 9, 1, 0, 0, time.UTC),
 	}}
 }
 
@@ -133,6 +134,7 @@ func page(t *testing.T, s *api.ConfirmServer, method, path string, form url.Valu
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
+	req.Header.Set("Accept-Language", "en-US,en;q=0.9") // the English page unless a test asks otherwise (Chinese is the default)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -175,7 +177,8 @@ func TestConfirmPageView(t *testing.T) {
 		`<li>Pay 10.00 CNY to &lt;script&gt;alert(1)&lt;/script&gt; &amp; &#34;Co&#34; (6222 0200 1234 5678) at ICBC</li>`,
 		"<li>From account 6222 0202 0011 2233 445</li>",
 		`<code id="digest">9f86 d081 884c 7d65 9a2f eaa0 c55a d015 a3bf 4f1b 2b0b 822c d15d 6c15 b0f0 0a08</code>`,
-		`datetime="2026-11-28T09:01:00Z">2026-11-28 09:01:00 UTC</time>`,
+		`datetime="2026-11-28T09:01:00Z">28 Nov 2026 17:01:00 China time (2026-11-28 09:01:00 UTC)</time>`,
+		`<html lang="en">`, `<a href="?lang=zh" hreflang="zh" lang="zh" id="switch-lang">中文</a>`, `<form method="post" action="?lang=en"`,
 		`<input type="hidden" name="key" value="corp-7">`,
 		`<input type="hidden" name="digest" value="`+pageDigest+`">`,
 		`<input type="password" id="pin" name="pin" autocomplete="off"`,

@@ -99,7 +99,8 @@ func (s *ConfirmServer) enrolLimited(c *fiber.Ctx) error {
 	if strings.HasPrefix(c.Path(), "/confirm/v1/") {
 		return newError(http.StatusTooManyRequests, "rate_limited", msg)
 	}
-	return s.render(c, http.StatusTooManyRequests, "enrol.html", enrolPage{Title: titleEnrol, Error: "Too many enrolment attempts from this address; wait a minute and try again."})
+	return s.render(c, http.StatusTooManyRequests, "enrol.html", enrolPage{pageBase: base(c, "Set your holder PIN"),
+		Error: tr(c, "Too many enrolment attempts from this address; wait a minute and try again.")})
 }
 
 // confirmCSP: no scripts from anywhere, inline styles, forms to this

@@ -1,5 +1,7 @@
 package api
 
+import "github.com/keyward/keyward/token/l10n"
+
 // ErrorTableCodes lists the error table's sentinels and codes for tests.
 func ErrorTableCodes() map[error]string {
 	m := make(map[error]string, len(errorTable))
@@ -8,3 +10,6 @@ func ErrorTableCodes() map[error]string {
 	}
 	return m
 }
+
+// PageTexts is the confirmation pages' catalogue.
+func PageTexts() *l10n.Catalog { return pageTexts }

@@ -1,6 +1,9 @@
 package wire
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // ConfirmMode says whether a key's signatures need the holder's confirmation.
 type ConfirmMode string
@@ -28,8 +31,9 @@ type ConfirmationView struct {
 	Key       string             `json:"key"`
 	Status    ConfirmationStatus `json:"status"`
 	Format    string             `json:"format"`
-	Display   []string           `json:"display"`
-	Digest    string             `json:"digest"` // hex SHA-256 of the bytes to be signed
+	Display   []string           `json:"display"`              // in English (txformat.DisplayLines)
+	DisplayZH []string           `json:"display_zh,omitempty"` // the same in Chinese, CNY amounts also in capitals (txformat.DisplayLinesIn); empty in records made before it existed
+	Digest    string             `json:"digest"`               // hex SHA-256 of the bytes to be signed
 	CreatedAt time.Time          `json:"created_at"`
 	ExpiresAt time.Time          `json:"expires_at"`
 	Reason    string             `json:"reason,omitempty"` // why it ended, when not approved
@@ -43,4 +47,17 @@ type ApproveRequest struct {
 	Key    string `json:"key"`
 	Digest string `json:"digest"` // hex
 	PIN    []byte `json:"-"`
+}
+
+// TriesLeft is how many holder PIN (or setup code) attempts remain before
+// the holder is locked. keysvc's ErrHolderPIN errors wrap one beside the
+// sentinel, so the confirmation page says it in the reader's language
+// (errors.As) instead of relaying keysvc's English text.
+type TriesLeft struct {
+	Left, Limit int
+}
+
+// Error is "5 of 6 tries left".
+func (t *TriesLeft) Error() string {
+	return strconv.Itoa(t.Left) + " of " + strconv.Itoa(t.Limit) + " tries left"
 }

@@ -157,9 +157,13 @@
 //
 // # Display
 //
-// [Document.DisplayLines] documents the exact layout. Amounts are shown
-// with thousands separators and the currency's minor-unit digits;
-// accounts are regrouped in fours; everything else is shown as parsed.
+// [Document.DisplayLines] documents the exact layout in English and
+// [Document.DisplayLinesIn] the Chinese one (the bank's default language,
+// issue 18), with CNY amounts also in Chinese capitals (大写金额). Amounts
+// are shown with thousands separators and the currency's minor-unit
+// digits; accounts are regrouped in fours; everything else is shown as
+// parsed, in whatever script it was written. Languages, grouping and the
+// capitals come from package token/l10n, the one place for them.
 //
 // # Concurrency
 //

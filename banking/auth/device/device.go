@@ -34,6 +34,14 @@
 // update and ask for a code each time. It is compared exactly after
 // trimming spaces.
 //
+// # Names and refs
+//
+// A device is listed by its Ref (RefOf: the first 8 bytes of SHA-256 of
+// its id, in hex), which Forget takes and which cannot be turned back into
+// an id. RememberNamed also keeps the name the client gave the device
+// ("小王的手机"; CheckName: at most 32 characters, no control or
+// formatting characters), so a customer can tell devices apart.
+//
 // # Limitations
 //
 // A customer keeps at most Config.MaxDevices (default 10) devices; Remember
@@ -53,6 +61,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward/banking/internal/kv"
 	"github.com/keyward/keyward/banking/store"
@@ -114,6 +124,7 @@ func New(cfg Config) (*Registry, error) {
 // Device is a remembered device, as shown to the customer or an officer.
 type Device struct {
 	Ref       string // first 8 bytes of SHA-256(device id), hex; for Forget
+	Name      string // what the customer calls it ("Ana's phone"); may be empty
 	OS        string
 	LastIP    string
 	FirstSeen time.Time
@@ -121,6 +132,7 @@ type Device struct {
 }
 
 type record struct {
+	Name      string    `json:"name,omitempty"`
 	OS        string    `json:"os"`
 	LastIP    string    `json:"last_ip"`
 	FirstSeen time.Time `json:"first_seen"`
@@ -153,6 +165,15 @@ func check(customer, device, os string, ip netip.Addr) (string, error) {
 func deviceKey(customer, device string) []byte {
 	h := sha256.Sum256([]byte(device))
 	return append(kv.Prefix(customer), hex.EncodeToString(h[:])...)
+}
+
+// RefOf is the Ref a device id is listed under (Device.Ref): the first 8
+// bytes of SHA-256(device id) in hex. The session package names a
+// session's device the same way, so "forget this device" can end the
+// device's sessions too (session.Manager.LogoutDevice).
+func RefOf(device string) string {
+	h := sha256.Sum256([]byte(device))
+	return hex.EncodeToString(h[:8])
 }
 
 // SameNetwork reports whether b is on a's network for the step-up rule:
@@ -209,8 +230,37 @@ func (r *Registry) Assess(ctx context.Context, customer, device, os string, ip n
 // Remember records the device as known with this OS and address, after a
 // fully authenticated login (see the package documentation).
 func (r *Registry) Remember(ctx context.Context, customer, device, os string, ip netip.Addr) error {
+	return r.RememberNamed(ctx, customer, device, "", os, ip)
+}
+
+// MaxNameLen is the longest device name, in characters.
+const MaxNameLen = 32
+
+// CheckName refuses a device name longer than MaxNameLen characters, not
+// UTF-8, or holding a control or formatting character (a bidirectional
+// override would make a list lie about which device is which). Empty is
+// allowed: the device has no name.
+func CheckName(name string) error {
+	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > MaxNameLen {
+		return fmt.Errorf("%w: a device name is at most %d characters of UTF-8", ErrBadInput, MaxNameLen)
+	}
+	for _, c := range name {
+		if unicode.IsControl(c) || unicode.Is(unicode.Cf, c) {
+			return fmt.Errorf("%w: a device name holds no control or formatting characters", ErrBadInput)
+		}
+	}
+	return nil
+}
+
+// RememberNamed is Remember that also names the device (what the client
+// says it is called: "Ana's phone", "办公室电脑"), shown in List; an empty
+// name keeps the name it had.
+func (r *Registry) RememberNamed(ctx context.Context, customer, device, name, os string, ip netip.Addr) error {
 	os, err := check(customer, device, os, ip)
 	if err != nil {
+		return err
+	}
+	if err := CheckName(name); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -227,6 +277,9 @@ func (r *Registry) Remember(ctx context.Context, customer, device, os string, ip
 		}
 		if !found {
 			rec.FirstSeen = now
+		}
+		if name != "" {
+			rec.Name = name
 		}
 		rec.OS, rec.LastIP, rec.LastSeen = os, ip.Unmap().WithZone("").String(), now
 		if err := kv.Put(b, key, &rec); err != nil {
@@ -281,7 +334,7 @@ func (r *Registry) List(ctx context.Context, customer string) ([]Device, error) 
 			if _, err := kv.Get(b, k, &rec); err != nil {
 				continue
 			}
-			out = append(out, Device{Ref: string(k[len(prefix) : len(prefix)+16]), OS: rec.OS, LastIP: rec.LastIP,
+			out = append(out, Device{Ref: string(k[len(prefix) : len(prefix)+16]), Name: rec.Name, OS: rec.OS, LastIP: rec.LastIP,
 				FirstSeen: rec.FirstSeen, LastSeen: rec.LastSeen})
 		}
 		return nil

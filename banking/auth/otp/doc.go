@@ -34,6 +34,15 @@
 // The phone number comes from Config.Phone, the bank's own record of the
 // customer (R-SRV-1): a request never says where its code should go.
 //
+// # Notices
+//
+// Notify sends a security notice — a text with no code, such as the
+// notice of a phone change made at the counter, which goes to the old and
+// the new number — through the same Gateway. It creates and stores
+// nothing and does not count against the hourly code limit; a text that
+// holds a run of six digits is refused (ErrNoticeHasCode), so a notice can
+// never be read as a code.
+//
 // # Using it
 //
 //	svc, err := otp.New(otp.Config{

@@ -19,7 +19,10 @@
 //   - Logout ends a session at once: the record is deleted and the deletion
 //     committed to disk before Logout returns; LogoutAll ends every session
 //     of a customer (after a password change, for instance), LogoutOthers
-//     every one but the caller's, LogoutRef one chosen from List.
+//     every one but the caller's, LogoutRef one chosen from List, and
+//     LogoutDevice every one opened from a device the customer has the
+//     bank forget (matched by device.RefOf of the session's device id,
+//     the ref the device registry lists).
 //   - Expired records are deleted by Sweep (every Config.SweepInterval).
 //
 // Get checks a session; Touch checks it and restarts its idle timer (call

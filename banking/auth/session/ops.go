@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keyward/keyward/banking/auth/device"
 	"github.com/keyward/keyward/banking/internal/kv"
 	"github.com/keyward/keyward/banking/store"
 )
@@ -374,6 +375,56 @@ func (m *Manager) List(ctx context.Context, customer string) ([]Session, error) 
 		}
 	}
 	return out, nil
+}
+
+// LogoutDevice ends every session of the customer opened from the device
+// whose Ref (device.RefOf of the device id, as the device registry lists
+// it) is deviceRef, and returns how many. It is what "forget this
+// device" does besides forgetting it: a revoked phone's session is
+// refused at once (ErrNotFound), on every node of a shared store once
+// LogoutDevice has returned. No such session is not an error (0).
+func (m *Manager) LogoutDevice(ctx context.Context, customer, deviceRef string) (int, error) {
+	if err := kv.CheckID("customer", customer); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrBadInput, err)
+	}
+	if len(deviceRef) != 16 {
+		return 0, fmt.Errorf("%w: a device ref is 16 hex digits", ErrBadInput)
+	}
+	if err := m.open(ctx); err != nil {
+		return 0, err
+	}
+	var ended []hash
+	err := m.mutate(func(tx store.Tx) error {
+		ended = ended[:0]
+		prefix := kv.Prefix(customer)
+		sessions := tx.Bucket(bucketSessions)
+		c := tx.Bucket(bucketByCustomer).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			var h hash
+			if copy(h[:], k[len(prefix):]) != len(h) {
+				continue
+			}
+			var rec record
+			found, err := kv.Get(sessions, h[:], &rec)
+			if err != nil {
+				return err // unreadable: fail rather than leave a session of that device alive
+			}
+			if found && device.RefOf(rec.Device) == deviceRef {
+				ended = append(ended, h)
+			}
+		}
+		for _, h := range ended {
+			if err := deleteSession(tx, h); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, func() {
+		for _, h := range ended {
+			delete(m.cache, h)
+		}
+	})
+	return len(ended), err
 }
 
 // LogoutRef ends the customer's session whose Ref is ref (from List). It

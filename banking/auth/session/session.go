@@ -82,6 +82,7 @@ type Session struct {
 	Ref         string
 	Customer    string
 	Device      string
+	DeviceName  string // what the client calls the device (Params.DeviceName)
 	IP          string // the address it was created from
 	Created     time.Time
 	LastSeen    time.Time
@@ -94,6 +95,7 @@ type Session struct {
 type record struct {
 	Customer    string    `json:"customer"`
 	Device      string    `json:"device"`
+	DeviceName  string    `json:"device_name,omitempty"`
 	IP          string    `json:"ip"`
 	Created     time.Time `json:"created"`
 	LastSeen    time.Time `json:"last_seen"`
@@ -202,8 +204,11 @@ func (m *Manager) Close() error {
 type Params struct {
 	Customer string
 	Device   string
-	IP       netip.Addr
-	Level    Level
+	// DeviceName is what the client calls the device, kept until the
+	// login's step-up remembers the device under it (optional).
+	DeviceName string
+	IP         netip.Addr
+	Level      Level
 }
 
 // Create starts a session and returns its id: 32 bytes from crypto/rand as
@@ -229,7 +234,7 @@ func (m *Manager) Create(ctx context.Context, p Params) (string, Session, error)
 	}
 	h := sha256.Sum256(raw[:])
 	now := m.cfg.Now()
-	rec := record{Customer: p.Customer, Device: p.Device, IP: p.IP.Unmap().String(),
+	rec := record{Customer: p.Customer, Device: p.Device, DeviceName: p.DeviceName, IP: p.IP.Unmap().String(),
 		Created: now, LastSeen: now, Level: p.Level}
 	if p.Level == LevelOTP {
 		rec.SteppedUpAt = now
@@ -293,7 +298,7 @@ func (m *Manager) expiry(rec *record) time.Time {
 
 func (m *Manager) view(h hash, rec record) Session {
 	return Session{
-		Ref: hex.EncodeToString(h[:8]), Customer: rec.Customer, Device: rec.Device, IP: rec.IP,
+		Ref: hex.EncodeToString(h[:8]), Customer: rec.Customer, Device: rec.Device, DeviceName: rec.DeviceName, IP: rec.IP,
 		Created: rec.Created, LastSeen: rec.LastSeen, Level: rec.Level, SteppedUpAt: rec.SteppedUpAt,
 		ExpiresAt: m.expiry(&rec),
 	}

@@ -45,6 +45,7 @@ var allowedUnder = []string{
 	mod + "/keysvc/client",
 	mod + "/token/smcrypto",
 	mod + "/token/txformat",
+	mod + "/token/l10n",      // languages, times and amounts for readers: golang.org/x/text only (txformat's display uses it)
 	mod + "/token/pinsource", // the PIN-source grammar and readers: standard library only
 	mod + "/keysvc/audit",    // record, chain and checkpoint formats (a leaf: gmsm only); banking's own trail reuses them (issue 18)
 }

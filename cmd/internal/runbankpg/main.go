@@ -15,7 +15,7 @@
 //     "bank";
 //   - two banking nodes, bin/banking -dev -store-url <multi-host URL>, on
 //     https://127.0.0.1:8445 (node-a) and https://127.0.0.1:8446 (node-b),
-//     sharing <data-dir>/bank (dev CA, staff token, screening list) and the
+//     sharing <data-dir>/bank (dev CA, staff tokens, screening list) and the
 //     database; logs in pg/run/node-a.log and node-b.log.
 //
 // It prints the URLs, the database URL, the ports and the pid files under
