@@ -7,13 +7,17 @@ import (
 	"encoding/hex"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/emmansun/gmsm/sm3"
 
 	"github.com/keyward/keyward/banking"
+	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/bankaudit"
+	"github.com/keyward/keyward/banking/internal/fakekms"
 	"github.com/keyward/keyward/banking/store"
+	"github.com/keyward/keyward/banking/store/dbtest"
 	"github.com/keyward/keyward/keysvc/audit"
 )
 
@@ -289,5 +293,68 @@ func TestUnitAuditTrailTwoNodes(t *testing.T) {
 	}
 	if n := len(find(recs, "login", "", "login_failed")); n != 8 {
 		t.Errorf("%d failed logins recorded, want 8", n)
+	}
+}
+
+// trailBreaker is a store whose audit-trail appends fail while broken is
+// set (its Batch transactions hide the trail's head bucket); everything
+// else works.
+type trailBreaker struct {
+	store.DB
+	broken atomic.Bool
+}
+
+func (d *trailBreaker) Batch(fn func(store.Tx) error) error {
+	return d.DB.Batch(func(tx store.Tx) error { return fn(breakTx{tx, d.broken.Load()}) })
+}
+
+type breakTx struct {
+	store.Tx
+	broken bool
+}
+
+func (t breakTx) Bucket(name []byte) store.Bucket {
+	if t.broken && string(name) == "bank-audit-meta" {
+		return nil
+	}
+	return t.Tx.Bucket(name)
+}
+
+// TestUnitAuditTrailFailureLogged: when the trail cannot be written the
+// request still gets its answer, the event is logged at ERROR with every
+// field, and Bank.TrailHealthy and TrailFailures say so until the trail
+// takes records again.
+func TestUnitAuditTrailFailureLogged(t *testing.T) {
+	db := &trailBreaker{DB: dbtest.New(t).Open()}
+	ub := &unitBank{kms: fakekms.New(kmsClient, "usb-", "cust-"), outbox: otp.NewDevOutbox(), log: &syncBuffer{}}
+	provision(t, ub.kms)
+	ub.start(t, db)
+	ana := ub.enrol(t, enrolment{login: "ana.li", name: "Ana Li", phone: "13800001111"})
+	if ub.bank.TrailHealthy() != nil {
+		t.Fatal(ub.bank.TrailHealthy())
+	}
+	db.broken.Store(true)
+	if st, out := ub.loginTry(t, ana.login, wrongPassword, "ana-phone"); st != 401 || errCode(out) != "login_failed" {
+		t.Fatalf("a login while the trail fails: %d %v", st, out)
+	}
+	if ub.bank.TrailHealthy() == nil || ub.bank.TrailFailures() != 1 {
+		t.Fatalf("healthy %v, failures %d", ub.bank.TrailHealthy(), ub.bank.TrailFailures())
+	}
+	logs := ub.log.String()
+	i := strings.Index(logs, "audit record NOT written")
+	if i < 0 {
+		t.Fatalf("no ERROR for the lost record:\n%s", logs)
+	}
+	line := logs[strings.LastIndex(logs[:i], "\n")+1:]
+	line = line[:strings.Index(line, "\n")]
+	for _, want := range []string{"level=ERROR", "op=login", "actor=login:ana.li", "result=login_failed", "source=127.0.0.1", "err="} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the ERROR line lacks %q: %s", want, line)
+		}
+	}
+	db.broken.Store(false)
+	ub.loginTry(t, ana.login, wrongPassword, "ana-phone")
+	if ub.bank.TrailHealthy() != nil || ub.bank.TrailFailures() != 1 {
+		t.Fatalf("after the trail recovered: healthy %v, failures %d", ub.bank.TrailHealthy(), ub.bank.TrailFailures())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -408,4 +409,79 @@ func TestPrune(t *testing.T) {
 	if _, err := bankaudit.Verify(db, pub); !errors.Is(err, audit.ErrTampered) {
 		t.Fatalf("the base record deleted: %v", err)
 	}
+}
+
+// TestRunCheckpointsEveryN: Run signs a checkpoint once Every records
+// were appended (the interval is an hour, so only the count can trigger
+// it) and a last one when it stops.
+func TestRunCheckpointsEveryN(t *testing.T) {
+	db := dbtest.New(t).Open()
+	sig := newKeySigner(t)
+	tr, err := bankaudit.Open(bankaudit.Config{DB: db, Signer: sig, Every: 5, Interval: time.Hour, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tr.Run(ctx); close(done) }()
+	appendN(t, tr, 5, "a")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cps, err := bankaudit.Checkpoints(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cps) == 1 && cps[0].Seq == 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint after 5 records (Every 5): %+v", cps)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	appendN(t, tr, 2, "b") // fewer than Every: only the stop signs them
+	stop()
+	<-done
+	rep, err := bankaudit.Verify(db, &sig.k.PublicKey)
+	if err != nil || rep.Records != 7 || rep.Checkpoints != 2 || rep.Unsigned != 0 {
+		t.Fatalf("after Run stopped: %+v %v", rep, err)
+	}
+}
+
+// TestAppendFailureExposed: an append the store refuses is an error,
+// counted, and Healthy reports it until an append succeeds again.
+func TestAppendFailureExposed(t *testing.T) {
+	db := &flakyDB{DB: dbtest.New(t).Open()}
+	tr := openTrail(t, db, nil)
+	appendN(t, tr, 1, "a")
+	db.fail.Store(true)
+	if _, err := tr.Append(bankaudit.Event{Actor: "system", Op: "x", Result: "ok"}); !errors.Is(err, bankaudit.ErrStore) || !errors.Is(err, errInjected) {
+		t.Fatalf("append on a failing store: %v", err)
+	}
+	if tr.Failures() != 1 || !errors.Is(tr.Healthy(), errInjected) {
+		t.Fatalf("failures %d, healthy %v", tr.Failures(), tr.Healthy())
+	}
+	db.fail.Store(false)
+	appendN(t, tr, 1, "b")
+	if tr.Healthy() != nil || tr.Failures() != 1 {
+		t.Fatalf("after a good append: failures %d, healthy %v", tr.Failures(), tr.Healthy())
+	}
+	if seq, _, _ := bankaudit.Head(db); seq != 2 {
+		t.Fatalf("head %d, want 2: the failed append left nothing", seq)
+	}
+}
+
+var errInjected = errors.New("injected store failure")
+
+// flakyDB fails every Batch while fail is set.
+type flakyDB struct {
+	store.DB
+	fail atomic.Bool
+}
+
+func (f *flakyDB) Batch(fn func(store.Tx) error) error {
+	if f.fail.Load() {
+		return errInjected
+	}
+	return f.DB.Batch(fn)
 }
