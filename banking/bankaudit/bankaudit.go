@@ -42,6 +42,9 @@
 // keysvc by the bank-audit key (Signer). Two nodes racing to store the
 // checkpoint after the same predecessor store one: the loser finds the
 // newest stored checkpoint already follows its predecessor and keeps it.
+// A Trail remembers the newest checkpoint it signed or found, and refuses
+// to checkpoint (audit.ErrTampered, logged at ERROR by Run) when the
+// store's newest is older: checkpoints were deleted under it.
 //
 // # Verification
 //
@@ -151,6 +154,7 @@ type Trail struct {
 	kick     chan struct{}
 	failures atomic.Uint64
 	lastErr  atomic.Pointer[error]
+	lastCP   *audit.Checkpoint // the newest this Trail signed or found stored (under cpMu)
 }
 
 // Open prepares the trail's buckets on cfg.DB.
@@ -350,7 +354,14 @@ func (t *Trail) Checkpoint(ctx context.Context) (*audit.Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: read head: %w", ErrStore, err)
 	}
+	// Checkpoints only ever grow: a newest stored checkpoint older than
+	// one this Trail saw means checkpoints were deleted under it.
+	if t.lastCP != nil && (prev == nil || prev.Index < t.lastCP.Index) {
+		return nil, fmt.Errorf("%w: the newest stored checkpoint is older than checkpoint %d (record %d) this node signed or saw: checkpoints were deleted; verify the trail (banking audit verify) and keep the anchors",
+			audit.ErrTampered, t.lastCP.Index, t.lastCP.Seq)
+	}
 	if seq == 0 || (prev != nil && prev.Seq >= seq) {
+		t.lastCP = prev
 		return prev, nil
 	}
 	cp, err := audit.SignCheckpoint(signerFunc{ctx, t.cfg.Signer}, prev, seq, hash, t.now())
@@ -401,6 +412,7 @@ func (t *Trail) Checkpoint(ctx context.Context) (*audit.Checkpoint, error) {
 	case err != nil:
 		return nil, fmt.Errorf("%w: store checkpoint: %w", ErrStore, err)
 	}
+	t.lastCP = stored
 	if stored == &cp {
 		t.log.InfoContext(ctx, "banking audit checkpoint", "index", cp.Index, "seq", cp.Seq,
 			"expect", audit.Anchor{Seq: cp.Seq, Hash: cp.Hash}.String())

@@ -485,3 +485,23 @@ func (f *flakyDB) Batch(fn func(store.Tx) error) error {
 	}
 	return f.DB.Batch(fn)
 }
+
+// TestCheckpointNoticesCutBack: a node that signed checkpoint 2 refuses
+// to go on when the store's newest checkpoint is suddenly checkpoint 1
+// (checkpoints deleted under it).
+func TestCheckpointNoticesCutBack(t *testing.T) {
+	db := dbtest.New(t).Open()
+	sig := newKeySigner(t)
+	tr := openTrail(t, db, sig)
+	appendN(t, tr, 3, "a")
+	mustCheckpoint(t, tr)
+	appendN(t, tr, 3, "b")
+	if cp := mustCheckpoint(t, tr); cp.Index != 2 {
+		t.Fatalf("checkpoint %+v", cp)
+	}
+	tamper(t, db, func(_, cps store.Bucket) error { return cps.Delete(rawKey(6)) })
+	appendN(t, tr, 1, "c")
+	if _, err := tr.Checkpoint(context.Background()); !errors.Is(err, audit.ErrTampered) || !strings.Contains(err.Error(), "checkpoints were deleted") {
+		t.Fatalf("checkpoint after the newest was deleted: %v", err)
+	}
+}
