@@ -252,3 +252,34 @@ func TestAuditVerifyProcessPostgres(t *testing.T) {
 		t.Fatalf("verify of an edited record on PostgreSQL: %v\n%s", err, out)
 	}
 }
+
+// TestAuditVerifyDev: `banking audit verify -dev` reads the dev bank's
+// bank.db under -data-dir; -config with -dev, and -store-url without
+// -dev, are refused.
+func TestAuditVerifyDev(t *testing.T) {
+	conf, pub, _ := auditFixture(t)
+	dataDir := filepath.Dir(pub) // the fixture's bank.db is there
+	ks := fakeKeysvcDevDir(t)
+	out, err := bankingProc(t, "audit", "verify", "-dev", "-data-dir", dataDir, "-keysvc-dir", ks, "-pubkey", pub)
+	if err != nil || !strings.Contains(out, "12 records (1..12)") {
+		t.Fatalf("verify -dev: %v\n%s", err, out)
+	}
+	if out, err := bankingProc(t, "audit", "verify", "-dev", "-config", conf, "-pubkey", pub); err == nil || !strings.Contains(out, "not both") {
+		t.Errorf("-dev with -config: %v\n%s", err, out)
+	}
+	if out, err := bankingProc(t, "audit", "verify", "-config", conf, "-store-url", devPGURL); err == nil || !strings.Contains(out, "dev mode only") {
+		t.Errorf("-store-url with -config: %v\n%s", err, out)
+	}
+	// Records made today are within the retention: prune refuses, and the
+	// trail still verifies whole.
+	today := time.Now().UTC().Format(time.DateOnly)
+	if out, err := bankingProc(t, "audit", "prune", "-config", conf, "-pubkey", pub, "-before", today); err == nil || !strings.Contains(out, "younger than the retention") {
+		t.Errorf("prune of today's records: %v\n%s", err, out)
+	}
+	if out, err := bankingProc(t, "audit", "verify", "-config", conf, "-pubkey", pub); err != nil || !strings.Contains(out, "12 records (1..12)") {
+		t.Errorf("verify after the refused prune: %v\n%s", err, out)
+	}
+	if out, err := bankingProc(t, "audit", "bogus", "-config", conf); err == nil || !strings.Contains(out, "unknown") {
+		t.Errorf("an unknown audit command: %v\n%s", err, out)
+	}
+}
