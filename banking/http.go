@@ -76,8 +76,9 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 		Errors:      errorTable,
 		Realm:       "keyward-bank",
 		InvalidCode: "invalid_request",
+		Localize:    localize,
 	})
-	app.Use(withSource)
+	app.Use(withLanguage, withSource)
 	app.Get("/healthz", healthz)
 	loginLimit := limiter.New(limiter.Config{Max: cfg.LoginPerMinute, Expiration: time.Minute, LimitReached: tooMany})
 	sessLimit := limiter.New(limiter.Config{Max: cfg.RequestsPerMinute, Expiration: time.Minute, LimitReached: tooMany,
