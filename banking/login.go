@@ -100,7 +100,7 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 			rs[i] = string(r)
 		}
 		res.StepUpReason = strings.Join(rs, ", ")
-		if _, err := b.otps.Issue(ctx, c.ID, "stepup"); err != nil {
+		if _, err := b.otps.Issue(ctx, c.ID, purposeLogin); err != nil {
 			return res, err
 		}
 		return res, nil
@@ -108,16 +108,45 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 	return res, b.devices.Remember(ctx, c.ID, req.Device, req.OS, ip)
 }
 
+// SMS purposes of the step-up (named in the text, otp.PurposeName): the
+// login's own, while it is open, and a later one before a sensitive
+// change.
+const (
+	purposeLogin  = "login"
+	purposeStepUp = "stepup"
+)
+
+// stepUpPurpose is the purpose of the session's step-up code: the login's
+// while its step-up is open, else the later one.
+func (b *Bank) stepUpPurpose(ref string) (string, error) {
+	purpose := purposeStepUp
+	err := b.db.View(func(tx store.Tx) error {
+		if tx.Bucket(bucketStepUp).Get([]byte(ref)) != nil {
+			purpose = purposeLogin
+		}
+		return nil
+	})
+	return purpose, err
+}
+
 // RequestStepUp sends a fresh SMS code for the session's customer.
 func (b *Bank) RequestStepUp(ctx context.Context, s session.Session) error {
-	_, err := b.otps.Issue(ctx, s.Customer, "stepup")
+	purpose, err := b.stepUpPurpose(s.Ref)
+	if err != nil {
+		return err
+	}
+	_, err = b.otps.Issue(ctx, s.Customer, purpose)
 	return err
 }
 
 // StepUp verifies an SMS code and raises the session to LevelOTP; the
 // device becomes known.
 func (b *Bank) StepUp(ctx context.Context, sid string, s session.Session, code, os string) error {
-	if err := b.otps.Verify(ctx, s.Customer, "stepup", code); err != nil {
+	purpose, err := b.stepUpPurpose(s.Ref)
+	if err != nil {
+		return err
+	}
+	if err := b.otps.Verify(ctx, s.Customer, purpose, code); err != nil {
 		return err
 	}
 	if _, err := b.sessions.StepUp(ctx, sid, session.LevelOTP); err != nil {
