@@ -56,6 +56,7 @@ type unitBank struct {
 	url    string
 	outbox *otp.DevOutbox
 	log    *syncBuffer // everything the bank logged
+	mod    func(*banking.Config)
 
 	skew atomic.Int64 // nanoseconds the bank's clock is ahead of time.Now
 
@@ -103,9 +104,12 @@ func provision(t testing.TB, k *fakekms.KMS) {
 
 // newUnitBank starts a bank over a fresh fake keysvc. When the test ends
 // it checks that the bank's log holds no password and no one-time code.
-func newUnitBank(t *testing.T) *unitBank {
+func newUnitBank(t *testing.T) *unitBank { t.Helper(); return newUnitBankWith(t, nil) }
+
+// newUnitBankWith is newUnitBank with mod applied to the bank's Config.
+func newUnitBankWith(t *testing.T, mod func(*banking.Config)) *unitBank {
 	t.Helper()
-	ub := &unitBank{kms: fakekms.New(kmsClient, "usb-", "cust-"), outbox: otp.NewDevOutbox(), log: &syncBuffer{}}
+	ub := &unitBank{kms: fakekms.New(kmsClient, "usb-", "cust-"), outbox: otp.NewDevOutbox(), log: &syncBuffer{}, mod: mod}
 	provision(t, ub.kms)
 	ub.start(t, dbtest.New(t).Open())
 	return ub
@@ -136,8 +140,12 @@ func (ub *unitBank) start(t *testing.T, db store.DB) {
 		ub.alerts = append(ub.alerts, ev)
 		ub.mu.Unlock()
 	})
-	if ub.bank, err = banking.New(banking.Config{DB: db, KMS: ub.kms, KMSName: kmsClient, SMS: ub.outbox, Alerts: alerts, Logger: logger,
-		Now: func() time.Time { return time.Now().Add(time.Duration(ub.skew.Load())) }}); err != nil {
+	cfg := banking.Config{DB: db, KMS: ub.kms, KMSName: kmsClient, SMS: ub.outbox, Alerts: alerts, Logger: logger,
+		Now: func() time.Time { return time.Now().Add(time.Duration(ub.skew.Load())) }}
+	if ub.mod != nil {
+		ub.mod(&cfg)
+	}
+	if ub.bank, err = banking.New(cfg); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ub.bank.Close() })

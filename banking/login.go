@@ -2,10 +2,13 @@ package banking
 
 import (
 	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 
+	"github.com/keyward/keyward/banking/auth/bruteforce"
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/bankwire"
@@ -35,6 +38,21 @@ func (b *Bank) ReceiptKey(ctx context.Context) (wire.PublicKeyResult, error) {
 	return b.pubKeys.get(ctx, KeyReceipt)
 }
 
+// DefaultCaptchaAfter is how many recent failed logins of a login, or
+// from a source, make the next login need an image captcha (seed
+// 6.2.3.2; Config.CaptchaAfter).
+const DefaultCaptchaAfter = 3
+
+// NewCaptcha draws an image captcha for a login (GET /v1/login/captcha):
+// 2 minutes, single-use, its answer never sent (banking/captcha).
+func (b *Bank) NewCaptcha(ctx context.Context) (bankwire.Captcha, error) {
+	c, err := b.captchas.New(ctx)
+	if err != nil {
+		return bankwire.Captcha{}, err
+	}
+	return bankwire.Captcha{ID: c.ID, Image: base64.StdEncoding.EncodeToString(c.PNG), Expires: c.ExpiresAt}, nil
+}
+
 // Challenge issues a single-use login challenge (≤ 2 min, R-AUTH-4).
 func (b *Bank) Challenge(ctx context.Context) (password.Challenge, error) {
 	return b.challenges.New(ctx)
@@ -56,7 +74,21 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 	if err := validateLogin(&req); err != nil {
 		return bankwire.LoginResult{}, err
 	}
-	att, err := b.guard.Begin(ctx, req.Login, ip)
+	human := false
+	if req.CaptchaID != "" || req.Captcha != "" {
+		// A captcha sent is checked (and spent) before anything else.
+		if err := b.captchas.Check(ctx, req.CaptchaID, req.Captcha); err != nil {
+			b.audit(ctx, Event{Op: "login.captcha", Actor: "login:" + req.Login, Result: edge.Classify(err).Code})
+			return bankwire.LoginResult{}, err
+		}
+		b.audit(ctx, Event{Op: "login.captcha", Actor: "login:" + req.Login, Result: "ok"})
+		human = true
+	}
+	att, err := b.guard.BeginHuman(ctx, req.Login, ip, human)
+	if errors.Is(err, bruteforce.ErrCaptchaRequired) {
+		b.audit(ctx, Event{Op: "login.captcha", Actor: "login:" + req.Login, Result: "captcha_required"})
+		return bankwire.LoginResult{}, err
+	}
 	if err != nil {
 		b.log.WarnContext(ctx, "login refused: locked", "login", req.Login, "source", ip.String())
 		return bankwire.LoginResult{}, err

@@ -130,6 +130,10 @@ var texts = l10n.NewCatalog(map[string]string{
 	"otp: wrong code (%d more attempts before the code is cancelled)": "短信验证码错误（再错 %d 次此验证码即作废）",
 	lockKey: "登录已锁定至 %s（连续 %d 次登录失败）；可携带身份证件到柜台，由柜员核实身份后解除锁定",
 	"captcha: a captcha is required after repeated failed logins; fetch one from GET /v1/login/captcha": "登录失败次数较多，请先获取图片验证码（GET /v1/login/captcha）并随登录一起提交",
+	"captcha: wrong captcha; fetch a new one":                                                           "图片验证码输入错误，请重新获取",
+	"captcha: the captcha has expired; fetch a new one":                                                 "图片验证码已过期，请重新获取",
+	"captcha: no such captcha, or it was already used; fetch a new one":                                 "图片验证码不存在或已使用，请重新获取",
+	"captcha: a captcha answer is its digits":                                                           "图片验证码由数字组成",
 	// details (after the sentinel's text)
 	"login, device (≤64) and os (≤64) are required":                                   "登录名、设备标识（不超过 64 个字符）和操作系统（不超过 64 个字符）均为必填项",
 	"login must be 4-32 of a-z 0-9 _ . - starting with a letter":                      "登录名须为 4-32 个字符（a-z、0-9、_、.、-），以字母开头",
@@ -176,10 +180,6 @@ var texts = l10n.NewCatalog(map[string]string{
 	`"wait" must be a duration from 0s to 30s`:                                                                            "wait 须为 0s 至 30s 之间的时长",
 	"the customer's name is on the screening list":                                                                        "客户姓名在本行的风险名单上",
 	"the payee is on the screening list; the transfer is refused":                                                         "收款人在本行的风险名单上，转账被拒绝",
-	"the captcha has expired; fetch a new one":                                                                            "图片验证码已过期，请重新获取",
-	"no such captcha, or it was already used; fetch a new one":                                                            "图片验证码不存在或已使用，请重新获取",
-	"wrong captcha; fetch a new one":                                                                                      "图片验证码输入错误，请重新获取",
-	"a captcha answer is its digits":                                                                                      "图片验证码由数字组成",
 })
 
 // weakText is the Chinese of each password rule (password.Rule*).
