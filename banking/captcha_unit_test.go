@@ -2,9 +2,11 @@ package banking_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"image/png"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,5 +119,43 @@ func TestUnitCaptchaAfterFailures(t *testing.T) {
 	a.advance(10 * time.Minute)
 	if st, out := a.loginTry(t, ana.login, password, "phone-1"); st != 200 {
 		t.Fatalf("after the source's window: %d %v", st, out)
+	}
+}
+
+// TestUnitCaptchaAudited: each captcha step is in banking's audit trail
+// as login.captcha, attributed to the login, never with the answer.
+func TestUnitCaptchaAudited(t *testing.T) {
+	defer captchahook.Record()()
+	var mu sync.Mutex
+	var evs []banking.Event
+	ub := newUnitBankWith(t, func(c *banking.Config) {
+		c.OnAudit = func(_ context.Context, ev banking.Event) {
+			if ev.Op == "login.captcha" {
+				mu.Lock()
+				evs = append(evs, ev)
+				mu.Unlock()
+			}
+		}
+	})
+	ana := ub.enrol(t, enrolment{login: "ana.li", name: "Ana Li", phone: "13800001111"})
+	for range banking.DefaultCaptchaAfter {
+		ub.loginTry(t, ana.login, wrongPassword, "phone-1")
+	}
+	ub.loginTry(t, ana.login, password, "phone-1")
+	id, ans := fetchCaptcha(t, ub)
+	ub.loginCaptcha(t, ana.login, password, "phone-1", id, strings.Map(func(r rune) rune { return '0' + (r-'0'+1)%10 }, ans))
+	id, ans = fetchCaptcha(t, ub)
+	ub.loginCaptcha(t, ana.login, password, "phone-1", id, ans)
+	mu.Lock()
+	defer mu.Unlock()
+	var got []string
+	for _, ev := range evs {
+		if ev.Actor != "login:ana.li" || ev.Source == "" || strings.Contains(ev.Detail, ans) {
+			t.Errorf("event %+v", ev)
+		}
+		got = append(got, ev.Result)
+	}
+	if strings.Join(got, ",") != "captcha_required,captcha_invalid,ok" {
+		t.Fatalf("audited %v, want captcha_required, captcha_invalid, ok", got)
 	}
 }
