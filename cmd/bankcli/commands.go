@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/banking/bankwire"
+	"github.com/keyward/keyward/token/l10n"
 	"github.com/keyward/keyward/token/txformat"
 )
 
@@ -68,13 +69,13 @@ func cmdEnrol(args []string) error {
 	if err != nil {
 		return err
 	}
-	pw, err := readSecret("New password for "+req.Login+" (8-64 characters, three of: lower, upper, digits, symbols): ", pwEnv)
+	pw, err := readSecret(tr("New password for %s (8-64 characters, three of: lower, upper, digits, symbols): ", req.Login), pwEnv)
 	if err != nil {
 		return err
 	}
 	defer clear(pw)
 	if pwEnv == "" {
-		again, err := readSecret("Type it again: ", "")
+		again, err := readSecret(tr("Type it again: "), "")
 		if err != nil {
 			return err
 		}
@@ -95,14 +96,14 @@ func cmdEnrol(args []string) error {
 		return err
 	}
 	cu := res.Customer
-	fmt.Printf("customer: %s\nlogin:    %s\nname:     %s\naccount:  %s\nid_card:  %s\ncard:     %s\nphone:    %s\n",
+	printf("customer: %s\nlogin:    %s\nname:     %s\naccount:  %s\nid_card:  %s\ncard:     %s\nphone:    %s\n",
 		cu.ID, cu.Login, cu.Name, res.Account, cu.IDCard, cu.Card, cu.Phone)
 	if cu.USBKey {
-		fmt.Printf("usb_key:  registered in keysvc as usb-%s\n", cu.ID)
+		printf("usb_key:  registered in keysvc as usb-%s\n", cu.ID)
 	}
 	if res.HolderSetupCode != "" {
-		fmt.Printf("cloud_key: cust-%s\nholder_setup_code: %s\n", cu.ID, res.HolderSetupCode)
-		fmt.Fprintf(os.Stderr, "\nHand the setup code to the customer: they set the cloud key's PIN with it on keysvc's\n"+
+		printf("cloud_key: cust-%s\nholder_setup_code: %s\n", cu.ID, res.HolderSetupCode)
+		eprintf("\nHand the setup code to the customer: they set the cloud key's PIN with it on keysvc's\n"+
 			"confirmation endpoint (dev mode: https://127.0.0.1:8444/enrol, key cust-%s). It is shown once.\n", cu.ID)
 	}
 	return nil
@@ -146,20 +147,21 @@ func cmdDeposit(args []string) error {
 	}
 	note := ""
 	if rc.Replayed {
-		note = " (already booked under this idempotency key; nothing moved now)"
+		note = tr(" (already booked under this idempotency key; nothing moved now)")
 	}
-	fmt.Printf("deposited %s %s into %s: transfer %s%s\n", amount, currency, account, rc.TransferID, note)
+	printf("deposited %s %s into %s: transfer %s%s\n", amount, currency, account, rc.TransferID, note)
 	return nil
 }
 
 func cmdLogin(args []string) error {
 	f := newFlags("login")
-	var login, device, osName, pwEnv, codeEnv string
+	var login, device, osName, pwEnv, codeEnv, captchaEnv string
 	f.fs.StringVar(&login, "login", "", "login name")
 	f.fs.StringVar(&device, "device", "", "this device's id (a new one asks for an SMS code)")
 	f.fs.StringVar(&osName, "os", "", "this device's operating system, e.g. \"Debian 12\"")
 	f.fs.StringVar(&pwEnv, "password-env", "", "read the password from this environment variable instead of the terminal")
 	f.fs.StringVar(&codeEnv, "code-env", "", "read the SMS code from this environment variable (it must be set before the code is sent: mostly for stepup)")
+	f.fs.StringVar(&captchaEnv, "captcha-env", "", "answer the captcha a previous login saved (exit 4) with the digits in this environment variable")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -170,23 +172,34 @@ func cmdLogin(args []string) error {
 	if err != nil {
 		return err
 	}
-	pw, err := readSecret("Password for "+login+": ", pwEnv)
+	req := bankwire.LoginRequest{Login: login, Device: device, OS: osName}
+	capDir := filepath.Dir(f.sessionFile)
+	if captchaEnv != "" {
+		if req.CaptchaID, req.Captcha, err = savedCaptchaAnswer(capDir, captchaEnv); err != nil {
+			return err
+		}
+	}
+	pw, err := readSecret(tr("Password for %s: ", login), pwEnv)
 	if err != nil {
 		return err
 	}
+	defer clear(pw)
 	c, cancel := ctx()
 	defer cancel()
-	sealed, err := b.sealFor(c, pw)
-	clear(pw)
+	res, err := loginOnce(c, b, req, pw)
+	if errCode(err) == "captcha_required" && captchaEnv == "" {
+		// Too many failed logins of this login or from here: a person
+		// reads the bank's image and types its digits.
+		if req.CaptchaID, req.Captcha, err = askCaptcha(c, b, capDir); err != nil {
+			return err
+		}
+		res, err = loginOnce(c, b, req, pw)
+	}
 	if err != nil {
 		return err
 	}
-	var res bankwire.LoginResult
-	if _, err := b.call(c, "POST", "/v1/login", bankwire.LoginRequest{Login: login, Password: sealed, Device: device, OS: osName}, &res); err != nil {
-		return err
-	}
-	fmt.Printf("Your anti-phishing message: %s\n", res.AntiPhishing)
-	fmt.Println("(If that is not the message you chose, this is not your bank: log out and call it.)")
+	printf("Your anti-phishing message: %s\n", res.AntiPhishing)
+	printf("(If that is not the message you chose, this is not your bank: log out and call it.)\n")
 	ca := f.ca
 	if ca != "" {
 		if abs, err := filepath.Abs(ca); err == nil {
@@ -199,21 +212,21 @@ func cmdLogin(args []string) error {
 		return err
 	}
 	if res.StepUp {
-		fmt.Printf("This login needs an SMS code (%s); it was sent to your registered phone.\n", strings.Trim(res.StepUpReason, "[]"))
+		printf("This login needs an SMS code (%s); it was sent to your registered phone.\n", strings.Trim(res.StepUpReason, "[]"))
 		b.auth, b.device = "Bearer "+s.Session, s.Device
 		if err := stepUp(c, b, s, f.sessionFile, codeEnv); err != nil {
 			return err
 		}
 	}
-	fmt.Printf("Logged in as %s (customer %s). Session saved to %s\n", login, res.Customer, f.sessionFile)
+	printf("Logged in as %s (customer %s). Session saved to %s\n", login, res.Customer, f.sessionFile)
 	return nil
 }
 
 // stepUp asks for the SMS code and completes the session's step-up.
 func stepUp(c context.Context, b *bank, s *session, path, codeEnv string) error {
-	code, err := readSecret("SMS code: ", codeEnv)
+	code, err := readSecret(tr("SMS code: "), codeEnv)
 	if err != nil {
-		return fmt.Errorf("%w (%v)\nthe session is saved; finish with: bankcli stepup", errStepUpOpen, err)
+		return errorf("%w (%v)\nthe session is saved; finish with: bankcli stepup", errStepUpOpen, err)
 	}
 	defer clear(code)
 	body := map[string]string{"code": strings.TrimSpace(string(code)), "os": s.OS}
@@ -243,12 +256,12 @@ func cmdStepUp(args []string) error {
 		if _, err := b.call(c, "POST", "/v1/stepup/request", nil, nil); err != nil {
 			return err
 		}
-		fmt.Println("A new SMS code was sent to your registered phone.")
+		printf("A new SMS code was sent to your registered phone.\n")
 	}
 	if err := stepUp(c, b, s, f.sessionFile, codeEnv); err != nil {
 		return err
 	}
-	fmt.Println("Step-up done.")
+	printf("Step-up done.\n")
 	return nil
 }
 
@@ -271,11 +284,11 @@ func cmdAccounts(args []string) error {
 	}
 	if _, err := b.call(c, "GET", "/v1/accounts", nil, &out); err != nil {
 		if errCode(err) == "step_up_required" {
-			return fmt.Errorf("%w\nfinish the login with: bankcli stepup", err)
+			return errorf("%w\nfinish the login with: bankcli stepup", err)
 		}
 		return err
 	}
-	fmt.Printf("%-20s %-8s %15s  %-7s %s\n", "ACCOUNT", "CURRENCY", "BALANCE", "STATE", "LIMITS (per transfer / daily)")
+	fmt.Printf("%-20s %-8s %15s  %-7s %s\n", tr("ACCOUNT"), tr("CURRENCY"), tr("BALANCE"), tr("STATE"), tr("LIMITS (per transfer / daily)"))
 	for _, a := range out.Accounts {
 		fmt.Printf("%-20s %-8s %15s  %-7s %s / %s\n", a.ID, a.Currency, a.Balance, a.State, a.Limits["per_transaction"], a.Limits["daily"])
 	}
@@ -312,7 +325,7 @@ func cmdOrder(args []string) error {
 		return err
 	}
 	sum := sha256.Sum256(order)
-	fmt.Printf("Wrote %s (%d bytes, %s). It says:\n\n    %s\n\nSHA-256: %s\n", out, len(order), doc.Format,
+	printf("Wrote %s (%d bytes, %s). It says:\n\n    %s\n\nSHA-256: %s\n", out, len(order), doc.Format,
 		strings.Join(doc.DisplayLines(), "\n    "), hex.EncodeToString(sum[:]))
 	return nil
 }
@@ -396,10 +409,10 @@ func cmdTransferCloud(args []string) error {
 	}
 	sum := sha256.Sum256(order)
 	if p.Digest != hex.EncodeToString(sum[:]) {
-		return fmt.Errorf("the bank sent keysvc other bytes than %s (SHA-256 %s, not %x): do not confirm it", orderPath, p.Digest, sum)
+		return errorf("the bank sent keysvc other bytes than %s (SHA-256 %s, not %x): do not confirm it", orderPath, p.Digest, sum)
 	}
-	fmt.Printf("Transfer %s waits for your confirmation until %s.\n", p.ID, p.ExpiresAt.Local().Format("15:04:05"))
-	fmt.Printf("Open the link keysvc sent to your device (dev mode: printed by keysvc and in var/holder-notices.jsonl),\n"+
+	printf("Transfer %s waits for your confirmation until %s.\n", p.ID, l10n.Clock(p.ExpiresAt, lang))
+	printf("Open the link keysvc sent to your device (dev mode: printed by keysvc and in var/holder-notices.jsonl),\n"+
 		"check the payee, amount and SHA-256 %s, then approve with your cloud-key PIN.\nWaiting…\n", p.Digest)
 	for p.Status == "pending" {
 		if _, err := b.call(c, "GET", "/v1/transfers/cloud/"+p.ID+"?wait=25s", nil, &p); err != nil {
@@ -409,9 +422,9 @@ func cmdTransferCloud(args []string) error {
 	if p.Status != "approved" || p.Result == nil {
 		reason := p.Reason
 		if reason == "" {
-			reason = "no reason given"
+			reason = tr("no reason given")
 		}
-		return fmt.Errorf("transfer %s was not confirmed: %s (%s); nothing moved", p.ID, p.Status, reason)
+		return errorf("transfer %s was not confirmed: %s (%s); nothing moved", p.ID, p.Status, reason)
 	}
 	return reportTransfer(c, b, *p.Result, *rf)
 }
@@ -421,11 +434,11 @@ func cmdTransferCloud(args []string) error {
 func reportTransfer(c context.Context, b *bank, res bankwire.TransferResult, rf receiptFiles) error {
 	note := ""
 	if res.Replayed {
-		note = " (this order was executed before; nothing moved now)"
+		note = tr(" (this order was executed before; nothing moved now)")
 	}
-	fmt.Printf("Transfer %s done%s.\n", res.TransferID, note)
+	printf("Transfer %s done%s.\n", res.TransferID, note)
 	if !rf.any() {
-		fmt.Printf("Receipt: bankcli receipt -transfer %s -out receipt.json -sig receipt.sig -key bank-receipt.pem\n", res.TransferID)
+		printf("Receipt: bankcli receipt -transfer %s -out receipt.json -sig receipt.sig -key bank-receipt.pem\n", res.TransferID)
 		return nil
 	}
 	if res.Receipt.Body == "" { // signed later: fetch it
@@ -475,7 +488,7 @@ func saveReceiptOf(c context.Context, b *bank, rc bankwire.Receipt, rf receiptFi
 	if err := writeReceipt(rc, key.PEM, rf); err != nil {
 		return err
 	}
-	fmt.Printf("Receipt saved and its signature checked: %s, %s, %s\nVerify it yourself: openssl dgst -sha256 -verify %s -signature %s %s\n",
+	printf("Receipt saved and its signature checked: %s, %s, %s\nVerify it yourself: openssl dgst -sha256 -verify %s -signature %s %s\n",
 		rf.body, rf.sig, rf.key, rf.key, rf.sig, rf.body)
 	return nil
 }
@@ -498,6 +511,6 @@ func cmdLogout(args []string) error {
 	if err := os.Remove(f.sessionFile); err != nil {
 		return err
 	}
-	fmt.Println("Logged out.")
+	printf("Logged out.\n")
 	return nil
 }

@@ -70,10 +70,10 @@ import (
 )
 
 // errUsage marks errors that are the caller's flags, not the bank's answer.
-var errUsage = errors.New("usage")
+var errUsage = errorf("usage")
 
 // errStepUpOpen marks a login that succeeded but still needs the SMS code.
-var errStepUpOpen = errors.New("step-up still open")
+var errStepUpOpen = errorf("step-up still open")
 
 type command struct {
 	run   func(args []string) error
@@ -100,7 +100,7 @@ func main() {
 	}
 	c, ok := commands[os.Args[1]]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "bankcli: unknown command %q\n", os.Args[1])
+		eprintf("bankcli: unknown command %q\n", os.Args[1])
 		usage()
 		os.Exit(2)
 	}
@@ -108,9 +108,12 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(2)
 		}
-		fmt.Fprintf(os.Stderr, "bankcli %s: %v\n", os.Args[1], err)
+		eprintf("bankcli %s: %v\n", os.Args[1], err)
 		if errors.Is(err, errStepUpOpen) {
 			os.Exit(3)
+		}
+		if errors.Is(err, errCaptchaNeeded) {
+			os.Exit(4)
 		}
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
@@ -126,13 +129,13 @@ func usage() {
 	}
 	sort.Strings(names)
 	var b strings.Builder
-	b.WriteString("usage: bankcli <command> [flags]   (bankcli <command> -h for its flags; go doc ./cmd/bankcli)\n\n")
+	b.WriteString(tr("usage: bankcli <command> [flags]   (bankcli <command> -h for its flags; go doc ./cmd/bankcli)\n\n"))
 	for _, n := range names {
-		fmt.Fprintf(&b, "  %-15s %s\n", n, commands[n].brief)
+		fmt.Fprintf(&b, "  %-15s %s\n", n, text(commands[n].brief))
 	}
 	fmt.Fprint(os.Stderr, b.String())
 }
 
 func usageErr(format string, a ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+	return fmt.Errorf("%w: "+text(format), append([]any{errUsage}, a...)...)
 }

@@ -46,6 +46,7 @@ var allowedUnder = []string{
 	mod + "/token/smcrypto",
 	mod + "/token/txformat",
 	mod + "/token/pinsource", // the PIN-source grammar and readers: standard library only
+	mod + "/token/l10n",      // language, catalogues, times and amounts: golang.org/x/text only (issue 18)
 }
 
 // exceptions are import edges the bar tolerates, each with its reason. An
