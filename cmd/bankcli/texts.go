@@ -51,9 +51,9 @@ func errorf(key string, args ...any) error {
 // scripts read them.
 var texts = l10n.NewCatalog(map[string]string{
 	// main.go
-	"usage":              "用法",
-	"step-up still open": "短信验证尚未完成",
-	"captcha needed":     "需要图片验证码",
+	"usage":                         "用法",
+	"step-up still open":            "短信验证尚未完成",
+	"captcha needed":                "需要图片验证码",
 	"bankcli: unknown command %q\n": "bankcli：没有命令 %q\n",
 	"bankcli %s: %v\n":              "bankcli %s：%v\n",
 	"usage: bankcli <command> [flags]   (bankcli <command> -h for its flags; go doc ./cmd/bankcli)\n\n": "用法：bankcli <命令> [参数]   （bankcli <命令> -h 查看参数；go doc ./cmd/bankcli）\n\n",
