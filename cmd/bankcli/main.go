@@ -9,8 +9,8 @@
 //	                 -card 6222020200112233446 -anti-phishing 蓝色海豚 [-usb-key-pem alice-usb.pub.pem]
 //	                 [-cloud-key] -staff-token-file var/bank/staff.token
 //	bankcli deposit  -account 6299… -amount 10000.00 -staff-token-file var/bank/staff.token
-//	bankcli login    -login alice -device laptop-1 -os "Debian 12"
-//	bankcli stepup   [-resend]                  finish an SMS step-up the login left open
+//	bankcli login    -login alice -device laptop-1 -os "Debian 12" [-captcha-env NAME]
+//	bankcli stepup   [-resend] [-code-env NAME] finish an SMS step-up the login left open
 //	bankcli accounts
 //	bankcli order    -from 6299… -to 6299… -payee "Bob Li" -amount 12.00 -out order.json
 //	bankcli transfer-usb   -order order.json -signature order.sig [-out receipt.json -sig receipt.sig -key bank-receipt.pem]
@@ -32,6 +32,45 @@
 // NAME, -code-env NAME), never from argv. The staff token is read from a
 // file (-staff-token-file). Output files are created with O_EXCL: bankcli
 // never overwrites one.
+//
+// # Language
+//
+// bankcli speaks the language of LC_ALL, LC_MESSAGES or LANG (the first
+// set): Chinese for zh_*, English for any other named language, Chinese
+// when none names one (unset, C, POSIX) — the bank's customers read
+// Chinese. It asks the bank for its messages in the same language
+// (Accept-Language). What scripts read stays the same in both: exit
+// codes, the bank's error codes and HTTP status in an error line, the
+// field names enrol prints. An error from the bank prints its message,
+// its code, the HTTP status and the request id the bank logged it under
+// (quote it when you call the bank):
+//
+//	bankcli accounts: 本次登录来自新的设备或网络，请先输入短信验证码（step_up_required, HTTP 403, 请求编号 4f0c…）
+//	bankcli accounts: … (step_up_required, HTTP 403, request id 4f0c…)        (LANG=en_US.UTF-8)
+//
+// # Logging in from a script
+//
+// The SMS code of a login from a new device cannot be known before the
+// bank sends it, so a script cannot hand it to bankcli login up front.
+// bankcli login without a terminal stops at the step-up: it prints the
+// anti-phishing message, saves the session (marked step_up; it can do
+// nothing but the step-up) and exits 3. The script then reads the code
+// from wherever its SMS arrives and finishes with bankcli stepup:
+//
+//	LOGIN_PW=… bankcli login -login alice -device ci-1 -os Debian -password-env LOGIN_PW
+//	[ $? -eq 3 ] || exit 1                 # 0: the device was known, no step-up
+//	SMS_CODE=$(read-the-sms …) bankcli stepup -code-env SMS_CODE
+//
+// (stepup -resend asks for a new code first.) After three failed logins
+// of a login, or from one address, the bank asks for an image captcha
+// (captcha_required). At a terminal bankcli saves the image (0600) in
+// the session file's directory and asks for its digits. Without one it
+// saves the image and exits 4; a person looks at the image and the
+// script runs login again with the digits in an environment variable:
+//
+//	CAPTCHA=… LOGIN_PW=… bankcli login -login alice … -password-env LOGIN_PW -captcha-env CAPTCHA
+//
+// A captcha is checked once, right or wrong, and lives two minutes.
 //
 // # Transfers
 //
@@ -58,6 +97,7 @@
 //	1  the bank refused or could not be reached (its error code and message are printed)
 //	2  usage: bad or missing flags, an output file that exists, no terminal for a prompt
 //	3  logged in, but the SMS step-up is still open: the session is saved; run bankcli stepup
+//	4  the bank asks for a captcha and there is no terminal: its image is saved; run login again with -captcha-env
 package main
 
 import (
