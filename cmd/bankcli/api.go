@@ -26,9 +26,9 @@ type common struct {
 
 func newFlags(name string) *common {
 	c := &common{fs: flag.NewFlagSet("bankcli "+name, flag.ContinueOnError)}
-	c.fs.StringVar(&c.url, "url", envOr("BANKCLI_URL", "https://127.0.0.1:8445"), "the bank's URL (env BANKCLI_URL)")
-	c.fs.StringVar(&c.ca, "ca", envOr("BANKCLI_CA", "var/bank/tls/ca.pem"), "PEM CA of the bank's certificate (env BANKCLI_CA); empty: system roots")
-	c.fs.StringVar(&c.sessionFile, "session-file", defaultSessionFile(), "where the session is kept (0600)")
+	c.fs.StringVar(&c.url, "url", envOr("BANKCLI_URL", "https://127.0.0.1:8445"), text("the bank's URL (env BANKCLI_URL)"))
+	c.fs.StringVar(&c.ca, "ca", envOr("BANKCLI_CA", "var/bank/tls/ca.pem"), text("PEM CA of the bank's certificate (env BANKCLI_CA); empty: system roots"))
+	c.fs.StringVar(&c.sessionFile, "session-file", defaultSessionFile(), text("where the session is kept (0600)"))
 	return c
 }
 

@@ -37,19 +37,19 @@ func cmdEnrol(args []string) error {
 	f := newFlags("enrol")
 	var req bankwire.EnrolRequest
 	var usbPEM, staffFile, pwEnv string
-	f.fs.StringVar(&req.Login, "login", "", "login name: 4-32 of a-z 0-9 _ . -, starting with a letter")
-	f.fs.StringVar(&req.Name, "name", "", "the customer's name")
-	f.fs.StringVar(&req.Phone, "phone", "", "mainland mobile number; SMS codes go there")
-	f.fs.StringVar(&req.IDCard, "id-card", "", "resident ID card number (18 characters)")
-	f.fs.StringVar(&req.Card, "card", "", "bank card number")
-	f.fs.StringVar(&req.AntiPhishing, "anti-phishing", "", "the customer's message, shown at every login")
-	f.fs.StringVar(&usbPEM, "usb-key-pem", "", "PEM public key of the customer's USB key (EC P-256 or SM2)")
-	f.fs.BoolVar(&req.CloudKey, "cloud-key", false, "also create a cloud signing key in keysvc (confirmed on keysvc's page)")
-	f.fs.StringVar(&req.Corporate, "corporate", "", "corporate id, for corporate operators")
-	f.fs.StringVar((*string)(&req.Role), "role", "", "corporate role: admin, maker, reviewer or authoriser")
-	f.fs.StringVar(&req.Currency, "currency", "", "currency of the first account (default CNY)")
-	f.fs.StringVar(&staffFile, "staff-token-file", "", "file holding the tellers' bearer token (dev: var/bank/staff.token)")
-	f.fs.StringVar(&pwEnv, "password-env", "", "read the new password from this environment variable instead of the terminal")
+	f.fs.StringVar(&req.Login, "login", "", text("login name: 4-32 of a-z 0-9 _ . -, starting with a letter"))
+	f.fs.StringVar(&req.Name, "name", "", text("the customer's name"))
+	f.fs.StringVar(&req.Phone, "phone", "", text("mainland mobile number; SMS codes go there"))
+	f.fs.StringVar(&req.IDCard, "id-card", "", text("resident ID card number (18 characters)"))
+	f.fs.StringVar(&req.Card, "card", "", text("bank card number"))
+	f.fs.StringVar(&req.AntiPhishing, "anti-phishing", "", text("the customer's message, shown at every login"))
+	f.fs.StringVar(&usbPEM, "usb-key-pem", "", text("PEM public key of the customer's USB key (EC P-256 or SM2)"))
+	f.fs.BoolVar(&req.CloudKey, "cloud-key", false, text("also create a cloud signing key in keysvc (confirmed on keysvc's page)"))
+	f.fs.StringVar(&req.Corporate, "corporate", "", text("corporate id, for corporate operators"))
+	f.fs.StringVar((*string)(&req.Role), "role", "", text("corporate role: admin, maker, reviewer or authoriser"))
+	f.fs.StringVar(&req.Currency, "currency", "", text("currency of the first account (default CNY)"))
+	f.fs.StringVar(&staffFile, "staff-token-file", "", text("file holding the tellers' bearer token (dev: var/bank/staff.token)"))
+	f.fs.StringVar(&pwEnv, "password-env", "", text("read the new password from this environment variable instead of the terminal"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -112,11 +112,11 @@ func cmdEnrol(args []string) error {
 func cmdDeposit(args []string) error {
 	f := newFlags("deposit")
 	var account, amount, currency, key, staffFile string
-	f.fs.StringVar(&account, "account", "", "account number")
-	f.fs.StringVar(&amount, "amount", "", "amount, e.g. 10000.00")
-	f.fs.StringVar(&currency, "currency", "CNY", "currency")
-	f.fs.StringVar(&key, "idempotency-key", "", "repeat a deposit's key to make sure it is booked once (default: a new random key)")
-	f.fs.StringVar(&staffFile, "staff-token-file", "", "file holding the tellers' bearer token (dev: var/bank/staff.token)")
+	f.fs.StringVar(&account, "account", "", text("account number"))
+	f.fs.StringVar(&amount, "amount", "", text("amount, e.g. 10000.00"))
+	f.fs.StringVar(&currency, "currency", "CNY", text("currency"))
+	f.fs.StringVar(&key, "idempotency-key", "", text("repeat a deposit's key to make sure it is booked once (default: a new random key)"))
+	f.fs.StringVar(&staffFile, "staff-token-file", "", text("file holding the tellers' bearer token (dev: var/bank/staff.token)"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -156,12 +156,12 @@ func cmdDeposit(args []string) error {
 func cmdLogin(args []string) error {
 	f := newFlags("login")
 	var login, device, osName, pwEnv, codeEnv, captchaEnv string
-	f.fs.StringVar(&login, "login", "", "login name")
-	f.fs.StringVar(&device, "device", "", "this device's id (a new one asks for an SMS code)")
-	f.fs.StringVar(&osName, "os", "", "this device's operating system, e.g. \"Debian 12\"")
-	f.fs.StringVar(&pwEnv, "password-env", "", "read the password from this environment variable instead of the terminal")
-	f.fs.StringVar(&codeEnv, "code-env", "", "read the SMS code from this environment variable (it must be set before the code is sent: mostly for stepup)")
-	f.fs.StringVar(&captchaEnv, "captcha-env", "", "answer the captcha a previous login saved (exit 4) with the digits in this environment variable")
+	f.fs.StringVar(&login, "login", "", text("login name"))
+	f.fs.StringVar(&device, "device", "", text("this device's id (a new one asks for an SMS code)"))
+	f.fs.StringVar(&osName, "os", "", text("this device's operating system, e.g. \"Debian 12\""))
+	f.fs.StringVar(&pwEnv, "password-env", "", text("read the password from this environment variable instead of the terminal"))
+	f.fs.StringVar(&codeEnv, "code-env", "", text("read the SMS code from this environment variable (it must be set before the code is sent: mostly for stepup)"))
+	f.fs.StringVar(&captchaEnv, "captcha-env", "", text("answer the captcha a previous login saved (exit 4) with the digits in this environment variable"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -241,8 +241,8 @@ func cmdStepUp(args []string) error {
 	f := newFlags("stepup")
 	var codeEnv string
 	var resend bool
-	f.fs.StringVar(&codeEnv, "code-env", "", "read the SMS code from this environment variable instead of the terminal")
-	f.fs.BoolVar(&resend, "resend", false, "ask for a new SMS code first")
+	f.fs.StringVar(&codeEnv, "code-env", "", text("read the SMS code from this environment variable instead of the terminal"))
+	f.fs.BoolVar(&resend, "resend", false, text("ask for a new SMS code first"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -299,14 +299,14 @@ func cmdOrder(args []string) error {
 	f := newFlags("order")
 	var t txformat.Transfer
 	var out string
-	f.fs.StringVar(&t.PayerAccount, "from", "", "your account")
-	f.fs.StringVar(&t.PayeeAccount, "to", "", "the payee's account")
-	f.fs.StringVar(&t.PayeeName, "payee", "", "the payee's name, as the bank knows the payee account's holder")
-	f.fs.StringVar(&t.PayeeBank, "payee-bank", "Keyward Bank", "the payee's bank")
-	f.fs.StringVar(&t.Amount, "amount", "", "amount, e.g. 12.00")
-	f.fs.StringVar(&t.Currency, "currency", "CNY", "currency")
-	f.fs.StringVar(&t.Purpose, "purpose", "", "remittance text (optional)")
-	f.fs.StringVar(&out, "out", "", "the order file to write (never overwritten)")
+	f.fs.StringVar(&t.PayerAccount, "from", "", text("your account"))
+	f.fs.StringVar(&t.PayeeAccount, "to", "", text("the payee's account"))
+	f.fs.StringVar(&t.PayeeName, "payee", "", text("the payee's name, as the bank knows the payee account's holder"))
+	f.fs.StringVar(&t.PayeeBank, "payee-bank", "Keyward Bank", text("the payee's bank"))
+	f.fs.StringVar(&t.Amount, "amount", "", text("amount, e.g. 12.00"))
+	f.fs.StringVar(&t.Currency, "currency", "CNY", text("currency"))
+	f.fs.StringVar(&t.Purpose, "purpose", "", text("remittance text (optional)"))
+	f.fs.StringVar(&out, "out", "", text("the order file to write (never overwritten)"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -333,17 +333,17 @@ func cmdOrder(args []string) error {
 // receiptFlags are the receipt outputs the transfer and receipt commands take.
 func receiptFlags(f *common) *receiptFiles {
 	var r receiptFiles
-	f.fs.StringVar(&r.body, "out", "", "save the receipt body here (with -sig and -key)")
-	f.fs.StringVar(&r.sig, "sig", "", "save the receipt's DER signature here")
-	f.fs.StringVar(&r.key, "key", "", "save the bank's receipt public key (PEM) here")
+	f.fs.StringVar(&r.body, "out", "", text("save the receipt body here (with -sig and -key)"))
+	f.fs.StringVar(&r.sig, "sig", "", text("save the receipt's DER signature here"))
+	f.fs.StringVar(&r.key, "key", "", text("save the bank's receipt public key (PEM) here"))
 	return &r
 }
 
 func cmdTransferUSB(args []string) error {
 	f := newFlags("transfer-usb")
 	var orderPath, sigPath string
-	f.fs.StringVar(&orderPath, "order", "", "the order file (bankcli order)")
-	f.fs.StringVar(&sigPath, "signature", "", "its signature by your USB key: DER (openssl, kwsign -out) or base64 (kwsign)")
+	f.fs.StringVar(&orderPath, "order", "", text("the order file (bankcli order)"))
+	f.fs.StringVar(&sigPath, "signature", "", text("its signature by your USB key: DER (openssl, kwsign -out) or base64 (kwsign)"))
 	rf := receiptFlags(f)
 	if err := f.parse(args); err != nil {
 		return err
@@ -380,7 +380,7 @@ func cmdTransferUSB(args []string) error {
 func cmdTransferCloud(args []string) error {
 	f := newFlags("transfer-cloud")
 	var orderPath string
-	f.fs.StringVar(&orderPath, "order", "", "the order file (bankcli order)")
+	f.fs.StringVar(&orderPath, "order", "", text("the order file (bankcli order)"))
 	rf := receiptFlags(f)
 	if err := f.parse(args); err != nil {
 		return err
@@ -450,7 +450,7 @@ func reportTransfer(c context.Context, b *bank, res bankwire.TransferResult, rf 
 func cmdReceipt(args []string) error {
 	f := newFlags("receipt")
 	var id string
-	f.fs.StringVar(&id, "transfer", "", "the transfer id (T…)")
+	f.fs.StringVar(&id, "transfer", "", text("the transfer id (T…)"))
 	rf := receiptFlags(f)
 	if err := f.parse(args); err != nil {
 		return err

@@ -32,7 +32,8 @@ var (
 // TestCatalogueComplete reads bankcli's files: every key given to tr,
 // printf, errorf, usageErr, … has a Chinese text; no English text is
 // printed or returned around the catalogue; every command's brief has
-// one; and the catalogue holds no key nobody uses.
+// one, as has every flag's help; and the catalogue holds no key nobody
+// uses.
 func TestCatalogueComplete(t *testing.T) {
 	fset := token.NewFileSet()
 	used := map[string]bool{}
@@ -53,6 +54,8 @@ func TestCatalogueComplete(t *testing.T) {
 			case *ast.SelectorExpr:
 				if x, ok := fn.X.(*ast.Ident); ok && (x.Name == "fmt" || x.Name == "errors") {
 					name = "fmt." + fn.Sel.Name
+				} else if strings.HasSuffix(fn.Sel.Name, "Var") {
+					name = fn.Sel.Name // flag definitions: fs.StringVar(&v, name, default, help)
 				}
 			}
 			arg := 0
@@ -60,6 +63,12 @@ func TestCatalogueComplete(t *testing.T) {
 				arg = 1
 			}
 			if arg >= len(call.Args) {
+				return true
+			}
+			if strings.HasSuffix(name, "Var") && len(call.Args) == 4 {
+				if _, bare := literal(call.Args[3]); bare {
+					t.Errorf("%s: a flag's help is not through the catalogue", fset.Position(call.Pos()))
+				}
 				return true
 			}
 			s, ok := literal(call.Args[arg])
