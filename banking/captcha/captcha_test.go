@@ -161,3 +161,28 @@ func TestCheckedOnce(t *testing.T) {
 		t.Fatalf("%d checks succeeded, want 1", ok.Load())
 	}
 }
+
+// BenchmarkNewCheck: one captcha drawn, stored and checked (bbolt, local
+// HMAC): what a login under captcha adds on the bank's side, keysvc aside.
+func BenchmarkNewCheck(b *testing.B) {
+	defer captchahook.Record()()
+	db := dbtest.New(b).Open()
+	s, err := captcha.New(captcha.Config{DB: db, Hasher: hasher{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var size int
+	for b.Loop() {
+		c, err := s.New(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size += len(c.PNG)
+		ans, _ := captchahook.Answer(c.ID)
+		if err := s.Check(ctx, c.ID, ans); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(size)/float64(b.N), "png-bytes/op")
+}
