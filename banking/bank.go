@@ -61,6 +61,7 @@ import (
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
 	"github.com/keyward/keyward/banking/bankaudit"
+	"github.com/keyward/keyward/banking/captcha"
 	"github.com/keyward/keyward/banking/ledger"
 	"github.com/keyward/keyward/banking/payee"
 	"github.com/keyward/keyward/banking/store"
@@ -120,6 +121,12 @@ type Config struct {
 	// served from memory (default DefaultPublicKeyTTL); a rotation seen in
 	// use refreshes them sooner.
 	PublicKeyTTL time.Duration
+	// CaptchaAfter is how many recent failed logins of a login, or from a
+	// source, make the next login need an image captcha (seed 6.2.3.2):
+	// 0 is DefaultCaptchaAfter (3), a negative value turns the captcha
+	// off (tests about something else whose failures all come from one
+	// loopback address).
+	CaptchaAfter int
 	// OnAudit, when set, is called with every event Bank.audit records,
 	// after it is recorded (tests assert attribution through it).
 	OnAudit func(ctx context.Context, ev Event)
@@ -141,6 +148,7 @@ type Bank struct {
 	otps       *otp.Service
 	devices    *device.Registry
 	payees     *payee.Book
+	captchas   *captcha.Service
 	receipts   *receiptSigner
 	pubKeys    *pubKeyCache
 	decoy      atomic.Pointer[[]byte] // see decoyMAC
@@ -174,6 +182,12 @@ func New(cfg Config) (*Bank, error) {
 	if cfg.StepUpFor == 0 {
 		cfg.StepUpFor = 5 * time.Minute
 	}
+	switch {
+	case cfg.CaptchaAfter == 0:
+		cfg.CaptchaAfter = DefaultCaptchaAfter
+	case cfg.CaptchaAfter < 0:
+		cfg.CaptchaAfter = 0 // the guard's "never"
+	}
 	if cfg.PublicKeyTTL <= 0 {
 		cfg.PublicKeyTTL = DefaultPublicKeyTTL
 	}
@@ -203,7 +217,10 @@ func New(cfg Config) (*Bank, error) {
 	if b.challenges, err = password.NewChallenges(password.ChallengeConfig{DB: cfg.DB, Now: cfg.Now}); err != nil {
 		return nil, err
 	}
-	if b.guard, err = bruteforce.New(bruteforce.Config{DB: cfg.DB, Alerts: alerts, Now: cfg.Now}); err != nil {
+	if b.guard, err = bruteforce.New(bruteforce.Config{DB: cfg.DB, Alerts: alerts, Now: cfg.Now, CaptchaAfter: cfg.CaptchaAfter}); err != nil {
+		return nil, err
+	}
+	if b.captchas, err = captcha.New(captcha.Config{DB: cfg.DB, Hasher: captchaHasher{b}, Now: cfg.Now}); err != nil {
 		return nil, err
 	}
 	if b.sessions, err = session.Open(session.Config{DB: cfg.DB, Now: cfg.Now}); err != nil {
@@ -233,7 +250,7 @@ func New(cfg Config) (*Bank, error) {
 // transaction what is expired then.
 func (b *Bank) Sweep(ctx context.Context) error {
 	var errs []error
-	for _, sw := range []func(context.Context) (int, error){b.challenges.Sweep, b.otps.Sweep, b.guard.Sweep, b.sessions.Sweep, b.sweepPending} {
+	for _, sw := range []func(context.Context) (int, error){b.challenges.Sweep, b.otps.Sweep, b.captchas.Sweep, b.guard.Sweep, b.sessions.Sweep, b.sweepPending} {
 		if _, err := sw(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -315,4 +332,16 @@ func (h otpHasher) MAC(ctx context.Context, msg []byte) ([]byte, error) {
 
 func (h otpHasher) VerifyMAC(ctx context.Context, msg, mac []byte) (bool, error) {
 	return h.b.verifyMAC(ctx, "otp", msg, mac)
+}
+
+// captchaHasher keys captcha answers under bank-pw-mac (domain
+// "captcha"), so the store never holds one a reader could look up.
+type captchaHasher struct{ b *Bank }
+
+func (h captchaHasher) MAC(ctx context.Context, msg []byte) ([]byte, error) {
+	return h.b.mac(ctx, "captcha", msg)
+}
+
+func (h captchaHasher) VerifyMAC(ctx context.Context, msg, mac []byte) (bool, error) {
+	return h.b.verifyMAC(ctx, "captcha", msg, mac)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/banking/captcha"
 	"github.com/keyward/keyward/banking/ledger"
 	"github.com/keyward/keyward/banking/staff"
 	"github.com/keyward/keyward/banking/store"
@@ -50,6 +51,11 @@ var errorTable = append(httpedge.Table{
 	{Err: staff.ErrExpired, Status: http.StatusUnauthorized, Code: "staff_credential_expired"},
 	{Err: staff.ErrRoleRequired, Status: http.StatusForbidden, Code: "staff_role_required"},
 	{Err: bruteforce.ErrLocked, Status: http.StatusTooManyRequests, Code: "temporarily_locked"},
+	{Err: bruteforce.ErrCaptchaRequired, Status: http.StatusUnauthorized, Code: "captcha_required", Message: captcha.ErrRequired.Error()},
+	{Err: captcha.ErrWrong, Status: http.StatusUnauthorized, Code: "captcha_invalid"},
+	{Err: captcha.ErrExpired, Status: http.StatusUnauthorized, Code: "captcha_invalid"},
+	{Err: captcha.ErrUnknown, Status: http.StatusUnauthorized, Code: "captcha_invalid"},
+	{Err: captcha.ErrFormat, Status: http.StatusUnauthorized, Code: "captcha_invalid"},
 	{Err: password.ErrChallengeUsed, Status: http.StatusBadRequest, Code: "challenge_used"},
 	{Err: password.ErrChallengeExpired, Status: http.StatusBadRequest, Code: "challenge_expired"},
 	{Err: password.ErrChallengeUnknown, Status: http.StatusBadRequest, Code: "challenge_unknown"},

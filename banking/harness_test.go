@@ -91,6 +91,10 @@ type unitBank struct {
 	url    string
 	outbox *otp.DevOutbox
 	log    *syncBuffer // everything the bank logged
+	mod    func(*banking.Config)
+	// lang, when set, is sent as Accept-Language (tests that read
+	// English messages set "en"; without it the bank answers in Chinese).
+	lang string
 
 	skew atomic.Int64 // nanoseconds the bank's clock is ahead of time.Now
 
@@ -140,9 +144,12 @@ func provision(t testing.TB, k *fakekms.KMS) {
 
 // newUnitBank starts a bank over a fresh fake keysvc. When the test ends
 // it checks that the bank's log holds no password and no one-time code.
-func newUnitBank(t *testing.T) *unitBank {
+func newUnitBank(t *testing.T) *unitBank { t.Helper(); return newUnitBankWith(t, nil) }
+
+// newUnitBankWith is newUnitBank with mod applied to the bank's Config.
+func newUnitBankWith(t *testing.T, mod func(*banking.Config)) *unitBank {
 	t.Helper()
-	ub := &unitBank{kms: fakekms.New(kmsClient, "usb-", "cust-"), outbox: otp.NewDevOutbox(), log: &syncBuffer{}}
+	ub := &unitBank{kms: fakekms.New(kmsClient, "usb-", "cust-"), outbox: otp.NewDevOutbox(), log: &syncBuffer{}, mod: mod}
 	provision(t, ub.kms)
 	ub.start(t, dbtest.New(t).Open())
 	return ub
@@ -179,8 +186,12 @@ func (ub *unitBank) start(t *testing.T, db store.DB) {
 		ub.audits = append(ub.audits, ev)
 		ub.mu.Unlock()
 	}
-	if ub.bank, err = banking.New(banking.Config{DB: db, KMS: ub.kms, KMSName: kmsClient, SMS: ub.outbox, Alerts: alerts, Logger: logger,
-		Now: func() time.Time { return time.Now().Add(time.Duration(ub.skew.Load())) }, OnAudit: onAudit}); err != nil {
+	cfg := banking.Config{DB: db, KMS: ub.kms, KMSName: kmsClient, SMS: ub.outbox, Alerts: alerts, Logger: logger,
+		Now: func() time.Time { return time.Now().Add(time.Duration(ub.skew.Load())) }, OnAudit: onAudit}
+	if ub.mod != nil {
+		ub.mod(&cfg)
+	}
+	if ub.bank, err = banking.New(cfg); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ub.bank.Close() })
@@ -271,6 +282,9 @@ func (ub *unitBank) call(t testing.TB, sess, dev, method, path string, body any)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if ub.lang != "" {
+		req.Header.Set("Accept-Language", ub.lang)
 	}
 	if sess != "" {
 		req.Header.Set("Authorization", "Bearer "+sess)

@@ -42,7 +42,8 @@ type ServerConfig struct {
 //
 //	GET  /v1/login/key                 the SM2 login public key and its version
 //	POST /v1/login/challenge           a single-use challenge (2 min)
-//	POST /v1/login                     {login, password: Sealed, device, os}
+//	GET  /v1/login/captcha             an image captcha {id, image, expires} (2 min, single-use)
+//	POST /v1/login                     {login, password: Sealed, device, os[, captcha_id, captcha]}
 //	POST /v1/stepup/request            send an SMS code            (session)
 //	POST /v1/stepup                    {code, os}                  (session)
 //	POST /v1/logout                                                (session)
@@ -91,8 +92,9 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 		Errors:      errorTable,
 		Realm:       "keyward-bank",
 		InvalidCode: "invalid_request",
+		Localize:    localize,
 	})
-	app.Use(withSource)
+	app.Use(withLanguage, withSource)
 	app.Get("/healthz", healthz)
 	loginLimit := limiter.New(limiter.Config{Max: cfg.LoginPerMinute, Expiration: time.Minute, LimitReached: tooMany})
 	sessLimit := limiter.New(limiter.Config{Max: cfg.RequestsPerMinute, Expiration: time.Minute, LimitReached: tooMany,
@@ -105,6 +107,7 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 	v1.Get("/login/key", keyLimit, s.loginKey)
 	v1.Get("/receipt-key", keyLimit, s.receiptKey)
 	v1.Post("/login/challenge", loginLimit, s.challenge)
+	v1.Get("/login/captcha", loginLimit, s.loginCaptcha)
 	v1.Post("/login", loginLimit, s.login)
 
 	// Session routes. The step-up routes and logout accept a session whose

@@ -16,6 +16,15 @@ func (s *server) loginKey(c *fiber.Ctx) error {
 	return c.JSON(k)
 }
 
+// GET /v1/login/captcha: {id, image: base64 PNG, expires} (2 min, single-use).
+func (s *server) loginCaptcha(c *fiber.Ctx) error {
+	k, err := s.bank.NewCaptcha(c.UserContext())
+	if err != nil {
+		return err
+	}
+	return c.JSON(k)
+}
+
 // POST /v1/login/challenge: a single-use challenge (2 min).
 func (s *server) challenge(c *fiber.Ctx) error {
 	ch, err := s.bank.Challenge(c.UserContext())
@@ -25,7 +34,7 @@ func (s *server) challenge(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"challenge": ch.Value, "expires_at": ch.ExpiresAt})
 }
 
-// POST /v1/login {login, password: Sealed, device, os}.
+// POST /v1/login {login, password: Sealed, device, os[, captcha_id, captcha]}.
 func (s *server) login(c *fiber.Ctx) error {
 	var req bankwire.LoginRequest
 	if err := decode(c, &req); err != nil {

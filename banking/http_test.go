@@ -40,7 +40,7 @@ func TestServerEdge(t *testing.T) {
 		{"latin-1", "POST", "/v1/login", "application/json; charset=iso-8859-1", `{"login":"a"}`, 415, "unsupported_media_type", "UTF-8"},
 		{"no session", "GET", "/v1/me", "", "", 401, "unauthenticated", "Bearer"},
 		{"no route", "GET", "/v2/nothing", "", "", 404, "not_found", ""},
-		{"panic", "GET", "/panic/x", "", "", 500, "internal", httpedge.MsgInternal},
+		{"panic", "GET", "/panic/x", "", "", 500, "internal", "内部错误"}, // Chinese by default (issue 18)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,10 +70,24 @@ func TestServerEdge(t *testing.T) {
 				h.Get("Content-Security-Policy") != httpedge.StrictCSP || len(h.Get(httpedge.HeaderRequestID)) != 32 {
 				t.Fatalf("headers: %v", h)
 			}
+			if h.Get("Content-Language") != "zh-CN" {
+				t.Fatalf("Content-Language %q, want zh-CN by default", h.Get("Content-Language"))
+			}
 			if tc.status == 401 && h.Get("WWW-Authenticate") != `Bearer realm="keyward-bank"` {
 				t.Fatalf("WWW-Authenticate %q", h.Get("WWW-Authenticate"))
 			}
 		})
+	}
+	req := httptest.NewRequest("GET", "/panic/y", nil)
+	req.Header.Set("Accept-Language", "en-GB,en;q=0.9")
+	resp, err := app.Test(req, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env httpedge.Envelope
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &env); err != nil || env.Error.Message != httpedge.MsgInternal || resp.Header.Get("Content-Language") != "en" {
+		t.Fatalf("English asked: %s, Content-Language %q", raw, resp.Header.Get("Content-Language"))
 	}
 	if !strings.Contains(logs.String(), `"route":"/panic/:id"`) || !strings.Contains(logs.String(), `"stack"`) {
 		t.Fatalf("panic not logged with route and stack: %s", logs.String())

@@ -2,10 +2,13 @@ package banking
 
 import (
 	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 
+	"github.com/keyward/keyward/banking/auth/bruteforce"
 	"github.com/keyward/keyward/banking/auth/device"
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
@@ -34,6 +37,21 @@ func (b *Bank) LoginKey(ctx context.Context) (LoginKey, error) {
 // ReceiptKey returns the bank's receipt public key (cached like LoginKey).
 func (b *Bank) ReceiptKey(ctx context.Context) (wire.PublicKeyResult, error) {
 	return b.pubKeys.get(ctx, KeyReceipt)
+}
+
+// DefaultCaptchaAfter is how many recent failed logins of a login, or
+// from a source, make the next login need an image captcha (seed
+// 6.2.3.2; Config.CaptchaAfter).
+const DefaultCaptchaAfter = 3
+
+// NewCaptcha draws an image captcha for a login (GET /v1/login/captcha):
+// 2 minutes, single-use, its answer never sent (banking/captcha).
+func (b *Bank) NewCaptcha(ctx context.Context) (bankwire.Captcha, error) {
+	c, err := b.captchas.New(ctx)
+	if err != nil {
+		return bankwire.Captcha{}, err
+	}
+	return bankwire.Captcha{ID: c.ID, Image: base64.StdEncoding.EncodeToString(c.PNG), Expires: c.ExpiresAt}, nil
 }
 
 // Challenge issues a single-use login challenge (≤ 2 min, R-AUTH-4).
@@ -77,7 +95,21 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 	if err := validateLogin(&req); err != nil {
 		return bankwire.LoginResult{}, err
 	}
-	att, err := b.guard.Begin(ctx, req.Login, ip)
+	human := false
+	if req.CaptchaID != "" || req.Captcha != "" {
+		// A captcha sent is checked (and spent) before anything else.
+		if err := b.captchas.Check(ctx, req.CaptchaID, req.Captcha); err != nil {
+			b.audit(ctx, Event{Op: "login.captcha", Actor: "login:" + req.Login, Result: edge.Classify(err).Code})
+			return bankwire.LoginResult{}, err
+		}
+		b.audit(ctx, Event{Op: "login.captcha", Actor: "login:" + req.Login, Result: "ok"})
+		human = true
+	}
+	att, err := b.guard.BeginHuman(ctx, req.Login, ip, human)
+	if errors.Is(err, bruteforce.ErrCaptchaRequired) {
+		b.audit(ctx, Event{Op: "login.captcha", Actor: "login:" + req.Login, Result: "captcha_required"})
+		return bankwire.LoginResult{}, err
+	}
 	if err != nil {
 		b.log.WarnContext(ctx, "login refused: locked", "login", req.Login, "source", ip.String())
 		return bankwire.LoginResult{}, b.lockedErr(err)
@@ -121,17 +153,42 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 			rs[i] = string(r)
 		}
 		res.StepUpReason = strings.Join(rs, ", ")
-		_, err := b.otps.Issue(ctx, c.ID, "stepup")
-		b.audit(ctx, Event{Op: "otp.send", Actor: "customer:" + c.ID, Result: resultOf(err), Detail: "purpose=stepup"})
+		_, err := b.otps.Issue(ctx, c.ID, purposeLogin)
+		b.audit(ctx, Event{Op: "otp.send", Actor: "customer:" + c.ID, Result: resultOf(err), Detail: "purpose=" + purposeLogin})
 		return res, err
 	}
 	return res, b.devices.RememberNamed(ctx, c.ID, req.Device, req.DeviceName, req.OS, ip)
 }
 
+// SMS purposes of the step-up (named in the text, otp.PurposeName): the
+// login's own, while it is open, and a later one before a sensitive
+// change.
+const (
+	purposeLogin  = "login"
+	purposeStepUp = "stepup"
+)
+
+// stepUpPurpose is the purpose of the session's step-up code: the login's
+// while its step-up is open, else the later one.
+func (b *Bank) stepUpPurpose(ref string) (string, error) {
+	purpose := purposeStepUp
+	err := b.db.View(func(tx store.Tx) error {
+		if tx.Bucket(bucketStepUp).Get([]byte(ref)) != nil {
+			purpose = purposeLogin
+		}
+		return nil
+	})
+	return purpose, err
+}
+
 // RequestStepUp sends a fresh SMS code for the session's customer.
 func (b *Bank) RequestStepUp(ctx context.Context, s session.Session) error {
-	_, err := b.otps.Issue(ctx, s.Customer, "stepup")
-	b.audit(ctx, Event{Op: "otp.send", Actor: "customer:" + s.Customer, Result: resultOf(err), Detail: "purpose=stepup"})
+	purpose, err := b.stepUpPurpose(s.Ref)
+	if err != nil {
+		return err
+	}
+	_, err = b.otps.Issue(ctx, s.Customer, purpose)
+	b.audit(ctx, Event{Op: "otp.send", Actor: "customer:" + s.Customer, Result: resultOf(err), Detail: "purpose=" + purpose})
 	return err
 }
 
@@ -139,7 +196,11 @@ func (b *Bank) RequestStepUp(ctx context.Context, s session.Session) error {
 // device becomes known.
 func (b *Bank) StepUp(ctx context.Context, sid string, s session.Session, code, os string) (err error) {
 	defer func() { b.audit(ctx, Event{Op: "stepup", Actor: "customer:" + s.Customer, Result: resultOf(err)}) }()
-	if err := b.otps.Verify(ctx, s.Customer, "stepup", code); err != nil {
+	purpose, err := b.stepUpPurpose(s.Ref)
+	if err != nil {
+		return err
+	}
+	if err := b.otps.Verify(ctx, s.Customer, purpose, code); err != nil {
 		return err
 	}
 	if _, err := b.sessions.StepUp(ctx, sid, session.LevelOTP); err != nil {

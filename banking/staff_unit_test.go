@@ -2,6 +2,7 @@ package banking_test
 
 import (
 	"fmt"
+	"github.com/keyward/keyward/token/l10n"
 	"strings"
 	"testing"
 	"time"
@@ -139,7 +140,8 @@ func TestUnitStaffRoles(t *testing.T) {
 // time and UTC and that a teller can lift it; the supervisor's unlock lets
 // the customer log in at once, and the record says what was lifted.
 func TestUnitStaffUnlock(t *testing.T) {
-	ub := newUnitBank(t)
+	// No captcha: this test is about the lock and who lifts it.
+	ub := newUnitBankWith(t, func(c *banking.Config) { c.CaptchaAfter = -1 })
 	ana := ub.enrol(t, enrolment{login: "ana.li", name: "Ana Li", phone: "13800001111"})
 	ub.lockOut(t, ana)
 	before := time.Now()
@@ -152,12 +154,12 @@ func TestUnitStaffUnlock(t *testing.T) {
 	var found bool
 	for d := -time.Minute; d <= time.Minute; d += time.Minute {
 		until := before.Add(15*time.Minute + d)
-		want := fmt.Sprintf("until %s China time (%s UTC)", until.In(time.FixedZone("CST", 8*3600)).Format("15:04"), until.UTC().Format("15:04"))
-		if strings.Contains(msg, want) {
+		// The bank's customers read Chinese by default (no Accept-Language).
+		if strings.Contains(msg, "至 "+l10n.Clock(until, l10n.Chinese)) {
 			found = true
 		}
 	}
-	if !found || !strings.Contains(msg, "teller at any branch can lift") {
+	if !found || !strings.Contains(msg, "柜员核实身份后解除锁定") {
 		t.Fatalf("lock message %q: want the time in China and UTC and who can lift it", msg)
 	}
 
@@ -187,6 +189,7 @@ func TestUnitStaffUnlock(t *testing.T) {
 // and the next step-up code goes to the new number.
 func TestUnitStaffPhoneChange(t *testing.T) {
 	ub := newUnitBank(t)
+	ub.lang = "en" // the assertions read the English details
 	ana := ub.enrol(t, enrolment{login: "ana.li", name: "Ana Li", phone: "13800001111"})
 	s1 := ub.login(t, ana, "ana-phone")
 	s2 := ub.login(t, ana, "ana-tablet")
@@ -265,6 +268,7 @@ func TestUnitStaffPhoneChange(t *testing.T) {
 // can use them, and the record names the reason.
 func TestUnitStaffLimitOverride(t *testing.T) {
 	ub := newUnitBank(t)
+	ub.lang = "en" // the assertions read the English details
 	ana := ub.enrol(t, enrolment{login: "ana.li", name: "Ana Li", phone: "13800001111"})
 	body := map[string]any{"account": ana.account, "per_transaction": "2000000.00", "daily": "6000000.00", "reason": "house purchase, contract seen"}
 	noReason := map[string]any{"account": ana.account, "per_transaction": "2000000.00", "daily": "6000000.00", "reason": " "}

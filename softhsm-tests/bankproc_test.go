@@ -727,7 +727,10 @@ shutdown_timeout: 10s
 		t.Fatal(err)
 	}
 	e.cli = procCLI{bin: bankcliBin, dir: work, env: append(append([]string(nil), os.Environ()...),
-		"BANKCLI_URL="+e.bankURL, "BANKCLI_CA="+e.tls.ca, "HOME="+work, "XDG_CONFIG_HOME="+filepath.Join(work, ".config"))}
+		"BANKCLI_URL="+e.bankURL, "BANKCLI_CA="+e.tls.ca, "HOME="+work, "XDG_CONFIG_HOME="+filepath.Join(work, ".config"),
+		// bankcli speaks Chinese unless told otherwise (issue 18); these
+		// assertions read its English (banking's bankcli tests read both).
+		"LC_ALL=en_US.UTF-8")}
 	return e
 }
 

@@ -28,6 +28,10 @@ type bankStore struct {
 	path   string
 	pg     *pglocal.Cluster
 	dbname string
+	// noCaptcha turns banking's login captcha off (Config.CaptchaAfter
+	// -1), for tests about something else whose wrong passwords all come
+	// from one loopback address.
+	noCaptcha bool
 }
 
 // boltBankStore is dataDir/bank.db, as cmd/banking keeps it.
@@ -109,7 +113,11 @@ func openBankStore(t testing.TB, kms banking.KMS, st *bankStore) (*bankEnv, func
 	db := st.open(t)
 	be := &bankEnv{outbox: otp.NewDevOutbox()}
 	var err error
-	if be.bank, err = banking.New(banking.Config{DB: db, KMS: kms, KMSName: "bankapp", SMS: be.outbox}); err != nil {
+	cfg := banking.Config{DB: db, KMS: kms, KMSName: "bankapp", SMS: be.outbox}
+	if st.noCaptcha {
+		cfg.CaptchaAfter = -1
+	}
+	if be.bank, err = banking.New(cfg); err != nil {
 		db.Close()
 		t.Fatal(err)
 	}

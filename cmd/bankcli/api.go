@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -27,9 +26,9 @@ type common struct {
 
 func newFlags(name string) *common {
 	c := &common{fs: flag.NewFlagSet("bankcli "+name, flag.ContinueOnError)}
-	c.fs.StringVar(&c.url, "url", envOr("BANKCLI_URL", "https://127.0.0.1:8445"), "the bank's URL (env BANKCLI_URL)")
-	c.fs.StringVar(&c.ca, "ca", envOr("BANKCLI_CA", "var/bank/tls/ca.pem"), "PEM CA of the bank's certificate (env BANKCLI_CA); empty: system roots")
-	c.fs.StringVar(&c.sessionFile, "session-file", defaultSessionFile(), "where the session is kept (0600)")
+	c.fs.StringVar(&c.url, "url", envOr("BANKCLI_URL", "https://127.0.0.1:8445"), text("the bank's URL (env BANKCLI_URL)"))
+	c.fs.StringVar(&c.ca, "ca", envOr("BANKCLI_CA", "var/bank/tls/ca.pem"), text("PEM CA of the bank's certificate (env BANKCLI_CA); empty: system roots"))
+	c.fs.StringVar(&c.sessionFile, "session-file", defaultSessionFile(), text("where the session is kept (0600)"))
 	return c
 }
 
@@ -88,15 +87,22 @@ func newBank(baseURL, caFile string) (*bank, error) {
 		hc: &http.Client{Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}}, nil
 }
 
-// apiError is the bank's {"error":{"code","message"}} answer.
+// apiError is the bank's {"error":{"code","message"}} answer, with the
+// request id the bank logged it under (X-Request-Id): quote it to the bank.
 type apiError struct {
-	Status  int
-	Code    string
-	Message string
+	Status    int
+	Code      string
+	Message   string // in the reader's language: bankcli asks the bank for it
+	RequestID string
 }
 
+// Error is the message, then the code and HTTP status for scripts (the
+// same in every language), then the request id.
 func (e *apiError) Error() string {
-	return fmt.Sprintf("%s (%s, HTTP %d)", e.Message, e.Code, e.Status)
+	if e.RequestID == "" {
+		return tr("%s (%s, HTTP %d)", e.Message, e.Code, e.Status)
+	}
+	return tr("%s (%s, HTTP %d, request id %s)", e.Message, e.Code, e.Status, e.RequestID)
 }
 
 // call sends a JSON request and decodes a 2xx JSON answer into out.
@@ -124,9 +130,10 @@ func (b *bank) call(ctx context.Context, method, path string, in, out any) (int,
 	if b.device != "" {
 		req.Header.Set("X-Device-Id", b.device)
 	}
+	req.Header.Set("Accept-Language", acceptLanguage()) // the bank's messages in bankcli's language
 	resp, err := b.hc.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, path, err)
+		return 0, errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
@@ -138,13 +145,13 @@ func (b *bank) call(ctx context.Context, method, path string, in, out any) (int,
 			Error struct{ Code, Message string } `json:"error"`
 		}
 		if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
-			return resp.StatusCode, &apiError{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(raw))}
+			return resp.StatusCode, &apiError{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(raw)), RequestID: resp.Header.Get("X-Request-Id")}
 		}
-		return resp.StatusCode, &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+		return resp.StatusCode, &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, RequestID: resp.Header.Get("X-Request-Id")}
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: unexpected answer: %w", method, path, err)
+			return resp.StatusCode, errorf("%s %s: unexpected answer: %w", method, path, err)
 		}
 	}
 	return resp.StatusCode, nil
@@ -218,7 +225,7 @@ func loadSession(path string) (*session, error) {
 		return nil, err
 	}
 	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s is readable by others (mode %v); delete it and log in again", path, st.Mode().Perm())
+		return nil, errorf("%s is readable by others (mode %v); delete it and log in again", path, st.Mode().Perm())
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -226,7 +233,7 @@ func loadSession(path string) (*session, error) {
 	}
 	var s session
 	if err := json.Unmarshal(b, &s); err != nil || s.Session == "" {
-		return nil, fmt.Errorf("%s is not a bankcli session file", path)
+		return nil, errorf("%s is not a bankcli session file", path)
 	}
 	return &s, nil
 }

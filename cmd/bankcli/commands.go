@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/banking/bankwire"
+	"github.com/keyward/keyward/token/l10n"
 	"github.com/keyward/keyward/token/txformat"
 )
 
@@ -36,19 +37,19 @@ func cmdEnrol(args []string) error {
 	f := newFlags("enrol")
 	var req bankwire.EnrolRequest
 	var usbPEM, staffFile, pwEnv string
-	f.fs.StringVar(&req.Login, "login", "", "login name: 4-32 of a-z 0-9 _ . -, starting with a letter")
-	f.fs.StringVar(&req.Name, "name", "", "the customer's name")
-	f.fs.StringVar(&req.Phone, "phone", "", "mainland mobile number; SMS codes go there")
-	f.fs.StringVar(&req.IDCard, "id-card", "", "resident ID card number (18 characters)")
-	f.fs.StringVar(&req.Card, "card", "", "bank card number")
-	f.fs.StringVar(&req.AntiPhishing, "anti-phishing", "", "the customer's message, shown at every login")
-	f.fs.StringVar(&usbPEM, "usb-key-pem", "", "PEM public key of the customer's USB key (EC P-256 or SM2)")
-	f.fs.BoolVar(&req.CloudKey, "cloud-key", false, "also create a cloud signing key in keysvc (confirmed on keysvc's page)")
-	f.fs.StringVar(&req.Corporate, "corporate", "", "corporate id, for corporate operators")
-	f.fs.StringVar((*string)(&req.Role), "role", "", "corporate role: admin, maker, reviewer or authoriser")
-	f.fs.StringVar(&req.Currency, "currency", "", "currency of the first account (default CNY)")
-	f.fs.StringVar(&staffFile, "staff-token-file", "", staffFlagHelp)
-	f.fs.StringVar(&pwEnv, "password-env", "", "read the new password from this environment variable instead of the terminal")
+	f.fs.StringVar(&req.Login, "login", "", text("login name: 4-32 of a-z 0-9 _ . -, starting with a letter"))
+	f.fs.StringVar(&req.Name, "name", "", text("the customer's name"))
+	f.fs.StringVar(&req.Phone, "phone", "", text("mainland mobile number; SMS codes go there"))
+	f.fs.StringVar(&req.IDCard, "id-card", "", text("resident ID card number (18 characters)"))
+	f.fs.StringVar(&req.Card, "card", "", text("bank card number"))
+	f.fs.StringVar(&req.AntiPhishing, "anti-phishing", "", text("the customer's message, shown at every login"))
+	f.fs.StringVar(&usbPEM, "usb-key-pem", "", text("PEM public key of the customer's USB key (EC P-256 or SM2)"))
+	f.fs.BoolVar(&req.CloudKey, "cloud-key", false, text("also create a cloud signing key in keysvc (confirmed on keysvc's page)"))
+	f.fs.StringVar(&req.Corporate, "corporate", "", text("corporate id, for corporate operators"))
+	f.fs.StringVar((*string)(&req.Role), "role", "", text("corporate role: admin, maker, reviewer or authoriser"))
+	f.fs.StringVar(&req.Currency, "currency", "", text("currency of the first account (default CNY)"))
+	f.fs.StringVar(&staffFile, "staff-token-file", "", text(staffFlagHelp))
+	f.fs.StringVar(&pwEnv, "password-env", "", text("read the new password from this environment variable instead of the terminal"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -68,13 +69,13 @@ func cmdEnrol(args []string) error {
 	if err != nil {
 		return err
 	}
-	pw, err := readSecret("New password for "+req.Login+" (8-64 characters, three of: lower, upper, digits, symbols): ", pwEnv)
+	pw, err := readSecret(tr("New password for %s (8-64 characters, three of: lower, upper, digits, symbols): ", req.Login), pwEnv)
 	if err != nil {
 		return err
 	}
 	defer clear(pw)
 	if pwEnv == "" {
-		again, err := readSecret("Type it again: ", "")
+		again, err := readSecret(tr("Type it again: "), "")
 		if err != nil {
 			return err
 		}
@@ -95,14 +96,14 @@ func cmdEnrol(args []string) error {
 		return err
 	}
 	cu := res.Customer
-	fmt.Printf("customer: %s\nlogin:    %s\nname:     %s\naccount:  %s\nid_card:  %s\ncard:     %s\nphone:    %s\n",
+	printf("customer: %s\nlogin:    %s\nname:     %s\naccount:  %s\nid_card:  %s\ncard:     %s\nphone:    %s\n",
 		cu.ID, cu.Login, cu.Name, res.Account, cu.IDCard, cu.Card, cu.Phone)
 	if cu.USBKey {
-		fmt.Printf("usb_key:  registered in keysvc as usb-%s\n", cu.ID)
+		printf("usb_key:  registered in keysvc as usb-%s\n", cu.ID)
 	}
 	if res.HolderSetupCode != "" {
-		fmt.Printf("cloud_key: cust-%s\nholder_setup_code: %s\n", cu.ID, res.HolderSetupCode)
-		fmt.Fprintf(os.Stderr, "\nHand the setup code to the customer: they set the cloud key's PIN with it on keysvc's\n"+
+		printf("cloud_key: cust-%s\nholder_setup_code: %s\n", cu.ID, res.HolderSetupCode)
+		eprintf("\nHand the setup code to the customer: they set the cloud key's PIN with it on keysvc's\n"+
 			"confirmation endpoint (dev mode: https://127.0.0.1:8444/enrol, key cust-%s). It is shown once.\n", cu.ID)
 	}
 	return nil
@@ -111,11 +112,11 @@ func cmdEnrol(args []string) error {
 func cmdDeposit(args []string) error {
 	f := newFlags("deposit")
 	var account, amount, currency, key, staffFile string
-	f.fs.StringVar(&account, "account", "", "account number")
-	f.fs.StringVar(&amount, "amount", "", "amount, e.g. 10000.00")
-	f.fs.StringVar(&currency, "currency", "CNY", "currency")
-	f.fs.StringVar(&key, "idempotency-key", "", "repeat a deposit's key to make sure it is booked once (default: a new random key)")
-	f.fs.StringVar(&staffFile, "staff-token-file", "", staffFlagHelp)
+	f.fs.StringVar(&account, "account", "", text("account number"))
+	f.fs.StringVar(&amount, "amount", "", text("amount, e.g. 10000.00"))
+	f.fs.StringVar(&currency, "currency", "CNY", text("currency"))
+	f.fs.StringVar(&key, "idempotency-key", "", text("repeat a deposit's key to make sure it is booked once (default: a new random key)"))
+	f.fs.StringVar(&staffFile, "staff-token-file", "", text(staffFlagHelp))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -146,21 +147,22 @@ func cmdDeposit(args []string) error {
 	}
 	note := ""
 	if rc.Replayed {
-		note = " (already booked under this idempotency key; nothing moved now)"
+		note = tr(" (already booked under this idempotency key; nothing moved now)")
 	}
-	fmt.Printf("deposited %s %s into %s: transfer %s%s\n", amount, currency, account, rc.TransferID, note)
+	printf("deposited %s %s into %s: transfer %s%s\n", amount, currency, account, rc.TransferID, note)
 	return nil
 }
 
 func cmdLogin(args []string) error {
 	f := newFlags("login")
-	var login, device, deviceName, osName, pwEnv, codeEnv string
-	f.fs.StringVar(&login, "login", "", "login name")
-	f.fs.StringVar(&device, "device", "", "this device's id (a new one asks for an SMS code)")
-	f.fs.StringVar(&deviceName, "device-name", "", "what to call this device in bankcli devices, e.g. \"办公室电脑\" (optional)")
-	f.fs.StringVar(&osName, "os", "", "this device's operating system, e.g. \"Debian 12\"")
-	f.fs.StringVar(&pwEnv, "password-env", "", "read the password from this environment variable instead of the terminal")
-	f.fs.StringVar(&codeEnv, "code-env", "", "read the SMS code from this environment variable (it must be set before the code is sent: mostly for stepup)")
+	var login, device, deviceName, osName, pwEnv, codeEnv, captchaEnv string
+	f.fs.StringVar(&login, "login", "", text("login name"))
+	f.fs.StringVar(&device, "device", "", text("this device's id (a new one asks for an SMS code)"))
+	f.fs.StringVar(&deviceName, "device-name", "", text("what to call this device in bankcli devices, e.g. \"办公室电脑\" (optional)"))
+	f.fs.StringVar(&osName, "os", "", text("this device's operating system, e.g. \"Debian 12\""))
+	f.fs.StringVar(&pwEnv, "password-env", "", text("read the password from this environment variable instead of the terminal"))
+	f.fs.StringVar(&codeEnv, "code-env", "", text("read the SMS code from this environment variable (it must be set before the code is sent: mostly for stepup)"))
+	f.fs.StringVar(&captchaEnv, "captcha-env", "", text("answer the captcha a previous login saved (exit 4) with the digits in this environment variable"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -171,23 +173,34 @@ func cmdLogin(args []string) error {
 	if err != nil {
 		return err
 	}
-	pw, err := readSecret("Password for "+login+": ", pwEnv)
+	req := bankwire.LoginRequest{Login: login, Device: device, OS: osName, DeviceName: deviceName}
+	capDir := filepath.Dir(f.sessionFile)
+	if captchaEnv != "" {
+		if req.CaptchaID, req.Captcha, err = savedCaptchaAnswer(capDir, captchaEnv); err != nil {
+			return err
+		}
+	}
+	pw, err := readSecret(tr("Password for %s: ", login), pwEnv)
 	if err != nil {
 		return err
 	}
+	defer clear(pw)
 	c, cancel := ctx()
 	defer cancel()
-	sealed, err := b.sealFor(c, pw)
-	clear(pw)
+	res, err := loginOnce(c, b, req, pw)
+	if errCode(err) == "captcha_required" && captchaEnv == "" {
+		// Too many failed logins of this login or from here: a person
+		// reads the bank's image and types its digits.
+		if req.CaptchaID, req.Captcha, err = askCaptcha(c, b, capDir); err != nil {
+			return err
+		}
+		res, err = loginOnce(c, b, req, pw)
+	}
 	if err != nil {
 		return err
 	}
-	var res bankwire.LoginResult
-	if _, err := b.call(c, "POST", "/v1/login", bankwire.LoginRequest{Login: login, Password: sealed, Device: device, OS: osName, DeviceName: deviceName}, &res); err != nil {
-		return err
-	}
-	fmt.Printf("Your anti-phishing message: %s\n", res.AntiPhishing)
-	fmt.Println("(If that is not the message you chose, this is not your bank: log out and call it.)")
+	printf("Your anti-phishing message: %s\n", res.AntiPhishing)
+	printf("(If that is not the message you chose, this is not your bank: log out and call it.)\n")
 	ca := f.ca
 	if ca != "" {
 		if abs, err := filepath.Abs(ca); err == nil {
@@ -200,21 +213,21 @@ func cmdLogin(args []string) error {
 		return err
 	}
 	if res.StepUp {
-		fmt.Printf("This login needs an SMS code (%s); it was sent to your registered phone.\n", strings.Trim(res.StepUpReason, "[]"))
+		printf("This login needs an SMS code (%s); it was sent to your registered phone.\n", strings.Trim(res.StepUpReason, "[]"))
 		b.auth, b.device = "Bearer "+s.Session, s.Device
 		if err := stepUp(c, b, s, f.sessionFile, codeEnv); err != nil {
 			return err
 		}
 	}
-	fmt.Printf("Logged in as %s (customer %s). Session saved to %s\n", login, res.Customer, f.sessionFile)
+	printf("Logged in as %s (customer %s). Session saved to %s\n", login, res.Customer, f.sessionFile)
 	return nil
 }
 
 // stepUp asks for the SMS code and completes the session's step-up.
 func stepUp(c context.Context, b *bank, s *session, path, codeEnv string) error {
-	code, err := readSecret("SMS code: ", codeEnv)
+	code, err := readSecret(tr("SMS code: "), codeEnv)
 	if err != nil {
-		return fmt.Errorf("%w (%v)\nthe session is saved; finish with: bankcli stepup", errStepUpOpen, err)
+		return errorf("%w (%v)\nthe session is saved; finish with: bankcli stepup", errStepUpOpen, err)
 	}
 	defer clear(code)
 	body := map[string]string{"code": strings.TrimSpace(string(code)), "os": s.OS}
@@ -229,8 +242,8 @@ func cmdStepUp(args []string) error {
 	f := newFlags("stepup")
 	var codeEnv string
 	var resend bool
-	f.fs.StringVar(&codeEnv, "code-env", "", "read the SMS code from this environment variable instead of the terminal")
-	f.fs.BoolVar(&resend, "resend", false, "ask for a new SMS code first")
+	f.fs.StringVar(&codeEnv, "code-env", "", text("read the SMS code from this environment variable instead of the terminal"))
+	f.fs.BoolVar(&resend, "resend", false, text("ask for a new SMS code first"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -244,12 +257,12 @@ func cmdStepUp(args []string) error {
 		if _, err := b.call(c, "POST", "/v1/stepup/request", nil, nil); err != nil {
 			return err
 		}
-		fmt.Println("A new SMS code was sent to your registered phone.")
+		printf("A new SMS code was sent to your registered phone.\n")
 	}
 	if err := stepUp(c, b, s, f.sessionFile, codeEnv); err != nil {
 		return err
 	}
-	fmt.Println("Step-up done.")
+	printf("Step-up done.\n")
 	return nil
 }
 
@@ -272,11 +285,11 @@ func cmdAccounts(args []string) error {
 	}
 	if _, err := b.call(c, "GET", "/v1/accounts", nil, &out); err != nil {
 		if errCode(err) == "step_up_required" {
-			return fmt.Errorf("%w\nfinish the login with: bankcli stepup", err)
+			return errorf("%w\nfinish the login with: bankcli stepup", err)
 		}
 		return err
 	}
-	fmt.Printf("%-20s %-8s %15s  %-7s %s\n", "ACCOUNT", "CURRENCY", "BALANCE", "STATE", "LIMITS (per transfer / daily)")
+	fmt.Printf("%-20s %-8s %15s  %-7s %s\n", tr("ACCOUNT"), tr("CURRENCY"), tr("BALANCE"), tr("STATE"), tr("LIMITS (per transfer / daily)"))
 	for _, a := range out.Accounts {
 		fmt.Printf("%-20s %-8s %15s  %-7s %s / %s\n", a.ID, a.Currency, a.Balance, a.State, a.Limits["per_transaction"], a.Limits["daily"])
 	}
@@ -287,14 +300,14 @@ func cmdOrder(args []string) error {
 	f := newFlags("order")
 	var t txformat.Transfer
 	var out string
-	f.fs.StringVar(&t.PayerAccount, "from", "", "your account")
-	f.fs.StringVar(&t.PayeeAccount, "to", "", "the payee's account")
-	f.fs.StringVar(&t.PayeeName, "payee", "", "the payee's name, as the bank knows the payee account's holder")
-	f.fs.StringVar(&t.PayeeBank, "payee-bank", "Keyward Bank", "the payee's bank")
-	f.fs.StringVar(&t.Amount, "amount", "", "amount, e.g. 12.00")
-	f.fs.StringVar(&t.Currency, "currency", "CNY", "currency")
-	f.fs.StringVar(&t.Purpose, "purpose", "", "remittance text (optional)")
-	f.fs.StringVar(&out, "out", "", "the order file to write (never overwritten)")
+	f.fs.StringVar(&t.PayerAccount, "from", "", text("your account"))
+	f.fs.StringVar(&t.PayeeAccount, "to", "", text("the payee's account"))
+	f.fs.StringVar(&t.PayeeName, "payee", "", text("the payee's name, as the bank knows the payee account's holder"))
+	f.fs.StringVar(&t.PayeeBank, "payee-bank", "Keyward Bank", text("the payee's bank"))
+	f.fs.StringVar(&t.Amount, "amount", "", text("amount, e.g. 12.00"))
+	f.fs.StringVar(&t.Currency, "currency", "CNY", text("currency"))
+	f.fs.StringVar(&t.Purpose, "purpose", "", text("remittance text (optional)"))
+	f.fs.StringVar(&out, "out", "", text("the order file to write (never overwritten)"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -313,7 +326,7 @@ func cmdOrder(args []string) error {
 		return err
 	}
 	sum := sha256.Sum256(order)
-	fmt.Printf("Wrote %s (%d bytes, %s). It says:\n\n    %s\n\nSHA-256: %s\n", out, len(order), doc.Format,
+	printf("Wrote %s (%d bytes, %s). It says:\n\n    %s\n\nSHA-256: %s\n", out, len(order), doc.Format,
 		strings.Join(doc.DisplayLines(), "\n    "), hex.EncodeToString(sum[:]))
 	return nil
 }
@@ -321,17 +334,17 @@ func cmdOrder(args []string) error {
 // receiptFlags are the receipt outputs the transfer and receipt commands take.
 func receiptFlags(f *common) *receiptFiles {
 	var r receiptFiles
-	f.fs.StringVar(&r.body, "out", "", "save the receipt body here (with -sig and -key)")
-	f.fs.StringVar(&r.sig, "sig", "", "save the receipt's DER signature here")
-	f.fs.StringVar(&r.key, "key", "", "save the bank's receipt public key (PEM) here")
+	f.fs.StringVar(&r.body, "out", "", text("save the receipt body here (with -sig and -key)"))
+	f.fs.StringVar(&r.sig, "sig", "", text("save the receipt's DER signature here"))
+	f.fs.StringVar(&r.key, "key", "", text("save the bank's receipt public key (PEM) here"))
 	return &r
 }
 
 func cmdTransferUSB(args []string) error {
 	f := newFlags("transfer-usb")
 	var orderPath, sigPath string
-	f.fs.StringVar(&orderPath, "order", "", "the order file (bankcli order)")
-	f.fs.StringVar(&sigPath, "signature", "", "its signature by your USB key: DER (openssl, kwsign -out) or base64 (kwsign)")
+	f.fs.StringVar(&orderPath, "order", "", text("the order file (bankcli order)"))
+	f.fs.StringVar(&sigPath, "signature", "", text("its signature by your USB key: DER (openssl, kwsign -out) or base64 (kwsign)"))
 	rf := receiptFlags(f)
 	if err := f.parse(args); err != nil {
 		return err
@@ -368,7 +381,7 @@ func cmdTransferUSB(args []string) error {
 func cmdTransferCloud(args []string) error {
 	f := newFlags("transfer-cloud")
 	var orderPath string
-	f.fs.StringVar(&orderPath, "order", "", "the order file (bankcli order)")
+	f.fs.StringVar(&orderPath, "order", "", text("the order file (bankcli order)"))
 	rf := receiptFlags(f)
 	if err := f.parse(args); err != nil {
 		return err
@@ -397,10 +410,10 @@ func cmdTransferCloud(args []string) error {
 	}
 	sum := sha256.Sum256(order)
 	if p.Digest != hex.EncodeToString(sum[:]) {
-		return fmt.Errorf("the bank sent keysvc other bytes than %s (SHA-256 %s, not %x): do not confirm it", orderPath, p.Digest, sum)
+		return errorf("the bank sent keysvc other bytes than %s (SHA-256 %s, not %x): do not confirm it", orderPath, p.Digest, sum)
 	}
-	fmt.Printf("Transfer %s waits for your confirmation until %s.\n", p.ID, p.ExpiresAt.Local().Format("15:04:05"))
-	fmt.Printf("Open the link keysvc sent to your device (dev mode: printed by keysvc and in var/holder-notices.jsonl),\n"+
+	printf("Transfer %s waits for your confirmation until %s.\n", p.ID, l10n.Clock(p.ExpiresAt, lang))
+	printf("Open the link keysvc sent to your device (dev mode: printed by keysvc and in var/holder-notices.jsonl),\n"+
 		"check the payee, amount and SHA-256 %s, then approve with your cloud-key PIN.\nWaiting…\n", p.Digest)
 	for p.Status == "pending" {
 		if _, err := b.call(c, "GET", "/v1/transfers/cloud/"+p.ID+"?wait=25s", nil, &p); err != nil {
@@ -410,9 +423,9 @@ func cmdTransferCloud(args []string) error {
 	if p.Status != "approved" || p.Result == nil {
 		reason := p.Reason
 		if reason == "" {
-			reason = "no reason given"
+			reason = tr("no reason given")
 		}
-		return fmt.Errorf("transfer %s was not confirmed: %s (%s); nothing moved", p.ID, p.Status, reason)
+		return errorf("transfer %s was not confirmed: %s (%s); nothing moved", p.ID, p.Status, reason)
 	}
 	return reportTransfer(c, b, *p.Result, *rf)
 }
@@ -422,11 +435,11 @@ func cmdTransferCloud(args []string) error {
 func reportTransfer(c context.Context, b *bank, res bankwire.TransferResult, rf receiptFiles) error {
 	note := ""
 	if res.Replayed {
-		note = " (this order was executed before; nothing moved now)"
+		note = tr(" (this order was executed before; nothing moved now)")
 	}
-	fmt.Printf("Transfer %s done%s.\n", res.TransferID, note)
+	printf("Transfer %s done%s.\n", res.TransferID, note)
 	if !rf.any() {
-		fmt.Printf("Receipt: bankcli receipt -transfer %s -out receipt.json -sig receipt.sig -key bank-receipt.pem\n", res.TransferID)
+		printf("Receipt: bankcli receipt -transfer %s -out receipt.json -sig receipt.sig -key bank-receipt.pem\n", res.TransferID)
 		return nil
 	}
 	if res.Receipt.Body == "" { // signed later: fetch it
@@ -438,7 +451,7 @@ func reportTransfer(c context.Context, b *bank, res bankwire.TransferResult, rf 
 func cmdReceipt(args []string) error {
 	f := newFlags("receipt")
 	var id string
-	f.fs.StringVar(&id, "transfer", "", "the transfer id (T…)")
+	f.fs.StringVar(&id, "transfer", "", text("the transfer id (T…)"))
 	rf := receiptFlags(f)
 	if err := f.parse(args); err != nil {
 		return err
@@ -476,7 +489,7 @@ func saveReceiptOf(c context.Context, b *bank, rc bankwire.Receipt, rf receiptFi
 	if err := writeReceipt(rc, key.PEM, rf); err != nil {
 		return err
 	}
-	fmt.Printf("Receipt saved and its signature checked: %s, %s, %s\nVerify it yourself: openssl dgst -sha256 -verify %s -signature %s %s\n",
+	printf("Receipt saved and its signature checked: %s, %s, %s\nVerify it yourself: openssl dgst -sha256 -verify %s -signature %s %s\n",
 		rf.body, rf.sig, rf.key, rf.key, rf.sig, rf.body)
 	return nil
 }
@@ -499,6 +512,6 @@ func cmdLogout(args []string) error {
 	if err := os.Remove(f.sessionFile); err != nil {
 		return err
 	}
-	fmt.Println("Logged out.")
+	printf("Logged out.\n")
 	return nil
 }

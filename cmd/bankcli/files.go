@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"os"
 
 	"github.com/keyward/keyward/banking/bankwire"
@@ -64,23 +63,23 @@ func writeReceipt(rc bankwire.Receipt, keyPEM string, to receiptFiles) error {
 	}
 	sig, err := base64.StdEncoding.DecodeString(rc.Signature)
 	if err != nil {
-		return fmt.Errorf("the receipt's signature is not base64: %w", err)
+		return errorf("the receipt's signature is not base64: %w", err)
 	}
 	blk, _ := pem.Decode([]byte(keyPEM))
 	if blk == nil || blk.Type != "PUBLIC KEY" {
-		return errors.New("the bank's receipt key is not a PEM public key")
+		return errorf("the bank's receipt key is not a PEM public key")
 	}
 	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
 	if err != nil {
-		return fmt.Errorf("the bank's receipt key: %w", err)
+		return errorf("the bank's receipt key: %w", err)
 	}
 	ec, ok := pub.(*ecdsa.PublicKey)
 	if !ok {
-		return fmt.Errorf("the bank's receipt key is a %T, not ECDSA", pub)
+		return errorf("the bank's receipt key is a %T, not ECDSA", pub)
 	}
 	sum := sha256.Sum256([]byte(rc.Body))
 	if !ecdsa.VerifyASN1(ec, sum[:], sig) {
-		return errors.New("the receipt's signature does not verify with the bank's receipt key; nothing written")
+		return errorf("the receipt's signature does not verify with the bank's receipt key; nothing written")
 	}
 	if err := writeNew(to.body, []byte(rc.Body), 0o644); err != nil {
 		return err
@@ -103,7 +102,7 @@ func readSignature(path string) ([]byte, error) {
 	}
 	der, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(b)))
 	if err != nil || len(der) == 0 || der[0] != 0x30 {
-		return nil, fmt.Errorf("%s holds neither a DER signature nor its base64", path)
+		return nil, errorf("%s holds neither a DER signature nor its base64", path)
 	}
 	return der, nil
 }

@@ -13,8 +13,8 @@
 //	bankcli unlock   -customer c… -staff-token-file var/bank/staff/supervisor1.token
 //	bankcli phone    -customer c… -phone 13900002222 -identity-checked "resident ID card ending 002X" -staff-token-file var/bank/staff/teller1.token
 //	bankcli limit-override -account 6299… -per-transaction 2000000.00 -daily 6000000.00 -reason "…" -staff-token-file var/bank/staff/supervisor1.token
-//	bankcli login    -login alice -device laptop-1 -os "Debian 12" [-device-name 办公室电脑]
-//	bankcli stepup   [-resend]                  finish an SMS step-up the login left open
+//	bankcli login    -login alice -device laptop-1 -os "Debian 12" [-device-name 办公室电脑] [-captcha-env NAME]
+//	bankcli stepup   [-resend] [-code-env NAME] finish an SMS step-up the login left open
 //	bankcli accounts
 //	bankcli history  -account 6299… [-limit 20] [-before CURSOR] [-all]
 //	bankcli payees
@@ -54,6 +54,45 @@
 // dev mode). Output files are created with O_EXCL: bankcli
 // never overwrites one.
 //
+// # Language
+//
+// bankcli speaks the language of LC_ALL, LC_MESSAGES or LANG (the first
+// set): Chinese for zh_*, English for any other named language, Chinese
+// when none names one (unset, C, POSIX) — the bank's customers read
+// Chinese. It asks the bank for its messages in the same language
+// (Accept-Language). What scripts read stays the same in both: exit
+// codes, the bank's error codes and HTTP status in an error line, the
+// field names enrol prints. An error from the bank prints its message,
+// its code, the HTTP status and the request id the bank logged it under
+// (quote it when you call the bank):
+//
+//	bankcli accounts: 本次登录来自新的设备或网络，请先输入短信验证码（step_up_required, HTTP 403, 请求编号 4f0c…）
+//	bankcli accounts: … (step_up_required, HTTP 403, request id 4f0c…)        (LANG=en_US.UTF-8)
+//
+// # Logging in from a script
+//
+// The SMS code of a login from a new device cannot be known before the
+// bank sends it, so a script cannot hand it to bankcli login up front.
+// bankcli login without a terminal stops at the step-up: it prints the
+// anti-phishing message, saves the session (marked step_up; it can do
+// nothing but the step-up) and exits 3. The script then reads the code
+// from wherever its SMS arrives and finishes with bankcli stepup:
+//
+//	LOGIN_PW=… bankcli login -login alice -device ci-1 -os Debian -password-env LOGIN_PW
+//	[ $? -eq 3 ] || exit 1                 # 0: the device was known, no step-up
+//	SMS_CODE=$(read-the-sms …) bankcli stepup -code-env SMS_CODE
+//
+// (stepup -resend asks for a new code first.) After three failed logins
+// of a login, or from one address, the bank asks for an image captcha
+// (captcha_required). At a terminal bankcli saves the image (0600) in
+// the session file's directory and asks for its digits. Without one it
+// saves the image and exits 4; a person looks at the image and the
+// script runs login again with the digits in an environment variable:
+//
+//	CAPTCHA=… LOGIN_PW=… bankcli login -login alice … -password-env LOGIN_PW -captcha-env CAPTCHA
+//
+// A captcha is checked once, right or wrong, and lives two minutes.
+//
 // # Transfers
 //
 // order writes a keyward.transfer.v1 order in canonical form (package
@@ -79,6 +118,7 @@
 //	1  the bank refused or could not be reached (its error code and message are printed)
 //	2  usage: bad or missing flags, an output file that exists, no terminal for a prompt
 //	3  logged in, but the SMS step-up is still open: the session is saved; run bankcli stepup
+//	4  the bank asks for a captcha and there is no terminal: its image is saved; run login again with -captcha-env
 package main
 
 import (
@@ -91,10 +131,10 @@ import (
 )
 
 // errUsage marks errors that are the caller's flags, not the bank's answer.
-var errUsage = errors.New("usage")
+var errUsage = errorf("usage")
 
 // errStepUpOpen marks a login that succeeded but still needs the SMS code.
-var errStepUpOpen = errors.New("step-up still open")
+var errStepUpOpen = errorf("step-up still open")
 
 type command struct {
 	run   func(args []string) error
@@ -132,7 +172,7 @@ func main() {
 	}
 	c, ok := commands[os.Args[1]]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "bankcli: unknown command %q\n", os.Args[1])
+		eprintf("bankcli: unknown command %q\n", os.Args[1])
 		usage()
 		os.Exit(2)
 	}
@@ -140,9 +180,12 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(2)
 		}
-		fmt.Fprintf(os.Stderr, "bankcli %s: %v\n", os.Args[1], err)
+		eprintf("bankcli %s: %v\n", os.Args[1], err)
 		if errors.Is(err, errStepUpOpen) {
 			os.Exit(3)
+		}
+		if errors.Is(err, errCaptchaNeeded) {
+			os.Exit(4)
 		}
 		if errors.Is(err, errUsage) {
 			os.Exit(2)
@@ -158,13 +201,13 @@ func usage() {
 	}
 	sort.Strings(names)
 	var b strings.Builder
-	b.WriteString("usage: bankcli <command> [flags]   (bankcli <command> -h for its flags; go doc ./cmd/bankcli)\n\n")
+	b.WriteString(tr("usage: bankcli <command> [flags]   (bankcli <command> -h for its flags; go doc ./cmd/bankcli)\n\n"))
 	for _, n := range names {
-		fmt.Fprintf(&b, "  %-15s %s\n", n, commands[n].brief)
+		fmt.Fprintf(&b, "  %-15s %s\n", n, text(commands[n].brief))
 	}
 	fmt.Fprint(os.Stderr, b.String())
 }
 
 func usageErr(format string, a ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
+	return fmt.Errorf("%w: "+text(format), append([]any{errUsage}, a...)...)
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -30,9 +29,9 @@ func readSecret(prompt, envName string) ([]byte, error) {
 	}
 	fd := int(os.Stdin.Fd())
 	if !term.IsTerminal(fd) {
-		return nil, usageErr("%s: standard input is not a terminal; type it at a terminal or name an environment variable with the -…-env flag", strings.TrimSuffix(prompt, ": "))
+		return nil, usageErr("%s: standard input is not a terminal; type it at a terminal or name an environment variable with the -…-env flag", strings.TrimSuffix(strings.TrimSuffix(prompt, ": "), "："))
 	}
-	fmt.Fprint(os.Stderr, prompt)
+	fmt.Fprint(os.Stderr, prompt) // translated by the caller
 	b, err := term.ReadPassword(fd)
 	fmt.Fprintln(os.Stderr)
 	if err != nil {
@@ -52,7 +51,7 @@ func readStaffToken(path string) (string, error) {
 	}
 	t := strings.TrimSpace(string(b))
 	if t == "" {
-		return "", fmt.Errorf("%s is empty", path)
+		return "", errorf("%s is empty", path)
 	}
 	return t, nil
 }
@@ -85,15 +84,15 @@ func (b *bank) sealFor(ctx context.Context, secret []byte) (bankwire.Sealed, err
 func seal(pubPEM string, version int, challenge string, secret []byte) (bankwire.Sealed, error) {
 	blk, _ := pem.Decode([]byte(pubPEM))
 	if blk == nil || blk.Type != "PUBLIC KEY" {
-		return bankwire.Sealed{}, errors.New("the bank's login key is not a PEM public key")
+		return bankwire.Sealed{}, errorf("the bank's login key is not a PEM public key")
 	}
 	pub, err := smcrypto.ParseSM2Public(blk.Bytes)
 	if err != nil {
-		return bankwire.Sealed{}, fmt.Errorf("the bank's login key: %w", err)
+		return bankwire.Sealed{}, errorf("the bank's login key: %w", err)
 	}
 	raw, err := base64.RawURLEncoding.Strict().DecodeString(challenge)
 	if err != nil || len(raw) != 32 {
-		return bankwire.Sealed{}, errors.New("the bank's challenge is not 32 base64url bytes")
+		return bankwire.Sealed{}, errorf("the bank's challenge is not 32 base64url bytes")
 	}
 	if len(secret) == 0 || strings.IndexByte(string(secret), 0) >= 0 {
 		return bankwire.Sealed{}, usageErr("the password must not be empty or contain a zero byte")

@@ -38,6 +38,12 @@
 //     caused it, the time, the count and the lock's end. Refusals while
 //     locked raise nothing more. Use auth.LogAlerts to log them with the
 //     source address (R-AUTH-3) and forward them to monitoring.
+//   - Captcha (seed 6.2.3.2): with CaptchaAfter set (banking: 3),
+//     BeginHuman refuses an attempt that comes without a solved captcha
+//     (human false) once the account, or the source within its window,
+//     has that many failures counted: ErrCaptchaRequired, decided in the
+//     transaction that would count the attempt, counting nothing. Locks
+//     are reported first. Begin is BeginHuman with human true.
 //
 // # Why Begin counts before the password is checked
 //

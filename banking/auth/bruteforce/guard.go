@@ -34,12 +34,15 @@ const (
 // Errors. A refused Begin returns a *LockedError, which matches ErrLocked
 // and one of ErrAccountLocked or ErrIPLocked.
 var (
-	ErrLocked         = errors.New("bruteforce: temporarily locked after too many failed logins")
-	ErrAccountLocked  = errors.New("bruteforce: account temporarily locked after too many failed logins")
-	ErrIPLocked       = errors.New("bruteforce: source address temporarily locked after too many failed logins")
-	ErrAttemptSettled = errors.New("bruteforce: attempt already settled")
-	ErrBadInput       = errors.New("bruteforce: invalid account or address")
-	ErrConfig         = errors.New("bruteforce: bad configuration")
+	ErrLocked        = errors.New("bruteforce: temporarily locked after too many failed logins")
+	ErrAccountLocked = errors.New("bruteforce: account temporarily locked after too many failed logins")
+	ErrIPLocked      = errors.New("bruteforce: source address temporarily locked after too many failed logins")
+	// ErrCaptchaRequired refuses an attempt without a solved captcha
+	// after Config.CaptchaAfter failures (BeginHuman).
+	ErrCaptchaRequired = errors.New("bruteforce: a captcha is required after repeated failed logins")
+	ErrAttemptSettled  = errors.New("bruteforce: attempt already settled")
+	ErrBadInput        = errors.New("bruteforce: invalid account or address")
+	ErrConfig          = errors.New("bruteforce: bad configuration")
 )
 
 // LockedError says what is locked and until when.
@@ -72,6 +75,10 @@ type Config struct {
 	IPLimit       int           // failures per source within IPWindow before it locks (20)
 	IPWindow      time.Duration // sliding window for IPLimit (10 min)
 	IPLock        time.Duration // how long a source stays locked (15 min)
+	// CaptchaAfter is how many recent failures of the account, or of the
+	// source, make BeginHuman refuse an attempt not vouched for by a
+	// solved captcha (ErrCaptchaRequired); 0: never (Begin never asks).
+	CaptchaAfter int
 
 	Alerts auth.Alerts      // every lock is reported here; nil: dropped
 	Now    func() time.Time // nil: time.Now
@@ -97,6 +104,9 @@ func (c *Config) fill() error {
 	defd(&c.AccountWindow, DefaultAccountWindow)
 	defd(&c.IPWindow, DefaultIPWindow)
 	defd(&c.IPLock, DefaultIPLock)
+	if c.CaptchaAfter < 0 {
+		return fmt.Errorf("%w: CaptchaAfter must not be negative", ErrConfig)
+	}
 	if c.AccountLimit < 1 || c.AccountLimit > 20 || c.IPLimit < 1 || c.IPLimit > 10000 {
 		return fmt.Errorf("%w: AccountLimit must be 1-20 and IPLimit 1-10000", ErrConfig)
 	}
@@ -204,6 +214,16 @@ type Attempt struct {
 // admitted attempt is counted as a failure at once, durably; Succeeded or
 // Abandon take it back.
 func (g *Guard) Begin(ctx context.Context, account string, ip netip.Addr) (*Attempt, error) {
+	return g.BeginHuman(ctx, account, ip, true)
+}
+
+// BeginHuman is Begin for a login that may need a captcha: when human
+// is false (no captcha solved with it) and the account or the source has
+// Config.CaptchaAfter failures or more counted, it is refused with
+// ErrCaptchaRequired — decided in the same transaction that would count
+// it, and counting nothing, so no password is checked. A lock is
+// reported before the captcha.
+func (g *Guard) BeginHuman(ctx context.Context, account string, ip netip.Addr, human bool) (*Attempt, error) {
 	if err := kv.CheckID("account", account); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadInput, err)
 	}
@@ -213,12 +233,13 @@ func (g *Guard) Begin(ctx context.Context, account string, ip netip.Addr) (*Atte
 	}
 	var (
 		refused *LockedError
+		captcha bool
 		events  []auth.Event
 		epoch   uint64
 		now     = g.cfg.Now()
 	)
 	err = g.cfg.DB.Batch(func(tx store.Tx) error {
-		refused, events = nil, nil
+		refused, events, captcha = nil, nil, false
 		ab, ib := tx.Bucket(bucketAccounts), tx.Bucket(bucketIPs)
 		var as accountState
 		var is ipState
@@ -245,6 +266,9 @@ func (g *Guard) Begin(ctx context.Context, account string, ip netip.Addr) (*Atte
 			refused = &LockedError{ScopeAccount, as.LockedUntil}
 			events = append(events, auth.Event{Kind: auth.KindAccountLocked, Account: account, IP: ip.String(),
 				Time: now, Count: as.Failures, Until: as.LockedUntil})
+		case !human && g.cfg.CaptchaAfter > 0 && (as.Failures >= g.cfg.CaptchaAfter || len(is.Times) >= g.cfg.CaptchaAfter):
+			captcha = true
+			return nil // nothing counted, nothing changed
 		default:
 			as.Failures++
 			as.LastFailure = now
@@ -262,6 +286,9 @@ func (g *Guard) Begin(ctx context.Context, account string, ip netip.Addr) (*Atte
 	g.emit(ctx, events)
 	if refused != nil {
 		return nil, refused
+	}
+	if captcha {
+		return nil, ErrCaptchaRequired
 	}
 	return &Attempt{g: g, account: account, ip: ip, ipKey: ipKey, at: now, epoch: epoch}, nil
 }

@@ -17,7 +17,7 @@ import (
 // SMS provider (or its relay) as one HTTPS request,
 //
 //	POST <URL>   Content-Type: application/json   Authorization: Bearer <Token>
-//	{"phone":"13812345678","text":"[Keyward Bank] Your verification code …"}
+//	{"phone":"13812345678","text":"【Keyward银行】验证码 123456，用于登录确认，5分钟内有效。请勿向任何人…"}
 //
 // and counts any 2xx answer as accepted. It keeps nothing: no code is
 // written anywhere on the bank's side. Its errors name the provider's

@@ -123,16 +123,12 @@ type Config struct {
 	MaxGuesses    int           // 0: MaxGuesses; 1..MaxGuesses
 	IssuesPerHour int           // 0: DefaultIssuesPerHour; codes per customer per sliding hour, all purposes
 	SendTimeout   time.Duration // 0: DefaultSendTimeout; deadline given to Gateway.Send
-	// Message builds the SMS text; nil: DefaultMessage.
+	// Message builds the SMS text; nil: DefaultMessage (Chinese, with
+	// the purpose named and the security notice, 6.4.3 b). A custom one
+	// must keep the code once and the notice.
 	Message func(purpose, code string, ttl time.Duration) string
 	Alerts  auth.Alerts      // nil: dropped
 	Now     func() time.Time // nil: time.Now
-}
-
-// DefaultMessage is the text sent when Config.Message is nil.
-func DefaultMessage(purpose, code string, ttl time.Duration) string {
-	return fmt.Sprintf("[Keyward Bank] Your verification code for %s is %s. It expires in %d minutes. "+
-		"Never tell anyone this code: bank staff will never ask for it.", purpose, code, int(ttl.Minutes()))
 }
 
 // Service issues and verifies one-time codes.

@@ -112,7 +112,7 @@ func TestIssueVerifyOnce(t *testing.T) {
 		t.Fatalf("code %q", code)
 	}
 	msg, _ := e.box.Last(phone)
-	if !strings.Contains(msg.Text, "login") || !strings.Contains(msg.Text, "5 minutes") {
+	if !strings.Contains(msg.Text, "登录确认") || !strings.Contains(msg.Text, "5分钟内有效") {
 		t.Errorf("text %q", msg.Text)
 	}
 	if err := e.svc.Verify(ctx, "c1", "transfer", code); !errors.Is(err, otp.ErrOTPNotFound) {

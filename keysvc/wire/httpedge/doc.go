@@ -63,6 +63,12 @@
 // service that publishes a single code for a bad request (banking:
 // invalid_request).
 //
+// Config.Localize, when set, writes each error's message in the reader's
+// language (banking: Chinese by default, English on Accept-Language: en,
+// with Content-Language set); the status and code never change with it,
+// and the log keeps the English text. keysvc sets none: its messages
+// are English.
+//
 // # Headers, panics and request ids
 //
 // Every answer, errors included, carries X-Content-Type-Options: nosniff,

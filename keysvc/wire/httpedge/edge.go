@@ -56,6 +56,13 @@ type Config struct {
 	// for a service that has always published a single code for a bad
 	// request (banking: invalid_request).
 	InvalidCode string
+	// Localize, when set, writes the message of every error response in
+	// the reader's language: it gets the request (its Accept-Language),
+	// the error and what Classify made of it, and returns the message
+	// to send (p.Message to keep it). The code and status never change
+	// with the language. It may set response headers (Content-Language).
+	// nil: the classifier's English message, as keysvc sends.
+	Localize func(c *fiber.Ctx, err error, p Problem) string
 }
 
 func (cfg Config) withDefaults() Config {
@@ -116,6 +123,9 @@ func (cfg Config) handleError(c *fiber.Ctx, err error) error {
 		// A server-side refusal the client is told to retry (503: a
 		// database or key service away): the operator needs the cause.
 		Logger(c).Warn("request refused", "status", p.Status, "code", p.Code, "err", err)
+	}
+	if cfg.Localize != nil {
+		p.Message = cfg.Localize(c, err, p)
 	}
 	return cfg.write(c, p)
 }
