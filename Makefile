@@ -52,7 +52,7 @@ test: deps fmt-check vet etcd-bin
 	KEYWARD_BANKING_STORE=postgres $(GO) test -race -count=1 -timeout 10m $(BANKING_SUITES)
 	$(MAKE) --no-print-directory fuzz-short
 
-BANKING_SUITES = ./banking ./banking/auth/... ./banking/ledger ./banking/store/dbtest
+BANKING_SUITES = ./banking ./banking/auth/... ./banking/ledger ./banking/store/dbtest ./banking/bankaudit
 
 # The restore drill (issue 17, R-AV-3): the weekly base backup and the WAL
 # archive of banking's PostgreSQL restored to a point in time and to the
