@@ -1112,7 +1112,9 @@ func (s *procScenario) staffDuties(t *testing.T) {
 	}
 	st, out := bobLogin()
 	msg := fmt.Sprint(out["error"])
-	if st != 429 || procErrCode(out) != "temporarily_locked" || !strings.Contains(msg, "China time (") || !strings.Contains(msg, "UTC)") || !strings.Contains(msg, "teller at any branch can lift") {
+	// No Accept-Language: the bank's message is in Chinese (issue 18), its
+	// time in China time with UTC beside it, naming who lifts the lock.
+	if st != 429 || procErrCode(out) != "temporarily_locked" || !regexp.MustCompile(`锁定至 \d\d:\d\d 北京时间（UTC \d\d:\d\d）`).MatchString(msg) || !strings.Contains(msg, "由柜员核实身份后解除锁定") {
 		t.Fatalf("bob's locked login: %d %v", st, out)
 	}
 	if _, errOut, code := e.cli.run(t, nil, "unlock", "-customer", bob.id, "-staff-token-file", e.staffTokenFile); code != 1 || !strings.Contains(errOut, "staff_role_required, HTTP 403") || !strings.Contains(errOut, `"unlock"`) {
