@@ -1095,6 +1095,11 @@ func (s *procScenario) staffDuties(t *testing.T) {
 	if out := e.cli.ok(t, nil, "whoami", "-staff-token-file", e.supervisorTokenFile); !strings.Contains(out, "id:    supervisor1") {
 		t.Fatalf("whoami supervisor: %s", out)
 	}
+	// In Chinese the roles are named in words, their codes beside them.
+	if out := e.cli.ok(t, []string{"LC_ALL=zh_CN.UTF-8"}, "whoami", "-staff-token-file", e.staffTokenFile); !strings.Contains(out, "员工号：teller1\n") ||
+		!strings.Contains(out, "角色：客户开户（enrol）、现金存入（deposit）、手机号码变更（phone-change）\n") {
+		t.Fatalf("whoami teller in Chinese: %s", out)
+	}
 	for i := range 5 {
 		if _, errOut, code := e.cli.run(t, []string{"PROC_PW=Wr0ng-Password-1"}, "login", "-login", "bobli", "-device", "bob-phone", "-os", "Android 14",
 			"-password-env", "PROC_PW", "-session-file", filepath.Join(s.work, "bob-wrong.session")); code != 1 || !strings.Contains(errOut, "login_failed, HTTP 401") {
@@ -1107,7 +1112,9 @@ func (s *procScenario) staffDuties(t *testing.T) {
 	}
 	st, out := bobLogin()
 	msg := fmt.Sprint(out["error"])
-	if st != 429 || procErrCode(out) != "temporarily_locked" || !strings.Contains(msg, "China time (") || !strings.Contains(msg, "UTC)") || !strings.Contains(msg, "teller at any branch can lift") {
+	// No Accept-Language: the bank's message is in Chinese (issue 18), its
+	// time in China time with UTC beside it, naming who lifts the lock.
+	if st != 429 || procErrCode(out) != "temporarily_locked" || !regexp.MustCompile(`锁定至 \d\d:\d\d 北京时间（UTC \d\d:\d\d）`).MatchString(msg) || !strings.Contains(msg, "由柜员核实身份后解除锁定") {
 		t.Fatalf("bob's locked login: %d %v", st, out)
 	}
 	if _, errOut, code := e.cli.run(t, nil, "unlock", "-customer", bob.id, "-staff-token-file", e.staffTokenFile); code != 1 || !strings.Contains(errOut, "staff_role_required, HTTP 403") || !strings.Contains(errOut, `"unlock"`) {
