@@ -72,6 +72,13 @@ type Config struct {
 		RequestsPerMinute int `yaml:"requests_per_minute"` // per session, default 6000
 		BodyLimit         int `yaml:"body_limit"`          // bytes, default 256 KiB
 	} `yaml:"http"`
+	Login struct {
+		// CaptchaAfter is how many recent failed logins of a login, or
+		// from a source address, make the next login need the image
+		// captcha (seed 6.2.3.2): 1 to 20, default 3. It cannot be turned
+		// off.
+		CaptchaAfter int `yaml:"captcha_after"`
+	} `yaml:"login"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // default 30s
 	// TPM and Secrets: banking's own secrets (its TLS key, its keysvc
 	// client key or bearer token) in a file sealed by `ceremony seal`
@@ -337,6 +344,9 @@ func (c *Config) validate() error {
 	}
 	if p := c.Ledger.AccountPrefix; p != "" && !digitsRE.MatchString(p) {
 		add("ledger.account_prefix must be 1 to 12 digits")
+	}
+	if n := c.Login.CaptchaAfter; n < 0 || n > 20 {
+		add("login.captcha_after must be 1 to 20 failed logins (default 3); the captcha cannot be turned off")
 	}
 	if c.HTTP.LoginPerMinute < 0 || c.HTTP.RequestsPerMinute < 0 {
 		add("http.login_per_minute and http.requests_per_minute must not be negative")

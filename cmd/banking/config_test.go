@@ -115,6 +115,8 @@ func TestLoadConfigRefusals(t *testing.T) {
 		{"bad prefix", `account_prefix: "62888"`, `account_prefix: "62a"`, "ledger.account_prefix must be 1 to 12 digits"},
 		{"bad kms name", "kms_name: banking", "kms_name: \"bank ing\"", "kms_name is required"},
 		{"huge body limit", "http: {login_per_minute: 60}", "http: {body_limit: 99999999}", "http.body_limit must be between"},
+		{"captcha off", "http: {login_per_minute: 60}", "http: {login_per_minute: 60}\nlogin: {captcha_after: -1}", "the captcha cannot be turned off"},
+		{"captcha late", "http: {login_per_minute: 60}", "http: {login_per_minute: 60}\nlogin: {captcha_after: 21}", "login.captcha_after must be 1 to 20"},
 		{"tiny interval", "blacklist: {file: /etc/keyward/bank/blacklist.txt}", "blacklist: {file: /x, interval: 1ms}", "blacklist.interval must be at least 100ms"},
 		{"no tls.key and nothing sealed", "tls: {cert: /etc/keyward/bank/tls.pem, key: /etc/keyward/bank/tls-key.pem}", "tls: {cert: /etc/keyward/bank/tls.pem}", "tls.cert and tls.key are required"},
 		{"secrets without a way in", "kms_name:", "secrets: {file: /s.json}\nkms_name:", "secrets.file needs tpm"},

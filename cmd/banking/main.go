@@ -31,6 +31,7 @@
 //	sms: {gateway_url: https://sms-relay.bank.internal/send, token_file: /run/keyward/bank-sms.token}
 //	ledger: {max_batch_size: 128, max_batch_delay: 2ms, account_prefix: "62999"}
 //	http: {login_per_minute: 120, requests_per_minute: 6000, body_limit: 262144}
+//	login: {captcha_after: 3}   # failed logins before the image captcha, 1-20
 //	shutdown_timeout: 30s
 //
 // keysvc.urls names the nodes of one keysvc cluster (issue 16) instead of
@@ -255,7 +256,8 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 		return err
 	}
 	bank, err := banking.New(banking.Config{DB: db, KMS: kc, Screen: screen, SMS: sms, Logger: log, KMSName: cfg.KMSName,
-		Ledger: ledger.Options{MaxBatchSize: cfg.Ledger.MaxBatchSize, MaxBatchDelay: cfg.Ledger.MaxBatchDelay, AccountPrefix: cfg.Ledger.AccountPrefix}})
+		CaptchaAfter: cfg.Login.CaptchaAfter,
+		Ledger:       ledger.Options{MaxBatchSize: cfg.Ledger.MaxBatchSize, MaxBatchDelay: cfg.Ledger.MaxBatchDelay, AccountPrefix: cfg.Ledger.AccountPrefix}})
 	if err != nil {
 		return err
 	}
