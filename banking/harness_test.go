@@ -30,6 +30,7 @@ import (
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/banking/store/dbtest"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/auth"
@@ -58,6 +59,11 @@ type unitBank struct {
 	log    *syncBuffer // everything the bank logged
 
 	skew atomic.Int64 // nanoseconds the bank's clock is ahead of time.Now
+
+	// reg holds the bank's metrics (each node its own); configure, when
+	// set before start, adjusts the bank's Config (metrics_unit_test.go).
+	reg       *prometheus.Registry
+	configure func(*banking.Config)
 
 	mu      sync.Mutex
 	alerts  []auth.Event
@@ -136,8 +142,13 @@ func (ub *unitBank) start(t *testing.T, db store.DB) {
 		ub.alerts = append(ub.alerts, ev)
 		ub.mu.Unlock()
 	})
-	if ub.bank, err = banking.New(banking.Config{DB: db, KMS: ub.kms, KMSName: kmsClient, SMS: ub.outbox, Alerts: alerts, Logger: logger,
-		Now: func() time.Time { return time.Now().Add(time.Duration(ub.skew.Load())) }}); err != nil {
+	ub.reg = prometheus.NewRegistry()
+	cfg := banking.Config{DB: db, KMS: ub.kms, KMSName: kmsClient, SMS: ub.outbox, Alerts: alerts, Logger: logger, Registry: ub.reg,
+		Now: func() time.Time { return time.Now().Add(time.Duration(ub.skew.Load())) }}
+	if ub.configure != nil {
+		ub.configure(&cfg)
+	}
+	if ub.bank, err = banking.New(cfg); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ub.bank.Close() })

@@ -77,7 +77,7 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 		Realm:       "keyward-bank",
 		InvalidCode: "invalid_request",
 	})
-	app.Use(withSource)
+	app.Use(b.metrics.middleware(app), withSource) // requests by route template, method and status (metrics.go)
 	app.Get("/healthz", healthz)
 	loginLimit := limiter.New(limiter.Config{Max: cfg.LoginPerMinute, Expiration: time.Minute, LimitReached: tooMany})
 	sessLimit := limiter.New(limiter.Config{Max: cfg.RequestsPerMinute, Expiration: time.Minute, LimitReached: tooMany,
