@@ -88,15 +88,22 @@ func newBank(baseURL, caFile string) (*bank, error) {
 		hc: &http.Client{Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}}, nil
 }
 
-// apiError is the bank's {"error":{"code","message"}} answer.
+// apiError is the bank's {"error":{"code","message"}} answer, with the
+// request id the bank answered (X-Request-Id): the bank's logs hold it on
+// every line about the request, so a customer or teller quoting it lets
+// the operator find what happened.
 type apiError struct {
-	Status  int
-	Code    string
-	Message string
+	Status    int
+	Code      string
+	Message   string
+	RequestID string
 }
 
 func (e *apiError) Error() string {
-	return fmt.Sprintf("%s (%s, HTTP %d)", e.Message, e.Code, e.Status)
+	if e.RequestID == "" {
+		return fmt.Sprintf("%s (%s, HTTP %d)", e.Message, e.Code, e.Status)
+	}
+	return fmt.Sprintf("%s (%s, HTTP %d, request id %s)", e.Message, e.Code, e.Status, e.RequestID)
 }
 
 // call sends a JSON request and decodes a 2xx JSON answer into out.
@@ -137,10 +144,11 @@ func (b *bank) call(ctx context.Context, method, path string, in, out any) (int,
 		var e struct {
 			Error struct{ Code, Message string } `json:"error"`
 		}
+		rid := resp.Header.Get("X-Request-Id")
 		if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
-			return resp.StatusCode, &apiError{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(raw))}
+			return resp.StatusCode, &apiError{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(raw)), RequestID: rid}
 		}
-		return resp.StatusCode, &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+		return resp.StatusCode, &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, RequestID: rid}
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {

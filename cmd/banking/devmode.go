@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +30,7 @@ const devClientName = "dev"
 type devInfo struct {
 	dataDir, caPath, staffTokenPath, outboxPath, keysvcDir string
 	storeURL                                               string // -store-url, "" for bank.db
+	metricsListen                                          string // metrics.listen (devMetricsListen)
 }
 
 // errStoreURLWithConfig refuses -store-url beside -config.
@@ -109,6 +111,22 @@ func devConfig(dataDir, keysvcDir, keysvcURL string) (*Config, *devInfo, error) 
 	return c, &devInfo{dataDir: dataDir, caPath: filepath.Join(tlsDir, "ca.pem"), staffTokenPath: staffPath, outboxPath: outboxPath, keysvcDir: keysvcDir}, c.validate()
 }
 
+// devMetricsListen is dev mode's metrics and readiness listener: loopback,
+// port = the API's port + 1001 (8445 → 9446, 8446 → 9447), so dev nodes
+// side by side (make run-banking-pg) each get their own; "" when the API
+// port leaves no room.
+func devMetricsListen(apiListen string) string {
+	_, port, err := net.SplitHostPort(apiListen)
+	if err != nil {
+		return ""
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n == 0 || n+1001 > 65535 {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(n+1001))
+}
+
 func (d *devInfo) print(addr string) {
 	if d.storeURL != "" {
 		fmt.Printf("\nRecords in PostgreSQL: %s (files below are shared with the other dev nodes on it)", d.storeURL)
@@ -124,10 +142,11 @@ Staff token: %[4]s   SMS codes: %[5]s   CA: %[3]s
   bin/bankcli accounts
 
   curl --cacert %[3]s https://%[1]s/v1/login/key
+  curl http://%[7]s/metrics    curl http://%[7]s/readyz      (operators' listener, plain HTTP)
   Cloud-key confirmations are shown by keysvc (its terminal, %[6]s/holder-notices.jsonl).
   Stop with Ctrl-C.
 
-`, addr, d.dataDir, d.caPath, d.staffTokenPath, d.outboxPath, d.keysvcDir)
+`, addr, d.dataDir, d.caPath, d.staffTokenPath, d.outboxPath, d.keysvcDir, d.metricsListen)
 }
 
 // consoleSMS is dev mode's SMS gateway: the outbox file (each code kept

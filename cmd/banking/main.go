@@ -29,6 +29,7 @@
 //	ledger: {max_batch_size: 128, max_batch_delay: 2ms, account_prefix: "62999"}
 //	http: {login_per_minute: 120, requests_per_minute: 6000, body_limit: 262144}
 //	shutdown_timeout: 30s
+//	metrics: {listen: 127.0.0.1:9446}           # GET /metrics and /readyz, plain HTTP; off when empty
 //
 // keysvc.urls names the nodes of one keysvc cluster (issue 16) instead of
 // keysvc.url: requests are spread over the nodes, and a node that refuses
@@ -74,6 +75,18 @@
 // outbox is rewritten whole from its node's memory, so two nodes on one
 // file would erase each other's codes); and a bank key created by one
 // node while another looks for it is taken as found.
+//
+// # Metrics and readiness
+//
+// metrics.listen (off when empty; dev mode: 127.0.0.1 on the API's port +
+// 1001, so 9446 for 8445) serves, over plain HTTP on a listener of its
+// own, GET /metrics (Prometheus: requests by route template and status,
+// logins, locks, SMS codes, transfers, keysvc calls, ledger commits, store
+// faults; no label names a customer) and GET /readyz (200 when the store
+// answers a read and keysvc answers a call, each within 2 s; else 503 with
+// JSON naming the failed check and why). Keep it on loopback or the
+// management network: it is unauthenticated. /healthz stays on the API
+// listener. See the README's "Monitoring banking".
 //
 // # Shutdown
 //
@@ -162,6 +175,10 @@ func serve(log *slog.Logger, args []string) error {
 	if *listen != "" {
 		cfg.Listen = *listen
 	}
+	if dev != nil {
+		cfg.Metrics.Listen = devMetricsListen(cfg.Listen)
+		dev.metricsListen = cfg.Metrics.Listen
+	}
 	if *verifyLedger {
 		if dev != nil {
 			return errors.New("-verify-ledger needs -config: the store of the deployment to check")
@@ -244,9 +261,16 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- app.Listener(tls.NewListener(ln, srvTLS)) }()
 	log.Info("banking listening", "addr", ln.Addr().String(), "keysvc", cfg.KeySvc.endpoints(), "kms_name", cfg.KMSName)
+	var ops *http.Server
+	if cfg.Metrics.Listen != "" {
+		if ops, err = serveOps(cfg.Metrics.Listen, bank, log, errc); err != nil {
+			app.Shutdown()
+			return fmt.Errorf("metrics.listen: %w", err)
+		}
+	}
 	if dev != nil {
 		dev.print(ln.Addr().String())
 	}
@@ -260,7 +284,35 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	if serr := app.ShutdownWithTimeout(cfg.ShutdownTimeout); err == nil {
 		err = serr
 	}
+	if ops != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if serr := ops.Shutdown(sctx); err == nil {
+			err = serr
+		}
+		cancel()
+	}
 	return err
+}
+
+// serveOps serves the operators' endpoints (banking.Bank.OpsHandler:
+// GET /metrics, GET /readyz) on their own plain-HTTP listener
+// (metrics.listen): never on the API listener, where every client could
+// read them (R-AV-2). Operators put it on loopback or the management
+// network.
+func serveOps(addr string, bank *banking.Bank, log *slog.Logger, errc chan<- error) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	hs := &http.Server{Handler: bank.OpsHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	log.Info("metrics and readiness listening", "addr", ln.Addr().String(), "paths", "/metrics /readyz")
+	return hs, nil
 }
 
 // runVerifyLedger is banking -verify-ledger: the ledger of cfg's store
