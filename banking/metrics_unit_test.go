@@ -265,7 +265,8 @@ func TestMetricsNameNoCustomer(t *testing.T) {
 
 // TestReadyz: /readyz is 200 while the store and keysvc answer; 503
 // naming keysvc (with keysvc's reason) while keysvc fails, 200 again when
-// it is back; 503 naming the store once the store is closed.
+// it is back; 503 naming the store once the store is closed, and the
+// store's faults are counted where they were seen.
 func TestReadyz(t *testing.T) {
 	var db store.DB
 	ub := &unitBank{kms: newProvisionedKMS(t), outbox: newOutbox(), log: &syncBuffer{}}
@@ -316,6 +317,11 @@ func TestReadyz(t *testing.T) {
 	if e := ans["checks"].(map[string]any)["store"].(map[string]any)["error"].(string); e == "" {
 		t.Error("the store check gives no reason")
 	}
+	ub.wantMetric(t, 1, "keyward_bank_store_faults_total", "where", "readyz")
+	if st, out := ub.call(t, "", "", "POST", "/v1/login/challenge", nil); st != 503 || errCode(out) != "unavailable" {
+		t.Fatalf("a challenge with the store closed: %d %v, want 503 unavailable", st, out)
+	}
+	ub.wantMetric(t, 1, "keyward_bank_store_faults_total", "where", "request")
 }
 
 // TestReadyzBounded: a store that does not answer makes /readyz answer
