@@ -1,6 +1,8 @@
 package main
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -269,6 +271,21 @@ func TestMetricsListen(t *testing.T) {
 	for in, want := range map[string]string{"127.0.0.1:8445": "127.0.0.1:9446", "0.0.0.0:8446": "127.0.0.1:9447", "127.0.0.1:0": "", "127.0.0.1:65000": "", "nowhere": ""} {
 		if got := devMetricsListen(in); got != want {
 			t.Errorf("devMetricsListen(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestMetricsListenFlag: -metrics-listen is checked like metrics.listen
+// before anything is opened.
+func TestMetricsListenFlag(t *testing.T) {
+	path := writeConfig(t, validYAML)
+	for flagValue, want := range map[string]string{
+		"0.0.0.0:9445": "metrics.listen must be a listener of its own",
+		"nowhere":      "metrics.listen must be host:port",
+	} {
+		err := serve(slog.New(slog.NewTextHandler(io.Discard, nil)), []string{"-config", path, "-metrics-listen", flagValue})
+		if err == nil || !strings.Contains(err.Error(), "-metrics-listen") || !strings.Contains(err.Error(), want) {
+			t.Errorf("-metrics-listen %s: %v, want %q", flagValue, err, want)
 		}
 	}
 }

@@ -127,6 +127,14 @@ func devMetricsListen(apiListen string) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(n+1001))
 }
 
+// opsLine is what print says of the operators' listener.
+func (d *devInfo) opsLine() string {
+	if d.metricsListen == "" {
+		return "  Metrics and readiness: off (-metrics-listen host:port turns them on)\n"
+	}
+	return fmt.Sprintf("  curl http://%[1]s/metrics    curl http://%[1]s/readyz      (operators' listener, plain HTTP)\n", d.metricsListen)
+}
+
 func (d *devInfo) print(addr string) {
 	if d.storeURL != "" {
 		fmt.Printf("\nRecords in PostgreSQL: %s (files below are shared with the other dev nodes on it)", d.storeURL)
@@ -142,11 +150,10 @@ Staff token: %[4]s   SMS codes: %[5]s   CA: %[3]s
   bin/bankcli accounts
 
   curl --cacert %[3]s https://%[1]s/v1/login/key
-  curl http://%[7]s/metrics    curl http://%[7]s/readyz      (operators' listener, plain HTTP)
-  Cloud-key confirmations are shown by keysvc (its terminal, %[6]s/holder-notices.jsonl).
+%[7]s  Cloud-key confirmations are shown by keysvc (its terminal, %[6]s/holder-notices.jsonl).
   Stop with Ctrl-C.
 
-`, addr, d.dataDir, d.caPath, d.staffTokenPath, d.outboxPath, d.keysvcDir, d.metricsListen)
+`, addr, d.dataDir, d.caPath, d.staffTokenPath, d.outboxPath, d.keysvcDir, d.opsLine())
 }
 
 // consoleSMS is dev mode's SMS gateway: the outbox file (each code kept

@@ -1,8 +1,8 @@
 // Command banking runs the bank's internet-banking API (package banking)
 // over HTTPS, in front of keysvc.
 //
-//	banking -config file [-listen addr]
-//	banking -dev [-data-dir var/bank] [-keysvc-dir var] [-keysvc-url https://127.0.0.1:8443] [-listen addr] [-store-url URL]   dev mode
+//	banking -config file [-listen addr] [-metrics-listen addr|off]
+//	banking -dev [-data-dir var/bank] [-keysvc-dir var] [-keysvc-url https://127.0.0.1:8443] [-listen addr] [-metrics-listen addr|off] [-store-url URL]   dev mode
 //
 // Without -config (or KEYWARD_BANK_CONFIG) and without -dev, banking
 // refuses to start and creates nothing (seed 6.5.4 a, R-SRV-9).
@@ -79,7 +79,8 @@
 // # Metrics and readiness
 //
 // metrics.listen (off when empty; dev mode: 127.0.0.1 on the API's port +
-// 1001, so 9446 for 8445) serves, over plain HTTP on a listener of its
+// 1001, so 9446 for 8445; -metrics-listen overrides either, "off" turns
+// it off) serves, over plain HTTP on a listener of its
 // own, GET /metrics (Prometheus: requests by route template and status,
 // logins, locks, SMS codes, transfers, keysvc calls, ledger commits, store
 // faults; no label names a customer) and GET /readyz (200 when the store
@@ -147,6 +148,7 @@ func serve(log *slog.Logger, args []string) error {
 	keysvcDir := fs.String("keysvc-dir", "var", "dev mode: keysvc's dev data directory (dev-admin.token, tls/ca.pem)")
 	keysvcURL := fs.String("keysvc-url", "https://127.0.0.1:8443", "dev mode: keysvc's URL")
 	listen := fs.String("listen", "", "override the listen address")
+	metricsListen := fs.String("metrics-listen", "", "override metrics.listen (GET /metrics and /readyz, plain HTTP; dev mode's default: 127.0.0.1 on the API port + 1001); off turns it off")
 	verifyLedger := fs.Bool("verify-ledger", false, "with -config: open the store (bbolt file or PostgreSQL), verify the ledger (double entry, every idempotency key once, balances re-summed), print the report and exit; for a restored database, before anyone uses it")
 	storeURL := fs.String("store-url", "", "dev mode: keep the bank's records in this PostgreSQL database (postgres://user@host:port,host:port/db?target_session_attrs=read-write, no password) instead of <data-dir>/bank.db; several nodes may share it and the data dir")
 	if err := fs.Parse(args); err != nil {
@@ -177,6 +179,18 @@ func serve(log *slog.Logger, args []string) error {
 	}
 	if dev != nil {
 		cfg.Metrics.Listen = devMetricsListen(cfg.Listen)
+	}
+	switch *metricsListen {
+	case "":
+	case "off":
+		cfg.Metrics.Listen = ""
+	default:
+		cfg.Metrics.Listen = *metricsListen
+		if err := cfg.validate(); err != nil {
+			return fmt.Errorf("-metrics-listen: %w", err)
+		}
+	}
+	if dev != nil {
 		dev.metricsListen = cfg.Metrics.Listen
 	}
 	if *verifyLedger {
