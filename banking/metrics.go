@@ -40,7 +40,7 @@ import (
 //	keyward_bank_login_locks_total        the brute-force guard's lock alerts (Config.Alerts, wrapped)
 //	keyward_bank_otp_sends_total          the SMS gateway (Config.SMS, wrapped): every code sent
 //	keyward_bank_otp_failures_total       the middleware: every answer with an otp_* refusal code
-//	keyward_bank_transfers_total          TransferUSB, TransferCloud/PollCloud, AuthoriseCorpOrder
+//	keyward_bank_transfers_total          TransferUSB, TransferCloud/PollCloud, AuthoriseCorpOrder (a replayed order is not counted again)
 //	keyward_bank_keysvc_*                 the KMS decorator (instrumentedKMS) New puts around Config.KMS
 //	keyward_bank_ledger_commit_seconds    the ledger's OnPost hook: each posting's store transaction
 //	keyward_bank_store_faults_total       store.ErrBackend seen by a request, the sweeper or /readyz

@@ -100,8 +100,9 @@ func get(t *testing.T, url string) (int, string) {
 
 // TestMetricsAfterRequests: real requests through the API move the series
 // they should, labelled by route template and code: a login failure, a
-// login, an SMS step-up (one code sent, one wrong), a USB transfer and a
-// refused one, a 404 with an id in its path, a path no route takes, the
+// login, an SMS step-up (one code sent, one wrong), a USB transfer (and
+// its replay, not counted as another) and a refused one, a 404 with an id
+// in its path, a path no route takes, the
 // ledger's commits and keysvc's calls.
 func TestMetricsAfterRequests(t *testing.T) {
 	ub := newUnitBank(t)
@@ -130,6 +131,9 @@ func TestMetricsAfterRequests(t *testing.T) {
 		t.Fatalf("USB transfer: %d %v", st, out)
 	}
 	tid := out["transfer_id"].(string)
+	if st, out := ub.call(t, sess, "ana-phone", "POST", "/v1/transfers/usb", signed(t, ana, ord)); st != 200 || out["replayed"] != true {
+		t.Fatalf("the same order again: %d %v", st, out)
+	}
 	other := order(t, ana.account, ben.account, "Ben Wu", "13.00", "metrics-usb-2")
 	if st, out := ub.call(t, sess, "ana-phone", "POST", "/v1/transfers/usb", map[string]any{"order": other, "signature": usbSign(t, ana, ord)}); st != 422 {
 		t.Fatalf("a signature over another order: %d %v", st, out)
@@ -159,9 +163,9 @@ func TestMetricsAfterRequests(t *testing.T) {
 	ub.wantMetric(t, 1, "keyward_bank_otp_failures_total", "reason", "otp_invalid")
 	ub.wantMetric(t, 1, "keyward_bank_transfers_total", "kind", "usb", "result", "ok")
 	ub.wantMetric(t, 1, "keyward_bank_transfers_total", "kind", "usb", "result", "signature_invalid")
-	ub.wantMetric(t, 1, "keyward_bank_ledger_commit_seconds", "kind", "transfer")
+	ub.wantMetric(t, 2, "keyward_bank_ledger_commit_seconds", "kind", "transfer") // the replay's transaction finds the first posting
 	ub.wantMetric(t, 1, "keyward_bank_ledger_commit_seconds", "kind", "deposit")
-	ub.wantMetric(t, 2, "keyward_bank_keysvc_call_duration_seconds", "op", "verify") // the good and the bad signature
+	ub.wantMetric(t, 3, "keyward_bank_keysvc_call_duration_seconds", "op", "verify") // the order, its replay, the bad signature
 	ub.wantMetric(t, 0, "keyward_bank_store_faults_total", "where", "request")
 	ub.wantMetric(t, 0, "keyward_bank_login_locks_total", "scope", "account")
 }

@@ -177,8 +177,12 @@ func directTransfer(c *Customer) error {
 // key first, so an unsigned request learns nothing of the bank's records;
 // then checked against the bank's data and posted (once: a replayed order
 // returns the first receipt).
-func (b *Bank) TransferUSB(ctx context.Context, s session.Session, so bankwire.SignedOrder) (_ bankwire.TransferResult, err error) {
-	defer func() { b.metrics.transfer(transferUSB, err) }()
+func (b *Bank) TransferUSB(ctx context.Context, s session.Session, so bankwire.SignedOrder) (res bankwire.TransferResult, err error) {
+	defer func() {
+		if err != nil || !res.Replayed { // a replayed order moved nothing: not counted again
+			b.metrics.transfer(transferUSB, err)
+		}
+	}()
 	c, err := b.Customer(s.Customer)
 	if err != nil {
 		return bankwire.TransferResult{}, err
