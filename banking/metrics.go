@@ -35,7 +35,7 @@ import (
 //
 // Where each count is taken:
 //
-//	keyward_bank_http_*                   the API's middleware (metricsMiddleware), every route
+//	keyward_bank_http_*                   the API's middleware (metrics.middleware), every route
 //	keyward_bank_logins_total             Bank.Login, its outcome
 //	keyward_bank_login_locks_total        the brute-force guard's lock alerts (Config.Alerts, wrapped)
 //	keyward_bank_otp_sends_total          the SMS gateway (Config.SMS, wrapped): every code sent

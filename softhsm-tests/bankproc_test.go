@@ -1245,6 +1245,9 @@ func (s *procScenario) observability(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &ans); err != nil || st != 503 || ans.Status != "not_ready" || strings.Join(ans.Failed, ",") != "keysvc" {
 		t.Fatalf("/readyz with keysvc stopped: %d %s, want 503 naming keysvc alone", st, body)
 	}
+	if strings.Contains(body, procBankingToken) || strings.Contains(body, procStaffToken) {
+		t.Errorf("/readyz's reason shows a token: %s", body)
+	}
 	if st, _ := procCall(t, e.hc, "GET", e.bankURL+"/healthz", "", "", nil); st != 200 {
 		t.Errorf("/healthz on the API with keysvc stopped: %d, want 200 (liveness is not readiness)", st)
 	}
