@@ -49,6 +49,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/bruteforce"
 	"github.com/keyward/keyward/banking/auth/device"
@@ -123,6 +125,10 @@ type Config struct {
 	// OnAudit, when set, is called with every event Bank.audit records,
 	// after it is recorded (tests assert attribution through it).
 	OnAudit func(ctx context.Context, ev Event)
+	// Registry receives banking's metrics (metrics.go), which OpsHandler
+	// serves; nil: a private registry with the Go runtime and process
+	// collectors.
+	Registry *prometheus.Registry
 }
 
 // Bank is the banking application.
@@ -149,6 +155,9 @@ type Bank struct {
 	// cache is not used on a shared store (see Customer).
 	custMu    sync.RWMutex
 	customers map[string]*Customer
+	metrics   *metrics             // metrics.go
+	registry  *prometheus.Registry // what OpsHandler serves
+	ready     readiness            // readyz.go
 }
 
 // New opens the bank on cfg.DB.
@@ -163,8 +172,18 @@ func New(cfg Config) (*Bank, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Alerts == nil {
-		cfg.Alerts = auth.LogAlerts{Logger: cfg.Logger}
+		cfg.Alerts = auth.LogAlerts{Logger: slog.New(httpedge.ContextHandler(cfg.Logger.Handler()))}
 	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = privateRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("banking: registering metrics: %w", err)
+	}
+	// Counted on their way (metrics.go): locks, SMS sends, keysvc calls.
+	cfg.Alerts, cfg.SMS, cfg.KMS = countingAlerts{cfg.Alerts, m}, m.gateway(cfg.SMS), instrumentedKMS{cfg.KMS, m}
 	if cfg.StepUpFor == 0 {
 		cfg.StepUpFor = 5 * time.Minute
 	}
@@ -177,15 +196,20 @@ func New(cfg Config) (*Bank, error) {
 	if cfg.PublicKeyTTL <= 0 {
 		cfg.PublicKeyTTL = DefaultPublicKeyTTL
 	}
-	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: slog.New(httpedge.ContextHandler(cfg.Logger.Handler())), now: cfg.Now, customers: map[string]*Customer{}}
-	if err := cfg.DB.Ensure(bucketCustomers, bucketLogins, bucketCorp, bucketReceipts, bucketStepUp, bucketPending); err != nil {
+	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: slog.New(httpedge.ContextHandler(cfg.Logger.Handler())), now: cfg.Now, customers: map[string]*Customer{},
+		metrics: m, registry: reg}
+	if err := cfg.DB.Ensure(bucketCustomers, bucketLogins, bucketCorp, bucketReceipts, bucketStepUp, bucketPending, bucketReady); err != nil {
 		return nil, fmt.Errorf("banking: buckets: %w", err)
 	}
 	lopts := cfg.Ledger
 	if cfg.Screen != nil && lopts.Screen == nil {
 		lopts.Screen = cfg.Screen.CheckAccount
 	}
-	var err error
+	if next := lopts.OnPost; next != nil {
+		lopts.OnPost = func(k ledger.Kind, d time.Duration, err error) { m.ledgerPost(k, d, err); next(k, d, err) }
+	} else {
+		lopts.OnPost = m.ledgerPost
+	}
 	if b.Ledger, err = ledger.New(cfg.DB, lopts); err != nil {
 		return nil, err
 	}
@@ -240,6 +264,9 @@ func (b *Bank) RunSweeper(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 			if err := b.Sweep(ctx); err != nil && ctx.Err() == nil {
+				if errors.Is(err, store.ErrBackend) {
+					b.metrics.storeFaults.WithLabelValues("sweep").Inc()
+				}
 				b.log.Error("sweep", "err", err)
 			}
 		}

@@ -92,7 +92,7 @@ func (b *Bank) ReviewCorpOrder(ctx context.Context, s session.Session, id string
 // transfer executes. An authoriser with a USB key must sign the order
 // bytes with it (verified by keysvc); one without needs a recent SMS
 // step-up.
-func (b *Bank) AuthoriseCorpOrder(ctx context.Context, s session.Session, id, signature string, approve bool) (CorpOrder, error) {
+func (b *Bank) AuthoriseCorpOrder(ctx context.Context, s session.Session, id, signature string, approve bool) (_ CorpOrder, err error) {
 	c, err := b.corpOperator(s, bankwire.RoleAuthoriser)
 	if err != nil {
 		return CorpOrder{}, err
@@ -118,6 +118,7 @@ func (b *Bank) AuthoriseCorpOrder(ctx context.Context, s session.Session, id, si
 		o.State, o.Rejecter = "rejected", c.ID
 		return o, err
 	}
+	defer func() { b.metrics.transfer(transferCorporate, err) }() // an approval moves money: counted
 	if c.USBKey != "" {
 		if err := b.verifyUSB(ctx, c, o.Order, signature); err != nil {
 			return CorpOrder{}, err

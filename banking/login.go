@@ -74,7 +74,8 @@ func validateLogin(r *bankwire.LoginRequest) error {
 // (R-AUTH-3) and opens a session (R-AUTH-5); a new device, OS or network
 // asks for SMS step-up (R-AUTH-9). A known and an unknown login cost
 // keysvc the same calls until the password is found right (checkPassword).
-func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Addr) (bankwire.LoginResult, error) {
+func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Addr) (_ bankwire.LoginResult, err error) {
+	defer func() { b.metrics.logins.WithLabelValues(resultOf(err)).Inc() }()
 	if err := validateLogin(&req); err != nil {
 		return bankwire.LoginResult{}, err
 	}

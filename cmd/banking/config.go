@@ -80,6 +80,15 @@ type Config struct {
 		CaptchaAfter int `yaml:"captcha_after"`
 	} `yaml:"login"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // default 30s
+	// Metrics is the operators' endpoint (R-AV-2): plain HTTP GET /metrics
+	// (Prometheus) and GET /readyz (the store and keysvc answer) on a
+	// listener of its own, never the API's. Empty (the default): off.
+	// Put it on loopback or the management network: it is unauthenticated
+	// (it names no customer, but shows load, failures and the hosts
+	// banking depends on). Dev mode: 127.0.0.1:<API port + 1001>.
+	Metrics struct {
+		Listen string `yaml:"listen"` // host:port, e.g. 127.0.0.1:9446
+	} `yaml:"metrics"`
 	// TPM and Secrets: banking's own secrets (its TLS key, its keysvc
 	// client key or bearer token) in a file sealed by `ceremony seal`
 	// (package keysvc/secrets) instead of clear files. TPM: /dev/tpmrm0,
@@ -353,6 +362,13 @@ func (c *Config) validate() error {
 	}
 	if c.HTTP.BodyLimit != 0 && (c.HTTP.BodyLimit < 4<<10 || c.HTTP.BodyLimit > 4<<20) {
 		add("http.body_limit must be between 4096 and 4194304 bytes")
+	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			add("metrics.listen must be host:port, e.g. 127.0.0.1:9446")
+		} else if l == c.Listen {
+			add("metrics.listen must be a listener of its own, not listen: the API's clients must not reach /metrics and /readyz")
+		}
 	}
 	if c.ShutdownTimeout < time.Second || c.ShutdownTimeout > 10*time.Minute {
 		add("shutdown_timeout must be between 1s and 10m")
