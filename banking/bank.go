@@ -54,6 +54,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/auth/bruteforce"
 	"github.com/keyward/keyward/banking/auth/device"
@@ -132,6 +134,10 @@ type Config struct {
 	OnAudit func(ctx context.Context, ev Event)
 	// Trail configures banking's own audit trail (checkpoint cadence).
 	Trail TrailConfig
+	// Registry receives banking's metrics (metrics.go), which OpsHandler
+	// serves; nil: a private registry with the Go runtime and process
+	// collectors.
+	Registry *prometheus.Registry
 }
 
 // Bank is the banking application.
@@ -163,6 +169,9 @@ type Bank struct {
 	trail     *bankaudit.Trail
 	stopTrail context.CancelFunc
 	trailDone chan struct{}
+	metrics   *metrics             // metrics.go
+	registry  *prometheus.Registry // what OpsHandler serves
+	ready     readiness            // readyz.go
 }
 
 // New opens the bank on cfg.DB.
@@ -177,8 +186,18 @@ func New(cfg Config) (*Bank, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Alerts == nil {
-		cfg.Alerts = auth.LogAlerts{Logger: cfg.Logger}
+		cfg.Alerts = auth.LogAlerts{Logger: slog.New(httpedge.ContextHandler(cfg.Logger.Handler()))}
 	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = privateRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("banking: registering metrics: %w", err)
+	}
+	// Counted on their way (metrics.go): locks, SMS sends, keysvc calls.
+	cfg.Alerts, cfg.SMS, cfg.KMS = countingAlerts{cfg.Alerts, m}, m.gateway(cfg.SMS), instrumentedKMS{cfg.KMS, m}
 	if cfg.StepUpFor == 0 {
 		cfg.StepUpFor = 5 * time.Minute
 	}
@@ -191,8 +210,9 @@ func New(cfg Config) (*Bank, error) {
 	if cfg.PublicKeyTTL <= 0 {
 		cfg.PublicKeyTTL = DefaultPublicKeyTTL
 	}
-	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: slog.New(httpedge.ContextHandler(cfg.Logger.Handler())), now: cfg.Now, customers: map[string]*Customer{}}
-	if err := cfg.DB.Ensure(bucketCustomers, bucketLogins, bucketCorp, bucketReceipts, bucketStepUp, bucketPending); err != nil {
+	b := &Bank{cfg: cfg, db: cfg.DB, kms: cfg.KMS, log: slog.New(httpedge.ContextHandler(cfg.Logger.Handler())), now: cfg.Now, customers: map[string]*Customer{},
+		metrics: m, registry: reg}
+	if err := cfg.DB.Ensure(bucketCustomers, bucketLogins, bucketCorp, bucketReceipts, bucketStepUp, bucketPending, bucketReady); err != nil {
 		return nil, fmt.Errorf("banking: buckets: %w", err)
 	}
 	trail, err := bankaudit.Open(bankaudit.Config{DB: cfg.DB, Signer: bankaudit.KMSSigner{KMS: cfg.KMS, Key: KeyAudit},
@@ -201,6 +221,9 @@ func New(cfg Config) (*Bank, error) {
 		return nil, err
 	}
 	b.trail = trail
+	if err := registerTrailMetrics(reg, trail); err != nil {
+		return nil, fmt.Errorf("banking: registering metrics: %w", err)
+	}
 	// The auth packages' security events go to the trail as well as to
 	// the configured alerts (log, webhook).
 	alerts := auth.AlertsFunc(func(ctx context.Context, ev auth.Event) {
@@ -210,6 +233,11 @@ func New(cfg Config) (*Bank, error) {
 	lopts := cfg.Ledger
 	if cfg.Screen != nil && lopts.Screen == nil {
 		lopts.Screen = cfg.Screen.CheckAccount
+	}
+	if next := lopts.OnPost; next != nil {
+		lopts.OnPost = func(k ledger.Kind, d time.Duration, err error) { m.ledgerPost(k, d, err); next(k, d, err) }
+	} else {
+		lopts.OnPost = m.ledgerPost
 	}
 	if b.Ledger, err = ledger.New(cfg.DB, lopts); err != nil {
 		return nil, err
@@ -268,6 +296,9 @@ func (b *Bank) RunSweeper(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 			if err := b.Sweep(ctx); err != nil && ctx.Err() == nil {
+				if errors.Is(err, store.ErrBackend) {
+					b.metrics.storeFaults.WithLabelValues("sweep").Inc()
+				}
 				b.log.Error("sweep", "err", err)
 			}
 		}

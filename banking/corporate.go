@@ -121,6 +121,7 @@ func (b *Bank) AuthoriseCorpOrder(ctx context.Context, s session.Session, id, si
 		o.State, o.Rejecter = "rejected", c.ID
 		return o, err
 	}
+	defer func() { b.metrics.transfer(transferCorporate, err) }() // an approval moves money: counted
 	if c.USBKey != "" {
 		if err := b.verifyUSB(ctx, c, o.Order, signature); err != nil {
 			return CorpOrder{}, err

@@ -29,6 +29,7 @@ import (
 	"github.com/emmansun/gmsm/sm2"
 	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/banking/store/dbtest"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyward/keyward/banking"
 	"github.com/keyward/keyward/banking/auth"
@@ -97,6 +98,11 @@ type unitBank struct {
 	lang string
 
 	skew atomic.Int64 // nanoseconds the bank's clock is ahead of time.Now
+
+	// reg holds the bank's metrics (each node its own); configure, when
+	// set before start, adjusts the bank's Config (metrics_unit_test.go).
+	reg       *prometheus.Registry
+	configure func(*banking.Config)
 
 	mu      sync.Mutex
 	alerts  []auth.Event
@@ -186,10 +192,14 @@ func (ub *unitBank) start(t *testing.T, db store.DB) {
 		ub.audits = append(ub.audits, ev)
 		ub.mu.Unlock()
 	}
-	cfg := banking.Config{DB: db, KMS: ub.kms, KMSName: kmsClient, SMS: ub.outbox, Alerts: alerts, Logger: logger,
+	ub.reg = prometheus.NewRegistry()
+	cfg := banking.Config{DB: db, KMS: ub.kms, KMSName: kmsClient, SMS: ub.outbox, Alerts: alerts, Logger: logger, Registry: ub.reg,
 		Now: func() time.Time { return time.Now().Add(time.Duration(ub.skew.Load())) }, OnAudit: onAudit}
 	if ub.mod != nil {
 		ub.mod(&cfg)
+	}
+	if ub.configure != nil {
+		ub.configure(&cfg)
 	}
 	if ub.bank, err = banking.New(cfg); err != nil {
 		t.Fatal(err)

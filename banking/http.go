@@ -94,7 +94,7 @@ func (b *Bank) NewServer(cfg ServerConfig) *fiber.App {
 		InvalidCode: "invalid_request",
 		Localize:    localize,
 	})
-	app.Use(withLanguage, withSource)
+	app.Use(b.metrics.middleware(app), withLanguage, withSource) // requests by route template, method and status (metrics.go)
 	app.Get("/healthz", healthz)
 	loginLimit := limiter.New(limiter.Config{Max: cfg.LoginPerMinute, Expiration: time.Minute, LimitReached: tooMany})
 	sessLimit := limiter.New(limiter.Config{Max: cfg.RequestsPerMinute, Expiration: time.Minute, LimitReached: tooMany,

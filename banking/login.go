@@ -92,6 +92,7 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 		}
 		b.audit(ctx, ev)
 	}()
+	defer func() { b.metrics.logins.WithLabelValues(resultOf(err)).Inc() }()
 	if err := validateLogin(&req); err != nil {
 		return bankwire.LoginResult{}, err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keyward/keyward/banking/auth"
 	"github.com/keyward/keyward/banking/bankaudit"
 )
@@ -93,18 +95,37 @@ func (b *Bank) TrailHealthy() error { return b.trail.Healthy() }
 // TrailFailures counts the audit records this node failed to write.
 func (b *Bank) TrailFailures() uint64 { return b.trail.Failures() }
 
+// registerTrailMetrics exposes the trail's health beside banking's other
+// metrics: keyward_bank_audit_trail_failures_total (appends this node
+// could not write) and keyward_bank_audit_trail_healthy (1 while the last
+// append succeeded, 0 after a failure until one succeeds) — the series to
+// alert on, as a request never fails for the trail.
+func registerTrailMetrics(reg prometheus.Registerer, t *bankaudit.Trail) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keyward_bank_audit_trail_failures_total",
+			Help: "Audit records this node could not write to banking's trail (each logged at ERROR with the event).",
+		}, func() float64 { return float64(t.Failures()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keyward_bank_audit_trail_healthy",
+			Help: "1 while banking's audit trail takes records; 0 after a failed append, until one succeeds.",
+		}, func() float64 {
+			if t.Healthy() != nil {
+				return 0
+			}
+			return 1
+		}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Trail is banking's audit trail on this node (checkpoints on demand, for
 // shutdown and tests).
 func (b *Bank) Trail() *bankaudit.Trail { return b.trail }
-
-// resultOf is an Event's Result for err: "ok" or the code clients saw.
-func resultOf(err error) string {
-	if err == nil {
-		return "ok"
-	}
-	_, code, _, _ := classify(err)
-	return code
-}
 
 // auditAlert records a security event of the auth packages (a lock, a
 // dead code, SMS bombing) in the trail; the configured Alerts (log,

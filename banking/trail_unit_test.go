@@ -365,6 +365,8 @@ func TestUnitAuditTrailFailureLogged(t *testing.T) {
 	if ub.bank.TrailHealthy() == nil || ub.bank.TrailFailures() != 1 {
 		t.Fatalf("healthy %v, failures %d", ub.bank.TrailHealthy(), ub.bank.TrailFailures())
 	}
+	ub.wantMetric(t, 1, "keyward_bank_audit_trail_failures_total")
+	ub.wantMetric(t, 0, "keyward_bank_audit_trail_healthy")
 	logs := ub.log.String()
 	i := strings.Index(logs, "audit record NOT written")
 	if i < 0 {
@@ -382,4 +384,5 @@ func TestUnitAuditTrailFailureLogged(t *testing.T) {
 	if ub.bank.TrailHealthy() != nil || ub.bank.TrailFailures() != 1 {
 		t.Fatalf("after the trail recovered: healthy %v, failures %d", ub.bank.TrailHealthy(), ub.bank.TrailFailures())
 	}
+	ub.wantMetric(t, 1, "keyward_bank_audit_trail_healthy")
 }

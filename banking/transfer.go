@@ -177,7 +177,12 @@ func directTransfer(c *Customer) error {
 // key first, so an unsigned request learns nothing of the bank's records;
 // then checked against the bank's data and posted (once: a replayed order
 // returns the first receipt).
-func (b *Bank) TransferUSB(ctx context.Context, s session.Session, so bankwire.SignedOrder) (bankwire.TransferResult, error) {
+func (b *Bank) TransferUSB(ctx context.Context, s session.Session, so bankwire.SignedOrder) (res bankwire.TransferResult, err error) {
+	defer func() {
+		if err != nil || !res.Replayed { // a replayed order moved nothing: not counted again
+			b.metrics.transfer(transferUSB, err)
+		}
+	}()
 	c, err := b.Customer(s.Customer)
 	if err != nil {
 		return bankwire.TransferResult{}, err
@@ -358,7 +363,12 @@ func (b *Bank) sweepPending(ctx context.Context) (int, error) {
 // customer's cloud key: keysvc shows it to the customer on the second
 // channel and signs only what they confirm (R-DC-1). The answer is the
 // pending confirmation; PollCloud executes the transfer once signed.
-func (b *Bank) TransferCloud(ctx context.Context, s session.Session, order []byte) (bankwire.PendingTransfer, error) {
+func (b *Bank) TransferCloud(ctx context.Context, s session.Session, order []byte) (_ bankwire.PendingTransfer, err error) {
+	defer func() {
+		if err != nil { // a refused order; the accepted one is counted when PollCloud executes it
+			b.metrics.transfer(transferCloud, err)
+		}
+	}()
 	c, err := b.Customer(s.Customer)
 	if err != nil {
 		return bankwire.PendingTransfer{}, err
@@ -425,7 +435,10 @@ func (b *Bank) PollCloud(ctx context.Context, s session.Session, id string, wait
 		}
 		return out, nil
 	}
-	defer func() {
+	defer func() { // the confirmed transfer's outcome, once (a poll after it executed replays it)
+		if err != nil || !out.Result.Replayed {
+			b.metrics.transfer(transferCloud, err)
+		}
 		b.audit(ctx, Event{Op: "transfer.cloud.confirm", Actor: "customer:" + s.Customer, Subject: id, Result: resultOf(err), Detail: "status=approved"})
 	}()
 	sum := sha256.Sum256(p.Order)

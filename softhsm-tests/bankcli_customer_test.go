@@ -62,6 +62,15 @@ func TestProcBankcliCustomerFunctions(t *testing.T) {
 	if len(rows) != deposits || !strings.Contains(out, fmt.Sprintf("(%d entries; that is the account's first)", deposits)) {
 		t.Fatalf("-all: %d rows, want %d\n%s", len(rows), deposits, out)
 	}
+	// In Chinese: Chinese headers and kinds, and the next page's command
+	// still there for a script to take the cursor from.
+	out = cli.ok(t, []string{"LC_ALL=zh_CN.UTF-8"}, "history", "-account", alice.account, "-limit", "10", "-session-file", laptop)
+	t.Logf("LC_ALL=zh_CN.UTF-8 bankcli history -limit 10:\n%s", out)
+	if rows := procHistoryRows(out); len(rows) != 10 || !strings.Contains(rows[0], "现金存入") ||
+		!strings.Contains(out, "账户 "+alice.account+" 的交易明细，由近及远（北京时间）：\n时间 ") ||
+		!strings.Contains(out, "更多：bankcli history -account "+alice.account+" -limit 10 -before "+cursor+" ") {
+		t.Fatalf("first page in Chinese (cursor %s):\n%s", cursor, out)
+	}
 	if _, errOut, code := cli.run(t, nil, "history", "-account", bob.account, "-session-file", laptop); code != 1 || !strings.Contains(errOut, "not_found, HTTP 404") {
 		t.Fatalf("alice reads bob's account: exit %d: %s", code, errOut)
 	}
@@ -130,6 +139,17 @@ func TestProcBankcliCustomerFunctions(t *testing.T) {
 	}
 	if c1, c2 := displayCol(lines[1], bob.account), displayCol(lines[2], "6222020200112233461"); c1 != c2 {
 		t.Errorf("account column at %d after a Chinese name, %d after a Latin one:\n%s", c1, c2, out)
+	}
+	// The same list in Chinese (bankcli's language by default): Chinese
+	// headers, and the columns still line up by display width under them.
+	out = cli.ok(t, []string{"LC_ALL=zh_CN.UTF-8"}, "payees", "-session-file", laptop)
+	t.Logf("LC_ALL=zh_CN.UTF-8 bankcli payees:\n%s", out)
+	lines = strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 3 || !regexp.MustCompile(`^编号 +户名 +备注名 +账号 +开户行 +添加时间$`).MatchString(lines[0]) {
+		t.Fatalf("payees in Chinese:\n%s", out)
+	}
+	if h, c1, c2 := displayCol(lines[0], "账号"), displayCol(lines[1], bob.account), displayCol(lines[2], "6222020200112233461"); h != c1 || c1 != c2 {
+		t.Errorf("account column at %d (header), %d and %d (rows) in Chinese:\n%s", h, c1, c2, out)
 	}
 	if out := cli.ok(t, nil, "payee-rm", "-id", pid[1], "-session-file", laptop); !strings.Contains(out, "Removed payee "+pid[1]) {
 		t.Fatalf("payee-rm: %s", out)

@@ -70,6 +70,14 @@ type Options struct {
 	// Timeout is how long Open waits for another process's file lock.
 	// Default 5 s.
 	Timeout time.Duration
+	// OnPost, when set, is called after every posting's store transaction
+	// returns, with the posting's kind, how long the transaction took (the
+	// wait for its batch's company included: what a caller waits for the
+	// commit) and the store's error (nil when it committed, whether the
+	// posting was applied, replayed or refused inside it). banking counts
+	// ledger commit latency through it. It must be fast and must not call
+	// the ledger.
+	OnPost func(kind Kind, took time.Duration, err error)
 }
 
 // Ledger is a double-entry ledger in one banking store. All its methods
@@ -83,6 +91,7 @@ type Ledger struct {
 	defLimits map[string]Limits
 	maxLimits map[string]Limits
 	prefix    string
+	onPost    func(Kind, time.Duration, error)
 }
 
 // Open opens (or creates, mode 0600) the ledger's own bbolt file at path
@@ -106,7 +115,7 @@ func Open(path string, opts Options) (*Ledger, error) {
 // the ledger's buckets. It sets the store's batch limits (SetBatchLimits),
 // which are per database. Close does not close a database given to New.
 func New(db store.DB, opts Options) (*Ledger, error) {
-	l := &Ledger{db: db, loc: opts.Location, now: opts.Now, screen: opts.Screen,
+	l := &Ledger{db: db, loc: opts.Location, now: opts.Now, screen: opts.Screen, onPost: opts.OnPost,
 		defLimits: opts.DefaultLimits, maxLimits: opts.MaxLimits, prefix: opts.AccountPrefix}
 	if l.loc == nil {
 		loc, err := time.LoadLocation(DefaultZone)

@@ -208,6 +208,7 @@ func (l *Ledger) post(ctx context.Context, p posting) (Receipt, error) {
 
 	var res Receipt
 	var refused error
+	start := time.Now()
 	err := l.db.Batch(func(tx store.Tx) error {
 		res, refused = Receipt{}, nil
 		if pf, ok := tx.(store.Prefetcher); ok { // one round trip for what follows (PostgreSQL)
@@ -245,6 +246,9 @@ func (l *Ledger) post(ctx context.Context, p posting) (Receipt, error) {
 		res = r
 		return err
 	})
+	if l.onPost != nil {
+		l.onPost(p.kind, time.Since(start), err)
+	}
 	switch {
 	case err != nil:
 		return Receipt{}, storeErr("post "+p.kind.String(), err)

@@ -88,7 +88,9 @@ func newBank(baseURL, caFile string) (*bank, error) {
 }
 
 // apiError is the bank's {"error":{"code","message"}} answer, with the
-// request id the bank logged it under (X-Request-Id): quote it to the bank.
+// request id the bank answered (X-Request-Id): the bank's logs hold it on
+// every line about the request, so a customer or teller quoting it lets
+// the operator find what happened.
 type apiError struct {
 	Status    int
 	Code      string
@@ -144,10 +146,11 @@ func (b *bank) call(ctx context.Context, method, path string, in, out any) (int,
 		var e struct {
 			Error struct{ Code, Message string } `json:"error"`
 		}
+		rid := resp.Header.Get("X-Request-Id")
 		if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
-			return resp.StatusCode, &apiError{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(raw)), RequestID: resp.Header.Get("X-Request-Id")}
+			return resp.StatusCode, &apiError{Status: resp.StatusCode, Code: "http", Message: strings.TrimSpace(string(raw)), RequestID: rid}
 		}
-		return resp.StatusCode, &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, RequestID: resp.Header.Get("X-Request-Id")}
+		return resp.StatusCode, &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message, RequestID: rid}
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {

@@ -107,12 +107,27 @@ func table(w io.Writer, header []string, rows [][]string, right ...int) {
 }
 
 // stepUpHint explains a step_up_required refusal of a change that needs a
-// fresh SMS confirmation.
+// fresh SMS confirmation; what names the change in the reader's language
+// (tr("Saving a payee")).
 func stepUpHint(err error, what string) error {
 	if errCode(err) == "step_up_required" {
-		return fmt.Errorf("%w\n%s needs an SMS confirmation from the last few minutes: run `bankcli stepup -resend`, enter the code, then run this command again", err, what)
+		return errorf("%w\n%s needs an SMS confirmation from the last few minutes: run `bankcli stepup -resend`, enter the code, then run this command again", err, what)
 	}
 	return err
+}
+
+// kindName is a history entry's kind in the reader's language (the code
+// itself in English, or when bankcli does not know it).
+func kindName(kind string) string {
+	switch kind {
+	case "transfer":
+		return tr("transfer")
+	case "deposit":
+		return tr("deposit")
+	case "withdrawal":
+		return tr("withdrawal")
+	}
+	return kind
 }
 
 func cmdHistory(args []string) error {
@@ -120,10 +135,10 @@ func cmdHistory(args []string) error {
 	var account, before string
 	var limit int
 	var all bool
-	f.fs.StringVar(&account, "account", "", "your account number")
-	f.fs.IntVar(&limit, "limit", 20, "entries per page (1-100)")
-	f.fs.StringVar(&before, "before", "", "the cursor a previous page printed: show the entries older than it")
-	f.fs.BoolVar(&all, "all", false, "follow the pages to the account's first entry")
+	f.fs.StringVar(&account, "account", "", text("your account number"))
+	f.fs.IntVar(&limit, "limit", 20, text("entries per page (1-100)"))
+	f.fs.StringVar(&before, "before", "", text("the cursor a previous page printed: show the entries older than it"))
+	f.fs.BoolVar(&all, "all", false, text("follow the pages to the account's first entry"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -154,22 +169,24 @@ func cmdHistory(args []string) error {
 			if e.Counterparty != nil {
 				cp = strings.TrimSpace(e.Counterparty.Name + " " + e.Counterparty.Account)
 			}
-			rows = append(rows, []string{localTime(e.Time), e.Kind, grouped(e.Amount), grouped(e.BalanceAfter), e.Currency, e.TransferID, cp, e.Memo})
+			rows = append(rows, []string{localTime(e.Time), kindName(e.Kind), grouped(e.Amount), grouped(e.BalanceAfter), e.Currency, e.TransferID, cp, e.Memo})
 		}
 		before = h.Next
 		if !all || before == "" {
 			break
 		}
 	}
-	fmt.Printf("Account %s, newest first (times Asia/Shanghai):\n", account)
-	table(os.Stdout, []string{"TIME", "KIND", "AMOUNT", "BALANCE", "CCY", "TRANSFER", "COUNTERPARTY", "MEMO"}, rows, 2, 3)
+	printf("Account %s, newest first (times Asia/Shanghai):\n", account)
+	table(os.Stdout, []string{tr("TIME"), tr("KIND"), tr("AMOUNT"), tr("BALANCE"), tr("CCY"), tr("TRANSFER"), tr("COUNTERPARTY"), tr("MEMO")}, rows, 2, 3)
 	switch {
 	case len(rows) == 0:
-		fmt.Println("(no entries)")
+		printf("(no entries)\n")
 	case before != "":
-		fmt.Printf("More: bankcli history -account %s -limit %d -before %s   (or -all)\n", account, limit, before)
+		// The command stands apart from the words around it, so that a
+		// script finds "-before CURSOR" in either language.
+		printf("More: bankcli history -account %s -limit %d -before %s   (or -all)\n", account, limit, before)
 	default:
-		fmt.Printf("(%d entries; that is the account's first)\n", len(rows))
+		printf("(%d entries; that is the account's first)\n", len(rows))
 	}
 	return nil
 }
@@ -192,14 +209,14 @@ func cmdPayees(args []string) error {
 		return err
 	}
 	if len(out.Payees) == 0 {
-		fmt.Println("No saved payees. Add one with: bankcli payee-add -account … -name …")
+		printf("No saved payees. Add one with: bankcli payee-add -account … -name …\n")
 		return nil
 	}
 	var rows [][]string
 	for _, p := range out.Payees {
 		rows = append(rows, []string{p.ID, p.Name, orDash(p.Nickname), p.Account, orDash(p.Bank), localTime(p.Created)})
 	}
-	table(os.Stdout, []string{"ID", "NAME", "NICKNAME", "ACCOUNT", "BANK", "SAVED"}, rows)
+	table(os.Stdout, []string{tr("ID"), tr("NAME"), tr("NICKNAME"), tr("ACCOUNT"), tr("BANK"), tr("SAVED")}, rows)
 	return nil
 }
 
@@ -213,10 +230,10 @@ func orDash(s string) string {
 func cmdPayeeAdd(args []string) error {
 	f := newFlags("payee-add")
 	var p bankwire.Payee
-	f.fs.StringVar(&p.Account, "account", "", "the payee's account number (spaces allowed)")
-	f.fs.StringVar(&p.Name, "name", "", "the account holder's name, as their bank knows it")
-	f.fs.StringVar(&p.Bank, "bank", "", "the payee's bank (optional)")
-	f.fs.StringVar(&p.Nickname, "nickname", "", "your name for the payee (optional)")
+	f.fs.StringVar(&p.Account, "account", "", text("the payee's account number (spaces allowed)"))
+	f.fs.StringVar(&p.Name, "name", "", text("the account holder's name, as their bank knows it"))
+	f.fs.StringVar(&p.Bank, "bank", "", text("the payee's bank (optional)"))
+	f.fs.StringVar(&p.Nickname, "nickname", "", text("your name for the payee (optional)"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -231,16 +248,16 @@ func cmdPayeeAdd(args []string) error {
 	defer cancel()
 	var saved bankwire.Payee
 	if _, err := b.call(c, "POST", "/v1/payees", p, &saved); err != nil {
-		return stepUpHint(err, "Saving a payee")
+		return stepUpHint(err, tr("Saving a payee"))
 	}
-	fmt.Printf("Saved payee %s: %s, account %s\n", saved.ID, saved.Name, saved.Account)
+	printf("Saved payee %s: %s, account %s\n", saved.ID, saved.Name, saved.Account)
 	return nil
 }
 
 func cmdPayeeRemove(args []string) error {
 	f := newFlags("payee-rm")
 	var id string
-	f.fs.StringVar(&id, "id", "", "the payee's id (bankcli payees)")
+	f.fs.StringVar(&id, "id", "", text("the payee's id (bankcli payees)"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -256,7 +273,7 @@ func cmdPayeeRemove(args []string) error {
 	if _, err := b.call(c, "DELETE", "/v1/payees/"+url.PathEscape(id), nil, nil); err != nil {
 		return err
 	}
-	fmt.Printf("Removed payee %s.\n", id)
+	printf("Removed payee %s.\n", id)
 	return nil
 }
 
@@ -285,15 +302,15 @@ func cmdDevices(args []string) error {
 		}
 		rows = append(rows, []string{mark, d.Ref, orDash(d.Name), d.OS, localTime(d.LastSeen), localTime(d.FirstSeen), d.LastIP})
 	}
-	table(os.Stdout, []string{"", "REF", "NAME", "OS", "LAST SEEN", "FIRST SEEN", "LAST ADDRESS"}, rows)
-	fmt.Println("* this device. Forget one (its sessions end): bankcli device-rm -ref REF")
+	table(os.Stdout, []string{"", tr("REF"), tr("DEVICE"), tr("OS"), tr("LAST SEEN"), tr("FIRST SEEN"), tr("LAST ADDRESS")}, rows)
+	printf("* this device. Forget one (its sessions end): bankcli device-rm -ref REF\n")
 	return nil
 }
 
 func cmdDeviceRemove(args []string) error {
 	f := newFlags("device-rm")
 	var ref string
-	f.fs.StringVar(&ref, "ref", "", "the device's ref (bankcli devices)")
+	f.fs.StringVar(&ref, "ref", "", text("the device's ref (bankcli devices)"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -310,9 +327,9 @@ func cmdDeviceRemove(args []string) error {
 	if _, err := b.call(c, "DELETE", "/v1/devices/"+url.PathEscape(ref), nil, &res); err != nil {
 		return err
 	}
-	fmt.Printf("Forgot device %s; %d session(s) on it ended. Its next login asks for an SMS code.\n", res.Ref, res.SessionsEnded)
+	printf("Forgot device %s; %d session(s) on it ended. Its next login asks for an SMS code.\n", res.Ref, res.SessionsEnded)
 	if deviceRef(s.Device) == res.Ref {
-		fmt.Println("That was this device: this session has ended too; log in again.")
+		printf("That was this device: this session has ended too; log in again.\n")
 	}
 	return nil
 }
@@ -327,7 +344,7 @@ func deviceRef(id string) string {
 func cmdAntiPhishing(args []string) error {
 	f := newFlags("anti-phishing")
 	var msg string
-	f.fs.StringVar(&msg, "message", "", "your new anti-phishing message: 1-20 characters, shown at every login")
+	f.fs.StringVar(&msg, "message", "", text("your new anti-phishing message: 1-20 characters, shown at every login"))
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -341,12 +358,12 @@ func cmdAntiPhishing(args []string) error {
 	c, cancel := ctx()
 	defer cancel()
 	if _, err := b.call(c, "POST", "/v1/anti-phishing", bankwire.AntiPhishingRequest{Message: msg}, nil); err != nil {
-		return stepUpHint(err, "Changing the anti-phishing message")
+		return stepUpHint(err, tr("Changing the anti-phishing message"))
 	}
 	var me bankwire.CustomerView
 	if _, err := b.call(c, "GET", "/v1/me", nil, &me); err != nil {
 		return err
 	}
-	fmt.Printf("Your anti-phishing message is now: %s\nEvery login shows it; if a login page does not, it is not your bank.\n", me.AntiPhishing)
+	printf("Your anti-phishing message is now: %s\nEvery login shows it; if a login page does not, it is not your bank.\n", me.AntiPhishing)
 	return nil
 }

@@ -58,13 +58,40 @@ func TestLocalTimeIsShanghai(t *testing.T) {
 	}
 }
 
+// TestStepUpHint: a change refused for want of a recent step-up says
+// what to run, in the reader's language; the bank's code stays reachable.
 func TestStepUpHint(t *testing.T) {
-	err := stepUpHint(&apiError{Status: 403, Code: "step_up_required", Message: "confirmation by SMS code required"}, "Saving a payee")
-	if !strings.Contains(err.Error(), "bankcli stepup -resend") || errCode(err) != "step_up_required" {
-		t.Fatalf("hint: %v", err)
-	}
+	refused := &apiError{Status: 403, Code: "step_up_required", Message: "confirmation by SMS code required"}
 	other := &apiError{Status: 400, Code: "invalid_request", Message: "x"}
-	if got := stepUpHint(other, "Saving a payee"); !errors.Is(got, other) || strings.Contains(got.Error(), "stepup") {
-		t.Fatalf("other error: %v", got)
+	for tag, want := range map[string]string{
+		"en": "Saving a payee needs an SMS confirmation from the last few minutes: run `bankcli stepup -resend`",
+		"zh": "添加常用收款人需要最近几分钟内的短信验证：请运行 `bankcli stepup -resend`",
+	} {
+		inLang(t, tag, func() {
+			err := stepUpHint(refused, tr("Saving a payee"))
+			if !strings.Contains(err.Error(), want) || errCode(err) != "step_up_required" || !errors.Is(err, refused) {
+				t.Fatalf("%s hint: %v", tag, err)
+			}
+			if got := stepUpHint(other, tr("Saving a payee")); got != error(other) {
+				t.Fatalf("%s, other error: %v", tag, got)
+			}
+		})
 	}
+}
+
+// TestKindName: history's kinds in Chinese; the code in English, and for
+// a kind bankcli does not know.
+func TestKindName(t *testing.T) {
+	inLang(t, "zh", func() {
+		for kind, want := range map[string]string{"transfer": "转账", "deposit": "现金存入", "withdrawal": "现金支取", "refund": "refund"} {
+			if got := kindName(kind); got != want {
+				t.Errorf("kindName(%s) = %q, want %q", kind, got, want)
+			}
+		}
+	})
+	inLang(t, "en", func() {
+		if got := kindName("deposit"); got != "deposit" {
+			t.Errorf("English kind %q", got)
+		}
+	})
 }

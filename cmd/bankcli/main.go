@@ -60,11 +60,16 @@
 // set): Chinese for zh_*, English for any other named language, Chinese
 // when none names one (unset, C, POSIX) — the bank's customers read
 // Chinese. It asks the bank for its messages in the same language
-// (Accept-Language). What scripts read stays the same in both: exit
-// codes, the bank's error codes and HTTP status in an error line, the
-// field names enrol prints. An error from the bank prints its message,
-// its code, the HTTP status and the request id the bank logged it under
-// (quote it when you call the bank):
+// (Accept-Language). Tables (history, payees, devices) get headers in
+// the reader's language, their columns aligned by display width; whoami
+// names each role in Chinese in words with its code beside it:
+// 客户开户（enrol）. What scripts read stays the same in both languages:
+// exit codes, the bank's error codes and HTTP status in an error line,
+// the field names enrol prints, ids and refs, and the bankcli command
+// lines printed to run next (history's "bankcli history … -before
+// CURSOR", the receipt command). An error from the bank prints its
+// message, its code, the HTTP status and the request id the bank logged
+// it under (quote it when you call the bank):
 //
 //	bankcli accounts: 本次登录来自新的设备或网络，请先输入短信验证码（step_up_required, HTTP 403, 请求编号 4f0c…）
 //	bankcli accounts: … (step_up_required, HTTP 403, request id 4f0c…)        (LANG=en_US.UTF-8)

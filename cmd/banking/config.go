@@ -74,6 +74,13 @@ type Config struct {
 		RequestsPerMinute int `yaml:"requests_per_minute"` // per session, default 6000
 		BodyLimit         int `yaml:"body_limit"`          // bytes, default 256 KiB
 	} `yaml:"http"`
+	Login struct {
+		// CaptchaAfter is how many recent failed logins of a login, or
+		// from a source address, make the next login need the image
+		// captcha (seed 6.2.3.2): 1 to 20, default 3. It cannot be turned
+		// off.
+		CaptchaAfter int `yaml:"captcha_after"`
+	} `yaml:"login"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // default 30s
 	// Audit is banking's own audit trail (banking/bankaudit, issue 18).
 	Audit auditConfig `yaml:"audit"`
@@ -85,6 +92,15 @@ type Config struct {
 			Timeout time.Duration `yaml:"timeout"` // per POST, default 5s
 		} `yaml:"webhook"`
 	} `yaml:"alerts"`
+	// Metrics is the operators' endpoint (R-AV-2): plain HTTP GET /metrics
+	// (Prometheus) and GET /readyz (the store and keysvc answer) on a
+	// listener of its own, never the API's. Empty (the default): off.
+	// Put it on loopback or the management network: it is unauthenticated
+	// (it names no customer, but shows load, failures and the hosts
+	// banking depends on). Dev mode: 127.0.0.1:<API port + 1001>.
+	Metrics struct {
+		Listen string `yaml:"listen"` // host:port, e.g. 127.0.0.1:9446
+	} `yaml:"metrics"`
 	// TPM and Secrets: banking's own secrets (its TLS key, its keysvc
 	// client key or bearer token) in a file sealed by `ceremony seal`
 	// (package keysvc/secrets) instead of clear files. TPM: /dev/tpmrm0,
@@ -393,11 +409,21 @@ func (c *Config) validate() error {
 	if p := c.Ledger.AccountPrefix; p != "" && !digitsRE.MatchString(p) {
 		add("ledger.account_prefix must be 1 to 12 digits")
 	}
+	if n := c.Login.CaptchaAfter; n < 0 || n > 20 {
+		add("login.captcha_after must be 1 to 20 failed logins (default 3); the captcha cannot be turned off")
+	}
 	if c.HTTP.LoginPerMinute < 0 || c.HTTP.RequestsPerMinute < 0 {
 		add("http.login_per_minute and http.requests_per_minute must not be negative")
 	}
 	if c.HTTP.BodyLimit != 0 && (c.HTTP.BodyLimit < 4<<10 || c.HTTP.BodyLimit > 4<<20) {
 		add("http.body_limit must be between 4096 and 4194304 bytes")
+	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			add("metrics.listen must be host:port, e.g. 127.0.0.1:9446")
+		} else if l == c.Listen {
+			add("metrics.listen must be a listener of its own, not listen: the API's clients must not reach /metrics and /readyz")
+		}
 	}
 	if c.ShutdownTimeout < time.Second || c.ShutdownTimeout > 10*time.Minute {
 		add("shutdown_timeout must be between 1s and 10m")

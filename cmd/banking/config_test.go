@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -115,11 +117,15 @@ func TestLoadConfigRefusals(t *testing.T) {
 		{"bad prefix", `account_prefix: "62888"`, `account_prefix: "62a"`, "ledger.account_prefix must be 1 to 12 digits"},
 		{"bad kms name", "kms_name: banking", "kms_name: \"bank ing\"", "kms_name is required"},
 		{"huge body limit", "http: {login_per_minute: 60}", "http: {body_limit: 99999999}", "http.body_limit must be between"},
+		{"captcha off", "http: {login_per_minute: 60}", "http: {login_per_minute: 60}\nlogin: {captcha_after: -1}", "the captcha cannot be turned off"},
+		{"captcha late", "http: {login_per_minute: 60}", "http: {login_per_minute: 60}\nlogin: {captcha_after: 21}", "login.captcha_after must be 1 to 20"},
 		{"tiny interval", "blacklist: {file: /etc/keyward/bank/blacklist.txt}", "blacklist: {file: /x, interval: 1ms}", "blacklist.interval must be at least 100ms"},
 		{"no tls.key and nothing sealed", "tls: {cert: /etc/keyward/bank/tls.pem, key: /etc/keyward/bank/tls-key.pem}", "tls: {cert: /etc/keyward/bank/tls.pem}", "tls.cert and tls.key are required"},
 		{"secrets without a way in", "kms_name:", "secrets: {file: /s.json}\nkms_name:", "secrets.file needs tpm"},
 		{"passphrase without file", "kms_name:", "secrets: {passphrase: prompt}\nkms_name:", "secrets.passphrase is set without secrets.file"},
 		{"passphrase as a value", "kms_name:", "tpm: /dev/tpmrm0\nsecrets: {file: /s.json, passphrase: hunter2hunter2}\nkms_name:", "secrets.passphrase: token: PIN source"},
+		{"metrics without a port", "kms_name:", "metrics: {listen: 127.0.0.1}\nkms_name:", "metrics.listen must be host:port"},
+		{"metrics on the API listener", "kms_name:", "metrics: {listen: 0.0.0.0:9445}\nkms_name:", "metrics.listen must be a listener of its own"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			body := strings.Replace(validYAML, c.old, c.new, 1)
@@ -346,5 +352,38 @@ func TestStaffTokenCommand(t *testing.T) {
 	}
 	if err := staffTokenCmd(nil, &out); err == nil || !strings.Contains(err.Error(), "-out FILE is required") {
 		t.Fatalf("without -out: %v", err)
+	}
+}
+
+// TestMetricsListen: metrics.listen is off unless set; a valid one loads;
+// dev mode puts it on loopback at the API port + 1001.
+func TestMetricsListen(t *testing.T) {
+	c, err := loadConfig(writeConfig(t, validYAML))
+	if err != nil || c.Metrics.Listen != "" {
+		t.Fatalf("default metrics.listen %q (%v), want off", c.Metrics.Listen, err)
+	}
+	c, err = loadConfig(writeConfig(t, strings.Replace(validYAML, "kms_name:", "metrics: {listen: 127.0.0.1:9446}\nkms_name:", 1)))
+	if err != nil || c.Metrics.Listen != "127.0.0.1:9446" {
+		t.Fatalf("metrics.listen %v (%v)", c, err)
+	}
+	for in, want := range map[string]string{"127.0.0.1:8445": "127.0.0.1:9446", "0.0.0.0:8446": "127.0.0.1:9447", "127.0.0.1:0": "", "127.0.0.1:65000": "", "nowhere": ""} {
+		if got := devMetricsListen(in); got != want {
+			t.Errorf("devMetricsListen(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestMetricsListenFlag: -metrics-listen is checked like metrics.listen
+// before anything is opened.
+func TestMetricsListenFlag(t *testing.T) {
+	path := writeConfig(t, validYAML)
+	for flagValue, want := range map[string]string{
+		"0.0.0.0:9445": "metrics.listen must be a listener of its own",
+		"nowhere":      "metrics.listen must be host:port",
+	} {
+		err := serve(slog.New(slog.NewTextHandler(io.Discard, nil)), []string{"-config", path, "-metrics-listen", flagValue})
+		if err == nil || !strings.Contains(err.Error(), "-metrics-listen") || !strings.Contains(err.Error(), want) {
+			t.Errorf("-metrics-listen %s: %v, want %q", flagValue, err, want)
+		}
 	}
 }

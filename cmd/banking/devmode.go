@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,6 +29,7 @@ type devInfo struct {
 	dataDir, caPath, outboxPath, keysvcDir string
 	tellerToken, supervisorToken           string // the dev staff's personal tokens
 	storeURL                               string // -store-url, "" for bank.db
+	metricsListen                          string // metrics.listen (devMetricsListen)
 }
 
 // errStoreURLWithConfig refuses -store-url beside -config.
@@ -109,13 +111,37 @@ func devConfig(dataDir, keysvcDir, keysvcURL string) (*Config, *devInfo, error) 
 		supervisorToken: filepath.Join(staffDir, "supervisor1.token"), outboxPath: outboxPath, keysvcDir: keysvcDir}, c.validate()
 }
 
+// devMetricsListen is dev mode's metrics and readiness listener: loopback,
+// port = the API's port + 1001 (8445 → 9446, 8446 → 9447), so dev nodes
+// side by side (make run-banking-pg) each get their own; "" when the API
+// port leaves no room.
+func devMetricsListen(apiListen string) string {
+	_, port, err := net.SplitHostPort(apiListen)
+	if err != nil {
+		return ""
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n == 0 || n+1001 > 65535 {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(n+1001))
+}
+
+// opsLine is what print says of the operators' listener.
+func (d *devInfo) opsLine() string {
+	if d.metricsListen == "" {
+		return "  Metrics and readiness: off (-metrics-listen host:port turns them on)\n"
+	}
+	return fmt.Sprintf("  curl http://%[1]s/metrics    curl http://%[1]s/readyz      (operators' listener, plain HTTP)\n", d.metricsListen)
+}
+
 func (d *devInfo) print(addr string) {
 	if d.storeURL != "" {
 		fmt.Printf("\nRecords in PostgreSQL: %s (files below are shared with the other dev nodes on it)", d.storeURL)
 	}
 	fmt.Printf(`
 Keyward banking (dev mode) on https://%[1]s — data in %[2]s, keys in keysvc (client "dev")
-Staff tokens: teller %[4]s, supervisor %[7]s   SMS codes: %[5]s   CA: %[3]s
+Staff tokens: teller %[4]s, supervisor %[8]s   SMS codes: %[5]s   CA: %[3]s
 
   make bankcli        # bin/bankcli, the customer and teller client (go doc ./cmd/bankcli)
   bin/bankcli enrol -login alice -name "Alice Wang" -phone 13800001111 -id-card 11010519491231002X \
@@ -124,10 +150,10 @@ Staff tokens: teller %[4]s, supervisor %[7]s   SMS codes: %[5]s   CA: %[3]s
   bin/bankcli accounts
 
   curl --cacert %[3]s https://%[1]s/v1/login/key
-  Cloud-key confirmations are shown by keysvc (its terminal, %[6]s/holder-notices.jsonl).
+%[7]s  Cloud-key confirmations are shown by keysvc (its terminal, %[6]s/holder-notices.jsonl).
   Stop with Ctrl-C.
 
-`, addr, d.dataDir, d.caPath, d.tellerToken, d.outboxPath, d.keysvcDir, d.supervisorToken)
+`, addr, d.dataDir, d.caPath, d.tellerToken, d.outboxPath, d.keysvcDir, d.opsLine(), d.supervisorToken)
 }
 
 // consoleSMS is dev mode's SMS gateway: the outbox file (each code kept

@@ -1,12 +1,12 @@
 // Command banking runs the bank's internet-banking API (package banking)
 // over HTTPS, in front of keysvc.
 //
-//	banking -config file [-listen addr]
+//	banking -config file [-listen addr] [-metrics-listen addr|off]
 //	banking audit verify -config file|-dev [-pubkey bank-audit.pem] [-expect SEQ:HASH]...
 //	banking audit tail   -config file|-dev [-n 20]
 //	banking audit prune  -config file -before 2026-01-31 [-pubkey bank-audit.pem]
 //	banking staff-token -out FILE      a person's new staff token in FILE (0600); prints its token_sha256 line
-//	banking -dev [-data-dir var/bank] [-keysvc-dir var] [-keysvc-url https://127.0.0.1:8443] [-listen addr] [-store-url URL]   dev mode
+//	banking -dev [-data-dir var/bank] [-keysvc-dir var] [-keysvc-url https://127.0.0.1:8443] [-listen addr] [-metrics-listen addr|off] [-store-url URL]   dev mode
 //
 // Without -config (or KEYWARD_BANK_CONFIG) and without -dev, banking
 // refuses to start and creates nothing (seed 6.5.4 a, R-SRV-9).
@@ -34,9 +34,11 @@
 //	sms: {gateway_url: https://sms-relay.bank.internal/send, token_file: /run/keyward/bank-sms.token}
 //	ledger: {max_batch_size: 128, max_batch_delay: 2ms, account_prefix: "62999"}
 //	http: {login_per_minute: 120, requests_per_minute: 6000, body_limit: 262144}
+//	login: {captcha_after: 3}   # failed logins before the image captcha, 1-20
 //	shutdown_timeout: 30s
 //	audit: {retention: 180d, checkpoint_every: 1000, checkpoint_interval: 1m}   # public_key: /etc/keyward/bank/bank-audit.pem
 //	alerts: {webhook: {url: https://soc.bank.internal/hooks/keyward, ca_file: /etc/keyward/bank/soc-ca.pem, timeout: 5s}}
+//	metrics: {listen: 127.0.0.1:9446}           # GET /metrics and /readyz, plain HTTP; off when empty
 //
 // keysvc.urls names the nodes of one keysvc cluster (issue 16) instead of
 // keysvc.url: requests are spread over the nodes, and a node that refuses
@@ -134,6 +136,19 @@
 // file would erase each other's codes); and a bank key created by one
 // node while another looks for it is taken as found.
 //
+// # Metrics and readiness
+//
+// metrics.listen (off when empty; dev mode: 127.0.0.1 on the API's port +
+// 1001, so 9446 for 8445; -metrics-listen overrides either, "off" turns
+// it off) serves, over plain HTTP on a listener of its
+// own, GET /metrics (Prometheus: requests by route template and status,
+// logins, locks, SMS codes, transfers, keysvc calls, ledger commits, store
+// faults; no label names a customer) and GET /readyz (200 when the store
+// answers a read and keysvc answers a call, each within 2 s; else 503 with
+// JSON naming the failed check and why). Keep it on loopback or the
+// management network: it is unauthenticated. /healthz stays on the API
+// listener. See the README's "Monitoring banking".
+//
 // # Shutdown
 //
 // SIGINT or SIGTERM stops accepting connections, lets in-flight requests
@@ -196,6 +211,7 @@ func serve(log *slog.Logger, args []string) error {
 	keysvcDir := fs.String("keysvc-dir", "var", "dev mode: keysvc's dev data directory (dev-admin.token, tls/ca.pem)")
 	keysvcURL := fs.String("keysvc-url", "https://127.0.0.1:8443", "dev mode: keysvc's URL")
 	listen := fs.String("listen", "", "override the listen address")
+	metricsListen := fs.String("metrics-listen", "", "override metrics.listen (GET /metrics and /readyz, plain HTTP; dev mode's default: 127.0.0.1 on the API port + 1001); off turns it off")
 	verifyLedger := fs.Bool("verify-ledger", false, "with -config: open the store (bbolt file or PostgreSQL), verify the ledger (double entry, every idempotency key once, balances re-summed), print the report and exit; for a restored database, before anyone uses it")
 	storeURL := fs.String("store-url", "", "dev mode: keep the bank's records in this PostgreSQL database (postgres://user@host:port,host:port/db?target_session_attrs=read-write, no password) instead of <data-dir>/bank.db; several nodes may share it and the data dir")
 	if err := fs.Parse(args); err != nil {
@@ -226,6 +242,22 @@ func serve(log *slog.Logger, args []string) error {
 	}
 	if *listen != "" {
 		cfg.Listen = *listen
+	}
+	if dev != nil {
+		cfg.Metrics.Listen = devMetricsListen(cfg.Listen)
+	}
+	switch *metricsListen {
+	case "":
+	case "off":
+		cfg.Metrics.Listen = ""
+	default:
+		cfg.Metrics.Listen = *metricsListen
+		if err := cfg.validate(); err != nil {
+			return fmt.Errorf("-metrics-listen: %w", err)
+		}
+	}
+	if dev != nil {
+		dev.metricsListen = cfg.Metrics.Listen
 	}
 	if *verifyLedger {
 		if dev != nil {
@@ -300,8 +332,9 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	}
 	defer closeAlerts() // after bank.Close (deferred later, run earlier)
 	bank, err := banking.New(banking.Config{DB: db, KMS: kc, Screen: screen, SMS: sms, Logger: log, KMSName: cfg.KMSName, Alerts: alerts,
-		Ledger: ledger.Options{MaxBatchSize: cfg.Ledger.MaxBatchSize, MaxBatchDelay: cfg.Ledger.MaxBatchDelay, AccountPrefix: cfg.Ledger.AccountPrefix},
-		Trail:  banking.TrailConfig{CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval}})
+		CaptchaAfter: cfg.Login.CaptchaAfter,
+		Ledger:       ledger.Options{MaxBatchSize: cfg.Ledger.MaxBatchSize, MaxBatchDelay: cfg.Ledger.MaxBatchDelay, AccountPrefix: cfg.Ledger.AccountPrefix},
+		Trail:        banking.TrailConfig{CheckpointEvery: cfg.Audit.CheckpointEvery, CheckpointInterval: cfg.Audit.CheckpointInterval}})
 	if err != nil {
 		return err
 	}
@@ -316,9 +349,16 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	if err != nil {
 		return err
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- app.Listener(tls.NewListener(ln, srvTLS)) }()
 	log.Info("banking listening", "addr", ln.Addr().String(), "keysvc", cfg.KeySvc.endpoints(), "kms_name", cfg.KMSName)
+	var ops *http.Server
+	if cfg.Metrics.Listen != "" {
+		if ops, err = serveOps(cfg.Metrics.Listen, bank, log, errc); err != nil {
+			app.Shutdown()
+			return fmt.Errorf("metrics.listen: %w", err)
+		}
+	}
 	if dev != nil {
 		dev.print(ln.Addr().String())
 	}
@@ -332,7 +372,35 @@ func run(log *slog.Logger, cfg *Config, dev *devInfo) error {
 	if serr := app.ShutdownWithTimeout(cfg.ShutdownTimeout); err == nil {
 		err = serr
 	}
+	if ops != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if serr := ops.Shutdown(sctx); err == nil {
+			err = serr
+		}
+		cancel()
+	}
 	return err
+}
+
+// serveOps serves the operators' endpoints (banking.Bank.OpsHandler:
+// GET /metrics, GET /readyz) on their own plain-HTTP listener
+// (metrics.listen): never on the API listener, where every client could
+// read them (R-AV-2). Operators put it on loopback or the management
+// network.
+func serveOps(addr string, bank *banking.Bank, log *slog.Logger, errc chan<- error) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	hs := &http.Server{Handler: bank.OpsHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second}
+	go func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	log.Info("metrics and readiness listening", "addr", ln.Addr().String(), "paths", "/metrics /readyz")
+	return hs, nil
 }
 
 // runVerifyLedger is banking -verify-ledger: the ledger of cfg's store

@@ -29,10 +29,17 @@ func TestMain(m *testing.M) {
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
 		fmt.Println("ready")
-		select {}
+		for {
+			time.Sleep(time.Hour)
+		}
 	case "obey-term":
 		fmt.Println("ready")
-		select {}
+		// Sleep, not select {}: with no other goroutine (a build without
+		// -race has none) the runtime ends a bare select {} as a deadlock,
+		// exit status 2, before any signal comes.
+		for {
+			time.Sleep(time.Hour)
+		}
 	case "exit3":
 		fmt.Println("bye")
 		fmt.Fprintln(os.Stderr, "on stderr")
