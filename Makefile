@@ -52,7 +52,7 @@ test: deps fmt-check vet etcd-bin
 	KEYWARD_BANKING_STORE=postgres $(GO) test -race -count=1 -timeout 10m $(BANKING_SUITES)
 	$(MAKE) --no-print-directory fuzz-short
 
-BANKING_SUITES = ./banking ./banking/auth/... ./banking/ledger ./banking/store/dbtest
+BANKING_SUITES = ./banking ./banking/auth/... ./banking/ledger ./banking/store/dbtest ./banking/bankaudit
 
 # The restore drill (issue 17, R-AV-3): the weekly base backup and the WAL
 # archive of banking's PostgreSQL restored to a point in time and to the
@@ -123,7 +123,7 @@ bench: deps
 	@scripts/deps.sh bench
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count $(BENCHCOUNT) ./softhsm-tests
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./keysvc/boltstore
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./banking/ledger
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./banking/ledger ./banking/bankaudit
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./token/tpm ./keysvc/secrets ./keysvc/audit
 	scripts/bench-keysvc.sh $(BENCHDUR)
 	scripts/bench-cluster.sh $(BENCHDUR)

@@ -33,6 +33,11 @@
 //	bank-pw-mac     purpose mac, hmac-sm3, wrapped      grants banking: mac
 //	bank-pii-sm4    purpose encrypt, sm4, wrapped       grants banking: datakey
 //	bank-receipt    purpose sign, ec-p256, hsm          grants banking: sign, verify, public
+//	bank-audit      purpose sign, ec-p256, hsm          grants banking: sign, public
+//
+// bank-audit signs the checkpoints of banking's own audit trail
+// (banking/bankaudit, Event in trail.go); its public key verifies the
+// trail offline (`banking audit verify`).
 //
 // Banking also creates one or two keys per customer at enrolment (usb-<id>,
 // cust-<id>). Its keysvc client needs no admin rights for that: keysvc's
@@ -57,6 +62,7 @@ import (
 	"github.com/keyward/keyward/banking/auth/otp"
 	"github.com/keyward/keyward/banking/auth/password"
 	"github.com/keyward/keyward/banking/auth/session"
+	"github.com/keyward/keyward/banking/bankaudit"
 	"github.com/keyward/keyward/banking/captcha"
 	"github.com/keyward/keyward/banking/ledger"
 	"github.com/keyward/keyward/banking/payee"
@@ -92,6 +98,7 @@ const (
 	KeyPwMAC   = "bank-pw-mac"
 	KeyPII     = "bank-pii-sm4"
 	KeyReceipt = "bank-receipt"
+	// KeyAudit (trail.go) signs the audit trail's checkpoints.
 )
 
 // Config configures a Bank.
@@ -125,6 +132,8 @@ type Config struct {
 	// OnAudit, when set, is called with every event Bank.audit records,
 	// after it is recorded (tests assert attribution through it).
 	OnAudit func(ctx context.Context, ev Event)
+	// Trail configures banking's own audit trail (checkpoint cadence).
+	Trail TrailConfig
 	// Registry receives banking's metrics (metrics.go), which OpsHandler
 	// serves; nil: a private registry with the Go runtime and process
 	// collectors.
@@ -155,6 +164,11 @@ type Bank struct {
 	// cache is not used on a shared store (see Customer).
 	custMu    sync.RWMutex
 	customers map[string]*Customer
+	// trail is banking's own audit trail (Bank.audit); stopTrail ends its
+	// checkpointer, which makes a last checkpoint (trailDone).
+	trail     *bankaudit.Trail
+	stopTrail context.CancelFunc
+	trailDone chan struct{}
 	metrics   *metrics             // metrics.go
 	registry  *prometheus.Registry // what OpsHandler serves
 	ready     readiness            // readyz.go
@@ -201,6 +215,21 @@ func New(cfg Config) (*Bank, error) {
 	if err := cfg.DB.Ensure(bucketCustomers, bucketLogins, bucketCorp, bucketReceipts, bucketStepUp, bucketPending, bucketReady); err != nil {
 		return nil, fmt.Errorf("banking: buckets: %w", err)
 	}
+	trail, err := bankaudit.Open(bankaudit.Config{DB: cfg.DB, Signer: bankaudit.KMSSigner{KMS: cfg.KMS, Key: KeyAudit},
+		Every: cfg.Trail.CheckpointEvery, Interval: cfg.Trail.CheckpointInterval, Now: cfg.Now, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	b.trail = trail
+	if err := registerTrailMetrics(reg, trail); err != nil {
+		return nil, fmt.Errorf("banking: registering metrics: %w", err)
+	}
+	// The auth packages' security events go to the trail as well as to
+	// the configured alerts (log, webhook).
+	alerts := auth.AlertsFunc(func(ctx context.Context, ev auth.Event) {
+		b.auditAlert(ctx, ev)
+		cfg.Alerts.Alert(ctx, ev)
+	})
 	lopts := cfg.Ledger
 	if cfg.Screen != nil && lopts.Screen == nil {
 		lopts.Screen = cfg.Screen.CheckAccount
@@ -216,7 +245,7 @@ func New(cfg Config) (*Bank, error) {
 	if b.challenges, err = password.NewChallenges(password.ChallengeConfig{DB: cfg.DB, Now: cfg.Now}); err != nil {
 		return nil, err
 	}
-	if b.guard, err = bruteforce.New(bruteforce.Config{DB: cfg.DB, Alerts: cfg.Alerts, Now: cfg.Now, CaptchaAfter: cfg.CaptchaAfter}); err != nil {
+	if b.guard, err = bruteforce.New(bruteforce.Config{DB: cfg.DB, Alerts: alerts, Now: cfg.Now, CaptchaAfter: cfg.CaptchaAfter}); err != nil {
 		return nil, err
 	}
 	if b.captchas, err = captcha.New(captcha.Config{DB: cfg.DB, Hasher: captchaHasher{b}, Now: cfg.Now}); err != nil {
@@ -231,12 +260,15 @@ func New(cfg Config) (*Bank, error) {
 	if b.payees, err = payee.New(payee.Config{DB: cfg.DB, Now: cfg.Now}); err != nil {
 		return nil, err
 	}
-	if b.otps, err = otp.New(otp.Config{DB: cfg.DB, Hasher: otpHasher{b}, Gateway: cfg.SMS, Alerts: cfg.Alerts, Now: cfg.Now,
+	if b.otps, err = otp.New(otp.Config{DB: cfg.DB, Hasher: otpHasher{b}, Gateway: cfg.SMS, Alerts: alerts, Now: cfg.Now,
 		Phone: b.phoneOf}); err != nil {
 		return nil, err
 	}
 	b.pubKeys = newPubKeyCache(cfg.KMS, cfg.PublicKeyTTL, cfg.Now)
 	b.receipts = newReceiptSigner(cfg.KMS, func(v int) { b.pubKeys.seen(KeyReceipt, v) })
+	tctx, stop := context.WithCancel(context.Background())
+	b.stopTrail, b.trailDone = stop, make(chan struct{})
+	go func() { defer close(b.trailDone); trail.Run(tctx) }()
 	return b, nil
 }
 
@@ -273,10 +305,12 @@ func (b *Bank) RunSweeper(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// Close stops the receipt signer and flushes sessions. The DB is the
-// caller's.
+// Close stops the receipt signer, checkpoints the audit trail one last
+// time and flushes sessions. The DB is the caller's.
 func (b *Bank) Close() error {
 	b.receipts.close()
+	b.stopTrail()
+	<-b.trailDone
 	return b.sessions.Close()
 }
 

@@ -44,7 +44,8 @@ func (b *Bank) corpOperator(s session.Session, want bankwire.Role) (*Customer, e
 
 // EnterCorpOrder is the maker's entry of an order (checked against the
 // bank's data at once, and again when it executes).
-func (b *Bank) EnterCorpOrder(ctx context.Context, s session.Session, order []byte) (CorpOrder, error) {
+func (b *Bank) EnterCorpOrder(ctx context.Context, s session.Session, order []byte) (o CorpOrder, err error) {
+	defer func() { b.auditCorp(ctx, "corporate.enter", s, o.ID, "", err) }()
 	c, err := b.corpOperator(s, bankwire.RoleMaker)
 	if err != nil {
 		return CorpOrder{}, err
@@ -57,14 +58,15 @@ func (b *Bank) EnterCorpOrder(ctx context.Context, s session.Session, order []by
 		return CorpOrder{}, err
 	}
 	sum := sha256.Sum256(order)
-	o := CorpOrder{ID: "co_" + base64.RawURLEncoding.EncodeToString(raw), Corporate: c.Corporate, Order: order, Digest: hex.EncodeToString(sum[:]),
+	o = CorpOrder{ID: "co_" + base64.RawURLEncoding.EncodeToString(raw), Corporate: c.Corporate, Order: order, Digest: hex.EncodeToString(sum[:]),
 		State: "entered", Maker: c.ID, Created: b.now().UTC()}
 	return o, b.putCorp(&o)
 }
 
 // ReviewCorpOrder is the reviewer's approval (or rejection): never the
 // maker.
-func (b *Bank) ReviewCorpOrder(ctx context.Context, s session.Session, id string, approve bool) (CorpOrder, error) {
+func (b *Bank) ReviewCorpOrder(ctx context.Context, s session.Session, id string, approve bool) (_ CorpOrder, err error) {
+	defer func() { b.auditCorp(ctx, "corporate.review", s, id, decision(approve), err) }()
 	c, err := b.corpOperator(s, bankwire.RoleReviewer)
 	if err != nil {
 		return CorpOrder{}, err
@@ -93,6 +95,7 @@ func (b *Bank) ReviewCorpOrder(ctx context.Context, s session.Session, id string
 // bytes with it (verified by keysvc); one without needs a recent SMS
 // step-up.
 func (b *Bank) AuthoriseCorpOrder(ctx context.Context, s session.Session, id, signature string, approve bool) (_ CorpOrder, err error) {
+	defer func() { b.auditCorp(ctx, "corporate.authorise", s, id, decision(approve), err) }()
 	c, err := b.corpOperator(s, bankwire.RoleAuthoriser)
 	if err != nil {
 		return CorpOrder{}, err
@@ -158,6 +161,25 @@ func (b *Bank) AuthoriseCorpOrder(ctx context.Context, s session.Session, id, si
 	})
 	o.State, o.Authoriser, o.Result = "executed", c.ID, &res
 	return o, err
+}
+
+// auditCorp records a corporate maker/checker/authoriser step.
+func (b *Bank) auditCorp(ctx context.Context, op string, s session.Session, id, decision string, err error) {
+	ev := Event{Op: op, Actor: "customer:" + s.Customer, Subject: id, Result: resultOf(err)}
+	if len(id) > 64 {
+		ev.Subject = id[:64]
+	}
+	if decision != "" {
+		ev.Detail = "decision=" + decision
+	}
+	b.audit(ctx, ev)
+}
+
+func decision(approve bool) string {
+	if approve {
+		return "approve"
+	}
+	return "reject"
 }
 
 // CorpOrders lists a corporate's orders for any of its operators.

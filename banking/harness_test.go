@@ -88,6 +88,7 @@ const (
 type unitBank struct {
 	kms    *fakekms.KMS
 	bank   *banking.Bank
+	db     store.DB // the bank's store (its audit trail is read from it)
 	url    string
 	outbox *otp.DevOutbox
 	log    *syncBuffer // everything the bank logged
@@ -127,7 +128,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// provision creates the bank's four keys in the fake keysvc as the officer
+// provision creates the bank's five keys in the fake keysvc as the officer
 // does (softhsm-tests' provisionBankKeys).
 func provision(t testing.TB, k *fakekms.KMS) {
 	t.Helper()
@@ -139,6 +140,7 @@ func provision(t testing.TB, k *fakekms.KMS) {
 		{Name: banking.KeyPwMAC, Purpose: wire.PurposeMAC, Algorithm: wire.AlgHMACSM3, Protection: wire.ProtectionWrapped, Policy: grant(wire.OpMAC)},
 		{Name: banking.KeyPII, Purpose: wire.PurposeEncrypt, Algorithm: wire.AlgSM4, Protection: wire.ProtectionWrapped, Policy: grant(wire.OpDataKey)},
 		{Name: banking.KeyReceipt, Purpose: wire.PurposeSign, Algorithm: wire.AlgECP256, Protection: wire.ProtectionHSM, Policy: grant(wire.OpSign, wire.OpVerify, wire.OpPublic)},
+		{Name: banking.KeyAudit, Purpose: wire.PurposeSign, Algorithm: wire.AlgECP256, Protection: wire.ProtectionHSM, Policy: grant(wire.OpSign, wire.OpPublic)},
 	} {
 		if _, err := k.Provision(req); err != nil {
 			t.Fatalf("provision %s: %v", req.Name, err)
@@ -177,6 +179,7 @@ func newUnitNodes(t *testing.T) (a, b *unitBank) {
 // start opens ub's bank on db and serves its API on loopback.
 func (ub *unitBank) start(t *testing.T, db store.DB) {
 	t.Helper()
+	ub.db = db
 	var err error
 	logger := slog.New(slog.NewTextHandler(ub.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	alerts := auth.AlertsFunc(func(_ context.Context, ev auth.Event) {

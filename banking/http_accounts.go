@@ -65,7 +65,11 @@ func (s *server) setLimits(c *fiber.Ctx, _ string, sess session.Session) error {
 
 // SetLimits changes an account's limits after a recent SMS step-up
 // (R-AUTH-6); a corporate account's only by its administrator (R-AUTH-10).
-func (b *Bank) SetLimits(ctx context.Context, s session.Session, account, perTx, daily string) (ledger.Account, error) {
+func (b *Bank) SetLimits(ctx context.Context, s session.Session, account, perTx, daily string) (_ ledger.Account, err error) {
+	defer func() {
+		b.audit(ctx, Event{Op: "limits.change", Actor: "customer:" + s.Customer, Subject: account, Result: resultOf(err),
+			Detail: fmt.Sprintf("per_transaction=%.32q daily=%.32q", perTx, daily)})
+	}()
 	c, err := b.Customer(s.Customer)
 	if err != nil {
 		return ledger.Account{}, err

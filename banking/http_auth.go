@@ -71,8 +71,10 @@ func (s *server) stepUp(c *fiber.Ctx, sid string, sess session.Session) error {
 }
 
 // POST /v1/logout.
-func (s *server) logout(c *fiber.Ctx, sid string, _ session.Session) error {
-	if err := s.bank.Logout(c.UserContext(), sid); err != nil {
+func (s *server) logout(c *fiber.Ctx, sid string, sess session.Session) error {
+	err := s.bank.Logout(c.UserContext(), sid)
+	s.bank.audit(c.UserContext(), Event{Op: "logout", Actor: "customer:" + sess.Customer, Result: resultOf(err)})
+	if err != nil {
 		return err
 	}
 	return c.JSON(fiber.Map{"logged_out": true})

@@ -74,7 +74,24 @@ func validateLogin(r *bankwire.LoginRequest) error {
 // (R-AUTH-3) and opens a session (R-AUTH-5); a new device, OS or network
 // asks for SMS step-up (R-AUTH-9). A known and an unknown login cost
 // keysvc the same calls until the password is found right (checkPassword).
-func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Addr) (_ bankwire.LoginResult, err error) {
+//
+// Every attempt is audited as "login": an unknown login and a wrong
+// password alike as login:<name> with result login_failed, a success as
+// customer:<id>.
+func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Addr) (res bankwire.LoginResult, err error) {
+	defer func() {
+		ev := Event{Op: "login", Actor: "login:" + req.Login, Result: resultOf(err), Source: ip.String()}
+		if validateLogin(&req) != nil {
+			ev.Actor = "login:?" // a malformed name is not repeated
+		} else {
+			ev.Detail = "device=" + req.Device
+		}
+		if res.Customer != "" { // the password was right (a later step may still have failed)
+			ev.Actor = "customer:" + res.Customer
+			ev.Detail += fmt.Sprintf(" stepup=%t", res.StepUp)
+		}
+		b.audit(ctx, ev)
+	}()
 	defer func() { b.metrics.logins.WithLabelValues(resultOf(err)).Inc() }()
 	if err := validateLogin(&req); err != nil {
 		return bankwire.LoginResult{}, err
@@ -126,7 +143,7 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 		return bankwire.LoginResult{}, err
 	}
 	sref := sess.Ref
-	res := bankwire.LoginResult{Session: id, AntiPhishing: c.AntiPhishing, Customer: c.ID}
+	res = bankwire.LoginResult{Session: id, AntiPhishing: c.AntiPhishing, Customer: c.ID}
 	if a.StepUp {
 		if err := b.setStepUpPending(sref, true); err != nil {
 			return bankwire.LoginResult{}, err
@@ -137,10 +154,9 @@ func (b *Bank) Login(ctx context.Context, req bankwire.LoginRequest, ip netip.Ad
 			rs[i] = string(r)
 		}
 		res.StepUpReason = strings.Join(rs, ", ")
-		if _, err := b.otps.Issue(ctx, c.ID, purposeLogin); err != nil {
-			return res, err
-		}
-		return res, nil
+		_, err := b.otps.Issue(ctx, c.ID, purposeLogin)
+		b.audit(ctx, Event{Op: "otp.send", Actor: "customer:" + c.ID, Result: resultOf(err), Detail: "purpose=" + purposeLogin})
+		return res, err
 	}
 	return res, b.devices.RememberNamed(ctx, c.ID, req.Device, req.DeviceName, req.OS, ip)
 }
@@ -173,12 +189,14 @@ func (b *Bank) RequestStepUp(ctx context.Context, s session.Session) error {
 		return err
 	}
 	_, err = b.otps.Issue(ctx, s.Customer, purpose)
+	b.audit(ctx, Event{Op: "otp.send", Actor: "customer:" + s.Customer, Result: resultOf(err), Detail: "purpose=" + purpose})
 	return err
 }
 
 // StepUp verifies an SMS code and raises the session to LevelOTP; the
 // device becomes known.
-func (b *Bank) StepUp(ctx context.Context, sid string, s session.Session, code, os string) error {
+func (b *Bank) StepUp(ctx context.Context, sid string, s session.Session, code, os string) (err error) {
+	defer func() { b.audit(ctx, Event{Op: "stepup", Actor: "customer:" + s.Customer, Result: resultOf(err)}) }()
 	purpose, err := b.stepUpPurpose(s.Ref)
 	if err != nil {
 		return err
@@ -249,7 +267,10 @@ func (b *Bank) authenticateReady(ctx context.Context, sid, dev string) (session.
 
 // ChangePassword sets a new password; it needs a recent step-up
 // (R-AUTH-6) and ends the customer's other sessions.
-func (b *Bank) ChangePassword(ctx context.Context, sid string, s session.Session, newPW bankwire.Sealed) error {
+func (b *Bank) ChangePassword(ctx context.Context, sid string, s session.Session, newPW bankwire.Sealed) (err error) {
+	defer func() {
+		b.audit(ctx, Event{Op: "password.change", Actor: "customer:" + s.Customer, Result: resultOf(err)})
+	}()
 	if err := b.sessions.RequireStepUp(s, session.LevelOTP, b.cfg.StepUpFor); err != nil {
 		return err
 	}

@@ -430,12 +430,16 @@ func (b *Bank) PollCloud(ctx context.Context, s session.Session, id string, wait
 	}
 	out := bankwire.PendingTransfer{ID: id, Status: string(cv.Status), Digest: cv.Digest, ExpiresAt: cv.ExpiresAt, Reason: cv.Reason}
 	if cv.Status != wire.ConfirmApproved {
+		if cv.Status != wire.ConfirmPending {
+			b.audit(ctx, Event{Op: "transfer.cloud.confirm", Actor: "customer:" + s.Customer, Subject: id, Result: "ok", Detail: "status=" + string(cv.Status)})
+		}
 		return out, nil
 	}
 	defer func() { // the confirmed transfer's outcome, once (a poll after it executed replays it)
 		if err != nil || !out.Result.Replayed {
 			b.metrics.transfer(transferCloud, err)
 		}
+		b.audit(ctx, Event{Op: "transfer.cloud.confirm", Actor: "customer:" + s.Customer, Subject: id, Result: resultOf(err), Detail: "status=approved"})
 	}()
 	sum := sha256.Sum256(p.Order)
 	if cv.Digest != hex.EncodeToString(sum[:]) {

@@ -345,6 +345,7 @@ func provisionBankKeysWith(t testing.TB, officer *client.Client) {
 		{Name: banking.KeyPwMAC, Purpose: "mac", Algorithm: "hmac-sm3", Protection: "wrapped", Policy: grant("mac")},
 		{Name: banking.KeyPII, Purpose: "encrypt", Algorithm: "sm4", Protection: "wrapped", Policy: grant("datakey")},
 		{Name: banking.KeyReceipt, Purpose: "sign", Algorithm: "ec-p256", Protection: "hsm", Policy: grant("sign", "verify", "public")},
+		{Name: banking.KeyAudit, Purpose: "sign", Algorithm: "ec-p256", Protection: "hsm", Policy: grant("sign", "public")},
 	} {
 		if _, err := officer.CreateKey(context.Background(), k); err != nil {
 			t.Fatalf("provision %s: %v", k.Name, err)

@@ -30,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/banking/store/dbtest"
 
 	"github.com/keyward/keyward/banking"
@@ -87,6 +88,8 @@ type bankEnv struct {
 	dir    string // banking's data directory (bank.db, blacklist)
 	// kmsBodies records the body of every request banking sends keysvc.
 	kmsBodies *bodyRecorder
+	db        store.DB // banking's store (its audit trail is read from it)
+	kms       *client.Client
 }
 
 // bodyRecorder is an http.RoundTripper that keeps every request body.
@@ -128,6 +131,7 @@ func provisionBankKeys(t testing.TB, e *keysvcEnv) {
 		{"name": banking.KeyPwMAC, "purpose": "mac", "algorithm": "hmac-sm3", "protection": "wrapped", "policy": grant("mac")},
 		{"name": banking.KeyPII, "purpose": "encrypt", "algorithm": "sm4", "protection": "wrapped", "policy": grant("datakey")},
 		{"name": banking.KeyReceipt, "purpose": "sign", "algorithm": "ec-p256", "protection": "hsm", "policy": grant("sign", "verify", "public")},
+		{"name": banking.KeyAudit, "purpose": "sign", "algorithm": "ec-p256", "protection": "hsm", "policy": grant("sign", "public")},
 	} {
 		if st, out := callAt(t, e.url, officerToken, "POST", "/v1/keys", k); st != 201 {
 			t.Fatalf("provision %v: %d %v", k["name"], st, out)
@@ -152,7 +156,7 @@ func newBankEnv(t *testing.T) *bankEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := &bankEnv{ks: ks, outbox: otp.NewDevOutbox(), list: list, dir: dir, kmsBodies: rec}
+	be := &bankEnv{ks: ks, outbox: otp.NewDevOutbox(), list: list, dir: dir, kmsBodies: rec, db: db, kms: kc}
 	if be.bank, err = banking.New(banking.Config{DB: db, KMS: kc, KMSName: "bankapp", Screen: w, SMS: be.outbox}); err != nil {
 		t.Fatal(err)
 	}
@@ -437,6 +441,7 @@ func TestBankingEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ledger: %v %+v", err, rep)
 	}
+	checkBankTrail(t, be, "Gl4cier-Walk-7q", sess, code, good)
 }
 
 func signed(c customer, ord []byte) map[string]any {

@@ -12,7 +12,7 @@ package softhsmtests
 //   - keysvc: a throwaway token whose PIN is read from a 0600 file, the
 //     officer (admin) and banking (not an admin: enrol_prefixes usb-, cust-)
 //     as bearer clients, the confirmation endpoint with a notify file.
-//   - The officer provisions the four bank keys over HTTPS, granted to
+//   - The officer provisions the five bank keys over HTTPS, granted to
 //     banking; banking itself cannot create any other key.
 //   - bankcli: enrol with an openssl USB key and a cloud key, deposit,
 //     login from a new device (step-up with the SMS code read from the
@@ -689,6 +689,7 @@ clients:
 		{"name": banking.KeyPwMAC, "purpose": "mac", "algorithm": "hmac-sm3", "protection": "wrapped", "policy": grant("mac")},
 		{"name": banking.KeyPII, "purpose": "encrypt", "algorithm": "sm4", "protection": "wrapped", "policy": grant("datakey")},
 		{"name": banking.KeyReceipt, "purpose": "sign", "algorithm": "ec-p256", "protection": "hsm", "policy": grant("sign", "verify", "public")},
+		{"name": banking.KeyAudit, "purpose": "sign", "algorithm": "ec-p256", "protection": "hsm", "policy": grant("sign", "public")},
 	} {
 		if st, out := procCall(t, e.hc, "POST", e.keysvcURL+"/v1/keys", procOfficerToken, "", k); st != 201 {
 			t.Fatalf("officer provisions %v: %d %v", k["name"], st, out)
@@ -725,6 +726,7 @@ sms: {gateway_url: %q}
 login: {captcha_after: 20}   # past the lock at 5 (this address fails more than that): the staff scenario locks bob, and no test reads an image
 shutdown_timeout: 10s
 metrics: {listen: %q}
+audit: {checkpoint_interval: 1s}   # banking's trail signed by bank-audit while keysvc runs (the scenario stops keysvc first)
 `, baddr, filepath.Join(dir, "bank"), e.tls.cert, e.tls.key, e.keysvcURL, e.tls.ca, tokenFile, staffYAML(), e.blacklist, smsRelay(t, e.outbox), maddr))
 	e.banking = procStart(t, "banking", bankingBin, filepath.Join(dir, "banking.log"), env, "-config", e.bankingConf)
 	e.banking.waitOK(t, e.hc, e.bankURL+"/healthz")
@@ -864,6 +866,10 @@ func TestProcBankingEndToEnd(t *testing.T) {
 		t.Errorf("the session after logout: %d %v, want 401", st, out)
 	}
 	corpNoSMSText(t, filepath.Join(e.dir, "bank"), filepath.Join(e.dir, "banking.log")) // codes went to the SMS relay only
+	// banking's audit trail is checked after banking stops, with the
+	// bank-audit key saved now: the observability step stops keysvc.
+	auditPub := procSaveAuditKey(t, e)
+	e.banking.afterStop = func(t *testing.T) { procAuditVerify(t, e, auditPub) }
 	// Last, as it stops keysvc.
 	s.observability(t)
 	t.Logf("scenario done in %v; the servers stop next (SIGTERM, exit 0)", time.Since(start).Round(time.Millisecond))

@@ -84,6 +84,7 @@ func TestRestoreDrill(t *testing.T) {
 		{Name: banking.KeyPwMAC, Purpose: "mac", Algorithm: "hmac-sm3", Protection: "wrapped", Policy: grant("mac")},
 		{Name: banking.KeyPII, Purpose: "encrypt", Algorithm: "sm4", Protection: "wrapped", Policy: piiPolicy},
 		{Name: banking.KeyReceipt, Purpose: "sign", Algorithm: "ec-p256", Protection: "wrapped", Policy: grant("sign", "verify", "public")},
+		{Name: banking.KeyAudit, Purpose: "sign", Algorithm: "ec-p256", Protection: "wrapped", Policy: grant("sign", "public")},
 	} {
 		if _, err := officer.CreateKey(ctx, k); err != nil {
 			t.Fatalf("provision %s: %v", k.Name, err)

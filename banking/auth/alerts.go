@@ -88,3 +88,14 @@ func Source(ctx context.Context) string {
 	}
 	return ""
 }
+
+// MultiAlerts hands every event to each of its Alerts in turn (the log
+// and a webhook, say).
+type MultiAlerts []Alerts
+
+// Alert calls each Alerts.
+func (m MultiAlerts) Alert(ctx context.Context, ev Event) {
+	for _, a := range m {
+		a.Alert(ctx, ev)
+	}
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -32,6 +33,27 @@ func OpenBolt(path string, timeout time.Duration) (DB, error) {
 		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("%w: open %s: locked by another process for %v (is banking already running on it?)", ErrBackend, path, timeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: open %s: %w", ErrBackend, path, err)
+	}
+	return boltDB{db}, nil
+}
+
+// OpenBoltReadOnly opens an existing bbolt file for reading only (a
+// shared lock: it waits, up to timeout, while a banking process holds the
+// file). Update, Batch and Ensure fail; offline checks (`banking audit
+// verify`) use it so that they can never write.
+func OpenBoltReadOnly(path string, timeout time.Duration) (DB, error) {
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("%w: open %s: %w", ErrBackend, path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: true})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: open %s: locked by another process for %v (stop the banking process that holds it, or check a copy)", ErrBackend, path, timeout)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrBackend, path, err)

@@ -211,3 +211,36 @@ func TestBoltReopenKeepsData(t *testing.T) {
 		return nil
 	})
 }
+
+// TestOpenBoltReadOnly: an existing file opens for reading and refuses
+// writes; a missing file is not created; a file a writer holds is
+// reported as locked after the timeout.
+func TestOpenBoltReadOnly(t *testing.T) {
+	db, path := openBolt(t)
+	if err := db.Ensure([]byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx store.Tx) error { return tx.Bucket([]byte("b")).Put([]byte("k"), []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.OpenBoltReadOnly(path, 100*time.Millisecond); !errors.Is(err, store.ErrBackend) || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("a file a writer holds: %v", err)
+	}
+	db.Close()
+	ro, err := store.OpenBoltReadOnly(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	var got []byte
+	if err := ro.View(func(tx store.Tx) error { got = bytes.Clone(tx.Bucket([]byte("b")).Get([]byte("k"))); return nil }); err != nil || string(got) != "v" {
+		t.Fatalf("read %q %v", got, err)
+	}
+	if err := ro.Update(func(tx store.Tx) error { return tx.Bucket([]byte("b")).Put([]byte("k"), []byte("w")) }); err == nil {
+		t.Fatal("a write through a read-only store succeeded")
+	}
+	missing := filepath.Join(t.TempDir(), "none.db")
+	if _, err := store.OpenBoltReadOnly(missing, time.Second); err == nil {
+		t.Fatal("a missing file opened")
+	}
+}

@@ -8,10 +8,12 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/keyward/keyward/banking/auth/otp"
+	"github.com/keyward/keyward/banking/bankaudit"
 	"github.com/keyward/keyward/banking/staff"
 	"github.com/keyward/keyward/cmd/internal/secretfile"
 	"github.com/keyward/keyward/cmd/internal/strictyaml"
@@ -80,6 +82,16 @@ type Config struct {
 		CaptchaAfter int `yaml:"captcha_after"`
 	} `yaml:"login"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"` // default 30s
+	// Audit is banking's own audit trail (banking/bankaudit, issue 18).
+	Audit auditConfig `yaml:"audit"`
+	// Alerts: where brute-force and SMS alerts go besides the log (R-AUTH-3).
+	Alerts struct {
+		Webhook struct {
+			URL     string        `yaml:"url"`     // https:// receiver; empty: log only
+			CAFile  string        `yaml:"ca_file"` // PEM CA of the receiver's certificate; empty: system roots
+			Timeout time.Duration `yaml:"timeout"` // per POST, default 5s
+		} `yaml:"webhook"`
+	} `yaml:"alerts"`
 	// Metrics is the operators' endpoint (R-AV-2): plain HTTP GET /metrics
 	// (Prometheus) and GET /readyz (the store and keysvc answer) on a
 	// listener of its own, never the API's. Empty (the default): off.
@@ -98,6 +110,43 @@ type Config struct {
 		File       string `yaml:"file"`
 		Passphrase string `yaml:"passphrase"` // recovery passphrase's source (prompt, env:NAME, file:/abs); empty: TPM only
 	} `yaml:"secrets"`
+}
+
+// auditConfig is the audit section.
+type auditConfig struct {
+	// Retention is how long trail records are kept at least: "180d"
+	// (the default and the minimum, R-SRV-3) or more; `banking audit
+	// prune` refuses anything younger.
+	Retention days `yaml:"retention"`
+	// CheckpointEvery and CheckpointInterval: a checkpoint signed by
+	// bank-audit after this many records or this often (defaults 1000, 1m).
+	CheckpointEvery    int           `yaml:"checkpoint_every"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// PublicKey is the bank-audit public key (PEM) `banking audit verify`
+	// checks against; empty: asked of keysvc.
+	PublicKey string `yaml:"public_key"`
+}
+
+// days is a duration written in days ("180d") or as a Go duration ("4320h").
+type days time.Duration
+
+// UnmarshalText reads "<n>d" or a Go duration.
+func (d *days) UnmarshalText(b []byte) error {
+	s := string(b)
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		v, err := strconv.Atoi(n)
+		if err != nil || v < 0 || v > 36500 {
+			return fmt.Errorf("%q: want a number of days such as 180d", s)
+		}
+		*d = days(time.Duration(v) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q: want a number of days such as 180d", s)
+	}
+	*d = days(v)
+	return nil
 }
 
 // storeConfig is the store section.
@@ -239,6 +288,12 @@ func (c *Config) defaults() {
 	if c.Store.Postgres.TxTimeout == 0 {
 		c.Store.Postgres.TxTimeout = 5 * time.Second
 	}
+	if c.Audit.Retention == 0 {
+		c.Audit.Retention = days(bankaudit.MinRetention)
+	}
+	if c.Alerts.Webhook.Timeout == 0 {
+		c.Alerts.Webhook.Timeout = 5 * time.Second
+	}
 }
 
 var (
@@ -372,6 +427,27 @@ func (c *Config) validate() error {
 	}
 	if c.ShutdownTimeout < time.Second || c.ShutdownTimeout > 10*time.Minute {
 		add("shutdown_timeout must be between 1s and 10m")
+	}
+	if time.Duration(c.Audit.Retention) < bankaudit.MinRetention {
+		add("audit.retention must be at least 180d: audit records are kept six months or more (R-SRV-3)")
+	}
+	if n := c.Audit.CheckpointEvery; n < 0 || n > 1000000 {
+		add("audit.checkpoint_every must be between 1 and 1000000 records")
+	}
+	if d := c.Audit.CheckpointInterval; d < 0 || (d > 0 && d < time.Second) || d > time.Hour {
+		add("audit.checkpoint_interval must be between 1s and 1h")
+	}
+	if w := c.Alerts.Webhook; w.URL != "" {
+		if !httpsURL(w.URL) && !strings.HasPrefix(w.URL, "https://") {
+			add("alerts.webhook.url must be https://host[:port]/path")
+		} else if u, err := url.Parse(w.URL); err != nil || u.User != nil {
+			add("alerts.webhook.url must not hold credentials")
+		}
+		if w.Timeout < 100*time.Millisecond || w.Timeout > time.Minute {
+			add("alerts.webhook.timeout must be between 100ms and 1m")
+		}
+	} else if w.CAFile != "" {
+		add("alerts.webhook.ca_file is set without alerts.webhook.url")
 	}
 	return errors.Join(errs...)
 }

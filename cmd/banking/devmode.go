@@ -217,6 +217,7 @@ var bankKeys = []bankKey{
 	{banking.KeyPwMAC, wire.PurposeMAC, wire.AlgHMACSM3, wire.ProtectionWrapped, []wire.Op{wire.OpMAC}},
 	{banking.KeyPII, wire.PurposeEncrypt, wire.AlgSM4, wire.ProtectionWrapped, []wire.Op{wire.OpDataKey}},
 	{banking.KeyReceipt, wire.PurposeSign, wire.AlgECP256, wire.ProtectionHSM, []wire.Op{wire.OpSign, wire.OpVerify, wire.OpPublic}},
+	{banking.KeyAudit, wire.PurposeSign, wire.AlgECP256, wire.ProtectionHSM, []wire.Op{wire.OpSign, wire.OpPublic}},
 }
 
 // provisionBankKeys creates the bank's keys in keysvc when missing,
