@@ -73,8 +73,7 @@ func (b *Bank) checkStore(ctx context.Context) error {
 	}
 	done := make(chan error, 1)
 	go func() {
-		defer b.ready.storeBusy.Store(false)
-		done <- b.db.View(func(tx store.Tx) error {
+		err := b.db.View(func(tx store.Tx) error {
 			bk := tx.Bucket(bucketReady)
 			if bk == nil {
 				return store.ErrBucketMissing
@@ -82,6 +81,11 @@ func (b *Bank) checkStore(ctx context.Context) error {
 			bk.Get([]byte("probe")) // one read: a database that lost its connection fails the View
 			return nil
 		})
+		// Free the slot before answering: freed after (a defer), a probe
+		// right after this one could find it still taken and report a
+		// store that answered as not answering (TestReadyz, 1 run in 6).
+		b.ready.storeBusy.Store(false)
+		done <- err
 	}()
 	ctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
 	defer cancel()
