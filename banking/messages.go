@@ -248,7 +248,9 @@ func compileFormats(keys []string) []format {
 			case 'q':
 				b.WriteString(`("(?:[^"\\]|\\.)*")`)
 			default:
-				b.WriteString(`(.+?)`)
+				// Any text but ": ", which joins a message to its detail:
+				// "order %s" must not take "order signature invalid: …".
+				b.WriteString(`((?:[^:]|:[^ ])+?)`)
 			}
 			last = l[1]
 		}

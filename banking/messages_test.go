@@ -144,6 +144,8 @@ func TestMessageChineseAndEnglish(t *testing.T) {
 		{"detail", validateLogin(&bankwire.LoginRequest{}), "请求无效：登录名、设备标识（不超过 64 个字符）和操作系统（不超过 64 个字符）均为必填项"},
 		{"format", fmt.Errorf("%w: order %s is %s, not waiting for review", ErrForbidden, "C00000001", "entered"), "无权进行此操作：指令 C00000001 的状态为 entered，不在待复核状态"},
 		{"quoted", fmt.Errorf("%w: login %q is taken", ErrExists, "alice"), "已存在：登录名「alice」已被占用"},
+		// "order %s" must not take a sentinel's own words ("order signature invalid") as its value.
+		{"detail after a sentinel", fmt.Errorf("%w: the signature does not match the order and your USB key", ErrBadSignature), "指令签名无效：签名与指令或您的 USB Key 不符"},
 		{"sentinel only", otp.ErrOTPExpired, "短信验证码已过期，请重新获取"},
 		{"fixed", fmt.Errorf("ledger: %w", ledger.ErrBlocked), "转账被拒绝：收款人或账户在本行的风险名单上"},
 		{"fallback", invalid("id_card: %v", errors.New("check digit wrong")), "请求无效（id_card: check digit wrong）"},

@@ -42,7 +42,7 @@ func TestCorpUSBOrderNoAccountOracle(t *testing.T) {
 				t.Errorf("signature %.8s…, %s: %s; another order got %s", sig, name, got, want)
 			}
 		}
-		if want != `422 map[error:map[code:signature_invalid message:order signature invalid: the signature does not match the order and your USB key]]` {
+		if want != `422 map[error:map[code:signature_invalid message:指令签名无效：签名与指令或您的 USB Key 不符]]` {
 			t.Errorf("signature %.8s…: %s, want signature_invalid", sig, want)
 		}
 	}
@@ -53,7 +53,7 @@ func TestCorpUSBOrderNoAccountOracle(t *testing.T) {
 	if a != b {
 		t.Errorf("signed orders: missing account %s, wrong name %s: they must not differ", a, b)
 	}
-	if want := `422 map[error:map[code:order_mismatch message:signed order does not match: the payee account and name do not match an account of this bank]]`; a != want {
+	if want := `422 map[error:map[code:order_mismatch message:转账指令不符：收款账号与户名不符，或不是本行账户]]`; a != want {
 		t.Errorf("signed order to a missing account: %s, want %s", a, want)
 	}
 	// Nothing moved; the right order still goes through.
