@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -289,10 +288,13 @@ func cmdAccounts(args []string) error {
 		}
 		return err
 	}
-	fmt.Printf("%-20s %-8s %15s  %-7s %s\n", tr("ACCOUNT"), tr("CURRENCY"), tr("BALANCE"), tr("STATE"), tr("LIMITS (per transfer / daily)"))
+	rows := make([][]string, 0, len(out.Accounts))
 	for _, a := range out.Accounts {
-		fmt.Printf("%-20s %-8s %15s  %-7s %s / %s\n", a.ID, a.Currency, a.Balance, a.State, a.Limits["per_transaction"], a.Limits["daily"])
+		rows = append(rows, []string{a.ID, a.Currency, l10n.Group(a.Balance), a.State,
+			l10n.Group(a.Limits["per_transaction"]) + " / " + l10n.Group(a.Limits["daily"])})
 	}
+	// Aligned by display width (the headers may be Chinese), amounts grouped.
+	table(os.Stdout, []string{tr("ACCOUNT"), tr("CURRENCY"), tr("BALANCE"), tr("STATE"), tr("LIMITS (per transfer / daily)")}, rows, 2)
 	return nil
 }
 
@@ -327,7 +329,7 @@ func cmdOrder(args []string) error {
 	}
 	sum := sha256.Sum256(order)
 	printf("Wrote %s (%d bytes, %s). It says:\n\n    %s\n\nSHA-256: %s\n", out, len(order), doc.Format,
-		strings.Join(doc.DisplayLines(), "\n    "), hex.EncodeToString(sum[:]))
+		strings.Join(doc.DisplayLinesIn(lang), "\n    "), hex.EncodeToString(sum[:]))
 	return nil
 }
 
