@@ -238,7 +238,7 @@ func TestUnitStaffPhoneChange(t *testing.T) {
 	// A notice, not a code, on both numbers.
 	for _, p := range []string{ana.phone, newPhone} {
 		m, ok := ub.outbox.Last(p)
-		if !ok || !strings.Contains(m.Text, "Security notice") || !strings.Contains(m.Text, "changed") && !strings.Contains(m.Text, "became") {
+		if !ok || !strings.Contains(m.Text, "安全提醒") || !strings.Contains(m.Text, "变更为") && !strings.Contains(m.Text, "成为您网上银行的预留手机号码") {
 			t.Fatalf("notice to %s: %+v %v", p, m, ok)
 		}
 		if _, ok := ub.outbox.LastCode(p); ok {

@@ -2,6 +2,7 @@ package banking
 
 import (
 	"fmt"
+	"github.com/keyward/keyward/token/l10n"
 	"time"
 
 	"github.com/keyward/keyward/banking/auth/bruteforce"
@@ -59,11 +60,13 @@ func (e *lockedLogin) Unwrap() error { return e.le }
 // to the number now registered (6.4.3: the customer hears of a change to
 // their second channel on both).
 func phoneNoticeOld(newMasked string, at time.Time) string {
-	return fmt.Sprintf("[Keyward Bank] Security notice: at %s the mobile number registered for your internet banking was changed at a branch to %s. "+
-		"SMS codes no longer come to this number. If you did not ask for this, call the bank at once.", untilText(at, at), newMasked)
+	// In Chinese, as every SMS of the bank's (its customers read Chinese;
+	// the one-time codes' texts are banking/auth/otp's).
+	return fmt.Sprintf("【Keyward银行】安全提醒：您的网上银行预留手机号码已于 %s 在柜台变更为 %s，此后短信验证码不再发送到本号码。如非本人办理，请立即致电本行。",
+		l10n.Clock(at, l10n.Chinese), newMasked)
 }
 
 func phoneNoticeNew(oldMasked string, at time.Time) string {
-	return fmt.Sprintf("[Keyward Bank] Security notice: at %s this number became the registered mobile number of your internet banking (it replaces %s). "+
-		"You have been logged out everywhere; log in again. Bank staff will never ask for your SMS codes.", untilText(at, at), oldMasked)
+	return fmt.Sprintf("【Keyward银行】安全提醒：本号码已于 %s 成为您网上银行的预留手机号码（原号码 %s）。您已在所有设备上退出登录，请重新登录。银行工作人员不会索要您的短信验证码。",
+		l10n.Clock(at, l10n.Chinese), oldMasked)
 }

@@ -1165,7 +1165,7 @@ func (s *procScenario) staffDuties(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"13800002222", bobNew} {
-		if !strings.Contains(string(raw), `"phone":"`+p+`","text":"[Keyward Bank] Security notice`) {
+		if !strings.Contains(string(raw), `"phone":"`+p+`","text":"【Keyward银行】安全提醒`) {
 			t.Errorf("no security notice to %s in the SMS relay's file", p)
 		}
 	}
