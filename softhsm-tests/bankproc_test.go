@@ -804,7 +804,7 @@ func (e *procEnv) balance(t testing.TB, sessFile, account string) string {
 	out := e.cli.ok(t, nil, "accounts", "-session-file", sessFile)
 	for _, line := range strings.Split(out, "\n") {
 		if f := strings.Fields(line); len(f) >= 3 && f[0] == account {
-			return f[2]
+			return strings.ReplaceAll(f[2], ",", "") // bankcli groups thousands: 10,000.00
 		}
 	}
 	t.Fatalf("account %s not in bankcli accounts:\n%s", account, out)
