@@ -200,6 +200,7 @@ var texts = l10n.NewCatalog(map[string]string{
 	"message must not hold line breaks, control or formatting characters, or any of < > \" ' &":                        "预留信息不得含换行、控制或格式字符，也不得含 < > \" ' & 中的任何字符",
 	"customer id must be c and 12 digits (as enrolment returned it)":                                                   "客户号须为 c 加 12 位数字（开户时返回的客户号）",
 	"this act needs the staff role %q, which your credential does not have; ask a colleague who holds it":              "办理此业务需要员工角色 %q，您的凭证没有该角色；请由具备该角色的同事办理",
+	"this account is already saved (as %q)":                                                                            "此账号已保存为常用收款人（编号 %q）",
 	"identity_checked must be one line":                                                                                "identity_checked 只能是一行",
 	"identity_checked is required: say how you checked the customer's identity, e.g. \"resident ID card ending 002X\"": "必须填写 identity_checked：说明如何核实客户身份，例如“居民身份证尾号 002X”",
 	"identity_checked must be at most %d characters: the document type and its last 4 characters":                      "identity_checked 最多 %d 个字符：证件类型及其最后 4 位",
