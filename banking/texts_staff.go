@@ -12,20 +12,10 @@ import (
 // one place (issue 18 items 5-6), so they can be translated together.
 // None holds a secret; phone numbers appear masked.
 
-// chinaTime is the zone a customer of the bank reads times in. China has
-// kept UTC+8 without daylight saving since 1991, so the fixed zone is
-// exact when the system has no zone database.
-var chinaTime = func() *time.Location {
-	if loc, err := time.LoadLocation("Asia/Shanghai"); err == nil {
-		return loc
-	}
-	return time.FixedZone("CST", 8*3600)
-}()
-
 // untilText is "14:05 China time (06:05 UTC)", with the date when the
 // moment is not on today's date in China.
 func untilText(until, now time.Time) string {
-	lc, ln := until.In(chinaTime), now.In(chinaTime)
+	lc, ln := until.In(l10n.China), now.In(l10n.China)
 	layout := "15:04"
 	if lc.Format(time.DateOnly) != ln.Format(time.DateOnly) {
 		layout = "2006-01-02 15:04"

@@ -16,22 +16,14 @@ import (
 	"golang.org/x/text/width"
 
 	"github.com/keyward/keyward/banking/bankwire"
+	"github.com/keyward/keyward/token/l10n"
 )
-
-// shanghai is the bank's time zone: times are shown as a customer in
-// China reads them, with the zone named in the column header.
-var shanghai = func() *time.Location {
-	if l, err := time.LoadLocation("Asia/Shanghai"); err == nil {
-		return l
-	}
-	return time.FixedZone("CST", 8*3600) // no tzdata: China has kept +08:00 without DST since 1991
-}()
 
 func localTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.In(shanghai).Format("2006-01-02 15:04:05")
+	return t.In(l10n.China).Format("2006-01-02 15:04:05")
 }
 
 // grouped writes an amount the bank sent ("-1234567.50") with thousands

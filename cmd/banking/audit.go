@@ -20,16 +20,8 @@ import (
 	"github.com/keyward/keyward/banking/bankaudit"
 	"github.com/keyward/keyward/banking/store"
 	"github.com/keyward/keyward/keysvc/audit"
+	"github.com/keyward/keyward/token/l10n"
 )
-
-// shanghai is Beijing time for the 2 a.m. reader (UTC+8 all year; the
-// fixed zone is used when the system has no zoneinfo).
-var shanghai = func() *time.Location {
-	if l, err := time.LoadLocation("Asia/Shanghai"); err == nil {
-		return l
-	}
-	return time.FixedZone("CST", 8*3600)
-}()
 
 // alertsFor is where security alerts go: the log, and the webhook when
 // alerts.webhook.url is set. close stops the webhook (queued events get
@@ -240,7 +232,7 @@ func auditTail(log *slog.Logger, cfg *Config, n int, out io.Writer) error {
 		if subject == "" {
 			subject = "-"
 		}
-		fmt.Fprintf(out, "%-7d %-19s %-9s %-24s %-22s %-20s %-20s %-15s %s\n", r.Seq, r.Time.In(shanghai).Format(time.DateTime),
+		fmt.Fprintf(out, "%-7d %-19s %-9s %-24s %-22s %-20s %-20s %-15s %s\n", r.Seq, r.Time.In(l10n.China).Format(time.DateTime),
 			r.Time.UTC().Format("15:04:05Z"), r.Client, r.Op, subject, r.Result, source, detail)
 	}
 	return nil
