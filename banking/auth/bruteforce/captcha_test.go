@@ -92,3 +92,47 @@ func TestCaptchaAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestCaptchaNotForLoginsInFlight: many customers behind one address
+// logging in at once (attempts begun, not yet settled) are not failures:
+// the captcha waits for settled failures, while the in-flight attempts
+// still count towards the source's lock (found by make bench-banking,
+// whose 1,000 customers log in from 127.0.0.1 with 64 workers).
+func TestCaptchaNotForLoginsInFlight(t *testing.T) {
+	ctx := context.Background()
+	clk := authtest.NewClock()
+	g, err := bruteforce.New(bruteforce.Config{DB: authtest.MustOpenDB(t), Now: clk.Now, CaptchaAfter: 3, IPLimit: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inFlight []*bruteforce.Attempt
+	for i := range 10 {
+		att, err := g.BeginHuman(ctx, fmt.Sprintf("cust%d", i), ip("192.0.2.80"), false)
+		if err != nil {
+			t.Fatalf("login %d in flight from one address: %v", i+1, err)
+		}
+		inFlight = append(inFlight, att)
+	}
+	for _, att := range inFlight[:7] {
+		if err := att.Succeeded(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, att := range inFlight[7:] { // three wrong passwords among them
+		if err := att.Failed(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := g.BeginHuman(ctx, "cust99", ip("192.0.2.80"), false); !errors.Is(err, bruteforce.ErrCaptchaRequired) {
+		t.Fatalf("after three settled failures from the address: %v, want ErrCaptchaRequired", err)
+	}
+	// In-flight attempts still bound concurrent guesses: the lock counts them.
+	for i := range 20 {
+		if _, err := g.BeginHuman(ctx, fmt.Sprintf("x%d", i), ip("198.51.100.90"), false); err != nil {
+			t.Fatalf("attempt %d in flight: %v", i+1, err)
+		}
+	}
+	if _, err := g.BeginHuman(ctx, "x99", ip("198.51.100.90"), true); !errors.Is(err, bruteforce.ErrLocked) {
+		t.Fatalf("21st attempt with 20 in flight: %v, want the source locked", err)
+	}
+}

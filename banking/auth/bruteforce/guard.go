@@ -156,9 +156,19 @@ type accountState struct {
 
 // ipState is stored per source (an IPv4 address or an IPv6 /64).
 type ipState struct {
-	Times       []time.Time `json:"times"` // failures (and attempts in flight) in the window, oldest first
+	Times []time.Time `json:"times"` // failures (and attempts in flight) in the window, oldest first
+	// Pending are the attempts in flight among Times (begun, not
+	// settled). They count towards the source's lock, which bounds
+	// concurrent guesses, but not towards the captcha: many customers
+	// behind one address (a NAT, an office proxy) logging in at once are
+	// not failures. An attempt whose process died is forgotten with the
+	// window, like a failure.
+	Pending     []time.Time `json:"pending,omitempty"`
 	LockedUntil time.Time   `json:"locked_until,omitzero"`
 }
+
+// failures is the source's settled failures in the window.
+func (s *ipState) failures() int { return max(0, len(s.Times)-len(s.Pending)) }
 
 func (s *accountState) refresh(now time.Time, cfg *Config) {
 	if !s.LockedUntil.IsZero() && !now.Before(s.LockedUntil) {
@@ -178,6 +188,11 @@ func (s *ipState) refresh(now time.Time, cfg *Config) {
 		i++
 	}
 	s.Times = s.Times[i:]
+	i = 0
+	for i < len(s.Pending) && now.Sub(s.Pending[i]) >= cfg.IPWindow {
+		i++
+	}
+	s.Pending = s.Pending[i:]
 }
 
 // SourceKey is how an address is counted: IPv4 (and IPv4-mapped IPv6) as
@@ -266,13 +281,14 @@ func (g *Guard) BeginHuman(ctx context.Context, account string, ip netip.Addr, h
 			refused = &LockedError{ScopeAccount, as.LockedUntil}
 			events = append(events, auth.Event{Kind: auth.KindAccountLocked, Account: account, IP: ip.String(),
 				Time: now, Count: as.Failures, Until: as.LockedUntil})
-		case !human && g.cfg.CaptchaAfter > 0 && (as.Failures >= g.cfg.CaptchaAfter || len(is.Times) >= g.cfg.CaptchaAfter):
+		case !human && g.cfg.CaptchaAfter > 0 && (as.Failures >= g.cfg.CaptchaAfter || is.failures() >= g.cfg.CaptchaAfter):
 			captcha = true
 			return nil // nothing counted, nothing changed
 		default:
 			as.Failures++
 			as.LastFailure = now
 			is.Times = append(is.Times, now)
+			is.Pending = append(is.Pending, now)
 		}
 		epoch = as.Epoch
 		if err := kv.Put(ab, []byte(account), &as); err != nil {
@@ -339,6 +355,7 @@ func (a *Attempt) settle(ctx context.Context, how int) error {
 			return err
 		}
 		sameEpoch := as.Epoch == a.epoch
+		is.Pending = removeOne(is.Pending, a.at) // settled, whatever the verdict
 		switch how {
 		case settleSuccess:
 			as = accountState{Epoch: as.Epoch + 1}
