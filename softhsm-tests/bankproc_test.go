@@ -870,6 +870,10 @@ func TestProcBankingEndToEnd(t *testing.T) {
 	// bank-audit key saved now: the observability step stops keysvc.
 	auditPub := procSaveAuditKey(t, e)
 	e.banking.afterStop = func(t *testing.T) { procAuditVerify(t, e, auditPub) }
+	// A checkpoint signed after the scenario's records, before keysvc
+	// stops: banking's shutdown checkpoint cannot be signed without it, and
+	// a scenario shorter than checkpoint_interval (1 s) left none.
+	procWaitNewCheckpoint(t, filepath.Join(e.dir, "banking.log"))
 	// Last, as it stops keysvc.
 	s.observability(t)
 	t.Logf("scenario done in %v; the servers stop next (SIGTERM, exit 0)", time.Since(start).Round(time.Millisecond))
@@ -1363,4 +1367,23 @@ func (s *procScenario) observability(t *testing.T) {
 		t.Errorf("/healthz on the API with keysvc stopped: %d, want 200 (liveness is not readiness)", st)
 	}
 	t.Logf("metrics.listen: %d bytes of scrape; /readyz 200, then 503 {failed: [keysvc]} with keysvc stopped", len(scrape))
+}
+
+// procWaitNewCheckpoint waits (10 s at most) until banking's log has one
+// more signed audit checkpoint than it has now.
+func procWaitNewCheckpoint(t *testing.T, logFile string) {
+	t.Helper()
+	count := func() int {
+		b, err := os.ReadFile(logFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(string(b), `msg="banking audit checkpoint" index=`)
+	}
+	before := count()
+	for deadline := time.Now().Add(10 * time.Second); count() == before; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no new banking audit checkpoint in %s within 10 s (checkpoint_interval is 1 s)", logFile)
+		}
+	}
 }
