@@ -122,18 +122,13 @@ func cmdDeposit(args []string) error {
 	if err := required("account", account, "amount", amount); err != nil {
 		return err
 	}
-	staff, err := readStaffToken(staffFile)
+	b, err := staffBank(f, staffFile)
 	if err != nil {
 		return err
 	}
 	if key == "" {
 		key = randomToken(12)
 	}
-	b, err := newBank(f.url, f.ca)
-	if err != nil {
-		return err
-	}
-	b.auth = "Bearer " + staff
 	c, cancel := ctx()
 	defer cancel()
 	var rc struct {
